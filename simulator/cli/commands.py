@@ -1,0 +1,129 @@
+"""One function per subcommand: load, compute, render. Nothing here knows the physics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from simulator.errors import InputError, InputErrors, XpusimError
+from simulator.loading import load_scenario
+from simulator.profiles.catalog import hardware_ids, load_hardware, load_model, model_ids
+from simulator.profiles.hardware import HardwareProfile
+from simulator.profiles.model import ModelProfile
+from simulator.profiles.validation import validate as validate_model
+from simulator.profiles.yaml_source import read_yaml
+from simulator.report.console import stdout_console
+from simulator.report.profile_tables import (
+    detail_table,
+    hardware_json,
+    hardware_table,
+    model_json,
+    model_table,
+)
+from simulator.report.run_report import render_result
+from simulator.simulate import simulate
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def run(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.file, args.overrides)
+    result = simulate(scenario)
+    if args.format == "json":
+        _print_json(result.model_dump(mode="json"))
+    else:
+        render_result(stdout_console(), scenario, result)
+    return 0
+
+
+def show(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.file, args.overrides)
+    data = scenario.model_dump(mode="json", exclude={"hardware", "model"})
+    data = {"name": data.pop("name"), "hardware": scenario.hardware.id,
+            "model": scenario.model.id, **data}
+    _print_json(data)
+    return 0
+
+
+def _kind_of(data: object) -> str:
+    """Guess what a YAML file is from its top-level keys."""
+    if isinstance(data, dict):
+        if "workload" in data:
+            return "scenario"
+        if "compute" in data or "scale_up" in data:
+            return "hardware"
+        if "layers" in data or "hidden_size" in data:
+            return "model"
+    return "unknown"
+
+
+def validate(args: argparse.Namespace) -> int:
+    console = stdout_console()
+    errors: list[InputError] = []
+    for name in args.files:
+        try:
+            kind = _validate_one(name)
+            console.print(f"ok: {name} ({kind})", markup=False)
+        except InputErrors as exc:
+            errors.extend(exc.errors)
+        except InputError as exc:
+            errors.append(exc)
+        except XpusimError as exc:
+            errors.append(InputError(str(exc), file=name))
+    if errors:
+        raise InputErrors(errors)
+    return 0
+
+
+def _validate_one(name: str) -> str:
+    doc = read_yaml(name)
+    kind = _kind_of(doc.data)
+    if kind == "scenario":
+        load_scenario(name)
+    elif kind == "hardware":
+        validate_model(HardwareProfile, doc.data, doc)
+    elif kind == "model":
+        validate_model(ModelProfile, doc.data, doc)
+    else:
+        raise InputError("not a scenario (needs 'workload'), hardware profile (needs "
+                         "'compute') or model profile (needs 'layers')", file=name)
+    return kind
+
+
+def list_profiles(args: argparse.Namespace) -> int:
+    profiles = [load_hardware(i) for i in hardware_ids()]
+    if args.format == "json":
+        _print_json([hardware_json(p) for p in profiles])
+    else:
+        stdout_console().print(hardware_table(profiles))
+    return 0
+
+
+def list_models(args: argparse.Namespace) -> int:
+    models = [load_model(i) for i in model_ids()]
+    if args.format == "json":
+        _print_json([model_json(m) for m in models])
+    else:
+        stdout_console().print(model_table(models))
+    return 0
+
+
+def show_profile(args: argparse.Namespace) -> int:
+    profile = load_hardware(args.id, Path.cwd())
+    if args.format == "json":
+        _print_json(hardware_json(profile))
+    else:
+        stdout_console().print(detail_table(profile))
+    return 0
+
+
+def show_model(args: argparse.Namespace) -> int:
+    model = load_model(args.id, Path.cwd())
+    if args.format == "json":
+        _print_json(model_json(model))
+    else:
+        stdout_console().print(detail_table(model))
+    return 0

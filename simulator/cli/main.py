@@ -1,0 +1,97 @@
+"""The ``xpusim`` command: parse arguments, call one function, render, map errors to exit codes.
+
+Exit codes: 0 success, 2 bad input (one clear message per problem, no traceback),
+1 an internal error (a bug: the traceback is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from simulator.cli import commands
+from simulator.errors import InputErrors, XpusimError
+from simulator.report.console import stderr_console
+
+
+def _add_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="table (default) or json on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xpusim",
+        description="Accelerator cost/throughput simulator for LLM training and inference.",
+    )
+    parser.add_argument("--version", action="version", version=f"xpusim {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="simulate one scenario file")
+    run.add_argument("file", help="scenario YAML file")
+    run.add_argument("--set", dest="overrides", action="append", default=[],
+                     metavar="PATH=VALUE",
+                     help="override a field before validation, e.g. --set cluster.accelerators=16"
+                          " (repeatable)")
+    _add_format(run)
+    run.set_defaults(func=commands.run)
+
+    validate = sub.add_parser("validate", help="check scenario or profile files without running")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.set_defaults(func=commands.validate)
+
+    show = sub.add_parser("show", help="print the fully resolved scenario (defaults and "
+                                       "overrides applied)")
+    show.add_argument("file")
+    show.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="PATH=VALUE")
+    show.set_defaults(func=commands.show)
+
+    for noun, help_text in (("profiles", "built-in hardware profiles"),
+                            ("models", "built-in model profiles")):
+        group = sub.add_parser(noun, help=help_text)
+        verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+        listing = verbs.add_parser("list", help=f"list the {help_text}")
+        _add_format(listing)
+        listing.set_defaults(func=commands.list_profiles if noun == "profiles"
+                             else commands.list_models)
+        detail = verbs.add_parser("show", help="every field of one profile with its source")
+        detail.add_argument("id", help="built-in id or path to a YAML file")
+        _add_format(detail)
+        detail.set_defaults(func=commands.show_profile if noun == "profiles"
+                            else commands.show_model)
+    return parser
+
+
+def _version() -> str:
+    from simulator import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except XpusimError as exc:
+        _print_error(exc)
+        return exc.exit_code
+    except BrokenPipeError:  # e.g. `xpusim profiles list | head`
+        return 0
+    except KeyboardInterrupt:
+        stderr_console().print("interrupted")
+        return 130
+
+
+def _print_error(exc: XpusimError) -> None:
+    console = stderr_console()
+    lines = [e.render() for e in exc.errors] if isinstance(exc, InputErrors) else [str(exc)]
+    for line in lines:
+        console.print(f"error: {line}", markup=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The per-device memory footprint of a whole scenario, and its verdict.
+
+Joins the pieces of :mod:`simulator.perf.memory` according to the workload's layout.
+"""
+
+from __future__ import annotations
+
+from simulator.perf.memory import (
+    BYTES_GRAD,
+    BYTES_OPTIMIZER,
+    BYTES_WEIGHT_TRAIN,
+    Footprint,
+    activation_bytes_per_layer,
+    inflight_microbatches,
+    kv_bytes_per_token,
+    runtime_reserve,
+    stage_params,
+)
+from simulator.profiles.inference import InferenceWorkload, TokenDistribution
+from simulator.profiles.model import ModelProfile
+from simulator.profiles.precision import Precision
+from simulator.profiles.scenario import Scenario
+from simulator.profiles.training import FinetuneMethod, TrainingWorkload
+
+_LORA_SHAPES = {  # (in, out) of each LoRA target, in units resolved per model
+    "q": ("h", "q"), "k": ("h", "kv"), "v": ("h", "kv"), "o": ("q", "h"),
+    "gate": ("h", "f"), "up": ("h", "f"), "down": ("f", "h"),
+}
+
+
+def lora_params_per_layer(model: ModelProfile, rank: int, targets: tuple[str, ...]) -> float:
+    """Adapter parameters per layer: rank x (in + out) for each targeted projection."""
+    dims = {
+        "h": model.hidden_size,
+        "q": model.attention_heads * model.head_dim_resolved,
+        "kv": model.kv_heads_resolved * model.head_dim_resolved,
+        "f": model.ffn_size,
+    }
+    return float(sum(rank * (dims[_LORA_SHAPES[t][0]] + dims[_LORA_SHAPES[t][1]])
+                     for t in targets))
+
+
+def training_footprint(scenario: Scenario) -> Footprint:
+    w = scenario.workload
+    assert isinstance(w, TrainingWorkload)
+    model, hw = scenario.model, scenario.hardware
+    par = w.parallelism
+    dp = par.dp or 1
+    params = stage_params(model, par.tp, par.pp, par.ep)
+    # ZeRO shards over the data-parallel group; experts' group is smaller by ep.
+    dense_group = dp * par.cp
+    expert_group = max(1, dense_group // par.ep)
+    notes: list[str] = []
+
+    def sharded(bytes_per_param: float, stage: int) -> float:
+        if par.zero < stage:
+            return bytes_per_param * params.total
+        return bytes_per_param * (params.dense / dense_group + params.expert / expert_group)
+
+    parts: dict[str, float] = {}
+    if w.finetune.method is FinetuneMethod.LORA:
+        parts["weights"] = BYTES_WEIGHT_TRAIN * params.total  # frozen base, not sharded
+        adapters = lora_params_per_layer(model, w.finetune.rank, w.finetune.targets)
+        adapters *= model.layers / par.pp / par.tp
+        parts["gradients"] = BYTES_GRAD * adapters
+        parts["optimizer"] = BYTES_OPTIMIZER * adapters
+        notes.append(f"LoRA rank {w.finetune.rank}: {adapters:.3g} trainable parameters "
+                     f"per device")
+    else:
+        parts["weights"] = sharded(BYTES_WEIGHT_TRAIN, 3)
+        parts["gradients"] = sharded(BYTES_GRAD, 2)
+        parts["optimizer"] = sharded(BYTES_OPTIMIZER, 1)
+    microbatches = w.global_batch_size // (dp * w.micro_batch_size)
+    per_layer = activation_bytes_per_layer(
+        model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel),
+        w.recompute.value, par.cp)
+    layers_per_stage = model.layers / par.pp
+    inflight = inflight_microbatches(w.pipeline_schedule.value, par.pp, par.vpp, microbatches)
+    parts["activations"] = per_layer * layers_per_stage * inflight
+    # fp32 logits of the LM head on the last stage (vocab-parallel over TP)
+    parts["logits"] = 4.0 * w.seq_len / par.cp * w.micro_batch_size * model.vocab_size / par.tp
+    parts["runtime_reserve"] = runtime_reserve(hw)
+    return Footprint(parts, hw.hbm_capacity, tuple(notes))
+
+
+def _mean_tokens(count) -> float:
+    if isinstance(count, TokenDistribution):
+        d = count
+        if d.value is not None:
+            return float(d.value)
+        if d.low is not None and d.high is not None:
+            return (d.low + d.high) / 2
+        if d.mean is not None:
+            return d.mean
+        if d.values:
+            weights = d.weights or (1.0,) * len(d.values)
+            return sum(v * wt for v, wt in zip(d.values, weights, strict=True)) / sum(weights)
+    return float(count)
+
+
+def inference_footprint(scenario: Scenario, tp: int | None = None,
+                        pp: int | None = None) -> Footprint:
+    """Weights, a workspace for one iteration and the reserve; the rest is KV cache.
+
+    The KV cache is reported as the bytes needed to hold one full batch of mean-length
+    requests (``kv_cache_for_batch``), which tells whether the batching limits make sense.
+    """
+    w = scenario.workload
+    assert isinstance(w, InferenceWorkload)
+    model, hw = scenario.model, scenario.hardware
+    tp = tp or w.parallelism.tp
+    pp = pp or w.parallelism.pp
+    weight_bytes = Precision(w.precision).bytes_per_element
+    params = stage_params(model, tp, pp, 1)
+    parts = {"weights": weight_bytes * (params.dense + params.expert * 1.0)}
+    # Workspace: the hidden states, QKV and FFN intermediates of one iteration's tokens
+    # (16-bit), plus fp32 logits for the batch's sampled positions.
+    tokens = w.batching.max_tokens_per_step
+    ffn = model.moe.expert_ffn_size if model.moe else model.ffn_size
+    width = 4 * model.hidden_size + 2 * ffn / tp
+    parts["activations"] = 2.0 * tokens * width + 4.0 * w.batching.max_batch_size * \
+        model.vocab_size / tp
+    parts["runtime_reserve"] = runtime_reserve(hw)
+    kv_precision = w.kv_cache_precision or Precision.BF16
+    per_token = kv_bytes_per_token(model, kv_precision, tp, pp)
+    context = _mean_tokens(w.prompt_tokens) + _mean_tokens(w.output_tokens)
+    batch_kv = per_token * context * w.batching.max_batch_size
+    footprint = Footprint(parts, hw.hbm_capacity)
+    notes = [f"KV cache: {per_token / 1e3:.4g} kB per token per device; a full batch of "
+             f"{w.batching.max_batch_size} mean-length requests needs {batch_kv / 1e9:.3g} GB"]
+    if footprint.fits:
+        capacity_tokens = footprint.headroom / per_token
+        notes.append(f"room for {capacity_tokens:,.0f} tokens of KV cache per replica")
+    return Footprint(parts, hw.hbm_capacity, tuple(notes))
+
+
+def scenario_footprint(scenario: Scenario) -> Footprint:
+    if isinstance(scenario.workload, TrainingWorkload):
+        return training_footprint(scenario)
+    return inference_footprint(scenario)

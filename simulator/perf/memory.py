@@ -1,0 +1,196 @@
+"""Memory footprint per device: weights, gradients, optimizer state, activations, KV cache.
+
+Training follows the mixed-precision Adam accounting of Rajbhandari et al. (ZeRO, 2020):
+2 bytes of bf16/fp16 weights, 2 of gradients, 12 of optimizer state (fp32 master copy, first
+and second moments) per parameter; ZeRO stage 1 shards the optimizer state over the
+data-parallel ranks, stage 2 also the gradients, stage 3 also the weights. Activations follow
+Korthikanti et al. (2022) and are kept for as many microbatches as the pipeline schedule
+holds in flight. Inference holds weights, the KV cache and a workspace for one iteration.
+
+Every function returns bytes per device of the most loaded pipeline stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from simulator.profiles.hardware import HardwareProfile
+from simulator.profiles.model import AttentionKind, ModelProfile
+from simulator.profiles.params import attention_params, count_params, ffn_params
+from simulator.profiles.precision import Precision
+from simulator.units import format_si
+
+# CUDA/ROCm context, communication buffers and allocator fragmentation: a fixed part plus a
+# share of capacity. Serving frameworks reserve similar amounts (vLLM's default
+# gpu_memory_utilization of 0.9 leaves 10%); this is an assumption, documented in
+# docs/modelling.md.
+RUNTIME_RESERVE_FIXED_BYTES = 2 * 2**30
+RUNTIME_RESERVE_FRACTION = 0.05
+
+BYTES_WEIGHT_TRAIN = 2.0  # bf16/fp16 working copy (also with fp8 compute: TE keeps bf16)
+BYTES_GRAD = 2.0
+BYTES_OPTIMIZER = 12.0  # fp32 master weights + Adam m and v
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Bytes per device by consumer, and the verdict against the device's capacity."""
+
+    parts: dict[str, float]
+    capacity: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.capacity
+
+    @property
+    def headroom(self) -> float:
+        """Free bytes (negative when it does not fit)."""
+        return self.capacity - self.total
+
+    @property
+    def biggest(self) -> str:
+        return max(self.parts, key=lambda name: self.parts[name])
+
+    def verdict(self) -> str:
+        need, have = format_si(self.total, "B"), format_si(self.capacity, "B")
+        biggest = f"{self.biggest} {format_si(self.parts[self.biggest], 'B')}"
+        if self.fits:
+            return f"fits: {need} of {have} per device ({format_si(self.headroom, 'B')} free)"
+        return (f"does not fit: needs {need} per device, has {have} (short by "
+                f"{format_si(-self.headroom, 'B')}); biggest consumer: {biggest}")
+
+
+def runtime_reserve(hardware: HardwareProfile) -> float:
+    return RUNTIME_RESERVE_FIXED_BYTES + RUNTIME_RESERVE_FRACTION * hardware.hbm_capacity
+
+
+# ---- parameters per device ------------------------------------------------------------------
+@dataclass(frozen=True)
+class StageParams:
+    """Parameters held by one device of the most loaded pipeline stage."""
+
+    dense: float  # sharded by TP only (attention, dense FFN, norms, embeddings)
+    expert: float  # sharded by EP x TP
+
+    @property
+    def total(self) -> float:
+        return self.dense + self.expert
+
+
+def stage_params(model: ModelProfile, tp: int, pp: int, ep: int = 1) -> StageParams:
+    """Largest per-device parameter share over the pipeline stages.
+
+    Layers split evenly; the first stage also holds the embedding, the last the LM head
+    (Megatron's layout; with tied embeddings both hold a copy).
+    """
+    counts = count_params(model)
+    layers_per_stage = model.layers / pp
+    per_norm = counts.norms / (2 * model.layers + 1)
+    best = StageParams(0.0, 0.0)
+    for stage in range(pp):
+        first, last = stage == 0, stage == pp - 1
+        start = round(stage * layers_per_stage)
+        end = round((stage + 1) * layers_per_stage)
+        dense = expert = 0.0
+        for index in range(start, end):
+            dense += attention_params(model) + 2 * per_norm
+            if model.is_moe_layer(index):
+                assert model.moe is not None
+                m = model.moe
+                expert_one = ffn_params(model, m.expert_ffn_size)
+                expert += m.experts * expert_one
+                dense += m.shared_experts * expert_one + model.hidden_size * m.experts
+            else:
+                dense += counts.dense_ffn_per_layer
+        if first:
+            dense += counts.embedding
+        if last:
+            dense += (counts.lm_head or counts.embedding if model.tied_embeddings and pp > 1
+                      else counts.lm_head) + per_norm
+        candidate = StageParams(dense / tp, expert / (ep * tp))
+        if candidate.total > best.total:
+            best = candidate
+    return best
+
+
+# ---- KV cache -----------------------------------------------------------------------------
+def kv_bytes_per_token(model: ModelProfile, kv_precision: Precision | str, tp: int = 1,
+                       pp: int = 1) -> float:
+    """KV-cache bytes one token occupies on one device of a TP x PP replica.
+
+    GQA/MHA: 2 (K and V) x kv_heads x head_dim per layer, heads split over TP (a head is
+    replicated when tp > kv_heads). MLA: the compressed latent (kv_lora_rank) plus the
+    decoupled RoPE key (qk_rope_head_dim) per layer, replicated on every TP rank.
+    """
+    element = Precision(kv_precision).bytes_per_element
+    layers = model.layers / pp
+    if model.attention is AttentionKind.MLA:
+        assert model.mla is not None
+        per_layer = model.mla.kv_lora_rank + model.mla.qk_rope_head_dim
+    else:
+        kv_heads_per_device = max(1.0, model.kv_heads_resolved / tp)
+        per_layer = 2 * kv_heads_per_device * model.head_dim_resolved
+    return per_layer * layers * element
+
+
+# ---- activations (training) ---------------------------------------------------------------
+def activation_bytes_per_layer(model: ModelProfile, seq: int, micro_batch: int, tp: int,
+                               sequence_parallel: bool, recompute: str, cp: int = 1,
+                               flash_attention: bool = True) -> float:
+    """Activation bytes one transformer layer keeps for backward, per device.
+
+    Korthikanti et al. 2022 count, for a GPT layer with 16-bit activations and 1-byte
+    dropout masks, s·b·h·(34 + 5·a·s/h) bytes; we derive the same terms from the layer's
+    actual shapes so that GQA, gated MLPs and FFN sizes other than 4h are counted right:
+      attention block  norm input 2h, QKV input 2h, Q 2·a·d, K and V 2·2·k·d,
+                       output-projection input 2·a·d, dropout mask h (if dropout)
+      core attention   5·a·s per token without FlashAttention (scores, softmax, mask)
+      MLP block        norm input 2h, FC1 input 2h, activation input/outputs
+                       (2f+2f non-gated, 3·2f gated), dropout mask h (if dropout)
+    With TP and sequence parallelism every term divides by t; with TP alone the norm inputs,
+    masks and the block inputs stay whole. Selective recompute drops the core-attention
+    term; full recompute keeps only the layer input (2h, /t with SP). CP divides s.
+    """
+    s = seq / cp
+    b = micro_batch
+    h = model.hidden_size
+    a = model.attention_heads
+    d = model.head_dim_resolved
+    k = model.kv_heads_resolved
+    f = model.ffn_size
+    if model.moe is not None:
+        f = model.moe.expert_ffn_size * (model.moe.active_experts + model.moe.shared_experts)
+    dropout = model.position_embedding.value == "learned"  # GPT-style models train with dropout
+    mask = h if dropout else 0
+    if recompute == "full":
+        return 2 * s * b * h / (tp if sequence_parallel else 1)
+    # terms that split over TP regardless of SP
+    split = 2 * a * d + 4 * k * d + 2 * a * d
+    split += (3 * 2 * f) if model.activation.gated else (2 * f + 2 * f)
+    # terms that split only with SP: norm inputs (2h each), QKV and FC1 inputs, masks
+    replicated = 2 * h + 2 * h + 2 * h + 2 * h + 2 * mask
+    per_token = split / tp + (replicated / tp if sequence_parallel else replicated)
+    core = 0.0
+    if not flash_attention and recompute == "none":
+        core = 5 * a * s / tp  # attention scores, softmax output and dropout per token
+    return s * b * (per_token + core)
+
+
+def inflight_microbatches(schedule: str, pp: int, vpp: int, microbatches: int) -> float:
+    """Microbatches whose activations the first pipeline stage holds at its peak.
+
+    1F1B: pp (warm-up depth). Interleaved: pp·(1 + (pp-1)/(pp·vpp)) (Narayanan et al. 2021,
+    Korthikanti et al. 2022). GPipe: all microbatches of the step.
+    """
+    if schedule == "gpipe":
+        return float(microbatches)
+    depth = float(min(pp, microbatches))
+    if schedule == "interleaved" and pp > 1:
+        depth = pp * (1 + (pp - 1) / (pp * vpp))
+    return depth

@@ -1,0 +1,132 @@
+"""The built-in hardware and model profiles, found by id.
+
+In a source checkout they live at the repository top (``hardware_profiles/``,
+``model_profiles/``); an installed wheel carries copies under ``simulator/_data/``. Either
+way ``hardware_ids()`` lists them and ``load_hardware("h100-sxm")`` loads one. A reference
+that looks like a path (has a ``/`` or ends in ``.yaml``/``.yml``) is read as a file instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import cache
+from pathlib import Path
+
+from simulator.errors import InputError
+from simulator.profiles.hardware import HardwareProfile
+from simulator.profiles.model import ModelProfile
+from simulator.profiles.validation import validate
+from simulator.profiles.yaml_source import read_yaml
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def _builtin_dir(name: str) -> Path:
+    packaged = _PACKAGE / "_data" / name
+    if packaged.is_dir():
+        return packaged
+    return _PACKAGE.parent / name
+
+
+def hardware_dir() -> Path:
+    return _builtin_dir("hardware_profiles")
+
+
+def model_dir() -> Path:
+    return _builtin_dir("model_profiles")
+
+
+def _ids(directory: Path) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def hardware_ids() -> list[str]:
+    return _ids(hardware_dir())
+
+
+def model_ids() -> list[str]:
+    return _ids(model_dir())
+
+
+def looks_like_path(ref: str) -> bool:
+    return "/" in ref or "\\" in ref or ref.endswith((".yaml", ".yml"))
+
+
+def close_matches(ref: str, ids: list[str]) -> str:
+    near = difflib.get_close_matches(ref, ids, n=4, cutoff=0.5)
+    near += [i for i in ids if ref and ref.lower() in i and i not in near][: 4 - len(near)]
+    if near:
+        return "did you mean " + ", ".join(near) + "?"
+    return "known: " + ", ".join(ids)
+
+
+def unknown_id_message(kind: str, ref: str, ids: list[str]) -> str:
+    command = "profiles" if kind.startswith("hardware") else "models"
+    return (f"unknown {kind} {ref!r}; {close_matches(ref, ids)} (`xpusim {command} list` "
+            f"shows all; or give a path to a YAML file)")
+
+
+def _resolve(ref: str, directory: Path, kind: str, base_dir: Path | None) -> Path:
+    if looks_like_path(ref):
+        path = Path(ref)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        return path
+    path = directory / f"{ref}.yaml"
+    if not path.exists():
+        raise LookupError(unknown_id_message(kind, ref, _ids(directory)))
+    return path
+
+
+def hardware_path(ref: str, base_dir: Path | None = None) -> Path:
+    return _resolve(ref, hardware_dir(), "hardware profile", base_dir)
+
+
+def model_path(ref: str, base_dir: Path | None = None) -> Path:
+    return _resolve(ref, model_dir(), "model", base_dir)
+
+
+@cache
+def _load_hardware_file(path: Path, mtime_ns: int) -> HardwareProfile:
+    doc = read_yaml(path)
+    _require_mapping(doc.data, str(path))
+    return validate(HardwareProfile, doc.data, doc)
+
+
+@cache
+def _load_model_file(path: Path, mtime_ns: int) -> ModelProfile:
+    doc = read_yaml(path)
+    _require_mapping(doc.data, str(path))
+    return validate(ModelProfile, doc.data, doc)
+
+
+def _mtime(path: Path) -> int:
+    """Part of the cache key, so that an edited file is read again (notebooks, sweeps)."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1  # missing: read_yaml reports it
+
+
+def _require_mapping(data: object, file: str) -> None:
+    if not isinstance(data, dict):
+        raise InputError(f"expected a mapping of fields at the top level, got "
+                         f"{type(data).__name__}", file=file)
+
+
+def load_hardware(ref: str | Path, base_dir: Path | None = None) -> HardwareProfile:
+    """Load a hardware profile by built-in id or path. Raises InputError for bad input."""
+    try:
+        path = hardware_path(str(ref), base_dir)
+    except LookupError as exc:
+        raise InputError(str(exc)) from None
+    return _load_hardware_file(path.resolve(), _mtime(path))
+
+
+def load_model(ref: str | Path, base_dir: Path | None = None) -> ModelProfile:
+    """Load a model profile by built-in id or path. Raises InputError for bad input."""
+    try:
+        path = model_path(str(ref), base_dir)
+    except LookupError as exc:
+        raise InputError(str(exc)) from None
+    return _load_model_file(path.resolve(), _mtime(path))

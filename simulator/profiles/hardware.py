@@ -1,0 +1,262 @@
+"""Hardware profile: one accelerator system, every number with its unit and source.
+
+A profile describes one device (its peak FLOP/s, memory, power, price), how devices are
+joined (a scale-up domain such as an NVLink switch, an xGMI mesh or a TPU ICI torus, and a
+scale-out fabric between domains) and the fractions of peak that real kernels achieve.
+Link bandwidths are stored per direction (one-way), whatever the YAML said, because
+collective-time models need the one-way figure; ``direction`` says what the YAML meant.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Annotated
+
+from annotated_types import Gt
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simulator.profiles.precision import Precision
+from simulator.profiles.quantities import (
+    Bandwidth,
+    Bytes,
+    FlopRate,
+    Fraction,
+    NonNegativePower,
+    NonNegativeSeconds,
+    PositiveRatio,
+    Power,
+    Seconds,
+    Sourced,
+    Usd,
+    UsdPerHour,
+)
+
+PositiveInt = Annotated[int, Gt(0)]
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+class Direction(StrEnum):
+    """Whether a quoted link bandwidth counts one direction or both added together."""
+
+    UNIDIRECTIONAL = "unidirectional"
+    BIDIRECTIONAL = "bidirectional"
+
+
+class ScaleUpTopology(StrEnum):
+    SWITCH = "switch"  # every device reaches every other at full bandwidth (NVSwitch)
+    MESH = "mesh"  # direct links to every peer, bandwidth split across peers (xGMI)
+    TORUS = "torus"  # neighbours only, multi-hop (TPU ICI, NeuronLink)
+
+
+class ScaleOutTopology(StrEnum):
+    FAT_TREE = "fat_tree"
+    RAIL_OPTIMIZED = "rail_optimized"
+    CLOS = "clos"
+    TORUS = "torus"
+    DRAGONFLY = "dragonfly"
+
+
+class DeviceKind(StrEnum):
+    GPU = "gpu"
+    TPU = "tpu"
+    ASIC = "asic"
+
+
+class Compute(BaseModel):
+    model_config = _FROZEN
+
+    peak_flops: dict[Precision, Sourced[FlopRate]] = Field(
+        description="dense peak FLOP/s (or OP/s for integers) per precision, per device"
+    )
+
+    @model_validator(mode="after")
+    def _has_a_training_precision(self) -> Compute:
+        if not self.peak_flops:
+            raise ValueError("peak_flops must list at least one precision (e.g. bf16)")
+        return self
+
+
+class Memory(BaseModel):
+    model_config = _FROZEN
+
+    capacity: Sourced[Bytes] = Field(description="usable HBM capacity per device")
+    bandwidth: Sourced[Bandwidth] = Field(description="peak HBM bandwidth per device")
+    on_chip_sram: Sourced[Bytes] = Field(description="on-chip SRAM / last-level cache")
+
+
+class ScaleUp(BaseModel):
+    """The fast domain: NVLink/NVSwitch, Infinity Fabric, ICI, NeuronLink, Gaudi RoCE ports."""
+
+    model_config = _FROZEN
+
+    name: str = Field(description="e.g. 'NVLink 4 via NVSwitch'")
+    domain_size: Sourced[PositiveInt] = Field(description="devices in one scale-up domain")
+    bandwidth_per_device: Sourced[Bandwidth] = Field(
+        description="aggregate link bandwidth of one device into the domain"
+    )
+    direction: Direction = Field(description="what bandwidth_per_device counts")
+    topology: ScaleUpTopology
+    torus_dims: tuple[PositiveInt, ...] | None = Field(
+        None, description="torus shape (torus only); its product is the domain size"
+    )
+    latency: Sourced[Seconds] = Field(description="one-hop latency of a small message")
+    in_network_reduction: bool = Field(
+        False, description="switch-side reduction (NVLink SHARP) available for all-reduce"
+    )
+
+    @property
+    def bandwidth_one_way(self) -> float:
+        """Per-device bandwidth in one direction, bytes/s."""
+        bw = self.bandwidth_per_device.value
+        return bw / 2 if self.direction is Direction.BIDIRECTIONAL else bw
+
+    @model_validator(mode="after")
+    def _torus_shape(self) -> ScaleUp:
+        if self.torus_dims is not None:
+            if self.topology is not ScaleUpTopology.TORUS:
+                raise ValueError("torus_dims is only meaningful with topology: torus")
+            if math.prod(self.torus_dims) != self.domain_size.value:
+                raise ValueError(
+                    f"torus_dims {list(self.torus_dims)} hold {math.prod(self.torus_dims)} "
+                    f"devices but domain_size is {self.domain_size.value}"
+                )
+        return self
+
+
+class ScaleOut(BaseModel):
+    """The network between scale-up domains (InfiniBand, RoCE, EFA, DCN)."""
+
+    model_config = _FROZEN
+
+    name: str = Field(description="e.g. '8x 400 Gb/s NDR InfiniBand per node'")
+    bandwidth_per_device: Sourced[Bandwidth] = Field(description="NIC bandwidth per device")
+    direction: Direction
+    latency: Sourced[Seconds]
+    topology: ScaleOutTopology
+
+    @property
+    def bandwidth_one_way(self) -> float:
+        bw = self.bandwidth_per_device.value
+        return bw / 2 if self.direction is Direction.BIDIRECTIONAL else bw
+
+
+class PowerSpec(BaseModel):
+    model_config = _FROZEN
+
+    tdp: Sourced[Power] = Field(description="device thermal design / board power")
+    idle: Sourced[NonNegativePower] = Field(description="device power when idle")
+    system_per_device: Sourced[NonNegativePower] = Field(
+        description="the device's share of host CPUs, NICs, switches and fans at load"
+    )
+
+    @model_validator(mode="after")
+    def _idle_below_tdp(self) -> PowerSpec:
+        if self.idle.value >= self.tdp.value:
+            raise ValueError(f"idle power {self.idle.value:g} W must be below the TDP "
+                             f"{self.tdp.value:g} W")
+        return self
+
+
+class CloudPrice(Sourced[UsdPerHour]):
+    provider: str
+    date: str = Field(description="when the price was quoted, e.g. 2026-05")
+
+
+class Price(BaseModel):
+    model_config = _FROZEN
+
+    purchase_per_device: Sourced[Usd] | None = Field(
+        None, description="purchase price per device incl. its share of host, network and rack "
+                          "(absent for rent-only parts such as TPUs)"
+    )
+    cloud_per_device_hour: CloudPrice
+
+
+class GemmEfficiency(BaseModel):
+    """Achievable fraction of peak for GEMMs, and how it falls for small ones.
+
+    eff(F) = large[precision] * F / (F + half_size_flops): a GEMM of F FLOPs reaches half of the
+    large-GEMM efficiency at F = half_size_flops.
+    """
+
+    model_config = _FROZEN
+
+    large: dict[Precision, Sourced[Fraction]]
+    half_size_flops: Sourced[Annotated[float, Gt(0)]] = Field(
+        description="FLOPs of a GEMM that reaches half the large-GEMM efficiency"
+    )
+
+
+class Efficiency(BaseModel):
+    model_config = _FROZEN
+
+    gemm: GemmEfficiency
+    hbm: Sourced[Fraction] = Field(description="achievable fraction of peak HBM bandwidth")
+    scale_up_collective: Sourced[PositiveRatio] = Field(
+        description="bus bandwidth of large ring collectives / one-way link bandwidth"
+    )
+    scale_out_collective: Sourced[PositiveRatio] = Field(
+        description="bus bandwidth of large collectives across domains / one-way NIC bandwidth"
+    )
+    kernel_overhead: Sourced[NonNegativeSeconds] = Field(
+        description="fixed cost per kernel launch (launch + tail), added to each operation"
+    )
+
+
+class Reliability(BaseModel):
+    model_config = _FROZEN
+
+    mtbf_per_accelerator: Sourced[Seconds] = Field(
+        description="mean time between job-interrupting failures attributable to one "
+                    "accelerator and its share of host and network"
+    )
+
+
+class HardwareProfile(BaseModel):
+    """One accelerator system. Immutable; what-ifs build a new one."""
+
+    model_config = _FROZEN
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    name: str
+    vendor: str
+    kind: DeviceKind
+    release: str | None = None
+    description: str = ""
+    devices_per_node: Sourced[PositiveInt] = Field(description="devices per host / server")
+    compute: Compute
+    memory: Memory
+    scale_up: ScaleUp
+    scale_out: ScaleOut
+    power: PowerSpec
+    price: Price
+    efficiency: Efficiency
+    reliability: Reliability
+    sources: dict[str, str] = Field(
+        default_factory=dict, description="source ids used in 'source' fields, with URLs"
+    )
+
+    def peak(self, precision: Precision | str) -> float:
+        """Dense peak FLOP/s at ``precision``; raises ``KeyError`` if unsupported."""
+        return self.compute.peak_flops[Precision(precision)].value
+
+    def supports(self, precision: Precision | str) -> bool:
+        return Precision(precision) in self.compute.peak_flops
+
+    @property
+    def hbm_capacity(self) -> float:
+        return self.memory.capacity.value
+
+    @property
+    def hbm_bandwidth(self) -> float:
+        return self.memory.bandwidth.value
+
+    @model_validator(mode="after")
+    def _efficiencies_cover_peaks(self) -> HardwareProfile:
+        missing = set(self.efficiency.gemm.large) - set(self.compute.peak_flops)
+        if missing:
+            names = ", ".join(sorted(p.value for p in missing))
+            raise ValueError(f"efficiency.gemm.large lists {names} but compute.peak_flops "
+                             f"has no peak for it")
+        return self

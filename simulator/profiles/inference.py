@@ -1,0 +1,175 @@
+"""The `workload` of a serving scenario (kind: inference). Field names are a contract."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from annotated_types import Ge, Gt, Lt
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simulator.profiles.precision import Precision
+from simulator.profiles.quantities import Seconds
+
+PositiveInt = Annotated[int, Gt(0)]
+PositiveFloat = Annotated[float, Gt(0)]
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+class DistKind(StrEnum):
+    FIXED = "fixed"
+    UNIFORM = "uniform"
+    NORMAL = "normal"
+    LOGNORMAL = "lognormal"
+    EMPIRICAL = "empirical"
+
+
+class TokenDistribution(BaseModel):
+    """Lengths in tokens. Samples are rounded and clamped to [min, max]."""
+
+    model_config = _FROZEN
+
+    dist: DistKind
+    value: PositiveInt | None = Field(None, description="fixed: the length")
+    low: PositiveInt | None = Field(None, description="uniform: smallest length")
+    high: PositiveInt | None = Field(None, description="uniform: largest length")
+    mean: PositiveFloat | None = Field(None, description="normal/lognormal: mean length")
+    std: PositiveFloat | None = Field(None, description="normal/lognormal: standard deviation")
+    values: tuple[PositiveInt, ...] | None = Field(None, description="empirical: lengths")
+    weights: tuple[PositiveFloat, ...] | None = Field(None, description="empirical: weights")
+    min: PositiveInt = 1
+    max: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _parameters(self) -> TokenDistribution:
+        needed = {
+            DistKind.FIXED: ("value",),
+            DistKind.UNIFORM: ("low", "high"),
+            DistKind.NORMAL: ("mean", "std"),
+            DistKind.LOGNORMAL: ("mean", "std"),
+            DistKind.EMPIRICAL: ("values",),
+        }[self.dist]
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"dist: {self.dist.value} needs {', '.join(missing)}")
+        if self.dist is DistKind.UNIFORM and self.low > self.high:  # type: ignore[operator]
+            raise ValueError("uniform needs low <= high")
+        if self.weights is not None and len(self.weights) != len(self.values or ()):
+            raise ValueError("weights must have one entry per value")
+        if self.max is not None and self.max < self.min:
+            raise ValueError("max must be >= min")
+        return self
+
+
+TokenCount = PositiveInt | TokenDistribution
+
+
+class ArrivalProcess(StrEnum):
+    POISSON = "poisson"
+    GAMMA = "gamma"  # renewal process with gamma inter-arrivals of the given cv (bursty if >1)
+    CONSTANT = "constant"
+    OFFLINE = "offline"  # every request at t=0 (MLPerf Offline)
+    TRACE = "trace"
+
+
+class Arrivals(BaseModel):
+    model_config = _FROZEN
+
+    process: ArrivalProcess = ArrivalProcess.POISSON
+    rate_per_s: PositiveFloat | None = Field(None, description="mean arrival rate")
+    cv: PositiveFloat | None = Field(None, description="gamma: coefficient of variation")
+    path: str | None = Field(None, description="trace: CSV/JSONL file of requests")
+    requests: PositiveInt | None = Field(None, description="stop after this many arrivals")
+    duration_s: Seconds | None = Field(None, description="stop arrivals after this time")
+
+    @model_validator(mode="after")
+    def _parameters(self) -> Arrivals:
+        p = self.process
+        if p in (ArrivalProcess.POISSON, ArrivalProcess.GAMMA, ArrivalProcess.CONSTANT):
+            if self.rate_per_s is None:
+                raise ValueError(f"process: {p.value} needs rate_per_s")
+            if self.requests is None and self.duration_s is None:
+                raise ValueError(f"process: {p.value} needs requests or duration_s")
+        if p is ArrivalProcess.GAMMA and self.cv is None:
+            raise ValueError("process: gamma needs cv")
+        if p is not ArrivalProcess.GAMMA and self.cv is not None:
+            raise ValueError("cv is only used with process: gamma")
+        if p is ArrivalProcess.TRACE and not self.path:
+            raise ValueError("process: trace needs path")
+        if p is not ArrivalProcess.TRACE and self.path:
+            raise ValueError("path is only used with process: trace")
+        if p is ArrivalProcess.OFFLINE and self.requests is None:
+            raise ValueError("process: offline needs requests")
+        return self
+
+
+class InferenceParallelism(BaseModel):
+    model_config = _FROZEN
+
+    tp: PositiveInt = 1
+    pp: PositiveInt = 1
+    ep: PositiveInt = Field(1, description="expert parallel size within a replica")
+
+    @property
+    def devices(self) -> int:
+        return self.tp * self.pp
+
+
+class Router(StrEnum):
+    ROUND_ROBIN = "round_robin"
+    LEAST_LOADED = "least_loaded"
+
+
+class Batching(BaseModel):
+    model_config = _FROZEN
+
+    max_batch_size: PositiveInt = Field(256, description="sequences per iteration")
+    max_tokens_per_step: PositiveInt = Field(8192, description="token budget per iteration")
+    chunked_prefill: bool | PositiveInt = Field(
+        True, description="split long prompts across iterations (true, or the chunk size)"
+    )
+    kv_block_tokens: PositiveInt = Field(16, description="tokens per paged KV-cache block")
+
+
+class Disaggregation(BaseModel):
+    """Separate prefill and decode pools; KV caches move from one to the other."""
+
+    model_config = _FROZEN
+
+    prefill_replicas: PositiveInt
+    decode_replicas: PositiveInt
+    prefill_parallelism: InferenceParallelism | None = Field(
+        None, description="layout of a prefill replica; default: workload.parallelism")
+    decode_parallelism: InferenceParallelism | None = Field(
+        None, description="layout of a decode replica; default: workload.parallelism")
+
+
+class SLO(BaseModel):
+    model_config = _FROZEN
+
+    ttft_s: Seconds | None = Field(None, description="time to first token")
+    tpot_s: Seconds | None = Field(None, description="time per output token after the first")
+    e2e_s: Seconds | None = Field(None, description="end-to-end latency")
+    percentile: Annotated[float, Gt(0), Lt(100)] = Field(
+        99.0, description="the percentile the targets apply to (99 = p99)")
+
+
+class InferenceWorkload(BaseModel):
+    model_config = _FROZEN
+
+    kind: Literal["inference"]
+    precision: Precision = Field(Precision.BF16, description="weight precision")
+    kv_cache_precision: Precision | None = Field(
+        None, description="default: fp8 when weights are fp8 or narrower, else bf16")
+    replicas: PositiveInt | None = Field(
+        None, description="model replicas; default: as many as the accelerators hold")
+    parallelism: InferenceParallelism = InferenceParallelism()
+    arrivals: Arrivals
+    prompt_tokens: TokenCount
+    output_tokens: TokenCount
+    router: Router = Router.LEAST_LOADED
+    batching: Batching = Batching()
+    disaggregation: Disaggregation | None = None
+    slo: SLO | None = None
+    warmup_requests: Annotated[int, Ge(0)] = Field(
+        0, description="requests excluded from latency statistics at the start")

@@ -1,0 +1,147 @@
+"""Checks that join a workload's layout to the model and the cluster.
+
+Each problem names the fields involved, e.g. ``workload.parallelism.tp: 16 does not divide
+attention_heads (64) ...``. All problems are collected, not just the first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.profiles.hardware import HardwareProfile
+from simulator.profiles.inference import InferenceWorkload
+from simulator.profiles.model import AttentionKind, ModelProfile
+from simulator.profiles.training import TrainingWorkload
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: tuple[str, ...]
+    message: str
+
+
+def _precision(workload, hardware: HardwareProfile) -> list[Problem]:
+    if hardware.supports(workload.precision):
+        return []
+    have = ", ".join(p.value for p in hardware.compute.peak_flops)
+    message = f"{hardware.id} has no peak for {workload.precision.value}; it supports {have}"
+    return [Problem(("workload", "precision"), message)]
+
+
+def _tp_divides_heads(tp: int, path: tuple[str, ...], model: ModelProfile) -> list[Problem]:
+    problems = []
+    if model.attention_heads % tp:
+        problems.append(Problem(path, f"tp={tp} does not divide the model's attention_heads "
+                                      f"({model.attention_heads})"))
+    kv = model.kv_heads_resolved
+    if model.attention is not AttentionKind.MLA and tp > kv and tp % kv:
+        problems.append(Problem(path, f"tp={tp} is neither a divisor nor a multiple of "
+                                      f"kv_heads ({kv})"))
+    return problems
+
+
+def _ep_fits_experts(ep: int, path: tuple[str, ...], model: ModelProfile) -> list[Problem]:
+    if ep == 1:
+        return []
+    if model.moe is None:
+        return [Problem(path, f"ep={ep} but {model.id} is a dense model (no experts); use ep=1")]
+    if model.moe.experts % ep:
+        return [Problem(path, f"ep={ep} does not divide the model's {model.moe.experts} experts")]
+    return []
+
+
+def resolve_dp(workload: TrainingWorkload, accelerators: int) -> int | None:
+    """The data-parallel size: given, or accelerators / (tp*pp*cp) when that divides."""
+    par = workload.parallelism
+    if par.dp is not None:
+        return par.dp
+    model_parallel = par.tp * par.pp * par.cp
+    if accelerators % model_parallel:
+        return None
+    return accelerators // model_parallel
+
+
+def check_training(w: TrainingWorkload, model: ModelProfile, hardware: HardwareProfile,
+                   accelerators: int) -> list[Problem]:
+    par = w.parallelism
+    base = ("workload", "parallelism")
+    problems = _precision(w, hardware)
+    problems += _tp_divides_heads(par.tp, (*base, "tp"), model)
+    problems += _ep_fits_experts(par.ep, (*base, "ep"), model)
+    dp = resolve_dp(w, accelerators)
+    shape = f"tp*pp*cp = {par.tp}*{par.pp}*{par.cp} = {par.tp * par.pp * par.cp}"
+    if dp is None:
+        problems.append(Problem(base, f"{shape} does not divide cluster.accelerators "
+                                      f"({accelerators}), so dp cannot be derived"))
+        return problems
+    total = par.tp * par.pp * dp * par.cp
+    if total != accelerators:
+        problems.append(Problem((*base, "dp"),
+                                f"tp*pp*dp*cp = {par.tp}*{par.pp}*{dp}*{par.cp} = {total} must "
+                                f"equal cluster.accelerators ({accelerators})"))
+    stages = par.pp * par.vpp
+    if model.layers % stages:
+        problems.append(Problem((*base, "pp"),
+                                f"the model's {model.layers} layers do not split evenly over "
+                                f"pp*vpp = {par.pp}*{par.vpp} = {stages} stages"))
+    if par.ep > 1 and (dp * par.cp) % par.ep:
+        problems.append(Problem((*base, "ep"),
+                                f"ep={par.ep} must divide dp*cp = {dp}*{par.cp} = {dp * par.cp} "
+                                f"(experts are sharded over the data-parallel ranks)"))
+    if par.cp > 1 and w.seq_len % (2 * par.cp):
+        problems.append(Problem((*base, "cp"),
+                                f"seq_len ({w.seq_len}) must split into 2*cp = {2 * par.cp} "
+                                f"equal chunks for load-balanced context parallelism"))
+    per_step = dp * w.micro_batch_size
+    if w.global_batch_size % per_step:
+        problems.append(Problem(("workload", "global_batch_size"),
+                                f"global_batch_size ({w.global_batch_size}) must be a multiple "
+                                f"of dp*micro_batch_size = {dp}*{w.micro_batch_size} = {per_step}"))
+    return problems
+
+
+def check_inference(w: InferenceWorkload, model: ModelProfile, hardware: HardwareProfile,
+                    accelerators: int) -> tuple[list[Problem], list[str]]:
+    """Problems (errors) and warnings (e.g. accelerators left idle)."""
+    problems = _precision(w, hardware)
+    warnings: list[str] = []
+    layouts = [(("workload", "parallelism"), w.parallelism)]
+    if w.disaggregation is not None:
+        d = w.disaggregation
+        layouts.append((("workload", "disaggregation", "prefill_parallelism"),
+                        d.prefill_parallelism or w.parallelism))
+        layouts.append((("workload", "disaggregation", "decode_parallelism"),
+                        d.decode_parallelism or w.parallelism))
+    for path, par in layouts:
+        problems += _tp_divides_heads(par.tp, (*path, "tp"), model)
+        problems += _ep_fits_experts(par.ep, (*path, "ep"), model)
+        if par.ep > par.devices or par.devices % par.ep:
+            problems.append(Problem((*path, "ep"),
+                                    f"ep={par.ep} must divide the replica's tp*pp = {par.devices} "
+                                    f"devices"))
+        if model.layers % par.pp:
+            problems.append(Problem((*path, "pp"), f"the model's {model.layers} layers do not "
+                                                   f"split evenly over pp={par.pp}"))
+    used = used_accelerators(w, accelerators)
+    if used > accelerators:
+        problems.append(Problem(("workload", "replicas"),
+                                f"the replicas need {used} accelerators but cluster.accelerators "
+                                f"is {accelerators}"))
+    elif used == 0:
+        problems.append(Problem(("workload", "parallelism"),
+                                f"one replica needs {w.parallelism.devices} accelerators but "
+                                f"cluster.accelerators is {accelerators}"))
+    elif used < accelerators:
+        warnings.append(f"{accelerators - used} of {accelerators} accelerators are not used by "
+                        f"any replica and are reported idle")
+    return problems, warnings
+
+
+def used_accelerators(w: InferenceWorkload, accelerators: int) -> int:
+    if w.disaggregation is not None:
+        d = w.disaggregation
+        pre = (d.prefill_parallelism or w.parallelism).devices
+        dec = (d.decode_parallelism or w.parallelism).devices
+        return d.prefill_replicas * pre + d.decode_replicas * dec
+    replicas = w.replicas if w.replicas is not None else accelerators // w.parallelism.devices
+    return replicas * w.parallelism.devices

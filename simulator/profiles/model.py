@@ -1,0 +1,183 @@
+"""Model profile: the architecture of a transformer LLM, and its parameter count.
+
+Only the shapes that decide FLOPs, bytes and memory are described; the parameter count
+(total and active per token) is computed from them, and the published count is kept beside
+it so that tests can check the description.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from annotated_types import Ge, Gt
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simulator.profiles.quantities import Sourced
+
+PositiveInt = Annotated[int, Gt(0)]
+NonNegativeInt = Annotated[int, Ge(0)]
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+class AttentionKind(StrEnum):
+    MHA = "mha"  # one K/V head per query head
+    GQA = "gqa"  # query heads share fewer K/V heads
+    MLA = "mla"  # multi-head latent attention (DeepSeek-V2/V3): K/V compressed to a latent
+
+
+class Activation(StrEnum):
+    GELU = "gelu"
+    RELU = "relu"
+    SQUARED_RELU = "squared_relu"
+    SWIGLU = "swiglu"
+    GEGLU = "geglu"
+
+    @property
+    def gated(self) -> bool:
+        """Gated MLPs have three weight matrices (gate, up, down) instead of two."""
+        return self in (Activation.SWIGLU, Activation.GEGLU)
+
+
+class Norm(StrEnum):
+    RMSNORM = "rmsnorm"
+    LAYERNORM = "layernorm"
+
+
+class PositionEmbedding(StrEnum):
+    ROPE = "rope"
+    LEARNED = "learned"  # a max_seq_len x hidden table, counted as parameters
+    ALIBI = "alibi"
+
+
+class MLA(BaseModel):
+    """Latent sizes of multi-head latent attention (DeepSeek-V3 config names)."""
+
+    model_config = _FROZEN
+
+    q_lora_rank: PositiveInt | None = Field(None, description="query latent; null = no "
+                                                               "query compression")
+    kv_lora_rank: PositiveInt
+    qk_nope_head_dim: PositiveInt
+    qk_rope_head_dim: PositiveInt
+    v_head_dim: PositiveInt
+
+
+class MoE(BaseModel):
+    model_config = _FROZEN
+
+    experts: PositiveInt = Field(description="routed experts per MoE layer")
+    active_experts: PositiveInt = Field(description="routed experts each token goes to")
+    shared_experts: NonNegativeInt = Field(0, description="experts every token goes to")
+    expert_ffn_size: PositiveInt = Field(description="FFN size of one expert")
+    first_dense_layers: NonNegativeInt = Field(
+        0, description="leading layers with a dense FFN (ffn_size) instead of experts"
+    )
+    layer_frequency: PositiveInt = Field(
+        1, description="every k-th layer after the dense ones is MoE (1 = all)"
+    )
+
+    @model_validator(mode="after")
+    def _active_within_experts(self) -> MoE:
+        if self.active_experts > self.experts:
+            raise ValueError(f"active_experts ({self.active_experts}) exceeds experts "
+                             f"({self.experts})")
+        return self
+
+
+class PublishedParams(BaseModel):
+    model_config = _FROZEN
+
+    total: Sourced[Annotated[float, Gt(0)]]
+    active: Sourced[Annotated[float, Gt(0)]] | None = None
+
+
+class ModelProfile(BaseModel):
+    """A decoder-only transformer. Immutable."""
+
+    model_config = _FROZEN
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    name: str
+    description: str = ""
+    source: str = Field(min_length=3, description="where the architecture comes from")
+    layers: PositiveInt
+    hidden_size: PositiveInt
+    attention: AttentionKind
+    attention_heads: PositiveInt
+    kv_heads: PositiveInt | None = Field(None, description="defaults to attention_heads (MHA)")
+    head_dim: PositiveInt | None = Field(None, description="defaults to hidden / heads")
+    mla: MLA | None = None
+    ffn_size: PositiveInt = Field(description="FFN size of the dense layers")
+    activation: Activation
+    vocab_size: PositiveInt
+    tied_embeddings: bool = False
+    position_embedding: PositionEmbedding = PositionEmbedding.ROPE
+    max_seq_len: PositiveInt
+    norm: Norm = Norm.RMSNORM
+    linear_bias: bool = Field(False, description="linear layers carry biases (GPT-2/3 style)")
+    moe: MoE | None = None
+    published_params: PublishedParams | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelProfile:
+        kv = self.kv_heads_resolved
+        if self.attention is AttentionKind.MLA and self.mla is None:
+            raise ValueError("attention: mla needs an 'mla' block with its latent sizes")
+        if self.attention is not AttentionKind.MLA and self.mla is not None:
+            raise ValueError("an 'mla' block needs attention: mla")
+        if self.attention_heads % kv:
+            raise ValueError(f"attention_heads ({self.attention_heads}) must be a multiple of "
+                             f"kv_heads ({kv})")
+        if self.attention is AttentionKind.MHA and kv != self.attention_heads:
+            raise ValueError("attention: mha needs kv_heads == attention_heads (use gqa)")
+        if self.attention is AttentionKind.GQA and kv == self.attention_heads:
+            raise ValueError("attention: gqa needs fewer kv_heads than attention_heads "
+                             "(use mha)")
+        if self.head_dim is None and self.hidden_size % self.attention_heads:
+            raise ValueError("hidden_size is not a multiple of attention_heads: set head_dim")
+        if self.moe and self.moe.first_dense_layers >= self.layers:
+            raise ValueError("moe.first_dense_layers must be fewer than layers")
+        return self
+
+    # ---- derived shapes -------------------------------------------------------------------
+    @property
+    def kv_heads_resolved(self) -> int:
+        if self.attention is AttentionKind.MLA:
+            return self.attention_heads
+        return self.kv_heads or self.attention_heads
+
+    @property
+    def head_dim_resolved(self) -> int:
+        return self.head_dim or self.hidden_size // self.attention_heads
+
+    @property
+    def is_moe(self) -> bool:
+        return self.moe is not None
+
+    def is_moe_layer(self, index: int) -> bool:
+        """Whether layer ``index`` (0-based) has experts instead of a dense FFN."""
+        if self.moe is None or index < self.moe.first_dense_layers:
+            return False
+        return (index - self.moe.first_dense_layers) % self.moe.layer_frequency == 0
+
+    @property
+    def moe_layers(self) -> int:
+        return sum(self.is_moe_layer(i) for i in range(self.layers))
+
+    @property
+    def dense_layers(self) -> int:
+        return self.layers - self.moe_layers
+
+    # ---- parameter counts (see simulator.profiles.params) -------------------------------
+    @property
+    def params_total(self) -> float:
+        from simulator.profiles.params import count_params
+
+        return count_params(self).total
+
+    @property
+    def params_active(self) -> float:
+        from simulator.profiles.params import count_params
+
+        return count_params(self).active

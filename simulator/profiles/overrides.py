@@ -1,0 +1,61 @@
+"""``--set dotted.path=value`` overrides, applied to the raw mapping before validation.
+
+Values are read as YAML scalars (``8`` is an int, ``true`` a bool, ``80 GB`` a string,
+``[1, 2]`` a list). A path that names no field of the schema is reported by validation as an
+unknown field, with the allowed names.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from simulator.errors import InputError
+
+
+def parse_assignment(text: str) -> tuple[list[str | int], Any]:
+    if "=" not in text:
+        raise InputError(f"--set expects PATH=VALUE, got {text!r}")
+    path_text, value_text = text.split("=", 1)
+    path_text = path_text.strip()
+    if not path_text or any(not part for part in path_text.split(".")):
+        raise InputError(f"--set has an empty field name in {path_text!r}")
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else ""
+    except yaml.YAMLError:
+        value = value_text
+    path: list[str | int] = [int(p) if p.isdigit() else p for p in path_text.split(".")]
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], assignments: list[str] | tuple[str, ...]) -> dict:
+    """A deep copy of ``data`` with each ``PATH=VALUE`` assignment applied."""
+    result = copy.deepcopy(data)
+    for text in assignments:
+        path, value = parse_assignment(text)
+        node: Any = result
+        for depth, key in enumerate(path[:-1]):
+            if isinstance(node, list) and isinstance(key, int):
+                if key >= len(node):
+                    raise InputError(f"--set {text}: index {key} is past the end of "
+                                     f"{'.'.join(map(str, path[:depth]))}")
+                node = node[key]
+                continue
+            if not isinstance(node, dict):
+                raise InputError(f"--set {text}: {'.'.join(map(str, path[:depth]))} is a value, "
+                                 f"not a group of fields")
+            if not isinstance(node.get(key), dict | list):
+                if key in node and node[key] is not None and not isinstance(node[key], dict):
+                    raise InputError(f"--set {text}: {'.'.join(map(str, path[:depth + 1]))} is "
+                                     f"a value, not a group of fields")
+                node[key] = {}
+            node = node[key]
+        last = path[-1]
+        in_list = isinstance(node, list) and isinstance(last, int) and last < len(node)
+        if in_list or isinstance(node, dict):
+            node[last] = value
+        else:
+            raise InputError(f"--set {text}: cannot set {last!r} there")
+    return result

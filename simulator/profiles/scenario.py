@@ -1,0 +1,142 @@
+"""A scenario: hardware x cluster x model x workload (+ cost assumptions and a seed).
+
+``hardware`` and ``model`` may be built-in ids, paths (relative to the scenario file) or
+inline mappings; they are resolved while validating, so a :class:`Scenario` always holds
+the full profiles. Derived values (dp, replicas, sequence parallelism, KV-cache precision)
+are filled in, so what you read back is the fully resolved scenario.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from annotated_types import Gt
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from simulator.errors import XpusimError
+from simulator.profiles.catalog import hardware_path, load_hardware, load_model, model_path
+from simulator.profiles.cost import CostAssumptions
+from simulator.profiles.hardware import HardwareProfile
+from simulator.profiles.inference import InferenceWorkload
+from simulator.profiles.layout_checks import (
+    Problem,
+    check_inference,
+    check_training,
+    resolve_dp,
+)
+from simulator.profiles.model import ModelProfile
+from simulator.profiles.precision import Precision
+from simulator.profiles.training import TrainingWorkload
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+Workload = Annotated[TrainingWorkload | InferenceWorkload, Field(discriminator="kind")]
+
+
+class LayoutProblems(XpusimError):
+    """Problems found by joining the workload to the model and cluster (with field paths)."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(f"{'.'.join(p.path)}: {p.message}" for p in problems))
+
+
+class Cluster(BaseModel):
+    model_config = _FROZEN
+
+    accelerators: Annotated[int, Gt(0)] = Field(description="total accelerators in the fleet")
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    context = info.context or {}
+    base = context.get("base_dir")
+    return Path(base) if base else None
+
+
+class Scenario(BaseModel):
+    model_config = _FROZEN
+
+    name: str
+    description: str = ""
+    hardware: HardwareProfile
+    cluster: Cluster
+    model: ModelProfile
+    workload: Workload
+    cost: CostAssumptions = CostAssumptions()
+    seed: int = Field(0, description="seeds every random draw (arrivals, lengths, failures)")
+
+    @field_validator("hardware", mode="before")
+    @classmethod
+    def _resolve_hardware(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            try:
+                hardware_path(value, _base_dir(info))
+            except LookupError as exc:
+                raise ValueError(str(exc)) from None
+            return load_hardware(value, _base_dir(info))
+        return value
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _resolve_model(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            try:
+                model_path(value, _base_dir(info))
+            except LookupError as exc:
+                raise ValueError(str(exc)) from None
+            return load_model(value, _base_dir(info))
+        return value
+
+    @model_validator(mode="after")
+    def _join(self) -> Scenario:
+        w = self.workload
+        n = self.cluster.accelerators
+        if isinstance(w, TrainingWorkload):
+            problems = check_training(w, self.model, self.hardware, n)
+            if problems:
+                raise LayoutProblems(problems)
+            par = w.parallelism
+            resolved = par.model_copy(update={
+                "dp": resolve_dp(w, n),
+                "sequence_parallel": par.sequence_parallel if par.sequence_parallel is not None
+                else par.tp > 1,
+            })
+            w = w.model_copy(update={"parallelism": resolved})
+        else:
+            problems, _ = check_inference(w, self.model, self.hardware, n)
+            if problems:
+                raise LayoutProblems(problems)
+            update: dict[str, Any] = {}
+            if w.replicas is None and w.disaggregation is None:
+                update["replicas"] = n // w.parallelism.devices
+            if w.kv_cache_precision is None:
+                narrow = w.precision.bytes_per_element <= 1
+                update["kv_cache_precision"] = Precision.FP8 if narrow else Precision.BF16
+            w = w.model_copy(update=update)
+        return self.model_copy(update={"workload": w})
+
+    # ---- convenience --------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return self.workload.kind
+
+    @property
+    def warnings(self) -> list[str]:
+        """Things worth telling the user that are not errors (e.g. idle accelerators)."""
+        if isinstance(self.workload, InferenceWorkload):
+            return check_inference(self.workload, self.model, self.hardware,
+                                   self.cluster.accelerators)[1]
+        return []
+
+    def summary(self) -> dict[str, Any]:
+        """The identifying keys every result carries."""
+        return {
+            "scenario": self.name,
+            "hardware": self.hardware.id,
+            "model": self.model.id,
+            "accelerators": self.cluster.accelerators,
+            "kind": self.kind,
+            "precision": self.workload.precision.value,
+            "seed": self.seed,
+        }

@@ -1,0 +1,143 @@
+"""The `workload` of a training scenario (kind: training). Field names are a contract.
+
+Cross-checks that need the model or the cluster (tp divides heads, tp*pp*dp*cp equals the
+accelerators, ...) live in :mod:`simulator.profiles.layout_checks`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from annotated_types import Gt
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simulator.profiles.precision import Precision
+from simulator.profiles.quantities import Bandwidth, Seconds
+
+PositiveInt = Annotated[int, Gt(0)]
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+class PipelineSchedule(StrEnum):
+    ONE_F_ONE_B = "1f1b"
+    INTERLEAVED = "interleaved"
+    GPIPE = "gpipe"
+
+
+class Recompute(StrEnum):
+    NONE = "none"
+    SELECTIVE = "selective"  # recompute the attention core only (Korthikanti et al. 2022)
+    FULL = "full"  # keep only each layer's input; recompute the whole layer in backward
+
+
+class TrainingParallelism(BaseModel):
+    model_config = _FROZEN
+
+    tp: PositiveInt = Field(1, description="tensor parallel size")
+    pp: PositiveInt = Field(1, description="pipeline parallel size (stages)")
+    dp: PositiveInt | None = Field(None, description="data parallel size; derived if omitted")
+    cp: PositiveInt = Field(1, description="context parallel size")
+    ep: PositiveInt = Field(1, description="expert parallel size (folds into dp*cp)")
+    vpp: PositiveInt = Field(1, description="virtual pipeline stages per rank (interleaved)")
+    zero: Literal[0, 1, 2, 3] = Field(
+        1, description="ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also weights"
+    )
+    sequence_parallel: bool | None = Field(
+        None, description="Megatron sequence parallelism; defaults to on when tp > 1"
+    )
+
+
+class Overlap(BaseModel):
+    model_config = _FROZEN
+
+    dp_comm: bool = Field(True, description="overlap gradient reduction with backward")
+    tp_comm: bool = Field(False, description="overlap TP collectives with GEMMs (userbuffers)")
+
+
+class FinetuneMethod(StrEnum):
+    FULL = "full"
+    LORA = "lora"
+
+
+LoraTarget = Literal["q", "k", "v", "o", "gate", "up", "down"]
+
+
+class Finetune(BaseModel):
+    model_config = _FROZEN
+
+    method: FinetuneMethod = FinetuneMethod.FULL
+    rank: PositiveInt = Field(16, description="LoRA rank")
+    targets: tuple[LoraTarget, ...] = Field(("q", "k", "v", "o"),
+                                            description="projections that get adapters")
+
+
+class CheckpointMode(StrEnum):
+    BLOCKING = "blocking"
+    ASYNC = "async"
+
+
+class Checkpoint(BaseModel):
+    model_config = _FROZEN
+
+    interval_s: Seconds | Literal["auto"] = Field(
+        "auto", description="seconds between checkpoints, or auto (Young/Daly optimum)"
+    )
+    storage_bandwidth: Bandwidth = Field(
+        1e12, description="aggregate write bandwidth of the checkpoint storage"
+    )
+    mode: CheckpointMode = CheckpointMode.BLOCKING
+
+
+class Failures(BaseModel):
+    model_config = _FROZEN
+
+    enabled: bool = True
+    mtbf_per_accelerator_hours: Annotated[float, Gt(0)] | None = Field(
+        None, description="mean time between job-interrupting failures per accelerator, "
+                          "hours; default from the hardware profile"
+    )
+    restart_s: Seconds = Field(600.0, description="time to detect, restart and reload")
+
+
+class TrainingWorkload(BaseModel):
+    model_config = _FROZEN
+
+    kind: Literal["training"]
+    precision: Precision = Precision.BF16
+    seq_len: PositiveInt
+    global_batch_size: PositiveInt = Field(description="sequences per optimizer step")
+    micro_batch_size: PositiveInt = 1
+    tokens: Annotated[float, Gt(0)] | None = Field(None, description="tokens to train")
+    steps: PositiveInt | None = Field(None, description="optimizer steps (instead of tokens)")
+    parallelism: TrainingParallelism = TrainingParallelism()
+    pipeline_schedule: PipelineSchedule = PipelineSchedule.ONE_F_ONE_B
+    recompute: Recompute = Recompute.SELECTIVE
+    overlap: Overlap = Overlap()
+    finetune: Finetune = Finetune()
+    checkpoint: Checkpoint = Checkpoint()
+    failures: Failures = Failures()
+
+    @model_validator(mode="after")
+    def _tokens_or_steps(self) -> TrainingWorkload:
+        if self.tokens is not None and self.steps is not None:
+            raise ValueError("give either tokens or steps, not both")
+        par = self.parallelism
+        if par.vpp > 1 and self.pipeline_schedule is not PipelineSchedule.INTERLEAVED:
+            raise ValueError("parallelism.vpp > 1 needs pipeline_schedule: interleaved")
+        if self.pipeline_schedule is PipelineSchedule.INTERLEAVED and par.vpp < 2:
+            raise ValueError("pipeline_schedule: interleaved needs parallelism.vpp >= 2")
+        return self
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.global_batch_size * self.seq_len
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps in the run (tokens rounded up to whole steps; one if neither)."""
+        if self.steps is not None:
+            return self.steps
+        if self.tokens is not None:
+            return max(1, -(-int(self.tokens) // self.tokens_per_step))
+        return 1

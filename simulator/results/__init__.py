@@ -1,0 +1,5 @@
+"""Result models: what a simulation returns, as plain numbers in SI units."""
+
+from simulator.results.result import MemoryReport, PeakReport, Result
+
+__all__ = ["MemoryReport", "PeakReport", "Result"]
