@@ -1,0 +1,125 @@
+"""The vocabulary of the cost models: operations, collectives, device groups and layouts.
+
+An operation is what one device does (FLOPs it computes, bytes it moves to and from HBM);
+a collective is what a group of devices exchanges. Both are plain frozen data so that the
+engines can cache their costs by shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from simulator.profiles.precision import Precision
+
+
+class OpKind(StrEnum):
+    GEMM = "gemm"  # matrix multiply: efficiency depends on its size
+    ATTENTION = "attention"  # fused attention core (FlashAttention-style)
+    ELEMENTWISE = "elementwise"  # norms, activations, residual adds, RoPE, softmax: memory-bound
+    EMBEDDING = "embedding"  # gather of embedding rows
+
+
+@dataclass(frozen=True)
+class ComputeOp:
+    """Work one device does for one operation (already divided by TP/CP/EP shards).
+
+    ``count`` identical kernels are launched (e.g. one per layer when a stage's layers are
+    summed); ``flops`` and ``bytes`` are totals over all of them.
+    """
+
+    name: str
+    kind: OpKind
+    flops: float
+    bytes: float
+    precision: Precision
+    count: int = 1
+    gemm_flops_each: float | None = None  # size of one GEMM (for the size-efficiency curve)
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity, FLOPs per byte of HBM traffic."""
+        return self.flops / self.bytes if self.bytes else float("inf")
+
+
+class Collective(StrEnum):
+    ALL_REDUCE = "all_reduce"
+    REDUCE_SCATTER = "reduce_scatter"
+    ALL_GATHER = "all_gather"
+    ALL_TO_ALL = "all_to_all"
+    SEND_RECV = "send_recv"
+
+
+@dataclass(frozen=True)
+class Group:
+    """A communicator: ``size`` ranks whose global ranks are ``stride`` apart.
+
+    Ranks are numbered so that consecutive ranks share a scale-up domain (TP innermost, as
+    Megatron places them). A TP group has stride 1; a DP group has stride tp·cp·pp (or
+    whatever the layout's order gives). From the stride and the hardware's domain size the
+    collective model works out how many members share a domain.
+    """
+
+    size: int
+    stride: int = 1
+
+    def members_per_domain(self, domain_size: int) -> int:
+        """How many of the group's members sit in one scale-up domain."""
+        if self.stride >= domain_size:
+            return 1
+        return max(1, min(self.size, domain_size // self.stride))
+
+
+@dataclass(frozen=True)
+class CommOp:
+    """A collective issued by every member of ``group``; ``bytes`` is each member's buffer.
+
+    Buffer conventions (as in nccl-tests): all-reduce - the full buffer each rank holds;
+    reduce-scatter - the input (full) buffer; all-gather - the output (full) buffer;
+    all-to-all - the bytes each rank sends in total; send/recv - the message.
+    """
+
+    name: str
+    collective: Collective
+    bytes: float
+    group: Group
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one model replica is split: the shard sizes the cost models divide work by.
+
+    Global rank order (innermost first): tp, cp, ep-within-dp, dp, pp — so TP groups are
+    contiguous (stride 1), CP groups have stride tp, DP groups stride tp·cp, and PP
+    neighbours are tp·cp·dp apart.
+    """
+
+    tp: int = 1
+    pp: int = 1
+    cp: int = 1
+    ep: int = 1
+    dp: int = 1
+    sequence_parallel: bool = False
+
+    @property
+    def tp_group(self) -> Group:
+        return Group(self.tp, 1)
+
+    @property
+    def cp_group(self) -> Group:
+        return Group(self.cp, self.tp)
+
+    @property
+    def dp_group(self) -> Group:
+        return Group(self.dp, self.tp * self.cp)
+
+    @property
+    def ep_group(self) -> Group:
+        """Experts are spread over ``ep`` ranks of the data-parallel (x CP) dimension."""
+        return Group(self.ep, self.tp)
+
+    @property
+    def pp_peer(self) -> Group:
+        """A pipeline neighbour pair: send/recv between stages."""
+        return Group(2, self.tp * self.cp * self.dp)
