@@ -11,6 +11,8 @@ from simulator.perf.memory import (
     BYTES_WEIGHT_TRAIN,
     Footprint,
     activation_bytes_per_layer,
+    all_stage_params,
+    even_stage_layers,
     inflight_microbatches,
     kv_bytes_per_token,
     runtime_reserve,
@@ -43,17 +45,33 @@ def lora_params_per_layer(model: ModelProfile, rank: int, targets: tuple[str, ..
 def training_footprint(scenario: Scenario) -> Footprint:
     w = scenario.workload
     assert isinstance(w, TrainingWorkload)
+    model = scenario.model
+    par = w.parallelism
+    stage_layers = par.stage_layers(model.layers) or even_stage_layers(model.layers, par.pp)
+    candidates = [_training_stage(scenario, stage, stage_layers) for stage in range(par.pp)]
+    worst = max(candidates, key=lambda f: f.total)
+    if par.pp > 1:
+        stage = candidates.index(worst)
+        notes = (*worst.notes, f"pipeline stage {stage} of {par.pp} is the most loaded "
+                               f"({stage_layers[stage]} layers)")
+        worst = Footprint(worst.parts, worst.capacity, notes)
+    return worst
+
+
+def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int]) -> Footprint:
+    w = scenario.workload
+    assert isinstance(w, TrainingWorkload)
     model, hw = scenario.model, scenario.hardware
     par = w.parallelism
     dp = par.dp or 1
-    params = stage_params(model, par.tp, par.pp, par.ep)
+    params = all_stage_params(model, par.tp, par.pp, par.ep, stage_layers)[stage]
     # ZeRO shards over the data-parallel group; experts' group is smaller by ep.
     dense_group = dp * par.cp
     expert_group = max(1, dense_group // par.ep)
     notes: list[str] = []
 
-    def sharded(bytes_per_param: float, stage: int) -> float:
-        if par.zero < stage:
+    def sharded(bytes_per_param: float, zero_stage: int) -> float:
+        if par.zero < zero_stage:
             return bytes_per_param * params.total
         return bytes_per_param * (params.dense / dense_group + params.expert / expert_group)
 
@@ -61,7 +79,7 @@ def training_footprint(scenario: Scenario) -> Footprint:
     if w.finetune.method is FinetuneMethod.LORA:
         parts["weights"] = BYTES_WEIGHT_TRAIN * params.total  # frozen base, not sharded
         adapters = lora_params_per_layer(model, w.finetune.rank, w.finetune.targets)
-        adapters *= model.layers / par.pp / par.tp
+        adapters *= stage_layers[stage] / par.tp
         parts["gradients"] = BYTES_GRAD * adapters
         parts["optimizer"] = BYTES_OPTIMIZER * adapters
         notes.append(f"LoRA rank {w.finetune.rank}: {adapters:.3g} trainable parameters "
@@ -74,11 +92,13 @@ def training_footprint(scenario: Scenario) -> Footprint:
     per_layer = activation_bytes_per_layer(
         model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel),
         w.recompute.value, par.cp)
-    layers_per_stage = model.layers / par.pp
-    inflight = inflight_microbatches(w.pipeline_schedule.value, par.pp, par.vpp, microbatches)
-    parts["activations"] = per_layer * layers_per_stage * inflight
+    inflight = inflight_microbatches(w.pipeline_schedule.value, par.pp, par.vpp, microbatches,
+                                     stage)
+    parts["activations"] = per_layer * stage_layers[stage] * inflight
     # fp32 logits of the LM head on the last stage (vocab-parallel over TP)
-    parts["logits"] = 4.0 * w.seq_len / par.cp * w.micro_batch_size * model.vocab_size / par.tp
+    last = stage == par.pp - 1
+    parts["logits"] = (4.0 * w.seq_len / par.cp * w.micro_batch_size * model.vocab_size / par.tp
+                       if last else 0.0)
     parts["runtime_reserve"] = runtime_reserve(hw)
     return Footprint(parts, hw.hbm_capacity, tuple(notes))
 

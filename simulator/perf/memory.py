@@ -83,20 +83,32 @@ class StageParams:
         return self.dense + self.expert
 
 
-def stage_params(model: ModelProfile, tp: int, pp: int, ep: int = 1) -> StageParams:
-    """Largest per-device parameter share over the pipeline stages.
+def even_stage_layers(layers: int, pp: int) -> list[int]:
+    """Layers per stage when they split as evenly as possible."""
+    return [round((s + 1) * layers / pp) - round(s * layers / pp) for s in range(pp)]
 
-    Layers split evenly; the first stage also holds the embedding, the last the LM head
-    (Megatron's layout; with tied embeddings both hold a copy).
+
+def stage_params(model: ModelProfile, tp: int, pp: int, ep: int = 1,
+                 stage_layers: list[int] | None = None) -> StageParams:
+    """Largest per-device parameter share over the pipeline stages."""
+    return max(all_stage_params(model, tp, pp, ep, stage_layers), key=lambda p: p.total)
+
+
+def all_stage_params(model: ModelProfile, tp: int, pp: int, ep: int = 1,
+                     stage_layers: list[int] | None = None) -> list[StageParams]:
+    """Per-device parameters of each pipeline stage.
+
+    The first stage also holds the embedding, the last the LM head (Megatron's layout; with
+    tied embeddings both hold a copy).
     """
     counts = count_params(model)
-    layers_per_stage = model.layers / pp
+    stage_layers = stage_layers or even_stage_layers(model.layers, pp)
     per_norm = counts.norms / (2 * model.layers + 1)
-    best = StageParams(0.0, 0.0)
+    result = []
+    start = 0
     for stage in range(pp):
         first, last = stage == 0, stage == pp - 1
-        start = round(stage * layers_per_stage)
-        end = round((stage + 1) * layers_per_stage)
+        end = start + stage_layers[stage]
         dense = expert = 0.0
         for index in range(start, end):
             dense += attention_params(model) + 2 * per_norm
@@ -113,10 +125,9 @@ def stage_params(model: ModelProfile, tp: int, pp: int, ep: int = 1) -> StagePar
         if last:
             dense += (counts.lm_head or counts.embedding if model.tied_embeddings and pp > 1
                       else counts.lm_head) + per_norm
-        candidate = StageParams(dense / tp, expert / (ep * tp))
-        if candidate.total > best.total:
-            best = candidate
-    return best
+        result.append(StageParams(dense / tp, expert / (ep * tp)))
+        start = end
+    return result
 
 
 # ---- KV cache -----------------------------------------------------------------------------
@@ -182,15 +193,17 @@ def activation_bytes_per_layer(model: ModelProfile, seq: int, micro_batch: int, 
     return s * b * (per_token + core)
 
 
-def inflight_microbatches(schedule: str, pp: int, vpp: int, microbatches: int) -> float:
-    """Microbatches whose activations the first pipeline stage holds at its peak.
+def inflight_microbatches(schedule: str, pp: int, vpp: int, microbatches: int,
+                          stage: int = 0) -> float:
+    """Microbatches whose activations pipeline stage ``stage`` holds at its peak.
 
-    1F1B: pp (warm-up depth). Interleaved: pp·(1 + (pp-1)/(pp·vpp)) (Narayanan et al. 2021,
-    Korthikanti et al. 2022). GPipe: all microbatches of the step.
+    1F1B: pp - stage (the warm-up depth; stage 0 holds the most). Interleaved: stage 0 holds
+    pp·(1 + (pp-1)/(pp·vpp)) (Narayanan et al. 2021, Korthikanti et al. 2022), later stages
+    proportionally fewer. GPipe: all microbatches of the step.
     """
     if schedule == "gpipe":
         return float(microbatches)
-    depth = float(min(pp, microbatches))
+    depth = float(min(pp - stage, microbatches))
     if schedule == "interleaved" and pp > 1:
-        depth = pp * (1 + (pp - 1) / (pp * vpp))
+        depth = min(float(microbatches) * 1.0, (pp - stage) * (1 + (pp - 1) / (pp * vpp)))
     return depth

@@ -79,11 +79,14 @@ def check_training(w: TrainingWorkload, model: ModelProfile, hardware: HardwareP
         problems.append(Problem((*base, "dp"),
                                 f"tp*pp*dp*cp = {par.tp}*{par.pp}*{dp}*{par.cp} = {total} must "
                                 f"equal cluster.accelerators ({accelerators})"))
-    stages = par.pp * par.vpp
-    if model.layers % stages:
-        problems.append(Problem((*base, "pp"),
-                                f"the model's {model.layers} layers do not split evenly over "
-                                f"pp*vpp = {par.pp}*{par.vpp} = {stages} stages"))
+    if par.stage_layers(model.layers) is None:
+        stages = par.pp * par.vpp
+        uneven = par.first_stage_layers is not None or par.last_stage_layers is not None
+        detail = ("after first_stage_layers/last_stage_layers, the remaining layers do not "
+                  "split evenly over the other stages" if uneven else
+                  f"they do not split evenly over pp*vpp = {par.pp}*{par.vpp} = {stages} "
+                  f"stages (first_stage_layers/last_stage_layers allow lighter end stages)")
+        problems.append(Problem((*base, "pp"), f"the model's {model.layers} layers: {detail}"))
     if par.ep > 1 and (dp * par.cp) % par.ep:
         problems.append(Problem((*base, "ep"),
                                 f"ep={par.ep} must divide dp*cp = {dp}*{par.cp} = {dp * par.cp} "

@@ -46,6 +46,33 @@ class TrainingParallelism(BaseModel):
     sequence_parallel: bool | None = Field(
         None, description="Megatron sequence parallelism; defaults to on when tp > 1"
     )
+    first_stage_layers: PositiveInt | None = Field(
+        None, description="layers on the first pipeline stage when it is lighter (it also "
+                          "holds the embedding); the rest split evenly")
+    last_stage_layers: PositiveInt | None = Field(
+        None, description="layers on the last pipeline stage (it also holds the LM head)")
+
+    def stage_layers(self, layers: int) -> list[int] | None:
+        """Layers per pipeline stage, or None if they do not split as asked."""
+        first, last = self.first_stage_layers, self.last_stage_layers
+        if self.pp == 1:
+            return [layers] if first is None and last is None else None
+        fixed = [n for n in (first, last) if n is not None]
+        middle_stages = self.pp - len(fixed)
+        rest = layers - sum(fixed)
+        if rest <= 0 and middle_stages > 0:
+            return None
+        if middle_stages == 0:
+            return [first, last] if rest == 0 else None  # type: ignore[list-item]
+        if rest % (middle_stages * self.vpp):
+            return None
+        each = rest // middle_stages
+        counts = [each] * self.pp
+        if first is not None:
+            counts[0] = first
+        if last is not None:
+            counts[-1] = last
+        return counts
 
 
 class Overlap(BaseModel):

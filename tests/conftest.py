@@ -1,0 +1,38 @@
+"""Shared fixtures: paths of the repository and a runner for the real `xpusim` entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> CliResult:
+    """Run `python -m simulator.cli.main ARGS` in a subprocess, as a user would."""
+    env = {**os.environ, "COLUMNS": "100", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "simulator.cli.main", *args],
+                          capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=120)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
