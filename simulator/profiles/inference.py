@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt, Lt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from simulator.profiles.precision import Precision
 from simulator.profiles.quantities import Seconds
@@ -61,7 +61,15 @@ class TokenDistribution(BaseModel):
         return self
 
 
-TokenCount = PositiveInt | TokenDistribution
+def _token_count_kind(value: object) -> str:
+    return "distribution" if isinstance(value, dict | TokenDistribution) else "tokens"
+
+
+# A plain number of tokens, or a distribution; tagged so errors name only the relevant form.
+TokenCount = Annotated[
+    Annotated[PositiveInt, Tag("tokens")] | Annotated[TokenDistribution, Tag("distribution")],
+    Discriminator(_token_count_kind),
+]
 
 
 class ArrivalProcess(StrEnum):

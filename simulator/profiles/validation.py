@@ -10,7 +10,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 
 from simulator.errors import InputError, InputErrors
 from simulator.profiles.yaml_source import Loc, YamlDocument
@@ -34,8 +34,12 @@ def _unwrap(tp: Any) -> Any:
 
 
 def _union_member(tp: Any, tag: str) -> Any | None:
-    """The member of a discriminated union whose tag (a Literal field) equals ``tag``."""
+    """The member of a discriminated union whose tag (a Literal field or a Tag) is ``tag``."""
     for member in typing.get_args(tp):
+        if typing.get_origin(member) is typing.Annotated:
+            tags = [m for m in member.__metadata__ if isinstance(m, Tag)]
+            if any(t.tag == tag for t in tags):
+                return _unwrap(member)
         member = _unwrap(member)
         if isinstance(member, type) and issubclass(member, BaseModel):
             for info in member.model_fields.values():
@@ -69,6 +73,8 @@ def resolve_loc(root: type[BaseModel], loc: Loc) -> tuple[list[str | int], Any]:
             if member is None:
                 shown.append(segment)
             current = member
+            if member is None:
+                continue
         else:
             shown.append(segment)
             current = None
@@ -99,9 +105,8 @@ def _message(err: dict[str, Any], parent: Any) -> str:
         msg = msg[len("Value error, "):]
     value = err.get("input")
     if isinstance(value, str | int | float | bool) and kind != "missing":
-        shown = repr(value)
-        if shown not in msg:
-            msg = f"{msg} (got {shown})"
+        if "got " not in msg:
+            msg = f"{msg} (got {value!r})"
     return msg
 
 
@@ -121,7 +126,7 @@ def to_input_errors(exc: ValidationError, root: type[BaseModel],
             message = _message(err, parent)
         where = file or (doc.file if doc else None)
         if doc is not None:
-            line = doc.line_of(tuple(prefix) + loc)
+            line = doc.line_of((*prefix, *shown))
             if line is not None and where:
                 where = f"{where}:{line}"
         errors.append(InputError(message, file=where, path=dotted([*prefix, *shown])))

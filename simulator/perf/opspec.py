@@ -1,0 +1,197 @@
+"""Shapes of one layer's work, from which forward and backward operations are derived.
+
+The transformer builders describe a layer once, as GEMM shapes, attention cores, elementwise
+passes and collectives; the same description then yields the forward ops, the backward ops
+(input-gradient and weight-gradient GEMMs, FlashAttention-2's backward) and the ops that
+activation recomputation repeats. Keeping the shapes, not only the totals, is what lets the
+backward pass be derived rather than guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from simulator.perf.ops import Collective, CommOp, ComputeOp, Group, OpKind
+from simulator.profiles.precision import Precision
+
+ATTENTION_BACKWARD_FACTOR = 2.5  # FlashAttention-2: 5 matmuls in backward vs 2 in forward
+GRAD_ACCUMULATE_BYTES = 8.0  # fp32 main gradient read and written by each weight-grad GEMM
+ELEMENTWISE_BACKWARD_FACTOR = 2.0  # reads the saved input and the incoming grad, writes grad
+
+class Phase(StrEnum):
+    TRAIN = "train"
+    PREFILL = "prefill"
+    DECODE = "decode"
+
+
+@dataclass(frozen=True)
+class Prec:
+    """Precisions of one pass: stored weights, GEMM operands, compute, KV cache, the rest."""
+
+    weight: Precision
+    act: Precision  # GEMM activation operands
+    compute: Precision  # the peak the GEMMs run at
+    kv: Precision
+    other: Precision  # attention core and elementwise kernels
+
+    @property
+    def wb(self) -> float:
+        return self.weight.bytes_per_element
+
+    @property
+    def ab(self) -> float:
+        return self.act.bytes_per_element
+
+    @property
+    def kvb(self) -> float:
+        return self.kv.bytes_per_element
+
+    @property
+    def eb(self) -> float:
+        return self.other.bytes_per_element
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one device processes in one layer for one pass (after TP, CP and EP splits).
+
+    ``tokens`` are the new tokens (GEMM rows; every TP rank holds all of them),
+    ``residual_tokens`` those on which the residual stream's elementwise work runs (tokens/tp
+    with sequence parallelism), ``pairs`` the (query, key) pairs attended, ``kv_tokens`` the
+    keys and values the attention kernel reads, ``cached`` how many of them come from the KV
+    cache (context written by earlier passes).
+    """
+
+    phase: Phase
+    tokens: float
+    residual_tokens: float
+    sequences: int
+    pairs: float
+    kv_tokens: float
+    cached: float
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """``groups`` independent (m x k) @ (k x n) products whose right operand is a weight."""
+
+    name: str
+    m: float
+    k: float
+    n: float
+    groups: float = 1.0
+    frozen: bool = False  # LoRA base weights: no weight gradient
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.groups * self.m * self.k * self.n
+
+    def _op(self, name: str, flops: float, bytes_: float, p: Prec) -> ComputeOp:
+        return ComputeOp(name, OpKind.GEMM, flops, bytes_, p.compute, 1,
+                         2.0 * self.m * self.k * self.n)
+
+    def forward(self, p: Prec) -> list[ComputeOp]:
+        g, m, k, n = self.groups, self.m, self.k, self.n
+        return [self._op(self.name, self.flops, g * (k * n * p.wb + m * (k + n) * p.ab), p)]
+
+    def backward(self, p: Prec) -> list[ComputeOp]:
+        g, m, k, n = self.groups, self.m, self.k, self.n
+        ops = [self._op(f"{self.name}.dgrad", self.flops,
+                        g * (k * n * p.wb + m * (k + n) * p.ab), p)]
+        if not self.frozen:
+            ops.append(self._op(f"{self.name}.wgrad", self.flops,
+                                g * (m * (k + n) * p.ab + k * n * GRAD_ACCUMULATE_BYTES), p))
+        return ops
+
+
+@dataclass(frozen=True)
+class Core:
+    """A fused attention core: reads Q, K, V (and softmax statistics) and writes O once."""
+
+    name: str
+    flops: float
+    q_bytes: float
+    kv_bytes: float
+    o_bytes: float
+    stats_bytes: float = 0.0
+
+    def forward(self, p: Prec) -> list[ComputeOp]:
+        bytes_ = self.q_bytes + self.kv_bytes + self.o_bytes + self.stats_bytes
+        return [ComputeOp(self.name, OpKind.ATTENTION, self.flops, bytes_, p.other, 1,
+                          self.flops)]
+
+    def backward(self, p: Prec) -> list[ComputeOp]:
+        # reads Q, K, V, O, dO and the statistics; writes dQ, dK, dV
+        bytes_ = 2 * (self.q_bytes + self.kv_bytes + self.o_bytes) + self.stats_bytes
+        flops = ATTENTION_BACKWARD_FACTOR * self.flops
+        return [ComputeOp(f"{self.name}.backward", OpKind.ATTENTION, flops, bytes_, p.other, 1,
+                          flops)]
+
+
+@dataclass(frozen=True)
+class Elem:
+    """A memory-bound pass over ``bytes`` of HBM (norm, activation, RoPE, gather...)."""
+
+    name: str
+    flops: float
+    bytes: float
+    kind: OpKind = OpKind.ELEMENTWISE
+    backward_factor: float = ELEMENTWISE_BACKWARD_FACTOR  # 0: nothing to do in backward
+
+    def forward(self, p: Prec) -> list[ComputeOp]:
+        return [ComputeOp(self.name, self.kind, self.flops, self.bytes, p.other)]
+
+    def backward(self, p: Prec) -> list[ComputeOp]:
+        if not self.backward_factor:
+            return []
+        f = self.backward_factor
+        return [ComputeOp(f"{self.name}.backward", self.kind, f * self.flops, f * self.bytes,
+                          p.other)]
+
+
+@dataclass(frozen=True)
+class Comm:
+    """A collective in forward (or none) and the collectives its backward issues instead.
+
+    Megatron's TP pairs are conjugate: an all-reduce in forward has one in backward, an
+    all-gather becomes a reduce-scatter and vice versa; the buffer is the same size.
+    """
+
+    name: str
+    forward_collective: Collective | None
+    bytes: float
+    group: Group
+    backward_collectives: tuple[Collective, ...] = ()
+
+    def forward(self, p: Prec) -> list[CommOp]:
+        if self.forward_collective is None or self.group.size <= 1:
+            return []
+        return [CommOp(self.name, self.forward_collective, self.bytes, self.group)]
+
+    def backward(self, p: Prec) -> list[CommOp]:
+        if self.group.size <= 1:
+            return []
+        return [CommOp(f"{self.name}.backward.{c.value}", c, self.bytes, self.group)
+                for c in self.backward_collectives]
+
+
+def repeat(op: ComputeOp | CommOp, times: int) -> ComputeOp | CommOp:
+    """The same op run ``times`` times (e.g. once per layer of a stage)."""
+    if isinstance(op, CommOp):
+        return replace(op, count=op.count * times)
+    return replace(op, flops=op.flops * times, bytes=op.bytes * times, count=op.count * times)
+
+
+def forward_ops(specs: list, p: Prec, times: int = 1) -> list[ComputeOp | CommOp]:
+    """Forward ops of ``specs``, each repeated ``times`` (layers of one kind)."""
+    if times <= 0:
+        return []
+    return [repeat(op, times) for spec in specs for op in spec.forward(p)]
+
+
+def backward_ops(specs: list, p: Prec, times: int = 1) -> list[ComputeOp | CommOp]:
+    """Backward ops of ``specs``, in reverse order of the forward."""
+    if times <= 0:
+        return []
+    return [repeat(op, times) for spec in reversed(specs) for op in spec.backward(p)]
