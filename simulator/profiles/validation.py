@@ -104,9 +104,8 @@ def _message(err: dict[str, Any], parent: Any) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     value = err.get("input")
-    if isinstance(value, str | int | float | bool) and kind != "missing":
-        if "got " not in msg:
-            msg = f"{msg} (got {value!r})"
+    if isinstance(value, str | int | float | bool) and kind != "missing" and "got " not in msg:
+        msg = f"{msg} (got {value!r})"
     return msg
 
 
