@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from simulator.perf.ops import Collective, CommOp, ComputeOp, Group, OpKind
+from simulator.perf.ops import Collective, CommOp, ComputeOp, Group, Layout, OpKind
 from simulator.profiles.precision import Precision
 
 ATTENTION_BACKWARD_FACTOR = 2.5  # FlashAttention-2: 5 matmuls in backward vs 2 in forward
@@ -174,6 +174,52 @@ class Comm:
             return []
         return [CommOp(f"{self.name}.backward.{c.value}", c, self.bytes, self.group)
                 for c in self.backward_collectives]
+
+
+@dataclass(frozen=True)
+class Grad:
+    """Backward-only work on a trainable weight that is not a GEMM (embedding scatter-add)."""
+
+    name: str
+    kind: OpKind
+    flops: float
+    bytes: float
+
+    def forward(self, p: Prec) -> list[ComputeOp]:
+        return []
+
+    def backward(self, p: Prec) -> list[ComputeOp]:
+        return [ComputeOp(self.name, self.kind, self.flops, self.bytes, p.other)]
+
+
+def tp_entry(prefix: str, batch: Batch, hidden: int, p: Prec, layout: Layout) -> list[Comm]:
+    """Sequence parallelism all-gathers the block input (reduce-scatter in backward)."""
+    if not layout.sequence_parallel:
+        return []
+    size = batch.tokens * hidden * p.eb
+    return [Comm(f"{prefix}.sp_all_gather", Collective.ALL_GATHER, size, layout.tp_group,
+                 (Collective.REDUCE_SCATTER,))]
+
+
+def tp_exit(prefix: str, batch: Batch, hidden: int, p: Prec, layout: Layout) -> list[Comm]:
+    """The row-parallel output is summed over TP: all-reduce, or reduce-scatter with SP."""
+    size = batch.tokens * hidden * p.eb
+    if layout.sequence_parallel:
+        return [Comm(f"{prefix}.sp_reduce_scatter", Collective.REDUCE_SCATTER, size,
+                     layout.tp_group, (Collective.ALL_GATHER,))]
+    return [Comm(f"{prefix}.tp_all_reduce", Collective.ALL_REDUCE, size, layout.tp_group,
+                 (Collective.ALL_REDUCE,))]
+
+
+def norm(name: str, tokens: float, width: float, layernorm: bool, p: Prec) -> Elem:
+    """RMSNorm (~4 FLOPs per element) or LayerNorm (~7): read and write the activations."""
+    elements = tokens * width
+    return Elem(name, (7.0 if layernorm else 4.0) * elements, 2 * elements * p.eb + width * p.wb)
+
+
+def residual(name: str, tokens: float, hidden: int, p: Prec) -> Elem:
+    elements = tokens * hidden
+    return Elem(name, elements, 3 * elements * p.eb)
 
 
 def repeat(op: ComputeOp | CommOp, times: int) -> ComputeOp | CommOp:

@@ -171,13 +171,15 @@ class InferenceWorkload(BaseModel):
         None, description="default: fp8 when weights are fp8 or narrower, else bf16")
     replicas: PositiveInt | None = Field(
         None, description="model replicas; default: as many as the accelerators hold")
-    parallelism: InferenceParallelism = InferenceParallelism()
-    arrivals: Arrivals
-    prompt_tokens: TokenCount
-    output_tokens: TokenCount
-    router: Router = Router.LEAST_LOADED
-    batching: Batching = Batching()
-    disaggregation: Disaggregation | None = None
-    slo: SLO | None = None
+    parallelism: InferenceParallelism = Field(InferenceParallelism(),
+                                              description="layout of one replica")
+    arrivals: Arrivals = Field(description="when requests arrive")
+    prompt_tokens: TokenCount = Field(description="prompt length: a number or a distribution")
+    output_tokens: TokenCount = Field(description="answer length: a number or a distribution")
+    router: Router = Field(Router.LEAST_LOADED, description="how requests pick a replica")
+    batching: Batching = Field(Batching(), description="continuous-batching limits")
+    disaggregation: Disaggregation | None = Field(
+        None, description="separate prefill and decode pools (replaces replicas)")
+    slo: SLO | None = Field(None, description="latency targets; attainment is reported")
     warmup_requests: Annotated[int, Ge(0)] = Field(
         0, description="requests excluded from latency statistics at the start")

@@ -57,13 +57,16 @@ def _base_dir(info: ValidationInfo) -> Path | None:
 class Scenario(BaseModel):
     model_config = _FROZEN
 
-    name: str
-    description: str = ""
-    hardware: HardwareProfile
+    name: str = Field(description="a title for tables and reports")
+    description: str = Field("", description="what the scenario models and its assumptions")
+    hardware: HardwareProfile = Field(
+        description="built-in profile id (`xpusim profiles list`), a path to a profile YAML "
+                    "(relative to this file), or an inline mapping")
     cluster: Cluster
-    model: ModelProfile
-    workload: Workload
-    cost: CostAssumptions = CostAssumptions()
+    model: ModelProfile = Field(
+        description="built-in model id (`xpusim models list`), a path, or an inline mapping")
+    workload: Workload = Field(description="what runs: `kind: training` or `kind: inference`")
+    cost: CostAssumptions = Field(CostAssumptions(), description="how the fleet is paid for")
     seed: int = Field(0, description="seeds every random draw (arrivals, lengths, failures)")
 
     @field_validator("hardware", mode="before")

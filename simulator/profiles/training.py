@@ -131,19 +131,24 @@ class TrainingWorkload(BaseModel):
     model_config = _FROZEN
 
     kind: Literal["training"]
-    precision: Precision = Precision.BF16
-    seq_len: PositiveInt
+    precision: Precision = Field(Precision.BF16, description="GEMM precision (mixed "
+                                 "precision: master weights and optimizer stay fp32); the "
+                                 "profile must have a peak for it")
+    seq_len: PositiveInt = Field(description="tokens per training sequence")
     global_batch_size: PositiveInt = Field(description="sequences per optimizer step")
-    micro_batch_size: PositiveInt = 1
+    micro_batch_size: PositiveInt = Field(1, description="sequences per forward/backward pass")
     tokens: Annotated[float, Gt(0)] | None = Field(None, description="tokens to train")
     steps: PositiveInt | None = Field(None, description="optimizer steps (instead of tokens)")
-    parallelism: TrainingParallelism = TrainingParallelism()
-    pipeline_schedule: PipelineSchedule = PipelineSchedule.ONE_F_ONE_B
-    recompute: Recompute = Recompute.SELECTIVE
-    overlap: Overlap = Overlap()
-    finetune: Finetune = Finetune()
-    checkpoint: Checkpoint = Checkpoint()
-    failures: Failures = Failures()
+    parallelism: TrainingParallelism = Field(TrainingParallelism(),
+                                             description="how the model is split")
+    pipeline_schedule: PipelineSchedule = Field(PipelineSchedule.ONE_F_ONE_B,
+                                                description="order of microbatch passes")
+    recompute: Recompute = Field(Recompute.SELECTIVE, description="activation recomputation: "
+                                 "selective recomputes the attention core, full the layer")
+    overlap: Overlap = Field(Overlap(), description="which communication the framework hides")
+    finetune: Finetune = Field(Finetune(), description="full training or LoRA adapters")
+    checkpoint: Checkpoint = Field(Checkpoint(), description="checkpoint cadence and storage")
+    failures: Failures = Field(Failures(), description="job-interrupting failures at run scale")
 
     @model_validator(mode="after")
     def _tokens_or_steps(self) -> TrainingWorkload:

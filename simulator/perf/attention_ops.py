@@ -1,0 +1,163 @@
+"""The attention block of one layer, as shapes: projections, RoPE, KV cache, the fused core.
+
+MHA/GQA: one fused QKV projection, FlashAttention-style core, output projection; heads split
+over TP, a K/V head replicated when tp exceeds the K/V heads (as vLLM and Megatron do).
+MLA (DeepSeek-V2/V3): the query goes through its latent (q_lora_rank), keys and values
+through a shared latent (kv_lora_rank) plus one decoupled RoPE key. The down-projections
+are replicated on every TP rank; the per-head up-projections split over TP.
+Training and prefill expand the latent into per-head K and V (kv_up over every key the
+attention reads, cached context included). Decode uses the weight-absorbed form: the query
+is mapped into the latent space (W_UK), attention runs over the cached latent
+(kv_lora_rank + rope per token, shared by all heads) and the output is mapped back (W_UV).
+"""
+
+from __future__ import annotations
+
+from simulator.perf.ops import Collective, Layout
+from simulator.perf.opspec import (
+    Batch,
+    Comm,
+    Core,
+    Elem,
+    Gemm,
+    Phase,
+    Prec,
+    norm,
+    residual,
+    tp_entry,
+    tp_exit,
+)
+from simulator.profiles.model import AttentionKind, ModelProfile, Norm, PositionEmbedding
+
+LSE_BYTES = 4.0  # FlashAttention keeps one fp32 log-sum-exp per query row and head
+
+
+def attention_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
+    """One layer's attention block, norm and residual included, per device."""
+    h = model.hidden_size
+    layernorm = model.norm is Norm.LAYERNORM
+    specs: list = [norm("attn.norm", batch.residual_tokens, h, layernorm, p)]
+    specs += tp_entry("attn", batch, h, p, layout)
+    if model.attention is AttentionKind.MLA:
+        specs += _mla(model, layout, batch, p)
+    else:
+        specs += _mha(model, layout, batch, p)
+    specs += tp_exit("attn", batch, h, p, layout)
+    specs.append(residual("attn.residual", batch.residual_tokens, h, p))
+    return specs
+
+
+def heads_per_device(model: ModelProfile, tp: int) -> tuple[float, float]:
+    """(query heads, K/V heads) on one TP rank; K/V heads are replicated below one per rank."""
+    q = model.attention_heads / tp
+    if model.attention is AttentionKind.MLA:
+        return q, q
+    return q, max(1.0, model.kv_heads_resolved / tp)
+
+
+def kv_cache_read_bytes(model: ModelProfile, layout: Layout, kv_tokens: float,
+                        kv_bytes: float) -> float:
+    """Bytes of KV cache one device reads per layer when attending over ``kv_tokens`` keys.
+
+    GQA/MHA: K and V of the device's K/V heads. MLA (absorbed): the latent and the RoPE key,
+    which every TP rank holds and reads whole.
+    """
+    if model.attention is AttentionKind.MLA:
+        assert model.mla is not None
+        return kv_tokens * (model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) * kv_bytes
+    _, kv_heads = heads_per_device(model, layout.tp)
+    return kv_tokens * 2 * kv_heads * model.head_dim_resolved * kv_bytes
+
+
+def _stats(batch: Batch, heads: float) -> float:
+    return 0.0 if batch.phase is Phase.DECODE else batch.tokens * heads * LSE_BYTES
+
+
+def _rope(model: ModelProfile, batch: Batch, rotated_per_token: float, p: Prec) -> list:
+    if model.position_embedding is not PositionEmbedding.ROPE:
+        return []
+    elements = batch.tokens * rotated_per_token
+    return [Elem("attn.rope", 3.0 * elements, 2.0 * elements * p.eb)]
+
+
+def _cache_write(batch: Batch, per_token: float, p: Prec) -> list:
+    """Inference stores the new tokens' K/V (or latent) in the cache, converting precision."""
+    if batch.phase is Phase.TRAIN:
+        return []
+    return [Elem("attn.kv_cache_write", 0.0, batch.tokens * per_token * (p.eb + p.kvb),
+                 backward_factor=0.0)]
+
+
+def _cp(batch: Batch, layout: Layout, kv_per_token: float, o_per_token: float,
+        p: Prec) -> list:
+    """Context parallelism: gather K/V of the whole sequence (ring-style), or in decode
+    combine the partial outputs of the context shards."""
+    if batch.phase is Phase.DECODE:
+        return [Comm("attn.cp_combine", Collective.ALL_REDUCE,
+                     batch.tokens * o_per_token * p.eb, layout.cp_group)]
+    return [Comm("attn.cp_kv_all_gather", Collective.ALL_GATHER,
+                 batch.kv_tokens * kv_per_token * p.eb, layout.cp_group,
+                 (Collective.ALL_GATHER, Collective.REDUCE_SCATTER))]
+
+
+def _mha(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
+    h, d, t = model.hidden_size, model.head_dim_resolved, batch.tokens
+    q_heads, kv_heads = heads_per_device(model, layout.tp)
+    kv_bytes = p.eb if batch.phase is Phase.TRAIN else p.kvb
+    core = Core("attn.core", flops=2.0 * batch.pairs * (d + d) * q_heads,
+                q_bytes=t * q_heads * d * p.eb,
+                kv_bytes=kv_cache_read_bytes(model, layout, batch.kv_tokens, kv_bytes),
+                o_bytes=t * q_heads * d * p.eb, stats_bytes=_stats(batch, q_heads))
+    return [
+        Gemm("attn.qkv", t, h, (q_heads + 2 * kv_heads) * d),
+        *_rope(model, batch, (q_heads + kv_heads) * d, p),
+        *_cache_write(batch, 2 * kv_heads * d, p),
+        *_cp(batch, layout, 2 * kv_heads * d, q_heads * d, p),
+        core,
+        Gemm("attn.o_proj", t, q_heads * d, h),
+    ]
+
+
+def _mla(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
+    assert model.mla is not None
+    x = model.mla
+    h, t = model.hidden_size, batch.tokens
+    heads, _ = heads_per_device(model, layout.tp)
+    r, rope, nope, dv = x.kv_lora_rank, x.qk_rope_head_dim, x.qk_nope_head_dim, x.v_head_dim
+    qk = nope + rope
+    layernorm = model.norm is Norm.LAYERNORM
+    if x.q_lora_rank:
+        specs: list = [
+            Gemm("attn.qkv_down", t, h, x.q_lora_rank + r + rope),  # replicated over TP
+            norm("attn.latent_norm", t, x.q_lora_rank + r, layernorm, p),
+            Gemm("attn.q_up", t, x.q_lora_rank, heads * qk),
+        ]
+    else:
+        specs = [
+            Gemm("attn.q_proj", t, h, heads * qk),
+            Gemm("attn.kv_down", t, h, r + rope),  # replicated over TP
+            norm("attn.latent_norm", t, r, layernorm, p),
+        ]
+    specs += _rope(model, batch, (heads + 1) * rope, p)
+    specs += _cache_write(batch, r + rope, p)
+    if batch.phase is Phase.DECODE:
+        flops = 2.0 * batch.pairs * heads * ((r + rope) + r)
+        specs += [
+            Gemm("attn.q_absorb", t, nope, r, groups=heads),  # W_UK folded into the query
+            *_cp(batch, layout, r + rope, heads * r, p),
+            Core("attn.core", flops, q_bytes=t * heads * (r + rope) * p.eb,
+                 kv_bytes=kv_cache_read_bytes(model, layout, batch.kv_tokens, p.kvb),
+                 o_bytes=t * heads * r * p.eb),
+            Gemm("attn.v_absorb", t, r, dv, groups=heads),  # W_UV applied to the output
+        ]
+    else:
+        # expand the latent of every key read (new tokens and, in prefill, cached context)
+        specs += [
+            Gemm("attn.kv_up", t + batch.cached, r, heads * (nope + dv)),
+            *_cp(batch, layout, heads * (qk + dv), heads * dv, p),
+            Core("attn.core", 2.0 * batch.pairs * (qk + dv) * heads,
+                 q_bytes=t * heads * qk * p.eb, kv_bytes=batch.kv_tokens * heads * (qk + dv) * p.eb,
+                 o_bytes=t * heads * dv * p.eb, stats_bytes=_stats(batch, heads)),
+        ]
+    specs.append(Gemm("attn.o_proj", t, heads * dv, h))
+    return specs

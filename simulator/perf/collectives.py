@@ -1,0 +1,274 @@
+"""Time of collectives on a profile's scale-up and scale-out fabrics (the alpha-beta model).
+
+Every algorithm costs ``beta + alpha``: ``beta`` is the bytes a device must push through its
+links divided by the achieved ("bus") bandwidth, ``alpha`` the per-step latency times the
+steps the algorithm serialises. Bus bandwidth follows the nccl-tests convention
+(PERFORMANCE.md): one-way link bandwidth times the profile's measured collective efficiency,
+so that a ring all-reduce of S bytes over n devices moves 2(n-1)/n·S per device.
+
+Where a group sits decides the fabric: all members in one scale-up domain (NVSwitch, xGMI
+mesh, ICI/NeuronLink torus), one member per domain (scale-out only), or several members in
+each of several domains (hierarchical). ``algorithm="auto"`` returns the fastest algorithm
+the fabric offers, as NCCL's tuner does. Formulas and sources: docs/modelling_collectives.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+from simulator.perf.ops import Collective, CommOp, Group
+from simulator.profiles.hardware import HardwareProfile, ScaleUpTopology
+
+# NVLink SHARP (NVLS) all-reduce reaches this multiple of the ring's bus bandwidth. Measured:
+# 8xH200 480/367 = 1.31, 8xB200 838/682 = 1.23, GB200 NVL72 850/680 = 1.25 (hardware_facts
+# §9d, from stas00/ml-engineering). The ideal one-pass gain, 2(n-1)/n, is not reached.
+NVLS_GAIN = 1.25
+
+ALGORITHMS = ("auto", "ring", "tree", "nvls", "torus_ring", "direct", "hierarchical")
+
+
+@dataclass(frozen=True)
+class CollectiveCost:
+    """What one collective costs each member of its group.
+
+    ``bus_bytes`` is what each device sends over its links, summed over the fabrics it uses
+    (ring all-reduce: 2(n-1)/n·S; NVLS all-reduce: S). ``fabric`` says where the group sits:
+    "local", "scale_up", "scale_out" or "hierarchical" (several members in each of several
+    domains).
+    """
+
+    time_s: float
+    fabric: str
+    algorithm: str
+    bus_bytes: float
+
+    def __add__(self, other: CollectiveCost) -> CollectiveCost:
+        if not isinstance(other, CollectiveCost):
+            return NotImplemented
+        if other.fabric == "local":
+            return self
+        if self.fabric == "local":
+            return other
+        return CollectiveCost(
+            self.time_s + other.time_s,
+            self.fabric if self.fabric == other.fabric else "mixed",
+            self.algorithm if self.algorithm == other.algorithm
+            else f"{self.algorithm}+{other.algorithm}",
+            self.bus_bytes + other.bus_bytes,
+        )
+
+    def __radd__(self, other: object) -> CollectiveCost:
+        # lets sum() start from 0
+        if other == 0:
+            return self
+        return NotImplemented
+
+    def repeated(self, count: int) -> CollectiveCost:
+        """``count`` identical collectives issued one after another."""
+        if count == 0:
+            return LOCAL
+        return CollectiveCost(self.time_s * count, self.fabric, self.algorithm,
+                              self.bus_bytes * count)
+
+
+LOCAL = CollectiveCost(0.0, "local", "none", 0.0)
+
+
+@dataclass(frozen=True)
+class _Fabric:
+    """One fabric as seen by the ``members`` of a group that meet on it."""
+
+    members: int
+    bw: float  # bus bandwidth per device for ring-type collectives, bytes/s
+    alpha: float  # latency of one algorithm step, s
+    ring_steps: int  # steps of one reduce-scatter or all-gather pass
+    ring_name: str  # "ring", or "torus_ring" for per-dimension rings on a torus
+    p2p_bw: float  # bandwidth to a single peer, bytes/s
+    a2a_bytes: float  # all-to-all bytes sent per buffer byte (multi-hop forwarding included)
+    a2a_s_per_byte: float  # all-to-all bandwidth time per buffer byte, s
+    tree: bool = True  # double binary tree offered (not on a torus: no switch to fan out)
+    nvls: bool = False
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One candidate algorithm: its bytes per device, bandwidth time and latency."""
+
+    algorithm: str
+    bytes: float
+    beta: float
+    alpha: float
+
+    @property
+    def time(self) -> float:
+        return self.beta + self.alpha
+
+
+def collective_time(hw: HardwareProfile, collective: Collective | str, nbytes: float,
+                    group: Group, algorithm: str = "auto") -> CollectiveCost:
+    """Wall time of one collective of ``nbytes`` (nccl-tests buffer convention) over ``group``.
+
+    ``algorithm`` forces one algorithm ("ring", "tree", "nvls", "torus_ring", "direct",
+    "hierarchical"); it must be one the group's fabric offers.
+    """
+    collective = Collective(collective)
+    _validate(nbytes, group, collective, algorithm)
+    n = group.size
+    if n == 1 or nbytes == 0:
+        return LOCAL
+    k = group.members_per_domain(hw.scale_up.domain_size.value)
+    if k >= n:
+        fabric, parts = "scale_up", _parts_on(_scale_up(hw, n, group.stride), collective, nbytes)
+    elif k == 1:
+        fabric, parts = "scale_out", _parts_on(_scale_out(hw, n), collective, nbytes)
+    else:
+        up, out = _scale_up(hw, k, group.stride), _scale_out(hw, -(-n // k))
+        fabric, parts = "hierarchical", _parts_across(up, out, collective, nbytes, n)
+    part = _choose(parts, algorithm, collective, n, fabric)
+    return CollectiveCost(part.time, fabric, part.algorithm, part.bytes)
+
+
+def comm_op_time(hw: HardwareProfile, op: CommOp) -> CollectiveCost:
+    """Cost of ``op.count`` back-to-back repeats of ``op``."""
+    if op.count < 0:
+        raise ValueError(f"{op.name}: count must be >= 0, got {op.count}")
+    return collective_time(hw, op.collective, op.bytes, op.group).repeated(op.count)
+
+
+def _validate(nbytes: float, group: Group, collective: Collective, algorithm: str) -> None:
+    if not math.isfinite(nbytes) or nbytes < 0:
+        raise ValueError(f"{collective.value}: bytes must be a finite number >= 0, got {nbytes!r}")
+    if group.size < 1:
+        raise ValueError(f"{collective.value}: group size must be >= 1, got {group.size}")
+    if group.stride < 1:
+        raise ValueError(f"{collective.value}: group stride must be >= 1, got {group.stride}")
+    if collective is Collective.SEND_RECV and group.size > 2:
+        raise ValueError(f"send_recv is between a pair of ranks, got a group of {group.size}")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown collective algorithm {algorithm!r}; "
+                         f"choose from {', '.join(ALGORITHMS)}")
+
+
+def _choose(parts: list[_Part], algorithm: str, collective: Collective, n: int,
+            fabric: str) -> _Part:
+    if algorithm == "auto":
+        return min(parts, key=lambda p: p.time)
+    for part in parts:
+        if part.algorithm == algorithm or (algorithm == "ring" and part.algorithm == "torus_ring"):
+            return part
+    offered = ", ".join(["auto", *(p.algorithm for p in parts)])
+    raise ValueError(f"algorithm {algorithm!r} is not available for {collective.value} over "
+                     f"{n} ranks on {fabric}; choose from {offered}")
+
+
+# --- fabrics -------------------------------------------------------------------------------
+
+def _scale_up(hw: HardwareProfile, k: int, stride: int) -> _Fabric:
+    """The scale-up fabric for ``k`` members ``stride`` ranks apart in one domain."""
+    su = hw.scale_up
+    link = su.bandwidth_one_way * hw.efficiency.scale_up_collective.value
+    alpha = su.latency.value
+    if su.topology is ScaleUpTopology.TORUS:
+        return _torus(su.torus_dims or (su.domain_size.value,), link, alpha, k, stride)
+    if su.topology is ScaleUpTopology.MESH:
+        # Bandwidth is split evenly over direct links to every other device of the domain;
+        # k members can only use the k-1 links among themselves.
+        peer = link / (su.domain_size.value - 1)
+        bw = peer * (k - 1)
+        return _Fabric(k, bw, alpha, k - 1, "ring", peer, (k - 1) / k, (k - 1) / k / bw)
+    # switch: every device reaches any peer at its full bandwidth
+    return _Fabric(k, link, alpha, k - 1, "ring", link, (k - 1) / k, (k - 1) / k / link,
+                   nvls=su.in_network_reduction)
+
+
+def _scale_out(hw: HardwareProfile, m: int) -> _Fabric:
+    """The scale-out network between ``m`` domains, each device using its own NIC share."""
+    so = hw.scale_out
+    bw = so.bandwidth_one_way * hw.efficiency.scale_out_collective.value
+    return _Fabric(m, bw, so.latency.value, m - 1, "ring", bw, (m - 1) / m, (m - 1) / m / bw)
+
+
+def _torus(dims: tuple[int, ...], bw_one_way: float, alpha: float, k: int,
+           stride: int) -> _Fabric:
+    """Bidirectional rings along each torus dimension the group spans (JAX scaling book).
+
+    One direction of one link carries bw/(2·ndims). A dimension the group fills wraps around:
+    its ring uses both directions of two links. A partial dimension is a line, limited by its
+    middle cut. Data is split over the spanned dimensions, so their bandwidths add.
+    """
+    link = bw_one_way / (2 * len(dims))
+    spans = _torus_spans(tuple(dims), stride, k)
+    ring_bw = [2 * link * (1.0 if wraps else (e - 1) / (2 * (e // 2))) for e, wraps in spans]
+    # all-to-all: average ring distance floor(e²/4)/e hops per byte; the bisection of a line
+    # is half that of a ring; dimension-ordered routing, so the slowest dimension decides
+    hops = [(e * e // 4) / e for e, _ in spans]
+    a2a_bw = [2 * link * (1.0 if wraps else 0.5) for _, wraps in spans]
+    return _Fabric(k, sum(ring_bw), alpha, sum(e - 1 for e, _ in spans), "torus_ring", link,
+                   sum(hops), max(h / b for h, b in zip(hops, a2a_bw, strict=True)), tree=False)
+
+
+@lru_cache(maxsize=512)
+def _torus_spans(dims: tuple[int, ...], stride: int, k: int) -> tuple[tuple[int, bool], ...]:
+    """(extent, wraps around) of each dimension the members occupy; dims[0] varies fastest."""
+    spans, place = [], 1
+    for size in dims:
+        extent = len({(j * stride // place) % size for j in range(k)})
+        if extent > 1:
+            spans.append((extent, extent == size and size > 2))
+        place *= size
+    return tuple(spans)
+
+
+# --- algorithms ----------------------------------------------------------------------------
+
+def _parts_on(f: _Fabric, collective: Collective, s: float) -> list[_Part]:
+    """Candidate algorithms for a group whose members all meet on one fabric."""
+    k = f.members
+    if collective is Collective.SEND_RECV:
+        return [_Part("direct", s, s / f.p2p_bw, f.alpha)]
+    if collective is Collective.ALL_TO_ALL:
+        return [_Part("direct", f.a2a_bytes * s, f.a2a_s_per_byte * s, (k - 1) * f.alpha)]
+    passes = 2 if collective is Collective.ALL_REDUCE else 1  # reduce-scatter + all-gather
+    ring_bytes = passes * (k - 1) / k * s
+    parts = [_Part(f.ring_name, ring_bytes, ring_bytes / f.bw, passes * f.ring_steps * f.alpha)]
+    if collective is Collective.ALL_REDUCE:
+        depth = 2 * math.ceil(math.log2(k)) * f.alpha  # up the tree and back down
+        if f.tree:
+            parts.append(_Part("tree", 2 * s, 2 * s / f.bw, depth))
+        if f.nvls and k > 2:
+            # the switch reduces: each device sends S and receives S, at the measured gain
+            parts.append(_Part("nvls", s, ring_bytes / (f.bw * NVLS_GAIN), depth))
+    return parts
+
+
+def _parts_across(up: _Fabric, out: _Fabric, collective: Collective, s: float,
+                  n: int) -> list[_Part]:
+    """Candidates for a group with ``up.members`` ranks in each of ``out.members`` domains."""
+    k = up.members
+    if collective is Collective.ALL_TO_ALL:
+        # direct: the share of the buffer bound for same-domain peers stays on scale-up
+        local, remote = s * k / n, s * (n - k) / n
+        return [_Part("direct", up.a2a_bytes * local + remote,
+                      max(up.a2a_s_per_byte * local, remote / out.bw),
+                      (k - 1) * up.alpha + (n - k) * out.alpha)]
+    passes = 2 if collective is Collective.ALL_REDUCE else 1
+    # Flat ring over all n ranks, one ring per domain member so that every NIC carries 1/k of
+    # the traffic; hops inside a domain run concurrently on scale-up. Every step waits for
+    # its slowest hop: scale-out latency.
+    ring_bytes = passes * (n - 1) / n * s
+    flat = _Part("ring", ring_bytes,
+                 max(ring_bytes / k / out.bw, ring_bytes * (k - 1) / k / up.bw),
+                 passes * (n - 1) * out.alpha)
+    # Hierarchical: reduce-scatter in the domain, the collective across domains on S/k per
+    # device (each on its own NIC), all-gather in the domain. NCCL pipelines the phases in
+    # chunks, so the two fabrics' bandwidth times overlap; their latencies add.
+    up_bytes = passes * (k - 1) / k * s
+    up_alpha = passes * up.ring_steps * up.alpha
+    hier = min(
+        (_Part("hierarchical", up_bytes + p.bytes, max(up_bytes / up.bw, p.beta),
+               up_alpha + p.alpha) for p in _parts_on(out, collective, s / k)),
+        key=lambda p: p.time,
+    )
+    return [flat, hier]

@@ -1,0 +1,311 @@
+"""FLOPs and HBM bytes per device for prefill, decode and training of a transformer.
+
+Each pass is a list of :class:`ComputeOp` (what one device computes and moves) and
+:class:`CommOp` (what its TP, CP and EP groups exchange; data- and pipeline-parallel traffic
+is left to the engines). Ops of identical layers are merged, ``count`` saying how many.
+
+Conventions (see docs/modelling_ops.md for sources):
+- GEMM FLOPs are 2·m·k·n; biases, norms and activations are memory-bound elementwise ops.
+- Attention counts QK^T and PV, 2·pairs·(d_qk + d_v) per head, where ``pairs`` are the
+  (query, key) pairs attended. Causal self-attention over s tokens has s(s+1)/2 pairs per
+  sequence (the exact half, diagonal included); a chunk of q new tokens after c cached ones
+  has q·c + q(q+1)/2; a decode token attends to its whole context.
+- Backward: an input-gradient and a weight-gradient GEMM per forward GEMM (2x its FLOPs);
+  the attention core 2.5x (FlashAttention-2 recomputes the scores).
+- Weights are read once per pass per device; decode reads the KV cache, prefill writes it.
+- The LM head runs on every token in training, on each sequence's last token in inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from simulator.perf.attention_ops import attention_specs
+from simulator.perf.mlp_ops import dense_mlp_specs, moe_specs
+from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
+from simulator.perf.opspec import (
+    Batch,
+    Comm,
+    Core,
+    Elem,
+    Gemm,
+    Grad,
+    Phase,
+    Prec,
+    backward_ops,
+    forward_ops,
+    norm,
+)
+from simulator.profiles.model import ModelProfile, Norm, PositionEmbedding
+from simulator.profiles.precision import Precision
+
+Op = ComputeOp | CommOp
+RECOMPUTE_PREFIX = "recompute."
+LOGIT_BYTES = 4.0  # the cross-entropy works on fp32 logits
+_COLUMN_TARGETS = {"q": ("h", "q"), "k": ("h", "kv"), "v": ("h", "kv"),
+                   "gate": ("h", "f"), "up": ("h", "f")}
+_ROW_TARGETS = {"o": ("q", "h"), "down": ("f", "h")}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The layers one pipeline stage runs, and whether it holds the model's two ends."""
+
+    first_layer: int = 0
+    layers: int | None = None  # None: through the last layer
+    embedding: bool = True
+    lm_head: bool = True
+
+    @classmethod
+    def of(cls, model: ModelProfile, stage_layers: Sequence[int], index: int) -> Stage:
+        """Stage ``index`` of a pipeline whose stages hold ``stage_layers`` layers each."""
+        return cls(sum(stage_layers[:index]), stage_layers[index], index == 0,
+                   index == len(stage_layers) - 1)
+
+    def layer_indices(self, model: ModelProfile) -> range:
+        end = model.layers if self.layers is None else self.first_layer + self.layers
+        if not 0 <= self.first_layer <= end <= model.layers:
+            raise ValueError(f"stage layers {self.first_layer}..{end} outside the model's "
+                             f"{model.layers}")
+        return range(self.first_layer, end)
+
+
+@dataclass(frozen=True)
+class TrainingOps:
+    """One microbatch on one stage. ``backward`` starts with any recomputed forward work
+    (names prefixed ``recompute.``), which runs just before the gradients it feeds."""
+
+    forward: list[Op]
+    backward: list[Op]
+
+    @property
+    def recompute(self) -> list[Op]:
+        return [op for op in self.backward if op.name.startswith(RECOMPUTE_PREFIX)]
+
+
+# ---- precisions and batches -------------------------------------------------------------
+def _wide(p: Precision) -> Precision:
+    """Elementwise kernels and the attention core keep 16 bits when GEMMs go below."""
+    return p if p.bytes_per_element >= 2 else Precision.BF16
+
+
+def _inference_prec(weight: Precision | str, act: Precision | str,
+                    kv: Precision | str) -> Prec:
+    w, a = Precision(weight), Precision(act)
+    # weight-only quantized GEMMs (W4A16, W8A16) dequantize and run at the activation precision
+    compute = w if w.bytes_per_element > a.bytes_per_element else a
+    return Prec(w, a, compute, Precision(kv), _wide(a))
+
+
+def _residual(tokens: float, layout: Layout) -> float:
+    return tokens / layout.tp if layout.sequence_parallel else tokens
+
+
+def prefill_batch(layout: Layout, prompt_lens: Sequence[int],
+                  context_before: Sequence[int] | None = None) -> Batch:
+    """New tokens q after c cached ones, per sequence; CP splits each sequence's tokens."""
+    q = [float(n) for n in prompt_lens]
+    c = [float(n) for n in (context_before if context_before is not None else [0] * len(q))]
+    if not q or min(q) <= 0 or len(c) != len(q) or min(c) < 0:
+        raise ValueError("prompt_lens must be positive, context_before (if given) as long "
+                         "and non-negative")
+    tokens = sum(q) / layout.cp
+    pairs = sum(qi * ci + qi * (qi + 1) / 2 for qi, ci in zip(q, c, strict=True)) / layout.cp
+    return Batch(Phase.PREFILL, tokens, _residual(tokens, layout), len(q), pairs,
+                 sum(q) + sum(c), sum(c) / layout.cp)
+
+
+def decode_batch(layout: Layout, context_lens: Sequence[int]) -> Batch:
+    """One new token per sequence, attending to ``context_lens`` keys (itself included);
+    CP shards each context, every rank computing partial attention for all tokens."""
+    if not context_lens or min(context_lens) <= 0:
+        raise ValueError("context_lens must be a non-empty list of positive lengths")
+    tokens = float(len(context_lens))
+    kv = sum(context_lens) / layout.cp
+    return Batch(Phase.DECODE, tokens, _residual(tokens, layout), len(context_lens), kv, kv,
+                 kv)
+
+
+def training_batch(layout: Layout, seq_len: int, micro_batch: int) -> Batch:
+    """CP splits the sequence (load-balanced causal chunks); K/V of the whole sequence is read."""
+    tokens = micro_batch * seq_len / layout.cp
+    pairs = micro_batch * seq_len * (seq_len + 1) / 2 / layout.cp
+    return Batch(Phase.TRAIN, tokens, _residual(tokens, layout), micro_batch, pairs,
+                 float(micro_batch * seq_len), 0.0)
+
+
+# ---- the model's ends -------------------------------------------------------------------
+def embedding_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
+    """Vocab-parallel gather: each TP rank reads the rows in its shard, then the partial
+    outputs are summed (all-reduce; reduce-scatter with sequence parallelism)."""
+    h, t = model.hidden_size, batch.tokens
+    sp = layout.sequence_parallel
+    specs: list = [
+        Elem("embedding", 0.0, t * h * p.wb / layout.tp + t * h * p.eb, OpKind.EMBEDDING,
+             backward_factor=0.0),
+        Grad("embedding.wgrad", OpKind.EMBEDDING, t * h / layout.tp,
+             t * h * p.eb + t * h / layout.tp * 8.0),  # scatter-add into the fp32 grad
+        Comm("embedding.tp_reduce", Collective.REDUCE_SCATTER if sp else Collective.ALL_REDUCE,
+             t * h * p.eb, layout.tp_group, (Collective.ALL_GATHER,) if sp else ()),
+    ]
+    if model.position_embedding is PositionEmbedding.LEARNED:
+        e = batch.residual_tokens * h
+        specs.append(Elem("embedding.positions", e, e * (2 * p.eb + p.wb)))
+    return specs
+
+
+def head_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
+    """Final norm, the vocab-parallel LM head and, in training, the loss."""
+    h, v, tp = model.hidden_size, model.vocab_size, layout.tp
+    specs: list = [norm("final_norm", batch.residual_tokens, h,
+                        model.norm is Norm.LAYERNORM, p)]
+    if batch.phase is not Phase.TRAIN:
+        rows = batch.sequences  # only the last token of each sequence is sampled
+        return [*specs, Gemm("lm_head", rows, h, v / tp),
+                Comm("lm_head.logits_all_gather", Collective.ALL_GATHER, rows * v * p.eb,
+                     layout.tp_group),
+                Elem("sampling", 5.0 * rows * v, rows * v * (p.eb + LOGIT_BYTES))]
+    t = batch.tokens
+    if layout.sequence_parallel:
+        specs.append(Comm("lm_head.sp_all_gather", Collective.ALL_GATHER, t * h * p.eb,
+                          layout.tp_group, (Collective.REDUCE_SCATTER,)))
+    else:  # column-parallel input: identity forward, all-reduce of its gradient
+        specs.append(Comm("lm_head.input", None, t * h * p.eb, layout.tp_group,
+                          (Collective.ALL_REDUCE,)))
+    logits = t * v / tp
+    return [*specs, Gemm("lm_head", t, h, v / tp),
+            Elem("loss", 5.0 * logits, logits * (p.eb + 3 * LOGIT_BYTES), backward_factor=0.5),
+            Comm("loss.tp_all_reduce", Collective.ALL_REDUCE, 3 * t * LOGIT_BYTES,
+                 layout.tp_group)]
+
+
+def lora_specs(model: ModelProfile, layout: Layout, batch: Batch, rank: int,
+               targets: Sequence[str]) -> list:
+    """Adapter GEMMs x·A·B per target; A is replicated and B split for column-parallel
+    targets, the other way round for row-parallel ones (o, down)."""
+    tp = layout.tp
+    dims = {"h": model.hidden_size, "f": model.ffn_size,
+            "q": model.attention_heads * model.head_dim_resolved,
+            "kv": model.kv_heads_resolved * model.head_dim_resolved}
+    specs: list = []
+    for target in targets:
+        if target in _COLUMN_TARGETS:
+            src, dst = _COLUMN_TARGETS[target]
+            a_in, b_out = dims[src], dims[dst] / tp
+        elif target in _ROW_TARGETS:
+            src, dst = _ROW_TARGETS[target]
+            a_in, b_out = dims[src] / tp, dims[dst]
+        else:
+            raise ValueError(f"unknown LoRA target {target!r}; expected one of "
+                             f"{sorted(_COLUMN_TARGETS | _ROW_TARGETS)}")
+        specs += [Gemm(f"lora.{target}.a", batch.tokens, a_in, rank),
+                  Gemm(f"lora.{target}.b", batch.tokens, rank, b_out)]
+    return specs
+
+
+# ---- passes -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Layers:
+    attention: list
+    dense: list
+    moe: list
+    n_layers: int
+    n_moe: int
+
+    def forward(self, p: Prec) -> list[Op]:
+        return (forward_ops(self.attention, p, self.n_layers)
+                + forward_ops(self.dense, p, self.n_layers - self.n_moe)
+                + forward_ops(self.moe, p, self.n_moe))
+
+    def backward(self, p: Prec) -> list[Op]:
+        return (backward_ops(self.moe, p, self.n_moe)
+                + backward_ops(self.dense, p, self.n_layers - self.n_moe)
+                + backward_ops(self.attention, p, self.n_layers))
+
+
+def _layers(model: ModelProfile, layout: Layout, batch: Batch, p: Prec, stage: Stage,
+            imbalance: float) -> _Layers:
+    if imbalance < 1.0:
+        raise ValueError(f"imbalance is max/mean tokens per expert, at least 1 (got "
+                         f"{imbalance})")
+    indices = stage.layer_indices(model)
+    n_moe = sum(model.is_moe_layer(i) for i in indices)
+    moe = moe_specs(model, layout, batch, p, imbalance) if n_moe else []
+    return _Layers(attention_specs(model, layout, batch, p),
+                   dense_mlp_specs(model, layout, batch, p), moe, len(indices), n_moe)
+
+
+def _inference_pass(model: ModelProfile, layout: Layout, batch: Batch, p: Prec,
+                    stage: Stage | None, imbalance: float) -> list[Op]:
+    stage = stage or Stage()
+    ops: list[Op] = []
+    if stage.embedding:
+        ops += forward_ops(embedding_specs(model, layout, batch, p), p)
+    ops += _layers(model, layout, batch, p, stage, imbalance).forward(p)
+    if stage.lm_head:
+        ops += forward_ops(head_specs(model, layout, batch, p), p)
+    return ops
+
+
+def prefill_ops(model: ModelProfile, layout: Layout, prompt_lens: Sequence[int],
+                weight_precision: Precision | str, act_precision: Precision | str,
+                kv_precision: Precision | str, context_before: Sequence[int] | None = None,
+                *, stage: Stage | None = None, imbalance: float = 1.0) -> list[Op]:
+    """Prefill of a batch of prompts or prompt chunks (``context_before`` tokens already
+    cached per sequence), on one device of ``layout``."""
+    batch = prefill_batch(layout, prompt_lens, context_before)
+    p = _inference_prec(weight_precision, act_precision, kv_precision)
+    return _inference_pass(model, layout, batch, p, stage, imbalance)
+
+
+def decode_ops(model: ModelProfile, layout: Layout, context_lens: Sequence[int],
+               weight_precision: Precision | str, kv_precision: Precision | str, *,
+               act_precision: Precision | str = Precision.BF16, stage: Stage | None = None,
+               imbalance: float = 1.0) -> list[Op]:
+    """One decode step: one new token per sequence, attending to ``context_lens`` keys."""
+    batch = decode_batch(layout, context_lens)
+    p = _inference_prec(weight_precision, act_precision, kv_precision)
+    return _inference_pass(model, layout, batch, p, stage, imbalance)
+
+
+def _freeze(specs: list) -> list:
+    """LoRA: base weights get no gradient; input gradients still flow through them."""
+    kept = [s for s in specs if not isinstance(s, Grad)]
+    return [replace(s, frozen=True) if isinstance(s, Gemm) else s for s in kept]
+
+
+def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch: int,
+                 precision: Precision | str, recompute: str = "none",
+                 lora: tuple[int, Sequence[str]] | None = None, *, stage: Stage | None = None,
+                 imbalance: float = 1.0) -> TrainingOps:
+    """Forward and backward of one microbatch on one pipeline stage (``stage``, default the
+    whole model). ``recompute``: "none", "selective" (attention core again) or "full" (the
+    stage's layers forward again). ``lora``: (rank, targets) with the base frozen."""
+    if recompute not in ("none", "selective", "full"):
+        raise ValueError(f"recompute must be none, selective or full (got {recompute!r})")
+    stage = stage or Stage()
+    prec = Precision(precision)
+    p = Prec(prec, prec, prec, prec, _wide(prec))
+    batch = training_batch(layout, seq_len, micro_batch)
+    layers = _layers(model, layout, batch, p, stage, imbalance)
+    ends_in = embedding_specs(model, layout, batch, p) if stage.embedding else []
+    ends_out = head_specs(model, layout, batch, p) if stage.lm_head else []
+    extra: list = []
+    if lora is not None:
+        layers = _Layers(_freeze(layers.attention), _freeze(layers.dense), _freeze(layers.moe),
+                         layers.n_layers, layers.n_moe)
+        ends_in, ends_out = _freeze(ends_in), _freeze(ends_out)
+        extra = lora_specs(model, layout, batch, lora[0], lora[1])
+    forward = (forward_ops(ends_in, p) + layers.forward(p)
+               + forward_ops(extra, p, layers.n_layers) + forward_ops(ends_out, p))
+    redo: list[Op] = []
+    if recompute == "full":
+        redo = layers.forward(p) + forward_ops(extra, p, layers.n_layers)
+    elif recompute == "selective":
+        cores = [s for s in layers.attention if isinstance(s, Core)]
+        redo = forward_ops(cores, p, layers.n_layers)
+    redo = [replace(op, name=RECOMPUTE_PREFIX + op.name) for op in redo]
+    backward = (redo + backward_ops(ends_out, p) + backward_ops(extra, p, layers.n_layers)
+                + layers.backward(p) + backward_ops(ends_in, p))
+    return TrainingOps(forward, backward)

@@ -1,0 +1,260 @@
+"""Collective cost model: hand-derived checks against the alpha-beta formulas, and properties.
+
+Expected values are written out from the formulas in docs/modelling_collectives.md with the
+profile's numbers, not taken from the code, so that a changed formula fails here.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator import hardware_ids, load_hardware
+from simulator.perf.collectives import (
+    NVLS_GAIN,
+    CollectiveCost,
+    collective_time,
+    comm_op_time,
+)
+from simulator.perf.ops import Collective, CommOp, Group
+
+GB = 1e9
+AR, RS, AG, A2A, P2P = (Collective.ALL_REDUCE, Collective.REDUCE_SCATTER,
+                        Collective.ALL_GATHER, Collective.ALL_TO_ALL, Collective.SEND_RECV)
+
+
+@cache
+def hw(profile_id: str):
+    return load_hardware(profile_id)
+
+
+def up_eff(profile_id: str) -> float:
+    return hw(profile_id).efficiency.scale_up_collective.value
+
+
+def out_eff(profile_id: str) -> float:
+    return hw(profile_id).efficiency.scale_out_collective.value
+
+
+def close(a: float, b: float, rel: float = 1e-9) -> bool:
+    return math.isclose(a, b, rel_tol=rel)
+
+
+# --- single scale-up domain --------------------------------------------------------------
+
+def test_ring_all_reduce_on_8_h100_matches_the_nccl_formula():
+    s, alpha = 1 * GB, 3e-6  # h100-sxm: 900 GB/s bidirectional NVLink = 450 GB/s one way
+    cost = collective_time(hw("h100-sxm"), AR, s, Group(8), algorithm="ring")
+    expected = 2 * 7 / 8 * s / (450e9 * up_eff("h100-sxm")) + 14 * alpha
+    assert cost.fabric == "scale_up" and cost.algorithm == "ring"
+    assert close(cost.time_s, expected)
+    assert close(cost.bus_bytes, 2 * 7 / 8 * s)
+
+
+@pytest.mark.parametrize("profile_id", ["h100-sxm", "mi300x", "tpu-v5e", "trainium2"])
+@pytest.mark.parametrize("group", [Group(4), Group(8), Group(2, 4), Group(64, 8)])
+def test_reduce_scatter_plus_all_gather_is_a_ring_all_reduce(profile_id, group):
+    s = 256e6
+    rs = collective_time(hw(profile_id), RS, s, group, algorithm="ring")
+    ag = collective_time(hw(profile_id), AG, s, group, algorithm="ring")
+    ar = collective_time(hw(profile_id), AR, s, group, algorithm="ring")
+    assert close(rs.time_s + ag.time_s, ar.time_s)
+    assert close((rs + ag).bus_bytes, ar.bus_bytes)
+
+
+def test_nvls_is_picked_for_large_all_reduce_and_priced_at_the_measured_gain():
+    s = 1 * GB
+    cost = collective_time(hw("h100-sxm"), AR, s, Group(8))
+    bw = 450e9 * up_eff("h100-sxm")
+    assert cost.algorithm == "nvls" and cost.bus_bytes == s
+    assert close(cost.time_s, 2 * 7 / 8 * s / (bw * NVLS_GAIN) + 2 * 3 * 3e-6)
+
+
+def test_nvls_needs_switch_side_reduction():
+    with pytest.raises(ValueError, match="'nvls' is not available"):
+        collective_time(hw("a100-sxm"), AR, GB, Group(8), algorithm="nvls")
+    assert collective_time(hw("a100-sxm"), AR, GB, Group(8)).algorithm != "nvls"
+
+
+def test_all_to_all_on_a_switch_is_direct():
+    s = 64e6
+    cost = collective_time(hw("h100-sxm"), A2A, s, Group(8))
+    expected = 7 / 8 * s / (450e9 * up_eff("h100-sxm")) + 7 * 3e-6
+    assert cost.algorithm == "direct" and close(cost.time_s, expected)
+
+
+def test_send_recv_inside_and_across_domains():
+    s = 32e6
+    inside = collective_time(hw("h100-sxm"), P2P, s, Group(2, 4))
+    across = collective_time(hw("h100-sxm"), P2P, s, Group(2, 8))
+    assert close(inside.time_s, s / (450e9 * up_eff("h100-sxm")) + 3e-6)
+    assert across.fabric == "scale_out"
+    assert close(across.time_s, s / (50e9 * out_eff("h100-sxm")) + 10e-6)
+
+
+def test_gb200_nvl72_keeps_72_contiguous_ranks_on_nvlink():
+    cost = collective_time(hw("gb200-nvl72"), AR, GB, Group(72))
+    assert cost.fabric == "scale_up"
+    assert collective_time(hw("gb200-nvl72"), AR, GB, Group(144)).fabric == "hierarchical"
+
+
+def test_mesh_subgroup_gets_only_its_own_links():
+    # mi300x: 448 GB/s one way split over 7 peer links; 4 members use 3 of them
+    s = 1 * GB
+    four = collective_time(hw("mi300x"), AR, s, Group(4), algorithm="ring")
+    eight = collective_time(hw("mi300x"), AR, s, Group(8), algorithm="ring")
+    bw4 = 448e9 * 3 / 7 * up_eff("mi300x")
+    assert close(four.time_s, 2 * 3 / 4 * s / bw4 + 6 * 5e-6)
+    assert four.time_s / four.bus_bytes > eight.time_s / eight.bus_bytes
+    assert four.time_s > eight.time_s
+
+
+def test_torus_rings_per_dimension():
+    # tpu-v5e 16x16: 200 GB/s one way over 4 link directions = 50 GB/s per direction;
+    # one full dimension is a wrap-around ring over two links, both directions: 100 GB/s
+    s, eff, alpha = 1 * GB, up_eff("tpu-v5e"), 2e-6
+    one_dim = collective_time(hw("tpu-v5e"), AG, s, Group(16))
+    two_dims = collective_time(hw("tpu-v5e"), AG, s, Group(256))
+    assert one_dim.algorithm == "torus_ring"
+    assert close(one_dim.time_s, 15 / 16 * s / (100e9 * eff) + 15 * alpha)
+    assert close(two_dims.time_s, 255 / 256 * s / (200e9 * eff) + 30 * alpha)
+    # a line of 4 (no wrap-around) is limited by its middle link: 3/4 of a ring
+    line = collective_time(hw("tpu-v5e"), AG, s, Group(4))
+    assert close(line.time_s, 3 / 4 * s / (0.75 * 100e9 * eff) + 3 * alpha)
+    # all-to-all: floor(16²/4)/16 = 4 hops per byte over the ring's 100 GB/s
+    a2a = collective_time(hw("tpu-v5e"), A2A, s, Group(16))
+    assert close(a2a.time_s, 4 * s / (100e9 * eff) + 15 * alpha)
+    with pytest.raises(ValueError, match="'tree' is not available"):
+        collective_time(hw("tpu-v5e"), AR, s, Group(16), algorithm="tree")
+
+
+# --- across domains ----------------------------------------------------------------------
+
+def test_hierarchical_beats_a_flat_ring_across_nodes():
+    # 64 ranks at stride 1 on 8-GPU nodes: 8 members in each of 8 domains
+    s, h = 1 * GB, hw("h100-sxm")
+    hier = collective_time(h, AR, s, Group(64), algorithm="hierarchical")
+    flat = collective_time(h, AR, s, Group(64), algorithm="ring")
+    assert hier.fabric == flat.fabric == "hierarchical"
+    assert hier.time_s < flat.time_s
+    assert collective_time(h, AR, s, Group(64)).algorithm == "hierarchical"
+    up, out = 450e9 * up_eff("h100-sxm"), 50e9 * out_eff("h100-sxm")
+    expected = (max(2 * 7 / 8 * s / up, 2 * 7 / 8 * (s / 8) / out)  # phases overlap
+                + 2 * 7 * 3e-6 + 2 * 7 * 10e-6)
+    assert close(hier.time_s, expected)
+    assert close(flat.time_s, 2 * 63 / 64 * s / 8 / out + 2 * 63 * 10e-6)
+
+
+def test_dp_group_with_one_rank_per_node_is_pure_scale_out():
+    # DP=64 behind TP=8 (stride 8): one member per node, nothing to do on NVLink
+    s = 1 * GB
+    cost = collective_time(hw("h100-sxm"), AR, s, Group(64, 8), algorithm="ring")
+    assert cost.fabric == "scale_out"
+    assert close(cost.time_s, 2 * 63 / 64 * s / (50e9 * out_eff("h100-sxm")) + 126 * 10e-6)
+
+
+def test_tp16_on_8_gpu_nodes_crosses_scale_out_and_is_slower_than_tp8():
+    s = 256e6
+    tp8 = collective_time(hw("h100-sxm"), AR, s, Group(8))
+    tp16 = collective_time(hw("h100-sxm"), AR, s, Group(16))
+    assert tp8.fabric == "scale_up" and tp16.fabric == "hierarchical"
+    assert tp16.time_s > tp8.time_s
+
+
+def test_tree_wins_small_messages_at_large_scale_and_ring_wins_large_ones():
+    group = Group(1024, 8)  # one rank per node
+    assert collective_time(hw("h100-sxm"), AR, 4e3, group).algorithm == "tree"
+    assert collective_time(hw("h100-sxm"), AR, 4e3, Group(8, 8)).algorithm == "tree"
+    assert collective_time(hw("h100-sxm"), AR, 100 * GB, Group(8, 8)).algorithm == "ring"
+
+
+# --- bookkeeping and errors --------------------------------------------------------------
+
+def test_group_of_one_or_no_bytes_is_free_and_local():
+    for cost in (collective_time(hw("h100-sxm"), AR, GB, Group(1)),
+                 collective_time(hw("h100-sxm"), A2A, 0, Group(64))):
+        assert cost.time_s == 0 and cost.fabric == "local" and cost.bus_bytes == 0
+
+
+def test_comm_op_repeats_count_times():
+    op = CommOp("tp-ar", AR, 16e6, Group(8), count=3)
+    one = collective_time(hw("h100-sxm"), AR, 16e6, Group(8))
+    three = comm_op_time(hw("h100-sxm"), op)
+    assert close(three.time_s, 3 * one.time_s) and close(three.bus_bytes, 3 * one.bus_bytes)
+    assert sum([one, one, one]).time_s == pytest.approx(three.time_s)
+    assert comm_op_time(hw("h100-sxm"), CommOp("none", AR, 16e6, Group(8), count=0)).time_s == 0
+
+
+@pytest.mark.parametrize(("nbytes", "group", "collective", "algorithm", "message"), [
+    (-1.0, Group(8), AR, "auto", "bytes must be a finite number >= 0"),
+    (float("nan"), Group(8), AR, "auto", "bytes must be a finite number >= 0"),
+    (1e6, Group(0), AR, "auto", "group size must be >= 1"),
+    (1e6, Group(8, 0), AR, "auto", "stride must be >= 1"),
+    (1e6, Group(4), P2P, "auto", "send_recv is between a pair"),
+    (1e6, Group(8), AR, "butterfly", "unknown collective algorithm 'butterfly'"),
+    (1e6, Group(8), RS, "tree", "choose from auto, ring"),
+])
+def test_bad_inputs_say_what_is_wrong(nbytes, group, collective, algorithm, message):
+    with pytest.raises(ValueError, match=message):
+        collective_time(hw("h100-sxm"), collective, nbytes, group, algorithm)
+
+
+def test_costs_add():
+    a = CollectiveCost(1.0, "scale_up", "ring", 10.0)
+    b = CollectiveCost(2.0, "scale_out", "tree", 5.0)
+    assert a + b == CollectiveCost(3.0, "mixed", "ring+tree", 15.0)
+    assert a + collective_time(hw("h100-sxm"), AR, 0, Group(8)) == a
+
+
+# --- properties --------------------------------------------------------------------------
+
+profiles = st.sampled_from(hardware_ids())
+collectives = st.sampled_from(list(Collective))
+groups = st.builds(Group, st.integers(1, 300), st.sampled_from([1, 2, 4, 8, 16, 64, 256]))
+sizes = st.floats(0, 1e11, allow_nan=False)
+
+
+def scaled_links(h, up_factor: float, out_factor: float):
+    """The profile with its scale-up and scale-out link bandwidths multiplied."""
+    def bigger(fabric, factor):
+        bw = fabric.bandwidth_per_device
+        return fabric.model_copy(
+            update={"bandwidth_per_device": bw.model_copy(update={"value": bw.value * factor})})
+    return h.model_copy(update={"scale_up": bigger(h.scale_up, up_factor),
+                                "scale_out": bigger(h.scale_out, out_factor)})
+
+
+def pair_if_p2p(collective, group):
+    return Group(min(group.size, 2), group.stride) if collective is P2P else group
+
+
+@settings(max_examples=300, deadline=None)
+@given(profiles, collectives, groups, sizes, st.floats(1, 10), st.floats(1, 10))
+def test_more_link_bandwidth_never_slows_a_collective(pid, collective, group, s, fu, fo):
+    group = pair_if_p2p(collective, group)
+    before = collective_time(hw(pid), collective, s, group)
+    after = collective_time(scaled_links(hw(pid), fu, fo), collective, s, group)
+    assert after.time_s <= before.time_s * (1 + 1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(profiles, collectives, groups, sizes, sizes)
+def test_time_never_falls_with_more_bytes(pid, collective, group, s1, s2):
+    group = pair_if_p2p(collective, group)
+    small, large = sorted((s1, s2))
+    t_small = collective_time(hw(pid), collective, small, group).time_s
+    t_large = collective_time(hw(pid), collective, large, group).time_s
+    assert t_small <= t_large * (1 + 1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(profiles, groups, st.floats(1, 1e11))
+def test_ring_all_reduce_moves_at_least_the_ring_minimum(pid, group, s):
+    cost = collective_time(hw(pid), AR, s, group, algorithm="ring")
+    n = group.size
+    assert cost.bus_bytes >= 2 * (n - 1) / n * s * (1 - 1e-12)
+    assert cost.time_s >= 0
