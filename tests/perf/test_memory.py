@@ -1,0 +1,135 @@
+"""Memory footprint per device, against hand-derived formulas."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator import load_hardware, load_model, scenario_from_dict
+from simulator.perf.footprint import inference_footprint, training_footprint
+from simulator.perf.memory import (
+    BYTES_OPTIMIZER,
+    activation_bytes_per_layer,
+    inflight_microbatches,
+    kv_bytes_per_token,
+    runtime_reserve,
+    stage_params,
+)
+from simulator.profiles.precision import Precision
+
+
+def serving(model, hardware, accelerators, tp, precision="bf16", **workload):
+    return scenario_from_dict({
+        "name": "t", "hardware": hardware, "cluster": {"accelerators": accelerators},
+        "model": model,
+        "workload": {"kind": "inference", "precision": precision, "parallelism": {"tp": tp},
+                     "arrivals": {"process": "offline", "requests": 1},
+                     "prompt_tokens": 1000, "output_tokens": 100, **workload},
+    })
+
+
+def training(model, hardware, accelerators, **workload):
+    base = {"kind": "training", "seq_len": 2048, "global_batch_size": 64,
+            "recompute": "selective"}
+    return scenario_from_dict({
+        "name": "t", "hardware": hardware, "cluster": {"accelerators": accelerators},
+        "model": model, "workload": {**base, **workload},
+    })
+
+
+def test_kv_bytes_per_token_gqa_by_hand():
+    """Llama 3.1 70B: 2 (K,V) x 8 kv heads x 128 dims x 80 layers x 2 bytes = 327,680 B."""
+    m = load_model("llama3.1-70b")
+    assert kv_bytes_per_token(m, Precision.BF16) == 2 * 8 * 128 * 80 * 2
+    assert kv_bytes_per_token(m, Precision.FP8) == 2 * 8 * 128 * 80
+    # TP8: one KV head per device; TP16 would replicate heads, never go below one
+    assert kv_bytes_per_token(m, Precision.BF16, tp=8) == 2 * 1 * 128 * 80 * 2
+    assert kv_bytes_per_token(m, Precision.BF16, tp=16) == 2 * 1 * 128 * 80 * 2
+
+
+def test_kv_bytes_per_token_mla_by_hand():
+    """DeepSeek-V3: (kv_lora_rank 512 + rope 64) x 61 layers x bytes; replicated over TP."""
+    m = load_model("deepseek-v3")
+    assert kv_bytes_per_token(m, Precision.BF16) == (512 + 64) * 61 * 2
+    assert kv_bytes_per_token(m, Precision.BF16, tp=8) == (512 + 64) * 61 * 2
+    assert kv_bytes_per_token(m, Precision.BF16, pp=61) == (512 + 64) * 2
+
+
+def test_405b_bf16_does_not_fit_one_h100_and_blames_weights():
+    fp = inference_footprint(serving("llama3.1-405b", "h100-sxm", 1, 1))
+    assert not fp.fits
+    assert fp.biggest == "weights"
+    assert fp.parts["weights"] == pytest.approx(2 * load_model("llama3.1-405b").params_total)
+    assert "does not fit" in fp.verdict() and "weights" in fp.verdict()
+    assert fp.headroom < 0
+
+
+def test_405b_fp8_fits_tp8_on_h200():
+    fp = inference_footprint(serving("llama3.1-405b", "h200-sxm", 8, 8, precision="fp8"))
+    assert fp.fits
+    # weights split over 8 devices at one byte each (within the embedding/LM-head imbalance)
+    assert fp.parts["weights"] == pytest.approx(load_model("llama3.1-405b").params_total / 8,
+                                                rel=0.01)
+
+
+def test_zero_stages_shard_what_they_promise():
+    """16 bytes/param, Rajbhandari et al.: ZeRO-1 shards the 12, ZeRO-2 the 2+12, ZeRO-3 all."""
+    footprints = {z: training_footprint(training("llama3.1-8b", "h100-sxm", 8,
+                                                 parallelism={"zero": z}))
+                  for z in (0, 1, 2, 3)}
+    n = stage_params(load_model("llama3.1-8b"), 1, 1).total
+    assert footprints[0].parts["optimizer"] == pytest.approx(BYTES_OPTIMIZER * n)
+    assert footprints[1].parts["optimizer"] == pytest.approx(BYTES_OPTIMIZER * n / 8)
+    assert footprints[1].parts["gradients"] == pytest.approx(2 * n)
+    assert footprints[2].parts["gradients"] == pytest.approx(2 * n / 8)
+    assert footprints[2].parts["weights"] == pytest.approx(2 * n)
+    assert footprints[3].parts["weights"] == pytest.approx(2 * n / 8)
+
+
+def test_korthikanti_activation_count_for_a_gpt_layer():
+    """GPT-3 style layer: s·b·h·(34 + 5·a·s/h) without recompute and without FlashAttention;
+    34·s·b·h/t with TP+SP and selective recompute; 2·s·b·h for full recompute."""
+    m = load_model("gpt3-175b")
+    s, b, h, a, t = 2048, 1, 12288, 96, 8
+    none = activation_bytes_per_layer(m, s, b, 1, False, "none", flash_attention=False)
+    assert none == pytest.approx(s * b * h * (34 + 5 * a * s / h))
+    selective_sp = activation_bytes_per_layer(m, s, b, t, True, "selective")
+    assert selective_sp == pytest.approx(s * b * h * 34 / t)
+    tp_only = activation_bytes_per_layer(m, s, b, t, False, "selective")
+    assert tp_only == pytest.approx(s * b * h * (10 + 24 / t))
+    assert activation_bytes_per_layer(m, s, b, t, True, "full") == pytest.approx(2 * s * b * h / t)
+
+
+def test_pipeline_inflight_microbatches():
+    assert inflight_microbatches("1f1b", pp=8, vpp=1, microbatches=64) == 8
+    assert inflight_microbatches("1f1b", pp=8, vpp=1, microbatches=64, stage=7) == 1
+    assert inflight_microbatches("1f1b", pp=8, vpp=1, microbatches=4) == 4
+    assert inflight_microbatches("gpipe", pp=8, vpp=1, microbatches=64) == 64
+    assert inflight_microbatches("interleaved", pp=8, vpp=2, microbatches=64) == \
+        pytest.approx(8 * (1 + 7 / 16))
+
+
+def test_first_stage_holds_the_most_activations_under_1f1b():
+    scenario = training("llama3.1-70b", "h100-sxm", 64, parallelism={"tp": 8, "pp": 4},
+                        seq_len=4096, global_batch_size=256)
+    fp = training_footprint(scenario)
+    assert any("stage 0" in note for note in fp.notes)
+
+
+def test_lora_keeps_optimizer_state_only_for_adapters():
+    full = training_footprint(training("llama2-70b", "mi300x", 8, finetune={"method": "full"},
+                                       parallelism={"zero": 0}, recompute="full"))
+    lora = training_footprint(training("llama2-70b", "mi300x", 8, parallelism={"zero": 0},
+                                       finetune={"method": "lora", "rank": 16},
+                                       recompute="full"))
+    assert lora.parts["optimizer"] < full.parts["optimizer"] / 500
+    # rank 16 on q, k, v, o: 16·((h+h) + (h+kv) + (h+kv) + (h+h)) per layer, 80 layers
+    h, kv = 8192, 8 * 128
+    adapters = 16 * (2 * h + 2 * (h + kv) + 2 * h) * 80
+    assert lora.parts["optimizer"] == pytest.approx(BYTES_OPTIMIZER * adapters)
+
+
+def test_runtime_reserve_is_part_of_every_footprint():
+    hw = load_hardware("h100-sxm")
+    fp = inference_footprint(serving("llama3.1-8b", "h100-sxm", 1, 1))
+    assert fp.parts["runtime_reserve"] == runtime_reserve(hw)
+    assert 2 * 2**30 < runtime_reserve(hw) < 0.15 * hw.hbm_capacity
