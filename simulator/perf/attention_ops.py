@@ -23,7 +23,6 @@ from simulator.perf.opspec import (
     Phase,
     Prec,
     norm,
-    residual,
     tp_entry,
     tp_exit,
 )
@@ -33,18 +32,17 @@ LSE_BYTES = 4.0  # FlashAttention keeps one fp32 log-sum-exp per query row and h
 
 
 def attention_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
-    """One layer's attention block, norm and residual included, per device."""
+    """One layer's attention block per device, from its (residual-fused) norm to the TP
+    reduction of its output."""
     h = model.hidden_size
     layernorm = model.norm is Norm.LAYERNORM
-    specs: list = [norm("attn.norm", batch.residual_tokens, h, layernorm, p)]
+    specs: list = [norm("attn.norm", batch.residual_tokens, h, layernorm, p, add=True)]
     specs += tp_entry("attn", batch, h, p, layout)
     if model.attention is AttentionKind.MLA:
         specs += _mla(model, layout, batch, p)
     else:
         specs += _mha(model, layout, batch, p)
-    specs += tp_exit("attn", batch, h, p, layout)
-    specs.append(residual("attn.residual", batch.residual_tokens, h, p))
-    return specs
+    return specs + tp_exit("attn", batch, h, p, layout)
 
 
 def heads_per_device(model: ModelProfile, tp: int) -> tuple[float, float]:
@@ -67,6 +65,11 @@ def kv_cache_read_bytes(model: ModelProfile, layout: Layout, kv_tokens: float,
         return kv_tokens * (model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) * kv_bytes
     _, kv_heads = heads_per_device(model, layout.tp)
     return kv_tokens * 2 * kv_heads * model.head_dim_resolved * kv_bytes
+
+
+def _rows(batch: Batch, group: float) -> float:
+    """Query rows per sequence that share one K/V head (the attention GEMMs' m)."""
+    return batch.tokens / batch.sequences * group
 
 
 def _stats(batch: Batch, heads: float) -> float:
@@ -107,7 +110,8 @@ def _mha(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
     core = Core("attn.core", flops=2.0 * batch.pairs * (d + d) * q_heads,
                 q_bytes=t * q_heads * d * p.eb,
                 kv_bytes=kv_cache_read_bytes(model, layout, batch.kv_tokens, kv_bytes),
-                o_bytes=t * q_heads * d * p.eb, stats_bytes=_stats(batch, q_heads))
+                o_bytes=t * q_heads * d * p.eb, stats_bytes=_stats(batch, q_heads),
+                query_rows=_rows(batch, q_heads / kv_heads))
     return [
         Gemm("attn.qkv", t, h, (q_heads + 2 * kv_heads) * d),
         *_rope(model, batch, (q_heads + kv_heads) * d, p),
@@ -147,7 +151,7 @@ def _mla(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
             *_cp(batch, layout, r + rope, heads * r, p),
             Core("attn.core", flops, q_bytes=t * heads * (r + rope) * p.eb,
                  kv_bytes=kv_cache_read_bytes(model, layout, batch.kv_tokens, p.kvb),
-                 o_bytes=t * heads * r * p.eb),
+                 o_bytes=t * heads * r * p.eb, query_rows=_rows(batch, heads)),
             Gemm("attn.v_absorb", t, r, dv, groups=heads),  # W_UV applied to the output
         ]
     else:
@@ -157,7 +161,8 @@ def _mla(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
             *_cp(batch, layout, heads * (qk + dv), heads * dv, p),
             Core("attn.core", 2.0 * batch.pairs * (qk + dv) * heads,
                  q_bytes=t * heads * qk * p.eb, kv_bytes=batch.kv_tokens * heads * (qk + dv) * p.eb,
-                 o_bytes=t * heads * dv * p.eb, stats_bytes=_stats(batch, heads)),
+                 o_bytes=t * heads * dv * p.eb, stats_bytes=_stats(batch, heads),
+                 query_rows=_rows(batch, 1.0)),
         ]
     specs.append(Gemm("attn.o_proj", t, heads * dv, h))
     return specs

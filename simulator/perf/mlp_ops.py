@@ -18,7 +18,6 @@ from simulator.perf.opspec import (
     Gemm,
     Prec,
     norm,
-    residual,
     tp_entry,
     tp_exit,
 )
@@ -42,14 +41,13 @@ def ffn(prefix: str, model: ModelProfile, m: float, ffn_local: float, p: Prec,
 
 
 def dense_mlp_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
-    """Norm, the TP-split dense FFN, and the residual add."""
+    """Residual-fused norm, the TP-split dense FFN and its TP reduction."""
     h = model.hidden_size
     return [
-        norm("mlp.norm", batch.residual_tokens, h, model.norm is Norm.LAYERNORM, p),
+        norm("mlp.norm", batch.residual_tokens, h, model.norm is Norm.LAYERNORM, p, add=True),
         *tp_entry("mlp", batch, h, p, layout),
         *ffn("mlp", model, batch.tokens, model.ffn_size / layout.tp, p),
         *tp_exit("mlp", batch, h, p, layout),
-        residual("mlp.residual", batch.residual_tokens, h, p),
     ]
 
 
@@ -74,7 +72,7 @@ def moe_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec,
     rows = t * k * imbalance / touched  # tokens per touched expert on this rank
     sent = batch.residual_tokens * k * h * p.eb
     specs: list = [
-        norm("mlp.norm", batch.residual_tokens, h, model.norm is Norm.LAYERNORM, p),
+        norm("mlp.norm", batch.residual_tokens, h, model.norm is Norm.LAYERNORM, p, add=True),
         *tp_entry("mlp", batch, h, p, layout),
         Gemm("moe.router", t, h, e),  # replicated over TP
         Elem("moe.topk", 5.0 * t * e, t * e * p.eb + t * k * 8.0),
@@ -89,6 +87,4 @@ def moe_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec,
     if moe.shared_experts:
         shared = moe.shared_experts * moe.expert_ffn_size / tp
         specs += ffn("moe.shared", model, t, shared, p)
-    specs += tp_exit("mlp", batch, h, p, layout)
-    specs.append(residual("mlp.residual", batch.residual_tokens, h, p))
-    return specs
+    return specs + tp_exit("mlp", batch, h, p, layout)

@@ -18,6 +18,10 @@ from simulator.profiles.precision import Precision
 ATTENTION_BACKWARD_FACTOR = 2.5  # FlashAttention-2: 5 matmuls in backward vs 2 in forward
 GRAD_ACCUMULATE_BYTES = 8.0  # fp32 main gradient read and written by each weight-grad GEMM
 ELEMENTWISE_BACKWARD_FACTOR = 2.0  # reads the saved input and the incoming grad, writes grad
+# A GEMM with fewer rows than one tensor-core tile fills the device through its k x n operand
+# (GEMV and split-K kernels), so the size-efficiency curve judges it as a 128-row GEMM.
+TILE_ROWS = 128.0
+
 
 class Phase(StrEnum):
     TRAIN = "train"
@@ -74,7 +78,8 @@ class Batch:
 
 @dataclass(frozen=True)
 class Gemm:
-    """``groups`` independent (m x k) @ (k x n) products whose right operand is a weight."""
+    """``groups`` independent (m x k) @ (k x n) products whose right operand is a weight,
+    launched as one batched (heads) or grouped (experts) kernel."""
 
     name: str
     m: float
@@ -87,9 +92,14 @@ class Gemm:
     def flops(self) -> float:
         return 2.0 * self.groups * self.m * self.k * self.n
 
+    @property
+    def size(self) -> float:
+        """Size of the kernel for the efficiency curve: 2·max(m, tile)·k·n per group, the
+        groups of a batched or grouped GEMM (heads, experts) running in one launch."""
+        return 2.0 * self.groups * max(self.m, TILE_ROWS) * self.k * self.n
+
     def _op(self, name: str, flops: float, bytes_: float, p: Prec) -> ComputeOp:
-        return ComputeOp(name, OpKind.GEMM, flops, bytes_, p.compute, 1,
-                         2.0 * self.m * self.k * self.n)
+        return ComputeOp(name, OpKind.GEMM, flops, bytes_, p.compute, 1, self.size)
 
     def forward(self, p: Prec) -> list[ComputeOp]:
         g, m, k, n = self.groups, self.m, self.k, self.n
@@ -107,7 +117,11 @@ class Gemm:
 
 @dataclass(frozen=True)
 class Core:
-    """A fused attention core: reads Q, K, V (and softmax statistics) and writes O once."""
+    """A fused attention core: reads Q, K, V (and softmax statistics) and writes O once.
+
+    ``query_rows`` are the query rows that share one K/V head of one sequence (the GEMMs'
+    m): with fewer than a tile the kernel is judged, like a skinny GEMM, at tile size.
+    """
 
     name: str
     flops: float
@@ -115,18 +129,21 @@ class Core:
     kv_bytes: float
     o_bytes: float
     stats_bytes: float = 0.0
+    query_rows: float = TILE_ROWS
+
+    def _op(self, name: str, flops: float, bytes_: float, p: Prec) -> ComputeOp:
+        size = flops * max(1.0, TILE_ROWS / self.query_rows)
+        return ComputeOp(name, OpKind.ATTENTION, flops, bytes_, p.other, 1, size)
 
     def forward(self, p: Prec) -> list[ComputeOp]:
         bytes_ = self.q_bytes + self.kv_bytes + self.o_bytes + self.stats_bytes
-        return [ComputeOp(self.name, OpKind.ATTENTION, self.flops, bytes_, p.other, 1,
-                          self.flops)]
+        return [self._op(self.name, self.flops, bytes_, p)]
 
     def backward(self, p: Prec) -> list[ComputeOp]:
         # reads Q, K, V, O, dO and the statistics; writes dQ, dK, dV
         bytes_ = 2 * (self.q_bytes + self.kv_bytes + self.o_bytes) + self.stats_bytes
-        flops = ATTENTION_BACKWARD_FACTOR * self.flops
-        return [ComputeOp(f"{self.name}.backward", OpKind.ATTENTION, flops, bytes_, p.other, 1,
-                          flops)]
+        return [self._op(f"{self.name}.backward", ATTENTION_BACKWARD_FACTOR * self.flops,
+                         bytes_, p)]
 
 
 @dataclass(frozen=True)
@@ -211,15 +228,17 @@ def tp_exit(prefix: str, batch: Batch, hidden: int, p: Prec, layout: Layout) -> 
                  (Collective.ALL_REDUCE,))]
 
 
-def norm(name: str, tokens: float, width: float, layernorm: bool, p: Prec) -> Elem:
-    """RMSNorm (~4 FLOPs per element) or LayerNorm (~7): read and write the activations."""
+def norm(name: str, tokens: float, width: float, layernorm: bool, p: Prec,
+         add: bool = False) -> Elem:
+    """RMSNorm (~4 FLOPs per element) or LayerNorm (~7), reading and writing the activations.
+
+    With ``add`` the preceding residual add is fused in, as vLLM's fused_add_rms_norm and
+    Megatron/TE's fused kernels do: read the stream and the block output, write the new
+    stream and its normalized copy.
+    """
     elements = tokens * width
-    return Elem(name, (7.0 if layernorm else 4.0) * elements, 2 * elements * p.eb + width * p.wb)
-
-
-def residual(name: str, tokens: float, hidden: int, p: Prec) -> Elem:
-    elements = tokens * hidden
-    return Elem(name, elements, 3 * elements * p.eb)
+    flops = (7.0 if layernorm else 4.0) * elements + (elements if add else 0.0)
+    return Elem(name, flops, (4 if add else 2) * elements * p.eb + width * p.wb)
 
 
 def repeat(op: ComputeOp | CommOp, times: int) -> ComputeOp | CommOp:

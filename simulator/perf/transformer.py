@@ -58,7 +58,7 @@ class Stage:
     lm_head: bool = True
 
     @classmethod
-    def of(cls, model: ModelProfile, stage_layers: Sequence[int], index: int) -> Stage:
+    def of(cls, stage_layers: Sequence[int], index: int) -> Stage:
         """Stage ``index`` of a pipeline whose stages hold ``stage_layers`` layers each."""
         return cls(sum(stage_layers[:index]), stage_layers[index], index == 0,
                    index == len(stage_layers) - 1)
@@ -159,7 +159,7 @@ def head_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> li
     """Final norm, the vocab-parallel LM head and, in training, the loss."""
     h, v, tp = model.hidden_size, model.vocab_size, layout.tp
     specs: list = [norm("final_norm", batch.residual_tokens, h,
-                        model.norm is Norm.LAYERNORM, p)]
+                        model.norm is Norm.LAYERNORM, p, add=True)]
     if batch.phase is not Phase.TRAIN:
         rows = batch.sequences  # only the last token of each sequence is sampled
         return [*specs, Gemm("lm_head", rows, h, v / tp),
