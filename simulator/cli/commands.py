@@ -21,6 +21,8 @@ from simulator.report.profile_tables import (
     model_json,
     model_table,
 )
+from simulator.perf.roofline_view import roofline as roofline_view
+from simulator.report.roofline_table import render_roofline
 from simulator.report.run_report import render_result
 from simulator.simulate import simulate
 
@@ -36,6 +38,16 @@ def run(args: argparse.Namespace) -> int:
         _print_json(result.model_dump(mode="json"))
     else:
         render_result(stdout_console(), scenario, result)
+    return 0
+
+
+def roofline(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.file, args.overrides)
+    view = roofline_view(scenario)
+    if args.format == "json":
+        _print_json({**scenario.summary(), "roofline": view.as_dict()})
+    else:
+        render_roofline(stdout_console(), view)
     return 0
 
 

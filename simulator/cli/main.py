@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
                       metavar="PATH=VALUE")
     show.set_defaults(func=commands.show)
 
+    roof = sub.add_parser("roofline", help="FLOPs, bytes, intensity, bound and time of every "
+                                           "operation of one step or serving iteration")
+    roof.add_argument("file")
+    roof.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="PATH=VALUE")
+    _add_format(roof)
+    roof.set_defaults(func=commands.roofline)
+
     for noun, help_text in (("profiles", "built-in hardware profiles"),
                             ("models", "built-in model profiles")):
         group = sub.add_parser(noun, help=help_text)

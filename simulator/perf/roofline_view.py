@@ -1,0 +1,154 @@
+"""The roofline of one training step or one serving iteration, op by op, for users.
+
+For training: one microbatch's forward and backward on the most loaded pipeline stage,
+then the step's data-parallel gradient reduction and pipeline sends. For serving: one
+prefill iteration filling the token budget with mean-length prompts, and one decode step
+at the batch limit with mean context. Times are per op, one after another, without
+overlap; the engines decide what overlaps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.perf.footprint import _mean_tokens
+from simulator.perf.layouts import inference_layout, training_layout, training_stage_layers
+from simulator.perf.ops import Collective, CommOp, ComputeOp
+from simulator.perf.roofline import op_time
+from simulator.perf.transformer import Stage, decode_ops, prefill_ops, training_ops
+from simulator.profiles.inference import InferenceWorkload
+from simulator.profiles.precision import Precision
+from simulator.profiles.scenario import Scenario
+from simulator.profiles.training import FinetuneMethod, TrainingWorkload
+from simulator.units import format_si, format_time
+
+
+@dataclass(frozen=True)
+class RooflineRow:
+    phase: str
+    name: str
+    count: int
+    flops: float
+    bytes: float
+    intensity: float
+    bound: str
+    time_s: float
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+@dataclass(frozen=True)
+class RooflineView:
+    title: str
+    rows: list[RooflineRow]
+    ridge_point: float  # FLOPs per byte where compute and memory time are equal
+
+    def total(self, phase: str | None = None) -> float:
+        return sum(r.time_s for r in self.rows if phase is None or r.phase == phase)
+
+    def by_bound(self, phase: str | None = None) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for r in self.rows:
+            if phase is None or r.phase == phase:
+                out[r.bound] = out.get(r.bound, 0.0) + r.time_s
+        return out
+
+    def verdicts(self) -> list[str]:
+        phases = list(dict.fromkeys(r.phase for r in self.rows))
+        lines = []
+        for phase in phases:
+            total = self.total(phase)
+            shares = sorted(self.by_bound(phase).items(), key=lambda kv: -kv[1])
+            top = max((r for r in self.rows if r.phase == phase), key=lambda r: r.time_s)
+            parts = ", ".join(f"{bound} {t / total:.0%}" for bound, t in shares)
+            lines.append(f"{phase}: {format_time(total)}; {parts} of the time; the largest op "
+                         f"is {top.name} ({top.bound}-bound, {top.time_s / total:.0%})")
+        return lines
+
+    def as_dict(self) -> dict:
+        return {"title": self.title, "ridge_point_flops_per_byte": self.ridge_point,
+                "rows": [r.as_dict() for r in self.rows],
+                "total_s": {p: self.total(p) for p in dict.fromkeys(r.phase for r in self.rows)},
+                "verdicts": self.verdicts()}
+
+
+def _rows(scenario: Scenario, phase: str, ops: list) -> list[RooflineRow]:
+    rows = []
+    for op in ops:
+        t = op_time(scenario.hardware, op)
+        if isinstance(op, ComputeOp):
+            rows.append(RooflineRow(phase, op.name, op.count, op.flops, op.bytes, op.intensity,
+                                    t.bound, t.time_s))
+        else:
+            rows.append(RooflineRow(phase, f"{op.name} ({op.collective.value}, "
+                                           f"{op.group.size} ranks)", op.count, 0.0,
+                                    op.bytes * op.count, 0.0, t.bound, t.time_s))
+    return rows
+
+
+def _training(scenario: Scenario) -> RooflineView:
+    w = scenario.workload
+    assert isinstance(w, TrainingWorkload)
+    model, hw = scenario.model, scenario.hardware
+    layout = training_layout(w)
+    stage_layers = training_stage_layers(w, model.layers)
+    index = max(range(len(stage_layers)), key=lambda i: stage_layers[i])
+    lora = ((w.finetune.rank, w.finetune.targets)
+            if w.finetune.method is FinetuneMethod.LORA else None)
+    ops = training_ops(model, layout, w.seq_len, w.micro_batch_size, w.precision,
+                       w.recompute.value, lora, stage=Stage.of(stage_layers, index))
+    rows = _rows(scenario, "forward (one microbatch)", ops.forward)
+    rows += _rows(scenario, "backward (one microbatch)", ops.backward)
+    step: list = []
+    grad_bytes = 2.0 * model.params_total / (layout.tp * layout.pp)
+    if layout.dp > 1 and lora is None:
+        kind = Collective.REDUCE_SCATTER if w.parallelism.zero >= 1 else Collective.ALL_REDUCE
+        step.append(CommOp("dp.gradients", kind, grad_bytes, layout.dp_group))
+        if w.parallelism.zero >= 1:
+            step.append(CommOp("dp.params", Collective.ALL_GATHER, grad_bytes, layout.dp_group))
+    if layout.pp > 1:
+        act = 2.0 * w.seq_len * w.micro_batch_size * model.hidden_size / layout.tp
+        step.append(CommOp("pp.activations", Collective.SEND_RECV, act, layout.pp_peer))
+    rows += _rows(scenario, "per step", step)
+    microbatches = w.global_batch_size // (layout.dp * w.micro_batch_size)
+    title = (f"{model.name} training on {hw.name}: stage {index} of {layout.pp} "
+             f"({stage_layers[index]} layers), one of {microbatches} microbatches per step")
+    return RooflineView(title, rows, _ridge(scenario, w.precision))
+
+
+def _inference(scenario: Scenario) -> RooflineView:
+    w = scenario.workload
+    assert isinstance(w, InferenceWorkload)
+    model, hw = scenario.model, scenario.hardware
+    layout = inference_layout(w.parallelism)
+    kv = w.kv_cache_precision or Precision.BF16
+    act = Precision.BF16 if w.precision.bytes_per_element < 1 else w.precision
+    prompt = max(1, round(_mean_tokens(w.prompt_tokens)))
+    output = max(1, round(_mean_tokens(w.output_tokens)))
+    prompts = max(1, min(w.batching.max_batch_size, w.batching.max_tokens_per_step // prompt))
+    prefill = prefill_ops(model, layout, [min(prompt, w.batching.max_tokens_per_step)] * prompts,
+                          w.precision, act, kv)
+    batch = w.batching.max_batch_size
+    decode = decode_ops(model, layout, [prompt + output // 2] * batch, w.precision, kv,
+                        act_precision=act)
+    rows = _rows(scenario, f"prefill ({prompts} prompts x {prompt} tokens)", prefill)
+    rows += _rows(scenario, f"decode (batch {batch}, context {prompt + output // 2})", decode)
+    title = (f"{model.name} serving on {hw.name}, one replica of tp={layout.tp} "
+             f"pp={layout.pp}")
+    return RooflineView(title, rows, _ridge(scenario, w.precision))
+
+
+def _ridge(scenario: Scenario, precision: Precision) -> float:
+    hw = scenario.hardware
+    return hw.peak(precision) / hw.hbm_bandwidth
+
+
+def roofline(scenario: Scenario) -> RooflineView:
+    if isinstance(scenario.workload, TrainingWorkload):
+        return _training(scenario)
+    return _inference(scenario)
+
+
+def describe_flops(value: float) -> str:
+    return format_si(value, "FLOP") if value else "-"

@@ -1,0 +1,33 @@
+"""Terminal table of a roofline view."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from simulator.perf.roofline_view import RooflineView
+from simulator.units import format_si, format_time
+
+_STYLE = {"compute": "green", "memory": "yellow", "network": "magenta"}
+
+
+def render_roofline(console: Console, view: RooflineView) -> None:
+    table = Table(title=view.title, title_justify="left")
+    for name, justify in (("phase", "left"), ("operation", "left"), ("x", "right"),
+                          ("FLOPs", "right"), ("bytes", "right"), ("FLOP/B", "right"),
+                          ("bound", "left"), ("time", "right"), ("share", "right")):
+        table.add_column(name, justify=justify, no_wrap=name == "operation")
+    totals = {r.phase: view.total(r.phase) for r in view.rows}
+    for row in view.rows:
+        share = row.time_s / totals[row.phase] if totals[row.phase] else 0.0
+        table.add_row(row.phase, row.name, str(row.count),
+                      format_si(row.flops, "") if row.flops else "-",
+                      format_si(row.bytes, "B"),
+                      f"{row.intensity:,.1f}" if row.flops else "-",
+                      f"[{_STYLE.get(row.bound, '')}]{row.bound}[/]", format_time(row.time_s),
+                      f"{share:.0%}")
+    console.print(table)
+    console.print(f"ridge point: {view.ridge_point:,.0f} FLOP/B (above it an op is "
+                  f"compute-bound at peak)")
+    for verdict in view.verdicts():
+        console.print(verdict, markup=False)
