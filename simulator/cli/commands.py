@@ -8,6 +8,7 @@ from pathlib import Path
 
 from simulator.errors import InputError, InputErrors, XpusimError
 from simulator.loading import load_scenario
+from simulator.perf.roofline_view import roofline as roofline_view
 from simulator.profiles.catalog import hardware_ids, load_hardware, load_model, model_ids
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import ModelProfile
@@ -21,7 +22,6 @@ from simulator.report.profile_tables import (
     model_json,
     model_table,
 )
-from simulator.perf.roofline_view import roofline as roofline_view
 from simulator.report.roofline_table import render_roofline
 from simulator.report.run_report import render_result
 from simulator.simulate import simulate
