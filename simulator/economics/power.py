@@ -1,0 +1,85 @@
+"""Power follows activity: idle power plus the dynamic range scaled by how busy the device is.
+
+    P_device(t) = idle + (TDP - idle) · activity(t)
+    activity    = min(1, compute_busy + MEMORY_POWER_WEIGHT · memory_busy)
+
+``compute_busy`` and ``memory_busy`` are the fractions of time the device runs compute-bound
+and memory-bound kernels (the engines report them). Memory-bound kernels leave the tensor
+cores mostly idle and draw less; ``MEMORY_POWER_WEIGHT`` is that ratio. Every accelerator
+adds ``system_per_device`` (its share of host, NICs, switches, fans) while the fleet is on,
+and the facility multiplies IT power by the PUE.
+
+Because power is linear in the busy fractions (below saturation), the energy of a run is
+exactly ``idle·T + (TDP - idle)·(∫compute + w·∫memory)``: averages over the run suffice, and
+a time series gives the same integral (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from simulator.profiles.hardware import HardwareProfile
+
+# Memory-bound phases (LLM decode) draw roughly 60% of an H100's dynamic power range compared
+# with dense GEMMs; an estimate from public nvidia-smi readings of decode vs. training loads,
+# documented in docs/economics.md. Applied to every part for want of per-part measurements.
+MEMORY_POWER_WEIGHT = 0.6
+
+
+@dataclass(frozen=True)
+class Activity:
+    """How busy the accelerators were, averaged over a span of ``duration_s`` seconds."""
+
+    duration_s: float
+    compute_busy: float = 0.0
+    memory_busy: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.duration_s < 0:
+            raise ValueError("duration_s must be >= 0")
+        for name in ("compute_busy", "memory_busy"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1] (got {value})")
+
+    @property
+    def level(self) -> float:
+        return min(1.0, self.compute_busy + MEMORY_POWER_WEIGHT * self.memory_busy)
+
+
+@dataclass(frozen=True)
+class PowerModel:
+    idle_w: float
+    tdp_w: float
+    system_w: float  # per device, while on
+    pue: float
+
+    def device_w(self, activity: Activity) -> float:
+        return self.idle_w + (self.tdp_w - self.idle_w) * activity.level
+
+    def it_w(self, activity: Activity) -> float:
+        """Per-device IT power: the device and its share of the system."""
+        return self.device_w(activity) + self.system_w
+
+    def facility_w(self, activity: Activity) -> float:
+        return self.it_w(activity) * self.pue
+
+    def energy_j(self, spans: Sequence[Activity], devices: int) -> float:
+        """Facility energy of ``devices`` accelerators over consecutive spans: ∫P dt."""
+        return devices * sum(self.facility_w(s) * s.duration_s for s in spans)
+
+
+def power_model(hardware: HardwareProfile, pue: float) -> PowerModel:
+    p = hardware.power
+    return PowerModel(p.idle.value, p.tdp.value, p.system_per_device.value, pue)
+
+
+def average_activity(spans: Sequence[Activity]) -> Activity:
+    """One span equivalent to a sequence of spans (time-weighted busy fractions)."""
+    total = sum(s.duration_s for s in spans)
+    if total == 0:
+        return Activity(0.0)
+    compute = sum(s.compute_busy * s.duration_s for s in spans) / total
+    memory = sum(s.memory_busy * s.duration_s for s in spans) / total
+    return Activity(total, compute, memory)
