@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import date
 from pathlib import Path
 
 from simulator.errors import InputError, InputErrors, XpusimError
@@ -15,6 +16,7 @@ from simulator.profiles.model import ModelProfile
 from simulator.profiles.validation import validate as validate_model
 from simulator.profiles.yaml_source import read_yaml
 from simulator.report.console import stdout_console
+from simulator.report.files import write_markdown_section
 from simulator.report.profile_tables import (
     detail_table,
     hardware_json,
@@ -48,6 +50,25 @@ def roofline(args: argparse.Namespace) -> int:
         _print_json({**scenario.summary(), "roofline": view.as_dict()})
     else:
         render_roofline(stdout_console(), view)
+    return 0
+
+
+def validate_against(args: argparse.Namespace) -> int:
+    from simulator.validation.report import render_tables, to_markdown
+    from simulator.validation.runner import run_cases
+
+    report = run_cases(args.directory, only=args.only)
+    if args.format == "json":
+        _print_json(report.as_dict())
+    else:
+        console = stdout_console()
+        for table in render_tables(report):
+            console.print(table)
+    if args.markdown:
+        command = "xpusim validate-against " + " ".join(
+            [args.directory, *(f"--only {i}" for i in args.only or ()),
+             f"--markdown {args.markdown}"])
+        write_markdown_section(Path(args.markdown), to_markdown(report, command, date.today()))
     return 0
 
 

@@ -56,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format(roof)
     roof.set_defaults(func=commands.roofline)
 
+    check = sub.add_parser("validate-against", help="run the published-measurement cases and "
+                                                    "report predicted vs measured")
+    check.add_argument("directory", nargs="?", default="validation",
+                       help="folder of case files (default: validation)")
+    check.add_argument("--only", action="append", default=None, metavar="ID",
+                       help="run only these case ids (an id also selects its -suffixed rows)")
+    check.add_argument("--markdown", metavar="PATH",
+                       help="also write the report as Markdown (docs/validation.md)")
+    _add_format(check)
+    check.set_defaults(func=commands.validate_against)
+
     for noun, help_text in (("profiles", "built-in hardware profiles"),
                             ("models", "built-in model profiles")):
         group = sub.add_parser(noun, help=help_text)

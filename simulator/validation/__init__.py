@@ -1,0 +1,43 @@
+"""Fidelity: xpusim's predictions checked against published measurements.
+
+``validation/cases/*.yaml`` holds one case per published figure (see
+:mod:`simulator.validation.cases`); :func:`run_cases` simulates them all and
+:mod:`simulator.validation.report` summarizes the errors and writes docs/validation.md::
+
+    from simulator.validation import run_cases, to_markdown
+    report = run_cases("validation/cases")
+    print(to_markdown(report, command="...", date="2026-05-01"))
+"""
+
+from simulator.validation.cases import (
+    SKIPPED,
+    Case,
+    LoadedCase,
+    Skipped,
+    load_case_file,
+    load_cases,
+)
+from simulator.validation.report import (
+    GroupSummary,
+    render_tables,
+    summarize,
+    to_markdown,
+)
+from simulator.validation.runner import Row, ValidationReport, read_metric, run_cases
+
+__all__ = [
+    "SKIPPED",
+    "Case",
+    "GroupSummary",
+    "LoadedCase",
+    "Row",
+    "Skipped",
+    "ValidationReport",
+    "load_case_file",
+    "load_cases",
+    "read_metric",
+    "render_tables",
+    "run_cases",
+    "summarize",
+    "to_markdown",
+]

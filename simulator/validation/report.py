@@ -1,0 +1,158 @@
+"""Summaries and renderings of a validation run: rich tables and the docs/validation.md body.
+
+The summary gives, per vendor, per kind (training / inference) and overall, the median and
+the worst absolute relative error over the cases that produced a prediction; cases that
+failed are counted apart (a failure is not an error of 0).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import date as Date
+
+from rich.table import Table
+
+from simulator.validation.cases import SKIPPED, Skipped
+from simulator.validation.runner import Row, ValidationReport
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """Error statistics of one group of rows (a vendor, a kind, or all)."""
+
+    group: str  # "all", "vendor: NVIDIA", "kind: training"
+    cases: int
+    compared: int
+    failed: int
+    median_abs_error: float | None
+    worst_abs_error: float | None
+    worst_case: str | None
+
+
+def summarize_rows(group: str, rows: list[Row] | tuple[Row, ...]) -> GroupSummary:
+    errors = [(r.abs_error, r.case.id) for r in rows if r.abs_error is not None]
+    worst = max(errors, default=None)
+    return GroupSummary(
+        group=group, cases=len(rows), compared=len(errors), failed=len(rows) - len(errors),
+        median_abs_error=statistics.median(e for e, _ in errors) if errors else None,
+        worst_abs_error=worst[0] if worst else None,
+        worst_case=worst[1] if worst else None)
+
+
+def summarize(report: ValidationReport) -> list[GroupSummary]:
+    """Overall first, then each vendor, then each kind (in order of first appearance)."""
+    out = [summarize_rows("all", report.rows)]
+    for label, key in (("vendor", lambda r: r.case.vendor), ("kind", lambda r: r.case.kind)):
+        for value in dict.fromkeys(key(r) for r in report.rows):
+            out.append(summarize_rows(f"{label}: {value}",
+                                      [r for r in report.rows if key(r) == value]))
+    return out
+
+
+# ---- formatting -------------------------------------------------------------------------
+
+def format_value(value: float | None) -> str:
+    """Measured and predicted figures: thousands separators above 100, 4 digits below."""
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def format_error(error: float | None, signed: bool = True) -> str:
+    if error is None:
+        return "-"
+    return f"{error * 100:+.1f}%" if signed else f"{error * 100:.1f}%"
+
+
+# ---- rich -------------------------------------------------------------------------------
+
+def cases_table(report: ValidationReport) -> Table:
+    table = Table(title=f"Predicted vs measured ({len(report.rows)} cases)")
+    for name in ("id", "title", "vendor", "kind", "metric"):
+        table.add_column(name, overflow="fold")
+    for name in ("measured", "predicted", "error"):
+        table.add_column(name, justify="right")
+    for row in report.rows:
+        table.add_row(row.case.id, row.case.title, row.case.vendor, row.case.kind,
+                      row.case.metric, format_value(row.case.measured),
+                      format_value(row.predicted),
+                      format_error(row.signed_error) if row.failure is None else "failed")
+    return table
+
+
+def summary_table(report: ValidationReport) -> Table:
+    table = Table(title="Absolute error by vendor and kind")
+    table.add_column("group")
+    for name in ("cases", "compared", "failed", "median |error|", "worst |error|"):
+        table.add_column(name, justify="right")
+    table.add_column("worst case")
+    for s in summarize(report):
+        table.add_row(s.group, str(s.cases), str(s.compared), str(s.failed),
+                      format_error(s.median_abs_error, signed=False),
+                      format_error(s.worst_abs_error, signed=False), s.worst_case or "-")
+    return table
+
+
+def failures_table(report: ValidationReport) -> Table | None:
+    if not report.failed:
+        return None
+    table = Table(title="Cases that did not produce a prediction")
+    table.add_column("id")
+    table.add_column("message", overflow="fold")
+    for row in report.failed:
+        table.add_row(row.case.id, row.failure or "")
+    return table
+
+
+def render_tables(report: ValidationReport) -> list[Table]:
+    """The tables a console shows for a run: cases, summary, and failures if any."""
+    tables = [cases_table(report), summary_table(report)]
+    failures = failures_table(report)
+    return [*tables, failures] if failures is not None else tables
+
+
+# ---- markdown ---------------------------------------------------------------------------
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    align = ["---:" if i in right else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def to_markdown(report: ValidationReport, command: str, date: str | Date,
+                skipped: tuple[Skipped, ...] = SKIPPED) -> str:
+    """The generated body of docs/validation.md: summary, every case, failures, skips."""
+    when = date.isoformat() if isinstance(date, Date) else str(date)
+    out = [f"Generated on {when} by:", "", "```bash", command, "```", "",
+           "Signed error = (predicted - measured) / measured; the summary uses its absolute "
+           "value over the cases that produced a prediction.", "", "### Summary", ""]
+    out += _md_table(
+        ["group", "cases", "compared", "failed", "median abs error", "worst abs error",
+         "worst case"],
+        [[s.group, str(s.cases), str(s.compared), str(s.failed),
+          format_error(s.median_abs_error, signed=False),
+          format_error(s.worst_abs_error, signed=False), s.worst_case or "-"]
+         for s in summarize(report)], right={1, 2, 3, 4, 5})
+    out += ["", "### Cases", ""]
+    out += _md_table(
+        ["id", "title", "vendor", "kind", "metric", "measured", "predicted", "signed error"],
+        [[r.case.id, r.case.title, r.case.vendor, r.case.kind, f"`{r.case.metric}`",
+          format_value(r.case.measured), format_value(r.predicted),
+          format_error(r.signed_error) if r.failure is None else "failed"]
+         for r in report.rows], right={5, 6, 7})
+    if report.failed:
+        out += ["", "### Cases that did not produce a prediction", ""]
+        out += [f"- **{r.case.id}**: {_cell(r.failure or '')}"
+                for r in report.failed]
+    if skipped:
+        out += ["", "### Published measurements not compared", ""]
+        out += [f"- **{s.id}**: {s.reason}" for s in skipped]
+    return "\n".join(out) + "\n"

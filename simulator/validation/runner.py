@@ -1,0 +1,128 @@
+"""Running the validation cases: simulate each, read its metric, compare with the measurement.
+
+The signed error of a case is ``(predicted - measured) / measured``: positive means xpusim
+predicts more than was measured (a longer step time, a higher throughput). A case whose
+simulation fails, or whose result lacks the metric, becomes a row with the message and no
+prediction; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import simulator.simulate as _simulate_module
+from simulator.profiles.scenario import Scenario
+from simulator.validation.cases import Case, LoadedCase, load_cases
+
+Simulate = Callable[[Scenario], Any]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One compared figure: the case, what xpusim predicted, or why it could not."""
+
+    case: Case
+    file: str
+    predicted: float | None
+    failure: str | None
+    seconds: float  # wall-clock time the simulation took
+
+    @property
+    def signed_error(self) -> float | None:
+        if self.predicted is None:
+            return None
+        return (self.predicted - self.case.measured) / self.case.measured
+
+    @property
+    def abs_error(self) -> float | None:
+        error = self.signed_error
+        return None if error is None else abs(error)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Every row of one run of the suite, in case order."""
+
+    rows: tuple[Row, ...]
+    directory: str
+
+    @property
+    def compared(self) -> tuple[Row, ...]:
+        return tuple(r for r in self.rows if r.predicted is not None)
+
+    @property
+    def failed(self) -> tuple[Row, ...]:
+        return tuple(r for r in self.rows if r.predicted is None)
+
+    def as_dict(self) -> dict[str, Any]:
+        from simulator.validation.report import summarize
+
+        return {
+            "directory": self.directory,
+            "rows": [{"id": r.case.id, "title": r.case.title, "vendor": r.case.vendor,
+                      "kind": r.case.kind, "metric": r.case.metric,
+                      "measured": r.case.measured, "predicted": r.predicted,
+                      "signed_error": r.signed_error, "failure": r.failure,
+                      "seconds": r.seconds} for r in self.rows],
+            "summary": [s.__dict__ for s in summarize(self)],
+        }
+
+
+class MetricMissing(LookupError):
+    """The result has no number at the case's metric path."""
+
+
+def read_metric(result: Any, path: str) -> float:
+    """The number at dotted ``path`` in the result's JSON form (a pydantic model or a mapping)."""
+    data = result.model_dump(mode="json") if hasattr(result, "model_dump") else result
+    node: Any = data
+    walked: list[str] = []
+    for key in path.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            where = ".".join(walked) or "the result"
+            keys = sorted(node) if isinstance(node, Mapping) else []
+            have = f"; it has: {', '.join(keys)}" if keys else ""
+            raise MetricMissing(f"metric {path}: {where} has no {key!r}{have}")
+        node = node[key]
+        walked.append(key)
+    if isinstance(node, bool) or not isinstance(node, int | float):
+        raise MetricMissing(f"metric {path} is {node!r}, not a number")
+    return float(node)
+
+
+def run_case(item: LoadedCase, simulate: Simulate) -> Row:
+    """Simulate one case; any failure becomes the row's message."""
+    start = time.perf_counter()
+    try:
+        predicted: float | None = read_metric(simulate(item.scenario), item.case.metric)
+        failure = None
+    except Exception as exc:  # one broken case (even an engine bug) must not hide the others
+        predicted, failure = None, f"{type(exc).__name__}: {exc}"
+    return Row(case=item.case, file=item.file, predicted=predicted, failure=failure,
+               seconds=time.perf_counter() - start)
+
+
+def run_cases(directory: str | Path, simulate: Simulate | None = None, *,
+              only: Collection[str] | None = None) -> ValidationReport:
+    """Load every case in ``directory`` and compare each with its simulation.
+
+    ``simulate`` defaults to :func:`simulator.simulate.simulate` (looked up at call time, so
+    the engines wired in later are the ones used); tests pass a fake. ``only`` keeps the cases
+    whose id is listed or starts with a listed id followed by ``-`` (``I12`` keeps every I12
+    row). Malformed case files raise :class:`simulator.errors.InputErrors` before anything
+    runs.
+    """
+    run = simulate if simulate is not None else _simulate_module.simulate
+    cases = load_cases(directory)
+    if only is not None:
+        cases = [c for c in cases if _selected(c.case.id, only)]
+    return ValidationReport(rows=tuple(run_case(c, run) for c in cases),
+                            directory=str(directory))
+
+
+def _selected(case_id: str, only: Collection[str]) -> bool:
+    return any(case_id == wanted or case_id.startswith(f"{wanted}-") for wanted in only)
