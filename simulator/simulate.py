@@ -1,15 +1,19 @@
-"""Scenario -> Result. Chooses the engine by workload kind.
+"""Scenario -> Result: choose the engine by workload kind, then price the run.
 
-The discrete-event engines land with the training and serving issues; until then a run
-reports what is already known exactly (memory per device, peak figures) and no timing.
+The engines (``simulator.engine.training``, ``simulator.engine.serving``) say how long it
+took and how busy the devices were; economics turns that into energy and money.
 """
 
 from __future__ import annotations
 
+from simulator.economics.cost import cost_per_million_tokens, run_cost
+from simulator.economics.power import Activity
 from simulator.errors import DoesNotFit
 from simulator.perf.footprint import scenario_footprint
 from simulator.profiles.scenario import Scenario
+from simulator.profiles.training import TrainingWorkload
 from simulator.results import MemoryReport, PeakReport, Result
+from simulator.results.result import CostSummary, Utilization
 
 
 def memory_report(scenario: Scenario) -> MemoryReport:
@@ -36,7 +40,63 @@ def simulate(scenario: Scenario, *, require_fit: bool = True) -> Result:
     memory = memory_report(scenario)
     if require_fit and not memory.fits:
         raise DoesNotFit(f"{scenario.model.id} on {scenario.hardware.id}: {memory.verdict}")
-    return Result(**scenario.summary(), memory=memory, peak=peak_report(scenario),
-                  warnings=scenario.warnings,
-                  notes=[f"the {scenario.kind} engine is not implemented yet: no timings are "
-                         f"reported (time_s is null)"])
+    if isinstance(scenario.workload, TrainingWorkload):
+        return _training(scenario, memory)
+    return _inference(scenario, memory)
+
+
+def _training(scenario: Scenario, memory: MemoryReport) -> Result:
+    from simulator.engine.training import run_training
+
+    run = run_training(scenario)
+    w = scenario.workload
+    assert isinstance(w, TrainingWorkload)
+    # Restarts leave the fleet idle; the rest of the wall time runs steps as the engine saw.
+    working = 1.0 - min(1.0, run.failures.restart_hours * 3600 / run.wall_time_s) \
+        if run.wall_time_s else 0.0
+    util = Utilization(compute=run.hfu * working,
+                       memory_bandwidth=run.utilization.memory_bandwidth * working,
+                       network=run.utilization.network * working,
+                       busy=run.utilization.compute * working)
+    tokens = float(run.steps * w.tokens_per_step)
+    return _priced(scenario, memory, run.wall_time_s, util, tokens, tokens, 0.0,
+                   training=run)
+
+
+def _inference(scenario: Scenario, memory: MemoryReport) -> Result:
+    from simulator.engine.serving import run_serving
+
+    outcome = run_serving(scenario)
+    metrics = outcome.result.inference
+    u = outcome.result.utilization
+    util = Utilization(compute=u.compute, memory_bandwidth=u.memory_bandwidth,
+                       network=u.network, busy=metrics.activity.busy)
+    output = metrics.output_tokens_per_s * metrics.duration_s
+    total = metrics.total_tokens_per_s * metrics.duration_s
+    prompt = total - output
+    result = _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
+                     prompt, inference=metrics)
+    result.artifacts["requests"] = outcome.requests
+    return result
+
+
+def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utilization,
+            tokens: float, output_tokens: float, input_tokens: float, **engine) -> Result:
+    n = scenario.cluster.accelerators
+    activity = Activity(time_s, min(1.0, util.busy), min(1.0, util.memory_bandwidth))
+    cost = run_cost(scenario.hardware, scenario.cost, n, activity)
+    if scenario.kind == "training":
+        per_million = cost_per_million_tokens(cost.cost_usd, 0.0, tokens)
+    else:
+        per_million = cost_per_million_tokens(cost.cost_usd, input_tokens, output_tokens,
+                                              scenario.cost.input_token_weight)
+    hours = time_s / 3600
+    summary = CostSummary(mode=cost.mode, breakdown_usd=cost.breakdown_usd,
+                          usd_per_accelerator_hour=cost.cost_usd / (n * hours) if hours else 0.0)
+    return Result(**scenario.summary(), time_s=time_s, utilization=util,
+                  cost_usd=cost.cost_usd, energy_kwh=cost.energy_kwh,
+                  average_power_w=cost.average_power_w, carbon_kg=cost.carbon_kg,
+                  cost_per_million_tokens_usd=per_million,
+                  tokens_per_kwh=tokens / cost.energy_kwh if cost.energy_kwh else 0.0,
+                  cost=summary, memory=memory, peak=peak_report(scenario),
+                  warnings=scenario.warnings, **engine)

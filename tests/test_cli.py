@@ -42,7 +42,13 @@ def test_every_shipped_scenario_runs_as_json(scenario):
     for key in ("scenario", "hardware", "model", "accelerators", "kind"):
         assert key in data
     assert data["memory"]["fits"] is True
-    assert data["time_s"] is None, "no engine yet: no invented timing"
+    assert data["time_s"] > 0
+    assert data[data["kind"]] is not None, "the engine's own section is present"
+    for key in ("cost_usd", "energy_kwh", "average_power_w", "carbon_kg",
+                "cost_per_million_tokens_usd", "tokens_per_kwh"):
+        assert data[key] >= 0
+    for value in data["utilization"].values():
+        assert 0.0 <= value <= 1.0
 
 
 def test_run_table_output_names_the_verdict():
@@ -50,6 +56,30 @@ def test_run_table_output_names_the_verdict():
     assert result.code == 0, result.err
     assert "Memory per device" in result.out
     assert "fits:" in result.out
+    assert "TTFT" in result.out and "SLO" in result.out
+
+
+def test_out_dir_and_trace(tmp_path):
+    serving = run_cli("run", str(GOOD), "--out", str(tmp_path / "s"))
+    assert serving.code == 0, serving.err
+    data = json.loads((tmp_path / "s" / "result.json").read_text())
+    lines = (tmp_path / "s" / "requests.csv").read_text().splitlines()
+    assert len(lines) == data["inference"]["arrived"] + 1
+    assert lines[0].startswith("request,")
+    training = ROOT / "scenarios" / "llama3.1-8b-h100-training.yaml"
+    trace = tmp_path / "t" / "trace.json"
+    result = run_cli("run", str(training), "--out", str(tmp_path / "t"), "--trace", str(trace))
+    assert result.code == 0, result.err
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert any(e.get("ph") == "X" for e in events)
+    assert (tmp_path / "t" / "step_breakdown.csv").exists()
+    assert not list((tmp_path / "t").glob(".*")), "no temporary files left behind"
+
+
+def test_trace_is_for_training_only(tmp_path):
+    result = run_cli("run", str(GOOD), "--trace", str(tmp_path / "x.json"))
+    assert_clean_error(result, "--trace is for training scenarios")
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_set_overrides_before_validation():

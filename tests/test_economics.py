@@ -34,10 +34,12 @@ def test_power_and_energy_by_hand():
 def test_memory_bound_work_draws_less_than_compute_bound():
     model = power_model(H100, 1.0)
     compute = model.device_w(Activity(1.0, 1.0, 0.0))
-    memory = model.device_w(Activity(1.0, 0.0, 1.0))
+    memory = model.device_w(Activity(1.0, 1.0, 1.0))
     assert compute == pytest.approx(700.0)
     assert memory == pytest.approx(90 + 610 * MEMORY_POWER_WEIGHT)
     assert model.device_w(Activity(1.0)) == pytest.approx(90.0)
+    # half the time streaming memory at full bandwidth, idle otherwise
+    assert model.device_w(Activity(1.0, 0.5, 0.5)) == pytest.approx(90 + 610 * 0.5 * 0.6)
 
 
 def test_owned_cost_by_hand():
@@ -71,7 +73,7 @@ def test_doubling_electricity_changes_only_the_energy_share():
 
 
 def test_energy_equals_the_integral_of_power_over_a_time_series():
-    spans = [Activity(10.0, 0.9, 0.0), Activity(30.0, 0.1, 0.8), Activity(5.0, 0.0, 0.0)]
+    spans = [Activity(10.0, 0.9, 0.1), Activity(30.0, 0.8, 0.7), Activity(5.0, 0.0, 0.0)]
     model = power_model(H100, 1.3)
     integral = sum(model.facility_w(s) * s.duration_s for s in spans)
     assert model.energy_j(spans, 1) == pytest.approx(integral)

@@ -17,6 +17,7 @@ from simulator.profiles.validation import validate as validate_model
 from simulator.profiles.yaml_source import read_yaml
 from simulator.report.console import stdout_console
 from simulator.report.files import write_markdown_section
+from simulator.report.outputs import write_run_outputs
 from simulator.report.profile_tables import (
     detail_table,
     hardware_json,
@@ -35,7 +36,16 @@ def _print_json(data: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.file, args.overrides)
+    if args.trace and scenario.kind != "training":
+        raise InputError("--trace is for training scenarios (a step's pipeline timeline); "
+                         "for serving use --out DIR for per-request records", file=args.file)
     result = simulate(scenario)
+    if args.out:
+        write_run_outputs(Path(args.out), result)
+    if args.trace:
+        from simulator.engine.training import write_trace
+
+        write_trace(result.training, args.trace)
     if args.format == "json":
         _print_json(result.model_dump(mode="json"))
     else:

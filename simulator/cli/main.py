@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a field before validation, e.g. --set cluster.accelerators=16"
                           " (repeatable)")
     _add_format(run)
+    run.add_argument("--out", metavar="DIR",
+                     help="write result.json and CSVs (per-request records for serving, the "
+                          "step breakdown for training) to DIR")
+    run.add_argument("--trace", metavar="PATH",
+                     help="training: write a Chrome/Perfetto trace of one simulated step")
     run.set_defaults(func=commands.run)
 
     validate = sub.add_parser("validate", help="check scenario or profile files without running")

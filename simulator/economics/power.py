@@ -1,16 +1,18 @@
 """Power follows activity: idle power plus the dynamic range scaled by how busy the device is.
 
     P_device(t) = idle + (TDP - idle) · activity(t)
-    activity    = min(1, compute_busy + MEMORY_POWER_WEIGHT · memory_busy)
+    activity    = busy - (1 - MEMORY_POWER_WEIGHT) · min(busy, memory)
 
-``compute_busy`` and ``memory_busy`` are the fractions of time the device runs compute-bound
-and memory-bound kernels (the engines report them). Memory-bound kernels leave the tensor
-cores mostly idle and draw less; ``MEMORY_POWER_WEIGHT`` is that ratio. Every accelerator
+``busy`` is the fraction of time the device runs kernels and ``memory`` its HBM bandwidth
+utilization (achieved bytes/s over peak), as the engines report them (``utilization.compute``
+and ``utilization.memory_bandwidth``). A device whose kernels stream memory at full speed
+leaves its tensor cores mostly idle and draws ``MEMORY_POWER_WEIGHT`` of the dynamic range; a
+device running GEMMs (little bandwidth) draws all of it. Every accelerator
 adds ``system_per_device`` (its share of host, NICs, switches, fans) while the fleet is on,
 and the facility multiplies IT power by the PUE.
 
-Because power is linear in the busy fractions (below saturation), the energy of a run is
-exactly ``idle·T + (TDP - idle)·(∫compute + w·∫memory)``: averages over the run suffice, and
+Because power is linear in the two fractions (while memory <= busy), the energy of a run is
+exactly ``idle·T + (TDP - idle)·(∫busy - (1-w)·∫memory)``: averages over the run suffice, and
 a time series gives the same integral (tested).
 """
 
@@ -29,7 +31,9 @@ MEMORY_POWER_WEIGHT = 0.6
 
 @dataclass(frozen=True)
 class Activity:
-    """How busy the accelerators were, averaged over a span of ``duration_s`` seconds."""
+    """How busy the accelerators were, averaged over a span of ``duration_s`` seconds:
+    ``compute_busy`` the fraction of time kernels run, ``memory_busy`` the HBM bandwidth
+    utilization."""
 
     duration_s: float
     compute_busy: float = 0.0
@@ -45,7 +49,8 @@ class Activity:
 
     @property
     def level(self) -> float:
-        return min(1.0, self.compute_busy + MEMORY_POWER_WEIGHT * self.memory_busy)
+        busy = self.compute_busy
+        return busy - (1 - MEMORY_POWER_WEIGHT) * min(busy, self.memory_busy)
 
 
 @dataclass(frozen=True)

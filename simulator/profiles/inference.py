@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt, Lt
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from simulator.profiles.precision import Precision
 from simulator.profiles.quantities import Seconds
@@ -84,11 +94,27 @@ class Arrivals(BaseModel):
     model_config = _FROZEN
 
     process: ArrivalProcess = ArrivalProcess.POISSON
-    rate_per_s: PositiveFloat | None = Field(None, description="mean arrival rate")
+    rate_per_s: PositiveFloat | None = Field(
+        None, description="mean arrival rate (trace: rescales its times to this mean rate)")
     cv: PositiveFloat | None = Field(None, description="gamma: coefficient of variation")
-    path: str | None = Field(None, description="trace: CSV/JSONL file of requests")
+    path: str | None = Field(None, description="trace: CSV/JSONL file of requests (relative "
+                                                "to the scenario file); see docs/serving.md")
     requests: PositiveInt | None = Field(None, description="stop after this many arrivals")
     duration_s: Seconds | None = Field(None, description="stop arrivals after this time")
+
+    @field_validator("path")
+    @classmethod
+    def _resolve_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A relative trace path is relative to the scenario's directory."""
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        base = (info.context or {}).get("base_dir")
+        if not path.is_absolute() and base:
+            path = Path(base) / path
+        if not path.is_file():
+            raise ValueError(f"no such trace file: {path}")
+        return str(path.resolve())
 
     @model_validator(mode="after")
     def _parameters(self) -> Arrivals:
@@ -137,6 +163,9 @@ class Batching(BaseModel):
         True, description="split long prompts across iterations (true, or the chunk size)"
     )
     kv_block_tokens: PositiveInt = Field(16, description="tokens per paged KV-cache block")
+    kv_cache_tokens: PositiveInt | None = Field(
+        None, description="KV cache per replica, tokens (at most what fits; default: all the "
+                          "HBM left after weights, workspace and reserve)")
 
 
 class Disaggregation(BaseModel):

@@ -100,6 +100,12 @@ def check_training(w: TrainingWorkload, model: ModelProfile, hardware: HardwareP
         problems.append(Problem(("workload", "global_batch_size"),
                                 f"global_batch_size ({w.global_batch_size}) must be a multiple "
                                 f"of dp*micro_batch_size = {dp}*{w.micro_batch_size} = {per_step}"))
+    elif w.pipeline_schedule.value == "interleaved" and (w.global_batch_size // per_step) % par.pp:
+        microbatches = w.global_batch_size // per_step
+        problems.append(Problem(("workload", "global_batch_size"),
+                                f"the interleaved schedule runs microbatches in groups of pp: "
+                                f"global_batch_size / (dp*micro_batch_size) = {microbatches} "
+                                f"microbatches must be a multiple of pp ({par.pp})"))
     return problems
 
 
@@ -118,9 +124,10 @@ def check_inference(w: InferenceWorkload, model: ModelProfile, hardware: Hardwar
     for path, par in layouts:
         problems += _tp_divides_heads(par.tp, (*path, "tp"), model)
         problems += _ep_fits_experts(par.ep, (*path, "ep"), model)
-        if par.ep > par.devices or par.devices % par.ep:
+        if par.ep > par.tp or par.tp % par.ep:
             problems.append(Problem((*path, "ep"),
-                                    f"ep={par.ep} must divide the replica's tp*pp = {par.devices} "
+                                    f"ep={par.ep} must divide tp={par.tp}: a replica spreads "
+                                    f"each pipeline stage's experts over that stage's tp "
                                     f"devices"))
         if model.layers % par.pp:
             problems.append(Problem((*path, "pp"), f"the model's {model.layers} layers do not "

@@ -80,6 +80,8 @@ class Overlap(BaseModel):
 
     dp_comm: bool = Field(True, description="overlap gradient reduction with backward")
     tp_comm: bool = Field(False, description="overlap TP collectives with GEMMs (userbuffers)")
+    ep_comm: bool = Field(False, description="overlap expert-parallel all-to-alls with the "
+                                             "compute of another microbatch (DualPipe-style)")
 
 
 class FinetuneMethod(StrEnum):

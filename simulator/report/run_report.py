@@ -1,4 +1,4 @@
-"""The terminal view of one run's result."""
+"""The terminal view of one run's result: headline figures, then the details that explain them."""
 
 from __future__ import annotations
 
@@ -7,34 +7,127 @@ from rich.table import Table
 
 from simulator.profiles.scenario import Scenario
 from simulator.results import Result
+from simulator.results.inference import InferenceMetrics
+from simulator.results.training import TrainingResult
 from simulator.units import format_si, format_time
 
 
+def _pairs(title: str | None = None) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False, title=title,
+                  title_justify="left", title_style="bold")
+    table.add_column(style="cyan")
+    table.add_column(justify="right")
+    return table
+
+
 def render_result(console: Console, scenario: Scenario, result: Result) -> None:
-    w = scenario.workload
     console.print(f"[bold]{result.scenario}[/bold]")
     console.print(f"{result.kind} of {scenario.model.name} on {result.accelerators} x "
                   f"{scenario.hardware.name}, {result.precision}")
-    head = Table(show_header=False, box=None, pad_edge=False)
-    head.add_column(style="cyan")
-    head.add_column(justify="right")
-    if result.time_s is not None:
-        head.add_row("simulated time", format_time(result.time_s))
-    peak = result.peak
-    head.add_row("peak per device", format_si(peak.flops_per_accelerator, "FLOP/s"))
-    head.add_row("peak of the cluster", format_si(peak.flops_cluster, "FLOP/s"))
-    head.add_row("HBM bandwidth per device", format_si(peak.hbm_bandwidth_per_accelerator, "B/s"))
-    unit = "trained" if w.kind == "training" else "generated"
-    head.add_row(f"model FLOPs per {unit} token", format_si(peak.model_flops_per_token, "FLOP"))
-    head.add_row("upper bound on tokens/s (at peak)", f"{peak.ideal_tokens_per_s:,.0f}")
-    console.print(head)
+    if result.training is not None:
+        _training(console, result.training)
+    if result.inference is not None:
+        _inference(console, result.inference)
+    _economics(console, result)
+    _memory(console, result)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
 
+
+def _training(console: Console, t: TrainingResult) -> None:
+    head = _pairs("Training")
+    head.add_row("step time", format_time(t.step_time_s))
+    head.add_row("throughput", f"{t.tokens_per_s:,.0f} tokens/s")
+    head.add_row("MFU / HFU", f"{t.mfu:.1%} / {t.hfu:.1%}")
+    head.add_row("pipeline bubble", f"{t.bubble_fraction:.1%}")
+    head.add_row("steps", f"{t.steps:,}")
+    head.add_row("time to train (no failures)", format_time(t.time_to_train_s))
+    head.add_row("wall time with failures", format_time(t.wall_time_s))
+    head.add_row("goodput", f"{t.goodput:.1%}")
+    f = t.failures
+    if f.enabled:
+        head.add_row("interruptions (expected / sampled)",
+                     f"{f.expected_interruptions:,.1f} / {f.sampled_interruptions:,}")
+        head.add_row("hours lost to failures", f"{f.lost_hours:,.1f}")
+        if f.checkpoint_interval_s:
+            head.add_row("checkpoint every", format_time(f.checkpoint_interval_s))
+    head.add_row("accelerator-hours", f"{t.accelerator_hours:,.0f}")
+    console.print(head)
+    breakdown = Table(title="Step breakdown", title_justify="left")
+    breakdown.add_column("part", style="cyan")
+    breakdown.add_column("time", justify="right")
+    breakdown.add_column("share", justify="right")
+    for name, value in t.breakdown_s.model_dump().items():
+        if value > 0:
+            breakdown.add_row(name, format_time(value), f"{value / t.step_time_s:.1%}")
+    console.print(breakdown)
+
+
+def _percentile_row(table: Table, name: str, p) -> None:
+    table.add_row(name, *(format_time(getattr(p, k)) if getattr(p, k) is not None else "-"
+                          for k in ("mean", "p50", "p90", "p99")))
+
+
+def _inference(console: Console, m: InferenceMetrics) -> None:
+    head = _pairs("Serving")
+    head.add_row("requests completed", f"{m.requests:,} of {m.arrived:,} arrived"
+                 + (f" ({m.dropped:,} dropped)" if m.dropped else ""))
+    head.add_row("simulated duration", format_time(m.duration_s))
+    head.add_row("throughput", f"{m.requests_per_s:,.2f} req/s, "
+                                f"{m.output_tokens_per_s:,.0f} output tokens/s, "
+                                f"{m.total_tokens_per_s:,.0f} total tokens/s")
+    if m.slo_attainment is not None:
+        head.add_row("SLO attainment", f"{m.slo_attainment:.1%}")
+        if m.goodput_requests_per_s is not None:
+            head.add_row("goodput", f"{m.goodput_requests_per_s:,.2f} req/s within SLO")
+    head.add_row("batch size (mean / max)", f"{m.batch_size.mean:,.1f} / {m.batch_size.max:,.0f}")
+    head.add_row("KV cache use (mean / max)",
+                 f"{m.kv_cache_utilization.mean:.0%} / {m.kv_cache_utilization.max:.0%}")
+    head.add_row("preemptions", f"{m.preemptions:,}")
+    console.print(head)
+    latency = Table(title="Latency", title_justify="left")
+    latency.add_column("metric", style="cyan")
+    for col in ("mean", "p50", "p90", "p99"):
+        latency.add_column(col, justify="right")
+    _percentile_row(latency, "TTFT", m.ttft_s)
+    _percentile_row(latency, "TPOT", m.tpot_s)
+    _percentile_row(latency, "end to end", m.e2e_s)
+    _percentile_row(latency, "queueing", m.queue_s)
+    console.print(latency)
+    for name, target in m.slo.items():
+        verdict = "[green]met[/green]" if target.met else "[red]missed[/red]"
+        value = format_time(target.value_s) if target.value_s is not None else "-"
+        console.print(f"SLO {name}: p{target.percentile:g} {value} vs target "
+                      f"{format_time(target.target_s)} -> {verdict} "
+                      f"({target.attainment:.1%} within)")
+
+
+def _economics(console: Console, r: Result) -> None:
+    table = _pairs("Cost and energy")
+    table.add_row("cost", f"{r.cost_usd:,.2f} USD ({r.cost.mode}, "
+                          f"{r.cost.usd_per_accelerator_hour:.2f} USD per accelerator-hour)")
+    table.add_row("per million tokens", f"{r.cost_per_million_tokens_usd:,.4f} USD")
+    table.add_row("energy", f"{format_si(r.energy_kwh * 1e3, 'Wh')} (average "
+                            f"{format_si(r.average_power_w, 'W')}, PUE included)")
+    table.add_row("tokens per kWh", f"{r.tokens_per_kwh:,.0f}")
+    table.add_row("carbon", f"{format_si(r.carbon_kg * 1e3, 'g')} CO2")
+    u = r.utilization
+    table.add_row("utilization", f"compute {u.compute:.0%}, HBM bandwidth "
+                                 f"{u.memory_bandwidth:.0%}, network {u.network:.0%}, "
+                                 f"busy {u.busy:.0%}")
+    console.print(table)
+
+
+def _memory(console: Console, result: Result) -> None:
     memory = Table(title="Memory per device", title_justify="left")
     memory.add_column("consumer", style="cyan")
     memory.add_column("bytes", justify="right")
     memory.add_column("share", justify="right")
     for name, value in result.memory.parts_bytes.items():
-        memory.add_row(name, format_si(value, "B"), f"{value / result.memory.total_bytes:.0%}")
+        if value:
+            memory.add_row(name, format_si(value, "B"), f"{value / result.memory.total_bytes:.0%}")
     memory.add_row("total", format_si(result.memory.total_bytes, "B"),
                    f"{result.memory.total_bytes / result.memory.capacity_bytes:.0%} of capacity",
                    style="bold")
@@ -42,7 +135,3 @@ def render_result(console: Console, scenario: Scenario, result: Result) -> None:
     console.print(result.memory.verdict)
     for note in result.memory.notes:
         console.print(f"  {note}", markup=False)
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
-    for note in result.notes:
-        console.print(f"note: {note}", markup=False)

@@ -5,7 +5,12 @@ Field names are a contract with users' scripts: add, never rename. See docs/resu
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from simulator.results.inference import InferenceMetrics
+from simulator.results.training import TrainingResult
 
 
 class MemoryReport(BaseModel):
@@ -37,6 +42,27 @@ class PeakReport(BaseModel):
         description="cluster peak / model FLOPs per token: an upper bound no real run reaches")
 
 
+class Utilization(BaseModel):
+    """Time-weighted fractions over the run, averaged over every accelerator of the cluster."""
+
+    model_config = ConfigDict(frozen=True)
+
+    compute: float = Field(description="FLOPs executed / (peak FLOP/s x time)")
+    memory_bandwidth: float = Field(description="HBM bytes moved / (peak bandwidth x time)")
+    network: float = Field(description="fraction of the time the links carry traffic")
+    busy: float = Field(description="fraction of the time kernels run (drives power)")
+
+
+class CostSummary(BaseModel):
+    """How the cost was reckoned (the totals are top-level fields of the result)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: str
+    breakdown_usd: dict[str, float]
+    usd_per_accelerator_hour: float = Field(description="cost_usd / (accelerators x hours)")
+
+
 class Result(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -47,10 +73,28 @@ class Result(BaseModel):
     kind: str
     precision: str
     seed: int
-    time_s: float | None = Field(
-        None, description="simulated wall time (training: to train; inference: duration); "
-                          "null until the engine for this workload kind exists")
+    time_s: float = Field(description="simulated wall time: to train (with failures) or the "
+                                      "serving run's duration")
+    utilization: Utilization
+    cost_usd: float
+    energy_kwh: float = Field(description="facility energy (PUE included)")
+    average_power_w: float = Field(description="facility power of the fleet, run average")
+    carbon_kg: float
+    cost_per_million_tokens_usd: float = Field(
+        description="training: per million trained tokens; inference: per million tokens, "
+                    "input weighted by cost.input_token_weight (1 = blended)")
+    tokens_per_kwh: float = Field(description="tokens (trained, or prompt + output) per kWh")
+    cost: CostSummary
     memory: MemoryReport
     peak: PeakReport
+    training: TrainingResult | None = None
+    inference: InferenceMetrics | None = None
     warnings: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+
+    # Large per-run artefacts (per-request records) that JSON output leaves out.
+    _artifacts: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def artifacts(self) -> dict[str, Any]:
+        return self._artifacts

@@ -1,0 +1,1 @@
+"""The SimPy engines: training (pipeline steps, failures) and serving."""

@@ -1,0 +1,143 @@
+"""When requests arrive and how long they are: seeded, vectorised draws.
+
+Every process returns arrival times (seconds from the start, non-decreasing) and the token
+lengths of each request, drawn from one :class:`numpy.random.Generator` in a fixed order
+(times, then prompt lengths, then output lengths), so a seed fixes the whole workload.
+
+- ``poisson``: exponential gaps of mean ``1/rate_per_s``.
+- ``gamma``: a renewal process with gamma gaps of mean ``1/rate_per_s`` and coefficient of
+  variation ``cv`` (shape ``1/cv²``): ``cv > 1`` is burstier than Poisson, ``cv < 1`` smoother.
+- ``constant``: one request every ``1/rate_per_s`` seconds, the first at t = 0.
+- ``offline``: all ``requests`` at t = 0 (MLPerf Offline).
+- ``trace``: times and lengths from a file (:mod:`simulator.engine.serving.traces`); with
+  ``rate_per_s`` the times are scaled so the trace's mean rate becomes that rate.
+
+``requests`` caps the number of arrivals and ``duration_s`` the time of the last one;
+with both, whichever comes first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.engine.serving.traces import read_trace
+from simulator.profiles.inference import (
+    ArrivalProcess,
+    Arrivals,
+    DistKind,
+    InferenceWorkload,
+    TokenDistribution,
+)
+
+_CHUNK = 4096  # gaps drawn per batch when only duration_s bounds the arrivals
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The requests of a run, in arrival order."""
+
+    arrival_s: np.ndarray  # float64, non-decreasing
+    prompt_tokens: np.ndarray  # int64, >= 1
+    output_tokens: np.ndarray  # int64, >= 1
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+
+def sample_tokens(dist: int | TokenDistribution, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` lengths from ``dist``: rounded to integers and clamped to [min, max]."""
+    if not isinstance(dist, TokenDistribution):
+        return np.full(n, int(dist), dtype=np.int64)
+    d = dist
+    if d.dist is DistKind.FIXED:
+        values = np.full(n, float(d.value))  # type: ignore[arg-type]
+    elif d.dist is DistKind.UNIFORM:
+        values = rng.integers(d.low, d.high, size=n, endpoint=True).astype(float)
+    elif d.dist is DistKind.NORMAL:
+        values = rng.normal(d.mean, d.std, size=n)
+    elif d.dist is DistKind.LOGNORMAL:
+        # the mean and std are of the lengths: sigma² = ln(1 + std²/mean²)
+        assert d.mean is not None and d.std is not None
+        sigma2 = np.log1p((d.std / d.mean) ** 2)
+        values = rng.lognormal(np.log(d.mean) - sigma2 / 2, np.sqrt(sigma2), size=n)
+    else:
+        assert d.values is not None
+        weights = np.asarray(d.weights if d.weights is not None else [1.0] * len(d.values))
+        values = rng.choice(np.asarray(d.values, dtype=float), size=n, p=weights / weights.sum())
+    high = d.max if d.max is not None else np.iinfo(np.int64).max
+    return np.clip(np.rint(values), d.min, high).astype(np.int64)
+
+
+def _renewal(gaps, arrivals: Arrivals, first_at_zero: bool) -> np.ndarray:
+    """Cumulative sums of gaps from ``gaps(n)`` until ``requests`` or ``duration_s``."""
+    limit = arrivals.requests
+    horizon = arrivals.duration_s
+    if limit is not None:
+        g = gaps(limit)
+        if first_at_zero:
+            g[0] = 0.0
+        times = np.cumsum(g)
+    else:
+        parts: list[np.ndarray] = []
+        last = 0.0
+        while True:
+            g = gaps(_CHUNK)
+            if first_at_zero and not parts:
+                g[0] = 0.0
+            t = last + np.cumsum(g)
+            parts.append(t)
+            last = float(t[-1])
+            if last > horizon:  # type: ignore[operator]
+                break
+        times = np.concatenate(parts)
+    if horizon is not None:
+        times = times[times <= horizon]
+    return times
+
+
+def arrival_times(arrivals: Arrivals, rng: np.random.Generator) -> np.ndarray:
+    """Arrival times of a synthetic process (not ``trace``)."""
+    p = arrivals.process
+    if p is ArrivalProcess.OFFLINE:
+        return np.zeros(arrivals.requests or 0)
+    rate = arrivals.rate_per_s
+    assert rate is not None
+    if p is ArrivalProcess.POISSON:
+        return _renewal(lambda n: rng.exponential(1.0 / rate, size=n), arrivals, False)
+    if p is ArrivalProcess.GAMMA:
+        assert arrivals.cv is not None
+        shape = 1.0 / arrivals.cv**2
+        return _renewal(lambda n: rng.gamma(shape, 1.0 / (rate * shape), size=n), arrivals,
+                        False)
+    if p is ArrivalProcess.CONSTANT:
+        return _renewal(lambda n: np.full(n, 1.0 / rate), arrivals, True)
+    raise ValueError(f"arrival process {p.value} is read from a file, not drawn")
+
+
+def _from_trace(arrivals: Arrivals) -> Workload:
+    assert arrivals.path is not None
+    trace = read_trace(arrivals.path)
+    times, prompts, outputs = trace.arrival_s, trace.prompt_tokens, trace.output_tokens
+    if arrivals.rate_per_s is not None and len(times) > 1 and times[-1] > times[0]:
+        observed = (len(times) - 1) / (times[-1] - times[0])
+        times = times * (observed / arrivals.rate_per_s)
+    keep = np.ones(len(times), dtype=bool)
+    if arrivals.duration_s is not None:
+        keep &= times <= arrivals.duration_s
+    if arrivals.requests is not None:
+        keep &= np.arange(len(times)) < arrivals.requests
+    return Workload(times[keep], prompts[keep], outputs[keep])
+
+
+def generate_workload(workload: InferenceWorkload, rng: np.random.Generator) -> Workload:
+    """All requests of a run: times from ``workload.arrivals``, lengths from the
+    distributions (or from the trace)."""
+    arrivals = workload.arrivals
+    if arrivals.process is ArrivalProcess.TRACE:
+        return _from_trace(arrivals)
+    times = arrival_times(arrivals, rng)
+    n = len(times)
+    return Workload(times, sample_tokens(workload.prompt_tokens, n, rng),
+                    sample_tokens(workload.output_tokens, n, rng))

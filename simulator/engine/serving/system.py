@@ -1,0 +1,133 @@
+"""The serving system: arrivals, routers, the replica pools and the hand-offs between them.
+
+Requests arrive at their times (all requests of one instant together), are dropped if no
+replica could ever hold them, else routed to a replica of the first pool. A replica reports
+what each iteration ended; finished requests leave the system, and on a prefill replica the
+requests whose prompt is done are routed to a decode replica and their KV cache sent there.
+
+The system counts the requests in it over time (the integral of its in-system count), which
+the summary checks against Little's law computed from the per-request records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from simulator.engine.serving.disaggregation import KVTransfer
+from simulator.engine.serving.metrics import COMPLETED, DROPPED, RequestLog, Series
+from simulator.engine.serving.replica import Replica
+from simulator.engine.serving.router import Router
+from simulator.engine.serving.scheduler import Outcome
+
+
+@dataclass
+class InSystem:
+    """Requests arrived and not yet finished, integrated over time."""
+
+    count: int = 0
+    area: float = 0.0
+    last: float = 0.0
+
+    def move(self, t: float, delta: int) -> None:
+        self.area += self.count * (t - self.last)
+        self.last = t
+        self.count += delta
+
+
+class ServingSystem:
+    """Pools of replicas and what moves between them. ``decode`` is empty unless the
+    deployment is disaggregated (then ``replicas`` is the prefill pool)."""
+
+    def __init__(self, env: simpy.Environment, log: RequestLog, series: Series,
+                 routers: tuple[Router, Router | None], droppable: np.ndarray,
+                 transfer: KVTransfer | None = None):
+        self.env = env
+        self.log = log
+        self.series = series
+        self.router, self.decode_router = routers
+        self.droppable = droppable
+        self.transfer = transfer
+        self.replicas: list[Replica] = []
+        self.decode: list[Replica] = []
+        # outstanding requests per replica of each pool, as the routers see them
+        self.loads: list[int] = []
+        self.decode_loads: list[int] = []
+        self.in_system = InSystem()
+        self.dropped = 0
+
+    def add(self, replica: Replica, decode: bool = False) -> None:
+        """Add a replica to the first pool (or the decode pool)."""
+        pool, loads = (self.decode, self.decode_loads) if decode else (self.replicas, self.loads)
+        replica.slot, replica.decode_pool = len(pool), decode
+        pool.append(replica)
+        loads.append(0)
+
+    # ---- arrivals ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.env.process(self._arrivals())
+
+    def _arrivals(self):
+        times = self.log.arrival
+        n, i = len(times), 0
+        while i < n:
+            t = float(times[i])
+            if t > self.env.now:
+                yield self.env.timeout(t - self.env.now)
+            j = i
+            while j < n and times[j] == t:
+                self._arrive(j, t)
+                j += 1
+            i = j
+
+    def _arrive(self, r: int, t: float) -> None:
+        if self.droppable[r]:
+            self.log.status[r] = DROPPED
+            self.dropped += 1
+            return
+        self.in_system.move(t, +1)
+        k = self.router.choose(self.loads)
+        self.loads[k] += 1
+        self.log.replica[r] = k
+        self.replicas[k].enqueue(r, t)
+
+    # ---- what replicas report -----------------------------------------------------------------
+    def on_outcome(self, replica: Replica, out: Outcome, t: float) -> None:
+        log = self.log
+        loads, slot = (self.decode_loads if replica.decode_pool else self.loads), replica.slot
+        for r in out.finished:
+            log.finish[r] = t
+            log.status[r] = COMPLETED
+            self.in_system.move(t, -1)
+            loads[slot] -= 1
+        if out.finished:
+            replica.stats.completed += len(out.finished)
+            self.series.add(t, completed=len(out.finished))
+        for r in out.handoff:
+            loads[slot] -= 1
+            self._hand_off(replica, r, t)
+
+    def _hand_off(self, source: Replica, r: int, t: float) -> None:
+        assert self.transfer is not None and self.decode_router is not None
+        log = self.log
+        d = self.decode_router.choose(self.decode_loads)
+        self.decode_loads[d] += 1
+        target = self.decode[d]
+        log.decode_replica[r] = target.index
+        tokens = int(log.prompt[r])
+        blocks = source.sched.capacity.blocks_for(int(log.target[r]))
+        start, end = self.transfer.schedule(source.index, d, tokens, t)
+        log.transfer_s[r] = end - start
+        source.stats.handed_off += 1
+        source.stats.transfer_s += end - start
+        target.stats.transfer_s += end - start
+
+        def deliver(_event: simpy.Event) -> None:
+            source.release(blocks, end)
+            log.target[r] = 0  # arrives with its KV cache
+            log.done[r] = 0
+            target.enqueue(r, end)
+
+        self.env.timeout(max(0.0, end - self.env.now)).callbacks.append(deliver)

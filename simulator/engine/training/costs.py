@@ -1,0 +1,226 @@
+"""What one pass of one microbatch costs on one device, from the cost models in ``perf``.
+
+A pass's operations come from :func:`simulator.perf.transformer.training_ops`; each compute
+op is timed by the roofline and each collective by the network model. What the framework
+overlaps is then taken off:
+
+- TP/SP collectives (``overlap.tp_comm``, Transformer Engine's userbuffers): an all-gather
+  hides behind the GEMM that consumes it, a reduce-scatter or all-reduce behind the GEMM
+  that produces it, up to that GEMM's length. Otherwise they are exposed in full.
+- CP collectives: ring attention always overlaps the K/V exchange with the attention core;
+  only the excess is exposed.
+- EP all-to-alls (``overlap.ep_comm``, DualPipe-style): hidden behind the compute of
+  another microbatch, modelled as up to the pass's own compute. Otherwise exposed.
+
+Passes are cached by shape (layers, MoE layers, whether the chunk holds the embedding or
+the LM head): a pipeline of a hundred stages prices a handful of distinct chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.engine.training.plan import PassCost
+from simulator.perf.footprint import lora_params_per_layer
+from simulator.perf.memory import even_stage_layers
+from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
+from simulator.perf.roofline import op_time
+from simulator.perf.transformer import RECOMPUTE_PREFIX, training_ops
+from simulator.perf.transformer import Stage as OpStage
+from simulator.profiles.hardware import HardwareProfile
+from simulator.profiles.model import AttentionKind, ModelProfile
+from simulator.profiles.params import ParamCount, attention_params, count_params, ffn_params
+from simulator.profiles.training import FinetuneMethod, TrainingWorkload
+
+_PARTNER_WINDOW = 3  # how far (in ops) a TP collective looks for the GEMM it overlaps
+
+
+@dataclass(frozen=True)
+class ChunkShape:
+    """The layers one model chunk (a virtual pipeline stage) holds."""
+
+    first_layer: int
+    layers: int
+    embedding: bool
+    lm_head: bool
+
+
+@dataclass(frozen=True)
+class ChunkParams:
+    """Parameters of one chunk held by one device: dense (split by TP) and expert (by EP·TP),
+    and how many of them are trained (all, or LoRA adapters only)."""
+
+    dense: float
+    expert: float
+    trainable_dense: float
+    trainable_expert: float
+
+
+def chunk_shapes(workload: TrainingWorkload, layers_per_stage: list[int],
+                 ) -> list[list[ChunkShape]]:
+    """Per pipeline stage, its ``vpp`` chunks in Megatron's interleaved placement.
+
+    Virtual stage ``c·pp + s`` is chunk ``c`` of stage ``s``; a stage's layers split as
+    evenly as possible over its chunks; the embedding sits on virtual stage 0 and the LM head
+    on the last one.
+    """
+    pp, vpp = len(layers_per_stage), workload.parallelism.vpp
+    sizes = [even_stage_layers(n, vpp) for n in layers_per_stage]
+    # A lighter first stage lightens its first chunks (the one with the embedding), a lighter
+    # last stage its last chunks (Llama 3: the embedding and the LM head get chunks of their
+    # own when the end stages hold one layer less).
+    sizes[0] = sorted(sizes[0])
+    if pp > 1:
+        sizes[-1] = sorted(sizes[-1], reverse=True)
+    shapes: list[list[ChunkShape | None]] = [[None] * vpp for _ in range(pp)]
+    first = 0
+    for c in range(vpp):
+        for s in range(pp):
+            n = sizes[s][c]
+            shapes[s][c] = ChunkShape(first, n, s == 0 and c == 0,
+                                      s == pp - 1 and c == vpp - 1)
+            first += n
+    return [[shape for shape in row if shape is not None] for row in shapes]
+
+
+def _comm_class(op: CommOp) -> str:
+    name = op.name.removeprefix(RECOMPUTE_PREFIX)
+    if name.startswith("moe.") or op.collective is Collective.ALL_TO_ALL:
+        return "ep"
+    if ".cp_" in name:
+        return "cp"
+    return "tp"
+
+
+def _partner(ops: list, i: int, kinds: tuple[OpKind, ...], forward: bool | None) -> int | None:
+    """Index of the compute op of ``kinds`` nearest to op ``i`` (after it, before it, or
+    either side when ``forward`` is None), within a few ops."""
+    offsets = range(1, _PARTNER_WINDOW + 1)
+    directions = (1,) if forward else (-1,) if forward is False else (1, -1)
+    for step in offsets:
+        for direction in directions:
+            j = i + direction * step
+            if 0 <= j < len(ops) and isinstance(ops[j], ComputeOp) and ops[j].kind in kinds:
+                return j
+    return None
+
+
+def pass_cost(hw: HardwareProfile, ops: list, *, overlap_tp: bool,
+              overlap_ep: bool) -> PassCost:
+    """Compute time and exposed communication of one pass's ops on one device."""
+    times = [op_time(hw, op).time_s for op in ops]
+    room = [t if isinstance(op, ComputeOp) else 0.0 for op, t in zip(ops, times, strict=True)]
+    compute = sum(room)
+    exposed = {"tp": 0.0, "ep": 0.0, "cp": 0.0}
+    busy = 0.0
+    flops = recompute = hbm = 0.0
+    for i, (op, t) in enumerate(zip(ops, times, strict=True)):
+        if isinstance(op, ComputeOp):
+            flops += op.flops
+            hbm += op.bytes
+            if op.name.startswith(RECOMPUTE_PREFIX):
+                recompute += op.flops
+            continue
+        busy += t
+        cls = _comm_class(op)
+        j = None
+        if cls == "tp" and overlap_tp:
+            j = _partner(ops, i, (OpKind.GEMM,), op.collective is Collective.ALL_GATHER)
+        elif cls == "cp":
+            j = _partner(ops, i, (OpKind.ATTENTION,), None)
+        if j is None:
+            exposed[cls] += t
+            continue
+        hidden = min(t, room[j])
+        room[j] -= hidden
+        exposed[cls] += t - hidden
+    if overlap_ep:
+        exposed["ep"] = max(0.0, exposed["ep"] - compute)
+    return PassCost(compute, exposed["tp"], exposed["ep"], exposed["cp"], flops, recompute,
+                    hbm, busy)
+
+
+def _lora(workload: TrainingWorkload):
+    f = workload.finetune
+    return (f.rank, f.targets) if f.method is FinetuneMethod.LORA else None
+
+
+class PassCosts:
+    """Forward and backward :class:`PassCost` of each chunk shape, computed once per shape."""
+
+    def __init__(self, hw: HardwareProfile, model: ModelProfile, layout: Layout,
+                 workload: TrainingWorkload):
+        self.hw, self.model, self.layout, self.workload = hw, model, layout, workload
+        self._cache: dict[tuple, tuple[PassCost, PassCost]] = {}
+
+    def __call__(self, shape: ChunkShape) -> tuple[PassCost, PassCost]:
+        model = self.model
+        moe = sum(model.is_moe_layer(i)
+                  for i in range(shape.first_layer, shape.first_layer + shape.layers))
+        key = (shape.layers, moe, shape.embedding, shape.lm_head)
+        if key not in self._cache:
+            self._cache[key] = self._price(shape)
+        return self._cache[key]
+
+    def _price(self, shape: ChunkShape) -> tuple[PassCost, PassCost]:
+        w = self.workload
+        ops = training_ops(self.model, self.layout, w.seq_len, w.micro_batch_size, w.precision,
+                           w.recompute.value, _lora(w),
+                           stage=OpStage(shape.first_layer, shape.layers, shape.embedding,
+                                         shape.lm_head))
+        overlap = dict(overlap_tp=w.overlap.tp_comm, overlap_ep=w.overlap.ep_comm)
+        return (pass_cost(self.hw, ops.forward, **overlap),
+                pass_cost(self.hw, ops.backward, **overlap))
+
+
+def chunk_params(model: ModelProfile, workload: TrainingWorkload, shape: ChunkShape,
+                 counts: ParamCount | None = None) -> ChunkParams:
+    """Per-device parameters of a chunk, as :func:`simulator.perf.memory.all_stage_params`
+    counts them (the last stage keeps its own copy of tied embeddings when pp > 1)."""
+    par = workload.parallelism
+    counts = counts or count_params(model)
+    per_norm = counts.norms / (2 * model.layers + 1)
+    dense = expert = 0.0
+    for index in range(shape.first_layer, shape.first_layer + shape.layers):
+        dense += attention_params(model) + 2 * per_norm
+        if model.is_moe_layer(index):
+            assert model.moe is not None
+            one = ffn_params(model, model.moe.expert_ffn_size)
+            expert += model.moe.experts * one
+            dense += model.moe.shared_experts * one + model.hidden_size * model.moe.experts
+        else:
+            dense += counts.dense_ffn_per_layer
+    if shape.embedding:
+        dense += counts.embedding
+    if shape.lm_head:
+        tied_copy = model.tied_embeddings and not shape.embedding
+        dense += (counts.lm_head or counts.embedding if tied_copy else counts.lm_head) + per_norm
+    dense, expert = dense / par.tp, expert / (par.ep * par.tp)
+    if workload.finetune.method is FinetuneMethod.LORA:
+        f = workload.finetune
+        adapters = lora_params_per_layer(model, f.rank, f.targets) * shape.layers / par.tp
+        return ChunkParams(dense, expert, adapters, 0.0)
+    return ChunkParams(dense, expert, dense, expert)
+
+
+def model_flops_per_token(model: ModelProfile, seq_len: int) -> float:
+    """Model FLOPs of one trained token, without recomputation (the MFU numerator).
+
+    6 FLOPs per parameter that takes part in a matrix multiply (every active parameter but
+    the input embedding table, which is a lookup) plus the attention scores and their use:
+    6·layers·heads·(d_qk + d_v)·seq_len, PaLM's convention (Chowdhery et al. 2022, App. B,
+    = Megatron-LM's s/(6h) term), which counts the full (non-causal) score matrix as
+    published MFU figures do.
+    """
+    counts = count_params(model)
+    positions = model.max_seq_len * model.hidden_size \
+        if model.position_embedding.value == "learned" else 0.0
+    lookup = positions if model.tied_embeddings else counts.embedding
+    if model.attention is AttentionKind.MLA:
+        assert model.mla is not None
+        d_qk = model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim
+        d_v = model.mla.v_head_dim
+    else:
+        d_qk = d_v = model.head_dim_resolved
+    attention = 6.0 * model.layers * model.attention_heads * (d_qk + d_v) * seq_len
+    return 6.0 * (counts.active - lookup) + attention

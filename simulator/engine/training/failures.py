@@ -1,0 +1,192 @@
+"""Failures, checkpoints and restarts over a whole run, simulated in SimPy at run scale.
+
+The fleet fails as a Poisson process with mean time between failures M = (MTBF per
+accelerator) / accelerators. Training advances in checkpoint intervals of ``I`` seconds of
+work; a blocking checkpoint then stalls it for the write time δ = checkpoint bytes /
+storage bandwidth, an asynchronous one does not stall but only becomes durable δ later. A
+failure loses the work since the last durable checkpoint and costs ``restart_s`` (during
+which the fleet may fail again). ``interval: auto`` is Young's optimum sqrt(2·δ·M)
+(Young 1974; Daly 2006 adds higher-order terms).
+
+Between two failures nothing random happens, so the simulation jumps from failure to
+failure: a run of months costs as many events as it has interruptions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from simulator.errors import XpusimError
+
+MAX_INTERRUPTIONS = 1_000_000  # beyond this expected count a run is hopeless: say so
+
+
+class NoProgress(XpusimError):
+    """Failures arrive so often that the run cannot finish in any reasonable time."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A run of ``work_s`` seconds of training (steps x step time) on a failing fleet."""
+
+    work_s: float
+    accelerators: int
+    mtbf_per_accelerator_s: float
+    restart_s: float
+    checkpoint_write_s: float
+    interval_s: float | None  # seconds of training between checkpoints; None: none taken
+    blocking: bool = True
+    enabled: bool = True
+
+    @property
+    def fleet_mtbf_s(self) -> float:
+        return self.mtbf_per_accelerator_s / self.accelerators
+
+    @property
+    def stall_s(self) -> float:
+        """Training time lost per checkpoint written."""
+        return self.checkpoint_write_s if self.blocking else 0.0
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """One sampled run, and the closed-form expectations it should scatter around."""
+
+    wall_time_s: float
+    interruptions: int
+    lost_work_s: float
+    restart_s: float
+    checkpoint_stall_s: float
+    checkpoints: int
+    expected_wall_time_s: float
+    expected_interruptions: float
+
+
+def young_daly_interval(write_s: float, fleet_mtbf_s: float) -> float:
+    """sqrt(2·δ·M): the checkpoint interval that minimises the expected waste."""
+    return math.sqrt(2.0 * write_s * fleet_mtbf_s)
+
+
+def resolve_interval(setting: float | str, write_s: float, fleet_mtbf_s: float,
+                     step_s: float, *, enabled: bool, blocking: bool) -> float | None:
+    """The interval used: ``auto`` (Young/Daly; none without failures) or the setting,
+    at least one step, and (asynchronous) at least one write so that writes do not pile up."""
+    if setting == "auto":
+        if not enabled or write_s <= 0:
+            return None
+        interval = young_daly_interval(write_s, fleet_mtbf_s)
+    else:
+        interval = float(setting)
+    interval = max(interval, step_s)
+    return interval if blocking else max(interval, write_s)
+
+
+def _expm1(x: float) -> float:
+    try:
+        return math.expm1(x)
+    except OverflowError:
+        return math.inf
+
+
+def expected_wall_time(spec: RunSpec) -> float:
+    """Closed form. Blocking checkpoints: Daly (2006) for Poisson failures,
+    E[T] = (W/I)·M·e^{R/M}·(e^{(I+δ)/M} - 1) (failures may also strike restarts).
+    Asynchronous: first order, T = W / (1 - (R + I/2 + δ)/M): each failure costs a restart
+    and on average half an interval plus the write still in flight."""
+    w, m, r = spec.work_s, spec.fleet_mtbf_s, spec.restart_s
+    interval = spec.interval_s
+    checkpoints = math.floor(w / interval) if interval else 0
+    if not spec.enabled:
+        return w + checkpoints * spec.stall_s
+    if spec.blocking or interval is None:
+        period = interval + spec.stall_s if interval else w
+        periods = w / interval if interval else 1.0
+        return periods * m * math.exp(min(r / m, 700.0)) * _expm1(period / m)
+    waste = (r + interval / 2 + spec.checkpoint_write_s) / m
+    return w / (1.0 - waste) if waste < 1.0 else math.inf
+
+
+class _Run:
+    def __init__(self, spec: RunSpec, rng: np.random.Generator):
+        self.spec, self.rng = spec, rng
+        self.env = simpy.Environment()
+        self.interruptions = self.checkpoints = 0
+        self.lost = self.restarts = self.stalls = 0.0
+
+    def _next_failure(self) -> float:
+        return float(self.rng.exponential(self.spec.fleet_mtbf_s)) if self.spec.enabled \
+            else math.inf
+
+    def _finish_time(self, work: float) -> tuple[float, int]:
+        """Wall time to do ``work`` without failure, and the checkpoints written on the way."""
+        interval = self.spec.interval_s
+        n = math.floor(work / interval) if interval else 0
+        return work + n * self.spec.stall_s, n
+
+    def _segment(self, elapsed: float) -> tuple[float, float, int, float]:
+        """After ``elapsed`` wall seconds from a durable checkpoint: work done, work made
+        durable, checkpoints started, seconds stalled writing."""
+        s, interval = self.spec, self.spec.interval_s
+        if not interval:
+            return elapsed, 0.0, 0, 0.0
+        if s.blocking:
+            period = interval + s.checkpoint_write_s
+            n = math.floor(elapsed / period)
+            rest = elapsed - n * period
+            return (n * interval + min(rest, interval), n * interval, n,
+                    n * s.checkpoint_write_s + max(0.0, rest - interval))
+        n = math.floor(elapsed / interval)
+        durable = n if elapsed - n * interval >= s.checkpoint_write_s else max(0, n - 1)
+        return elapsed, durable * interval, n, 0.0
+
+    def run(self) -> Generator:
+        env, remaining = self.env, self.spec.work_s
+        while True:
+            need, writes = self._finish_time(remaining)
+            gap = self._next_failure()
+            if gap >= need:
+                yield env.timeout(need)
+                self.checkpoints += writes
+                self.stalls += writes * self.spec.stall_s
+                return
+            yield env.timeout(gap)
+            done, durable, writes, stalled = self._segment(gap)
+            remaining -= durable
+            self.lost += done - durable
+            self.checkpoints += writes
+            self.stalls += stalled
+            self.interruptions += 1
+            yield from self._restart()
+
+    def _restart(self) -> Generator:
+        while True:
+            gap = self._next_failure()
+            if gap >= self.spec.restart_s:
+                yield self.env.timeout(self.spec.restart_s)
+                self.restarts += self.spec.restart_s
+                return
+            yield self.env.timeout(gap)  # failed again while restarting: start over
+            self.restarts += gap
+            self.interruptions += 1
+
+
+def simulate_run(spec: RunSpec, rng: np.random.Generator) -> RunOutcome:
+    """Sample one run with ``rng``; deterministic for a given generator state."""
+    expected = expected_wall_time(spec)
+    expected_failures = expected / spec.fleet_mtbf_s if spec.enabled else 0.0
+    if expected_failures > MAX_INTERRUPTIONS:
+        raise NoProgress(
+            f"failures would interrupt the run about {expected_failures:.3g} times (fleet "
+            f"MTBF {spec.fleet_mtbf_s / 3600:.3g} h, checkpoint every "
+            f"{spec.interval_s or math.inf:.3g} s, restart {spec.restart_s:.3g} s): "
+            f"checkpoint more often, restart faster or use fewer accelerators")
+    run = _Run(spec, rng)
+    run.env.process(run.run())
+    run.env.run()
+    return RunOutcome(run.env.now, run.interruptions, run.lost, run.restarts, run.stalls,
+                      run.checkpoints, expected, expected_failures)

@@ -1,0 +1,103 @@
+"""What the step simulation needs to know, as plain numbers: the plan of one step.
+
+:mod:`simulator.engine.training.costs` fills a plan from the cost models; tests and
+what-if studies may build one by hand (equal stage times, no communication, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from simulator.engine.training.schedule import Task
+
+
+@dataclass(frozen=True)
+class PassCost:
+    """One forward or backward pass of one microbatch through one chunk, on one device.
+
+    ``compute_s`` are the kernels (launch overheads included); the ``*_s`` communication
+    times are what is left exposed after the overlap the framework achieves. ``comm_busy_s``
+    is all the pass's communication, hidden or not (for utilization).
+    """
+
+    compute_s: float
+    tp_s: float = 0.0
+    ep_s: float = 0.0
+    cp_s: float = 0.0
+    flops: float = 0.0
+    recompute_flops: float = 0.0
+    hbm_bytes: float = 0.0
+    comm_busy_s: float = 0.0
+
+    @property
+    def duration_s(self) -> float:
+        return self.compute_s + self.tp_s + self.ep_s + self.cp_s
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One data-parallel collective (a gradient bucket or a parameter gather).
+
+    ``fabrics`` are the links it occupies ("scale_up", "scale_out"): transfers on the same
+    fabric of the same device run one after another.
+    """
+
+    name: str
+    time_s: float
+    fabrics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A model chunk held by a stage (one of ``vpp``): its passes and its DP traffic."""
+
+    forward: PassCost
+    backward: PassCost
+    grad_buckets: tuple[Bucket, ...] = ()
+    param_buckets: tuple[Bucket, ...] = ()
+
+
+@dataclass(frozen=True)
+class Stage:
+    chunks: tuple[Chunk, ...]
+    optimizer_s: float = 0.0
+    optimizer_bytes: float = 0.0
+
+
+class GatherMode(StrEnum):
+    """When parameters are all-gathered over the data-parallel group (ZeRO)."""
+
+    NONE = "none"  # ZeRO 0: every rank holds the weights
+    STEP = "step"  # ZeRO 1/2: after the optimizer, once per step
+    PASS = "pass"  # ZeRO 3: before every pass
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """One pipeline's step: stages, their pass order, and the communication around it.
+
+    ``p2p_s`` is the time of one activation (or gradient) transfer between neighbouring
+    stages, on ``p2p_fabrics``. ``dp_overlap``: gradient reduction runs bucket by bucket
+    behind the last backward, and (ZeRO 1/2) the parameter gather behind the first
+    forwards; otherwise both wait until the compute is done. Gradients are reduced after the
+    last microbatch's backward of each chunk (after every backward with ZeRO 3).
+    """
+
+    stages: tuple[Stage, ...]
+    order: tuple[tuple[Task, ...], ...]
+    microbatches: int
+    p2p_s: float = 0.0
+    p2p_fabrics: tuple[str, ...] = ("scale_out",)
+    dp_overlap: bool = True
+    gather: GatherMode = GatherMode.NONE
+    title: str = ""
+    peak_hbm_bandwidth: float = 0.0  # bytes/s, for utilization
+
+    @property
+    def pp(self) -> int:
+        return len(self.stages)
+
+    @property
+    def vpp(self) -> int:
+        return len(self.stages[0].chunks)

@@ -1,0 +1,178 @@
+"""From a training scenario to the plan of one step: pass costs, schedule, DP buckets.
+
+Data-parallel traffic follows Megatron-LM's distributed data parallel (Narayanan et al.
+2021; Megatron-core ``DistributedDataParallel`` and ``DistributedOptimizer``):
+
+- gradients are reduced in fp32 (Megatron-LM's default with bf16, as in Llama 3) in
+  buckets of max(40M, 1M x dp) parameters: an all-reduce with ZeRO 0, a reduce-scatter
+  with ZeRO >= 1; expert gradients over the expert-data-parallel group (dp·cp/ep ranks);
+- ZeRO 1/2 all-gather the updated bf16 parameters once per step, ZeRO 3 before every pass;
+- LoRA reduces only the adapters' gradients and gathers nothing (the frozen base is
+  replicated, as the footprint assumes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from simulator.engine.training.costs import (
+    ChunkParams,
+    PassCosts,
+    chunk_params,
+    chunk_shapes,
+    model_flops_per_token,
+)
+from simulator.engine.training.plan import Bucket, Chunk, GatherMode, Stage, StepPlan
+from simulator.engine.training.schedule import schedule
+from simulator.perf.collectives import collective_time
+from simulator.perf.layouts import training_layout, training_stage_layers
+from simulator.perf.ops import Collective, Group
+from simulator.profiles.hardware import HardwareProfile
+from simulator.profiles.params import count_params
+from simulator.profiles.scenario import Scenario
+from simulator.profiles.training import FinetuneMethod, TrainingWorkload
+
+GRAD_REDUCE_BYTES = 4.0  # fp32 gradient reduction
+PARAM_GATHER_BYTES = 2.0  # bf16 parameters
+ACTIVATION_BYTES = 2.0  # activations and their gradients cross stages in bf16
+# Adam over one parameter of the shard: read the fp32 master weight, m, v and gradient
+# (16 B), write master, m and v (12 B) and the bf16 weight (2 B); the gradient-norm clip
+# reads the gradient once more (4 B).
+OPTIMIZER_BYTES_PER_PARAM = 34.0
+BUCKET_PARAMS = 40e6  # Megatron-LM DDP bucket size: max(40M, 1M x dp) parameters
+MAX_BUCKETS = 32  # per chunk and kind; bigger buckets beyond that (keeps events few)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """A step plan and the figures needed to turn its time into MFU and HFU."""
+
+    step: StepPlan
+    microbatches: int
+    model_flops_per_step: float
+    executed_flops_ratio: float  # executed FLOPs with recomputation / without
+
+
+def _fabrics(fabric: str) -> tuple[str, ...]:
+    if fabric in ("scale_up", "scale_out"):
+        return (fabric,)
+    if fabric == "local":
+        return ()
+    return ("scale_up", "scale_out")  # hierarchical (or mixed): both fabrics
+
+
+def _buckets(hw: HardwareProfile, name: str, params: float, bytes_per_param: float,
+             collective: Collective, group: Group) -> tuple[Bucket, ...]:
+    if params <= 0 or group.size <= 1:
+        return ()
+    size = max(BUCKET_PARAMS, 1e6 * group.size)
+    n = max(1, min(MAX_BUCKETS, math.ceil(params / size)))
+    cost = collective_time(hw, collective, params / n * bytes_per_param, group)
+    if cost.fabric == "local":
+        return ()
+    return tuple(Bucket(f"{name} {k + 1}/{n}", cost.time_s, _fabrics(cost.fabric))
+                 for k in range(n))
+
+
+class _DataParallel:
+    """The data-parallel groups of a layout and the buckets of one chunk."""
+
+    def __init__(self, hw: HardwareProfile, w: TrainingWorkload):
+        par = w.parallelism
+        self.hw = hw
+        replicas = (par.dp or 1) * par.cp
+        self.dense = Group(replicas, par.tp)
+        self.expert = Group(max(1, replicas // par.ep), par.tp * par.ep)
+        self.lora = w.finetune.method is FinetuneMethod.LORA
+        self.zero = 0 if self.lora else par.zero
+
+    @property
+    def gather(self) -> GatherMode:
+        if self.zero == 0:
+            return GatherMode.NONE
+        return GatherMode.PASS if self.zero == 3 else GatherMode.STEP
+
+    def grads(self, p: ChunkParams) -> tuple[Bucket, ...]:
+        kind = Collective.ALL_REDUCE if self.zero == 0 else Collective.REDUCE_SCATTER
+        return (_buckets(self.hw, f"grads {kind.value}", p.trainable_dense, GRAD_REDUCE_BYTES,
+                         kind, self.dense)
+                + _buckets(self.hw, f"expert grads {kind.value}", p.trainable_expert,
+                           GRAD_REDUCE_BYTES, kind, self.expert))
+
+    def params(self, p: ChunkParams) -> tuple[Bucket, ...]:
+        if self.gather is GatherMode.NONE:
+            return ()
+        ag = Collective.ALL_GATHER
+        return (_buckets(self.hw, "params all_gather", p.dense, PARAM_GATHER_BYTES, ag,
+                         self.dense)
+                + _buckets(self.hw, "expert params all_gather", p.expert, PARAM_GATHER_BYTES,
+                           ag, self.expert))
+
+    def optimizer_params(self, params: list[ChunkParams]) -> float:
+        """Parameters this device updates (its ZeRO shard of the trainable ones)."""
+        dense_shard = self.dense.size if self.zero >= 1 else 1
+        expert_shard = self.expert.size if self.zero >= 1 else 1
+        return sum(p.trainable_dense / dense_shard + p.trainable_expert / expert_shard
+                   for p in params)
+
+
+def _p2p(scenario: Scenario) -> tuple[float, tuple[str, ...]]:
+    w, hw = scenario.workload, scenario.hardware
+    assert isinstance(w, TrainingWorkload)
+    layout = training_layout(w)
+    if layout.pp == 1:
+        return 0.0, ()
+    # with SP the activations are already split over TP; without it Megatron-LM sends one
+    # TP shard and all-gathers it on arrival (scatter-gather optimisation)
+    nbytes = (w.micro_batch_size * w.seq_len / layout.cp * scenario.model.hidden_size
+              * ACTIVATION_BYTES / layout.tp)
+    cost = collective_time(hw, Collective.SEND_RECV, nbytes, layout.pp_peer)
+    return cost.time_s, _fabrics(cost.fabric)
+
+
+def build_plan(scenario: Scenario) -> TrainingPlan:
+    """The plan of one steady-state step of ``scenario``'s pipeline."""
+    w, hw, model = scenario.workload, scenario.hardware, scenario.model
+    assert isinstance(w, TrainingWorkload)
+    par = w.parallelism
+    layout = training_layout(w)
+    dp = _DataParallel(hw, w)
+    prices = PassCosts(hw, model, layout, w)
+    shapes = chunk_shapes(w, training_stage_layers(w, model.layers))
+    counts = count_params(model)
+    built: dict[ChunkParams, Chunk] = {}  # chunks of equal shape share their buckets
+    stages, executed, recomputed = [], 0.0, 0.0
+    for row in shapes:
+        chunks, params = [], []
+        for shape in row:
+            forward, backward = prices(shape)
+            p = chunk_params(model, w, shape, counts)
+            params.append(p)
+            key = p
+            if key not in built:
+                built[key] = Chunk(forward, backward, dp.grads(p), dp.params(p))
+            chunk = built[key]
+            if chunk.forward != forward or chunk.backward != backward:
+                chunk = Chunk(forward, backward, chunk.grad_buckets, chunk.param_buckets)
+            chunks.append(chunk)
+            executed += forward.flops + backward.flops
+            recomputed += forward.recompute_flops + backward.recompute_flops
+        shard = dp.optimizer_params(params)
+        opt_bytes = shard * OPTIMIZER_BYTES_PER_PARAM
+        opt_s = opt_bytes / (hw.hbm_bandwidth * hw.efficiency.hbm.value) if shard else 0.0
+        stages.append(Stage(tuple(chunks), opt_s, opt_bytes))
+    microbatches = w.global_batch_size // ((par.dp or 1) * w.micro_batch_size)
+    order = schedule(w.pipeline_schedule.value, par.pp, microbatches, par.vpp)
+    p2p_s, p2p_fabrics = _p2p(scenario)
+    title = (f"{model.name} on {scenario.cluster.accelerators} x {hw.name}: tp={par.tp} "
+             f"pp={par.pp} dp={par.dp} cp={par.cp} ep={par.ep}, {w.pipeline_schedule.value}"
+             f"{f' vpp={par.vpp}' if par.vpp > 1 else ''}, {microbatches} microbatches")
+    step = StepPlan(tuple(stages), tuple(tuple(o) for o in order), microbatches, p2p_s,
+                    p2p_fabrics, w.overlap.dp_comm, dp.gather, title, hw.hbm_bandwidth)
+    ratio = executed / (executed - recomputed) if executed > recomputed else 1.0
+    return TrainingPlan(step, microbatches,
+                        model_flops_per_token(model, w.seq_len) * w.tokens_per_step, ratio)
+
+
+

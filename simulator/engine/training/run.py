@@ -1,0 +1,102 @@
+"""A training scenario end to end: the steady-state step, then the run with failures."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.engine.training.failures import RunSpec, resolve_interval, simulate_run
+from simulator.engine.training.planner import build_plan
+from simulator.engine.training.step import simulate_step
+from simulator.perf.footprint import lora_params_per_layer, training_footprint
+from simulator.profiles.scenario import Scenario
+from simulator.profiles.training import CheckpointMode, FinetuneMethod, TrainingWorkload
+from simulator.results.training import FailureSummary, TrainingResult
+
+# A checkpoint holds the bf16 weights (2 B) and the fp32 master weights and Adam moments
+# (12 B) of every trained parameter (Megatron-LM distributed checkpoints).
+CHECKPOINT_BYTES_PER_PARAM = 14.0
+HOUR = 3600.0
+
+
+def checkpoint_bytes(scenario: Scenario) -> float:
+    """Bytes of one full checkpoint of the model (LoRA: the adapters only)."""
+    w, model = scenario.workload, scenario.model
+    assert isinstance(w, TrainingWorkload)
+    if w.finetune.method is FinetuneMethod.LORA:
+        trained = lora_params_per_layer(model, w.finetune.rank, w.finetune.targets) \
+            * model.layers
+    else:
+        trained = model.params_total
+    return CHECKPOINT_BYTES_PER_PARAM * trained
+
+
+def run_spec(scenario: Scenario, work_s: float, step_s: float) -> RunSpec:
+    """The run-scale failure model of ``scenario`` for ``work_s`` seconds of training."""
+    w, hw = scenario.workload, scenario.hardware
+    assert isinstance(w, TrainingWorkload)
+    mtbf = (w.failures.mtbf_per_accelerator_hours * HOUR
+            if w.failures.mtbf_per_accelerator_hours is not None
+            else hw.reliability.mtbf_per_accelerator.value)
+    write_s = checkpoint_bytes(scenario) / w.checkpoint.storage_bandwidth
+    blocking = w.checkpoint.mode is CheckpointMode.BLOCKING
+    n = scenario.cluster.accelerators
+    interval = resolve_interval(w.checkpoint.interval_s, write_s, mtbf / n, step_s,
+                                enabled=w.failures.enabled, blocking=blocking)
+    return RunSpec(work_s, n, mtbf, w.failures.restart_s, write_s, interval, blocking,
+                   w.failures.enabled)
+
+
+def run_training(scenario: Scenario, *, rng: np.random.Generator | None = None,
+                 ) -> TrainingResult:
+    """Simulate ``scenario`` (``kind: training``): one step, then the whole run.
+
+    ``rng`` draws the failures; by default a generator seeded with ``scenario.seed``. The
+    result is deterministic for a given seed.
+    """
+    w, hw = scenario.workload, scenario.hardware
+    if not isinstance(w, TrainingWorkload):
+        raise TypeError(f"run_training needs a training scenario, got kind {w.kind!r}")
+    plan = build_plan(scenario)
+    step = simulate_step(plan.step)
+    n = scenario.cluster.accelerators
+    step_s = step.step_time_s
+    mfu = plan.model_flops_per_step / (n * hw.peak(w.precision) * step_s)
+    footprint = training_footprint(scenario)
+    steps = w.total_steps
+    ideal = steps * step_s
+    spec = run_spec(scenario, ideal, step_s)
+    run = simulate_run(spec, rng if rng is not None else np.random.default_rng(scenario.seed))
+    failures = FailureSummary(
+        enabled=spec.enabled,
+        mtbf_per_accelerator_hours=spec.mtbf_per_accelerator_s / HOUR,
+        fleet_mtbf_hours=spec.fleet_mtbf_s / HOUR,
+        expected_interruptions=run.expected_interruptions,
+        expected_wall_time_s=run.expected_wall_time_s,
+        sampled_interruptions=run.interruptions,
+        lost_hours=(run.lost_work_s + run.restart_s) / HOUR,
+        lost_work_hours=run.lost_work_s / HOUR,
+        restart_hours=run.restart_s / HOUR,
+        checkpoint_interval_s=spec.interval_s,
+        checkpoint_write_s=spec.checkpoint_write_s,
+        checkpoint_bytes=checkpoint_bytes(scenario),
+        checkpoint_mode=w.checkpoint.mode.value,
+        checkpoints=run.checkpoints,
+        checkpoint_hours=run.checkpoint_stall_s / HOUR,
+    )
+    return TrainingResult(
+        step_time_s=step_s,
+        tokens_per_s=w.tokens_per_step / step_s,
+        mfu=mfu,
+        hfu=mfu * plan.executed_flops_ratio,
+        bubble_fraction=step.bubble_fraction,
+        breakdown_s=step.breakdown,
+        memory_per_accelerator_bytes={**footprint.parts, "total": footprint.total},
+        steps=steps,
+        time_to_train_s=ideal,
+        goodput=ideal / run.wall_time_s if run.wall_time_s else 1.0,
+        wall_time_s=run.wall_time_s,
+        accelerator_hours=n * run.wall_time_s / HOUR,
+        failures=failures,
+        utilization=step.utilization,
+        timeline=step.timeline,
+    )

@@ -1,0 +1,103 @@
+"""Pipeline schedules: the order in which each stage runs its forward and backward passes.
+
+A schedule only orders work; when a pass can start (its input has arrived) is decided by
+the simulation, so the bubble emerges from the order rather than from a formula.
+
+- GPipe (Huang et al. 2019): every forward, then every backward.
+- 1F1B (PipeDream-Flush, Narayanan et al. 2021): stage ``s`` runs ``pp - s - 1`` warm-up
+  forwards, then alternates one forward and one backward, then drains the backwards.
+- Interleaved 1F1B (Narayanan et al. 2021, Megatron-LM's order): each rank holds ``vpp``
+  model chunks; microbatches go through the chunks in groups of ``pp``; the warm-up is
+  ``2(pp - s - 1) + (vpp - 1)pp`` passes (all of them when there are only ``pp``
+  microbatches).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import NamedTuple
+
+
+class Pass(StrEnum):
+    FORWARD = "F"
+    BACKWARD = "B"
+
+
+class Task(NamedTuple):
+    """One pass of one microbatch through one model chunk held by a stage.
+
+    A named tuple, not a dataclass: a step of a deep pipeline has a hundred thousand.
+    """
+
+    kind: Pass
+    microbatch: int
+    chunk: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind.value}{self.microbatch}" + (f".c{self.chunk}" if self.chunk else "")
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def _forwards(n: int) -> list[Task]:
+    return [Task(Pass.FORWARD, i) for i in range(n)]
+
+
+def gpipe(pp: int, microbatches: int) -> list[list[Task]]:
+    return [_forwards(microbatches) + [Task(Pass.BACKWARD, i) for i in range(microbatches)]
+            for _ in range(pp)]
+
+
+def one_f_one_b(pp: int, microbatches: int) -> list[list[Task]]:
+    orders = []
+    for stage in range(pp):
+        warmup = min(pp - stage - 1, microbatches)
+        order = _forwards(warmup)
+        for i in range(microbatches - warmup):
+            order += [Task(Pass.FORWARD, warmup + i), Task(Pass.BACKWARD, i)]
+        order += [Task(Pass.BACKWARD, i) for i in range(microbatches - warmup, microbatches)]
+        orders.append(order)
+    return orders
+
+
+def _virtual(k: int, pp: int, vpp: int, kind: Pass) -> Task:
+    """The k-th pass of a stage in Megatron's interleaved order."""
+    chunk = (k // pp) % vpp
+    if kind is Pass.BACKWARD:
+        chunk = vpp - 1 - chunk
+    return Task(kind, (k // (pp * vpp)) * pp + k % pp, chunk)
+
+
+def interleaved(pp: int, vpp: int, microbatches: int) -> list[list[Task]]:
+    if microbatches % pp:
+        raise ValueError(f"the interleaved schedule needs the microbatches ({microbatches}) "
+                         f"to be a multiple of pp ({pp})")
+    total = microbatches * vpp
+    orders = []
+    for stage in range(pp):
+        # with only pp microbatches Megatron-LM runs every forward first
+        warmup = total if microbatches == pp else min(2 * (pp - stage - 1) + (vpp - 1) * pp,
+                                                      total)
+        order = [_virtual(k, pp, vpp, Pass.FORWARD) for k in range(warmup)]
+        for k in range(total - warmup):
+            order += [_virtual(warmup + k, pp, vpp, Pass.FORWARD),
+                      _virtual(k, pp, vpp, Pass.BACKWARD)]
+        order += [_virtual(k, pp, vpp, Pass.BACKWARD) for k in range(total - warmup, total)]
+        orders.append(order)
+    return orders
+
+
+def schedule(kind: str, pp: int, microbatches: int, vpp: int = 1) -> list[list[Task]]:
+    """Per stage, the ordered passes of one step. ``kind``: 1f1b, interleaved or gpipe."""
+    if pp < 1 or microbatches < 1 or vpp < 1:
+        raise ValueError(f"pp, microbatches and vpp must be >= 1 (got {pp}, {microbatches}, "
+                         f"{vpp})")
+    if kind == "gpipe":
+        return gpipe(pp, microbatches)
+    if kind == "1f1b":
+        return one_f_one_b(pp, microbatches)
+    if kind == "interleaved":
+        return interleaved(pp, vpp, microbatches)
+    raise ValueError(f"unknown pipeline schedule {kind!r}; expected 1f1b, interleaved or gpipe")

@@ -1,0 +1,156 @@
+"""The ops of one serving iteration: prompt chunks and decode steps in one forward pass.
+
+A continuous-batching engine runs every scheduled sequence through the model together: the
+GEMMs, norms and collectives see all new tokens at once (weights are read once), while the
+attention core runs per phase (prompt chunks over their cached context, decode tokens over
+theirs). :class:`IterationModel` splits an iteration's ops into groups that depend on few
+numbers, so that an engine can cache each group by a small key:
+
+- ``body(tokens)``: everything that depends only on the iteration's new tokens (embedding,
+  projections, norms, FFN or experts, TP collectives, pipeline sends);
+- ``head(sequences)``: the LM head, logits gather and sampling, one row per sequence;
+- ``prefill_extra(tokens, cached, pairs, sequences)``: the prompt chunks' attention core
+  (and, for MLA, the expansion of the cached latent);
+- ``decode_extra(sequences, context)``: the decode tokens' attention core over ``context``
+  keys in total (and, for MLA, the weight-absorbed projections).
+
+Their sum is the iteration. With only prompts it equals :func:`~simulator.perf.transformer.
+prefill_ops`, with only decodes :func:`~simulator.perf.transformer.decode_ops` (same ops,
+grouped differently; tested), except that MoE layers with ``ep > 1`` use the serving layout
+of :mod:`simulator.perf.serving_moe`. A pipeline-parallel replica runs its stages one after
+another for one batch: all layers, plus ``pp - 1`` activation sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from simulator.perf.attention_ops import attention_specs
+from simulator.perf.mlp_ops import dense_mlp_specs
+from simulator.perf.ops import Collective, CommOp, ComputeOp, Group, Layout
+from simulator.perf.opspec import Batch, Core, Phase, Prec, forward_ops
+from simulator.perf.serving_moe import serving_moe_specs
+from simulator.perf.transformer import _inference_prec, embedding_specs, head_specs
+from simulator.profiles.model import ModelProfile
+from simulator.profiles.precision import Precision
+
+Op = ComputeOp | CommOp
+FINAL_NORM = "final_norm"
+
+
+def prefill_pairs(prompt_lens: Sequence[int], context_before: Sequence[int]) -> float:
+    """(query, key) pairs of causal chunks: q·c + q(q+1)/2 per sequence."""
+    return float(sum(q * c + q * (q + 1) // 2
+                     for q, c in zip(prompt_lens, context_before, strict=True)))
+
+
+@dataclass(frozen=True)
+class IterationModel:
+    """One replica's model, layout and precisions; builds the op groups of an iteration."""
+
+    model: ModelProfile
+    layout: Layout
+    weight_precision: Precision
+    act_precision: Precision
+    kv_precision: Precision
+    imbalance: float = 1.0
+    _shared: frozenset[str] = field(init=False, repr=False, compare=False)
+    _moe_layers: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.layout.cp != 1:
+            raise ValueError("a serving replica has no context parallelism (cp must be 1)")
+        object.__setattr__(self, "_moe_layers", self.model.moe_layers)
+        prefill = {s.name for s in self._attention(self._prefill_batch(4, 4, 10.0, 1))
+                   if not isinstance(s, Core)}
+        decode = {s.name for s in self._attention(self._decode_batch(1, 8))
+                  if not isinstance(s, Core)}
+        object.__setattr__(self, "_shared", frozenset(prefill & decode))
+
+    @property
+    def prec(self) -> Prec:
+        return _inference_prec(self.weight_precision, self.act_precision, self.kv_precision)
+
+    # ---- batches (a replica has cp = 1 and no sequence parallelism) ----------------------
+    @staticmethod
+    def _prefill_batch(tokens: int, cached: int, pairs: float, sequences: int) -> Batch:
+        t = float(tokens)
+        return Batch(Phase.PREFILL, t, t, sequences, pairs, t + cached, float(cached))
+
+    @staticmethod
+    def _decode_batch(sequences: int, context: int) -> Batch:
+        b, s = float(sequences), float(context)
+        return Batch(Phase.DECODE, b, b, sequences, s, s, s)
+
+    def _attention(self, batch: Batch) -> list:
+        return attention_specs(self.model, self.layout, batch, self.prec)
+
+    def _layers(self) -> tuple[int, int]:
+        return self.model.layers, self._moe_layers
+
+    # ---- op groups ----------------------------------------------------------------------
+    def body(self, tokens: int) -> list[Op]:
+        """Ops that depend only on the number of new tokens in the iteration."""
+        if tokens <= 0:
+            raise ValueError(f"an iteration has at least one token (got {tokens})")
+        p, model, layout = self.prec, self.model, self.layout
+        batch = self._prefill_batch(tokens, 0, float(tokens), 1)
+        n_layers, n_moe = self._layers()
+        shared = [s for s in self._attention(batch) if s.name in self._shared]
+        ops: list[Op] = forward_ops(embedding_specs(model, layout, batch, p), p)
+        ops += forward_ops(shared, p, n_layers)
+        ops += forward_ops(dense_mlp_specs(model, layout, batch, p), p, n_layers - n_moe)
+        if n_moe:
+            ops += forward_ops(serving_moe_specs(model, layout, batch, p, self.imbalance), p,
+                               n_moe)
+        ops += [op for op in forward_ops(head_specs(model, layout, batch, p), p)
+                if op.name == FINAL_NORM]
+        if layout.pp > 1:
+            ops.append(CommOp("pp.activations", Collective.SEND_RECV,
+                              tokens * model.hidden_size * p.eb, Group(2, layout.tp),
+                              count=layout.pp - 1))
+        return ops
+
+    def head(self, sequences: int) -> list[Op]:
+        """LM head, logits gather and sampling on the last token of each sequence."""
+        batch = self._decode_batch(sequences, sequences)
+        return [op for op in forward_ops(head_specs(self.model, self.layout, batch, self.prec),
+                                         self.prec) if op.name != FINAL_NORM]
+
+    def prefill_extra(self, tokens: int, cached: int, pairs: float, sequences: int) -> list[Op]:
+        """Prompt-chunk attention: ``tokens`` new tokens of ``sequences`` sequences after
+        ``cached`` context tokens, attending over ``pairs`` (query, key) pairs."""
+        batch = self._prefill_batch(tokens, cached, pairs, sequences)
+        own = [s for s in self._attention(batch) if s.name not in self._shared]
+        return forward_ops(own, self.prec, self.model.layers)
+
+    def decode_extra(self, sequences: int, context: int) -> list[Op]:
+        """Decode attention: one token per sequence over ``context`` keys in total."""
+        own = [s for s in self._attention(self._decode_batch(sequences, context))
+               if s.name not in self._shared]
+        return forward_ops(own, self.prec, self.model.layers)
+
+    def ops(self, prompt_chunks: Sequence[tuple[int, int]],
+            decode_contexts: Sequence[int]) -> list[Op]:
+        """All ops of an iteration: chunks (new tokens, cached tokens) and decode contexts."""
+        q = [n for n, _ in prompt_chunks]
+        c = [n for _, n in prompt_chunks]
+        tokens = sum(q) + len(decode_contexts)
+        ops = self.body(tokens) + self.head(len(q) + len(decode_contexts))
+        if q:
+            ops += self.prefill_extra(sum(q), sum(c), prefill_pairs(q, c), len(q))
+        if decode_contexts:
+            ops += self.decode_extra(len(decode_contexts), sum(decode_contexts))
+        return ops
+
+
+def iteration_model(model: ModelProfile, layout: Layout, weight_precision: Precision | str,
+                    kv_precision: Precision | str, imbalance: float = 1.0) -> IterationModel:
+    """The serving convention: GEMMs run at the weight precision (fp8 and fp4 checkpoints
+    quantize activations too: W8A8, NVFP4/MXFP4 W4A4), except int4, whose kernels are
+    weight-only (W4A16: AWQ, GPTQ). A precision the device lacks runs at a wider one it has
+    (:func:`simulator.perf.roofline.run_precision`)."""
+    w = Precision(weight_precision)
+    act = Precision.BF16 if w is Precision.INT4 else w
+    return IterationModel(model, layout, w, act, Precision(kv_precision), imbalance)

@@ -1,0 +1,186 @@
+"""The result of a serving scenario: JSON key ``inference``, plus ``time_s`` and ``utilization``.
+
+Every number is in SI units (seconds, tokens, fractions). Latency statistics cover the
+completed requests after the first ``warmup_requests``; throughputs cover the whole run.
+Definitions, with formulas, are in docs/serving.md; field names are a contract with users'
+scripts: add, never rename.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class Percentiles(BaseModel):
+    """Mean and percentiles (linear interpolation between order statistics); null when no
+    request contributes."""
+
+    model_config = _FROZEN
+
+    mean: float | None
+    p50: float | None
+    p90: float | None
+    p99: float | None
+
+
+class MeanMax(BaseModel):
+    """A mean (time- or iteration-weighted, as the field says) and the largest value."""
+
+    model_config = _FROZEN
+
+    mean: float
+    max: float
+
+
+class Utilization(BaseModel):
+    """Time-weighted fractions over the run, averaged over all accelerators of the cluster
+    (accelerators no replica uses count as idle).
+
+    ``compute``: FLOPs executed / (peak FLOP/s at the weight precision x time);
+    ``memory_bandwidth``: HBM bytes moved / (peak HBM bandwidth x time); ``network``: fraction
+    of the time the device's links carry collectives or KV transfers.
+    """
+
+    model_config = _FROZEN
+
+    compute: float
+    memory_bandwidth: float
+    network: float
+
+
+class Activity(BaseModel):
+    """Fractions of the run the accelerators spend in kernels, averaged over the cluster:
+    ``busy`` running iterations (kernels and collectives), ``compute_bound`` and
+    ``memory_bound`` in kernels limited by compute and by HBM (the inputs of the power
+    model)."""
+
+    model_config = _FROZEN
+
+    busy: float
+    compute_bound: float
+    memory_bound: float
+
+
+class SLOTarget(BaseModel):
+    """One latency target: the value at the SLO's percentile among completed requests, and
+    whether it is met: at least ``percentile`` % of requests (dropped ones failing) are
+    within the target."""
+
+    model_config = _FROZEN
+
+    target_s: float
+    percentile: float
+    value_s: float | None
+    met: bool
+    attainment: float = Field(description="fraction of requests within the target")
+
+
+class LittleLaw(BaseModel):
+    """L (time-average requests in the system, from the engine's events) against λ·W (arrival
+    rate x mean time in system, from the per-request records)."""
+
+    model_config = _FROZEN
+
+    mean_in_system: float
+    arrival_rate_x_mean_time: float
+    relative_error: float
+
+
+class ReplicaSummary(BaseModel):
+    """One replica's share of the run."""
+
+    model_config = _FROZEN
+
+    index: int
+    role: str = Field(description="mixed, prefill or decode")
+    devices: int
+    requests: int = Field(description="requests that finished here (or were handed off, "
+                                      "for a prefill replica)")
+    output_tokens: int
+    prompt_tokens: int = Field(description="prompt tokens prefilled (recomputation included)")
+    iterations: int
+    busy: float = Field(description="fraction of the run spent in iterations")
+    batch_size: MeanMax
+    kv_cache_utilization: MeanMax
+    kv_cache_tokens: int = Field(description="KV-cache capacity of the replica, tokens")
+    preemptions: int
+
+
+class TimeSeries(BaseModel):
+    """The run in ``bin_s``-wide bins starting at t = 0 (``t_s`` is each bin's start)."""
+
+    model_config = _FROZEN
+
+    bin_s: float
+    t_s: list[float]
+    requests_per_s: list[float] = Field(description="completions per second")
+    output_tokens_per_s: list[float]
+    queue_length: list[float] = Field(description="time-average requests waiting for "
+                                                  "admission")
+    in_system: list[float] = Field(description="time-average requests arrived and not "
+                                               "finished")
+    kv_cache_utilization: list[float] = Field(description="time-average, over replicas")
+    batch_size: list[float] = Field(description="time-average sequences per iteration, over "
+                                                "busy replicas")
+
+
+class BatchHistogram(BaseModel):
+    """Iterations run at each batch size (sizes with none are left out)."""
+
+    model_config = _FROZEN
+
+    sizes: list[int]
+    iterations: list[int]
+
+
+class InferenceMetrics(BaseModel):
+    """The ``inference`` key of a serving result."""
+
+    model_config = _FROZEN
+
+    requests: int = Field(description="requests completed")
+    arrived: int
+    dropped: int = Field(description="requests rejected on arrival: longer than the model's "
+                                     "context or than a replica's whole KV cache")
+    unfinished: int = Field(description="arrived, neither completed nor dropped (0 unless the "
+                                        "run was cut short)")
+    duration_s: float = Field(description="first arrival to last completion")
+    requests_per_s: float
+    output_tokens_per_s: float
+    total_tokens_per_s: float = Field(description="(prompt + output tokens) / duration")
+    ttft_s: Percentiles
+    tpot_s: Percentiles = Field(description="(last token - first token) / (output - 1), "
+                                            "requests with more than one output token")
+    e2e_s: Percentiles
+    queue_s: Percentiles = Field(description="arrival to first admission")
+    slo_attainment: float | None = Field(
+        description="fraction of requests meeting every SLO target set (dropped ones fail)")
+    slo: dict[str, SLOTarget] = Field(default_factory=dict,
+                                      description="each target at the SLO's percentile")
+    goodput_requests_per_s: float | None
+    kv_cache_utilization: MeanMax = Field(description="blocks in use / capacity: time-weighted "
+                                                      "mean over the run, and the peak")
+    batch_size: MeanMax = Field(description="sequences per iteration: mean over iterations, "
+                                            "and the largest")
+    preemptions: int
+    iterations: int
+    engine_steps: int = Field(description="iterations, or runs of decode steps jumped through "
+                                          "at once, that the engine priced: the simulation's "
+                                          "cost (iterations / engine_steps = mean jump)")
+    activity: Activity
+    little_law: LittleLaw
+    per_replica: list[ReplicaSummary]
+    time_series: TimeSeries
+    batch_size_histogram: BatchHistogram
+
+
+class InferenceResult(BaseModel):
+    """A serving run: ``inference`` metrics, the simulated ``time_s`` and ``utilization``."""
+
+    model_config = _FROZEN
+
+    inference: InferenceMetrics
+    time_s: float = Field(description="simulated duration: first arrival to last completion")
+    utilization: Utilization
