@@ -197,11 +197,12 @@ def load_case_file(path: str | Path) -> list[LoadedCase]:
 
 
 def load_cases(directory: str | Path) -> list[LoadedCase]:
-    """Every case in ``directory/*.yaml``, in file order; all problems are reported at once."""
+    """Every case in the YAML files below ``directory`` (sub-folders included), in path order;
+    all problems are reported at once."""
     root = Path(directory)
     if not root.is_dir():
         raise InputError("not a directory of validation cases", file=str(directory))
-    files = sorted(root.glob("*.yaml"))
+    files = sorted(root.rglob("*.yaml"))
     if not files:
         raise InputError("no case files (*.yaml) in this directory", file=str(directory))
     loaded: list[LoadedCase] = []
