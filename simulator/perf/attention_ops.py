@@ -29,6 +29,7 @@ from simulator.perf.opspec import (
 from simulator.profiles.model import AttentionKind, ModelProfile, Norm, PositionEmbedding
 
 LSE_BYTES = 4.0  # FlashAttention keeps one fp32 log-sum-exp per query row and head
+SCORES_BACKWARD_FACTOR = 2.0  # backward of softmax/dropout on materialized scores
 
 
 def attention_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
@@ -76,6 +77,22 @@ def _stats(batch: Batch, heads: float) -> float:
     return 0.0 if batch.phase is Phase.DECODE else batch.tokens * heads * LSE_BYTES
 
 
+def _scores(model: ModelProfile, batch: Batch, heads: float, p: Prec) -> list:
+    """Attention without FlashAttention writes the s x s scores to HBM and passes over them:
+    the score GEMM writes them, scale-mask-softmax reads and writes them, dropout (GPT-style
+    models) reads them, writes them and a 1-byte mask, and the value GEMM reads them. That
+    is 4 passes of 16-bit values, plus 2 more and the mask with dropout, per (query, key,
+    head); backward passes over them about twice as often (Korthikanti et al. 2022 list
+    the same tensors as stored activations)."""
+    if not batch.materialized:
+        return []
+    dropout = model.position_embedding is PositionEmbedding.LEARNED
+    passes = 4 * p.eb + (2 * p.eb + 1 if dropout else 0)
+    elements = batch.pairs * heads
+    return [Elem("attn.scores", 5.0 * elements, passes * elements,
+                 backward_factor=SCORES_BACKWARD_FACTOR)]
+
+
 def _rope(model: ModelProfile, batch: Batch, rotated_per_token: float, p: Prec) -> list:
     if model.position_embedding is not PositionEmbedding.ROPE:
         return []
@@ -117,6 +134,7 @@ def _mha(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
         *_rope(model, batch, (q_heads + kv_heads) * d, p),
         *_cache_write(batch, 2 * kv_heads * d, p),
         *_cp(batch, layout, 2 * kv_heads * d, q_heads * d, p),
+        *_scores(model, batch, q_heads, p),
         core,
         Gemm("attn.o_proj", t, q_heads * d, h),
     ]

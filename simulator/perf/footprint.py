@@ -91,7 +91,7 @@ def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int]) -> 
     microbatches = w.global_batch_size // (dp * w.micro_batch_size)
     per_layer = activation_bytes_per_layer(
         model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel),
-        w.recompute.value, par.cp)
+        w.recompute.value, par.cp, flash_attention=w.flash_attention)
     inflight = inflight_microbatches(w.pipeline_schedule.value, par.pp, par.vpp, microbatches,
                                      stage)
     parts["activations"] = per_layer * stage_layers[stage] * inflight

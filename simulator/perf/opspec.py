@@ -74,6 +74,7 @@ class Batch:
     pairs: float
     kv_tokens: float
     cached: float
+    materialized: bool = False  # attention scores written to HBM (no FlashAttention)
 
 
 @dataclass(frozen=True)

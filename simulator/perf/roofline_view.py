@@ -97,7 +97,8 @@ def _training(scenario: Scenario) -> RooflineView:
     lora = ((w.finetune.rank, w.finetune.targets)
             if w.finetune.method is FinetuneMethod.LORA else None)
     ops = training_ops(model, layout, w.seq_len, w.micro_batch_size, w.precision,
-                       w.recompute.value, lora, stage=Stage.of(stage_layers, index))
+                       w.recompute.value, lora, stage=Stage.of(stage_layers, index),
+                       flash_attention=w.flash_attention)
     rows = _rows(scenario, "forward (one microbatch)", ops.forward)
     rows += _rows(scenario, "backward (one microbatch)", ops.backward)
     step: list = []

@@ -127,12 +127,20 @@ def decode_batch(layout: Layout, context_lens: Sequence[int]) -> Batch:
                  kv)
 
 
-def training_batch(layout: Layout, seq_len: int, micro_batch: int) -> Batch:
-    """CP splits the sequence (load-balanced causal chunks); K/V of the whole sequence is read."""
+def training_batch(layout: Layout, seq_len: int, micro_batch: int,
+                   flash_attention: bool = True) -> Batch:
+    """CP splits the sequence (load-balanced causal chunks); K/V of the whole sequence is read.
+
+    Without FlashAttention the score GEMMs compute the whole s x s square (the causal mask is
+    applied to the scores afterwards), so every pair is computed, not half of them.
+    """
     tokens = micro_batch * seq_len / layout.cp
-    pairs = micro_batch * seq_len * (seq_len + 1) / 2 / layout.cp
+    if flash_attention:
+        pairs = micro_batch * seq_len * (seq_len + 1) / 2 / layout.cp
+    else:
+        pairs = micro_batch * seq_len * seq_len / layout.cp
     return Batch(Phase.TRAIN, tokens, _residual(tokens, layout), micro_batch, pairs,
-                 float(micro_batch * seq_len), 0.0)
+                 float(micro_batch * seq_len), 0.0, materialized=not flash_attention)
 
 
 # ---- the model's ends -------------------------------------------------------------------
@@ -278,16 +286,17 @@ def _freeze(specs: list) -> list:
 def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch: int,
                  precision: Precision | str, recompute: str = "none",
                  lora: tuple[int, Sequence[str]] | None = None, *, stage: Stage | None = None,
-                 imbalance: float = 1.0) -> TrainingOps:
+                 imbalance: float = 1.0, flash_attention: bool = True) -> TrainingOps:
     """Forward and backward of one microbatch on one pipeline stage (``stage``, default the
     whole model). ``recompute``: "none", "selective" (attention core again) or "full" (the
-    stage's layers forward again). ``lora``: (rank, targets) with the base frozen."""
+    stage's layers forward again). ``lora``: (rank, targets) with the base frozen.
+    ``flash_attention``: false for frameworks that write the attention scores to HBM."""
     if recompute not in ("none", "selective", "full"):
         raise ValueError(f"recompute must be none, selective or full (got {recompute!r})")
     stage = stage or Stage()
     prec = Precision(precision)
     p = Prec(prec, prec, prec, prec, _wide(prec))
-    batch = training_batch(layout, seq_len, micro_batch)
+    batch = training_batch(layout, seq_len, micro_batch, flash_attention)
     layers = _layers(model, layout, batch, p, stage, imbalance)
     ends_in = embedding_specs(model, layout, batch, p) if stage.embedding else []
     ends_out = head_specs(model, layout, batch, p) if stage.lm_head else []

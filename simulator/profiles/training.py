@@ -147,6 +147,9 @@ class TrainingWorkload(BaseModel):
                                                 description="order of microbatch passes")
     recompute: Recompute = Field(Recompute.SELECTIVE, description="activation recomputation: "
                                  "selective recomputes the attention core, full the layer")
+    flash_attention: bool = Field(
+        True, description="fused attention (FlashAttention); false for frameworks that "
+                          "write the s x s scores to HBM (e.g. Megatron-LM before 2023)")
     overlap: Overlap = Field(Overlap(), description="which communication the framework hides")
     finetune: Finetune = Field(Finetune(), description="full training or LoRA adapters")
     checkpoint: Checkpoint = Field(Checkpoint(), description="checkpoint cadence and storage")

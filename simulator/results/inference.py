@@ -117,8 +117,8 @@ class TimeSeries(BaseModel):
     t_s: list[float]
     requests_per_s: list[float] = Field(description="completions per second")
     output_tokens_per_s: list[float]
-    queue_length: list[float] = Field(description="time-average requests waiting for "
-                                                  "admission")
+    queue_length: list[float] = Field(description="time-average requests waiting for their "
+                                                  "first admission")
     in_system: list[float] = Field(description="time-average requests arrived and not "
                                                "finished")
     kv_cache_utilization: list[float] = Field(description="time-average, over replicas")

@@ -2,7 +2,8 @@
 
 Every number is in SI units (seconds, bytes, fractions). Definitions, with formulas, are in
 docs/training.md; field names are a contract with users' scripts: add, never rename.
-The step's timeline (for ``--trace``) rides along but is left out of JSON dumps.
+The step's timeline (for ``--trace``) and the run's failure/checkpoint timeline (for the
+plots of ``--out``) ride along but are left out of JSON dumps.
 """
 
 from __future__ import annotations
@@ -117,6 +118,22 @@ class StepTimeline:
                      for stage, stream, name, kind, start, duration in self.records)
 
 
+@dataclass(frozen=True)
+class RunTimeline:
+    """When things happened in the sampled run (for the failure/checkpoint plot), seconds of
+    wall time from the start: each failure, each restart span (start, end), and each
+    checkpoint write's start (``checkpoint_write_s`` long; a blocking one stalls training).
+    Very long runs keep only the first events of each list and set ``truncated``."""
+
+    wall_time_s: float
+    failures_s: tuple[float, ...]
+    restarts_s: tuple[tuple[float, float], ...]
+    checkpoints_s: tuple[float, ...]
+    checkpoint_write_s: float
+    blocking: bool
+    truncated: bool = False
+
+
 class TrainingResult(BaseModel):
     """One training scenario: the steady-state step and the run with failures."""
 
@@ -139,3 +156,4 @@ class TrainingResult(BaseModel):
     failures: FailureSummary
     utilization: Utilization
     timeline: SkipValidation[StepTimeline | None] = Field(None, exclude=True, repr=False)
+    run_timeline: SkipValidation[RunTimeline | None] = Field(None, exclude=True, repr=False)

@@ -6,6 +6,7 @@ import csv
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,11 +87,33 @@ def _droppable(log: RequestLog, pools: list[_Pool], max_seq_len: int) -> np.ndar
             | (-(-longest // last.block_tokens) > last.blocks))
 
 
-def run_serving(scenario: Scenario, *, single_step: bool = False) -> ServingOutcome:
+def _run(env: simpy.Environment, progress: Callable[[float, float], None] | None,
+         done: Callable[[], float], total: float) -> None:
+    """``env.run()``, telling ``progress`` every few thousand events how far it got (the same
+    events in the same order: this is what ``env.run`` does, with a counter)."""
+    if progress is None:
+        env.run()
+        return
+    steps = 0
+    try:
+        while True:
+            env.step()
+            steps += 1
+            if not steps & 2047:
+                progress(done(), total)
+    except simpy.core.EmptySchedule:
+        pass
+    progress(total, total)
+
+
+def run_serving(scenario: Scenario, *, single_step: bool = False,
+                progress: Callable[[float, float], None] | None = None) -> ServingOutcome:
     """Simulate a serving scenario to the last completion.
 
     ``single_step`` prices and waits out every decode iteration on its own instead of
-    jumping through runs of them (same results, slower; for tests).
+    jumping through runs of them (same results, slower; for tests). ``progress(done,
+    total)``, if given, hears every few thousand events how many requests have finished
+    (completed or dropped) out of all that arrive.
     """
     w = scenario.workload
     if not isinstance(w, InferenceWorkload):
@@ -125,7 +148,9 @@ def run_serving(scenario: Scenario, *, single_step: bool = False) -> ServingOutc
                                single_step), decode)
             index += 1
     system.start()
-    env.run()
+    everyone = system.replicas + system.decode
+    _run(env, progress, lambda: system.dropped + sum(r.stats.completed for r in everyone),
+         float(len(log)))
     replicas = system.replicas + system.decode
     fleet = Fleet(scenario.cluster.accelerators, hw.peak(run_precision(hw, w.precision)),
                   hw.hbm_bandwidth)

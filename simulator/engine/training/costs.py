@@ -167,7 +167,8 @@ class PassCosts:
         ops = training_ops(self.model, self.layout, w.seq_len, w.micro_batch_size, w.precision,
                            w.recompute.value, _lora(w),
                            stage=OpStage(shape.first_layer, shape.layers, shape.embedding,
-                                         shape.lm_head))
+                                         shape.lm_head),
+                           flash_attention=w.flash_attention)
         overlap = dict(overlap_tp=w.overlap.tp_comm, overlap_ep=w.overlap.ep_comm)
         return (pass_cost(self.hw, ops.forward, **overlap),
                 pass_cost(self.hw, ops.backward, **overlap))

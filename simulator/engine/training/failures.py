@@ -15,15 +15,17 @@ failure: a run of months costs as many events as it has interruptions.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import numpy as np
 import simpy
 
 from simulator.errors import XpusimError
+from simulator.results.training import RunTimeline
 
 MAX_INTERRUPTIONS = 1_000_000  # beyond this expected count a run is hopeless: say so
+MAX_TIMELINE_EVENTS = 100_000  # per kind of event kept for the plots; beyond, truncated
 
 
 class NoProgress(XpusimError):
@@ -65,6 +67,7 @@ class RunOutcome:
     checkpoints: int
     expected_wall_time_s: float
     expected_interruptions: float
+    timeline: RunTimeline | None = None
 
 
 def young_daly_interval(write_s: float, fleet_mtbf_s: float) -> float:
@@ -112,11 +115,50 @@ def expected_wall_time(spec: RunSpec) -> float:
 
 
 class _Run:
-    def __init__(self, spec: RunSpec, rng: np.random.Generator):
+    def __init__(self, spec: RunSpec, rng: np.random.Generator,
+                 progress: Callable[[float, float], None] | None = None):
         self.spec, self.rng = spec, rng
         self.env = simpy.Environment()
         self.interruptions = self.checkpoints = 0
         self.lost = self.restarts = self.stalls = 0.0
+        self.progress = progress
+        self.remaining = spec.work_s  # seconds of training not yet made durable
+        # when things happened, for the plots (recording does not touch the random draws)
+        self.failure_times: list[float] = []
+        self.restart_spans: list[tuple[float, float]] = []
+        self.checkpoint_times: list[float] = []
+        self.truncated = False
+
+    def _record_checkpoints(self, start: float, writes: int) -> None:
+        """The start times of the ``writes`` checkpoints of a segment begun at ``start``."""
+        interval = self.spec.interval_s
+        room = MAX_TIMELINE_EVENTS - len(self.checkpoint_times)
+        if not interval or writes <= 0:
+            return
+        if writes > room:
+            self.truncated, writes = True, max(room, 0)
+        period = interval + self.spec.stall_s
+        k = np.arange(writes)
+        self.checkpoint_times.extend((start + interval + k * period).tolist())
+
+    def _record_failure(self, t: float) -> None:
+        if len(self.failure_times) < MAX_TIMELINE_EVENTS:
+            self.failure_times.append(t)
+        else:
+            self.truncated = True
+        if self.progress is not None:
+            self.progress(self.spec.work_s - self.remaining, self.spec.work_s)
+
+    def _record_restart(self, start: float, end: float) -> None:
+        if len(self.restart_spans) < MAX_TIMELINE_EVENTS:
+            self.restart_spans.append((start, end))
+        else:
+            self.truncated = True
+
+    def timeline(self) -> RunTimeline:
+        return RunTimeline(self.env.now, tuple(self.failure_times), tuple(self.restart_spans),
+                           tuple(self.checkpoint_times), self.spec.checkpoint_write_s,
+                           self.spec.blocking, self.truncated)
 
     def _next_failure(self) -> float:
         return float(self.rng.exponential(self.spec.fleet_mtbf_s)) if self.spec.enabled \
@@ -149,34 +191,49 @@ class _Run:
         while True:
             need, writes = self._finish_time(remaining)
             gap = self._next_failure()
+            start = env.now
             if gap >= need:
                 yield env.timeout(need)
                 self.checkpoints += writes
                 self.stalls += writes * self.spec.stall_s
+                self._record_checkpoints(start, writes)
+                self.remaining = 0.0
                 return
             yield env.timeout(gap)
             done, durable, writes, stalled = self._segment(gap)
             remaining -= durable
+            self.remaining = remaining
             self.lost += done - durable
             self.checkpoints += writes
             self.stalls += stalled
             self.interruptions += 1
+            self._record_checkpoints(start, writes)
+            self._record_failure(env.now)
             yield from self._restart()
 
     def _restart(self) -> Generator:
         while True:
             gap = self._next_failure()
+            start = self.env.now
             if gap >= self.spec.restart_s:
                 yield self.env.timeout(self.spec.restart_s)
                 self.restarts += self.spec.restart_s
+                self._record_restart(start, self.env.now)
                 return
             yield self.env.timeout(gap)  # failed again while restarting: start over
             self.restarts += gap
             self.interruptions += 1
+            self._record_restart(start, self.env.now)
+            self._record_failure(self.env.now)
 
 
-def simulate_run(spec: RunSpec, rng: np.random.Generator) -> RunOutcome:
-    """Sample one run with ``rng``; deterministic for a given generator state."""
+def simulate_run(spec: RunSpec, rng: np.random.Generator,
+                 progress: Callable[[float, float], None] | None = None) -> RunOutcome:
+    """Sample one run with ``rng``; deterministic for a given generator state.
+
+    ``progress(done, total)``, if given, is called at each failure with the seconds of
+    training made durable so far and the run's total, and once at the end.
+    """
     expected = expected_wall_time(spec)
     expected_failures = expected / spec.fleet_mtbf_s if spec.enabled else 0.0
     if expected_failures > MAX_INTERRUPTIONS:
@@ -185,8 +242,10 @@ def simulate_run(spec: RunSpec, rng: np.random.Generator) -> RunOutcome:
             f"MTBF {spec.fleet_mtbf_s / 3600:.3g} h, checkpoint every "
             f"{spec.interval_s or math.inf:.3g} s, restart {spec.restart_s:.3g} s): "
             f"checkpoint more often, restart faster or use fewer accelerators")
-    run = _Run(spec, rng)
+    run = _Run(spec, rng, progress)
     run.env.process(run.run())
     run.env.run()
+    if progress is not None:
+        progress(spec.work_s, spec.work_s)
     return RunOutcome(run.env.now, run.interruptions, run.lost, run.restarts, run.stalls,
-                      run.checkpoints, expected, expected_failures)
+                      run.checkpoints, expected, expected_failures, run.timeline())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from simulator.engine.training.failures import RunSpec, resolve_interval, simulate_run
@@ -47,11 +49,12 @@ def run_spec(scenario: Scenario, work_s: float, step_s: float) -> RunSpec:
 
 
 def run_training(scenario: Scenario, *, rng: np.random.Generator | None = None,
-                 ) -> TrainingResult:
+                 progress: Callable[[float, float], None] | None = None) -> TrainingResult:
     """Simulate ``scenario`` (``kind: training``): one step, then the whole run.
 
     ``rng`` draws the failures; by default a generator seeded with ``scenario.seed``. The
-    result is deterministic for a given seed.
+    result is deterministic for a given seed. ``progress(done, total)``, if given, hears
+    the seconds of training done so far out of the run's total (see ``simulate_run``).
     """
     w, hw = scenario.workload, scenario.hardware
     if not isinstance(w, TrainingWorkload):
@@ -65,7 +68,8 @@ def run_training(scenario: Scenario, *, rng: np.random.Generator | None = None,
     steps = w.total_steps
     ideal = steps * step_s
     spec = run_spec(scenario, ideal, step_s)
-    run = simulate_run(spec, rng if rng is not None else np.random.default_rng(scenario.seed))
+    run = simulate_run(spec, rng if rng is not None else np.random.default_rng(scenario.seed),
+                       progress)
     failures = FailureSummary(
         enabled=spec.enabled,
         mtbf_per_accelerator_hours=spec.mtbf_per_accelerator_s / HOUR,
@@ -99,4 +103,5 @@ def run_training(scenario: Scenario, *, rng: np.random.Generator | None = None,
         failures=failures,
         utilization=step.utilization,
         timeline=step.timeline,
+        run_timeline=run.timeline,
     )

@@ -1,0 +1,1 @@
+"""Studies: many scenarios, one function each (compare, sweep, plan, sensitivity)."""
