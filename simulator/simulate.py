@@ -6,6 +6,8 @@ took and how busy the devices were; economics turns that into energy and money.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from simulator.economics.cost import cost_per_million_tokens, run_cost
 from simulator.economics.power import Activity
 from simulator.errors import DoesNotFit
@@ -35,20 +37,29 @@ def peak_report(scenario: Scenario) -> PeakReport:
                       ideal_tokens_per_s=cluster / flops_per_token)
 
 
-def simulate(scenario: Scenario, *, require_fit: bool = True) -> Result:
-    """Run ``scenario``. Raises :class:`DoesNotFit` when the model does not fit memory."""
+Progress = Callable[[float, float], None]
+
+
+def simulate(scenario: Scenario, *, require_fit: bool = True,
+             progress: Progress | None = None) -> Result:
+    """Run ``scenario``. Raises :class:`DoesNotFit` when the model does not fit memory.
+
+    ``progress(done, total)``, if given, is called now and then while the engine runs
+    (training: seconds of training done of the run's total; serving: requests finished of
+    those that arrive); it must be cheap (e.g. :mod:`simulator.report.progress`).
+    """
     memory = memory_report(scenario)
     if require_fit and not memory.fits:
         raise DoesNotFit(f"{scenario.model.id} on {scenario.hardware.id}: {memory.verdict}")
     if isinstance(scenario.workload, TrainingWorkload):
-        return _training(scenario, memory)
-    return _inference(scenario, memory)
+        return _training(scenario, memory, progress)
+    return _inference(scenario, memory, progress)
 
 
-def _training(scenario: Scenario, memory: MemoryReport) -> Result:
+def _training(scenario: Scenario, memory: MemoryReport, progress: Progress | None) -> Result:
     from simulator.engine.training import run_training
 
-    run = run_training(scenario)
+    run = run_training(scenario, progress=progress)
     w = scenario.workload
     assert isinstance(w, TrainingWorkload)
     # Restarts leave the fleet idle; the rest of the wall time runs steps as the engine saw.
@@ -63,10 +74,10 @@ def _training(scenario: Scenario, memory: MemoryReport) -> Result:
                    training=run)
 
 
-def _inference(scenario: Scenario, memory: MemoryReport) -> Result:
+def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | None) -> Result:
     from simulator.engine.serving import run_serving
 
-    outcome = run_serving(scenario)
+    outcome = run_serving(scenario, progress=progress)
     metrics = outcome.result.inference
     u = outcome.result.utilization
     util = Utilization(compute=u.compute, memory_bandwidth=u.memory_bandwidth,

@@ -118,6 +118,7 @@ def evaluate(base: Base, point) -> dict[str, Any]:
     status, reason, result = run_point(base, point.overrides)
     row: dict[str, Any] = {"point": point.key, **point.label_dict, "status": status,
                            "reason": reason}
-    if result is not None:
-        row.update(result_metrics(result, base.kind))
+    metrics = (result_metrics(result, base.kind) if result is not None
+               else dict.fromkeys(metric_columns(base.kind)))
+    row.update((k, v) for k, v in metrics.items() if k not in row)
     return row

@@ -26,7 +26,7 @@ from simulator.studies.table import open_table, write_table
 
 OnRow = Callable[[dict[str, Any], int, int], None]
 
-_NOT_SUMMARIZED = {"hardware", "precision", "seed"}
+_NOT_SUMMARIZED = {"hardware", "precision", "seed", "accelerators"}
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from simulator.errors import InputError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_TEXT = {"point", "status", "reason"}  # CSV columns never read back as numbers
 
 
 def table_format(path: Path) -> str:
@@ -115,7 +116,8 @@ def read_rows(path: Path) -> Iterator[dict[str, Any]]:
         if header is None:
             return
         for cells in reader:
-            yield {name: _parse_cell(cell) for name, cell in zip(header, cells, strict=False)}
+            yield {name: cell if name in _TEXT else _parse_cell(cell)
+                   for name, cell in zip(header, cells, strict=False)}
 
 
 def read_header(path: Path) -> list[str] | None:
