@@ -1,8 +1,9 @@
 """Memory footprint per device: weights, gradients, optimizer state, activations, KV cache.
 
-Training follows the mixed-precision Adam accounting of Rajbhandari et al. (ZeRO, 2020):
-2 bytes of bf16/fp16 weights, 2 of gradients, 12 of optimizer state (fp32 master copy, first
-and second moments) per parameter; ZeRO stage 1 shards the optimizer state over the
+Training follows the mixed-precision Adam accounting of Rajbhandari et al. (ZeRO, 2020),
+with fp32 gradients as Megatron-LM keeps them for bf16: 2 bytes of bf16/fp16 weights, 4 of
+gradients, 12 of optimizer state (fp32 master copy, first and second moments) per
+parameter; ZeRO stage 1 shards the optimizer state over the
 data-parallel ranks, stage 2 also the gradients, stage 3 also the weights. Activations follow
 Korthikanti et al. (2022) and are kept for as many microbatches as the pipeline schedule
 holds in flight. Inference holds weights, the KV cache and a workspace for one iteration.
@@ -28,7 +29,10 @@ RUNTIME_RESERVE_FIXED_BYTES = 2 * 2**30
 RUNTIME_RESERVE_FRACTION = 0.05
 
 BYTES_WEIGHT_TRAIN = 2.0  # bf16/fp16 working copy (also with fp8 compute: TE keeps bf16)
-BYTES_GRAD = 2.0
+# Gradients accumulate and are reduced in fp32 (Megatron-LM's default with bf16,
+# --accumulate-allreduce-grads-in-fp32, as in the Llama 3 run); the training engine reduces
+# the same 4 bytes per parameter (engine/training/planner.py GRAD_REDUCE_BYTES).
+BYTES_GRAD = 4.0
 BYTES_OPTIMIZER = 12.0  # fp32 master weights + Adam m and v
 
 

@@ -57,29 +57,30 @@ _PRICE_FIELDS = ("cloud_usd_per_hour", "purchase_usd_per_accelerator")
 
 @dataclass(frozen=True)
 class Metric:
-    """A compared figure: its key in rows, a label and unit for tables, and which way is
-    better (``higher``, ``lower`` or ``neither``)."""
+    """A compared figure: its key in rows, a label and unit for tables, which way is better
+    (``higher``, ``lower`` or ``neither``), and whether the ratio plot shows it."""
 
     key: str
     label: str
     unit: str
     better: str
+    headline: bool = True
 
 
 INFERENCE_METRICS = (
     Metric("output_tokens_per_s", "throughput", "output tokens/s", "higher"),
     Metric("output_tokens_per_s_per_accelerator", "throughput per accelerator",
            "output tokens/s", "higher"),
-    Metric("requests_per_s", "requests", "req/s", "higher"),
-    Metric("ttft_p50_s", "TTFT p50", "s", "lower"),
+    Metric("requests_per_s", "requests", "req/s", "higher", False),
+    Metric("ttft_p50_s", "TTFT p50", "s", "lower", False),
     Metric("ttft_p99_s", "TTFT p99", "s", "lower"),
     Metric("tpot_p50_s", "TPOT p50", "s", "lower"),
     Metric("tpot_p99_s", "TPOT p99", "s", "lower"),
-    Metric("slo_attainment", "SLO attainment", "fraction", "higher"),
+    Metric("slo_attainment", "SLO attainment", "fraction", "higher", False),
     Metric("utilization", "compute utilization", "fraction", "higher"),
     Metric("cost_per_million_tokens_usd", "cost per million tokens", "USD", "lower"),
     Metric("energy_per_token_j", "energy per token", "J", "lower"),
-    Metric("average_power_w", "facility power", "W", "neither"),
+    Metric("average_power_w", "facility power", "W", "neither", False),
     Metric("cost_usd", "cost of the run", "USD", "lower"),
 )
 TRAINING_METRICS = (
@@ -88,10 +89,10 @@ TRAINING_METRICS = (
            "higher"),
     Metric("step_time_s", "step time", "s", "lower"),
     Metric("mfu", "MFU", "fraction", "higher"),
-    Metric("utilization", "compute utilization", "fraction", "higher"),
+    Metric("utilization", "compute utilization", "fraction", "higher", False),
     Metric("cost_per_million_tokens_usd", "cost per million tokens", "USD", "lower"),
     Metric("energy_per_token_j", "energy per token", "J", "lower"),
-    Metric("average_power_w", "facility power", "W", "neither"),
+    Metric("average_power_w", "facility power", "W", "neither", False),
     Metric("wall_time_s", "time to train (with failures)", "s", "lower"),
     Metric("cost_usd", "cost of the run", "USD", "lower"),
 )
@@ -456,28 +457,32 @@ def _choose_layout(data: dict[str, Any], workload: dict[str, Any], base_dir: Pat
     tps = _tp_choices(model, min(hw.scale_up.domain_size.value, n))
     pps = [p for p in range(pp0, model.layers + 1) if model.layers % p == 0]
     feasible: list[tuple[float, int, int]] = []
-    why = f"no layout of at most {n} accelerators was tried"
+    closest: tuple[float, str] | None = None  # (shortfall, why) of the nearest miss
     for pp in pps:
         for tp in (t for t in tps if t * pp <= n):
             footprint = inference_footprint(probe, tp=tp, pp=pp)
             if not footprint.fits:
-                why = (f"with tp{tp} pp{pp} a device needs {footprint.total / 1e9:,.1f} GB "
-                       f"of its {footprint.capacity / 1e9:,.0f} GB before any KV cache")
+                miss = (footprint.total / footprint.capacity,
+                        f"even as tp{tp} pp{pp} a device needs {footprint.total / 1e9:,.1f} GB "
+                        f"of its {footprint.capacity / 1e9:,.0f} GB before any KV cache")
+                closest = min(closest or miss, miss)
                 continue
             tokens = footprint.headroom / kv_bytes_per_token(model, w.kv_cache_precision, tp, pp)
             if cap is not None and cap <= tokens:
                 tokens = cap
             if tokens < longest:
-                why = (f"with tp{tp} pp{pp} the KV cache holds {tokens:,.0f} tokens, fewer "
-                       f"than the longest request ({longest:,.0f})")
+                miss = (longest / max(tokens, 1.0) - 1e9,  # a KV shortfall beats a weight one
+                        f"at best (tp{tp} pp{pp}) the KV cache holds {tokens:,.0f} tokens, "
+                        f"fewer than the longest request ({longest:,.0f})")
+                closest = min(closest or miss, miss)
                 continue
             if tokens >= batch:
                 return tp, pp, [f"tp{tp} pp{pp}: the smallest layout whose KV cache "
                                 f"({tokens:,.0f} tokens) holds a full batch"]
             feasible.append((tokens * (n // (tp * pp)) / n, tp, pp))
     if not feasible:
-        raise _Unfit(DOES_NOT_FIT, f"{model.id} ({w.precision.value}) does not fit {hw.id}: "
-                                   f"{why}")
+        why = closest[1] if closest else f"no layout fits in {n} accelerators"
+        raise _Unfit(DOES_NOT_FIT, f"{model.id} ({w.precision.value}) on {n} x {hw.id}: {why}")
     _, tp, pp = max(feasible, key=lambda f: (f[0], -f[1] * f[2]))
     return tp, pp, [f"tp{tp} pp{pp}: no layout's KV cache holds a full batch "
                     f"({w.batching.max_batch_size} x {mean_p + mean_o:,.0f} tokens); this one "

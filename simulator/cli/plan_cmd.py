@@ -1,0 +1,177 @@
+"""``xpusim plan``: the cheapest deployment meeting an SLO, or the fastest / cheapest training
+layout and cluster size; the winner, runners-up and Pareto front as tables and a PNG."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from simulator.errors import InputError
+from simulator.report.console import stdout_console
+from simulator.studies.plan import PlanResult, plan_serving, plan_training
+from simulator.studies.table import write_table
+from simulator.units import Dimension, UnitError, parse_quantity
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
+            from None
+
+
+def _words(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``plan`` to the ``xpusim`` subcommands."""
+    from simulator.cli.sweep_cmd import add_executor_flags, add_set_flag
+
+    p = subparsers.add_parser(
+        "plan", help="goal-seeking: cheapest deployment meeting the SLO, or fastest/cheapest "
+                     "training layout",
+        description="Serving scenarios: the cheapest deployment (profile, precision, TP/EP, "
+                    "batch limit, replicas) meeting workload.slo at --rate. Training "
+                    "scenarios: the fastest or cheapest layout and cluster size that fits "
+                    "memory (and --deadline). Lists are comma-separated; unset ones keep the "
+                    "scenario's value or a sensible range.")
+    p.add_argument("file", help="scenario YAML file")
+    p.add_argument("--goal", choices=("cheapest", "fastest"),
+                   help="serving: cheapest (the only goal); training: fastest (default) or "
+                        "cheapest")
+    add_set_flag(p)
+    serving = p.add_argument_group("serving")
+    serving.add_argument("--rate", type=float, metavar="REQ_PER_S",
+                         help="target arrival rate (default: the scenario's)")
+    serving.add_argument("--profiles", type=_words, metavar="ID,...",
+                         help="hardware profiles to choose from (default: the scenario's)")
+    serving.add_argument("--precisions", type=_words, metavar="P,...",
+                         help="weight precisions, e.g. bf16,fp8")
+    serving.add_argument("--max-batch", type=_ints, metavar="N,...",
+                         help="batching.max_batch_size values")
+    serving.add_argument("--max-accelerators", type=int, default=1024, metavar="N",
+                         help="largest fleet considered (default 1024)")
+    serving.add_argument("--latency", choices=("ttft", "tpot", "e2e"), default="ttft",
+                         help="the latency (p99) traded against cost on the Pareto front")
+    training = p.add_argument_group("training")
+    training.add_argument("--deadline", metavar="TIME",
+                          help="time to train to meet, with failures, e.g. '30 d' or '720 h'")
+    training.add_argument("--accelerators", type=_ints, metavar="N,...",
+                          help="cluster sizes to choose from (default: the scenario's)")
+    training.add_argument("--pp", type=_ints, metavar="N,...")
+    training.add_argument("--cp", type=_ints, metavar="N,...")
+    training.add_argument("--micro-batch", type=_ints, metavar="N,...")
+    training.add_argument("--recompute", type=_words, metavar="MODE,...",
+                          help="none, selective, full (default: all three)")
+    training.add_argument("--zero", type=_ints, metavar="N,...",
+                          help="ZeRO stages (default: 1, 3 and the scenario's)")
+    training.add_argument("--exhaustive", action="store_true",
+                          help="simulate layouts a lighter recompute setting dominates too")
+    both = p.add_argument_group("both")
+    both.add_argument("--tp", type=_ints, metavar="N,...",
+                      help="tensor-parallel sizes (default: powers of two up to 8 that fit "
+                           "the scale-up domain)")
+    both.add_argument("--ep", type=_ints, metavar="N,...", help="expert-parallel sizes")
+    both.add_argument("--top", type=int, default=5, help="runners-up to show (default 5)")
+    both.add_argument("--out", metavar="PATH",
+                      help="write every evaluated point to a .csv or .jsonl table")
+    both.add_argument("--plot", metavar="PATH",
+                      help="Pareto plot PNG (default: FILE-STEM-plan.png here)")
+    both.add_argument("--no-plot", action="store_true", help="do not draw the plot")
+    both.add_argument("--format", choices=("table", "json"), default="table")
+    add_executor_flags(p)
+    p.set_defaults(func=plan)
+    return p
+
+
+def _deadline(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_quantity(text, Dimension.TIME)
+    except (UnitError, ValueError) as exc:
+        raise InputError(f"--deadline: {exc}") from None
+
+
+def plan(args: argparse.Namespace) -> int:
+    from simulator.cli.sweep_cmd import base_from, executor_from, print_json
+
+    base = base_from(args)
+    with executor_from(args) as executor:
+        if base.kind == "training":
+            if args.goal is None:
+                args.goal = "fastest"
+            result = plan_training(
+                base, goal=args.goal, deadline_s=_deadline(args.deadline),
+                sizes=args.accelerators, tps=args.tp, pps=args.pp, cps=args.cp, eps=args.ep,
+                micro_batches=args.micro_batch, recomputes=args.recompute, zeros=args.zero,
+                exhaustive=args.exhaustive, top=args.top, executor=executor)
+        else:
+            if args.goal == "fastest":
+                raise InputError("serving plans find the cheapest deployment meeting the SLO; "
+                                 "--goal fastest is for training")
+            result = plan_serving(
+                base, rate_per_s=args.rate, profiles=args.profiles, precisions=args.precisions,
+                tps=args.tp, eps=args.ep, max_batch_sizes=args.max_batch,
+                max_accelerators=args.max_accelerators, latency=args.latency, top=args.top,
+                executor=executor)
+    if args.out:
+        rows = result.evaluated + result.pruned
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        write_table(Path(args.out), rows, columns)
+    plot_note = None
+    if not args.no_plot:
+        path = Path(args.plot or f"{Path(args.file).stem}-plan.png")
+        plot_note = result.plot(path) or f"plot -> {path}"
+    if args.format == "json":
+        print_json({**result.as_dict(), "plot": plot_note})
+    else:
+        render(result, plot_note, args.out)
+    return 0
+
+
+def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    from simulator.cli.sweep_cmd import fmt
+
+    table = Table(title=title, title_justify="left")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(*(fmt(row.get(c)) for c in columns))
+    return table
+
+
+def render(result: PlanResult, plot_note: str | None, out: str | None) -> None:
+    console = stdout_console()
+    columns = [*result.config_columns, *result.metric_columns]
+    if result.kind == "training" and result.limit is not None:
+        columns.append("meets_deadline")
+    if result.winner is not None:
+        console.print(_table(f"Winner ({result.goal}, by {result.objective})",
+                             [result.winner], columns))
+    else:
+        console.print(f"no winner: {result.goal} found nothing that meets the goal",
+                      markup=False)
+    if result.runners_up:
+        console.print(_table("Runners-up", result.runners_up, columns))
+    if result.pareto:
+        console.print(_table(f"Pareto front ({result.y} vs {result.x})", result.pareto,
+                             columns))
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
+    if out:
+        console.print(f"every evaluated point -> {out}", markup=False)
+    if plot_note:
+        console.print(plot_note, markup=False)
+
+
+if __name__ == "__main__":
+    from simulator.cli.sweep_cmd import standalone
+
+    sys.exit(standalone(register))  # python -m simulator.cli.plan_cmd plan FILE ...
