@@ -25,6 +25,7 @@ from simulator.report.profile_tables import (
     model_json,
     model_table,
 )
+from simulator.report.progress import progress_bar
 from simulator.report.roofline_table import render_roofline
 from simulator.report.run_report import render_result
 from simulator.simulate import simulate
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.trace and scenario.kind != "training":
         raise InputError("--trace is for training scenarios (a step's pipeline timeline); "
                          "for serving use --out DIR for per-request records", file=args.file)
-    result = simulate(scenario)
+    with progress_bar("simulating", quiet=args.quiet) as progress:
+        result = simulate(scenario, progress=progress)
     if args.out:
         write_run_outputs(Path(args.out), result)
     if args.trace:

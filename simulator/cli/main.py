@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from simulator.cli import commands
+from simulator.cli import commands, compare_cmd, plan_cmd, sensitivity_cmd, sweep_cmd
 from simulator.errors import InputErrors, XpusimError
 from simulator.report.console import stderr_console
 
@@ -36,8 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                           " (repeatable)")
     _add_format(run)
     run.add_argument("--out", metavar="DIR",
-                     help="write result.json and CSVs (per-request records for serving, the "
-                          "step breakdown for training) to DIR")
+                     help="write result.json, CSVs (per-request records for serving, the step "
+                          "breakdown for training), PNG plots and a self-contained "
+                          "report.html to DIR")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--trace", metavar="PATH",
                      help="training: write a Chrome/Perfetto trace of one simulated step")
     run.set_defaults(func=commands.run)
@@ -71,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also write the report as Markdown (docs/validation.md)")
     _add_format(check)
     check.set_defaults(func=commands.validate_against)
+
+    compare_cmd.register(sub)
+    sweep_cmd.register(sub)
+    plan_cmd.register(sub)
+    sensitivity_cmd.register(sub)
 
     for noun, help_text in (("profiles", "built-in hardware profiles"),
                             ("models", "built-in model profiles")):

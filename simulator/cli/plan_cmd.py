@@ -143,7 +143,7 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
     for name in columns:
         table.add_column(name, justify="right")
     for row in rows:
-        table.add_row(*(fmt(row.get(c)) for c in columns))
+        table.add_row(*(fmt(row.get(c), c) for c in columns))
     return table
 
 

@@ -29,6 +29,7 @@ from simulator.studies.executors import make_executor
 from simulator.studies.grid import build_points, parse_axis
 from simulator.studies.rows import Base
 from simulator.studies.sweep import SweepOutcome, run_sweep
+from simulator.units import format_time
 
 SHOWN = {"training": ["step_time_s", "mfu", "time_s", "cost_usd"],
          "inference": ["requests_per_s", "ttft_p99_s", "tpot_p99_s", "slo_met", "usd_per_hour"]}
@@ -88,13 +89,18 @@ def progress_bar(label: str, total: int, done: int = 0,
         yield advance
 
 
-def fmt(value: Any) -> str:
-    """A cell for the terminal: 4 significant digits, blanks for None."""
+def fmt(value: Any, column: str = "") -> str:
+    """A cell for the terminal: 4 significant digits, blanks for None; durations (columns
+    ending in _s) as '12.5 ms' or '36.3 d', large dollar amounts with thousands separators."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
+        if column.endswith("_s") and not column.endswith("per_s") and value >= 120:
+            return format_time(value)
+        if column.startswith(("cost_usd", "usd_")) and abs(value) >= 1000:
+            return f"{value:,.0f}"
         return f"{value:.4g}"
     return str(value)
 
@@ -174,7 +180,7 @@ def _render(outcome: SweepOutcome, kind: str) -> None:
     console = stdout_console()
     counts = ", ".join(f"{n} {status}" for status, n in sorted(_counts(outcome).items()))
     where = f" -> {outcome.out}" if outcome.out else ""
-    console.print(f"{len(outcome.rows)} points ({counts}); {outcome.computed} simulated, "
+    console.print(f"{len(outcome.rows)} points ({counts}); {outcome.computed} run now, "
                   f"{outcome.resumed} already in the table{where}", markup=False)
     if outcome.foreign:
         console.print(f"note: {outcome.foreign} row(s) of {outcome.out} are not points of "
@@ -185,7 +191,7 @@ def _render(outcome: SweepOutcome, kind: str) -> None:
         for name in [*axes, "status", *SHOWN[kind]]:
             table.add_column(name, justify="left" if name in ("status",) else "right")
         for row in outcome.rows[:MAX_ROWS_SHOWN] if outcome.out else outcome.rows:
-            cells = [fmt(row.get(c)) for c in (*axes, "status", *SHOWN[kind])]
+            cells = [fmt(row.get(c), c) for c in (*axes, "status", *SHOWN[kind])]
             table.add_row(*cells)
         console.print(table)
     if outcome.summary:
@@ -201,7 +207,7 @@ def _render_summary(console, outcome: SweepOutcome, kind: str) -> None:
         cells = [fmt(row.get(c)) for c in (*group_by, "n")]
         for metric in SHOWN[kind]:
             mean, half = row.get(f"{metric}_mean"), row.get(f"{metric}_ci95")
-            cells.append(fmt(mean) + (f" ± {half:.2g}" if half is not None else ""))
+            cells.append(fmt(mean, metric) + (f" ± {half:.2g}" if half is not None else ""))
         table.add_row(*cells)
     console.print(table)
     if outcome.summary_path:

@@ -39,6 +39,22 @@ Op = ComputeOp | CommOp
 FINAL_NORM = "final_norm"
 
 
+def _forward(specs: list, p: Prec, times: int) -> list[Op]:
+    """:func:`~simulator.perf.opspec.forward_ops` (the same ops), built directly: the engine
+    builds these for every new shape of prompt chunks."""
+    if times <= 0:
+        return []
+    out: list[Op] = []
+    for spec in specs:
+        for op in spec.forward(p):
+            if isinstance(op, CommOp):
+                out.append(CommOp(op.name, op.collective, op.bytes, op.group, op.count * times))
+            else:
+                out.append(ComputeOp(op.name, op.kind, op.flops * times, op.bytes * times,
+                                     op.precision, op.count * times, op.gemm_flops_each))
+    return out
+
+
 def prefill_pairs(prompt_lens: Sequence[int], context_before: Sequence[int]) -> float:
     """(query, key) pairs of causal chunks: q·c + q(q+1)/2 per sequence."""
     return float(sum(q * c + q * (q + 1) // 2
@@ -57,11 +73,14 @@ class IterationModel:
     imbalance: float = 1.0
     _shared: frozenset[str] = field(init=False, repr=False, compare=False)
     _moe_layers: int = field(init=False, repr=False, compare=False)
+    _prec: Prec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.layout.cp != 1:
             raise ValueError("a serving replica has no context parallelism (cp must be 1)")
         object.__setattr__(self, "_moe_layers", self.model.moe_layers)
+        object.__setattr__(self, "_prec", _inference_prec(self.weight_precision,
+                                                          self.act_precision, self.kv_precision))
         prefill = {s.name for s in self._attention(self._prefill_batch(4, 4, 10.0, 1))
                    if not isinstance(s, Core)}
         decode = {s.name for s in self._attention(self._decode_batch(1, 8))
@@ -70,7 +89,7 @@ class IterationModel:
 
     @property
     def prec(self) -> Prec:
-        return _inference_prec(self.weight_precision, self.act_precision, self.kv_precision)
+        return self._prec
 
     # ---- batches (a replica has cp = 1 and no sequence parallelism) ----------------------
     @staticmethod
@@ -123,13 +142,13 @@ class IterationModel:
         ``cached`` context tokens, attending over ``pairs`` (query, key) pairs."""
         batch = self._prefill_batch(tokens, cached, pairs, sequences)
         own = [s for s in self._attention(batch) if s.name not in self._shared]
-        return forward_ops(own, self.prec, self.model.layers)
+        return _forward(own, self.prec, self.model.layers)
 
     def decode_extra(self, sequences: int, context: int) -> list[Op]:
         """Decode attention: one token per sequence over ``context`` keys in total."""
         own = [s for s in self._attention(self._decode_batch(sequences, context))
                if s.name not in self._shared]
-        return forward_ops(own, self.prec, self.model.layers)
+        return _forward(own, self.prec, self.model.layers)
 
     def ops(self, prompt_chunks: Sequence[tuple[int, int]],
             decode_contexts: Sequence[int]) -> list[Op]:

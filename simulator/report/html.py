@@ -181,7 +181,7 @@ def _cell(row: Mapping[str, Any], metric: Mapping[str, Any]) -> str:
         return "-"
     unit = metric["unit"]
     text = format_value(value, unit if unit in ("s", "fraction", "USD", "W", "J") else "")
-    return f"{text}  {format_ratio(row['ratios'].get(metric['key']))}"
+    return f"{text} ({format_ratio(row['ratios'].get(metric['key']))})"
 
 
 def compare_page(data: Mapping[str, Any], figures: Sequence[tuple[str, bytes, str]]) -> str:

@@ -256,10 +256,9 @@ def failure_timeline(run: RunTimeline, step_time_s: float | None = None) -> byte
                         f"{'+' if run.truncated else ''}, "
                         f"{'blocking' if run.blocking else 'async'}, "
                         f"{run.checkpoint_write_s:.3g} s each)")
-    if run.failures_s:
-        failures = np.asarray(run.failures_s) * scale
-        ax.plot(failures, np.full(len(failures), 1.0), linestyle="none", marker="x",
-                color=PALETTE[3], label=f"failure ({len(failures):,})")
+    failures = np.asarray(run.failures_s) * scale
+    ax.plot(failures, np.full(len(failures), 1.0), linestyle="none", marker="x",
+            color=PALETTE[3], label=f"failure ({len(failures):,}{'+' if run.truncated else ''})")
     ax.set_yticks([1.0, 2.0, 3.0])
     ax.set_yticklabels(["failures", "checkpoints", "training"])
     ax.set_ylim(0.4, 3.6)

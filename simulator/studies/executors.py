@@ -168,8 +168,11 @@ class RayExecutor:
     def imap(self, task: Task, context: Any, items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         ray = self._ray
         self._kill_actors()
-        shared = ray.put((task, context))
-        self._actors = [self._actor_class.remote(*ray.get(shared)) for _ in range(self.workers)]
+        # One copy in the object store; each actor is handed the references (Ray resolves
+        # them), so the context is serialized once, not once per actor or per item.
+        task_ref, context_ref = ray.put(task), ray.put(context)
+        self._actors = [self._actor_class.remote(task_ref, context_ref)
+                        for _ in range(self.workers)]
         queue = iter(enumerate(items))
         pending: dict[Any, Any] = {}  # object ref -> actor
         idle = [actor for actor in self._actors for _ in range(2)]

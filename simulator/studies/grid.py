@@ -72,8 +72,6 @@ def parse_axis(text: str, flag: str = "--grid") -> Axis:
     values = split_values(values_text)
     if not values or any(v == "" for v in values):
         raise InputError(f"{flag} {text}: give one or more comma-separated values, none empty")
-    if len(set(values)) != len(values):
-        raise InputError(f"{flag} {text}: a value is listed twice")
     return path, tuple(values)
 
 
@@ -101,6 +99,9 @@ def build_points(grid: Sequence[Axis] = (), zipped: Sequence[Axis] = (), seeds: 
         raise InputError("--seeds sets the seed itself; do not also sweep 'seed'")
     if seeds < 0:
         raise InputError(f"--seeds must be a positive number of replications, got {seeds}")
+    for path, values in grid:
+        if len(set(values)) != len(values):
+            raise InputError(f"--grid {path}: a value is listed twice")
     lengths = {len(values) for _, values in zipped}
     if len(lengths) > 1:
         detail = ", ".join(f"{path} has {len(values)}" for path, values in zipped)
@@ -108,8 +109,11 @@ def build_points(grid: Sequence[Axis] = (), zipped: Sequence[Axis] = (), seeds: 
     axes: list[list[tuple[tuple[str, str], ...]]] = [
         [((path, value),) for value in values] for path, values in grid]
     if zipped:
-        axes.append([tuple((path, values[i]) for path, values in zipped)
-                     for i in range(lengths.pop())])
+        rows = [tuple((path, values[i]) for path, values in zipped)
+                for i in range(lengths.pop())]
+        if len(set(rows)) != len(rows):
+            raise InputError("--zip: a combination of values is listed twice")
+        axes.append(rows)
     points = []
     for combo in itertools.product(*axes):
         pairs = [pair for group in combo for pair in group]

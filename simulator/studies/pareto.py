@@ -36,8 +36,11 @@ def pareto_front(rows: Sequence[dict[str, Any]], x: str, y: str) -> list[dict[st
 def plot_front(path: Path, rows: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]],
                x: str, y: str, *, winner: dict[str, Any] | None = None,
                x_label: str = "", y_label: str = "", title: str = "",
-               x_limit: float | None = None) -> str | None:
-    """Write the scatter and front as a PNG; returns None, or why no plot was made."""
+               x_limit: float | None = None, limit_label: str = "limit",
+               x_divisor: float = 1.0) -> str | None:
+    """Write the scatter and front as a PNG; returns None, or why no plot was made.
+
+    ``x_divisor`` rescales the x axis for reading (86400: seconds shown as days)."""
     try:
         import matplotlib
 
@@ -47,16 +50,16 @@ def plot_front(path: Path, rows: Sequence[dict[str, Any]], front: Sequence[dict[
         return "matplotlib is not installed; no plot (pip install matplotlib)"
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
     try:
-        xs = [r[x] for r in rows if r.get(x) is not None and r.get(y) is not None]
+        xs = [r[x] / x_divisor for r in rows if r.get(x) is not None and r.get(y) is not None]
         ys = [r[y] for r in rows if r.get(x) is not None and r.get(y) is not None]
         ax.scatter(xs, ys, s=14, color="0.65", label=f"candidates ({len(xs)})")
-        ax.plot([r[x] for r in front], [r[y] for r in front], "o-", color="tab:blue",
+        ax.plot([r[x] / x_divisor for r in front], [r[y] for r in front], "o-", color="tab:blue",
                 markersize=5, label=f"Pareto front ({len(front)})")
         if winner is not None:
-            ax.scatter([winner[x]], [winner[y]], marker="*", s=220, color="tab:red",
+            ax.scatter([winner[x] / x_divisor], [winner[y]], marker="*", s=220, color="tab:red",
                        zorder=5, label="winner")
         if x_limit is not None:
-            ax.axvline(x_limit, linestyle="--", color="tab:orange", label="limit")
+            ax.axvline(x_limit / x_divisor, linestyle="--", color="tab:orange", label=limit_label)
         ax.set_xlabel(x_label or x)
         ax.set_ylabel(y_label or y)
         positive = [v for v in xs if v > 0]

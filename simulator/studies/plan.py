@@ -94,10 +94,14 @@ class PlanResult:
         eligible = [r for r in self.evaluated if _eligible(self, r)]
         if not eligible:
             return "nothing met the goal; no plot"
+        days = self.x == "time_s" and max(r[self.x] for r in eligible) > 2 * 86400
+        x_label = "time to train, days (with failures)" if days \
+            else _AXIS_LABELS.get(self.x, self.x)
         return plot_front(Path(path), eligible, self.pareto, self.x, self.y,
                           winner=self.winner, title=self.title, x_limit=self.limit,
-                          x_label=_AXIS_LABELS.get(self.x, self.x),
-                          y_label=_AXIS_LABELS.get(self.y, self.y))
+                          limit_label="deadline" if self.kind == "training" else "SLO target",
+                          x_label=x_label, y_label=_AXIS_LABELS.get(self.y, self.y),
+                          x_divisor=86400.0 if days else 1.0)
 
 
 _AXIS_LABELS = {"time_s": "time to train, s (with failures)", "cost_usd": "cost, USD",
@@ -232,7 +236,8 @@ def plan_training(base: Base, *, goal: str = "fastest", deadline_s: float | None
              "eps": eps or d["eps"], "micro_batches": micro_batches or d["micro_batches"],
              "recomputes": recomputes or d["recomputes"], "zeros": zeros or d["zeros"]}
     sizes = sorted(set(sizes or [scenario.cluster.accelerators]))
-    ctx = TrainingContext(base, exhaustive, w.parallelism.pp, deadline_s)
+    ctx = TrainingContext(base, exhaustive, w.parallelism.pp, deadline_s,
+                          tuple(str(r) for r in space["recomputes"]))
     objective = "time_s" if goal == "fastest" else "cost_usd"
     plan = PlanResult("training", goal, objective, "time_s", "cost_usd", LAYOUT_COLUMNS,
                       TRAINING_METRICS, limit=deadline_s,

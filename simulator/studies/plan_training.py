@@ -56,6 +56,8 @@ class TrainingContext:
     exhaustive: bool = False
     keep_stage_layers_for_pp: int | None = None  # the scenario's pp, where its split applies
     deadline_s: float | None = None
+    recomputes: tuple[str, ...] = RECOMPUTE_ORDER  # the settings searched (dominance is
+    # only claimed by a lighter setting that is itself in the search)
 
 
 def layout_overrides(layout: Layout, ctx: TrainingContext) -> list[str]:
@@ -102,7 +104,8 @@ def evaluate_layout(ctx: TrainingContext, layout: Layout) -> dict[str, Any]:
     row: dict[str, Any] = {**layout.labels(), "simulated": False}
     status, reason = _fits(ctx, layout)
     if status == OK and not ctx.exhaustive and layout.recompute in RECOMPUTE_ORDER:
-        for lighter in RECOMPUTE_ORDER[:RECOMPUTE_ORDER.index(layout.recompute)]:
+        lighter_ones = RECOMPUTE_ORDER[:RECOMPUTE_ORDER.index(layout.recompute)]
+        for lighter in (r for r in lighter_ones if r in ctx.recomputes):
             other = Layout(**{**asdict(layout), "recompute": lighter})
             if _fits(ctx, other)[0] == OK:
                 status = "dominated"

@@ -34,7 +34,9 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float | None]:
     if n < 2:
         return mean, None
     var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, t975(n - 1) * math.sqrt(var) / math.sqrt(n)
+    half = t975(n - 1) * math.sqrt(var) / math.sqrt(n)
+    # Identical values summed in another order differ in the last bits: call that zero.
+    return mean, 0.0 if half <= 1e-12 * abs(mean) else half
 
 
 def _number(value: Any) -> float | None:

@@ -181,11 +181,17 @@ def open_table(path: Path, columns: list[str], resume: bool) -> tuple[TableWrite
 
 
 def write_table(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """Write a whole (small) table at once, e.g. a summary; replaces the file."""
-    from simulator.report.files import write_atomic
-
+    """Write a whole (small) table at once, e.g. a summary; replaces the file atomically
+    (a temporary file beside it, then a rename), so a reader never sees half of it."""
     fmt = table_format(path)
     lines = [encode(dict(zip(columns, columns, strict=True)), columns, "csv")] \
         if fmt == "csv" else []
     lines += [encode(row, columns, fmt) for row in rows]
-    write_atomic(path, "".join(lines))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="") as handle:
+            handle.write("".join(lines))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -5,30 +5,45 @@ An iteration's ops fall into groups that each depend on a few integers
 LM head on the sequences, the prompt chunks' attention on (tokens, cached tokens, pairs,
 sequences), the decode attention on (sequences, total context). Each group is priced once per
 key and cached. The decode attention core is affine in the total context, so a decode step
-costs ``const(batch) + core(batch, context)`` where ``core`` is evaluated for a whole array of
-contexts at once (:mod:`simulator.perf.vector_roofline`): a run of decode steps is priced in
-one numpy call, with the same numbers as pricing each step alone.
+costs ``const(batch) + core(batch, context)``, and a run of decode steps is priced without
+building a single op (:mod:`simulator.perf.vector_roofline`).
 
-Costs are vectors ``[time, flops, hbm bytes, network s, compute-bound s, memory-bound s]``
-per device of the replica (see :data:`FIELDS`).
+Speed, with the same bits as pricing every op with :func:`simulator.perf.roofline.op_time`:
+
+- the body and the head are affine in their one integer (between the GEMM-tile size
+  breakpoints), so they are priced from fitted lines (:class:`AffineOps`, checked exact at
+  start-up; groups that are not, such as MoE layers, are built for each size);
+- ops are priced by a :class:`Pricer` that looks the hardware up once per precision and each
+  collective up once per shape;
+- a short run of decode steps is priced in plain Python, a long one with numpy (the same
+  IEEE operations in the same order either way).
+
+The engine only needs an iteration's time; what the iterations did in total (FLOPs, bytes,
+network and bound seconds: :data:`FIELDS`) is counted per replica in a :class:`Usage` and
+priced once at the end (:meth:`IterationCost.totals`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from simulator.perf.ops import CommOp, ComputeOp
-from simulator.perf.roofline import op_time
+from simulator.perf.opspec import TILE_ROWS
 from simulator.perf.serving_iteration import IterationModel
-from simulator.perf.vector_roofline import AffineOp, AffineTimer, timer
+from simulator.perf.vector_roofline import COST_FIELDS, AffineOp, AffineOps, Pricer, timer
 from simulator.profiles.hardware import HardwareProfile
 
-FIELDS = ("time_s", "flops", "hbm_bytes", "network_s", "compute_bound_s", "memory_bound_s")
+FIELDS = COST_FIELDS
 TIME, FLOPS, BYTES, NETWORK, COMPUTE_BOUND, MEMORY_BOUND = range(len(FIELDS))
 _PREFILL_CACHE = 1 << 16  # entries kept before the prompt-attention cache is cleared
+_PYTHON_RUN = 64  # runs up to this many steps are priced in plain Python, longer ones in numpy
+_TILE = int(TILE_ROWS)  # GEMM sizes are flat below one tile of rows, affine above
+_LARGEST = 1 << 24  # the largest token count the fitted lines are asked to cover
+_GRID = 512  # sizes priced together when one of them is first needed
+Vector = tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -39,19 +54,156 @@ class DecodeRun:
     totals: np.ndarray  # summed cost vector over the steps
 
 
+class RunPrice:
+    """A run of decode steps: each step's time, and the compute-bound seconds of its
+    context-dependent ops (None when none of them is compute-bound, the usual case)."""
+
+    __slots__ = ("compute_bound_s", "time_s")
+
+    def __init__(self, time_s: list[float], compute_bound_s: list[float] | None):
+        self.time_s = time_s
+        self.compute_bound_s = compute_bound_s
+
+
 def price(hw: HardwareProfile, ops: list[ComputeOp | CommOp]) -> np.ndarray:
     """The cost vector of ops run one after another on one device."""
-    v = np.zeros(len(FIELDS))
-    for op in ops:
-        t = op_time(hw, op)
-        v[TIME] += t.time_s
-        if isinstance(op, CommOp):
-            v[NETWORK] += t.time_s
-            continue
-        v[FLOPS] += op.flops
-        v[BYTES] += op.bytes
-        v[COMPUTE_BOUND if t.bound == "compute" else MEMORY_BOUND] += t.time_s
-    return v
+    return np.array(Pricer(hw).vector(ops))
+
+
+def _add(*vectors: Vector) -> Vector:
+    """Elementwise sum, left to right."""
+    out = vectors[0]
+    for v in vectors[1:]:
+        out = tuple(a + b for a, b in zip(out, v, strict=True))
+    return out
+
+
+class Usage:
+    """What one replica's iterations ran, by cache key, to be priced once at the end."""
+
+    __slots__ = ("body", "compute_bound_s", "const", "const_x", "head", "own", "own_x",
+                 "prefill", "timer_s")
+
+    def __init__(self) -> None:
+        self.body: dict[int, int] = defaultdict(int)  # mixed iterations: new tokens -> count
+        self.head: dict[int, int] = defaultdict(int)  # sequences -> count
+        self.own: dict[int, int] = defaultdict(int)  # decode batch in a mixed iteration -> count
+        self.own_x: dict[int, int] = defaultdict(int)  # ... and the sum of its total contexts
+        self.const: dict[int, int] = defaultdict(int)  # decode-only steps: batch -> steps
+        self.const_x: dict[int, int] = defaultdict(int)  # ... and the sum of their contexts
+        self.prefill = [0.0] * len(FIELDS)  # prompt attention, summed as it runs
+        # seconds of decode-only steps and of mixed steps' context-dependent ops (the
+        # constant parts of decode-only steps are taken off at the end), and the
+        # compute-bound part of the context-dependent ops
+        self.timer_s = 0.0
+        self.compute_bound_s = 0.0
+
+
+class _Decode:
+    """A decode step of one batch size: costs independent of the context (the whole step's,
+    and the decode ops' own), and the constants of the context-dependent ops."""
+
+    __slots__ = ("const", "const_s", "memory_from", "own", "rows", "timers")
+
+    def __init__(self, const: Vector, own: Vector, timers: list, batch: int):
+        self.const, self.own, self.timers = const, own, timers
+        self.const_s = const[TIME]
+        self.rows = [_timer_row(t) for t in timers]
+        # the total context from which the one context-dependent op is memory-bound (small
+        # contexts can be compute-bound: tiny attention kernels run far below peak)
+        self.memory_from: float = float("inf")
+        if len(self.rows) == 1:
+            x = batch
+            while x < 1 << 50 and not _memory_bound(self.rows[0], x):
+                x *= 2
+            if x < 1 << 50:
+                self.memory_from = x
+
+
+def _timer_row(t) -> tuple:
+    """The constants of an :class:`AffineTimer` as a flat tuple for the Python loop."""
+    gemm = bool(t.gemm and (t.flops[0] or t.flops[1]))
+    return (t.flops[0], t.flops[1], t.bytes[0], t.bytes[1], t.each[0], t.each[1], gemm,
+            t.peak, t.large, t.half, t.memory_rate, t.overhead_s)
+
+
+def _memory_bound(row: tuple, lo: int) -> bool:
+    """Whether an affine op is memory-bound by a wide margin at every size from ``lo`` up:
+    its compute time at most half its memory time, from bounds on the exact values (FLOPs,
+    bytes and GEMM size grow with the size; a GEMM's efficiency only improves). Rounding is
+    far below that margin, so the roofline's max() is the memory time, bit for bit."""
+    f0, f1, b0, b1, e0, e1, gemm, peak, large, half, rate, _ = row
+    if min(f0, f1, b0, b1, e1) < 0:
+        return False
+    if gemm:
+        each = e0 + e1 * lo
+        if each <= 0:
+            return False
+        per_flop = (1.0 + half / each) / (peak * large)  # seconds per FLOP, at most
+    else:
+        per_flop = 1.0 / peak
+    # compute(x) <= per_flop·(f0 + f1·x) < (b0 + b1·x)/(2·rate) = memory(x)/2 at lo and beyond
+    return (per_flop * (f0 + f1 * lo) < 0.5 * (b0 + b1 * lo) / rate
+            and per_flop * f1 <= 0.5 * b1 / rate)
+
+
+def _python_run(parts: _Decode, const: float, context: int, batch: int,
+                steps: int) -> tuple[list[float], list[float] | None]:
+    """Step times of a run in plain Python (the arithmetic of
+    :meth:`~simulator.perf.vector_roofline.AffineTimer.parts`, one step at a time), and the
+    compute-bound seconds of each step's context-dependent ops (None if there are none)."""
+    times: list[float] = []
+    bound: list[float] | None = None
+    rows = parts.rows
+    if len(rows) == 1:  # the usual case: one attention core
+        f0, f1, b0, b1, e0, e1, gemm, peak, large, half, rate, overhead = rows[0]
+        if context >= parts.memory_from:  # max(compute, memory) is memory at every step
+            return [const + ((b0 + b1 * (context + batch * i)) / rate + overhead)
+                    for i in range(steps)], None
+        x = context
+        for i in range(steps):
+            flops = f0 + f1 * x
+            if gemm:
+                each = e0 + e1 * x
+                compute = flops / (peak * (large * each / (each + half)))
+            else:
+                compute = flops / peak
+            memory = (b0 + b1 * x) / rate
+            if compute >= memory:
+                op_s = compute + overhead
+                if bound is None:
+                    bound = [0.0] * i
+                bound.append(op_s)
+            else:
+                op_s = memory + overhead
+                if bound is not None:
+                    bound.append(0.0)
+            times.append(const + op_s)
+            x += batch
+        return times, bound
+    for i in range(steps):
+        x = context + batch * i
+        time, cb = const, 0.0
+        for f0, f1, b0, b1, e0, e1, gemm, peak, large, half, rate, overhead in rows:
+            flops = f0 + f1 * x
+            if gemm:
+                each = e0 + e1 * x
+                compute = flops / (peak * (large * each / (each + half)))
+            else:
+                compute = flops / peak
+            memory = (b0 + b1 * x) / rate
+            op_s = max(compute, memory) + overhead
+            time = time + op_s
+            if compute >= memory:
+                cb += op_s
+        times.append(time)
+        if cb:
+            if bound is None:
+                bound = [0.0] * i
+            bound.append(cb)
+        elif bound is not None:
+            bound.append(0.0)
+    return times, bound
 
 
 class IterationCost:
@@ -60,34 +212,69 @@ class IterationCost:
     def __init__(self, hw: HardwareProfile, model: IterationModel):
         self.hw = hw
         self.model = model
-        self._body: dict[int, np.ndarray] = {}
-        self._head: dict[int, np.ndarray] = {}
-        self._prefill: dict[tuple[int, int, int, int], np.ndarray] = {}
-        self._decode: dict[int, tuple[np.ndarray, np.ndarray, list[AffineTimer]]] = {}
+        self.pricer = Pricer(hw)
+        self._body: dict[int, Vector] = {}
+        self._head: dict[int, Vector] = {}
+        self._prefill: dict[tuple[int, int, int, int], Vector] = {}
+        self._decode: dict[int, _Decode] = {}
+        self._fits: dict[str, list[AffineOps]] = {}
+        self._prefill_fits: dict[int, AffineOps] = {}
+        self._dense_cache: dict[str, tuple] = {}
 
-    @staticmethod
-    def _cached(cache: dict, key: Hashable, make: Callable[[], np.ndarray]) -> np.ndarray:
-        value = cache.get(key)
-        if value is None:
-            value = cache[key] = make()
-        return value
+    # ---- op groups ----------------------------------------------------------------------
+    def _fitted(self, name: str, build, x: int, cache: dict[int, Vector]) -> Vector:
+        """The cost of ``build(x)``: from the fitted lines, a block of sizes at once, when
+        ``x`` is in a fitted range; else built and priced."""
+        fits = self._fits.get(name)
+        if fits is None:
+            fits = self._fits[name] = [f for f in (AffineOps(build, 1, _TILE - 1),
+                                                   AffineOps(build, _TILE, _LARGEST)) if f.ok]
+        for f in fits:
+            if f.covers(x):
+                lo = max(f.lo[0], x - x % _GRID)
+                hi = min(f.hi[0], lo + _GRID - 1)
+                # (sizes priced before get the same numbers again)
+                rows = f.grid(self.pricer, np.arange(lo, hi + 1)).tolist()
+                cache.update(zip(range(lo, hi + 1), map(tuple, rows), strict=True))
+                return cache[x]
+        v = cache[x] = self.pricer.vector(build(x))
+        return v
 
-    def body(self, tokens: int) -> np.ndarray:
-        return self._cached(self._body, tokens,
-                            lambda: price(self.hw, self.model.body(tokens)))
+    def body(self, tokens: int) -> Vector:
+        v = self._body.get(tokens)
+        return v if v is not None else self._fitted("body", self.model.body, tokens, self._body)
 
-    def head(self, sequences: int) -> np.ndarray:
-        return self._cached(self._head, sequences,
-                            lambda: price(self.hw, self.model.head(sequences)))
+    def head(self, sequences: int) -> Vector:
+        v = self._head.get(sequences)
+        return v if v is not None else self._fitted("head", self.model.head, sequences,
+                                                    self._head)
 
-    def prefill(self, tokens: int, cached: int, pairs: int, sequences: int) -> np.ndarray:
-        if len(self._prefill) >= _PREFILL_CACHE:
-            self._prefill.clear()
-        return self._cached(self._prefill, (tokens, cached, pairs, sequences),
-                            lambda: price(self.hw, self.model.prefill_extra(
-                                tokens, cached, float(pairs), sequences)))
+    def prefill(self, tokens: int, cached: int, pairs: int, sequences: int) -> Vector:
+        key = (tokens, cached, pairs, sequences)
+        v = self._prefill.get(key)
+        if v is None:
+            if len(self._prefill) >= _PREFILL_CACHE:
+                self._prefill.clear()
+            fit = self._prefill_fits.get(sequences)
+            if fit is None:
+                fit = self._prefill_fits[sequences] = self._prefill_fit(sequences)
+            if fit.ok and fit.covers(tokens, cached, pairs):
+                v = fit.vector(self.pricer, tokens, cached, pairs)
+            else:
+                v = self.pricer.vector(self.model.prefill_extra(tokens, cached, float(pairs),
+                                                                sequences))
+            self._prefill[key] = v
+        return v
 
-    def _decode_parts(self, batch: int) -> tuple[np.ndarray, np.ndarray, list[AffineTimer]]:
+    def _prefill_fit(self, sequences: int) -> AffineOps:
+        """The prompt-attention ops of ``sequences`` chunks, affine in (new tokens, cached
+        tokens, pairs) once each chunk has a GEMM tile of rows on average."""
+        longest = self.model.model.max_seq_len
+        return AffineOps(lambda t, c, p: self.model.prefill_extra(t, c, float(p), sequences),
+                         (_TILE * sequences, 0, 0),
+                         (longest, longest, longest * longest + longest * (longest + 1) // 2))
+
+    def _decode_parts(self, batch: int) -> _Decode:
         """A decode step of ``batch`` sequences: the cost of everything that does not depend
         on the context (body, head and decode ops; and the decode ops alone), and timers for
         the ops that do (affine in the total context)."""
@@ -96,7 +283,7 @@ class IterationCost:
             lo = self.model.decode_extra(batch, batch)
             hi = self.model.decode_extra(batch, 2 * batch)
             fixed: list[ComputeOp | CommOp] = []
-            timers: list[AffineTimer] = []
+            timers = []
             for a, b in zip(lo, hi, strict=True):
                 if a == b:
                     fixed.append(a)
@@ -105,64 +292,159 @@ class IterationCost:
                 else:
                     raise ValueError(f"decode op {a.name} depends on the context but is not "
                                      f"a compute op")
-            own = price(self.hw, fixed)
-            parts = self._decode[batch] = (self.body(batch) + self.head(batch) + own, own,
-                                           timers)
+            own = self.pricer.vector(fixed)
+            parts = self._decode[batch] = _Decode(_add(self.body(batch), self.head(batch), own),
+                                                  own, timers, batch)
         return parts
 
-    def decode_run(self, batch: int, context: int, steps: int) -> DecodeRun:
+    # ---- what the engine asks -------------------------------------------------------------
+    def step_time(self, usage: Usage, prefill_tokens: int, prefill_cached: int,
+                  prefill_pairs: int, prefill_sequences: int, decode_batch: int,
+                  decode_context: int) -> float:
+        """Seconds of one iteration with prompt chunks (in aggregate) and decode steps,
+        counted in ``usage``."""
+        if prefill_tokens == 0:
+            run = self.run_price(decode_batch, decode_context, 1)
+            self.use_run(usage, decode_batch, decode_context, run, 1, run.time_s[0])
+            return run.time_s[0]
+        tokens = prefill_tokens + decode_batch
+        sequences = prefill_sequences + decode_batch
+        pre = self._prefill.get((prefill_tokens, prefill_cached, prefill_pairs,
+                                 prefill_sequences))
+        if pre is None:
+            pre = self.prefill(prefill_tokens, prefill_cached, prefill_pairs, prefill_sequences)
+        body = self._body.get(tokens) or self.body(tokens)
+        head = self._head.get(sequences) or self.head(sequences)
+        time = body[TIME] + head[TIME] + pre[TIME]
+        usage.body[tokens] += 1
+        usage.head[sequences] += 1
+        acc = usage.prefill
+        acc[0] += pre[0]
+        acc[1] += pre[1]
+        acc[2] += pre[2]
+        acc[3] += pre[3]
+        acc[4] += pre[4]
+        acc[5] += pre[5]
+        if decode_batch:
+            parts = self._decode.get(decode_batch) or self._decode_parts(decode_batch)
+            usage.own[decode_batch] += 1
+            usage.own_x[decode_batch] += decode_context
+            time = time + parts.own[TIME]
+            if parts.rows:
+                times, bound = _python_run(parts, time, decode_context, decode_batch, 1)
+                usage.timer_s += times[0] - time
+                if bound is not None:
+                    usage.compute_bound_s += bound[0]
+                return times[0]
+        return time
+
+    def run_price(self, batch: int, context: int, steps: int) -> RunPrice:
         """``steps`` decode steps of ``batch`` sequences whose total context is ``context``
         at the first step and grows by ``batch`` per step.
 
         Step ``i`` costs ``const + core(context + i·batch)``, added in that order whether the
         run has one step or many, so the times agree to the last bit.
         """
-        const, _, timers = self._decode_parts(batch)
-        totals = const * steps
-        if steps == 1:
-            time = float(const[TIME])
-            for t in timers:
-                flops, nbytes, _, _ = t.parts(context)
-                op_s, compute = t.time(context)
-                time = time + op_s
-                totals[TIME] += op_s
-                totals[FLOPS] += flops
-                totals[BYTES] += nbytes
-                totals[COMPUTE_BOUND if compute else MEMORY_BOUND] += op_s
-            return DecodeRun(np.array([time]), totals)
+        parts = self._decode.get(batch) or self._decode_parts(batch)
+        if steps > _PYTHON_RUN:
+            return self._numpy_run(parts, batch, context, steps)
+        return RunPrice(*_python_run(parts, parts.const_s, context, batch, steps))
+
+    def _numpy_run(self, parts: _Decode, batch: int, context: int, steps: int) -> RunPrice:
         x = context + batch * np.arange(steps, dtype=np.int64)
-        times = np.full(steps, const[TIME])
-        for t in timers:
+        if context >= parts.memory_from:
+            _, _, b0, b1, *_, rate, overhead = parts.rows[0]
+            return RunPrice((parts.const_s + ((b0 + b1 * x) / rate + overhead)).tolist(), None)
+        times = np.full(steps, parts.const_s)
+        bound = np.zeros(steps)
+        for t in parts.timers:
             op = t.times(x)
             times = times + op.time_s
-            total = float(op.time_s.sum())
-            bound = float(op.time_s[op.compute_s >= op.memory_s].sum())
-            totals[TIME] += total
-            totals[FLOPS] += float(op.flops.sum())
-            totals[BYTES] += float(op.bytes.sum())
-            totals[COMPUTE_BOUND] += bound
-            totals[MEMORY_BOUND] += total - bound
-        return DecodeRun(times, totals)
+            bound += np.where(op.compute_s >= op.memory_s, op.time_s, 0.0)
+        return RunPrice(times.tolist(), bound.tolist() if bound.any() else None)
 
+    @staticmethod
+    def use_run(usage: Usage, batch: int, context: int, run: RunPrice, steps: int,
+                busy_s: float) -> None:
+        """Count the first ``steps`` steps of ``run``, which took ``busy_s``, in ``usage``."""
+        usage.const[batch] += steps
+        usage.const_x[batch] += steps * context + batch * steps * (steps - 1) // 2
+        usage.timer_s += busy_s
+        if run.compute_bound_s is not None:
+            usage.compute_bound_s += sum(run.compute_bound_s[:steps])
+
+    def totals(self, usage: Usage) -> np.ndarray:
+        """The summed cost vector (:data:`FIELDS`) of what ``usage`` counted."""
+        v = np.array(usage.prefill)
+        for name, table, cache in (("body", usage.body, self._body),
+                                   ("head", usage.head, self._head)):
+            if table:
+                keys = np.fromiter(table, dtype=np.int64, count=len(table))
+                counts = np.fromiter(table.values(), dtype=float, count=len(table))
+                v += counts @ self._dense(name, cache)[keys]
+        time = usage.timer_s
+        flops = nbytes = 0.0
+        if usage.own or usage.const:
+            const, own, const_s, lines = self._dense_decode()
+            for table, sums, whole in ((usage.own, usage.own_x, False),
+                                       (usage.const, usage.const_x, True)):
+                if not table:
+                    continue
+                batches = np.fromiter(table, dtype=np.int64, count=len(table))
+                n = np.fromiter(table.values(), dtype=float, count=len(table))
+                x = np.array([sums[b] for b in table], dtype=float)
+                v += n @ (const if whole else own)[batches]
+                if whole:
+                    time -= float(n @ const_s[batches])
+                f0, f1, b0, b1 = lines[batches].T
+                flops += float(n @ f0 + x @ f1)
+                nbytes += float(n @ b0 + x @ b1)
+        v[TIME] += time
+        v[FLOPS] += flops
+        v[BYTES] += nbytes
+        v[COMPUTE_BOUND] += usage.compute_bound_s
+        v[MEMORY_BOUND] += time - usage.compute_bound_s
+        return v
+
+    def _dense_decode(self) -> tuple[np.ndarray, ...]:
+        """Per decode batch size: the constant and own cost vectors, the constant seconds and
+        the summed FLOP and byte lines of the context-dependent ops."""
+        dense = self._dense_cache.get("decode")
+        if dense is None or dense[0] != len(self._decode):
+            size = max(self._decode) + 1
+            const, own = np.zeros((size, len(FIELDS))), np.zeros((size, len(FIELDS)))
+            const_s, lines = np.zeros(size), np.zeros((size, 4))
+            for b, parts in self._decode.items():
+                const[b], own[b], const_s[b] = parts.const, parts.own, parts.const_s
+                for f0, f1, b0, b1, *_ in parts.rows:
+                    lines[b] += (f0, f1, b0, b1)
+            dense = self._dense_cache["decode"] = (len(self._decode),
+                                                   (const, own, const_s, lines))
+        return dense[1]
+
+    def _dense(self, name: str, cache: dict[int, Vector]) -> np.ndarray:
+        """The cached costs as an array indexed by size (rebuilt when sizes were added)."""
+        dense = self._dense_cache.get(name)
+        if dense is None or dense[0] != len(cache):
+            table = np.zeros((max(cache) + 1, len(FIELDS)))
+            table[np.fromiter(cache, dtype=np.int64, count=len(cache))] = list(cache.values())
+            dense = self._dense_cache[name] = (len(cache), table)
+        return dense[1]
+
+    # ---- the same, as vectors (for tests and callers that want every field) ----------------
     def step(self, prefill_tokens: int, prefill_cached: int, prefill_pairs: int,
              prefill_sequences: int, decode_batch: int, decode_context: int) -> np.ndarray:
-        """One iteration mixing prompt chunks (in aggregate) and decode steps."""
-        if prefill_tokens == 0:
-            run = self.decode_run(decode_batch, decode_context, 1)
-            v = run.totals.copy()
-            v[TIME] = run.time_s[0]
-            return v
-        v = (self.body(prefill_tokens + decode_batch)
-             + self.head(prefill_sequences + decode_batch)
-             + self.prefill(prefill_tokens, prefill_cached, prefill_pairs, prefill_sequences))
-        if decode_batch:
-            _, own, timers = self._decode_parts(decode_batch)
-            v = v + own
-            for t in timers:
-                flops, nbytes, _, _ = t.parts(decode_context)
-                op_s, compute = t.time(decode_context)
-                v[TIME] += op_s
-                v[FLOPS] += flops
-                v[BYTES] += nbytes
-                v[COMPUTE_BOUND if compute else MEMORY_BOUND] += op_s
+        """The cost vector of one iteration mixing prompt chunks and decode steps."""
+        usage = Usage()
+        time = self.step_time(usage, prefill_tokens, prefill_cached, prefill_pairs,
+                              prefill_sequences, decode_batch, decode_context)
+        v = self.totals(usage)
+        v[TIME] = time
         return v
+
+    def decode_run(self, batch: int, context: int, steps: int) -> DecodeRun:
+        """``steps`` decode steps: each step's time, and their summed cost vector."""
+        usage = Usage()
+        run = self.run_price(batch, context, steps)
+        self.use_run(usage, batch, context, run, steps, sum(run.time_s))
+        return DecodeRun(np.array(run.time_s), self.totals(usage))

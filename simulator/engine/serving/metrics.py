@@ -1,7 +1,9 @@
 """What the serving engine records: per-request arrays, per-replica counters, time series.
 
 Requests live in numpy arrays indexed by request number (arrival order), so summaries are
-vector operations whatever the number of requests. Replicas add up their own busy time,
+vector operations whatever the number of requests; the schedulers' working state (tokens
+generated, to prefill, done) is kept in Python lists, which a scalar read or write costs
+less than a numpy element. Replicas add up their own busy time,
 work and KV occupancy as they run (the resource records its utilization, not an observer).
 Time series use a fixed number of bins whose width doubles when the run outgrows them, so
 they stay small for any run length.
@@ -9,6 +11,7 @@ they stay small for any run length.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,10 +39,13 @@ class RequestLog:
         self.transfer_s = np.full(n, np.nan)
         self.preemptions = np.zeros(n, dtype=np.int32)
         self.status = np.zeros(n, dtype=np.int8)
-        self.generated = np.zeros(n, dtype=np.int64)
-        self.target = self.prompt.copy()  # tokens to prefill at the next admission; 0: KV ready
-        self.done = np.zeros(n, dtype=np.int64)
-        self.admit_seq = np.zeros(n, dtype=np.int64)
+        # working state of the schedulers, as Python ints
+        self.prompt_len: list[int] = self.prompt.tolist()
+        self.output_len: list[int] = self.output.tolist()
+        self.generated = [0] * n
+        self.target = list(self.prompt_len)  # tokens to prefill at the next admission; 0: KV ready
+        self.done = [0] * n
+        self.admit_seq = [0] * n
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -75,33 +81,53 @@ class Series:
     def __init__(self, channels: tuple[str, ...], bins: int = 128, width_s: float = 1e-3):
         self.bins = bins
         self.width = width_s
-        self.values = {name: np.zeros(bins) for name in channels}
+        self.channels = channels
+        self._values = [[0.0] * bins for _ in channels]
+
+    @property
+    def values(self) -> dict[str, np.ndarray]:
+        """Each channel's sums per bin."""
+        return {name: np.array(v) for name, v in zip(self.channels, self._values, strict=True)}
 
     def _fit(self, t: float) -> None:
         while t >= self.bins * self.width:
-            for name, v in self.values.items():
-                folded = v.reshape(-1, 2).sum(axis=1)
-                self.values[name] = np.concatenate([folded, np.zeros(self.bins - len(folded))])
+            half = self.bins // 2
+            for v in self._values:
+                v[:] = [v[2 * i] + v[2 * i + 1] for i in range(half)] + [0.0] * (self.bins - half)
             self.width *= 2
 
-    def add(self, t: float, **amounts: float) -> None:
-        """Add ``amounts`` to the bin holding time ``t``."""
-        self._fit(t)
+    def add(self, t: float, amounts: tuple[float, ...]) -> None:
+        """Add ``amounts`` (one per channel) to the bin holding time ``t``."""
+        if t >= self.bins * self.width:
+            self._fit(t)
         i = int(t / self.width)
-        for name, amount in amounts.items():
-            self.values[name][i] += amount
+        for v, amount in zip(self._values, amounts, strict=True):
+            v[i] += amount
 
-    def add_many(self, t: np.ndarray, **amounts: np.ndarray) -> None:
-        """Add each element of ``amounts`` to the bin of the same element of ``t``."""
-        self._fit(float(t[-1]))
-        first, last = int(t[0] / self.width), int(t[-1] / self.width)
+    def add_many(self, t: list[float], amounts: list[list[float]]) -> None:
+        """Add each element of ``amounts[c]`` to channel ``c`` at the bin of the same element
+        of ``t`` (non-decreasing)."""
+        self._fit(t[-1])
+        width = self.width
+        first, last = int(t[0] / width), int(t[-1] / width)
         if first == last:  # the usual case: a run shorter than a bin
-            for name, amount in amounts.items():
-                self.values[name][first] += float(amount.sum())
+            for v, amount in zip(self._values, amounts, strict=True):
+                v[first] += sum(amount)
             return
-        i = (t / self.width).astype(np.int64)
-        for name, amount in amounts.items():
-            self.values[name] += np.bincount(i, weights=amount, minlength=self.bins)
+        bins = [int(x / width) for x in t]
+        for v, amount in zip(self._values, amounts, strict=True):
+            for i, a in zip(bins, amount, strict=True):
+                v[i] += a
+
+    def bin_end(self, t: float) -> float:
+        """The least time past the bin holding ``t`` (as ``int(t / width)`` bins it)."""
+        width, k = self.width, int(t / self.width)
+        end = (k + 1) * width
+        while int(math.nextafter(end, -math.inf) / width) > k:
+            end = math.nextafter(end, -math.inf)
+        while int(end / width) <= k:
+            end = math.nextafter(end, math.inf)
+        return end
 
     def used(self, end_s: float) -> int:
         """Bins up to ``end_s``."""
@@ -109,6 +135,49 @@ class Series:
 
 
 SERIES = ("output_tokens", "completed", "busy_s", "kv_blocks_s", "batch_s")
+
+
+class Meter:
+    """One replica's share of the :data:`SERIES`, summed per bin: what its iterations add
+    goes to the bin they end in, and reaches the shared series once per bin rather than
+    once per iteration. Call :meth:`flush` at the end of the run."""
+
+    __slots__ = ("busy", "capacity", "completed", "end", "kv", "output", "sequences",
+                 "series", "start")
+
+    def __init__(self, series: Series, kv_blocks: int):
+        self.series = series
+        self.capacity = kv_blocks
+        self.start = 0.0
+        self.end = -1.0  # the first iteration opens a bin
+        self.output = self.completed = 0
+        self.busy = self.kv = self.sequences = 0.0
+
+    def count(self, t: float, output: int, busy: float, kv: float, sequences: float) -> None:
+        """An iteration (or a run) ended at ``t``: ``output`` tokens, ``busy`` seconds, ``kv``
+        block-seconds and ``sequences`` sequence-seconds."""
+        if t >= self.end:
+            self.open(t)
+        self.output += output
+        self.busy += busy
+        self.kv += kv
+        self.sequences += sequences
+
+    def open(self, t: float) -> None:
+        """Flush, and start the bin holding ``t``."""
+        self.flush()
+        series = self.series
+        series._fit(t)
+        self.start = t
+        self.end = series.bin_end(t)
+
+    def flush(self) -> None:
+        """Add what was counted since the last flush to the series."""
+        if self.busy or self.output or self.completed:
+            self.series.add(self.start, (self.output, self.completed, self.busy,
+                                         self.kv / self.capacity, self.sequences))
+        self.output = self.completed = 0
+        self.busy = self.kv = self.sequences = 0.0
 
 
 @dataclass
@@ -124,12 +193,12 @@ class ReplicaStats:
     iterations: int = 0
     engine_steps: int = 0  # iterations or runs of decode steps priced as one event
     busy_s: float = 0.0
-    cost: np.ndarray = field(default_factory=lambda: np.zeros(6))
+    cost: np.ndarray = field(default_factory=lambda: np.zeros(6))  # set at the end of the run
     kv_blocks_s: float = 0.0  # integral of blocks in use over time
     kv_blocks_max: int = 0
     batch_total: int = 0  # sum of sequences over iterations
     batch_max: int = 0
-    batch_hist: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    batch_hist: list[int] = field(default_factory=list)
     preemptions: int = 0
     completed: int = 0
     handed_off: int = 0
@@ -138,23 +207,19 @@ class ReplicaStats:
     transfer_s: float = 0.0  # KV sent or received over the fabric
 
     def __post_init__(self) -> None:
-        self.batch_hist = np.zeros(self.max_batch + 1, dtype=np.int64)
+        self.batch_hist = [0] * (self.max_batch + 1)
 
-    def record(self, steps: int, batch: int, time_s: np.ndarray, blocks: np.ndarray,
-               cost: np.ndarray) -> None:
-        """``steps`` iterations of ``batch`` sequences, with per-step times and blocks."""
+    def record(self, steps: int, batch: int, busy_s: float, kv_blocks_s: float,
+               last_blocks: int) -> None:
+        """``steps`` iterations of ``batch`` sequences that took ``busy_s`` seconds in all,
+        with ``kv_blocks_s`` block-seconds of cache and ``last_blocks`` at the last."""
         self.iterations += steps
         self.engine_steps += 1
-        if steps == 1:
-            t, b = float(time_s[0]), int(blocks[0])
-            self.busy_s += t
-            self.kv_blocks_s += b * t
-        else:
-            self.busy_s += float(time_s.sum())
-            self.kv_blocks_s += float(blocks @ time_s)
-            b = int(blocks[-1])
-        self.cost += cost
-        self.kv_blocks_max = max(self.kv_blocks_max, b)
+        self.busy_s += busy_s
+        self.kv_blocks_s += kv_blocks_s
+        if last_blocks > self.kv_blocks_max:
+            self.kv_blocks_max = last_blocks
         self.batch_total += batch * steps
-        self.batch_max = max(self.batch_max, batch)
+        if batch > self.batch_max:
+            self.batch_max = batch
         self.batch_hist[batch] += steps

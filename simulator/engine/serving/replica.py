@@ -1,9 +1,9 @@
-"""A replica as a SimPy process: plan an iteration, price it, wait it out, commit it.
+"""A replica on the SimPy clock: plan an iteration, price it, wait it out, commit it.
 
 The replica keeps its own clock of iteration boundaries, computed as ``previous boundary +
 iteration time`` (SimPy only orders events), so that a run of many decode steps taken in one
 event ends at exactly the boundaries the steps would reach one by one: the boundaries of a
-run are a sequential cumulative sum (``np.cumsum``) of the same per-step times.
+run are a sequential cumulative sum of the same per-step times.
 
 **Jumping.** When an iteration is decode-only and nothing was preempted, the batch cannot
 change until a sequence finishes, the cache runs out, or a request arrives that could be
@@ -11,24 +11,40 @@ admitted. The replica then prices every step up to the first two in one call and
 the last boundary, or for an admissible arrival: it then stops at the first boundary at or
 after the arrival, where a step-by-step replica would have admitted it. ``single_step``
 turns jumping off (for testing that both give the same results).
+
+**Events.** The replica is a state machine driven by SimPy callbacks rather than a process
+(a generator resumed through SimPy's process machinery costs several times a callback): one
+timeout per iteration or run, and one immediate event to wake it when it is idle. A run cut
+short by an arrival schedules a new timeout for its new end; the old one fires unheeded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import accumulate
 
 import numpy as np
 import simpy
+from simpy.events import Timeout
 
-from simulator.engine.serving.iteration_cost import IterationCost
-from simulator.engine.serving.metrics import ReplicaStats, Series
+from simulator.engine.serving.iteration_cost import IterationCost, RunPrice, Usage
+from simulator.engine.serving.metrics import Meter, ReplicaStats, Series
 from simulator.engine.serving.scheduler import Outcome, Plan, Scheduler
 
 Hook = Callable[["Replica", Outcome, float], None]
+_LONG_RUN = 64  # runs of more steps are summed up with numpy
 
 
-def _pairs(chunks: list[tuple[int, int, int]]) -> int:
-    return sum(q * c + q * (q + 1) // 2 for _, q, c in chunks)
+class _Run:
+    """A run of decode steps in flight: what was priced, and how many steps will run."""
+
+    __slots__ = ("bounds", "context", "cut", "first", "free", "plan", "price", "steps")
+
+    def __init__(self, plan: Plan, steps: int, first: int, free: int, price: RunPrice,
+                 bounds: list[float]):
+        self.plan, self.steps, self.first, self.free = plan, steps, first, free
+        self.price, self.bounds = price, bounds
+        self.cut = False
 
 
 class Replica:
@@ -40,17 +56,20 @@ class Replica:
         self.env = env
         self.sched = scheduler
         self.cost = cost
+        self.usage = Usage()
         self.stats = stats
         self.series = series
+        self.meter = Meter(series, scheduler.capacity.blocks)
         self.on_outcome = on_outcome
         self.single_step = single_step
         self.clock = 0.0
         self.slot = 0  # index in its pool, and whether that is a decode pool (set by the system)
         self.decode_pool = False
-        self._wake: simpy.Event | None = None
-        self._idle = False
-        self._run_free = 0
-        self.process = env.process(self._loop())
+        self._idle = True  # nothing to do until a request arrives
+        self._waking = False  # an idle replica has been told to wake up
+        self._step: tuple[Plan, float, float, int] | None = None
+        self._run: _Run | None = None
+        self._timeout: Timeout | None = None  # the event that ends what is in flight
 
     @property
     def index(self) -> int:
@@ -59,86 +78,181 @@ class Replica:
     # ---- inputs -------------------------------------------------------------------------
     def enqueue(self, r: int, at: float) -> None:
         """Request ``r`` reaches this replica at time ``at``."""
-        self.sched.enqueue(r)
-        wake = self._wake
-        if wake is None or wake.triggered:
+        sched = self.sched
+        sched.enqueue(r)
+        if self._idle:
+            self._wake(at)
             return
+        run = self._run
         # during a jump only an arrival that could be admitted ends it: with others queued,
         # the head is blocked and FCFS keeps this one waiting too
-        if self._idle or (len(self.sched.waiting) == 1
-                          and self.sched.could_admit(r, self._run_free)):
-            wake.succeed(at)
+        if (run is not None and not run.cut and len(sched.waiting) == 1
+                and sched.could_admit(r, run.free)):
+            self._cut(run, at)
 
     def release(self, blocks: int, at: float) -> None:
         """KV blocks held for a hand-off are free again."""
         self.sched.release(blocks)
-        if self._idle and self._wake is not None and not self._wake.triggered:
-            self._wake.succeed(at)
+        if self._idle:
+            self._wake(at)
 
-    # ---- the process ----------------------------------------------------------------------
-    def _wait_until(self, t: float):
-        return self.env.timeout(max(0.0, t - self.env.now))
+    # ---- events ---------------------------------------------------------------------------
+    def _wake(self, at: float) -> None:
+        if self._waking:
+            return
+        self._waking = True
+        event = self.env.event()
+        event.callbacks.append(self._on_wake)
+        event.succeed(at)
 
-    def _loop(self):
-        while True:
-            plan = self.sched.plan(self.clock)
-            if plan.empty:
-                self._idle, self._wake = True, self.env.event()
-                at = yield self._wake
-                self._idle, self._wake = False, None
-                self.clock = max(self.clock, at)
-            elif plan.chunks:
-                yield from self._step(plan)
+    def _on_wake(self, event: simpy.Event) -> None:
+        self._idle = self._waking = False
+        self.clock = max(self.clock, event.value)
+        self._next()
+
+    def _wait_until(self, t: float, then: Callable[[simpy.Event], None]) -> None:
+        timeout = self._timeout = Timeout(self.env, max(0.0, t - self.env.now))
+        timeout.callbacks.append(then)
+
+    def _cut(self, run: _Run, at: float) -> None:
+        """An admissible request arrived at ``at``: stop at the first boundary at or after it."""
+        run.cut = True
+        bounds = run.bounds
+        lo, hi = 0, run.steps - 1  # first boundary >= at (bisect_left), at most the last
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if bounds[mid] < at:
+                lo = mid + 1
             else:
-                yield from self._decode_run(plan)
+                hi = mid
+        run.steps = lo + 1
+        self._wait_until(bounds[lo], self._end_run)
 
-    def _step(self, plan: Plan):
+    # ---- iterations -------------------------------------------------------------------------
+    def _next(self) -> None:
+        plan = self.sched.plan(self.clock)
+        if plan.chunks:
+            self._start_step(plan)
+        elif plan.decode_batch:
+            self._start_run(plan)
+        else:
+            self._idle = True
+
+    def _start_step(self, plan: Plan) -> None:
         """One iteration with prompt chunks (and decodes)."""
-        chunks = plan.chunks
-        tokens = sum(q for _, q, _ in chunks)
-        v = self.cost.step(tokens, sum(c for _, _, c in chunks), _pairs(chunks), len(chunks),
-                           plan.decode_batch, plan.decode_context)
-        end = self.clock + v[0]
-        yield self._wait_until(end)
+        tokens = cached = pairs = 0
+        for _, q, c in plan.chunks:
+            tokens += q
+            cached += c
+            pairs += q * c + q * (q + 1) // 2
+        time = self.cost.step_time(self.usage, tokens, cached, pairs, len(plan.chunks),
+                                   plan.decode_batch, plan.decode_context)
+        end = self.clock + time
+        self._step = (plan, time, end, tokens)
+        self._wait_until(end, self._end_step)
+
+    def _end_step(self, event: simpy.Event) -> None:
+        assert self._step is not None
+        plan, time, end, tokens = self._step
+        self._step = None
         self.clock = end
         out = self.sched.commit_step(plan, end)
-        self.stats.output_tokens += out.output_tokens
-        self.stats.record(1, plan.sequences, v[:1], np.array([plan.blocks]), v)
-        self.stats.preemptions += plan.preempted
-        self.stats.prompt_tokens += tokens
-        self.series.add(end, output_tokens=out.output_tokens, busy_s=v[0],
-                        kv_blocks_s=plan.blocks * v[0] / self.sched.capacity.blocks,
-                        batch_s=plan.sequences * v[0])
+        stats = self.stats
+        stats.output_tokens += out.output_tokens
+        sequences = plan.sequences
+        kv = plan.blocks * time
+        stats.record(1, sequences, time, kv, plan.blocks)
+        self.meter.count(end, out.output_tokens, time, kv, sequences * time)
+        stats.preemptions += plan.preempted
+        stats.prompt_tokens += tokens
         self.on_outcome(self, out, end)
+        self._next()
 
-    def _decode_run(self, plan: Plan):
+    def _start_run(self, plan: Plan) -> None:
         """Decode-only steps: one, or as many as nothing changes in (a jump)."""
         single = self.single_step or plan.preempted > 0
-        steps, blocks = self.sched.run_limit(1 if single else None)
-        batch, context = plan.decode_batch, plan.decode_context
-        run = self.cost.decode_run(batch, context, steps)
-        bounds = np.cumsum(np.concatenate(([self.clock], run.time_s)))[1:]
-        if steps > 1:
-            self._run_free = self.sched.capacity.blocks - int(blocks[0])
-            self._wake = self.env.event()
-            yield self._wait_until(float(bounds[-1])) | self._wake
-            wake, self._wake = self._wake, None
-            if wake.triggered:
-                j = min(int(np.searchsorted(bounds, wake.value, side="left")), steps - 1)
-                if j < steps - 1:
-                    steps = j + 1
-                    run = self.cost.decode_run(batch, context, steps)
-                yield self._wait_until(float(bounds[j]))
-        else:
-            yield self._wait_until(float(bounds[0]))
-        end = float(bounds[steps - 1])
+        steps, first = self.sched.run_limit(1 if single else None, plan.blocks)
+        price = self.cost.run_price(plan.decode_batch, plan.decode_context, steps)
+        bounds = list(accumulate(price.time_s, initial=self.clock))
+        del bounds[0]
+        run = self._run = _Run(plan, steps, first, self.sched.capacity.blocks - first, price,
+                               bounds)
+        run.cut = steps == 1  # nothing to cut
+        self._wait_until(bounds[-1], self._end_run)
+
+    def _run_sums(self, first: int, times: list[float]) -> tuple[float, float, int]:
+        """Busy seconds, block-seconds and the blocks at the last step of a long run."""
+        dec, step = self.sched.dec, self.sched.step
+        t = np.array(times)
+        crossings = np.array(dec.residues)[-(step + np.arange(1, len(times))) % dec.block]
+        blocks = first + np.concatenate(([0], np.cumsum(crossings)))
+        return float(t.sum()), float(blocks @ t), int(blocks[-1])
+
+    def _add_by_bin(self, run: _Run, steps: int, batch: int) -> None:
+        """Add a run whose steps end in several bins of the series, bin by bin."""
+        series, sched = self.series, self.sched
+        dec, step = sched.dec, sched.step
+        residues, block, capacity = dec.residues, dec.block, sched.capacity.blocks
+        width, bounds, times = series.width, run.bounds, run.price.time_s
+        b, current, at = run.first, int(bounds[0] / width), bounds[0]
+        busy = kv = 0.0
+        n = 0
+        for i in range(steps):
+            if i:
+                b += residues[-(step + i) % block]
+            k = int(bounds[i] / width)
+            if k != current:
+                series.add(at, (batch * n, 0, busy, kv / capacity, batch * busy))
+                current, at, busy, kv, n = k, bounds[i], 0.0, 0.0, 0
+            busy += times[i]
+            kv += b * times[i]
+            n += 1
+        series.add(at, (batch * n, 0, busy, kv / capacity, batch * busy))
+
+    def _end_run(self, event: simpy.Event) -> None:
+        if event is not self._timeout:
+            return  # the end of a run since cut short
+        run = self._run
+        assert run is not None
+        self._run = None
+        steps, plan, price = run.steps, run.plan, run.price
+        batch = plan.decode_batch
+        sched = self.sched
+        end = run.bounds[steps - 1]
         self.clock = end
-        out = self.sched.commit_run(steps)
-        self.stats.output_tokens += out.output_tokens
-        self.stats.record(steps, batch, run.time_s, blocks[:steps], run.totals)
-        self.stats.preemptions += plan.preempted
-        b = bounds[:steps]
-        self.series.add_many(b, output_tokens=np.full(steps, float(batch)), busy_s=run.time_s,
-                             kv_blocks_s=blocks[:steps] * run.time_s / self.sched.capacity.blocks,
-                             batch_s=batch * run.time_s)
+        # busy time and block-seconds, before the commit moves the step on: the blocks grow
+        # by the sequences that cross a block boundary at each step
+        times = price.time_s
+        if steps > _LONG_RUN:
+            busy, kv, b = self._run_sums(run.first, times[:steps])
+        else:
+            dec = sched.dec
+            residues, block, step = dec.residues, dec.block, sched.step
+            b = run.first
+            busy = times[0]
+            kv = b * busy
+            for i in range(1, steps):
+                b += residues[-(step + i) % block]
+                t = times[i]
+                busy += t
+                kv += b * t
+        meter = self.meter
+        series = self.series
+        if end >= series.bins * series.width:
+            series._fit(end)
+        width = series.width
+        if int(run.bounds[0] / width) != int(end / width):
+            # the run's steps end in different bins: each bin gets its own steps
+            meter.flush()
+            self._add_by_bin(run, steps, batch)
+            meter.open(end)
+        else:
+            meter.count(end, batch * steps, busy, kv, batch * busy)
+        out = sched.commit_run(steps)
+        stats = self.stats
+        stats.output_tokens += out.output_tokens
+        stats.record(steps, batch, busy, kv, b)
+        stats.preemptions += plan.preempted
+        self.cost.use_run(self.usage, batch, plan.decode_context, price, steps, busy)
         self.on_outcome(self, out, end)
+        self._next()

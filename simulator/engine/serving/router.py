@@ -35,7 +35,7 @@ class LeastLoaded:
     """The replica with the fewest outstanding requests (join the shortest queue)."""
 
     def choose(self, loads: Sequence[int]) -> int:
-        return min(range(len(loads)), key=loads.__getitem__)
+        return loads.index(min(loads))  # the first of the least loaded
 
 
 def make_router(kind: RouterKind) -> Router:

@@ -39,6 +39,7 @@ class ServingOutcome:
 
     result: InferenceResult
     requests: dict[str, np.ndarray]
+    events: int = 0  # SimPy events processed (what the engine's cost grows with)
 
 
 @dataclass(frozen=True)
@@ -88,22 +89,27 @@ def _droppable(log: RequestLog, pools: list[_Pool], max_seq_len: int) -> np.ndar
 
 
 def _run(env: simpy.Environment, progress: Callable[[float, float], None] | None,
-         done: Callable[[], float], total: float) -> None:
-    """``env.run()``, telling ``progress`` every few thousand events how far it got (the same
-    events in the same order: this is what ``env.run`` does, with a counter)."""
-    if progress is None:
-        env.run()
-        return
+         done: Callable[[], float], total: float) -> int:
+    """``env.run()``, counting the events, and telling ``progress`` every few thousand
+    events how far it got (the same events in the same order: this is what ``env.run``
+    does, with a counter). Returns the number of events."""
+    step = env.step
     steps = 0
     try:
+        if progress is None:
+            while True:
+                step()
+                steps += 1
         while True:
-            env.step()
+            step()
             steps += 1
             if not steps & 2047:
                 progress(done(), total)
     except simpy.core.EmptySchedule:
         pass
-    progress(total, total)
+    if progress is not None:
+        progress(total, total)
+    return steps
 
 
 def run_serving(scenario: Scenario, *, single_step: bool = False,
@@ -149,14 +155,18 @@ def run_serving(scenario: Scenario, *, single_step: bool = False,
             index += 1
     system.start()
     everyone = system.replicas + system.decode
-    _run(env, progress, lambda: system.dropped + sum(r.stats.completed for r in everyone),
-         float(len(log)))
+    events = _run(env, progress,
+                  lambda: system.dropped + sum(r.stats.completed for r in everyone),
+                  float(len(log)))
     replicas = system.replicas + system.decode
+    for replica in replicas:
+        replica.meter.flush()
+        replica.stats.cost = replica.cost.totals(replica.usage)
     fleet = Fleet(scenario.cluster.accelerators, hw.peak(run_precision(hw, w.precision)),
                   hw.hbm_bandwidth)
     result = summarize(log, [r.stats for r in replicas], series, system.in_system, fleet,
                        w.slo, w.warmup_requests)
-    return ServingOutcome(result, log.records())
+    return ServingOutcome(result, log.records(), events)
 
 
 def _cell(value: object) -> str:

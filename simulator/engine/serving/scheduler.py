@@ -20,19 +20,18 @@ whole in one iteration and must fit in what is left of the budget, except in an 
 with nothing else to do. A request that arrives with its KV cache (disaggregated decode)
 joins the decoding sequences directly.
 
-Decoding sequences are kept in numpy arrays with ``base = context - step``, so the contexts
-at any step are ``base + step`` and a run of decode steps updates nothing per token.
+Decoding sequences are kept by :class:`~simulator.engine.serving.decoding.Decoding` with
+``base = context - step``, so a run of decode steps updates nothing per token, and the
+blocks, contexts and next finish of a run cost O(1) to find.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 from enum import StrEnum
 
-import numpy as np
-
-from simulator.engine.serving.kv_cache import KVCapacity, blocks_in_use, blocks_over_run
+from simulator.engine.serving.decoding import Decoding
+from simulator.engine.serving.kv_cache import KVCapacity
 from simulator.engine.serving.metrics import RequestLog
 from simulator.profiles.inference import Batching
 
@@ -43,16 +42,19 @@ class Role(StrEnum):
     DECODE = "decode"  # receives requests with their KV cache
 
 
-@dataclass
 class Plan:
     """The next iteration: prompt chunks ``(request, new tokens, cached tokens)`` and the
     decode batch (its size and total context)."""
 
-    chunks: list[tuple[int, int, int]] = field(default_factory=list)
-    decode_batch: int = 0
-    decode_context: int = 0
-    preempted: int = 0
-    blocks: int = 0  # KV blocks in use during the iteration
+    __slots__ = ("blocks", "chunks", "decode_batch", "decode_context", "preempted")
+
+    def __init__(self, chunks: list[tuple[int, int, int]], decode_batch: int,
+                 decode_context: int, preempted: int, blocks: int):
+        self.chunks = chunks
+        self.decode_batch = decode_batch
+        self.decode_context = decode_context
+        self.preempted = preempted
+        self.blocks = blocks  # KV blocks in use during the iteration
 
     @property
     def empty(self) -> bool:
@@ -63,15 +65,17 @@ class Plan:
         return len(self.chunks) + self.decode_batch
 
 
-@dataclass
 class Outcome:
     """What an iteration (or a run of decode steps) ended: requests that finished, and
     requests whose prompt is done on a prefill replica (to hand off)."""
 
-    finished: list[int] = field(default_factory=list)
-    handoff: list[int] = field(default_factory=list)
-    first_tokens: int = 0
-    output_tokens: int = 0
+    __slots__ = ("finished", "first_tokens", "handoff", "output_tokens")
+
+    def __init__(self, output_tokens: int = 0, finished: list[int] | None = None):
+        self.finished = finished if finished is not None else []
+        self.handoff: list[int] = []
+        self.first_tokens = 0
+        self.output_tokens = output_tokens
 
 
 class Scheduler:
@@ -93,86 +97,61 @@ class Scheduler:
         self.prefill_blocks = 0
         self.held_blocks = 0  # prompts handed off whose KV is still being sent
         self.step = 0  # iterations run so far
-        size = self.max_batch
-        self._ids = np.zeros(size, dtype=np.int64)
-        self._base = np.zeros(size, dtype=np.int64)
-        self._end = np.zeros(size, dtype=np.int64)
-        self._seq = np.zeros(size, dtype=np.int64)
-        self.decoding = 0
-        self._base_sum = 0
+        self.dec = Decoding(self.block)
         self._admissions = 0
 
     # ---- state ----------------------------------------------------------------------------
     @property
+    def decoding(self) -> int:
+        return self.dec.n
+
+    @property
     def running(self) -> int:
-        return self.decoding + len(self.prefilling)
+        return self.dec.n + len(self.prefilling)
 
     @property
     def outstanding(self) -> int:
         return self.running + len(self.waiting)
 
-    def contexts(self) -> np.ndarray:
-        """Context of each decoding sequence at the next step."""
-        return self._base[:self.decoding] + self.step
-
     def decode_context(self) -> int:
-        return self._base_sum + self.decoding * self.step
+        return self.dec.context(self.step)
 
     def blocks_needed(self) -> int:
-        return (blocks_in_use(self.contexts(), self.block) + self.prefill_blocks
-                + self.held_blocks)
+        return self.dec.blocks_at(self.step) + self.prefill_blocks + self.held_blocks
 
     def free_blocks(self) -> int:
         return self.capacity.blocks - self.blocks_needed()
 
-    # ---- decoding arrays -------------------------------------------------------------------
-    def _join(self, r: int, context: int, generated: int) -> None:
-        """``r`` decodes from the next step with ``context`` keys, ``generated`` tokens out."""
-        i = self.decoding
-        self._ids[i] = r
-        self._base[i] = context - self.step
-        self._end[i] = self.step + int(self.log.output[r]) - generated
-        self._seq[i] = self.log.admit_seq[r]
-        self._base_sum += int(self._base[i])
-        self.decoding += 1
-
-    def _drop_where(self, mask: np.ndarray) -> np.ndarray:
-        """Remove the decoding sequences selected by ``mask``; returns their ids."""
-        n = self.decoding
-        gone = self._ids[:n][mask]
-        keep = ~mask
-        k = n - len(gone)
-        self._base_sum -= int(self._base[:n][mask].sum())
-        for arr in (self._ids, self._base, self._end, self._seq):
-            arr[:k] = arr[:n][keep]
-        self.decoding = k
-        return gone
+    def _blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.block)
 
     # ---- planning ---------------------------------------------------------------------------
+    def _join(self, r: int, context: int, generated: int) -> None:
+        """``r`` decodes from the next step with ``context`` keys, ``generated`` tokens out."""
+        log = self.log
+        self.dec.join(r, context - self.step, self.step + log.output_len[r] - generated,
+                      log.admit_seq[r])
+
     def _admit_seq(self, r: int, now: float) -> None:
         log = self.log
-        if np.isnan(log.admitted[r]):
+        admitted = log.admitted[r]
+        if admitted != admitted:  # NaN: first admission
             log.admitted[r] = now
         self._admissions += 1
         log.admit_seq[r] = self._admissions
 
     def _preempt_one(self) -> None:
-        n = self.decoding
-        last_decoder = int(np.argmax(self._seq[:n])) if n else -1
-        decoder_seq = int(self._seq[last_decoder]) if n else -1
-        prefill_seq = int(self.log.admit_seq[self.prefilling[-1]]) if self.prefilling else -1
-        log = self.log
+        log, dec = self.log, self.dec
+        decoder_seq, victim = dec.latest() if dec.n else (-1, -1)
+        prefill_seq = log.admit_seq[self.prefilling[-1]] if self.prefilling else -1
         if decoder_seq > prefill_seq:
-            mask = np.zeros(n, dtype=bool)
-            mask[last_decoder] = True
-            r = int(self._ids[last_decoder])
-            remaining = int(self._end[last_decoder]) - self.step
-            self._drop_where(mask)
-            log.generated[r] = int(log.output[r]) - remaining
+            r = victim
+            _, end, _ = dec.leave(r)
+            log.generated[r] = log.output_len[r] - (end - self.step)
         else:
             r = self.prefilling.pop()
-            self.prefill_blocks -= self.capacity.blocks_for(int(log.target[r]))
-        log.target[r] = int(log.prompt[r]) + int(log.generated[r])
+            self.prefill_blocks -= self._blocks_for(log.target[r])
+        log.target[r] = log.prompt_len[r] + log.generated[r]
         log.done[r] = 0
         log.preemptions[r] += 1
         self.waiting.appendleft(r)
@@ -181,115 +160,138 @@ class Scheduler:
         """Blocks ``r`` needs to be admitted: its prompt, or its context if its KV came
         with it."""
         log = self.log
-        if log.target[r] == 0:
-            return self.capacity.blocks_for(int(log.prompt[r]) + int(log.generated[r]))
-        return self.capacity.blocks_for(int(log.target[r]))
+        target = log.target[r]
+        if target == 0:
+            return self._blocks_for(log.prompt_len[r] + log.generated[r])
+        return self._blocks_for(target)
 
     def could_admit(self, r: int, free_blocks: int) -> bool:
         """Whether ``r``, at the head of the queue, fits the batch, budget and ``free_blocks``."""
-        return (self.running < self.max_batch and self.max_tokens > self.decoding
+        n = self.dec.n
+        return (n + len(self.prefilling) < self.max_batch and self.max_tokens > n
                 and self.admission_blocks(r) <= free_blocks)
 
     def plan(self, now: float) -> Plan:
         """Decide the next iteration at time ``now`` (see the module docstring)."""
-        log, cap = self.log, self.capacity.blocks
-        need = self.blocks_needed()
+        log, cap, dec = self.log, self.capacity.blocks, self.dec
+        need = dec.blocks_at(self.step) + self.prefill_blocks + self.held_blocks
         preempted = 0
         while need > cap:
             self._preempt_one()
             preempted += 1
             need = self.blocks_needed()
-        budget = self.max_tokens - self.decoding
+        budget = self.max_tokens - dec.n
         chunks: list[tuple[int, int, int]] = []
         for r in self.prefilling:
             if budget <= 0:
                 break
-            done = int(log.done[r])
-            q = min(int(log.target[r]) - done, budget, self.chunk)
+            done = log.done[r]
+            q = min(log.target[r] - done, budget, self.chunk)
             chunks.append((r, q, done))
             budget -= q
-        while (not preempted and self.waiting and self.running < self.max_batch
+        waiting = self.waiting
+        while (not preempted and waiting and dec.n + len(self.prefilling) < self.max_batch
                and budget > 0):
-            r = self.waiting[0]
+            r = waiting[0]
             blocks = self.admission_blocks(r)
             if need + blocks > cap:
                 break
-            if log.target[r] == 0:  # arrived with its KV cache: decode right away
-                self.waiting.popleft()
+            target = log.target[r]
+            if target == 0:  # arrived with its KV cache: decode right away
+                waiting.popleft()
                 self._admit_seq(r, now)
-                self._join(r, int(log.prompt[r]) + int(log.generated[r]), int(log.generated[r]))
+                g = log.generated[r]
+                self._join(r, log.prompt_len[r] + g, g)
                 budget -= 1
             else:
-                target = int(log.target[r])
                 if self.chunked:
                     q = min(target, budget, self.chunk)
-                elif target <= budget or (not chunks and self.decoding == 0):
+                elif target <= budget or (not chunks and dec.n == 0):
                     q = target
                 else:
                     break
-                self.waiting.popleft()
+                waiting.popleft()
                 self._admit_seq(r, now)
                 self.prefilling.append(r)
                 self.prefill_blocks += blocks
                 chunks.append((r, q, 0))
                 budget -= q
             need += blocks
-        return Plan(chunks, self.decoding, self.decode_context(), preempted, need)
+        return Plan(chunks, dec.n, dec.base_sum + dec.n * self.step, preempted, need)
 
-    def run_limit(self, steps_cap: int | None = None) -> tuple[int, np.ndarray]:
+    def run_limit(self, steps_cap: int | None = None,
+                  first: int | None = None) -> tuple[int, int]:
         """How many decode-only steps can run before a sequence finishes or the cache runs
-        out, and the blocks in use at each of them."""
+        out, and the blocks in use at the first of them (``first``, if the caller knows;
+        see :meth:`run_blocks`)."""
+        dec, step = self.dec, self.step
+        extra = self.prefill_blocks + self.held_blocks
+        if first is None:
+            first = dec.blocks_at(step) + extra
         if steps_cap == 1:
-            return 1, np.array([self.blocks_needed()])
-        n = self.decoding
-        steps = int(self._end[:n].min()) - self.step
+            return 1, first
+        steps = dec.next_end() - step
         if steps_cap is not None:
             steps = min(steps, steps_cap)
-        extra = self.prefill_blocks + self.held_blocks
-        blocks = blocks_over_run(self.contexts(), self.block, steps) + extra
-        fit = int(np.searchsorted(blocks, self.capacity.blocks, side="right"))
-        return max(1, min(steps, fit)), blocks
+        cap = self.capacity.blocks
+        if steps <= 1 or dec.blocks_at(step + steps - 1) + extra <= cap:
+            return steps, first
+        if first > cap:
+            return 1, first
+        lo, hi = 0, steps - 1  # blocks fit at step + lo, not at step + hi (they never shrink)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if dec.blocks_at(step + mid) + extra <= cap:
+                lo = mid
+            else:
+                hi = mid
+        return hi, first
+
+    def run_blocks(self, first: int, steps: int) -> list[int]:
+        """Blocks in use at each of ``steps`` decode steps from now, ``first`` at the first."""
+        dec, step = self.dec, self.step
+        out = [first]
+        b = first
+        for i in range(1, steps):
+            b += dec.crossing(step + i)
+            out.append(b)
+        return out
 
     # ---- committing --------------------------------------------------------------------------
-    def _finish_decodes(self, out: Outcome) -> None:
-        if self.decoding:
-            mask = self._end[:self.decoding] == self.step
-            if mask.any():
-                out.finished.extend(sorted(int(r) for r in self._drop_where(mask)))
-
     def commit_run(self, steps: int) -> Outcome:
         """``steps`` decode-only steps have run."""
-        out = Outcome(output_tokens=self.decoding * steps)
+        out = Outcome(self.dec.n * steps)
         self.step += steps
-        self._finish_decodes(out)
+        out.finished = self.dec.finishing(self.step)
         return out
 
     def commit_step(self, plan: Plan, now: float) -> Outcome:
         """The iteration ``plan`` has run and ended at ``now``."""
         log = self.log
-        out = Outcome(output_tokens=plan.decode_batch)
         self.step += 1
-        self._finish_decodes(out)
+        out = Outcome(plan.decode_batch, self.dec.finishing(self.step) if self.dec.n else None)
         for r, q, _ in plan.chunks:
-            log.done[r] += q
-            if log.done[r] < log.target[r]:
+            done = log.done[r] + q
+            log.done[r] = done
+            target = log.target[r]
+            if done < target:
                 continue
             self.prefilling.remove(r)
-            target = int(log.target[r])
-            self.prefill_blocks -= self.capacity.blocks_for(target)
-            g = int(log.generated[r]) + 1
+            self.prefill_blocks -= self._blocks_for(target)
+            g = log.generated[r] + 1
             log.generated[r] = g
             out.output_tokens += 1
-            if np.isnan(log.first_token[r]):
+            first = log.first_token[r]
+            if first != first:  # NaN: this is the request's first token
                 log.first_token[r] = now
                 out.first_tokens += 1
-            if g >= log.output[r]:
+            if g >= log.output_len[r]:
                 out.finished.append(r)
             elif self.role is Role.PREFILL:
-                self.held_blocks += self.capacity.blocks_for(target)
+                self.held_blocks += self._blocks_for(target)
                 out.handoff.append(r)
             else:
-                self._join(r, int(log.prompt[r]) + g, g)
+                self._join(r, log.prompt_len[r] + g, g)
         return out
 
     def enqueue(self, r: int) -> None:

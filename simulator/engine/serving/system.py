@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import simpy
+from simpy.events import Timeout
 
 from simulator.engine.serving.disaggregation import KVTransfer
 from simulator.engine.serving.metrics import COMPLETED, DROPPED, RequestLog, Series
@@ -48,7 +49,7 @@ class ServingSystem:
         self.log = log
         self.series = series
         self.router, self.decode_router = routers
-        self.droppable = droppable
+        self.droppable = droppable.tolist()
         self.transfer = transfer
         self.replicas: list[Replica] = []
         self.decode: list[Replica] = []
@@ -67,20 +68,32 @@ class ServingSystem:
 
     # ---- arrivals ---------------------------------------------------------------------------
     def start(self) -> None:
-        self.env.process(self._arrivals())
+        """Start the arrivals (an immediate event, as a SimPy process would start)."""
+        self._times = self.log.arrival.tolist()
+        self._next = 0
+        start = self.env.event()
+        start.callbacks.append(lambda _: self._arrivals(False))
+        start.succeed()
 
-    def _arrivals(self):
-        times = self.log.arrival
-        n, i = len(times), 0
+    def _arrivals(self, due: bool) -> None:
+        """The requests of each arrival instant up to the present; then a timeout until the
+        next one (``due``: that timeout has fired, its requests are arriving)."""
+        times, i = self._times, self._next
+        n = len(times)
         while i < n:
-            t = float(times[i])
-            if t > self.env.now:
-                yield self.env.timeout(t - self.env.now)
-            j = i
-            while j < n and times[j] == t:
-                self._arrive(j, t)
-                j += 1
-            i = j
+            t = times[i]
+            if not due and t > self.env.now:
+                self._next = i
+                Timeout(self.env, t - self.env.now).callbacks.append(self._on_due)
+                return
+            due = False
+            while i < n and times[i] == t:
+                self._arrive(i, t)
+                i += 1
+        self._next = i
+
+    def _on_due(self, _event: simpy.Event) -> None:
+        self._arrivals(True)
 
     def _arrive(self, r: int, t: float) -> None:
         if self.droppable[r]:
@@ -97,14 +110,16 @@ class ServingSystem:
     def on_outcome(self, replica: Replica, out: Outcome, t: float) -> None:
         log = self.log
         loads, slot = (self.decode_loads if replica.decode_pool else self.loads), replica.slot
-        for r in out.finished:
-            log.finish[r] = t
-            log.status[r] = COMPLETED
-            self.in_system.move(t, -1)
-            loads[slot] -= 1
-        if out.finished:
-            replica.stats.completed += len(out.finished)
-            self.series.add(t, completed=len(out.finished))
+        finished = out.finished
+        if finished:
+            n = len(finished)
+            for r in finished:
+                log.finish[r] = t
+                log.status[r] = COMPLETED
+            self.in_system.move(t, -n)  # what n moves at one time add up to, exactly
+            loads[slot] -= n
+            replica.stats.completed += n
+            replica.meter.completed += n
         for r in out.handoff:
             loads[slot] -= 1
             self._hand_off(replica, r, t)
@@ -116,8 +131,8 @@ class ServingSystem:
         self.decode_loads[d] += 1
         target = self.decode[d]
         log.decode_replica[r] = target.index
-        tokens = int(log.prompt[r])
-        blocks = source.sched.capacity.blocks_for(int(log.target[r]))
+        tokens = log.prompt_len[r]
+        blocks = source.sched.capacity.blocks_for(log.target[r])
         start, end = self.transfer.schedule(source.index, d, tokens, t)
         log.transfer_s[r] = end - start
         source.stats.handed_off += 1

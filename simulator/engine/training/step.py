@@ -61,6 +61,7 @@ class StepOutcome:
     utilization: Utilization
     timeline: StepTimeline
     critical_stage: int
+    events: int = 0  # SimPy events processed (what simulating the step costs)
 
     @property
     def bubble_fraction(self) -> float:
@@ -97,6 +98,7 @@ class _Step:
         self.net = Links(self.env)
         self.channels = [Channel(self.net, partial(self._record_dp, s)) for s in range(self.pp)]
         self._p2p_links: dict[tuple[int, int], tuple[Link, ...]] = {}
+        self.events = 0
 
     # ---- plumbing ------------------------------------------------------------------------
     def _slice(self, stage: int, stream: str, name: str, kind: str, start: float,
@@ -285,7 +287,14 @@ class _Step:
     def run(self) -> StepOutcome:
         for stage in range(self.pp):
             self.env.process(self._stage(stage))
-        self.env.run()
+        step, events = self.env.step, 0
+        try:
+            while True:  # env.run(), counting the events
+                step()
+                events += 1
+        except simpy.core.EmptySchedule:
+            pass
+        self.events = events
         stuck = [s for s, ledger in enumerate(self.ledgers) if ledger.end_s is None]
         if stuck:
             raise RuntimeError(f"the pipeline schedule deadlocked: stages {stuck} never "
@@ -330,7 +339,7 @@ class _Step:
             exposed_pp_comm=t["pp"], exposed_dp_comm=t["dp"] + tails[worst_tail][1],
             bubble=t["bubble"], optimizer=tails[worst_tail][0], other=t["cp"])
         return StepOutcome(step, breakdown, self._utilization(step, tails),
-                           self._timeline(step), critical)
+                           self._timeline(step), critical, self.events)
 
     def _utilization(self, step: float, tails: list[tuple[float, float]]) -> Utilization:
         if step <= 0:

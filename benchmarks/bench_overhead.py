@@ -1,0 +1,81 @@
+"""Engine overhead (issue 9): wall time per engine event next to a bare SimPy timeout loop,
+measured in the same process.
+
+    python benchmarks/bench_overhead.py
+
+The bare loop is one SimPy process yielding 10^6 timeouts: what one event costs SimPy
+itself. An engine event is one SimPy event the engine processes; its wall time is the
+engine's whole run divided by its events, so it includes everything the engine does per
+event (for serving: routing, batching, KV accounting and pricing the iteration; for
+training: a pipeline pass or transfer and its bookkeeping). Target: <= 3x the bare loop.
+
+Engines measured: serving (the benchmark scenario of bench_serving.py with 10^5 requests)
+and one training step (Llama 3.1 405B on 16,384 H100). Best of three, pinned to one CPU.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from common import machine, one_core, result
+
+TARGET = 3.0
+BARE_EVENTS = 1_000_000
+
+
+def bare_loop(events: int = BARE_EVENTS) -> float:
+    """Seconds per event of a process that only yields timeouts."""
+    import simpy
+
+    env = simpy.Environment()
+
+    def loop():
+        for _ in range(events):
+            yield env.timeout(1.0)
+
+    env.process(loop())
+    start = time.perf_counter()
+    env.run()
+    return (time.perf_counter() - start) / events
+
+
+def per_event(run) -> tuple[float, int]:
+    """Best (seconds per event, events) of three runs of ``run`` (which returns events)."""
+    fastest, events = float("inf"), 0
+    for _ in range(3):
+        start = time.perf_counter()
+        events = run()
+        fastest = min(fastest, (time.perf_counter() - start) / events)
+    return fastest, events
+
+
+def main() -> int:
+    cpu = one_core()
+    from bench_serving import scenario
+    from bench_training import SCENARIO
+
+    from simulator.engine.serving import run_serving
+    from simulator.engine.training.planner import build_plan
+    from simulator.engine.training.step import simulate_step
+    from simulator.loading import load_scenario
+
+    print(f"machine: {machine()}; pinned to CPU {cpu}")
+    bare = min(bare_loop() for _ in range(3))
+    print(f"bare SimPy timeout loop: {bare * 1e6:.2f} us per event")
+    serving = scenario(100_000)
+    s_event, s_events = per_event(lambda: run_serving(serving).events)
+    plan = build_plan(load_scenario(SCENARIO)).step
+    t_event, t_events = per_event(lambda: simulate_step(plan).events)
+    for name, seconds, events in (("serving, 10^5 requests", s_event, s_events),
+                                  ("training step, 405B", t_event, t_events)):
+        ratio = seconds / bare
+        print(f"{name}: {events:,} events, {seconds * 1e6:.2f} us per event = {ratio:.1f}x "
+              f"the bare loop")
+        result(f"engine overhead, {name}", f"{ratio:.1f}x ({seconds * 1e6:.2f} us/event)",
+               f"<= {TARGET:.0f}x bare ({bare * 1e6:.2f} us)", ratio <= TARGET)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The sequences a replica is decoding, kept so that a run of decode steps costs O(1) to plan.
+
+Each sequence is stored as ``base = context - step``, so its context at any later step is
+``base + step`` and nothing is updated per token. What a run needs is maintained as
+sequences join and leave:
+
+- the total context: ``sum(base) + n·step``;
+- when the next sequence finishes: a heap of end steps (entries of sequences that left are
+  skipped when they surface);
+- the KV blocks in use at any step. A sequence of context ``c`` holds ``ceil(c / B)``
+  blocks; with ``base - 1 = q·B + m`` (``0 <= m < B``) that is ``q + 1 + floor((m + s)/B)``
+  at step ``s``. Keeping ``sum(q)`` and how many sequences have each residue ``m`` gives the
+  blocks at any step in O(B), and from one step to the next the blocks grow by the number
+  of sequences whose residue is ``-(s+1) mod B`` (they cross a block boundary).
+"""
+
+from __future__ import annotations
+
+import heapq
+
+
+class Decoding:
+    """The decoding sequences of one replica (request id -> base, end step, admission)."""
+
+    def __init__(self, block: int):
+        self.block = block
+        self.n = 0
+        self.base_sum = 0
+        self.q_sum = 0
+        self.residues = [0] * block  # sequences by (base - 1) mod block
+        self.members: dict[int, tuple[int, int, int]] = {}  # r -> (base, end, admission)
+        self._ends: list[tuple[int, int]] = []  # heap of (end step, r); stale ones skipped
+
+    def join(self, r: int, base: int, end: int, admission: int) -> None:
+        q, m = divmod(base - 1, self.block)
+        self.members[r] = (base, end, admission)
+        self.n += 1
+        self.base_sum += base
+        self.q_sum += q
+        self.residues[m] += 1
+        heapq.heappush(self._ends, (end, r))
+
+    def leave(self, r: int) -> tuple[int, int, int]:
+        """Remove ``r``; returns its (base, end, admission)."""
+        entry = self.members.pop(r)
+        q, m = divmod(entry[0] - 1, self.block)
+        self.n -= 1
+        self.base_sum -= entry[0]
+        self.q_sum -= q
+        self.residues[m] -= 1
+        return entry
+
+    def context(self, step: int) -> int:
+        """Total context of the sequences at ``step``."""
+        return self.base_sum + self.n * step
+
+    def blocks_at(self, step: int) -> int:
+        """KV blocks the sequences hold at ``step``."""
+        n = self.n
+        if not n:
+            return 0
+        s, r = divmod(step, self.block)
+        return n + self.q_sum + n * s + (sum(self.residues[self.block - r:]) if r else 0)
+
+    def crossing(self, step: int) -> int:
+        """How many more blocks the sequences hold at ``step`` than at ``step - 1``."""
+        return self.residues[-step % self.block]
+
+    def next_end(self) -> int:
+        """The earliest step at which a sequence finishes (there must be one)."""
+        ends, members = self._ends, self.members
+        while True:
+            end, r = ends[0]
+            entry = members.get(r)
+            if entry is not None and entry[1] == end:
+                return end
+            heapq.heappop(ends)
+
+    def finishing(self, step: int) -> list[int]:
+        """Remove and return (sorted) the sequences whose last step is ``step``."""
+        ends, members = self._ends, self.members
+        done: list[int] = []
+        while ends and ends[0][0] <= step:
+            end, r = heapq.heappop(ends)
+            entry = members.get(r)
+            if entry is not None and entry[1] == end:
+                done.append(r)
+        for r in done:
+            self.leave(r)
+        if len(done) > 1:
+            done.sort()
+        return done
+
+    def latest(self) -> tuple[int, int]:
+        """(admission, request) of the most recently admitted sequence."""
+        return max((a, r) for r, (_, _, a) in self.members.items())
