@@ -1,6 +1,6 @@
 """Every benchmark of issue 9, one after another, then one table of figures and targets.
 
-    python benchmarks/run_all.py            # everything (about two minutes on 2 cores)
+    python benchmarks/run_all.py            # everything (about four minutes on 2 cores)
     python benchmarks/run_all.py --quick    # serving up to 10^5 requests, no Ray
 
 Each benchmark runs in its own process (so each has its own peak RSS and nothing warms up

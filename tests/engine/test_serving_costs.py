@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import load_hardware, load_model
+from simulator.engine.serving.decoding import Decoding
 from simulator.engine.serving.disaggregation import KVTransfer, place
 from simulator.engine.serving.iteration_cost import TIME, IterationCost, price
 from simulator.engine.serving.kv_cache import blocks_in_use, blocks_over_run
@@ -187,3 +188,25 @@ def test_a_scenario_whose_ep_does_not_divide_tp_is_refused():
     with pytest.raises(InputErrors, match="ep=8 must divide tp=4") as info:
         scenario_from_dict(data)
     assert info.value.errors[0].path == "workload.parallelism.ep"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 64), st.lists(st.tuples(st.integers(1, 5000), st.integers(1, 300)),
+                                    min_size=1, max_size=30), st.integers(0, 1000))
+def test_the_decoding_set_counts_blocks_contexts_and_ends_as_the_arrays_do(block, seqs, step):
+    dec = Decoding(block)
+    for r, (context, remaining) in enumerate(seqs):
+        dec.join(r, context - step, step + remaining, r)
+    contexts = np.array([c for c, _ in seqs], dtype=np.int64)
+    ends = [step + n for _, n in seqs]
+    assert dec.next_end() == min(ends)
+    for i in range(0, min(ends) - step, 7):
+        assert dec.blocks_at(step + i) == blocks_in_use(contexts + i, block)
+        assert dec.context(step + i) == int(contexts.sum()) + len(seqs) * i
+    steps = min(ends) - step
+    growth = blocks_over_run(contexts, block, steps)
+    b = dec.blocks_at(step)
+    for i in range(1, steps):  # the replica's per-step increments
+        b += dec.residues[-(step + i) % block]
+        assert b == growth[i]
+    assert dec.finishing(min(ends)) == sorted(r for r, e in enumerate(ends) if e == min(ends))

@@ -15,11 +15,12 @@ import pytest
 
 from simulator import load_hardware, load_model
 from simulator.engine.serving.iteration_cost import IterationCost
+from simulator.perf.affine_ops import AffineOps
 from simulator.perf.collectives import collective_time
 from simulator.perf.ops import Collective, Group, Layout
 from simulator.perf.roofline import op_time
 from simulator.perf.serving_iteration import iteration_model
-from simulator.perf.vector_roofline import AffineOps, Pricer
+from simulator.perf.vector_roofline import Pricer
 from simulator.profiles.catalog import hardware_ids
 
 CASES = [  # model, hardware, tp, ep, weight precision, kv precision

@@ -9,9 +9,9 @@ sequences join and leave:
   skipped when they surface);
 - the KV blocks in use at any step. A sequence of context ``c`` holds ``ceil(c / B)``
   blocks; with ``base - 1 = q·B + m`` (``0 <= m < B``) that is ``q + 1 + floor((m + s)/B)``
-  at step ``s``. Keeping ``sum(q)`` and how many sequences have each residue ``m`` gives the
-  blocks at any step in O(B), and from one step to the next the blocks grow by the number
-  of sequences whose residue is ``-(s+1) mod B`` (they cross a block boundary).
+  at step ``s``. Keeping ``sum(q)`` and how many sequences have each residue ``m``
+  (``residues``) gives the blocks at any step in O(B), and from step ``s - 1`` to ``s`` the
+  blocks grow by ``residues[-s mod B]``: the sequences that cross a block boundary.
 """
 
 from __future__ import annotations
@@ -62,10 +62,6 @@ class Decoding:
         s, r = divmod(step, self.block)
         return n + self.q_sum + n * s + (sum(self.residues[self.block - r:]) if r else 0)
 
-    def crossing(self, step: int) -> int:
-        """How many more blocks the sequences hold at ``step`` than at ``step - 1``."""
-        return self.residues[-step % self.block]
-
     def next_end(self) -> int:
         """The earliest step at which a sequence finishes (there must be one)."""
         ends, members = self._ends, self.members
@@ -80,6 +76,8 @@ class Decoding:
         """Remove and return (sorted) the sequences whose last step is ``step``."""
         ends, members = self._ends, self.members
         done: list[int] = []
+        if not ends or ends[0][0] > step:
+            return done
         while ends and ends[0][0] <= step:
             end, r = heapq.heappop(ends)
             entry = members.get(r)

@@ -5,22 +5,25 @@ An iteration's ops fall into groups that each depend on a few integers
 LM head on the sequences, the prompt chunks' attention on (tokens, cached tokens, pairs,
 sequences), the decode attention on (sequences, total context). Each group is priced once per
 key and cached. The decode attention core is affine in the total context, so a decode step
-costs ``const(batch) + core(batch, context)``, and a run of decode steps is priced without
-building a single op (:mod:`simulator.perf.vector_roofline`).
+costs ``const(batch) + core(batch, context)`` and a run of decode steps is priced without
+building a single op (:mod:`simulator.engine.serving.decode_steps`).
 
-Speed, with the same bits as pricing every op with :func:`simulator.perf.roofline.op_time`:
+Speed, with the same bits as building every op and pricing it with
+:func:`simulator.perf.roofline.op_time` (tests hold them equal):
 
-- the body and the head are affine in their one integer (between the GEMM-tile size
-  breakpoints), so they are priced from fitted lines (:class:`AffineOps`, checked exact at
-  start-up; groups that are not, such as MoE layers, are built for each size);
-- ops are priced by a :class:`Pricer` that looks the hardware up once per precision and each
-  collective up once per shape;
-- a short run of decode steps is priced in plain Python, a long one with numpy (the same
-  IEEE operations in the same order either way).
+- the body and the head are affine in their one integer between the GEMM-tile breakpoint,
+  and the prompt attention in (tokens, cached, pairs) for a given number of chunks once
+  each has a tile of rows: they are priced from exact fitted lines
+  (:class:`~simulator.perf.affine_ops.AffineOps`), the body and head 512 sizes at a time
+  with numpy when one is first needed. Groups that do not fit (MoE layers: the experts a
+  batch touches grow nonlinearly) are built for each size;
+- ops are priced by a :class:`~simulator.perf.vector_roofline.Pricer` that looks the
+  hardware up once per precision and each collective up once per shape.
 
 The engine only needs an iteration's time; what the iterations did in total (FLOPs, bytes,
 network and bound seconds: :data:`FIELDS`) is counted per replica in a :class:`Usage` and
-priced once at the end (:meth:`IterationCost.totals`).
+priced once at the end (:meth:`IterationCost.totals`), summed in a different order than
+iteration by iteration (so these totals may differ from it in the last bits).
 """
 
 from __future__ import annotations
@@ -30,10 +33,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.engine.serving.decode_steps import (
+    DecodeStep,
+    RunPrice,
+    Vector,
+    numpy_run,
+    python_run,
+)
+from simulator.perf.affine_ops import AffineOps
 from simulator.perf.ops import CommOp, ComputeOp
 from simulator.perf.opspec import TILE_ROWS
 from simulator.perf.serving_iteration import IterationModel
-from simulator.perf.vector_roofline import COST_FIELDS, AffineOp, AffineOps, Pricer, timer
+from simulator.perf.vector_roofline import COST_FIELDS, AffineOp, Pricer, timer
 from simulator.profiles.hardware import HardwareProfile
 
 FIELDS = COST_FIELDS
@@ -43,7 +54,6 @@ _PYTHON_RUN = 64  # runs up to this many steps are priced in plain Python, longe
 _TILE = int(TILE_ROWS)  # GEMM sizes are flat below one tile of rows, affine above
 _LARGEST = 1 << 24  # the largest token count the fitted lines are asked to cover
 _GRID = 512  # sizes priced together when one of them is first needed
-Vector = tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -52,17 +62,6 @@ class DecodeRun:
 
     time_s: np.ndarray
     totals: np.ndarray  # summed cost vector over the steps
-
-
-class RunPrice:
-    """A run of decode steps: each step's time, and the compute-bound seconds of its
-    context-dependent ops (None when none of them is compute-bound, the usual case)."""
-
-    __slots__ = ("compute_bound_s", "time_s")
-
-    def __init__(self, time_s: list[float], compute_bound_s: list[float] | None):
-        self.time_s = time_s
-        self.compute_bound_s = compute_bound_s
 
 
 def price(hw: HardwareProfile, ops: list[ComputeOp | CommOp]) -> np.ndarray:
@@ -99,113 +98,6 @@ class Usage:
         self.compute_bound_s = 0.0
 
 
-class _Decode:
-    """A decode step of one batch size: costs independent of the context (the whole step's,
-    and the decode ops' own), and the constants of the context-dependent ops."""
-
-    __slots__ = ("const", "const_s", "memory_from", "own", "rows", "timers")
-
-    def __init__(self, const: Vector, own: Vector, timers: list, batch: int):
-        self.const, self.own, self.timers = const, own, timers
-        self.const_s = const[TIME]
-        self.rows = [_timer_row(t) for t in timers]
-        # the total context from which the one context-dependent op is memory-bound (small
-        # contexts can be compute-bound: tiny attention kernels run far below peak)
-        self.memory_from: float = float("inf")
-        if len(self.rows) == 1:
-            x = batch
-            while x < 1 << 50 and not _memory_bound(self.rows[0], x):
-                x *= 2
-            if x < 1 << 50:
-                self.memory_from = x
-
-
-def _timer_row(t) -> tuple:
-    """The constants of an :class:`AffineTimer` as a flat tuple for the Python loop."""
-    gemm = bool(t.gemm and (t.flops[0] or t.flops[1]))
-    return (t.flops[0], t.flops[1], t.bytes[0], t.bytes[1], t.each[0], t.each[1], gemm,
-            t.peak, t.large, t.half, t.memory_rate, t.overhead_s)
-
-
-def _memory_bound(row: tuple, lo: int) -> bool:
-    """Whether an affine op is memory-bound by a wide margin at every size from ``lo`` up:
-    its compute time at most half its memory time, from bounds on the exact values (FLOPs,
-    bytes and GEMM size grow with the size; a GEMM's efficiency only improves). Rounding is
-    far below that margin, so the roofline's max() is the memory time, bit for bit."""
-    f0, f1, b0, b1, e0, e1, gemm, peak, large, half, rate, _ = row
-    if min(f0, f1, b0, b1, e1) < 0:
-        return False
-    if gemm:
-        each = e0 + e1 * lo
-        if each <= 0:
-            return False
-        per_flop = (1.0 + half / each) / (peak * large)  # seconds per FLOP, at most
-    else:
-        per_flop = 1.0 / peak
-    # compute(x) <= per_flop·(f0 + f1·x) < (b0 + b1·x)/(2·rate) = memory(x)/2 at lo and beyond
-    return (per_flop * (f0 + f1 * lo) < 0.5 * (b0 + b1 * lo) / rate
-            and per_flop * f1 <= 0.5 * b1 / rate)
-
-
-def _python_run(parts: _Decode, const: float, context: int, batch: int,
-                steps: int) -> tuple[list[float], list[float] | None]:
-    """Step times of a run in plain Python (the arithmetic of
-    :meth:`~simulator.perf.vector_roofline.AffineTimer.parts`, one step at a time), and the
-    compute-bound seconds of each step's context-dependent ops (None if there are none)."""
-    times: list[float] = []
-    bound: list[float] | None = None
-    rows = parts.rows
-    if len(rows) == 1:  # the usual case: one attention core
-        f0, f1, b0, b1, e0, e1, gemm, peak, large, half, rate, overhead = rows[0]
-        if context >= parts.memory_from:  # max(compute, memory) is memory at every step
-            return [const + ((b0 + b1 * (context + batch * i)) / rate + overhead)
-                    for i in range(steps)], None
-        x = context
-        for i in range(steps):
-            flops = f0 + f1 * x
-            if gemm:
-                each = e0 + e1 * x
-                compute = flops / (peak * (large * each / (each + half)))
-            else:
-                compute = flops / peak
-            memory = (b0 + b1 * x) / rate
-            if compute >= memory:
-                op_s = compute + overhead
-                if bound is None:
-                    bound = [0.0] * i
-                bound.append(op_s)
-            else:
-                op_s = memory + overhead
-                if bound is not None:
-                    bound.append(0.0)
-            times.append(const + op_s)
-            x += batch
-        return times, bound
-    for i in range(steps):
-        x = context + batch * i
-        time, cb = const, 0.0
-        for f0, f1, b0, b1, e0, e1, gemm, peak, large, half, rate, overhead in rows:
-            flops = f0 + f1 * x
-            if gemm:
-                each = e0 + e1 * x
-                compute = flops / (peak * (large * each / (each + half)))
-            else:
-                compute = flops / peak
-            memory = (b0 + b1 * x) / rate
-            op_s = max(compute, memory) + overhead
-            time = time + op_s
-            if compute >= memory:
-                cb += op_s
-        times.append(time)
-        if cb:
-            if bound is None:
-                bound = [0.0] * i
-            bound.append(cb)
-        elif bound is not None:
-            bound.append(0.0)
-    return times, bound
-
-
 class IterationCost:
     """Cached prices of iterations on one replica's hardware and layout."""
 
@@ -216,7 +108,7 @@ class IterationCost:
         self._body: dict[int, Vector] = {}
         self._head: dict[int, Vector] = {}
         self._prefill: dict[tuple[int, int, int, int], Vector] = {}
-        self._decode: dict[int, _Decode] = {}
+        self._decode: dict[int, DecodeStep] = {}
         self._fits: dict[str, list[AffineOps]] = {}
         self._prefill_fits: dict[int, AffineOps] = {}
         self._dense_cache: dict[str, tuple] = {}
@@ -274,7 +166,7 @@ class IterationCost:
                          (_TILE * sequences, 0, 0),
                          (longest, longest, longest * longest + longest * (longest + 1) // 2))
 
-    def _decode_parts(self, batch: int) -> _Decode:
+    def _decode_parts(self, batch: int) -> DecodeStep:
         """A decode step of ``batch`` sequences: the cost of everything that does not depend
         on the context (body, head and decode ops; and the decode ops alone), and timers for
         the ops that do (affine in the total context)."""
@@ -293,8 +185,8 @@ class IterationCost:
                     raise ValueError(f"decode op {a.name} depends on the context but is not "
                                      f"a compute op")
             own = self.pricer.vector(fixed)
-            parts = self._decode[batch] = _Decode(_add(self.body(batch), self.head(batch), own),
-                                                  own, timers, batch)
+            const = _add(self.body(batch), self.head(batch), own)
+            parts = self._decode[batch] = DecodeStep(const, own, timers, batch)
         return parts
 
     # ---- what the engine asks -------------------------------------------------------------
@@ -331,7 +223,7 @@ class IterationCost:
             usage.own_x[decode_batch] += decode_context
             time = time + parts.own[TIME]
             if parts.rows:
-                times, bound = _python_run(parts, time, decode_context, decode_batch, 1)
+                times, bound = python_run(parts, time, decode_context, decode_batch, 1)
                 usage.timer_s += times[0] - time
                 if bound is not None:
                     usage.compute_bound_s += bound[0]
@@ -347,21 +239,8 @@ class IterationCost:
         """
         parts = self._decode.get(batch) or self._decode_parts(batch)
         if steps > _PYTHON_RUN:
-            return self._numpy_run(parts, batch, context, steps)
-        return RunPrice(*_python_run(parts, parts.const_s, context, batch, steps))
-
-    def _numpy_run(self, parts: _Decode, batch: int, context: int, steps: int) -> RunPrice:
-        x = context + batch * np.arange(steps, dtype=np.int64)
-        if context >= parts.memory_from:
-            _, _, b0, b1, *_, rate, overhead = parts.rows[0]
-            return RunPrice((parts.const_s + ((b0 + b1 * x) / rate + overhead)).tolist(), None)
-        times = np.full(steps, parts.const_s)
-        bound = np.zeros(steps)
-        for t in parts.timers:
-            op = t.times(x)
-            times = times + op.time_s
-            bound += np.where(op.compute_s >= op.memory_s, op.time_s, 0.0)
-        return RunPrice(times.tolist(), bound.tolist() if bound.any() else None)
+            return numpy_run(parts, context, batch, steps)
+        return RunPrice(*python_run(parts, parts.const_s, context, batch, steps))
 
     @staticmethod
     def use_run(usage: Usage, batch: int, context: int, run: RunPrice, steps: int,

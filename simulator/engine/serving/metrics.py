@@ -89,7 +89,8 @@ class Series:
         """Each channel's sums per bin."""
         return {name: np.array(v) for name, v in zip(self.channels, self._values, strict=True)}
 
-    def _fit(self, t: float) -> None:
+    def fit(self, t: float) -> None:
+        """Double the bins' width until time ``t`` falls in one."""
         while t >= self.bins * self.width:
             half = self.bins // 2
             for v in self._values:
@@ -99,25 +100,10 @@ class Series:
     def add(self, t: float, amounts: tuple[float, ...]) -> None:
         """Add ``amounts`` (one per channel) to the bin holding time ``t``."""
         if t >= self.bins * self.width:
-            self._fit(t)
+            self.fit(t)
         i = int(t / self.width)
         for v, amount in zip(self._values, amounts, strict=True):
             v[i] += amount
-
-    def add_many(self, t: list[float], amounts: list[list[float]]) -> None:
-        """Add each element of ``amounts[c]`` to channel ``c`` at the bin of the same element
-        of ``t`` (non-decreasing)."""
-        self._fit(t[-1])
-        width = self.width
-        first, last = int(t[0] / width), int(t[-1] / width)
-        if first == last:  # the usual case: a run shorter than a bin
-            for v, amount in zip(self._values, amounts, strict=True):
-                v[first] += sum(amount)
-            return
-        bins = [int(x / width) for x in t]
-        for v, amount in zip(self._values, amounts, strict=True):
-            for i, a in zip(bins, amount, strict=True):
-                v[i] += a
 
     def bin_end(self, t: float) -> float:
         """The least time past the bin holding ``t`` (as ``int(t / width)`` bins it)."""
@@ -167,7 +153,7 @@ class Meter:
         """Flush, and start the bin holding ``t``."""
         self.flush()
         series = self.series
-        series._fit(t)
+        series.fit(t)
         self.start = t
         self.end = series.bin_end(t)
 

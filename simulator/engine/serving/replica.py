@@ -20,6 +20,7 @@ short by an arrival schedules a new timeout for its new end; the old one fires u
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 from itertools import accumulate
 
@@ -38,7 +39,7 @@ _LONG_RUN = 64  # runs of more steps are summed up with numpy
 class _Run:
     """A run of decode steps in flight: what was priced, and how many steps will run."""
 
-    __slots__ = ("bounds", "context", "cut", "first", "free", "plan", "price", "steps")
+    __slots__ = ("bounds", "cut", "first", "free", "plan", "price", "steps")
 
     def __init__(self, plan: Plan, steps: int, first: int, free: int, price: RunPrice,
                  bounds: list[float]):
@@ -117,16 +118,9 @@ class Replica:
     def _cut(self, run: _Run, at: float) -> None:
         """An admissible request arrived at ``at``: stop at the first boundary at or after it."""
         run.cut = True
-        bounds = run.bounds
-        lo, hi = 0, run.steps - 1  # first boundary >= at (bisect_left), at most the last
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if bounds[mid] < at:
-                lo = mid + 1
-            else:
-                hi = mid
-        run.steps = lo + 1
-        self._wait_until(bounds[lo], self._end_run)
+        j = bisect_left(run.bounds, at, 0, run.steps - 1)  # at most the last boundary
+        run.steps = j + 1
+        self._wait_until(run.bounds[j], self._end_run)
 
     # ---- iterations -------------------------------------------------------------------------
     def _next(self) -> None:
@@ -165,7 +159,8 @@ class Replica:
         self.meter.count(end, out.output_tokens, time, kv, sequences * time)
         stats.preemptions += plan.preempted
         stats.prompt_tokens += tokens
-        self.on_outcome(self, out, end)
+        if out.finished or out.handoff:
+            self.on_outcome(self, out, end)
         self._next()
 
     def _start_run(self, plan: Plan) -> None:
@@ -180,13 +175,26 @@ class Replica:
         run.cut = steps == 1  # nothing to cut
         self._wait_until(bounds[-1], self._end_run)
 
-    def _run_sums(self, first: int, times: list[float]) -> tuple[float, float, int]:
-        """Busy seconds, block-seconds and the blocks at the last step of a long run."""
+    def _sums(self, run: _Run, steps: int) -> tuple[float, float, int]:
+        """Busy seconds and block-seconds of the first ``steps`` steps of ``run``, and the
+        blocks at the last of them (before the commit moves the step on). The blocks grow
+        by the sequences that cross a block boundary at each step."""
+        times, b = run.price.time_s, run.first
         dec, step = self.sched.dec, self.sched.step
-        t = np.array(times)
-        crossings = np.array(dec.residues)[-(step + np.arange(1, len(times))) % dec.block]
-        blocks = first + np.concatenate(([0], np.cumsum(crossings)))
-        return float(t.sum()), float(blocks @ t), int(blocks[-1])
+        if steps > _LONG_RUN:
+            t = np.array(times[:steps])
+            crossings = np.array(dec.residues)[-(step + np.arange(1, steps)) % dec.block]
+            blocks = b + np.concatenate(([0], np.cumsum(crossings)))
+            return float(t.sum()), float(blocks @ t), int(blocks[-1])
+        residues, block = dec.residues, dec.block
+        busy = times[0]
+        kv = b * busy
+        for i in range(1, steps):
+            b += residues[-(step + i) % block]
+            t = times[i]
+            busy += t
+            kv += b * t
+        return busy, kv, b
 
     def _add_by_bin(self, run: _Run, steps: int, batch: int) -> None:
         """Add a run whose steps end in several bins of the series, bin by bin."""
@@ -215,44 +223,28 @@ class Replica:
         run = self._run
         assert run is not None
         self._run = None
-        steps, plan, price = run.steps, run.plan, run.price
+        steps, plan = run.steps, run.plan
         batch = plan.decode_batch
         sched = self.sched
         end = run.bounds[steps - 1]
         self.clock = end
-        # busy time and block-seconds, before the commit moves the step on: the blocks grow
-        # by the sequences that cross a block boundary at each step
-        times = price.time_s
-        if steps > _LONG_RUN:
-            busy, kv, b = self._run_sums(run.first, times[:steps])
-        else:
-            dec = sched.dec
-            residues, block, step = dec.residues, dec.block, sched.step
-            b = run.first
-            busy = times[0]
-            kv = b * busy
-            for i in range(1, steps):
-                b += residues[-(step + i) % block]
-                t = times[i]
-                busy += t
-                kv += b * t
-        meter = self.meter
+        busy, kv, b = self._sums(run, steps)
         series = self.series
-        if end >= series.bins * series.width:
-            series._fit(end)
+        series.fit(end)
         width = series.width
         if int(run.bounds[0] / width) != int(end / width):
             # the run's steps end in different bins: each bin gets its own steps
-            meter.flush()
+            self.meter.flush()
             self._add_by_bin(run, steps, batch)
-            meter.open(end)
+            self.meter.open(end)
         else:
-            meter.count(end, batch * steps, busy, kv, batch * busy)
-        out = sched.commit_run(steps)
+            self.meter.count(end, batch * steps, busy, kv, batch * busy)
         stats = self.stats
-        stats.output_tokens += out.output_tokens
+        stats.output_tokens += batch * steps
+        finished = sched.commit_run(steps)
         stats.record(steps, batch, busy, kv, b)
         stats.preemptions += plan.preempted
-        self.cost.use_run(self.usage, batch, plan.decode_context, price, steps, busy)
-        self.on_outcome(self, out, end)
+        self.cost.use_run(self.usage, batch, plan.decode_context, run.price, steps, busy)
+        if finished:
+            self.on_outcome(self, Outcome(batch * steps, finished), end)
         self._next()

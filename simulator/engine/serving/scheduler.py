@@ -162,8 +162,8 @@ class Scheduler:
         log = self.log
         target = log.target[r]
         if target == 0:
-            return self._blocks_for(log.prompt_len[r] + log.generated[r])
-        return self._blocks_for(target)
+            return -(-(log.prompt_len[r] + log.generated[r]) // self.block)
+        return -(-target // self.block)
 
     def could_admit(self, r: int, free_blocks: int) -> bool:
         """Whether ``r``, at the head of the queue, fits the batch, budget and ``free_blocks``."""
@@ -175,6 +175,8 @@ class Scheduler:
         """Decide the next iteration at time ``now`` (see the module docstring)."""
         log, cap, dec = self.log, self.capacity.blocks, self.dec
         need = dec.blocks_at(self.step) + self.prefill_blocks + self.held_blocks
+        if need <= cap and not self.prefilling and not self.waiting:  # decoding only
+            return Plan([], dec.n, dec.base_sum + dec.n * self.step, 0, need)
         preempted = 0
         while need > cap:
             self._preempt_one()
@@ -222,8 +224,7 @@ class Scheduler:
     def run_limit(self, steps_cap: int | None = None,
                   first: int | None = None) -> tuple[int, int]:
         """How many decode-only steps can run before a sequence finishes or the cache runs
-        out, and the blocks in use at the first of them (``first``, if the caller knows;
-        see :meth:`run_blocks`)."""
+        out, and the blocks in use at the first of them (``first``, if the caller knows)."""
         dec, step = self.dec, self.step
         extra = self.prefill_blocks + self.held_blocks
         if first is None:
@@ -247,23 +248,12 @@ class Scheduler:
                 hi = mid
         return hi, first
 
-    def run_blocks(self, first: int, steps: int) -> list[int]:
-        """Blocks in use at each of ``steps`` decode steps from now, ``first`` at the first."""
-        dec, step = self.dec, self.step
-        out = [first]
-        b = first
-        for i in range(1, steps):
-            b += dec.crossing(step + i)
-            out.append(b)
-        return out
-
     # ---- committing --------------------------------------------------------------------------
-    def commit_run(self, steps: int) -> Outcome:
-        """``steps`` decode-only steps have run."""
-        out = Outcome(self.dec.n * steps)
+    def commit_run(self, steps: int) -> list[int]:
+        """``steps`` decode-only steps have run; returns the requests that finished (each
+        sequence decoding produced one token a step)."""
         self.step += steps
-        out.finished = self.dec.finishing(self.step)
-        return out
+        return self.dec.finishing(self.step)
 
     def commit_step(self, plan: Plan, now: float) -> Outcome:
         """The iteration ``plan`` has run and ended at ``now``."""

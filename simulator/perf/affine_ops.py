@@ -1,0 +1,181 @@
+"""Op lists whose numbers are affine in a few integers, priced without building them.
+
+A serving engine needs the cost of the same group of ops (the body of an iteration, its LM
+head, its prompt attention) at thousands of sizes. Building the ops (the transformer's shape
+descriptions) dominates that cost. For a group whose FLOPs, bytes and GEMM sizes are exact
+affine functions of its sizes, :class:`AffineOps` recovers the lines from ``1 + n`` builds,
+checks them, and then gives the ops, their priced cost vector or a whole grid of cost
+vectors at once, with the same bits as building and pricing each (tests hold them equal).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from simulator.perf.ops import CommOp, ComputeOp
+from simulator.perf.vector_roofline import COST_FIELDS, GEMM_KINDS, Op, Pricer
+
+_MAX_SCALE = 8  # coefficients may have at most 8 binary fraction digits (4-bit elements)
+
+
+def _scale(x: float) -> int | None:
+    """The least ``k <= _MAX_SCALE`` with ``x·2^k`` an integer, or None."""
+    if not math.isfinite(x):
+        return None
+    for k in range(_MAX_SCALE + 1):
+        if (x * 2.0**k).is_integer():
+            return k
+    return None
+
+
+def _op_shape(op: Op) -> tuple:
+    if isinstance(op, CommOp):
+        return (CommOp, op.name, op.collective, op.group, op.count)
+    return (ComputeOp, op.name, op.kind, op.precision, op.count, op.gemm_flops_each is None)
+
+
+def _op_values(op: Op) -> tuple[float, ...]:
+    if isinstance(op, CommOp):
+        return (op.bytes,)
+    if op.gemm_flops_each is None:
+        return (op.flops, op.bytes)
+    return (op.flops, op.bytes, op.gemm_flops_each)
+
+
+class AffineOps:
+    """An op list built by ``build(*x)`` whose numbers are affine in the integers ``x`` over
+    the box ``lo <= x <= hi``, recovered from ``1 + len(x)`` builds and checked to be exact.
+
+    Each number is ``a + b·x`` with ``a`` and the ``b`` multiples of ``2^-k`` (``k <= 8``);
+    while every value stays below ``2^(53-k)`` in magnitude (``hi`` is lowered until it
+    does), that is computed without rounding, whatever the order of operations. The fit is
+    then checked against ``build`` at the box's corners, middle and a few other points, ops
+    compared field for field. ``ok`` is False when any of this fails (a size-dependent
+    branch, a non-dyadic factor, a nonlinear term such as the experts an MoE batch touches):
+    callers then build the ops for each size. Where ``ok`` and :meth:`covers`, :meth:`ops`
+    and :meth:`vector` give exactly what ``build`` would.
+    """
+
+    def __init__(self, build, lo: int | tuple[int, ...], hi: int | tuple[int, ...]):
+        self.lo = (lo,) if isinstance(lo, int) else tuple(lo)
+        self.hi = (hi,) if isinstance(hi, int) else tuple(hi)
+        self._build = build
+        self.ok = all(h > v + 1 for v, h in zip(self.lo, self.hi, strict=True)) and self._fit()
+
+    def covers(self, *x: int) -> bool:
+        return all(a <= v <= b for a, v, b in zip(self.lo, x, self.hi, strict=True))
+
+    def _fit(self) -> bool:
+        lo, n = self.lo, len(self.lo)
+        base = self._build(*lo)
+        steps = [self._build(*(v + (i == k) for i, v in enumerate(lo))) for k in range(n)]
+        shape = [_op_shape(o) for o in base]
+        if any([_op_shape(o) for o in ops] != shape for ops in steps):
+            return False
+        self._templates = base
+        self._lines: list[list[tuple[float, ...]]] = []
+        bound = 0.0  # the largest |value| / 2^(53-k) over the box, for the exactness check
+        for j, op in enumerate(base):
+            lines = []
+            for f, u in enumerate(_op_values(op)):
+                slopes = [_op_values(ops[j])[f] - u for ops in steps]
+                icept = u - sum(b * v for b, v in zip(slopes, lo, strict=True))
+                scales = [_scale(c) for c in (icept, *slopes)]
+                if None in scales:
+                    return False
+                limit = 2.0 ** (53 - max(k for k in scales if k is not None))
+                bound = max(bound, (abs(icept) + sum(abs(b) * h for b, h in
+                                                     zip(slopes, self.hi, strict=True))) / limit)
+                lines.append((icept, *slopes))
+            self._lines.append(lines)
+        while bound >= 1.0:  # shrink the box until every value is exact
+            self.hi = tuple(max(v + 2, h // 2) for v, h in zip(lo, self.hi, strict=True))
+            bound /= 2.0
+            if all(h == v + 2 for v, h in zip(lo, self.hi, strict=True)):
+                return False
+        return all(self.ops(*x) == self._build(*x) for x in self._probes())
+
+    def _probes(self) -> list[tuple[int, ...]]:
+        lo, hi = self.lo, self.hi
+        mid = tuple((a + b) // 2 for a, b in zip(lo, hi, strict=True))
+        points = {hi, mid, tuple(a + 2 for a in lo), tuple(b - 1 for b in hi)}
+        for k in range(len(lo)):
+            points.add(tuple(hi[i] if i == k else lo[i] for i in range(len(lo))))
+            points.add(tuple(lo[i] + 3 if i == k else mid[i] for i in range(len(lo))))
+        rng = np.random.default_rng(0)
+        for _ in range(4):
+            points.add(tuple(int(rng.integers(a, b, endpoint=True)) for a, b in
+                             zip(lo, hi, strict=True)))
+        return sorted(points)
+
+    def _values(self, line: tuple[float, ...], x: tuple[int, ...]) -> float:
+        v = line[0]
+        for b, xi in zip(line[1:], x, strict=True):
+            v += b * xi
+        return v
+
+    def ops(self, *x: int) -> list[Op]:
+        """The ops at ``x`` (inside the box), as ``build(*x)`` gives them."""
+        out: list[Op] = []
+        for op, lines in zip(self._templates, self._lines, strict=True):
+            v = [self._values(line, x) for line in lines]
+            if isinstance(op, CommOp):
+                out.append(CommOp(op.name, op.collective, v[0], op.group, op.count))
+            else:
+                out.append(ComputeOp(op.name, op.kind, v[0], v[1], op.precision, op.count,
+                                     v[2] if len(v) > 2 else None))
+        return out
+
+    def vector(self, pricer: Pricer, *x: int) -> tuple[float, ...]:
+        """``pricer.vector(self.ops(*x))`` without building the ops."""
+        time = flops = nbytes = network = cb = mb = 0.0
+        value = self._values
+        for op, lines in zip(self._templates, self._lines, strict=True):
+            if isinstance(op, CommOp):
+                t = pricer.collective_time(op.collective, value(lines[0], x), op.group,
+                                           op.count)
+                time += t
+                network += t
+                continue
+            f = value(lines[0], x)
+            b = value(lines[1], x)
+            t, compute_bound = pricer.compute_time(op.precision, op.kind in GEMM_KINDS, f, b,
+                                                   op.count,
+                                                   value(lines[2], x) if len(lines) > 2 else None)
+            time += t
+            flops += f
+            nbytes += b
+            if compute_bound:
+                cb += t
+            else:
+                mb += t
+        return (time, flops, nbytes, network, cb, mb)
+
+    def grid(self, pricer: Pricer, xs: np.ndarray) -> np.ndarray:
+        """:meth:`vector` at every ``x`` of a one-dimensional fit, as rows of an array (numpy
+        elementwise: the same operations in the same order as one ``x`` at a time)."""
+        x = np.asarray(xs, dtype=np.int64)
+        out = np.zeros((len(COST_FIELDS), len(x)))
+        time, flops, nbytes, network, cb, mb = out
+
+        def value(line: tuple[float, ...]) -> np.ndarray:
+            return line[0] + line[1] * x
+
+        for op, lines in zip(self._templates, self._lines, strict=True):
+            if isinstance(op, CommOp):
+                t = pricer.collective_times(op.collective, value(lines[0]), op.group, op.count)
+                time += t
+                network += t
+                continue
+            f, b = value(lines[0]), value(lines[1])
+            t, compute_bound = pricer.compute_times(op.precision, op.kind in GEMM_KINDS, f, b,
+                                                    op.count,
+                                                    value(lines[2]) if len(lines) > 2 else None)
+            time += t
+            flops += f
+            nbytes += b
+            cb += np.where(compute_bound, t, 0.0)
+            mb += np.where(compute_bound, 0.0, t)
+        return out.T
