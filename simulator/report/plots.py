@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, LogLocator
 
 from simulator.results.inference import BatchHistogram, TimeSeries
 from simulator.results.training import RunTimeline, StepTimeline
@@ -90,6 +91,11 @@ def latency_cdfs(series: Mapping[str, Mapping[str, np.ndarray]], title: str = ""
             positive = any((_completed(r, column) > 0).any() for r in series.values())
             if positive:
                 ax.set_xscale("log")
+                # label decades and 2x/5x in plain numbers: the default labels every minor
+                # tick in scientific notation on narrow ranges, and they collide
+                ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+                ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+                ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
             ax.legend(loc="lower right", fontsize="small")
         else:
             _no_data(ax, "no completed requests")
