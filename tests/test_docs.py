@@ -20,3 +20,10 @@ def test_readme_opens_with_the_two_commands_ci_runs():
     assert test_command in (ROOT / ".ci" / "run").read_text()
     scenario = run_command.split("xpusim run ")[1].split()[0]
     assert (ROOT / scenario).exists()
+
+
+def test_results_reference_is_current():
+    from simulator.report.schema_doc import results_reference
+
+    text = (ROOT / "docs" / "results.md").read_text()
+    assert embedded(text) == results_reference().strip(), "regenerate docs/results.md"

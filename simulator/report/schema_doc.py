@@ -80,7 +80,9 @@ def _default(info) -> str:
     if info.default is PydanticUndefined and info.default_factory is None:
         return "required"
     if info.default_factory is not None:
-        return "(see below)" if isinstance(info.default_factory, type) else "empty"
+        factory = info.default_factory
+        return "(defaults)" if isinstance(factory, type) and issubclass(factory, BaseModel) \
+            else "empty"
     value = info.default
     if value is None:
         return "—"
@@ -142,6 +144,13 @@ def reference() -> str:
         model_reference(ModelProfile),
     ]
     return "\n\n".join(parts)
+
+
+def results_reference() -> str:
+    """The reference of docs/results.md: every field of a run's result."""
+    from simulator.results import Result
+
+    return "## Result reference\n\n" + model_reference(Result)
 
 
 def embedded(text: str) -> str:

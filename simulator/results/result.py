@@ -1,6 +1,7 @@
 """The result of one scenario. Every field is a plain number in SI units (or a string).
 
-Field names are a contract with users' scripts: add, never rename. See docs/results.md.
+Field names are a contract with users' scripts: add, never rename. docs/results.md is the
+reference, generated from these models.
 """
 
 from __future__ import annotations
@@ -66,20 +67,20 @@ class CostSummary(BaseModel):
 class Result(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    scenario: str
-    hardware: str
-    model: str
-    accelerators: int
-    kind: str
-    precision: str
+    scenario: str = Field(description="the scenario's name")
+    hardware: str = Field(description="hardware profile id")
+    model: str = Field(description="model profile id")
+    accelerators: int = Field(description="cluster.accelerators")
+    kind: str = Field(description="training or inference")
+    precision: str = Field(description="workload.precision")
     seed: int
     time_s: float = Field(description="simulated wall time: to train (with failures) or the "
                                       "serving run's duration")
     utilization: Utilization
-    cost_usd: float
+    cost_usd: float = Field(description="the run's cost under the scenario's `cost` block")
     energy_kwh: float = Field(description="facility energy (PUE included)")
     average_power_w: float = Field(description="facility power of the fleet, run average")
-    carbon_kg: float
+    carbon_kg: float = Field(description="energy_kwh x cost.carbon_kg_per_kwh")
     cost_per_million_tokens_usd: float = Field(
         description="training: per million trained tokens; inference: per million tokens, "
                     "input weighted by cost.input_token_weight (1 = blended)")
@@ -87,9 +88,9 @@ class Result(BaseModel):
     cost: CostSummary
     memory: MemoryReport
     peak: PeakReport
-    training: TrainingResult | None = None
-    inference: InferenceMetrics | None = None
-    warnings: list[str] = Field(default_factory=list)
+    training: TrainingResult | None = Field(None, description="training runs only")
+    inference: InferenceMetrics | None = Field(None, description="serving runs only")
+    warnings: list[str] = Field(default_factory=list, description="e.g. idle accelerators")
     notes: list[str] = Field(default_factory=list)
 
     # Large per-run artefacts (per-request records) that JSON output leaves out.
