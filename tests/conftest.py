@@ -33,6 +33,15 @@ def run_cli(*args: str, cwd: Path | None = None) -> CliResult:
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+def assert_clean_error(result: CliResult, *fragments: str) -> None:
+    """Bad input: exit code 2, nothing on stdout, no traceback, the fragments on stderr."""
+    assert result.code == 2, (result.out, result.err)
+    assert "Traceback" not in result.err
+    assert result.out == ""
+    for fragment in fragments:
+        assert fragment in result.err, result.err
+
+
 @pytest.fixture
 def cli():
     return run_cli

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SCENARIOS, run_cli
+from tests.conftest import ROOT, SCENARIOS, assert_clean_error, run_cli
 
 GOOD = ROOT / "scenarios" / "llama3.1-8b-h100-serving.yaml"
 
@@ -133,14 +133,6 @@ def test_validate_accepts_profiles_and_scenarios():
 
 
 # ---- bad input: one clear line, exit 2, no traceback ------------------------------------
-def assert_clean_error(result, *fragments: str) -> None:
-    assert result.code == 2, (result.out, result.err)
-    assert "Traceback" not in result.err
-    assert result.out == ""
-    for fragment in fragments:
-        assert fragment in result.err, result.err
-
-
 def test_missing_file(tmp_path):
     missing = tmp_path / "nope.yaml"
     assert_clean_error(run_cli("run", str(missing)), str(missing), "file not found")

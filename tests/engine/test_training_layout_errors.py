@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import assert_clean_error, run_cli
 
 # 48 query heads in 16 K/V groups: tp=24 divides the heads but not the K/V heads
 GQA_MODEL = """\
@@ -37,14 +37,6 @@ def scenario(tmp_path: Path, workload: str, *, model: str = "llama3.1-8b",
                     f"model: {model}\nworkload:\n  kind: training\n  seq_len: {seq_len}\n"
                     f"  recompute: full\n{body}\n")
     return path
-
-
-def assert_clean_error(result, *fragments: str) -> None:
-    assert result.code == 2, (result.out, result.err)
-    assert "Traceback" not in result.err
-    assert result.out == ""
-    for fragment in fragments:
-        assert fragment in result.err, result.err
 
 
 CASES = {
