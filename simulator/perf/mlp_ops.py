@@ -70,17 +70,20 @@ def moe_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec,
     # the EP group's experts see every rank's tokens; this rank holds e/ep of them
     touched = experts_touched(e, k, t * ep) / ep
     rows = t * k * imbalance / touched  # tokens per touched expert on this rank
-    sent = batch.residual_tokens * k * h * p.eb
+    # Tokens are dispatched at the experts' GEMM operand precision (fp8 when the GEMMs run
+    # in fp8: DeepSeek-V3 report, sec. 3.3.3) and combined in 16 bits.
+    dispatched = batch.residual_tokens * k * h * p.ab
+    combined = batch.residual_tokens * k * h * p.eb
     specs: list = [
         norm("mlp.norm", batch.residual_tokens, h, model.norm is Norm.LAYERNORM, p, add=True),
         *tp_entry("mlp", batch, h, p, layout),
         Gemm("moe.router", t, h, e),  # replicated over TP
         Elem("moe.topk", 5.0 * t * e, t * e * p.eb + t * k * 8.0),
         Elem("moe.permute", 0.0, 2.0 * t * k * h * p.eb),
-        Comm("moe.dispatch", Collective.ALL_TO_ALL, sent, layout.ep_group,
+        Comm("moe.dispatch", Collective.ALL_TO_ALL, dispatched, layout.ep_group,
              (Collective.ALL_TO_ALL,)),
         *ffn("moe.experts", model, rows, moe.expert_ffn_size / tp, p, groups=touched),
-        Comm("moe.combine", Collective.ALL_TO_ALL, sent, layout.ep_group,
+        Comm("moe.combine", Collective.ALL_TO_ALL, combined, layout.ep_group,
              (Collective.ALL_TO_ALL,)),
         Elem("moe.unpermute", 2.0 * t * k * h, (t * k * h + t * h) * p.eb),
     ]
