@@ -15,6 +15,7 @@ from simulator.perf.footprint import _mean_tokens
 from simulator.perf.layouts import inference_layout, training_layout, training_stage_layers
 from simulator.perf.ops import Collective, CommOp, ComputeOp
 from simulator.perf.roofline import op_time
+from simulator.perf.serving_iteration import serving_act_precision
 from simulator.perf.transformer import Stage, decode_ops, prefill_ops, training_ops
 from simulator.profiles.inference import InferenceWorkload
 from simulator.profiles.precision import Precision
@@ -124,7 +125,7 @@ def _inference(scenario: Scenario) -> RooflineView:
     model, hw = scenario.model, scenario.hardware
     layout = inference_layout(w.parallelism)
     kv = w.kv_cache_precision or Precision.BF16
-    act = Precision.BF16 if w.precision.bytes_per_element < 1 else w.precision
+    act = serving_act_precision(w.precision)  # the serving engine's convention
     prompt = max(1, round(_mean_tokens(w.prompt_tokens)))
     output = max(1, round(_mean_tokens(w.output_tokens)))
     prompts = max(1, min(w.batching.max_batch_size, w.batching.max_tokens_per_step // prompt))

@@ -171,5 +171,12 @@ def iteration_model(model: ModelProfile, layout: Layout, weight_precision: Preci
     weight-only (W4A16: AWQ, GPTQ). A precision the device lacks runs at a wider one it has
     (:func:`simulator.perf.roofline.run_precision`)."""
     w = Precision(weight_precision)
-    act = Precision.BF16 if w is Precision.INT4 else w
-    return IterationModel(model, layout, w, act, Precision(kv_precision), imbalance)
+    return IterationModel(model, layout, w, serving_act_precision(w), Precision(kv_precision),
+                          imbalance)
+
+
+def serving_act_precision(weight_precision: Precision | str) -> Precision:
+    """Activation precision of serving GEMMs under the convention of :func:`iteration_model`."""
+    w = Precision(weight_precision)
+    return Precision.BF16 if w is Precision.INT4 else w
+
