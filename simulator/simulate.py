@@ -15,7 +15,8 @@ from simulator.perf.footprint import scenario_footprint
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import TrainingWorkload
 from simulator.results import MemoryReport, PeakReport, Result
-from simulator.results.result import CostSummary, Utilization
+from simulator.results.result import CostSummary
+from simulator.results.utilization import Utilization
 
 
 def memory_report(scenario: Scenario) -> MemoryReport:
@@ -65,10 +66,7 @@ def _training(scenario: Scenario, memory: MemoryReport, progress: Progress | Non
     # Restarts leave the fleet idle; the rest of the wall time runs steps as the engine saw.
     working = 1.0 - min(1.0, run.failures.restart_hours * 3600 / run.wall_time_s) \
         if run.wall_time_s else 0.0
-    util = Utilization(compute=run.hfu * working,
-                       memory_bandwidth=run.utilization.memory_bandwidth * working,
-                       network=run.utilization.network * working,
-                       busy=run.utilization.compute * working)
+    util = run.utilization.scaled(working)
     tokens = float(run.steps * w.tokens_per_step)
     return _priced(scenario, memory, run.wall_time_s, util, tokens, tokens, 0.0,
                    training=run)
@@ -79,9 +77,7 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
 
     outcome = run_serving(scenario, progress=progress)
     metrics = outcome.result.inference
-    u = outcome.result.utilization
-    util = Utilization(compute=u.compute, memory_bandwidth=u.memory_bandwidth,
-                       network=u.network, busy=metrics.activity.busy)
+    util = outcome.result.utilization
     output = metrics.output_tokens_per_s * metrics.duration_s
     total = metrics.total_tokens_per_s * metrics.duration_s
     prompt = total - output

@@ -4,7 +4,7 @@
     activity    = busy - (1 - MEMORY_POWER_WEIGHT) · min(busy, memory)
 
 ``busy`` is the fraction of time the device runs kernels and ``memory`` its HBM bandwidth
-utilization (achieved bytes/s over peak), as the engines report them (``utilization.compute``
+utilization (achieved bytes/s over peak), as the engines report them (``utilization.busy``
 and ``utilization.memory_bandwidth``). A device whose kernels stream memory at full speed
 leaves its tensor cores mostly idle and draws ``MEMORY_POWER_WEIGHT`` of the dynamic range; a
 device running GEMMs (little bandwidth) draws all of it. Every accelerator

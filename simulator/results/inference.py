@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulator.results.utilization import Utilization
+
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -32,22 +34,6 @@ class MeanMax(BaseModel):
 
     mean: float
     max: float
-
-
-class Utilization(BaseModel):
-    """Time-weighted fractions over the run, averaged over all accelerators of the cluster
-    (accelerators no replica uses count as idle).
-
-    ``compute``: FLOPs executed / (peak FLOP/s at the weight precision x time);
-    ``memory_bandwidth``: HBM bytes moved / (peak HBM bandwidth x time); ``network``: fraction
-    of the time the device's links carry collectives or KV transfers.
-    """
-
-    model_config = _FROZEN
-
-    compute: float
-    memory_bandwidth: float
-    network: float
 
 
 class Activity(BaseModel):

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from simulator.results.inference import InferenceMetrics
 from simulator.results.training import TrainingResult
+from simulator.results.utilization import Utilization
 
 
 class MemoryReport(BaseModel):
@@ -41,17 +42,6 @@ class PeakReport(BaseModel):
                     "token (inference), without the attention term")
     ideal_tokens_per_s: float = Field(
         description="cluster peak / model FLOPs per token: an upper bound no real run reaches")
-
-
-class Utilization(BaseModel):
-    """Time-weighted fractions over the run, averaged over every accelerator of the cluster."""
-
-    model_config = ConfigDict(frozen=True)
-
-    compute: float = Field(description="FLOPs executed / (peak FLOP/s x time)")
-    memory_bandwidth: float = Field(description="HBM bytes moved / (peak bandwidth x time)")
-    network: float = Field(description="fraction of the time the links carry traffic")
-    busy: float = Field(description="fraction of the time kernels run (drives power)")
 
 
 class CostSummary(BaseModel):

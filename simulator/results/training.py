@@ -13,6 +13,8 @@ from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation
 
+from simulator.results.utilization import Utilization
+
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -41,21 +43,6 @@ class StepBreakdown(BaseModel):
     @property
     def total(self) -> float:
         return sum(self.model_dump().values())
-
-
-class Utilization(BaseModel):
-    """Time-weighted busy fractions of one step, averaged over the pipeline's devices.
-
-    ``compute``: fraction of the step the device runs kernels; ``memory_bandwidth``: HBM
-    bytes moved / (peak HBM bandwidth x step time); ``network``: fraction of the step with
-    traffic on the device's links (TP, CP, EP, DP and PP transfers added, capped at 1).
-    """
-
-    model_config = _FROZEN
-
-    compute: float
-    memory_bandwidth: float
-    network: float
 
 
 class FailureSummary(BaseModel):

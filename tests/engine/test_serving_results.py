@@ -43,7 +43,8 @@ def test_json_has_the_issue_keys_and_round_trips(outcome):
         assert key in data["inference"], key
     for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
         assert set(data["inference"][key]) == {"mean", "p50", "p90", "p99"}
-    assert set(data["utilization"]) == {"compute", "memory_bandwidth", "network"}
+    assert set(data["utilization"]) == {"compute", "memory_bandwidth", "network", "busy"}
+    assert data["utilization"]["busy"] == data["inference"]["activity"]["busy"]
     assert InferenceResult.model_validate(data) == outcome.result
     assert data["time_s"] == data["inference"]["duration_s"]
 

@@ -165,3 +165,10 @@ def test_the_largest_run_is_cheap_to_simulate():
     start = time.perf_counter()
     run_training(scenario)
     assert time.perf_counter() - start < 2.0
+
+
+def test_utilization_means_the_same_as_everywhere_else():
+    """compute is FLOP utilization (= hfu over the step); busy is the kernel-running share."""
+    r = run_training(load_scenario(ROOT / "scenarios" / "llama3.1-8b-h100-training.yaml"))
+    assert r.utilization.compute == pytest.approx(r.hfu)
+    assert r.utilization.compute <= r.utilization.busy <= 1.0

@@ -39,8 +39,8 @@ from simulator.results.inference import (
     ReplicaSummary,
     SLOTarget,
     TimeSeries,
-    Utilization,
 )
+from simulator.results.utilization import Utilization
 
 
 @dataclass(frozen=True)
@@ -200,5 +200,6 @@ def summarize(log: RequestLog, stats: Sequence[ReplicaStats], series: Series,
         compute=share([s.devices * s.cost[FLOPS] / fleet.peak_flops for s in stats]),
         memory_bandwidth=share([s.devices * s.cost[BYTES] / fleet.hbm_bandwidth
                                 for s in stats]),
-        network=share([s.devices * (s.cost[NETWORK] + s.transfer_s) for s in stats]))
+        network=share([s.devices * (s.cost[NETWORK] + s.transfer_s) for s in stats]),
+        busy=inference.activity.busy)
     return InferenceResult(inference=inference, time_s=duration, utilization=utilization)

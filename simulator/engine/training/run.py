@@ -87,11 +87,12 @@ def run_training(scenario: Scenario, *, rng: np.random.Generator | None = None,
         checkpoints=run.checkpoints,
         checkpoint_hours=run.checkpoint_stall_s / HOUR,
     )
+    hfu = mfu * plan.executed_flops_ratio
     return TrainingResult(
         step_time_s=step_s,
         tokens_per_s=w.tokens_per_step / step_s,
         mfu=mfu,
-        hfu=mfu * plan.executed_flops_ratio,
+        hfu=hfu,
         bubble_fraction=step.bubble_fraction,
         breakdown_s=step.breakdown,
         memory_per_accelerator_bytes={**footprint.parts, "total": footprint.total},
@@ -101,7 +102,7 @@ def run_training(scenario: Scenario, *, rng: np.random.Generator | None = None,
         wall_time_s=run.wall_time_s,
         accelerator_hours=n * run.wall_time_s / HOUR,
         failures=failures,
-        utilization=step.utilization,
+        utilization=step.utilization.model_copy(update={"compute": min(1.0, hfu)}),
         timeline=step.timeline,
         run_timeline=run.timeline,
     )

@@ -34,7 +34,8 @@ import simpy
 from simulator.engine.training.links import Channel, Job, Link, Links
 from simulator.engine.training.plan import Bucket, GatherMode, PassCost, StepPlan
 from simulator.engine.training.schedule import Pass, Task
-from simulator.results.training import StepBreakdown, StepTimeline, Utilization
+from simulator.results.training import StepBreakdown, StepTimeline
+from simulator.results.utilization import Utilization
 
 COMPUTE, DP_STREAM = "compute", "dp comm"
 PP_STREAMS = {Pass.FORWARD: "pp send (activations)", Pass.BACKWARD: "pp send (gradients)"}
@@ -343,10 +344,10 @@ class _Step:
 
     def _utilization(self, step: float, tails: list[tuple[float, float]]) -> Utilization:
         if step <= 0:
-            return Utilization(compute=0.0, memory_bandwidth=0.0, network=0.0)
+            return Utilization(compute=0.0, memory_bandwidth=0.0, network=0.0, busy=0.0)
         pp, plan = self.pp, self.plan
-        compute = sum(ledger.time["compute"] + tails[s][0]
-                      for s, ledger in enumerate(self.ledgers)) / (pp * step)
+        busy = sum(ledger.time["compute"] + tails[s][0]
+                   for s, ledger in enumerate(self.ledgers)) / (pp * step)
         memory = 0.0
         if plan.peak_hbm_bandwidth > 0:
             moved = sum(ledger.hbm_bytes + plan.stages[s].optimizer_bytes
@@ -354,8 +355,9 @@ class _Step:
             memory = moved / (pp * step * plan.peak_hbm_bandwidth)
         network = sum(min(1.0, (ledger.network_s + tails[s][1]) / step)
                       for s, ledger in enumerate(self.ledgers)) / pp
-        return Utilization(compute=min(1.0, compute), memory_bandwidth=min(1.0, memory),
-                           network=network)
+        # FLOP utilization needs the model's FLOPs; run_training fills it in (= hfu)
+        return Utilization(compute=0.0, memory_bandwidth=min(1.0, memory), network=network,
+                           busy=min(1.0, busy))
 
     def _timeline(self, step: float) -> StepTimeline:
         records = self.slices
