@@ -18,7 +18,7 @@ from simulator.perf.memory import (
     runtime_reserve,
     stage_params,
 )
-from simulator.profiles.inference import InferenceWorkload, TokenDistribution
+from simulator.profiles.inference import InferenceWorkload, mean_tokens
 from simulator.profiles.model import ModelProfile
 from simulator.profiles.precision import Precision
 from simulator.profiles.scenario import Scenario
@@ -103,21 +103,6 @@ def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int]) -> 
     return Footprint(parts, hw.hbm_capacity, tuple(notes))
 
 
-def _mean_tokens(count) -> float:
-    if isinstance(count, TokenDistribution):
-        d = count
-        if d.value is not None:
-            return float(d.value)
-        if d.low is not None and d.high is not None:
-            return (d.low + d.high) / 2
-        if d.mean is not None:
-            return d.mean
-        if d.values:
-            weights = d.weights or (1.0,) * len(d.values)
-            return sum(v * wt for v, wt in zip(d.values, weights, strict=True)) / sum(weights)
-    return float(count)
-
-
 def inference_footprint(scenario: Scenario, tp: int | None = None,
                         pp: int | None = None) -> Footprint:
     """Weights, a workspace for one iteration and the reserve; the rest is KV cache.
@@ -143,7 +128,7 @@ def inference_footprint(scenario: Scenario, tp: int | None = None,
     parts["runtime_reserve"] = runtime_reserve(hw)
     kv_precision = w.kv_cache_precision or Precision.BF16
     per_token = kv_bytes_per_token(model, kv_precision, tp, pp)
-    context = _mean_tokens(w.prompt_tokens) + _mean_tokens(w.output_tokens)
+    context = mean_tokens(w.prompt_tokens) + mean_tokens(w.output_tokens)
     batch_kv = per_token * context * w.batching.max_batch_size
     footprint = Footprint(parts, hw.hbm_capacity)
     notes = [f"KV cache: {per_token / 1e3:.4g} kB per token per device; a full batch of "

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.perf.footprint import _mean_tokens
 from simulator.perf.layouts import inference_layout, training_layout, training_stage_layers
 from simulator.perf.ops import Collective, CommOp, ComputeOp
 from simulator.perf.roofline import op_time
 from simulator.perf.serving_iteration import serving_act_precision
 from simulator.perf.transformer import Stage, decode_ops, prefill_ops, training_ops
-from simulator.profiles.inference import InferenceWorkload
+from simulator.profiles.inference import InferenceWorkload, mean_tokens
 from simulator.profiles.precision import Precision
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import FinetuneMethod, TrainingWorkload
@@ -126,8 +125,8 @@ def _inference(scenario: Scenario) -> RooflineView:
     layout = inference_layout(w.parallelism)
     kv = w.kv_cache_precision or Precision.BF16
     act = serving_act_precision(w.precision)  # the serving engine's convention
-    prompt = max(1, round(_mean_tokens(w.prompt_tokens)))
-    output = max(1, round(_mean_tokens(w.output_tokens)))
+    prompt = max(1, round(mean_tokens(w.prompt_tokens)))
+    output = max(1, round(mean_tokens(w.output_tokens)))
     prompts = max(1, min(w.batching.max_batch_size, w.batching.max_tokens_per_step // prompt))
     prefill = prefill_ops(model, layout, [min(prompt, w.batching.max_tokens_per_step)] * prompts,
                           w.precision, act, kv)

@@ -71,6 +71,25 @@ class TokenDistribution(BaseModel):
         return self
 
 
+    @property
+    def nominal_mean(self) -> float:
+        """The distribution's mean before clamping to [min, max] (what sizing uses)."""
+        if self.value is not None:
+            return float(self.value)
+        if self.low is not None and self.high is not None:
+            return (self.low + self.high) / 2
+        if self.mean is not None:
+            return self.mean
+        assert self.values is not None
+        weights = self.weights or (1.0,) * len(self.values)
+        return sum(v * w for v, w in zip(self.values, weights, strict=True)) / sum(weights)
+
+
+def mean_tokens(count: int | TokenDistribution) -> float:
+    """Mean length of a token count: the number itself, or the distribution's mean."""
+    return count.nominal_mean if isinstance(count, TokenDistribution) else float(count)
+
+
 def _token_count_kind(value: object) -> str:
     return "distribution" if isinstance(value, dict | TokenDistribution) else "tokens"
 

@@ -203,16 +203,16 @@ def _lengths(count: Any) -> tuple[float, float]:
     if isinstance(count, int | float):
         return float(count), float(count)
     d = TokenDistribution.model_validate(count)
+    mean = d.nominal_mean
     if d.value is not None:
-        return float(d.value), float(d.value)
-    if d.low is not None and d.high is not None:
-        return (d.low + d.high) / 2, float(d.high)
-    if d.values:
-        weights = d.weights or (1.0,) * len(d.values)
-        mean = sum(v * w for v, w in zip(d.values, weights, strict=True)) / sum(weights)
-        return mean, float(d.max or max(d.values))
-    mean = float(d.mean or 1)
-    return mean, float(d.max or 4 * mean)
+        longest = float(d.value)
+    elif d.high is not None:
+        longest = float(d.high)
+    elif d.values:
+        longest = float(d.max or max(d.values))
+    else:
+        longest = float(d.max or 4 * mean)
+    return mean, longest
 
 
 def inference_layout(data: dict[str, Any], base_dir: Path, hw: HardwareProfile, n: int,

@@ -23,8 +23,8 @@ from typing import Any
 
 from simulator.errors import DoesNotFit, InputErrors, XpusimError
 from simulator.loading import scenario_from_dict
-from simulator.perf.footprint import _mean_tokens, inference_footprint
-from simulator.profiles.inference import InferenceWorkload
+from simulator.perf.footprint import inference_footprint
+from simulator.profiles.inference import InferenceWorkload, mean_tokens
 from simulator.profiles.overrides import apply_overrides
 from simulator.studies.rows import OK, Base, one_line, result_metrics, run_point
 
@@ -94,7 +94,7 @@ def replica_lower_bound(scenario, rate_per_s: float) -> int:
     assert isinstance(w, InferenceWorkload)
     hw, model = scenario.hardware, scenario.model
     footprint = inference_footprint(scenario)
-    prompt, output = _mean_tokens(w.prompt_tokens), _mean_tokens(w.output_tokens)
+    prompt, output = mean_tokens(w.prompt_tokens), mean_tokens(w.output_tokens)
     iteration_s = footprint.parts["weights"] / hw.hbm_bandwidth
     decode_tokens_per_s = w.batching.max_batch_size / iteration_s if iteration_s else math.inf
     flops_tokens_per_s = (w.parallelism.devices * hw.peak(w.precision)
