@@ -31,6 +31,11 @@ class InputError(XpusimError):
         return ": ".join([*parts, self.message])
 
 
+class UnknownProfile(InputError):
+    """A hardware or model id that is neither built in nor a path; the message lists close
+    matches. A scenario reports it against its own `hardware`/`model` field."""
+
+
 class InputErrors(XpusimError):
     """Several input errors found in one file (pydantic reports them all at once)."""
 

@@ -12,7 +12,7 @@ import difflib
 from functools import cache
 from pathlib import Path
 
-from simulator.errors import InputError
+from simulator.errors import InputError, UnknownProfile
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import ModelProfile
 from simulator.profiles.validation import validate
@@ -119,7 +119,7 @@ def load_hardware(ref: str | Path, base_dir: Path | None = None) -> HardwareProf
     try:
         path = hardware_path(str(ref), base_dir)
     except LookupError as exc:
-        raise InputError(str(exc)) from None
+        raise UnknownProfile(str(exc)) from None
     return _load_hardware_file(path.resolve(), _mtime(path))
 
 
@@ -128,5 +128,5 @@ def load_model(ref: str | Path, base_dir: Path | None = None) -> ModelProfile:
     try:
         path = model_path(str(ref), base_dir)
     except LookupError as exc:
-        raise InputError(str(exc)) from None
+        raise UnknownProfile(str(exc)) from None
     return _load_model_file(path.resolve(), _mtime(path))

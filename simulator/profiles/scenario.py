@@ -14,8 +14,8 @@ from typing import Annotated, Any
 from annotated_types import Gt
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from simulator.errors import XpusimError
-from simulator.profiles.catalog import hardware_path, load_hardware, load_model, model_path
+from simulator.errors import UnknownProfile, XpusimError
+from simulator.profiles.catalog import load_hardware, load_model
 from simulator.profiles.cost import CostAssumptions
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.inference import InferenceWorkload
@@ -74,10 +74,9 @@ class Scenario(BaseModel):
     def _resolve_hardware(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str):
             try:
-                hardware_path(value, _base_dir(info))
-            except LookupError as exc:
-                raise ValueError(str(exc)) from None
-            return load_hardware(value, _base_dir(info))
+                return load_hardware(value, _base_dir(info))
+            except UnknownProfile as exc:  # reported against this field, not as a file error
+                raise ValueError(exc.message) from None
         return value
 
     @field_validator("model", mode="before")
@@ -85,10 +84,9 @@ class Scenario(BaseModel):
     def _resolve_model(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str):
             try:
-                model_path(value, _base_dir(info))
-            except LookupError as exc:
-                raise ValueError(str(exc)) from None
-            return load_model(value, _base_dir(info))
+                return load_model(value, _base_dir(info))
+            except UnknownProfile as exc:
+                raise ValueError(exc.message) from None
         return value
 
     @model_validator(mode="after")
