@@ -20,7 +20,7 @@ from simulator.profiles.inference import InferenceWorkload, mean_tokens
 from simulator.profiles.precision import Precision
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import FinetuneMethod, TrainingWorkload
-from simulator.units import format_si, format_time
+from simulator.units import format_time
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,3 @@ def roofline(scenario: Scenario) -> RooflineView:
         return _training(scenario)
     return _inference(scenario)
 
-
-def describe_flops(value: float) -> str:
-    return format_si(value, "FLOP") if value else "-"
