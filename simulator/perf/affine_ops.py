@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from simulator.perf.ops import CommOp, ComputeOp
-from simulator.perf.vector_roofline import COST_FIELDS, GEMM_KINDS, Op, Pricer
+from simulator.perf.vector_roofline import COST_FIELDS, Op, Pricer
 
 _MAX_SCALE = 8  # coefficients may have at most 8 binary fraction digits (4-bit elements)
 
@@ -141,7 +141,7 @@ class AffineOps:
                 continue
             f = value(lines[0], x)
             b = value(lines[1], x)
-            t, compute_bound = pricer.compute_time(op.precision, op.kind in GEMM_KINDS, f, b,
+            t, compute_bound = pricer.compute_time(op.precision, op.kind, f, b,
                                                    op.count,
                                                    value(lines[2], x) if len(lines) > 2 else None)
             time += t
@@ -170,7 +170,7 @@ class AffineOps:
                 network += t
                 continue
             f, b = value(lines[0]), value(lines[1])
-            t, compute_bound = pricer.compute_times(op.precision, op.kind in GEMM_KINDS, f, b,
+            t, compute_bound = pricer.compute_times(op.precision, op.kind, f, b,
                                                     op.count,
                                                     value(lines[2]) if len(lines) > 2 else None)
             time += t

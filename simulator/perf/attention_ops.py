@@ -128,7 +128,7 @@ def _mha(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
                 q_bytes=t * q_heads * d * p.eb,
                 kv_bytes=kv_cache_read_bytes(model, layout, batch.kv_tokens, kv_bytes),
                 o_bytes=t * q_heads * d * p.eb, stats_bytes=_stats(batch, q_heads),
-                query_rows=_rows(batch, q_heads / kv_heads))
+                query_rows=_rows(batch, q_heads / kv_heads), fused=not batch.materialized)
     return [
         Gemm("attn.qkv", t, h, (q_heads + 2 * kv_heads) * d),
         *_rope(model, batch, (q_heads + kv_heads) * d, p),
@@ -169,7 +169,8 @@ def _mla(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
             *_cp(batch, layout, r + rope, heads * r, p),
             Core("attn.core", flops, q_bytes=t * heads * (r + rope) * p.eb,
                  kv_bytes=kv_cache_read_bytes(model, layout, batch.kv_tokens, p.kvb),
-                 o_bytes=t * heads * r * p.eb, query_rows=_rows(batch, heads)),
+                 o_bytes=t * heads * r * p.eb, query_rows=_rows(batch, heads),
+                 fused=not batch.materialized),
             Gemm("attn.v_absorb", t, r, dv, groups=heads),  # W_UV applied to the output
         ]
     else:
@@ -180,7 +181,7 @@ def _mla(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
             Core("attn.core", 2.0 * batch.pairs * (qk + dv) * heads,
                  q_bytes=t * heads * qk * p.eb, kv_bytes=batch.kv_tokens * heads * (qk + dv) * p.eb,
                  o_bytes=t * heads * dv * p.eb, stats_bytes=_stats(batch, heads),
-                 query_rows=_rows(batch, 1.0)),
+                 query_rows=_rows(batch, 1.0), fused=not batch.materialized),
         ]
     specs.append(Gemm("attn.o_proj", t, heads * dv, h))
     return specs

@@ -15,7 +15,8 @@ from simulator.profiles.precision import Precision
 
 class OpKind(StrEnum):
     GEMM = "gemm"  # matrix multiply: efficiency depends on its size
-    ATTENTION = "attention"  # fused attention core (FlashAttention-style)
+    ATTENTION = "attention"  # fused attention core (FlashAttention-style), forward
+    ATTENTION_BACKWARD = "attention_backward"  # its backward (five matmuls, dQ/dK/dV)
     ELEMENTWISE = "elementwise"  # norms, activations, residual adds, RoPE, softmax: memory-bound
     EMBEDDING = "embedding"  # gather of embedding rows
 
@@ -40,6 +41,10 @@ class ComputeOp:
     def intensity(self) -> float:
         """Arithmetic intensity, FLOPs per byte of HBM traffic."""
         return self.flops / self.bytes if self.bytes else float("inf")
+
+
+MATMUL_KINDS = (OpKind.GEMM, OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD)
+"""Kinds whose compute runs at a size-dependent matrix-unit efficiency."""
 
 
 class Collective(StrEnum):

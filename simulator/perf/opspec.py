@@ -131,10 +131,13 @@ class Core:
     o_bytes: float
     stats_bytes: float = 0.0
     query_rows: float = TILE_ROWS
+    fused: bool = True  # False: the score and value matmuls are plain batched GEMMs
 
-    def _op(self, name: str, flops: float, bytes_: float, p: Prec) -> ComputeOp:
+    def _op(self, name: str, flops: float, bytes_: float, p: Prec,
+            kind: OpKind = OpKind.ATTENTION) -> ComputeOp:
         size = flops * max(1.0, TILE_ROWS / self.query_rows)
-        return ComputeOp(name, OpKind.ATTENTION, flops, bytes_, p.other, 1, size)
+        return ComputeOp(name, kind if self.fused else OpKind.GEMM, flops, bytes_, p.other, 1,
+                         size)
 
     def forward(self, p: Prec) -> list[ComputeOp]:
         bytes_ = self.q_bytes + self.kv_bytes + self.o_bytes + self.stats_bytes
@@ -144,7 +147,7 @@ class Core:
         # reads Q, K, V, O, dO and the statistics; writes dQ, dK, dV
         bytes_ = 2 * (self.q_bytes + self.kv_bytes + self.o_bytes) + self.stats_bytes
         return [self._op(f"{self.name}.backward", ATTENTION_BACKWARD_FACTOR * self.flops,
-                         bytes_, p)]
+                         bytes_, p, OpKind.ATTENTION_BACKWARD)]
 
 
 @dataclass(frozen=True)

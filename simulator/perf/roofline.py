@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from simulator.perf.ops import CommOp, ComputeOp, OpKind
+from simulator.perf.ops import MATMUL_KINDS, CommOp, ComputeOp, OpKind
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.precision import Precision
 
@@ -56,28 +56,44 @@ def run_precision(hw: HardwareProfile, precision: Precision | str) -> Precision:
                    f"(it lists {sorted(x.value for x in hw.compute.peak_flops)})")
 
 
-def gemm_efficiency(hw: HardwareProfile, precision: Precision | str,
-                    gemm_flops: float) -> float:
-    """large[precision]·F/(F + half_size_flops): half the large-GEMM efficiency at F = half."""
+def large_efficiency(hw: HardwareProfile, precision: Precision | str,
+                     kind: OpKind = OpKind.GEMM) -> float:
+    """The fraction of peak a large kernel of ``kind`` reaches at ``precision``.
+
+    Attention cores use the profile's attention fractions where it has them (they reach
+    less than GEMMs); everything else, and attention on profiles without them, the GEMM's.
+    """
+    attention = hw.efficiency.attention
+    if attention is not None and kind is OpKind.ATTENTION:
+        return attention.forward.value
+    if attention is not None and kind is OpKind.ATTENTION_BACKWARD:
+        return attention.backward.value
     p = run_precision(hw, precision)
-    gemm = hw.efficiency.gemm
-    large = gemm.large[p].value if p in gemm.large else min(e.value for e in gemm.large.values())
+    large = hw.efficiency.gemm.large
+    return large[p].value if p in large else min(e.value for e in large.values())
+
+
+def gemm_efficiency(hw: HardwareProfile, precision: Precision | str,
+                    gemm_flops: float, kind: OpKind = OpKind.GEMM) -> float:
+    """large·F/(F + half_size_flops): half the large-size efficiency at F = half."""
     if gemm_flops <= 0:
         return 0.0
-    return large * gemm_flops / (gemm_flops + gemm.half_size_flops.value)
+    large = large_efficiency(hw, precision, kind)
+    return large * gemm_flops / (gemm_flops + hw.efficiency.gemm.half_size_flops.value)
 
 
 def compute_op_time(hw: HardwareProfile, op: ComputeOp) -> OpTime:
     """max(compute, memory) + count·kernel_overhead.
 
-    GEMMs and attention cores run at the size-dependent GEMM efficiency (of one kernel:
-    ``gemm_flops_each``, else flops/count); elementwise and embedding ops are credited with
-    full peak for their few FLOPs, so their bytes decide.
+    GEMMs and attention cores run at a size-dependent efficiency (of one kernel:
+    ``gemm_flops_each``, else flops/count; attention at the profile's attention fractions);
+    elementwise and embedding ops are credited with full peak for their few FLOPs, so their
+    bytes decide.
     """
     peak = hw.peak(run_precision(hw, op.precision))
-    if op.kind in (OpKind.GEMM, OpKind.ATTENTION):
+    if op.kind in MATMUL_KINDS:
         each = op.gemm_flops_each if op.gemm_flops_each is not None else op.flops / op.count
-        eff = gemm_efficiency(hw, op.precision, each)
+        eff = gemm_efficiency(hw, op.precision, each, op.kind)
         compute_s = op.flops / (peak * eff) if op.flops else 0.0
     else:
         compute_s = op.flops / peak

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.perf.ops import CommOp, ComputeOp, OpKind
-from simulator.perf.roofline import run_precision
+from simulator.perf.ops import MATMUL_KINDS, CommOp, ComputeOp, OpKind
+from simulator.perf.roofline import large_efficiency, run_precision
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.precision import Precision
 
@@ -106,10 +106,9 @@ def timer(hw: HardwareProfile, op: AffineOp) -> AffineTimer:
     """``op`` on ``hw``, priced as :func:`simulator.perf.roofline.compute_op_time` does."""
     t = op.template
     p = run_precision(hw, t.precision)
-    gemm = hw.efficiency.gemm
-    large = gemm.large[p].value if p in gemm.large else min(e.value for e in gemm.large.values())
-    return AffineTimer(op.flops, op.bytes, op.each, t.kind in (OpKind.GEMM, OpKind.ATTENTION),
-                       hw.peak(p), large, gemm.half_size_flops.value,
+    return AffineTimer(op.flops, op.bytes, op.each, t.kind in MATMUL_KINDS, hw.peak(p),
+                       large_efficiency(hw, t.precision, t.kind),
+                       hw.efficiency.gemm.half_size_flops.value,
                        hw.hbm_bandwidth * hw.efficiency.hbm.value,
                        t.count * hw.efficiency.kernel_overhead.value)
 
@@ -134,7 +133,6 @@ def affine_op_times(hw: HardwareProfile, op: AffineOp, x: np.ndarray) -> OpTimes
 # ---- exact scalar pricing with the constants looked up once -------------------------------
 Op = ComputeOp | CommOp
 COST_FIELDS = ("time_s", "flops", "hbm_bytes", "network_s", "compute_bound_s", "memory_bound_s")
-GEMM_KINDS = (OpKind.GEMM, OpKind.ATTENTION)
 
 
 class Pricer:
@@ -149,29 +147,28 @@ class Pricer:
         self.half = gemm.half_size_flops.value
         self.memory_rate = hw.hbm_bandwidth * hw.efficiency.hbm.value
         self.kernel_s = hw.efficiency.kernel_overhead.value
-        self._rates: dict[Precision, tuple[float, float]] = {}
+        self._rates: dict[tuple[Precision, OpKind], tuple[float, float]] = {}
         self._collectives: dict[tuple, float] = {}
 
-    def rates(self, precision: Precision) -> tuple[float, float]:
-        """(peak FLOP/s, large-GEMM efficiency) an op at ``precision`` runs at."""
-        r = self._rates.get(precision)
+    def rates(self, precision: Precision, kind: OpKind = OpKind.GEMM) -> tuple[float, float]:
+        """(peak FLOP/s, large-size efficiency) an op of ``kind`` at ``precision`` runs at."""
+        r = self._rates.get((precision, kind))
         if r is None:
             p = run_precision(self.hw, precision)
-            large = self.hw.efficiency.gemm.large
-            eff = large[p].value if p in large else min(e.value for e in large.values())
-            r = self._rates[precision] = (self.hw.peak(p), eff)
+            r = self._rates[(precision, kind)] = (self.hw.peak(p),
+                                                  large_efficiency(self.hw, precision, kind))
         return r
 
     def compute(self, op: ComputeOp) -> tuple[float, bool]:
         """Seconds of a compute op, and whether compute (not memory) bounds it."""
-        return self.compute_time(op.precision, op.kind in GEMM_KINDS, op.flops, op.bytes,
-                                 op.count, op.gemm_flops_each)
+        return self.compute_time(op.precision, op.kind, op.flops, op.bytes, op.count,
+                                 op.gemm_flops_each)
 
-    def compute_time(self, precision: Precision, gemm: bool, flops: float, nbytes: float,
+    def compute_time(self, precision: Precision, kind: OpKind, flops: float, nbytes: float,
                      count: int, each: float | None) -> tuple[float, bool]:
         """:meth:`compute` from an op's fields (``compute_op_time``'s arithmetic)."""
-        peak, large = self.rates(precision)
-        if gemm:
+        peak, large = self.rates(precision, kind)
+        if kind in MATMUL_KINDS:
             if each is None:
                 each = flops / count
             eff = large * each / (each + self.half) if each > 0 else 0.0
@@ -195,13 +192,13 @@ class Pricer:
                                                            group).time_s
         return one * count if count else 0.0
 
-    def compute_times(self, precision: Precision, gemm: bool, flops: np.ndarray,
+    def compute_times(self, precision: Precision, kind: OpKind, flops: np.ndarray,
                       nbytes: np.ndarray, count: int, each: np.ndarray | None
                       ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`compute_time` at many sizes at once (the same arithmetic, elementwise)."""
-        peak, large = self.rates(precision)
+        peak, large = self.rates(precision, kind)
         with np.errstate(divide="ignore", invalid="ignore"):
-            if gemm:
+            if kind in MATMUL_KINDS:
                 if each is None:
                     each = flops / count
                 eff = np.where(each > 0, large * each / (each + self.half), 0.0)

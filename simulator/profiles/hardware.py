@@ -188,10 +188,28 @@ class GemmEfficiency(BaseModel):
     )
 
 
+class AttentionEfficiency(BaseModel):
+    """Achievable fraction of peak for fused attention kernels (FlashAttention-style).
+
+    Attention cores reach less of peak than GEMMs of the same FLOPs (softmax and rescaling
+    between the two matmuls, causal masking, and a backward pass of five matmuls with atomic
+    or split reductions), so they get their own large-size fractions; the size curve is the
+    GEMM's ``half_size_flops``.
+    """
+
+    model_config = _FROZEN
+
+    forward: Sourced[Fraction] = Field(description="large-size fraction of peak, forward")
+    backward: Sourced[Fraction] = Field(description="large-size fraction of peak, backward")
+
+
 class Efficiency(BaseModel):
     model_config = _FROZEN
 
     gemm: GemmEfficiency
+    attention: AttentionEfficiency | None = Field(
+        None, description="fused attention kernels; absent: they run at the GEMM efficiency"
+    )
     hbm: Sourced[Fraction] = Field(description="achievable fraction of peak HBM bandwidth")
     scale_up_collective: Sourced[PositiveRatio] = Field(
         description="bus bandwidth of large ring collectives / one-way link bandwidth"

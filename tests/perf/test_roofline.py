@@ -97,6 +97,48 @@ def test_attention_uses_the_curve_at_its_size():
         1e11 / (PEAK * EFF * 1e11 / (1e11 + HALF)))
 
 
+def with_attention(profile, forward: float | None, backward: float | None = None):
+    """``profile`` with its attention fractions replaced (None: removed)."""
+    from simulator.profiles.hardware import AttentionEfficiency
+
+    attention = None if forward is None else AttentionEfficiency.model_validate(
+        {"forward": {"value": forward, "source": "test"},
+         "backward": {"value": backward, "source": "test"}})
+    efficiency = profile.efficiency.model_copy(update={"attention": attention})
+    return profile.model_copy(update={"efficiency": efficiency})
+
+
+@pytest.mark.parametrize(("kind", "large"), [(OpKind.ATTENTION, 0.6),
+                                             (OpKind.ATTENTION_BACKWARD, 0.45),
+                                             (OpKind.GEMM, EFF)])
+def test_attention_kernels_run_at_the_profiles_attention_fractions(kind, large):
+    profile = with_attention(hw(), 0.6, 0.45)
+    op = ComputeOp("core", kind, 1e11, 1e6, Precision.BF16, 1, 1e11)
+    assert compute_op_time(profile, op).compute_s == pytest.approx(
+        1e11 / (PEAK * large * 1e11 / (1e11 + HALF)))
+
+
+@pytest.mark.parametrize("kind", [OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD])
+def test_attention_without_its_own_fractions_runs_at_the_gemm_efficiency(kind):
+    profile = with_attention(hw(), None)
+    op = ComputeOp("core", kind, 1e11, 1e6, Precision.BF16, 1, 1e11)
+    gemm = ComputeOp("core", OpKind.GEMM, 1e11, 1e6, Precision.BF16, 1, 1e11)
+    assert compute_op_time(profile, op) == compute_op_time(profile, gemm)
+
+
+def test_materialized_attention_is_priced_as_plain_gemms():
+    """Without FlashAttention the score and value matmuls are cuBLAS batched GEMMs, so the
+    fused-kernel fractions do not apply to them (forward or backward)."""
+    from simulator.perf.opspec import Core, Prec
+
+    p = Prec(*[Precision.BF16] * 5)
+    fused = Core("attn.core", 1e11, 1e6, 1e6, 1e6)
+    plain = Core("attn.core", 1e11, 1e6, 1e6, 1e6, fused=False)
+    assert [op.kind for op in fused.forward(p) + fused.backward(p)] == [
+        OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD]
+    assert [op.kind for op in plain.forward(p) + plain.backward(p)] == [OpKind.GEMM] * 2
+
+
 @pytest.mark.parametrize("kind", [OpKind.ELEMENTWISE, OpKind.EMBEDDING])
 def test_elementwise_ops_are_bytes_bound_at_hbm_efficiency(kind):
     op = ComputeOp("norm", kind, 1e9, 1e9, Precision.BF16, count=3)

@@ -127,7 +127,7 @@ def pass_cost(hw: HardwareProfile, ops: list, *, overlap_tp: bool,
         if cls == "tp" and overlap_tp:
             j = _partner(ops, i, (OpKind.GEMM,), op.collective is Collective.ALL_GATHER)
         elif cls == "cp":
-            j = _partner(ops, i, (OpKind.ATTENTION,), None)
+            j = _partner(ops, i, (OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD), None)
         if j is None:
             exposed[cls] += t
             continue
