@@ -35,7 +35,7 @@ class DecodeStep:
     """A decode step of one batch size: costs independent of the context (the whole step's,
     and the decode ops' own), and the constants of the context-dependent ops."""
 
-    __slots__ = ("const", "const_s", "memory_from", "own", "rows", "timers")
+    __slots__ = ("const", "const_s", "memory", "memory_from", "own", "rows", "timers")
 
     def __init__(self, const: Vector, own: Vector, timers: list, batch: int):
         self.const, self.own, self.timers = const, own, timers
@@ -50,6 +50,9 @@ class DecodeStep:
                 x *= 2
             if x < 1 << 50:
                 self.memory_from = x
+        # (bytes line, memory rate, overhead) of that op: all a memory-bound step needs
+        self.memory = ((self.rows[0][2], self.rows[0][3], self.rows[0][10], self.rows[0][11])
+                       if len(self.rows) == 1 else None)
 
 
 def timer_row(t) -> tuple:
@@ -88,11 +91,11 @@ def python_run(parts: DecodeStep, const: float, context: int, batch: int,
     times: list[float] = []
     bound: list[float] | None = None
     rows = parts.rows
-    if len(rows) == 1 and context >= parts.memory_from:  # the usual case
-        _, _, b0, b1, *_, rate, overhead = rows[0]
-        # max(compute, memory) is memory at every step
-        return [const + ((b0 + b1 * (context + batch * i)) / rate + overhead)
-                for i in range(steps)], None
+    if context >= parts.memory_from:  # the usual case (one context-dependent op)
+        b0, b1, rate, overhead = parts.memory
+        # max(compute, memory) is memory at every step; x = context + batch·i
+        return [const + ((b0 + b1 * x) / rate + overhead)
+                for x in range(context, context + batch * steps, batch)], None
     for i in range(steps):
         x = context + batch * i
         time, cb = const, 0.0
@@ -121,8 +124,8 @@ def python_run(parts: DecodeStep, const: float, context: int, batch: int,
 def numpy_run(parts: DecodeStep, context: int, batch: int, steps: int) -> RunPrice:
     """:func:`python_run` with numpy, for long runs (the same operations, elementwise)."""
     x = context + batch * np.arange(steps, dtype=np.int64)
-    if len(parts.rows) == 1 and context >= parts.memory_from:
-        _, _, b0, b1, *_, rate, overhead = parts.rows[0]
+    if context >= parts.memory_from:
+        b0, b1, rate, overhead = parts.memory
         return RunPrice((parts.const_s + ((b0 + b1 * x) / rate + overhead)).tolist(), None)
     times = np.full(steps, parts.const_s)
     bound = np.zeros(steps)

@@ -6,7 +6,8 @@ sequences join and leave:
 
 - the total context: ``sum(base) + n·step``;
 - when the next sequence finishes: a heap of end steps (entries of sequences that left are
-  skipped when they surface);
+  skipped when they surface), each entry one integer ``end·2^40 + r`` (ordered as the
+  pair ``(end, r)``; an integer compares faster than a tuple);
 - the KV blocks in use at any step. A sequence of context ``c`` holds ``ceil(c / B)``
   blocks; with ``base - 1 = q·B + m`` (``0 <= m < B``) that is ``q + 1 + floor((m + s)/B)``
   at step ``s``. Keeping ``sum(q)`` and how many sequences have each residue ``m``
@@ -16,7 +17,10 @@ sequences join and leave:
 
 from __future__ import annotations
 
-import heapq
+from heapq import heappop, heappush
+
+_SHIFT = 40  # heap entries are end << _SHIFT | request (fewer than 2^40 requests)
+_MASK = (1 << _SHIFT) - 1
 
 
 class Decoding:
@@ -29,7 +33,7 @@ class Decoding:
         self.q_sum = 0
         self.residues = [0] * block  # sequences by (base - 1) mod block
         self.members: dict[int, tuple[int, int, int]] = {}  # r -> (base, end, admission)
-        self._ends: list[tuple[int, int]] = []  # heap of (end step, r); stale ones skipped
+        self._ends: list[int] = []  # heap of end step << _SHIFT | r; stale ones skipped
 
     def join(self, r: int, base: int, end: int, admission: int) -> None:
         q, m = divmod(base - 1, self.block)
@@ -38,7 +42,7 @@ class Decoding:
         self.base_sum += base
         self.q_sum += q
         self.residues[m] += 1
-        heapq.heappush(self._ends, (end, r))
+        heappush(self._ends, end << _SHIFT | r)
 
     def leave(self, r: int) -> tuple[int, int, int]:
         """Remove ``r``; returns its (base, end, admission)."""
@@ -66,22 +70,25 @@ class Decoding:
         """The earliest step at which a sequence finishes (there must be one)."""
         ends, members = self._ends, self.members
         while True:
-            end, r = ends[0]
-            entry = members.get(r)
+            key = ends[0]
+            end = key >> _SHIFT
+            entry = members.get(key & _MASK)
             if entry is not None and entry[1] == end:
                 return end
-            heapq.heappop(ends)
+            heappop(ends)
 
     def finishing(self, step: int) -> list[int]:
         """Remove and return (sorted) the sequences whose last step is ``step``."""
         ends, members = self._ends, self.members
         done: list[int] = []
-        if not ends or ends[0][0] > step:
+        limit = (step + 1) << _SHIFT  # entries below it end at ``step`` or before
+        if not ends or ends[0] >= limit:
             return done
-        while ends and ends[0][0] <= step:
-            end, r = heapq.heappop(ends)
+        while ends and ends[0] < limit:
+            key = heappop(ends)
+            r = key & _MASK
             entry = members.get(r)
-            if entry is not None and entry[1] == end:
+            if entry is not None and entry[1] == key >> _SHIFT:
                 done.append(r)
         for r in done:
             self.leave(r)

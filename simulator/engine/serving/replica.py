@@ -30,21 +30,25 @@ from simpy.events import Timeout
 
 from simulator.engine.serving.iteration_cost import IterationCost, RunPrice, Usage
 from simulator.engine.serving.metrics import Meter, ReplicaStats, Series
-from simulator.engine.serving.scheduler import Outcome, Plan, Scheduler
+from simulator.engine.serving.scheduler import Plan, Scheduler
 
-Hook = Callable[["Replica", Outcome, float], None]
+Hook = Callable[["Replica", list[int], list[int], float], None]  # finished, handed off, time
 _LONG_RUN = 64  # runs of more steps are summed up with numpy
+_NONE: list[int] = []  # no hand-offs (never appended to)
 
 
 class _Run:
-    """A run of decode steps in flight: what was priced, and how many steps will run."""
+    """A run of decode steps in flight: its batch, what was priced, and how many steps will
+    run. ``bounds[i]`` is the end of step ``i - 1`` (``bounds[0]`` the run's start). A
+    replica has one run in flight at most, so it reuses one of these."""
 
-    __slots__ = ("bounds", "cut", "first", "free", "plan", "price", "steps")
+    __slots__ = ("batch", "bounds", "context", "cut", "first", "free", "preempted", "price",
+                 "steps")
 
-    def __init__(self, plan: Plan, steps: int, first: int, free: int, price: RunPrice,
-                 bounds: list[float]):
-        self.plan, self.steps, self.first, self.free = plan, steps, first, free
-        self.price, self.bounds = price, bounds
+    def __init__(self) -> None:
+        self.batch = self.context = self.preempted = self.steps = self.first = self.free = 0
+        self.price: RunPrice | None = None
+        self.bounds: list[float] = []
         self.cut = False
 
 
@@ -69,7 +73,8 @@ class Replica:
         self._idle = True  # nothing to do until a request arrives
         self._waking = False  # an idle replica has been told to wake up
         self._step: tuple[Plan, float, float, int] | None = None
-        self._run: _Run | None = None
+        self._run: _Run | None = None  # the run in flight: None, or ``_state``
+        self._state = _Run()
         self._timeout: Timeout | None = None  # the event that ends what is in flight
 
     @property
@@ -80,7 +85,7 @@ class Replica:
     def enqueue(self, r: int, at: float) -> None:
         """Request ``r`` reaches this replica at time ``at``."""
         sched = self.sched
-        sched.enqueue(r)
+        sched.waiting.append(r)
         if self._idle:
             self._wake(at)
             return
@@ -118,17 +123,23 @@ class Replica:
     def _cut(self, run: _Run, at: float) -> None:
         """An admissible request arrived at ``at``: stop at the first boundary at or after it."""
         run.cut = True
-        j = bisect_left(run.bounds, at, 0, run.steps - 1)  # at most the last boundary
-        run.steps = j + 1
+        j = bisect_left(run.bounds, at, 1, run.steps)  # at most the last boundary
+        run.steps = j
         self._wait_until(run.bounds[j], self._end_run)
 
     # ---- iterations -------------------------------------------------------------------------
     def _next(self) -> None:
-        plan = self.sched.plan(self.clock)
+        sched = self.sched
+        need = sched.decode_only()
+        if need >= 0:
+            dec = sched.dec
+            self._start_run(dec.n, dec.base_sum + dec.n * sched.step, 0, need)
+            return
+        plan = sched.plan(self.clock)
         if plan.chunks:
             self._start_step(plan)
         elif plan.decode_batch:
-            self._start_run(plan)
+            self._start_run(plan.decode_batch, plan.decode_context, plan.preempted, plan.blocks)
         else:
             self._idle = True
 
@@ -160,18 +171,21 @@ class Replica:
         stats.preemptions += plan.preempted
         stats.prompt_tokens += tokens
         if out.finished or out.handoff:
-            self.on_outcome(self, out, end)
+            self.on_outcome(self, out.finished, out.handoff, end)
         self._next()
 
-    def _start_run(self, plan: Plan) -> None:
-        """Decode-only steps: one, or as many as nothing changes in (a jump)."""
-        single = self.single_step or plan.preempted > 0
-        steps, first = self.sched.run_limit(1 if single else None, plan.blocks)
-        price = self.cost.run_price(plan.decode_batch, plan.decode_context, steps)
+    def _start_run(self, batch: int, context: int, preempted: int, first: int) -> None:
+        """Decode-only steps of ``batch`` sequences of total context ``context``, with
+        ``first`` KV blocks in use at the first: one step, or as many as nothing changes in
+        (a jump)."""
+        sched = self.sched
+        steps = 1 if self.single_step or preempted else sched.run_limit(first)
+        price = self.cost.run_price(batch, context, steps)
         bounds = list(accumulate(price.time_s, initial=self.clock))
-        del bounds[0]
-        run = self._run = _Run(plan, steps, first, self.sched.capacity.blocks - first, price,
-                               bounds)
+        run = self._run = self._state
+        run.batch, run.context, run.preempted = batch, context, preempted
+        run.steps, run.first, run.free = steps, first, sched.cap - first
+        run.price, run.bounds = price, bounds
         run.cut = steps == 1  # nothing to cut
         self._wait_until(bounds[-1], self._end_run)
 
@@ -202,16 +216,16 @@ class Replica:
         dec, step = sched.dec, sched.step
         residues, block, capacity = dec.residues, dec.block, sched.capacity.blocks
         width, bounds, times = series.width, run.bounds, run.price.time_s
-        b, current, at = run.first, int(bounds[0] / width), bounds[0]
+        b, current, at = run.first, int(bounds[1] / width), bounds[1]
         busy = kv = 0.0
         n = 0
         for i in range(steps):
             if i:
                 b += residues[-(step + i) % block]
-            k = int(bounds[i] / width)
+            k = int(bounds[i + 1] / width)
             if k != current:
                 series.add(at, (batch * n, 0, busy, kv / capacity, batch * busy))
-                current, at, busy, kv, n = k, bounds[i], 0.0, 0.0, 0
+                current, at, busy, kv, n = k, bounds[i + 1], 0.0, 0.0, 0
             busy += times[i]
             kv += b * times[i]
             n += 1
@@ -223,16 +237,15 @@ class Replica:
         run = self._run
         assert run is not None
         self._run = None
-        steps, plan = run.steps, run.plan
-        batch = plan.decode_batch
-        sched = self.sched
-        end = run.bounds[steps - 1]
+        steps, batch = run.steps, run.batch
+        end = run.bounds[steps]
         self.clock = end
         busy, kv, b = self._sums(run, steps)
         series = self.series
-        series.fit(end)
+        if end >= series.bins * series.width:
+            series.fit(end)
         width = series.width
-        if int(run.bounds[0] / width) != int(end / width):
+        if int(run.bounds[1] / width) != int(end / width):
             # the run's steps end in different bins: each bin gets its own steps
             self.meter.flush()
             self._add_by_bin(run, steps, batch)
@@ -241,10 +254,10 @@ class Replica:
             self.meter.count(end, batch * steps, busy, kv, batch * busy)
         stats = self.stats
         stats.output_tokens += batch * steps
-        finished = sched.commit_run(steps)
+        finished = self.sched.commit_run(steps)
         stats.record(steps, batch, busy, kv, b)
-        stats.preemptions += plan.preempted
-        self.cost.use_run(self.usage, batch, plan.decode_context, run.price, steps, busy)
+        stats.preemptions += run.preempted
+        self.cost.use_run(self.usage, batch, run.context, run.price, steps, busy)
         if finished:
-            self.on_outcome(self, Outcome(batch * steps, finished), end)
+            self.on_outcome(self, finished, _NONE, end)
         self._next()

@@ -8,6 +8,7 @@ their KV cache on the way). Ties go to the lowest index, so routing is determini
 from __future__ import annotations
 
 from collections.abc import Sequence
+from heapq import heapify, heappop, heappush, heapreplace
 from typing import Protocol
 
 from simulator.profiles.inference import Router as RouterKind
@@ -16,6 +17,11 @@ from simulator.profiles.inference import Router as RouterKind
 class Router(Protocol):
     def choose(self, loads: Sequence[int]) -> int:
         """Index of the replica the next request goes to, given each replica's load."""
+        ...
+
+    def lowered(self, k: int, load: int) -> None:
+        """Replica ``k``'s load has gone down to ``load`` (the caller raises loads only
+        through the replica :meth:`choose` returned)."""
         ...
 
 
@@ -30,12 +36,47 @@ class RoundRobin:
         self._next = i + 1
         return i
 
+    def lowered(self, k: int, load: int) -> None:
+        pass
+
+
+_SHIFT = 32  # heap entries are load << _SHIFT | replica
+_MASK = (1 << _SHIFT) - 1
+
 
 class LeastLoaded:
-    """The replica with the fewest outstanding requests (join the shortest queue)."""
+    """The replica with the fewest outstanding requests (join the shortest queue); the
+    first of the least loaded, i.e. the least ``(load, replica)``.
+
+    Kept as a heap of ``(load, replica)`` entries (one integer each, ordered as the pair),
+    so that a choice costs O(log replicas) rather than a scan. Every replica has an entry
+    whose load is at most its load now: a lowered load pushes an entry (:meth:`lowered`);
+    a raised one is left stale and refreshed when its entry surfaces, and an entry whose
+    load is above the replica's is dropped. The top entry, once it matches its replica's
+    load, is then the least ``(load, replica)`` of all."""
+
+    def __init__(self) -> None:
+        self._heap: list[int] | None = None
 
     def choose(self, loads: Sequence[int]) -> int:
-        return loads.index(min(loads))  # the first of the least loaded
+        heap = self._heap
+        if heap is None or len(heap) > 4 * len(loads) + 64:  # start, or drop the stale
+            heap = self._heap = [load << _SHIFT | i for i, load in enumerate(loads)]
+            heapify(heap)
+        while True:
+            entry = heap[0]
+            i = entry & _MASK
+            load = loads[i]
+            if load == entry >> _SHIFT:
+                return i
+            if load > entry >> _SHIFT:
+                heapreplace(heap, load << _SHIFT | i)
+            else:
+                heappop(heap)
+
+    def lowered(self, k: int, load: int) -> None:
+        if self._heap is not None:
+            heappush(self._heap, load << _SHIFT | k)
 
 
 def make_router(kind: RouterKind) -> Router:

@@ -85,6 +85,7 @@ class Scheduler:
                  role: Role = Role.MIXED):
         self.log = log
         self.capacity = capacity
+        self.cap = capacity.blocks
         self.block = capacity.block_tokens
         self.max_batch = batching.max_batch_size
         self.max_tokens = batching.max_tokens_per_step
@@ -134,8 +135,7 @@ class Scheduler:
 
     def _admit_seq(self, r: int, now: float) -> None:
         log = self.log
-        admitted = log.admitted[r]
-        if admitted != admitted:  # NaN: first admission
+        if not log.admit_seq[r]:  # first admission (on any replica)
             log.admitted[r] = now
         self._admissions += 1
         log.admit_seq[r] = self._admissions
@@ -221,24 +221,28 @@ class Scheduler:
             need += blocks
         return Plan(chunks, dec.n, dec.base_sum + dec.n * self.step, preempted, need)
 
-    def run_limit(self, steps_cap: int | None = None,
-                  first: int | None = None) -> tuple[int, int]:
+    def decode_only(self) -> int:
+        """The KV blocks in use if the next iteration only decodes (nobody waiting or
+        prefilling, some sequence decoding, and the cache holds them), else -1: what
+        :meth:`plan` would plan then, without planning."""
+        if self.waiting or self.prefilling or not self.dec.n:
+            return -1
+        need = self.dec.blocks_at(self.step) + self.prefill_blocks + self.held_blocks
+        return need if need <= self.cap else -1
+
+    def run_limit(self, first: int) -> int:
         """How many decode-only steps can run before a sequence finishes or the cache runs
-        out, and the blocks in use at the first of them (``first``, if the caller knows)."""
+        out, given the blocks in use at the first of them."""
         dec, step = self.dec, self.step
         extra = self.prefill_blocks + self.held_blocks
-        if first is None:
-            first = dec.blocks_at(step) + extra
-        if steps_cap == 1:
-            return 1, first
         steps = dec.next_end() - step
-        if steps_cap is not None:
-            steps = min(steps, steps_cap)
-        cap = self.capacity.blocks
-        if steps <= 1 or dec.blocks_at(step + steps - 1) + extra <= cap:
-            return steps, first
+        cap = self.cap
+        # in k steps a sequence crosses at most ceil(k / block) block boundaries
+        if (steps <= 1 or first + dec.n * -(-(steps - 1) // self.block) <= cap
+                or dec.blocks_at(step + steps - 1) + extra <= cap):
+            return steps
         if first > cap:
-            return 1, first
+            return 1
         lo, hi = 0, steps - 1  # blocks fit at step + lo, not at step + hi (they never shrink)
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -246,7 +250,7 @@ class Scheduler:
                 lo = mid
             else:
                 hi = mid
-        return hi, first
+        return hi
 
     # ---- committing --------------------------------------------------------------------------
     def commit_run(self, steps: int) -> list[int]:
@@ -271,8 +275,7 @@ class Scheduler:
             g = log.generated[r] + 1
             log.generated[r] = g
             out.output_tokens += 1
-            first = log.first_token[r]
-            if first != first:  # NaN: this is the request's first token
+            if g == 1:  # the request's first token (a preempted one prefills again for more)
                 log.first_token[r] = now
                 out.first_tokens += 1
             if g >= log.output_len[r]:

@@ -21,7 +21,6 @@ from simulator.engine.serving.disaggregation import KVTransfer
 from simulator.engine.serving.metrics import COMPLETED, DROPPED, RequestLog, Series
 from simulator.engine.serving.replica import Replica
 from simulator.engine.serving.router import Router
-from simulator.engine.serving.scheduler import Outcome
 
 
 @dataclass
@@ -107,10 +106,17 @@ class ServingSystem:
         self.replicas[k].enqueue(r, t)
 
     # ---- what replicas report -----------------------------------------------------------------
-    def on_outcome(self, replica: Replica, out: Outcome, t: float) -> None:
+    def on_outcome(self, replica: Replica, finished: list[int], handoff: list[int],
+                   t: float) -> None:
+        """``replica``'s iteration (or run) ended at ``t``: ``finished`` requests completed,
+        ``handoff`` requests' prompts are done (on a prefill replica)."""
         log = self.log
-        loads, slot = (self.decode_loads if replica.decode_pool else self.loads), replica.slot
-        finished = out.finished
+        if replica.decode_pool:
+            loads, router = self.decode_loads, self.decode_router
+            assert router is not None
+        else:
+            loads, router = self.loads, self.router
+        slot = replica.slot
         if finished:
             n = len(finished)
             for r in finished:
@@ -118,10 +124,12 @@ class ServingSystem:
                 log.status[r] = COMPLETED
             self.in_system.move(t, -n)  # what n moves at one time add up to, exactly
             loads[slot] -= n
+            router.lowered(slot, loads[slot])
             replica.stats.completed += n
             replica.meter.completed += n
-        for r in out.handoff:
+        for r in handoff:
             loads[slot] -= 1
+            router.lowered(slot, loads[slot])
             self._hand_off(replica, r, t)
 
     def _hand_off(self, source: Replica, r: int, t: float) -> None:
