@@ -15,7 +15,11 @@ import hashlib
 import numpy as np
 
 from simulator.engine.serving import run_serving
+from tests.conftest import ROOT
 from tests.engine.test_serving_engine import scenario
+
+# the engine is pinned, not the calibration: a profile frozen when the hash was recorded
+FROZEN_H100 = str(ROOT / "tests" / "data" / "h100-sxm-frozen.yaml")
 
 FIXED = {"arrivals": {"process": "gamma", "cv": 2.0, "rate_per_s": 30, "requests": 400},
          "batching": {"kv_cache_tokens": 10_000, "max_tokens_per_step": 2048,
@@ -39,12 +43,13 @@ def digest(records: dict[str, np.ndarray]) -> str:
 
 
 def test_the_fixed_scenario_gives_the_recorded_requests():
-    outcome = run_serving(scenario(FIXED, accelerators=2, seed=7))
+    outcome = run_serving(scenario(FIXED, hardware=FROZEN_H100, accelerators=2, seed=7))
     r = outcome.result.inference
     assert (r.requests, r.preemptions, r.iterations) == (400, 62, 4538)
     assert digest(outcome.requests) == RECORDED
 
 
 def test_jumping_and_single_stepping_give_the_recorded_requests():
-    outcome = run_serving(scenario(FIXED, accelerators=2, seed=7), single_step=True)
+    outcome = run_serving(scenario(FIXED, hardware=FROZEN_H100, accelerators=2, seed=7),
+                          single_step=True)
     assert digest(outcome.requests) == RECORDED
