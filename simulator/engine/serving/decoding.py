@@ -26,6 +26,8 @@ _MASK = (1 << _SHIFT) - 1
 class Decoding:
     """The decoding sequences of one replica (request id -> base, end step, admission)."""
 
+    __slots__ = ("_ends", "base_sum", "block", "members", "n", "q_sum", "residues")
+
     def __init__(self, block: int):
         self.block = block
         self.n = 0

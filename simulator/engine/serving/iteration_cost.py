@@ -28,6 +28,7 @@ iteration by iteration (so these totals may differ from it in the last bits).
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -69,6 +70,19 @@ def price(hw: HardwareProfile, ops: list[ComputeOp | CommOp]) -> np.ndarray:
     return np.array(Pricer(hw).vector(ops))
 
 
+def _tally(keys: np.ndarray, sizes: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct ``keys`` in the order they first occur (as a dict counting them would
+    hold them), how often each occurs, and the sum of ``sizes`` over its occurrences."""
+    distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    counts = np.bincount(inverse, minlength=len(distinct))
+    sums = np.zeros(len(distinct), dtype=np.int64)
+    if sizes is not None:
+        np.add.at(sums, inverse, sizes)
+    return distinct[order], counts[order], sums[order]
+
+
 def _add(*vectors: Vector) -> Vector:
     """Elementwise sum, left to right."""
     out = vectors[0]
@@ -80,14 +94,13 @@ def _add(*vectors: Vector) -> Vector:
 class Usage:
     """What one replica's iterations ran, by cache key, to be priced once at the end."""
 
-    __slots__ = ("body", "compute_bound_s", "const", "const_x", "head", "own", "own_x",
-                 "prefill", "timer_s")
+    __slots__ = ("compute_bound_s", "const", "const_x", "mixed", "prefill", "timer_s")
 
     def __init__(self) -> None:
-        self.body: dict[int, int] = defaultdict(int)  # mixed iterations: new tokens -> count
-        self.head: dict[int, int] = defaultdict(int)  # sequences -> count
-        self.own: dict[int, int] = defaultdict(int)  # decode batch in a mixed iteration -> count
-        self.own_x: dict[int, int] = defaultdict(int)  # ... and the sum of its total contexts
+        # mixed iterations, four integers each: new tokens (the body's key), sequences (the
+        # head's), decode batch and its total context (the decode ops'); appended rather than
+        # counted in dicts keyed by thousands of sizes, whose entries a long run finds cold
+        self.mixed = array("q")
         self.const: dict[int, int] = defaultdict(int)  # decode-only steps: batch -> steps
         self.const_x: dict[int, int] = defaultdict(int)  # ... and the sum of their contexts
         self.prefill = [0.0] * len(FIELDS)  # prompt attention, summed as it runs
@@ -208,8 +221,7 @@ class IterationCost:
         body = self._body.get(tokens) or self.body(tokens)
         head = self._head.get(sequences) or self.head(sequences)
         time = body[TIME] + head[TIME] + pre[TIME]
-        usage.body[tokens] += 1
-        usage.head[sequences] += 1
+        usage.mixed.extend((tokens, sequences, decode_batch, decode_context))
         acc = usage.prefill
         acc[0] += pre[0]
         acc[1] += pre[1]
@@ -219,9 +231,12 @@ class IterationCost:
         acc[5] += pre[5]
         if decode_batch:
             parts = self._decode.get(decode_batch) or self._decode_parts(decode_batch)
-            usage.own[decode_batch] += 1
-            usage.own_x[decode_batch] += decode_context
             time = time + parts.own[TIME]
+            if decode_context >= parts.memory_from:  # python_run's usual case, one step
+                b0, b1, rate, overhead = parts.memory
+                step = time + ((b0 + b1 * decode_context) / rate + overhead)
+                usage.timer_s += step - time
+                return step
             if parts.rows:
                 times, bound = python_run(parts, time, decode_context, decode_batch, 1)
                 usage.timer_s += times[0] - time
@@ -255,23 +270,27 @@ class IterationCost:
     def totals(self, usage: Usage) -> np.ndarray:
         """The summed cost vector (:data:`FIELDS`) of what ``usage`` counted."""
         v = np.array(usage.prefill)
-        for name, table, cache in (("body", usage.body, self._body),
-                                   ("head", usage.head, self._head)):
-            if table:
-                keys = np.fromiter(table, dtype=np.int64, count=len(table))
-                counts = np.fromiter(table.values(), dtype=float, count=len(table))
-                v += counts @ self._dense(name, cache)[keys]
+        mixed = np.frombuffer(usage.mixed, dtype=np.int64).reshape(-1, 4)
+        for name, column, cache in (("body", 0, self._body), ("head", 1, self._head)):
+            if len(mixed):
+                keys, counts, _ = _tally(mixed[:, column])
+                v += counts.astype(float) @ self._dense(name, cache)[keys]
+        decoding = mixed[mixed[:, 2] > 0]
+        tables = []
+        if len(decoding):
+            batches, n, x = _tally(decoding[:, 2], decoding[:, 3])
+            tables.append((batches, n, x, False))
+        if usage.const:
+            table, sums = usage.const, usage.const_x
+            tables.append((np.fromiter(table, dtype=np.int64, count=len(table)),
+                           np.fromiter(table.values(), dtype=np.int64, count=len(table)),
+                           np.array([sums[b] for b in table], dtype=np.int64), True))
         time = usage.timer_s
         flops = nbytes = 0.0
-        if usage.own or usage.const:
+        if tables:
             const, own, const_s, lines = self._dense_decode()
-            for table, sums, whole in ((usage.own, usage.own_x, False),
-                                       (usage.const, usage.const_x, True)):
-                if not table:
-                    continue
-                batches = np.fromiter(table, dtype=np.int64, count=len(table))
-                n = np.fromiter(table.values(), dtype=float, count=len(table))
-                x = np.array([sums[b] for b in table], dtype=float)
+            for batches, counts, sizes, whole in tables:
+                n, x = counts.astype(float), sizes.astype(float)
                 v += n @ (const if whole else own)[batches]
                 if whole:
                     time -= float(n @ const_s[batches])

@@ -55,6 +55,10 @@ class _Run:
 class Replica:
     """One model replica: a scheduler, its iteration costs and its own statistics."""
 
+    __slots__ = ("_idle", "_run", "_state", "_step", "_timeout", "_waking", "clock", "cost",
+                 "decode_pool", "env", "meter", "on_outcome", "sched", "series", "single_step",
+                 "slot", "stats", "usage")
+
     def __init__(self, env: simpy.Environment, scheduler: Scheduler, cost: IterationCost,
                  stats: ReplicaStats, series: Series, on_outcome: Hook,
                  single_step: bool = False):
@@ -145,16 +149,14 @@ class Replica:
 
     def _start_step(self, plan: Plan) -> None:
         """One iteration with prompt chunks (and decodes)."""
-        tokens = cached = pairs = 0
-        for _, q, c in plan.chunks:
-            tokens += q
-            cached += c
-            pairs += q * c + q * (q + 1) // 2
+        tokens, cached, pairs = plan.prompt
         time = self.cost.step_time(self.usage, tokens, cached, pairs, len(plan.chunks),
                                    plan.decode_batch, plan.decode_context)
         end = self.clock + time
         self._step = (plan, time, end, tokens)
-        self._wait_until(end, self._end_step)
+        env = self.env
+        timeout = self._timeout = Timeout(env, max(0.0, end - env.now))
+        timeout.callbacks.append(self._end_step)
 
     def _end_step(self, event: simpy.Event) -> None:
         assert self._step is not None
@@ -168,7 +170,8 @@ class Replica:
         kv = plan.blocks * time
         stats.record(1, sequences, time, kv, plan.blocks)
         self.meter.count(end, out.output_tokens, time, kv, sequences * time)
-        stats.preemptions += plan.preempted
+        if plan.preempted:
+            stats.preemptions += plan.preempted
         stats.prompt_tokens += tokens
         if out.finished or out.handoff:
             self.on_outcome(self, out.finished, out.handoff, end)
@@ -187,7 +190,9 @@ class Replica:
         run.steps, run.first, run.free = steps, first, sched.cap - first
         run.price, run.bounds = price, bounds
         run.cut = steps == 1  # nothing to cut
-        self._wait_until(bounds[-1], self._end_run)
+        env = self.env
+        timeout = self._timeout = Timeout(env, max(0.0, bounds[-1] - env.now))
+        timeout.callbacks.append(self._end_run)
 
     def _sums(self, run: _Run, steps: int) -> tuple[float, float, int]:
         """Busy seconds and block-seconds of the first ``steps`` steps of ``run``, and the
@@ -256,7 +261,8 @@ class Replica:
         stats.output_tokens += batch * steps
         finished = self.sched.commit_run(steps)
         stats.record(steps, batch, busy, kv, b)
-        stats.preemptions += run.preempted
+        if run.preempted:
+            stats.preemptions += run.preempted
         self.cost.use_run(self.usage, batch, run.context, run.price, steps, busy)
         if finished:
             self.on_outcome(self, finished, _NONE, end)

@@ -46,15 +46,20 @@ class Plan:
     """The next iteration: prompt chunks ``(request, new tokens, cached tokens)`` and the
     decode batch (its size and total context)."""
 
-    __slots__ = ("blocks", "chunks", "decode_batch", "decode_context", "preempted")
+    __slots__ = ("blocks", "chunks", "decode_batch", "decode_context", "preempted",
+                 "prompt")
 
     def __init__(self, chunks: list[tuple[int, int, int]], decode_batch: int,
-                 decode_context: int, preempted: int, blocks: int):
+                 decode_context: int, preempted: int, blocks: int,
+                 prompt: tuple[int, int, int] = (0, 0, 0)):
         self.chunks = chunks
         self.decode_batch = decode_batch
         self.decode_context = decode_context
         self.preempted = preempted
         self.blocks = blocks  # KV blocks in use during the iteration
+        # the chunks in aggregate: new tokens, cached tokens, and (new, earlier) token pairs
+        # their attention covers (sum of q·c + q(q+1)/2)
+        self.prompt = prompt
 
     @property
     def empty(self) -> bool:
@@ -80,6 +85,10 @@ class Outcome:
 
 class Scheduler:
     """One replica's queue, running sequences and KV blocks."""
+
+    __slots__ = ("_admissions", "block", "cap", "capacity", "chunk", "chunked", "dec",
+                 "held_blocks", "log", "max_batch", "max_tokens", "prefill_blocks", "prefilling",
+                 "role", "step", "waiting")
 
     def __init__(self, log: RequestLog, capacity: KVCapacity, batching: Batching,
                  role: Role = Role.MIXED):
@@ -184,12 +193,16 @@ class Scheduler:
             need = self.blocks_needed()
         budget = self.max_tokens - dec.n
         chunks: list[tuple[int, int, int]] = []
+        tokens = cached = pairs = 0
         for r in self.prefilling:
             if budget <= 0:
                 break
             done = log.done[r]
             q = min(log.target[r] - done, budget, self.chunk)
             chunks.append((r, q, done))
+            tokens += q
+            cached += done
+            pairs += q * done + q * (q + 1) // 2
             budget -= q
         waiting = self.waiting
         while (not preempted and waiting and dec.n + len(self.prefilling) < self.max_batch
@@ -217,9 +230,12 @@ class Scheduler:
                 self.prefilling.append(r)
                 self.prefill_blocks += blocks
                 chunks.append((r, q, 0))
+                tokens += q
+                pairs += q * (q + 1) // 2
                 budget -= q
             need += blocks
-        return Plan(chunks, dec.n, dec.base_sum + dec.n * self.step, preempted, need)
+        return Plan(chunks, dec.n, dec.base_sum + dec.n * self.step, preempted, need,
+                    (tokens, cached, pairs))
 
     def decode_only(self) -> int:
         """The KV blocks in use if the next iteration only decodes (nobody waiting or
