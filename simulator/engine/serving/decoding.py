@@ -26,7 +26,7 @@ _MASK = (1 << _SHIFT) - 1
 class Decoding:
     """The decoding sequences of one replica (request id -> base, end step, admission)."""
 
-    __slots__ = ("_ends", "base_sum", "block", "members", "n", "q_sum", "residues")
+    __slots__ = ("_ends", "base_sum", "block", "gone", "members", "n", "q_sum", "residues")
 
     def __init__(self, block: int):
         self.block = block
@@ -35,6 +35,7 @@ class Decoding:
         self.q_sum = 0
         self.residues = [0] * block  # sequences by (base - 1) mod block
         self.members: dict[int, tuple[int, int, int]] = {}  # r -> (base, end, admission)
+        self.gone = 0  # blocks the sequences the last :meth:`finishing` removed held then
         self._ends: list[int] = []  # heap of end step << _SHIFT | r; stale ones skipped
 
     def join(self, r: int, base: int, end: int, admission: int) -> None:
@@ -80,9 +81,11 @@ class Decoding:
             heappop(ends)
 
     def finishing(self, step: int) -> list[int]:
-        """Remove and return (sorted) the sequences whose last step is ``step``."""
+        """Remove and return (sorted) the sequences whose last step is ``step``; ``gone`` is
+        then the blocks they held at ``step``."""
         ends, members = self._ends, self.members
         done: list[int] = []
+        self.gone = 0
         limit = (step + 1) << _SHIFT  # entries below it end at ``step`` or before
         if not ends or ends[0] >= limit:
             return done
@@ -92,8 +95,10 @@ class Decoding:
             entry = members.get(r)
             if entry is not None and entry[1] == key >> _SHIFT:
                 done.append(r)
+        gone, block = 0, self.block
         for r in done:
-            self.leave(r)
+            gone -= (self.leave(r)[0] + step) // -block  # ceil(context / block)
+        self.gone = gone
         if len(done) > 1:
             done.sort()
         return done

@@ -83,6 +83,13 @@ def _tally(keys: np.ndarray, sizes: np.ndarray | None = None
     return distinct[order], counts[order], sums[order]
 
 
+def _put(table: list, i: int, v: object) -> None:
+    """``table[i] = v``, growing the table with None as needed."""
+    if i >= len(table):
+        table.extend([None] * (i + 1 - len(table)))
+    table[i] = v
+
+
 def _add(*vectors: Vector) -> Vector:
     """Elementwise sum, left to right."""
     out = vectors[0]
@@ -121,6 +128,12 @@ class IterationCost:
         self._body: dict[int, Vector] = {}
         self._head: dict[int, Vector] = {}
         self._prefill: dict[tuple[int, int, int, int], Vector] = {}
+        # the same costs in lists indexed by size, for the engine's lookups (a list slot is
+        # fewer memory reads than a dict entry, which a long run finds cold): the body by
+        # new tokens, and the prompt attention of one fresh chunk (no cached tokens) by its
+        # tokens, which determine its key
+        self._body_at: list[Vector | None] = []
+        self._fresh: list[Vector | None] = []
         self._decode: dict[int, DecodeStep] = {}
         self._fits: dict[str, list[AffineOps]] = {}
         self._prefill_fits: dict[int, AffineOps] = {}
@@ -214,11 +227,23 @@ class IterationCost:
             return run.time_s[0]
         tokens = prefill_tokens + decode_batch
         sequences = prefill_sequences + decode_batch
-        pre = self._prefill.get((prefill_tokens, prefill_cached, prefill_pairs,
-                                 prefill_sequences))
-        if pre is None:
-            pre = self.prefill(prefill_tokens, prefill_cached, prefill_pairs, prefill_sequences)
-        body = self._body.get(tokens) or self.body(tokens)
+        if prefill_sequences == 1 and not prefill_cached:
+            fresh = self._fresh
+            pre = fresh[prefill_tokens] if prefill_tokens < len(fresh) else None
+            if pre is None:
+                pre = self.prefill(prefill_tokens, 0, prefill_pairs, 1)
+                _put(fresh, prefill_tokens, pre)
+        else:
+            pre = self._prefill.get((prefill_tokens, prefill_cached, prefill_pairs,
+                                     prefill_sequences))
+            if pre is None:
+                pre = self.prefill(prefill_tokens, prefill_cached, prefill_pairs,
+                                   prefill_sequences)
+        at = self._body_at
+        body = at[tokens] if tokens < len(at) else None
+        if body is None:
+            body = self.body(tokens)
+            _put(at, tokens, body)
         head = self._head.get(sequences) or self.head(sequences)
         time = body[TIME] + head[TIME] + pre[TIME]
         usage.mixed.extend((tokens, sequences, decode_batch, decode_context))
@@ -255,12 +280,19 @@ class IterationCost:
         parts = self._decode.get(batch) or self._decode_parts(batch)
         if steps > _PYTHON_RUN:
             return numpy_run(parts, context, batch, steps)
-        return RunPrice(*python_run(parts, parts.const_s, context, batch, steps))
+        if context >= parts.memory_from:  # python_run's usual case, inline
+            const = parts.const_s
+            b0, b1, rate, overhead = parts.memory
+            return RunPrice([const + ((b0 + b1 * x) / rate + overhead)
+                             for x in range(context, context + batch * steps, batch)], None)
+        times, bound = python_run(parts, parts.const_s, context, batch, steps)
+        return RunPrice(times, bound)
 
     @staticmethod
     def use_run(usage: Usage, batch: int, context: int, run: RunPrice, steps: int,
                 busy_s: float) -> None:
-        """Count the first ``steps`` steps of ``run``, which took ``busy_s``, in ``usage``."""
+        """Count the first ``steps`` steps of ``run``, which took ``busy_s``, in ``usage``
+        (the replica does the same inline)."""
         usage.const[batch] += steps
         usage.const_x[batch] += steps * context + batch * steps * (steps - 1) // 2
         usage.timer_s += busy_s

@@ -166,7 +166,7 @@ class Meter:
         self.busy = self.kv = self.sequences = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class ReplicaStats:
     """Counters one replica keeps about itself (per device of the replica)."""
 

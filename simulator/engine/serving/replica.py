@@ -42,11 +42,12 @@ class _Run:
     run. ``bounds[i]`` is the end of step ``i - 1`` (``bounds[0]`` the run's start). A
     replica has one run in flight at most, so it reuses one of these."""
 
-    __slots__ = ("batch", "bounds", "context", "cut", "first", "free", "preempted", "price",
-                 "steps")
+    __slots__ = ("batch", "bounds", "context", "cut", "extra", "first", "free", "preempted",
+                 "price", "steps")
 
     def __init__(self) -> None:
         self.batch = self.context = self.preempted = self.steps = self.first = self.free = 0
+        self.extra = 0  # blocks held by prompts (prefilling or being sent) at the start
         self.price: RunPrice | None = None
         self.bounds: list[float] = []
         self.cut = False
@@ -132,9 +133,10 @@ class Replica:
         self._wait_until(run.bounds[j], self._end_run)
 
     # ---- iterations -------------------------------------------------------------------------
-    def _next(self) -> None:
+    def _next(self, blocks: int = -1) -> None:
+        """Plan the next iteration and start it (``blocks``: those in use, if known)."""
         sched = self.sched
-        need = sched.decode_only()
+        need = sched.decode_only(blocks)
         if need >= 0:
             dec = sched.dec
             self._start_run(dec.n, dec.base_sum + dec.n * sched.step, 0, need)
@@ -188,6 +190,7 @@ class Replica:
         run = self._run = self._state
         run.batch, run.context, run.preempted = batch, context, preempted
         run.steps, run.first, run.free = steps, first, sched.cap - first
+        run.extra = sched.prefill_blocks + sched.held_blocks
         run.price, run.bounds = price, bounds
         run.cut = steps == 1  # nothing to cut
         env = self.env
@@ -199,6 +202,9 @@ class Replica:
         blocks at the last of them (before the commit moves the step on). The blocks grow
         by the sequences that cross a block boundary at each step."""
         times, b = run.price.time_s, run.first
+        if steps == 1:
+            busy = times[0]
+            return busy, b * busy, b
         dec, step = self.sched.dec, self.sched.step
         if steps > _LONG_RUN:
             t = np.array(times[:steps])
@@ -259,11 +265,23 @@ class Replica:
             self.meter.count(end, batch * steps, busy, kv, batch * busy)
         stats = self.stats
         stats.output_tokens += batch * steps
-        finished = self.sched.commit_run(steps)
+        sched = self.sched
+        dec = sched.dec
+        # blocks in use at the next step: those at the run's last, the sequences crossing a
+        # block boundary at the next, less what the sequences that finish there hold
+        cross = dec.residues[-(sched.step + steps) % dec.block]
+        finished = sched.commit_run(steps)
         stats.record(steps, batch, busy, kv, b)
         if run.preempted:
             stats.preemptions += run.preempted
-        self.cost.use_run(self.usage, batch, run.context, run.price, steps, busy)
+        # IterationCost.use_run, inline
+        usage = self.usage
+        usage.const[batch] += steps
+        usage.const_x[batch] += steps * run.context + batch * steps * (steps - 1) // 2
+        usage.timer_s += busy
+        if run.price.compute_bound_s is not None:
+            usage.compute_bound_s += sum(run.price.compute_bound_s[:steps])
         if finished:
             self.on_outcome(self, finished, _NONE, end)
-        self._next()
+        extra = sched.prefill_blocks + sched.held_blocks  # (a hand-off may have freed some)
+        self._next(b - run.extra + cross - dec.gone + extra)

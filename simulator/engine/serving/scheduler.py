@@ -237,13 +237,15 @@ class Scheduler:
         return Plan(chunks, dec.n, dec.base_sum + dec.n * self.step, preempted, need,
                     (tokens, cached, pairs))
 
-    def decode_only(self) -> int:
+    def decode_only(self, blocks: int = -1) -> int:
         """The KV blocks in use if the next iteration only decodes (nobody waiting or
         prefilling, some sequence decoding, and the cache holds them), else -1: what
-        :meth:`plan` would plan then, without planning."""
+        :meth:`plan` would plan then, without planning. ``blocks``: the blocks in use now,
+        if the caller knows them."""
         if self.waiting or self.prefilling or not self.dec.n:
             return -1
-        need = self.dec.blocks_at(self.step) + self.prefill_blocks + self.held_blocks
+        need = (blocks if blocks >= 0
+                else self.dec.blocks_at(self.step) + self.prefill_blocks + self.held_blocks)
         return need if need <= self.cap else -1
 
     def run_limit(self, first: int) -> int:

@@ -23,7 +23,7 @@ from simulator.engine.serving.replica import Replica
 from simulator.engine.serving.router import Router
 
 
-@dataclass
+@dataclass(slots=True)
 class InSystem:
     """Requests arrived and not yet finished, integrated over time."""
 
@@ -79,11 +79,12 @@ class ServingSystem:
         next one (``due``: that timeout has fired, its requests are arriving)."""
         times, i = self._times, self._next
         n = len(times)
+        now = self.env.now
         while i < n:
             t = times[i]
-            if not due and t > self.env.now:
+            if not due and t > now:
                 self._next = i
-                Timeout(self.env, t - self.env.now).callbacks.append(self._on_due)
+                Timeout(self.env, t - now).callbacks.append(self._on_due)
                 return
             due = False
             while i < n and times[i] == t:
