@@ -128,6 +128,8 @@ class Replica:
     def _cut(self, run: _Run, at: float) -> None:
         """An admissible request arrived at ``at``: stop at the first boundary at or after it."""
         run.cut = True
+        assert self._timeout is not None
+        self._timeout.callbacks.clear()  # the run's old end now fires unheeded
         j = bisect_left(run.bounds, at, 1, run.steps)  # at most the last boundary
         run.steps = j
         self._wait_until(run.bounds[j], self._end_run)

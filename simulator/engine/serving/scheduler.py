@@ -204,14 +204,16 @@ class Scheduler:
             cached += done
             pairs += q * done + q * (q + 1) // 2
             budget -= q
-        waiting = self.waiting
+        waiting, block = self.waiting, self.block
         while (not preempted and waiting and dec.n + len(self.prefilling) < self.max_batch
                and budget > 0):
             r = waiting[0]
-            blocks = self.admission_blocks(r)
+            target = log.target[r]
+            # (admission_blocks, inline)
+            blocks = (-(-target // block) if target
+                      else -(-(log.prompt_len[r] + log.generated[r]) // block))
             if need + blocks > cap:
                 break
-            target = log.target[r]
             if target == 0:  # arrived with its KV cache: decode right away
                 waiting.popleft()
                 self._admit_seq(r, now)
@@ -279,9 +281,9 @@ class Scheduler:
 
     def commit_step(self, plan: Plan, now: float) -> Outcome:
         """The iteration ``plan`` has run and ended at ``now``."""
-        log = self.log
-        self.step += 1
-        out = Outcome(plan.decode_batch, self.dec.finishing(self.step) if self.dec.n else None)
+        log, dec, block = self.log, self.dec, self.block
+        step = self.step = self.step + 1
+        out = Outcome(plan.decode_batch, dec.finishing(step) if dec.n else None)
         for r, q, _ in plan.chunks:
             done = log.done[r] + q
             log.done[r] = done
@@ -289,7 +291,7 @@ class Scheduler:
             if done < target:
                 continue
             self.prefilling.remove(r)
-            self.prefill_blocks -= self._blocks_for(target)
+            self.prefill_blocks -= -(-target // block)
             g = log.generated[r] + 1
             log.generated[r] = g
             out.output_tokens += 1
@@ -299,10 +301,11 @@ class Scheduler:
             if g >= log.output_len[r]:
                 out.finished.append(r)
             elif self.role is Role.PREFILL:
-                self.held_blocks += self._blocks_for(target)
+                self.held_blocks += -(-target // block)
                 out.handoff.append(r)
-            else:
-                self._join(r, log.prompt_len[r] + g, g)
+            else:  # (_join, inline: from the next step, context prompt + g)
+                dec.join(r, log.prompt_len[r] + g - step, step + log.output_len[r] - g,
+                         log.admit_seq[r])
         return out
 
     def enqueue(self, r: int) -> None:

@@ -71,40 +71,37 @@ class ServingSystem:
         self._times = self.log.arrival.tolist()
         self._next = 0
         start = self.env.event()
-        start.callbacks.append(lambda _: self._arrivals(False))
-        start.succeed()
+        start.callbacks.append(self._arrivals)
+        start.succeed(False)
 
-    def _arrivals(self, due: bool) -> None:
+    def _arrivals(self, event: simpy.Event) -> None:
         """The requests of each arrival instant up to the present; then a timeout until the
-        next one (``due``: that timeout has fired, its requests are arriving)."""
+        next one (whose value is True: when it fires, its requests are arriving)."""
         times, i = self._times, self._next
         n = len(times)
         now = self.env.now
+        due = event.value
+        droppable, loads, choose = self.droppable, self.loads, self.router.choose
+        log, replicas, in_system = self.log, self.replicas, self.in_system
         while i < n:
             t = times[i]
             if not due and t > now:
                 self._next = i
-                Timeout(self.env, t - now).callbacks.append(self._on_due)
+                Timeout(self.env, t - now, True).callbacks.append(self._arrivals)
                 return
             due = False
-            while i < n and times[i] == t:
-                self._arrive(i, t)
+            while i < n and times[i] == t:  # one request arrives
+                if droppable[i]:
+                    log.status[i] = DROPPED
+                    self.dropped += 1
+                else:
+                    in_system.move(t, +1)
+                    k = choose(loads)
+                    loads[k] += 1
+                    log.replica[i] = k
+                    replicas[k].enqueue(i, t)
                 i += 1
         self._next = i
-
-    def _on_due(self, _event: simpy.Event) -> None:
-        self._arrivals(True)
-
-    def _arrive(self, r: int, t: float) -> None:
-        if self.droppable[r]:
-            self.log.status[r] = DROPPED
-            self.dropped += 1
-            return
-        self.in_system.move(t, +1)
-        k = self.router.choose(self.loads)
-        self.loads[k] += 1
-        self.log.replica[r] = k
-        self.replicas[k].enqueue(r, t)
 
     # ---- what replicas report -----------------------------------------------------------------
     def on_outcome(self, replica: Replica, finished: list[int], handoff: list[int],
