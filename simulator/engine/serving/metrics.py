@@ -176,15 +176,12 @@ class ReplicaStats:
     kv_blocks: int
     kv_block_tokens: int
     max_batch: int
-    iterations: int = 0
     engine_steps: int = 0  # iterations or runs of decode steps priced as one event
     busy_s: float = 0.0
     cost: np.ndarray = field(default_factory=lambda: np.zeros(6))  # set at the end of the run
     kv_blocks_s: float = 0.0  # integral of blocks in use over time
     kv_blocks_max: int = 0
-    batch_total: int = 0  # sum of sequences over iterations
-    batch_max: int = 0
-    batch_hist: list[int] = field(default_factory=list)
+    batch_hist: list[int] = field(default_factory=list)  # iterations by batch size
     preemptions: int = 0
     completed: int = 0
     handed_off: int = 0
@@ -195,17 +192,27 @@ class ReplicaStats:
     def __post_init__(self) -> None:
         self.batch_hist = [0] * (self.max_batch + 1)
 
+    # (counted once at the end from the histogram, not per iteration)
+    @property
+    def iterations(self) -> int:
+        return sum(self.batch_hist)
+
+    @property
+    def batch_total(self) -> int:
+        """Sequences summed over iterations."""
+        return sum(b * n for b, n in enumerate(self.batch_hist))
+
+    @property
+    def batch_max(self) -> int:
+        return max((b for b, n in enumerate(self.batch_hist) if n), default=0)
+
     def record(self, steps: int, batch: int, busy_s: float, kv_blocks_s: float,
                last_blocks: int) -> None:
         """``steps`` iterations of ``batch`` sequences that took ``busy_s`` seconds in all,
         with ``kv_blocks_s`` block-seconds of cache and ``last_blocks`` at the last."""
-        self.iterations += steps
         self.engine_steps += 1
         self.busy_s += busy_s
         self.kv_blocks_s += kv_blocks_s
         if last_blocks > self.kv_blocks_max:
             self.kv_blocks_max = last_blocks
-        self.batch_total += batch * steps
-        if batch > self.batch_max:
-            self.batch_max = batch
         self.batch_hist[batch] += steps
