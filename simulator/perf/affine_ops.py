@@ -65,7 +65,10 @@ class AffineOps:
         self.ok = all(h > v + 1 for v, h in zip(self.lo, self.hi, strict=True)) and self._fit()
 
     def covers(self, *x: int) -> bool:
-        return all(a <= v <= b for a, v, b in zip(self.lo, x, self.hi, strict=True))
+        for a, v, b in zip(self.lo, x, self.hi, strict=True):  # noqa: SIM110 (no generator)
+            if v < a or v > b:
+                return False
+        return True
 
     def _fit(self) -> bool:
         lo, n = self.lo, len(self.lo)
@@ -131,9 +134,20 @@ class AffineOps:
     def vector(self, pricer: Pricer, *x: int) -> tuple[float, ...]:
         """``pricer.vector(self.ops(*x))`` without building the ops."""
         time = flops = nbytes = network = cb = mb = 0.0
-        value = self._values
+        if len(x) == 1:  # (exact in any order, so written out for the common sizes)
+            x0 = x[0]
+
+            def value(line: tuple[float, ...], _: tuple) -> float:
+                return line[0] + line[1] * x0
+        elif len(x) == 3:
+            x0, x1, x2 = x
+
+            def value(line: tuple[float, ...], _: tuple) -> float:
+                return line[0] + line[1] * x0 + line[2] * x1 + line[3] * x2
+        else:
+            value = self._values
         for op, lines in zip(self._templates, self._lines, strict=True):
-            if isinstance(op, CommOp):
+            if type(op) is CommOp:
                 t = pricer.collective_time(op.collective, value(lines[0], x), op.group,
                                            op.count)
                 time += t

@@ -83,6 +83,7 @@ class Series:
         self.width = width_s
         self.channels = channels
         self._values = [[0.0] * bins for _ in channels]
+        self._ends: dict[int, float] = {}  # bin_end by bin, at the current width
 
     @property
     def values(self) -> dict[str, np.ndarray]:
@@ -96,6 +97,7 @@ class Series:
             for v in self._values:
                 v[:] = [v[2 * i] + v[2 * i + 1] for i in range(half)] + [0.0] * (self.bins - half)
             self.width *= 2
+            self._ends.clear()
 
     def add(self, t: float, amounts: tuple[float, ...]) -> None:
         """Add ``amounts`` (one per channel) to the bin holding time ``t``."""
@@ -107,7 +109,14 @@ class Series:
 
     def bin_end(self, t: float) -> float:
         """The least time past the bin holding ``t`` (as ``int(t / width)`` bins it)."""
-        width, k = self.width, int(t / self.width)
+        k = int(t / self.width)
+        end = self._ends.get(k)
+        if end is None:
+            end = self._ends[k] = self._bin_end(k)
+        return end
+
+    def _bin_end(self, k: int) -> float:
+        width = self.width
         end = (k + 1) * width
         while int(math.nextafter(end, -math.inf) / width) > k:
             end = math.nextafter(end, -math.inf)

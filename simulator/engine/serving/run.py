@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.random  # (numpy 2 imports it lazily: load it with this module, not in a run)
 import simpy
 
 from simulator.engine.serving.arrivals import generate_workload

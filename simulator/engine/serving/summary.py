@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.ma  # (np.percentile needs it; numpy 2 imports it lazily, in the first run)
 
 from simulator.engine.serving.iteration_cost import (
     BYTES,
