@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable
+from functools import reduce
 from itertools import accumulate
+from operator import add
 
 import numpy as np
 import simpy
@@ -39,18 +41,26 @@ _NONE: list[int] = []  # no hand-offs (never appended to)
 
 class _Run:
     """A run of decode steps in flight: its batch, what was priced, and how many steps will
-    run. ``bounds[i]`` is the end of step ``i - 1`` (``bounds[0]`` the run's start). A
+    run. ``bounds[i]`` is the end of step ``i - 1`` (``bounds[0]`` the run's start), listed
+    only when a cut or the time series needs them (``end`` is the last one). A
     replica has one run in flight at most, so it reuses one of these."""
 
-    __slots__ = ("batch", "bounds", "context", "cut", "extra", "first", "free", "preempted",
-                 "price", "steps")
+    __slots__ = ("batch", "bounds", "context", "cut", "end", "extra", "first", "free",
+                 "preempted", "price", "start", "steps")
 
     def __init__(self) -> None:
         self.batch = self.context = self.preempted = self.steps = self.first = self.free = 0
         self.extra = 0  # blocks held by prompts (prefilling or being sent) at the start
         self.price: RunPrice | None = None
-        self.bounds: list[float] = []
+        self.bounds: list[float] | None = None
+        self.start = self.end = 0.0
         self.cut = False
+
+
+def _bounds(run: _Run) -> list[float]:
+    """List ``run``'s step boundaries (the same sums as its end)."""
+    run.bounds = list(accumulate(run.price.time_s, initial=run.start))
+    return run.bounds
 
 
 class Replica:
@@ -130,9 +140,10 @@ class Replica:
         run.cut = True
         assert self._timeout is not None
         self._timeout.callbacks.clear()  # the run's old end now fires unheeded
-        j = bisect_left(run.bounds, at, 1, run.steps)  # at most the last boundary
-        run.steps = j
-        self._wait_until(run.bounds[j], self._end_run)
+        bounds = run.bounds or _bounds(run)
+        j = bisect_left(bounds, at, 1, run.steps)  # at most the last boundary
+        run.steps, run.end = j, bounds[j]
+        self._wait_until(run.end, self._end_run)
 
     # ---- iterations -------------------------------------------------------------------------
     def _next(self, blocks: int = -1) -> None:
@@ -188,15 +199,15 @@ class Replica:
         sched = self.sched
         steps = 1 if self.single_step or preempted else sched.run_limit(first)
         price = self.cost.run_price(batch, context, steps)
-        bounds = list(accumulate(price.time_s, initial=self.clock))
+        end = reduce(add, price.time_s, self.clock)  # the last of the steps' boundaries
         run = self._run = self._state
         run.batch, run.context, run.preempted = batch, context, preempted
         run.steps, run.first, run.free = steps, first, sched.cap - first
         run.extra = sched.prefill_blocks + sched.held_blocks
-        run.price, run.bounds = price, bounds
+        run.price, run.bounds, run.start, run.end = price, None, self.clock, end
         run.cut = steps == 1  # nothing to cut
         env = self.env
-        timeout = self._timeout = Timeout(env, max(0.0, bounds[-1] - env.now))
+        timeout = self._timeout = Timeout(env, max(0.0, end - env.now))
         timeout.callbacks.append(self._end_run)
 
     def _sums(self, run: _Run, steps: int) -> tuple[float, float, int]:
@@ -228,7 +239,7 @@ class Replica:
         series, sched = self.series, self.sched
         dec, step = sched.dec, sched.step
         residues, block, capacity = dec.residues, dec.block, sched.capacity.blocks
-        width, bounds, times = series.width, run.bounds, run.price.time_s
+        width, bounds, times = series.width, run.bounds or _bounds(run), run.price.time_s
         b, current, at = run.first, int(bounds[1] / width), bounds[1]
         busy = kv = 0.0
         n = 0
@@ -251,14 +262,14 @@ class Replica:
         assert run is not None
         self._run = None
         steps, batch = run.steps, run.batch
-        end = run.bounds[steps]
+        end = run.end
         self.clock = end
         busy, kv, b = self._sums(run, steps)
         series = self.series
         if end >= series.bins * series.width:
             series.fit(end)
         width = series.width
-        if int(run.bounds[1] / width) != int(end / width):
+        if int((run.start + run.price.time_s[0]) / width) != int(end / width):
             # the run's steps end in different bins: each bin gets its own steps
             self.meter.flush()
             self._add_by_bin(run, steps, batch)
