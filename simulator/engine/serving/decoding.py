@@ -26,7 +26,8 @@ _MASK = (1 << _SHIFT) - 1
 class Decoding:
     """The decoding sequences of one replica (request id -> base, end step, admission)."""
 
-    __slots__ = ("_ends", "base_sum", "block", "gone", "members", "n", "q_sum", "residues")
+    __slots__ = ("_ends", "_stale", "base_sum", "block", "gone", "members", "n", "q_sum",
+                 "residues")
 
     def __init__(self, block: int):
         self.block = block
@@ -37,6 +38,9 @@ class Decoding:
         self.members: dict[int, tuple[int, int, int]] = {}  # r -> (base, end, admission)
         self.gone = 0  # blocks the sequences the last :meth:`finishing` removed held then
         self._ends: list[int] = []  # heap of end step << _SHIFT | r; stale ones skipped
+        # entries left by sequences that left before their end (preempted) and not yet
+        # popped: while there are none, every entry is a member's, unchecked
+        self._stale = 0
 
     def join(self, r: int, base: int, end: int, admission: int) -> None:
         q, m = divmod(base - 1, self.block)
@@ -48,7 +52,12 @@ class Decoding:
         heappush(self._ends, end << _SHIFT | r)
 
     def leave(self, r: int) -> tuple[int, int, int]:
-        """Remove ``r``; returns its (base, end, admission)."""
+        """Remove ``r`` before its end (its heap entry goes stale); returns its (base, end,
+        admission)."""
+        self._stale += 1
+        return self._remove(r)
+
+    def _remove(self, r: int) -> tuple[int, int, int]:
         entry = self.members.pop(r)
         q, m = divmod(entry[0] - 1, self.block)
         self.n -= 1
@@ -72,6 +81,8 @@ class Decoding:
     def next_end(self) -> int:
         """The earliest step at which a sequence finishes (there must be one)."""
         ends, members = self._ends, self.members
+        if not self._stale:
+            return ends[0] >> _SHIFT
         while True:
             key = ends[0]
             end = key >> _SHIFT
@@ -79,6 +90,7 @@ class Decoding:
             if entry is not None and entry[1] == end:
                 return end
             heappop(ends)
+            self._stale -= 1
 
     def finishing(self, step: int) -> list[int]:
         """Remove and return (sorted) the sequences whose last step is ``step``; ``gone`` is
@@ -92,12 +104,15 @@ class Decoding:
         while ends and ends[0] < limit:
             key = heappop(ends)
             r = key & _MASK
-            entry = members.get(r)
-            if entry is not None and entry[1] == key >> _SHIFT:
-                done.append(r)
+            if self._stale:
+                entry = members.get(r)
+                if entry is None or entry[1] != key >> _SHIFT:
+                    self._stale -= 1
+                    continue
+            done.append(r)
         gone, block = 0, self.block
         for r in done:
-            gone -= (self.leave(r)[0] + step) // -block  # ceil(context / block)
+            gone -= (self._remove(r)[0] + step) // -block  # ceil(context / block)
         self.gone = gone
         if len(done) > 1:
             done.sort()
