@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from simulator.profiles.precision import Precision
-from simulator.profiles.quantities import Seconds
+from simulator.profiles.quantities import NonNegativeSeconds, Seconds
 
 PositiveInt = Annotated[int, Gt(0)]
 PositiveFloat = Annotated[float, Gt(0)]
@@ -107,6 +107,7 @@ class ArrivalProcess(StrEnum):
     CONSTANT = "constant"
     OFFLINE = "offline"  # every request at t=0 (MLPerf Offline)
     TRACE = "trace"
+    CLOSED = "closed"  # `concurrency` clients, each sending its next request when one ends
 
 
 class Arrivals(BaseModel):
@@ -120,6 +121,12 @@ class Arrivals(BaseModel):
                                                 "to the scenario file); see docs/serving.md")
     requests: PositiveInt | None = Field(None, description="stop after this many arrivals")
     duration_s: Seconds | None = Field(None, description="stop arrivals after this time")
+    concurrency: PositiveInt | None = Field(
+        None, description="closed: clients, each with one request outstanding at a time "
+                          "(benchmark clients' concurrency mode)")
+    think_time_s: NonNegativeSeconds | None = Field(
+        None, description="closed: pause between a client's request ending and its next "
+                          "(default 0)")
 
     @field_validator("path")
     @classmethod
@@ -153,6 +160,14 @@ class Arrivals(BaseModel):
             raise ValueError("path is only used with process: trace")
         if p is ArrivalProcess.OFFLINE and self.requests is None:
             raise ValueError("process: offline needs requests")
+        if p is ArrivalProcess.CLOSED:
+            if self.concurrency is None or self.requests is None:
+                raise ValueError("process: closed needs concurrency and requests")
+            if self.rate_per_s is not None or self.duration_s is not None:
+                raise ValueError("process: closed takes no rate_per_s or duration_s: the "
+                                 "clients send as fast as the system answers")
+        elif self.concurrency is not None or self.think_time_s is not None:
+            raise ValueError("concurrency and think_time_s are only used with process: closed")
         return self
 
 

@@ -85,10 +85,6 @@ class Skipped:
 
 
 SKIPPED: tuple[Skipped, ...] = (
-    Skipped("I16", "NIM Llama 3.3 70B TTFT/ITL/throughput versus client concurrency (1-100): "
-                   "the scenario schema has no closed-loop arrival process (a fixed number of "
-                   "users, each sending its next request when the previous one completes), "
-                   "and an open-loop rate would not reproduce the published operating points."),
     Skipped("I04/I05 server tokens/s", "MLPerf Server tokens/s is the offered load (target "
                                        "QPS x mean output length) whenever the system keeps "
                                        "up, so it does not test the simulator; the Server rows "

@@ -11,6 +11,9 @@ lengths of each request, drawn from one :class:`numpy.random.Generator` in a fix
 - ``offline``: all ``requests`` at t = 0 (MLPerf Offline).
 - ``trace``: times and lengths from a file (:mod:`simulator.engine.serving.traces`); with
   ``rate_per_s`` the times are scaled so the trace's mean rate becomes that rate.
+- ``closed``: ``concurrency`` clients each keep one request outstanding; the first request of
+  every client arrives at t = 0 and the others' times are not known in advance (``inf``
+  here): the engine releases the next request when one ends, after ``think_time_s``.
 
 ``requests`` caps the number of arrivals and ``duration_s`` the time of the last one;
 with both, whichever comes first.
@@ -102,6 +105,11 @@ def arrival_times(arrivals: Arrivals, rng: np.random.Generator) -> np.ndarray:
     p = arrivals.process
     if p is ArrivalProcess.OFFLINE:
         return np.zeros(arrivals.requests or 0)
+    if p is ArrivalProcess.CLOSED:
+        assert arrivals.requests is not None and arrivals.concurrency is not None
+        times = np.full(arrivals.requests, np.inf)
+        times[:arrivals.concurrency] = 0.0
+        return times
     rate = arrivals.rate_per_s
     assert rate is not None
     if p is ArrivalProcess.POISSON:

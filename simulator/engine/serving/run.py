@@ -29,7 +29,7 @@ from simulator.errors import DoesNotFit
 from simulator.perf.layouts import inference_layout
 from simulator.perf.roofline import run_precision
 from simulator.perf.serving_iteration import iteration_model
-from simulator.profiles.inference import InferenceParallelism, InferenceWorkload
+from simulator.profiles.inference import ArrivalProcess, InferenceParallelism, InferenceWorkload
 from simulator.profiles.scenario import Scenario
 from simulator.results.inference import InferenceResult
 
@@ -77,6 +77,15 @@ def _pools(scenario: Scenario) -> list[_Pool]:
         model = iteration_model(scenario.model, inference_layout(par), w.precision, kv)
         pools.append(_Pool(role, count, par, capacity, IterationCost(scenario.hardware, model)))
     return pools
+
+
+def _closed_loop(w: InferenceWorkload) -> tuple[int, float] | None:
+    """(clients, think time) of closed-loop arrivals, else None."""
+    a = w.arrivals
+    if a.process is not ArrivalProcess.CLOSED:
+        return None
+    assert a.concurrency is not None
+    return a.concurrency, a.think_time_s or 0.0
 
 
 def _droppable(log: RequestLog, pools: list[_Pool], max_seq_len: int) -> np.ndarray:
@@ -140,7 +149,8 @@ def run_serving(scenario: Scenario, *, single_step: bool = False,
     log = RequestLog(generate_workload(w, rng))
     pools = _pools(scenario)
     env = simpy.Environment()
-    last = float(log.arrival[-1]) if len(log) else 0.0
+    known = log.arrival[np.isfinite(log.arrival)]  # closed loop: later times are not known yet
+    last = float(known[-1]) if len(known) else 0.0
     series = Series(SERIES, width_s=max(last, 1.0) / 64)
     transfer = None
     if len(pools) == 2:
@@ -153,7 +163,8 @@ def run_serving(scenario: Scenario, *, single_step: bool = False,
     system = ServingSystem(env, log, series,
                            (make_router(w.router),
                             make_router(w.router) if transfer is not None else None),
-                           _droppable(log, pools, scenario.model.max_seq_len), transfer)
+                           _droppable(log, pools, scenario.model.max_seq_len), transfer,
+                           _closed_loop(w))
     index = 0
     for pool, decode in zip(pools, (False, True), strict=False):
         for _ in range(pool.replicas):

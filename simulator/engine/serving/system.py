@@ -5,6 +5,10 @@ replica could ever hold them, else routed to a replica of the first pool. A repl
 what each iteration ended; finished requests leave the system, and on a prefill replica the
 requests whose prompt is done are routed to a decode replica and their KV cache sent there.
 
+With closed-loop clients (``arrivals.process: closed``) only each client's first request
+has a time in advance; a request that ends (completed or dropped) releases the next one,
+after the clients' think time, as a new arrival.
+
 The system counts the requests in it over time (the integral of its in-system count), which
 the summary checks against Little's law computed from the per-request records.
 """
@@ -43,7 +47,8 @@ class ServingSystem:
 
     def __init__(self, env: simpy.Environment, log: RequestLog, series: Series,
                  routers: tuple[Router, Router | None], droppable: np.ndarray,
-                 transfer: KVTransfer | None = None):
+                 transfer: KVTransfer | None = None,
+                 closed: tuple[int, float] | None = None):
         self.env = env
         self.log = log
         self.series = series
@@ -57,6 +62,9 @@ class ServingSystem:
         self.decode_loads: list[int] = []
         self.in_system = InSystem()
         self.dropped = 0
+        # closed loop: (clients, think time); the next request no client has sent yet
+        self.closed = closed
+        self._unsent = min(closed[0], len(log)) if closed else len(log)
 
     def add(self, replica: Replica, decode: bool = False) -> None:
         """Add a replica to the first pool (or the decode pool)."""
@@ -68,7 +76,7 @@ class ServingSystem:
     # ---- arrivals ---------------------------------------------------------------------------
     def start(self) -> None:
         """Start the arrivals (an immediate event, as a SimPy process would start)."""
-        self._times = self.log.arrival.tolist()
+        self._times = self.log.arrival[:self._unsent].tolist()
         self._next = 0
         start = self.env.event()
         start.callbacks.append(self._arrivals)
@@ -94,6 +102,8 @@ class ServingSystem:
                 if droppable[i]:
                     log.status[i] = DROPPED
                     self.dropped += 1
+                    if self.closed:
+                        self._send_next(1, t)
                 else:
                     in_system.move(t, +1)
                     k = choose(loads)
@@ -102,6 +112,38 @@ class ServingSystem:
                     replicas[k].enqueue(i, t)
                 i += 1
         self._next = i
+
+    def _send_next(self, n: int, t: float) -> None:
+        """Closed loop: ``n`` clients had their answers at ``t``; each sends its next request
+        after the think time. The arrival is an event of its own, after whatever is
+        reporting now has planned its next iteration (as an open-loop arrival at that
+        instant would be)."""
+        assert self.closed is not None
+        think, log = self.closed[1], self.log
+        for _ in range(n):
+            r = self._unsent
+            if r >= len(log):
+                return
+            self._unsent = r + 1
+            at = t + think
+            log.arrival[r] = at
+            event = Timeout(self.env, max(0.0, at - self.env.now))
+            event.callbacks.append(lambda _event, r=r, at=at: self._arrive(r, at))
+
+    def _arrive(self, r: int, t: float) -> None:
+        """Request ``r`` arrives at ``t`` on its own (a closed-loop client's next request)."""
+        log = self.log
+        if self.droppable[r]:
+            log.status[r] = DROPPED
+            self.dropped += 1
+            self._send_next(1, t)
+            return
+        self.in_system.move(t, +1)
+        loads = self.loads
+        k = self.router.choose(loads)
+        loads[k] += 1
+        log.replica[r] = k
+        self.replicas[k].enqueue(r, t)
 
     # ---- what replicas report -----------------------------------------------------------------
     def on_outcome(self, replica: Replica, finished: list[int], handoff: list[int],
@@ -125,6 +167,8 @@ class ServingSystem:
             router.lowered(slot, loads[slot])
             replica.stats.completed += n
             replica.meter.completed += n
+            if self.closed:
+                self._send_next(n, t)
         for r in handoff:
             loads[slot] -= 1
             router.lowered(slot, loads[slot])
