@@ -59,10 +59,25 @@ def _training(console: Console, t: TrainingResult) -> None:
     breakdown.add_column("part", style="cyan")
     breakdown.add_column("time", justify="right")
     breakdown.add_column("share", justify="right")
+    busiest = t.busiest_stage_breakdown_s
+    other = busiest is not None and t.busiest_stage != t.critical_stage
+    if other:
+        breakdown.title = f"Step breakdown (stage {t.critical_stage}, last to finish)"
+        breakdown.add_column(f"stage {t.busiest_stage} (busiest)", justify="right")
     for name, value in t.breakdown_s.model_dump().items():
-        if value > 0:
-            breakdown.add_row(name, format_time(value), f"{value / t.step_time_s:.1%}")
+        theirs = getattr(busiest, name) if other else 0.0
+        if value > 0 or theirs > 0:
+            row = [name, format_time(value), f"{value / t.step_time_s:.1%}"]
+            if other:
+                row.append(f"{format_time(theirs)} ({theirs / t.step_time_s:.1%})")
+            breakdown.add_row(*row)
     console.print(breakdown)
+    if other:
+        imbalance = t.breakdown_s.bubble - busiest.bubble
+        console.print(f"stage {t.busiest_stage} is busy {format_time(imbalance)} longer than "
+                      f"stage {t.critical_stage}: that much of stage {t.critical_stage}'s "
+                      f"{format_time(t.breakdown_s.bubble)} bubble is stage imbalance, the "
+                      f"rest pipeline fill and drain")
 
 
 def _percentile_row(table: Table, name: str, p) -> None:

@@ -133,6 +133,15 @@ class TrainingResult(BaseModel):
     hfu: float = Field(description="as mfu, counting the recomputed FLOPs too")
     bubble_fraction: float = Field(description="breakdown_s.bubble / step_time_s")
     breakdown_s: StepBreakdown
+    critical_stage: int = Field(0, description="the pipeline stage that finishes last, whose "
+                                               "breakdown breakdown_s is")
+    busiest_stage: int = Field(0, description="the stage busy longest (compute and exposed "
+                                              "communication): the pipeline's bottleneck")
+    busiest_stage_breakdown_s: StepBreakdown | None = Field(
+        None, description="the busiest stage's breakdown (its wait at the end of the step "
+                          "counted as bubble). Where it is not the critical stage, the "
+                          "critical stage's bubble is mostly waiting for it: stage "
+                          "imbalance, not pipeline fill")
     memory_per_accelerator_bytes: dict[str, float] = Field(
         description="the footprint's parts on the most loaded device, and their total")
     steps: int

@@ -55,7 +55,8 @@ def test_json_has_the_issue_keys_and_no_timeline():
     assert set(data) == {
         "step_time_s", "tokens_per_s", "mfu", "hfu", "bubble_fraction", "breakdown_s",
         "memory_per_accelerator_bytes", "steps", "time_to_train_s", "goodput", "wall_time_s",
-        "accelerator_hours", "failures", "utilization"}
+        "accelerator_hours", "failures", "utilization", "critical_stage", "busiest_stage",
+        "busiest_stage_breakdown_s"}
     assert set(data["breakdown_s"]) == {
         "compute", "exposed_tp_comm", "exposed_dp_comm", "exposed_pp_comm", "exposed_ep_comm",
         "bubble", "optimizer", "other"}

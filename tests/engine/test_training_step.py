@@ -103,3 +103,27 @@ def test_a_pipeline_send_slows_behind_a_gradient_bucket():
     free = StepPlan((Stage((Chunk(PassCost(1.0), PassCost(2.0)),)),) * 2, order, 1, p2p_s=0.5)
     shared = StepPlan((Stage((chunk,)),) * 2, order, 1, p2p_s=0.5)
     assert simulate_step(shared).step_time_s > simulate_step(free).step_time_s + 0.1
+
+
+def test_the_busiest_stage_is_reported_beside_the_last_to_finish():
+    """Stage 1 does twice stage 0's work: under 1F1B stage 0 finishes last (its final backward
+    waits for stage 1's), so its breakdown is mostly bubble; stage 1 computes m(f + b) =
+    2 x 6 = 12 s, and each stage's breakdown sums to the step."""
+    stages = (Stage((Chunk(PassCost(1.0), PassCost(2.0)),), 0.0),
+              Stage((Chunk(PassCost(2.0), PassCost(4.0)),), 0.0))
+    order = tuple(tuple(o) for o in schedule("1f1b", 2, 2))
+    out = simulate_step(StepPlan(stages, order, 2))
+    assert out.critical_stage == 0
+    assert out.busiest_stage == 1
+    busiest = out.busiest_breakdown
+    assert busiest.compute == pytest.approx(12.0)
+    assert out.breakdown.compute == pytest.approx(6.0)
+    assert busiest.total == pytest.approx(out.step_time_s)
+    assert out.breakdown.total == pytest.approx(out.step_time_s)
+    assert busiest.bubble < out.breakdown.bubble
+
+
+def test_a_single_stage_is_both_the_busiest_and_the_last():
+    out = simulate_step(one_stage(2, grads=buckets(4, 0.5)))
+    assert out.busiest_stage == out.critical_stage == 0
+    assert out.busiest_breakdown == out.breakdown

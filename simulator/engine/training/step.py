@@ -61,7 +61,9 @@ class StepOutcome:
     breakdown: StepBreakdown
     utilization: Utilization
     timeline: StepTimeline
-    critical_stage: int
+    critical_stage: int  # finishes last: ``breakdown`` is its
+    busiest_stage: int = 0  # longest busy (compute and exposed comm): the bottleneck
+    busiest_breakdown: StepBreakdown | None = None  # its time, idle to the barrier as bubble
     events: int = 0  # SimPy events processed (what simulating the step costs)
 
     @property
@@ -333,14 +335,31 @@ class _Step:
                         barrier + optimizer, gather)
         worst_tail = max(range(self.pp), key=lambda s: sum(tails[s]))
         step = barrier + sum(tails[worst_tail])
-        critical = max(range(self.pp), key=lambda s: (self.ledgers[s].end_s, -s))
-        t = self.ledgers[critical].time
+        ledgers = self.ledgers
+        critical = max(range(self.pp), key=lambda s: (ledgers[s].end_s, -s))
+        t = ledgers[critical].time
         breakdown = StepBreakdown(
             compute=t["compute"], exposed_tp_comm=t["tp"], exposed_ep_comm=t["ep"],
             exposed_pp_comm=t["pp"], exposed_dp_comm=t["dp"] + tails[worst_tail][1],
             bubble=t["bubble"], optimizer=tails[worst_tail][0], other=t["cp"])
+        busiest = max(range(self.pp), key=lambda s: (
+            sum(v for k, v in ledgers[s].time.items() if k != "bubble"), -s))
+        busiest_breakdown = (breakdown if busiest == critical
+                             else self._breakdown(busiest, step, tails[busiest]))
         return StepOutcome(step, breakdown, self._utilization(step, tails),
-                           self._timeline(step), critical, self.events)
+                           self._timeline(step), critical, busiest, busiest_breakdown,
+                           self.events)
+
+    def _breakdown(self, stage: int, step: float, tail: tuple[float, float]) -> StepBreakdown:
+        """Where a stage that is not the last to finish spends the step: what it waits at
+        the barrier, and for a longer optimizer tail elsewhere, counts as bubble, so the
+        parts sum to the step."""
+        t = self.ledgers[stage].time
+        optimizer, gather = tail
+        parts = dict(compute=t["compute"], exposed_tp_comm=t["tp"], exposed_ep_comm=t["ep"],
+                     exposed_pp_comm=t["pp"], exposed_dp_comm=t["dp"] + gather,
+                     optimizer=optimizer, other=t["cp"])
+        return StepBreakdown(**parts, bubble=step - sum(parts.values()))
 
     def _utilization(self, step: float, tails: list[tuple[float, float]]) -> Utilization:
         if step <= 0:
