@@ -111,6 +111,14 @@ def test_serving_plan_needs_an_slo():
         plan_serving(_base(ROOT / "scenarios" / "llama2-70b-h100-offline.yaml", []))
 
 
+def test_serving_plan_needs_arrivals_with_a_rate():
+    """Closed-loop clients send as fast as they are answered: there is no rate to meet."""
+    with pytest.raises(InputError, match=r"arrivals.process: closed has no rate") as error:
+        plan_serving(_base(ROOT / "scenarios" / "llama3.1-70b-h100-concurrency.yaml", []),
+                     rate_per_s=5.0)
+    assert error.value.path == "workload.arrivals.process"
+
+
 # ---- training -----------------------------------------------------------------------------
 SIZES = [8, 16, 32]
 SPACE = {"tps": [1, 2], "pps": [1, 2], "micro_batches": [1], "recomputes": ["selective", "full"],

@@ -153,6 +153,12 @@ def plan_serving(base: Base, *, rate_per_s: float | None = None,
         raise InputError("plan searches replicas of one shape; disaggregated scenarios are not "
                          "supported (sweep them instead)", file=base.file,
                          path="workload.disaggregation")
+    if w.arrivals.process.value in ("closed", "offline"):
+        raise InputError(f"plan finds the deployment for a target rate of arrivals; "
+                         f"arrivals.process: {w.arrivals.process.value} has no rate to meet "
+                         f"(allowed: poisson, gamma, constant, trace; sweep a "
+                         f"{w.arrivals.process.value} scenario instead)", file=base.file,
+                         path="workload.arrivals.process")
     rate = rate_per_s or w.arrivals.rate_per_s
     if not rate:
         raise InputError("plan needs a target rate: --rate or workload.arrivals.rate_per_s",
