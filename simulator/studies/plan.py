@@ -27,7 +27,7 @@ from typing import Any
 from simulator.errors import InputError
 from simulator.loading import scenario_from_dict
 from simulator.profiles.catalog import load_hardware
-from simulator.profiles.inference import InferenceWorkload
+from simulator.profiles.inference import ArrivalProcess, InferenceWorkload
 from simulator.profiles.training import TrainingWorkload
 from simulator.studies.executors import Executor, InProcessExecutor
 from simulator.studies.pareto import pareto_front, plot_front
@@ -153,7 +153,7 @@ def plan_serving(base: Base, *, rate_per_s: float | None = None,
         raise InputError("plan searches replicas of one shape; disaggregated scenarios are not "
                          "supported (sweep them instead)", file=base.file,
                          path="workload.disaggregation")
-    if w.arrivals.process.value in ("closed", "offline"):
+    if w.arrivals.process in (ArrivalProcess.CLOSED, ArrivalProcess.OFFLINE):
         raise InputError(f"plan finds the deployment for a target rate of arrivals; "
                          f"arrivals.process: {w.arrivals.process.value} has no rate to meet "
                          f"(allowed: poisson, gamma, constant, trace; sweep a "

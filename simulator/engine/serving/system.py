@@ -89,8 +89,7 @@ class ServingSystem:
         n = len(times)
         now = self.env.now
         due = event.value
-        droppable, loads, choose = self.droppable, self.loads, self.router.choose
-        log, replicas, in_system = self.log, self.replicas, self.in_system
+        arrive = self._arrive
         while i < n:
             t = times[i]
             if not due and t > now:
@@ -99,17 +98,7 @@ class ServingSystem:
                 return
             due = False
             while i < n and times[i] == t:  # one request arrives
-                if droppable[i]:
-                    log.status[i] = DROPPED
-                    self.dropped += 1
-                    if self.closed:
-                        self._send_next(1, t)
-                else:
-                    in_system.move(t, +1)
-                    k = choose(loads)
-                    loads[k] += 1
-                    log.replica[i] = k
-                    replicas[k].enqueue(i, t)
+                arrive(i, t)
                 i += 1
         self._next = i
 
@@ -131,12 +120,14 @@ class ServingSystem:
             event.callbacks.append(lambda _event, r=r, at=at: self._arrive(r, at))
 
     def _arrive(self, r: int, t: float) -> None:
-        """Request ``r`` arrives at ``t`` on its own (a closed-loop client's next request)."""
+        """Request ``r`` arrives at ``t``: dropped if no replica could ever hold it (a
+        closed-loop client then sends its next one), else routed."""
         log = self.log
         if self.droppable[r]:
             log.status[r] = DROPPED
             self.dropped += 1
-            self._send_next(1, t)
+            if self.closed:
+                self._send_next(1, t)
             return
         self.in_system.move(t, +1)
         loads = self.loads
