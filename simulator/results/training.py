@@ -8,7 +8,8 @@ plots of ``--out``) ride along but are left out of JSON dumps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation
@@ -85,24 +86,39 @@ class Slice:
     duration_s: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StepTimeline:
     """Everything that happened in one simulated step, per pipeline stage.
 
-    ``records`` are plain tuples in :class:`Slice` field order (cheap to collect; a name may
-    be any object whose ``str()`` is the name); ``slices`` builds the objects when a trace is
-    asked for.
+    ``records`` are plain tuples in :class:`Slice` field order (a name may be any object
+    whose ``str()`` is the name); ``slices`` builds the objects when a trace is asked for.
+    Most runs never read either, so the engine hands over ``build``, which makes the
+    records from what it collected on first read: a picklable callable (a ``partial`` of a
+    module-level function), so that results still cross process boundaries.
     """
 
     stages: int
     step_time_s: float
-    records: tuple[tuple, ...]
+    build: Callable[[], Iterable[tuple]] = field(repr=False)
     title: str = ""
+
+    @cached_property
+    def records(self) -> tuple[tuple, ...]:
+        return tuple(self.build())
 
     @cached_property
     def slices(self) -> tuple[Slice, ...]:
         return tuple(Slice(stage, stream, str(name), kind, start, duration)
                      for stage, stream, name, kind, start, duration in self.records)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StepTimeline):
+            return NotImplemented
+        return ((self.stages, self.step_time_s, self.title, self.records)
+                == (other.stages, other.step_time_s, other.title, other.records))
+
+    def __hash__(self) -> int:
+        return hash((self.stages, self.step_time_s, self.title, self.records))
 
 
 @dataclass(frozen=True)

@@ -379,17 +379,25 @@ class _Step:
                            busy=min(1.0, busy))
 
     def _timeline(self, step: float) -> StepTimeline:
-        records = self.slices
-        for stage, start, task, cost, fraction in self.passes:
-            kind = "forward" if task.kind is Pass.FORWARD else "backward"
-            records.append((stage, COMPUTE, task, kind, start, cost.duration_s * fraction))
-            t = start + cost.compute_s * fraction
-            for name, seconds in (("tp", cost.tp_s), ("ep", cost.ep_s), ("cp", cost.cp_s)):
-                if seconds > 0:
-                    records.append((stage, COMPUTE, f"{name} comm", f"{name}_comm", t,
-                                    seconds * fraction))
-                    t += seconds * fraction
-        return StepTimeline(self.pp, step, tuple(records), self.plan.title)
+        """The timeline, its records built only when read (few runs ever do)."""
+        return StepTimeline(self.pp, step, partial(_records, self.slices, self.passes),
+                            self.plan.title)
+
+
+def _records(slices: list[tuple], passes: list[tuple]) -> list[tuple]:
+    """A step's timeline records: the slices as collected, then each pass as its compute
+    and the TP, EP and CP communication it leaves exposed."""
+    records = list(slices)
+    for stage, start, task, cost, fraction in passes:
+        kind = "forward" if task.kind is Pass.FORWARD else "backward"
+        records.append((stage, COMPUTE, task, kind, start, cost.duration_s * fraction))
+        t = start + cost.compute_s * fraction
+        for name, seconds in (("tp", cost.tp_s), ("ep", cost.ep_s), ("cp", cost.cp_s)):
+            if seconds > 0:
+                records.append((stage, COMPUTE, f"{name} comm", f"{name}_comm", t,
+                                seconds * fraction))
+                t += seconds * fraction
+    return records
 
 
 def simulate_step(plan: StepPlan) -> StepOutcome:
