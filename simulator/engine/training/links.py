@@ -14,97 +14,141 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass
+from typing import Any
 
 import simpy
+from simpy.events import Timeout
 
-Link = tuple[str, str, int]  # (direction "out" or "in", fabric, stage)
+Link = tuple[str, str, int]  # (direction "out" or "in", fabric, stage): a link's key
 _EPS = 1e-15
 
 
-@dataclass(eq=False, slots=True)
+class Wire:
+    """One link's state: the transfers on it, in the order they started.
+
+    An object per link, resolved once from its key, so that a transfer touches its links
+    without hashing their keys."""
+
+    __slots__ = ("flows", "key")
+
+    def __init__(self, key: Link):
+        self.key = key
+        self.flows: dict[_Flow, None] = {}
+
+
 class _Flow:
-    links: tuple[Link, ...]
-    remaining: float  # seconds left at full speed
-    on_done: Callable[[float, float], None]  # called with (start, end)
-    start: float
-    rate: float = 0.0
-    since: float = 0.0
-    version: int = 0
+    """A transfer in flight: its work left at full speed, its rate, and its latest timer.
+
+    The flow is its timers' callback: the latest one finishes it, an earlier one (from
+    before a re-timing) fires unheeded. (No ``partial`` per timer.)"""
+
+    __slots__ = ("arg", "net", "on_done", "rate", "remaining", "since", "start", "timer",
+                 "wires")
+
+    def __init__(self, net: Links, wires: tuple[Wire, ...], remaining: float,
+                 on_done: Callable[[Any, float, float], None], arg: Any, start: float):
+        self.net, self.wires, self.remaining, self.on_done, self.arg = (
+            net, wires, remaining, on_done, arg)
+        self.start = self.since = start
+        self.rate = 1.0
+        self.timer: simpy.Event | None = None
+
+    def __call__(self, event: simpy.Event) -> None:
+        if event is not self.timer:
+            return  # re-timed since: a later timer will finish it
+        shared = False
+        for wire in self.wires:
+            flows = wire.flows
+            del flows[self]
+            if flows:
+                shared = True
+        net = self.net
+        self.on_done(self.arg, self.start, net.env.now)
+        if shared:
+            net.retime(net.sharing(self))
 
 
-@dataclass
+def _call(on_done: Callable[[float, float], None], start: float, end: float) -> None:
+    """``transfer``'s callback, through ``send``'s."""
+    on_done(start, end)
+
+
 class Links:
     """Every link of the simulated pipeline, and the transfers on them."""
 
-    env: simpy.Environment
-    flows: dict[Link, dict[_Flow, None]] = field(default_factory=dict)
+    def __init__(self, env: simpy.Environment):
+        self.env = env
+        self.wires: dict[Link, Wire] = {}
+
+    def resolve(self, links: tuple[Link, ...]) -> tuple[Wire, ...]:
+        """The wires of ``links`` (created on first use): resolve once, send many times."""
+        wires = self.wires
+        return tuple(wires.get(k) or wires.setdefault(k, Wire(k)) for k in links)
 
     def transfer(self, links: tuple[Link, ...], seconds: float,
                  on_done: Callable[[float, float], None]) -> None:
         """Start a transfer of ``seconds`` (alone) on ``links``; ``on_done(start, end)``."""
-        now = self.env.now
-        if seconds <= 0 or not links:
-            done = self.env.timeout(max(seconds, 0.0))
-            done.callbacks.append(lambda _: on_done(now, self.env.now))
-            return
-        flow = _Flow(links, seconds, on_done, now, since=now)
-        alone = True
-        for link in links:
-            on_link = self.flows.get(link)
-            if on_link is None:
-                on_link = self.flows[link] = {}
-            alone = alone and not on_link
-            on_link[flow] = None
-        if alone:  # the common case: full speed, one timer
-            flow.rate = 1.0
-            timer = self.env.timeout(seconds)
-            timer.callbacks.append(partial(self._finish, flow, flow.version))
-        else:
-            self._retime(self._sharing(flow))
+        self.send(self.resolve(links), seconds, _call, on_done)
 
-    def _sharing(self, flow: _Flow) -> dict[_Flow, None]:
+    def send(self, wires: tuple[Wire, ...], seconds: float,
+             on_done: Callable[[Any, float, float], None], arg: Any) -> None:
+        """Start a transfer of ``seconds`` (alone) on ``wires``; ``on_done(arg, start, end)``.
+
+        ``arg`` saves the caller a closure per transfer."""
+        env = self.env
+        now = env.now
+        if seconds <= 0 or not wires:
+            done = env.timeout(max(seconds, 0.0))
+            done.callbacks.append(lambda _: on_done(arg, now, env.now))
+            return
+        flow = _Flow(self, wires, seconds, on_done, arg, now)
+        alone = True
+        for wire in wires:
+            flows = wire.flows
+            if flows:
+                alone = False
+            flows[flow] = None
+        if alone:  # the common case: full speed, one timer
+            timer = flow.timer = Timeout(env, seconds)
+            timer.callbacks.append(flow)
+        else:
+            flow.rate = 0.0  # not started: re-timing gives it its share
+            self.retime(self.sharing(flow))
+
+    @staticmethod
+    def sharing(flow: _Flow) -> dict[_Flow, None]:
+        """The transfers on any of ``flow``'s wires, in wire order, then start order."""
         out: dict[_Flow, None] = {}
-        for link in flow.links:
-            out.update(self.flows.get(link, {}))
+        for wire in flow.wires:
+            out.update(wire.flows)
         return out
 
-    def _retime(self, flows: dict[_Flow, None]) -> None:
-        now = self.env.now
+    def retime(self, flows: dict[_Flow, None]) -> None:
+        """Give each of ``flows`` the rate of its busiest wire now, and a new timer if the
+        rate changed (the old one then fires unheeded)."""
+        env = self.env
+        now = env.now
         for flow in flows:
             busiest = 1
-            for link in flow.links:
-                busiest = max(busiest, len(self.flows[link]))
+            for wire in flow.wires:
+                busiest = max(busiest, len(wire.flows))
             rate = 1.0 / busiest
             if rate == flow.rate:
                 continue
             flow.remaining -= (now - flow.since) * flow.rate
             flow.since, flow.rate = now, rate
-            flow.version += 1
-            timer = self.env.timeout(max(0.0, flow.remaining) / rate)
-            timer.callbacks.append(partial(self._finish, flow, flow.version))
-
-    def _finish(self, flow: _Flow, version: int, _event: simpy.Event) -> None:
-        if version != flow.version:
-            return  # re-timed since: a later timer will finish it
-        shared = False
-        for link in flow.links:
-            on_link = self.flows[link]
-            del on_link[flow]
-            shared = shared or bool(on_link)
-        flow.on_done(flow.start, self.env.now)
-        if shared:
-            self._retime(self._sharing(flow))
+            timer = flow.timer = Timeout(env, max(0.0, flow.remaining) / rate)
+            timer.callbacks.append(flow)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
     """A transfer waiting in a channel."""
 
     name: str
     seconds: float
-    links: tuple[Link, ...]
+    wires: tuple[Wire, ...]
     done: simpy.Event
 
 
@@ -115,6 +159,7 @@ class Channel:
         self.links, self.record = links, record
         self.queue: deque[Job] = deque()
         self.busy = False
+        self._on_done = self._done  # bound once, handed to every transfer
 
     def put(self, job: Job) -> None:
         self.queue.append(job)
@@ -127,7 +172,7 @@ class Channel:
             return
         self.busy = True
         job = self.queue.popleft()
-        self.links.transfer(job.links, job.seconds, partial(self._done, job))
+        self.links.send(job.wires, job.seconds, self._on_done, job)
 
     def _done(self, job: Job, start: float, end: float) -> None:
         self.record(job, start, end)

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import simpy
+from simpy.events import Event, Timeout
 
-from simulator.engine.training.links import Channel, Job, Link, Links
+from simulator.engine.training.links import Channel, Job, Links, Wire
 from simulator.engine.training.plan import Bucket, GatherMode, PassCost, StepPlan
 from simulator.engine.training.schedule import Pass, Task
 from simulator.results.training import StepBreakdown, StepTimeline
@@ -71,22 +72,15 @@ class StepOutcome:
         return self.breakdown.bubble / self.step_time_s if self.step_time_s else 0.0
 
 
-# One pass of a stage's order with what the main loop needs precomputed: the task, its cost,
-# the key of the message it waits for (or None), and the (peer stage, key) of the message it
-# sends (or None). A tuple, not a dataclass: a deep pipeline has a hundred thousand per step.
-_Entry = tuple[Task, PassCost, tuple | None, tuple[int, tuple] | None]
-
-
-class _SendName:
-    """A send's slice name, formatted only if a trace is written."""
-
-    __slots__ = ("dst", "task")
-
-    def __init__(self, task: Task, dst: int):
-        self.task, self.dst = task, dst
-
-    def __str__(self) -> str:
-        return f"{self.task.label} -> stage {self.dst}"
+# What every pass of one (chunk, kind) on a stage shares: its cost and duration, its key in
+# the ledger's work, the box of the message it waits for (or None), and its route out (or
+# None). Microbatch ``m``'s message id is ``box + m * boxes`` (see _Step._box). Tuples, not
+# dataclasses: the main loop unpacks one per pass.
+_Route = tuple[PassCost, float, tuple[int, Pass], "int | None", "_Out | None"]
+# Where such a pass sends: (source stage, destination stage, box, wires, seconds, stream).
+_Out = tuple[int, int, int, tuple[Wire, ...], float, str]
+# A send in flight, as the links hand it back on arrival: (route out, message id, task).
+_Send = tuple[_Out, int, Task]
 
 
 class _Step:
@@ -95,12 +89,17 @@ class _Step:
         self.env = simpy.Environment()
         self.pp, self.vpp = plan.pp, plan.vpp
         self.ledgers = [_Ledger() for _ in range(self.pp)]
+        # (stage, stream, name, kind, start, duration); a send adds its destination, and
+        # its name is formatted only if the timeline is read (see _records)
         self.slices: list[tuple] = []
         self.passes: list[tuple] = []  # (stage, start, task, cost, fraction)
-        self.inbox: dict[tuple, simpy.Event] = {}
+        self.inbox: dict[int, simpy.Event] = {}  # by message id (see _box)
         self.net = Links(self.env)
         self.channels = [Channel(self.net, partial(self._record_dp, s)) for s in range(self.pp)]
-        self._p2p_links: dict[tuple[int, int], tuple[Link, ...]] = {}
+        self._p2p_wires: dict[tuple[int, int], tuple[Wire, ...]] = {}
+        self._dp_wires: dict[tuple[int, tuple[str, ...]], tuple[Wire, ...]] = {}
+        self._on_arrival = self._arrived  # bound once, handed to every send
+        self.boxes = 2 * self.pp * self.vpp  # message ids per microbatch
         self.events = 0
 
     # ---- plumbing ------------------------------------------------------------------------
@@ -109,11 +108,16 @@ class _Step:
         if duration > 0:
             self.slices.append((stage, stream, name, kind, start, duration))
 
-    def _message(self, key: tuple) -> simpy.Event:
+    def _message(self, key: int) -> simpy.Event:
         event = self.inbox.get(key)
         if event is None:
-            event = self.inbox[key] = self.env.event()
+            event = self.inbox[key] = Event(self.env)
         return event
+
+    def _box(self, kind: Pass, stage: int, chunk: int) -> int:
+        """The message id of microbatch 0 of (kind, receiving stage, chunk); microbatch
+        ``m``'s is ``box + m * 2 pp vpp``. Integers hash for nothing; tuples hash anew."""
+        return ((kind is Pass.BACKWARD) * self.pp + stage) * self.vpp + chunk
 
     def _next_virtual(self, stage: int, chunk: int) -> tuple[int, int] | None:
         if stage < self.pp - 1:
@@ -125,56 +129,78 @@ class _Step:
             return stage - 1, chunk
         return (self.pp - 1, chunk - 1) if chunk > 0 else None
 
-    def _entries(self, stage: int) -> list[_Entry]:
-        chunks, entries = self.plan.stages[stage].chunks, []
-        for task in self.plan.order[stage]:
-            forward = task.kind is Pass.FORWARD
-            source = (self._prev_virtual if forward else self._next_virtual)(stage, task.chunk)
-            target = (self._next_virtual if forward else self._prev_virtual)(stage, task.chunk)
-            inbox = (task.kind, stage, task.chunk, task.microbatch) if source else None
-            outbox = (target[0], (task.kind, *target, task.microbatch)) if target else None
-            cost = chunks[task.chunk].forward if forward else chunks[task.chunk].backward
-            entries.append((task, cost, inbox, outbox))
-        return entries
+    def _p2p(self, src: int, dst: int) -> tuple[Wire, ...]:
+        wires = self._p2p_wires.get((src, dst))
+        if wires is None:
+            fabrics = sorted(self.plan.p2p_fabrics)
+            wires = self._p2p_wires[src, dst] = self.net.resolve(tuple(
+                [("out", f, src) for f in fabrics] + [("in", f, dst) for f in fabrics]))
+        return wires
+
+    def _route(self, stage: int, chunk: int, kind: Pass) -> _Route:
+        """What every pass of ``kind`` through ``chunk`` on ``stage`` shares (see _Route)."""
+        forward = kind is Pass.FORWARD
+        costs = self.plan.stages[stage].chunks[chunk]
+        cost = costs.forward if forward else costs.backward
+        source = (self._prev_virtual if forward else self._next_virtual)(stage, chunk)
+        target = (self._next_virtual if forward else self._prev_virtual)(stage, chunk)
+        out = None
+        if target:
+            dst, dst_chunk = target
+            seconds = self.plan.p2p_s if dst != stage else 0.0
+            out = (stage, dst, self._box(kind, dst, dst_chunk),
+                   self._p2p(stage, dst) if seconds > 0 else (), seconds, PP_STREAMS[kind])
+        return (cost, cost.duration_s, (chunk, kind),
+                self._box(kind, stage, chunk) if source else None, out)
+
+    def _routes(self, stage: int) -> list[_Route]:
+        """The stage's routes, the one of (chunk, kind) at ``2 chunk + (kind is backward)``:
+        worked out once per step, not once per microbatch."""
+        return [self._route(stage, c, kind) for c in range(self.vpp)
+                for kind in (Pass.FORWARD, Pass.BACKWARD)]
 
     # ---- point to point -------------------------------------------------------------------
-    def _send(self, src: int, dst: int, key: tuple, task: Task) -> None:
-        """An asynchronous send: the receiver's message fires with (sent, arrived)."""
-        message = self._message(key)
-        seconds = self.plan.p2p_s if src != dst else 0.0
+    def _send(self, out: _Out, key: int, task: Task) -> None:
+        """An asynchronous send: the receiver's message ``key`` fires with (sent, arrived)."""
+        src, dst, _box, wires, seconds, _stream = out
         if seconds <= 0:
-            message.succeed((self.env.now, self.env.now))
+            now = self.env.now
+            self._message(key).succeed((now, now))
             return
-        links = self._p2p_links.get((src, dst))
-        if links is None:
-            fabrics = sorted(self.plan.p2p_fabrics)
-            links = self._p2p_links[src, dst] = tuple(
-                [("out", f, src) for f in fabrics] + [("in", f, dst) for f in fabrics])
+        ledgers = self.ledgers
+        ledgers[src].network_s += seconds
+        ledgers[dst].network_s += seconds
+        self.net.send(wires, seconds, self._on_arrival, (out, key, task))
 
-        def arrived(start: float, end: float) -> None:
-            self.slices.append((src, PP_STREAMS[task.kind], _SendName(task, dst), "pp_comm",
-                                start, end - start))
-            message.succeed((start, end))
-
-        self.ledgers[src].network_s += seconds
-        self.ledgers[dst].network_s += seconds
-        self.net.transfer(links, seconds, arrived)
+    def _arrived(self, send: _Send, start: float, end: float) -> None:
+        out, key, task = send
+        self.slices.append((out[0], out[5], task, "pp_comm", start, end - start, out[1]))
+        message = self.inbox.get(key)
+        if message is None:  # (_message, inline: once per send)
+            message = self.inbox[key] = Event(self.env)
+        message.succeed((start, end))
 
     # ---- data parallel --------------------------------------------------------------------
     def _record_dp(self, stage: int, job: Job, start: float, end: float) -> None:
         self._slice(stage, DP_STREAM, job.name, "dp_comm", start, end - start)
         self.ledgers[stage].network_s += job.seconds
 
+    def _dp(self, stage: int, fabrics: tuple[str, ...]) -> tuple[Wire, ...]:
+        wires = self._dp_wires.get((stage, fabrics))
+        if wires is None:
+            ordered = sorted(fabrics)
+            wires = self._dp_wires[stage, fabrics] = self.net.resolve(tuple(
+                [("out", f, stage) for f in ordered] + [("in", f, stage) for f in ordered]))
+        return wires
+
     def _issue(self, stage: int, buckets: tuple[Bucket, ...]) -> list[simpy.Event]:
         """Queue ``buckets`` on the stage's data-parallel channel; one event per bucket."""
         events = []
         for bucket in buckets:
-            done = self.env.event()
+            done = Event(self.env)
             if bucket.time_s > 0:
-                fabrics = sorted(bucket.fabrics)
-                links = tuple([("out", f, stage) for f in fabrics]
-                              + [("in", f, stage) for f in fabrics])
-                self.channels[stage].put(Job(bucket.name, bucket.time_s, links, done))
+                self.channels[stage].put(
+                    Job(bucket.name, bucket.time_s, self._dp(stage, bucket.fabrics), done))
             else:
                 done.succeed()
             events.append(done)
@@ -191,105 +217,59 @@ class _Step:
         self._slice(stage, COMPUTE, name, "wait_" + category, start, waited)
 
     # ---- a stage ----------------------------------------------------------------------------
-    def _run(self, stage: int, task: Task, cost: PassCost, fraction: float) -> Generator:
-        """Run ``fraction`` of a pass (its compute, then its exposed communication)."""
+    def _receive(self, stage: int, key: int) -> Generator:
+        """Wait for a message: with the transfer in flight it is exposed PP comm; before it
+        was sent, bubble."""
+        env, time = self.env, self.ledgers[stage].time
+        start = env.now
+        sent, arrived = yield self._message(key)
+        in_flight = arrived - max(start, sent) if arrived > start else 0.0
+        time["pp"] += in_flight
+        time["bubble"] += env.now - start - in_flight
+        self._slice(stage, COMPUTE, "waiting for a transfer", "wait_pp", env.now - in_flight,
+                    in_flight)
+
+    def _account(self, stage: int, task: Task, cost: PassCost, fraction: float) -> float:
+        """Book ``fraction`` of a pass (its compute, then its exposed communication) as
+        starting now; its duration."""
         work, key = self.ledgers[stage].work, (task.chunk, task.kind)
         work[key] = work.get(key, 0.0) + fraction
         self.passes.append((stage, self.env.now, task, cost, fraction))
-        duration = cost.duration_s * fraction
+        return cost.duration_s * fraction
+
+    def _run(self, stage: int, task: Task, cost: PassCost, fraction: float) -> Generator:
+        """Run ``fraction`` of a pass."""
+        duration = self._account(stage, task, cost, fraction)
         if duration > 0:
-            yield self.env.timeout(duration)
+            yield Timeout(self.env, duration)
 
     def _split_pass(self, stage: int, task: Task, cost: PassCost, gathers: list[simpy.Event],
                     grads: tuple[Bucket, ...], grad_events: list[simpy.Event]) -> Generator:
         """A pass cut where parameter buckets must have arrived (before their share of the
         work) and where gradient buckets are ready (after theirs)."""
+        env = self.env
         points = [(k / len(gathers), 1, k) for k in range(len(gathers))]
         points += [((k + 1) / len(grads), 0, k) for k in range(len(grads))]
         done = 0.0
         for fraction, action, k in sorted(points):
             if fraction > done:
-                yield from self._run(stage, task, cost, fraction - done)
+                duration = self._account(stage, task, cost, fraction - done)
+                if duration > 0:
+                    yield Timeout(env, duration)
                 done = fraction
             if action == 0:
                 grad_events += self._issue(stage, grads[k:k + 1])
-            else:
+            elif gathers[k].callbacks is not None:  # not in yet (else _wait books nothing)
                 yield from self._wait(stage, [gathers[k]], "dp", "waiting for parameters")
         if done < 1.0:
-            yield from self._run(stage, task, cost, 1.0 - done)
-
-    def _stage(self, stage: int) -> Generator:
-        plan, env, ledger = self.plan, self.env, self.ledgers[stage]
-        chunks = plan.stages[stage].chunks
-        entries = self._entries(stage)
-        overlap = plan.dp_overlap
-        per_pass, per_step = plan.gather is GatherMode.PASS, plan.gather is GatherMode.STEP
-        last_backward = {e[0].chunk: i for i, e in enumerate(entries)
-                         if e[0].kind is Pass.BACKWARD}
-        first_forward: dict[int, int] = {}
-        for i, e in enumerate(entries):
-            if e[0].kind is Pass.FORWARD:
-                first_forward.setdefault(e[0].chunk, i)
-        step_gathers: dict[int, list[simpy.Event]] = {}
-        if per_step and overlap:  # this step's share of the parameters, chunk by chunk
-            for c in sorted(first_forward, key=first_forward.__getitem__):
-                step_gathers[c] = self._issue(stage, chunks[c].param_buckets)
-        prefetched: dict[int, list[simpy.Event]] = {}
-        if per_pass and overlap and entries:
-            prefetched[0] = self._issue(stage, chunks[entries[0][0].chunk].param_buckets)
-        grad_events: list[simpy.Event] = []
-        time, work, passes = ledger.time, ledger.work, self.passes
-        durations = {id(cost): cost.duration_s
-                     for chunk in chunks for cost in (chunk.forward, chunk.backward)}
-        for i, (task, cost, inbox, outbox) in enumerate(entries):
-            chunk = chunks[task.chunk]
-            forward = task.kind is Pass.FORWARD
-            if per_pass and overlap and i + 1 < len(entries):  # prefetch the next pass's
-                prefetched[i + 1] = self._issue(stage,
-                                                chunks[entries[i + 1][0].chunk].param_buckets)
-            if inbox is not None:
-                # waiting with the transfer in flight is exposed PP comm; before it, bubble
-                start = env.now
-                sent, arrived = yield self._message(inbox)
-                in_flight = arrived - max(start, sent) if arrived > start else 0.0
-                time["pp"] += in_flight
-                time["bubble"] += env.now - start - in_flight
-                self._slice(stage, COMPUTE, "waiting for a transfer", "wait_pp",
-                            env.now - in_flight, in_flight)
-            gathers: list[simpy.Event] = []
-            if per_pass and overlap:
-                gathers = prefetched.pop(i)
-            elif per_pass:
-                yield from self._wait(stage, self._issue(stage, chunk.param_buckets), "dp",
-                                      "gathering parameters")
-            elif forward and first_forward[task.chunk] == i:
-                gathers = step_gathers.get(task.chunk, [])
-            reduce_now = not forward and (per_pass or last_backward[task.chunk] == i)
-            grads = chunk.grad_buckets if reduce_now and overlap else ()
-            if gathers or grads:
-                yield from self._split_pass(stage, task, cost, gathers, grads, grad_events)
-            else:  # the common case, inlined
-                key = (task.chunk, task.kind)
-                work[key] = work.get(key, 0.0) + 1.0
-                passes.append((stage, env.now, task, cost, 1.0))
-                duration = durations[id(cost)]
-                if duration > 0:
-                    yield env.timeout(duration)
-            if outbox is not None:
-                self._send(stage, outbox[0], outbox[1], task)
-            if reduce_now and per_pass and not overlap:
-                yield from self._wait(stage, self._issue(stage, chunk.grad_buckets), "dp",
-                                      "reducing gradients")
-        if not overlap and not per_pass:
-            for c in chunks:
-                grad_events += self._issue(stage, c.grad_buckets)
-        yield from self._wait(stage, grad_events, "dp", "reducing gradients")
-        ledger.end_s = env.now
+            duration = self._account(stage, task, cost, 1.0 - done)
+            if duration > 0:
+                yield Timeout(env, duration)
 
     # ---- the whole step ---------------------------------------------------------------------
     def run(self) -> StepOutcome:
         for stage in range(self.pp):
-            self.env.process(self._stage(stage))
+            self.env.process(_Stage(self, stage).run())
         step, events = self.env.step, 0
         try:
             while True:  # env.run(), counting the events
@@ -384,10 +364,139 @@ class _Step:
                             self.plan.title)
 
 
+class _Stage:
+    """One pipeline stage running its pass order (``run`` is its SimPy process).
+
+    Most passes only wait for their input, compute and send: ``run`` does those inline,
+    with everything precomputed. The few that meet data-parallel traffic (a ZeRO gather
+    before the first forward of a chunk, gradient buckets in the last backward, every pass
+    under ZeRO 3) take the general path, ``_pass``."""
+
+    def __init__(self, step: _Step, stage: int):
+        plan = step.plan
+        self.step, self.stage, self.ledger = step, stage, step.ledgers[stage]
+        self.order = plan.order[stage]
+        self.chunks = plan.stages[stage].chunks
+        self.overlap = plan.dp_overlap
+        self.per_pass = plan.gather is GatherMode.PASS
+        self.per_step = plan.gather is GatherMode.STEP
+        self.routes: list[_Route] = []
+        self.first_forward: dict[int, int] = {}
+        self.last_backward: dict[int, int] = {}
+        self.step_gathers: dict[int, list[simpy.Event]] = {}
+        self.prefetched: dict[int, list[simpy.Event]] = {}
+        self.grad_events: list[simpy.Event] = []
+
+    def _start(self) -> set[int]:
+        """Work out the routes, issue what comes before the first pass (this step's share of
+        the parameters, chunk by chunk, or ZeRO 3's first prefetch), and say which passes
+        take the general path."""
+        step, chunks, overlap, order = self.step, self.chunks, self.overlap, self.order
+        self.routes = step._routes(self.stage)
+        backward = Pass.BACKWARD
+        self.last_backward = {t.chunk: i for i, t in enumerate(order) if t.kind is backward}
+        self.first_forward = {t.chunk: i for i, t in reversed(list(enumerate(order)))
+                              if t.kind is not backward}
+        if self.per_step and overlap:
+            for c in sorted(self.first_forward, key=self.first_forward.__getitem__):
+                self.step_gathers[c] = step._issue(self.stage, chunks[c].param_buckets)
+        if self.per_pass:
+            if overlap and order:
+                self.prefetched[0] = step._issue(self.stage, chunks[order[0].chunk].param_buckets)
+            return set(range(len(order)))
+        general = {i for c, i in self.first_forward.items() if self.step_gathers.get(c)}
+        if overlap:
+            general.update(i for c, i in self.last_backward.items() if chunks[c].grad_buckets)
+        return general
+
+    def run(self) -> Generator:
+        general = self._start()
+        step, stage, routes = self.step, self.stage, self.routes
+        env, boxes, backward = step.env, step.boxes, Pass.BACKWARD
+        inbox, passes, slices, send = step.inbox, step.passes, step.slices, step._send
+        time, work = self.ledger.time, self.ledger.work
+        for i, task in enumerate(self.order):
+            if i in general:
+                yield from self._pass(i, task)
+                continue
+            kind, microbatch, chunk = task
+            cost, duration, key, box, out = routes[2 * chunk + (kind is backward)]
+            if box is not None:
+                message_id = box + microbatch * boxes
+                message = inbox.get(message_id)
+                if message is None:
+                    message = inbox[message_id] = Event(env)
+                if message.callbacks is not None:  # not processed yet: wait (see _receive)
+                    start = env.now
+                    sent, arrived = yield message
+                    now = env.now
+                    in_flight = arrived - max(start, sent) if arrived > start else 0.0
+                    time["pp"] += in_flight
+                    time["bubble"] += now - start - in_flight
+                    if in_flight > 0:
+                        slices.append((stage, COMPUTE, "waiting for a transfer", "wait_pp",
+                                       now - in_flight, in_flight))
+                # else it is in: _receive would add zeros, which change no bit
+            work[key] = work.get(key, 0.0) + 1.0
+            passes.append((stage, env.now, task, cost, 1.0))
+            if duration > 0:
+                yield Timeout(env, duration)
+            if out is not None:
+                send(out, out[2] + microbatch * boxes, task)
+        yield from self._end()
+
+    def _pass(self, i: int, task: Task) -> Generator:
+        """One pass with the data-parallel traffic around it (see _Stage)."""
+        step, stage, chunks, order = self.step, self.stage, self.chunks, self.order
+        per_pass, overlap = self.per_pass, self.overlap
+        forward = task.kind is Pass.FORWARD
+        chunk = chunks[task.chunk]
+        cost, _duration, _key, box, out = self.routes[2 * task.chunk + (not forward)]
+        if per_pass and overlap and i + 1 < len(order):  # prefetch the next pass's
+            self.prefetched[i + 1] = step._issue(stage, chunks[order[i + 1].chunk].param_buckets)
+        if box is not None:
+            yield from step._receive(stage, box + task.microbatch * step.boxes)
+        gathers: list[simpy.Event] = []
+        if per_pass and overlap:
+            gathers = self.prefetched.pop(i)
+        elif per_pass:
+            yield from step._wait(stage, step._issue(stage, chunk.param_buckets), "dp",
+                                  "gathering parameters")
+        elif forward and self.first_forward[task.chunk] == i:
+            gathers = self.step_gathers.get(task.chunk, [])
+        reduce_now = not forward and (per_pass or self.last_backward[task.chunk] == i)
+        grads = chunk.grad_buckets if reduce_now and overlap else ()
+        if gathers or grads:
+            yield from step._split_pass(stage, task, cost, gathers, grads, self.grad_events)
+        else:
+            yield from step._run(stage, task, cost, 1.0)
+        if out is not None:
+            step._send(out, out[2] + task.microbatch * step.boxes, task)
+        if reduce_now and per_pass and not overlap:
+            yield from step._wait(stage, step._issue(stage, chunk.grad_buckets), "dp",
+                                  "reducing gradients")
+
+    def _end(self) -> Generator:
+        """Reduce what is left of the gradients (all of them without overlap), then arrive
+        at the barrier."""
+        step, stage = self.step, self.stage
+        if not self.overlap and not self.per_pass:
+            for c in self.chunks:
+                self.grad_events += step._issue(stage, c.grad_buckets)
+        yield from step._wait(stage, self.grad_events, "dp", "reducing gradients")
+        self.ledger.end_s = step.env.now
+
+
+def _named_send(src: int, stream: str, task: Task, kind: str, start: float,
+                duration: float, dst: int) -> tuple:
+    """A send's record as the links left it (with its destination), named."""
+    return src, stream, f"{task.label} -> stage {dst}", kind, start, duration
+
+
 def _records(slices: list[tuple], passes: list[tuple]) -> list[tuple]:
     """A step's timeline records: the slices as collected, then each pass as its compute
     and the TP, EP and CP communication it leaves exposed."""
-    records = list(slices)
+    records = [r if len(r) == 6 else _named_send(*r) for r in slices]
     for stage, start, task, cost, fraction in passes:
         kind = "forward" if task.kind is Pass.FORWARD else "backward"
         records.append((stage, COMPUTE, task, kind, start, cost.duration_s * fraction))
