@@ -142,9 +142,10 @@ class Links:
             timer.callbacks.append(flow)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Job:
-    """A transfer waiting in a channel."""
+    """A transfer waiting in a channel (not frozen: a frozen dataclass costs four times as
+    much to make, and a step makes one per bucket)."""
 
     name: str
     seconds: float

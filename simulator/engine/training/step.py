@@ -222,7 +222,10 @@ class _Step:
         was sent, bubble."""
         env, time = self.env, self.ledgers[stage].time
         start = env.now
-        sent, arrived = yield self._message(key)
+        message = self._message(key)
+        if message.callbacks is not None:  # not processed yet
+            yield message
+        sent, arrived = message.value
         in_flight = arrived - max(start, sent) if arrived > start else 0.0
         time["pp"] += in_flight
         time["bubble"] += env.now - start - in_flight
@@ -269,7 +272,7 @@ class _Step:
     # ---- the whole step ---------------------------------------------------------------------
     def run(self) -> StepOutcome:
         for stage in range(self.pp):
-            self.env.process(_Stage(self, stage).run())
+            _Stage(self, stage).start()
         step, events = self.env.step, 0
         try:
             while True:  # env.run(), counting the events
@@ -387,16 +390,42 @@ class _Stage:
         self.prefetched: dict[int, list[simpy.Event]] = {}
         self.grad_events: list[simpy.Event] = []
 
+    # ---- driving ``run`` ----------------------------------------------------------------
+    # What a SimPy process does, with the same events (one to start it, at time 0 before
+    # anything else, one when it ends), minus the machinery a step does not need (failed
+    # events, interrupts): a process resumes several times slower than a callback. ``run``
+    # yields only events not yet processed, and reads their values itself.
+    def start(self) -> None:
+        """Start ``run`` (SimPy's Initialize is urgent; here every start is scheduled
+        before any other event, so normal priority gives the same order)."""
+        self._next = self.run().__next__
+        self._on_event = self._resume
+        started = Event(self.step.env)
+        started.callbacks.append(self._resume)
+        started.succeed()
+
+    def _resume(self, _event: simpy.Event) -> None:
+        try:
+            target = self._next()
+        except StopIteration:
+            Event(self.step.env).succeed()  # the process's own event, as SimPy has it
+            return
+        target.callbacks.append(self._on_event)
+
+    # ---- the stage's work -----------------------------------------------------------------
     def _start(self) -> set[int]:
         """Work out the routes, issue what comes before the first pass (this step's share of
         the parameters, chunk by chunk, or ZeRO 3's first prefetch), and say which passes
         take the general path."""
         step, chunks, overlap, order = self.step, self.chunks, self.overlap, self.order
         self.routes = step._routes(self.stage)
+        first_forward, last_backward = self.first_forward, self.last_backward
         backward = Pass.BACKWARD
-        self.last_backward = {t.chunk: i for i, t in enumerate(order) if t.kind is backward}
-        self.first_forward = {t.chunk: i for i, t in reversed(list(enumerate(order)))
-                              if t.kind is not backward}
+        for i, (kind, _microbatch, chunk) in enumerate(order):
+            if kind is backward:
+                last_backward[chunk] = i
+            elif chunk not in first_forward:
+                first_forward[chunk] = i
         if self.per_step and overlap:
             for c in sorted(self.first_forward, key=self.first_forward.__getitem__):
                 self.step_gathers[c] = step._issue(self.stage, chunks[c].param_buckets)
@@ -415,6 +444,7 @@ class _Stage:
         env, boxes, backward = step.env, step.boxes, Pass.BACKWARD
         inbox, passes, slices, send = step.inbox, step.passes, step.slices, step._send
         time, work = self.ledger.time, self.ledger.work
+        ledgers, net_send, on_arrival = step.ledgers, step.net.send, step._on_arrival
         for i, task in enumerate(self.order):
             if i in general:
                 yield from self._pass(i, task)
@@ -428,7 +458,8 @@ class _Stage:
                     message = inbox[message_id] = Event(env)
                 if message.callbacks is not None:  # not processed yet: wait (see _receive)
                     start = env.now
-                    sent, arrived = yield message
+                    yield message
+                    sent, arrived = message.value
                     now = env.now
                     in_flight = arrived - max(start, sent) if arrived > start else 0.0
                     time["pp"] += in_flight
@@ -436,12 +467,23 @@ class _Stage:
                     if in_flight > 0:
                         slices.append((stage, COMPUTE, "waiting for a transfer", "wait_pp",
                                        now - in_flight, in_flight))
-                # else it is in: _receive would add zeros, which change no bit
+                else:  # it is in: _receive would add zeros, which change no bit
+                    now = env.now
+            else:
+                now = env.now
             work[key] = work.get(key, 0.0) + 1.0
-            passes.append((stage, env.now, task, cost, 1.0))
+            passes.append((stage, now, task, cost, 1.0))
             if duration > 0:
                 yield Timeout(env, duration)
-            if out is not None:
+            if out is None:
+                continue
+            # _send, inline: most passes send
+            seconds = out[4]
+            if seconds > 0:
+                ledgers[stage].network_s += seconds
+                ledgers[out[1]].network_s += seconds
+                net_send(out[3], seconds, on_arrival, (out, out[2] + microbatch * boxes, task))
+            else:
                 send(out, out[2] + microbatch * boxes, task)
         yield from self._end()
 
