@@ -40,21 +40,25 @@ class Wire:
 class _Flow:
     """A transfer in flight: its work left at full speed, its rate, and its latest timer.
 
-    The flow is its timers' callback: the latest one finishes it, an earlier one (from
-    before a re-timing) fires unheeded. (No ``partial`` per timer.)"""
+    ``finish`` is its timers' callback: the latest one finishes it, an earlier one (from
+    before a re-timing) fires unheeded. (A bound method, not a ``partial`` per timer.)
+    ``Links.send`` fills the fields in: an ``__init__`` call would cost as much again as
+    the object."""
 
     __slots__ = ("arg", "net", "on_done", "rate", "remaining", "since", "start", "timer",
                  "wires")
 
-    def __init__(self, net: Links, wires: tuple[Wire, ...], remaining: float,
-                 on_done: Callable[[Any, float, float], None], arg: Any, start: float):
-        self.net, self.wires, self.remaining, self.on_done, self.arg = (
-            net, wires, remaining, on_done, arg)
-        self.start = self.since = start
-        self.rate = 1.0
-        self.timer: simpy.Event | None = None
+    net: Links
+    wires: tuple[Wire, ...]
+    remaining: float  # seconds of work left at full speed, as of ``since``
+    on_done: Callable[[Any, float, float], None]
+    arg: Any
+    start: float
+    since: float
+    rate: float
+    timer: simpy.Event
 
-    def __call__(self, event: simpy.Event) -> None:
+    def finish(self, event: simpy.Event) -> None:
         if event is not self.timer:
             return  # re-timed since: a later timer will finish it
         shared = False
@@ -67,6 +71,9 @@ class _Flow:
         self.on_done(self.arg, self.start, net.env.now)
         if shared:
             net.retime(net.sharing(self))
+
+
+_new = object.__new__
 
 
 def _call(on_done: Callable[[float, float], None], start: float, end: float) -> None:
@@ -102,7 +109,11 @@ class Links:
             done = env.timeout(max(seconds, 0.0))
             done.callbacks.append(lambda _: on_done(arg, now, env.now))
             return
-        flow = _Flow(self, wires, seconds, on_done, arg, now)
+        flow = _new(_Flow)
+        flow.net, flow.wires, flow.remaining, flow.on_done, flow.arg = (
+            self, wires, seconds, on_done, arg)
+        flow.start = flow.since = now
+        flow.rate = 1.0
         alone = True
         for wire in wires:
             flows = wire.flows
@@ -111,7 +122,7 @@ class Links:
             flows[flow] = None
         if alone:  # the common case: full speed, one timer
             timer = flow.timer = Timeout(env, seconds)
-            timer.callbacks.append(flow)
+            timer.callbacks.append(flow.finish)
         else:
             flow.rate = 0.0  # not started: re-timing gives it its share
             self.retime(self.sharing(flow))
@@ -139,7 +150,7 @@ class Links:
             flow.remaining -= (now - flow.since) * flow.rate
             flow.since, flow.rate = now, rate
             timer = flow.timer = Timeout(env, max(0.0, flow.remaining) / rate)
-            timer.callbacks.append(flow)
+            timer.callbacks.append(flow.finish)
 
 
 @dataclass(slots=True)

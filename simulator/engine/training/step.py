@@ -39,7 +39,7 @@ from simulator.results.training import StepBreakdown, StepTimeline
 from simulator.results.utilization import Utilization
 
 COMPUTE, DP_STREAM = "compute", "dp comm"
-PP_STREAMS = {Pass.FORWARD: "pp send (activations)", Pass.BACKWARD: "pp send (gradients)"}
+PP_STREAMS = ("pp send (activations)", "pp send (gradients)")  # forward, backward
 _CATEGORIES = ("compute", "tp", "ep", "cp", "pp", "dp", "bubble")
 
 
@@ -49,6 +49,9 @@ class _Ledger:
 
     time: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_CATEGORIES, 0.0))
     work: dict[tuple[int, Pass], float] = field(default_factory=dict)  # passes run, by chunk
+    # the same while the stage runs, by route (2 chunk + backward): a list, because a
+    # (chunk, Pass) key hashes through Enum.__hash__, a Python call, twice per update
+    runs: list[float] = field(default_factory=list)
     hbm_bytes: float = 0.0
     network_s: float = 0.0
     end_s: float | None = None  # when its gradients are reduced (arrival at the barrier)
@@ -114,10 +117,10 @@ class _Step:
             event = self.inbox[key] = Event(self.env)
         return event
 
-    def _box(self, kind: Pass, stage: int, chunk: int) -> int:
+    def _box(self, backward: bool, stage: int, chunk: int) -> int:
         """The message id of microbatch 0 of (kind, receiving stage, chunk); microbatch
         ``m``'s is ``box + m * 2 pp vpp``. Integers hash for nothing; tuples hash anew."""
-        return ((kind is Pass.BACKWARD) * self.pp + stage) * self.vpp + chunk
+        return (backward * self.pp + stage) * self.vpp + chunk
 
     def _next_virtual(self, stage: int, chunk: int) -> tuple[int, int] | None:
         if stage < self.pp - 1:
@@ -148,10 +151,11 @@ class _Step:
         if target:
             dst, dst_chunk = target
             seconds = self.plan.p2p_s if dst != stage else 0.0
-            out = (stage, dst, self._box(kind, dst, dst_chunk),
-                   self._p2p(stage, dst) if seconds > 0 else (), seconds, PP_STREAMS[kind])
+            out = (stage, dst, self._box(not forward, dst, dst_chunk),
+                   self._p2p(stage, dst) if seconds > 0 else (), seconds,
+                   PP_STREAMS[0 if forward else 1])
         return (cost, cost.duration_s, (chunk, kind),
-                self._box(kind, stage, chunk) if source else None, out)
+                self._box(not forward, stage, chunk) if source else None, out)
 
     def _routes(self, stage: int) -> list[_Route]:
         """The stage's routes, the one of (chunk, kind) at ``2 chunk + (kind is backward)``:
@@ -235,8 +239,7 @@ class _Step:
     def _account(self, stage: int, task: Task, cost: PassCost, fraction: float) -> float:
         """Book ``fraction`` of a pass (its compute, then its exposed communication) as
         starting now; its duration."""
-        work, key = self.ledgers[stage].work, (task.chunk, task.kind)
-        work[key] = work.get(key, 0.0) + fraction
+        self.ledgers[stage].runs[2 * task.chunk + (task.kind is Pass.BACKWARD)] += fraction
         self.passes.append((stage, self.env.now, task, cost, fraction))
         return cost.duration_s * fraction
 
@@ -384,6 +387,7 @@ class _Stage:
         self.per_pass = plan.gather is GatherMode.PASS
         self.per_step = plan.gather is GatherMode.STEP
         self.routes: list[_Route] = []
+        self.route_order: list[int] = []
         self.first_forward: dict[int, int] = {}
         self.last_backward: dict[int, int] = {}
         self.step_gathers: dict[int, list[simpy.Event]] = {}
@@ -420,12 +424,20 @@ class _Stage:
         step, chunks, overlap, order = self.step, self.chunks, self.overlap, self.order
         self.routes = step._routes(self.stage)
         first_forward, last_backward = self.first_forward, self.last_backward
+        first_backward: dict[int, int] = {}
         backward = Pass.BACKWARD
         for i, (kind, _microbatch, chunk) in enumerate(order):
             if kind is backward:
                 last_backward[chunk] = i
+                if chunk not in first_backward:
+                    first_backward[chunk] = i
             elif chunk not in first_forward:
                 first_forward[chunk] = i
+        # the routes in the order the stage first runs them: the order of ledger.work's keys
+        self.route_order = [r for _, r in sorted(
+            [(i, 2 * c) for c, i in first_forward.items()]
+            + [(i, 2 * c + 1) for c, i in first_backward.items()])]
+        self.ledger.runs = [0.0] * len(self.routes)
         if self.per_step and overlap:
             for c in sorted(self.first_forward, key=self.first_forward.__getitem__):
                 self.step_gathers[c] = step._issue(self.stage, chunks[c].param_buckets)
@@ -439,52 +451,56 @@ class _Stage:
         return general
 
     def run(self) -> Generator:
-        general = self._start()
-        step, stage, routes = self.step, self.stage, self.routes
+        general = sorted(self._start())
+        step, stage, routes, order = self.step, self.stage, self.routes, self.order
         env, boxes, backward = step.env, step.boxes, Pass.BACKWARD
         inbox, passes, slices, send = step.inbox, step.passes, step.slices, step._send
-        time, work = self.ledger.time, self.ledger.work
+        time, runs = self.ledger.time, self.ledger.runs
         ledgers, net_send, on_arrival = step.ledgers, step.net.send, step._on_arrival
-        for i, task in enumerate(self.order):
-            if i in general:
-                yield from self._pass(i, task)
-                continue
-            kind, microbatch, chunk = task
-            cost, duration, key, box, out = routes[2 * chunk + (kind is backward)]
-            if box is not None:
-                message_id = box + microbatch * boxes
-                message = inbox.get(message_id)
-                if message is None:
-                    message = inbox[message_id] = Event(env)
-                if message.callbacks is not None:  # not processed yet: wait (see _receive)
-                    start = env.now
-                    yield message
-                    sent, arrived = message.value
+        start_at = 0
+        for end_at in [*general, len(order)]:  # plain passes, then a general one
+            for task in order[start_at:end_at]:
+                kind, microbatch, chunk = task
+                r = 2 * chunk + (kind is backward)
+                cost, duration, _key, box, out = routes[r]
+                if box is not None:
+                    message_id = box + microbatch * boxes
+                    message = inbox.get(message_id)
+                    if message is None:
+                        message = inbox[message_id] = Event(env)
+                    if message.callbacks is not None:  # not processed: wait (see _receive)
+                        start = env.now
+                        yield message
+                        sent, arrived = message.value
+                        now = env.now
+                        in_flight = arrived - max(start, sent) if arrived > start else 0.0
+                        time["pp"] += in_flight
+                        time["bubble"] += now - start - in_flight
+                        if in_flight > 0:
+                            slices.append((stage, COMPUTE, "waiting for a transfer",
+                                           "wait_pp", now - in_flight, in_flight))
+                    else:  # it is in: _receive would add zeros, which change no bit
+                        now = env.now
+                else:
                     now = env.now
-                    in_flight = arrived - max(start, sent) if arrived > start else 0.0
-                    time["pp"] += in_flight
-                    time["bubble"] += now - start - in_flight
-                    if in_flight > 0:
-                        slices.append((stage, COMPUTE, "waiting for a transfer", "wait_pp",
-                                       now - in_flight, in_flight))
-                else:  # it is in: _receive would add zeros, which change no bit
-                    now = env.now
-            else:
-                now = env.now
-            work[key] = work.get(key, 0.0) + 1.0
-            passes.append((stage, now, task, cost, 1.0))
-            if duration > 0:
-                yield Timeout(env, duration)
-            if out is None:
-                continue
-            # _send, inline: most passes send
-            seconds = out[4]
-            if seconds > 0:
-                ledgers[stage].network_s += seconds
-                ledgers[out[1]].network_s += seconds
-                net_send(out[3], seconds, on_arrival, (out, out[2] + microbatch * boxes, task))
-            else:
-                send(out, out[2] + microbatch * boxes, task)
+                runs[r] += 1.0
+                passes.append((stage, now, task, cost, 1.0))
+                if duration > 0:
+                    yield Timeout(env, duration)
+                if out is None:
+                    continue
+                # _send, inline: most passes send
+                seconds = out[4]
+                if seconds > 0:
+                    ledgers[stage].network_s += seconds
+                    ledgers[out[1]].network_s += seconds
+                    net_send(out[3], seconds, on_arrival,
+                             (out, out[2] + microbatch * boxes, task))
+                else:
+                    send(out, out[2] + microbatch * boxes, task)
+            if end_at < len(order):
+                yield from self._pass(end_at, order[end_at])
+            start_at = end_at + 1
         yield from self._end()
 
     def _pass(self, i: int, task: Task) -> Generator:
@@ -526,7 +542,9 @@ class _Stage:
             for c in self.chunks:
                 self.grad_events += step._issue(stage, c.grad_buckets)
         yield from step._wait(stage, self.grad_events, "dp", "reducing gradients")
-        self.ledger.end_s = step.env.now
+        ledger = self.ledger
+        ledger.end_s = step.env.now
+        ledger.work = {self.routes[r][2]: ledger.runs[r] for r in self.route_order}
 
 
 def _named_send(src: int, stream: str, task: Task, kind: str, start: float,
