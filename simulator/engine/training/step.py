@@ -25,7 +25,7 @@ breakdown of the stage that finishes last sums to the step time.
 from __future__ import annotations
 
 import gc
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -84,6 +84,8 @@ _Route = tuple[PassCost, float, tuple[int, Pass], "int | None", "_Out | None"]
 _Out = tuple[int, int, int, tuple[Wire, ...], float, str]
 # A send in flight, as the links hand it back on arrival: (route out, message id, task).
 _Send = tuple[_Out, int, Task]
+# A stage's ``send``: what it hooks on the event it waits for (see _Stage.start).
+Wake = Callable[[simpy.Event], object]
 
 
 class _Step:
@@ -210,25 +212,27 @@ class _Step:
             events.append(done)
         return events
 
-    def _wait(self, stage: int, events: list[simpy.Event], category: str,
-              name: str) -> Generator:
+    def _wait(self, stage: int, events: list[simpy.Event], category: str, name: str,
+              wake: Wake) -> Generator:
         start = self.env.now
         pending = [e for e in events if not e.processed]
         if pending:
-            yield self.env.all_of(pending)
+            self.env.all_of(pending).callbacks.append(wake)
+            yield
         waited = self.env.now - start
         self.ledgers[stage].time[category] += waited
         self._slice(stage, COMPUTE, name, "wait_" + category, start, waited)
 
     # ---- a stage ----------------------------------------------------------------------------
-    def _receive(self, stage: int, key: int) -> Generator:
+    def _receive(self, stage: int, key: int, wake: Wake) -> Generator:
         """Wait for a message: with the transfer in flight it is exposed PP comm; before it
         was sent, bubble."""
         env, time = self.env, self.ledgers[stage].time
         start = env.now
         message = self._message(key)
         if message.callbacks is not None:  # not processed yet
-            yield message
+            message.callbacks.append(wake)
+            yield
         sent, arrived = message.value
         in_flight = arrived - max(start, sent) if arrived > start else 0.0
         time["pp"] += in_flight
@@ -243,14 +247,17 @@ class _Step:
         self.passes.append((stage, self.env.now, task, cost, fraction))
         return cost.duration_s * fraction
 
-    def _run(self, stage: int, task: Task, cost: PassCost, fraction: float) -> Generator:
+    def _run(self, stage: int, task: Task, cost: PassCost, fraction: float,
+             wake: Wake) -> Generator:
         """Run ``fraction`` of a pass."""
         duration = self._account(stage, task, cost, fraction)
         if duration > 0:
-            yield Timeout(self.env, duration)
+            Timeout(self.env, duration).callbacks.append(wake)
+            yield
 
     def _split_pass(self, stage: int, task: Task, cost: PassCost, gathers: list[simpy.Event],
-                    grads: tuple[Bucket, ...], grad_events: list[simpy.Event]) -> Generator:
+                    grads: tuple[Bucket, ...], grad_events: list[simpy.Event],
+                    wake: Wake) -> Generator:
         """A pass cut where parameter buckets must have arrived (before their share of the
         work) and where gradient buckets are ready (after theirs)."""
         env = self.env
@@ -261,16 +268,19 @@ class _Step:
             if fraction > done:
                 duration = self._account(stage, task, cost, fraction - done)
                 if duration > 0:
-                    yield Timeout(env, duration)
+                    Timeout(env, duration).callbacks.append(wake)
+                    yield
                 done = fraction
             if action == 0:
                 grad_events += self._issue(stage, grads[k:k + 1])
             elif gathers[k].callbacks is not None:  # not in yet (else _wait books nothing)
-                yield from self._wait(stage, [gathers[k]], "dp", "waiting for parameters")
+                yield from self._wait(stage, [gathers[k]], "dp", "waiting for parameters",
+                                      wake)
         if done < 1.0:
             duration = self._account(stage, task, cost, 1.0 - done)
             if duration > 0:
-                yield Timeout(env, duration)
+                Timeout(env, duration).callbacks.append(wake)
+                yield
 
     # ---- the whole step ---------------------------------------------------------------------
     def run(self) -> StepOutcome:
@@ -371,7 +381,7 @@ class _Step:
 
 
 class _Stage:
-    """One pipeline stage running its pass order (``run`` is its SimPy process).
+    """One pipeline stage running its pass order (``run``, driven like a SimPy process).
 
     Most passes only wait for their input, compute and send: ``run`` does those inline,
     with everything precomputed. The few that meet data-parallel traffic (a ZeRO gather
@@ -393,28 +403,23 @@ class _Stage:
         self.step_gathers: dict[int, list[simpy.Event]] = {}
         self.prefetched: dict[int, list[simpy.Event]] = {}
         self.grad_events: list[simpy.Event] = []
+        self.wake: Wake  # set by start
 
     # ---- driving ``run`` ----------------------------------------------------------------
     # What a SimPy process does, with the same events (one to start it, at time 0 before
     # anything else, one when it ends), minus the machinery a step does not need (failed
-    # events, interrupts): a process resumes several times slower than a callback. ``run``
-    # yields only events not yet processed, and reads their values itself.
+    # events, interrupts, a Python frame per resume): ``run`` hooks its own ``send`` on the
+    # event it waits for, then yields nothing, so SimPy resumes it directly. It never
+    # returns (``send`` would raise StopIteration into SimPy): it ends suspended.
     def start(self) -> None:
         """Start ``run`` (SimPy's Initialize is urgent; here every start is scheduled
         before any other event, so normal priority gives the same order)."""
-        self._next = self.run().__next__
-        self._on_event = self._resume
+        run = self.run()
+        self.wake = run.send
+        next(run)  # to its first, bare yield: nothing has happened yet
         started = Event(self.step.env)
-        started.callbacks.append(self._resume)
+        started.callbacks.append(self.wake)
         started.succeed()
-
-    def _resume(self, _event: simpy.Event) -> None:
-        try:
-            target = self._next()
-        except StopIteration:
-            Event(self.step.env).succeed()  # the process's own event, as SimPy has it
-            return
-        target.callbacks.append(self._on_event)
 
     # ---- the stage's work -----------------------------------------------------------------
     def _start(self) -> set[int]:
@@ -451,7 +456,10 @@ class _Stage:
         return general
 
     def run(self) -> Generator:
+        """The stage's passes in order (see _Stage); driven as ``start`` says."""
+        yield  # until started
         general = sorted(self._start())
+        wake = self.wake
         step, stage, routes, order = self.step, self.stage, self.routes, self.order
         env, boxes, backward = step.env, step.boxes, Pass.BACKWARD
         inbox, passes, slices, send = step.inbox, step.passes, step.slices, step._send
@@ -470,7 +478,8 @@ class _Stage:
                         message = inbox[message_id] = Event(env)
                     if message.callbacks is not None:  # not processed: wait (see _receive)
                         start = env.now
-                        yield message
+                        message.callbacks.append(wake)
+                        yield
                         sent, arrived = message.value
                         now = env.now
                         in_flight = arrived - max(start, sent) if arrived > start else 0.0
@@ -486,7 +495,8 @@ class _Stage:
                 runs[r] += 1.0
                 passes.append((stage, now, task, cost, 1.0))
                 if duration > 0:
-                    yield Timeout(env, duration)
+                    Timeout(env, duration).callbacks.append(wake)
+                    yield
                 if out is None:
                     continue
                 # _send, inline: most passes send
@@ -502,6 +512,8 @@ class _Stage:
                 yield from self._pass(end_at, order[end_at])
             start_at = end_at + 1
         yield from self._end()
+        Event(env).succeed()  # the process's own event, as SimPy has it
+        yield  # for ever
 
     def _pass(self, i: int, task: Task) -> Generator:
         """One pass with the data-parallel traffic around it (see _Stage)."""
@@ -513,26 +525,27 @@ class _Stage:
         if per_pass and overlap and i + 1 < len(order):  # prefetch the next pass's
             self.prefetched[i + 1] = step._issue(stage, chunks[order[i + 1].chunk].param_buckets)
         if box is not None:
-            yield from step._receive(stage, box + task.microbatch * step.boxes)
+            yield from step._receive(stage, box + task.microbatch * step.boxes, self.wake)
         gathers: list[simpy.Event] = []
         if per_pass and overlap:
             gathers = self.prefetched.pop(i)
         elif per_pass:
             yield from step._wait(stage, step._issue(stage, chunk.param_buckets), "dp",
-                                  "gathering parameters")
+                                  "gathering parameters", self.wake)
         elif forward and self.first_forward[task.chunk] == i:
             gathers = self.step_gathers.get(task.chunk, [])
         reduce_now = not forward and (per_pass or self.last_backward[task.chunk] == i)
         grads = chunk.grad_buckets if reduce_now and overlap else ()
         if gathers or grads:
-            yield from step._split_pass(stage, task, cost, gathers, grads, self.grad_events)
+            yield from step._split_pass(stage, task, cost, gathers, grads, self.grad_events,
+                                        self.wake)
         else:
-            yield from step._run(stage, task, cost, 1.0)
+            yield from step._run(stage, task, cost, 1.0, self.wake)
         if out is not None:
             step._send(out, out[2] + task.microbatch * step.boxes, task)
         if reduce_now and per_pass and not overlap:
             yield from step._wait(stage, step._issue(stage, chunk.grad_buckets), "dp",
-                                  "reducing gradients")
+                                  "reducing gradients", self.wake)
 
     def _end(self) -> Generator:
         """Reduce what is left of the gradients (all of them without overlap), then arrive
@@ -541,7 +554,7 @@ class _Stage:
         if not self.overlap and not self.per_pass:
             for c in self.chunks:
                 self.grad_events += step._issue(stage, c.grad_buckets)
-        yield from step._wait(stage, self.grad_events, "dp", "reducing gradients")
+        yield from step._wait(stage, self.grad_events, "dp", "reducing gradients", self.wake)
         ledger = self.ledger
         ledger.end_s = step.env.now
         ledger.work = {self.routes[r][2]: ledger.runs[r] for r in self.route_order}
