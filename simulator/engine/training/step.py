@@ -3,7 +3,8 @@
 Symmetric ranks are simulated once: every data-parallel replica (and every TP/CP rank of a
 stage) does the same thing at the same time, so one pipeline stands for the whole fleet.
 
-- Each pipeline stage is a process that runs its schedule's passes in order. A pass starts
+- Each pipeline stage runs its schedule's passes in order (a generator that the events it
+  waits for resume directly, cheaper than a SimPy process: see ``_Stage``). A pass starts
   when its input has arrived (an activation from the previous virtual stage, a gradient
   from the next one) and lasts what :class:`PassCost` says: compute plus the TP, EP and CP
   communication that is not overlapped.
