@@ -24,29 +24,12 @@ from __future__ import annotations
 import sys
 import time
 
-from common import machine, one_core, result
+from common import bare_loop, machine, one_core, result
 
 TARGET = 3.0
-BARE_EVENTS = 1_000_000
 # a training step is ~0.03 s (a serving run ~3 s, the bare loop ~0.7 s): its best of three
 # would still carry the machine's noise, so it is timed as often as it takes to match
 TRAINING_REPEATS = 20
-
-
-def bare_loop(events: int = BARE_EVENTS) -> float:
-    """Seconds per event of a process that only yields timeouts."""
-    import simpy
-
-    env = simpy.Environment()
-
-    def loop():
-        for _ in range(events):
-            yield env.timeout(1.0)
-
-    env.process(loop())
-    start = time.perf_counter()
-    env.run()
-    return (time.perf_counter() - start) / events
 
 
 def per_event(run, keep=lambda outcome: None, repeats: int = 3) -> tuple[float, int, object]:

@@ -23,10 +23,13 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, machine, one_core, peak_rss_bytes, result
+from common import ROOT, bare_loop, machine, one_core, peak_rss_bytes, result
 
 RATE = 420.0  # requests/s: 80% of 64 x 8.2
 TARGET_S, TARGET_RSS, TARGET_FLAT = 30.0, 1e9, 1.5
+# a bare SimPy loop timed in each size's process, so that runs on a quiet and a busy host can
+# be told apart (0.65 us an event on the development machine when quiet)
+BARE_EVENTS = 300_000
 
 
 def scenario(requests: int, rate: float = RATE, replicas: int = 64, process: str = "poisson"):
@@ -58,11 +61,13 @@ def one(requests: int) -> dict:
     from simulator.engine.serving import run_serving
 
     s = scenario(requests)
+    bare = bare_loop(BARE_EVENTS)  # before the run: its peak RSS is the run's
     start = time.perf_counter()
     outcome = run_serving(s)
     wall = time.perf_counter() - start
     r = outcome.result.inference
     return {"requests": requests, "wall_s": wall, "peak_rss": peak_rss_bytes(), "cpu": cpu,
+            "bare_us": bare * 1e6,
             "events": outcome.events, "engine_steps": r.engine_steps,
             "iterations": r.iterations, "completed": r.requests,
             "simulated_s": r.duration_s, "ttft_p99": r.ttft_s.p99}
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{n / run['wall_s']:8,.0f} requests/s, {run['events'] / n:.2f} SimPy events "
               f"and {run['engine_steps'] / n:.2f} engine steps per request, "
               f"{run['iterations'] / n:.0f} iterations per request, peak RSS "
-              f"{run['peak_rss'] / 1e6:,.0f} MB, {run['simulated_s']:,.0f} s simulated",
+              f"{run['peak_rss'] / 1e6:,.0f} MB, {run['simulated_s']:,.0f} s simulated; "
+              f"bare SimPy loop {run['bare_us']:.2f} us/event",
               flush=True)
     ok = True
     largest = runs[-1]

@@ -10,6 +10,7 @@ import os
 import platform
 import resource
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,3 +55,21 @@ def result(figure: str, value: str, target: str, ok: bool) -> bool:
     """Print one result line; returns ``ok``."""
     print(f"RESULT | {figure} | {value} | {target} | {'pass' if ok else 'SHORT'}", flush=True)
     return ok
+
+
+def bare_loop(events: int = 1_000_000) -> float:
+    """Seconds per event of a SimPy process that only yields timeouts: what one event costs
+    SimPy itself, and a measure of how fast the machine is running at the moment (a busy
+    host slows it as it slows the engines)."""
+    import simpy
+
+    env = simpy.Environment()
+
+    def loop():
+        for _ in range(events):
+            yield env.timeout(1.0)
+
+    env.process(loop())
+    start = time.perf_counter()
+    env.run()
+    return (time.perf_counter() - start) / events
