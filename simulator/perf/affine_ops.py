@@ -167,15 +167,19 @@ class AffineOps:
                 mb += t
         return (time, flops, nbytes, network, cb, mb)
 
-    def grid(self, pricer: Pricer, xs: np.ndarray) -> np.ndarray:
-        """:meth:`vector` at every ``x`` of a one-dimensional fit, as rows of an array (numpy
-        elementwise: the same operations in the same order as one ``x`` at a time)."""
-        x = np.asarray(xs, dtype=np.int64)
-        out = np.zeros((len(COST_FIELDS), len(x)))
+    def grid(self, pricer: Pricer, *xs: np.ndarray) -> np.ndarray:
+        """:meth:`vector` at many points, as rows of an array: ``xs`` holds one array per
+        integer of the fit, the points' coordinates (numpy elementwise: the same operations
+        in the same order as one point at a time)."""
+        x = [np.asarray(v, dtype=np.int64) for v in xs]
+        out = np.zeros((len(COST_FIELDS), len(x[0])))
         time, flops, nbytes, network, cb, mb = out
 
         def value(line: tuple[float, ...]) -> np.ndarray:
-            return line[0] + line[1] * x
+            v = line[0] + line[1] * x[0]
+            for b, xi in zip(line[2:], x[1:], strict=True):
+                v = v + b * xi
+            return v
 
         for op, lines in zip(self._templates, self._lines, strict=True):
             if isinstance(op, CommOp):

@@ -173,9 +173,7 @@ class IterationCost:
         if v is None:
             if len(self._prefill) >= _PREFILL_CACHE:
                 self._prefill.clear()
-            fit = self._prefill_fits.get(sequences)
-            if fit is None:
-                fit = self._prefill_fits[sequences] = self._prefill_fit(sequences)
+            fit = self._prefill_fit(sequences)
             if fit.ok and fit.covers(tokens, cached, pairs):
                 v = fit.vector(self.pricer, tokens, cached, pairs)
             else:
@@ -186,11 +184,36 @@ class IterationCost:
 
     def _prefill_fit(self, sequences: int) -> AffineOps:
         """The prompt-attention ops of ``sequences`` chunks, affine in (new tokens, cached
-        tokens, pairs) once each chunk has a GEMM tile of rows on average."""
-        longest = self.model.model.max_seq_len
-        return AffineOps(lambda t, c, p: self.model.prefill_extra(t, c, float(p), sequences),
-                         (_TILE * sequences, 0, 0),
-                         (longest, longest, longest * longest + longest * (longest + 1) // 2))
+        tokens, pairs) once each chunk has a GEMM tile of rows on average (fitted once)."""
+        fit = self._prefill_fits.get(sequences)
+        if fit is None:
+            longest = self.model.model.max_seq_len
+            fit = self._prefill_fits[sequences] = AffineOps(
+                lambda t, c, p: self.model.prefill_extra(t, c, float(p), sequences),
+                (_TILE * sequences, 0, 0),
+                (longest, longest, longest * longest + longest * (longest + 1) // 2))
+        return fit
+
+    def _fresh_prefill(self, tokens: int, pairs: int) -> Vector:
+        """The prompt attention of one fresh chunk (no cached tokens, so ``pairs`` is
+        ``tokens·(tokens + 1)/2``), stored in ``_fresh``. Like the body, a block of sizes
+        is priced at once from the fitted lines (a run meets thousands of prompt lengths,
+        and one numpy pass over 512 costs about what a few priced one by one do)."""
+        assert pairs == tokens * (tokens + 1) // 2
+        fit = self._prefill_fit(1)
+        if not (fit.ok and fit.covers(tokens, 0, pairs)):
+            v = self.prefill(tokens, 0, pairs, 1)
+            _put(self._fresh, tokens, v)
+            return v
+        lo = max(fit.lo[0], tokens - tokens % _GRID)
+        t = np.arange(lo, min(fit.hi[0], lo + _GRID - 1) + 1)
+        p = t * (t + 1) // 2
+        t, p = t[p <= fit.hi[2]], p[p <= fit.hi[2]]  # (the pairs grow with the tokens)
+        rows = fit.grid(self.pricer, t, np.zeros_like(t), p).tolist()
+        fresh = self._fresh
+        _put(fresh, int(t[-1]), None)
+        fresh[lo:lo + len(rows)] = map(tuple, rows)
+        return fresh[tokens]
 
     def _decode_parts(self, batch: int) -> DecodeStep:
         """A decode step of ``batch`` sequences: the cost of everything that does not depend
@@ -231,8 +254,7 @@ class IterationCost:
             fresh = self._fresh
             pre = fresh[prefill_tokens] if prefill_tokens < len(fresh) else None
             if pre is None:
-                pre = self.prefill(prefill_tokens, 0, prefill_pairs, 1)
-                _put(fresh, prefill_tokens, pre)
+                pre = self._fresh_prefill(prefill_tokens, prefill_pairs)
         else:
             pre = self._prefill.get((prefill_tokens, prefill_cached, prefill_pairs,
                                      prefill_sequences))
