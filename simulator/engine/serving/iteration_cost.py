@@ -72,15 +72,15 @@ def price(hw: HardwareProfile, ops: list[ComputeOp | CommOp]) -> np.ndarray:
 
 def _tally(keys: np.ndarray, sizes: np.ndarray | None = None
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The distinct ``keys`` in the order they first occur (as a dict counting them would
-    hold them), how often each occurs, and the sum of ``sizes`` over its occurrences."""
-    distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    counts = np.bincount(inverse, minlength=len(distinct))
-    sums = np.zeros(len(distinct), dtype=np.int64)
+    """The distinct ``keys`` (small non-negative ints) in the order they first occur (as a
+    dict counting them would hold them), how often each occurs, and the sum of ``sizes``
+    over its occurrences. The keys index the counts and sums directly (no sort)."""
+    distinct = np.fromiter(dict.fromkeys(keys.tolist()), dtype=np.int64)
+    counts = np.bincount(keys)[distinct]
+    sums = np.zeros(int(keys.max()) + 1, dtype=np.int64)
     if sizes is not None:
-        np.add.at(sums, inverse, sizes)
-    return distinct[order], counts[order], sums[order]
+        np.add.at(sums, keys, sizes)
+    return distinct, counts, sums[distinct]
 
 
 def _put(table: list, i: int, v: object) -> None:
