@@ -109,6 +109,25 @@ def test_prompt_attention_is_priced_as_built(i):
         assert got == reference(hw, im.prefill_extra(tokens, cached, float(pairs), sequences))
 
 
+@pytest.mark.parametrize("i", range(len(CASES)), ids=IDS)
+def test_fresh_prompt_chunks_priced_in_blocks_are_priced_as_built(i):
+    """A fresh chunk's attention is priced 512 lengths at a time from the fitted lines
+    (``_fresh_prefill``): each length of a block, its edges and the lengths below one GEMM
+    tile (not fitted) included, costs what its built ops do."""
+    hw, im = case(i)
+    cost = IterationCost(hw, im)
+    for tokens in (1, 100, 127, 128, 129, 511, 512, 513, 1000, 1023, 1024, 5000, 8191):
+        pairs = tokens * (tokens + 1) // 2
+        got = cost._fresh_prefill(tokens, pairs)
+        assert got == reference(hw, im.prefill_extra(tokens, 0, float(pairs), 1)), tokens
+    priced = [t for t, v in enumerate(cost._fresh) if v is not None]
+    assert len(priced) > 13  # whole blocks were priced, not only the lengths asked for
+    for tokens in priced[::37]:
+        pairs = tokens * (tokens + 1) // 2
+        assert cost._fresh[tokens] == reference(hw, im.prefill_extra(tokens, 0, float(pairs),
+                                                                     1)), tokens
+
+
 @pytest.mark.parametrize("hw_id", hardware_ids())
 def test_collectives_priced_many_at_once_are_priced_one_at_a_time(hw_id):
     hw = load_hardware(hw_id)
