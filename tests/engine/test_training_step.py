@@ -3,6 +3,8 @@ whose answers can be worked out on paper."""
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import simpy
 
@@ -127,3 +129,23 @@ def test_a_single_stage_is_both_the_busiest_and_the_last():
     out = simulate_step(one_stage(2, grads=buckets(4, 0.5)))
     assert out.busiest_stage == out.critical_stage == 0
     assert out.busiest_breakdown == out.breakdown
+
+
+def test_the_timeline_is_built_on_first_read_and_survives_pickling():
+    """Two stages, m=2, f=1, b=2, 0.5 s sends: the timeline's records come from what the
+    step collected, once read; a pickled outcome (a sweep worker's) reads the same records,
+    and equal timelines compare equal."""
+    order = tuple(tuple(o) for o in schedule("1f1b", 2, 2))
+    plan = StepPlan((Stage((Chunk(PassCost(1.0), PassCost(2.0)),)),) * 2, order, 2, p2p_s=0.5)
+    out = simulate_step(plan)
+    timeline = out.timeline
+    assert "records" not in vars(timeline)  # not built by the step itself
+    again = pickle.loads(pickle.dumps(out)).timeline
+    records = timeline.records
+    passes = [r for r in records if r[3] in ("forward", "backward")]
+    sends = [r for r in records if r[3] == "pp_comm"]
+    assert len(passes) == 2 * 2 * 2  # two stages, two microbatches, forward and backward
+    assert len(sends) == 2 * 2  # each microbatch: one activation forward, one gradient back
+    assert all(r[5] == pytest.approx(0.5) for r in sends)
+    assert again.records == records
+    assert again == timeline == simulate_step(plan).timeline
