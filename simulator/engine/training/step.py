@@ -49,10 +49,10 @@ class _Ledger:
     """Time per category, and busy figures, of one stage."""
 
     time: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_CATEGORIES, 0.0))
-    work: dict[tuple[int, Pass], float] = field(default_factory=dict)  # passes run, by chunk
-    # the same while the stage runs, by route (2 chunk + backward): a list, because a
-    # (chunk, Pass) key hashes through Enum.__hash__, a Python call, twice per update
+    # passes run by route (2 chunk + backward): a list, because a (chunk, Pass) key hashes
+    # through Enum.__hash__, a Python call, twice per update
     runs: list[float] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)  # routes as first run: the summing order
     hbm_bytes: float = 0.0
     network_s: float = 0.0
     end_s: float | None = None  # when its gradients are reduced (arrival at the barrier)
@@ -76,11 +76,11 @@ class StepOutcome:
         return self.breakdown.bubble / self.step_time_s if self.step_time_s else 0.0
 
 
-# What every pass of one (chunk, kind) on a stage shares: its cost and duration, its key in
-# the ledger's work, the box of the message it waits for (or None), and its route out (or
-# None). Microbatch ``m``'s message id is ``box + m * boxes`` (see _Step._box). Tuples, not
-# dataclasses: the main loop unpacks one per pass.
-_Route = tuple[PassCost, float, tuple[int, Pass], "int | None", "_Out | None"]
+# What every pass of one (chunk, kind) on a stage shares: its cost and duration, the box of
+# the message it waits for (or None), and its route out (or None). Microbatch ``m``'s message
+# id is ``box + m * boxes`` (see _Step._box). Tuples, not dataclasses: the main loop unpacks
+# one per pass.
+_Route = tuple[PassCost, float, "int | None", "_Out | None"]
 # Where such a pass sends: (source stage, destination stage, box, wires, seconds, stream).
 _Out = tuple[int, int, int, tuple[Wire, ...], float, str]
 # A send in flight, as the links hand it back on arrival: (route out, message id, task).
@@ -157,8 +157,8 @@ class _Step:
             out = (stage, dst, self._box(not forward, dst, dst_chunk),
                    self._p2p(stage, dst) if seconds > 0 else (), seconds,
                    PP_STREAMS[0 if forward else 1])
-        return (cost, cost.duration_s, (chunk, kind),
-                self._box(not forward, stage, chunk) if source else None, out)
+        return (cost, cost.duration_s, self._box(not forward, stage, chunk) if source else None,
+                out)
 
     def _routes(self, stage: int) -> list[_Route]:
         """The stage's routes, the one of (chunk, kind) at ``2 chunk + (kind is backward)``:
@@ -313,8 +313,10 @@ class _Step:
         """Turn the passes each stage ran into time, bytes and network busy time."""
         for stage, ledger in enumerate(self.ledgers):
             chunks = self.plan.stages[stage].chunks
-            for (c, kind), runs in ledger.work.items():
-                cost = chunks[c].forward if kind is Pass.FORWARD else chunks[c].backward
+            for r in ledger.order:
+                c, backward = divmod(r, 2)
+                cost = chunks[c].backward if backward else chunks[c].forward
+                runs = ledger.runs[r]
                 ledger.time["compute"] += runs * cost.compute_s
                 ledger.time["tp"] += runs * cost.tp_s
                 ledger.time["ep"] += runs * cost.ep_s
@@ -398,7 +400,6 @@ class _Stage:
         self.per_pass = plan.gather is GatherMode.PASS
         self.per_step = plan.gather is GatherMode.STEP
         self.routes: list[_Route] = []
-        self.route_order: list[int] = []
         self.first_forward: dict[int, int] = {}
         self.last_backward: dict[int, int] = {}
         self.step_gathers: dict[int, list[simpy.Event]] = {}
@@ -439,8 +440,8 @@ class _Stage:
                     first_backward[chunk] = i
             elif chunk not in first_forward:
                 first_forward[chunk] = i
-        # the routes in the order the stage first runs them: the order of ledger.work's keys
-        self.route_order = [r for _, r in sorted(
+        # the routes in the order the stage first runs them, the order _settle sums them in
+        self.ledger.order = [r for _, r in sorted(
             [(i, 2 * c) for c, i in first_forward.items()]
             + [(i, 2 * c + 1) for c, i in first_backward.items()])]
         self.ledger.runs = [0.0] * len(self.routes)
@@ -471,7 +472,7 @@ class _Stage:
             for task in order[start_at:end_at]:
                 kind, microbatch, chunk = task
                 r = 2 * chunk + (kind is backward)
-                cost, duration, _key, box, out = routes[r]
+                cost, duration, box, out = routes[r]
                 if box is not None:
                     message_id = box + microbatch * boxes
                     message = inbox.get(message_id)
@@ -522,7 +523,7 @@ class _Stage:
         per_pass, overlap = self.per_pass, self.overlap
         forward = task.kind is Pass.FORWARD
         chunk = chunks[task.chunk]
-        cost, _duration, _key, box, out = self.routes[2 * task.chunk + (not forward)]
+        cost, _duration, box, out = self.routes[2 * task.chunk + (not forward)]
         if per_pass and overlap and i + 1 < len(order):  # prefetch the next pass's
             self.prefetched[i + 1] = step._issue(stage, chunks[order[i + 1].chunk].param_buckets)
         if box is not None:
@@ -556,9 +557,7 @@ class _Stage:
             for c in self.chunks:
                 self.grad_events += step._issue(stage, c.grad_buckets)
         yield from step._wait(stage, self.grad_events, "dp", "reducing gradients", self.wake)
-        ledger = self.ledger
-        ledger.end_s = step.env.now
-        ledger.work = {self.routes[r][2]: ledger.runs[r] for r in self.route_order}
+        self.ledger.end_s = step.env.now
 
 
 def _named_send(src: int, stream: str, task: Task, kind: str, start: float,
