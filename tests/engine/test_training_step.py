@@ -88,10 +88,13 @@ def test_concurrent_transfers_share_a_link():
     env = simpy.Environment()
     net = Links(env)
     done = {}
-    net.transfer((("out", "scale_out", 0),), 1.0, lambda s, e: done.setdefault("a", e))
+
+    def arrived(name, _start, end):
+        done.setdefault(name, end)
+
+    net.send(net.resolve((("out", "scale_out", 0),)), 1.0, arrived, "a")
     env.run(until=0.5)
-    net.transfer((("out", "scale_out", 0), ("in", "scale_out", 1)), 1.0,
-                 lambda s, e: done.setdefault("b", e))
+    net.send(net.resolve((("out", "scale_out", 0), ("in", "scale_out", 1))), 1.0, arrived, "b")
     env.run()
     # a: 0.5 s alone, then half speed for its last 0.5 s -> 1.5; b: 0.5 s of work at half
     # speed until 1.5, then the rest alone -> 2.0

@@ -76,11 +76,6 @@ class _Flow:
 _new = object.__new__
 
 
-def _call(on_done: Callable[[float, float], None], start: float, end: float) -> None:
-    """``transfer``'s callback, through ``send``'s."""
-    on_done(start, end)
-
-
 class Links:
     """Every link of the simulated pipeline, and the transfers on them."""
 
@@ -92,11 +87,6 @@ class Links:
         """The wires of ``links`` (created on first use): resolve once, send many times."""
         wires = self.wires
         return tuple(wires.get(k) or wires.setdefault(k, Wire(k)) for k in links)
-
-    def transfer(self, links: tuple[Link, ...], seconds: float,
-                 on_done: Callable[[float, float], None]) -> None:
-        """Start a transfer of ``seconds`` (alone) on ``links``; ``on_done(start, end)``."""
-        self.send(self.resolve(links), seconds, _call, on_done)
 
     def send(self, wires: tuple[Wire, ...], seconds: float,
              on_done: Callable[[Any, float, float], None], arg: Any) -> None:
