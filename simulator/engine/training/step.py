@@ -241,17 +241,13 @@ class _Step:
         self._slice(stage, COMPUTE, "waiting for a transfer", "wait_pp", env.now - in_flight,
                     in_flight)
 
-    def _account(self, stage: int, task: Task, cost: PassCost, fraction: float) -> float:
-        """Book ``fraction`` of a pass (its compute, then its exposed communication) as
-        starting now; its duration."""
-        self.ledgers[stage].runs[2 * task.chunk + (task.kind is Pass.BACKWARD)] += fraction
-        self.passes.append((stage, self.env.now, task, cost, fraction))
-        return cost.duration_s * fraction
-
     def _run(self, stage: int, task: Task, cost: PassCost, fraction: float,
              wake: Wake) -> Generator:
-        """Run ``fraction`` of a pass."""
-        duration = self._account(stage, task, cost, fraction)
+        """Run ``fraction`` of a pass (its compute, then its exposed communication),
+        booked as starting now."""
+        self.ledgers[stage].runs[2 * task.chunk + (task.kind is Pass.BACKWARD)] += fraction
+        self.passes.append((stage, self.env.now, task, cost, fraction))
+        duration = cost.duration_s * fraction
         if duration > 0:
             Timeout(self.env, duration).callbacks.append(wake)
             yield
@@ -261,16 +257,12 @@ class _Step:
                     wake: Wake) -> Generator:
         """A pass cut where parameter buckets must have arrived (before their share of the
         work) and where gradient buckets are ready (after theirs)."""
-        env = self.env
         points = [(k / len(gathers), 1, k) for k in range(len(gathers))]
         points += [((k + 1) / len(grads), 0, k) for k in range(len(grads))]
         done = 0.0
         for fraction, action, k in sorted(points):
             if fraction > done:
-                duration = self._account(stage, task, cost, fraction - done)
-                if duration > 0:
-                    Timeout(env, duration).callbacks.append(wake)
-                    yield
+                yield from self._run(stage, task, cost, fraction - done, wake)
                 done = fraction
             if action == 0:
                 grad_events += self._issue(stage, grads[k:k + 1])
@@ -278,10 +270,7 @@ class _Step:
                 yield from self._wait(stage, [gathers[k]], "dp", "waiting for parameters",
                                       wake)
         if done < 1.0:
-            duration = self._account(stage, task, cost, 1.0 - done)
-            if duration > 0:
-                Timeout(env, duration).callbacks.append(wake)
-                yield
+            yield from self._run(stage, task, cost, 1.0 - done, wake)
 
     # ---- the whole step ---------------------------------------------------------------------
     def run(self) -> StepOutcome:
