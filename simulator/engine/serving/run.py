@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import gc
 import math
 import os
 import tempfile
@@ -25,6 +24,7 @@ from simulator.engine.serving.router import make_router
 from simulator.engine.serving.scheduler import Role, Scheduler
 from simulator.engine.serving.summary import Fleet, summarize
 from simulator.engine.serving.system import ServingSystem
+from simulator.engine.stepping import collector_paused, run_counting
 from simulator.errors import DoesNotFit
 from simulator.perf.layouts import inference_layout
 from simulator.perf.roofline import run_precision
@@ -101,32 +101,10 @@ def _droppable(log: RequestLog, pools: list[_Pool], max_seq_len: int) -> np.ndar
 
 def _run(env: simpy.Environment, progress: Callable[[float, float], None] | None,
          done: Callable[[], float], total: float) -> int:
-    """``env.run()``, counting the events, and telling ``progress`` every few thousand
-    events how far it got (the same events in the same order: this is what ``env.run``
-    does, with a counter). Returns the number of events.
-
-    The cyclic garbage collector is paused meanwhile, as for a training step: the engine
-    makes millions of short-lived objects and no lasting cycles (an event's callbacks are
-    dropped once it is processed), so the collector would only rescan the request log."""
-    step = env.step
-    steps = 0
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        if progress is None:
-            while True:
-                step()
-                steps += 1
-        while True:
-            step()
-            steps += 1
-            if not steps & 2047:
-                progress(done(), total)
-    except simpy.core.EmptySchedule:
-        pass
-    finally:
-        if collecting:
-            gc.enable()
+    """Run the simulation, telling ``progress`` every few thousand events how far it got.
+    Returns the number of events."""
+    with collector_paused():
+        steps = run_counting(env, None if progress is None else lambda: progress(done(), total))
     if progress is not None:
         progress(total, total)
     return steps

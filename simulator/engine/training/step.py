@@ -25,7 +25,6 @@ breakdown of the stage that finishes last sums to the step time.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,6 +32,7 @@ from functools import partial
 import simpy
 from simpy.events import Event, Timeout
 
+from simulator.engine.stepping import collector_paused, run_counting
 from simulator.engine.training.links import Channel, Job, Links, Wire
 from simulator.engine.training.plan import Bucket, GatherMode, PassCost, StepPlan
 from simulator.engine.training.schedule import Pass, Task
@@ -276,14 +276,10 @@ class _Step:
     def run(self) -> StepOutcome:
         for stage in range(self.pp):
             _Stage(self, stage).start()
-        step, events = self.env.step, 0
-        try:
-            while True:  # env.run(), counting the events
-                step()
-                events += 1
-        except simpy.core.EmptySchedule:
-            pass
-        self.events = events
+        self.events = run_counting(self.env)
+        # every message is delivered: drop them now, by reference count, rather than
+        # leave thousands of events in the step's reference cycles for the collector
+        self.inbox.clear()
         stuck = [s for s, ledger in enumerate(self.ledgers) if ledger.end_s is None]
         if stuck:
             raise RuntimeError(f"the pipeline schedule deadlocked: stages {stuck} never "
@@ -575,13 +571,5 @@ def simulate_step(plan: StepPlan) -> StepOutcome:
     """Simulate one step of ``plan`` (deterministic: no randomness in a step)."""
     if len(plan.order) != plan.pp:
         raise ValueError(f"the plan has {plan.pp} stages but {len(plan.order)} pass orders")
-    # A deep pipeline creates hundreds of thousands of short-lived events that hold no
-    # reference cycles; the cyclic collector would rescan them over and over (a quarter of
-    # the run time), so it is paused for the simulation and restored as it was.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         return _Step(plan).run()
-    finally:
-        if collecting:
-            gc.enable()
