@@ -1,4 +1,4 @@
-"""Every benchmark of issue 9, one after another, then one table of figures and targets.
+"""Every speed benchmark, one after another, then one table of figures and targets.
 
     python benchmarks/run_all.py            # everything (about four minutes on 2 cores)
     python benchmarks/run_all.py --quick    # serving up to 10^5 requests, no Ray
@@ -26,7 +26,7 @@ from common import machine  # noqa: E402
 
 def commands(quick: bool) -> list[list[str]]:
     serving = ["bench_serving.py"] + (["--sizes", "10000,100000"] if quick else [])
-    out = [serving, ["bench_overhead.py"], ["bench_training.py"]]
+    out = [serving, ["bench_single_replica.py"], ["bench_training.py"]]
     if (HERE / "bench_sweep.py").exists():
         out.append(["bench_sweep.py"] + (["--no-ray"] if quick else []))
     return out
