@@ -10,9 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import yaml
-
 from simulator.errors import InputError
+from simulator.profiles.yaml_source import parse_yaml_value
 
 
 def parse_assignment(text: str) -> tuple[list[str | int], Any]:
@@ -22,10 +21,7 @@ def parse_assignment(text: str) -> tuple[list[str | int], Any]:
     path_text = path_text.strip()
     if not path_text or any(not part for part in path_text.split(".")):
         raise InputError(f"--set has an empty field name in {path_text!r}")
-    try:
-        value = yaml.safe_load(value_text) if value_text.strip() else ""
-    except yaml.YAMLError:
-        value = value_text
+    value = parse_yaml_value(value_text) if value_text.strip() else ""
     path: list[str | int] = [int(p) if p.isdigit() else p for p in path_text.split(".")]
     return path, value
 

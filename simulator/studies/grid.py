@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from simulator.errors import InputError
+from simulator.profiles.yaml_source import parse_yaml_value
 
 Axis = tuple[str, tuple[str, ...]]  # (dotted path, value texts)
 
@@ -77,10 +76,7 @@ def parse_axis(text: str, flag: str = "--grid") -> Axis:
 
 def label_value(text: str) -> Any:
     """A value text as it reads in YAML (``8`` -> 8, ``bf16`` -> 'bf16'), for table columns."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+    value = parse_yaml_value(text, "--grid")
     return value if isinstance(value, str | int | float | bool) else text
 
 
