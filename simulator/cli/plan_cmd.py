@@ -12,7 +12,9 @@ from rich.table import Table
 
 from simulator.errors import InputError
 from simulator.report.console import stdout_console
-from simulator.studies.plan import PlanResult, plan_serving, plan_training
+from simulator.studies.plan import PlanResult
+from simulator.studies.plan_serving import plan_serving
+from simulator.studies.plan_training import plan_training
 from simulator.studies.table import write_table
 from simulator.units import Dimension, UnitError, parse_quantity
 
