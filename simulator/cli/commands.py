@@ -28,6 +28,8 @@ from simulator.report.profile_tables import (
 from simulator.report.progress import progress_bar
 from simulator.report.roofline_table import render_roofline
 from simulator.report.run_report import render_result
+from simulator.results import Result
+from simulator.results.training import TrainingResult
 from simulator.simulate import simulate
 
 
@@ -47,12 +49,19 @@ def run(args: argparse.Namespace) -> int:
     if args.trace:
         from simulator.engine.training import write_trace
 
-        write_trace(result.training, args.trace)
+        write_trace(_training_part(result), args.trace)
     if args.format == "json":
         _print_json(result.model_dump(mode="json"))
     else:
         render_result(stdout_console(), scenario, result)
     return 0
+
+
+def _training_part(result: Result) -> TrainingResult:
+    """The training figures of a run whose scenario :func:`run` checked to be training."""
+    if result.training is None:
+        raise InputError("--trace is for training scenarios (a step's pipeline timeline)")
+    return result.training
 
 
 def roofline(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simulator.profiles.hardware import HardwareProfile
-from simulator.profiles.inference import InferenceWorkload
+from simulator.profiles.inference import InferenceParallelism, InferenceWorkload
 from simulator.profiles.model import AttentionKind, ModelProfile
 from simulator.profiles.training import TrainingWorkload
 
@@ -114,7 +114,8 @@ def check_inference(w: InferenceWorkload, model: ModelProfile, hardware: Hardwar
     """Problems (errors) and warnings (e.g. accelerators left idle)."""
     problems = _precision(w, hardware)
     warnings: list[str] = []
-    layouts = [(("workload", "parallelism"), w.parallelism)]
+    layouts: list[tuple[tuple[str, ...], InferenceParallelism]] = [
+        (("workload", "parallelism"), w.parallelism)]
     if w.disaggregation is not None:
         d = w.disaggregation
         layouts.append((("workload", "disaggregation", "prefill_parallelism"),

@@ -141,11 +141,11 @@ def layout_of(scenario: Scenario) -> tuple[dict[str, int], str]:
         par = {"tp": p.tp, "pp": p.pp, "ep": p.ep, "replicas": w.replicas or 0}
         ep = f" ep{p.ep}" if p.ep > 1 else ""
         return par, f"{w.replicas} x tp{p.tp} pp{p.pp}{ep}"
-    p = w.parallelism
-    par = {"tp": p.tp, "pp": p.pp, "cp": p.cp, "ep": p.ep, "dp": p.dp or 0,
-           "global_batch_size": w.global_batch_size}
-    extra = "".join(f" {k}{v}" for k, v in (("cp", p.cp), ("ep", p.ep)) if v > 1)
-    return par, f"tp{p.tp} pp{p.pp} dp{p.dp}{extra}"
+    t = w.parallelism
+    numbers = {"tp": t.tp, "pp": t.pp, "cp": t.cp, "ep": t.ep, "dp": t.dp or 0,
+               "global_batch_size": w.global_batch_size}
+    extra = "".join(f" {k}{v}" for k, v in (("cp", t.cp), ("ep", t.ep)) if v > 1)
+    return numbers, f"tp{t.tp} pp{t.pp} dp{t.dp}{extra}"
 
 
 # ---- training: keep the model-parallel layout, let dp follow the count --------------------

@@ -43,7 +43,8 @@ class Point:
 def split_values(text: str) -> list[str]:
     """Split ``a,b,[1, 2],{x: 1}`` on the commas outside brackets, braces and quotes."""
     parts: list[str] = []
-    depth, quote, current = 0, "", []
+    current: list[str] = []
+    depth, quote = 0, ""
     for char in text:
         if quote:
             quote = "" if char == quote else quote

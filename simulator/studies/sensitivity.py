@@ -20,6 +20,7 @@ from typing import Any
 
 from simulator.errors import InputError
 from simulator.loading import scenario_from_dict
+from simulator.profiles.inference import ArrivalProcess, InferenceWorkload
 from simulator.studies.executors import Executor, InProcessExecutor
 from simulator.studies.grid import Point
 from simulator.studies.rows import OK, Base, evaluate
@@ -172,8 +173,9 @@ def run_sensitivity(base: Base, *, delta: float = 0.1, metric: str | None = None
                              f"{', '.join(p.name for p in params)}")
         params = [p for p in params if p.name in only]
     w = scenario.workload
-    has_slo = getattr(w, "slo", None) is not None
-    offline = scenario.kind != "training" and w.arrivals.process.value == "offline"
+    has_slo = isinstance(w, InferenceWorkload) and w.slo is not None
+    offline = (isinstance(w, InferenceWorkload)
+               and w.arrivals.process is ArrivalProcess.OFFLINE)
     metrics = headline_metrics(scenario.kind, has_slo, offline)
     if metric is not None and metric not in metrics:
         metrics.insert(0, metric)
