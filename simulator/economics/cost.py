@@ -23,7 +23,7 @@ HOURS_PER_MONTH = HOURS_PER_YEAR / 12
 J_PER_KWH = 3.6e6
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CostReport:
     cost_usd: float
     energy_kwh: float
@@ -69,9 +69,10 @@ def run_cost(hardware: HardwareProfile, assumptions: CostAssumptions, accelerato
             HOURS_PER_MONTH
         electricity = energy_kwh * assumptions.electricity_usd_per_kwh
         breakdown = {"capital": capital, "facility": facility, "electricity": electricity}
-    return CostReport(sum(breakdown.values()), energy_kwh, average_w,
-                      energy_kwh * assumptions.carbon_kg_per_kwh, breakdown,
-                      assumptions.mode.value)
+    return CostReport(cost_usd=sum(breakdown.values()), energy_kwh=energy_kwh,
+                      average_power_w=average_w,
+                      carbon_kg=energy_kwh * assumptions.carbon_kg_per_kwh,
+                      breakdown_usd=breakdown, mode=assumptions.mode.value)
 
 
 def cost_per_million_tokens(cost_usd: float, input_tokens: float, output_tokens: float,

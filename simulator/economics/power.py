@@ -53,7 +53,7 @@ class Activity:
         return busy - (1 - MEMORY_POWER_WEIGHT) * min(busy, self.memory_busy)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PowerModel:
     idle_w: float
     tdp_w: float
@@ -77,7 +77,8 @@ class PowerModel:
 
 def power_model(hardware: HardwareProfile, pue: float) -> PowerModel:
     p = hardware.power
-    return PowerModel(p.idle.value, p.tdp.value, p.system_per_device.value, pue)
+    return PowerModel(idle_w=p.idle.value, tdp_w=p.tdp.value,
+                      system_w=p.system_per_device.value, pue=pue)
 
 
 def average_activity(spans: Sequence[Activity]) -> Activity:

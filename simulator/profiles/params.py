@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from simulator.profiles.model import AttentionKind, ModelProfile, Norm
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ParamCount:
     embedding: float
     lm_head: float
@@ -78,5 +78,7 @@ def count_params(m: ModelProfile) -> ParamCount:
     body = m.layers * attention + m.dense_layers * dense_ffn + norms
     total = embedding + lm_head + body + m.moe_layers * moe_total
     active = embedding + lm_head + body + m.moe_layers * moe_active
-    return ParamCount(embedding, lm_head, attention, dense_ffn, moe_total, moe_active, norms,
-                      total, active)
+    return ParamCount(embedding=embedding, lm_head=lm_head, attention_per_layer=attention,
+                      dense_ffn_per_layer=dense_ffn, moe_ffn_per_layer=moe_total,
+                      moe_ffn_active_per_layer=moe_active, norms=norms, total=total,
+                      active=active)

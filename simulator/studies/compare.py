@@ -60,7 +60,7 @@ __all__ = ["DOES_NOT_FIT", "INFEASIBLE", "MATCHES", "OK", "Comparison", "Metric"
            "compare", "metrics_for"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Metric:
     """A compared figure: its key in rows, a label and unit for tables, which way is better
     (``higher``, ``lower`` or ``neither``), and whether the ratio plot shows it."""
@@ -73,33 +73,39 @@ class Metric:
 
 
 INFERENCE_METRICS = (
-    Metric("output_tokens_per_s", "throughput", "output tokens/s", "higher"),
-    Metric("output_tokens_per_s_per_accelerator", "throughput per accelerator",
-           "output tokens/s", "higher"),
-    Metric("requests_per_s", "requests", "req/s", "higher", False),
-    Metric("ttft_p50_s", "TTFT p50", "s", "lower", False),
-    Metric("ttft_p99_s", "TTFT p99", "s", "lower"),
-    Metric("tpot_p50_s", "TPOT p50", "s", "lower"),
-    Metric("tpot_p99_s", "TPOT p99", "s", "lower"),
-    Metric("slo_attainment", "SLO attainment", "fraction", "higher", False),
-    Metric("utilization", "compute utilization", "fraction", "higher"),
-    Metric("cost_per_million_tokens_usd", "cost per million tokens", "USD", "lower"),
-    Metric("energy_per_token_j", "energy per token", "J", "lower"),
-    Metric("average_power_w", "facility power", "W", "neither", False),
-    Metric("cost_usd", "cost of the run", "USD", "lower"),
+    Metric(key="output_tokens_per_s", label="throughput", unit="output tokens/s", better="higher"),
+    Metric(key="output_tokens_per_s_per_accelerator", label="throughput per accelerator",
+           unit="output tokens/s", better="higher"),
+    Metric(key="requests_per_s", label="requests", unit="req/s", better="higher", headline=False),
+    Metric(key="ttft_p50_s", label="TTFT p50", unit="s", better="lower", headline=False),
+    Metric(key="ttft_p99_s", label="TTFT p99", unit="s", better="lower"),
+    Metric(key="tpot_p50_s", label="TPOT p50", unit="s", better="lower"),
+    Metric(key="tpot_p99_s", label="TPOT p99", unit="s", better="lower"),
+    Metric(key="slo_attainment", label="SLO attainment",
+           unit="fraction", better="higher", headline=False),
+    Metric(key="utilization", label="compute utilization", unit="fraction", better="higher"),
+    Metric(key="cost_per_million_tokens_usd", label="cost per million tokens",
+           unit="USD", better="lower"),
+    Metric(key="energy_per_token_j", label="energy per token", unit="J", better="lower"),
+    Metric(key="average_power_w", label="facility power",
+           unit="W", better="neither", headline=False),
+    Metric(key="cost_usd", label="cost of the run", unit="USD", better="lower"),
 )
 TRAINING_METRICS = (
-    Metric("tokens_per_s", "throughput", "tokens/s", "higher"),
-    Metric("tokens_per_s_per_accelerator", "throughput per accelerator", "tokens/s",
-           "higher"),
-    Metric("step_time_s", "step time", "s", "lower"),
-    Metric("mfu", "MFU", "fraction", "higher"),
-    Metric("utilization", "compute utilization", "fraction", "higher", False),
-    Metric("cost_per_million_tokens_usd", "cost per million tokens", "USD", "lower"),
-    Metric("energy_per_token_j", "energy per token", "J", "lower"),
-    Metric("average_power_w", "facility power", "W", "neither", False),
-    Metric("wall_time_s", "time to train (with failures)", "s", "lower"),
-    Metric("cost_usd", "cost of the run", "USD", "lower"),
+    Metric(key="tokens_per_s", label="throughput", unit="tokens/s", better="higher"),
+    Metric(key="tokens_per_s_per_accelerator", label="throughput per accelerator",
+           unit="tokens/s", better="higher"),
+    Metric(key="step_time_s", label="step time", unit="s", better="lower"),
+    Metric(key="mfu", label="MFU", unit="fraction", better="higher"),
+    Metric(key="utilization", label="compute utilization",
+           unit="fraction", better="higher", headline=False),
+    Metric(key="cost_per_million_tokens_usd", label="cost per million tokens",
+           unit="USD", better="lower"),
+    Metric(key="energy_per_token_j", label="energy per token", unit="J", better="lower"),
+    Metric(key="average_power_w", label="facility power",
+           unit="W", better="neither", headline=False),
+    Metric(key="wall_time_s", label="time to train (with failures)", unit="s", better="lower"),
+    Metric(key="cost_usd", label="cost of the run", unit="USD", better="lower"),
 )
 
 
@@ -107,7 +113,7 @@ def metrics_for(kind: str) -> tuple[Metric, ...]:
     return TRAINING_METRICS if kind == "training" else INFERENCE_METRICS
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Row:
     """One profile's outcome. ``metrics`` and ``ratios`` (value / baseline value) are keyed
     by :class:`Metric` key; None where there is no value (a failed row, no SLO, ...)."""
@@ -128,7 +134,7 @@ class Row:
         return {k: v for k, v in self.__dict__.items() if k != "result"}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Comparison:
     """Rows in the order the profiles were given; the first is the baseline."""
 
@@ -190,7 +196,8 @@ def compare(scenario: str | Path | dict[str, Any], hardware_ids: Sequence[str],
     if rows[0].status != OK:
         notes.append(f"the baseline {rows[0].hardware} did not run ({rows[0].reason}); "
                      f"no ratios")
-    return Comparison(str(data.get("name", "")), kind, match, metrics, rows, budget_text, notes)
+    return Comparison(scenario=str(data.get("name", "")), kind=kind, match=match,
+                      metrics=metrics, rows=rows, budget=budget_text, notes=notes)
 
 
 def _base(scenario: str | Path | dict[str, Any], overrides: Sequence[str],

@@ -29,7 +29,7 @@ OnRow = Callable[[dict[str, Any], int, int], None]
 _NOT_SUMMARIZED = {"hardware", "precision", "seed", "accelerators"}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SweepOutcome:
     """What a sweep produced: every point's row (in point order) and where it went."""
 

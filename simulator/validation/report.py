@@ -17,7 +17,7 @@ from simulator.validation.cases import SKIPPED, Skipped
 from simulator.validation.runner import Row, ValidationReport
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GroupSummary:
     """Error statistics of one group of rows (a vendor, a kind, or all)."""
 

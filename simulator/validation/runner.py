@@ -21,7 +21,7 @@ from simulator.validation.cases import Case, LoadedCase, load_cases
 Simulate = Callable[[Scenario], Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Row:
     """One compared figure: the case, what xpusim predicted, or why it could not."""
 
