@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.validation import run_cases, summarize
+from simulator.validation import error_summary, run_cases
 from tests.conftest import ROOT
 
 CASES_DIR = ROOT / "validation" / "cases"
@@ -40,12 +40,12 @@ def test_every_case_runs_except_the_known_ones(report):
 
 
 def test_median_absolute_error_within_limit(report):
-    overall = summarize(report)[0]
+    overall = error_summary(report)[0]
     assert overall.median_abs_error is not None
     assert overall.median_abs_error <= MEDIAN_LIMIT, (
         f"median |error| {overall.median_abs_error:.1%} > {MEDIAN_LIMIT:.0%}; per group:\n"
         + "\n".join(f"{s.group}: median {s.median_abs_error}, worst {s.worst_abs_error} "
-                    f"({s.worst_case})" for s in summarize(report)))
+                    f"({s.worst_case})" for s in error_summary(report)))
 
 
 def test_every_case_within_limit(report):

@@ -80,12 +80,3 @@ def power_model(hardware: HardwareProfile, pue: float) -> PowerModel:
     return PowerModel(idle_w=p.idle.value, tdp_w=p.tdp.value,
                       system_w=p.system_per_device.value, pue=pue)
 
-
-def average_activity(spans: Sequence[Activity]) -> Activity:
-    """One span equivalent to a sequence of spans (time-weighted busy fractions)."""
-    total = sum(s.duration_s for s in spans)
-    if total == 0:
-        return Activity(0.0)
-    compute = sum(s.compute_busy * s.duration_s for s in spans) / total
-    memory = sum(s.memory_busy * s.duration_s for s in spans) / total
-    return Activity(total, compute, memory)

@@ -1,7 +1,9 @@
 """Markdown reference tables generated from the pydantic schemas, so the docs cannot drift.
 
-``python -m simulator.report.schema_doc`` prints the reference; ``docs/scenarios.md`` embeds
-it between markers, and a test checks that the embedded copy is current.
+``python -m simulator.report.schema_doc`` prints the scenario and profile reference that
+``docs/scenarios.md`` embeds between markers; ``python -m simulator.report.schema_doc
+results`` prints the result reference of ``docs/results.md``. Tests check that both embedded
+copies are current.
 """
 
 from __future__ import annotations
@@ -160,4 +162,6 @@ def embedded(text: str) -> str:
 
 
 if __name__ == "__main__":
-    print(reference())
+    import sys
+
+    print(results_reference() if sys.argv[1:] == ["results"] else reference())

@@ -41,22 +41,20 @@ from simulator.profiles.yaml_source import YamlDocument, read_yaml
 from simulator.results import Result
 from simulator.simulate import simulate
 from simulator.studies.compare_layout import (
-    DOES_NOT_FIT,
-    INFEASIBLE,
-    OK,
     Unfit,
     budget_of,
     cost_data,
+    error_line,
     inference_layout,
     layout_of,
-    one_line,
     target_count,
     training_layout,
     validated,
 )
+from simulator.studies.rows import DOES_NOT_FIT, INFEASIBLE, OK
 
 MATCHES = ("count", "power", "cost")
-__all__ = ["DOES_NOT_FIT", "INFEASIBLE", "MATCHES", "OK", "Comparison", "Metric", "Row",
+__all__ = ["DOES_NOT_FIT", "INFEASIBLE", "MATCHES", "OK", "Comparison", "Metric", "ProfileRow",
            "compare", "metrics_for"]
 
 
@@ -114,7 +112,7 @@ def metrics_for(kind: str) -> tuple[Metric, ...]:
 
 
 @dataclass(kw_only=True)
-class Row:
+class ProfileRow:
     """One profile's outcome. ``metrics`` and ``ratios`` (value / baseline value) are keyed
     by :class:`Metric` key; None where there is no value (a failed row, no SLO, ...)."""
 
@@ -142,12 +140,12 @@ class Comparison:
     kind: str
     match: str
     metrics: tuple[Metric, ...]
-    rows: list[Row]
+    rows: list[ProfileRow]
     budget: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
-    def baseline(self) -> Row:
+    def baseline(self) -> ProfileRow:
         return self.rows[0]
 
     def as_dict(self) -> dict[str, Any]:
@@ -229,8 +227,8 @@ def _within(progress: Callable[[float, float], None], i: int,
 
 def _row(data: dict[str, Any], doc: YamlDocument | None, base_dir: Path, ref: str,
          hw: HardwareProfile, own: str | None, match: str, n0: int, budget: float,
-         progress: Callable[[float, float], None] | None = None) -> Row:
-    row = Row(hardware=hw.id, name=hw.name, status=OK)
+         progress: Callable[[float, float], None] | None = None) -> ProfileRow:
+    row = ProfileRow(hardware=hw.id, name=hw.name, status=OK)
     try:
         cost, notes = cost_data(data, hw.id, own)
         row.notes += notes
@@ -251,10 +249,10 @@ def _row(data: dict[str, Any], doc: YamlDocument | None, base_dir: Path, ref: st
         row.status, row.reason = exc.status, exc.reason
         return row
     except DoesNotFit as exc:
-        row.status, row.reason = DOES_NOT_FIT, one_line(exc)
+        row.status, row.reason = DOES_NOT_FIT, error_line(exc)
         return row
     except XpusimError as exc:
-        row.status, row.reason = INFEASIBLE, one_line(exc)
+        row.status, row.reason = INFEASIBLE, error_line(exc)
         return row
     row.result = result
     row.metrics = _metrics(result)
@@ -290,7 +288,7 @@ def _metrics(result: Result) -> dict[str, float | None]:
             "slo_attainment": m.slo_attainment, **common}
 
 
-def _add_ratios(rows: list[Row], metrics: Sequence[Metric]) -> None:
+def _add_ratios(rows: list[ProfileRow], metrics: Sequence[Metric]) -> None:
     base = rows[0].metrics
     for row in rows:
         row.ratios = {}

@@ -300,13 +300,13 @@ def _first_meeting(sizes: list[int],
     return hi if hi < len(sizes) else None
 
 
-def _walk(sizes: list[int], start: int, step: int,
+def _walk(sizes: list[int], start: int, direction: int,
           best_at: Callable[[int], dict[str, Any] | None], key: str) -> None:
-    """Evaluate sizes from ``start`` in direction ``step`` while the best ``key`` improves."""
+    """Evaluate sizes from ``start`` in ``direction`` (+1 or -1) while the best ``key`` improves."""
     current = best_at(sizes[start])
-    i = start + step
+    i = start + direction
     while 0 <= i < len(sizes):
         nxt = best_at(sizes[i])
         if current is not None and (nxt is None or nxt[key] >= current[key]):
             return
-        current, i = nxt or current, i + step
+        current, i = nxt or current, i + direction

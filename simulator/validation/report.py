@@ -14,7 +14,7 @@ from datetime import date as Date
 from rich.table import Table
 
 from simulator.validation.cases import SKIPPED, Skipped
-from simulator.validation.runner import Row, ValidationReport
+from simulator.validation.runner import CaseRow, ValidationReport
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,7 +30,7 @@ class GroupSummary:
     worst_case: str | None
 
 
-def summarize_rows(group: str, rows: list[Row] | tuple[Row, ...]) -> GroupSummary:
+def _group_summary(group: str, rows: list[CaseRow] | tuple[CaseRow, ...]) -> GroupSummary:
     errors = [(r.abs_error, r.case.id) for r in rows if r.abs_error is not None]
     worst = max(errors, default=None)
     return GroupSummary(
@@ -40,19 +40,19 @@ def summarize_rows(group: str, rows: list[Row] | tuple[Row, ...]) -> GroupSummar
         worst_case=worst[1] if worst else None)
 
 
-def summarize(report: ValidationReport) -> list[GroupSummary]:
+def error_summary(report: ValidationReport) -> list[GroupSummary]:
     """Overall first, then each vendor, then each kind (in order of first appearance)."""
-    out = [summarize_rows("all", report.rows)]
+    out = [_group_summary("all", report.rows)]
     for label, key in (("vendor", lambda r: r.case.vendor), ("kind", lambda r: r.case.kind)):
         for value in dict.fromkeys(key(r) for r in report.rows):
-            out.append(summarize_rows(f"{label}: {value}",
+            out.append(_group_summary(f"{label}: {value}",
                                       [r for r in report.rows if key(r) == value]))
     return out
 
 
 # ---- formatting -------------------------------------------------------------------------
 
-def format_value(value: float | None) -> str:
+def format_figure(value: float | None) -> str:
     """Measured and predicted figures: thousands separators above 100, 4 digits below."""
     if value is None:
         return "-"
@@ -77,8 +77,8 @@ def cases_table(report: ValidationReport) -> Table:
         table.add_column(name, justify="right")
     for row in report.rows:
         table.add_row(row.case.id, row.case.title, row.case.vendor, row.case.kind,
-                      row.case.metric, format_value(row.case.measured),
-                      format_value(row.predicted),
+                      row.case.metric, format_figure(row.case.measured),
+                      format_figure(row.predicted),
                       format_error(row.signed_error) if row.failure is None else "failed")
     return table
 
@@ -89,7 +89,7 @@ def summary_table(report: ValidationReport) -> Table:
     for name in ("cases", "compared", "failed", "median |error|", "worst |error|"):
         table.add_column(name, justify="right")
     table.add_column("worst case")
-    for s in summarize(report):
+    for s in error_summary(report):
         table.add_row(s.group, str(s.cases), str(s.compared), str(s.failed),
                       format_error(s.median_abs_error, signed=False),
                       format_error(s.worst_abs_error, signed=False), s.worst_case or "-")
@@ -140,12 +140,12 @@ def to_markdown(report: ValidationReport, command: str, date: str | Date,
         [[s.group, str(s.cases), str(s.compared), str(s.failed),
           format_error(s.median_abs_error, signed=False),
           format_error(s.worst_abs_error, signed=False), s.worst_case or "-"]
-         for s in summarize(report)], right={1, 2, 3, 4, 5})
+         for s in error_summary(report)], right={1, 2, 3, 4, 5})
     out += ["", "### Cases", ""]
     out += _md_table(
         ["id", "title", "vendor", "kind", "metric", "measured", "predicted", "signed error"],
         [[r.case.id, r.case.title, r.case.vendor, r.case.kind, f"`{r.case.metric}`",
-          format_value(r.case.measured), format_value(r.predicted),
+          format_figure(r.case.measured), format_figure(r.predicted),
           format_error(r.signed_error) if r.failure is None else "failed"]
          for r in report.rows], right={5, 6, 7})
     if report.failed:
