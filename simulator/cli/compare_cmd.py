@@ -64,6 +64,8 @@ def hardware_list(values: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``xpusim compare``: run the comparison, write the ``--out`` files, print JSON, CSV or
+    the table."""
     ids = hardware_list(args.hardware)
     with progress_bar(f"comparing {len(ids)} profiles", quiet=args.quiet, counts=True) as bar:
         comparison = compare(args.file, ids, args.match, args.overrides, progress=bar)
@@ -81,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(comparison: Comparison, data: dict[str, Any]) -> None:
+    """The terminal view of a comparison: one column per profile, values with their ratios to the
+    baseline, then the rows' failures and notes."""
     console = stdout_console()
     console.print(f"[bold]{comparison.scenario}[/bold]")
     sizing = {"count": "same accelerator count", "power": "same facility power budget",

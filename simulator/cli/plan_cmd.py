@@ -102,6 +102,8 @@ def _deadline(text: str | None) -> float | None:
 
 
 def plan(args: argparse.Namespace) -> int:
+    """``xpusim plan``: plan a serving or a training scenario (by its kind), write the evaluated
+    points and the Pareto plot, print the answer."""
     from simulator.cli.sweep_cmd import base_from, executor_from, print_json
 
     base = base_from(args)
@@ -150,6 +152,8 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
 
 
 def render(result: PlanResult, plot_note: str | None, out: str | None) -> None:
+    """The terminal view of a plan: the winner, the runners-up and the Pareto front as tables, then
+    the notes and where the files went."""
     console = stdout_console()
     columns = [*result.config_columns, *result.metric_columns]
     if result.kind == "training" and result.limit is not None:

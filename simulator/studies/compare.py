@@ -108,6 +108,7 @@ TRAINING_METRICS = (
 
 
 def metrics_for(kind: str) -> tuple[Metric, ...]:
+    """The figures a comparison of ``kind`` (training or inference) shows, in table order."""
     return TRAINING_METRICS if kind == "training" else INFERENCE_METRICS
 
 
@@ -129,6 +130,7 @@ class ProfileRow:
     result: Result | None = field(default=None, repr=False)  # the full result (not in JSON)
 
     def as_dict(self) -> dict[str, Any]:
+        """The row as JSON-ready data (the full result is left out)."""
         return {k: v for k, v in self.__dict__.items() if k != "result"}
 
 
@@ -146,9 +148,11 @@ class Comparison:
 
     @property
     def baseline(self) -> ProfileRow:
+        """The first profile's row, which every ratio divides by."""
         return self.rows[0]
 
     def as_dict(self) -> dict[str, Any]:
+        """The comparison as JSON-ready data (``xpusim compare --format json``, comparison.json)."""
         return {"scenario": self.scenario, "kind": self.kind, "match": self.match,
                 "baseline": self.baseline.hardware, "budget": self.budget,
                 "metrics": [m.__dict__ for m in self.metrics],

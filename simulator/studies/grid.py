@@ -37,6 +37,7 @@ class Point:
 
     @property
     def label_dict(self) -> dict[str, Any]:
+        """The labels as a mapping from column to value, for the point's row."""
         return dict(self.labels)
 
 

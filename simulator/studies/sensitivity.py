@@ -107,6 +107,7 @@ class SensitivityResult:
     effects: list[Effect]
 
     def as_dict(self) -> dict[str, Any]:
+        """The study as JSON-ready data (``xpusim sensitivity --format json``)."""
         return {
             "kind": self.kind, "delta": self.delta, "metric": self.metric,
             "metrics": self.metrics, "baseline": self.baseline,

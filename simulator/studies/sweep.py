@@ -44,6 +44,7 @@ class SweepOutcome:
     summary_path: Path | None = None
 
     def count(self, status: str) -> int:
+        """How many rows have ``status`` (e.g. ``error``, for the exit code)."""
         return sum(1 for row in self.rows if row.get("status") == status)
 
 
@@ -76,6 +77,7 @@ def check_paths(base: Base, points: Sequence[Point]) -> None:
 
 
 def summary_path(out: Path) -> Path:
+    """Where the summary of a replicated sweep goes: ``NAME.summary.EXT`` beside ``out``."""
     return out.with_name(f"{out.stem}.summary{out.suffix}")
 
 

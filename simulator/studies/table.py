@@ -31,6 +31,7 @@ _TEXT = {"point", "status", "reason"}  # CSV columns never read back as numbers
 
 
 def table_format(path: Path) -> str:
+    """``csv`` or ``jsonl`` from the file's extension; any other extension is an input error."""
     try:
         return FORMATS[path.suffix.lower()]
     except KeyError:
@@ -154,9 +155,11 @@ class TableWriter:
         os.fsync(self._handle.fileno())
 
     def write(self, row: dict[str, Any]) -> None:
+        """Append ``row`` as one line and make it durable before returning."""
         self._append(encode(row, self.columns, self.format))
 
     def close(self) -> None:
+        """Close the file; the rows written are already on disk."""
         self._handle.close()
 
     def __enter__(self) -> TableWriter:
