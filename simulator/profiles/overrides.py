@@ -16,6 +16,7 @@ from simulator.errors import InputError
 
 
 def parse_assignment(text: str) -> tuple[list[str | int], Any]:
+    """``PATH=VALUE`` as a key path (indices for digits) and the value read as YAML."""
     if "=" not in text:
         raise InputError(f"--set expects PATH=VALUE, got {text!r}")
     path_text, value_text = text.split("=", 1)

@@ -83,6 +83,7 @@ def resolve_loc(root: type[BaseModel], loc: Loc) -> tuple[list[str | int], Any]:
 
 
 def dotted(path: list[str | int]) -> str:
+    """A field path as users write it: ``workload.parallelism.tp``, ``cases[2].id``."""
     out = ""
     for part in path:
         if isinstance(part, int):

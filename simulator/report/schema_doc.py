@@ -115,7 +115,7 @@ def model_reference(root: type[BaseModel], stop: tuple[type[BaseModel], ...] = (
     _nested_models(root, models, stop)
     sections = []
     for model in models:
-        doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        doc = " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
         lines = [f"### {model.__name__}", ""]
         if doc and not doc.startswith(("!!!", "Usage docs")):
             lines += [doc, ""]
