@@ -25,6 +25,9 @@ J_PER_KWH = 3.6e6
 
 @dataclass(frozen=True, kw_only=True)
 class CostReport:
+    """What a run costs: dollars (with their breakdown), facility energy, average power and
+    carbon."""
+
     cost_usd: float
     energy_kwh: float
     average_power_w: float  # facility power of the whole fleet, averaged over the run
@@ -33,10 +36,13 @@ class CostReport:
     mode: str
 
     def as_dict(self) -> dict:
+        """The report as plain data."""
         return asdict(self)
 
 
 def capital_recovery_factor(rate: float, years: float) -> float:
+    """The share of a purchase to recover each year over ``years`` at interest ``rate``
+    (straight-line 1/years at 0%)."""
     if rate == 0:
         return 1.0 / years
     growth = (1 + rate) ** years

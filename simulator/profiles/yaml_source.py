@@ -20,6 +20,8 @@ Loc = tuple[str | int, ...]
 
 @dataclass(frozen=True)
 class YamlDocument:
+    """A parsed YAML file: its data, its name, and the line of every field path in it."""
+
     data: Any
     file: str
     lines: dict[Loc, int] = field(default_factory=dict)

@@ -75,6 +75,7 @@ class ProgressBar:
         self._bar.update(self._task, completed=done, total=max(total, done, 1e-12))
 
     def close(self) -> None:
+        """Remove the bar from the terminal (if it was drawn)."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None

@@ -21,6 +21,8 @@ def _pairs(title: str | None = None) -> Table:
 
 
 def render_result(console: Console, scenario: Scenario, result: Result) -> None:
+    """Print one run's result: headline figures by kind, cost and energy, memory, then warnings
+    and notes."""
     console.print(f"[bold]{result.scenario}[/bold]")
     console.print(f"{result.kind} of {scenario.model.name} on {result.accelerators} x "
                   f"{scenario.hardware.name}, {result.precision}")

@@ -111,6 +111,8 @@ def _nested_models(tp: Any, out: list[type[BaseModel]],
 
 
 def model_reference(root: type[BaseModel], stop: tuple[type[BaseModel], ...] = ()) -> str:
+    """One Markdown section per model reachable from ``root`` (not descending into ``stop``): its
+    docstring's first paragraph and a table of its fields."""
     models: list[type[BaseModel]] = []
     _nested_models(root, models, stop)
     sections = []
@@ -129,6 +131,8 @@ def model_reference(root: type[BaseModel], stop: tuple[type[BaseModel], ...] = (
 
 
 def reference() -> str:
+    """The reference of docs/scenarios.md: the scenario, both workloads, cost assumptions, and
+    the hardware and model profiles."""
     parts = [
         "## Scenario reference",
         model_reference(Scenario, stop=(HardwareProfile, ModelProfile, TrainingWorkload,

@@ -62,6 +62,8 @@ def format_figure(value: float | None) -> str:
 
 
 def format_error(error: float | None, signed: bool = True) -> str:
+    """An error as a percentage with one decimal (signed, or its absolute value); '-' without
+    one."""
     if error is None:
         return "-"
     return f"{error * 100:+.1f}%" if signed else f"{error * 100:.1f}%"
@@ -70,6 +72,7 @@ def format_error(error: float | None, signed: bool = True) -> str:
 # ---- rich -------------------------------------------------------------------------------
 
 def cases_table(report: ValidationReport) -> Table:
+    """Every case: what was measured, what xpusim predicts, and the signed error (or 'failed')."""
     table = Table(title=f"Predicted vs measured ({len(report.rows)} cases)")
     for name in ("id", "title", "vendor", "kind", "metric"):
         table.add_column(name, overflow="fold")
@@ -84,6 +87,7 @@ def cases_table(report: ValidationReport) -> Table:
 
 
 def summary_table(report: ValidationReport) -> Table:
+    """The median and worst absolute error overall, per vendor and per kind."""
     table = Table(title="Absolute error by vendor and kind")
     table.add_column("group")
     for name in ("cases", "compared", "failed", "median |error|", "worst |error|"):
@@ -97,6 +101,7 @@ def summary_table(report: ValidationReport) -> Table:
 
 
 def failures_table(report: ValidationReport) -> Table | None:
+    """The cases that produced no prediction, with their messages (None when all did)."""
     if not report.failed:
         return None
     table = Table(title="Cases that did not produce a prediction")

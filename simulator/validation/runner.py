@@ -33,12 +33,14 @@ class CaseRow:
 
     @property
     def signed_error(self) -> float | None:
+        """(predicted - measured) / measured; None when the case produced no prediction."""
         if self.predicted is None:
             return None
         return (self.predicted - self.case.measured) / self.case.measured
 
     @property
     def abs_error(self) -> float | None:
+        """The error's size, whatever its sign; None when the case produced no prediction."""
         error = self.signed_error
         return None if error is None else abs(error)
 
@@ -52,13 +54,17 @@ class ValidationReport:
 
     @property
     def compared(self) -> tuple[CaseRow, ...]:
+        """The rows with a prediction (what the error statistics use)."""
         return tuple(r for r in self.rows if r.predicted is not None)
 
     @property
     def failed(self) -> tuple[CaseRow, ...]:
+        """The rows without a prediction (counted apart: a failure is not an error of 0)."""
         return tuple(r for r in self.rows if r.predicted is None)
 
     def as_dict(self) -> dict[str, Any]:
+        """The run as JSON-ready data: every row and the summary (``validate-against --format
+        json``)."""
         from simulator.validation.report import error_summary
 
         return {
