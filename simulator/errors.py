@@ -27,6 +27,7 @@ class InputError(XpusimError):
         super().__init__(self.render())
 
     def render(self) -> str:
+        """The error as one line: ``FILE: PATH: MESSAGE`` (the parts that are known)."""
         parts = [p for p in (self.file, self.path) if p]
         return ": ".join([*parts, self.message])
 

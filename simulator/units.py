@@ -119,6 +119,8 @@ class UnitError(ValueError):
 
 @dataclass(frozen=True)
 class Parsed:
+    """A quantity split into its number and its unit text, before the unit is checked."""
+
     number: float
     unit: str
 

@@ -10,7 +10,7 @@ from simulator.economics.cost import (
     cost_per_million_tokens,
     run_cost,
 )
-from simulator.economics.power import MEMORY_POWER_WEIGHT, Activity, average_activity, power_model
+from simulator.economics.power import MEMORY_POWER_WEIGHT, Activity, power_model
 from simulator.profiles.cost import CostAssumptions
 
 H100 = load_hardware("h100-sxm")  # idle 90 W, TDP 700 W, system 575 W, $2.99/h
@@ -70,6 +70,14 @@ def test_doubling_electricity_changes_only_the_energy_share():
     assert b.breakdown_usd["capital"] == a.breakdown_usd["capital"]
     assert b.breakdown_usd["facility"] == a.breakdown_usd["facility"]
     assert b.energy_kwh == a.energy_kwh
+
+
+def average_activity(spans: list[Activity]) -> Activity:
+    """One span equivalent to a sequence of spans (time-weighted busy fractions)."""
+    total = sum(s.duration_s for s in spans)
+    compute = sum(s.compute_busy * s.duration_s for s in spans) / total
+    memory = sum(s.memory_busy * s.duration_s for s in spans) / total
+    return Activity(total, compute, memory)
 
 
 def test_energy_equals_the_integral_of_power_over_a_time_series():

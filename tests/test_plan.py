@@ -16,9 +16,19 @@ import pytest
 from simulator.errors import InputError
 from simulator.profiles.overrides import apply_overrides
 from simulator.studies.pareto import dominates, pareto_front
-from simulator.studies.plan import plan_serving, plan_training
-from simulator.studies.plan_serving import ServingContext, Shape, min_replicas, shape_overrides
-from simulator.studies.plan_training import Layout, TrainingContext, layout_overrides
+from simulator.studies.plan_serving import (
+    ServingContext,
+    Shape,
+    min_replicas,
+    plan_serving,
+    shape_overrides,
+)
+from simulator.studies.plan_training import (
+    LayoutCandidate,
+    TrainingContext,
+    layout_overrides,
+    plan_training,
+)
 from simulator.studies.rows import Base, result_metrics, run_point
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,10 +64,11 @@ def serving_plan():
 
 def test_serving_plan_equals_brute_force(serving_plan):
     base = _base(SERVING, SERVING_SET)
-    ctx = ServingContext(base, RATE, MAX_REPLICAS * max(TPS), "h100-sxm")
+    ctx = ServingContext(base=base, rate_per_s=RATE, max_accelerators=MAX_REPLICAS * max(TPS),
+                         base_hardware="h100-sxm")
     best = None
     for profile, tp in itertools.product(PROFILES, TPS):
-        shape = Shape(profile, "bf16", tp, 1, 256)
+        shape = Shape(hardware=profile, precision="bf16", tp=tp, ep=1, max_batch_size=256)
         for replicas in range(1, MAX_REPLICAS + 1):
             status, _, result = run_point(base, shape_overrides(shape, ctx, replicas, 1))
             metrics = result_metrics(result, "inference")
@@ -128,11 +139,13 @@ TRAINING_SET = ["workload.tokens=2.0e10", "workload.failures.enabled=false"]
 
 def _brute_force_training(deadline_s):
     base = _base(TRAINING, TRAINING_SET)
-    ctx = TrainingContext(base, True, 1, deadline_s)
+    ctx = TrainingContext(base=base, exhaustive=True, keep_stage_layers_for_pp=1,
+                          deadline_s=deadline_s)
     rows = []
     for n, tp, pp, rc in itertools.product(SIZES, SPACE["tps"], SPACE["pps"],
                                            SPACE["recomputes"]):
-        layout = Layout(n, tp, pp, 1, 1, 1, rc, 1)
+        layout = LayoutCandidate(accelerators=n, tp=tp, pp=pp, cp=1, ep=1, micro_batch_size=1,
+                                 recompute=rc, zero=1)
         status, _, result = run_point(base, layout_overrides(layout, ctx))
         if status == "ok":
             rows.append({**layout.labels(), **result_metrics(result, "training")})

@@ -15,12 +15,12 @@ from simulator.results import Result
 from simulator.simulate import simulate
 from simulator.validation import (
     SKIPPED,
+    error_summary,
     load_case_file,
     load_cases,
     read_metric,
     render_tables,
     run_cases,
-    summarize,
     to_markdown,
 )
 from simulator.validation.runner import MetricMissing
@@ -159,7 +159,7 @@ def test_failures_become_rows_with_the_message(fake_report):
 
 
 def test_median_and_worst_per_vendor_kind_and_overall(fake_report):
-    by_group = {s.group: s for s in summarize(fake_report)}
+    by_group = {s.group: s for s in error_summary(fake_report)}
     expected = {  # group: (cases, compared, failed, median, worst, worst case)
         "all": (6, 4, 2, 0.15, 0.30, "B02"),
         "vendor: NVIDIA": (4, 3, 1, 0.10, 0.20, "A02"),

@@ -28,6 +28,8 @@ from simulator.report.profile_tables import (
 from simulator.report.progress import progress_bar
 from simulator.report.roofline_table import render_roofline
 from simulator.report.run_report import render_result
+from simulator.results import Result
+from simulator.results.training import TrainingResult
 from simulator.simulate import simulate
 
 
@@ -36,6 +38,8 @@ def _print_json(data: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``xpusim run``: simulate one scenario, print its tables or JSON, and write ``--out`` files
+    and the ``--trace`` on request."""
     scenario = load_scenario(args.file, args.overrides)
     if args.trace and scenario.kind != "training":
         raise InputError("--trace is for training scenarios (a step's pipeline timeline); "
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.trace:
         from simulator.engine.training import write_trace
 
-        write_trace(result.training, args.trace)
+        write_trace(_training_part(result), args.trace)
     if args.format == "json":
         _print_json(result.model_dump(mode="json"))
     else:
@@ -55,7 +59,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training_part(result: Result) -> TrainingResult:
+    """The training figures of a run whose scenario :func:`run` checked to be training."""
+    if result.training is None:
+        raise InputError("--trace is for training scenarios (a step's pipeline timeline)")
+    return result.training
+
+
 def roofline(args: argparse.Namespace) -> int:
+    """``xpusim roofline``: the roofline of every operation of one step or serving iteration,
+    without simulating."""
     scenario = load_scenario(args.file, args.overrides)
     view = roofline_view(scenario)
     if args.format == "json":
@@ -66,6 +79,8 @@ def roofline(args: argparse.Namespace) -> int:
 
 
 def validate_against(args: argparse.Namespace) -> int:
+    """``xpusim validate-against``: run the published-measurement cases, print predicted against
+    measured, and rewrite the generated part of a Markdown page on request."""
     from simulator.validation.report import render_tables, to_markdown
     from simulator.validation.runner import run_cases
 
@@ -85,6 +100,8 @@ def validate_against(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
+    """``xpusim show``: the fully resolved scenario as JSON (defaults and overrides applied,
+    profiles by id), so users can see what will run."""
     scenario = load_scenario(args.file, args.overrides)
     data = scenario.model_dump(mode="json", exclude={"hardware", "model"})
     data = {"name": data.pop("name"), "hardware": scenario.hardware.id,
@@ -106,6 +123,8 @@ def _kind_of(data: object) -> str:
 
 
 def validate(args: argparse.Namespace) -> int:
+    """``xpusim validate``: check scenario and profile files without running them; every problem of
+    every file is reported before exiting."""
     console = stdout_console()
     errors: list[InputError] = []
     for name in args.files:
@@ -139,6 +158,7 @@ def _validate_one(name: str) -> str:
 
 
 def list_profiles(args: argparse.Namespace) -> int:
+    """``xpusim profiles list``: the built-in hardware profiles, one row each."""
     profiles = [load_hardware(i) for i in hardware_ids()]
     if args.format == "json":
         _print_json([hardware_json(p) for p in profiles])
@@ -148,6 +168,7 @@ def list_profiles(args: argparse.Namespace) -> int:
 
 
 def list_models(args: argparse.Namespace) -> int:
+    """``xpusim models list``: the built-in model profiles, one row each."""
     models = [load_model(i) for i in model_ids()]
     if args.format == "json":
         _print_json([model_json(m) for m in models])
@@ -157,6 +178,7 @@ def list_models(args: argparse.Namespace) -> int:
 
 
 def show_profile(args: argparse.Namespace) -> int:
+    """``xpusim profiles show``: every field of one hardware profile with its source."""
     profile = load_hardware(args.id, Path.cwd())
     if args.format == "json":
         _print_json(hardware_json(profile))
@@ -166,6 +188,7 @@ def show_profile(args: argparse.Namespace) -> int:
 
 
 def show_model(args: argparse.Namespace) -> int:
+    """``xpusim models show``: every field of one model profile with its source."""
     model = load_model(args.id, Path.cwd())
     if args.format == "json":
         _print_json(model_json(model))

@@ -21,7 +21,7 @@ from simulator.report.console import stdout_console
 from simulator.report.html import compare_cells, format_ratio, format_value
 from simulator.report.outputs import comparison_csv, write_compare_outputs
 from simulator.report.progress import progress_bar
-from simulator.studies.compare import MATCHES, Comparison, compare
+from simulator.studies.compare import MATCHES, Comparison, Metric, compare
 
 _PLAIN_UNITS = ("s", "fraction", "USD", "W", "J")
 
@@ -64,6 +64,8 @@ def hardware_list(values: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``xpusim compare``: run the comparison, write the ``--out`` files, print JSON, CSV or
+    the table."""
     ids = hardware_list(args.hardware)
     with progress_bar(f"comparing {len(ids)} profiles", quiet=args.quiet, counts=True) as bar:
         comparison = compare(args.file, ids, args.match, args.overrides, progress=bar)
@@ -81,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(comparison: Comparison, data: dict[str, Any]) -> None:
+    """The terminal view of a comparison: one column per profile, values with their ratios to the
+    baseline, then the rows' failures and notes."""
     console = stdout_console()
     console.print(f"[bold]{comparison.scenario}[/bold]")
     sizing = {"count": "same accelerator count", "power": "same facility power budget",
@@ -93,8 +97,8 @@ def render(comparison: Comparison, data: dict[str, Any]) -> None:
     table.add_column(header[0], style="cyan")
     for name in header[1:]:
         table.add_column(name, justify="right")
-    for row in cells[:3]:
-        table.add_row(*row)
+    for cell_row in cells[:3]:  # accelerators, layout, status
+        table.add_row(*cell_row)
     metrics = [m for m in comparison.metrics
                if any(r.metrics.get(m.key) is not None for r in comparison.rows)]
     for m in metrics:
@@ -113,7 +117,9 @@ def render(comparison: Comparison, data: dict[str, Any]) -> None:
         console.print(f"note: {note}", markup=False)
 
 
-def _cell(value: float | None, ratio: float | None, metric, baseline: bool) -> Text:
+def _cell(value: float | None, ratio: float | None, metric: Metric, baseline: bool) -> Text:
+    """A value and its ratio to the baseline, the ratio green where it is better, red where
+    worse."""
     if value is None:
         return Text("-")
     text = Text(format_value(value, metric.unit if metric.unit in _PLAIN_UNITS else ""))

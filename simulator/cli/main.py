@@ -16,24 +16,42 @@ from simulator.report.console import stderr_console
 
 
 def _add_format(parser: argparse.ArgumentParser) -> None:
+    """``--format table|json``, shared by the commands that print one answer."""
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="table (default) or json on stdout")
 
 
+def _add_overrides(parser: argparse.ArgumentParser, help_text: str | None = None) -> None:
+    """``--set PATH=VALUE`` (repeatable), applied to the scenario before validation."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="PATH=VALUE", help=help_text)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``xpusim`` command line: each subcommand with its flags and the function it
+    calls (``args.func``). Study commands register themselves (``*_cmd.register``)."""
     parser = argparse.ArgumentParser(
         prog="xpusim",
         description="Accelerator cost/throughput simulator for LLM training and inference.",
     )
     parser.add_argument("--version", action="version", version=f"xpusim {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
+    _add_checks(sub)
+    compare_cmd.register(sub)
+    sweep_cmd.register(sub)
+    plan_cmd.register(sub)
+    sensitivity_cmd.register(sub)
+    _add_catalog(sub)
+    return parser
 
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    """``xpusim run``: one scenario, its tables, and optionally files and a trace."""
     run = sub.add_parser("run", help="simulate one scenario file")
     run.add_argument("file", help="scenario YAML file")
-    run.add_argument("--set", dest="overrides", action="append", default=[],
-                     metavar="PATH=VALUE",
-                     help="override a field before validation, e.g. --set cluster.accelerators=16"
-                          " (repeatable)")
+    _add_overrides(run, "override a field before validation, e.g. --set "
+                        "cluster.accelerators=16 (repeatable)")
     _add_format(run)
     run.add_argument("--out", metavar="DIR",
                      help="write result.json, CSVs (per-request records for serving, the step "
@@ -44,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="training: write a Chrome/Perfetto trace of one simulated step")
     run.set_defaults(func=commands.run)
 
+
+def _add_checks(sub: argparse._SubParsersAction) -> None:
+    """The commands that inspect inputs or check the model without running a study:
+    ``validate``, ``show``, ``roofline`` and ``validate-against``."""
     validate = sub.add_parser("validate", help="check scenario or profile files without running")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.set_defaults(func=commands.validate)
@@ -51,15 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print the fully resolved scenario (defaults and "
                                        "overrides applied)")
     show.add_argument("file")
-    show.add_argument("--set", dest="overrides", action="append", default=[],
-                      metavar="PATH=VALUE")
+    _add_overrides(show)
     show.set_defaults(func=commands.show)
 
     roof = sub.add_parser("roofline", help="FLOPs, bytes, intensity, bound and time of every "
                                            "operation of one step or serving iteration")
     roof.add_argument("file")
-    roof.add_argument("--set", dest="overrides", action="append", default=[],
-                      metavar="PATH=VALUE")
+    _add_overrides(roof)
     _add_format(roof)
     roof.set_defaults(func=commands.roofline)
 
@@ -74,11 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format(check)
     check.set_defaults(func=commands.validate_against)
 
-    compare_cmd.register(sub)
-    sweep_cmd.register(sub)
-    plan_cmd.register(sub)
-    sensitivity_cmd.register(sub)
 
+def _add_catalog(sub: argparse._SubParsersAction) -> None:
+    """``xpusim profiles|models list|show``: the built-in hardware and model profiles."""
     for noun, help_text in (("profiles", "built-in hardware profiles"),
                             ("models", "built-in model profiles")):
         group = sub.add_parser(noun, help=help_text)
@@ -92,16 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
         _add_format(detail)
         detail.set_defaults(func=commands.show_profile if noun == "profiles"
                             else commands.show_model)
-    return parser
 
 
 def _version() -> str:
+    """The installed version (imported late: ``simulator`` imports the whole API)."""
     from simulator import __version__
 
     return __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``xpusim`` command; returns the exit code (0 ok, 2 bad input, 130 interrupted).
+    Errors of the user's input print one line each, without a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
@@ -118,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _print_error(exc: XpusimError) -> None:
+    """One ``error:`` line per problem on stderr."""
     console = stderr_console()
     lines = [e.render() for e in exc.errors] if isinstance(exc, InputErrors) else [str(exc)]
     for line in lines:

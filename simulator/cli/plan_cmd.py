@@ -12,7 +12,9 @@ from rich.table import Table
 
 from simulator.errors import InputError
 from simulator.report.console import stdout_console
-from simulator.studies.plan import PlanResult, plan_serving, plan_training
+from simulator.studies.plan import PlanResult
+from simulator.studies.plan_serving import plan_serving
+from simulator.studies.plan_training import plan_training
 from simulator.studies.table import write_table
 from simulator.units import Dimension, UnitError, parse_quantity
 
@@ -100,6 +102,8 @@ def _deadline(text: str | None) -> float | None:
 
 
 def plan(args: argparse.Namespace) -> int:
+    """``xpusim plan``: plan a serving or a training scenario (by its kind), write the evaluated
+    points and the Pareto plot, print the answer."""
     from simulator.cli.sweep_cmd import base_from, executor_from, print_json
 
     base = base_from(args)
@@ -148,6 +152,8 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
 
 
 def render(result: PlanResult, plot_note: str | None, out: str | None) -> None:
+    """The terminal view of a plan: the winner, the runners-up and the Pareto front as tables, then
+    the notes and where the files went."""
     console = stdout_console()
     columns = [*result.config_columns, *result.metric_columns]
     if result.kind == "training" and result.limit is not None:

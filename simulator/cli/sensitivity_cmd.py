@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def sensitivity(args: argparse.Namespace) -> int:
+    """``xpusim sensitivity``: perturb each hardware parameter, print the ranked effects as JSON or
+    a table."""
     from simulator.cli.sweep_cmd import base_from, executor_from, print_json
 
     base = base_from(args)
@@ -67,6 +69,8 @@ def _el(value: float | None) -> str:
 
 
 def render(result: SensitivityResult) -> None:
+    """The terminal view of a sensitivity study: the baseline, then one row per parameter ranked by
+    elasticity, then the sides that did not run."""
     from simulator.cli.sweep_cmd import fmt
 
     console = stdout_console()

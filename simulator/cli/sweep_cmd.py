@@ -38,6 +38,8 @@ MAX_ROWS_SHOWN = 60
 
 # ---- shared by the study commands ---------------------------------------------------------
 def add_executor_flags(parser: argparse.ArgumentParser) -> None:
+    """``--jobs``, ``--backend``, ``--address`` and ``--quiet``: where a study's points run, the
+    same for every study command."""
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
                         help="worker processes (default: every core; 1 runs in this process)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
@@ -49,12 +51,14 @@ def add_executor_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_set_flag(parser: argparse.ArgumentParser) -> None:
+    """``--set PATH=VALUE`` for the study commands: fixed overrides of the base scenario."""
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="PATH=VALUE", help="override a field of the base scenario "
                                                    "(repeatable)")
 
 
 def executor_from(args: argparse.Namespace):
+    """The executor the study flags ask for (a context manager that releases its workers)."""
     return make_executor(args.backend, args.jobs, args.address)
 
 
@@ -106,6 +110,7 @@ def fmt(value: Any, column: str = "") -> str:
 
 
 def print_json(data: object) -> None:
+    """Print ``data`` as indented JSON on stdout (the ``--format json`` of the study commands)."""
     print(json.dumps(data, indent=2))
 
 
@@ -137,6 +142,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def sweep(args: argparse.Namespace) -> int:
+    """``xpusim sweep``: build the grid's points, run them (resuming a table on request), print the
+    rows or JSON; exit 1 when a point hit a bug in xpusim."""
     base = base_from(args)
     grid = [parse_axis(text, "--grid") for text in args.grid]
     zipped = [parse_axis(text, "--zip") for text in args.zip]

@@ -23,8 +23,11 @@ HOURS_PER_MONTH = HOURS_PER_YEAR / 12
 J_PER_KWH = 3.6e6
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CostReport:
+    """What a run costs: dollars (with their breakdown), facility energy, average power and
+    carbon."""
+
     cost_usd: float
     energy_kwh: float
     average_power_w: float  # facility power of the whole fleet, averaged over the run
@@ -33,10 +36,13 @@ class CostReport:
     mode: str
 
     def as_dict(self) -> dict:
+        """The report as plain data."""
         return asdict(self)
 
 
 def capital_recovery_factor(rate: float, years: float) -> float:
+    """The share of a purchase to recover each year over ``years`` at interest ``rate``
+    (straight-line 1/years at 0%)."""
     if rate == 0:
         return 1.0 / years
     growth = (1 + rate) ** years
@@ -69,9 +75,10 @@ def run_cost(hardware: HardwareProfile, assumptions: CostAssumptions, accelerato
             HOURS_PER_MONTH
         electricity = energy_kwh * assumptions.electricity_usd_per_kwh
         breakdown = {"capital": capital, "facility": facility, "electricity": electricity}
-    return CostReport(sum(breakdown.values()), energy_kwh, average_w,
-                      energy_kwh * assumptions.carbon_kg_per_kwh, breakdown,
-                      assumptions.mode.value)
+    return CostReport(cost_usd=sum(breakdown.values()), energy_kwh=energy_kwh,
+                      average_power_w=average_w,
+                      carbon_kg=energy_kwh * assumptions.carbon_kg_per_kwh,
+                      breakdown_usd=breakdown, mode=assumptions.mode.value)
 
 
 def cost_per_million_tokens(cost_usd: float, input_tokens: float, output_tokens: float,

@@ -49,18 +49,24 @@ class Activity:
 
     @property
     def level(self) -> float:
+        """The fraction of the dynamic power range drawn: compute-bound time counts fully,
+        memory-bound time ``MEMORY_POWER_WEIGHT``."""
         busy = self.compute_busy
         return busy - (1 - MEMORY_POWER_WEIGHT) * min(busy, self.memory_busy)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PowerModel:
+    """A device's power as a function of its activity, with its system share and the facility's
+    PUE."""
+
     idle_w: float
     tdp_w: float
     system_w: float  # per device, while on
     pue: float
 
     def device_w(self, activity: Activity) -> float:
+        """The device alone: idle power plus the dynamic range scaled by activity."""
         return self.idle_w + (self.tdp_w - self.idle_w) * activity.level
 
     def it_w(self, activity: Activity) -> float:
@@ -68,6 +74,7 @@ class PowerModel:
         return self.device_w(activity) + self.system_w
 
     def facility_w(self, activity: Activity) -> float:
+        """Per-device facility power: IT power (device and system share) times the PUE."""
         return self.it_w(activity) * self.pue
 
     def energy_j(self, spans: Sequence[Activity], devices: int) -> float:
@@ -76,15 +83,8 @@ class PowerModel:
 
 
 def power_model(hardware: HardwareProfile, pue: float) -> PowerModel:
+    """The power model of ``hardware``'s devices in a facility of the given PUE."""
     p = hardware.power
-    return PowerModel(p.idle.value, p.tdp.value, p.system_per_device.value, pue)
+    return PowerModel(idle_w=p.idle.value, tdp_w=p.tdp.value,
+                      system_w=p.system_per_device.value, pue=pue)
 
-
-def average_activity(spans: Sequence[Activity]) -> Activity:
-    """One span equivalent to a sequence of spans (time-weighted busy fractions)."""
-    total = sum(s.duration_s for s in spans)
-    if total == 0:
-        return Activity(0.0)
-    compute = sum(s.compute_busy * s.duration_s for s in spans) / total
-    memory = sum(s.memory_busy * s.duration_s for s in spans) / total
-    return Activity(total, compute, memory)

@@ -29,10 +29,12 @@ def _builtin_dir(name: str) -> Path:
 
 
 def hardware_dir() -> Path:
+    """The folder of the built-in hardware profiles (in the wheel, or at the top of a checkout)."""
     return _builtin_dir("hardware_profiles")
 
 
 def model_dir() -> Path:
+    """The folder of the built-in model profiles (in the wheel, or at the top of a checkout)."""
     return _builtin_dir("model_profiles")
 
 
@@ -41,18 +43,22 @@ def _ids(directory: Path) -> list[str]:
 
 
 def hardware_ids() -> list[str]:
+    """The ids of the built-in hardware profiles, sorted."""
     return _ids(hardware_dir())
 
 
 def model_ids() -> list[str]:
+    """The ids of the built-in model profiles, sorted."""
     return _ids(model_dir())
 
 
 def looks_like_path(ref: str) -> bool:
+    """Whether a profile reference is a file path rather than a built-in id."""
     return "/" in ref or "\\" in ref or ref.endswith((".yaml", ".yml"))
 
 
 def close_matches(ref: str, ids: list[str]) -> str:
+    """The ids a mistyped ``ref`` probably meant, or all ids when none is close."""
     near = difflib.get_close_matches(ref, ids, n=4, cutoff=0.5)
     near += [i for i in ids if ref and ref.lower() in i and i not in near][: 4 - len(near)]
     if near:
@@ -61,6 +67,7 @@ def close_matches(ref: str, ids: list[str]) -> str:
 
 
 def unknown_id_message(kind: str, ref: str, ids: list[str]) -> str:
+    """The message for an unknown id: the close matches and how to list or give a file instead."""
     command = "profiles" if kind.startswith("hardware") else "models"
     return (f"unknown {kind} {ref!r}; {close_matches(ref, ids)} (`xpusim {command} list` "
             f"shows all; or give a path to a YAML file)")
@@ -79,10 +86,12 @@ def _resolve(ref: str, directory: Path, kind: str, base_dir: Path | None) -> Pat
 
 
 def hardware_path(ref: str, base_dir: Path | None = None) -> Path:
+    """The file of a hardware profile reference (``LookupError`` for an unknown id)."""
     return _resolve(ref, hardware_dir(), "hardware profile", base_dir)
 
 
 def model_path(ref: str, base_dir: Path | None = None) -> Path:
+    """The file of a model profile reference (``LookupError`` for an unknown id)."""
     return _resolve(ref, model_dir(), "model", base_dir)
 
 

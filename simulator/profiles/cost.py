@@ -21,11 +21,16 @@ _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 
 class CostMode(StrEnum):
+    """How the fleet is paid for: rented by the hour, or owned."""
+
     CLOUD = "cloud"  # rent: USD per accelerator-hour
     OWNED = "owned"  # buy: depreciation, cost of capital, facility and electricity
 
 
 class CostAssumptions(BaseModel):
+    """How the fleet is paid for and what its energy costs; unset prices come from the hardware
+    profile."""
+
     model_config = _FROZEN
 
     mode: CostMode = CostMode.CLOUD

@@ -44,12 +44,17 @@ class Direction(StrEnum):
 
 
 class ScaleUpTopology(StrEnum):
+    """How the devices of a scale-up domain are wired; it decides how collectives use the links."""
+
     SWITCH = "switch"  # every device reaches every other at full bandwidth (NVSwitch)
     MESH = "mesh"  # direct links to every peer, bandwidth split across peers (xGMI)
     TORUS = "torus"  # neighbours only, multi-hop (TPU ICI, NeuronLink)
 
 
 class ScaleOutTopology(StrEnum):
+    """The fabric between scale-up domains (recorded for the reader; collectives use the NIC
+    bandwidth)."""
+
     FAT_TREE = "fat_tree"
     RAIL_OPTIMIZED = "rail_optimized"
     CLOS = "clos"
@@ -58,12 +63,16 @@ class ScaleOutTopology(StrEnum):
 
 
 class DeviceKind(StrEnum):
+    """What kind of accelerator a profile describes."""
+
     GPU = "gpu"
     TPU = "tpu"
     ASIC = "asic"
 
 
 class Compute(BaseModel):
+    """The device's peak arithmetic, per precision."""
+
     model_config = _FROZEN
 
     peak_flops: dict[Precision, Sourced[FlopRate]] = Field(
@@ -78,6 +87,8 @@ class Compute(BaseModel):
 
 
 class Memory(BaseModel):
+    """The device's HBM (capacity, bandwidth) and on-chip SRAM."""
+
     model_config = _FROZEN
 
     capacity: Sourced[Bytes] = Field(description="usable HBM capacity per device")
@@ -137,11 +148,14 @@ class ScaleOut(BaseModel):
 
     @property
     def bandwidth_one_way(self) -> float:
+        """Per-device NIC bandwidth in one direction, bytes/s."""
         bw = self.bandwidth_per_device.value
         return bw / 2 if self.direction is Direction.BIDIRECTIONAL else bw
 
 
 class PowerSpec(BaseModel):
+    """What one device draws: at full load, idle, and its share of the rest of the system."""
+
     model_config = _FROZEN
 
     tdp: Sourced[Power] = Field(description="device thermal design / board power")
@@ -159,11 +173,15 @@ class PowerSpec(BaseModel):
 
 
 class CloudPrice(Sourced[UsdPerHour]):
+    """An on-demand cloud price per device-hour, with who quoted it and when."""
+
     provider: str
     date: str = Field(description="when the price was quoted, e.g. 2026-05")
 
 
 class Price(BaseModel):
+    """What a device costs to buy (where it can be bought) and to rent."""
+
     model_config = _FROZEN
 
     purchase_per_device: Sourced[Usd] | None = Field(
@@ -204,6 +222,9 @@ class AttentionEfficiency(BaseModel):
 
 
 class Efficiency(BaseModel):
+    """The fractions of peak that real kernels and collectives reach, and the fixed cost per
+    kernel."""
+
     model_config = _FROZEN
 
     gemm: GemmEfficiency
@@ -223,6 +244,8 @@ class Efficiency(BaseModel):
 
 
 class Reliability(BaseModel):
+    """How often a job is interrupted by failures, per accelerator."""
+
     model_config = _FROZEN
 
     mtbf_per_accelerator: Sourced[Seconds] = Field(
@@ -260,14 +283,17 @@ class HardwareProfile(BaseModel):
         return self.compute.peak_flops[Precision(precision)].value
 
     def supports(self, precision: Precision | str) -> bool:
+        """Whether the profile has a peak for ``precision`` (a workload needs one)."""
         return Precision(precision) in self.compute.peak_flops
 
     @property
     def hbm_capacity(self) -> float:
+        """HBM capacity per device, bytes."""
         return self.memory.capacity.value
 
     @property
     def hbm_bandwidth(self) -> float:
+        """Peak HBM bandwidth per device, bytes/s."""
         return self.memory.bandwidth.value
 
     @model_validator(mode="after")

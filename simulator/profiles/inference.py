@@ -27,6 +27,8 @@ _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 
 class DistKind(StrEnum):
+    """The shape of a token-length distribution."""
+
     FIXED = "fixed"
     UNIFORM = "uniform"
     NORMAL = "normal"
@@ -102,6 +104,9 @@ TokenCount = Annotated[
 
 
 class ArrivalProcess(StrEnum):
+    """How requests arrive: open-loop processes at a rate, all at once, from a trace, or from
+    closed-loop clients."""
+
     POISSON = "poisson"
     GAMMA = "gamma"  # renewal process with gamma inter-arrivals of the given cv (bursty if >1)
     CONSTANT = "constant"
@@ -111,6 +116,8 @@ class ArrivalProcess(StrEnum):
 
 
 class Arrivals(BaseModel):
+    """When requests arrive and how many."""
+
     model_config = _FROZEN
 
     process: ArrivalProcess = ArrivalProcess.POISSON
@@ -172,6 +179,8 @@ class Arrivals(BaseModel):
 
 
 class InferenceParallelism(BaseModel):
+    """The layout of one model replica."""
+
     model_config = _FROZEN
 
     tp: PositiveInt = 1
@@ -180,15 +189,20 @@ class InferenceParallelism(BaseModel):
 
     @property
     def devices(self) -> int:
+        """Accelerators one replica occupies (tp x pp; experts are spread within it)."""
         return self.tp * self.pp
 
 
 class Router(StrEnum):
+    """How a request picks a replica (the policy; the engine's routers implement it)."""
+
     ROUND_ROBIN = "round_robin"
     LEAST_LOADED = "least_loaded"
 
 
 class Batching(BaseModel):
+    """The continuous-batching scheduler's limits and the paged KV cache."""
+
     model_config = _FROZEN
 
     max_batch_size: PositiveInt = Field(256, description="sequences per iteration")
@@ -216,6 +230,8 @@ class Disaggregation(BaseModel):
 
 
 class SLO(BaseModel):
+    """Latency targets at a percentile; the result reports attainment and whether each is met."""
+
     model_config = _FROZEN
 
     ttft_s: Seconds | None = Field(None, description="time to first token")
@@ -226,6 +242,9 @@ class SLO(BaseModel):
 
 
 class InferenceWorkload(BaseModel):
+    """A serving workload: precision, layout and replicas, traffic, lengths, batching, and
+    targets."""
+
     model_config = _FROZEN
 
     kind: Literal["inference"]

@@ -9,13 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simulator.profiles.hardware import HardwareProfile
-from simulator.profiles.inference import InferenceWorkload
+from simulator.profiles.inference import InferenceParallelism, InferenceWorkload
 from simulator.profiles.model import AttentionKind, ModelProfile
 from simulator.profiles.training import TrainingWorkload
 
 
 @dataclass(frozen=True)
 class Problem:
+    """A layout problem: the fields involved (a path into the scenario) and what is wrong."""
+
     path: tuple[str, ...]
     message: str
 
@@ -63,6 +65,7 @@ def resolve_dp(workload: TrainingWorkload, accelerators: int) -> int | None:
 
 def check_training(w: TrainingWorkload, model: ModelProfile, hardware: HardwareProfile,
                    accelerators: int) -> list[Problem]:
+    """Every problem joining a training workload to the model, the hardware and the cluster size."""
     par = w.parallelism
     base = ("workload", "parallelism")
     problems = _precision(w, hardware)
@@ -114,7 +117,8 @@ def check_inference(w: InferenceWorkload, model: ModelProfile, hardware: Hardwar
     """Problems (errors) and warnings (e.g. accelerators left idle)."""
     problems = _precision(w, hardware)
     warnings: list[str] = []
-    layouts = [(("workload", "parallelism"), w.parallelism)]
+    layouts: list[tuple[tuple[str, ...], InferenceParallelism]] = [
+        (("workload", "parallelism"), w.parallelism)]
     if w.disaggregation is not None:
         d = w.disaggregation
         layouts.append((("workload", "disaggregation", "prefill_parallelism"),
@@ -148,6 +152,7 @@ def check_inference(w: InferenceWorkload, model: ModelProfile, hardware: Hardwar
 
 
 def used_accelerators(w: InferenceWorkload, accelerators: int) -> int:
+    """Accelerators the replicas (or the disaggregated pools) occupy; the rest are idle."""
     if w.disaggregation is not None:
         d = w.disaggregation
         pre = (d.prefill_parallelism or w.parallelism).devices

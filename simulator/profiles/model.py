@@ -21,12 +21,16 @@ _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 
 class AttentionKind(StrEnum):
+    """How attention shares key/value heads, which decides the KV cache and its traffic."""
+
     MHA = "mha"  # one K/V head per query head
     GQA = "gqa"  # query heads share fewer K/V heads
     MLA = "mla"  # multi-head latent attention (DeepSeek-V2/V3): K/V compressed to a latent
 
 
 class Activation(StrEnum):
+    """The FFN's activation; gated ones have a third weight matrix."""
+
     GELU = "gelu"
     RELU = "relu"
     SQUARED_RELU = "squared_relu"
@@ -40,11 +44,15 @@ class Activation(StrEnum):
 
 
 class Norm(StrEnum):
+    """The normalization layers (LayerNorm also has a bias vector)."""
+
     RMSNORM = "rmsnorm"
     LAYERNORM = "layernorm"
 
 
 class PositionEmbedding(StrEnum):
+    """How positions are encoded; only a learned table adds parameters."""
+
     ROPE = "rope"
     LEARNED = "learned"  # a max_seq_len x hidden table, counted as parameters
     ALIBI = "alibi"
@@ -64,6 +72,9 @@ class MLA(BaseModel):
 
 
 class MoE(BaseModel):
+    """Mixture-of-experts layers: how many experts, how many a token uses, and which layers have
+    them."""
+
     model_config = _FROZEN
 
     experts: PositiveInt = Field(description="routed experts per MoE layer")
@@ -86,6 +97,9 @@ class MoE(BaseModel):
 
 
 class PublishedParams(BaseModel):
+    """The parameter counts the model's authors publish, kept to check the architecture
+    description against."""
+
     model_config = _FROZEN
 
     total: Sourced[Annotated[float, Gt(0)]]
@@ -143,16 +157,19 @@ class ModelProfile(BaseModel):
     # ---- derived shapes -------------------------------------------------------------------
     @property
     def kv_heads_resolved(self) -> int:
+        """Key/value heads (MLA: one per query head, in the latent's up-projection)."""
         if self.attention is AttentionKind.MLA:
             return self.attention_heads
         return self.kv_heads or self.attention_heads
 
     @property
     def head_dim_resolved(self) -> int:
+        """Dimension of one attention head (hidden / heads unless given)."""
         return self.head_dim or self.hidden_size // self.attention_heads
 
     @property
     def is_moe(self) -> bool:
+        """Whether some layers route tokens to experts."""
         return self.moe is not None
 
     def is_moe_layer(self, index: int) -> bool:
@@ -163,21 +180,25 @@ class ModelProfile(BaseModel):
 
     @property
     def moe_layers(self) -> int:
+        """How many layers have experts."""
         return sum(self.is_moe_layer(i) for i in range(self.layers))
 
     @property
     def dense_layers(self) -> int:
+        """How many layers have a dense FFN."""
         return self.layers - self.moe_layers
 
     # ---- parameter counts (see simulator.profiles.params) -------------------------------
     @property
     def params_total(self) -> float:
+        """Every parameter, all experts included."""
         from simulator.profiles.params import count_params
 
         return count_params(self).total
 
     @property
     def params_active(self) -> float:
+        """Parameters one token uses (the routed experts it goes to, not all of them)."""
         from simulator.profiles.params import count_params
 
         return count_params(self).active

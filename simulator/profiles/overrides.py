@@ -15,6 +15,7 @@ from simulator.profiles.yaml_source import parse_yaml_value
 
 
 def parse_assignment(text: str) -> tuple[list[str | int], Any]:
+    """``PATH=VALUE`` as a key path (indices for digits) and the value read as YAML."""
     if "=" not in text:
         raise InputError(f"--set expects PATH=VALUE, got {text!r}")
     path_text, value_text = text.split("=", 1)

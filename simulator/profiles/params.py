@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from simulator.profiles.model import AttentionKind, ModelProfile, Norm
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ParamCount:
+    """A model's parameters by component, and the totals (all of them, and those one token uses)."""
+
     embedding: float
     lm_head: float
     attention_per_layer: float
@@ -32,6 +34,7 @@ class ParamCount:
 
 
 def attention_params(m: ModelProfile) -> float:
+    """Parameters of one attention block (MHA/GQA or MLA), biases included."""
     h, a = m.hidden_size, m.attention_heads
     bias = m.linear_bias
     if m.attention is AttentionKind.MLA:
@@ -53,6 +56,7 @@ def attention_params(m: ModelProfile) -> float:
 
 
 def ffn_params(m: ModelProfile, ffn_size: int) -> float:
+    """Parameters of one FFN (dense, or one expert) of size ``ffn_size``, biases included."""
     h = m.hidden_size
     matrices = 3 if m.activation.gated else 2
     biases = ((matrices - 1) * ffn_size + h) if m.linear_bias else 0
@@ -60,6 +64,7 @@ def ffn_params(m: ModelProfile, ffn_size: int) -> float:
 
 
 def count_params(m: ModelProfile) -> ParamCount:
+    """The parameter count of ``m`` by component (formulas in the module docstring)."""
     h = m.hidden_size
     embedding = float(m.vocab_size * h)
     if m.position_embedding.value == "learned":
@@ -78,5 +83,7 @@ def count_params(m: ModelProfile) -> ParamCount:
     body = m.layers * attention + m.dense_layers * dense_ffn + norms
     total = embedding + lm_head + body + m.moe_layers * moe_total
     active = embedding + lm_head + body + m.moe_layers * moe_active
-    return ParamCount(embedding, lm_head, attention, dense_ffn, moe_total, moe_active, norms,
-                      total, active)
+    return ParamCount(embedding=embedding, lm_head=lm_head, attention_per_layer=attention,
+                      dense_ffn_per_layer=dense_ffn, moe_ffn_per_layer=moe_total,
+                      moe_ffn_active_per_layer=moe_active, norms=norms, total=total,
+                      active=active)

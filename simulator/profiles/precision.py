@@ -6,6 +6,9 @@ from enum import StrEnum
 
 
 class Precision(StrEnum):
+    """A number format: it selects the peak FLOP/s a kernel runs at and the bytes of each
+    element."""
+
     FP32 = "fp32"
     TF32 = "tf32"
     FP16 = "fp16"

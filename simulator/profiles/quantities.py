@@ -42,10 +42,8 @@ UsdPerKwh = _positive(Dimension.USD_PER_KWH)
 UsdPerKwMonth = _positive(Dimension.USD_PER_KW_MONTH)
 CarbonIntensity = _non_negative(Dimension.CARBON_INTENSITY)
 
-NonNegativeBytes = _non_negative(Dimension.BYTES)
 NonNegativeSeconds = _non_negative(Dimension.TIME)
 NonNegativePower = _non_negative(Dimension.POWER)
-NonNegativeUsd = _non_negative(Dimension.USD)
 
 # A fraction of something (efficiency, utilization): 0 < x <= 1, "80%" accepted.
 Fraction = Annotated[float, _parser(Dimension.FRACTION), Gt(0), Le(1)]

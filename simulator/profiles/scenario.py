@@ -43,6 +43,8 @@ class LayoutProblems(XpusimError):
 
 
 class Cluster(BaseModel):
+    """The fleet's size."""
+
     model_config = _FROZEN
 
     accelerators: Annotated[int, Gt(0)] = Field(description="total accelerators in the fleet")
@@ -55,6 +57,9 @@ def _base_dir(info: ValidationInfo) -> Path | None:
 
 
 class Scenario(BaseModel):
+    """What to simulate: a hardware profile, a cluster size, a model and a workload, with cost
+    assumptions and a seed."""
+
     model_config = _FROZEN
 
     name: str = Field(description="a title for tables and reports")
@@ -120,6 +125,7 @@ class Scenario(BaseModel):
     # ---- convenience --------------------------------------------------------------------
     @property
     def kind(self) -> str:
+        """``training`` or ``inference``: which engine runs the scenario."""
         return self.workload.kind
 
     @property

@@ -20,18 +20,24 @@ _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 
 class PipelineSchedule(StrEnum):
+    """The order in which pipeline stages run microbatches' forward and backward passes."""
+
     ONE_F_ONE_B = "1f1b"
     INTERLEAVED = "interleaved"
     GPIPE = "gpipe"
 
 
 class Recompute(StrEnum):
+    """Which activations backward recomputes instead of keeping (memory for compute)."""
+
     NONE = "none"
     SELECTIVE = "selective"  # recompute the attention core only (Korthikanti et al. 2022)
     FULL = "full"  # keep only each layer's input; recompute the whole layer in backward
 
 
 class TrainingParallelism(BaseModel):
+    """How a training job splits the model and the batch over the accelerators."""
+
     model_config = _FROZEN
 
     tp: PositiveInt = Field(1, description="tensor parallel size")
@@ -76,6 +82,8 @@ class TrainingParallelism(BaseModel):
 
 
 class Overlap(BaseModel):
+    """Which communication the framework hides behind compute."""
+
     model_config = _FROZEN
 
     dp_comm: bool = Field(True, description="overlap gradient reduction with backward")
@@ -85,6 +93,8 @@ class Overlap(BaseModel):
 
 
 class FinetuneMethod(StrEnum):
+    """Train every weight, or only low-rank adapters."""
+
     FULL = "full"
     LORA = "lora"
 
@@ -93,6 +103,8 @@ LoraTarget = Literal["q", "k", "v", "o", "gate", "up", "down"]
 
 
 class Finetune(BaseModel):
+    """Full training, or LoRA adapters of a rank on chosen projections."""
+
     model_config = _FROZEN
 
     method: FinetuneMethod = FinetuneMethod.FULL
@@ -102,11 +114,15 @@ class Finetune(BaseModel):
 
 
 class CheckpointMode(StrEnum):
+    """Whether writing a checkpoint stops training."""
+
     BLOCKING = "blocking"
     ASYNC = "async"
 
 
 class Checkpoint(BaseModel):
+    """How often checkpoints are written and how fast storage takes them."""
+
     model_config = _FROZEN
 
     interval_s: Seconds | Literal["auto"] = Field(
@@ -119,6 +135,8 @@ class Checkpoint(BaseModel):
 
 
 class Failures(BaseModel):
+    """Job-interrupting failures at run scale and what each costs."""
+
     model_config = _FROZEN
 
     enabled: bool = True
@@ -130,6 +148,9 @@ class Failures(BaseModel):
 
 
 class TrainingWorkload(BaseModel):
+    """A training or fine-tuning run: batch and sequence, length of the run, layout, schedule,
+    recomputation, and what interrupts it."""
+
     model_config = _FROZEN
 
     kind: Literal["training"]
@@ -168,6 +189,7 @@ class TrainingWorkload(BaseModel):
 
     @property
     def tokens_per_step(self) -> int:
+        """Tokens in one optimizer step (global batch x sequence length)."""
         return self.global_batch_size * self.seq_len
 
     @property

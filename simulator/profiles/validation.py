@@ -11,6 +11,7 @@ import typing
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Tag, ValidationError
+from pydantic_core import ErrorDetails
 
 from simulator.errors import InputError, InputErrors
 from simulator.profiles.yaml_source import Loc, YamlDocument
@@ -82,6 +83,7 @@ def resolve_loc(root: type[BaseModel], loc: Loc) -> tuple[list[str | int], Any]:
 
 
 def dotted(path: list[str | int]) -> str:
+    """A field path as users write it: ``workload.parallelism.tp``, ``cases[2].id``."""
     out = ""
     for part in path:
         if isinstance(part, int):
@@ -91,7 +93,7 @@ def dotted(path: list[str | int]) -> str:
     return out or "(top level)"
 
 
-def _message(err: dict[str, Any], parent: Any) -> str:
+def _message(err: ErrorDetails, parent: Any) -> str:
     kind = err["type"]
     msg: str = err["msg"]
     if kind == "extra_forbidden":

@@ -14,6 +14,7 @@ _WIDE = 10_000
 
 
 def stdout_console() -> Console:
+    """The console for results: sized by the terminal, or wide and colourless when piped."""
     if sys.stdout.isatty():
         return Console(highlight=False)
     return Console(width=_WIDE, no_color=True, highlight=False, soft_wrap=False,
@@ -21,6 +22,8 @@ def stdout_console() -> Console:
 
 
 def stderr_console() -> Console:
+    """The console for errors and progress: sized by the terminal, or wide and colourless when
+    redirected."""
     if sys.stderr.isatty():
         return Console(stderr=True, highlight=False)
     return Console(stderr=True, width=_WIDE, no_color=True, highlight=False, soft_wrap=True)

@@ -55,6 +55,7 @@ def figure(png: bytes, caption: str) -> str:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """An HTML table of text cells (escaped)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
                    for row in rows)
@@ -62,6 +63,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def notes(items: Sequence[str]) -> str:
+    """Notes and warnings as an escaped list ('' when there are none)."""
     if not items:
         return ""
     return '<ul class="notes">' + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
@@ -99,6 +101,7 @@ def format_value(value: float | None, unit: str) -> str:
 
 
 def format_ratio(value: float | None) -> str:
+    """A ratio to the baseline as '1.23x' ('-' when there is none)."""
     return "-" if value is None else f"{value:.2f}x"
 
 
@@ -185,6 +188,8 @@ def _cell(row: Mapping[str, Any], metric: Mapping[str, Any]) -> str:
 
 
 def compare_page(data: Mapping[str, Any], figures: Sequence[tuple[str, bytes, str]]) -> str:
+    """The report of a comparison: the side-by-side table, notes, then each (heading, png,
+    caption) figure."""
     header, body = compare_cells(data)
     remarks = [f"{r['hardware']}: {r['reason']}" for r in data["rows"] if r.get("reason")]
     remarks += [f"{r['hardware']}: {n}" for r in data["rows"] for n in r.get("notes", [])]

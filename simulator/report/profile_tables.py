@@ -18,6 +18,7 @@ def _peak(hw: HardwareProfile, precision: str) -> str:
 
 
 def hardware_table(profiles: list[HardwareProfile]) -> Table:
+    """The built-in hardware profiles, one row each: peaks, memory, scale-up, power and price."""
     table = Table(title="Hardware profiles (dense peak per device)", title_justify="left")
     table.add_column("id", style="bold cyan", no_wrap=True, overflow="fold")
     table.add_column("name", overflow="fold")
@@ -41,6 +42,7 @@ def hardware_table(profiles: list[HardwareProfile]) -> Table:
 
 
 def model_table(models: list[ModelProfile]) -> Table:
+    """The built-in model profiles, one row each: sizes, attention, FFN and experts."""
     table = Table(title="Model profiles", title_justify="left")
     table.add_column("id", style="bold cyan", no_wrap=True, overflow="fold")
     table.add_column("name", overflow="fold")
@@ -95,10 +97,12 @@ def detail_table(profile: HardwareProfile | ModelProfile) -> Table:
 
 
 def hardware_json(hw: HardwareProfile) -> dict[str, Any]:
+    """A hardware profile as JSON-ready data (every field with its source)."""
     return hw.model_dump(mode="json")
 
 
 def model_json(m: ModelProfile) -> dict[str, Any]:
+    """A model profile as JSON-ready data, with its computed parameter counts."""
     data = m.model_dump(mode="json")
     data["params_total"] = m.params_total
     data["params_active"] = m.params_active

@@ -74,13 +74,8 @@ class ProgressBar:
         assert self._bar is not None and self._task is not None
         self._bar.update(self._task, completed=done, total=max(total, done, 1e-12))
 
-    def describe(self, description: str) -> None:
-        """Change the text in front of the bar (e.g. the scenario now running)."""
-        self.description = description
-        if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, description=description)
-
     def close(self) -> None:
+        """Remove the bar from the terminal (if it was drawn)."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None

@@ -1,21 +1,25 @@
-"""Terminal table of a roofline view."""
+"""The terminal table of a roofline view (``xpusim roofline``)."""
 
 from __future__ import annotations
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from simulator.perf.roofline_view import RooflineView
 from simulator.units import format_si, format_time
 
 _STYLE = {"compute": "green", "memory": "yellow", "network": "magenta"}
+_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
+    ("phase", "left"), ("operation", "left"), ("x", "right"), ("FLOPs", "right"),
+    ("bytes", "right"), ("FLOP/B", "right"), ("bound", "left"), ("time", "right"),
+    ("share", "right"))
 
 
 def render_roofline(console: Console, view: RooflineView) -> None:
+    """Print ``xpusim roofline``: one row per operation (FLOPs, bytes, intensity, bound, time
+    and share of its phase), then the ridge point and the verdicts."""
     table = Table(title=view.title, title_justify="left")
-    for name, justify in (("phase", "left"), ("operation", "left"), ("x", "right"),
-                          ("FLOPs", "right"), ("bytes", "right"), ("FLOP/B", "right"),
-                          ("bound", "left"), ("time", "right"), ("share", "right")):
+    for name, justify in _COLUMNS:
         table.add_column(name, justify=justify, no_wrap=name == "operation")
     totals = {r.phase: view.total(r.phase) for r in view.rows}
     for row in view.rows:

@@ -21,6 +21,8 @@ def _pairs(title: str | None = None) -> Table:
 
 
 def render_result(console: Console, scenario: Scenario, result: Result) -> None:
+    """Print one run's result: headline figures by kind, cost and energy, memory, then warnings
+    and notes."""
     console.print(f"[bold]{result.scenario}[/bold]")
     console.print(f"{result.kind} of {scenario.model.name} on {result.accelerators} x "
                   f"{scenario.hardware.name}, {result.precision}")
@@ -37,6 +39,7 @@ def render_result(console: Console, scenario: Scenario, result: Result) -> None:
 
 
 def _training(console: Console, t: TrainingResult) -> None:
+    """The training headline figures, then the step breakdown."""
     head = _pairs("Training")
     head.add_row("step time", format_time(t.step_time_s))
     head.add_row("throughput", f"{t.tokens_per_s:,.0f} tokens/s")
@@ -55,24 +58,30 @@ def _training(console: Console, t: TrainingResult) -> None:
             head.add_row("checkpoint every", format_time(f.checkpoint_interval_s))
     head.add_row("accelerator-hours", f"{t.accelerator_hours:,.0f}")
     console.print(head)
+    _step_breakdown(console, t)
+
+
+def _step_breakdown(console: Console, t: TrainingResult) -> None:
+    """Where the step's time goes on the stage that finishes last and, when another stage
+    is busier, on that one too: the difference in their bubbles is stage imbalance."""
     breakdown = Table(title="Step breakdown", title_justify="left")
     breakdown.add_column("part", style="cyan")
     breakdown.add_column("time", justify="right")
     breakdown.add_column("share", justify="right")
-    busiest = t.busiest_stage_breakdown_s
-    other = busiest is not None and t.busiest_stage != t.critical_stage
-    if other:
+    busiest = (t.busiest_stage_breakdown_s if t.busiest_stage != t.critical_stage
+               else None)
+    if busiest is not None:
         breakdown.title = f"Step breakdown (stage {t.critical_stage}, last to finish)"
         breakdown.add_column(f"stage {t.busiest_stage} (busiest)", justify="right")
     for name, value in t.breakdown_s.model_dump().items():
-        theirs = getattr(busiest, name) if other else 0.0
+        theirs = getattr(busiest, name) if busiest is not None else 0.0
         if value > 0 or theirs > 0:
             row = [name, format_time(value), f"{value / t.step_time_s:.1%}"]
-            if other:
+            if busiest is not None:
                 row.append(f"{format_time(theirs)} ({theirs / t.step_time_s:.1%})")
             breakdown.add_row(*row)
     console.print(breakdown)
-    if other:
+    if busiest is not None:
         imbalance = t.breakdown_s.bubble - busiest.bubble
         console.print(f"stage {t.busiest_stage} is busy {format_time(imbalance)} longer than "
                       f"stage {t.critical_stage}: that much of stage {t.critical_stage}'s "

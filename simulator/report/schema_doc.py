@@ -1,7 +1,9 @@
 """Markdown reference tables generated from the pydantic schemas, so the docs cannot drift.
 
-``python -m simulator.report.schema_doc`` prints the reference; ``docs/scenarios.md`` embeds
-it between markers, and a test checks that the embedded copy is current.
+``python -m simulator.report.schema_doc`` prints the scenario and profile reference that
+``docs/scenarios.md`` embeds between markers; ``python -m simulator.report.schema_doc
+results`` prints the result reference of ``docs/results.md``. Tests check that both embedded
+copies are current.
 """
 
 from __future__ import annotations
@@ -109,11 +111,13 @@ def _nested_models(tp: Any, out: list[type[BaseModel]],
 
 
 def model_reference(root: type[BaseModel], stop: tuple[type[BaseModel], ...] = ()) -> str:
+    """One Markdown section per model reachable from ``root`` (not descending into ``stop``): its
+    docstring's first paragraph and a table of its fields."""
     models: list[type[BaseModel]] = []
     _nested_models(root, models, stop)
     sections = []
     for model in models:
-        doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        doc = " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
         lines = [f"### {model.__name__}", ""]
         if doc and not doc.startswith(("!!!", "Usage docs")):
             lines += [doc, ""]
@@ -127,6 +131,8 @@ def model_reference(root: type[BaseModel], stop: tuple[type[BaseModel], ...] = (
 
 
 def reference() -> str:
+    """The reference of docs/scenarios.md: the scenario, both workloads, cost assumptions, and
+    the hardware and model profiles."""
     parts = [
         "## Scenario reference",
         model_reference(Scenario, stop=(HardwareProfile, ModelProfile, TrainingWorkload,
@@ -160,4 +166,6 @@ def embedded(text: str) -> str:
 
 
 if __name__ == "__main__":
-    print(reference())
+    import sys
+
+    print(results_reference() if sys.argv[1:] == ["results"] else reference())

@@ -41,26 +41,24 @@ from simulator.profiles.yaml_source import YamlDocument, read_yaml
 from simulator.results import Result
 from simulator.simulate import simulate
 from simulator.studies.compare_layout import (
-    DOES_NOT_FIT,
-    INFEASIBLE,
-    OK,
     Unfit,
     budget_of,
     cost_data,
+    error_line,
     inference_layout,
     layout_of,
-    one_line,
     target_count,
     training_layout,
     validated,
 )
+from simulator.studies.rows import DOES_NOT_FIT, INFEASIBLE, OK
 
 MATCHES = ("count", "power", "cost")
-__all__ = ["DOES_NOT_FIT", "INFEASIBLE", "MATCHES", "OK", "Comparison", "Metric", "Row",
+__all__ = ["DOES_NOT_FIT", "INFEASIBLE", "MATCHES", "OK", "Comparison", "Metric", "ProfileRow",
            "compare", "metrics_for"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Metric:
     """A compared figure: its key in rows, a label and unit for tables, which way is better
     (``higher``, ``lower`` or ``neither``), and whether the ratio plot shows it."""
@@ -73,42 +71,49 @@ class Metric:
 
 
 INFERENCE_METRICS = (
-    Metric("output_tokens_per_s", "throughput", "output tokens/s", "higher"),
-    Metric("output_tokens_per_s_per_accelerator", "throughput per accelerator",
-           "output tokens/s", "higher"),
-    Metric("requests_per_s", "requests", "req/s", "higher", False),
-    Metric("ttft_p50_s", "TTFT p50", "s", "lower", False),
-    Metric("ttft_p99_s", "TTFT p99", "s", "lower"),
-    Metric("tpot_p50_s", "TPOT p50", "s", "lower"),
-    Metric("tpot_p99_s", "TPOT p99", "s", "lower"),
-    Metric("slo_attainment", "SLO attainment", "fraction", "higher", False),
-    Metric("utilization", "compute utilization", "fraction", "higher"),
-    Metric("cost_per_million_tokens_usd", "cost per million tokens", "USD", "lower"),
-    Metric("energy_per_token_j", "energy per token", "J", "lower"),
-    Metric("average_power_w", "facility power", "W", "neither", False),
-    Metric("cost_usd", "cost of the run", "USD", "lower"),
+    Metric(key="output_tokens_per_s", label="throughput", unit="output tokens/s", better="higher"),
+    Metric(key="output_tokens_per_s_per_accelerator", label="throughput per accelerator",
+           unit="output tokens/s", better="higher"),
+    Metric(key="requests_per_s", label="requests", unit="req/s", better="higher", headline=False),
+    Metric(key="ttft_p50_s", label="TTFT p50", unit="s", better="lower", headline=False),
+    Metric(key="ttft_p99_s", label="TTFT p99", unit="s", better="lower"),
+    Metric(key="tpot_p50_s", label="TPOT p50", unit="s", better="lower"),
+    Metric(key="tpot_p99_s", label="TPOT p99", unit="s", better="lower"),
+    Metric(key="slo_attainment", label="SLO attainment",
+           unit="fraction", better="higher", headline=False),
+    Metric(key="utilization", label="compute utilization", unit="fraction", better="higher"),
+    Metric(key="cost_per_million_tokens_usd", label="cost per million tokens",
+           unit="USD", better="lower"),
+    Metric(key="energy_per_token_j", label="energy per token", unit="J", better="lower"),
+    Metric(key="average_power_w", label="facility power",
+           unit="W", better="neither", headline=False),
+    Metric(key="cost_usd", label="cost of the run", unit="USD", better="lower"),
 )
 TRAINING_METRICS = (
-    Metric("tokens_per_s", "throughput", "tokens/s", "higher"),
-    Metric("tokens_per_s_per_accelerator", "throughput per accelerator", "tokens/s",
-           "higher"),
-    Metric("step_time_s", "step time", "s", "lower"),
-    Metric("mfu", "MFU", "fraction", "higher"),
-    Metric("utilization", "compute utilization", "fraction", "higher", False),
-    Metric("cost_per_million_tokens_usd", "cost per million tokens", "USD", "lower"),
-    Metric("energy_per_token_j", "energy per token", "J", "lower"),
-    Metric("average_power_w", "facility power", "W", "neither", False),
-    Metric("wall_time_s", "time to train (with failures)", "s", "lower"),
-    Metric("cost_usd", "cost of the run", "USD", "lower"),
+    Metric(key="tokens_per_s", label="throughput", unit="tokens/s", better="higher"),
+    Metric(key="tokens_per_s_per_accelerator", label="throughput per accelerator",
+           unit="tokens/s", better="higher"),
+    Metric(key="step_time_s", label="step time", unit="s", better="lower"),
+    Metric(key="mfu", label="MFU", unit="fraction", better="higher"),
+    Metric(key="utilization", label="compute utilization",
+           unit="fraction", better="higher", headline=False),
+    Metric(key="cost_per_million_tokens_usd", label="cost per million tokens",
+           unit="USD", better="lower"),
+    Metric(key="energy_per_token_j", label="energy per token", unit="J", better="lower"),
+    Metric(key="average_power_w", label="facility power",
+           unit="W", better="neither", headline=False),
+    Metric(key="wall_time_s", label="time to train (with failures)", unit="s", better="lower"),
+    Metric(key="cost_usd", label="cost of the run", unit="USD", better="lower"),
 )
 
 
 def metrics_for(kind: str) -> tuple[Metric, ...]:
+    """The figures a comparison of ``kind`` (training or inference) shows, in table order."""
     return TRAINING_METRICS if kind == "training" else INFERENCE_METRICS
 
 
-@dataclass
-class Row:
+@dataclass(kw_only=True)
+class ProfileRow:
     """One profile's outcome. ``metrics`` and ``ratios`` (value / baseline value) are keyed
     by :class:`Metric` key; None where there is no value (a failed row, no SLO, ...)."""
 
@@ -125,10 +130,11 @@ class Row:
     result: Result | None = field(default=None, repr=False)  # the full result (not in JSON)
 
     def as_dict(self) -> dict[str, Any]:
+        """The row as JSON-ready data (the full result is left out)."""
         return {k: v for k, v in self.__dict__.items() if k != "result"}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Comparison:
     """Rows in the order the profiles were given; the first is the baseline."""
 
@@ -136,15 +142,17 @@ class Comparison:
     kind: str
     match: str
     metrics: tuple[Metric, ...]
-    rows: list[Row]
+    rows: list[ProfileRow]
     budget: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
-    def baseline(self) -> Row:
+    def baseline(self) -> ProfileRow:
+        """The first profile's row, which every ratio divides by."""
         return self.rows[0]
 
     def as_dict(self) -> dict[str, Any]:
+        """The comparison as JSON-ready data (``xpusim compare --format json``, comparison.json)."""
         return {"scenario": self.scenario, "kind": self.kind, "match": self.match,
                 "baseline": self.baseline.hardware, "budget": self.budget,
                 "metrics": [m.__dict__ for m in self.metrics],
@@ -190,7 +198,8 @@ def compare(scenario: str | Path | dict[str, Any], hardware_ids: Sequence[str],
     if rows[0].status != OK:
         notes.append(f"the baseline {rows[0].hardware} did not run ({rows[0].reason}); "
                      f"no ratios")
-    return Comparison(str(data.get("name", "")), kind, match, metrics, rows, budget_text, notes)
+    return Comparison(scenario=str(data.get("name", "")), kind=kind, match=match,
+                      metrics=metrics, rows=rows, budget=budget_text, notes=notes)
 
 
 def _base(scenario: str | Path | dict[str, Any], overrides: Sequence[str],
@@ -222,8 +231,8 @@ def _within(progress: Callable[[float, float], None], i: int,
 
 def _row(data: dict[str, Any], doc: YamlDocument | None, base_dir: Path, ref: str,
          hw: HardwareProfile, own: str | None, match: str, n0: int, budget: float,
-         progress: Callable[[float, float], None] | None = None) -> Row:
-    row = Row(hardware=hw.id, name=hw.name, status=OK)
+         progress: Callable[[float, float], None] | None = None) -> ProfileRow:
+    row = ProfileRow(hardware=hw.id, name=hw.name, status=OK)
     try:
         cost, notes = cost_data(data, hw.id, own)
         row.notes += notes
@@ -244,10 +253,10 @@ def _row(data: dict[str, Any], doc: YamlDocument | None, base_dir: Path, ref: st
         row.status, row.reason = exc.status, exc.reason
         return row
     except DoesNotFit as exc:
-        row.status, row.reason = DOES_NOT_FIT, one_line(exc)
+        row.status, row.reason = DOES_NOT_FIT, error_line(exc)
         return row
     except XpusimError as exc:
-        row.status, row.reason = INFEASIBLE, one_line(exc)
+        row.status, row.reason = INFEASIBLE, error_line(exc)
         return row
     row.result = result
     row.metrics = _metrics(result)
@@ -283,7 +292,7 @@ def _metrics(result: Result) -> dict[str, float | None]:
             "slo_attainment": m.slo_attainment, **common}
 
 
-def _add_ratios(rows: list[Row], metrics: Sequence[Metric]) -> None:
+def _add_ratios(rows: list[ProfileRow], metrics: Sequence[Metric]) -> None:
     base = rows[0].metrics
     for row in rows:
         row.ratios = {}

@@ -26,8 +26,8 @@ from simulator.profiles.model import AttentionKind, ModelProfile
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.validation import validate
 from simulator.profiles.yaml_source import YamlDocument
+from simulator.studies.rows import DOES_NOT_FIT, INFEASIBLE
 
-OK, DOES_NOT_FIT, INFEASIBLE = "ok", "does_not_fit", "infeasible"
 PRICE_FIELDS = ("cloud_usd_per_hour", "purchase_usd_per_accelerator")
 DOMAIN_SLACK = 0.02  # whole scale-up domains unless they cost more than this share of a budget
 
@@ -71,7 +71,7 @@ def budget_of(match: str, data: dict[str, Any], hw: HardwareProfile, ref: str, n
     try:
         each = _per_device(match, hw, cost)
     except XpusimError as exc:
-        raise InputError(f"the baseline {ref} has no {match} figure: {one_line(exc)}") from None
+        raise InputError(f"the baseline {ref} has no {match} figure: {error_line(exc)}") from None
     total = each * n0
     text = (f"facility power of {n0} x {hw.id} at full load: {total / 1e3:,.1f} kW"
             if match == "power" else
@@ -87,7 +87,7 @@ def target_count(match: str, hw: HardwareProfile, cost: dict[str, Any], n0: int,
     try:
         each = _per_device(match, hw, cost)
     except XpusimError as exc:
-        raise Unfit(INFEASIBLE, one_line(exc)) from None
+        raise Unfit(INFEASIBLE, error_line(exc)) from None
     n = math.floor(budget / each * (1 + 1e-9))
     unit = "W" if match == "power" else "USD/h"
     return n, f"{match} budget buys {n} accelerators at {each:,.4g} {unit} each"
@@ -116,7 +116,7 @@ def validated(data: dict[str, Any], doc: YamlDocument | None, base_dir: Path) ->
     return scenario_from_dict(data, doc=doc, base_dir=base_dir)
 
 
-def one_line(exc: Exception) -> str:
+def error_line(exc: Exception) -> str:
     """An error as the one-line reason of a row (field paths kept, file names dropped)."""
     if isinstance(exc, InputErrors):
         return "; ".join(e.message if not e.path else f"{e.path}: {e.message}"
@@ -141,11 +141,11 @@ def layout_of(scenario: Scenario) -> tuple[dict[str, int], str]:
         par = {"tp": p.tp, "pp": p.pp, "ep": p.ep, "replicas": w.replicas or 0}
         ep = f" ep{p.ep}" if p.ep > 1 else ""
         return par, f"{w.replicas} x tp{p.tp} pp{p.pp}{ep}"
-    p = w.parallelism
-    par = {"tp": p.tp, "pp": p.pp, "cp": p.cp, "ep": p.ep, "dp": p.dp or 0,
-           "global_batch_size": w.global_batch_size}
-    extra = "".join(f" {k}{v}" for k, v in (("cp", p.cp), ("ep", p.ep)) if v > 1)
-    return par, f"tp{p.tp} pp{p.pp} dp{p.dp}{extra}"
+    t = w.parallelism
+    numbers = {"tp": t.tp, "pp": t.pp, "cp": t.cp, "ep": t.ep, "dp": t.dp or 0,
+               "global_batch_size": w.global_batch_size}
+    extra = "".join(f" {k}{v}" for k, v in (("cp", t.cp), ("ep", t.ep)) if v > 1)
+    return numbers, f"tp{t.tp} pp{t.pp} dp{t.dp}{extra}"
 
 
 # ---- training: keep the model-parallel layout, let dp follow the count --------------------
@@ -170,13 +170,13 @@ def training_layout(data: dict[str, Any], hw: HardwareProfile, n: int,
     dp = n // group
     par.pop("dp", None)
     mbs = int(workload.get("micro_batch_size", 1))
-    step = dp * mbs * (pp if workload.get("pipeline_schedule") == "interleaved" else 1)
-    batch = int(workload.get("global_batch_size", step))
-    if batch % step:
-        new = max(step, round(batch / step) * step)
+    batch_unit = dp * mbs * (pp if workload.get("pipeline_schedule") == "interleaved" else 1)
+    batch = int(workload.get("global_batch_size", batch_unit))
+    if batch % batch_unit:
+        new = max(batch_unit, round(batch / batch_unit) * batch_unit)
         notes.append(f"global_batch_size {batch} -> {new}: it must stay a multiple of "
                      f"dp x micro_batch_size = {dp} x {mbs}"
-                     + (f" x pp {pp} (interleaved)" if step != dp * mbs else ""))
+                     + (f" x pp {pp} (interleaved)" if batch_unit != dp * mbs else ""))
         workload["global_batch_size"] = new
     workload["parallelism"] = par
     return {**data, "workload": workload, "cluster": {**data.get("cluster", {}),

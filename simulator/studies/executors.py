@@ -30,9 +30,12 @@ class Executor(Protocol):
     workers: int
 
     def imap(self, task: Task, context: Any, items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """Run ``task(context, item)`` for every item; yield ``(index, result)`` as results
+        arrive (in completion order, which differs between executors)."""
         ...
 
     def close(self) -> None:
+        """Release the workers; safe to call twice."""
         ...
 
 
@@ -43,10 +46,12 @@ class InProcessExecutor:
     workers = 1
 
     def imap(self, task: Task, context: Any, items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """Run the items in order, here; results come back in item order."""
         for index, item in enumerate(items):
             yield index, task(context, item)
 
     def close(self) -> None:
+        """Nothing to release."""
         pass
 
     def __enter__(self) -> InProcessExecutor:
@@ -91,6 +96,8 @@ class PoolExecutor:
         self._pool: ProcessPoolExecutor | None = None
 
     def imap(self, task: Task, context: Any, items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """Start a pool whose workers each receive ``task`` and ``context`` once, then stream the
+        items through it, at most ``2 x workers`` in flight."""
         self.close()
         self._pool = ProcessPoolExecutor(self.workers, mp_context=_mp_context(),
                                          initializer=_init_worker, initargs=(task, context))
@@ -110,6 +117,7 @@ class PoolExecutor:
                     pending.add(self._pool.submit(_run_item, *nxt))
 
     def close(self) -> None:
+        """Shut the pool down, cancelling items not yet started."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -166,6 +174,8 @@ class RayExecutor:
         self._actors: list[Any] = []
 
     def imap(self, task: Task, context: Any, items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """Start one actor per worker holding ``task`` and ``context`` (put in the object store
+        once), then keep each actor two items busy until all are done."""
         ray = self._ray
         self._kill_actors()
         # One copy in the object store; each actor is handed the references (Ray resolves
@@ -196,6 +206,8 @@ class RayExecutor:
         self._actors = []
 
     def close(self) -> None:
+        """Kill the actors and stop the local Ray this executor started (a joined cluster keeps
+        running)."""
         self._kill_actors()
         if self._started:
             self._ray.shutdown()

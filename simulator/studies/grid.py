@@ -36,13 +36,15 @@ class Point:
 
     @property
     def label_dict(self) -> dict[str, Any]:
+        """The labels as a mapping from column to value, for the point's row."""
         return dict(self.labels)
 
 
 def split_values(text: str) -> list[str]:
     """Split ``a,b,[1, 2],{x: 1}`` on the commas outside brackets, braces and quotes."""
     parts: list[str] = []
-    depth, quote, current = 0, "", []
+    current: list[str] = []
+    depth, quote = 0, ""
     for char in text:
         if quote:
             quote = "" if char == quote else quote

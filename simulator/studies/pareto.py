@@ -7,9 +7,12 @@ as a line, the winner as a star and an optional limit (deadline or SLO) as a das
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from simulator.report.files import write_atomic
 
 
 def dominates(a: dict[str, Any], b: dict[str, Any], x: str, y: str) -> bool:
@@ -69,8 +72,9 @@ def plot_front(path: Path, rows: Sequence[dict[str, Any]], front: Sequence[dict[
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png")
     finally:
         plt.close(fig)
+    write_atomic(path, buffer.getvalue())
     return None

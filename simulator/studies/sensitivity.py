@@ -20,12 +20,13 @@ from typing import Any
 
 from simulator.errors import InputError
 from simulator.loading import scenario_from_dict
+from simulator.profiles.inference import ArrivalProcess, InferenceWorkload
 from simulator.studies.executors import Executor, InProcessExecutor
 from simulator.studies.grid import Point
 from simulator.studies.rows import OK, Base, evaluate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Parameter:
     """A hardware knob: its name, what it is, its unit and the profile fields it scales."""
 
@@ -41,17 +42,23 @@ def parameters(hardware: dict[str, Any], precision: str = "bf16") -> list[Parame
     names = sorted(hardware["compute"]["peak_flops"], key=lambda p: p != precision)
     peaks = tuple(f"compute.peak_flops.{p}.value" for p in names)
     return [
-        Parameter("peak_flops", "peak FLOP/s (every precision)", "FLOP/s", peaks),
-        Parameter("hbm_bandwidth", "HBM bandwidth", "B/s", ("memory.bandwidth.value",)),
-        Parameter("hbm_capacity", "HBM capacity", "B", ("memory.capacity.value",)),
-        Parameter("scale_up_bandwidth", "scale-up bandwidth per device", "B/s",
-                  ("scale_up.bandwidth_per_device.value",)),
-        Parameter("scale_out_bandwidth", "scale-out bandwidth per device", "B/s",
-                  ("scale_out.bandwidth_per_device.value",)),
-        Parameter("scale_up_latency", "scale-up latency", "s", ("scale_up.latency.value",)),
-        Parameter("scale_out_latency", "scale-out latency", "s", ("scale_out.latency.value",)),
-        Parameter("power", "power (TDP, idle and system share)", "W",
-                  ("power.tdp.value", "power.idle.value", "power.system_per_device.value")),
+        Parameter(name="peak_flops", label="peak FLOP/s (every precision)", unit="FLOP/s",
+                  fields=peaks),
+        Parameter(name="hbm_bandwidth", label="HBM bandwidth", unit="B/s",
+                  fields=("memory.bandwidth.value",)),
+        Parameter(name="hbm_capacity", label="HBM capacity", unit="B",
+                  fields=("memory.capacity.value",)),
+        Parameter(name="scale_up_bandwidth", label="scale-up bandwidth per device", unit="B/s",
+                  fields=("scale_up.bandwidth_per_device.value",)),
+        Parameter(name="scale_out_bandwidth", label="scale-out bandwidth per device",
+                  unit="B/s", fields=("scale_out.bandwidth_per_device.value",)),
+        Parameter(name="scale_up_latency", label="scale-up latency", unit="s",
+                  fields=("scale_up.latency.value",)),
+        Parameter(name="scale_out_latency", label="scale-out latency", unit="s",
+                  fields=("scale_out.latency.value",)),
+        Parameter(name="power", label="power (TDP, idle and system share)", unit="W",
+                  fields=("power.tdp.value", "power.idle.value",
+                          "power.system_per_device.value")),
     ]
 
 
@@ -74,7 +81,7 @@ def headline_metrics(kind: str, has_slo: bool, offline: bool) -> list[str]:
     return metrics
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Effect:
     """One parameter's effect: the rows at -delta and +delta and, per metric, the elasticity
     (None where a side is missing or the baseline is zero)."""
@@ -88,7 +95,7 @@ class Effect:
     change_high: dict[str, float | None] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SensitivityResult:
     """Effects ranked by ``|elasticity[metric]|`` (ties broken by the next metrics)."""
 
@@ -100,6 +107,7 @@ class SensitivityResult:
     effects: list[Effect]
 
     def as_dict(self) -> dict[str, Any]:
+        """The study as JSON-ready data (``xpusim sensitivity --format json``)."""
         return {
             "kind": self.kind, "delta": self.delta, "metric": self.metric,
             "metrics": self.metrics, "baseline": self.baseline,
@@ -172,8 +180,9 @@ def run_sensitivity(base: Base, *, delta: float = 0.1, metric: str | None = None
                              f"{', '.join(p.name for p in params)}")
         params = [p for p in params if p.name in only]
     w = scenario.workload
-    has_slo = getattr(w, "slo", None) is not None
-    offline = scenario.kind != "training" and w.arrivals.process.value == "offline"
+    has_slo = isinstance(w, InferenceWorkload) and w.slo is not None
+    offline = (isinstance(w, InferenceWorkload)
+               and w.arrivals.process is ArrivalProcess.OFFLINE)
     metrics = headline_metrics(scenario.kind, has_slo, offline)
     if metric is not None and metric not in metrics:
         metrics.insert(0, metric)
@@ -190,7 +199,8 @@ def run_sensitivity(base: Base, *, delta: float = 0.1, metric: str | None = None
     effects = []
     for i, param in enumerate(params):
         low, high = ordered[1 + 2 * i], ordered[2 + 2 * i]
-        effect = Effect(param, _get(hardware, param.fields[0]), low, high)
+        effect = Effect(parameter=param, baseline_value=_get(hardware, param.fields[0]),
+                        low=low, high=high)
         for m in metrics:
             lo = low.get(m) if low["status"] == OK else None
             hi = high.get(m) if high["status"] == OK else None
@@ -200,4 +210,5 @@ def run_sensitivity(base: Base, *, delta: float = 0.1, metric: str | None = None
         effects.append(effect)
     order = [metric, *(m for m in metrics if m != metric)]
     effects.sort(key=lambda e: tuple(-abs(e.elasticity[m] or 0.0) for m in order))
-    return SensitivityResult(scenario.kind, delta, metric, order, baseline, effects)
+    return SensitivityResult(kind=scenario.kind, delta=delta, metric=metric, metrics=order,
+                             baseline=baseline, effects=effects)

@@ -47,7 +47,7 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def summarize(rows: Iterable[dict[str, Any]], group_by: Sequence[str],
+def replication_summary(rows: Iterable[dict[str, Any]], group_by: Sequence[str],
               metrics: Sequence[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """One row per group of ``group_by`` values: ``n`` (ok replications), ``failed``, and
     ``METRIC_mean`` / ``METRIC_ci95`` for each metric. Returns (rows, columns)."""

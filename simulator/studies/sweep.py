@@ -21,7 +21,7 @@ from simulator.profiles.overrides import apply_overrides
 from simulator.studies.executors import Executor, InProcessExecutor
 from simulator.studies.grid import Point, axis_columns
 from simulator.studies.rows import Base, evaluate, metric_columns
-from simulator.studies.stats import summarize
+from simulator.studies.stats import replication_summary
 from simulator.studies.table import open_table, write_table
 
 OnRow = Callable[[dict[str, Any], int, int], None]
@@ -29,7 +29,7 @@ OnRow = Callable[[dict[str, Any], int, int], None]
 _NOT_SUMMARIZED = {"hardware", "precision", "seed", "accelerators"}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SweepOutcome:
     """What a sweep produced: every point's row (in point order) and where it went."""
 
@@ -44,6 +44,7 @@ class SweepOutcome:
     summary_path: Path | None = None
 
     def count(self, status: str) -> int:
+        """How many rows have ``status`` (e.g. ``error``, for the exit code)."""
         return sum(1 for row in self.rows if row.get("status") == status)
 
 
@@ -76,6 +77,7 @@ def check_paths(base: Base, points: Sequence[Point]) -> None:
 
 
 def summary_path(out: Path) -> Path:
+    """Where the summary of a replicated sweep goes: ``NAME.summary.EXT`` beside ``out``."""
     return out.with_name(f"{out.stem}.summary{out.suffix}")
 
 
@@ -128,7 +130,7 @@ def run_sweep(base: Base, points: Sequence[Point], *, out: str | Path | None = N
 def _summarize(outcome: SweepOutcome, points: Sequence[Point], base: Base) -> None:
     group_by = [c for c in axis_columns(points) if c != "seed"]
     metrics = [c for c in metric_columns(base.kind) if c not in _NOT_SUMMARIZED]
-    outcome.summary, outcome.summary_columns = summarize(outcome.rows, group_by, metrics)
+    outcome.summary, outcome.summary_columns = replication_summary(outcome.rows, group_by, metrics)
     if outcome.out is not None:
         outcome.summary_path = summary_path(outcome.out)
         write_table(outcome.summary_path, outcome.summary, outcome.summary_columns)

@@ -5,6 +5,11 @@ on disk before the next one starts. A kill can leave at most a partial last line
 trailing newline); :func:`open_table` cuts it off before appending, so the file is always a
 sequence of whole rows. Cells never contain newlines (see ``rows.one_line``), which is what
 makes "a row is a line" true for CSV too.
+
+This streaming table is the one file xpusim does not write with
+:func:`simulator.report.files.write_atomic`: a sweep of hours must keep every finished row
+if it is killed, and resume by appending to the same file, which an all-or-nothing rename
+cannot do. Whole tables written at once (:func:`write_table`) are atomic.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from simulator.errors import InputError
+from simulator.report.files import write_atomic
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _TEXT = {"point", "status", "reason"}  # CSV columns never read back as numbers
 
 
 def table_format(path: Path) -> str:
+    """``csv`` or ``jsonl`` from the file's extension; any other extension is an input error."""
     try:
         return FORMATS[path.suffix.lower()]
     except KeyError:
@@ -127,7 +134,11 @@ def read_header(path: Path) -> list[str] | None:
 
 
 class TableWriter:
-    """Appends rows to ``path``; each :meth:`write` is durable when it returns."""
+    """Appends rows to ``path``; each :meth:`write` is durable when it returns.
+
+    Deliberately not atomic (see the module docstring): appending is what lets a killed sweep
+    keep its rows and resume.
+    """
 
     def __init__(self, path: Path, columns: list[str]):
         self.path = path
@@ -144,9 +155,11 @@ class TableWriter:
         os.fsync(self._handle.fileno())
 
     def write(self, row: dict[str, Any]) -> None:
+        """Append ``row`` as one line and make it durable before returning."""
         self._append(encode(row, self.columns, self.format))
 
     def close(self) -> None:
+        """Close the file; the rows written are already on disk."""
         self._handle.close()
 
     def __enter__(self) -> TableWriter:
@@ -181,17 +194,10 @@ def open_table(path: Path, columns: list[str], resume: bool) -> tuple[TableWrite
 
 
 def write_table(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """Write a whole (small) table at once, e.g. a summary; replaces the file atomically
-    (a temporary file beside it, then a rename), so a reader never sees half of it."""
+    """Write a whole (small) table at once, e.g. a summary or a plan's evaluated points;
+    replaces the file atomically, so a reader never sees half of it."""
     fmt = table_format(path)
     lines = [encode(dict(zip(columns, columns, strict=True)), columns, "csv")] \
         if fmt == "csv" else []
     lines += [encode(row, columns, fmt) for row in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", newline="") as handle:
-            handle.write("".join(lines))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, "".join(lines))

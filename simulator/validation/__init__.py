@@ -19,25 +19,25 @@ from simulator.validation.cases import (
 )
 from simulator.validation.report import (
     GroupSummary,
+    error_summary,
     render_tables,
-    summarize,
     to_markdown,
 )
-from simulator.validation.runner import Row, ValidationReport, read_metric, run_cases
+from simulator.validation.runner import CaseRow, ValidationReport, read_metric, run_cases
 
 __all__ = [
     "SKIPPED",
     "Case",
+    "CaseRow",
     "GroupSummary",
     "LoadedCase",
-    "Row",
     "Skipped",
     "ValidationReport",
+    "error_summary",
     "load_case_file",
     "load_cases",
     "read_metric",
     "render_tables",
     "run_cases",
-    "summarize",
     "to_markdown",
 ]

@@ -14,10 +14,10 @@ from datetime import date as Date
 from rich.table import Table
 
 from simulator.validation.cases import SKIPPED, Skipped
-from simulator.validation.runner import Row, ValidationReport
+from simulator.validation.runner import CaseRow, ValidationReport
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GroupSummary:
     """Error statistics of one group of rows (a vendor, a kind, or all)."""
 
@@ -30,7 +30,7 @@ class GroupSummary:
     worst_case: str | None
 
 
-def summarize_rows(group: str, rows: list[Row] | tuple[Row, ...]) -> GroupSummary:
+def _group_summary(group: str, rows: list[CaseRow] | tuple[CaseRow, ...]) -> GroupSummary:
     errors = [(r.abs_error, r.case.id) for r in rows if r.abs_error is not None]
     worst = max(errors, default=None)
     return GroupSummary(
@@ -40,19 +40,19 @@ def summarize_rows(group: str, rows: list[Row] | tuple[Row, ...]) -> GroupSummar
         worst_case=worst[1] if worst else None)
 
 
-def summarize(report: ValidationReport) -> list[GroupSummary]:
+def error_summary(report: ValidationReport) -> list[GroupSummary]:
     """Overall first, then each vendor, then each kind (in order of first appearance)."""
-    out = [summarize_rows("all", report.rows)]
+    out = [_group_summary("all", report.rows)]
     for label, key in (("vendor", lambda r: r.case.vendor), ("kind", lambda r: r.case.kind)):
         for value in dict.fromkeys(key(r) for r in report.rows):
-            out.append(summarize_rows(f"{label}: {value}",
+            out.append(_group_summary(f"{label}: {value}",
                                       [r for r in report.rows if key(r) == value]))
     return out
 
 
 # ---- formatting -------------------------------------------------------------------------
 
-def format_value(value: float | None) -> str:
+def format_figure(value: float | None) -> str:
     """Measured and predicted figures: thousands separators above 100, 4 digits below."""
     if value is None:
         return "-"
@@ -62,6 +62,8 @@ def format_value(value: float | None) -> str:
 
 
 def format_error(error: float | None, signed: bool = True) -> str:
+    """An error as a percentage with one decimal (signed, or its absolute value); '-' without
+    one."""
     if error is None:
         return "-"
     return f"{error * 100:+.1f}%" if signed else f"{error * 100:.1f}%"
@@ -70,6 +72,7 @@ def format_error(error: float | None, signed: bool = True) -> str:
 # ---- rich -------------------------------------------------------------------------------
 
 def cases_table(report: ValidationReport) -> Table:
+    """Every case: what was measured, what xpusim predicts, and the signed error (or 'failed')."""
     table = Table(title=f"Predicted vs measured ({len(report.rows)} cases)")
     for name in ("id", "title", "vendor", "kind", "metric"):
         table.add_column(name, overflow="fold")
@@ -77,19 +80,20 @@ def cases_table(report: ValidationReport) -> Table:
         table.add_column(name, justify="right")
     for row in report.rows:
         table.add_row(row.case.id, row.case.title, row.case.vendor, row.case.kind,
-                      row.case.metric, format_value(row.case.measured),
-                      format_value(row.predicted),
+                      row.case.metric, format_figure(row.case.measured),
+                      format_figure(row.predicted),
                       format_error(row.signed_error) if row.failure is None else "failed")
     return table
 
 
 def summary_table(report: ValidationReport) -> Table:
+    """The median and worst absolute error overall, per vendor and per kind."""
     table = Table(title="Absolute error by vendor and kind")
     table.add_column("group")
     for name in ("cases", "compared", "failed", "median |error|", "worst |error|"):
         table.add_column(name, justify="right")
     table.add_column("worst case")
-    for s in summarize(report):
+    for s in error_summary(report):
         table.add_row(s.group, str(s.cases), str(s.compared), str(s.failed),
                       format_error(s.median_abs_error, signed=False),
                       format_error(s.worst_abs_error, signed=False), s.worst_case or "-")
@@ -97,6 +101,7 @@ def summary_table(report: ValidationReport) -> Table:
 
 
 def failures_table(report: ValidationReport) -> Table | None:
+    """The cases that produced no prediction, with their messages (None when all did)."""
     if not report.failed:
         return None
     table = Table(title="Cases that did not produce a prediction")
@@ -140,12 +145,12 @@ def to_markdown(report: ValidationReport, command: str, date: str | Date,
         [[s.group, str(s.cases), str(s.compared), str(s.failed),
           format_error(s.median_abs_error, signed=False),
           format_error(s.worst_abs_error, signed=False), s.worst_case or "-"]
-         for s in summarize(report)], right={1, 2, 3, 4, 5})
+         for s in error_summary(report)], right={1, 2, 3, 4, 5})
     out += ["", "### Cases", ""]
     out += _md_table(
         ["id", "title", "vendor", "kind", "metric", "measured", "predicted", "signed error"],
         [[r.case.id, r.case.title, r.case.vendor, r.case.kind, f"`{r.case.metric}`",
-          format_value(r.case.measured), format_value(r.predicted),
+          format_figure(r.case.measured), format_figure(r.predicted),
           format_error(r.signed_error) if r.failure is None else "failed"]
          for r in report.rows], right={5, 6, 7})
     if report.failed:

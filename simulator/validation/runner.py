@@ -21,8 +21,8 @@ from simulator.validation.cases import Case, LoadedCase, load_cases
 Simulate = Callable[[Scenario], Any]
 
 
-@dataclass(frozen=True)
-class Row:
+@dataclass(frozen=True, kw_only=True)
+class CaseRow:
     """One compared figure: the case, what xpusim predicted, or why it could not."""
 
     case: Case
@@ -33,12 +33,14 @@ class Row:
 
     @property
     def signed_error(self) -> float | None:
+        """(predicted - measured) / measured; None when the case produced no prediction."""
         if self.predicted is None:
             return None
         return (self.predicted - self.case.measured) / self.case.measured
 
     @property
     def abs_error(self) -> float | None:
+        """The error's size, whatever its sign; None when the case produced no prediction."""
         error = self.signed_error
         return None if error is None else abs(error)
 
@@ -47,19 +49,23 @@ class Row:
 class ValidationReport:
     """Every row of one run of the suite, in case order."""
 
-    rows: tuple[Row, ...]
+    rows: tuple[CaseRow, ...]
     directory: str
 
     @property
-    def compared(self) -> tuple[Row, ...]:
+    def compared(self) -> tuple[CaseRow, ...]:
+        """The rows with a prediction (what the error statistics use)."""
         return tuple(r for r in self.rows if r.predicted is not None)
 
     @property
-    def failed(self) -> tuple[Row, ...]:
+    def failed(self) -> tuple[CaseRow, ...]:
+        """The rows without a prediction (counted apart: a failure is not an error of 0)."""
         return tuple(r for r in self.rows if r.predicted is None)
 
     def as_dict(self) -> dict[str, Any]:
-        from simulator.validation.report import summarize
+        """The run as JSON-ready data: every row and the summary (``validate-against --format
+        json``)."""
+        from simulator.validation.report import error_summary
 
         return {
             "directory": self.directory,
@@ -68,7 +74,7 @@ class ValidationReport:
                       "measured": r.case.measured, "predicted": r.predicted,
                       "signed_error": r.signed_error, "failure": r.failure,
                       "seconds": r.seconds} for r in self.rows],
-            "summary": [s.__dict__ for s in summarize(self)],
+            "summary": [s.__dict__ for s in error_summary(self)],
         }
 
 
@@ -94,7 +100,7 @@ def read_metric(result: Any, path: str) -> float:
     return float(node)
 
 
-def run_case(item: LoadedCase, simulate: Simulate) -> Row:
+def run_case(item: LoadedCase, simulate: Simulate) -> CaseRow:
     """Simulate one case; any failure becomes the row's message."""
     start = time.perf_counter()
     try:
@@ -102,7 +108,7 @@ def run_case(item: LoadedCase, simulate: Simulate) -> Row:
         failure = None
     except Exception as exc:  # one broken case (even an engine bug) must not hide the others
         predicted, failure = None, f"{type(exc).__name__}: {exc}"
-    return Row(case=item.case, file=item.file, predicted=predicted, failure=failure,
+    return CaseRow(case=item.case, file=item.file, predicted=predicted, failure=failure,
                seconds=time.perf_counter() - start)
 
 
