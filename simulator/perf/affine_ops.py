@@ -4,18 +4,20 @@ A serving engine needs the cost of the same group of ops (the body of an iterati
 head, its prompt attention) at thousands of sizes. Building the ops (the transformer's shape
 descriptions) dominates that cost. For a group whose FLOPs, bytes and GEMM sizes are exact
 affine functions of its sizes, :class:`AffineOps` recovers the lines from ``1 + n`` builds,
-checks them, and then gives the ops, their priced cost vector or a whole grid of cost
-vectors at once, with the same bits as building and pricing each (tests hold them equal).
+checks them, and then gives the ops, their priced :class:`~simulator.perf.pricer.Cost` or a
+whole grid of costs at once, with the same bits as building and pricing each (tests hold
+them equal).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from simulator.perf.ops import CommOp, ComputeOp
-from simulator.perf.vector_roofline import COST_FIELDS, Op, Pricer
+from simulator.perf.pricer import COST_FIELDS, Cost, CostSum, Op, Pricer
 
 _MAX_SCALE = 8  # coefficients may have at most 8 binary fraction digits (4-bit elements)
 
@@ -55,7 +57,7 @@ class AffineOps:
     compared field for field. ``ok`` is False when any of this fails (a size-dependent
     branch, a non-dyadic factor, a nonlinear term such as the experts an MoE batch touches):
     callers then build the ops for each size. Where ``ok`` and :meth:`covers`, :meth:`ops`
-    and :meth:`vector` give exactly what ``build`` would.
+    and :meth:`cost` give exactly what ``build`` would.
     """
 
     def __init__(self, build, lo: int | tuple[int, ...], hi: int | tuple[int, ...]):
@@ -131,9 +133,9 @@ class AffineOps:
                                      v[2] if len(v) > 2 else None))
         return out
 
-    def vector(self, pricer: Pricer, *x: int) -> tuple[float, ...]:
-        """``pricer.vector(self.ops(*x))`` without building the ops."""
-        time = flops = nbytes = network = cb = mb = 0.0
+    def cost(self, pricer: Pricer, *x: int) -> Cost:
+        """``pricer.cost(self.ops(*x))`` without building the ops."""
+        value: Callable[[tuple[float, ...], tuple[int, ...]], float]
         if len(x) == 1:  # (exact in any order, so written out for the common sizes)
             x0 = x[0]
 
@@ -146,31 +148,24 @@ class AffineOps:
                 return line[0] + line[1] * x0 + line[2] * x1 + line[3] * x2
         else:
             value = self._values
+        total = CostSum()
         for op, lines in zip(self._templates, self._lines, strict=True):
             if type(op) is CommOp:
-                t = pricer.collective_time(op.collective, value(lines[0], x), op.group,
-                                           op.count)
-                time += t
-                network += t
+                total.add_network(pricer.collective_time(op.collective, value(lines[0], x),
+                                                         op.group, op.count))
                 continue
             f = value(lines[0], x)
             b = value(lines[1], x)
-            t, compute_bound = pricer.compute_time(op.precision, op.kind, f, b,
-                                                   op.count,
-                                                   value(lines[2], x) if len(lines) > 2 else None)
-            time += t
-            flops += f
-            nbytes += b
-            if compute_bound:
-                cb += t
-            else:
-                mb += t
-        return (time, flops, nbytes, network, cb, mb)
+            each = value(lines[2], x) if len(lines) > 2 else None
+            total.add_compute(f, b, pricer.compute_time(op.precision, op.kind, f, b, op.count,
+                                                        each))
+        return total.cost()
 
     def grid(self, pricer: Pricer, *xs: np.ndarray) -> np.ndarray:
-        """:meth:`vector` at many points, as rows of an array: ``xs`` holds one array per
-        integer of the fit, the points' coordinates (numpy elementwise: the same operations
-        in the same order as one point at a time)."""
+        """:meth:`cost` at many points, as rows of an array (columns in
+        :class:`~simulator.perf.pricer.Cost`'s order): ``xs`` holds one array per integer of
+        the fit, the points' coordinates (numpy elementwise: the same operations in the same
+        order as one point at a time)."""
         x = [np.asarray(v, dtype=np.int64) for v in xs]
         out = np.zeros((len(COST_FIELDS), len(x[0])))
         time, flops, nbytes, network, cb, mb = out
@@ -183,17 +178,17 @@ class AffineOps:
 
         for op, lines in zip(self._templates, self._lines, strict=True):
             if isinstance(op, CommOp):
-                t = pricer.collective_times(op.collective, value(lines[0]), op.group, op.count)
-                time += t
-                network += t
+                seconds = pricer.collective_times(op.collective, value(lines[0]), op.group,
+                                                  op.count)
+                time += seconds
+                network += seconds
                 continue
             f, b = value(lines[0]), value(lines[1])
-            t, compute_bound = pricer.compute_times(op.precision, op.kind, f, b,
-                                                    op.count,
-                                                    value(lines[2]) if len(lines) > 2 else None)
-            time += t
+            t = pricer.compute_times(op.precision, op.kind, f, b, op.count,
+                                     value(lines[2]) if len(lines) > 2 else None)
+            time += t.time_s
             flops += f
             nbytes += b
-            cb += np.where(compute_bound, t, 0.0)
-            mb += np.where(compute_bound, 0.0, t)
+            cb += np.where(t.compute_bound, t.time_s, 0.0)
+            mb += np.where(t.compute_bound, 0.0, t.time_s)
         return out.T

@@ -17,6 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
+
+import numpy as np
 
 from simulator.perf.ops import Collective, CommOp, Group
 from simulator.profiles.hardware import HardwareProfile, ScaleUpTopology
@@ -128,6 +131,30 @@ def collective_time(hw: HardwareProfile, collective: Collective | str, nbytes: f
         fabric, parts = "hierarchical", _parts_across(up, out, collective, nbytes, n)
     part = _choose(parts, algorithm, collective, n, fabric)
     return CollectiveCost(part.time, fabric, part.algorithm, part.bytes)
+
+
+def one_fabric_times(hw: HardwareProfile, collective: Collective, nbytes: np.ndarray,
+                     group: Group) -> np.ndarray | None:
+    """``collective_time(hw, collective, b, group).time_s`` for each ``b`` of ``nbytes``,
+    elementwise (the fastest algorithm at each size), where the group's members all meet on
+    one fabric (inside one scale-up domain, or one per domain); None for a hierarchical
+    group (priced one size at a time). Sizes are not validated."""
+    n = group.size
+    if n == 1:
+        return np.zeros(len(nbytes))
+    k = group.members_per_domain(hw.scale_up.domain_size.value)
+    if k >= n:
+        fabric = _scale_up(hw, n, group.stride)
+    elif k == 1:
+        fabric = _scale_out(hw, n)
+    else:
+        return None
+    # (the algorithms' arithmetic works on arrays as on numbers)
+    parts = _parts_on(fabric, collective, cast(float, nbytes))
+    one = parts[0].time
+    for part in parts[1:]:
+        one = np.minimum(one, part.time)
+    return np.where(nbytes == 0, 0.0, one)
 
 
 def comm_op_time(hw: HardwareProfile, op: CommOp) -> CollectiveCost:

@@ -145,6 +145,7 @@ def kv_bytes_per_token(model: ModelProfile, kv_precision: Precision | str, tp: i
     """
     element = Precision(kv_precision).bytes_per_element
     layers = model.layers / pp
+    per_layer: float
     if model.attention is AttentionKind.MLA:
         assert model.mla is not None
         per_layer = model.mla.kv_lora_rank + model.mla.qk_rope_head_dim

@@ -197,6 +197,8 @@ def lora_specs(model: ModelProfile, layout: Layout, batch: Batch, rank: int,
             "q": model.attention_heads * model.head_dim_resolved,
             "kv": model.kv_heads_resolved * model.head_dim_resolved}
     specs: list = []
+    a_in: float
+    b_out: float
     for target in targets:
         if target in _COLUMN_TARGETS:
             src, dst = _COLUMN_TARGETS[target]
