@@ -54,16 +54,26 @@ class DecodeStep:
         memory = timers[0].memory_bound(batch) if len(timers) == 1 else None
         return cls(const, own, tuple(timers), memory)
 
-    @property
-    def const_s(self) -> float:
-        """Seconds of the context-independent part."""
-        return self.const.time_s
+    def time(self, const: float, context: int) -> tuple[float, float]:
+        """Seconds of one step at total context ``context``: ``const`` (the step's other
+        ops) plus the context-dependent ops, added in that order; and the compute-bound
+        seconds of the context-dependent ops."""
+        memory = self.memory
+        if memory is not None and context >= memory.start:
+            return const + memory.time(context), 0.0
+        total, compute_bound = const, 0.0
+        for timer in self.timers:
+            op = timer.time(context)
+            total = total + op.time_s
+            if op.compute_bound:
+                compute_bound += op.time_s
+        return total, compute_bound
 
 
 def python_run(step: DecodeStep, const: float, context: int, batch: int,
                steps: int) -> RunPrice:
-    """``steps`` steps from total context ``context``, each ``const`` seconds plus the
-    context-dependent ops (in op order), one step at a time."""
+    """``steps`` steps from total context ``context``, each priced by
+    :meth:`DecodeStep.time` (a memory-bound run without a call per step for the choice)."""
     xs = range(context, context + batch * steps, batch)
     memory = step.memory
     if memory is not None and context >= memory.start:  # the usual case
@@ -72,12 +82,7 @@ def python_run(step: DecodeStep, const: float, context: int, batch: int,
     times: list[float] = []
     bound: list[float] | None = None
     for i, x in enumerate(xs):
-        total, cb = const, 0.0
-        for timer in step.timers:
-            op = timer.time(x)
-            total = total + op.time_s
-            if op.compute_bound:
-                cb += op.time_s
+        total, cb = step.time(const, x)
         times.append(total)
         if cb:
             if bound is None:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from simulator.engine.serving.decode_steps import DecodeStep, RunPrice, price_run, python_run
+from simulator.engine.serving.decode_steps import DecodeStep, RunPrice, price_run
 from simulator.engine.serving.usage import DecodeTables, Usage, usage_totals
 from simulator.perf.affine_op import AffineOp, AffineTimer, timer
 from simulator.perf.affine_ops import AffineOps
@@ -224,11 +224,11 @@ class IterationCost:
             return time
         step = self.decode_step(decode_batch)
         time = time + step.own.time_s
-        run = python_run(step, time, decode_context, decode_batch, 1)
-        usage.timer_s += run.time_s[0] - time
-        if run.compute_bound_s is not None:
-            usage.compute_bound_s += run.compute_bound_s[0]
-        return run.time_s[0]
+        total, compute_bound = step.time(time, decode_context)
+        usage.timer_s += total - time
+        if compute_bound:
+            usage.compute_bound_s += compute_bound
+        return total
 
     def run_price(self, batch: int, context: int, steps: int) -> RunPrice:
         """``steps`` decode steps of ``batch`` sequences whose total context is ``context``
