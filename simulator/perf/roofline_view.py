@@ -15,7 +15,7 @@ from simulator.perf.layouts import inference_layout, training_layout, training_s
 from simulator.perf.ops import Collective, CommOp, ComputeOp
 from simulator.perf.roofline import op_time
 from simulator.perf.serving_iteration import serving_act_precision
-from simulator.perf.transformer import Stage, decode_ops, prefill_ops, training_ops
+from simulator.perf.transformer import StageLayers, decode_ops, prefill_ops, training_ops
 from simulator.profiles.inference import InferenceWorkload, mean_tokens
 from simulator.profiles.precision import Precision
 from simulator.profiles.scenario import Scenario
@@ -97,7 +97,7 @@ def _training(scenario: Scenario) -> RooflineView:
     lora = ((w.finetune.rank, w.finetune.targets)
             if w.finetune.method is FinetuneMethod.LORA else None)
     ops = training_ops(model, layout, w.seq_len, w.micro_batch_size, w.precision,
-                       w.recompute.value, lora, stage=Stage.of(stage_layers, index),
+                       w.recompute.value, lora, stage=StageLayers.of(stage_layers, index),
                        flash_attention=w.flash_attention)
     rows = _rows(scenario, "forward (one microbatch)", ops.forward)
     rows += _rows(scenario, "backward (one microbatch)", ops.backward)

@@ -48,9 +48,10 @@ _COLUMN_TARGETS = {"q": ("h", "q"), "k": ("h", "kv"), "v": ("h", "kv"),
 _ROW_TARGETS = {"o": ("q", "h"), "down": ("f", "h")}
 
 
-@dataclass(frozen=True)
-class Stage:
-    """The layers one pipeline stage runs, and whether it holds the model's two ends."""
+@dataclass(frozen=True, kw_only=True)
+class StageLayers:
+    """The layers one pipeline stage runs, and whether it holds the model's two ends: what
+    the op lists need of a stage (the training engine's ``Stage`` is the stage it runs)."""
 
     first_layer: int = 0
     layers: int | None = None  # None: through the last layer
@@ -58,10 +59,10 @@ class Stage:
     lm_head: bool = True
 
     @classmethod
-    def of(cls, stage_layers: Sequence[int], index: int) -> Stage:
+    def of(cls, stage_layers: Sequence[int], index: int) -> StageLayers:
         """Stage ``index`` of a pipeline whose stages hold ``stage_layers`` layers each."""
-        return cls(sum(stage_layers[:index]), stage_layers[index], index == 0,
-                   index == len(stage_layers) - 1)
+        return cls(first_layer=sum(stage_layers[:index]), layers=stage_layers[index],
+                   embedding=index == 0, lm_head=index == len(stage_layers) - 1)
 
     def layer_indices(self, model: ModelProfile) -> range:
         end = model.layers if self.layers is None else self.first_layer + self.layers
@@ -234,7 +235,7 @@ class _Layers:
                 + backward_ops(self.attention, p, self.n_layers))
 
 
-def _layers(model: ModelProfile, layout: Layout, batch: Batch, p: Prec, stage: Stage,
+def _layers(model: ModelProfile, layout: Layout, batch: Batch, p: Prec, stage: StageLayers,
             imbalance: float) -> _Layers:
     if imbalance < 1.0:
         raise ValueError(f"imbalance is max/mean tokens per expert, at least 1 (got "
@@ -247,8 +248,8 @@ def _layers(model: ModelProfile, layout: Layout, batch: Batch, p: Prec, stage: S
 
 
 def _inference_pass(model: ModelProfile, layout: Layout, batch: Batch, p: Prec,
-                    stage: Stage | None, imbalance: float) -> list[Op]:
-    stage = stage or Stage()
+                    stage: StageLayers | None, imbalance: float) -> list[Op]:
+    stage = stage or StageLayers()
     ops: list[Op] = []
     if stage.embedding:
         ops += forward_ops(embedding_specs(model, layout, batch, p), p)
@@ -261,7 +262,7 @@ def _inference_pass(model: ModelProfile, layout: Layout, batch: Batch, p: Prec,
 def prefill_ops(model: ModelProfile, layout: Layout, prompt_lens: Sequence[int],
                 weight_precision: Precision | str, act_precision: Precision | str,
                 kv_precision: Precision | str, context_before: Sequence[int] | None = None,
-                *, stage: Stage | None = None, imbalance: float = 1.0) -> list[Op]:
+                *, stage: StageLayers | None = None, imbalance: float = 1.0) -> list[Op]:
     """Prefill of a batch of prompts or prompt chunks (``context_before`` tokens already
     cached per sequence), on one device of ``layout``."""
     batch = prefill_batch(layout, prompt_lens, context_before)
@@ -271,8 +272,8 @@ def prefill_ops(model: ModelProfile, layout: Layout, prompt_lens: Sequence[int],
 
 def decode_ops(model: ModelProfile, layout: Layout, context_lens: Sequence[int],
                weight_precision: Precision | str, kv_precision: Precision | str, *,
-               act_precision: Precision | str = Precision.BF16, stage: Stage | None = None,
-               imbalance: float = 1.0) -> list[Op]:
+               act_precision: Precision | str = Precision.BF16,
+               stage: StageLayers | None = None, imbalance: float = 1.0) -> list[Op]:
     """One decode step: one new token per sequence, attending to ``context_lens`` keys."""
     batch = decode_batch(layout, context_lens)
     p = _inference_prec(weight_precision, act_precision, kv_precision)
@@ -287,15 +288,16 @@ def _freeze(specs: list) -> list:
 
 def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch: int,
                  precision: Precision | str, recompute: str = "none",
-                 lora: tuple[int, Sequence[str]] | None = None, *, stage: Stage | None = None,
-                 imbalance: float = 1.0, flash_attention: bool = True) -> TrainingOps:
+                 lora: tuple[int, Sequence[str]] | None = None, *,
+                 stage: StageLayers | None = None, imbalance: float = 1.0,
+                 flash_attention: bool = True) -> TrainingOps:
     """Forward and backward of one microbatch on one pipeline stage (``stage``, default the
     whole model). ``recompute``: "none", "selective" (attention core again) or "full" (the
     stage's layers forward again). ``lora``: (rank, targets) with the base frozen.
     ``flash_attention``: false for frameworks that write the attention scores to HBM."""
     if recompute not in ("none", "selective", "full"):
         raise ValueError(f"recompute must be none, selective or full (got {recompute!r})")
-    stage = stage or Stage()
+    stage = stage or StageLayers()
     prec = Precision(precision)
     p = Prec(prec, prec, prec, prec, _wide(prec))
     batch = training_batch(layout, seq_len, micro_batch, flash_attention)
