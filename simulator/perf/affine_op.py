@@ -55,7 +55,7 @@ def _each(op: ComputeOp) -> float:
     return op.gemm_flops_each if op.gemm_flops_each is not None else op.flops / op.count
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AffineOp:
     """An op whose FLOPs, bytes and kernel size are lines in a size ``x``; ``template`` is
     the op at one size (its name, kind, precision and kernel count hold at every size)."""
@@ -73,12 +73,12 @@ class AffineOp:
             raise ValueError(f"{lo.name} and {hi.name} are not the same op at two sizes")
         if x_hi == x_lo:
             raise ValueError("two different sizes are needed")
-        return cls(lo, Line.through(lo.flops, hi.flops, x_lo, x_hi),
-                   Line.through(lo.bytes, hi.bytes, x_lo, x_hi),
-                   Line.through(_each(lo), _each(hi), x_lo, x_hi))
+        return cls(template=lo, flops=Line.through(lo.flops, hi.flops, x_lo, x_hi),
+                   bytes=Line.through(lo.bytes, hi.bytes, x_lo, x_hi),
+                   each=Line.through(_each(lo), _each(hi), x_lo, x_hi))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MemoryBound:
     """An affine op from the size ``start`` on, where memory bounds it by a wide margin: its
     time is its memory time plus its launch overhead, as :func:`~simulator.perf.kernel.
@@ -103,7 +103,7 @@ class MemoryBound:
         return (self.bytes_a + self.bytes_b * x) / self.memory_rate + self.overhead_s
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AffineTimer:
     """An :class:`AffineOp` on one device, with its rates looked up once.
 
@@ -156,11 +156,13 @@ class AffineTimer:
             x *= 2
         if x >= _FARTHEST:
             return None
-        return MemoryBound(x, self.bytes.a, self.bytes.b, self.rates.memory_rate,
-                           self.count * self.rates.kernel_s)
+        return MemoryBound(start=x, bytes_a=self.bytes.a, bytes_b=self.bytes.b,
+                           memory_rate=self.rates.memory_rate,
+                           overhead_s=self.count * self.rates.kernel_s)
 
 
 def timer(hw: HardwareProfile, op: AffineOp) -> AffineTimer:
     """``op`` on ``hw``, priced as :func:`simulator.perf.roofline.compute_op_time` does."""
     t = op.template
-    return AffineTimer(op.flops, op.bytes, op.each, t.count, op_rates(hw, t.precision, t.kind))
+    return AffineTimer(flops=op.flops, bytes=op.bytes, each=op.each, count=t.count,
+                       rates=op_rates(hw, t.precision, t.kind))

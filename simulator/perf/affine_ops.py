@@ -127,10 +127,12 @@ class AffineOps:
         for op, lines in zip(self._templates, self._lines, strict=True):
             v = [self._values(line, x) for line in lines]
             if isinstance(op, CommOp):
-                out.append(CommOp(op.name, op.collective, v[0], op.group, op.count))
+                out.append(CommOp(name=op.name, collective=op.collective, bytes=v[0],
+                                  group=op.group, count=op.count))
             else:
-                out.append(ComputeOp(op.name, op.kind, v[0], v[1], op.precision, op.count,
-                                     v[2] if len(v) > 2 else None))
+                out.append(ComputeOp(name=op.name, kind=op.kind, flops=v[0], bytes=v[1],
+                                     precision=op.precision, count=op.count,
+                                     gemm_flops_each=v[2] if len(v) > 2 else None))
         return out
 
     def cost(self, pricer: Pricer, *x: int) -> Cost:

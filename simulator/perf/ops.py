@@ -21,7 +21,7 @@ class OpKind(StrEnum):
     EMBEDDING = "embedding"  # gather of embedding rows
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ComputeOp:
     """Work one device does for one operation (already divided by TP/CP/EP shards).
 
@@ -75,7 +75,7 @@ class Group:
         return max(1, min(self.size, domain_size // self.stride))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CommOp:
     """A collective issued by every member of ``group``; ``bytes`` is each member's buffer.
 
@@ -91,7 +91,7 @@ class CommOp:
     count: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Layout:
     """How one model replica is split: the shard sizes the cost models divide work by.
 

@@ -38,7 +38,7 @@ _WIDER = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OpTime:
     """Seconds one op takes on one device, and what limits it."""
 
@@ -103,8 +103,8 @@ def compute_op_time(hw: HardwareProfile, op: ComputeOp) -> OpTime:
     """
     t = kernel_time(op_rates(hw, op.precision, op.kind), op.flops, op.bytes, op.count,
                     op.gemm_flops_each)
-    return OpTime(t.time_s, "compute" if t.compute_bound else "memory", t.compute_s,
-                  t.memory_s, t.overhead_s)
+    return OpTime(time_s=t.time_s, bound="compute" if t.compute_bound else "memory",
+                  compute_s=t.compute_s, memory_s=t.memory_s, overhead_s=t.overhead_s)
 
 
 def op_time(hw: HardwareProfile, op: ComputeOp | CommOp) -> OpTime:
@@ -114,7 +114,7 @@ def op_time(hw: HardwareProfile, op: ComputeOp | CommOp) -> OpTime:
     from simulator.perf.collectives import comm_op_time  # written beside this module
 
     cost = comm_op_time(hw, op)
-    return OpTime(cost.time_s, "network", network_s=cost.time_s)
+    return OpTime(time_s=cost.time_s, bound="network", network_s=cost.time_s)
 
 
 def total_time(hw: HardwareProfile, ops: Iterable[ComputeOp | CommOp]) -> float:

@@ -23,7 +23,7 @@ from simulator.profiles.training import FinetuneMethod, TrainingWorkload
 from simulator.units import format_time
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RooflineRow:
     phase: str
     name: str
@@ -78,12 +78,15 @@ def _rows(scenario: Scenario, phase: str, ops: list) -> list[RooflineRow]:
     for op in ops:
         t = op_time(scenario.hardware, op)
         if isinstance(op, ComputeOp):
-            rows.append(RooflineRow(phase, op.name, op.count, op.flops, op.bytes, op.intensity,
-                                    t.bound, t.time_s))
+            rows.append(RooflineRow(phase=phase, name=op.name, count=op.count, flops=op.flops,
+                                    bytes=op.bytes, intensity=op.intensity, bound=t.bound,
+                                    time_s=t.time_s))
         else:
-            rows.append(RooflineRow(phase, f"{op.name} ({op.collective.value}, "
-                                           f"{op.group.size} ranks)", op.count, 0.0,
-                                    op.bytes * op.count, 0.0, t.bound, t.time_s))
+            rows.append(RooflineRow(phase=phase,
+                                    name=f"{op.name} ({op.collective.value}, "
+                                         f"{op.group.size} ranks)",
+                                    count=op.count, flops=0.0, bytes=op.bytes * op.count,
+                                    intensity=0.0, bound=t.bound, time_s=t.time_s))
     return rows
 
 
@@ -105,12 +108,15 @@ def _training(scenario: Scenario) -> RooflineView:
     grad_bytes = 2.0 * model.params_total / (layout.tp * layout.pp)
     if layout.dp > 1 and lora is None:
         kind = Collective.REDUCE_SCATTER if w.parallelism.zero >= 1 else Collective.ALL_REDUCE
-        step.append(CommOp("dp.gradients", kind, grad_bytes, layout.dp_group))
+        step.append(CommOp(name="dp.gradients", collective=kind, bytes=grad_bytes,
+                           group=layout.dp_group))
         if w.parallelism.zero >= 1:
-            step.append(CommOp("dp.params", Collective.ALL_GATHER, grad_bytes, layout.dp_group))
+            step.append(CommOp(name="dp.params", collective=Collective.ALL_GATHER,
+                               bytes=grad_bytes, group=layout.dp_group))
     if layout.pp > 1:
         act = 2.0 * w.seq_len * w.micro_batch_size * model.hidden_size / layout.tp
-        step.append(CommOp("pp.activations", Collective.SEND_RECV, act, layout.pp_peer))
+        step.append(CommOp(name="pp.activations", collective=Collective.SEND_RECV, bytes=act,
+                           group=layout.pp_peer))
     rows += _rows(scenario, "per step", step)
     microbatches = w.global_batch_size // (layout.dp * w.micro_batch_size)
     title = (f"{model.name} training on {hw.name}: stage {index} of {layout.pp} "

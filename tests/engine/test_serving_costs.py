@@ -112,8 +112,8 @@ def test_the_vector_roofline_equals_the_scalar_one(batch, per_seq):
 def _moe(ep: int, tokens: float = 256.0):
     model = load_model("deepseek-v3")
     p = _inference_prec(Precision.FP8, Precision.FP8, Precision.FP8)
-    batch = Batch(Phase.DECODE, tokens, tokens, int(tokens), tokens * 100, tokens * 100,
-                  tokens * 100)
+    batch = Batch(phase=Phase.DECODE, tokens=tokens, residual_tokens=tokens, sequences=int(tokens),
+                  pairs=tokens * 100, kv_tokens=tokens * 100, cached=tokens * 100)
     return model, p, batch, serving_moe_specs(model, Layout(tp=8, ep=ep), batch, p)
 
 
@@ -142,7 +142,8 @@ def test_serving_ep_spreads_experts_over_the_replica_and_talks_inside_it():
 def test_serving_ep_must_divide_tp():
     model = load_model("deepseek-v3")
     p = _inference_prec(Precision.FP8, Precision.FP8, Precision.FP8)
-    batch = Batch(Phase.DECODE, 8.0, 8.0, 8, 800.0, 800.0, 800.0)
+    batch = Batch(phase=Phase.DECODE, tokens=8.0, residual_tokens=8.0, sequences=8, pairs=800.0,
+                  kv_tokens=800.0, cached=800.0)
     with pytest.raises(ValueError, match=r"ep \(16\) to divide tp \(8\)"):
         serving_moe_specs(model, Layout(tp=8, ep=16), batch, p)
 

@@ -83,7 +83,8 @@ def test_the_kernel_is_the_roofline():
 @pytest.mark.parametrize("kind", list(OpKind))
 def test_compute_op_time_is_the_kernel_on_the_profile(kind):
     hw = load_hardware("h100-sxm")
-    op = ComputeOp("x", kind, 3.3e11, 2.1e8, "bf16", 3, 1.1e11 if kind == OpKind.GEMM else None)
+    op = ComputeOp(name="x", kind=kind, flops=3.3e11, bytes=2.1e8, precision="bf16", count=3,
+                   gemm_flops_each=1.1e11 if kind == OpKind.GEMM else None)
     want = kernel_time(op_rates(hw, "bf16", kind), op.flops, op.bytes, op.count,
                        op.gemm_flops_each)
     got = compute_op_time(hw, op)
@@ -95,8 +96,10 @@ def test_compute_op_time_is_the_kernel_on_the_profile(kind):
 def test_a_memory_bound_affine_op_costs_its_memory_time_exactly(hw_id):
     """From where :meth:`AffineTimer.memory_bound` says, its shortcut is the kernel's time."""
     hw = load_hardware(hw_id)
-    lo = ComputeOp("core", OpKind.ATTENTION, 4.0e6, 2.5e6, "bf16", 32, 1.25e5)
-    hi = ComputeOp("core", OpKind.ATTENTION, 8.0e6, 4.5e6, "bf16", 32, 2.5e5)
+    lo = ComputeOp(name="core", kind=OpKind.ATTENTION, flops=4.0e6, bytes=2.5e6, precision="bf16",
+                   count=32, gemm_flops_each=1.25e5)
+    hi = ComputeOp(name="core", kind=OpKind.ATTENTION, flops=8.0e6, bytes=4.5e6, precision="bf16",
+                   count=32, gemm_flops_each=2.5e5)
     t = timer(hw, AffineOp.through(lo, hi, 8, 16))
     bound = t.memory_bound(8)
     assert bound is not None and bound.start >= 8

@@ -36,7 +36,7 @@ class RunPrice:
         self.compute_bound_s = compute_bound_s
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DecodeStep:
     """A decode step of one batch size: what does not depend on the context, and timers
     for what does."""
@@ -52,7 +52,7 @@ class DecodeStep:
         """The step, with the total context from which its one context-dependent op is
         memory-bound found (from ``batch``, the least total context: one token each)."""
         memory = timers[0].memory_bound(batch) if len(timers) == 1 else None
-        return cls(const, own, tuple(timers), memory)
+        return cls(const=const, own=own, timers=tuple(timers), memory=memory)
 
     def time(self, const: float, context: int) -> tuple[float, float]:
         """Seconds of one step at total context ``context``: ``const`` (the step's other
