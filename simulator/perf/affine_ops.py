@@ -67,6 +67,7 @@ class AffineOps:
         self.ok = all(h > v + 1 for v, h in zip(self.lo, self.hi, strict=True)) and self._fit()
 
     def covers(self, *x: int) -> bool:
+        """Whether ``x`` lies in the box the lines are exact in."""
         for a, v, b in zip(self.lo, x, self.hi, strict=True):  # noqa: SIM110 (no generator)
             if v < a or v > b:
                 return False

@@ -97,7 +97,8 @@ def kernel_time(rates: OpRates, flops: float, nbytes: float, count: int,
         compute = flops / (rates.peak_flops * eff) if eff else math.inf
     memory = nbytes / rates.memory_rate
     overhead = count * rates.kernel_s
-    return KernelTime(max(compute, memory) + overhead, compute, memory, overhead)
+    return KernelTime(time_s=max(compute, memory) + overhead, compute_s=compute, memory_s=memory,
+                      overhead_s=overhead)
 
 
 def kernel_times(rates: OpRates, flops: np.ndarray, nbytes: np.ndarray, count: int,
@@ -111,4 +112,5 @@ def kernel_times(rates: OpRates, flops: np.ndarray, nbytes: np.ndarray, count: i
             compute = np.where(flops != 0, flops / (rates.peak_flops * eff), 0.0)
     memory = nbytes / rates.memory_rate
     overhead = count * rates.kernel_s
-    return KernelTimes(np.maximum(compute, memory) + overhead, compute, memory, overhead)
+    return KernelTimes(time_s=np.maximum(compute, memory) + overhead, compute_s=compute,
+                       memory_s=memory, overhead_s=overhead)

@@ -14,6 +14,8 @@ from simulator.profiles.precision import Precision
 
 
 class OpKind(StrEnum):
+    """What kind of kernel an op is: it decides which efficiency its compute runs at."""
+
     GEMM = "gemm"  # matrix multiply: efficiency depends on its size
     ATTENTION = "attention"  # fused attention core (FlashAttention-style), forward
     ATTENTION_BACKWARD = "attention_backward"  # its backward (five matmuls, dQ/dK/dV)
@@ -48,6 +50,8 @@ MATMUL_KINDS = (OpKind.GEMM, OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD)
 
 
 class Collective(StrEnum):
+    """The collectives the network model prices."""
+
     ALL_REDUCE = "all_reduce"
     REDUCE_SCATTER = "reduce_scatter"
     ALL_GATHER = "all_gather"
@@ -109,14 +113,17 @@ class Layout:
 
     @property
     def tp_group(self) -> Group:
+        """The tensor-parallel group: consecutive ranks."""
         return Group(self.tp, 1)
 
     @property
     def cp_group(self) -> Group:
+        """The context-parallel group: ranks ``tp`` apart."""
         return Group(self.cp, self.tp)
 
     @property
     def dp_group(self) -> Group:
+        """The data-parallel group: ranks ``tp·cp`` apart."""
         return Group(self.dp, self.tp * self.cp)
 
     @property

@@ -24,6 +24,8 @@ TILE_ROWS = 128.0
 
 
 class Phase(StrEnum):
+    """Which pass a batch is in: what the attention reads and whether a backward follows."""
+
     TRAIN = "train"
     PREFILL = "prefill"
     DECODE = "decode"
@@ -41,18 +43,22 @@ class Prec:
 
     @property
     def wb(self) -> float:
+        """Bytes per stored weight element."""
         return self.weight.bytes_per_element
 
     @property
     def ab(self) -> float:
+        """Bytes per GEMM activation element."""
         return self.act.bytes_per_element
 
     @property
     def kvb(self) -> float:
+        """Bytes per KV-cache element."""
         return self.kv.bytes_per_element
 
     @property
     def eb(self) -> float:
+        """Bytes per element of the other activations (attention core, elementwise)."""
         return self.other.bytes_per_element
 
 
@@ -91,6 +97,7 @@ class Gemm:
 
     @property
     def flops(self) -> float:
+        """2·m·k·n per group."""
         return 2.0 * self.groups * self.m * self.k * self.n
 
     @property
@@ -104,10 +111,13 @@ class Gemm:
                          precision=p.compute, gemm_flops_each=self.size)
 
     def forward(self, p: Prec) -> list[ComputeOp]:
+        """The product: reads the weight and the input, writes the output."""
         g, m, k, n = self.groups, self.m, self.k, self.n
         return [self._op(self.name, self.flops, g * (k * n * p.wb + m * (k + n) * p.ab), p)]
 
     def backward(self, p: Prec) -> list[ComputeOp]:
+        """The input gradient and, for a trained weight, the weight gradient (accumulated
+        into an fp32 main gradient)."""
         g, m, k, n = self.groups, self.m, self.k, self.n
         ops = [self._op(f"{self.name}.dgrad", self.flops,
                         g * (k * n * p.wb + m * (k + n) * p.ab), p)]
@@ -141,10 +151,12 @@ class Core:
                          bytes=bytes_, precision=p.other, gemm_flops_each=size)
 
     def forward(self, p: Prec) -> list[ComputeOp]:
+        """One fused kernel: Q, K, V and the statistics in, O out."""
         bytes_ = self.q_bytes + self.kv_bytes + self.o_bytes + self.stats_bytes
         return [self._op(self.name, self.flops, bytes_, p)]
 
     def backward(self, p: Prec) -> list[ComputeOp]:
+        """FlashAttention-2's backward: 2.5x the forward FLOPs."""
         # reads Q, K, V, O, dO and the statistics; writes dQ, dK, dV
         bytes_ = 2 * (self.q_bytes + self.kv_bytes + self.o_bytes) + self.stats_bytes
         return [self._op(f"{self.name}.backward", ATTENTION_BACKWARD_FACTOR * self.flops,
@@ -162,10 +174,12 @@ class Elem:
     backward_factor: float = ELEMENTWISE_BACKWARD_FACTOR  # 0: nothing to do in backward
 
     def forward(self, p: Prec) -> list[ComputeOp]:
+        """The pass itself."""
         return [ComputeOp(name=self.name, kind=self.kind, flops=self.flops, bytes=self.bytes,
                           precision=p.other)]
 
     def backward(self, p: Prec) -> list[ComputeOp]:
+        """Its gradient: ``backward_factor`` times the work (none at 0)."""
         if not self.backward_factor:
             return []
         f = self.backward_factor
@@ -188,12 +202,14 @@ class Comm:
     backward_collectives: tuple[Collective, ...] = ()
 
     def forward(self, p: Prec) -> list[CommOp]:
+        """The forward collective (none in a group of one)."""
         if self.forward_collective is None or self.group.size <= 1:
             return []
         return [CommOp(name=self.name, collective=self.forward_collective, bytes=self.bytes,
                        group=self.group)]
 
     def backward(self, p: Prec) -> list[CommOp]:
+        """The collectives the gradient needs, on the same buffer."""
         if self.group.size <= 1:
             return []
         return [CommOp(name=f"{self.name}.backward.{c.value}", collective=c, bytes=self.bytes,
@@ -210,9 +226,11 @@ class Grad:
     bytes: float
 
     def forward(self, p: Prec) -> list[ComputeOp]:
+        """Nothing: the work is backward only."""
         return []
 
     def backward(self, p: Prec) -> list[ComputeOp]:
+        """The gradient work."""
         return [ComputeOp(name=self.name, kind=self.kind, flops=self.flops, bytes=self.bytes,
                           precision=p.other)]
 

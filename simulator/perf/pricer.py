@@ -26,7 +26,9 @@ Op = ComputeOp | CommOp
 
 
 class Cost(NamedTuple):
-    """What ops run one after another cost on one device."""
+    """What ops run one after another cost on one device. A tuple so that costs go into and
+    out of numpy arrays as rows (columns in field order: :data:`COST_FIELDS`); built with
+    keywords, or with ``Cost._make`` from such a row."""
 
     time_s: float
     flops: float
@@ -37,7 +39,8 @@ class Cost(NamedTuple):
 
 
 COST_FIELDS = Cost._fields
-ZERO = Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+ZERO = Cost(time_s=0.0, flops=0.0, hbm_bytes=0.0, network_s=0.0, compute_bound_s=0.0,
+            memory_bound_s=0.0)
 
 
 def add_costs(*costs: Cost) -> Cost:
@@ -83,8 +86,9 @@ class CostSum:
 
     def cost(self) -> Cost:
         """The sum so far."""
-        return Cost(self.time_s, self.flops, self.hbm_bytes, self.network_s,
-                    self.compute_bound_s, self.memory_bound_s)
+        return Cost(time_s=self.time_s, flops=self.flops, hbm_bytes=self.hbm_bytes,
+                    network_s=self.network_s, compute_bound_s=self.compute_bound_s,
+                    memory_bound_s=self.memory_bound_s)
 
 
 class Pricer:

@@ -81,10 +81,11 @@ def op_rates(hw: HardwareProfile, precision: Precision | str,
              kind: OpKind = OpKind.GEMM) -> OpRates:
     """The rates an op of ``kind`` at ``precision`` runs at on ``hw`` (the kernel's inputs
     from the hardware profile)."""
-    return OpRates(hw.peak(run_precision(hw, precision)), large_efficiency(hw, precision, kind),
-                   hw.efficiency.gemm.half_size_flops.value,
-                   hw.hbm_bandwidth * hw.efficiency.hbm.value,
-                   hw.efficiency.kernel_overhead.value, kind in MATMUL_KINDS)
+    return OpRates(peak_flops=hw.peak(run_precision(hw, precision)),
+                   large_efficiency=large_efficiency(hw, precision, kind),
+                   half_size_flops=hw.efficiency.gemm.half_size_flops.value,
+                   memory_rate=hw.hbm_bandwidth * hw.efficiency.hbm.value,
+                   kernel_s=hw.efficiency.kernel_overhead.value, matmul=kind in MATMUL_KINDS)
 
 
 def gemm_efficiency(hw: HardwareProfile, precision: Precision | str,

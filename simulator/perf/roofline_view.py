@@ -25,6 +25,8 @@ from simulator.units import format_time
 
 @dataclass(frozen=True, kw_only=True)
 class RooflineRow:
+    """One op of the view: its work, arithmetic intensity, bound and time."""
+
     phase: str
     name: str
     count: int
@@ -35,19 +37,24 @@ class RooflineRow:
     time_s: float
 
     def as_dict(self) -> dict:
+        """The row as JSON-ready fields."""
         return self.__dict__.copy()
 
 
 @dataclass(frozen=True)
 class RooflineView:
+    """The rows of one training step or serving iteration, and what they add up to."""
+
     title: str
     rows: list[RooflineRow]
     ridge_point: float  # FLOPs per byte where compute and memory time are equal
 
     def total(self, phase: str | None = None) -> float:
+        """Seconds of the ops of ``phase`` (all phases by default), one after another."""
         return sum(r.time_s for r in self.rows if phase is None or r.phase == phase)
 
     def by_bound(self, phase: str | None = None) -> dict[str, float]:
+        """Those seconds by what bounds each op (compute, memory, network)."""
         out: dict[str, float] = {}
         for r in self.rows:
             if phase is None or r.phase == phase:
@@ -55,6 +62,7 @@ class RooflineView:
         return out
 
     def verdicts(self) -> list[str]:
+        """One line per phase: its time, the shares of each bound, the largest op."""
         phases = list(dict.fromkeys(r.phase for r in self.rows))
         lines = []
         for phase in phases:
@@ -67,6 +75,7 @@ class RooflineView:
         return lines
 
     def as_dict(self) -> dict:
+        """The view as JSON-ready fields."""
         return {"title": self.title, "ridge_point_flops_per_byte": self.ridge_point,
                 "rows": [r.as_dict() for r in self.rows],
                 "total_s": {p: self.total(p) for p in dict.fromkeys(r.phase for r in self.rows)},
@@ -152,6 +161,7 @@ def _ridge(scenario: Scenario, precision: Precision) -> float:
 
 
 def roofline(scenario: Scenario) -> RooflineView:
+    """The view of a training or a serving scenario (``xpusim roofline``)."""
     if isinstance(scenario.workload, TrainingWorkload):
         return _training(scenario)
     return _inference(scenario)

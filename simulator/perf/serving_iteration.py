@@ -92,6 +92,7 @@ class IterationModel:
 
     @property
     def prec(self) -> Prec:
+        """The precisions of an iteration (weights, activations, KV cache)."""
         return self._prec
 
     # ---- batches (a replica has cp = 1 and no sequence parallelism) ----------------------

@@ -65,6 +65,7 @@ class StageLayers:
                    embedding=index == 0, lm_head=index == len(stage_layers) - 1)
 
     def layer_indices(self, model: ModelProfile) -> range:
+        """The model's layers this stage runs (checked against the model)."""
         end = model.layers if self.layers is None else self.first_layer + self.layers
         if not 0 <= self.first_layer <= end <= model.layers:
             raise ValueError(f"stage layers {self.first_layer}..{end} outside the model's "
@@ -82,6 +83,7 @@ class TrainingOps:
 
     @property
     def recompute(self) -> list[Op]:
+        """The forward work the backward repeats."""
         return [op for op in self.backward if op.name.startswith(RECOMPUTE_PREFIX)]
 
 

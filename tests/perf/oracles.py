@@ -36,7 +36,8 @@ def op_by_op(hw: HardwareProfile, ops: list[ComputeOp | CommOp]) -> Cost:
             cb += t.time_s
         else:
             mb += t.time_s
-    return Cost(time, flops, nbytes, network, cb, mb)
+    return Cost(time_s=time, flops=flops, hbm_bytes=nbytes, network_s=network,
+                compute_bound_s=cb, memory_bound_s=mb)
 
 
 def iteration_cost(cost: IterationCost, prefill_tokens: int, prefill_cached: int,

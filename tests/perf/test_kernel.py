@@ -51,13 +51,14 @@ def test_the_scalar_and_array_kernels_agree_bit_for_bit(seed):
     for i in range(len(flops)):
         one = kernel_time(rates, float(flops[i]), float(nbytes[i]), count,
                           None if each is None else float(each[i]))
-        assert one == KernelTime(float(many.time_s[i]), float(many.compute_s[i]),
-                                 float(many.memory_s[i]), many.overhead_s)
+        assert one == KernelTime(time_s=float(many.time_s[i]), compute_s=float(many.compute_s[i]),
+                                 memory_s=float(many.memory_s[i]), overhead_s=many.overhead_s)
         assert one.compute_bound == bool(many.compute_bound[i])
 
 
 def test_zero_flops_cost_no_compute_and_a_sizeless_matrix_kernel_never_finishes():
-    rates = OpRates(1e15, 0.8, 1e9, 2e12, 5e-6, matmul=True)
+    rates = OpRates(peak_flops=1e15, large_efficiency=0.8, half_size_flops=1e9, memory_rate=2e12,
+                    kernel_s=5e-6, matmul=True)
     for each in (None, 0.0, -5.0, 1e9):
         assert kernel_time(rates, 0.0, 4e6, 2, each).compute_s == 0.0
     for each in (0.0, -5.0):
@@ -68,7 +69,8 @@ def test_zero_flops_cost_no_compute_and_a_sizeless_matrix_kernel_never_finishes(
 
 
 def test_the_kernel_is_the_roofline():
-    rates = OpRates(1e15, 0.8, 1e9, 2e12, 5e-6, matmul=True)
+    rates = OpRates(peak_flops=1e15, large_efficiency=0.8, half_size_flops=1e9, memory_rate=2e12,
+                    kernel_s=5e-6, matmul=True)
     t = kernel_time(rates, 3e12, 1e9, 4)  # four kernels of 0.75 TFLOP each
     eff = 0.8 * 0.75e12 / (0.75e12 + 1e9)
     assert t.compute_s == pytest.approx(3e12 / (1e15 * eff), rel=1e-15)

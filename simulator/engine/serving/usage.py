@@ -63,7 +63,7 @@ class DecodeTables(NamedTuple):
             const[b], own[b], const_s[b] = step.const, step.own, step.const.time_s
             for t in step.timers:
                 lines[b] += (t.flops.a, t.flops.b, t.bytes.a, t.bytes.b)
-        return cls(len(steps), const, own, const_s, lines)
+        return cls(entries=len(steps), const=const, own=own, const_s=const_s, lines=lines)
 
 
 def _tally(keys: np.ndarray, sizes: np.ndarray | None = None
@@ -94,13 +94,14 @@ def _decode_counts(usage: Usage, mixed: np.ndarray) -> list[_DecodeCounts]:
     out = []
     decoding = mixed[mixed[:, 2] > 0]
     if len(decoding):
-        out.append(_DecodeCounts(*_tally(decoding[:, 2], decoding[:, 3]), False))
+        batches, steps, contexts = _tally(decoding[:, 2], decoding[:, 3])
+        out.append(_DecodeCounts(batches=batches, steps=steps, contexts=contexts, whole=False))
     if usage.const:
         table, sums = usage.const, usage.const_x
         out.append(_DecodeCounts(
-            np.fromiter(table, dtype=np.int64, count=len(table)),
-            np.fromiter(table.values(), dtype=np.int64, count=len(table)),
-            np.array([sums[b] for b in table], dtype=np.int64), True))
+            batches=np.fromiter(table, dtype=np.int64, count=len(table)),
+            steps=np.fromiter(table.values(), dtype=np.int64, count=len(table)),
+            contexts=np.array([sums[b] for b in table], dtype=np.int64), whole=True))
     return out
 
 
