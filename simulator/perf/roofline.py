@@ -12,11 +12,10 @@ Collectives are costed by :mod:`simulator.perf.collectives`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from simulator.perf.kernel import OpRates, kernel_time, matmul_efficiency
+from simulator.perf.kernel import OpRates, kernel_time
 from simulator.perf.ops import MATMUL_KINDS, CommOp, ComputeOp, OpKind
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.precision import Precision
@@ -88,12 +87,6 @@ def op_rates(hw: HardwareProfile, precision: Precision | str,
                    kernel_s=hw.efficiency.kernel_overhead.value, matmul=kind in MATMUL_KINDS)
 
 
-def gemm_efficiency(hw: HardwareProfile, precision: Precision | str,
-                    gemm_flops: float, kind: OpKind = OpKind.GEMM) -> float:
-    """large·F/(F + half_size_flops): half the large-size efficiency at F = half."""
-    return matmul_efficiency(op_rates(hw, precision, kind), gemm_flops)
-
-
 def compute_op_time(hw: HardwareProfile, op: ComputeOp) -> OpTime:
     """max(compute, memory) + count·kernel_overhead (:func:`simulator.perf.kernel.kernel_time`).
 
@@ -116,8 +109,3 @@ def op_time(hw: HardwareProfile, op: ComputeOp | CommOp) -> OpTime:
 
     cost = comm_op_time(hw, op)
     return OpTime(time_s=cost.time_s, bound="network", network_s=cost.time_s)
-
-
-def total_time(hw: HardwareProfile, ops: Iterable[ComputeOp | CommOp]) -> float:
-    """Sum of the ops' times, one after another (the engines decide what overlaps)."""
-    return sum(op_time(hw, op).time_s for op in ops)

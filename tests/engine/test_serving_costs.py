@@ -21,13 +21,13 @@ from simulator.perf.affine_op import AffineOp, timer
 from simulator.perf.mlp_ops import moe_specs
 from simulator.perf.ops import Collective, CommOp, Layout
 from simulator.perf.opspec import Batch, Phase
-from simulator.perf.roofline import compute_op_time, total_time
+from simulator.perf.roofline import compute_op_time
 from simulator.perf.serving_iteration import iteration_model
 from simulator.perf.serving_moe import serving_moe_specs
 from simulator.perf.transformer import _inference_prec, decode_ops, prefill_ops
 from simulator.profiles.inference import InferenceParallelism
 from simulator.profiles.precision import Precision
-from tests.perf.oracles import decode_run, iteration_cost, op_by_op
+from tests.perf.oracles import decode_run, iteration_cost, op_by_op, total_time
 
 CASES = [  # model, hardware, tp, weight precision, kv precision
     ("llama3.1-8b", "h100-sxm", 1, "bf16", "bf16"),

@@ -1,7 +1,7 @@
 """Reference pricing that only tests use: each fast path of the engine against the plain one.
 
 - :func:`op_by_op` sums :func:`simulator.perf.roofline.op_time` one op at a time, the
-  definition every faster pricer must reproduce bit for bit;
+  definition every faster pricer must reproduce bit for bit (:func:`total_time`: its time);
 - :func:`iteration_cost` and :func:`decode_run` ask an
   :class:`~simulator.engine.serving.iteration_cost.IterationCost` what the engine asks, on a
   fresh :class:`~simulator.engine.serving.usage.Usage`, and return every field of the cost.
@@ -38,6 +38,11 @@ def op_by_op(hw: HardwareProfile, ops: list[ComputeOp | CommOp]) -> Cost:
             mb += t.time_s
     return Cost(time_s=time, flops=flops, hbm_bytes=nbytes, network_s=network,
                 compute_bound_s=cb, memory_bound_s=mb)
+
+
+def total_time(hw: HardwareProfile, ops: list[ComputeOp | CommOp]) -> float:
+    """Seconds of ``ops`` one after another (no overlap: the engines decide what overlaps)."""
+    return sum(op_time(hw, op).time_s for op in ops)
 
 
 def iteration_cost(cost: IterationCost, prefill_tokens: int, prefill_cached: int,

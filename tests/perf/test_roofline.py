@@ -15,14 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import hardware_ids, load_hardware
+from simulator.perf.kernel import matmul_efficiency
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Group, OpKind
 from simulator.perf.roofline import (
     OpTime,
     compute_op_time,
-    gemm_efficiency,
+    op_rates,
     op_time,
     run_precision,
-    total_time,
 )
 from simulator.profiles.precision import Precision
 
@@ -48,8 +48,8 @@ def scaled(profile, flops_factor: float, bw_factor: float):
 
 # ---- GEMM efficiency curve ----------------------------------------------------------------
 def test_gemm_efficiency_is_half_of_large_at_the_half_size():
-    assert gemm_efficiency(hw(), "bf16", HALF) == pytest.approx(EFF / 2)
-    assert gemm_efficiency(hw(), "fp8", HALF) == pytest.approx(0.675 / 2)
+    assert matmul_efficiency(op_rates(hw(), "bf16"), HALF) == pytest.approx(EFF / 2)
+    assert matmul_efficiency(op_rates(hw(), "fp8"), HALF) == pytest.approx(0.675 / 2)
 
 
 @pytest.mark.parametrize("name", hardware_ids())
@@ -57,7 +57,7 @@ def test_gemm_efficiency_increases_with_size_and_tends_to_large(name):
     profile = hw(name)
     for precision, large in profile.efficiency.gemm.large.items():
         sizes = [10.0 ** e for e in range(3, 19)]
-        effs = [gemm_efficiency(profile, precision, f) for f in sizes]
+        effs = [matmul_efficiency(op_rates(profile, precision), f) for f in sizes]
         assert all(a < b for a, b in pairwise(effs))
         assert effs[-1] == pytest.approx(large.value, rel=1e-6)
         assert effs[-1] < large.value
@@ -189,10 +189,8 @@ def test_op_time_dispatches_collectives_to_the_network_model():
     assert t.network_s == t.time_s and t.compute_s == t.memory_s == 0
 
 
-def test_total_time_sums_without_overlap():
-    ops = [ComputeOp(name="a", kind=OpKind.ELEMENTWISE, flops=0.0, bytes=1e9,
-                     precision=Precision.BF16),
-           ComputeOp(name="b", kind=OpKind.GEMM, flops=1e12, bytes=1e6, precision=Precision.BF16)]
-    assert total_time(hw(), ops) == pytest.approx(sum(op_time(hw(), o).time_s for o in ops))
-    assert isinstance(op_time(hw(), ops[0]), OpTime)
-    assert total_time(hw(), []) == 0
+def test_op_time_prices_compute_ops_by_the_roofline():
+    op = ComputeOp(name="a", kind=OpKind.ELEMENTWISE, flops=0.0, bytes=1e9,
+                   precision=Precision.BF16)
+    assert op_time(hw(), op) == compute_op_time(hw(), op)
+    assert isinstance(op_time(hw(), op), OpTime) and op_time(hw(), op).bound == "memory"
