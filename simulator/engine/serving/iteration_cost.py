@@ -43,9 +43,11 @@ from simulator.profiles.hardware import HardwareProfile
 
 __all__ = ["Cost", "IterationCost", "RunPrice", "Usage"]
 
-# Positions of Cost's fields, for callers that read totals() by index (engine/serving/summary.py
-# until it reads the named fields; then these go).
-TIME, FLOPS, BYTES, NETWORK, COMPUTE_BOUND, MEMORY_BOUND = range(len(COST_FIELDS))
+# Positions of the totals' fields for engine/serving/summary.py, which still reads them by
+# index; once it reads the named fields (``totals(usage).flops``, ...) these go.
+FLOPS, BYTES, NETWORK, COMPUTE_BOUND, MEMORY_BOUND = (
+    COST_FIELDS.index(name) for name in ("flops", "hbm_bytes", "network_s", "compute_bound_s",
+                                         "memory_bound_s"))
 _PREFILL_CACHE = 1 << 16  # entries kept before the prompt-attention cache is cleared
 _TILE = int(TILE_ROWS)  # GEMM sizes are flat below one tile of rows, affine above
 _LARGEST = 1 << 24  # the largest token count the fitted lines are asked to cover
