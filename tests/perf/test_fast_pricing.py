@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from simulator import load_hardware, load_model
+from simulator.engine.serving.decode_steps import numpy_run, price_run, python_run
 from simulator.engine.serving.iteration_cost import IterationCost
 from simulator.perf.affine_ops import AffineOps
 from simulator.perf.collectives import collective_time
@@ -128,17 +129,27 @@ def test_collectives_priced_many_at_once_are_priced_one_at_a_time(hw_id):
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=IDS)
 def test_decode_runs_in_python_and_numpy_are_the_roofline(i):
+    """Each way of pricing a run (memory-bound throughout, step by step, numpy) gives every
+    step the kernel's time of its context-dependent ops added to the constant part."""
     hw, im = case(i)
     cost = IterationCost(hw, im)
-    for batch, per_seq in ((1, 50), (16, 3000), (128, 700)):
-        context = batch * per_seq
+    for batch, per_seq in ((1, 1), (1, 50), (16, 3), (16, 3000), (128, 700)):
+        context, steps = batch * per_seq, 200
         step = cost.decode_step(batch)
-        short = cost.run_price(batch, context, 40).time_s  # plain Python
-        long = cost.run_price(batch, context, 200).time_s  # numpy
-        assert short == long[:40]
-        for k in (0, 17, 39):
-            x = context + batch * k
-            want = step.const.time_s
+        const = step.const.time_s
+        want, bound = [], []
+        for k in range(steps):
+            x, total, cb = context + batch * k, const, 0.0
             for t in step.timers:
-                want = want + t.time(x).time_s
-            assert short[k] == want
+                op = t.time(x)
+                total = total + op.time_s
+                cb += op.time_s if op.compute_bound else 0.0
+            want.append(total)
+            bound.append(cb)
+        for run in (python_run, numpy_run, price_run):
+            got = run(step, const, context, batch, steps)
+            assert got.time_s == want, run.__name__
+            assert (got.compute_bound_s or [0.0] * steps) == bound, run.__name__
+        assert cost.run_price(batch, context, 40).time_s == want[:40]
+        if step.memory is not None and context >= step.memory.start:
+            assert step.memory.times(const, context, batch, steps) == want

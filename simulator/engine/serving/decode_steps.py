@@ -10,7 +10,7 @@ numpy, the same IEEE operations in the same order either way (a test holds them 
 When the core is memory-bound by a wide margin from some context on (the usual case: a
 decode step reads the whole KV cache for a few FLOPs per byte), its time there is its
 :class:`~simulator.perf.affine_op.MemoryBound` time: the kernel's, bit for bit, without the
-compute side.
+compute side, and a run from there is priced in one list comprehension.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class DecodeStep:
         seconds of the context-dependent ops."""
         memory = self.memory
         if memory is not None and context >= memory.start:
-            return const + memory.time(context), 0.0
+            return memory.times(const, context, 1, 1)[0], 0.0
         total, compute_bound = const, 0.0
         for timer in self.timers:
             op = timer.time(context)
@@ -70,18 +70,27 @@ class DecodeStep:
         return total, compute_bound
 
 
+def price_run(step: DecodeStep, const: float, context: int, batch: int,
+              steps: int) -> RunPrice:
+    """``steps`` steps of ``batch`` sequences whose total context is ``context`` at the
+    first step and grows by ``batch`` a step; step ``i`` costs ``const`` plus the
+    context-dependent ops at ``context + i·batch``, added in that order whether the run has
+    one step or many, so the times agree to the last bit. A run that is memory-bound
+    throughout (the usual case) is priced by its :class:`MemoryBound`, others step by step
+    (:func:`python_run`) or, when long, with numpy (:func:`numpy_run`)."""
+    memory = step.memory
+    if memory is not None and context >= memory.start:
+        return RunPrice(memory.times(const, context, batch, steps), None)
+    run = numpy_run if steps > PYTHON_RUN else python_run
+    return run(step, const, context, batch, steps)
+
+
 def python_run(step: DecodeStep, const: float, context: int, batch: int,
                steps: int) -> RunPrice:
-    """``steps`` steps from total context ``context``, each priced by
-    :meth:`DecodeStep.time` (a memory-bound run without a call per step for the choice)."""
-    xs = range(context, context + batch * steps, batch)
-    memory = step.memory
-    if memory is not None and context >= memory.start:  # the usual case
-        time = memory.time
-        return RunPrice([const + time(x) for x in xs], None)
+    """:func:`price_run`, each step priced by :meth:`DecodeStep.time`."""
     times: list[float] = []
     bound: list[float] | None = None
-    for i, x in enumerate(xs):
+    for i, x in enumerate(range(context, context + batch * steps, batch)):
         total, cb = step.time(const, x)
         times.append(total)
         if cb:
@@ -95,11 +104,9 @@ def python_run(step: DecodeStep, const: float, context: int, batch: int,
 
 def numpy_run(step: DecodeStep, const: float, context: int, batch: int,
               steps: int) -> RunPrice:
-    """:func:`python_run` with numpy, for long runs (the same operations, elementwise)."""
+    """:func:`price_run` with numpy: the context-dependent ops' kernels at every step at
+    once (the same operations, elementwise)."""
     x = context + batch * np.arange(steps, dtype=np.int64)
-    memory = step.memory
-    if memory is not None and context >= memory.start:
-        return RunPrice((const + memory.time(x)).tolist(), None)
     times = np.full(steps, const)
     bound = np.zeros(steps)
     for timer in step.timers:
@@ -107,13 +114,3 @@ def numpy_run(step: DecodeStep, const: float, context: int, batch: int,
         times = times + op.time_s
         bound += np.where(op.compute_bound, op.time_s, 0.0)
     return RunPrice(times.tolist(), bound.tolist() if bound.any() else None)
-
-
-def price_run(step: DecodeStep, const: float, context: int, batch: int,
-              steps: int) -> RunPrice:
-    """``steps`` steps of ``batch`` sequences whose total context is ``context`` at the
-    first step and grows by ``batch`` a step; step ``i`` costs ``const`` plus the
-    context-dependent ops at ``context + i·batch``, added in that order whether the run has
-    one step or many, so the times agree to the last bit."""
-    run = numpy_run if steps > PYTHON_RUN else python_run
-    return run(step, const, context, batch, steps)
