@@ -84,7 +84,7 @@ class MemoryBound:
     time is its memory time plus its launch overhead, as :func:`~simulator.perf.kernel.
     kernel_time` gives it there (``max(compute, memory)`` returns the memory time), without
     computing the compute side. The decode runs of the serving engine price their steps
-    with it, a run at a time: a list comprehension, without a call per step."""
+    with it."""
 
     start: float
     bytes_a: float  # the bytes line, a + b·x
@@ -92,12 +92,15 @@ class MemoryBound:
     memory_rate: float
     overhead_s: float
 
-    def times(self, const: float, first: int, stride: int, count: int) -> list[float]:
-        """``const`` plus the op's seconds, at each of the ``count`` sizes ``first``,
-        ``first + stride``, ... (all at least ``start``), added in that order."""
-        a, b, rate, overhead = self.bytes_a, self.bytes_b, self.memory_rate, self.overhead_s
-        return [const + ((a + b * x) / rate + overhead)
-                for x in range(first, first + stride * count, stride)]
+    @overload
+    def time(self, x: float) -> float: ...
+
+    @overload
+    def time(self, x: np.ndarray) -> np.ndarray: ...
+
+    def time(self, x):
+        """Seconds at size(s) ``x >= start`` (a number or an array: the same operations)."""
+        return (self.bytes_a + self.bytes_b * x) / self.memory_rate + self.overhead_s
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,7 +10,7 @@ numpy, the same IEEE operations in the same order either way (a test holds them 
 When the core is memory-bound by a wide margin from some context on (the usual case: a
 decode step reads the whole KV cache for a few FLOPs per byte), its time there is its
 :class:`~simulator.perf.affine_op.MemoryBound` time: the kernel's, bit for bit, without the
-compute side, and a run from there is priced in one list comprehension.
+compute side.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class DecodeStep:
         seconds of the context-dependent ops."""
         memory = self.memory
         if memory is not None and context >= memory.start:
-            return memory.times(const, context, 1, 1)[0], 0.0
+            return const + memory.time(context), 0.0
         total, compute_bound = const, 0.0
         for timer in self.timers:
             op = timer.time(context)
@@ -75,22 +75,24 @@ def price_run(step: DecodeStep, const: float, context: int, batch: int,
     """``steps`` steps of ``batch`` sequences whose total context is ``context`` at the
     first step and grows by ``batch`` a step; step ``i`` costs ``const`` plus the
     context-dependent ops at ``context + i·batch``, added in that order whether the run has
-    one step or many, so the times agree to the last bit. A run that is memory-bound
-    throughout (the usual case) is priced by its :class:`MemoryBound`, others step by step
-    (:func:`python_run`) or, when long, with numpy (:func:`numpy_run`)."""
-    memory = step.memory
-    if memory is not None and context >= memory.start:
-        return RunPrice(memory.times(const, context, batch, steps), None)
+    one step or many, so the times agree to the last bit. Short runs are priced in plain
+    Python (:func:`python_run`), long ones with numpy (:func:`numpy_run`)."""
     run = numpy_run if steps > PYTHON_RUN else python_run
     return run(step, const, context, batch, steps)
 
 
 def python_run(step: DecodeStep, const: float, context: int, batch: int,
                steps: int) -> RunPrice:
-    """:func:`price_run`, each step priced by :meth:`DecodeStep.time`."""
+    """:func:`price_run` one step at a time: a run memory-bound throughout (the usual case)
+    by its :class:`MemoryBound`, others by :meth:`DecodeStep.time`."""
+    xs = range(context, context + batch * steps, batch)
+    memory = step.memory
+    if memory is not None and context >= memory.start:
+        time = memory.time
+        return RunPrice([const + time(x) for x in xs], None)
     times: list[float] = []
     bound: list[float] | None = None
-    for i, x in enumerate(range(context, context + batch * steps, batch)):
+    for i, x in enumerate(xs):
         total, cb = step.time(const, x)
         times.append(total)
         if cb:
@@ -104,9 +106,12 @@ def python_run(step: DecodeStep, const: float, context: int, batch: int,
 
 def numpy_run(step: DecodeStep, const: float, context: int, batch: int,
               steps: int) -> RunPrice:
-    """:func:`price_run` with numpy: the context-dependent ops' kernels at every step at
-    once (the same operations, elementwise)."""
+    """:func:`python_run` with numpy: every step at once (the same operations,
+    elementwise)."""
     x = context + batch * np.arange(steps, dtype=np.int64)
+    memory = step.memory
+    if memory is not None and context >= memory.start:
+        return RunPrice((const + memory.time(x)).tolist(), None)
     times = np.full(steps, const)
     bound = np.zeros(steps)
     for timer in step.timers:
