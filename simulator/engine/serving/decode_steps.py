@@ -75,24 +75,30 @@ def price_run(step: DecodeStep, const: float, context: int, batch: int,
     """``steps`` steps of ``batch`` sequences whose total context is ``context`` at the
     first step and grows by ``batch`` a step; step ``i`` costs ``const`` plus the
     context-dependent ops at ``context + i·batch``, added in that order whether the run has
-    one step or many, so the times agree to the last bit. Short runs are priced in plain
-    Python (:func:`python_run`), long ones with numpy (:func:`numpy_run`)."""
-    run = numpy_run if steps > PYTHON_RUN else python_run
-    return run(step, const, context, batch, steps)
+    one step or many, so the times agree to the last bit.
+
+    A run memory-bound throughout (the usual case) is priced by its :class:`MemoryBound`,
+    other runs by the kernel (:func:`python_run`, :func:`numpy_run`); short runs in plain
+    Python, long ones with numpy.
+    """
+    memory = step.memory
+    if memory is None or context < memory.start:
+        run = numpy_run if steps > PYTHON_RUN else python_run
+        return run(step, const, context, batch, steps)
+    if steps > PYTHON_RUN:
+        x = context + batch * np.arange(steps, dtype=np.int64)
+        return RunPrice((const + memory.time(x)).tolist(), None)
+    time = memory.time
+    return RunPrice([const + time(x) for x in range(context, context + batch * steps, batch)],
+                    None)
 
 
 def python_run(step: DecodeStep, const: float, context: int, batch: int,
                steps: int) -> RunPrice:
-    """:func:`price_run` one step at a time: a run memory-bound throughout (the usual case)
-    by its :class:`MemoryBound`, others by :meth:`DecodeStep.time`."""
-    xs = range(context, context + batch * steps, batch)
-    memory = step.memory
-    if memory is not None and context >= memory.start:
-        time = memory.time
-        return RunPrice([const + time(x) for x in xs], None)
+    """:func:`price_run` one step at a time (:meth:`DecodeStep.time`)."""
     times: list[float] = []
     bound: list[float] | None = None
-    for i, x in enumerate(xs):
+    for i, x in enumerate(range(context, context + batch * steps, batch)):
         total, cb = step.time(const, x)
         times.append(total)
         if cb:
@@ -106,12 +112,9 @@ def python_run(step: DecodeStep, const: float, context: int, batch: int,
 
 def numpy_run(step: DecodeStep, const: float, context: int, batch: int,
               steps: int) -> RunPrice:
-    """:func:`python_run` with numpy: every step at once (the same operations,
-    elementwise)."""
+    """:func:`python_run` with numpy: the context-dependent ops' kernels at every step at
+    once (the same operations, elementwise)."""
     x = context + batch * np.arange(steps, dtype=np.int64)
-    memory = step.memory
-    if memory is not None and context >= memory.start:
-        return RunPrice((const + memory.time(x)).tolist(), None)
     times = np.full(steps, const)
     bound = np.zeros(steps)
     for timer in step.timers:
