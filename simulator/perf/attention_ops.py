@@ -89,7 +89,7 @@ def _scores(model: ModelProfile, batch: Batch, heads: float, p: Prec) -> list:
     dropout = model.position_embedding is PositionEmbedding.LEARNED
     passes = 4 * p.eb + (2 * p.eb + 1 if dropout else 0)
     elements = batch.pairs * heads
-    return [Elem("attn.scores", 5.0 * elements, passes * elements,
+    return [Elem(name="attn.scores", flops=5.0 * elements, bytes=passes * elements,
                  backward_factor=SCORES_BACKWARD_FACTOR)]
 
 
@@ -97,15 +97,15 @@ def _rope(model: ModelProfile, batch: Batch, rotated_per_token: float, p: Prec) 
     if model.position_embedding is not PositionEmbedding.ROPE:
         return []
     elements = batch.tokens * rotated_per_token
-    return [Elem("attn.rope", 3.0 * elements, 2.0 * elements * p.eb)]
+    return [Elem(name="attn.rope", flops=3.0 * elements, bytes=2.0 * elements * p.eb)]
 
 
 def _cache_write(batch: Batch, per_token: float, p: Prec) -> list:
     """Inference stores the new tokens' K/V (or latent) in the cache, converting precision."""
     if batch.phase is Phase.TRAIN:
         return []
-    return [Elem("attn.kv_cache_write", 0.0, batch.tokens * per_token * (p.eb + p.kvb),
-                 backward_factor=0.0)]
+    return [Elem(name="attn.kv_cache_write", flops=0.0,
+                 bytes=batch.tokens * per_token * (p.eb + p.kvb), backward_factor=0.0)]
 
 
 def _cp(batch: Batch, layout: Layout, kv_per_token: float, o_per_token: float,
@@ -113,30 +113,30 @@ def _cp(batch: Batch, layout: Layout, kv_per_token: float, o_per_token: float,
     """Context parallelism: gather K/V of the whole sequence (ring-style), or in decode
     combine the partial outputs of the context shards."""
     if batch.phase is Phase.DECODE:
-        return [Comm("attn.cp_combine", Collective.ALL_REDUCE,
-                     batch.tokens * o_per_token * p.eb, layout.cp_group)]
-    return [Comm("attn.cp_kv_all_gather", Collective.ALL_GATHER,
-                 batch.kv_tokens * kv_per_token * p.eb, layout.cp_group,
-                 (Collective.ALL_GATHER, Collective.REDUCE_SCATTER))]
+        return [Comm(name="attn.cp_combine", forward_collective=Collective.ALL_REDUCE,
+                     bytes=batch.tokens * o_per_token * p.eb, group=layout.cp_group)]
+    return [Comm(name="attn.cp_kv_all_gather", forward_collective=Collective.ALL_GATHER,
+                 bytes=batch.kv_tokens * kv_per_token * p.eb, group=layout.cp_group,
+                 backward_collectives=(Collective.ALL_GATHER, Collective.REDUCE_SCATTER))]
 
 
 def _mha(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
     h, d, t = model.hidden_size, model.head_dim_resolved, batch.tokens
     q_heads, kv_heads = heads_per_device(model, layout.tp)
     kv_bytes = p.eb if batch.phase is Phase.TRAIN else p.kvb
-    core = Core("attn.core", flops=2.0 * batch.pairs * (d + d) * q_heads,
+    core = Core(name="attn.core", flops=2.0 * batch.pairs * (d + d) * q_heads,
                 q_bytes=t * q_heads * d * p.eb,
                 kv_bytes=kv_cache_read_bytes(model, layout, batch.kv_tokens, kv_bytes),
                 o_bytes=t * q_heads * d * p.eb, stats_bytes=_stats(batch, q_heads),
                 query_rows=_rows(batch, q_heads / kv_heads), fused=not batch.materialized)
     return [
-        Gemm("attn.qkv", t, h, (q_heads + 2 * kv_heads) * d),
+        Gemm(name="attn.qkv", m=t, k=h, n=(q_heads + 2 * kv_heads) * d),
         *_rope(model, batch, (q_heads + kv_heads) * d, p),
         *_cache_write(batch, 2 * kv_heads * d, p),
         *_cp(batch, layout, 2 * kv_heads * d, q_heads * d, p),
         *_scores(model, batch, q_heads, p),
         core,
-        Gemm("attn.o_proj", t, q_heads * d, h),
+        Gemm(name="attn.o_proj", m=t, k=q_heads * d, n=h),
     ]
 
 
@@ -150,14 +150,14 @@ def _mla(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
     layernorm = model.norm is Norm.LAYERNORM
     if x.q_lora_rank:
         specs: list = [
-            Gemm("attn.qkv_down", t, h, x.q_lora_rank + r + rope),  # replicated over TP
+            Gemm(name="attn.qkv_down", m=t, k=h, n=x.q_lora_rank + r + rope),  # replicated over TP
             norm("attn.latent_norm", t, x.q_lora_rank + r, layernorm, p),
-            Gemm("attn.q_up", t, x.q_lora_rank, heads * qk),
+            Gemm(name="attn.q_up", m=t, k=x.q_lora_rank, n=heads * qk),
         ]
     else:
         specs = [
-            Gemm("attn.q_proj", t, h, heads * qk),
-            Gemm("attn.kv_down", t, h, r + rope),  # replicated over TP
+            Gemm(name="attn.q_proj", m=t, k=h, n=heads * qk),
+            Gemm(name="attn.kv_down", m=t, k=h, n=r + rope),  # replicated over TP
             norm("attn.latent_norm", t, r, layernorm, p),
         ]
     specs += _rope(model, batch, (heads + 1) * rope, p)
@@ -165,23 +165,24 @@ def _mla(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
     if batch.phase is Phase.DECODE:
         flops = 2.0 * batch.pairs * heads * ((r + rope) + r)
         specs += [
-            Gemm("attn.q_absorb", t, nope, r, groups=heads),  # W_UK folded into the query
+            Gemm(name="attn.q_absorb", m=t, k=nope, n=r,
+                 groups=heads),  # W_UK folded into the query
             *_cp(batch, layout, r + rope, heads * r, p),
-            Core("attn.core", flops, q_bytes=t * heads * (r + rope) * p.eb,
+            Core(name="attn.core", flops=flops, q_bytes=t * heads * (r + rope) * p.eb,
                  kv_bytes=kv_cache_read_bytes(model, layout, batch.kv_tokens, p.kvb),
                  o_bytes=t * heads * r * p.eb, query_rows=_rows(batch, heads),
                  fused=not batch.materialized),
-            Gemm("attn.v_absorb", t, r, dv, groups=heads),  # W_UV applied to the output
+            Gemm(name="attn.v_absorb", m=t, k=r, n=dv, groups=heads),  # W_UV applied to the output
         ]
     else:
         # expand the latent of every key read (new tokens and, in prefill, cached context)
         specs += [
-            Gemm("attn.kv_up", t + batch.cached, r, heads * (nope + dv)),
+            Gemm(name="attn.kv_up", m=t + batch.cached, k=r, n=heads * (nope + dv)),
             *_cp(batch, layout, heads * (qk + dv), heads * dv, p),
-            Core("attn.core", 2.0 * batch.pairs * (qk + dv) * heads,
+            Core(name="attn.core", flops=2.0 * batch.pairs * (qk + dv) * heads,
                  q_bytes=t * heads * qk * p.eb, kv_bytes=batch.kv_tokens * heads * (qk + dv) * p.eb,
                  o_bytes=t * heads * dv * p.eb, stats_bytes=_stats(batch, heads),
                  query_rows=_rows(batch, 1.0), fused=not batch.materialized),
         ]
-    specs.append(Gemm("attn.o_proj", t, heads * dv, h))
+    specs.append(Gemm(name="attn.o_proj", m=t, k=heads * dv, n=h))
     return specs

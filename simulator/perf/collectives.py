@@ -17,6 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
+
+import numpy as np
 
 from simulator.perf.ops import Collective, CommOp, Group
 from simulator.profiles.hardware import HardwareProfile, ScaleUpTopology
@@ -29,7 +32,7 @@ NVLS_GAIN = 1.25
 ALGORITHMS = ("auto", "ring", "tree", "nvls", "torus_ring", "direct", "hierarchical")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CollectiveCost:
     """What one collective costs each member of its group.
 
@@ -51,13 +54,11 @@ class CollectiveCost:
             return self
         if self.fabric == "local":
             return other
-        return CollectiveCost(
-            self.time_s + other.time_s,
-            self.fabric if self.fabric == other.fabric else "mixed",
-            self.algorithm if self.algorithm == other.algorithm
-            else f"{self.algorithm}+{other.algorithm}",
-            self.bus_bytes + other.bus_bytes,
-        )
+        return CollectiveCost(time_s=self.time_s + other.time_s,
+                              fabric=self.fabric if self.fabric == other.fabric else "mixed",
+                              algorithm=self.algorithm if self.algorithm == other.algorithm
+                              else f"{self.algorithm}+{other.algorithm}",
+                              bus_bytes=self.bus_bytes + other.bus_bytes)
 
     def __radd__(self, other: object) -> CollectiveCost:
         # lets sum() start from 0
@@ -69,14 +70,14 @@ class CollectiveCost:
         """``count`` identical collectives issued one after another."""
         if count == 0:
             return LOCAL
-        return CollectiveCost(self.time_s * count, self.fabric, self.algorithm,
-                              self.bus_bytes * count)
+        return CollectiveCost(time_s=self.time_s * count, fabric=self.fabric,
+                              algorithm=self.algorithm, bus_bytes=self.bus_bytes * count)
 
 
-LOCAL = CollectiveCost(0.0, "local", "none", 0.0)
+LOCAL = CollectiveCost(time_s=0.0, fabric="local", algorithm="none", bus_bytes=0.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Fabric:
     """One fabric as seen by the ``members`` of a group that meet on it."""
 
@@ -92,7 +93,7 @@ class _Fabric:
     nvls: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Part:
     """One candidate algorithm: its bytes per device, bandwidth time and latency."""
 
@@ -127,7 +128,32 @@ def collective_time(hw: HardwareProfile, collective: Collective | str, nbytes: f
         up, out = _scale_up(hw, k, group.stride), _scale_out(hw, -(-n // k))
         fabric, parts = "hierarchical", _parts_across(up, out, collective, nbytes, n)
     part = _choose(parts, algorithm, collective, n, fabric)
-    return CollectiveCost(part.time, fabric, part.algorithm, part.bytes)
+    return CollectiveCost(time_s=part.time, fabric=fabric, algorithm=part.algorithm,
+                          bus_bytes=part.bytes)
+
+
+def one_fabric_times(hw: HardwareProfile, collective: Collective, nbytes: np.ndarray,
+                     group: Group) -> np.ndarray | None:
+    """``collective_time(hw, collective, b, group).time_s`` for each ``b`` of ``nbytes``,
+    elementwise (the fastest algorithm at each size), where the group's members all meet on
+    one fabric (inside one scale-up domain, or one per domain); None for a hierarchical
+    group (priced one size at a time). Sizes are not validated."""
+    n = group.size
+    if n == 1:
+        return np.zeros(len(nbytes))
+    k = group.members_per_domain(hw.scale_up.domain_size.value)
+    if k >= n:
+        fabric = _scale_up(hw, n, group.stride)
+    elif k == 1:
+        fabric = _scale_out(hw, n)
+    else:
+        return None
+    # (the algorithms' arithmetic works on arrays as on numbers)
+    parts = _parts_on(fabric, collective, cast(float, nbytes))
+    one = parts[0].time
+    for part in parts[1:]:
+        one = np.minimum(one, part.time)
+    return np.where(nbytes == 0, 0.0, one)
 
 
 def comm_op_time(hw: HardwareProfile, op: CommOp) -> CollectiveCost:
@@ -177,9 +203,11 @@ def _scale_up(hw: HardwareProfile, k: int, stride: int) -> _Fabric:
         # k members can only use the k-1 links among themselves.
         peer = link / (su.domain_size.value - 1)
         bw = peer * (k - 1)
-        return _Fabric(k, bw, alpha, k - 1, "ring", peer, (k - 1) / k, (k - 1) / k / bw)
+        return _Fabric(members=k, bw=bw, alpha=alpha, ring_steps=k - 1, ring_name="ring",
+                       p2p_bw=peer, a2a_bytes=(k - 1) / k, a2a_s_per_byte=(k - 1) / k / bw)
     # switch: every device reaches any peer at its full bandwidth
-    return _Fabric(k, link, alpha, k - 1, "ring", link, (k - 1) / k, (k - 1) / k / link,
+    return _Fabric(members=k, bw=link, alpha=alpha, ring_steps=k - 1, ring_name="ring", p2p_bw=link,
+                   a2a_bytes=(k - 1) / k, a2a_s_per_byte=(k - 1) / k / link,
                    nvls=su.in_network_reduction)
 
 
@@ -187,7 +215,8 @@ def _scale_out(hw: HardwareProfile, m: int) -> _Fabric:
     """The scale-out network between ``m`` domains, each device using its own NIC share."""
     so = hw.scale_out
     bw = so.bandwidth_one_way * hw.efficiency.scale_out_collective.value
-    return _Fabric(m, bw, so.latency.value, m - 1, "ring", bw, (m - 1) / m, (m - 1) / m / bw)
+    return _Fabric(members=m, bw=bw, alpha=so.latency.value, ring_steps=m - 1, ring_name="ring",
+                   p2p_bw=bw, a2a_bytes=(m - 1) / m, a2a_s_per_byte=(m - 1) / m / bw)
 
 
 def _torus(dims: tuple[int, ...], bw_one_way: float, alpha: float, k: int,
@@ -205,8 +234,9 @@ def _torus(dims: tuple[int, ...], bw_one_way: float, alpha: float, k: int,
     # is half that of a ring; dimension-ordered routing, so the slowest dimension decides
     hops = [(e * e // 4) / e for e, _ in spans]
     a2a_bw = [2 * link * (1.0 if wraps else 0.5) for _, wraps in spans]
-    return _Fabric(k, sum(ring_bw), alpha, sum(e - 1 for e, _ in spans), "torus_ring", link,
-                   sum(hops), max(h / b for h, b in zip(hops, a2a_bw, strict=True)), tree=False)
+    return _Fabric(members=k, bw=sum(ring_bw), alpha=alpha, ring_steps=sum(e - 1 for e, _ in spans),
+                   ring_name="torus_ring", p2p_bw=link, a2a_bytes=sum(hops),
+                   a2a_s_per_byte=max(h / b for h, b in zip(hops, a2a_bw, strict=True)), tree=False)
 
 
 @lru_cache(maxsize=512)
@@ -227,19 +257,22 @@ def _parts_on(f: _Fabric, collective: Collective, s: float) -> list[_Part]:
     """Candidate algorithms for a group whose members all meet on one fabric."""
     k = f.members
     if collective is Collective.SEND_RECV:
-        return [_Part("direct", s, s / f.p2p_bw, f.alpha)]
+        return [_Part(algorithm="direct", bytes=s, beta=s / f.p2p_bw, alpha=f.alpha)]
     if collective is Collective.ALL_TO_ALL:
-        return [_Part("direct", f.a2a_bytes * s, f.a2a_s_per_byte * s, (k - 1) * f.alpha)]
+        return [_Part(algorithm="direct", bytes=f.a2a_bytes * s, beta=f.a2a_s_per_byte * s,
+                      alpha=(k - 1) * f.alpha)]
     passes = 2 if collective is Collective.ALL_REDUCE else 1  # reduce-scatter + all-gather
     ring_bytes = passes * (k - 1) / k * s
-    parts = [_Part(f.ring_name, ring_bytes, ring_bytes / f.bw, passes * f.ring_steps * f.alpha)]
+    parts = [_Part(algorithm=f.ring_name, bytes=ring_bytes, beta=ring_bytes / f.bw,
+                   alpha=passes * f.ring_steps * f.alpha)]
     if collective is Collective.ALL_REDUCE:
         depth = 2 * math.ceil(math.log2(k)) * f.alpha  # up the tree and back down
         if f.tree:
-            parts.append(_Part("tree", 2 * s, 2 * s / f.bw, depth))
+            parts.append(_Part(algorithm="tree", bytes=2 * s, beta=2 * s / f.bw, alpha=depth))
         if f.nvls and k > 2:
             # the switch reduces: each device sends S and receives S, at the measured gain
-            parts.append(_Part("nvls", s, ring_bytes / (f.bw * NVLS_GAIN), depth))
+            parts.append(_Part(algorithm="nvls", bytes=s, beta=ring_bytes / (f.bw * NVLS_GAIN),
+                               alpha=depth))
     return parts
 
 
@@ -250,25 +283,26 @@ def _parts_across(up: _Fabric, out: _Fabric, collective: Collective, s: float,
     if collective is Collective.ALL_TO_ALL:
         # direct: the share of the buffer bound for same-domain peers stays on scale-up
         local, remote = s * k / n, s * (n - k) / n
-        return [_Part("direct", up.a2a_bytes * local + remote,
-                      max(up.a2a_s_per_byte * local, remote / out.bw),
-                      (k - 1) * up.alpha + (n - k) * out.alpha)]
+        return [_Part(algorithm="direct", bytes=up.a2a_bytes * local + remote,
+                      beta=max(up.a2a_s_per_byte * local, remote / out.bw),
+                      alpha=(k - 1) * up.alpha + (n - k) * out.alpha)]
     passes = 2 if collective is Collective.ALL_REDUCE else 1
     # Flat ring over all n ranks, one ring per domain member so that every NIC carries 1/k of
     # the traffic; hops inside a domain run concurrently on scale-up. Every step waits for
     # its slowest hop: scale-out latency.
     ring_bytes = passes * (n - 1) / n * s
-    flat = _Part("ring", ring_bytes,
-                 max(ring_bytes / k / out.bw, ring_bytes * (k - 1) / k / up.bw),
-                 passes * (n - 1) * out.alpha)
+    flat = _Part(algorithm="ring", bytes=ring_bytes,
+                 beta=max(ring_bytes / k / out.bw, ring_bytes * (k - 1) / k / up.bw),
+                 alpha=passes * (n - 1) * out.alpha)
     # Hierarchical: reduce-scatter in the domain, the collective across domains on S/k per
     # device (each on its own NIC), all-gather in the domain. NCCL pipelines the phases in
     # chunks, so the two fabrics' bandwidth times overlap; their latencies add.
     up_bytes = passes * (k - 1) / k * s
     up_alpha = passes * up.ring_steps * up.alpha
     hier = min(
-        (_Part("hierarchical", up_bytes + p.bytes, max(up_bytes / up.bw, p.beta),
-               up_alpha + p.alpha) for p in _parts_on(out, collective, s / k)),
+        (_Part(algorithm="hierarchical", bytes=up_bytes + p.bytes,
+               beta=max(up_bytes / up.bw, p.beta),
+               alpha=up_alpha + p.alpha) for p in _parts_on(out, collective, s / k)),
         key=lambda p: p.time,
     )
     return [flat, hier]

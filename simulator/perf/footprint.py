@@ -43,6 +43,7 @@ def lora_params_per_layer(model: ModelProfile, rank: int, targets: tuple[str, ..
 
 
 def training_footprint(scenario: Scenario) -> Footprint:
+    """Bytes per device of the most loaded pipeline stage of a training scenario."""
     w = scenario.workload
     assert isinstance(w, TrainingWorkload)
     model = scenario.model
@@ -140,6 +141,7 @@ def inference_footprint(scenario: Scenario, tp: int | None = None,
 
 
 def scenario_footprint(scenario: Scenario) -> Footprint:
+    """The footprint of a training or a serving scenario, whichever it is."""
     if isinstance(scenario.workload, TrainingWorkload):
         return training_footprint(scenario)
     return inference_footprint(scenario)

@@ -46,10 +46,12 @@ class Footprint:
 
     @property
     def total(self) -> float:
+        """Bytes in all."""
         return sum(self.parts.values())
 
     @property
     def fits(self) -> bool:
+        """Whether the device holds it all."""
         return self.total <= self.capacity
 
     @property
@@ -59,9 +61,11 @@ class Footprint:
 
     @property
     def biggest(self) -> str:
+        """The consumer of the most bytes."""
         return max(self.parts, key=lambda name: self.parts[name])
 
     def verdict(self) -> str:
+        """One line for users: fits with how much free, or short by how much and why."""
         need, have = format_si(self.total, "B"), format_si(self.capacity, "B")
         biggest = f"{self.biggest} {format_si(self.parts[self.biggest], 'B')}"
         if self.fits:
@@ -71,6 +75,7 @@ class Footprint:
 
 
 def runtime_reserve(hardware: HardwareProfile) -> float:
+    """Bytes the runtime keeps for itself (CUDA context, allocator slack, workspaces)."""
     return RUNTIME_RESERVE_FIXED_BYTES + RUNTIME_RESERVE_FRACTION * hardware.hbm_capacity
 
 
@@ -84,6 +89,7 @@ class StageParams:
 
     @property
     def total(self) -> float:
+        """Parameters in all."""
         return self.dense + self.expert
 
 
@@ -145,6 +151,7 @@ def kv_bytes_per_token(model: ModelProfile, kv_precision: Precision | str, tp: i
     """
     element = Precision(kv_precision).bytes_per_element
     layers = model.layers / pp
+    per_layer: float
     if model.attention is AttentionKind.MLA:
         assert model.mla is not None
         per_layer = model.mla.kv_lora_rank + model.mla.qk_rope_head_dim

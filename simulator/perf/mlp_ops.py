@@ -30,13 +30,13 @@ def ffn(prefix: str, model: ModelProfile, m: float, ffn_local: float, p: Prec,
     h, gated = model.hidden_size, model.activation.gated
     elements = groups * m * ffn_local
     # gated: read gate and up, write the product; plain: read and write (GELU ~8 FLOPs)
-    activation = Elem(f"{prefix}.activation", (6.0 if gated else 8.0) * elements,
-                      (3.0 if gated else 2.0) * elements * p.eb)
+    activation = Elem(name=f"{prefix}.activation", flops=(6.0 if gated else 8.0) * elements,
+                      bytes=(3.0 if gated else 2.0) * elements * p.eb)
     up = "gate_up" if gated else "up"
     return [
-        Gemm(f"{prefix}.{up}", m, h, (2 if gated else 1) * ffn_local, groups=groups),
+        Gemm(name=f"{prefix}.{up}", m=m, k=h, n=(2 if gated else 1) * ffn_local, groups=groups),
         activation,
-        Gemm(f"{prefix}.down", m, ffn_local, h, groups=groups),
+        Gemm(name=f"{prefix}.down", m=m, k=ffn_local, n=h, groups=groups),
     ]
 
 
@@ -77,15 +77,15 @@ def moe_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec,
     specs: list = [
         norm("mlp.norm", batch.residual_tokens, h, model.norm is Norm.LAYERNORM, p, add=True),
         *tp_entry("mlp", batch, h, p, layout),
-        Gemm("moe.router", t, h, e),  # replicated over TP
-        Elem("moe.topk", 5.0 * t * e, t * e * p.eb + t * k * 8.0),
-        Elem("moe.permute", 0.0, 2.0 * t * k * h * p.eb),
-        Comm("moe.dispatch", Collective.ALL_TO_ALL, dispatched, layout.ep_group,
-             (Collective.ALL_TO_ALL,)),
+        Gemm(name="moe.router", m=t, k=h, n=e),  # replicated over TP
+        Elem(name="moe.topk", flops=5.0 * t * e, bytes=t * e * p.eb + t * k * 8.0),
+        Elem(name="moe.permute", flops=0.0, bytes=2.0 * t * k * h * p.eb),
+        Comm(name="moe.dispatch", forward_collective=Collective.ALL_TO_ALL, bytes=dispatched,
+             group=layout.ep_group, backward_collectives=(Collective.ALL_TO_ALL,)),
         *ffn("moe.experts", model, rows, moe.expert_ffn_size / tp, p, groups=touched),
-        Comm("moe.combine", Collective.ALL_TO_ALL, combined, layout.ep_group,
-             (Collective.ALL_TO_ALL,)),
-        Elem("moe.unpermute", 2.0 * t * k * h, (t * k * h + t * h) * p.eb),
+        Comm(name="moe.combine", forward_collective=Collective.ALL_TO_ALL, bytes=combined,
+             group=layout.ep_group, backward_collectives=(Collective.ALL_TO_ALL,)),
+        Elem(name="moe.unpermute", flops=2.0 * t * k * h, bytes=(t * k * h + t * h) * p.eb),
     ]
     if moe.shared_experts:
         shared = moe.shared_experts * moe.expert_ffn_size / tp

@@ -14,6 +14,8 @@ from simulator.profiles.precision import Precision
 
 
 class OpKind(StrEnum):
+    """What kind of kernel an op is: it decides which efficiency its compute runs at."""
+
     GEMM = "gemm"  # matrix multiply: efficiency depends on its size
     ATTENTION = "attention"  # fused attention core (FlashAttention-style), forward
     ATTENTION_BACKWARD = "attention_backward"  # its backward (five matmuls, dQ/dK/dV)
@@ -21,7 +23,7 @@ class OpKind(StrEnum):
     EMBEDDING = "embedding"  # gather of embedding rows
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ComputeOp:
     """Work one device does for one operation (already divided by TP/CP/EP shards).
 
@@ -48,6 +50,8 @@ MATMUL_KINDS = (OpKind.GEMM, OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD)
 
 
 class Collective(StrEnum):
+    """The collectives the network model prices."""
+
     ALL_REDUCE = "all_reduce"
     REDUCE_SCATTER = "reduce_scatter"
     ALL_GATHER = "all_gather"
@@ -75,7 +79,7 @@ class Group:
         return max(1, min(self.size, domain_size // self.stride))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CommOp:
     """A collective issued by every member of ``group``; ``bytes`` is each member's buffer.
 
@@ -91,7 +95,7 @@ class CommOp:
     count: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Layout:
     """How one model replica is split: the shard sizes the cost models divide work by.
 
@@ -109,14 +113,17 @@ class Layout:
 
     @property
     def tp_group(self) -> Group:
+        """The tensor-parallel group: consecutive ranks."""
         return Group(self.tp, 1)
 
     @property
     def cp_group(self) -> Group:
+        """The context-parallel group: ranks ``tp`` apart."""
         return Group(self.cp, self.tp)
 
     @property
     def dp_group(self) -> Group:
+        """The data-parallel group: ranks ``tp·cp`` apart."""
         return Group(self.dp, self.tp * self.cp)
 
     @property

@@ -24,12 +24,14 @@ TILE_ROWS = 128.0
 
 
 class Phase(StrEnum):
+    """Which pass a batch is in: what the attention reads and whether a backward follows."""
+
     TRAIN = "train"
     PREFILL = "prefill"
     DECODE = "decode"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Prec:
     """Precisions of one pass: stored weights, GEMM operands, compute, KV cache, the rest."""
 
@@ -41,22 +43,26 @@ class Prec:
 
     @property
     def wb(self) -> float:
+        """Bytes per stored weight element."""
         return self.weight.bytes_per_element
 
     @property
     def ab(self) -> float:
+        """Bytes per GEMM activation element."""
         return self.act.bytes_per_element
 
     @property
     def kvb(self) -> float:
+        """Bytes per KV-cache element."""
         return self.kv.bytes_per_element
 
     @property
     def eb(self) -> float:
+        """Bytes per element of the other activations (attention core, elementwise)."""
         return self.other.bytes_per_element
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Batch:
     """What one device processes in one layer for one pass (after TP, CP and EP splits).
 
@@ -77,7 +83,7 @@ class Batch:
     materialized: bool = False  # attention scores written to HBM (no FlashAttention)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Gemm:
     """``groups`` independent (m x k) @ (k x n) products whose right operand is a weight,
     launched as one batched (heads) or grouped (experts) kernel."""
@@ -91,6 +97,7 @@ class Gemm:
 
     @property
     def flops(self) -> float:
+        """2·m·k·n per group."""
         return 2.0 * self.groups * self.m * self.k * self.n
 
     @property
@@ -100,13 +107,17 @@ class Gemm:
         return 2.0 * self.groups * max(self.m, TILE_ROWS) * self.k * self.n
 
     def _op(self, name: str, flops: float, bytes_: float, p: Prec) -> ComputeOp:
-        return ComputeOp(name, OpKind.GEMM, flops, bytes_, p.compute, 1, self.size)
+        return ComputeOp(name=name, kind=OpKind.GEMM, flops=flops, bytes=bytes_,
+                         precision=p.compute, gemm_flops_each=self.size)
 
     def forward(self, p: Prec) -> list[ComputeOp]:
+        """The product: reads the weight and the input, writes the output."""
         g, m, k, n = self.groups, self.m, self.k, self.n
         return [self._op(self.name, self.flops, g * (k * n * p.wb + m * (k + n) * p.ab), p)]
 
     def backward(self, p: Prec) -> list[ComputeOp]:
+        """The input gradient and, for a trained weight, the weight gradient (accumulated
+        into an fp32 main gradient)."""
         g, m, k, n = self.groups, self.m, self.k, self.n
         ops = [self._op(f"{self.name}.dgrad", self.flops,
                         g * (k * n * p.wb + m * (k + n) * p.ab), p)]
@@ -116,7 +127,7 @@ class Gemm:
         return ops
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Core:
     """A fused attention core: reads Q, K, V (and softmax statistics) and writes O once.
 
@@ -136,21 +147,23 @@ class Core:
     def _op(self, name: str, flops: float, bytes_: float, p: Prec,
             kind: OpKind = OpKind.ATTENTION) -> ComputeOp:
         size = flops * max(1.0, TILE_ROWS / self.query_rows)
-        return ComputeOp(name, kind if self.fused else OpKind.GEMM, flops, bytes_, p.other, 1,
-                         size)
+        return ComputeOp(name=name, kind=kind if self.fused else OpKind.GEMM, flops=flops,
+                         bytes=bytes_, precision=p.other, gemm_flops_each=size)
 
     def forward(self, p: Prec) -> list[ComputeOp]:
+        """One fused kernel: Q, K, V and the statistics in, O out."""
         bytes_ = self.q_bytes + self.kv_bytes + self.o_bytes + self.stats_bytes
         return [self._op(self.name, self.flops, bytes_, p)]
 
     def backward(self, p: Prec) -> list[ComputeOp]:
+        """FlashAttention-2's backward: 2.5x the forward FLOPs."""
         # reads Q, K, V, O, dO and the statistics; writes dQ, dK, dV
         bytes_ = 2 * (self.q_bytes + self.kv_bytes + self.o_bytes) + self.stats_bytes
         return [self._op(f"{self.name}.backward", ATTENTION_BACKWARD_FACTOR * self.flops,
                          bytes_, p, OpKind.ATTENTION_BACKWARD)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Elem:
     """A memory-bound pass over ``bytes`` of HBM (norm, activation, RoPE, gather...)."""
 
@@ -161,17 +174,20 @@ class Elem:
     backward_factor: float = ELEMENTWISE_BACKWARD_FACTOR  # 0: nothing to do in backward
 
     def forward(self, p: Prec) -> list[ComputeOp]:
-        return [ComputeOp(self.name, self.kind, self.flops, self.bytes, p.other)]
+        """The pass itself."""
+        return [ComputeOp(name=self.name, kind=self.kind, flops=self.flops, bytes=self.bytes,
+                          precision=p.other)]
 
     def backward(self, p: Prec) -> list[ComputeOp]:
+        """Its gradient: ``backward_factor`` times the work (none at 0)."""
         if not self.backward_factor:
             return []
         f = self.backward_factor
-        return [ComputeOp(f"{self.name}.backward", self.kind, f * self.flops, f * self.bytes,
-                          p.other)]
+        return [ComputeOp(name=f"{self.name}.backward", kind=self.kind, flops=f * self.flops,
+                          bytes=f * self.bytes, precision=p.other)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Comm:
     """A collective in forward (or none) and the collectives its backward issues instead.
 
@@ -186,18 +202,21 @@ class Comm:
     backward_collectives: tuple[Collective, ...] = ()
 
     def forward(self, p: Prec) -> list[CommOp]:
+        """The forward collective (none in a group of one)."""
         if self.forward_collective is None or self.group.size <= 1:
             return []
-        return [CommOp(self.name, self.forward_collective, self.bytes, self.group)]
+        return [CommOp(name=self.name, collective=self.forward_collective, bytes=self.bytes,
+                       group=self.group)]
 
     def backward(self, p: Prec) -> list[CommOp]:
+        """The collectives the gradient needs, on the same buffer."""
         if self.group.size <= 1:
             return []
-        return [CommOp(f"{self.name}.backward.{c.value}", c, self.bytes, self.group)
-                for c in self.backward_collectives]
+        return [CommOp(name=f"{self.name}.backward.{c.value}", collective=c, bytes=self.bytes,
+                       group=self.group) for c in self.backward_collectives]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Grad:
     """Backward-only work on a trainable weight that is not a GEMM (embedding scatter-add)."""
 
@@ -207,10 +226,13 @@ class Grad:
     bytes: float
 
     def forward(self, p: Prec) -> list[ComputeOp]:
+        """Nothing: the work is backward only."""
         return []
 
     def backward(self, p: Prec) -> list[ComputeOp]:
-        return [ComputeOp(self.name, self.kind, self.flops, self.bytes, p.other)]
+        """The gradient work."""
+        return [ComputeOp(name=self.name, kind=self.kind, flops=self.flops, bytes=self.bytes,
+                          precision=p.other)]
 
 
 def tp_entry(prefix: str, batch: Batch, hidden: int, p: Prec, layout: Layout) -> list[Comm]:
@@ -218,18 +240,20 @@ def tp_entry(prefix: str, batch: Batch, hidden: int, p: Prec, layout: Layout) ->
     if not layout.sequence_parallel:
         return []
     size = batch.tokens * hidden * p.eb
-    return [Comm(f"{prefix}.sp_all_gather", Collective.ALL_GATHER, size, layout.tp_group,
-                 (Collective.REDUCE_SCATTER,))]
+    return [Comm(name=f"{prefix}.sp_all_gather", forward_collective=Collective.ALL_GATHER,
+                 bytes=size, group=layout.tp_group,
+                 backward_collectives=(Collective.REDUCE_SCATTER,))]
 
 
 def tp_exit(prefix: str, batch: Batch, hidden: int, p: Prec, layout: Layout) -> list[Comm]:
     """The row-parallel output is summed over TP: all-reduce, or reduce-scatter with SP."""
     size = batch.tokens * hidden * p.eb
     if layout.sequence_parallel:
-        return [Comm(f"{prefix}.sp_reduce_scatter", Collective.REDUCE_SCATTER, size,
-                     layout.tp_group, (Collective.ALL_GATHER,))]
-    return [Comm(f"{prefix}.tp_all_reduce", Collective.ALL_REDUCE, size, layout.tp_group,
-                 (Collective.ALL_REDUCE,))]
+        return [Comm(name=f"{prefix}.sp_reduce_scatter",
+                     forward_collective=Collective.REDUCE_SCATTER, bytes=size,
+                     group=layout.tp_group, backward_collectives=(Collective.ALL_GATHER,))]
+    return [Comm(name=f"{prefix}.tp_all_reduce", forward_collective=Collective.ALL_REDUCE,
+                 bytes=size, group=layout.tp_group, backward_collectives=(Collective.ALL_REDUCE,))]
 
 
 def norm(name: str, tokens: float, width: float, layernorm: bool, p: Prec,
@@ -242,7 +266,7 @@ def norm(name: str, tokens: float, width: float, layernorm: bool, p: Prec,
     """
     elements = tokens * width
     flops = (7.0 if layernorm else 4.0) * elements + (elements if add else 0.0)
-    return Elem(name, flops, (4 if add else 2) * elements * p.eb + width * p.wb)
+    return Elem(name=name, flops=flops, bytes=(4 if add else 2) * elements * p.eb + width * p.wb)
 
 
 def repeat(op: ComputeOp | CommOp, times: int) -> ComputeOp | CommOp:

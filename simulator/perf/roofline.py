@@ -4,15 +4,18 @@ An op takes the longer of its compute time (FLOPs at an achievable fraction of p
 memory time (HBM bytes at an achievable fraction of peak bandwidth), plus a fixed cost per
 kernel launch. The achievable GEMM fraction grows with the GEMM's size and saturates at the
 profile's large-GEMM efficiency, so small decode GEMMs are not credited with peak speed.
+
+This module reads the hardware profile (the precision an op runs at, its peak and
+efficiencies: :func:`op_rates`); the arithmetic is :mod:`simulator.perf.kernel`'s.
 Collectives are costed by :mod:`simulator.perf.collectives`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from simulator.perf.kernel import OpRates, kernel_time
 from simulator.perf.ops import MATMUL_KINDS, CommOp, ComputeOp, OpKind
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.precision import Precision
@@ -34,7 +37,7 @@ _WIDER = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OpTime:
     """Seconds one op takes on one device, and what limits it."""
 
@@ -73,35 +76,29 @@ def large_efficiency(hw: HardwareProfile, precision: Precision | str,
     return large[p].value if p in large else min(e.value for e in large.values())
 
 
-def gemm_efficiency(hw: HardwareProfile, precision: Precision | str,
-                    gemm_flops: float, kind: OpKind = OpKind.GEMM) -> float:
-    """large·F/(F + half_size_flops): half the large-size efficiency at F = half."""
-    if gemm_flops <= 0:
-        return 0.0
-    large = large_efficiency(hw, precision, kind)
-    return large * gemm_flops / (gemm_flops + hw.efficiency.gemm.half_size_flops.value)
+def op_rates(hw: HardwareProfile, precision: Precision | str,
+             kind: OpKind = OpKind.GEMM) -> OpRates:
+    """The rates an op of ``kind`` at ``precision`` runs at on ``hw`` (the kernel's inputs
+    from the hardware profile)."""
+    return OpRates(peak_flops=hw.peak(run_precision(hw, precision)),
+                   large_efficiency=large_efficiency(hw, precision, kind),
+                   half_size_flops=hw.efficiency.gemm.half_size_flops.value,
+                   memory_rate=hw.hbm_bandwidth * hw.efficiency.hbm.value,
+                   kernel_s=hw.efficiency.kernel_overhead.value, matmul=kind in MATMUL_KINDS)
 
 
 def compute_op_time(hw: HardwareProfile, op: ComputeOp) -> OpTime:
-    """max(compute, memory) + count·kernel_overhead.
+    """max(compute, memory) + count·kernel_overhead (:func:`simulator.perf.kernel.kernel_time`).
 
     GEMMs and attention cores run at a size-dependent efficiency (of one kernel:
     ``gemm_flops_each``, else flops/count; attention at the profile's attention fractions);
     elementwise and embedding ops are credited with full peak for their few FLOPs, so their
     bytes decide.
     """
-    peak = hw.peak(run_precision(hw, op.precision))
-    if op.kind in MATMUL_KINDS:
-        each = op.gemm_flops_each if op.gemm_flops_each is not None else op.flops / op.count
-        eff = gemm_efficiency(hw, op.precision, each, op.kind)
-        compute_s = op.flops / (peak * eff) if op.flops else 0.0
-    else:
-        compute_s = op.flops / peak
-    memory_s = op.bytes / (hw.hbm_bandwidth * hw.efficiency.hbm.value)
-    overhead_s = op.count * hw.efficiency.kernel_overhead.value
-    bound: Bound = "compute" if compute_s >= memory_s else "memory"
-    return OpTime(max(compute_s, memory_s) + overhead_s, bound, compute_s, memory_s,
-                  overhead_s)
+    t = kernel_time(op_rates(hw, op.precision, op.kind), op.flops, op.bytes, op.count,
+                    op.gemm_flops_each)
+    return OpTime(time_s=t.time_s, bound="compute" if t.compute_bound else "memory",
+                  compute_s=t.compute_s, memory_s=t.memory_s, overhead_s=t.overhead_s)
 
 
 def op_time(hw: HardwareProfile, op: ComputeOp | CommOp) -> OpTime:
@@ -111,9 +108,4 @@ def op_time(hw: HardwareProfile, op: ComputeOp | CommOp) -> OpTime:
     from simulator.perf.collectives import comm_op_time  # written beside this module
 
     cost = comm_op_time(hw, op)
-    return OpTime(cost.time_s, "network", network_s=cost.time_s)
-
-
-def total_time(hw: HardwareProfile, ops: Iterable[ComputeOp | CommOp]) -> float:
-    """Sum of the ops' times, one after another (the engines decide what overlaps)."""
-    return sum(op_time(hw, op).time_s for op in ops)
+    return OpTime(time_s=cost.time_s, bound="network", network_s=cost.time_s)

@@ -15,7 +15,7 @@ from simulator.perf.layouts import inference_layout, training_layout, training_s
 from simulator.perf.ops import Collective, CommOp, ComputeOp
 from simulator.perf.roofline import op_time
 from simulator.perf.serving_iteration import serving_act_precision
-from simulator.perf.transformer import Stage, decode_ops, prefill_ops, training_ops
+from simulator.perf.transformer import StageLayers, decode_ops, prefill_ops, training_ops
 from simulator.profiles.inference import InferenceWorkload, mean_tokens
 from simulator.profiles.precision import Precision
 from simulator.profiles.scenario import Scenario
@@ -23,8 +23,10 @@ from simulator.profiles.training import FinetuneMethod, TrainingWorkload
 from simulator.units import format_time
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RooflineRow:
+    """One op of the view: its work, arithmetic intensity, bound and time."""
+
     phase: str
     name: str
     count: int
@@ -35,19 +37,24 @@ class RooflineRow:
     time_s: float
 
     def as_dict(self) -> dict:
+        """The row as JSON-ready fields."""
         return self.__dict__.copy()
 
 
 @dataclass(frozen=True)
 class RooflineView:
+    """The rows of one training step or serving iteration, and what they add up to."""
+
     title: str
     rows: list[RooflineRow]
     ridge_point: float  # FLOPs per byte where compute and memory time are equal
 
     def total(self, phase: str | None = None) -> float:
+        """Seconds of the ops of ``phase`` (all phases by default), one after another."""
         return sum(r.time_s for r in self.rows if phase is None or r.phase == phase)
 
     def by_bound(self, phase: str | None = None) -> dict[str, float]:
+        """Those seconds by what bounds each op (compute, memory, network)."""
         out: dict[str, float] = {}
         for r in self.rows:
             if phase is None or r.phase == phase:
@@ -55,6 +62,7 @@ class RooflineView:
         return out
 
     def verdicts(self) -> list[str]:
+        """One line per phase: its time, the shares of each bound, the largest op."""
         phases = list(dict.fromkeys(r.phase for r in self.rows))
         lines = []
         for phase in phases:
@@ -67,6 +75,7 @@ class RooflineView:
         return lines
 
     def as_dict(self) -> dict:
+        """The view as JSON-ready fields."""
         return {"title": self.title, "ridge_point_flops_per_byte": self.ridge_point,
                 "rows": [r.as_dict() for r in self.rows],
                 "total_s": {p: self.total(p) for p in dict.fromkeys(r.phase for r in self.rows)},
@@ -78,12 +87,15 @@ def _rows(scenario: Scenario, phase: str, ops: list) -> list[RooflineRow]:
     for op in ops:
         t = op_time(scenario.hardware, op)
         if isinstance(op, ComputeOp):
-            rows.append(RooflineRow(phase, op.name, op.count, op.flops, op.bytes, op.intensity,
-                                    t.bound, t.time_s))
+            rows.append(RooflineRow(phase=phase, name=op.name, count=op.count, flops=op.flops,
+                                    bytes=op.bytes, intensity=op.intensity, bound=t.bound,
+                                    time_s=t.time_s))
         else:
-            rows.append(RooflineRow(phase, f"{op.name} ({op.collective.value}, "
-                                           f"{op.group.size} ranks)", op.count, 0.0,
-                                    op.bytes * op.count, 0.0, t.bound, t.time_s))
+            rows.append(RooflineRow(phase=phase,
+                                    name=f"{op.name} ({op.collective.value}, "
+                                         f"{op.group.size} ranks)",
+                                    count=op.count, flops=0.0, bytes=op.bytes * op.count,
+                                    intensity=0.0, bound=t.bound, time_s=t.time_s))
     return rows
 
 
@@ -97,7 +109,7 @@ def _training(scenario: Scenario) -> RooflineView:
     lora = ((w.finetune.rank, w.finetune.targets)
             if w.finetune.method is FinetuneMethod.LORA else None)
     ops = training_ops(model, layout, w.seq_len, w.micro_batch_size, w.precision,
-                       w.recompute.value, lora, stage=Stage.of(stage_layers, index),
+                       w.recompute.value, lora, stage=StageLayers.of(stage_layers, index),
                        flash_attention=w.flash_attention)
     rows = _rows(scenario, "forward (one microbatch)", ops.forward)
     rows += _rows(scenario, "backward (one microbatch)", ops.backward)
@@ -105,12 +117,15 @@ def _training(scenario: Scenario) -> RooflineView:
     grad_bytes = 2.0 * model.params_total / (layout.tp * layout.pp)
     if layout.dp > 1 and lora is None:
         kind = Collective.REDUCE_SCATTER if w.parallelism.zero >= 1 else Collective.ALL_REDUCE
-        step.append(CommOp("dp.gradients", kind, grad_bytes, layout.dp_group))
+        step.append(CommOp(name="dp.gradients", collective=kind, bytes=grad_bytes,
+                           group=layout.dp_group))
         if w.parallelism.zero >= 1:
-            step.append(CommOp("dp.params", Collective.ALL_GATHER, grad_bytes, layout.dp_group))
+            step.append(CommOp(name="dp.params", collective=Collective.ALL_GATHER,
+                               bytes=grad_bytes, group=layout.dp_group))
     if layout.pp > 1:
         act = 2.0 * w.seq_len * w.micro_batch_size * model.hidden_size / layout.tp
-        step.append(CommOp("pp.activations", Collective.SEND_RECV, act, layout.pp_peer))
+        step.append(CommOp(name="pp.activations", collective=Collective.SEND_RECV, bytes=act,
+                           group=layout.pp_peer))
     rows += _rows(scenario, "per step", step)
     microbatches = w.global_batch_size // (layout.dp * w.micro_batch_size)
     title = (f"{model.name} training on {hw.name}: stage {index} of {layout.pp} "
@@ -146,6 +161,7 @@ def _ridge(scenario: Scenario, precision: Precision) -> float:
 
 
 def roofline(scenario: Scenario) -> RooflineView:
+    """The view of a training or a serving scenario (``xpusim roofline``)."""
     if isinstance(scenario.workload, TrainingWorkload):
         return _training(scenario)
     return _inference(scenario)

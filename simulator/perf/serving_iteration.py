@@ -48,10 +48,13 @@ def _forward(specs: list, p: Prec, times: int) -> list[Op]:
     for spec in specs:
         for op in spec.forward(p):
             if isinstance(op, CommOp):
-                out.append(CommOp(op.name, op.collective, op.bytes, op.group, op.count * times))
+                out.append(CommOp(name=op.name, collective=op.collective, bytes=op.bytes,
+                                  group=op.group, count=op.count * times))
             else:
-                out.append(ComputeOp(op.name, op.kind, op.flops * times, op.bytes * times,
-                                     op.precision, op.count * times, op.gemm_flops_each))
+                out.append(ComputeOp(name=op.name, kind=op.kind, flops=op.flops * times,
+                                     bytes=op.bytes * times, precision=op.precision,
+                                     count=op.count * times,
+                                     gemm_flops_each=op.gemm_flops_each))
     return out
 
 
@@ -61,7 +64,7 @@ def prefill_pairs(prompt_lens: Sequence[int], context_before: Sequence[int]) -> 
                      for q, c in zip(prompt_lens, context_before, strict=True)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IterationModel:
     """One replica's model, layout and precisions; builds the op groups of an iteration."""
 
@@ -89,18 +92,21 @@ class IterationModel:
 
     @property
     def prec(self) -> Prec:
+        """The precisions of an iteration (weights, activations, KV cache)."""
         return self._prec
 
     # ---- batches (a replica has cp = 1 and no sequence parallelism) ----------------------
     @staticmethod
     def _prefill_batch(tokens: int, cached: int, pairs: float, sequences: int) -> Batch:
         t = float(tokens)
-        return Batch(Phase.PREFILL, t, t, sequences, pairs, t + cached, float(cached))
+        return Batch(phase=Phase.PREFILL, tokens=t, residual_tokens=t, sequences=sequences,
+                     pairs=pairs, kv_tokens=t + cached, cached=float(cached))
 
     @staticmethod
     def _decode_batch(sequences: int, context: int) -> Batch:
         b, s = float(sequences), float(context)
-        return Batch(Phase.DECODE, b, b, sequences, s, s, s)
+        return Batch(phase=Phase.DECODE, tokens=b, residual_tokens=b, sequences=sequences, pairs=s,
+                     kv_tokens=s, cached=s)
 
     def _attention(self, batch: Batch) -> list:
         return attention_specs(self.model, self.layout, batch, self.prec)
@@ -126,9 +132,9 @@ class IterationModel:
         ops += [op for op in forward_ops(head_specs(model, layout, batch, p), p)
                 if op.name == FINAL_NORM]
         if layout.pp > 1:
-            ops.append(CommOp("pp.activations", Collective.SEND_RECV,
-                              tokens * model.hidden_size * p.eb, Group(2, layout.tp),
-                              count=layout.pp - 1))
+            ops.append(CommOp(name="pp.activations", collective=Collective.SEND_RECV,
+                              bytes=tokens * model.hidden_size * p.eb,
+                              group=Group(2, layout.tp), count=layout.pp - 1))
         return ops
 
     def head(self, sequences: int) -> list[Op]:
@@ -171,8 +177,9 @@ def iteration_model(model: ModelProfile, layout: Layout, weight_precision: Preci
     weight-only (W4A16: AWQ, GPTQ). A precision the device lacks runs at a wider one it has
     (:func:`simulator.perf.roofline.run_precision`)."""
     w = Precision(weight_precision)
-    return IterationModel(model, layout, w, serving_act_precision(w), Precision(kv_precision),
-                          imbalance)
+    return IterationModel(model=model, layout=layout, weight_precision=w,
+                          act_precision=serving_act_precision(w),
+                          kv_precision=Precision(kv_precision), imbalance=imbalance)
 
 
 def serving_act_precision(weight_precision: Precision | str) -> Precision:

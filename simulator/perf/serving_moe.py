@@ -45,15 +45,19 @@ def serving_moe_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec
     stage = layout.tp_group
     specs: list = [
         norm("mlp.norm", batch.residual_tokens, h, model.norm is Norm.LAYERNORM, p, add=True),
-        Gemm("moe.router", local, h, e),
-        Elem("moe.topk", 5.0 * local * e, local * e * p.eb + local * k * 8.0),
-        Elem("moe.permute", 0.0, 2.0 * local * k * h * p.eb),
-        Comm("moe.dispatch", Collective.ALL_TO_ALL, sent, stage),
+        Gemm(name="moe.router", m=local, k=h, n=e),
+        Elem(name="moe.topk", flops=5.0 * local * e, bytes=local * e * p.eb + local * k * 8.0),
+        Elem(name="moe.permute", flops=0.0, bytes=2.0 * local * k * h * p.eb),
+        Comm(name="moe.dispatch", forward_collective=Collective.ALL_TO_ALL, bytes=sent,
+             group=stage),
         *ffn("moe.experts", model, rows, moe.expert_ffn_size / group, p, groups=touched),
-        Comm("moe.combine", Collective.ALL_TO_ALL, sent, stage),
-        Elem("moe.unpermute", 2.0 * local * k * h, (local * k * h + local * h) * p.eb),
+        Comm(name="moe.combine", forward_collective=Collective.ALL_TO_ALL, bytes=sent, group=stage),
+        Elem(name="moe.unpermute", flops=2.0 * local * k * h,
+             bytes=(local * k * h + local * h) * p.eb),
     ]
     if moe.shared_experts:
         specs += ffn("moe.shared", model, t, moe.shared_experts * moe.expert_ffn_size / tp, p)
-        return [*specs, Comm("moe.all_reduce", Collective.ALL_REDUCE, t * h * p.eb, stage)]
-    return [*specs, Comm("moe.all_gather", Collective.ALL_GATHER, t * h * p.eb, stage)]
+        return [*specs, Comm(name="moe.all_reduce", forward_collective=Collective.ALL_REDUCE,
+                             bytes=t * h * p.eb, group=stage)]
+    return [*specs, Comm(name="moe.all_gather", forward_collective=Collective.ALL_GATHER,
+                         bytes=t * h * p.eb, group=stage)]

@@ -48,9 +48,10 @@ _COLUMN_TARGETS = {"q": ("h", "q"), "k": ("h", "kv"), "v": ("h", "kv"),
 _ROW_TARGETS = {"o": ("q", "h"), "down": ("f", "h")}
 
 
-@dataclass(frozen=True)
-class Stage:
-    """The layers one pipeline stage runs, and whether it holds the model's two ends."""
+@dataclass(frozen=True, kw_only=True)
+class StageLayers:
+    """The layers one pipeline stage runs, and whether it holds the model's two ends: what
+    the op lists need of a stage (the training engine's ``Stage`` is the stage it runs)."""
 
     first_layer: int = 0
     layers: int | None = None  # None: through the last layer
@@ -58,12 +59,13 @@ class Stage:
     lm_head: bool = True
 
     @classmethod
-    def of(cls, stage_layers: Sequence[int], index: int) -> Stage:
+    def of(cls, stage_layers: Sequence[int], index: int) -> StageLayers:
         """Stage ``index`` of a pipeline whose stages hold ``stage_layers`` layers each."""
-        return cls(sum(stage_layers[:index]), stage_layers[index], index == 0,
-                   index == len(stage_layers) - 1)
+        return cls(first_layer=sum(stage_layers[:index]), layers=stage_layers[index],
+                   embedding=index == 0, lm_head=index == len(stage_layers) - 1)
 
     def layer_indices(self, model: ModelProfile) -> range:
+        """The model's layers this stage runs (checked against the model)."""
         end = model.layers if self.layers is None else self.first_layer + self.layers
         if not 0 <= self.first_layer <= end <= model.layers:
             raise ValueError(f"stage layers {self.first_layer}..{end} outside the model's "
@@ -81,6 +83,7 @@ class TrainingOps:
 
     @property
     def recompute(self) -> list[Op]:
+        """The forward work the backward repeats."""
         return [op for op in self.backward if op.name.startswith(RECOMPUTE_PREFIX)]
 
 
@@ -95,7 +98,7 @@ def _inference_prec(weight: Precision | str, act: Precision | str,
     w, a = Precision(weight), Precision(act)
     # weight-only quantized GEMMs (W4A16, W8A16) dequantize and run at the activation precision
     compute = w if w.bytes_per_element > a.bytes_per_element else a
-    return Prec(w, a, compute, Precision(kv), _wide(a))
+    return Prec(weight=w, act=a, compute=compute, kv=Precision(kv), other=_wide(a))
 
 
 def _residual(tokens: float, layout: Layout) -> float:
@@ -112,8 +115,9 @@ def prefill_batch(layout: Layout, prompt_lens: Sequence[int],
                          "and non-negative")
     tokens = sum(q) / layout.cp
     pairs = sum(qi * ci + qi * (qi + 1) / 2 for qi, ci in zip(q, c, strict=True)) / layout.cp
-    return Batch(Phase.PREFILL, tokens, _residual(tokens, layout), len(q), pairs,
-                 sum(q) + sum(c), sum(c) / layout.cp)
+    return Batch(phase=Phase.PREFILL, tokens=tokens, residual_tokens=_residual(tokens, layout),
+                 sequences=len(q), pairs=pairs, kv_tokens=sum(q) + sum(c),
+                 cached=sum(c) / layout.cp)
 
 
 def decode_batch(layout: Layout, context_lens: Sequence[int]) -> Batch:
@@ -123,8 +127,8 @@ def decode_batch(layout: Layout, context_lens: Sequence[int]) -> Batch:
         raise ValueError("context_lens must be a non-empty list of positive lengths")
     tokens = float(len(context_lens))
     kv = sum(context_lens) / layout.cp
-    return Batch(Phase.DECODE, tokens, _residual(tokens, layout), len(context_lens), kv, kv,
-                 kv)
+    return Batch(phase=Phase.DECODE, tokens=tokens, residual_tokens=_residual(tokens, layout),
+                 sequences=len(context_lens), pairs=kv, kv_tokens=kv, cached=kv)
 
 
 def training_batch(layout: Layout, seq_len: int, micro_batch: int,
@@ -139,8 +143,9 @@ def training_batch(layout: Layout, seq_len: int, micro_batch: int,
         pairs = micro_batch * seq_len * (seq_len + 1) / 2 / layout.cp
     else:
         pairs = micro_batch * seq_len * seq_len / layout.cp
-    return Batch(Phase.TRAIN, tokens, _residual(tokens, layout), micro_batch, pairs,
-                 float(micro_batch * seq_len), 0.0, materialized=not flash_attention)
+    return Batch(phase=Phase.TRAIN, tokens=tokens, residual_tokens=_residual(tokens, layout),
+                 sequences=micro_batch, pairs=pairs, kv_tokens=float(micro_batch * seq_len),
+                 cached=0.0, materialized=not flash_attention)
 
 
 # ---- the model's ends -------------------------------------------------------------------
@@ -150,16 +155,18 @@ def embedding_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) 
     h, t = model.hidden_size, batch.tokens
     sp = layout.sequence_parallel
     specs: list = [
-        Elem("embedding", 0.0, t * h * p.wb / layout.tp + t * h * p.eb, OpKind.EMBEDDING,
-             backward_factor=0.0),
-        Grad("embedding.wgrad", OpKind.EMBEDDING, t * h / layout.tp,
-             t * h * p.eb + t * h / layout.tp * 8.0),  # scatter-add into the fp32 grad
-        Comm("embedding.tp_reduce", Collective.REDUCE_SCATTER if sp else Collective.ALL_REDUCE,
-             t * h * p.eb, layout.tp_group, (Collective.ALL_GATHER,) if sp else ()),
+        Elem(name="embedding", flops=0.0, bytes=t * h * p.wb / layout.tp + t * h * p.eb,
+             kind=OpKind.EMBEDDING, backward_factor=0.0),
+        Grad(name="embedding.wgrad", kind=OpKind.EMBEDDING, flops=t * h / layout.tp,
+             bytes=t * h * p.eb + t * h / layout.tp * 8.0),  # scatter-add into the fp32 grad
+        Comm(name="embedding.tp_reduce",
+             forward_collective=Collective.REDUCE_SCATTER if sp else Collective.ALL_REDUCE,
+             bytes=t * h * p.eb, group=layout.tp_group,
+             backward_collectives=(Collective.ALL_GATHER,) if sp else ()),
     ]
     if model.position_embedding is PositionEmbedding.LEARNED:
         e = batch.residual_tokens * h
-        specs.append(Elem("embedding.positions", e, e * (2 * p.eb + p.wb)))
+        specs.append(Elem(name="embedding.positions", flops=e, bytes=e * (2 * p.eb + p.wb)))
     return specs
 
 
@@ -170,22 +177,24 @@ def head_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> li
                         model.norm is Norm.LAYERNORM, p, add=True)]
     if batch.phase is not Phase.TRAIN:
         rows = batch.sequences  # only the last token of each sequence is sampled
-        return [*specs, Gemm("lm_head", rows, h, v / tp),
-                Comm("lm_head.logits_all_gather", Collective.ALL_GATHER, rows * v * p.eb,
-                     layout.tp_group),
-                Elem("sampling", 5.0 * rows * v, rows * v * (p.eb + LOGIT_BYTES))]
+        return [*specs, Gemm(name="lm_head", m=rows, k=h, n=v / tp),
+                Comm(name="lm_head.logits_all_gather", forward_collective=Collective.ALL_GATHER,
+                     bytes=rows * v * p.eb, group=layout.tp_group),
+                Elem(name="sampling", flops=5.0 * rows * v, bytes=rows * v * (p.eb + LOGIT_BYTES))]
     t = batch.tokens
     if layout.sequence_parallel:
-        specs.append(Comm("lm_head.sp_all_gather", Collective.ALL_GATHER, t * h * p.eb,
-                          layout.tp_group, (Collective.REDUCE_SCATTER,)))
+        specs.append(Comm(name="lm_head.sp_all_gather", forward_collective=Collective.ALL_GATHER,
+                          bytes=t * h * p.eb, group=layout.tp_group,
+                          backward_collectives=(Collective.REDUCE_SCATTER,)))
     else:  # column-parallel input: identity forward, all-reduce of its gradient
-        specs.append(Comm("lm_head.input", None, t * h * p.eb, layout.tp_group,
-                          (Collective.ALL_REDUCE,)))
+        specs.append(Comm(name="lm_head.input", forward_collective=None, bytes=t * h * p.eb,
+                          group=layout.tp_group, backward_collectives=(Collective.ALL_REDUCE,)))
     logits = t * v / tp
-    return [*specs, Gemm("lm_head", t, h, v / tp),
-            Elem("loss", 5.0 * logits, logits * (p.eb + 3 * LOGIT_BYTES), backward_factor=0.5),
-            Comm("loss.tp_all_reduce", Collective.ALL_REDUCE, 3 * t * LOGIT_BYTES,
-                 layout.tp_group)]
+    return [*specs, Gemm(name="lm_head", m=t, k=h, n=v / tp),
+            Elem(name="loss", flops=5.0 * logits, bytes=logits * (p.eb + 3 * LOGIT_BYTES),
+                 backward_factor=0.5),
+            Comm(name="loss.tp_all_reduce", forward_collective=Collective.ALL_REDUCE,
+                 bytes=3 * t * LOGIT_BYTES, group=layout.tp_group)]
 
 
 def lora_specs(model: ModelProfile, layout: Layout, batch: Batch, rank: int,
@@ -197,6 +206,8 @@ def lora_specs(model: ModelProfile, layout: Layout, batch: Batch, rank: int,
             "q": model.attention_heads * model.head_dim_resolved,
             "kv": model.kv_heads_resolved * model.head_dim_resolved}
     specs: list = []
+    a_in: float
+    b_out: float
     for target in targets:
         if target in _COLUMN_TARGETS:
             src, dst = _COLUMN_TARGETS[target]
@@ -207,13 +218,13 @@ def lora_specs(model: ModelProfile, layout: Layout, batch: Batch, rank: int,
         else:
             raise ValueError(f"unknown LoRA target {target!r}; expected one of "
                              f"{sorted(_COLUMN_TARGETS | _ROW_TARGETS)}")
-        specs += [Gemm(f"lora.{target}.a", batch.tokens, a_in, rank),
-                  Gemm(f"lora.{target}.b", batch.tokens, rank, b_out)]
+        specs += [Gemm(name=f"lora.{target}.a", m=batch.tokens, k=a_in, n=rank),
+                  Gemm(name=f"lora.{target}.b", m=batch.tokens, k=rank, n=b_out)]
     return specs
 
 
 # ---- passes -------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Layers:
     attention: list
     dense: list
@@ -232,7 +243,7 @@ class _Layers:
                 + backward_ops(self.attention, p, self.n_layers))
 
 
-def _layers(model: ModelProfile, layout: Layout, batch: Batch, p: Prec, stage: Stage,
+def _layers(model: ModelProfile, layout: Layout, batch: Batch, p: Prec, stage: StageLayers,
             imbalance: float) -> _Layers:
     if imbalance < 1.0:
         raise ValueError(f"imbalance is max/mean tokens per expert, at least 1 (got "
@@ -240,13 +251,14 @@ def _layers(model: ModelProfile, layout: Layout, batch: Batch, p: Prec, stage: S
     indices = stage.layer_indices(model)
     n_moe = sum(model.is_moe_layer(i) for i in indices)
     moe = moe_specs(model, layout, batch, p, imbalance) if n_moe else []
-    return _Layers(attention_specs(model, layout, batch, p),
-                   dense_mlp_specs(model, layout, batch, p), moe, len(indices), n_moe)
+    return _Layers(attention=attention_specs(model, layout, batch, p),
+                   dense=dense_mlp_specs(model, layout, batch, p), moe=moe, n_layers=len(indices),
+                   n_moe=n_moe)
 
 
 def _inference_pass(model: ModelProfile, layout: Layout, batch: Batch, p: Prec,
-                    stage: Stage | None, imbalance: float) -> list[Op]:
-    stage = stage or Stage()
+                    stage: StageLayers | None, imbalance: float) -> list[Op]:
+    stage = stage or StageLayers()
     ops: list[Op] = []
     if stage.embedding:
         ops += forward_ops(embedding_specs(model, layout, batch, p), p)
@@ -259,7 +271,7 @@ def _inference_pass(model: ModelProfile, layout: Layout, batch: Batch, p: Prec,
 def prefill_ops(model: ModelProfile, layout: Layout, prompt_lens: Sequence[int],
                 weight_precision: Precision | str, act_precision: Precision | str,
                 kv_precision: Precision | str, context_before: Sequence[int] | None = None,
-                *, stage: Stage | None = None, imbalance: float = 1.0) -> list[Op]:
+                *, stage: StageLayers | None = None, imbalance: float = 1.0) -> list[Op]:
     """Prefill of a batch of prompts or prompt chunks (``context_before`` tokens already
     cached per sequence), on one device of ``layout``."""
     batch = prefill_batch(layout, prompt_lens, context_before)
@@ -269,8 +281,8 @@ def prefill_ops(model: ModelProfile, layout: Layout, prompt_lens: Sequence[int],
 
 def decode_ops(model: ModelProfile, layout: Layout, context_lens: Sequence[int],
                weight_precision: Precision | str, kv_precision: Precision | str, *,
-               act_precision: Precision | str = Precision.BF16, stage: Stage | None = None,
-               imbalance: float = 1.0) -> list[Op]:
+               act_precision: Precision | str = Precision.BF16,
+               stage: StageLayers | None = None, imbalance: float = 1.0) -> list[Op]:
     """One decode step: one new token per sequence, attending to ``context_lens`` keys."""
     batch = decode_batch(layout, context_lens)
     p = _inference_prec(weight_precision, act_precision, kv_precision)
@@ -285,25 +297,26 @@ def _freeze(specs: list) -> list:
 
 def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch: int,
                  precision: Precision | str, recompute: str = "none",
-                 lora: tuple[int, Sequence[str]] | None = None, *, stage: Stage | None = None,
-                 imbalance: float = 1.0, flash_attention: bool = True) -> TrainingOps:
+                 lora: tuple[int, Sequence[str]] | None = None, *,
+                 stage: StageLayers | None = None, imbalance: float = 1.0,
+                 flash_attention: bool = True) -> TrainingOps:
     """Forward and backward of one microbatch on one pipeline stage (``stage``, default the
     whole model). ``recompute``: "none", "selective" (attention core again) or "full" (the
     stage's layers forward again). ``lora``: (rank, targets) with the base frozen.
     ``flash_attention``: false for frameworks that write the attention scores to HBM."""
     if recompute not in ("none", "selective", "full"):
         raise ValueError(f"recompute must be none, selective or full (got {recompute!r})")
-    stage = stage or Stage()
+    stage = stage or StageLayers()
     prec = Precision(precision)
-    p = Prec(prec, prec, prec, prec, _wide(prec))
+    p = Prec(weight=prec, act=prec, compute=prec, kv=prec, other=_wide(prec))
     batch = training_batch(layout, seq_len, micro_batch, flash_attention)
     layers = _layers(model, layout, batch, p, stage, imbalance)
     ends_in = embedding_specs(model, layout, batch, p) if stage.embedding else []
     ends_out = head_specs(model, layout, batch, p) if stage.lm_head else []
     extra: list = []
     if lora is not None:
-        layers = _Layers(_freeze(layers.attention), _freeze(layers.dense), _freeze(layers.moe),
-                         layers.n_layers, layers.n_moe)
+        layers = _Layers(attention=_freeze(layers.attention), dense=_freeze(layers.dense),
+                         moe=_freeze(layers.moe), n_layers=layers.n_layers, n_moe=layers.n_moe)
         ends_in, ends_out = _freeze(ends_in), _freeze(ends_out)
         extra = lora_specs(model, layout, batch, lora[0], lora[1])
     forward = (forward_ops(ends_in, p) + layers.forward(p)

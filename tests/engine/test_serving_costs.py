@@ -13,20 +13,21 @@ from hypothesis import strategies as st
 from simulator import load_hardware, load_model
 from simulator.engine.serving.decoding import Decoding
 from simulator.engine.serving.disaggregation import KVTransfer, place
-from simulator.engine.serving.iteration_cost import TIME, IterationCost, price
+from simulator.engine.serving.iteration_cost import IterationCost
 from simulator.engine.serving.kv_cache import blocks_in_use, blocks_over_run
 from simulator.errors import InputErrors
 from simulator.loading import scenario_from_dict
+from simulator.perf.affine_op import AffineOp, timer
 from simulator.perf.mlp_ops import moe_specs
 from simulator.perf.ops import Collective, CommOp, Layout
 from simulator.perf.opspec import Batch, Phase
-from simulator.perf.roofline import compute_op_time, total_time
+from simulator.perf.roofline import compute_op_time
 from simulator.perf.serving_iteration import iteration_model
 from simulator.perf.serving_moe import serving_moe_specs
 from simulator.perf.transformer import _inference_prec, decode_ops, prefill_ops
-from simulator.perf.vector_roofline import AffineOp, affine_op_times
 from simulator.profiles.inference import InferenceParallelism
 from simulator.profiles.precision import Precision
+from tests.perf.oracles import decode_run, iteration_cost, op_by_op, total_time
 
 CASES = [  # model, hardware, tp, weight precision, kv precision
     ("llama3.1-8b", "h100-sxm", 1, "bf16", "bf16"),
@@ -73,9 +74,9 @@ def test_the_engine_prices_an_iteration_as_the_sum_of_its_ops(i):
     chunks = [(400, 100), (50, 0)]
     contexts = [700, 1300, 20]
     pairs = sum(q * c + q * (q + 1) // 2 for q, c in chunks)
-    v = cost.step(450, 100, pairs, 2, 3, sum(contexts))
-    assert v[TIME] == pytest.approx(total_time(hw, im.ops(chunks, contexts)), rel=1e-12)
-    np.testing.assert_allclose(v, price(hw, im.ops(chunks, contexts)), rtol=1e-12)
+    v = iteration_cost(cost, 450, 100, pairs, 2, 3, sum(contexts))
+    assert v.time_s == pytest.approx(total_time(hw, im.ops(chunks, contexts)), rel=1e-12)
+    np.testing.assert_allclose(v, op_by_op(hw, im.ops(chunks, contexts)), rtol=1e-12)
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=[c[0] for c in CASES])
@@ -83,13 +84,13 @@ def test_a_run_of_decode_steps_is_priced_exactly_as_each_step_alone(i):
     _model, hw, im = case(i)
     cost = IterationCost(hw, im)
     batch, context, steps = 24, 24 * 900, 300
-    run = cost.decode_run(batch, context, steps)
-    alone = [cost.decode_run(batch, context + batch * k, 1).time_s[0] for k in range(steps)]
+    run = decode_run(cost, batch, context, steps)
+    alone = [decode_run(cost, batch, context + batch * k, 1).time_s[0] for k in range(steps)]
     np.testing.assert_array_equal(run.time_s, alone)  # bit for bit
     direct = [total_time(hw, im.ops([], [context // batch + k] * batch))
               for k in (0, 150, 299)]
     np.testing.assert_allclose(run.time_s[[0, 150, 299]], direct, rtol=1e-12)
-    assert run.totals[TIME] == pytest.approx(np.sum(run.time_s), rel=1e-12)
+    assert run.totals.time_s == pytest.approx(np.sum(run.time_s), rel=1e-12)
 
 
 @settings(max_examples=60, deadline=None)
@@ -102,15 +103,17 @@ def test_the_vector_roofline_equals_the_scalar_one(batch, per_seq):
     for a, b, op in zip(lo, hi, at, strict=True):
         if a == b or isinstance(op, CommOp):
             continue
-        got = affine_op_times(hw, AffineOp.through(a, b, batch, 2 * batch), np.array([context]))
+        affine = timer(hw, AffineOp.through(a, b, batch, 2 * batch))
+        got = affine.times(np.array([context]))
+        assert got.time_s[0] == affine.time(context).time_s  # the same bits
         assert got.time_s[0] == pytest.approx(compute_op_time(hw, op).time_s, rel=1e-12)
 
 
 def _moe(ep: int, tokens: float = 256.0):
     model = load_model("deepseek-v3")
     p = _inference_prec(Precision.FP8, Precision.FP8, Precision.FP8)
-    batch = Batch(Phase.DECODE, tokens, tokens, int(tokens), tokens * 100, tokens * 100,
-                  tokens * 100)
+    batch = Batch(phase=Phase.DECODE, tokens=tokens, residual_tokens=tokens, sequences=int(tokens),
+                  pairs=tokens * 100, kv_tokens=tokens * 100, cached=tokens * 100)
     return model, p, batch, serving_moe_specs(model, Layout(tp=8, ep=ep), batch, p)
 
 
@@ -139,7 +142,8 @@ def test_serving_ep_spreads_experts_over_the_replica_and_talks_inside_it():
 def test_serving_ep_must_divide_tp():
     model = load_model("deepseek-v3")
     p = _inference_prec(Precision.FP8, Precision.FP8, Precision.FP8)
-    batch = Batch(Phase.DECODE, 8.0, 8.0, 8, 800.0, 800.0, 800.0)
+    batch = Batch(phase=Phase.DECODE, tokens=8.0, residual_tokens=8.0, sequences=8, pairs=800.0,
+                  kv_tokens=800.0, cached=800.0)
     with pytest.raises(ValueError, match=r"ep \(16\) to divide tp \(8\)"):
         serving_moe_specs(model, Layout(tp=8, ep=16), batch, p)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from simulator.engine.serving import run_serving
-from simulator.engine.serving.iteration_cost import TIME
+from simulator.engine.serving.iteration_cost import Usage
 from simulator.engine.serving.run import _pools
 from simulator.loading import scenario_from_dict
 
@@ -30,7 +30,7 @@ def scenario(workload: dict, seed: int = 0, model: str = "llama3.1-8b"):
 def service_time() -> float:
     """One prefill iteration of the prompt, priced by the engine's cost model."""
     cost = _pools(scenario({"arrivals": {"process": "offline", "requests": 1}}))[0].cost
-    return float(cost.step(PROMPT, 0, PROMPT * (PROMPT + 1) // 2, 1, 0, 0)[TIME])
+    return cost.step_time(Usage(), PROMPT, 0, PROMPT * (PROMPT + 1) // 2, 1, 0, 0)
 
 
 def md1(rho: float, n: int, seed: int):

@@ -24,11 +24,12 @@ H100 = load_hardware("h100-sxm")
 
 
 def gemm(name: str, tflop: float) -> ComputeOp:
-    return ComputeOp(name, OpKind.GEMM, tflop * 1e12, 1e6, "bf16", 1, tflop * 1e12)
+    return ComputeOp(name=name, kind=OpKind.GEMM, flops=tflop * 1e12, bytes=1e6,
+                     precision="bf16", gemm_flops_each=tflop * 1e12)
 
 
 def collective(name: str, kind: Collective, gbytes: float) -> CommOp:
-    return CommOp(name, kind, gbytes * 1e9, Group(8, 1))
+    return CommOp(name=name, collective=kind, bytes=gbytes * 1e9, group=Group(8, 1))
 
 
 def seconds(op) -> float:
@@ -60,7 +61,8 @@ def test_a_gemm_hides_at_most_its_own_length():
 
 def test_expert_all_to_alls_overlap_only_when_asked():
     ops = [gemm("moe.experts.gate_up", 1.0),
-           CommOp("moe.dispatch", Collective.ALL_TO_ALL, 1e9, Group(8, 1))]
+           CommOp(name="moe.dispatch", collective=Collective.ALL_TO_ALL, bytes=1e9,
+                  group=Group(8, 1))]
     plain = pass_cost(H100, ops, overlap_tp=True, overlap_ep=False)
     dualpipe = pass_cost(H100, ops, overlap_tp=True, overlap_ep=True)
     assert plain.ep_s == pytest.approx(seconds(ops[1]))

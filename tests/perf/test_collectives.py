@@ -181,12 +181,13 @@ def test_group_of_one_or_no_bytes_is_free_and_local():
 
 
 def test_comm_op_repeats_count_times():
-    op = CommOp("tp-ar", AR, 16e6, Group(8), count=3)
+    op = CommOp(name="tp-ar", collective=AR, bytes=16e6, group=Group(8), count=3)
     one = collective_time(hw("h100-sxm"), AR, 16e6, Group(8))
     three = comm_op_time(hw("h100-sxm"), op)
     assert close(three.time_s, 3 * one.time_s) and close(three.bus_bytes, 3 * one.bus_bytes)
     assert sum([one, one, one]).time_s == pytest.approx(three.time_s)
-    assert comm_op_time(hw("h100-sxm"), CommOp("none", AR, 16e6, Group(8), count=0)).time_s == 0
+    assert comm_op_time(hw("h100-sxm"), CommOp(name="none", collective=AR, bytes=16e6,
+                                               group=Group(8), count=0)).time_s == 0
 
 
 @pytest.mark.parametrize(("nbytes", "group", "collective", "algorithm", "message"), [
@@ -204,9 +205,10 @@ def test_bad_inputs_say_what_is_wrong(nbytes, group, collective, algorithm, mess
 
 
 def test_costs_add():
-    a = CollectiveCost(1.0, "scale_up", "ring", 10.0)
-    b = CollectiveCost(2.0, "scale_out", "tree", 5.0)
-    assert a + b == CollectiveCost(3.0, "mixed", "ring+tree", 15.0)
+    a = CollectiveCost(time_s=1.0, fabric="scale_up", algorithm="ring", bus_bytes=10.0)
+    b = CollectiveCost(time_s=2.0, fabric="scale_out", algorithm="tree", bus_bytes=5.0)
+    assert a + b == CollectiveCost(time_s=3.0, fabric="mixed", algorithm="ring+tree",
+                                   bus_bytes=15.0)
     assert a + collective_time(hw("h100-sxm"), AR, 0, Group(8)) == a
 
 

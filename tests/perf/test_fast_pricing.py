@@ -1,9 +1,9 @@
 """The serving engine's fast pricing gives the roofline's numbers bit for bit.
 
 :class:`Pricer` (constants looked up once, collectives memoized and vectorized) against
-:func:`op_time`; :class:`AffineOps` (op groups recovered as exact lines, priced one size or a
-grid at a time) against building the ops; the plain-Python and numpy runs of decode steps
-against :class:`AffineTimer`. Equality here is ``==``, not approx.
+:func:`op_time` summed op by op; :class:`AffineOps` (op groups recovered as exact lines,
+priced one size or a grid at a time) against building the ops; the plain-Python and numpy
+runs of decode steps against :class:`AffineTimer`'s kernel. Equality here is ``==``, not approx.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 
 from simulator import load_hardware, load_model
+from simulator.engine.serving.decode_steps import numpy_run, price_run, python_run
 from simulator.engine.serving.iteration_cost import IterationCost
 from simulator.perf.affine_ops import AffineOps
 from simulator.perf.collectives import collective_time
 from simulator.perf.ops import Collective, Group, Layout
-from simulator.perf.roofline import op_time
+from simulator.perf.pricer import Pricer
 from simulator.perf.serving_iteration import iteration_model
-from simulator.perf.vector_roofline import Pricer
 from simulator.profiles.catalog import hardware_ids
+from tests.perf.oracles import op_by_op
 
 CASES = [  # model, hardware, tp, ep, weight precision, kv precision
     ("llama3.1-8b", "h100-sxm", 1, 1, "bf16", "bf16"),
@@ -43,24 +44,6 @@ def case(i: int):
     return hardware, iteration_model(load_model(name), Layout(tp=tp, ep=ep), w, kv)
 
 
-def reference(hw, ops) -> tuple[float, ...]:
-    """The cost vector as op_time gives it, summed op by op."""
-    time = flops = nbytes = network = cb = mb = 0.0
-    for op in ops:
-        t = op_time(hw, op)
-        time += t.time_s
-        if t.bound == "network":
-            network += t.time_s
-            continue
-        flops += op.flops
-        nbytes += op.bytes
-        if t.bound == "compute":
-            cb += t.time_s
-        else:
-            mb += t.time_s
-    return (time, flops, nbytes, network, cb, mb)
-
-
 SIZES = [1, 2, 7, 64, 127, 128, 129, 500, 1000, 4097, 8192, 16384, 100_000]
 
 
@@ -71,7 +54,7 @@ def test_the_pricer_sums_op_times_exactly(i):
     for n in (1, 37, 900, 8192):
         for ops in (im.body(n), im.head(n), im.prefill_extra(n, 3 * n, n * n / 2.0, 1),
                     im.decode_extra(n, 700 * n)):
-            assert pricer.vector(ops) == reference(hw, ops)
+            assert pricer.cost(ops) == op_by_op(hw, ops)
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=IDS)
@@ -85,7 +68,7 @@ def test_fitted_body_and_head_are_the_built_ops(i):
             grid = f.grid(pricer, np.array(xs)).tolist()
             for x, row in zip(xs, grid, strict=True):
                 assert f.ops(x) == build(x)
-                assert f.vector(pricer, x) == reference(hw, build(x)) == tuple(row)
+                assert f.cost(pricer, x) == op_by_op(hw, build(x)) == tuple(row)
 
 
 def test_dense_bodies_are_fitted_and_moe_bodies_are_not():
@@ -106,7 +89,7 @@ def test_prompt_attention_is_priced_as_built(i):
         cached = int(rng.choice([0, rng.integers(0, 60_000)]))
         pairs = int(rng.integers(tokens, tokens * cached + tokens * (tokens + 1) // 2 + 2))
         got = cost.prefill(tokens, cached, pairs, sequences)
-        assert got == reference(hw, im.prefill_extra(tokens, cached, float(pairs), sequences))
+        assert got == op_by_op(hw, im.prefill_extra(tokens, cached, float(pairs), sequences))
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=IDS)
@@ -119,12 +102,12 @@ def test_fresh_prompt_chunks_priced_in_blocks_are_priced_as_built(i):
     for tokens in (1, 100, 127, 128, 129, 511, 512, 513, 1000, 1023, 1024, 5000, 8191):
         pairs = tokens * (tokens + 1) // 2
         got = cost._fresh_prefill(tokens, pairs)
-        assert got == reference(hw, im.prefill_extra(tokens, 0, float(pairs), 1)), tokens
+        assert got == op_by_op(hw, im.prefill_extra(tokens, 0, float(pairs), 1)), tokens
     priced = [t for t, v in enumerate(cost._fresh) if v is not None]
     assert len(priced) > 13  # whole blocks were priced, not only the lengths asked for
     for tokens in priced[::37]:
         pairs = tokens * (tokens + 1) // 2
-        assert cost._fresh[tokens] == reference(hw, im.prefill_extra(tokens, 0, float(pairs),
+        assert cost._fresh[tokens] == op_by_op(hw, im.prefill_extra(tokens, 0, float(pairs),
                                                                      1)), tokens
 
 
@@ -146,17 +129,27 @@ def test_collectives_priced_many_at_once_are_priced_one_at_a_time(hw_id):
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=IDS)
 def test_decode_runs_in_python_and_numpy_are_the_roofline(i):
+    """Each way of pricing a run (memory-bound throughout, step by step, numpy) gives every
+    step the kernel's time of its context-dependent ops added to the constant part."""
     hw, im = case(i)
     cost = IterationCost(hw, im)
-    for batch, per_seq in ((1, 50), (16, 3000), (128, 700)):
-        context = batch * per_seq
-        parts = cost._decode_parts(batch)
-        short = cost.run_price(batch, context, 40).time_s  # plain Python
-        long = cost.run_price(batch, context, 200).time_s  # numpy
-        assert short == long[:40]
-        for k in (0, 17, 39):
-            x = context + batch * k
-            want = parts.const_s
-            for t in parts.timers:
-                want = want + t.time(x)[0]
-            assert short[k] == want
+    for batch, per_seq in ((1, 1), (1, 50), (16, 3), (16, 3000), (128, 700)):
+        context, steps = batch * per_seq, 200
+        step = cost.decode_step(batch)
+        const = step.const.time_s
+        want, bound = [], []
+        for k in range(steps):
+            x, total, cb = context + batch * k, const, 0.0
+            for t in step.timers:
+                op = t.time(x)
+                total = total + op.time_s
+                cb += op.time_s if op.compute_bound else 0.0
+            want.append(total)
+            bound.append(cb)
+        for run in (python_run, numpy_run, price_run):
+            got = run(step, const, context, batch, steps)
+            assert got.time_s == want, run.__name__
+            assert (got.compute_bound_s or [0.0] * steps) == bound, run.__name__
+        assert cost.run_price(batch, context, 40).time_s == want[:40]
+        if step.memory is not None and context >= step.memory.start:
+            assert [const + step.memory.time(context + batch * k) for k in range(steps)] == want

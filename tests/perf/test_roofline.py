@@ -15,14 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import hardware_ids, load_hardware
+from simulator.perf.kernel import matmul_efficiency
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Group, OpKind
 from simulator.perf.roofline import (
     OpTime,
     compute_op_time,
-    gemm_efficiency,
+    op_rates,
     op_time,
     run_precision,
-    total_time,
 )
 from simulator.profiles.precision import Precision
 
@@ -48,8 +48,8 @@ def scaled(profile, flops_factor: float, bw_factor: float):
 
 # ---- GEMM efficiency curve ----------------------------------------------------------------
 def test_gemm_efficiency_is_half_of_large_at_the_half_size():
-    assert gemm_efficiency(hw(), "bf16", HALF) == pytest.approx(EFF / 2)
-    assert gemm_efficiency(hw(), "fp8", HALF) == pytest.approx(0.675 / 2)
+    assert matmul_efficiency(op_rates(hw(), "bf16"), HALF) == pytest.approx(EFF / 2)
+    assert matmul_efficiency(op_rates(hw(), "fp8"), HALF) == pytest.approx(0.675 / 2)
 
 
 @pytest.mark.parametrize("name", hardware_ids())
@@ -57,7 +57,7 @@ def test_gemm_efficiency_increases_with_size_and_tends_to_large(name):
     profile = hw(name)
     for precision, large in profile.efficiency.gemm.large.items():
         sizes = [10.0 ** e for e in range(3, 19)]
-        effs = [gemm_efficiency(profile, precision, f) for f in sizes]
+        effs = [matmul_efficiency(op_rates(profile, precision), f) for f in sizes]
         assert all(a < b for a, b in pairwise(effs))
         assert effs[-1] == pytest.approx(large.value, rel=1e-6)
         assert effs[-1] < large.value
@@ -67,15 +67,15 @@ def test_missing_precision_runs_at_the_next_wider_one():
     a100 = hw("a100-sxm")
     assert run_precision(a100, "fp8") is Precision.BF16
     assert run_precision(hw("tpu-v5e"), "fp16") is Precision.BF16
-    op = ComputeOp("g", OpKind.GEMM, 1e15, 1.0, Precision.FP8)
-    bf16 = ComputeOp("g", OpKind.GEMM, 1e15, 1.0, Precision.BF16)
+    op = ComputeOp(name="g", kind=OpKind.GEMM, flops=1e15, bytes=1.0, precision=Precision.FP8)
+    bf16 = ComputeOp(name="g", kind=OpKind.GEMM, flops=1e15, bytes=1.0, precision=Precision.BF16)
     assert compute_op_time(a100, op) == compute_op_time(a100, bf16)
 
 
 # ---- one op -------------------------------------------------------------------------------
 def test_large_gemm_is_compute_bound_at_the_curve_efficiency():
-    op = ComputeOp("gemm", OpKind.GEMM, 2e12, 1e8, Precision.BF16, count=2,
-                   gemm_flops_each=1e12)
+    op = ComputeOp(name="gemm", kind=OpKind.GEMM, flops=2e12, bytes=1e8, precision=Precision.BF16,
+                   count=2, gemm_flops_each=1e12)
     t = compute_op_time(hw(), op)
     eff = EFF * 1e12 / (1e12 + HALF)
     assert t.compute_s == pytest.approx(2e12 / (PEAK * eff))
@@ -86,15 +86,18 @@ def test_large_gemm_is_compute_bound_at_the_curve_efficiency():
 
 
 def test_gemm_size_falls_back_to_flops_per_kernel():
-    with_size = ComputeOp("g", OpKind.GEMM, 4e9, 1.0, Precision.BF16, 4, 1e9)
-    without = ComputeOp("g", OpKind.GEMM, 4e9, 1.0, Precision.BF16, 4)
+    with_size = ComputeOp(name="g", kind=OpKind.GEMM, flops=4e9, bytes=1.0,
+                          precision=Precision.BF16, count=4, gemm_flops_each=1e9)
+    without = ComputeOp(name="g", kind=OpKind.GEMM, flops=4e9, bytes=1.0, precision=Precision.BF16,
+                        count=4)
     assert compute_op_time(hw(), with_size) == compute_op_time(hw(), without)
     assert compute_op_time(hw(), without).compute_s == pytest.approx(
         4e9 / (PEAK * EFF * 1e9 / (1e9 + HALF)))
 
 
 def test_attention_uses_the_curve_at_its_size():
-    op = ComputeOp("core", OpKind.ATTENTION, 1e11, 1e6, Precision.BF16, 1, 1e11)
+    op = ComputeOp(name="core", kind=OpKind.ATTENTION, flops=1e11, bytes=1e6,
+                   precision=Precision.BF16, count=1, gemm_flops_each=1e11)
     assert compute_op_time(hw(), op).compute_s == pytest.approx(
         1e11 / (PEAK * ATTN_FWD * 1e11 / (1e11 + HALF)))
 
@@ -115,7 +118,8 @@ def with_attention(profile, forward: float | None, backward: float | None = None
                                              (OpKind.GEMM, EFF)])
 def test_attention_kernels_run_at_the_profiles_attention_fractions(kind, large):
     profile = with_attention(hw(), 0.6, 0.45)
-    op = ComputeOp("core", kind, 1e11, 1e6, Precision.BF16, 1, 1e11)
+    op = ComputeOp(name="core", kind=kind, flops=1e11, bytes=1e6, precision=Precision.BF16, count=1,
+                   gemm_flops_each=1e11)
     assert compute_op_time(profile, op).compute_s == pytest.approx(
         1e11 / (PEAK * large * 1e11 / (1e11 + HALF)))
 
@@ -123,8 +127,10 @@ def test_attention_kernels_run_at_the_profiles_attention_fractions(kind, large):
 @pytest.mark.parametrize("kind", [OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD])
 def test_attention_without_its_own_fractions_runs_at_the_gemm_efficiency(kind):
     profile = with_attention(hw(), None)
-    op = ComputeOp("core", kind, 1e11, 1e6, Precision.BF16, 1, 1e11)
-    gemm = ComputeOp("core", OpKind.GEMM, 1e11, 1e6, Precision.BF16, 1, 1e11)
+    op = ComputeOp(name="core", kind=kind, flops=1e11, bytes=1e6, precision=Precision.BF16, count=1,
+                   gemm_flops_each=1e11)
+    gemm = ComputeOp(name="core", kind=OpKind.GEMM, flops=1e11, bytes=1e6, precision=Precision.BF16,
+                     count=1, gemm_flops_each=1e11)
     assert compute_op_time(profile, op) == compute_op_time(profile, gemm)
 
 
@@ -133,9 +139,10 @@ def test_materialized_attention_is_priced_as_plain_gemms():
     fused-kernel fractions do not apply to them (forward or backward)."""
     from simulator.perf.opspec import Core, Prec
 
-    p = Prec(*[Precision.BF16] * 5)
-    fused = Core("attn.core", 1e11, 1e6, 1e6, 1e6)
-    plain = Core("attn.core", 1e11, 1e6, 1e6, 1e6, fused=False)
+    p = Prec(weight=Precision.BF16, act=Precision.BF16, compute=Precision.BF16,
+             kv=Precision.BF16, other=Precision.BF16)
+    fused = Core(name="attn.core", flops=1e11, q_bytes=1e6, kv_bytes=1e6, o_bytes=1e6)
+    plain = Core(name="attn.core", flops=1e11, q_bytes=1e6, kv_bytes=1e6, o_bytes=1e6, fused=False)
     assert [op.kind for op in fused.forward(p) + fused.backward(p)] == [
         OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD]
     assert [op.kind for op in plain.forward(p) + plain.backward(p)] == [OpKind.GEMM] * 2
@@ -143,7 +150,7 @@ def test_materialized_attention_is_priced_as_plain_gemms():
 
 @pytest.mark.parametrize("kind", [OpKind.ELEMENTWISE, OpKind.EMBEDDING])
 def test_elementwise_ops_are_bytes_bound_at_hbm_efficiency(kind):
-    op = ComputeOp("norm", kind, 1e9, 1e9, Precision.BF16, count=3)
+    op = ComputeOp(name="norm", kind=kind, flops=1e9, bytes=1e9, precision=Precision.BF16, count=3)
     t = compute_op_time(hw(), op)
     assert t.memory_s == pytest.approx(1e9 / (BW * HBM_EFF))
     assert t.compute_s == pytest.approx(1e9 / PEAK)  # full peak, no efficiency
@@ -163,7 +170,8 @@ def test_more_peak_or_bandwidth_is_never_slower(kind, flops, nbytes, count, each
                                                 more_flops, more_bw):
     profile = hw(name)
     precision = next(iter(profile.compute.peak_flops))
-    op = ComputeOp("x", kind, flops, nbytes, precision, count, each)
+    op = ComputeOp(name="x", kind=kind, flops=flops, bytes=nbytes, precision=precision, count=count,
+                   gemm_flops_each=each)
     base = compute_op_time(profile, op).time_s
     for faster in (scaled(profile, more_flops, 1.0), scaled(profile, 1.0, more_bw),
                    scaled(profile, more_flops, more_bw)):
@@ -173,7 +181,7 @@ def test_more_peak_or_bandwidth_is_never_slower(kind, flops, nbytes, count, each
 # ---- dispatch and sums --------------------------------------------------------------------
 def test_op_time_dispatches_collectives_to_the_network_model():
     collectives = pytest.importorskip("simulator.perf.collectives")
-    op = CommOp("tp", Collective.ALL_REDUCE, 64e6, Group(8), count=3)
+    op = CommOp(name="tp", collective=Collective.ALL_REDUCE, bytes=64e6, group=Group(8), count=3)
     t = op_time(hw(), op)
     assert t.bound == "network"
     assert t.time_s > 0
@@ -181,9 +189,8 @@ def test_op_time_dispatches_collectives_to_the_network_model():
     assert t.network_s == t.time_s and t.compute_s == t.memory_s == 0
 
 
-def test_total_time_sums_without_overlap():
-    ops = [ComputeOp("a", OpKind.ELEMENTWISE, 0.0, 1e9, Precision.BF16),
-           ComputeOp("b", OpKind.GEMM, 1e12, 1e6, Precision.BF16)]
-    assert total_time(hw(), ops) == pytest.approx(sum(op_time(hw(), o).time_s for o in ops))
-    assert isinstance(op_time(hw(), ops[0]), OpTime)
-    assert total_time(hw(), []) == 0
+def test_op_time_prices_compute_ops_by_the_roofline():
+    op = ComputeOp(name="a", kind=OpKind.ELEMENTWISE, flops=0.0, bytes=1e9,
+                   precision=Precision.BF16)
+    assert op_time(hw(), op) == compute_op_time(hw(), op)
+    assert isinstance(op_time(hw(), op), OpTime) and op_time(hw(), op).bound == "memory"

@@ -21,7 +21,7 @@ from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
 from simulator.perf.roofline import compute_op_time
 from simulator.perf.transformer import (
     RECOMPUTE_PREFIX,
-    Stage,
+    StageLayers,
     decode_ops,
     prefill_ops,
     training_ops,
@@ -106,7 +106,8 @@ def test_selective_recompute_adds_exactly_the_attention_core_forward():
 
 def test_full_recompute_adds_one_whole_forward_of_the_layers():
     m = model("deepseek-v3")
-    stage = Stage(first_layer=0, layers=8, embedding=False, lm_head=False)  # 3 dense + 5 MoE
+    # 3 dense + 5 MoE
+    stage = StageLayers(first_layer=0, layers=8, embedding=False, lm_head=False)
     layout = Layout(tp=4, ep=8, sequence_parallel=True)
     none = training_ops(m, layout, 4096, 1, "bf16", "none", stage=stage)
     full = training_ops(m, layout, 4096, 1, "bf16", "full", stage=stage)
@@ -231,14 +232,14 @@ def test_tp_halves_gemm_flops_and_weight_bytes_per_device():
 def test_tp_issues_two_all_reduces_per_layer_each_way():
     m = model("llama3.1-8b")
     size = 4096 * 4096 * 2
-    ops = training_ops(m, Layout(tp=4), 4096, 1, "bf16", stage=Stage(embedding=False,
-                                                                      lm_head=False))
+    ops = training_ops(m, Layout(tp=4), 4096, 1, "bf16",
+                       stage=StageLayers(embedding=False, lm_head=False))
     for ops_ in (ops.forward, ops.backward):
         ars = [c for c in comms(ops_) if c.collective is Collective.ALL_REDUCE]
         assert sum(c.count for c in ars) == 2 * 32
         assert all(c.bytes == size and c.group.size == 4 for c in ars)
     sp = training_ops(m, Layout(tp=4, sequence_parallel=True), 4096, 1, "bf16",
-                      stage=Stage(embedding=False, lm_head=False))
+                      stage=StageLayers(embedding=False, lm_head=False))
     for kind in (Collective.ALL_GATHER, Collective.REDUCE_SCATTER):
         sent = [c for c in comms(sp.forward) if c.collective is kind]
         assert sum(c.count for c in sent) == 2 * 32 and all(c.bytes == size for c in sent)
@@ -267,8 +268,9 @@ def test_cp_splits_attention_and_gathers_kv():
 
 def test_pipeline_stages_split_layers_and_ends():
     m = model("deepseek-v3")
-    stages = [Stage.of([16, 15, 15, 15], i) for i in range(4)]
-    assert stages[0] == Stage(0, 16, True, False) and stages[3] == Stage(46, 15, False, True)
+    stages = [StageLayers.of([16, 15, 15, 15], i) for i in range(4)]
+    assert stages[0] == StageLayers(first_layer=0, layers=16, embedding=True, lm_head=False)
+    assert stages[3] == StageLayers(first_layer=46, layers=15, embedding=False, lm_head=True)
     whole = training_ops(m, Layout(), 1024, 1, "bf16")
     parts = [training_ops(m, Layout(), 1024, 1, "bf16", stage=s) for s in stages]
     assert sum(flops(p.forward) for p in parts) == pytest.approx(flops(whole.forward))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.engine.serving.arrivals import Workload
+from simulator.perf.pricer import ZERO, Cost
 
 PENDING, COMPLETED, DROPPED = 0, 1, 2
 STATUS_NAMES = {PENDING: "unfinished", COMPLETED: "completed", DROPPED: "dropped"}
@@ -187,7 +188,7 @@ class ReplicaStats:
     max_batch: int
     engine_steps: int = 0  # iterations or runs of decode steps priced as one event
     busy_s: float = 0.0
-    cost: np.ndarray = field(default_factory=lambda: np.zeros(6))  # set at the end of the run
+    cost: Cost = ZERO  # set at the end of the run
     kv_blocks_s: float = 0.0  # integral of blocks in use over time
     kv_blocks_max: int = 0
     batch_hist: list[int] = field(default_factory=list)  # iterations by batch size

@@ -25,8 +25,7 @@ from simulator.perf.footprint import lora_params_per_layer
 from simulator.perf.memory import even_stage_layers
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
 from simulator.perf.roofline import op_time
-from simulator.perf.transformer import RECOMPUTE_PREFIX, training_ops
-from simulator.perf.transformer import Stage as OpStage
+from simulator.perf.transformer import RECOMPUTE_PREFIX, StageLayers, training_ops
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import AttentionKind, ModelProfile
 from simulator.profiles.params import ParamCount, attention_params, count_params, ffn_params
@@ -166,8 +165,8 @@ class PassCosts:
         w = self.workload
         ops = training_ops(self.model, self.layout, w.seq_len, w.micro_batch_size, w.precision,
                            w.recompute.value, _lora(w),
-                           stage=OpStage(shape.first_layer, shape.layers, shape.embedding,
-                                         shape.lm_head),
+                           stage=StageLayers(first_layer=shape.first_layer, layers=shape.layers,
+                                             embedding=shape.embedding, lm_head=shape.lm_head),
                            flash_attention=w.flash_attention)
         overlap = dict(overlap_tp=w.overlap.tp_comm, overlap_ep=w.overlap.ep_comm)
         return (pass_cost(self.hw, ops.forward, **overlap),
