@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         write_run_outputs(Path(args.out), result)
     if args.trace:
-        from simulator.engine.training import write_trace
+        from simulator.report.trace import write_trace
 
         write_trace(result.training, args.trace)
     if args.format == "json":

@@ -28,7 +28,9 @@ def llama3_run(work_days: float = 48.0, interval: float | None = None,
     write = 5.68e12 / 2e12
     fleet = H100_MTBF / 16384
     chosen = interval or young_daly_interval(write, fleet)
-    return RunSpec(work_days * DAY, 16384, H100_MTBF, 900.0, write, chosen, blocking)
+    return RunSpec(work_s=work_days * DAY, accelerators=16384, mtbf_per_accelerator_s=H100_MTBF,
+                   restart_s=900.0, checkpoint_write_s=write, interval_s=chosen,
+                   blocking=blocking)
 
 
 def samples(spec: RunSpec, seeds: range):
@@ -99,7 +101,8 @@ def test_determinism_by_seed():
 
 
 def test_without_failures_only_checkpoints_cost_time():
-    spec = RunSpec(10 * DAY, 1024, H100_MTBF, 600.0, 2.0, 1000.0, True, enabled=False)
+    spec = RunSpec(work_s=10 * DAY, accelerators=1024, mtbf_per_accelerator_s=H100_MTBF,
+                   restart_s=600.0, checkpoint_write_s=2.0, interval_s=1000.0, enabled=False)
     out = simulate_run(spec, np.random.default_rng(1))
     assert out.interruptions == 0
     assert out.wall_time_s == pytest.approx(10 * DAY + (10 * DAY // 1000) * 2.0)
@@ -123,6 +126,7 @@ def test_interval_resolution():
 
 
 def test_a_run_that_cannot_finish_says_so():
-    spec = RunSpec(365 * DAY, 100_000, 1000 * HOUR, 3600.0, 60.0, None, True)
+    spec = RunSpec(work_s=365 * DAY, accelerators=100_000, mtbf_per_accelerator_s=1000 * HOUR,
+                   restart_s=3600.0, checkpoint_write_s=60.0, interval_s=None)
     with pytest.raises(NoProgress, match="checkpoint more often"):
         simulate_run(spec, np.random.default_rng(0))

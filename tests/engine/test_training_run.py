@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from simulator.engine.training import run_training, write_trace
+from simulator.engine.training import run_training
 from simulator.loading import load_scenario
+from simulator.report.trace import write_trace
 from simulator.results.training import TrainingResult
 from tests.conftest import ROOT, SCENARIOS
 
@@ -43,7 +44,7 @@ def test_every_training_scenario_runs(path):
     assert r.goodput == pytest.approx(r.time_to_train_s / r.wall_time_s)
     assert r.accelerator_hours == pytest.approx(
         scenario.cluster.accelerators * r.wall_time_s / 3600)
-    memory = r.memory_per_accelerator_bytes
+    memory = r.memory_per_accelerator_bytes.model_dump()
     assert memory["total"] == pytest.approx(sum(v for k, v in memory.items() if k != "total"))
     for value in r.utilization.model_dump().values():
         assert 0 <= value <= 1

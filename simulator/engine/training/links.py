@@ -59,6 +59,7 @@ class _Flow:
     timer: simpy.Event
 
     def finish(self, event: simpy.Event) -> None:
+        """A timer fired: if it is the latest, the transfer has arrived."""
         if event is not self.timer:
             return  # re-timed since: a later timer will finish it
         shared = False
@@ -143,10 +144,10 @@ class Links:
             timer.callbacks.append(flow.finish)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Job:
     """A transfer waiting in a channel (not frozen: a frozen dataclass costs four times as
-    much to make, and a step makes one per bucket)."""
+    much to make, and a step makes one per bucket). ``done`` fires when it has arrived."""
 
     name: str
     seconds: float
@@ -155,7 +156,10 @@ class Job:
 
 
 class Channel:
-    """One communication stream (a NCCL stream): its transfers run one after another."""
+    """One communication stream (a NCCL stream): its transfers run one after another.
+
+    ``record(job, start, end)`` hears of each transfer as it arrives, before ``job.done``
+    fires."""
 
     def __init__(self, links: Links, record: Callable[[Job, float, float], None]):
         self.links, self.record = links, record
@@ -164,6 +168,7 @@ class Channel:
         self._on_done = self._done  # bound once, handed to every transfer
 
     def put(self, job: Job) -> None:
+        """Queue ``job``: it starts when the transfers queued before it have arrived."""
         self.queue.append(job)
         if not self.busy:
             self._next()
