@@ -9,6 +9,7 @@ import statistics
 import numpy as np
 import pytest
 
+from simulator.engine.training import run_training
 from simulator.engine.training.failures import (
     NoProgress,
     RunSpec,
@@ -17,7 +18,6 @@ from simulator.engine.training.failures import (
     simulate_run,
     young_daly_interval,
 )
-from simulator.engine.training import run_training
 from simulator.loading import load_scenario
 from simulator.profiles.catalog import load_hardware
 from tests.conftest import ROOT
