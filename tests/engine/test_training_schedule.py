@@ -22,7 +22,7 @@ def plan(pp: int, m: int, f: float = 1.0, b: float = 2.0, kind: str = "1f1b", vp
                                 backward=PassCost(compute_s=bs / vpp)),) * vpp)
                    for fs, bs in costs)
     order = tuple(tuple(o) for o in schedule(kind, pp, m, vpp))
-    return StepPlan(stages=stages, order=order, microbatches=m, p2p_s=p2p)
+    return StepPlan(stages=stages, order=order, p2p_s=p2p)
 
 
 @pytest.mark.parametrize("pp,m", [(2, 1), (2, 8), (4, 4), (4, 16), (8, 3), (16, 16)])

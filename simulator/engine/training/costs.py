@@ -85,6 +85,7 @@ def chunk_shapes(workload: TrainingWorkload, layers_per_stage: list[int],
 
 
 def _comm_class(op: CommOp) -> str:
+    """Which exposed-communication class a collective counts in: "tp", "ep" or "cp"."""
     name = op.name.removeprefix(RECOMPUTE_PREFIX)
     if name.startswith("moe.") or op.collective is Collective.ALL_TO_ALL:
         return "ep"
@@ -143,6 +144,7 @@ def pass_cost(hw: HardwareProfile, ops: list, *, overlap_tp: bool,
 
 
 def _lora(workload: TrainingWorkload):
+    """The LoRA (rank, targets) the ops need, or None for full training."""
     f = workload.finetune
     return (f.rank, f.targets) if f.method is FinetuneMethod.LORA else None
 
@@ -165,6 +167,7 @@ class PassCosts:
         return self._cache[key]
 
     def _price(self, shape: ChunkShape) -> tuple[PassCost, PassCost]:
+        """Build and price one chunk shape's forward and backward ops."""
         w = self.workload
         ops = training_ops(self.model, self.layout, w.seq_len, w.micro_batch_size, w.precision,
                            w.recompute.value, _lora(w),

@@ -43,6 +43,7 @@ class DataParallelStream:
         return events
 
     def _done(self, job: Job, start: float, end: float) -> None:
+        """A bucket has arrived: its slice on the DP track, its seconds on the ledger."""
         self.records.interval(self.stage, DP_STREAM, job.name, "dp_comm", start, end - start)
         self.ledger.network_s += job.seconds
 

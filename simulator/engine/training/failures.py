@@ -91,6 +91,7 @@ def resolve_interval(setting: float | str, write_s: float, fleet_mtbf_s: float,
 
 
 def _expm1(x: float) -> float:
+    """e^x - 1, infinite where it overflows (a hopeless run, refused later)."""
     try:
         return math.expm1(x)
     except OverflowError:
@@ -146,6 +147,7 @@ class _RunWithFailures:
         self.checkpoint_times.extend((start + interval + k * period).tolist())
 
     def _record_failure(self, t: float) -> None:
+        """Keep a failure's time for the plot, and report progress."""
         if len(self.failure_times) < MAX_TIMELINE_EVENTS:
             self.failure_times.append(t)
         else:
@@ -154,6 +156,7 @@ class _RunWithFailures:
             self.progress(self.spec.work_s - self.remaining, self.spec.work_s)
 
     def _record_restart(self, start: float, end: float) -> None:
+        """Keep a restart's span for the plot."""
         if len(self.restart_spans) < MAX_TIMELINE_EVENTS:
             self.restart_spans.append((start, end))
         else:
@@ -168,6 +171,7 @@ class _RunWithFailures:
                            blocking=self.spec.blocking, truncated=self.truncated)
 
     def _next_failure(self) -> float:
+        """Seconds until the fleet's next failure (never, with failures off)."""
         return float(self.rng.exponential(self.spec.fleet_mtbf_s)) if self.spec.enabled \
             else math.inf
 
@@ -221,6 +225,7 @@ class _RunWithFailures:
             yield from self._restart()
 
     def _restart(self) -> Generator[simpy.Event, None, None]:
+        """Restart after a failure; a failure during it starts it over."""
         while True:
             gap = self._next_failure()
             start = self.env.now

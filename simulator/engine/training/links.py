@@ -30,10 +30,9 @@ class Wire:
     An object per link, resolved once from its key, so that a transfer touches its links
     without hashing their keys."""
 
-    __slots__ = ("flows", "key")
+    __slots__ = ("flows",)
 
-    def __init__(self, key: Link):
-        self.key = key
+    def __init__(self) -> None:
         self.flows: dict[_Flow, None] = {}
 
 
@@ -87,7 +86,7 @@ class Links:
     def resolve(self, links: tuple[Link, ...]) -> tuple[Wire, ...]:
         """The wires of ``links`` (created on first use): resolve once, send many times."""
         wires = self.wires
-        return tuple(wires.get(k) or wires.setdefault(k, Wire(k)) for k in links)
+        return tuple(wires.get(k) or wires.setdefault(k, Wire()) for k in links)
 
     def send(self, wires: tuple[Wire, ...], seconds: float,
              on_done: Callable[[Any, float, float], None], arg: Any) -> None:
@@ -174,6 +173,7 @@ class Channel:
             self._next()
 
     def _next(self) -> None:
+        """Start the next queued transfer, if any."""
         if not self.queue:
             self.busy = False
             return
@@ -182,6 +182,7 @@ class Channel:
         self.links.send(job.wires, job.seconds, self._on_done, job)
 
     def _done(self, job: Job, start: float, end: float) -> None:
+        """A transfer has arrived: record it, fire its event, start the next."""
         self.record(job, start, end)
         job.done.succeed()
         self._next()

@@ -100,6 +100,7 @@ class PointToPoint:
         self.links.send(route.wires, seconds, self._on_arrival, (route, key, task))
 
     def _arrived(self, parcel: _Parcel, start: float, end: float) -> None:
+        """A send has arrived: record the transfer, fire the destination's message."""
         route, key, task = parcel
         self.transfers.append((route.source, route.destination, route.stream, route.forward,
                                task.microbatch, task.chunk, start, end - start))  # a Transfer
@@ -110,16 +111,19 @@ class PointToPoint:
         return (backward * self.pp + stage) * self.vpp + chunk
 
     def _next_virtual(self, stage: int, chunk: int) -> tuple[int, int] | None:
+        """The (stage, chunk) after ``(stage, chunk)`` in the virtual pipeline, or None."""
         if stage < self.pp - 1:
             return stage + 1, chunk
         return (0, chunk + 1) if chunk < self.vpp - 1 else None
 
     def _previous_virtual(self, stage: int, chunk: int) -> tuple[int, int] | None:
+        """The (stage, chunk) before ``(stage, chunk)`` in the virtual pipeline, or None."""
         if stage > 0:
             return stage - 1, chunk
         return (self.pp - 1, chunk - 1) if chunk > 0 else None
 
     def _route(self, stage: int, chunk: int, kind: Pass) -> Route:
+        """The route of the passes of (``chunk``, ``kind``) on ``stage``."""
         forward = kind is Pass.FORWARD
         costs = self.plan.stages[stage].chunks[chunk]
         cost = costs.forward if forward else costs.backward
@@ -138,6 +142,7 @@ class PointToPoint:
         return Route(chunk, not forward, cost, cost.duration_s, box, send)
 
     def _p2p_wires(self, source: int, destination: int) -> tuple[Wire, ...]:
+        """The links a send from ``source`` to ``destination`` crosses (resolved once)."""
         wires = self._wires.get((source, destination))
         if wires is None:
             fabrics = sorted(self.plan.p2p_fabrics)

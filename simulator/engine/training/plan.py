@@ -90,7 +90,6 @@ class StepPlan:
 
     stages: tuple[Stage, ...]
     order: tuple[tuple[Task, ...], ...]
-    microbatches: int
     p2p_s: float = 0.0
     p2p_fabrics: tuple[str, ...] = ("scale_out",)
     dp_overlap: bool = True

@@ -49,12 +49,12 @@ class TrainingPlan:
     """A step plan and the figures needed to turn its time into MFU and HFU."""
 
     step: StepPlan
-    microbatches: int
     model_flops_per_step: float
     executed_flops_ratio: float  # executed FLOPs with recomputation / without
 
 
 def _fabrics(fabric: str) -> tuple[str, ...]:
+    """The fabrics a collective priced on ``fabric`` occupies."""
     if fabric in ("scale_up", "scale_out"):
         return (fabric,)
     if fabric == "local":
@@ -64,6 +64,7 @@ def _fabrics(fabric: str) -> tuple[str, ...]:
 
 def _buckets(hw: HardwareProfile, name: str, params: float, bytes_per_param: float,
              collective: Collective, group: Group) -> tuple[Bucket, ...]:
+    """``params`` split into DDP buckets, each priced as one collective over ``group``."""
     if params <= 0 or group.size <= 1:
         return ()
     size = max(BUCKET_PARAMS, 1e6 * group.size)
@@ -89,11 +90,14 @@ class _DataParallel:
 
     @property
     def gather(self) -> GatherMode:
+        """When parameters are gathered: never (ZeRO 0, LoRA), once a step, every pass."""
         if self.zero == 0:
             return GatherMode.NONE
         return GatherMode.PASS if self.zero == 3 else GatherMode.STEP
 
     def grads(self, p: ChunkParams) -> tuple[Bucket, ...]:
+        """The gradient buckets of a chunk: dense over the DP group, expert over the
+        expert-data-parallel one."""
         kind = Collective.ALL_REDUCE if self.zero == 0 else Collective.REDUCE_SCATTER
         return (_buckets(self.hw, f"grads {kind.value}", p.trainable_dense, GRAD_REDUCE_BYTES,
                          kind, self.dense)
@@ -101,6 +105,7 @@ class _DataParallel:
                            GRAD_REDUCE_BYTES, kind, self.expert))
 
     def params(self, p: ChunkParams) -> tuple[Bucket, ...]:
+        """The parameter-gather buckets of a chunk (ZeRO 1-3; none with ZeRO 0)."""
         if self.gather is GatherMode.NONE:
             return ()
         ag = Collective.ALL_GATHER
@@ -118,6 +123,7 @@ class _DataParallel:
 
 
 def _p2p(scenario: Scenario) -> tuple[float, tuple[str, ...]]:
+    """The time of one pipeline send (an activation or its gradient), and its fabrics."""
     w, hw = scenario.workload, scenario.hardware
     assert isinstance(w, TrainingWorkload)
     layout = training_layout(w)
@@ -177,11 +183,11 @@ def build_plan(scenario: Scenario) -> TrainingPlan:
              f"pp={par.pp} dp={par.dp} cp={par.cp} ep={par.ep}, {w.pipeline_schedule.value}"
              f"{f' vpp={par.vpp}' if par.vpp > 1 else ''}, {microbatches} microbatches")
     step = StepPlan(stages=tuple(stages), order=tuple(tuple(o) for o in order),
-                    microbatches=microbatches, p2p_s=p2p_s, p2p_fabrics=p2p_fabrics,
+                    p2p_s=p2p_s, p2p_fabrics=p2p_fabrics,
                     dp_overlap=w.overlap.dp_comm, gather=dp.gather, title=title,
                     peak_hbm_bandwidth=hw.hbm_bandwidth)
     ratio = executed / (executed - recomputed) if executed > recomputed else 1.0
-    return TrainingPlan(step=step, microbatches=microbatches,
+    return TrainingPlan(step=step,
                         model_flops_per_step=model_flops_per_token(model, w.seq_len)
                         * w.tokens_per_step,
                         executed_flops_ratio=ratio)

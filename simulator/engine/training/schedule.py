@@ -28,20 +28,13 @@ class Pass(StrEnum):
 class Task(NamedTuple):
     """One pass of one microbatch through one model chunk held by a stage.
 
-    A named tuple, not a dataclass: a step of a deep pipeline has a hundred thousand.
+    A named tuple, not a dataclass: a step of a deep pipeline has a hundred thousand. (Its
+    short name, ``F3`` or ``B3.c1``, is :func:`simulator.results.training.pass_label`.)
     """
 
     kind: Pass
     microbatch: int
     chunk: int = 0
-
-    @property
-    def label(self) -> str:
-        """``F3``: the forward of microbatch 3; ``B3.c1``: its backward through chunk 1."""
-        return f"{self.kind.value}{self.microbatch}" + (f".c{self.chunk}" if self.chunk else "")
-
-    def __str__(self) -> str:
-        return self.label
 
 
 def _one_f_one_b_order(forwards: list[Task], backwards: list[Task], warmup: int) -> list[Task]:

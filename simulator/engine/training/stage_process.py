@@ -1,19 +1,21 @@
 """A pipeline stage as a SimPy process: its schedule's passes in order.
 
-A pass, step by step (the body of :meth:`StageProcess.run`'s loop, the one place a pass is
-simulated):
+What a pass does, in order (the body of :meth:`StageProcess.run`'s loop, the one place a
+pass is simulated):
 
 1. ZeRO 3 with overlap: issue the next pass's parameter gather (a prefetch).
 2. Wait for its input message, if it has one (an activation from the previous virtual
    stage, a gradient from the next): the time the transfer is in flight is exposed PP
    communication, the time before it was sent is bubble.
-3. ZeRO 3 without overlap: gather its parameters, and wait for them.
-4. Compute (:meth:`_run`: its kernels, then its exposed TP, EP and CP communication, as
-   :class:`PassCost` says). Where data-parallel buckets meet the pass, it is cut there
-   (:meth:`_split`): before the share of the work each parameter bucket feeds (the first
-   forward of a chunk under ZeRO 1/2 overlap, every pass under ZeRO 3 overlap), after the
-   share that produces each gradient bucket (the last backward of a chunk with overlap,
-   every backward under ZeRO 3 overlap).
+3. ZeRO 3 without overlap: gather its parameters, and wait for them. Passes that meet
+   data-parallel buckets (:meth:`StageProcess._meets_dp`) learn here where the buckets cut
+   them (:func:`_cut_points`): before the share of the work each parameter bucket feeds
+   (the first forward of a chunk under ZeRO 1/2 overlap, every pass under ZeRO 3 overlap),
+   after the share that produces each gradient bucket (the last backward of a chunk with
+   overlap, every backward under ZeRO 3 overlap). Other passes are one part.
+4. Compute, part by part: its kernels, then its exposed TP, EP and CP communication, as
+   :class:`PassCost` says; between parts, issue a gradient bucket or wait for a
+   parameter bucket that has not arrived.
 5. Send its output, asynchronously (:class:`.p2p.PointToPoint`).
 6. ZeRO 3 without overlap: a backward reduces its gradients, and waits.
 
@@ -46,7 +48,7 @@ _GRADIENTS, _PARAMETERS, _END = 0, 1, 2
 _WHOLE: tuple[tuple[float, int, int], ...] = ((1.0, _END, 0),)
 _BACKWARD = Pass.BACKWARD  # bound once: looking up an enum member costs a call
 
-Process = Generator[Event, Any, None]
+ProcessBody = Generator[Event, Any, None]  # what a SimPy process runs
 
 
 class StageProcess:
@@ -86,7 +88,7 @@ class StageProcess:
             + [(i, (c, True)) for c, i in first_backward.items()])]
         self.ledger.runs = [[0.0, 0.0] for _ in self.routes]
 
-    def run(self) -> Process:
+    def run(self) -> ProcessBody:
         """The process: what comes before the first pass, every pass in order (the loop's
         body is the one place a pass is simulated: see the module's docstring for its
         steps), then the barrier."""
@@ -192,7 +194,7 @@ class StageProcess:
         self.records.interval(self.stage, COMPUTE, "waiting for a transfer", "wait_pp",
                               now - in_flight, in_flight)
 
-    def _wait_dp(self, events: list[Event], name: str) -> Process:
+    def _wait_dp(self, events: list[Event], name: str) -> ProcessBody:
         """Wait for data-parallel buckets, booked as exposed DP communication."""
         start = self.env.now
         pending = [e for e in events if e.callbacks is not None]
@@ -202,7 +204,7 @@ class StageProcess:
         self.ledger.time["dp"] += waited
         self.records.interval(self.stage, COMPUTE, name, "wait_dp", start, waited)
 
-    def _finish(self) -> Process:
+    def _finish(self) -> ProcessBody:
         """Reduce what is left of the gradients (all of them without overlap), then arrive
         at the barrier."""
         if not self.overlap and not self.per_pass:
