@@ -176,9 +176,9 @@ class StepTimeline:
         destination), then each pass as its compute and the communication it exposes."""
         out = list(self.intervals())
         for t in self.transfers():
-            out.append(Slice(t.source, t.stream,
-                             f"{pass_label(t.forward, t.microbatch, t.chunk)} -> stage "
-                             f"{t.destination}", "pp_comm", t.start_s, t.duration_s))
+            name = f"{pass_label(t.forward, t.microbatch, t.chunk)} -> stage {t.destination}"
+            out.append(Slice(stage=t.source, stream=t.stream, name=name, kind="pp_comm",
+                             start_s=t.start_s, duration_s=t.duration_s))
         for run in self.passes():
             out.extend(self._pass_slices(run))
         return tuple(out)
@@ -187,14 +187,15 @@ class StepTimeline:
         """A pass's compute slice, then its exposed TP, EP and CP communication after it."""
         times = self.pass_times[run.stage][run.chunk][not run.forward]
         fraction = run.fraction
-        out = [Slice(run.stage, "compute", pass_label(run.forward, run.microbatch, run.chunk),
-                     "forward" if run.forward else "backward", run.start_s,
-                     times.duration_s * fraction)]
+        out = [Slice(stage=run.stage, stream="compute",
+                     name=pass_label(run.forward, run.microbatch, run.chunk),
+                     kind="forward" if run.forward else "backward", start_s=run.start_s,
+                     duration_s=times.duration_s * fraction)]
         t = run.start_s + times.compute_s * fraction
         for name, seconds in (("tp", times.tp_s), ("ep", times.ep_s), ("cp", times.cp_s)):
             if seconds > 0:
-                out.append(Slice(run.stage, "compute", f"{name} comm", f"{name}_comm", t,
-                                 seconds * fraction))
+                out.append(Slice(stage=run.stage, stream="compute", name=f"{name} comm",
+                                 kind=f"{name}_comm", start_s=t, duration_s=seconds * fraction))
                 t += seconds * fraction
         return out
 

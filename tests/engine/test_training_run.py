@@ -4,6 +4,7 @@ opens, and the invariants the issue names hold on real layouts."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import numpy as np
@@ -111,6 +112,9 @@ def test_trace_opens_as_chrome_trace(tmp_path):
     r = run_training(load_scenario(LLAMA_70B))
     path = write_trace(r, tmp_path / "step.json")
     assert [p.name for p in tmp_path.iterdir()] == ["step.json"]  # no temporary left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as every other output file
     data = json.loads(path.read_text())
     events = data["traceEvents"]
     names = {e["args"]["name"] for e in events if e["name"] == "process_name"}

@@ -134,12 +134,13 @@ class PointToPoint:
         if target:
             destination, destination_chunk = target
             seconds = self.plan.p2p_s if destination != stage else 0.0
-            send = SendRoute(stage, destination, forward,
-                             self._box(not forward, destination, destination_chunk),
-                             self._p2p_wires(stage, destination) if seconds > 0 else (),
-                             seconds, PP_STREAMS[0 if forward else 1])
-        box = self._box(not forward, stage, chunk) if source else None
-        return Route(chunk, not forward, cost, cost.duration_s, box, send)
+            send = SendRoute(
+                source=stage, destination=destination, forward=forward,
+                box=self._box(not forward, destination, destination_chunk),
+                wires=self._p2p_wires(stage, destination) if seconds > 0 else (),
+                seconds=seconds, stream=PP_STREAMS[0 if forward else 1])
+        return Route(chunk=chunk, backward=not forward, cost=cost, duration_s=cost.duration_s,
+                     box=self._box(not forward, stage, chunk) if source else None, send=send)
 
     def _p2p_wires(self, source: int, destination: int) -> tuple[Wire, ...]:
         """The links a send from ``source`` to ``destination`` crosses (resolved once)."""

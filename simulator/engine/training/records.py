@@ -9,7 +9,7 @@ slices is left to :meth:`StepTimeline.slices`, which few runs ever call.
 
 from __future__ import annotations
 
-from simulator.engine.training.plan import StepPlan
+from simulator.engine.training.plan import PassCost, StepPlan
 from simulator.results.training import (
     PassRunRow,
     PassTimes,
@@ -35,14 +35,15 @@ class StepRecords:
 
     def timeline(self, plan: StepPlan, step_time_s: float) -> StepTimeline:
         """The step's timeline: these records and what each pass of each stage costs."""
-        times = tuple(
-            tuple((PassTimes(c.forward.compute_s, c.forward.tp_s, c.forward.ep_s,
-                             c.forward.cp_s),
-                   PassTimes(c.backward.compute_s, c.backward.tp_s, c.backward.ep_s,
-                             c.backward.cp_s))
-                  for c in stage.chunks)
-            for stage in plan.stages)
+        times = tuple(tuple((_times(c.forward), _times(c.backward)) for c in stage.chunks)
+                      for stage in plan.stages)
         return StepTimeline(stages=plan.pp, step_time_s=step_time_s, title=plan.title,
                             interval_rows=tuple(self.intervals),
                             transfer_rows=tuple(self.transfers),
                             pass_rows=tuple(self.passes), pass_times=times)
+
+
+def _times(cost: PassCost) -> PassTimes:
+    """What the timeline needs of a pass's cost."""
+    return PassTimes(compute_s=cost.compute_s, tp_s=cost.tp_s, ep_s=cost.ep_s,
+                     cp_s=cost.cp_s)
