@@ -19,7 +19,7 @@ from simulator.engine.training.plan import (
     StepPlan,
 )
 from simulator.engine.training.planner import build_plan
-from simulator.engine.training.schedule import Pass, schedule
+from simulator.engine.training.schedule import schedule
 from simulator.engine.training.step import simulate_step
 from simulator.loading import load_scenario
 from simulator.results.training import PassRun, Slice, Transfer
@@ -182,17 +182,12 @@ def test_every_send_is_network_time_on_both_ends():
     assert all(t.duration_s == pytest.approx(0.5) for t in sends)
 
 
-def microbatches(plan: StepPlan) -> int:
-    """How many microbatches the plan's order runs (the forwards of stage 0's first chunk)."""
-    return sum(t.kind is Pass.FORWARD and t.chunk == 0 for t in plan.order[0])
-
-
 def _expected_network_s(plan: StepPlan, stage: int) -> float:
     """A stage's network busy time worked out from the plan alone: each pipeline message it
     sends or receives (every virtual stage but the first receives an activation and sends a
     gradient back, every one but the last the reverse), each data-parallel bucket it issues,
     and the communication inside its passes, hidden or not."""
-    pp, vpp, m = plan.pp, plan.vpp, microbatches(plan)
+    pp, vpp, m = plan.pp, plan.vpp, plan.microbatches
     chunks = plan.stages[stage].chunks
     messages = 0
     if pp > 1:
@@ -224,7 +219,7 @@ def test_each_stages_ledger_adds_up_on_real_layouts(stem, overrides):
     its compute the plan's passes, and its categories sum to the time it took."""
     plan = build_plan(load_scenario(ROOT / "scenarios" / f"{stem}.yaml", overrides)).step
     out = simulate_step(plan)
-    m = microbatches(plan)
+    m = plan.microbatches
     for s, totals in enumerate(out.stages):
         chunks = plan.stages[s].chunks
         assert totals.network_s == pytest.approx(_expected_network_s(plan, s), rel=1e-9)

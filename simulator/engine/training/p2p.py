@@ -1,16 +1,16 @@
 """Pipeline point-to-point traffic: where each pass's input comes from and its output goes.
 
 A pass's input is a *message*: an activation from the previous virtual stage (forward) or a
-gradient from the next one (backward). Each message is a SimPy event, made by whichever of
-sender and receiver gets to it first, that fires with (sent, arrived) times. Sends are
+gradient from the next one (backward). Each message is a SimPy event that fires with
+(sent, arrived) times. Sends are
 asynchronous (the sender goes on, as with Megatron-LM's ``overlap_p2p_comm`` and Llama 3's
 pipeline) and travel over the sender's outgoing and the receiver's incoming link, which
 they share with data-parallel traffic (see :mod:`.links`).
 
 Message ids are integers: the message of microbatch ``m`` into (direction, receiving stage,
 chunk) is ``box + m * boxes``, with ``box = (backward * pp + stage) * vpp + chunk`` and
-``boxes = 2 pp vpp`` (integers hash for nothing; tuples hash anew, and a step sends
-thousands).
+``boxes = 2 pp vpp``: an index into the inbox, a list (a step sends thousands of messages;
+tuples would hash anew each time).
 """
 
 from __future__ import annotations
@@ -57,18 +57,6 @@ class Route(NamedTuple):
 _Parcel = tuple[SendRoute, int, Task]
 
 
-class Inbox(dict[int, Event]):
-    """Message events by id, each made by whichever side (sender or receiver) asks first."""
-
-    def __init__(self, env: simpy.Environment):
-        super().__init__()
-        self.env = env
-
-    def __missing__(self, key: int) -> Event:
-        event = self[key] = Event(self.env)
-        return event
-
-
 class PointToPoint:
     """The pipeline's messages: each stage's routes, the inbox, and the sends between."""
 
@@ -78,7 +66,9 @@ class PointToPoint:
         self.ledgers, self.transfers = ledgers, records.transfers
         self.pp, self.vpp = plan.pp, plan.vpp
         self.boxes = 2 * self.pp * self.vpp  # message ids per microbatch
-        self.inbox = Inbox(env)
+        # one event per message id, made up front (each is sent once and awaited once; the
+        # few ids no pass uses are never triggered, so they cost the step no event)
+        self.inbox = [Event(env) for _ in range(self.boxes * plan.microbatches)]
         self._wires: dict[tuple[int, int], tuple[Wire, ...]] = {}
         self._on_arrival = self._arrived  # bound once, handed to every send
 

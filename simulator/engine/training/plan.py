@@ -106,3 +106,9 @@ class StepPlan:
     def vpp(self) -> int:
         """Model chunks per stage (virtual pipeline stages)."""
         return len(self.stages[0].chunks)
+
+    @property
+    def microbatches(self) -> int:
+        """Microbatches per step: a stage runs each forward and backward through each of its
+        chunks."""
+        return len(self.order[0]) // (2 * self.vpp)
