@@ -67,8 +67,10 @@ class PointToPoint:
         self.pp, self.vpp = plan.pp, plan.vpp
         self.boxes = 2 * self.pp * self.vpp  # message ids per microbatch
         # one event per message id, made up front (each is sent once and awaited once; the
-        # few ids no pass uses are never triggered, so they cost the step no event)
-        self.inbox = [Event(env) for _ in range(self.boxes * plan.microbatches)]
+        # few ids no pass uses are never triggered, so they cost the step no event). A
+        # single virtual stage sends nothing.
+        messages = self.boxes * plan.microbatches if self.pp * self.vpp > 1 else 0
+        self.inbox = [Event(env) for _ in range(messages)]
         self._wires: dict[tuple[int, int], tuple[Wire, ...]] = {}
         self._on_arrival = self._arrived  # bound once, handed to every send
 
