@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         write_run_outputs(Path(args.out), result)
     if args.trace:
-        from simulator.engine.training import write_trace
+        from simulator.report.trace import write_trace
 
         write_trace(_training_part(result), args.trace)
     if args.format == "json":

@@ -211,7 +211,7 @@ def pipeline_timeline(timeline: StepTimeline) -> bytes:
     ax = figure.subplots()
     scale, unit = (1e3, "ms") if timeline.step_time_s < 1 else (1.0, "s")
     spans: dict[tuple[str, str], dict[int, list[tuple[float, float]]]] = {}
-    for stage, stream, _name, kind, start, duration in timeline.records:
+    for stage, stream, _name, kind, start, duration in timeline.slices():
         if stream == "compute" or stream == "dp comm":
             spans.setdefault((stream, kind), {}).setdefault(stage, []).append(
                 (start * scale, duration * scale))

@@ -8,9 +8,9 @@ plots of ``--out``) ride along but are left out of JSON dumps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation
 
@@ -43,6 +43,7 @@ class StepBreakdown(BaseModel):
 
     @property
     def total(self) -> float:
+        """The parts summed: the step time, for the critical stage's breakdown."""
         return sum(self.model_dump().values())
 
 
@@ -74,54 +75,132 @@ class FailureSummary(BaseModel):
                                                 "checkpoint writes (sampled)")
 
 
-@dataclass(frozen=True)
-class Slice:
-    """One interval on one device of the simulated step (for the trace)."""
+class Slice(NamedTuple):
+    """One interval on one stage's track of the simulated step, as a trace or plot draws it."""
 
     stage: int
-    stream: str  # "compute", "dp comm", "pp send"
+    stream: str  # "compute", "dp comm", "pp send (activations)", "pp send (gradients)"
     name: str
-    kind: str  # forward, backward, compute, tp_comm, ep_comm, cp_comm, dp_comm, pp_comm, ...
+    kind: str  # forward, backward, tp_comm, ep_comm, cp_comm, dp_comm, pp_comm, wait_*, ...
     start_s: float
     duration_s: float
 
 
-@dataclass(frozen=True, eq=False)
-class StepTimeline:
-    """Everything that happened in one simulated step, per pipeline stage.
+class Transfer(NamedTuple):
+    """A pipeline send: an activation (``forward``) or a gradient on its way to ``destination``,
+    produced by the pass (``forward``, ``microbatch``, ``chunk``) of stage ``source``."""
 
-    ``records`` are plain tuples in :class:`Slice` field order (a name may be any object
-    whose ``str()`` is the name); ``slices`` builds the objects when a trace is asked for.
-    Most runs never read either, so the engine hands over ``build``, which makes the
-    records from what it collected on first read: a picklable callable (a ``partial`` of a
-    module-level function), so that results still cross process boundaries.
+    source: int
+    destination: int
+    stream: str
+    forward: bool
+    microbatch: int
+    chunk: int
+    start_s: float
+    duration_s: float
+
+
+class PassRun(NamedTuple):
+    """A pass as a stage ran it: all of it, or the ``fraction`` between two points where
+    data-parallel buckets meet it (the pass is then recorded in several runs)."""
+
+    stage: int
+    start_s: float
+    forward: bool
+    microbatch: int
+    chunk: int
+    fraction: float
+
+
+# The records as the step keeps them: rows in the field order of the named tuples above (a
+# step records thousands while it runs; a named tuple costs ten times a plain one to make).
+SliceRow = tuple[int, str, str, str, float, float]
+TransferRow = tuple[int, int, str, bool, int, int, float, float]
+PassRunRow = tuple[int, float, bool, int, int, float]
+
+
+class PassTimes(NamedTuple):
+    """What a whole pass of one (chunk, direction) spends: compute, then the TP, EP and CP
+    communication it leaves exposed, in that order."""
+
+    compute_s: float
+    tp_s: float
+    ep_s: float
+    cp_s: float
+
+    @property
+    def duration_s(self) -> float:
+        """The pass's length: compute plus exposed communication."""
+        return self.compute_s + self.tp_s + self.ep_s + self.cp_s
+
+
+def pass_label(forward: bool, microbatch: int, chunk: int) -> str:
+    """A pass's short name: ``F3`` is the forward of microbatch 3, ``B3.c1`` the backward of
+    microbatch 3 through chunk 1."""
+    return f"{'F' if forward else 'B'}{microbatch}" + (f".c{chunk}" if chunk else "")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepTimeline:
+    """Everything that happened in one simulated step, per pipeline stage, as plain records.
+
+    Three kinds of record, each in the order it happened: intervals (waits, data-parallel
+    buckets, the optimizer), transfers (pipeline sends) and pass runs.
+    ``pass_times[stage][chunk][backward]`` is what a whole pass of the stage costs. Most runs never
+    look at the timeline, so passes and sends become named, drawable :class:`Slice` s only
+    when :meth:`slices` is called (by the trace writer and the plots).
     """
 
     stages: int
     step_time_s: float
-    build: Callable[[], Iterable[tuple]] = field(repr=False)
     title: str = ""
+    interval_rows: tuple[SliceRow, ...] = ()
+    transfer_rows: tuple[TransferRow, ...] = ()
+    pass_rows: tuple[PassRunRow, ...] = ()
+    pass_times: tuple[tuple[tuple[PassTimes, PassTimes], ...], ...] = ()
 
-    @cached_property
-    def records(self) -> tuple[tuple, ...]:
-        return tuple(self.build())
+    def intervals(self) -> Iterator[Slice]:
+        """The waits, data-parallel buckets and optimizer steps."""
+        return map(Slice._make, self.interval_rows)
 
-    @cached_property
+    def transfers(self) -> Iterator[Transfer]:
+        """The pipeline sends."""
+        return map(Transfer._make, self.transfer_rows)
+
+    def passes(self) -> Iterator[PassRun]:
+        """The pass runs."""
+        return map(PassRun._make, self.pass_rows)
+
     def slices(self) -> tuple[Slice, ...]:
-        return tuple(Slice(stage, stream, str(name), kind, start, duration)
-                     for stage, stream, name, kind, start, duration in self.records)
+        """Every record as a slice: the intervals, each send (named after its pass and
+        destination), then each pass as its compute and the communication it exposes."""
+        out = list(self.intervals())
+        for t in self.transfers():
+            name = f"{pass_label(t.forward, t.microbatch, t.chunk)} -> stage {t.destination}"
+            out.append(Slice(stage=t.source, stream=t.stream, name=name, kind="pp_comm",
+                             start_s=t.start_s, duration_s=t.duration_s))
+        for run in self.passes():
+            out.extend(self._pass_slices(run))
+        return tuple(out)
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, StepTimeline):
-            return NotImplemented
-        return ((self.stages, self.step_time_s, self.title, self.records)
-                == (other.stages, other.step_time_s, other.title, other.records))
+    def _pass_slices(self, run: PassRun) -> list[Slice]:
+        """A pass's compute slice, then its exposed TP, EP and CP communication after it."""
+        times = self.pass_times[run.stage][run.chunk][not run.forward]
+        fraction = run.fraction
+        out = [Slice(stage=run.stage, stream="compute",
+                     name=pass_label(run.forward, run.microbatch, run.chunk),
+                     kind="forward" if run.forward else "backward", start_s=run.start_s,
+                     duration_s=times.duration_s * fraction)]
+        t = run.start_s + times.compute_s * fraction
+        for name, seconds in (("tp", times.tp_s), ("ep", times.ep_s), ("cp", times.cp_s)):
+            if seconds > 0:
+                out.append(Slice(stage=run.stage, stream="compute", name=f"{name} comm",
+                                 kind=f"{name}_comm", start_s=t, duration_s=seconds * fraction))
+                t += seconds * fraction
+        return out
 
-    def __hash__(self) -> int:
-        return hash((self.stages, self.step_time_s, self.title, self.records))
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunTimeline:
     """When things happened in the sampled run (for the failure/checkpoint plot), seconds of
     wall time from the start: each failure, each restart span (start, end), and each
@@ -137,10 +216,24 @@ class RunTimeline:
     truncated: bool = False
 
 
+class TrainingMemory(BaseModel):
+    """Bytes held by the most loaded device during a step, by part, and their total."""
+
+    model_config = _FROZEN
+
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+    logits: float
+    runtime_reserve: float
+    total: float
+
+
 class TrainingResult(BaseModel):
     """One training scenario: the steady-state step and the run with failures."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _FROZEN
 
     step_time_s: float
     tokens_per_s: float
@@ -158,7 +251,7 @@ class TrainingResult(BaseModel):
                           "counted as bubble). Where it is not the critical stage, the "
                           "critical stage's bubble is mostly waiting for it: stage "
                           "imbalance, not pipeline fill")
-    memory_per_accelerator_bytes: dict[str, float] = Field(
+    memory_per_accelerator_bytes: TrainingMemory = Field(
         description="the footprint's parts on the most loaded device, and their total")
     steps: int
     time_to_train_s: float = Field(description="ideal: steps x step time, no failures")

@@ -1,4 +1,5 @@
-"""The run-scale failure model against closed forms and the Llama 3 405B report."""
+"""The run-scale failure model against closed forms, the Poisson process it samples, and
+the shipped 405B scenario."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import statistics
 import numpy as np
 import pytest
 
+from simulator.engine.training import run_training
 from simulator.engine.training.failures import (
     NoProgress,
     RunSpec,
@@ -16,7 +18,9 @@ from simulator.engine.training.failures import (
     simulate_run,
     young_daly_interval,
 )
+from simulator.loading import load_scenario
 from simulator.profiles.catalog import load_hardware
+from tests.conftest import ROOT
 
 DAY, HOUR = 86400.0, 3600.0
 H100_MTBF = load_hardware("h100-sxm").reliability.mtbf_per_accelerator.value
@@ -28,22 +32,55 @@ def llama3_run(work_days: float = 48.0, interval: float | None = None,
     write = 5.68e12 / 2e12
     fleet = H100_MTBF / 16384
     chosen = interval or young_daly_interval(write, fleet)
-    return RunSpec(work_days * DAY, 16384, H100_MTBF, 900.0, write, chosen, blocking)
+    return RunSpec(work_s=work_days * DAY, accelerators=16384, mtbf_per_accelerator_s=H100_MTBF,
+                   restart_s=900.0, checkpoint_write_s=write, interval_s=chosen,
+                   blocking=blocking)
 
 
 def samples(spec: RunSpec, seeds: range):
     return [simulate_run(spec, np.random.default_rng(seed)) for seed in seeds]
 
 
-def test_the_profile_mtbf_reproduces_llama3s_interruptions():
-    """Llama 3 (arXiv 2407.21783, Sec. 3.3.4): 419 unexpected interruptions in 54 days on
-    16,384 H100s. The H100 profile's MTBF was *derived from this run*
-    (16,384 x 54 x 24 / 419 = 50,700 GPU-hours), so the closed form N·T/MTBF gives 419 back
-    by construction; the Young/Daly and Daly checks below test the model independently."""
-    mtbf = H100_MTBF
-    assert mtbf == pytest.approx(50700 * HOUR)
-    interruptions = 16384 * 54 * DAY / mtbf
-    assert interruptions == pytest.approx(419, abs=1)
+def test_a_scenarios_expected_interruptions_are_its_gpu_hours_over_the_mtbf():
+    """The shipped 405B run: expected interruptions = accelerator-hours of its expected wall
+    time / the H100 profile's MTBF per accelerator, worked out here from the profile and the
+    scenario, not from the run's spec; and the fleet fails accelerators times as often."""
+    scenario = load_scenario(ROOT / "scenarios" / "llama3.1-405b-h100-training.yaml")
+    failures = run_training(scenario).failures
+    mtbf_hours = H100_MTBF / HOUR
+    gpu_hours = scenario.cluster.accelerators * failures.expected_wall_time_s / HOUR
+    assert failures.mtbf_per_accelerator_hours == pytest.approx(mtbf_hours)
+    assert failures.fleet_mtbf_hours == pytest.approx(mtbf_hours / 16384)
+    assert failures.expected_interruptions == pytest.approx(gpu_hours / mtbf_hours)
+    # one sample of a Poisson count: within 5 standard deviations of its mean
+    assert abs(failures.sampled_interruptions - failures.expected_interruptions) < 5 * math.sqrt(
+        failures.expected_interruptions)
+
+
+def poisson_spec(accelerators: int) -> RunSpec:
+    """300 hours of work on a fleet whose MTBF is 10,000 h / accelerators, restarts free
+    and checkpoints free every 10 minutes: the wall time, so the failure count, barely
+    depends on the failures themselves."""
+    return RunSpec(work_s=300 * HOUR, accelerators=accelerators,
+                   mtbf_per_accelerator_s=10_000 * HOUR, restart_s=0.0,
+                   checkpoint_write_s=0.0, interval_s=600.0)
+
+
+def test_failures_arrive_as_a_poisson_process():
+    """Over 200 seeds, interruptions per run have the mean of the closed form (within 4
+    standard errors) and a variance equal to the mean (a Poisson count: within 4 standard
+    deviations of the sample variance's), and twice the fleet fails twice as often."""
+    n = 200
+    counts = {}
+    for accelerators in (1000, 2000):
+        runs = samples(poisson_spec(accelerators), range(n))
+        expected = runs[0].expected_interruptions
+        got = [r.interruptions for r in runs]
+        mean = statistics.fmean(got)
+        assert abs(mean - expected) < 4 * math.sqrt(expected / n)
+        assert statistics.variance(got) / mean == pytest.approx(1.0, abs=4 * math.sqrt(2 / n))
+        counts[accelerators] = mean
+    assert counts[2000] / counts[1000] == pytest.approx(2.0, rel=0.05)
 
 
 def test_expected_interruptions_are_n_t_over_mtbf():
@@ -99,7 +136,8 @@ def test_determinism_by_seed():
 
 
 def test_without_failures_only_checkpoints_cost_time():
-    spec = RunSpec(10 * DAY, 1024, H100_MTBF, 600.0, 2.0, 1000.0, True, enabled=False)
+    spec = RunSpec(work_s=10 * DAY, accelerators=1024, mtbf_per_accelerator_s=H100_MTBF,
+                   restart_s=600.0, checkpoint_write_s=2.0, interval_s=1000.0, enabled=False)
     out = simulate_run(spec, np.random.default_rng(1))
     assert out.interruptions == 0
     assert out.wall_time_s == pytest.approx(10 * DAY + (10 * DAY // 1000) * 2.0)
@@ -123,6 +161,7 @@ def test_interval_resolution():
 
 
 def test_a_run_that_cannot_finish_says_so():
-    spec = RunSpec(365 * DAY, 100_000, 1000 * HOUR, 3600.0, 60.0, None, True)
+    spec = RunSpec(work_s=365 * DAY, accelerators=100_000, mtbf_per_accelerator_s=1000 * HOUR,
+                   restart_s=3600.0, checkpoint_write_s=60.0, interval_s=None)
     with pytest.raises(NoProgress, match="checkpoint more often"):
         simulate_run(spec, np.random.default_rng(0))

@@ -4,14 +4,16 @@ opens, and the invariants the issue names hold on real layouts."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import numpy as np
 import pytest
 import yaml
 
-from simulator.engine.training import run_training, write_trace
+from simulator.engine.training import run_training
 from simulator.loading import load_scenario
+from simulator.report.trace import write_trace
 from simulator.results.training import TrainingResult
 from tests.conftest import ROOT, SCENARIOS
 
@@ -43,7 +45,7 @@ def test_every_training_scenario_runs(path):
     assert r.goodput == pytest.approx(r.time_to_train_s / r.wall_time_s)
     assert r.accelerator_hours == pytest.approx(
         scenario.cluster.accelerators * r.wall_time_s / 3600)
-    memory = r.memory_per_accelerator_bytes
+    memory = r.memory_per_accelerator_bytes.model_dump()
     assert memory["total"] == pytest.approx(sum(v for k, v in memory.items() if k != "total"))
     for value in r.utilization.model_dump().values():
         assert 0 <= value <= 1
@@ -110,6 +112,9 @@ def test_trace_opens_as_chrome_trace(tmp_path):
     r = run_training(load_scenario(LLAMA_70B))
     path = write_trace(r, tmp_path / "step.json")
     assert [p.name for p in tmp_path.iterdir()] == ["step.json"]  # no temporary left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as every other output file
     data = json.loads(path.read_text())
     events = data["traceEvents"]
     names = {e["args"]["name"] for e in events if e["name"] == "process_name"}

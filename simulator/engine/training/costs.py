@@ -34,7 +34,7 @@ from simulator.profiles.training import FinetuneMethod, TrainingWorkload
 _PARTNER_WINDOW = 3  # how far (in ops) a TP collective looks for the GEMM it overlaps
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChunkShape:
     """The layers one model chunk (a virtual pipeline stage) holds."""
 
@@ -44,7 +44,7 @@ class ChunkShape:
     lm_head: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChunkParams:
     """Parameters of one chunk held by one device: dense (split by TP) and expert (by EP·TP),
     and how many of them are trained (all, or LoRA adapters only)."""
@@ -76,13 +76,15 @@ def chunk_shapes(workload: TrainingWorkload, layers_per_stage: list[int],
     for c in range(vpp):
         for s in range(pp):
             n = sizes[s][c]
-            shapes[s][c] = ChunkShape(first, n, s == 0 and c == 0,
-                                      s == pp - 1 and c == vpp - 1)
+            shapes[s][c] = ChunkShape(first_layer=first, layers=n,
+                                      embedding=s == 0 and c == 0,
+                                      lm_head=s == pp - 1 and c == vpp - 1)
             first += n
     return [[shape for shape in row if shape is not None] for row in shapes]
 
 
 def _comm_class(op: CommOp) -> str:
+    """Which exposed-communication class a collective counts in: "tp", "ep" or "cp"."""
     name = op.name.removeprefix(RECOMPUTE_PREFIX)
     if name.startswith("moe.") or op.collective is Collective.ALL_TO_ALL:
         return "ep"
@@ -96,9 +98,9 @@ def _partner(ops: list, i: int, kinds: tuple[OpKind, ...], forward: bool | None)
     either side when ``forward`` is None), within a few ops."""
     offsets = range(1, _PARTNER_WINDOW + 1)
     directions = (1,) if forward else (-1,) if forward is False else (1, -1)
-    for step in offsets:
+    for distance in offsets:
         for direction in directions:
-            j = i + direction * step
+            j = i + direction * distance
             if 0 <= j < len(ops) and isinstance(ops[j], ComputeOp) and ops[j].kind in kinds:
                 return j
     return None
@@ -135,11 +137,13 @@ def pass_cost(hw: HardwareProfile, ops: list, *, overlap_tp: bool,
         exposed[cls] += t - hidden
     if overlap_ep:
         exposed["ep"] = max(0.0, exposed["ep"] - compute)
-    return PassCost(compute, exposed["tp"], exposed["ep"], exposed["cp"], flops, recompute,
-                    hbm, busy)
+    return PassCost(compute_s=compute, tp_s=exposed["tp"], ep_s=exposed["ep"],
+                    cp_s=exposed["cp"], flops=flops, recompute_flops=recompute, hbm_bytes=hbm,
+                    comm_busy_s=busy)
 
 
 def _lora(workload: TrainingWorkload):
+    """The LoRA (rank, targets) the ops need, or None for full training."""
     f = workload.finetune
     return (f.rank, f.targets) if f.method is FinetuneMethod.LORA else None
 
@@ -147,7 +151,7 @@ def _lora(workload: TrainingWorkload):
 class PassCosts:
     """Forward and backward :class:`PassCost` of each chunk shape, computed once per shape."""
 
-    def __init__(self, hw: HardwareProfile, model: ModelProfile, layout: Layout,
+    def __init__(self, *, hw: HardwareProfile, model: ModelProfile, layout: Layout,
                  workload: TrainingWorkload):
         self.hw, self.model, self.layout, self.workload = hw, model, layout, workload
         self._cache: dict[tuple, tuple[PassCost, PassCost]] = {}
@@ -162,6 +166,7 @@ class PassCosts:
         return self._cache[key]
 
     def _price(self, shape: ChunkShape) -> tuple[PassCost, PassCost]:
+        """Build and price one chunk shape's forward and backward ops."""
         w = self.workload
         ops = training_ops(self.model, self.layout, w.seq_len, w.micro_batch_size, w.precision,
                            w.recompute.value, _lora(w),
@@ -199,8 +204,10 @@ def chunk_params(model: ModelProfile, workload: TrainingWorkload, shape: ChunkSh
     if workload.finetune.method is FinetuneMethod.LORA:
         f = workload.finetune
         adapters = lora_params_per_layer(model, f.rank, f.targets) * shape.layers / par.tp
-        return ChunkParams(dense, expert, adapters, 0.0)
-    return ChunkParams(dense, expert, dense, expert)
+        return ChunkParams(dense=dense, expert=expert, trainable_dense=adapters,
+                           trainable_expert=0.0)
+    return ChunkParams(dense=dense, expert=expert, trainable_dense=dense,
+                       trainable_expert=expert)
 
 
 def model_flops_per_token(model: ModelProfile, seq_len: int) -> float:

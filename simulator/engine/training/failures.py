@@ -32,7 +32,7 @@ class NoProgress(XpusimError):
     """Failures arrive so often that the run cannot finish in any reasonable time."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunSpec:
     """A run of ``work_s`` seconds of training (steps x step time) on a failing fleet."""
 
@@ -47,6 +47,7 @@ class RunSpec:
 
     @property
     def fleet_mtbf_s(self) -> float:
+        """The fleet's mean time between failures: MTBF per accelerator / accelerators."""
         return self.mtbf_per_accelerator_s / self.accelerators
 
     @property
@@ -55,7 +56,7 @@ class RunSpec:
         return self.checkpoint_write_s if self.blocking else 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunOutcome:
     """One sampled run, and the closed-form expectations it should scatter around."""
 
@@ -90,6 +91,7 @@ def resolve_interval(setting: float | str, write_s: float, fleet_mtbf_s: float,
 
 
 def _expm1(x: float) -> float:
+    """e^x - 1, infinite where it overflows (a hopeless run, refused later)."""
     try:
         return math.expm1(x)
     except OverflowError:
@@ -114,7 +116,10 @@ def expected_wall_time(spec: RunSpec) -> float:
     return w / (1.0 - waste) if waste < 1.0 else math.inf
 
 
-class _Run:
+class _RunWithFailures:
+    """One sampled run as a SimPy process (``run``): training jumps from failure to failure,
+    each followed by a restart (``_restart``) that may itself be cut short by a failure."""
+
     def __init__(self, spec: RunSpec, rng: np.random.Generator,
                  progress: Callable[[float, float], None] | None = None):
         self.spec, self.rng = spec, rng
@@ -142,6 +147,7 @@ class _Run:
         self.checkpoint_times.extend((start + interval + k * period).tolist())
 
     def _record_failure(self, t: float) -> None:
+        """Keep a failure's time for the plot, and report progress."""
         if len(self.failure_times) < MAX_TIMELINE_EVENTS:
             self.failure_times.append(t)
         else:
@@ -150,17 +156,22 @@ class _Run:
             self.progress(self.spec.work_s - self.remaining, self.spec.work_s)
 
     def _record_restart(self, start: float, end: float) -> None:
+        """Keep a restart's span for the plot."""
         if len(self.restart_spans) < MAX_TIMELINE_EVENTS:
             self.restart_spans.append((start, end))
         else:
             self.truncated = True
 
     def timeline(self) -> RunTimeline:
-        return RunTimeline(self.env.now, tuple(self.failure_times), tuple(self.restart_spans),
-                           tuple(self.checkpoint_times), self.spec.checkpoint_write_s,
-                           self.spec.blocking, self.truncated)
+        """When things happened, for the plots."""
+        return RunTimeline(wall_time_s=self.env.now, failures_s=tuple(self.failure_times),
+                           restarts_s=tuple(self.restart_spans),
+                           checkpoints_s=tuple(self.checkpoint_times),
+                           checkpoint_write_s=self.spec.checkpoint_write_s,
+                           blocking=self.spec.blocking, truncated=self.truncated)
 
     def _next_failure(self) -> float:
+        """Seconds until the fleet's next failure (never, with failures off)."""
         return float(self.rng.exponential(self.spec.fleet_mtbf_s)) if self.spec.enabled \
             else math.inf
 
@@ -186,7 +197,9 @@ class _Run:
         durable = n if elapsed - n * interval >= s.checkpoint_write_s else max(0, n - 1)
         return elapsed, durable * interval, n, 0.0
 
-    def run(self) -> Generator:
+    def run(self) -> Generator[simpy.Event, None, None]:
+        """Train until the work is durable: each failure loses the work since the last
+        durable checkpoint and costs a restart."""
         env, remaining = self.env, self.spec.work_s
         while True:
             need, writes = self._finish_time(remaining)
@@ -211,7 +224,8 @@ class _Run:
             self._record_failure(env.now)
             yield from self._restart()
 
-    def _restart(self) -> Generator:
+    def _restart(self) -> Generator[simpy.Event, None, None]:
+        """Restart after a failure; a failure during it starts it over."""
         while True:
             gap = self._next_failure()
             start = self.env.now
@@ -242,10 +256,13 @@ def simulate_run(spec: RunSpec, rng: np.random.Generator,
             f"MTBF {spec.fleet_mtbf_s / 3600:.3g} h, checkpoint every "
             f"{spec.interval_s or math.inf:.3g} s, restart {spec.restart_s:.3g} s): "
             f"checkpoint more often, restart faster or use fewer accelerators")
-    run = _Run(spec, rng, progress)
+    run = _RunWithFailures(spec, rng, progress)
     run.env.process(run.run())
     run.env.run()
     if progress is not None:
         progress(spec.work_s, spec.work_s)
-    return RunOutcome(run.env.now, run.interruptions, run.lost, run.restarts, run.stalls,
-                      run.checkpoints, expected, expected_failures, run.timeline())
+    return RunOutcome(wall_time_s=run.env.now, interruptions=run.interruptions,
+                      lost_work_s=run.lost, restart_s=run.restarts,
+                      checkpoint_stall_s=run.stalls, checkpoints=run.checkpoints,
+                      expected_wall_time_s=expected, expected_interruptions=expected_failures,
+                      timeline=run.timeline())

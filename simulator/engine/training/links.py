@@ -30,10 +30,9 @@ class Wire:
     An object per link, resolved once from its key, so that a transfer touches its links
     without hashing their keys."""
 
-    __slots__ = ("flows", "key")
+    __slots__ = ("flows",)
 
-    def __init__(self, key: Link):
-        self.key = key
+    def __init__(self) -> None:
         self.flows: dict[_Flow, None] = {}
 
 
@@ -59,6 +58,7 @@ class _Flow:
     timer: simpy.Event
 
     def finish(self, event: simpy.Event) -> None:
+        """A timer fired: if it is the latest, the transfer has arrived."""
         if event is not self.timer:
             return  # re-timed since: a later timer will finish it
         shared = False
@@ -86,7 +86,7 @@ class Links:
     def resolve(self, links: tuple[Link, ...]) -> tuple[Wire, ...]:
         """The wires of ``links`` (created on first use): resolve once, send many times."""
         wires = self.wires
-        return tuple(wires.get(k) or wires.setdefault(k, Wire(k)) for k in links)
+        return tuple(wires.get(k) or wires.setdefault(k, Wire()) for k in links)
 
     def send(self, wires: tuple[Wire, ...], seconds: float,
              on_done: Callable[[Any, float, float], None], arg: Any) -> None:
@@ -143,10 +143,10 @@ class Links:
             timer.callbacks.append(flow.finish)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Job:
     """A transfer waiting in a channel (not frozen: a frozen dataclass costs four times as
-    much to make, and a step makes one per bucket)."""
+    much to make, and a step makes one per bucket). ``done`` fires when it has arrived."""
 
     name: str
     seconds: float
@@ -155,7 +155,10 @@ class Job:
 
 
 class Channel:
-    """One communication stream (a NCCL stream): its transfers run one after another."""
+    """One communication stream (a NCCL stream): its transfers run one after another.
+
+    ``record(job, start, end)`` hears of each transfer as it arrives, before ``job.done``
+    fires."""
 
     def __init__(self, links: Links, record: Callable[[Job, float, float], None]):
         self.links, self.record = links, record
@@ -164,11 +167,13 @@ class Channel:
         self._on_done = self._done  # bound once, handed to every transfer
 
     def put(self, job: Job) -> None:
+        """Queue ``job``: it starts when the transfers queued before it have arrived."""
         self.queue.append(job)
         if not self.busy:
             self._next()
 
     def _next(self) -> None:
+        """Start the next queued transfer, if any."""
         if not self.queue:
             self.busy = False
             return
@@ -177,6 +182,7 @@ class Channel:
         self.links.send(job.wires, job.seconds, self._on_done, job)
 
     def _done(self, job: Job, start: float, end: float) -> None:
+        """A transfer has arrived: record it, fire its event, start the next."""
         self.record(job, start, end)
         job.done.succeed()
         self._next()

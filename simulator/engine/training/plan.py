@@ -12,7 +12,7 @@ from enum import StrEnum
 from simulator.engine.training.schedule import Task
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PassCost:
     """One forward or backward pass of one microbatch through one chunk, on one device.
 
@@ -32,6 +32,7 @@ class PassCost:
 
     @property
     def duration_s(self) -> float:
+        """The pass's length on its stage: compute plus the communication left exposed."""
         return self.compute_s + self.tp_s + self.ep_s + self.cp_s
 
 
@@ -48,7 +49,7 @@ class Bucket:
     fabrics: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Chunk:
     """A model chunk held by a stage (one of ``vpp``): its passes and its DP traffic."""
 
@@ -60,6 +61,9 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Stage:
+    """One pipeline stage's share of the model: its chunks, and its optimizer step (time
+    and HBM bytes, for its ZeRO shard of the parameters)."""
+
     chunks: tuple[Chunk, ...]
     optimizer_s: float = 0.0
     optimizer_bytes: float = 0.0
@@ -73,7 +77,7 @@ class GatherMode(StrEnum):
     PASS = "pass"  # ZeRO 3: before every pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StepPlan:
     """One pipeline's step: stages, their pass order, and the communication around it.
 
@@ -86,7 +90,6 @@ class StepPlan:
 
     stages: tuple[Stage, ...]
     order: tuple[tuple[Task, ...], ...]
-    microbatches: int
     p2p_s: float = 0.0
     p2p_fabrics: tuple[str, ...] = ("scale_out",)
     dp_overlap: bool = True
@@ -96,8 +99,16 @@ class StepPlan:
 
     @property
     def pp(self) -> int:
+        """Pipeline stages."""
         return len(self.stages)
 
     @property
     def vpp(self) -> int:
+        """Model chunks per stage (virtual pipeline stages)."""
         return len(self.stages[0].chunks)
+
+    @property
+    def microbatches(self) -> int:
+        """Microbatches per step: a stage runs each forward and backward through each of its
+        chunks."""
+        return len(self.order[0]) // (2 * self.vpp)

@@ -44,17 +44,17 @@ BUCKET_PARAMS = 40e6  # Megatron-LM DDP bucket size: max(40M, 1M x dp) parameter
 MAX_BUCKETS = 32  # per chunk and kind; bigger buckets beyond that (keeps events few)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainingPlan:
     """A step plan and the figures needed to turn its time into MFU and HFU."""
 
     step: StepPlan
-    microbatches: int
     model_flops_per_step: float
     executed_flops_ratio: float  # executed FLOPs with recomputation / without
 
 
 def _fabrics(fabric: str) -> tuple[str, ...]:
+    """The fabrics a collective priced on ``fabric`` occupies."""
     if fabric in ("scale_up", "scale_out"):
         return (fabric,)
     if fabric == "local":
@@ -64,6 +64,7 @@ def _fabrics(fabric: str) -> tuple[str, ...]:
 
 def _buckets(hw: HardwareProfile, name: str, params: float, bytes_per_param: float,
              collective: Collective, group: Group) -> tuple[Bucket, ...]:
+    """``params`` split into DDP buckets, each priced as one collective over ``group``."""
     if params <= 0 or group.size <= 1:
         return ()
     size = max(BUCKET_PARAMS, 1e6 * group.size)
@@ -89,11 +90,14 @@ class _DataParallel:
 
     @property
     def gather(self) -> GatherMode:
+        """When parameters are gathered: never (ZeRO 0, LoRA), once a step, every pass."""
         if self.zero == 0:
             return GatherMode.NONE
         return GatherMode.PASS if self.zero == 3 else GatherMode.STEP
 
     def grads(self, p: ChunkParams) -> tuple[Bucket, ...]:
+        """The gradient buckets of a chunk: dense over the DP group, expert over the
+        expert-data-parallel one."""
         kind = Collective.ALL_REDUCE if self.zero == 0 else Collective.REDUCE_SCATTER
         return (_buckets(self.hw, f"grads {kind.value}", p.trainable_dense, GRAD_REDUCE_BYTES,
                          kind, self.dense)
@@ -101,6 +105,7 @@ class _DataParallel:
                            GRAD_REDUCE_BYTES, kind, self.expert))
 
     def params(self, p: ChunkParams) -> tuple[Bucket, ...]:
+        """The parameter-gather buckets of a chunk (ZeRO 1-3; none with ZeRO 0)."""
         if self.gather is GatherMode.NONE:
             return ()
         ag = Collective.ALL_GATHER
@@ -118,6 +123,7 @@ class _DataParallel:
 
 
 def _p2p(scenario: Scenario) -> tuple[float, tuple[str, ...]]:
+    """The time of one pipeline send (an activation or its gradient), and its fabrics."""
     w, hw = scenario.workload, scenario.hardware
     assert isinstance(w, TrainingWorkload)
     layout = training_layout(w)
@@ -131,30 +137,28 @@ def _p2p(scenario: Scenario) -> tuple[float, tuple[str, ...]]:
     return cost.time_s, _fabrics(cost.fabric)
 
 
-def build_plan(scenario: Scenario) -> TrainingPlan:
-    """The plan of one steady-state step of ``scenario``'s pipeline."""
+def _stages(scenario: Scenario, dp: _DataParallel) -> tuple[list[Stage], float, float]:
+    """Every stage's chunks (priced passes and DP buckets) and optimizer step, and the FLOPs
+    a step executes, and of them recomputes."""
     w, hw, model = scenario.workload, scenario.hardware, scenario.model
     assert isinstance(w, TrainingWorkload)
-    par = w.parallelism
-    layout = training_layout(w)
-    dp = _DataParallel(hw, w)
-    prices = PassCosts(hw, model, layout, w)
-    shapes = chunk_shapes(w, training_stage_layers(w, model.layers))
+    prices = PassCosts(hw=hw, model=model, layout=training_layout(w), workload=w)
     counts = count_params(model)
     built: dict[ChunkParams, Chunk] = {}  # chunks of equal shape share their buckets
     stages, executed, recomputed = [], 0.0, 0.0
-    for row in shapes:
+    for row in chunk_shapes(w, training_stage_layers(w, model.layers)):
         chunks, params = [], []
         for shape in row:
             forward, backward = prices(shape)
             p = chunk_params(model, w, shape, counts)
             params.append(p)
-            key = p
-            if key not in built:
-                built[key] = Chunk(forward, backward, dp.grads(p), dp.params(p))
-            chunk = built[key]
+            if p not in built:
+                built[p] = Chunk(forward=forward, backward=backward,
+                                 grad_buckets=dp.grads(p), param_buckets=dp.params(p))
+            chunk = built[p]
             if chunk.forward != forward or chunk.backward != backward:
-                chunk = Chunk(forward, backward, chunk.grad_buckets, chunk.param_buckets)
+                chunk = Chunk(forward=forward, backward=backward,
+                              grad_buckets=chunk.grad_buckets, param_buckets=chunk.param_buckets)
             chunks.append(chunk)
             executed += forward.flops + backward.flops
             recomputed += forward.recompute_flops + backward.recompute_flops
@@ -162,17 +166,28 @@ def build_plan(scenario: Scenario) -> TrainingPlan:
         opt_bytes = shard * OPTIMIZER_BYTES_PER_PARAM
         opt_s = opt_bytes / (hw.hbm_bandwidth * hw.efficiency.hbm.value) if shard else 0.0
         stages.append(Stage(tuple(chunks), opt_s, opt_bytes))
+    return stages, executed, recomputed
+
+
+def build_plan(scenario: Scenario) -> TrainingPlan:
+    """The plan of one steady-state step of ``scenario``'s pipeline."""
+    w, hw, model = scenario.workload, scenario.hardware, scenario.model
+    assert isinstance(w, TrainingWorkload)
+    par = w.parallelism
+    dp = _DataParallel(hw, w)
+    stages, executed, recomputed = _stages(scenario, dp)
     microbatches = w.global_batch_size // ((par.dp or 1) * w.micro_batch_size)
     order = schedule(w.pipeline_schedule.value, par.pp, microbatches, par.vpp)
     p2p_s, p2p_fabrics = _p2p(scenario)
     title = (f"{model.name} on {scenario.cluster.accelerators} x {hw.name}: tp={par.tp} "
              f"pp={par.pp} dp={par.dp} cp={par.cp} ep={par.ep}, {w.pipeline_schedule.value}"
              f"{f' vpp={par.vpp}' if par.vpp > 1 else ''}, {microbatches} microbatches")
-    step = StepPlan(tuple(stages), tuple(tuple(o) for o in order), microbatches, p2p_s,
-                    p2p_fabrics, w.overlap.dp_comm, dp.gather, title, hw.hbm_bandwidth)
+    step = StepPlan(stages=tuple(stages), order=tuple(tuple(o) for o in order),
+                    p2p_s=p2p_s, p2p_fabrics=p2p_fabrics,
+                    dp_overlap=w.overlap.dp_comm, gather=dp.gather, title=title,
+                    peak_hbm_bandwidth=hw.hbm_bandwidth)
     ratio = executed / (executed - recomputed) if executed > recomputed else 1.0
-    return TrainingPlan(step, microbatches,
-                        model_flops_per_token(model, w.seq_len) * w.tokens_per_step, ratio)
-
-
-
+    return TrainingPlan(step=step,
+                        model_flops_per_step=model_flops_per_token(model, w.seq_len)
+                        * w.tokens_per_step,
+                        executed_flops_ratio=ratio)

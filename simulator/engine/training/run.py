@@ -6,13 +6,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-from simulator.engine.training.failures import RunSpec, resolve_interval, simulate_run
+from simulator.engine.training.failures import (
+    RunOutcome,
+    RunSpec,
+    resolve_interval,
+    simulate_run,
+)
 from simulator.engine.training.planner import build_plan
 from simulator.engine.training.step import simulate_step
 from simulator.perf.footprint import lora_params_per_layer, training_footprint
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import CheckpointMode, FinetuneMethod, TrainingWorkload
-from simulator.results.training import FailureSummary, TrainingResult
+from simulator.results.training import FailureSummary, TrainingMemory, TrainingResult
 
 # A checkpoint holds the bf16 weights (2 B) and the fp32 master weights and Adam moments
 # (12 B) of every trained parameter (Megatron-LM distributed checkpoints).
@@ -44,8 +49,9 @@ def run_spec(scenario: Scenario, work_s: float, step_s: float) -> RunSpec:
     n = scenario.cluster.accelerators
     interval = resolve_interval(w.checkpoint.interval_s, write_s, mtbf / n, step_s,
                                 enabled=w.failures.enabled, blocking=blocking)
-    return RunSpec(work_s, n, mtbf, w.failures.restart_s, write_s, interval, blocking,
-                   w.failures.enabled)
+    return RunSpec(work_s=work_s, accelerators=n, mtbf_per_accelerator_s=mtbf,
+                   restart_s=w.failures.restart_s, checkpoint_write_s=write_s,
+                   interval_s=interval, blocking=blocking, enabled=w.failures.enabled)
 
 
 def run_training(scenario: Scenario, *, rng: np.random.Generator | None = None,
@@ -70,7 +76,35 @@ def run_training(scenario: Scenario, *, rng: np.random.Generator | None = None,
     spec = run_spec(scenario, ideal, step_s)
     run = simulate_run(spec, rng if rng is not None else np.random.default_rng(scenario.seed),
                        progress)
-    failures = FailureSummary(
+    hfu = mfu * plan.executed_flops_ratio
+    return TrainingResult(
+        step_time_s=step_s,
+        tokens_per_s=w.tokens_per_step / step_s,
+        mfu=mfu,
+        hfu=hfu,
+        bubble_fraction=step.bubble_fraction,
+        breakdown_s=step.breakdown,
+        critical_stage=step.critical_stage,
+        busiest_stage=step.busiest_stage,
+        busiest_stage_breakdown_s=step.busiest_breakdown,
+        memory_per_accelerator_bytes=TrainingMemory(**footprint.parts, total=footprint.total),
+        steps=steps,
+        time_to_train_s=ideal,
+        goodput=ideal / run.wall_time_s if run.wall_time_s else 1.0,
+        wall_time_s=run.wall_time_s,
+        accelerator_hours=n * run.wall_time_s / HOUR,
+        failures=failure_summary(scenario, spec, run),
+        utilization=step.utilization.model_copy(update={"compute": min(1.0, hfu)}),
+        timeline=step.timeline,
+        run_timeline=run.timeline,
+    )
+
+
+def failure_summary(scenario: Scenario, spec: RunSpec, run: RunOutcome) -> FailureSummary:
+    """What failures, checkpoints and restarts cost the sampled ``run`` of ``spec``."""
+    w = scenario.workload
+    assert isinstance(w, TrainingWorkload)
+    return FailureSummary(
         enabled=spec.enabled,
         mtbf_per_accelerator_hours=spec.mtbf_per_accelerator_s / HOUR,
         fleet_mtbf_hours=spec.fleet_mtbf_s / HOUR,
@@ -86,26 +120,4 @@ def run_training(scenario: Scenario, *, rng: np.random.Generator | None = None,
         checkpoint_mode=w.checkpoint.mode.value,
         checkpoints=run.checkpoints,
         checkpoint_hours=run.checkpoint_stall_s / HOUR,
-    )
-    hfu = mfu * plan.executed_flops_ratio
-    return TrainingResult(
-        step_time_s=step_s,
-        tokens_per_s=w.tokens_per_step / step_s,
-        mfu=mfu,
-        hfu=hfu,
-        bubble_fraction=step.bubble_fraction,
-        breakdown_s=step.breakdown,
-        critical_stage=step.critical_stage,
-        busiest_stage=step.busiest_stage,
-        busiest_stage_breakdown_s=step.busiest_breakdown,
-        memory_per_accelerator_bytes={**footprint.parts, "total": footprint.total},
-        steps=steps,
-        time_to_train_s=ideal,
-        goodput=ideal / run.wall_time_s if run.wall_time_s else 1.0,
-        wall_time_s=run.wall_time_s,
-        accelerator_hours=n * run.wall_time_s / HOUR,
-        failures=failures,
-        utilization=step.utilization.model_copy(update={"compute": min(1.0, hfu)}),
-        timeline=step.timeline,
-        run_timeline=run.timeline,
     )

@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 
 class Pass(StrEnum):
+    """The direction of a pass: forward (activations) or backward (gradients)."""
+
     FORWARD = "F"
     BACKWARD = "B"
 
@@ -26,40 +28,39 @@ class Pass(StrEnum):
 class Task(NamedTuple):
     """One pass of one microbatch through one model chunk held by a stage.
 
-    A named tuple, not a dataclass: a step of a deep pipeline has a hundred thousand.
+    A named tuple, not a dataclass: a step of a deep pipeline has a hundred thousand. (Its
+    short name, ``F3`` or ``B3.c1``, is :func:`simulator.results.training.pass_label`.)
     """
 
     kind: Pass
     microbatch: int
     chunk: int = 0
 
-    @property
-    def label(self) -> str:
-        return f"{self.kind.value}{self.microbatch}" + (f".c{self.chunk}" if self.chunk else "")
 
-    def __str__(self) -> str:
-        return self.label
-
-
-def _forwards(n: int) -> list[Task]:
-    return [Task(Pass.FORWARD, i) for i in range(n)]
+def _one_f_one_b_order(forwards: list[Task], backwards: list[Task], warmup: int) -> list[Task]:
+    """``warmup`` forwards, then one forward and one backward in turn, then the backwards
+    left: the steady state of 1F1B, flat or interleaved."""
+    steady = len(forwards) - warmup
+    order = forwards[:warmup]
+    for i in range(steady):
+        order += [forwards[warmup + i], backwards[i]]
+    return order + backwards[steady:]
 
 
 def gpipe(pp: int, microbatches: int) -> list[list[Task]]:
-    return [_forwards(microbatches) + [Task(Pass.BACKWARD, i) for i in range(microbatches)]
-            for _ in range(pp)]
+    """Every stage: every forward, then every backward."""
+    forwards = [Task(Pass.FORWARD, i) for i in range(microbatches)]
+    backwards = [Task(Pass.BACKWARD, i) for i in range(microbatches)]
+    return [forwards + backwards for _ in range(pp)]
 
 
 def one_f_one_b(pp: int, microbatches: int) -> list[list[Task]]:
-    orders = []
-    for stage in range(pp):
-        warmup = min(pp - stage - 1, microbatches)
-        order = _forwards(warmup)
-        for i in range(microbatches - warmup):
-            order += [Task(Pass.FORWARD, warmup + i), Task(Pass.BACKWARD, i)]
-        order += [Task(Pass.BACKWARD, i) for i in range(microbatches - warmup, microbatches)]
-        orders.append(order)
-    return orders
+    """Stage ``s``: ``pp - s - 1`` warm-up forwards, then one forward and one backward in
+    turn, then the backwards left."""
+    forwards = [Task(Pass.FORWARD, i) for i in range(microbatches)]
+    backwards = [Task(Pass.BACKWARD, i) for i in range(microbatches)]
+    return [_one_f_one_b_order(forwards, backwards, min(pp - stage - 1, microbatches))
+            for stage in range(pp)]
 
 
 def _virtual(k: int, pp: int, vpp: int, kind: Pass) -> Task:
@@ -71,21 +72,22 @@ def _virtual(k: int, pp: int, vpp: int, kind: Pass) -> Task:
 
 
 def interleaved(pp: int, vpp: int, microbatches: int) -> list[list[Task]]:
+    """Megatron-LM's interleaved 1F1B: microbatches go through the chunks in groups of
+    ``pp``; stage ``s`` warms up with ``2(pp - s - 1) + (vpp - 1)pp`` forwards (all of them
+    when there are only ``pp`` microbatches)."""
     if microbatches % pp:
         raise ValueError(f"the interleaved schedule needs the microbatches ({microbatches}) "
                          f"to be a multiple of pp ({pp})")
     total = microbatches * vpp
+    # every stage runs the same forwards and backwards; only its warm-up differs
+    forwards = [_virtual(k, pp, vpp, Pass.FORWARD) for k in range(total)]
+    backwards = [_virtual(k, pp, vpp, Pass.BACKWARD) for k in range(total)]
     orders = []
     for stage in range(pp):
         # with only pp microbatches Megatron-LM runs every forward first
         warmup = total if microbatches == pp else min(2 * (pp - stage - 1) + (vpp - 1) * pp,
                                                       total)
-        order = [_virtual(k, pp, vpp, Pass.FORWARD) for k in range(warmup)]
-        for k in range(total - warmup):
-            order += [_virtual(warmup + k, pp, vpp, Pass.FORWARD),
-                      _virtual(k, pp, vpp, Pass.BACKWARD)]
-        order += [_virtual(k, pp, vpp, Pass.BACKWARD) for k in range(total - warmup, total)]
-        orders.append(order)
+        orders.append(_one_f_one_b_order(forwards, backwards, warmup))
     return orders
 
 

@@ -10,19 +10,19 @@ async slices (sends can overlap one another). Times are microseconds, as the for
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+from typing import Any
 
+from simulator.report.files import write_atomic
 from simulator.results.training import StepTimeline, TrainingResult
 
 _THREADS = {"compute": 0, "dp comm": 1, "pp send (activations)": 2, "pp send (gradients)": 3}
 _ASYNC = {"pp send (activations)", "pp send (gradients)"}
 
 
-def trace_events(timeline: StepTimeline) -> dict:
+def trace_events(timeline: StepTimeline) -> dict[str, Any]:
     """The trace as a JSON-ready mapping (Trace Event Format, ``traceEvents`` + metadata)."""
-    events: list[dict] = []
+    events: list[dict[str, Any]] = []
     for stage in range(timeline.stages):
         events.append({"name": "process_name", "ph": "M", "pid": stage,
                        "args": {"name": f"pipeline stage {stage}"}})
@@ -31,8 +31,8 @@ def trace_events(timeline: StepTimeline) -> dict:
         for name, tid in _THREADS.items():
             events.append({"name": "thread_name", "ph": "M", "pid": stage, "tid": tid,
                            "args": {"name": name}})
-    slices = sorted(timeline.slices, key=lambda s: (s.stage, _THREADS.get(s.stream, 9),
-                                                    s.start_s, -s.duration_s))
+    slices = sorted(timeline.slices(), key=lambda s: (s.stage, _THREADS.get(s.stream, 9),
+                                                      s.start_s, -s.duration_s))
     for n, s in enumerate(slices):
         common = {"name": s.name, "cat": s.kind, "pid": s.stage,
                   "tid": _THREADS.get(s.stream, 9)}
@@ -47,19 +47,11 @@ def trace_events(timeline: StepTimeline) -> dict:
 
 
 def write_trace(result_or_timeline: TrainingResult | StepTimeline, path: str | Path) -> Path:
-    """Write the step's trace to ``path`` atomically (a temporary file, then a rename)."""
-    timeline = result_or_timeline
-    if isinstance(result_or_timeline, TrainingResult):
-        timeline = result_or_timeline.timeline
-    if not isinstance(timeline, StepTimeline):
+    """Write the step's trace to ``path`` (atomically: a half-written trace never stays)."""
+    timeline = (result_or_timeline.timeline if isinstance(result_or_timeline, TrainingResult)
+                else result_or_timeline)
+    if timeline is None:
         raise ValueError("no step timeline to write: the result was built without one")
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(trace_events(timeline), out)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(trace_events(timeline)))
     return path

@@ -1,0 +1,223 @@
+"""A pipeline stage as a SimPy process: its schedule's passes in order.
+
+What a pass does, in order (the body of :meth:`StageProcess.run`'s loop, the one place a
+pass is simulated):
+
+1. ZeRO 3 with overlap: issue the next pass's parameter gather (a prefetch).
+2. Wait for its input message, if it has one (an activation from the previous virtual
+   stage, a gradient from the next): the time the transfer is in flight is exposed PP
+   communication, the time before it was sent is bubble.
+3. ZeRO 3 without overlap: gather its parameters, and wait for them. Passes that meet
+   data-parallel buckets (:meth:`StageProcess._meets_dp`) learn here where the buckets cut
+   them (:func:`_cut_points`): before the share of the work each parameter bucket feeds
+   (the first forward of a chunk under ZeRO 1/2 overlap, every pass under ZeRO 3 overlap),
+   after the share that produces each gradient bucket (the last backward of a chunk with
+   overlap, every backward under ZeRO 3 overlap). Other passes are one part.
+4. Compute, part by part: its kernels, then its exposed TP, EP and CP communication, as
+   :class:`PassCost` says; between parts, issue a gradient bucket or wait for a
+   parameter bucket that has not arrived.
+5. Send its output, asynchronously (:class:`.p2p.PointToPoint`).
+6. ZeRO 3 without overlap: a backward reduces its gradients, and waits.
+
+Before its first pass a stage issues, with overlap, this step's parameter gathers chunk by
+chunk (ZeRO 1/2: the gather of the previous step's update, placed at the start of the step,
+which is the steady state) or ZeRO 3's first prefetch. After its last pass it reduces what
+is left of its gradients (all of them without overlap) and arrives at the barrier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+from simpy.events import Event, Timeout
+
+from simulator.engine.training.data_parallel import DataParallelStream
+from simulator.engine.training.ledger import Ledger
+from simulator.engine.training.p2p import PointToPoint
+from simulator.engine.training.plan import Bucket, GatherMode, StepPlan
+from simulator.engine.training.records import StepRecords
+from simulator.engine.training.schedule import Pass
+
+COMPUTE = "compute"
+# What a pass does at a cut point, in this order where points coincide: issue a gradient
+# bucket, wait for a parameter bucket, end.
+_GRADIENTS, _PARAMETERS, _END = 0, 1, 2
+# The cut points of a pass no data-parallel bucket meets.
+_WHOLE: tuple[tuple[float, int, int], ...] = ((1.0, _END, 0),)
+_BACKWARD = Pass.BACKWARD  # bound once: looking up an enum member costs a call
+
+ProcessBody = Generator[Event, Any, None]  # what a SimPy process runs
+
+
+class StageProcess:
+    """One pipeline stage running its pass order (``run``, a SimPy process)."""
+
+    def __init__(self, *, env: simpy.Environment, plan: StepPlan, stage: int, ledger: Ledger,
+                 p2p: PointToPoint, dp: DataParallelStream, records: StepRecords):
+        self.env, self.stage, self.ledger = env, stage, ledger
+        self.p2p, self.dp, self.records = p2p, dp, records
+        self.order = plan.order[stage]
+        self.chunks = plan.stages[stage].chunks
+        self.routes = p2p.routes(stage)
+        self.inbox, self.boxes = p2p.inbox, p2p.boxes
+        self.passes = records.passes
+        self.overlap = plan.dp_overlap
+        self.per_pass = plan.gather is GatherMode.PASS  # ZeRO 3
+        self.per_step = plan.gather is GatherMode.STEP  # ZeRO 1/2
+        self.first_forward: dict[int, int] = {}  # chunk -> index of its first forward
+        self.last_backward: dict[int, int] = {}  # chunk -> index of its last backward
+        self._index_passes()
+        self.step_gathers: dict[int, list[Event]] = {}  # ZeRO 1/2 overlap, by chunk
+        self.prefetched: dict[int, list[Event]] = {}  # ZeRO 3 overlap, by pass index
+        self.grad_events: list[Event] = []  # gradient buckets issued so far
+
+    def _index_passes(self) -> None:
+        """Find each chunk's first forward and last backward, and give the ledger its
+        routes in the order the stage first runs them."""
+        first_backward: dict[int, int] = {}
+        for i, (kind, _microbatch, chunk) in enumerate(self.order):
+            if kind is Pass.BACKWARD:
+                self.last_backward[chunk] = i
+                first_backward.setdefault(chunk, i)
+            else:
+                self.first_forward.setdefault(chunk, i)
+        self.ledger.order = [route for _, route in sorted(
+            [(i, (c, False)) for c, i in self.first_forward.items()]
+            + [(i, (c, True)) for c, i in first_backward.items()])]
+        self.ledger.runs = [[0.0, 0.0] for _ in self.routes]
+
+    def run(self) -> ProcessBody:
+        """The process: what comes before the first pass, every pass in order (the loop's
+        body is the one place a pass is simulated: see the module's docstring for its
+        steps), then the barrier."""
+        self._issue_ahead()
+        env, stage, order, routes = self.env, self.stage, self.order, self.routes
+        inbox, boxes, send, passes = self.inbox, self.boxes, self.p2p.send, self.passes
+        runs, meets_dp, backward_kind = self.ledger.runs, self._meets_dp(), _BACKWARD
+        for i, task in enumerate(order):
+            kind, microbatch, c = task
+            backward = kind is backward_kind
+            route = routes[c][backward]
+            dp = meets_dp[i]
+            if dp:  # 1. prefetch the next pass's parameters
+                self._prefetch(i)
+            if route.box is not None:  # 2. its input
+                message = inbox[route.box + microbatch * boxes]
+                if message.callbacks is not None:  # not in yet (if it is, there is no wait)
+                    start = env.now
+                    sent, arrived = yield message
+                    self._book_transfer_wait(start, sent, arrived)
+            gathers: list[Event] = []
+            grads: tuple[Bucket, ...] = ()
+            cuts = _WHOLE
+            if dp:  # 3. its parameters, and where buckets cut its compute
+                gathers, grads = yield from self._buckets_at(i, backward, c)
+                cuts = _cut_points(len(gathers), len(grads))
+            done = 0.0  # 4. its compute, part by part between its cut points
+            for point, action, k in cuts:
+                if point > done:
+                    part = point - done
+                    runs[c][backward] += part  # the ledger settles runs into time at the end
+                    passes.append((stage, env.now, not backward, microbatch, c, part))
+                    duration = route.duration_s * part
+                    if duration > 0:
+                        yield Timeout(env, duration)
+                    done = point
+                if action == _GRADIENTS:
+                    self.grad_events += self.dp.issue(grads[k:k + 1])
+                elif action == _PARAMETERS and gathers[k].callbacks is not None:
+                    yield from self._wait_dp([gathers[k]], "waiting for parameters")
+            if route.send is not None:  # 5. its output
+                send(route.send, task)
+            if dp and backward and self.per_pass and not self.overlap:  # 6. its gradients
+                yield from self._wait_dp(self.dp.issue(self.chunks[c].grad_buckets),
+                                         "reducing gradients")
+        yield from self._finish()
+
+    def _meets_dp(self) -> list[bool]:
+        """Per pass, whether data-parallel traffic meets it: every pass under ZeRO 3; with
+        overlap, the first forward of a chunk whose parameters a ZeRO 1/2 gather brings,
+        and the last backward of a chunk with gradients to reduce."""
+        if self.per_pass:
+            return [True] * len(self.order)
+        meets = [False] * len(self.order)
+        if self.overlap:
+            for c, i in self.first_forward.items():
+                meets[i] = self.per_step and bool(self.chunks[c].param_buckets)
+            for c, i in self.last_backward.items():
+                meets[i] = bool(self.chunks[c].grad_buckets)
+        return meets
+
+    def _prefetch(self, i: int) -> None:
+        """ZeRO 3 with overlap: gather the next pass's parameters while this one runs."""
+        if self.per_pass and self.overlap and i + 1 < len(self.order):
+            upcoming = self.chunks[self.order[i + 1].chunk]
+            self.prefetched[i + 1] = self.dp.issue(upcoming.param_buckets)
+
+    def _buckets_at(self, i: int, backward: bool, c: int,
+                    ) -> Generator[Event, Any, tuple[list[Event], tuple[Bucket, ...]]]:
+        """The parameter buckets pass ``i`` must wait for as it goes, and the gradient
+        buckets it issues as it goes (ZeRO 3 without overlap: first gather and wait)."""
+        chunk = self.chunks[c]
+        gathers: list[Event] = []
+        if self.per_pass and self.overlap:
+            gathers = self.prefetched.pop(i)
+        elif self.per_pass:
+            yield from self._wait_dp(self.dp.issue(chunk.param_buckets), "gathering parameters")
+        elif not backward and self.first_forward[c] == i:
+            gathers = self.step_gathers.get(c, [])
+        reduce_now = backward and (self.per_pass or self.last_backward[c] == i)
+        return gathers, chunk.grad_buckets if reduce_now and self.overlap else ()
+
+    def _issue_ahead(self) -> None:
+        """With overlap: this step's parameter gathers in the order the chunks first run
+        (ZeRO 1/2), or the first pass's (ZeRO 3)."""
+        if not self.overlap:
+            return
+        if self.per_step:
+            first = self.first_forward
+            for c in sorted(first, key=first.__getitem__):
+                self.step_gathers[c] = self.dp.issue(self.chunks[c].param_buckets)
+        elif self.per_pass and self.order:
+            self.prefetched[0] = self.dp.issue(self.chunks[self.order[0].chunk].param_buckets)
+
+    def _book_transfer_wait(self, start: float, sent: float, arrived: float) -> None:
+        """A wait for a message from ``start`` to now: exposed PP communication while the
+        transfer was in flight, bubble before it was sent."""
+        now = self.env.now
+        in_flight = arrived - max(start, sent) if arrived > start else 0.0
+        time = self.ledger.time
+        time["pp"] += in_flight
+        time["bubble"] += now - start - in_flight
+        self.records.interval(self.stage, COMPUTE, "waiting for a transfer", "wait_pp",
+                              now - in_flight, in_flight)
+
+    def _wait_dp(self, events: list[Event], name: str) -> ProcessBody:
+        """Wait for data-parallel buckets, booked as exposed DP communication."""
+        start = self.env.now
+        pending = [e for e in events if e.callbacks is not None]
+        if pending:
+            yield self.env.all_of(pending)
+        waited = self.env.now - start
+        self.ledger.time["dp"] += waited
+        self.records.interval(self.stage, COMPUTE, name, "wait_dp", start, waited)
+
+    def _finish(self) -> ProcessBody:
+        """Reduce what is left of the gradients (all of them without overlap), then arrive
+        at the barrier."""
+        if not self.overlap and not self.per_pass:
+            for c in self.chunks:
+                self.grad_events += self.dp.issue(c.grad_buckets)
+        yield from self._wait_dp(self.grad_events, "reducing gradients")
+        self.ledger.end_s = self.env.now
+
+
+def _cut_points(gathers: int, grads: int) -> tuple[tuple[float, int, int], ...]:
+    """Where a pass is cut, as (fraction of the pass done, action, bucket): before the share
+    of the work each of ``gathers`` parameter buckets feeds, after the share that produces
+    each of ``grads`` gradient buckets, and at its end."""
+    points = [(k / gathers, _PARAMETERS, k) for k in range(gathers)]
+    points += [((k + 1) / grads, _GRADIENTS, k) for k in range(grads)]
+    return tuple(sorted(points)) + _WHOLE
