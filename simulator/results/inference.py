@@ -157,9 +157,10 @@ class InferenceMetrics(BaseModel):
                                             "and the largest")
     preemptions: int
     iterations: int
-    engine_steps: int = Field(description="iterations, or runs of decode steps jumped through "
-                                          "at once, that the engine priced: the simulation's "
-                                          "cost (iterations / engine_steps = mean jump)")
+    engine_steps: int = Field(description="events the engine priced: iterations with prompt "
+                                          "chunks, and runs of decode-only iterations jumped "
+                                          "through at once; the simulation's cost "
+                                          "(iterations / engine_steps = mean jump)")
     activity: ActivityFractions
     little_law: LittleLaw
     per_replica: list[ReplicaSummary]

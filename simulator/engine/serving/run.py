@@ -102,10 +102,10 @@ def _run(env: simpy.Environment, progress: Callable[[float, float], None] | None
     """Run the simulation, telling ``progress`` every few thousand events how far it got.
     Returns the number of events."""
     with collector_paused():
-        steps = run_counting(env, None if progress is None else lambda: progress(done(), total))
+        events = run_counting(env, None if progress is None else lambda: progress(done(), total))
     if progress is not None:
         progress(total, total)
-    return steps
+    return events
 
 
 def _transfer(scenario: Scenario, pools: list[_Pool]) -> KVTransfer | None:
