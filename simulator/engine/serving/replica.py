@@ -27,7 +27,7 @@ from collections.abc import Callable
 from functools import reduce
 from itertools import accumulate
 from operator import add
-from typing import NamedTuple, cast
+from typing import cast
 
 import numpy as np
 import simpy
@@ -68,20 +68,12 @@ class _RunInFlight:
         return self.bounds
 
 
-class _MixedIteration(NamedTuple):
-    """An iteration with prompt chunks in flight: its plan, its time and when it ends."""
-
-    plan: Plan
-    time_s: float
-    end_s: float
-
-
 class Replica:
     """One model replica: a scheduler, its iteration costs and its own statistics."""
 
-    __slots__ = ("_idle", "_mixed", "_run", "_state", "_timeout", "_waking", "clock", "cost",
-                 "decode_pool", "env", "jump", "meter", "on_outcome", "sched", "series",
-                 "slot", "stats", "usage")
+    __slots__ = ("_idle", "_mixed", "_mixed_end", "_mixed_time", "_run", "_state", "_timeout",
+                 "_waking", "clock", "cost", "decode_pool", "env", "jump", "meter",
+                 "on_outcome", "sched", "series", "slot", "stats", "usage")
 
     def __init__(self, *, env: simpy.Environment, scheduler: Scheduler, cost: IterationCost,
                  stats: ReplicaStats, series: Series, on_outcome: Hook, jump: bool = True):
@@ -99,7 +91,9 @@ class Replica:
         self.decode_pool = False
         self._idle = True  # nothing to do until a request arrives
         self._waking = False  # an idle replica has been told to wake up
-        self._mixed: _MixedIteration | None = None
+        # the iteration with prompt chunks in flight: its plan, time and end
+        self._mixed: Plan | None = None
+        self._mixed_time = self._mixed_end = 0.0
         self._run: _RunInFlight | None = None  # the run in flight: None, or ``_state``
         self._state = _RunInFlight()
         self._timeout: Timeout | None = None  # the event that ends what is in flight
@@ -182,12 +176,12 @@ class Replica:
                                    plan.prompt_pairs, len(plan.chunks), plan.decode_batch,
                                    plan.decode_context)
         end = self.clock + time
-        self._mixed = _MixedIteration(plan, time, end)
+        self._mixed, self._mixed_time, self._mixed_end = plan, time, end
         self._wait_until(end, self._end_mixed)
 
     def _end_mixed(self, event: simpy.Event) -> None:
-        assert self._mixed is not None
-        plan, time, end = self._mixed
+        plan, time, end = self._mixed, self._mixed_time, self._mixed_end
+        assert plan is not None
         self._mixed = None
         self.clock = end
         out = self.sched.commit(plan, end)
@@ -214,7 +208,7 @@ class Replica:
         run = self._run = self._state
         run.batch, run.context, run.preempted = batch, context, preempted
         run.iterations, run.first, run.free = iterations, first, sched.kv_blocks - first
-        run.prompts = sched.prompt_blocks()
+        run.prompts = sched.prompt_blocks
         run.price, run.bounds, run.start, run.end = price, None, self.clock, end
         run.cut = iterations == 1  # nothing to cut
         self._wait_until(end, self._end_run)
@@ -287,7 +281,7 @@ class Replica:
         if finished:
             self.on_outcome(self, finished, _NONE, end)
         # (a hand-off may have freed prompt blocks meanwhile)
-        self._next(b - run.prompts + cross - dec.gone + sched.prompt_blocks())
+        self._next(b - run.prompts + cross - dec.gone + sched.prompt_blocks)
 
     def _meter_run(self, run: _RunInFlight, iterations: int, busy: float, kv: float) -> None:
         """Add the run to the time series: to its meter's bin, or bin by bin when its

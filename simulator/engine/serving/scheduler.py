@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from collections import deque
 from enum import StrEnum
-from typing import NamedTuple
 
 from simulator.engine.serving.decoding import Decoding
 from simulator.engine.serving.kv_cache import KVCapacity, ceil_div
@@ -47,16 +46,10 @@ class Role(StrEnum):
     DECODE = "decode"  # receives requests with their KV cache
 
 
-class Chunk(NamedTuple):
-    """``tokens`` more prompt tokens of request ``request`` in one iteration."""
-
-    request: int
-    tokens: int
-
-
 class Plan:
-    """The next iteration: prompt chunks, the decode batch (its size and total context), the
-    sequences preempted to make room, and the KV blocks in use while it runs.
+    """The next iteration: prompt chunks (``(request, new tokens)`` pairs), the decode batch
+    (its size and total context), the sequences preempted to make room, and the KV blocks in
+    use while it runs.
 
     ``prompt_tokens``, ``prompt_cached`` and ``prompt_pairs`` are the chunks in aggregate,
     what pricing needs: new tokens, tokens already in the cache, and the (new, earlier)
@@ -67,7 +60,7 @@ class Plan:
     __slots__ = ("blocks", "chunks", "decode_batch", "decode_context", "preempted",
                  "prompt_cached", "prompt_pairs", "prompt_tokens")
 
-    def __init__(self, *, chunks: list[Chunk], decode_batch: int, decode_context: int,
+    def __init__(self, *, chunks: list[tuple[int, int]], decode_batch: int, decode_context: int,
                  preempted: int, blocks: int, prompt_tokens: int = 0, prompt_cached: int = 0,
                  prompt_pairs: int = 0):
         self.chunks = chunks
@@ -105,9 +98,9 @@ class Scheduler:
     contexts and end iterations.
     """
 
-    __slots__ = ("_admissions", "block", "capacity", "chunk", "chunked", "dec", "held_blocks",
-                 "iteration", "kv_blocks", "max_batch", "max_tokens", "prefill_blocks",
-                 "prefilling", "requests", "role", "waiting")
+    __slots__ = ("_admissions", "block", "capacity", "chunk", "chunked", "dec", "iteration",
+                 "kv_blocks", "max_batch", "max_tokens", "prefilling", "prompt_blocks",
+                 "requests", "role", "waiting")
 
     def __init__(self, *, requests: Requests, capacity: KVCapacity, batching: Batching,
                  role: Role = Role.MIXED):
@@ -123,21 +116,18 @@ class Scheduler:
         self.role = role
         self.waiting: deque[int] = deque()
         self.prefilling: list[int] = []
-        self.prefill_blocks = 0  # blocks of the prompts in progress
-        self.held_blocks = 0  # prompts handed off whose KV is still being sent
+        # KV blocks held by prompts: in progress, or done on a prefill replica and still
+        # being sent to the decode replica
+        self.prompt_blocks = 0
         self.iteration = 0
         self.dec = Decoding(self.block)
         self._admissions = 0
 
     # ---- blocks ------------------------------------------------------------------------------
-    def prompt_blocks(self) -> int:
-        """KV blocks held by prompts: in progress, or handed off and still being sent."""
-        return self.prefill_blocks + self.held_blocks
-
     def blocks_in_use(self) -> int:
         """KV blocks in use at the next iteration (the decoding sequences at it, and the
         prompts)."""
-        return self.dec.blocks_at(self.iteration) + self.prefill_blocks + self.held_blocks
+        return self.dec.blocks_at(self.iteration) + self.prompt_blocks
 
     def _prompt_blocks_of(self, r: int) -> int:
         """The blocks ``r``'s prompt (its ``target``) holds."""
@@ -175,7 +165,7 @@ class Scheduler:
             reqs.generated[r] = reqs.output_len[r] - (end - self.iteration)
         else:
             r = self.prefilling.pop()
-            self.prefill_blocks -= self._prompt_blocks_of(r)
+            self.prompt_blocks -= self._prompt_blocks_of(r)
         reqs.target[r] = reqs.prompt_len[r] + reqs.generated[r]
         reqs.done[r] = 0
         reqs.preemptions[r] += 1
@@ -216,7 +206,7 @@ class Scheduler:
                 break
             done = reqs.done[r]
             q = min(reqs.target[r] - done, budget, self.chunk)
-            plan.chunks.append(Chunk(r, q))
+            plan.chunks.append((r, q))
             plan.prompt_tokens += q
             plan.prompt_cached += done
             plan.prompt_pairs += q * done + q * (q + 1) // 2
@@ -248,8 +238,8 @@ class Scheduler:
                 waiting.popleft()
                 self._admit(r, now)
                 self.prefilling.append(r)
-                self.prefill_blocks += blocks
-                plan.chunks.append(Chunk(r, q))
+                self.prompt_blocks += blocks
+                plan.chunks.append((r, q))
                 plan.prompt_tokens += q
                 plan.prompt_pairs += q * (q + 1) // 2
                 budget -= q
@@ -269,7 +259,7 @@ class Scheduler:
         """How many decode-only iterations can run before a sequence finishes or the cache
         runs out, given the blocks in use at the first of them."""
         dec, now = self.dec, self.iteration
-        prompts = self.prompt_blocks()
+        prompts = self.prompt_blocks
         iterations = dec.next_end() - now
         cap = self.kv_blocks
         # in k iterations a sequence crosses at most ceil(k / block) block boundaries
@@ -306,18 +296,17 @@ class Scheduler:
             if done < reqs.target[r]:
                 continue
             self.prefilling.remove(r)
-            blocks = self._prompt_blocks_of(r)
-            self.prefill_blocks -= blocks
             g = reqs.generated[r] + 1
             reqs.generated[r] = g
             out.output_tokens += 1
             if g == 1:  # the request's first token (a preempted one prefills again for more)
                 reqs.first_token_s[r] = now
+            if g < reqs.output_len[r] and self.role is Role.PREFILL:
+                out.handoff.append(r)  # its blocks stay held until its KV cache is sent
+                continue
+            self.prompt_blocks -= self._prompt_blocks_of(r)
             if g >= reqs.output_len[r]:
                 out.finished.append(r)
-            elif self.role is Role.PREFILL:
-                self.held_blocks += blocks
-                out.handoff.append(r)
             else:  # decodes from the next iteration, with context prompt + g
                 self._join(r, reqs.prompt_len[r] + g, g)
         return out
@@ -326,5 +315,5 @@ class Scheduler:
         """``r``'s KV cache has been sent to its decode replica: its blocks here are free
         (returns how many)."""
         blocks = self._prompt_blocks_of(r)
-        self.held_blocks -= blocks
+        self.prompt_blocks -= blocks
         return blocks
