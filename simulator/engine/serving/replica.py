@@ -156,13 +156,7 @@ class Replica:
     # ---- iterations -------------------------------------------------------------------------
     def _next(self, blocks: int = -1) -> None:
         """Plan the next iteration and start it (``blocks``: those in use, if known)."""
-        sched = self.sched
-        need = sched.decode_only(blocks)
-        if need >= 0:
-            dec = sched.dec
-            self._start_run(dec.n, dec.context(sched.iteration), 0, need)
-            return
-        plan = sched.plan(self.clock)
+        plan = self.sched.plan(self.clock, blocks)
         if plan.chunks:
             self._start_mixed(plan)
         elif plan.decode_batch:

@@ -177,10 +177,11 @@ class Scheduler:
         return (n + len(self.prefilling) < self.max_batch and self.max_tokens > n
                 and self.admission_blocks(r) <= free_blocks)
 
-    def plan(self, now: float) -> Plan:
-        """Decide the next iteration at time ``now`` (see the module docstring)."""
+    def plan(self, now: float, blocks: int = -1) -> Plan:
+        """Decide the next iteration at time ``now`` (see the module docstring); ``blocks``:
+        the blocks in use, if the caller knows them."""
         dec, cap = self.dec, self.kv_blocks
-        need = self.blocks_in_use()
+        need = blocks if blocks >= 0 else self.blocks_in_use()
         preempted = 0
         while need > cap:
             self._preempt_one()
@@ -244,16 +245,6 @@ class Scheduler:
                 plan.prompt_pairs += q * (q + 1) // 2
                 budget -= q
             plan.blocks += blocks
-
-    def decode_only(self, blocks: int = -1) -> int:
-        """The KV blocks in use if the next iteration only decodes (nobody waiting or
-        prefilling, some sequence decoding, and the cache holds them), else -1: what
-        :meth:`plan` would plan then, without planning. ``blocks``: the blocks in use now,
-        if the caller knows them."""
-        if self.waiting or self.prefilling or not self.dec.n:
-            return -1
-        need = blocks if blocks >= 0 else self.blocks_in_use()
-        return need if need <= self.kv_blocks else -1
 
     def run_limit(self, first: int) -> int:
         """How many decode-only iterations can run before a sequence finishes or the cache
