@@ -36,9 +36,9 @@ def test_the_decoding_set_counts_blocks_contexts_and_ends_as_the_arrays_do(block
         assert b == blocks_in_use(contexts + i, block)
     last = min(ends)
     finishing = sorted(r for r, e in enumerate(ends) if e == last)
-    held = sum(blocks_in_use(contexts[[r]] + (last - now), block) for r in finishing)
     assert dec.finishing(last) == finishing
-    assert dec.gone == held
+    staying = [r for r in range(len(seqs)) if r not in finishing]
+    assert dec.blocks_at(last) == blocks_in_use(contexts[staying] + (last - now), block)
 
 
 @settings(max_examples=200, deadline=None)

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 
-from simulator.engine.serving.kv_cache import ceil_div
-
 _SHIFT = 40  # heap entries are end << _SHIFT | request (fewer than 2^40 requests)
 _MASK = (1 << _SHIFT) - 1
 
@@ -30,8 +28,7 @@ _MASK = (1 << _SHIFT) - 1
 class Decoding:
     """The decoding sequences of one replica (request -> base, end iteration, admission)."""
 
-    __slots__ = ("_ends", "_stale", "base_sum", "block", "gone", "members", "n", "q_sum",
-                 "residues")
+    __slots__ = ("_ends", "_stale", "base_sum", "block", "members", "n", "q_sum", "residues")
 
     def __init__(self, block: int):
         self.block = block
@@ -40,7 +37,6 @@ class Decoding:
         self.q_sum = 0
         self.residues = [0] * block  # sequences by (base - 1) mod block
         self.members: dict[int, tuple[int, int, int]] = {}  # r -> (base, end, admission)
-        self.gone = 0  # blocks the sequences the last :meth:`finishing` removed held then
         self._ends: list[int] = []  # heap of end << _SHIFT | r; stale ones skipped
         # entries left by sequences that left before their end (preempted) and not yet
         # popped: while there are none, every entry is a member's, unchecked
@@ -99,11 +95,9 @@ class Decoding:
             self._stale -= 1
 
     def finishing(self, iteration: int) -> list[int]:
-        """Remove and return (sorted) the sequences whose last iteration is ``iteration``;
-        ``gone`` is then the blocks they held at it."""
+        """Remove and return (sorted) the sequences whose last iteration is ``iteration``."""
         ends, members = self._ends, self.members
         done: list[int] = []
-        self.gone = 0
         limit = (iteration + 1) << _SHIFT  # entries below it end at ``iteration`` or before
         if not ends or ends[0] >= limit:
             return done
@@ -116,10 +110,8 @@ class Decoding:
                     self._stale -= 1
                     continue
             done.append(r)
-        gone, block = 0, self.block
         for r in done:
-            gone += ceil_div(self._remove(r)[0] + iteration, block)
-        self.gone = gone
+            self._remove(r)
         if len(done) > 1:
             done.sort()
         return done

@@ -50,12 +50,11 @@ class _RunInFlight:
     these."""
 
     __slots__ = ("batch", "bounds", "context", "cut", "end", "first", "free", "iterations",
-                 "preempted", "price", "prompts", "start")
+                 "preempted", "price", "start")
 
     def __init__(self) -> None:
         self.batch = self.context = self.preempted = self.iterations = 0
         self.first = self.free = 0  # KV blocks in use, and free, at its first iteration
-        self.prompts = 0  # blocks held by prompts (prefilling or being sent) at the start
         self.price: RunPrice  # set by each run
         self.bounds: list[float] | None = None
         self.start = self.end = 0.0
@@ -154,9 +153,9 @@ class Replica:
         self._wait_until(run.end, self._end_run)
 
     # ---- iterations -------------------------------------------------------------------------
-    def _next(self, blocks: int = -1) -> None:
-        """Plan the next iteration and start it (``blocks``: those in use, if known)."""
-        plan = self.sched.plan(self.clock, blocks)
+    def _next(self) -> None:
+        """Plan the next iteration and start it."""
+        plan = self.sched.plan(self.clock)
         if plan.chunks:
             self._start_mixed(plan)
         elif plan.decode_batch:
@@ -202,7 +201,6 @@ class Replica:
         run = self._run = self._state
         run.batch, run.context, run.preempted = batch, context, preempted
         run.iterations, run.first, run.free = iterations, first, sched.kv_blocks - first
-        run.prompts = sched.prompt_blocks
         run.price, run.bounds, run.start, run.end = price, None, self.clock, end
         run.cut = iterations == 1  # nothing to cut
         self._wait_until(end, self._end_run)
@@ -262,20 +260,15 @@ class Replica:
         self.clock = end
         busy, kv, b = self._sums(run, iterations)
         self._meter_run(run, iterations, busy, kv)
-        stats, sched = self.stats, self.sched
+        stats = self.stats
         stats.output_tokens += batch * iterations
-        dec = sched.dec
-        # blocks in use at the next iteration: those at the run's last, the sequences
-        # crossing a block boundary at the next, less what the sequences finishing held
-        cross = dec.residues[-(sched.iteration + iterations) % dec.block]
-        finished = sched.commit_run(iterations)
+        finished = self.sched.commit_run(iterations)
         stats.record(iterations, batch, busy, kv, b)
         stats.preemptions += run.preempted
         self.cost.use_run(self.usage, batch, run.context, run.price, iterations, busy)
         if finished:
             self.on_outcome(self, finished, _NONE, end)
-        # (a hand-off may have freed prompt blocks meanwhile)
-        self._next(b - run.prompts + cross - dec.gone + sched.prompt_blocks)
+        self._next()
 
     def _meter_run(self, run: _RunInFlight, iterations: int, busy: float, kv: float) -> None:
         """Add the run to the time series: to its meter's bin, or bin by bin when its

@@ -177,11 +177,10 @@ class Scheduler:
         return (n + len(self.prefilling) < self.max_batch and self.max_tokens > n
                 and self.admission_blocks(r) <= free_blocks)
 
-    def plan(self, now: float, blocks: int = -1) -> Plan:
-        """Decide the next iteration at time ``now`` (see the module docstring); ``blocks``:
-        the blocks in use, if the caller knows them."""
+    def plan(self, now: float) -> Plan:
+        """Decide the next iteration at time ``now`` (see the module docstring)."""
         dec, cap = self.dec, self.kv_blocks
-        need = blocks if blocks >= 0 else self.blocks_in_use()
+        need = self.blocks_in_use()
         preempted = 0
         while need > cap:
             self._preempt_one()
