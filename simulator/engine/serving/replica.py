@@ -259,7 +259,17 @@ class Replica:
         iterations, batch, end = run.iterations, run.batch, run.end
         self.clock = end
         busy, kv, b = self._sums(run, iterations)
-        self._meter_run(run, iterations, busy, kv)
+        series = self.series
+        if end >= series.bins * series.width:
+            series.fit(end)
+        width = series.width
+        if int((run.start + run.price.time_s[0]) / width) != int(end / width):
+            # the run's iterations end in different bins: each bin gets its own
+            self.meter.flush()
+            self._add_by_bin(run, iterations, batch)
+            self.meter.open(end)
+        else:
+            self.meter.count(end, batch * iterations, busy, kv, batch * busy)
         stats = self.stats
         stats.output_tokens += batch * iterations
         finished = self.sched.commit_run(iterations)
@@ -269,17 +279,3 @@ class Replica:
         if finished:
             self.on_outcome(self, finished, _NONE, end)
         self._next()
-
-    def _meter_run(self, run: _RunInFlight, iterations: int, busy: float, kv: float) -> None:
-        """Add the run to the time series: to its meter's bin, or bin by bin when its
-        iterations end in several."""
-        series, end = self.series, run.end
-        if end >= series.bins * series.width:
-            series.fit(end)
-        width = series.width
-        if int((run.start + run.price.time_s[0]) / width) != int(end / width):
-            self.meter.flush()
-            self._add_by_bin(run, iterations, run.batch)
-            self.meter.open(end)
-        else:
-            self.meter.count(end, run.batch * iterations, busy, kv, run.batch * busy)

@@ -129,10 +129,6 @@ class Scheduler:
         prompts)."""
         return self.dec.blocks_at(self.iteration) + self.prompt_blocks
 
-    def _prompt_blocks_of(self, r: int) -> int:
-        """The blocks ``r``'s prompt (its ``target``) holds."""
-        return ceil_div(self.requests.target[r], self.block)
-
     def admission_blocks(self, r: int) -> int:
         """Blocks ``r`` needs to be admitted: its prompt, or its context if its KV came
         with it."""
@@ -165,7 +161,7 @@ class Scheduler:
             reqs.generated[r] = reqs.output_len[r] - (end - self.iteration)
         else:
             r = self.prefilling.pop()
-            self.prompt_blocks -= self._prompt_blocks_of(r)
+            self.prompt_blocks -= ceil_div(reqs.target[r], self.block)
         reqs.target[r] = reqs.prompt_len[r] + reqs.generated[r]
         reqs.done[r] = 0
         reqs.preemptions[r] += 1
@@ -294,7 +290,7 @@ class Scheduler:
             if g < reqs.output_len[r] and self.role is Role.PREFILL:
                 out.handoff.append(r)  # its blocks stay held until its KV cache is sent
                 continue
-            self.prompt_blocks -= self._prompt_blocks_of(r)
+            self.prompt_blocks -= ceil_div(reqs.target[r], self.block)
             if g >= reqs.output_len[r]:
                 out.finished.append(r)
             else:  # decodes from the next iteration, with context prompt + g
@@ -304,6 +300,6 @@ class Scheduler:
     def handed_off(self, r: int) -> int:
         """``r``'s KV cache has been sent to its decode replica: its blocks here are free
         (returns how many)."""
-        blocks = self._prompt_blocks_of(r)
+        blocks = ceil_div(self.requests.target[r], self.block)
         self.prompt_blocks -= blocks
         return blocks
