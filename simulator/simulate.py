@@ -20,6 +20,7 @@ from simulator.results.utilization import Utilization
 
 
 def memory_report(scenario: Scenario) -> MemoryReport:
+    """The memory verdict of the scenario's most loaded device, by consumer."""
     fp = scenario_footprint(scenario)
     return MemoryReport(parts_bytes=dict(fp.parts), total_bytes=fp.total,
                         capacity_bytes=fp.capacity, fits=fp.fits, biggest=fp.biggest,
@@ -27,6 +28,7 @@ def memory_report(scenario: Scenario) -> MemoryReport:
 
 
 def peak_report(scenario: Scenario) -> PeakReport:
+    """The fleet's peak figures at the workload's precision (no efficiency applied)."""
     hw, model, w = scenario.hardware, scenario.model, scenario.workload
     per_device = hw.peak(w.precision)
     cluster = per_device * scenario.cluster.accelerators
@@ -81,10 +83,8 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
     output = metrics.output_tokens_per_s * metrics.duration_s
     total = metrics.total_tokens_per_s * metrics.duration_s
     prompt = total - output
-    result = _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
-                     prompt, inference=metrics)
-    result.artifacts["requests"] = outcome.requests
-    return result
+    return _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
+                   prompt, inference=metrics, requests=outcome.requests)
 
 
 def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utilization,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.report.files import write_atomic
+from simulator.report.requests_csv import requests_csv
 from simulator.results import Result
 
 Files = dict[str, str | bytes]  # relative path -> content
@@ -53,12 +54,8 @@ def data_files(result: Result) -> Files:
         rows = [[name, value, value / t.step_time_s] for name, value in
                 t.breakdown_s.model_dump().items()]
         files["step_breakdown.csv"] = _csv(["part", "seconds", "share"], rows)
-    requests = result.artifacts.get("requests")
-    if requests is not None:
-        columns = list(requests)
-        rows = [list(values) for values in zip(*(requests[c].tolist() for c in columns),
-                                               strict=True)]
-        files["requests.csv"] = _csv(columns, rows)
+    if result.requests is not None:
+        files["requests.csv"] = requests_csv(result.requests)
     if result.inference is not None:
         series = result.inference.time_series.model_dump()
         columns = [k for k, v in series.items() if isinstance(v, list)]
@@ -74,10 +71,9 @@ def run_figures(result: Result) -> list[tuple[str, str, bytes, str]]:
     figures = []
     if result.inference is not None:
         m = result.inference
-        requests = result.artifacts.get("requests")
-        if requests is not None:
+        if result.requests is not None:
             figures.append(("latency_cdf.png", "Latency distributions",
-                            plots.latency_cdfs({result.hardware: requests}),
+                            plots.latency_cdfs({result.hardware: result.requests}),
                             "Cumulative distributions of TTFT, TPOT and end-to-end latency over "
                             "the completed requests; dotted lines mark the 99th percentile."))
         ts = m.time_series
@@ -180,8 +176,8 @@ def compare_figures(data: Mapping[str, Any], results: Sequence[tuple[str, Result
             "Cost per million tokens against time per output token (lower left is better)"),
             "Each profile's cost per million tokens against its median time per output "
             "token."))
-        series = {label: result.artifacts["requests"] for label, result in results
-                  if result is not None and "requests" in result.artifacts}
+        series = {label: result.requests for label, result in results
+                  if result is not None and result.requests is not None}
         if series:
             figures.append(("latency_cdf.png", "Latency distributions", plots.latency_cdfs(
                 series, "Latency distributions by profile (completed requests)"),

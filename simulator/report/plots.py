@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator
 
-from simulator.results.inference import BatchHistogram, TimeSeries
+from simulator.results.inference import BatchHistogram, RequestRecords, TimeSeries
 from simulator.results.training import RunTimeline, StepTimeline
 
 DPI = 100
@@ -67,9 +67,9 @@ LATENCIES = (("ttft_s", "time to first token"), ("tpot_s", "time per output toke
              ("e2e_s", "end-to-end latency"))
 
 
-def latency_cdfs(series: Mapping[str, Mapping[str, np.ndarray]], title: str = "") -> bytes:
+def latency_cdfs(series: Mapping[str, RequestRecords], title: str = "") -> bytes:
     """CDFs of TTFT, TPOT and E2E latency over completed requests, one line per entry of
-    ``series`` (label -> per-request columns as in ``result.artifacts['requests']``)."""
+    ``series`` (label -> a run's per-request records, ``Result.requests``)."""
     figure = _figure((12.0, 4.2))
     axes = figure.subplots(1, 3)
     for ax, (column, name) in zip(axes, LATENCIES, strict=True):
@@ -108,12 +108,10 @@ def latency_cdfs(series: Mapping[str, Mapping[str, np.ndarray]], title: str = ""
     return _png(figure)
 
 
-def _completed(requests: Mapping[str, np.ndarray], column: str) -> np.ndarray:
-    values = np.asarray(requests[column], dtype=float)
-    mask = np.isfinite(values)
-    if "status" in requests:
-        mask &= np.asarray(requests["status"]) == "completed"
-    return values[mask]
+def _completed(requests: RequestRecords, column: str) -> np.ndarray:
+    """The values of ``column`` for the completed requests (NaN left out)."""
+    values = np.asarray(getattr(requests, column), dtype=float)
+    return values[np.isfinite(values) & (requests.status == "completed")]
 
 
 def _seconds(value: float) -> str:

@@ -1,4 +1,5 @@
-"""The result of a serving scenario: JSON key ``inference``, plus ``time_s`` and ``utilization``.
+"""The result of a serving scenario: JSON key ``inference``, plus ``time_s`` and ``utilization``;
+and its per-request records (:class:`RequestRecords`, not part of the JSON).
 
 Every number is in SI units (seconds, tokens, fractions). Latency statistics cover the
 completed requests after the first ``warmup_requests``; throughputs cover the whole run.
@@ -8,6 +9,10 @@ scripts: add, never rename.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.results.utilization import Utilization
@@ -36,7 +41,7 @@ class MeanMax(BaseModel):
     max: float
 
 
-class Activity(BaseModel):
+class ActivityFractions(BaseModel):
     """Fractions of the run the accelerators spend in kernels, averaged over the cluster:
     ``busy`` running iterations (kernels and collectives), ``compute_bound`` and
     ``memory_bound`` in kernels limited by compute and by HBM (the inputs of the power
@@ -152,10 +157,11 @@ class InferenceMetrics(BaseModel):
                                             "and the largest")
     preemptions: int
     iterations: int
-    engine_steps: int = Field(description="iterations, or runs of decode steps jumped through "
-                                          "at once, that the engine priced: the simulation's "
-                                          "cost (iterations / engine_steps = mean jump)")
-    activity: Activity
+    engine_steps: int = Field(description="events the engine priced: iterations with prompt "
+                                          "chunks, and runs of decode-only iterations jumped "
+                                          "through at once; the simulation's cost "
+                                          "(iterations / engine_steps = mean jump)")
+    activity: ActivityFractions
     little_law: LittleLaw
     per_replica: list[ReplicaSummary]
     time_series: TimeSeries
@@ -170,3 +176,60 @@ class InferenceResult(BaseModel):
     inference: InferenceMetrics
     time_s: float = Field(description="simulated duration: first arrival to last completion")
     utilization: Utilization
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class RequestRecords:
+    """One record per request of a serving run, as read-only numpy columns in arrival order.
+
+    Too many for the JSON result (a run can have millions); ``--out`` writes them as
+    ``requests.csv``. Times are seconds, NaN where the request never got there (a dropped
+    request has no first token, a request that is not handed off no transfer). docs/serving.md
+    defines each column.
+    """
+
+    request: np.ndarray  # its number: 0, 1, ... in arrival order
+    status: np.ndarray  # "completed", "dropped" or "unfinished"
+    arrival_s: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    replica: np.ndarray  # of the first pool; -1 if dropped
+    decode_replica: np.ndarray  # disaggregated: the decode replica; else -1
+    queue_s: np.ndarray  # arrival to first admission
+    ttft_s: np.ndarray  # arrival to first token
+    tpot_s: np.ndarray  # (finish - first token) / (output tokens - 1); NaN for one token
+    e2e_s: np.ndarray  # arrival to last token
+    transfer_s: np.ndarray  # KV-cache transfer (disaggregated)
+    first_token_s: np.ndarray  # from the start of the run
+    finish_s: np.ndarray  # from the start of the run
+    preemptions: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.request)
+        for f in fields(self):
+            column = getattr(self, f.name)
+            if len(column) != n:
+                raise ValueError(f"records: {f.name} has {len(column)} rows, request has {n}")
+            column.flags.writeable = False
+
+    def __len__(self) -> int:
+        return len(self.request)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The columns by name, in the order above (that of ``requests.csv``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RequestRecords):
+            return NotImplemented
+        return all(np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+                   for a, b in zip(self.columns().values(), other.columns().values(),
+                                   strict=True))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # rebuilt through __init__, so a copy sent to another process is read-only too
+        return _rebuild, (self.columns(),)
+
+
+def _rebuild(columns: dict[str, np.ndarray]) -> RequestRecords:
+    return RequestRecords(**columns)

@@ -6,11 +6,9 @@ reference, generated from these models.
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import BaseModel, ConfigDict, Field
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-
-from simulator.results.inference import InferenceMetrics
+from simulator.results.inference import InferenceMetrics, RequestRecords
 from simulator.results.training import TrainingResult
 from simulator.results.utilization import Utilization
 
@@ -55,7 +53,10 @@ class CostSummary(BaseModel):
 
 
 class Result(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    """What ``simulate`` returns for one scenario: the JSON of ``xpusim run --format json``,
+    and for a serving run its per-request records (``requests``, left out of the JSON)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     scenario: str = Field(description="the scenario's name")
     hardware: str = Field(description="hardware profile id")
@@ -80,12 +81,9 @@ class Result(BaseModel):
     peak: PeakReport
     training: TrainingResult | None = Field(None, description="training runs only")
     inference: InferenceMetrics | None = Field(None, description="serving runs only")
+    requests: RequestRecords | None = Field(
+        None, exclude=True, repr=False,
+        description="serving runs only: one record per request (not in the JSON; "
+                    "requests.csv of --out)")
     warnings: list[str] = Field(default_factory=list, description="e.g. idle accelerators")
     notes: list[str] = Field(default_factory=list)
-
-    # Large per-run artefacts (per-request records) that JSON output leaves out.
-    _artifacts: dict[str, Any] = PrivateAttr(default_factory=dict)
-
-    @property
-    def artifacts(self) -> dict[str, Any]:
-        return self._artifacts

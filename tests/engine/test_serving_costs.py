@@ -1,5 +1,5 @@
 """Iteration pricing: the grouped ops equal the cost models', the vector roofline equals the
-scalar one, jumps price steps exactly, EP inside a replica, KV blocks, KV transfers."""
+scalar one, jumps price steps exactly, EP inside a replica, KV transfers."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import load_hardware, load_model
-from simulator.engine.serving.decoding import Decoding
 from simulator.engine.serving.disaggregation import KVTransfer, place
 from simulator.engine.serving.iteration_cost import IterationCost
-from simulator.engine.serving.kv_cache import blocks_in_use, blocks_over_run
 from simulator.errors import InputErrors
 from simulator.loading import scenario_from_dict
 from simulator.perf.affine_op import AffineOp, timer
@@ -148,31 +146,24 @@ def test_serving_ep_must_divide_tp():
         serving_moe_specs(model, Layout(tp=8, ep=16), batch, p)
 
 
-@settings(max_examples=80, deadline=None)
-@given(st.lists(st.integers(1, 5000), min_size=1, max_size=40), st.integers(1, 64),
-       st.integers(1, 300))
-def test_blocks_over_a_run_match_counting_them_step_by_step(contexts, block, steps):
-    c = np.array(contexts, dtype=np.int64)
-    expected = [blocks_in_use(c + i, block) for i in range(steps)]
-    np.testing.assert_array_equal(blocks_over_run(c, block, steps), expected)
-
-
 def test_kv_transfers_use_scale_up_within_a_domain_and_scale_out_between():
     par = InferenceParallelism(tp=4)
     places = place([par] * 4)
+
+    def transfer(hw, prefill, decode):
+        return KVTransfer(hw=hw, model=load_model("llama3.1-70b"), kv_precision=Precision.FP8,
+                          prefill=par, decode=par, prefill_places=prefill,
+                          decode_places=decode)
+
     for hw_id, same_node, other_node in (("h100-sxm", "scale_up", "scale_out"),
                                          ("gb200-nvl72", "scale_up", "scale_up")):
         hw = load_hardware(hw_id)
-        t = KVTransfer(hw, load_model("llama3.1-70b"), Precision.FP8, par, par, places[:2],
-                       places[2:])
+        t = transfer(hw, places[:2], places[2:])
         assert t.fabric(0, 0) == other_node  # devices 0-3 to 8-11
         assert t.fabric(1, 1) == other_node
-        near = KVTransfer(hw, load_model("llama3.1-70b"), Precision.FP8, par, par,
-                          places[:1], places[1:2])
+        near = transfer(hw, places[:1], places[1:2])
         assert near.fabric(0, 0) == same_node
-    hw = load_hardware("h100-sxm")
-    t = KVTransfer(hw, load_model("llama3.1-70b"), Precision.FP8, par, par, places[:1],
-                   places[2:3])
+    t = transfer(load_hardware("h100-sxm"), places[:1], places[2:3])
     # 10,000 tokens x 80 layers x 2 x 8 heads x 128 x 1 byte, a quarter per device, over
     # one 400 Gb/s NIC each
     per_device = 10_000 * 80 * 2 * 8 * 128 / 4
@@ -192,25 +183,3 @@ def test_a_scenario_whose_ep_does_not_divide_tp_is_refused():
     with pytest.raises(InputErrors, match="ep=8 must divide tp=4") as info:
         scenario_from_dict(data)
     assert info.value.errors[0].path == "workload.parallelism.ep"
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.integers(1, 64), st.lists(st.tuples(st.integers(1, 5000), st.integers(1, 300)),
-                                    min_size=1, max_size=30), st.integers(0, 1000))
-def test_the_decoding_set_counts_blocks_contexts_and_ends_as_the_arrays_do(block, seqs, step):
-    dec = Decoding(block)
-    for r, (context, remaining) in enumerate(seqs):
-        dec.join(r, context - step, step + remaining, r)
-    contexts = np.array([c for c, _ in seqs], dtype=np.int64)
-    ends = [step + n for _, n in seqs]
-    assert dec.next_end() == min(ends)
-    for i in range(0, min(ends) - step, 7):
-        assert dec.blocks_at(step + i) == blocks_in_use(contexts + i, block)
-        assert dec.context(step + i) == int(contexts.sum()) + len(seqs) * i
-    steps = min(ends) - step
-    growth = blocks_over_run(contexts, block, steps)
-    b = dec.blocks_at(step)
-    for i in range(1, steps):  # the replica's per-step increments
-        b += dec.residues[-(step + i) % block]
-        assert b == growth[i]
-    assert dec.finishing(min(ends)) == sorted(r for r, e in enumerate(ends) if e == min(ends))

@@ -14,6 +14,7 @@ import pytest
 from simulator.engine.serving import run_serving
 from simulator.errors import DoesNotFit
 from simulator.loading import scenario_from_dict
+from simulator.results.inference import RequestRecords
 
 LOGNORMAL_PROMPT = {"dist": "lognormal", "mean": 600, "std": 400, "min": 8, "max": 6000}
 LOGNORMAL_OUTPUT = {"dist": "lognormal", "mean": 120, "std": 100, "min": 1, "max": 1500}
@@ -42,16 +43,18 @@ CASES = {
 }
 
 
-def _records_equal(a: dict, b: dict) -> list[str]:
-    return [name for name in a
-            if not np.array_equal(a[name], b[name], equal_nan=a[name].dtype.kind == "f")]
+def _records_equal(a: RequestRecords, b: RequestRecords) -> list[str]:
+    """The columns in which ``a`` and ``b`` differ (NaN equal to NaN)."""
+    other = b.columns()
+    return [name for name, column in a.columns().items()
+            if not np.array_equal(column, other[name], equal_nan=column.dtype.kind == "f")]
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_jumping_gives_the_same_results_as_single_stepping(case):
     accelerators = CASES[case].get("replicas", 1)
     s = scenario(CASES[case], accelerators=accelerators)
-    jumped, stepped = run_serving(s), run_serving(s, single_step=True)
+    jumped, stepped = run_serving(s), run_serving(s, jump=False)
     assert _records_equal(jumped.requests, stepped.requests) == []
     a, b = jumped.result.inference, stepped.result.inference
     assert (a.iterations, a.preemptions, a.requests) == (b.iterations, b.preemptions, b.requests)
@@ -84,8 +87,8 @@ def test_preemption_happens_with_a_tight_cache_and_every_request_still_completes
     assert r.requests == r.arrived
     assert r.kv_cache_utilization.max <= 1.0
     # recomputed prompts: more prompt tokens prefilled than the prompts hold
-    assert r.per_replica[0].prompt_tokens > int(np.sum(outcome.requests["prompt_tokens"]))
-    assert int(np.sum(outcome.requests["preemptions"])) == r.preemptions
+    assert r.per_replica[0].prompt_tokens > int(np.sum(outcome.requests.prompt_tokens))
+    assert int(np.sum(outcome.requests.preemptions)) == r.preemptions
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
@@ -93,12 +96,12 @@ def test_no_request_is_lost(case):
     accelerators = CASES[case].get("replicas", 1)
     outcome = run_serving(scenario(CASES[case], accelerators=accelerators))
     r = outcome.result.inference
-    assert r.requests + r.dropped + r.unfinished == r.arrived == len(outcome.requests["status"])
-    done = outcome.requests["status"] == "completed"
+    assert r.requests + r.dropped + r.unfinished == r.arrived == len(outcome.requests.status)
+    done = outcome.requests.status == "completed"
     rec = outcome.requests
-    assert np.all(rec["arrival_s"][done] <= rec["first_token_s"][done])
-    assert np.all(rec["first_token_s"][done] <= rec["finish_s"][done])
-    assert np.all(rec["queue_s"][done] >= 0)
+    assert np.all(rec.arrival_s[done] <= rec.first_token_s[done])
+    assert np.all(rec.first_token_s[done] <= rec.finish_s[done])
+    assert np.all(rec.queue_s[done] >= 0)
     assert r.little_law.relative_error < 1e-9
 
 
@@ -107,9 +110,9 @@ def test_requests_no_replica_could_hold_are_dropped_and_reported():
                   "output_tokens": 100, "batching": {"kv_cache_tokens": 2_000}})
     outcome = run_serving(s)
     r = outcome.result.inference
-    too_big = outcome.requests["prompt_tokens"] + 100 - 1 > 2_000
+    too_big = outcome.requests.prompt_tokens + 100 - 1 > 2_000
     assert r.dropped == int(np.sum(too_big)) > 0
-    assert np.all(outcome.requests["status"][too_big] == "dropped")
+    assert np.all(outcome.requests.status[too_big] == "dropped")
     assert r.requests == r.arrived - r.dropped
 
 
@@ -118,7 +121,7 @@ def test_same_seed_same_run_other_seed_other_run():
     assert _records_equal(a.requests, b.requests) == []
     assert a.result == b.result
     c = run_serving(scenario(seed=6))
-    assert not np.array_equal(a.requests["arrival_s"], c.requests["arrival_s"])
+    assert not np.array_equal(a.requests.arrival_s, c.requests.arrival_s)
 
 
 def test_a_larger_kv_cache_never_lowers_throughput():
@@ -147,7 +150,7 @@ def test_chunked_prefill_splits_a_long_prompt_over_iterations():
                                                       "chunked_prefill": False}}))
     assert whole.result.inference.iterations == 1
     # chunks re-read the cached context: more attention work, so a later first token
-    assert chunked.requests["ttft_s"][0] > whole.requests["ttft_s"][0]
+    assert chunked.requests.ttft_s[0] > whole.requests.ttft_s[0]
 
 
 def test_decode_steps_and_first_token_are_counted_per_request():
@@ -155,15 +158,15 @@ def test_decode_steps_and_first_token_are_counted_per_request():
                   "output_tokens": 50})
     r = run_serving(s)
     assert r.result.inference.iterations == 50  # one prefill (first token) + 49 decodes
-    assert r.requests["tpot_s"][0] == pytest.approx(
-        (r.requests["finish_s"][0] - r.requests["first_token_s"][0]) / 49)
+    assert r.requests.tpot_s[0] == pytest.approx(
+        (r.requests.finish_s[0] - r.requests.first_token_s[0]) / 49)
 
 
 def test_a_batch_limit_of_one_serves_requests_one_at_a_time():
     s = scenario({"arrivals": {"process": "offline", "requests": 5}, "prompt_tokens": 64,
                   "output_tokens": 8, "batching": {"max_batch_size": 1}})
     rec = run_serving(s).requests
-    np.testing.assert_allclose(rec["queue_s"][1:], rec["finish_s"][:-1])
+    np.testing.assert_allclose(rec.queue_s[1:], rec.finish_s[:-1])
     assert run_serving(s).result.inference.batch_size.max == 1
 
 
@@ -171,7 +174,7 @@ def test_least_loaded_spreads_requests_and_round_robin_alternates():
     s = scenario({"replicas": 4, "arrivals": {"process": "constant", "rate_per_s": 50,
                                               "requests": 400}}, accelerators=4)
     rec = run_serving(s).requests
-    assert sorted(np.bincount(rec["replica"]).tolist())[0] > 60
+    assert sorted(np.bincount(rec.replica).tolist())[0] > 60
     rr = scenario({"replicas": 4, "router": "round_robin"}, accelerators=4)
-    np.testing.assert_array_equal(run_serving(rr).requests["replica"][:8],
+    np.testing.assert_array_equal(run_serving(rr).requests.replica[:8],
                                   [0, 1, 2, 3, 0, 1, 2, 3])

@@ -43,16 +43,16 @@ def md1(rho: float, n: int, seed: int):
 def test_md1_mean_wait_matches_pollaczek_khinchine():
     rho, n = 0.5, 100_000
     s, outcome = md1(rho, n, seed=0)
-    wait = outcome.requests["queue_s"]
+    wait = outcome.requests.queue_s
     expected = rho * s / (2 * (1 - rho))  # Pollaczek-Khinchine, deterministic service
     assert np.mean(wait) == pytest.approx(expected, rel=0.03)
     # every request is served for exactly s, so the sojourn is wait + s
-    np.testing.assert_allclose(outcome.requests["e2e_s"], wait + s, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(outcome.requests.e2e_s, wait + s, rtol=0, atol=1e-9)
 
 
 def test_md1_waits_follow_lindley_recursion_request_by_request():
     s, outcome = md1(0.8, 5_000, seed=1)
-    arrival, wait = outcome.requests["arrival_s"], outcome.requests["queue_s"]
+    arrival, wait = outcome.requests.arrival_s, outcome.requests.queue_s
     expected = np.zeros(len(arrival))
     for i in range(1, len(arrival)):
         expected[i] = max(0.0, expected[i - 1] + s - (arrival[i] - arrival[i - 1]))

@@ -49,15 +49,16 @@ def test_the_three_vendors_see_the_same_traffic():
     first = runs[0].requests
     for other in runs[1:]:
         for column in ("arrival_s", "prompt_tokens", "output_tokens"):
-            np.testing.assert_array_equal(first[column], other.requests[column])
+            np.testing.assert_array_equal(getattr(first, column),
+                                          getattr(other.requests, column))
 
 
 def test_the_disaggregated_scenario_moves_every_kv_cache_to_the_decode_pool():
     outcome, _ = run("llama3.1-70b-h100-disaggregated")
     rec = outcome.requests
-    moved = rec["output_tokens"] > 1
-    assert np.all(rec["decode_replica"][moved] == 1)  # after the one prefill replica
-    assert np.all(rec["transfer_s"][moved] > 0)
+    moved = rec.output_tokens > 1
+    assert np.all(rec.decode_replica[moved] == 1)  # after the one prefill replica
+    assert np.all(rec.transfer_s[moved] > 0)
     roles = [(p.role, p.requests) for p in outcome.result.inference.per_replica]
     assert roles[0][0] == "prefill" and roles[1][0] == "decode"
     assert roles[1][1] == int(np.sum(moved))

@@ -133,8 +133,8 @@ def test_a_scenario_finds_its_trace_relative_to_itself_and_replays_it(tmp_path):
     write(tmp_path / "traces", GOOD_CSV, "t.csv")
     s = load_scenario(_trace_scenario(tmp_path, "traces/t.csv"))
     outcome = run_serving(s)
-    np.testing.assert_array_equal(outcome.requests["prompt_tokens"], [100, 2000, 7])
-    np.testing.assert_array_equal(outcome.requests["arrival_s"], [0.0, 0.5, 0.5])
+    np.testing.assert_array_equal(outcome.requests.prompt_tokens, [100, 2000, 7])
+    np.testing.assert_array_equal(outcome.requests.arrival_s, [0.0, 0.5, 0.5])
     assert outcome.result.inference.requests == 3
 
 
@@ -142,7 +142,7 @@ def test_rate_rescales_a_trace_and_requests_cut_it(tmp_path):
     rows = "".join(f"{t},10,2\n" for t in range(0, 10))
     write(tmp_path, CSV_HEADER + rows, "t.csv")
     s = load_scenario(_trace_scenario(tmp_path, "t.csv", ", rate_per_s: 2.0, requests: 5"))
-    times = run_serving(s).requests["arrival_s"]
+    times = run_serving(s).requests.arrival_s
     np.testing.assert_allclose(times, [0.0, 0.5, 1.0, 1.5, 2.0])
 
 

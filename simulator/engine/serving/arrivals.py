@@ -21,6 +21,7 @@ with both, whichever comes first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,12 +54,15 @@ def sample_tokens(dist: int | TokenDistribution, n: int, rng: np.random.Generato
     """``n`` lengths from ``dist``: rounded to integers and clamped to [min, max]."""
     if not isinstance(dist, TokenDistribution):
         return np.full(n, int(dist), dtype=np.int64)
-    d = dist
+    d = dist  # (validation guarantees the parameters each kind needs)
     if d.dist is DistKind.FIXED:
-        values = np.full(n, float(d.value))  # type: ignore[arg-type]
+        assert d.value is not None
+        values = np.full(n, float(d.value))
     elif d.dist is DistKind.UNIFORM:
+        assert d.low is not None and d.high is not None
         values = rng.integers(d.low, d.high, size=n, endpoint=True).astype(float)
     elif d.dist is DistKind.NORMAL:
+        assert d.mean is not None and d.std is not None
         values = rng.normal(d.mean, d.std, size=n)
     elif d.dist is DistKind.LOGNORMAL:
         # the mean and std are of the lengths: sigma² = ln(1 + std²/mean²)
@@ -73,7 +77,8 @@ def sample_tokens(dist: int | TokenDistribution, n: int, rng: np.random.Generato
     return np.clip(np.rint(values), d.min, high).astype(np.int64)
 
 
-def _renewal(gaps, arrivals: Arrivals, first_at_zero: bool) -> np.ndarray:
+def _renewal(gaps: Callable[[int], np.ndarray], arrivals: Arrivals,
+             first_at_zero: bool) -> np.ndarray:
     """Cumulative sums of gaps from ``gaps(n)`` until ``requests`` or ``duration_s``."""
     limit = arrivals.requests
     horizon = arrivals.duration_s
@@ -83,6 +88,7 @@ def _renewal(gaps, arrivals: Arrivals, first_at_zero: bool) -> np.ndarray:
             g[0] = 0.0
         times = np.cumsum(g)
     else:
+        assert horizon is not None  # (validation: requests, duration_s or both)
         parts: list[np.ndarray] = []
         last = 0.0
         while True:
@@ -92,7 +98,7 @@ def _renewal(gaps, arrivals: Arrivals, first_at_zero: bool) -> np.ndarray:
             t = last + np.cumsum(g)
             parts.append(t)
             last = float(t[-1])
-            if last > horizon:  # type: ignore[operator]
+            if last > horizon:
                 break
         times = np.concatenate(parts)
     if horizon is not None:

@@ -1,18 +1,20 @@
-"""The sequences a replica is decoding, kept so that a run of decode steps costs O(1) to plan.
+"""The sequences a replica is decoding, kept so that a run of decode iterations costs O(1) to
+plan.
 
-Each sequence is stored as ``base = context - step``, so its context at any later step is
-``base + step`` and nothing is updated per token. What a run needs is maintained as
-sequences join and leave:
+Iterations are counted per replica (``Scheduler.iteration``). Each sequence is stored as
+``base = context - iteration``, so its context at any later iteration ``i`` is ``base + i``
+and nothing is updated per token. What a run needs is maintained as sequences join and
+leave:
 
-- the total context: ``sum(base) + n·step``;
-- when the next sequence finishes: a heap of end steps (entries of sequences that left are
-  skipped when they surface), each entry one integer ``end·2^40 + r`` (ordered as the
+- the total context: ``sum(base) + n·i``;
+- when the next sequence finishes: a heap of end iterations (entries of sequences that left
+  are skipped when they surface), each entry one integer ``end·2^40 + r`` (ordered as the
   pair ``(end, r)``; an integer compares faster than a tuple);
-- the KV blocks in use at any step. A sequence of context ``c`` holds ``ceil(c / B)``
-  blocks; with ``base - 1 = q·B + m`` (``0 <= m < B``) that is ``q + 1 + floor((m + s)/B)``
-  at step ``s``. Keeping ``sum(q)`` and how many sequences have each residue ``m``
-  (``residues``) gives the blocks at any step in O(B), and from step ``s - 1`` to ``s`` the
-  blocks grow by ``residues[-s mod B]``: the sequences that cross a block boundary.
+- the KV blocks in use at any iteration. A sequence of context ``c`` holds ``ceil(c / B)``
+  blocks; with ``base - 1 = q·B + m`` (``0 <= m < B``) that is ``q + 1 + floor((m + i)/B)``
+  at iteration ``i``. Keeping ``sum(q)`` and how many sequences have each residue ``m``
+  (``residues``) gives the blocks at any iteration in O(B), and from iteration ``i - 1`` to
+  ``i`` the blocks grow by ``residues[-i mod B]``: the sequences that cross a block boundary.
 """
 
 from __future__ import annotations
@@ -24,10 +26,9 @@ _MASK = (1 << _SHIFT) - 1
 
 
 class Decoding:
-    """The decoding sequences of one replica (request id -> base, end step, admission)."""
+    """The decoding sequences of one replica (request -> base, end iteration, admission)."""
 
-    __slots__ = ("_ends", "_stale", "base_sum", "block", "gone", "members", "n", "q_sum",
-                 "residues")
+    __slots__ = ("_ends", "_stale", "base_sum", "block", "members", "n", "q_sum", "residues")
 
     def __init__(self, block: int):
         self.block = block
@@ -36,13 +37,14 @@ class Decoding:
         self.q_sum = 0
         self.residues = [0] * block  # sequences by (base - 1) mod block
         self.members: dict[int, tuple[int, int, int]] = {}  # r -> (base, end, admission)
-        self.gone = 0  # blocks the sequences the last :meth:`finishing` removed held then
-        self._ends: list[int] = []  # heap of end step << _SHIFT | r; stale ones skipped
+        self._ends: list[int] = []  # heap of end << _SHIFT | r; stale ones skipped
         # entries left by sequences that left before their end (preempted) and not yet
         # popped: while there are none, every entry is a member's, unchecked
         self._stale = 0
 
     def join(self, r: int, base: int, end: int, admission: int) -> None:
+        """Request ``r`` decodes from now on: context ``base + i`` at iteration ``i``, its
+        last token at iteration ``end``; ``admission`` orders it for preemption."""
         q, m = divmod(base - 1, self.block)
         self.members[r] = (base, end, admission)
         self.n += 1
@@ -66,20 +68,20 @@ class Decoding:
         self.residues[m] -= 1
         return entry
 
-    def context(self, step: int) -> int:
-        """Total context of the sequences at ``step``."""
-        return self.base_sum + self.n * step
+    def context(self, iteration: int) -> int:
+        """Total context of the sequences at ``iteration``."""
+        return self.base_sum + self.n * iteration
 
-    def blocks_at(self, step: int) -> int:
-        """KV blocks the sequences hold at ``step``."""
+    def blocks_at(self, iteration: int) -> int:
+        """KV blocks the sequences hold at ``iteration``."""
         n = self.n
         if not n:
             return 0
-        s, r = divmod(step, self.block)
+        s, r = divmod(iteration, self.block)
         return n + self.q_sum + n * s + (sum(self.residues[self.block - r:]) if r else 0)
 
     def next_end(self) -> int:
-        """The earliest step at which a sequence finishes (there must be one)."""
+        """The earliest iteration at which a sequence finishes (there must be one)."""
         ends, members = self._ends, self.members
         if not self._stale:
             return ends[0] >> _SHIFT
@@ -92,13 +94,11 @@ class Decoding:
             heappop(ends)
             self._stale -= 1
 
-    def finishing(self, step: int) -> list[int]:
-        """Remove and return (sorted) the sequences whose last step is ``step``; ``gone`` is
-        then the blocks they held at ``step``."""
+    def finishing(self, iteration: int) -> list[int]:
+        """Remove and return (sorted) the sequences whose last iteration is ``iteration``."""
         ends, members = self._ends, self.members
         done: list[int] = []
-        self.gone = 0
-        limit = (step + 1) << _SHIFT  # entries below it end at ``step`` or before
+        limit = (iteration + 1) << _SHIFT  # entries below it end at ``iteration`` or before
         if not ends or ends[0] >= limit:
             return done
         while ends and ends[0] < limit:
@@ -110,10 +110,8 @@ class Decoding:
                     self._stale -= 1
                     continue
             done.append(r)
-        gone, block = 0, self.block
         for r in done:
-            gone -= (self._remove(r)[0] + step) // -block  # ceil(context / block)
-        self.gone = gone
+            self._remove(r)
         if len(done) > 1:
             done.sort()
         return done

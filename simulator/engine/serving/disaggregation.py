@@ -32,6 +32,7 @@ class Placement:
     devices: int
 
     def domains(self, domain_size: int) -> set[int]:
+        """The scale-up domains (of ``domain_size`` devices) its devices sit in."""
         return {d // domain_size for d in range(self.first, self.first + self.devices)}
 
 
@@ -44,7 +45,7 @@ def place(layouts: list[InferenceParallelism]) -> list[Placement]:
     return out
 
 
-@dataclass
+@dataclass(kw_only=True)
 class KVTransfer:
     """Prices and queues KV-cache transfers between a prefill and a decode pool."""
 
@@ -65,6 +66,8 @@ class KVTransfer:
                                         self.decode.pp)
 
     def fabric(self, p: int, d: int) -> str:
+        """``scale_up`` if prefill ``p`` and decode ``d`` share one scale-up domain, else
+        ``scale_out``."""
         size = self.hw.scale_up.domain_size.value
         both = (self.prefill_places[p].domains(size) | self.decode_places[d].domains(size))
         return "scale_up" if len(both) == 1 else "scale_out"

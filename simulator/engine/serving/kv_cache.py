@@ -1,4 +1,4 @@
-"""The paged KV cache of one replica: its capacity in blocks, and blocks in use over time.
+"""The paged KV cache of one replica: its capacity in blocks, and how blocks are counted.
 
 Capacity is the HBM a device has left after the weights, the iteration workspace and the
 runtime reserve (:func:`simulator.perf.footprint.inference_footprint`), divided by the KV
@@ -7,15 +7,14 @@ bytes one token takes on that device, rounded down to whole blocks of ``kv_block
 tokens (its share of the heads or the replicated MLA latent), so the replica's capacity in
 tokens is one device's.
 
-A sequence whose context is ``c`` tokens holds ``ceil(c / block)`` blocks. During a run of
-decode steps every running sequence grows by one token per step; :func:`blocks_over_run`
-gives the blocks in use at each step of such a run in O(steps + block) numpy work,
-whatever the batch: ``ceil((x + i)/b) = q + 1 + floor((m + i)/b)`` with ``x - 1 = q·b + m``.
+A sequence whose context is ``c`` tokens holds ``ceil_div(c, block)`` blocks
+(:func:`ceil_div`, the one ceiling division of the serving engine).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,6 +24,15 @@ from simulator.perf.memory import kv_bytes_per_token
 from simulator.profiles.inference import InferenceParallelism, InferenceWorkload
 from simulator.profiles.scenario import Scenario
 
+Count = TypeVar("Count", int, np.ndarray)
+
+
+def ceil_div(a: Count, b: int) -> Count:
+    """``ceil(a / b)`` in integer arithmetic (``a`` an int or an integer array, ``b > 0``):
+    exact where a float division would round. The blocks a context of ``a`` tokens holds
+    in blocks of ``b``."""
+    return -(-a // b)
+
 
 @dataclass(frozen=True)
 class KVCapacity:
@@ -33,13 +41,6 @@ class KVCapacity:
     blocks: int
     block_tokens: int
     bytes_per_token: float  # on one device
-
-    @property
-    def tokens(self) -> int:
-        return self.blocks * self.block_tokens
-
-    def blocks_for(self, tokens: int) -> int:
-        return -(-tokens // self.block_tokens)
 
 
 def kv_capacity(scenario: Scenario, parallelism: InferenceParallelism) -> KVCapacity:
@@ -60,22 +61,3 @@ def kv_capacity(scenario: Scenario, parallelism: InferenceParallelism) -> KVCapa
                              f"at most {int(tokens):,} do")
         tokens = cap
     return KVCapacity(int(tokens // block), block, per_token)
-
-
-def blocks_in_use(contexts: np.ndarray, block: int) -> int:
-    """Blocks held by sequences of the given context lengths."""
-    return int((-(-contexts // block)).sum())
-
-
-def blocks_over_run(contexts: np.ndarray, block: int, steps: int) -> np.ndarray:
-    """Blocks held at steps 0..steps-1 when every context grows by one token per step."""
-    b = len(contexts)
-    if b == 0:
-        return np.zeros(steps, dtype=np.int64)
-    x = contexts - 1
-    base = int((x // block).sum()) + b
-    # ge[v] = number of sequences whose residue m is >= v (v = 0..block)
-    counts = np.bincount(x % block, minlength=block)
-    ge = np.concatenate([np.cumsum(counts[::-1])[::-1], [0]])
-    i = np.arange(steps, dtype=np.int64)
-    return base + b * (i // block) + ge[block - i % block]

@@ -1,12 +1,9 @@
-"""What the serving engine records: per-request arrays, per-replica counters, time series.
+"""What the serving engine records besides the requests: per-replica counters, time series.
 
-Requests live in numpy arrays indexed by request number (arrival order), so summaries are
-vector operations whatever the number of requests; the schedulers' working state (tokens
-generated, to prefill, done) is kept in Python lists, which a scalar read or write costs
-less than a numpy element. Replicas add up their own busy time,
-work and KV occupancy as they run (the resource records its utilization, not an observer).
-Time series use a fixed number of bins whose width doubles when the run outgrows them, so
-they stay small for any run length.
+Replicas add up their own busy time, work and KV occupancy as they run (the resource
+records its utilization, not an observer). Time series use a fixed number of bins whose
+width doubles when the run outgrows them, so they stay small for any run length. The
+per-request columns are :class:`~simulator.engine.serving.requests.Requests`.
 """
 
 from __future__ import annotations
@@ -16,64 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.engine.serving.arrivals import Workload
 from simulator.perf.pricer import ZERO, Cost
-
-PENDING, COMPLETED, DROPPED = 0, 1, 2
-STATUS_NAMES = {PENDING: "unfinished", COMPLETED: "completed", DROPPED: "dropped"}
-
-
-class RequestLog:
-    """Per-request records (times in seconds from the start; NaN where not reached) and the
-    schedulers' working state (tokens generated, prompt tokens to prefill and done)."""
-
-    def __init__(self, workload: Workload):
-        n = len(workload)
-        self.arrival = workload.arrival_s
-        self.prompt = workload.prompt_tokens
-        self.output = workload.output_tokens
-        self.replica = np.full(n, -1, dtype=np.int32)
-        self.decode_replica = np.full(n, -1, dtype=np.int32)
-        self.admitted = np.full(n, np.nan)
-        self.first_token = np.full(n, np.nan)
-        self.finish = np.full(n, np.nan)
-        self.transfer_s = np.full(n, np.nan)
-        self.preemptions = np.zeros(n, dtype=np.int32)
-        self.status = np.zeros(n, dtype=np.int8)
-        # working state of the schedulers, as Python ints
-        self.prompt_len: list[int] = self.prompt.tolist()
-        self.output_len: list[int] = self.output.tolist()
-        self.generated = [0] * n
-        self.target = list(self.prompt_len)  # tokens to prefill at the next admission; 0: KV ready
-        self.done = [0] * n
-        self.admit_seq = [0] * n
-
-    def __len__(self) -> int:
-        return len(self.arrival)
-
-    def records(self) -> dict[str, np.ndarray]:
-        """Per-request columns for users (the CSV of ``--out``)."""
-        n = len(self)
-        tpot = np.full(n, np.nan)
-        many = self.output > 1
-        tpot[many] = (self.finish[many] - self.first_token[many]) / (self.output[many] - 1)
-        return {
-            "request": np.arange(n),
-            "status": np.array([STATUS_NAMES[k] for k in sorted(STATUS_NAMES)])[self.status],
-            "arrival_s": self.arrival,
-            "prompt_tokens": self.prompt,
-            "output_tokens": self.output,
-            "replica": self.replica,
-            "decode_replica": self.decode_replica,
-            "queue_s": self.admitted - self.arrival,
-            "ttft_s": self.first_token - self.arrival,
-            "tpot_s": tpot,
-            "e2e_s": self.finish - self.arrival,
-            "transfer_s": self.transfer_s,
-            "first_token_s": self.first_token,
-            "finish_s": self.finish,
-            "preemptions": self.preemptions,
-        }
 
 
 class Series:
@@ -176,7 +116,7 @@ class Meter:
         self.busy = self.kv = self.sequences = 0.0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class ReplicaStats:
     """Counters one replica keeps about itself (per device of the replica)."""
 
@@ -186,7 +126,7 @@ class ReplicaStats:
     kv_blocks: int
     kv_block_tokens: int
     max_batch: int
-    engine_steps: int = 0  # iterations or runs of decode steps priced as one event
+    engine_steps: int = 0  # iterations with prompt chunks, or runs, priced as one event
     busy_s: float = 0.0
     cost: Cost = ZERO  # set at the end of the run
     kv_blocks_s: float = 0.0  # integral of blocks in use over time
@@ -205,6 +145,7 @@ class ReplicaStats:
     # (counted once at the end from the histogram, not per iteration)
     @property
     def iterations(self) -> int:
+        """Iterations run."""
         return sum(self.batch_hist)
 
     @property
@@ -214,15 +155,17 @@ class ReplicaStats:
 
     @property
     def batch_max(self) -> int:
+        """The largest batch an iteration ran."""
         return max((b for b, n in enumerate(self.batch_hist) if n), default=0)
 
-    def record(self, steps: int, batch: int, busy_s: float, kv_blocks_s: float,
+    def record(self, iterations: int, batch: int, busy_s: float, kv_blocks_s: float,
                last_blocks: int) -> None:
-        """``steps`` iterations of ``batch`` sequences that took ``busy_s`` seconds in all,
-        with ``kv_blocks_s`` block-seconds of cache and ``last_blocks`` at the last."""
+        """``iterations`` iterations of ``batch`` sequences, priced as one engine step, that
+        took ``busy_s`` seconds in all, with ``kv_blocks_s`` block-seconds of cache and
+        ``last_blocks`` at the last."""
         self.engine_steps += 1
         self.busy_s += busy_s
         self.kv_blocks_s += kv_blocks_s
         if last_blocks > self.kv_blocks_max:
             self.kv_blocks_max = last_blocks
-        self.batch_hist[batch] += steps
+        self.batch_hist[batch] += iterations

@@ -1,4 +1,7 @@
-"""Routers: which replica of a pool a request goes to. Strategies are objects.
+"""Routing policies: which replica of a pool a request goes to. Strategies are objects.
+
+The scenario names one (``workload.router``, the :class:`~simulator.profiles.inference.Router`
+enum); :func:`make_policy` builds the :class:`RoutingPolicy` object that applies it.
 
 A router sees the replicas' loads at the moment it decides: for each replica of the pool,
 the requests routed to it and not yet finished or handed off (queued, running, or with
@@ -11,10 +14,12 @@ from collections.abc import Sequence
 from heapq import heapify, heappop, heappush, heapreplace
 from typing import Protocol
 
-from simulator.profiles.inference import Router as RouterKind
+from simulator.profiles.inference import Router
 
 
-class Router(Protocol):
+class RoutingPolicy(Protocol):
+    """What the serving system asks of a routing policy."""
+
     def choose(self, loads: Sequence[int]) -> int:
         """Index of the replica the next request goes to, given each replica's load."""
         ...
@@ -32,12 +37,13 @@ class RoundRobin:
         self._next = 0
 
     def choose(self, loads: Sequence[int]) -> int:
+        """The replica after the one chosen last."""
         i = self._next % len(loads)
         self._next = i + 1
         return i
 
     def lowered(self, k: int, load: int) -> None:
-        pass
+        """(Loads do not matter to a round robin.)"""
 
 
 _SHIFT = 32  # heap entries are load << _SHIFT | replica
@@ -59,6 +65,7 @@ class LeastLoaded:
         self._heap: list[int] | None = None
 
     def choose(self, loads: Sequence[int]) -> int:
+        """The least ``(load, replica)``."""
         heap = self._heap
         if heap is None or len(heap) > 4 * len(loads) + 64:  # start, or drop the stale
             heap = self._heap = [load << _SHIFT | i for i, load in enumerate(loads)]
@@ -75,10 +82,12 @@ class LeastLoaded:
                 heappop(heap)
 
     def lowered(self, k: int, load: int) -> None:
+        """Push an entry for ``k``'s lower load."""
         if self._heap is not None:
             heappush(self._heap, load << _SHIFT | k)
 
 
-def make_router(kind: RouterKind) -> Router:
-    """A fresh router (routers keep state, so each pool gets its own)."""
-    return RoundRobin() if kind is RouterKind.ROUND_ROBIN else LeastLoaded()
+def make_policy(kind: Router) -> RoutingPolicy:
+    """A fresh policy of the scenario's ``kind`` (policies keep state, so each pool gets its
+    own)."""
+    return RoundRobin() if kind is Router.ROUND_ROBIN else LeastLoaded()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.ma  # (np.percentile needs it; numpy 2 imports it lazily, in the first run)
@@ -19,18 +20,12 @@ from simulator.engine.serving.iteration_cost import (
     MEMORY_BOUND,
     NETWORK,
 )
-from simulator.engine.serving.metrics import (
-    COMPLETED,
-    DROPPED,
-    PENDING,
-    ReplicaStats,
-    RequestLog,
-    Series,
-)
+from simulator.engine.serving.metrics import ReplicaStats, Series
+from simulator.engine.serving.requests import COMPLETED, DROPPED, PENDING, Requests
 from simulator.engine.serving.system import InSystem
 from simulator.profiles.inference import SLO
 from simulator.results.inference import (
-    Activity,
+    ActivityFractions,
     BatchHistogram,
     InferenceMetrics,
     InferenceResult,
@@ -38,6 +33,7 @@ from simulator.results.inference import (
     MeanMax,
     Percentiles,
     ReplicaSummary,
+    RequestRecords,
     SLOTarget,
     TimeSeries,
 )
@@ -53,7 +49,32 @@ class Fleet:
     hbm_bandwidth: float  # per device
 
 
+@dataclass(frozen=True)
+class _Span:
+    """The run from its first arrival to its last completion, over which rates and
+    shares are taken."""
+
+    t0: float
+    t_end: float
+    accelerators: int
+
+    @property
+    def duration(self) -> float:
+        return self.t_end - self.t0
+
+    def rate(self, x: float) -> float:
+        """Per second of the run."""
+        duration = self.duration
+        return x / duration if duration > 0 else 0.0
+
+    def share(self, device_seconds: list[float]) -> float:
+        """The fraction of the fleet's time that ``device_seconds`` add up to."""
+        device_time = self.accelerators * self.duration
+        return min(1.0, sum(device_seconds) / device_time) if device_time > 0 else 0.0
+
+
 def percentiles(values: np.ndarray) -> Percentiles:
+    """Mean and percentiles of ``values``, NaN left out."""
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return Percentiles(mean=None, p50=None, p90=None, p99=None)
@@ -115,15 +136,16 @@ def _replica_summary(s: ReplicaStats, duration: float) -> ReplicaSummary:
         kv_cache_tokens=s.kv_blocks * s.kv_block_tokens, preemptions=s.preemptions)
 
 
-def _time_series(log: RequestLog, series: Series, replicas: int, t_end: float) -> TimeSeries:
+def _time_series(requests: Requests, series: Series, replicas: int,
+                 t_end: float) -> TimeSeries:
     bins = series.used(t_end)
     width = series.width
     edges = width * np.arange(bins + 1)
     v = {name: arr[:bins] for name, arr in series.values.items()}
-    arrived = log.status != DROPPED
-    start = log.arrival[arrived]
-    admitted = np.where(np.isnan(log.admitted), t_end, log.admitted)[arrived]
-    finish = np.where(np.isnan(log.finish), t_end, log.finish)[arrived]
+    arrived = requests.status != DROPPED
+    start = requests.arrival_s[arrived]
+    admitted = np.where(np.isnan(requests.admitted_s), t_end, requests.admitted_s)[arrived]
+    finish = np.where(np.isnan(requests.finish_s), t_end, requests.finish_s)[arrived]
     busy = v["busy_s"]
     batch = np.divide(v["batch_s"], busy, out=np.zeros(bins), where=busy > 0)
     return TimeSeries(
@@ -136,47 +158,51 @@ def _time_series(log: RequestLog, series: Series, replicas: int, t_end: float) -
         batch_size=batch.tolist())
 
 
-def summarize(log: RequestLog, stats: Sequence[ReplicaStats], series: Series,
-              in_system: InSystem, fleet: Fleet, slo: SLO | None,
-              warmup: int) -> InferenceResult:
-    """The result of a finished run."""
-    completed = log.status == COMPLETED
-    dropped = log.status == DROPPED
-    arrived_kept = ~dropped
+def _latencies(requests: Requests, records: RequestRecords, span: _Span, slo: SLO | None,
+               warmup: int) -> dict[str, Any]:
+    """The latency statistics, SLO attainment and goodput (completed requests after the
+    first ``warmup``; dropped ones count against the SLO)."""
+    after_warmup = np.arange(len(requests)) >= warmup
+    measured = (requests.status == COMPLETED) & after_warmup
+    metrics = {name: getattr(records, name)[measured]
+               for name in ("ttft_s", "tpot_s", "e2e_s", "queue_s")}
+    many = requests.output_tokens[measured] > 1
+    n_dropped = int(np.sum((requests.status == DROPPED) & after_warmup))
+    attainment, targets, ok = _slo(slo, metrics, n_dropped, many)
+    return dict(ttft_s=percentiles(metrics["ttft_s"]), tpot_s=percentiles(metrics["tpot_s"]),
+                e2e_s=percentiles(metrics["e2e_s"]), queue_s=percentiles(metrics["queue_s"]),
+                slo_attainment=attainment, slo=targets,
+                goodput_requests_per_s=span.rate(float(np.sum(ok))) if ok is not None else None)
+
+
+def _throughputs(requests: Requests, completed: np.ndarray, span: _Span) -> dict[str, Any]:
+    """Requests and tokens completed, per second of the run."""
     n_done = int(np.sum(completed))
-    t0 = float(np.min(log.arrival)) if len(log) else 0.0
-    t_end = float(np.max(log.finish[completed])) if n_done else t0
-    duration = t_end - t0
-    rate = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
-    records = log.records()
-    measured = completed & (np.arange(len(log)) >= warmup)
-    metrics = {name: records[name][measured] for name in ("ttft_s", "tpot_s", "e2e_s",
-                                                          "queue_s")}
-    many = log.output[measured] > 1
-    n_dropped_measured = int(np.sum(dropped & (np.arange(len(log)) >= warmup)))
-    attainment, targets, ok = _slo(slo, metrics, n_dropped_measured, many)
-    goodput = rate(float(np.sum(ok))) if ok is not None else None
-    out_tokens = float(np.sum(log.output[completed]))
-    all_tokens = out_tokens + float(np.sum(log.prompt[completed]))
-    sojourn = log.finish[completed] - log.arrival[completed]
-    lam_w = rate(float(np.sum(arrived_kept))) * (float(np.mean(sojourn)) if n_done else 0.0)
-    mean_in = rate(in_system.area)
+    out_tokens = float(np.sum(requests.output_tokens[completed]))
+    all_tokens = out_tokens + float(np.sum(requests.prompt_tokens[completed]))
+    return dict(requests=n_done, requests_per_s=span.rate(n_done),
+                output_tokens_per_s=span.rate(out_tokens),
+                total_tokens_per_s=span.rate(all_tokens))
+
+
+def _little_law(requests: Requests, completed: np.ndarray, span: _Span,
+                in_system: InSystem) -> LittleLaw:
+    """L from the engine's in-system count against λ·W from the records."""
+    sojourn = requests.finish_s[completed] - requests.arrival_s[completed]
+    arrived = float(np.sum(requests.status != DROPPED))
+    lam_w = span.rate(arrived) * (float(np.mean(sojourn)) if len(sojourn) else 0.0)
+    mean_in = span.rate(in_system.area)
+    return LittleLaw(mean_in_system=mean_in, arrival_rate_x_mean_time=lam_w,
+                     relative_error=abs(mean_in - lam_w) / lam_w if lam_w else 0.0)
+
+
+def _batching(stats: Sequence[ReplicaStats], span: _Span) -> dict[str, Any]:
+    """Iterations, batch sizes, KV-cache occupancy and preemptions over the replicas."""
     iterations = sum(s.iterations for s in stats)
-    device_time = fleet.accelerators * duration
-
-    def share(values: list[float]) -> float:
-        return min(1.0, sum(values) / device_time) if device_time > 0 else 0.0
-
+    duration = span.duration
     hist = np.sum([s.batch_hist for s in stats], axis=0)
     sizes = np.nonzero(hist)[0]
-    inference = InferenceMetrics(
-        requests=n_done, arrived=len(log), dropped=int(np.sum(dropped)),
-        unfinished=int(np.sum(log.status == PENDING)), duration_s=duration,
-        requests_per_s=rate(n_done), output_tokens_per_s=rate(out_tokens),
-        total_tokens_per_s=rate(all_tokens),
-        ttft_s=percentiles(metrics["ttft_s"]), tpot_s=percentiles(metrics["tpot_s"]),
-        e2e_s=percentiles(metrics["e2e_s"]), queue_s=percentiles(metrics["queue_s"]),
-        slo_attainment=attainment, slo=targets, goodput_requests_per_s=goodput,
+    return dict(
         kv_cache_utilization=MeanMax(
             mean=(sum(s.kv_blocks_s / s.kv_blocks for s in stats) / (len(stats) * duration)
                   if duration > 0 else 0.0),
@@ -186,21 +212,41 @@ def summarize(log: RequestLog, stats: Sequence[ReplicaStats], series: Series,
                            max=float(max(s.batch_max for s in stats))),
         preemptions=sum(s.preemptions for s in stats), iterations=iterations,
         engine_steps=sum(s.engine_steps for s in stats),
-        activity=Activity(busy=share([s.devices * s.busy_s for s in stats]),
-                          compute_bound=share([s.devices * s.cost[COMPUTE_BOUND]
-                                               for s in stats]),
-                          memory_bound=share([s.devices * s.cost[MEMORY_BOUND]
-                                              for s in stats])),
-        little_law=LittleLaw(mean_in_system=mean_in, arrival_rate_x_mean_time=lam_w,
-                             relative_error=abs(mean_in - lam_w) / lam_w if lam_w else 0.0),
-        per_replica=[_replica_summary(s, duration) for s in stats],
-        time_series=_time_series(log, series, len(stats), t_end),
         batch_size_histogram=BatchHistogram(sizes=sizes.tolist(),
                                             iterations=hist[sizes].tolist()))
-    utilization = Utilization(
-        compute=share([s.devices * s.cost[FLOPS] / fleet.peak_flops for s in stats]),
-        memory_bandwidth=share([s.devices * s.cost[BYTES] / fleet.hbm_bandwidth
-                                for s in stats]),
-        network=share([s.devices * (s.cost[NETWORK] + s.transfer_s) for s in stats]),
-        busy=inference.activity.busy)
-    return InferenceResult(inference=inference, time_s=duration, utilization=utilization)
+
+
+def _utilization(stats: Sequence[ReplicaStats], span: _Span, fleet: Fleet,
+                 busy: float) -> Utilization:
+    """Compute, HBM and network use of the fleet over the run."""
+    return Utilization(
+        compute=span.share([s.devices * s.cost[FLOPS] / fleet.peak_flops for s in stats]),
+        memory_bandwidth=span.share([s.devices * s.cost[BYTES] / fleet.hbm_bandwidth
+                                     for s in stats]),
+        network=span.share([s.devices * (s.cost[NETWORK] + s.transfer_s) for s in stats]),
+        busy=busy)
+
+
+def summarize(requests: Requests, records: RequestRecords, stats: Sequence[ReplicaStats], *,
+              series: Series, in_system: InSystem, fleet: Fleet, slo: SLO | None,
+              warmup: int) -> InferenceResult:
+    """The result of a finished run, from its requests (and their ``records``), the
+    replicas' counters, the time series and the in-system count."""
+    completed = requests.status == COMPLETED
+    t0 = float(np.min(requests.arrival_s)) if len(requests) else 0.0
+    t_end = float(np.max(requests.finish_s[completed])) if completed.any() else t0
+    span = _Span(t0, t_end, fleet.accelerators)
+    activity = ActivityFractions(
+        busy=span.share([s.devices * s.busy_s for s in stats]),
+        compute_bound=span.share([s.devices * s.cost[COMPUTE_BOUND] for s in stats]),
+        memory_bound=span.share([s.devices * s.cost[MEMORY_BOUND] for s in stats]))
+    inference = InferenceMetrics(
+        **_throughputs(requests, completed, span), arrived=len(requests),
+        dropped=int(np.sum(requests.status == DROPPED)),
+        unfinished=int(np.sum(requests.status == PENDING)), duration_s=span.duration,
+        **_latencies(requests, records, span, slo, warmup), **_batching(stats, span),
+        activity=activity, little_law=_little_law(requests, completed, span, in_system),
+        per_replica=[_replica_summary(s, span.duration) for s in stats],
+        time_series=_time_series(requests, series, len(stats), t_end))
+    return InferenceResult(inference=inference, time_s=span.duration,
+                           utilization=_utilization(stats, span, fleet, activity.busy))

@@ -15,6 +15,7 @@ the summary checks against Little's law computed from the per-request records.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,9 +23,10 @@ import simpy
 from simpy.events import Timeout
 
 from simulator.engine.serving.disaggregation import KVTransfer
-from simulator.engine.serving.metrics import COMPLETED, DROPPED, RequestLog, Series
+from simulator.engine.serving.metrics import Series
 from simulator.engine.serving.replica import Replica
-from simulator.engine.serving.router import Router
+from simulator.engine.serving.requests import COMPLETED, DROPPED, Requests
+from simulator.engine.serving.router import RoutingPolicy
 
 
 @dataclass(slots=True)
@@ -36,6 +38,7 @@ class InSystem:
     last: float = 0.0
 
     def move(self, t: float, delta: int) -> None:
+        """``delta`` requests enter (or leave, if negative) at ``t``."""
         self.area += self.count * (t - self.last)
         self.last = t
         self.count += delta
@@ -45,12 +48,12 @@ class ServingSystem:
     """Pools of replicas and what moves between them. ``decode`` is empty unless the
     deployment is disaggregated (then ``replicas`` is the prefill pool)."""
 
-    def __init__(self, env: simpy.Environment, log: RequestLog, series: Series,
-                 routers: tuple[Router, Router | None], droppable: np.ndarray,
+    def __init__(self, *, env: simpy.Environment, requests: Requests, series: Series,
+                 routers: tuple[RoutingPolicy, RoutingPolicy | None], droppable: np.ndarray,
                  transfer: KVTransfer | None = None,
                  closed: tuple[int, float] | None = None):
         self.env = env
-        self.log = log
+        self.requests = requests
         self.series = series
         self.router, self.decode_router = routers
         self.droppable = droppable.tolist()
@@ -64,7 +67,7 @@ class ServingSystem:
         self.dropped = 0
         # closed loop: (clients, think time); the next request no client has sent yet
         self.closed = closed
-        self._unsent = min(closed[0], len(log)) if closed else len(log)
+        self._unsent = min(closed[0], len(requests)) if closed else len(requests)
 
     def add(self, replica: Replica, decode: bool = False) -> None:
         """Add a replica to the first pool (or the decode pool)."""
@@ -76,7 +79,7 @@ class ServingSystem:
     # ---- arrivals ---------------------------------------------------------------------------
     def start(self) -> None:
         """Start the arrivals (an immediate event, as a SimPy process would start)."""
-        self._times = self.log.arrival[:self._unsent].tolist()
+        self._times = self.requests.arrival_s[:self._unsent].tolist()
         self._next = 0
         start = self.env.event()
         start.callbacks.append(self._arrivals)
@@ -108,23 +111,29 @@ class ServingSystem:
         reporting now has planned its next iteration (as an open-loop arrival at that
         instant would be)."""
         assert self.closed is not None
-        think, log = self.closed[1], self.log
+        think, reqs = self.closed[1], self.requests
         for _ in range(n):
             r = self._unsent
-            if r >= len(log):
+            if r >= len(reqs):
                 return
             self._unsent = r + 1
             at = t + think
-            log.arrival[r] = at
+            reqs.arrival_s[r] = at
             event = Timeout(self.env, max(0.0, at - self.env.now))
-            event.callbacks.append(lambda _event, r=r, at=at: self._arrive(r, at))
+            event.callbacks.append(self._arrival_of(r, at))
+
+    def _arrival_of(self, r: int, at: float) -> Callable[[simpy.Event], None]:
+        """The callback of ``r``'s arrival event."""
+        def arrive(_event: simpy.Event) -> None:
+            self._arrive(r, at)
+        return arrive
 
     def _arrive(self, r: int, t: float) -> None:
         """Request ``r`` arrives at ``t``: dropped if no replica could ever hold it (a
         closed-loop client then sends its next one), else routed."""
-        log = self.log
+        reqs = self.requests
         if self.droppable[r]:
-            log.status[r] = DROPPED
+            reqs.status[r] = DROPPED
             self.dropped += 1
             if self.closed:
                 self._send_next(1, t)
@@ -133,7 +142,7 @@ class ServingSystem:
         loads = self.loads
         k = self.router.choose(loads)
         loads[k] += 1
-        log.replica[r] = k
+        reqs.replica[r] = k
         self.replicas[k].enqueue(r, t)
 
     # ---- what replicas report -----------------------------------------------------------------
@@ -141,7 +150,7 @@ class ServingSystem:
                    t: float) -> None:
         """``replica``'s iteration (or run) ended at ``t``: ``finished`` requests completed,
         ``handoff`` requests' prompts are done (on a prefill replica)."""
-        log = self.log
+        reqs = self.requests
         if replica.decode_pool:
             loads, router = self.decode_loads, self.decode_router
             assert router is not None
@@ -151,8 +160,8 @@ class ServingSystem:
         if finished:
             n = len(finished)
             for r in finished:
-                log.finish[r] = t
-                log.status[r] = COMPLETED
+                reqs.finish_s[r] = t
+                reqs.status[r] = COMPLETED
             self.in_system.move(t, -n)  # what n moves at one time add up to, exactly
             loads[slot] -= n
             router.lowered(slot, loads[slot])
@@ -166,24 +175,24 @@ class ServingSystem:
             self._hand_off(replica, r, t)
 
     def _hand_off(self, source: Replica, r: int, t: float) -> None:
+        """Route ``r``, whose prompt ``source`` has done, to a decode replica and send its
+        KV cache there; it is queued there when the transfer ends."""
         assert self.transfer is not None and self.decode_router is not None
-        log = self.log
+        reqs = self.requests
         d = self.decode_router.choose(self.decode_loads)
         self.decode_loads[d] += 1
         target = self.decode[d]
-        log.decode_replica[r] = target.index
-        tokens = log.prompt_len[r]
-        blocks = source.sched.capacity.blocks_for(log.target[r])
-        start, end = self.transfer.schedule(source.index, d, tokens, t)
-        log.transfer_s[r] = end - start
+        reqs.decode_replica[r] = target.index
+        start, end = self.transfer.schedule(source.index, d, reqs.prompt_len[r], t)
+        reqs.transfer_s[r] = end - start
         source.stats.handed_off += 1
         source.stats.transfer_s += end - start
         target.stats.transfer_s += end - start
 
         def deliver(_event: simpy.Event) -> None:
-            source.release(blocks, end)
-            log.target[r] = 0  # arrives with its KV cache
-            log.done[r] = 0
+            source.handed_off(r, end)
+            reqs.target[r] = 0  # arrives with its KV cache
+            reqs.done[r] = 0
             target.enqueue(r, end)
 
         self.env.timeout(max(0.0, end - self.env.now)).callbacks.append(deliver)
