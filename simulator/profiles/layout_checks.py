@@ -71,6 +71,11 @@ def check_training(w: TrainingWorkload, model: ModelProfile, hardware: HardwareP
     problems = _precision(w, hardware)
     problems += _tp_divides_heads(par.tp, (*base, "tp"), model)
     problems += _ep_fits_experts(par.ep, (*base, "ep"), model)
+    if w.seq_len > model.max_seq_len and not w.beyond_context:
+        problems.append(Problem(("workload", "seq_len"),
+                                f"seq_len ({w.seq_len}) exceeds the context of {model.id} "
+                                f"(max_seq_len {model.max_seq_len}); set "
+                                f"workload.beyond_context: true if training extends it"))
     dp = resolve_dp(w, accelerators)
     shape = f"tp*pp*cp = {par.tp}*{par.pp}*{par.cp} = {par.tp * par.pp * par.cp}"
     if dp is None:
