@@ -199,3 +199,42 @@ def test_a_full_disk_is_one_line(tmp_path):
                               env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: cannot write the output: No space left on device"
+
+
+def test_a_mapping_of_the_wrong_kind_is_a_few_lines():
+    result = run_cli("show", S, "--set", "hardware={dist: fixed, mean: 0, std: 0}")
+    assert_clean_error(result, "hardware: required fields are missing: id, name, vendor",
+                       "hardware: unknown fields 'dist', 'mean', 'std'; allowed: id,")
+    assert len(result.err.strip().splitlines()) == 2
+
+
+# ---- file contents never leak into messages -----------------------------------------------
+SECRET = "root:$6$saltsalt$abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ:19000:0:99999:7:::"
+
+
+@pytest.mark.parametrize("args", [
+    ("run", S, "--quiet", "--set", "hardware={file}"),
+    ("run", S, "--quiet", "--set", "model={file}"),
+    ("profiles", "show", "{file}"),
+    ("models", "show", "{file}"),
+    ("validate", "{file}"),
+    ("run", "{file}"),
+])
+def test_a_file_of_another_kind_is_named_not_quoted(tmp_path, args):
+    secret = tmp_path / "shadow"
+    secret.write_text(SECRET + "\n")
+    result = run_cli(*(a.replace("{file}", str(secret)) for a in args))
+    assert_clean_error(result, str(secret))
+    assert "$6$saltsalt$abcdefghijklmnopqrstuvwxyz" not in result.err
+    assert len(result.err.strip().splitlines()) <= 2
+
+
+@pytest.mark.parametrize(("scenario", "assignment", "fragment"), [
+    (S, "model=llama3.1-405b", f"error: {S}: llama3.1-405b on h100-sxm: does not fit"),
+    (T, "workload.failures.restart_s=1e9", f"error: {T}: workload.failures: failures would "
+                                           f"interrupt the run"),
+])
+def test_engine_refusals_name_the_file_and_field(scenario, assignment, fragment):
+    result = run_cli("run", scenario, "--quiet", "--set", assignment)
+    assert_clean_error(result, fragment)
+    _one_line(result)

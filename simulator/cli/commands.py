@@ -14,6 +14,7 @@ from simulator.perf.roofline_view import roofline as roofline_view
 from simulator.profiles.catalog import hardware_ids, load_hardware, load_model, model_ids
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import ModelProfile
+from simulator.profiles.scenario import Scenario
 from simulator.profiles.validation import validate as validate_model
 from simulator.profiles.yaml_source import read_yaml
 from simulator.report.console import stdout_console
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--trace is for training scenarios (a step's pipeline timeline); "
                          "for serving use --out DIR for per-request records", file=args.file)
     with progress_bar("simulating", quiet=args.quiet) as progress:
-        result = simulate(scenario, progress=progress)
+        result = _simulate_located(scenario, args.file, progress)
     if out is not None:
         write_run_outputs(out, result)
     if trace is not None:
@@ -63,6 +64,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         render_result(stdout_console(), scenario, result)
     return 0
+
+
+def _simulate_located(scenario: Scenario, file: str, progress) -> Result:
+    """``simulate``, with the engines' errors (a model that does not fit, failures that leave
+    no progress) told against the scenario file and, where one is to blame, its field."""
+    from simulator.engine.training.failures import NoProgress
+
+    try:
+        return simulate(scenario, progress=progress)
+    except (InputError, InputErrors):
+        raise
+    except XpusimError as exc:
+        path = "workload.failures" if isinstance(exc, NoProgress) else None
+        raise InputError(str(exc), file=file, path=path) from None
 
 
 def _training_part(result: Result) -> TrainingResult:

@@ -15,7 +15,7 @@ from simulator.cli import commands, compare_cmd, plan_cmd, sensitivity_cmd, swee
 from simulator.cli.arguments import OneLineParser
 from simulator.cli.paths import add_parents_flag
 from simulator.errors import InputErrors, XpusimError
-from simulator.report.console import stderr_console
+from simulator.report.console import printable, stderr_console
 
 
 def _add_format(parser: argparse.ArgumentParser) -> None:
@@ -164,7 +164,7 @@ def _print_error(exc: XpusimError) -> None:
     console = stderr_console()
     lines = [e.render() for e in exc.errors] if isinstance(exc, InputErrors) else [str(exc)]
     for line in lines:
-        console.print(f"error: {line}", markup=False)
+        console.print(f"error: {printable(line, one_line=True)}")
 
 
 if __name__ == "__main__":

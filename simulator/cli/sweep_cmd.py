@@ -26,7 +26,7 @@ from simulator.cli.arguments import OneLineParser, whole
 from simulator.cli.paths import add_parents_flag, output_file
 from simulator.errors import InputError, InputErrors, XpusimError
 from simulator.profiles.overrides import apply_overrides
-from simulator.report.console import stderr_console, stdout_console
+from simulator.report.console import printable, stderr_console, stdout_console
 from simulator.studies.executors import make_executor
 from simulator.studies.grid import build_points, parse_axis
 from simulator.studies.rows import Base
@@ -182,7 +182,8 @@ def _counts(outcome: SweepOutcome) -> dict[str, int]:
 def _as_json(outcome: SweepOutcome) -> dict[str, Any]:
     return {"out": str(outcome.out) if outcome.out else None, "points": len(outcome.rows),
             "computed": outcome.computed, "resumed": outcome.resumed,
-            "foreign_rows": outcome.foreign, "status": _counts(outcome),
+            "foreign_rows": outcome.foreign, "dropped_lines": outcome.dropped,
+            "status": _counts(outcome),
             "rows": outcome.rows if outcome.out is None else None,
             "summary_path": str(outcome.summary_path) if outcome.summary_path else None,
             "summary": outcome.summary or None}
@@ -194,6 +195,10 @@ def _render(outcome: SweepOutcome, kind: str) -> None:
     where = f" -> {outcome.out}" if outcome.out else ""
     console.print(f"{len(outcome.rows)} points ({counts}); {outcome.computed} run now, "
                   f"{outcome.resumed} already in the table{where}", markup=False)
+    if outcome.dropped:
+        console.print(f"note: {outcome.dropped} line(s) of {outcome.out} were not whole rows "
+                      f"(torn by a crash?); they were removed and their points run again",
+                      markup=False)
     if outcome.foreign:
         console.print(f"note: {outcome.foreign} row(s) of {outcome.out} are not points of "
                       f"this sweep (another grid?); they were kept", markup=False)
@@ -238,7 +243,7 @@ def standalone(register_fn: Callable, argv: Sequence[str] | None = None) -> int:
         lines = ([e.render() for e in exc.errors] if isinstance(exc, InputErrors)
                  else [str(exc)])
         for line in lines:
-            stderr_console().print(f"error: {line}", markup=False)
+            stderr_console().print(f"error: {printable(line, one_line=True)}")
         return exc.exit_code
     except KeyboardInterrupt:
         stderr_console().print("interrupted")

@@ -179,6 +179,43 @@ def _merged(errors: list[InputError]) -> list[InputError]:
     return list(by_key.values())
 
 
+_MISSING = "required field is missing"
+_MAX_LINES = 12  # more problems than this are counted, not listed
+
+
+def _grouped(errors: list[InputError]) -> list[InputError]:
+    """Missing and unknown fields of one mapping on one line each (a mapping of the wrong
+    kind would otherwise list every field), and at most :data:`_MAX_LINES` lines."""
+    out: list[InputError] = []
+    groups: dict[tuple[str, str, str], tuple[InputError, list[str]]] = {}
+    for error in errors:
+        kind = ("missing" if error.message == _MISSING
+                else "unknown" if error.message.startswith("unknown field '") else None)
+        if kind is None or not error.path:
+            out.append(error)
+            continue
+        parent, _, name = error.path.rpartition(".")
+        file = (error.file or "").rsplit(":", 1)[0] if kind == "unknown" else error.file or ""
+        key = (kind, file, parent)
+        if key not in groups:
+            groups[key] = (error, [])
+            out.append(error)
+        groups[key][1].append(name if kind == "missing" else
+                              error.message.split("'")[1])
+    for (kind, _, parent), (first, names) in groups.items():
+        if len(names) > 1:
+            first.path = parent or None
+            allowed = first.message[first.message.find(";"):] if ";" in first.message else ""
+            first.message = (f"required fields are missing: {', '.join(names)}"
+                             if kind == "missing" else
+                             f"unknown fields {', '.join(map(repr, names))}{allowed}")
+    if len(out) > _MAX_LINES:
+        more = len(out) - _MAX_LINES + 1
+        out = [*out[:_MAX_LINES - 1], InputError(f"... and {more} more problems",
+                                                 file=out[0].file)]
+    return out
+
+
 def to_input_errors(exc: ValidationError, root: type[BaseModel],
                     doc: YamlDocument | None = None, file: str | None = None,
                     prefix: Loc = ()) -> InputErrors:
@@ -199,7 +236,7 @@ def to_input_errors(exc: ValidationError, root: type[BaseModel],
             if line is not None and where:
                 where = f"{where}:{line}"
         errors.append(InputError(message, file=where, path=dotted([*prefix, *shown])))
-    return InputErrors(_merged(errors))
+    return InputErrors(_grouped(_merged(errors)))
 
 
 def validate(model: type[M], data: Any, doc: YamlDocument | None = None,

@@ -23,9 +23,11 @@ _WIDE = 10_000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def printable(text: str) -> str:
-    """``text`` with terminal control characters shown as ``\\xNN`` (ESC, BEL, CR, ...)."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+def printable(text: str, *, one_line: bool = False) -> str:
+    """``text`` with terminal control characters shown as ``\\xNN`` (ESC, BEL, CR, ...);
+    ``one_line`` also shows newlines as ``\\n`` (an error is one line, whatever it quotes)."""
+    shown = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return shown.replace("\n", "\\n") if one_line else shown
 
 
 class TextConsole(Console):
