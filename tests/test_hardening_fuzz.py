@@ -142,3 +142,39 @@ def _finite(data: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _leaves(node: object, path: tuple = ()) -> list[tuple]:
+    """Every scalar leaf of a parsed YAML mapping, by its key path."""
+    if isinstance(node, dict):
+        return [leaf for key, value in node.items() for leaf in _leaves(value, (*path, key))]
+    if isinstance(node, list):
+        return [leaf for i, value in enumerate(node) for leaf in _leaves(value, (*path, i))]
+    return [path]
+
+
+def _profile() -> dict:
+    import yaml
+
+    with open("hardware_profiles/h100-sxm.yaml") as handle:
+        return yaml.safe_load(handle)
+
+
+_PROFILE_LEAVES = _leaves(_profile())
+leaf_values = st.one_of(st.integers(-10**30, 10**30), st.floats(), st.booleans(), st.none(),
+                        st.text(max_size=10), st.sampled_from(["1 TB/s", "5 GB", "-1 W", "0"]))
+
+
+@settings(max_examples=400 if LONG else 60, **_SETTINGS)
+@given(changes=st.lists(st.tuples(st.sampled_from(_PROFILE_LEAVES), leaf_values), min_size=1,
+                        max_size=3))
+def test_validate_generated_hardware_profiles(tmp_path_factory, capsys, changes):
+    profile = _profile()
+    for path, value in changes:
+        node = profile
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    target = tmp_path_factory.mktemp("fuzz") / "hw.yaml"
+    target.write_text(json.dumps(profile) if _finite(profile) else "{}")
+    _run(capsys, "profiles", "show", str(target), "--format", "json")

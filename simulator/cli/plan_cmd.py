@@ -80,6 +80,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                           help="ZeRO stages (default: 1, 3 and the scenario's)")
     training.add_argument("--exhaustive", action="store_true",
                           help="simulate layouts a lighter recompute setting dominates too")
+    _add_shared(p)
+    add_executor_flags(p)
+    p.set_defaults(func=plan)
+    return p
+
+
+def _add_shared(p: argparse.ArgumentParser) -> None:
+    """The flags of both kinds of plan: layouts to try, what to show and where files go."""
     both = p.add_argument_group("both")
     both.add_argument("--tp", type=wholes(), metavar="N,...",
                       help="tensor-parallel sizes (default: powers of two up to 8 that fit "
@@ -94,9 +102,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     both.add_argument("--no-plot", action="store_true", help="do not draw the plot")
     add_parents_flag(p)
     both.add_argument("--format", choices=("table", "json"), default="table")
-    add_executor_flags(p)
-    p.set_defaults(func=plan)
-    return p
 
 
 def plan(args: argparse.Namespace) -> int:
