@@ -27,7 +27,7 @@ def _one_line(result) -> str:
     (S, "workload.arrivals={process: poisson, rate_per_s: .inf, duration_s: 10}",
      "workload.arrivals.rate_per_s: must be a finite number"),
     (S, "seed=-1", "seed: must be at least 0"),
-    (S, "workload.arrivals.requests=1000000000000", "must be at most 10000000"),
+    (S, "workload.arrivals.requests=1000000000000", "must be at most 1000000"),
     (T, "workload.tokens=.inf", "workload.tokens: must be a finite number"),
     (T, "workload.tokens=1.0e+30", "workload.tokens: must be at most"),
     (S, "cluster.accelerators=1000000000000000000000000000000",
@@ -47,7 +47,7 @@ def _one_line(result) -> str:
     (S, "workload.prompt_tokens={dist: normal, mean: 1.0e+19, std: 1}",
      "workload.prompt_tokens.mean: must be at most 10000000"),
     (S, "workload.arrivals={process: poisson, rate_per_s: 1000000, duration_s: 1000000}",
-     "rate_per_s x duration_s = 1e+12 requests; at most 10,000,000"),
+     "rate_per_s x duration_s = 1e+12 requests; at most 1,000,000"),
     (S, "cost.pue=.nan", "cost.pue: must be a finite number"),
     (S, "cost.depreciation_years=.inf", "cost.depreciation_years: must be a finite number"),
 ])
@@ -169,6 +169,9 @@ def test_study_arguments_are_checked(args, fragment):
     (("plan", S, "--plot", "/proc/x/p.png"), "--plot: the folder /proc/x does not exist"),
     (("plan", S, "--plot", "scenarios"), "--plot: scenarios is a folder"),
     (("run", S, "--quiet", "--out", "/dev/null/x"), "--out: /dev/null is not a folder"),
+    (("compare", S, "--hardware", "h100-sxm", "--out", "/proc/x"),
+     "--out: cannot write in /proc"),
+    (("run", S, "--quiet", "--out", "/proc/x"), "--out: cannot write in /proc"),
 ])
 def test_output_paths_are_checked_before_running(args, fragment):
     result = run_cli(*args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 from pathlib import Path
 
 from simulator.errors import InputError
@@ -25,8 +26,7 @@ def add_parents_flag(parser: argparse.ArgumentParser) -> None:
 def _check_folder(folder: Path, flag: str, parents: bool) -> None:
     """The folder an output goes into exists and is writable (or may be created)."""
     if folder.is_dir():
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise InputError(f"{flag}: cannot write in {folder} (permission denied)")
+        _probe(folder, flag)
         return
     if folder.exists():
         raise InputError(f"{flag}: {folder} is not a folder")
@@ -36,6 +36,17 @@ def _check_folder(folder: Path, flag: str, parents: bool) -> None:
     existing = next((p for p in folder.parents if p.exists()), None)
     if existing is not None and not (existing.is_dir() and os.access(existing, os.W_OK)):
         raise InputError(f"{flag}: cannot create {folder}: {existing} is not a writable folder")
+
+
+def _probe(folder: Path, flag: str) -> None:
+    """Create and remove a file in ``folder``: permissions alone do not tell (root passes
+    every check, /proc and read-only mounts refuse anyway)."""
+    probe = folder / f".xpusim-probe-{secrets.token_hex(4)}"
+    try:
+        probe.open("x").close()
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{flag}: cannot write in {folder} ({exc.strerror or exc})") from None
 
 
 def output_file(text: str, flag: str, *, parents: bool = False) -> Path:
