@@ -241,3 +241,22 @@ def test_engine_refusals_name_the_file_and_field(scenario, assignment, fragment)
     result = run_cli("run", scenario, "--quiet", "--set", assignment)
     assert_clean_error(result, fragment)
     _one_line(result)
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("name: x\nseed: " + "9" * 5000 + "\n", "a value YAML cannot convert: a number of more than "
+                                              "4,300 digits"),
+    ("name: 2026-13-45\n", "a value YAML cannot convert: month must be in 1..12"),
+])
+def test_scalars_yaml_cannot_convert(tmp_path, text, fragment):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    result = run_cli("validate", str(path))
+    assert_clean_error(result, fragment)
+    _one_line(result)
+
+
+def test_a_huge_number_on_the_command_line_is_one_line():
+    result = run_cli("show", S, "--set", "workload.arrivals.requests=" + "9" * 5000)
+    assert_clean_error(result, "workload.arrivals.requests: must be a whole number")
+    assert len(_one_line(result)) < 400
