@@ -45,7 +45,12 @@ def _blame_overrides(exc: InputErrors, overrides: list[str] | tuple[str, ...]) -
                                      or error.path.startswith(dotted_path + ".")
                                      or dotted_path.startswith(error.path + "."))]
         if blamed:
-            error.file = f"--set {blamed[0]}"
+            error.file = f"--set {_short(blamed[0])}"
         elif overrides:
-            error.message += f" (after --set {' '.join(overrides)})"
+            error.message += f" (after --set {_short(' '.join(overrides))})"
     return InputErrors(exc.errors)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """An override as shown in a message: cut short (a value can be a whole file's worth)."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."

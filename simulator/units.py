@@ -170,7 +170,7 @@ def parse_quantity(value: object, dimension: Dimension) -> float:
         result = float(value)
     elif isinstance(value, str):
         parsed = _split(value)
-        table = UNITS[dimension]
+        table = {"": 1.0, **UNITS[dimension]}  # a bare number ("1e9" is text to YAML 1.1)
         unit = parsed.unit
         if unit not in table:
             other = _ALL_SYMBOLS.get(unit)

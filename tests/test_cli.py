@@ -164,7 +164,7 @@ def test_unknown_field_lists_allowed_fields(tmp_path):
 
 def test_wrong_type(tmp_path):
     path = write(tmp_path, scenario_text(cluster="cluster: {accelerators: many}"))
-    assert_clean_error(run_cli("run", str(path)), "cluster.accelerators:", "valid integer",
+    assert_clean_error(run_cli("run", str(path)), "cluster.accelerators:", "whole number",
                        "'many'")
 
 

@@ -197,8 +197,10 @@ def test_rich_tables_render(fake_report):
 
 
 def test_only_selects_rows_by_id_or_family(tmp_path, fake_report):
-    report = run_cases(tmp_path, _fake_simulate, only=["A01", "B"])
+    report = run_cases(tmp_path, _fake_simulate, only=["A01"])
     assert [r.case.id for r in report.rows] == ["A01"]
+    with pytest.raises(InputError, match="--only 'B' selects no case"):  # B01 is not B-...
+        run_cases(tmp_path, _fake_simulate, only=["A01", "B"])
 
 
 def test_read_metric_from_a_result_model_and_its_errors():

@@ -7,12 +7,14 @@ import json
 from datetime import date
 from pathlib import Path
 
+from simulator.cli.paths import output_file, output_folder
 from simulator.errors import InputError, InputErrors, XpusimError
 from simulator.loading import load_scenario
 from simulator.perf.roofline_view import roofline as roofline_view
 from simulator.profiles.catalog import hardware_ids, load_hardware, load_model, model_ids
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import ModelProfile
+from simulator.profiles.scenario import Scenario
 from simulator.profiles.validation import validate as validate_model
 from simulator.profiles.yaml_source import read_yaml
 from simulator.report.console import stdout_console
@@ -40,23 +42,42 @@ def _print_json(data: object) -> None:
 def run(args: argparse.Namespace) -> int:
     """``xpusim run``: simulate one scenario, print its tables or JSON, and write ``--out`` files
     and the ``--trace`` on request."""
+    out = output_folder(args.out, "--out", parents=args.parents) if args.out else None
+    trace = None
+    if args.trace:  # a trace into the --out folder is fine: the run creates that folder first
+        into_out = out is not None and Path(args.trace).parent.resolve() == out.resolve()
+        trace = output_file(args.trace, "--trace", parents=args.parents or into_out)
     scenario = load_scenario(args.file, args.overrides)
     if args.trace and scenario.kind != "training":
         raise InputError("--trace is for training scenarios (a step's pipeline timeline); "
                          "for serving use --out DIR for per-request records", file=args.file)
     with progress_bar("simulating", quiet=args.quiet) as progress:
-        result = simulate(scenario, progress=progress)
-    if args.out:
-        write_run_outputs(Path(args.out), result)
-    if args.trace:
+        result = _simulate_located(scenario, args.file, progress)
+    if out is not None:
+        write_run_outputs(out, result)
+    if trace is not None:
         from simulator.report.trace import write_trace
 
-        write_trace(_training_part(result), args.trace)
+        write_trace(_training_part(result), str(trace))
     if args.format == "json":
         _print_json(result.model_dump(mode="json"))
     else:
         render_result(stdout_console(), scenario, result)
     return 0
+
+
+def _simulate_located(scenario: Scenario, file: str, progress) -> Result:
+    """``simulate``, with the engines' errors (a model that does not fit, failures that leave
+    no progress) told against the scenario file and, where one is to blame, its field."""
+    from simulator.engine.training.failures import NoProgress
+
+    try:
+        return simulate(scenario, progress=progress)
+    except (InputError, InputErrors):
+        raise
+    except XpusimError as exc:
+        path = "workload.failures" if isinstance(exc, NoProgress) else None
+        raise InputError(str(exc), file=file, path=path) from None
 
 
 def _training_part(result: Result) -> TrainingResult:
@@ -84,6 +105,8 @@ def validate_against(args: argparse.Namespace) -> int:
     from simulator.validation.report import render_tables, to_markdown
     from simulator.validation.runner import run_cases
 
+    if args.markdown:
+        output_file(args.markdown, "--markdown", parents=args.parents)
     report = run_cases(args.directory, only=args.only)
     if args.format == "json":
         _print_json(report.as_dict())

@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
+from simulator.cli.paths import add_parents_flag, output_folder
 from simulator.errors import InputError
-from simulator.report.console import stdout_console
+from simulator.report.console import printable, stdout_console
 from simulator.report.html import compare_cells, format_ratio, format_value
 from simulator.report.outputs import comparison_csv, write_compare_outputs
 from simulator.report.progress import progress_bar
@@ -50,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="write comparison.json, comparison.csv, plots, report.html and "
                              "each profile's result.json and CSVs to DIR")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_parents_flag(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -67,11 +68,12 @@ def run(args: argparse.Namespace) -> int:
     """``xpusim compare``: run the comparison, write the ``--out`` files, print JSON, CSV or
     the table."""
     ids = hardware_list(args.hardware)
+    out = output_folder(args.out, "--out", parents=args.parents) if args.out else None
     with progress_bar(f"comparing {len(ids)} profiles", quiet=args.quiet, counts=True) as bar:
         comparison = compare(args.file, ids, args.match, args.overrides, progress=bar)
     data = comparison.as_dict()
-    if args.out:
-        write_compare_outputs(Path(args.out), data,
+    if out is not None:
+        write_compare_outputs(out, data,
                               [(row.hardware, row.result) for row in comparison.rows])
     if args.format == "json":
         print(json.dumps(data, indent=2))
@@ -86,7 +88,7 @@ def render(comparison: Comparison, data: dict[str, Any]) -> None:
     """The terminal view of a comparison: one column per profile, values with their ratios to the
     baseline, then the rows' failures and notes."""
     console = stdout_console()
-    console.print(f"[bold]{comparison.scenario}[/bold]")
+    console.print(comparison.scenario, style="bold")
     sizing = {"count": "same accelerator count", "power": "same facility power budget",
               "cost": "same spend per hour"}[comparison.match]
     console.print(f"{comparison.kind} on {len(comparison.rows)} profiles, {sizing} "
@@ -108,8 +110,8 @@ def render(comparison: Comparison, data: dict[str, Any]) -> None:
     console.print(table)
     for row in comparison.rows:
         if row.reason:
-            console.print(f"[red]{row.hardware}[/red] ({row.status.replace('_', ' ')}): "
-                          f"{row.reason}", highlight=False)
+            console.print(Text(printable(row.hardware), style="red"),
+                          f"({row.status.replace('_', ' ')}): {row.reason}", highlight=False)
     for row in comparison.rows:
         for note in row.notes:
             console.print(f"note: {row.hardware}: {note}", markup=False)

@@ -7,12 +7,15 @@ Exit codes: 0 success, 2 bad input (one clear message per problem, no traceback)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from simulator.cli import commands, compare_cmd, plan_cmd, sensitivity_cmd, sweep_cmd
+from simulator.cli.arguments import OneLineParser
+from simulator.cli.paths import add_parents_flag
 from simulator.errors import InputErrors, XpusimError
-from simulator.report.console import stderr_console
+from simulator.report.console import printable, stderr_console
 
 
 def _add_format(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +33,7 @@ def _add_overrides(parser: argparse.ArgumentParser, help_text: str | None = None
 def build_parser() -> argparse.ArgumentParser:
     """The ``xpusim`` command line: each subcommand with its flags and the function it
     calls (``args.func``). Study commands register themselves (``*_cmd.register``)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="xpusim",
         description="Accelerator cost/throughput simulator for LLM training and inference.",
     )
@@ -60,6 +63,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--trace", metavar="PATH",
                      help="training: write a Chrome/Perfetto trace of one simulated step")
+    add_parents_flag(run)
     run.set_defaults(func=commands.run)
 
 
@@ -91,6 +95,7 @@ def _add_checks(sub: argparse._SubParsersAction) -> None:
                        help="run only these case ids (an id also selects its -suffixed rows)")
     check.add_argument("--markdown", metavar="PATH",
                        help="also write the report as Markdown (docs/validation.md)")
+    add_parents_flag(check)
     _add_format(check)
     check.set_defaults(func=commands.validate_against)
 
@@ -126,15 +131,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # a full disk or closed pipe shows here, not at interpreter exit
+        return code
     except XpusimError as exc:
         _print_error(exc)
         return exc.exit_code
     except BrokenPipeError:  # e.g. `xpusim profiles list | head`
+        _drop_stdout()
         return 0
+    except OSError as exc:  # the output cannot be written: a full disk, a vanished folder
+        _drop_stdout()
+        where = f" {exc.filename}" if exc.filename else " the output"
+        _print_error(XpusimError(f"cannot write{where}: {exc.strerror or exc}"))
+        return 2
     except KeyboardInterrupt:
         stderr_console().print("interrupted")
         return 130
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _print_error(exc: XpusimError) -> None:
@@ -142,7 +164,7 @@ def _print_error(exc: XpusimError) -> None:
     console = stderr_console()
     lines = [e.render() for e in exc.errors] if isinstance(exc, InputErrors) else [str(exc)]
     for line in lines:
-        console.print(f"error: {line}", markup=False)
+        console.print(f"error: {printable(line, one_line=True)}")
 
 
 if __name__ == "__main__":

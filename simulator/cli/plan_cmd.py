@@ -10,21 +10,24 @@ from typing import Any
 
 from rich.table import Table
 
+from simulator.cli.arguments import (
+    accelerator_counts,
+    choices,
+    duration,
+    positive_number,
+    whole,
+    wholes,
+)
+from simulator.cli.paths import add_parents_flag, output_file
 from simulator.errors import InputError
+from simulator.profiles.numbers import MAX_ACCELERATORS
+from simulator.profiles.precision import Precision
+from simulator.profiles.training import Recompute
 from simulator.report.console import stdout_console
 from simulator.studies.plan import PlanResult
 from simulator.studies.plan_serving import plan_serving
 from simulator.studies.plan_training import plan_training
 from simulator.studies.table import write_table
-from simulator.units import Dimension, UnitError, parse_quantity
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
-            from None
 
 
 def _words(text: str) -> list[str]:
@@ -49,56 +52,56 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "cheapest")
     add_set_flag(p)
     serving = p.add_argument_group("serving")
-    serving.add_argument("--rate", type=float, metavar="REQ_PER_S",
+    serving.add_argument("--rate", type=positive_number, metavar="REQ_PER_S",
                          help="target arrival rate (default: the scenario's)")
     serving.add_argument("--profiles", type=_words, metavar="ID,...",
                          help="hardware profiles to choose from (default: the scenario's)")
-    serving.add_argument("--precisions", type=_words, metavar="P,...",
+    serving.add_argument("--precisions", type=choices(x.value for x in Precision), metavar="P,...",
                          help="weight precisions, e.g. bf16,fp8")
-    serving.add_argument("--max-batch", type=_ints, metavar="N,...",
+    serving.add_argument("--max-batch", type=wholes(), metavar="N,...",
                          help="batching.max_batch_size values")
-    serving.add_argument("--max-accelerators", type=int, default=1024, metavar="N",
+    serving.add_argument("--max-accelerators", type=whole(1, MAX_ACCELERATORS),
+                         default=1024, metavar="N",
                          help="largest fleet considered (default 1024)")
     serving.add_argument("--latency", choices=("ttft", "tpot", "e2e"), default="ttft",
                          help="the latency (p99) traded against cost on the Pareto front")
     training = p.add_argument_group("training")
-    training.add_argument("--deadline", metavar="TIME",
+    training.add_argument("--deadline", type=duration, metavar="TIME",
                           help="time to train to meet, with failures, e.g. '30 d' or '720 h'")
-    training.add_argument("--accelerators", type=_ints, metavar="N,...",
+    training.add_argument("--accelerators", type=accelerator_counts(), metavar="N,...",
                           help="cluster sizes to choose from (default: the scenario's)")
-    training.add_argument("--pp", type=_ints, metavar="N,...")
-    training.add_argument("--cp", type=_ints, metavar="N,...")
-    training.add_argument("--micro-batch", type=_ints, metavar="N,...")
-    training.add_argument("--recompute", type=_words, metavar="MODE,...",
+    training.add_argument("--pp", type=wholes(), metavar="N,...")
+    training.add_argument("--cp", type=wholes(), metavar="N,...")
+    training.add_argument("--micro-batch", type=wholes(), metavar="N,...")
+    training.add_argument("--recompute", type=choices(r.value for r in Recompute),
+                          metavar="MODE,...",
                           help="none, selective, full (default: all three)")
-    training.add_argument("--zero", type=_ints, metavar="N,...",
+    training.add_argument("--zero", type=wholes(0, 3), metavar="N,...",
                           help="ZeRO stages (default: 1, 3 and the scenario's)")
     training.add_argument("--exhaustive", action="store_true",
                           help="simulate layouts a lighter recompute setting dominates too")
-    both = p.add_argument_group("both")
-    both.add_argument("--tp", type=_ints, metavar="N,...",
-                      help="tensor-parallel sizes (default: powers of two up to 8 that fit "
-                           "the scale-up domain)")
-    both.add_argument("--ep", type=_ints, metavar="N,...", help="expert-parallel sizes")
-    both.add_argument("--top", type=int, default=5, help="runners-up to show (default 5)")
-    both.add_argument("--out", metavar="PATH",
-                      help="write every evaluated point to a .csv or .jsonl table")
-    both.add_argument("--plot", metavar="PATH",
-                      help="Pareto plot PNG (default: FILE-STEM-plan.png here)")
-    both.add_argument("--no-plot", action="store_true", help="do not draw the plot")
-    both.add_argument("--format", choices=("table", "json"), default="table")
+    _add_shared(p)
     add_executor_flags(p)
     p.set_defaults(func=plan)
     return p
 
 
-def _deadline(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        return parse_quantity(text, Dimension.TIME)
-    except (UnitError, ValueError) as exc:
-        raise InputError(f"--deadline: {exc}") from None
+def _add_shared(p: argparse.ArgumentParser) -> None:
+    """The flags of both kinds of plan: layouts to try, what to show and where files go."""
+    both = p.add_argument_group("both")
+    both.add_argument("--tp", type=wholes(), metavar="N,...",
+                      help="tensor-parallel sizes (default: powers of two up to 8 that fit "
+                           "the scale-up domain)")
+    both.add_argument("--ep", type=wholes(), metavar="N,...", help="expert-parallel sizes")
+    both.add_argument("--top", type=whole(0, 10_000), default=5,
+                      help="runners-up to show (default 5)")
+    both.add_argument("--out", metavar="PATH",
+                      help="write every evaluated point to a .csv or .jsonl table")
+    both.add_argument("--plot", metavar="PATH",
+                      help="Pareto plot PNG (default: FILE-STEM-plan.png here)")
+    both.add_argument("--no-plot", action="store_true", help="do not draw the plot")
+    add_parents_flag(p)
+    both.add_argument("--format", choices=("table", "json"), default="table")
 
 
 def plan(args: argparse.Namespace) -> int:
@@ -106,13 +109,16 @@ def plan(args: argparse.Namespace) -> int:
     points and the Pareto plot, print the answer."""
     from simulator.cli.sweep_cmd import base_from, executor_from, print_json
 
+    out = output_file(args.out, "--out", parents=args.parents) if args.out else None
+    plot = None if args.no_plot else output_file(
+        args.plot or f"{Path(args.file).stem}-plan.png", "--plot", parents=args.parents)
     base = base_from(args)
     with executor_from(args) as executor:
         if base.kind == "training":
             if args.goal is None:
                 args.goal = "fastest"
             result = plan_training(
-                base, goal=args.goal, deadline_s=_deadline(args.deadline),
+                base, goal=args.goal, deadline_s=args.deadline,
                 sizes=args.accelerators, tps=args.tp, pps=args.pp, cps=args.cp, eps=args.ep,
                 micro_batches=args.micro_batch, recomputes=args.recompute, zeros=args.zero,
                 exhaustive=args.exhaustive, top=args.top, executor=executor)
@@ -125,14 +131,13 @@ def plan(args: argparse.Namespace) -> int:
                 tps=args.tp, eps=args.ep, max_batch_sizes=args.max_batch,
                 max_accelerators=args.max_accelerators, latency=args.latency, top=args.top,
                 executor=executor)
-    if args.out:
+    if out is not None:
         rows = result.evaluated + result.pruned
         columns = list(dict.fromkeys(k for row in rows for k in row))
-        write_table(Path(args.out), rows, columns)
+        write_table(out, rows, columns)
     plot_note = None
-    if not args.no_plot:
-        path = Path(args.plot or f"{Path(args.file).stem}-plan.png")
-        plot_note = result.plot(path) or f"plot -> {path}"
+    if plot is not None:
+        plot_note = result.plot(plot) or f"plot -> {plot}"
     if args.format == "json":
         print_json({**result.as_dict(), "plot": plot_note})
     else:

@@ -8,6 +8,7 @@ import sys
 
 from rich.table import Table
 
+from simulator.cli.arguments import fraction
 from simulator.report.console import stdout_console
 from simulator.studies.sensitivity import SensitivityResult, run_sensitivity
 from simulator.units import format_si, format_time
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "relative change of the parameter.")
     p.add_argument("file", help="scenario YAML file")
     add_set_flag(p)
-    p.add_argument("--delta", type=float, default=0.1,
+    p.add_argument("--delta", type=fraction, default=0.1,
                    help="relative perturbation (default 0.1 = ±10%%)")
     p.add_argument("--metric", help="rank by this result column (default: step_time_s for "
                                     "training; ttft_p99_s for serving, output_tokens_per_s "

@@ -22,9 +22,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from simulator.cli.arguments import OneLineParser, whole
+from simulator.cli.paths import add_parents_flag, output_file
 from simulator.errors import InputError, InputErrors, XpusimError
 from simulator.profiles.overrides import apply_overrides
-from simulator.report.console import stderr_console, stdout_console
+from simulator.report.console import printable, stderr_console, stdout_console
 from simulator.studies.executors import make_executor
 from simulator.studies.grid import build_points, parse_axis
 from simulator.studies.rows import Base
@@ -40,7 +42,7 @@ MAX_ROWS_SHOWN = 60
 def add_executor_flags(parser: argparse.ArgumentParser) -> None:
     """``--jobs``, ``--backend``, ``--address`` and ``--quiet``: where a study's points run, the
     same for every study command."""
-    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+    parser.add_argument("--jobs", type=whole(1, 4096), default=None, metavar="N",
                         help="worker processes (default: every core; 1 runs in this process)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="local process pool (default) or Ray (pip install 'xpusim[ray]')")
@@ -78,8 +80,8 @@ def progress_bar(label: str, total: int, done: int = 0,
     if quiet or not sys.stderr.isatty() or total == 0:
         yield lambda *_, **__: None
         return
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("left"),
+    columns = (TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+               MofNCompleteColumn(), TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("left"),
                TimeRemainingColumn())
     with Progress(*columns, console=stderr_console(), transient=True) as progress:
         task = progress.add_task(label, total=total, completed=done)
@@ -128,13 +130,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--zip", action="append", default=[], metavar="PATH=V1,V2,...",
                    help="axes that advance together (same length; together one axis)")
     add_set_flag(p)
-    p.add_argument("--seeds", type=int, default=0, metavar="N",
+    p.add_argument("--seeds", type=whole(0, 10_000), default=0, metavar="N",
                    help="run each point with N seeds (the scenario's seed, +1, ...) and "
                         "summarize mean and 95%% interval per metric")
     p.add_argument("--out", metavar="PATH",
                    help="table file, .csv or .jsonl; rows are appended as points finish")
     p.add_argument("--resume", action="store_true",
                    help="continue the sweep in --out: skip the points already there")
+    add_parents_flag(p)
     p.add_argument("--format", choices=("table", "json"), default="table")
     add_executor_flags(p)
     p.set_defaults(func=sweep)
@@ -144,6 +147,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def sweep(args: argparse.Namespace) -> int:
     """``xpusim sweep``: build the grid's points, run them (resuming a table on request), print the
     rows or JSON; exit 1 when a point hit a bug in xpusim."""
+    if args.out:
+        output_file(args.out, "--out", parents=args.parents)
     base = base_from(args)
     grid = [parse_axis(text, "--grid") for text in args.grid]
     zipped = [parse_axis(text, "--zip") for text in args.zip]
@@ -177,7 +182,8 @@ def _counts(outcome: SweepOutcome) -> dict[str, int]:
 def _as_json(outcome: SweepOutcome) -> dict[str, Any]:
     return {"out": str(outcome.out) if outcome.out else None, "points": len(outcome.rows),
             "computed": outcome.computed, "resumed": outcome.resumed,
-            "foreign_rows": outcome.foreign, "status": _counts(outcome),
+            "foreign_rows": outcome.foreign, "dropped_lines": outcome.dropped,
+            "status": _counts(outcome),
             "rows": outcome.rows if outcome.out is None else None,
             "summary_path": str(outcome.summary_path) if outcome.summary_path else None,
             "summary": outcome.summary or None}
@@ -189,6 +195,10 @@ def _render(outcome: SweepOutcome, kind: str) -> None:
     where = f" -> {outcome.out}" if outcome.out else ""
     console.print(f"{len(outcome.rows)} points ({counts}); {outcome.computed} run now, "
                   f"{outcome.resumed} already in the table{where}", markup=False)
+    if outcome.dropped:
+        console.print(f"note: {outcome.dropped} line(s) of {outcome.out} were not whole rows "
+                      f"(torn by a crash?); they were removed and their points run again",
+                      markup=False)
     if outcome.foreign:
         console.print(f"note: {outcome.foreign} row(s) of {outcome.out} are not points of "
                       f"this sweep (another grid?); they were kept", markup=False)
@@ -224,7 +234,7 @@ def _render_summary(console, outcome: SweepOutcome, kind: str) -> None:
 def standalone(register_fn: Callable, argv: Sequence[str] | None = None) -> int:
     """Run one study command without the rest of ``xpusim`` (``python -m``), with the same
     error handling as the main entry point."""
-    parser = argparse.ArgumentParser(prog="xpusim")
+    parser = OneLineParser(prog="xpusim")
     register_fn(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)
     try:
@@ -233,7 +243,7 @@ def standalone(register_fn: Callable, argv: Sequence[str] | None = None) -> int:
         lines = ([e.render() for e in exc.errors] if isinstance(exc, InputErrors)
                  else [str(exc)])
         for line in lines:
-            stderr_console().print(f"error: {line}", markup=False)
+            stderr_console().print(f"error: {printable(line, one_line=True)}")
         return exc.exit_code
     except KeyboardInterrupt:
         stderr_console().print("interrupted")

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import Annotated
 
-from annotated_types import Gt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from simulator.profiles.numbers import SPEC_CONFIG, PositiveFloat, PositiveInt
 from simulator.profiles.precision import Precision
 from simulator.profiles.quantities import (
     Bandwidth,
@@ -31,9 +30,6 @@ from simulator.profiles.quantities import (
     Usd,
     UsdPerHour,
 )
-
-PositiveInt = Annotated[int, Gt(0)]
-_FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 
 class Direction(StrEnum):
@@ -73,7 +69,7 @@ class DeviceKind(StrEnum):
 class Compute(BaseModel):
     """The device's peak arithmetic, per precision."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     peak_flops: dict[Precision, Sourced[FlopRate]] = Field(
         description="dense peak FLOP/s (or OP/s for integers) per precision, per device"
@@ -89,7 +85,7 @@ class Compute(BaseModel):
 class Memory(BaseModel):
     """The device's HBM (capacity, bandwidth) and on-chip SRAM."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     capacity: Sourced[Bytes] = Field(description="usable HBM capacity per device")
     bandwidth: Sourced[Bandwidth] = Field(description="peak HBM bandwidth per device")
@@ -99,7 +95,7 @@ class Memory(BaseModel):
 class ScaleUp(BaseModel):
     """The fast domain: NVLink/NVSwitch, Infinity Fabric, ICI, NeuronLink, Gaudi RoCE ports."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     name: str = Field(description="e.g. 'NVLink 4 via NVSwitch'")
     domain_size: Sourced[PositiveInt] = Field(description="devices in one scale-up domain")
@@ -138,7 +134,7 @@ class ScaleUp(BaseModel):
 class ScaleOut(BaseModel):
     """The network between scale-up domains (InfiniBand, RoCE, EFA, DCN)."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     name: str = Field(description="e.g. '8x 400 Gb/s NDR InfiniBand per node'")
     bandwidth_per_device: Sourced[Bandwidth] = Field(description="NIC bandwidth per device")
@@ -156,7 +152,7 @@ class ScaleOut(BaseModel):
 class PowerSpec(BaseModel):
     """What one device draws: at full load, idle, and its share of the rest of the system."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     tdp: Sourced[Power] = Field(description="device thermal design / board power")
     idle: Sourced[NonNegativePower] = Field(description="device power when idle")
@@ -182,7 +178,7 @@ class CloudPrice(Sourced[UsdPerHour]):
 class Price(BaseModel):
     """What a device costs to buy (where it can be bought) and to rent."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     purchase_per_device: Sourced[Usd] | None = Field(
         None, description="purchase price per device incl. its share of host, network and rack "
@@ -198,10 +194,10 @@ class GemmEfficiency(BaseModel):
     large-GEMM efficiency at F = half_size_flops.
     """
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     large: dict[Precision, Sourced[Fraction]]
-    half_size_flops: Sourced[Annotated[float, Gt(0)]] = Field(
+    half_size_flops: Sourced[PositiveFloat] = Field(
         description="FLOPs of a GEMM that reaches half the large-GEMM efficiency"
     )
 
@@ -215,7 +211,7 @@ class AttentionEfficiency(BaseModel):
     GEMM's ``half_size_flops``.
     """
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     forward: Sourced[Fraction] = Field(description="large-size fraction of peak, forward")
     backward: Sourced[Fraction] = Field(description="large-size fraction of peak, backward")
@@ -225,7 +221,7 @@ class Efficiency(BaseModel):
     """The fractions of peak that real kernels and collectives reach, and the fixed cost per
     kernel."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     gemm: GemmEfficiency
     attention: AttentionEfficiency | None = Field(
@@ -246,7 +242,7 @@ class Efficiency(BaseModel):
 class Reliability(BaseModel):
     """How often a job is interrupted by failures, per accelerator."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     mtbf_per_accelerator: Sourced[Seconds] = Field(
         description="mean time between job-interrupting failures attributable to one "
@@ -257,7 +253,7 @@ class Reliability(BaseModel):
 class HardwareProfile(BaseModel):
     """One accelerator system. Immutable; what-ifs build a new one."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
     name: str

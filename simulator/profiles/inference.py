@@ -6,10 +6,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from annotated_types import Ge, Gt, Lt
+from annotated_types import Gt, Lt
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -18,12 +17,24 @@ from pydantic import (
     model_validator,
 )
 
+from simulator.profiles.numbers import (
+    MAX_EMPIRICAL_VALUES,
+    MAX_LOGNORMAL_CV,
+    MAX_REQUESTS,
+    SPEC_CONFIG,
+    EmpiricalWeight,
+    GammaCv,
+    MeanTokens,
+    NonNegativeRequests,
+    NotBool,
+    PositiveFloat,
+    PositiveInt,
+    Requests,
+    StdTokens,
+    TokenLength,
+)
 from simulator.profiles.precision import Precision
 from simulator.profiles.quantities import NonNegativeSeconds, Seconds
-
-PositiveInt = Annotated[int, Gt(0)]
-PositiveFloat = Annotated[float, Gt(0)]
-_FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 
 class DistKind(StrEnum):
@@ -39,18 +50,19 @@ class DistKind(StrEnum):
 class TokenDistribution(BaseModel):
     """Lengths in tokens. Samples are rounded and clamped to [min, max]."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     dist: DistKind
-    value: PositiveInt | None = Field(None, description="fixed: the length")
-    low: PositiveInt | None = Field(None, description="uniform: smallest length")
-    high: PositiveInt | None = Field(None, description="uniform: largest length")
-    mean: PositiveFloat | None = Field(None, description="normal/lognormal: mean length")
-    std: PositiveFloat | None = Field(None, description="normal/lognormal: standard deviation")
-    values: tuple[PositiveInt, ...] | None = Field(None, description="empirical: lengths")
-    weights: tuple[PositiveFloat, ...] | None = Field(None, description="empirical: weights")
-    min: PositiveInt = 1
-    max: PositiveInt | None = None
+    value: TokenLength | None = Field(None, description="fixed: the length")
+    low: TokenLength | None = Field(None, description="uniform: smallest length")
+    high: TokenLength | None = Field(None, description="uniform: largest length")
+    mean: MeanTokens | None = Field(None, description="normal/lognormal: mean length")
+    std: StdTokens | None = Field(None, description="normal/lognormal: standard deviation")
+    values: tuple[TokenLength, ...] | None = Field(
+        None, min_length=1, max_length=MAX_EMPIRICAL_VALUES, description="empirical: lengths")
+    weights: tuple[EmpiricalWeight, ...] | None = Field(None, description="empirical: weights")
+    min: TokenLength = 1
+    max: TokenLength | None = None
 
     @model_validator(mode="after")
     def _parameters(self) -> TokenDistribution:
@@ -70,6 +82,10 @@ class TokenDistribution(BaseModel):
             raise ValueError("weights must have one entry per value")
         if self.max is not None and self.max < self.min:
             raise ValueError("max must be >= min")
+        if (self.dist is DistKind.LOGNORMAL and self.std is not None and self.mean is not None
+                and self.std > MAX_LOGNORMAL_CV * self.mean):
+            raise ValueError(f"lognormal std ({self.std:g}) may be at most {MAX_LOGNORMAL_CV:g} "
+                             f"times the mean ({self.mean:g}): wider draws overflow")
         return self
 
 
@@ -98,7 +114,7 @@ def _token_count_kind(value: object) -> str:
 
 # A plain number of tokens, or a distribution; tagged so errors name only the relevant form.
 TokenCount = Annotated[
-    Annotated[PositiveInt, Tag("tokens")] | Annotated[TokenDistribution, Tag("distribution")],
+    Annotated[TokenLength, Tag("tokens")] | Annotated[TokenDistribution, Tag("distribution")],
     Discriminator(_token_count_kind),
 ]
 
@@ -118,15 +134,15 @@ class ArrivalProcess(StrEnum):
 class Arrivals(BaseModel):
     """When requests arrive and how many."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     process: ArrivalProcess = ArrivalProcess.POISSON
     rate_per_s: PositiveFloat | None = Field(
         None, description="mean arrival rate (trace: rescales its times to this mean rate)")
-    cv: PositiveFloat | None = Field(None, description="gamma: coefficient of variation")
+    cv: GammaCv | None = Field(None, description="gamma: coefficient of variation")
     path: str | None = Field(None, description="trace: CSV/JSONL file of requests (relative "
                                                 "to the scenario file); see docs/serving.md")
-    requests: PositiveInt | None = Field(None, description="stop after this many arrivals")
+    requests: Requests | None = Field(None, description="stop after this many arrivals")
     duration_s: Seconds | None = Field(None, description="stop arrivals after this time")
     concurrency: PositiveInt | None = Field(
         None, description="closed: clients, each with one request outstanding at a time "
@@ -157,6 +173,11 @@ class Arrivals(BaseModel):
                 raise ValueError(f"process: {p.value} needs rate_per_s")
             if self.requests is None and self.duration_s is None:
                 raise ValueError(f"process: {p.value} needs requests or duration_s")
+        expected = self.expected_requests
+        if expected is not None and expected > MAX_REQUESTS:
+            raise ValueError(f"rate_per_s x duration_s = {expected:.3g} requests; at most "
+                             f"{MAX_REQUESTS:,} are simulated (set requests, or a shorter "
+                             f"duration)")
         if p is ArrivalProcess.GAMMA and self.cv is None:
             raise ValueError("process: gamma needs cv")
         if p is not ArrivalProcess.GAMMA and self.cv is not None:
@@ -177,11 +198,21 @@ class Arrivals(BaseModel):
             raise ValueError("concurrency and think_time_s are only used with process: closed")
         return self
 
+    @property
+    def expected_requests(self) -> float | None:
+        """How many requests arrive (``requests``, else about rate x duration); None for a
+        trace, whose length is known once it is read."""
+        if self.requests is not None:
+            return float(self.requests)
+        if self.rate_per_s is not None and self.duration_s is not None:
+            return self.rate_per_s * self.duration_s
+        return None
+
 
 class InferenceParallelism(BaseModel):
     """The layout of one model replica."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     tp: PositiveInt = 1
     pp: PositiveInt = 1
@@ -203,7 +234,7 @@ class Router(StrEnum):
 class Batching(BaseModel):
     """The continuous-batching scheduler's limits and the paged KV cache."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     max_batch_size: PositiveInt = Field(256, description="sequences per iteration")
     max_tokens_per_step: PositiveInt = Field(8192, description="token budget per iteration")
@@ -219,7 +250,7 @@ class Batching(BaseModel):
 class Disaggregation(BaseModel):
     """Separate prefill and decode pools; KV caches move from one to the other."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     prefill_replicas: PositiveInt
     decode_replicas: PositiveInt
@@ -232,12 +263,12 @@ class Disaggregation(BaseModel):
 class SLO(BaseModel):
     """Latency targets at a percentile; the result reports attainment and whether each is met."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     ttft_s: Seconds | None = Field(None, description="time to first token")
     tpot_s: Seconds | None = Field(None, description="time per output token after the first")
     e2e_s: Seconds | None = Field(None, description="end-to-end latency")
-    percentile: Annotated[float, Gt(0), Lt(100)] = Field(
+    percentile: Annotated[float, NotBool, Gt(0), Lt(100)] = Field(
         99.0, description="the percentile the targets apply to (99 = p99)")
 
 
@@ -245,7 +276,7 @@ class InferenceWorkload(BaseModel):
     """A serving workload: precision, layout and replicas, traffic, lengths, batching, and
     targets."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     kind: Literal["inference"]
     precision: Precision = Field(Precision.BF16, description="weight precision")
@@ -263,5 +294,13 @@ class InferenceWorkload(BaseModel):
     disaggregation: Disaggregation | None = Field(
         None, description="separate prefill and decode pools (replaces replicas)")
     slo: SLO | None = Field(None, description="latency targets; attainment is reported")
-    warmup_requests: Annotated[int, Ge(0)] = Field(
+    warmup_requests: NonNegativeRequests = Field(
         0, description="requests excluded from latency statistics at the start")
+
+    @model_validator(mode="after")
+    def _warmup_leaves_requests(self) -> InferenceWorkload:
+        expected = self.arrivals.expected_requests
+        if self.warmup_requests and expected is not None and self.warmup_requests >= expected:
+            raise ValueError(f"warmup_requests ({self.warmup_requests}) must be fewer than the "
+                             f"requests that arrive ({expected:.0f}): none would be measured")
+        return self

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simulator.profiles.hardware import HardwareProfile
-from simulator.profiles.inference import InferenceParallelism, InferenceWorkload
+from simulator.profiles.inference import InferenceParallelism, InferenceWorkload, mean_tokens
 from simulator.profiles.model import AttentionKind, ModelProfile
 from simulator.profiles.training import TrainingWorkload
 
@@ -71,6 +71,11 @@ def check_training(w: TrainingWorkload, model: ModelProfile, hardware: HardwareP
     problems = _precision(w, hardware)
     problems += _tp_divides_heads(par.tp, (*base, "tp"), model)
     problems += _ep_fits_experts(par.ep, (*base, "ep"), model)
+    if w.seq_len > model.max_seq_len and not w.beyond_context:
+        problems.append(Problem(("workload", "seq_len"),
+                                f"seq_len ({w.seq_len}) exceeds the context of {model.id} "
+                                f"(max_seq_len {model.max_seq_len}); set "
+                                f"workload.beyond_context: true if training extends it"))
     dp = resolve_dp(w, accelerators)
     shape = f"tp*pp*cp = {par.tp}*{par.pp}*{par.cp} = {par.tp * par.pp * par.cp}"
     if dp is None:
@@ -136,6 +141,7 @@ def check_inference(w: InferenceWorkload, model: ModelProfile, hardware: Hardwar
         if model.layers % par.pp:
             problems.append(Problem((*path, "pp"), f"the model's {model.layers} layers do not "
                                                    f"split evenly over pp={par.pp}"))
+    problems += _lengths_fit_context(w, model)
     used = used_accelerators(w, accelerators)
     if used > accelerators:
         problems.append(Problem(("workload", "replicas"),
@@ -149,6 +155,17 @@ def check_inference(w: InferenceWorkload, model: ModelProfile, hardware: Hardwar
         warnings.append(f"{accelerators - used} of {accelerators} accelerators are not used by "
                         f"any replica and are reported idle")
     return problems, warnings
+
+
+def _lengths_fit_context(w: InferenceWorkload, model: ModelProfile) -> list[Problem]:
+    """A request whose prompt and answer (on average) exceed the model's context could never
+    be served: every such request would be dropped, and the run would measure nothing."""
+    length = mean_tokens(w.prompt_tokens) + mean_tokens(w.output_tokens)
+    if length <= model.max_seq_len:
+        return []
+    return [Problem(("workload", "prompt_tokens"),
+                    f"prompt_tokens + output_tokens = {length:,.0f} on average, beyond the "
+                    f"context of {model.id} (max_seq_len {model.max_seq_len:,})")]
 
 
 def used_accelerators(w: InferenceWorkload, accelerators: int) -> int:

@@ -8,16 +8,11 @@ it so that tests can check the description.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
 
-from annotated_types import Ge, Gt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from simulator.profiles.numbers import SPEC_CONFIG, NonNegativeInt, PositiveFloat, PositiveInt
 from simulator.profiles.quantities import Sourced
-
-PositiveInt = Annotated[int, Gt(0)]
-NonNegativeInt = Annotated[int, Ge(0)]
-_FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 
 class AttentionKind(StrEnum):
@@ -61,7 +56,7 @@ class PositionEmbedding(StrEnum):
 class MLA(BaseModel):
     """Latent sizes of multi-head latent attention (DeepSeek-V3 config names)."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     q_lora_rank: PositiveInt | None = Field(None, description="query latent; null = no "
                                                                "query compression")
@@ -75,7 +70,7 @@ class MoE(BaseModel):
     """Mixture-of-experts layers: how many experts, how many a token uses, and which layers have
     them."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     experts: PositiveInt = Field(description="routed experts per MoE layer")
     active_experts: PositiveInt = Field(description="routed experts each token goes to")
@@ -100,16 +95,16 @@ class PublishedParams(BaseModel):
     """The parameter counts the model's authors publish, kept to check the architecture
     description against."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
-    total: Sourced[Annotated[float, Gt(0)]]
-    active: Sourced[Annotated[float, Gt(0)]] | None = None
+    total: Sourced[PositiveFloat]
+    active: Sourced[PositiveFloat] | None = None
 
 
 class ModelProfile(BaseModel):
     """A decoder-only transformer. Immutable."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
     name: str

@@ -59,7 +59,7 @@ class Sourced(BaseModel, Generic[T]):
     In YAML: ``{value: "3.35 TB/s", source: "NVIDIA H100 datasheet", estimate: false}``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     value: T
     source: str = Field(min_length=3, description="where the number came from (URL, paper, "

@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from annotated_types import Gt
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from simulator.errors import UnknownProfile, XpusimError
 from simulator.profiles.catalog import load_hardware, load_model
@@ -26,10 +25,9 @@ from simulator.profiles.layout_checks import (
     resolve_dp,
 )
 from simulator.profiles.model import ModelProfile
+from simulator.profiles.numbers import SPEC_CONFIG, Accelerators, Seed
 from simulator.profiles.precision import Precision
 from simulator.profiles.training import TrainingWorkload
-
-_FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 Workload = Annotated[TrainingWorkload | InferenceWorkload, Field(discriminator="kind")]
 
@@ -45,9 +43,9 @@ class LayoutProblems(XpusimError):
 class Cluster(BaseModel):
     """The fleet's size."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
-    accelerators: Annotated[int, Gt(0)] = Field(description="total accelerators in the fleet")
+    accelerators: Accelerators = Field(description="total accelerators in the fleet")
 
 
 def _base_dir(info: ValidationInfo) -> Path | None:
@@ -60,7 +58,7 @@ class Scenario(BaseModel):
     """What to simulate: a hardware profile, a cluster size, a model and a workload, with cost
     assumptions and a seed."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     name: str = Field(description="a title for tables and reports")
     description: str = Field("", description="what the scenario models and its assumptions")
@@ -72,7 +70,7 @@ class Scenario(BaseModel):
         description="built-in model id (`xpusim models list`), a path, or an inline mapping")
     workload: Workload = Field(description="what runs: `kind: training` or `kind: inference`")
     cost: CostAssumptions = Field(CostAssumptions(), description="how the fleet is paid for")
-    seed: int = Field(0, description="seeds every random draw (arrivals, lengths, failures)")
+    seed: Seed = Field(0, description="seeds every random draw (arrivals, lengths, failures)")
 
     @field_validator("hardware", mode="before")
     @classmethod

@@ -7,16 +7,19 @@ accelerators, ...) live in :mod:`simulator.profiles.layout_checks`.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Literal
 
-from annotated_types import Gt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from simulator.profiles.numbers import (
+    SPEC_CONFIG,
+    PositiveFloat,
+    PositiveInt,
+    TokenLength,
+    TrainingTokens,
+)
 from simulator.profiles.precision import Precision
 from simulator.profiles.quantities import Bandwidth, Seconds
-
-PositiveInt = Annotated[int, Gt(0)]
-_FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 
 class PipelineSchedule(StrEnum):
@@ -38,7 +41,7 @@ class Recompute(StrEnum):
 class TrainingParallelism(BaseModel):
     """How a training job splits the model and the batch over the accelerators."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     tp: PositiveInt = Field(1, description="tensor parallel size")
     pp: PositiveInt = Field(1, description="pipeline parallel size (stages)")
@@ -84,7 +87,7 @@ class TrainingParallelism(BaseModel):
 class Overlap(BaseModel):
     """Which communication the framework hides behind compute."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     dp_comm: bool = Field(True, description="overlap gradient reduction with backward")
     tp_comm: bool = Field(False, description="overlap TP collectives with GEMMs (userbuffers)")
@@ -105,7 +108,7 @@ LoraTarget = Literal["q", "k", "v", "o", "gate", "up", "down"]
 class Finetune(BaseModel):
     """Full training, or LoRA adapters of a rank on chosen projections."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     method: FinetuneMethod = FinetuneMethod.FULL
     rank: PositiveInt = Field(16, description="LoRA rank")
@@ -123,7 +126,7 @@ class CheckpointMode(StrEnum):
 class Checkpoint(BaseModel):
     """How often checkpoints are written and how fast storage takes them."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     interval_s: Seconds | Literal["auto"] = Field(
         "auto", description="seconds between checkpoints, or auto (Young/Daly optimum)"
@@ -137,10 +140,10 @@ class Checkpoint(BaseModel):
 class Failures(BaseModel):
     """Job-interrupting failures at run scale and what each costs."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     enabled: bool = True
-    mtbf_per_accelerator_hours: Annotated[float, Gt(0)] | None = Field(
+    mtbf_per_accelerator_hours: PositiveFloat | None = Field(
         None, description="mean time between job-interrupting failures per accelerator, "
                           "hours; default from the hardware profile"
     )
@@ -151,16 +154,19 @@ class TrainingWorkload(BaseModel):
     """A training or fine-tuning run: batch and sequence, length of the run, layout, schedule,
     recomputation, and what interrupts it."""
 
-    model_config = _FROZEN
+    model_config = SPEC_CONFIG
 
     kind: Literal["training"]
     precision: Precision = Field(Precision.BF16, description="GEMM precision (mixed "
                                  "precision: master weights and optimizer stay fp32); the "
                                  "profile must have a peak for it")
-    seq_len: PositiveInt = Field(description="tokens per training sequence")
+    seq_len: TokenLength = Field(description="tokens per training sequence")
+    beyond_context: bool = Field(
+        False, description="allow seq_len above the model's max_seq_len (context extended "
+                           "in training, e.g. RoPE scaling as in MLPerf's Llama 2 70B LoRA)")
     global_batch_size: PositiveInt = Field(description="sequences per optimizer step")
     micro_batch_size: PositiveInt = Field(1, description="sequences per forward/backward pass")
-    tokens: Annotated[float, Gt(0)] | None = Field(None, description="tokens to train")
+    tokens: TrainingTokens | None = Field(None, description="tokens to train")
     steps: PositiveInt | None = Field(None, description="optimizer steps (instead of tokens)")
     parallelism: TrainingParallelism = Field(TrainingParallelism(),
                                              description="how the model is split")

@@ -139,6 +139,9 @@ def parse_yaml(text: str, file: str) -> YamlDocument:
         return _parse(text, file)
     except yaml.YAMLError as exc:
         raise _syntax_error(exc, text, file) from None
+    except ValueError as exc:  # a scalar its constructor refuses: 5,000 digits, month 13
+        what = "a number of more than 4,300 digits" if "digits" in str(exc) else str(exc)
+        raise InputError(f"a value YAML cannot convert: {what}", file=file) from None
 
 
 def parse_yaml_value(text: str, flag: str = "--set") -> Any:
@@ -146,7 +149,7 @@ def parse_yaml_value(text: str, flag: str = "--set") -> Any:
     same limits as a file; text that is not valid YAML is the string itself."""
     try:
         return _parse(text, flag).data
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):
         return text
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console, JustifyMethod
 from rich.table import Table
+from rich.text import Text
 
 from simulator.perf.roofline_view import RooflineView
 from simulator.units import format_si, format_time
@@ -28,7 +29,7 @@ def render_roofline(console: Console, view: RooflineView) -> None:
                       format_si(row.flops, "") if row.flops else "-",
                       format_si(row.bytes, "B"),
                       f"{row.intensity:,.1f}" if row.flops else "-",
-                      f"[{_STYLE.get(row.bound, '')}]{row.bound}[/]", format_time(row.time_s),
+                      Text(row.bound, style=_STYLE.get(row.bound, "")), format_time(row.time_s),
                       f"{share:.0%}")
     console.print(table)
     console.print(f"ridge point: {view.ridge_point:,.0f} FLOP/B (above it an op is "

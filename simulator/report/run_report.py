@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from simulator.profiles.scenario import Scenario
 from simulator.results import Result
@@ -23,7 +24,7 @@ def _pairs(title: str | None = None) -> Table:
 def render_result(console: Console, scenario: Scenario, result: Result) -> None:
     """Print one run's result: headline figures by kind, cost and energy, memory, then warnings
     and notes."""
-    console.print(f"[bold]{result.scenario}[/bold]")
+    console.print(result.scenario, style="bold")
     console.print(f"{result.kind} of {scenario.model.name} on {result.accelerators} x "
                   f"{scenario.hardware.name}, {result.precision}")
     if result.training is not None:
@@ -33,7 +34,7 @@ def render_result(console: Console, scenario: Scenario, result: Result) -> None:
     _economics(console, result)
     _memory(console, result)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(Text("warning:", style="yellow"), warning)
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
 
@@ -121,11 +122,11 @@ def _inference(console: Console, m: InferenceMetrics) -> None:
     _percentile_row(latency, "queueing", m.queue_s)
     console.print(latency)
     for name, target in m.slo.items():
-        verdict = "[green]met[/green]" if target.met else "[red]missed[/red]"
+        verdict = Text("met", style="green") if target.met else Text("missed", style="red")
         value = format_time(target.value_s) if target.value_s is not None else "-"
-        console.print(f"SLO {name}: p{target.percentile:g} {value} vs target "
-                      f"{format_time(target.target_s)} -> {verdict} "
-                      f"({target.attainment:.1%} within)")
+        console.print(Text.assemble(f"SLO {name}: p{target.percentile:g} {value} vs target "
+                                    f"{format_time(target.target_s)} -> ", verdict,
+                                    f" ({target.attainment:.1%} within)"))
 
 
 def _economics(console: Console, r: Result) -> None:

@@ -11,8 +11,11 @@ Ray is optional (``pip install 'xpusim[ray]'``): ``RayExecutor`` imports it when
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -65,9 +68,25 @@ class InProcessExecutor:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(task: Task, context: Any) -> None:
-    """Runs once per worker process: keep the task and its context for every item."""
+def _init_worker(task: Task, context: Any, parent: int) -> None:
+    """Runs once per worker process: tie its life to the parent's, leave Ctrl-C to the
+    parent, and keep the task and its context for every item."""
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool, quietly
     _WORKER["task"], _WORKER["context"] = task, context
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker must not outlive a parent killed by ``kill -9`` or SIGTERM (it would run on,
+    holding the table's lock): on Linux the kernel sends it SIGTERM when the parent dies."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):  # no libc prctl: no guard
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _run_item(index: int, item: Any) -> tuple[int, Any]:
@@ -100,7 +119,8 @@ class PoolExecutor:
         items through it, at most ``2 x workers`` in flight."""
         self.close()
         self._pool = ProcessPoolExecutor(self.workers, mp_context=_mp_context(),
-                                         initializer=_init_worker, initargs=(task, context))
+                                         initializer=_init_worker,
+                                         initargs=(task, context, os.getpid()))
         pending: set[Future] = set()
         queue = iter(enumerate(items))
         limit = 2 * self.workers
@@ -122,10 +142,21 @@ class PoolExecutor:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def terminate(self) -> None:
+        """Stop the workers now, items in flight included (Ctrl-C, an error): their rows are
+        not written, so a resumed study runs them again."""
+        if self._pool is not None:
+            # the pool has no public way to stop running items; its processes are known
+            for process in list((self._pool._processes or {}).values()):
+                process.terminate()
+        self.close()
+
     def __enter__(self) -> PoolExecutor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self.terminate()
         self.close()
 
 

@@ -22,6 +22,7 @@ from simulator.profiles.yaml_source import read_yaml
 from simulator.results import Result
 
 OK, DOES_NOT_FIT, INFEASIBLE, ERROR = "ok", "does_not_fit", "infeasible", "error"
+STATUSES = (OK, DOES_NOT_FIT, INFEASIBLE, ERROR)
 
 COMMON = ["hardware", "accelerators", "precision", "seed", "time_s", "cost_usd",
           "usd_per_hour", "cost_per_million_tokens_usd", "energy_kwh",

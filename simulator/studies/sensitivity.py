@@ -23,8 +23,10 @@ from simulator.loading import scenario_from_dict
 from simulator.profiles.inference import ArrivalProcess, InferenceWorkload
 from simulator.studies.executors import Executor, InProcessExecutor
 from simulator.studies.grid import Point
-from simulator.studies.rows import OK, Base, evaluate
+from simulator.studies.rows import OK, Base, evaluate, metric_columns
 
+# result columns that are not figures to rank by
+_NOT_METRICS = ("hardware", "precision", "seed", "accelerators", "slo_met")
 
 @dataclass(frozen=True, kw_only=True)
 class Parameter:
@@ -184,6 +186,10 @@ def run_sensitivity(base: Base, *, delta: float = 0.1, metric: str | None = None
     offline = (isinstance(w, InferenceWorkload)
                and w.arrivals.process is ArrivalProcess.OFFLINE)
     metrics = headline_metrics(scenario.kind, has_slo, offline)
+    rankable = [c for c in metric_columns(scenario.kind) if c not in _NOT_METRICS]
+    if metric is not None and metric not in rankable:
+        raise InputError(f"--metric {metric!r} is not a result column; use one of "
+                         f"{', '.join(rankable)}")
     if metric is not None and metric not in metrics:
         metrics.insert(0, metric)
     metric = metric or metrics[0]

@@ -39,6 +39,7 @@ class SweepOutcome:
     resumed: int = 0
     out: Path | None = None
     foreign: int = 0
+    dropped: int = 0  # lines of the resumed table that were not whole rows (run again)
     summary: list[dict[str, Any]] = field(default_factory=list)
     summary_columns: list[str] = field(default_factory=list)
     summary_path: Path | None = None
@@ -100,7 +101,7 @@ def run_sweep(base: Base, points: Sequence[Point], *, out: str | Path | None = N
     writer = None
     if out is not None:
         outcome.out = Path(out)
-        writer, existing = open_table(outcome.out, columns, resume)
+        writer, existing, outcome.dropped = open_table(outcome.out, columns, resume)
         for row in existing:
             key = str(row.get("point"))
             if key in by_key:

@@ -25,6 +25,8 @@ from typing import Any, TextIO
 
 from simulator.errors import InputError
 from simulator.report.files import write_atomic
+from simulator.studies.rows import STATUSES
+from simulator.studies.table_lock import TableLock
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _TEXT = {"point", "status", "reason"}  # CSV columns never read back as numbers
@@ -109,22 +111,51 @@ def drop_partial_line(path: Path) -> int:
         return size - keep
 
 
-def read_rows(path: Path) -> Iterator[dict[str, Any]]:
-    """The whole rows of a table file (CSV values parsed back into numbers)."""
+def parse_row(line: str, fmt: str, header: list[str] | None) -> dict[str, Any] | None:
+    """The row one line of a table holds, or None if the line is not a whole row (torn by a
+    crash, cut short, edited by hand): such a point is run again on resume."""
+    if fmt == "jsonl":
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(row, dict):
+            return None
+    else:
+        cells = next(csv.reader([line]), None)
+        if header is None or cells is None or len(cells) != len(header):
+            return None
+        row = {name: cell if name in _TEXT else _parse_cell(cell)
+               for name, cell in zip(header, cells, strict=True)}
+    point = row.get("point")
+    if not isinstance(point, str) or not point or row.get("status") not in STATUSES:
+        return None
+    return row
+
+
+def _scan(path: Path) -> tuple[list[str], list[dict[str, Any]], int]:
+    """(the lines of whole rows, header included; their rows; how many lines were not)."""
     fmt = table_format(path)
-    with open(path, newline="") as handle:
-        if fmt == "jsonl":
-            for line in handle:
-                if line.strip():
-                    yield json.loads(line)
-            return
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            return
-        for cells in reader:
-            yield {name: cell if name in _TEXT else _parse_cell(cell)
-                   for name, cell in zip(header, cells, strict=False)}
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        lines = [line + "\n" for line in handle.read().split("\n") if line.strip()]
+    kept: list[str] = []
+    header = None
+    if fmt == "csv" and lines:
+        header = next(csv.reader([lines[0]]), None)
+        kept.append(lines.pop(0))
+    rows: list[dict[str, Any]] = []
+    for line in lines:
+        row = parse_row(line, fmt, header)
+        if row is not None:
+            kept.append(line)
+            rows.append(row)
+    return kept, rows, len(lines) - len(rows)
+
+
+def read_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """The whole rows of a table file (CSV values parsed back into numbers); lines that are
+    not whole rows are skipped."""
+    yield from _scan(path)[1]
 
 
 def read_header(path: Path) -> list[str] | None:
@@ -140,9 +171,10 @@ class TableWriter:
     keep its rows and resume.
     """
 
-    def __init__(self, path: Path, columns: list[str]):
+    def __init__(self, path: Path, columns: list[str], *, lock: TableLock | None = None):
         self.path = path
         self.columns = columns
+        self.lock = lock
         self.format = table_format(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle: TextIO = open(path, "a", newline="")  # noqa: SIM115 (closed in close())
@@ -159,8 +191,10 @@ class TableWriter:
         self._append(encode(row, self.columns, self.format))
 
     def close(self) -> None:
-        """Close the file; the rows written are already on disk."""
+        """Close the file (the rows written are already on disk) and free its lock."""
         self._handle.close()
+        if self.lock is not None:
+            self.lock.release()
 
     def __enter__(self) -> TableWriter:
         return self
@@ -169,14 +203,30 @@ class TableWriter:
         self.close()
 
 
-def open_table(path: Path, columns: list[str], resume: bool) -> tuple[TableWriter, list[dict]]:
-    """Open ``path`` for appending: (writer, rows already there).
+def open_table(path: Path, columns: list[str],
+               resume: bool) -> tuple[TableWriter, list[dict], int]:
+    """Open ``path`` for appending: (writer, rows already there, lines dropped).
 
-    Without ``resume`` an existing non-empty file is an error (nothing is overwritten). With
-    it, a partial last line left by a kill is dropped, and a CSV header must match.
+    The writer holds the table's lock (:mod:`simulator.studies.table_lock`) until it is
+    closed, so no other sweep appends meanwhile. Without ``resume`` an existing non-empty
+    file is an error (nothing is overwritten). With it, a CSV header must match, and lines
+    that are not whole rows (a partial last line, a row cut short) are removed, so their
+    points run again.
     """
     table_format(path)
+    lock = TableLock(path)
+    try:
+        existing, dropped = _existing_rows(path, columns, resume)
+        return TableWriter(path, columns, lock=lock), existing, dropped
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _existing_rows(path: Path, columns: list[str],
+                   resume: bool) -> tuple[list[dict[str, Any]], int]:
     existing: list[dict[str, Any]] = []
+    dropped = 0
     if path.exists() and path.stat().st_size > 0:
         if not resume:
             raise InputError(f"{path} already exists: pass --resume to continue that sweep, "
@@ -189,8 +239,10 @@ def open_table(path: Path, columns: list[str], resume: bool) -> tuple[TableWrite
                                  f"{len(columns)}: was it written by another sweep?); resume "
                                  f"with the same scenario and axes, or choose another --out",
                                  file=str(path))
-        existing = list(read_rows(path))
-    return TableWriter(path, columns), existing
+        kept, existing, dropped = _scan(path)
+        if dropped:
+            write_atomic(path, "".join(kept))
+    return existing, dropped
 
 
 def write_table(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:

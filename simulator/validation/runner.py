@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import simulator.simulate as _simulate_module
+from simulator.errors import InputError
 from simulator.profiles.scenario import Scenario
 from simulator.validation.cases import Case, LoadedCase, load_cases
 
@@ -125,6 +126,12 @@ def run_cases(directory: str | Path, simulate: Simulate | None = None, *,
     run = simulate if simulate is not None else _simulate_module.simulate
     cases = load_cases(directory)
     if only is not None:
+        unmatched = [w for w in only if not any(_selected(c.case.id, [w]) for c in cases)]
+        if unmatched:
+            known = sorted({c.case.id.split("-")[0] for c in cases})
+            raise InputError(f"--only {unmatched[0]!r} selects no case in {directory}; case ids "
+                             f"start with {', '.join(known[:30])}"
+                             + (" ..." if len(known) > 30 else ""))
         cases = [c for c in cases if _selected(c.case.id, only)]
     return ValidationReport(rows=tuple(run_case(c, run) for c in cases),
                             directory=str(directory))
