@@ -12,13 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.ma  # (np.percentile needs it; numpy 2 imports it lazily, in the first run)
 
-from simulator.engine.serving.iteration_cost import (
-    BYTES,
-    COMPUTE_BOUND,
-    FLOPS,
-    MEMORY_BOUND,
-    NETWORK,
-)
 from simulator.engine.serving.metrics import (
     COMPLETED,
     DROPPED,
@@ -187,9 +180,9 @@ def summarize(log: RequestLog, stats: Sequence[ReplicaStats], series: Series,
         preemptions=sum(s.preemptions for s in stats), iterations=iterations,
         engine_steps=sum(s.engine_steps for s in stats),
         activity=Activity(busy=share([s.devices * s.busy_s for s in stats]),
-                          compute_bound=share([s.devices * s.cost[COMPUTE_BOUND]
+                          compute_bound=share([s.devices * s.cost.compute_bound_s
                                                for s in stats]),
-                          memory_bound=share([s.devices * s.cost[MEMORY_BOUND]
+                          memory_bound=share([s.devices * s.cost.memory_bound_s
                                               for s in stats])),
         little_law=LittleLaw(mean_in_system=mean_in, arrival_rate_x_mean_time=lam_w,
                              relative_error=abs(mean_in - lam_w) / lam_w if lam_w else 0.0),
@@ -198,9 +191,9 @@ def summarize(log: RequestLog, stats: Sequence[ReplicaStats], series: Series,
         batch_size_histogram=BatchHistogram(sizes=sizes.tolist(),
                                             iterations=hist[sizes].tolist()))
     utilization = Utilization(
-        compute=share([s.devices * s.cost[FLOPS] / fleet.peak_flops for s in stats]),
-        memory_bandwidth=share([s.devices * s.cost[BYTES] / fleet.hbm_bandwidth
+        compute=share([s.devices * s.cost.flops / fleet.peak_flops for s in stats]),
+        memory_bandwidth=share([s.devices * s.cost.hbm_bytes / fleet.hbm_bandwidth
                                 for s in stats]),
-        network=share([s.devices * (s.cost[NETWORK] + s.transfer_s) for s in stats]),
+        network=share([s.devices * (s.cost.network_s + s.transfer_s) for s in stats]),
         busy=inference.activity.busy)
     return InferenceResult(inference=inference, time_s=duration, utilization=utilization)
