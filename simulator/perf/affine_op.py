@@ -16,7 +16,7 @@ and its :class:`MemoryBound` then gives the kernel's time there without the comp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, overload
+from typing import overload
 
 import numpy as np
 
@@ -28,7 +28,8 @@ from simulator.profiles.hardware import HardwareProfile
 _FARTHEST = 1 << 50  # sizes beyond which no memory-bound start is searched for
 
 
-class Line(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Line:
     """``a + b·x``: a number of an op as a function of a size ``x``."""
 
     a: float

@@ -22,12 +22,13 @@ size cannot run: its compute time is infinite (both functions agree).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 
 
-class OpRates(NamedTuple):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpRates:
     """The rates one kind of op at one precision runs at on one device: what its time
     depends on besides its own FLOPs, bytes and kernel count."""
 
@@ -39,7 +40,8 @@ class OpRates(NamedTuple):
     matmul: bool  # whether compute runs at the size-dependent matrix efficiency
 
 
-class KernelTime(NamedTuple):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KernelTime:
     """Seconds of one op: the total and its parts (the total is max(compute, memory) plus
     the overhead)."""
 
@@ -54,7 +56,8 @@ class KernelTime(NamedTuple):
         return self.compute_s >= self.memory_s
 
 
-class KernelTimes(NamedTuple):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KernelTimes:
     """:class:`KernelTime` of one op at many sizes: arrays, and the shared overhead."""
 
     time_s: np.ndarray

@@ -11,7 +11,8 @@ summed op by op in a :class:`CostSum`, in op order, so it equals adding
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -25,10 +26,11 @@ from simulator.profiles.precision import Precision
 Op = ComputeOp | CommOp
 
 
-class Cost(NamedTuple):
-    """What ops run one after another cost on one device. A tuple so that costs go into and
-    out of numpy arrays as rows (columns in field order: :data:`COST_FIELDS`); built with
-    keywords, or with ``Cost._make`` from such a row."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cost:
+    """What ops run one after another cost on one device. Costs go into and out of numpy
+    arrays as rows, columns in field order (:data:`COST_FIELDS`): :meth:`row`,
+    :meth:`of_row`."""
 
     time_s: float
     flops: float
@@ -37,17 +39,28 @@ class Cost(NamedTuple):
     compute_bound_s: float  # seconds of compute ops that compute bounds
     memory_bound_s: float  # ... and that memory bounds
 
+    def row(self) -> tuple[float, float, float, float, float, float]:
+        """The fields in order, for an array row."""
+        return (self.time_s, self.flops, self.hbm_bytes, self.network_s, self.compute_bound_s,
+                self.memory_bound_s)
 
-COST_FIELDS = Cost._fields
-ZERO = Cost(time_s=0.0, flops=0.0, hbm_bytes=0.0, network_s=0.0, compute_bound_s=0.0,
-            memory_bound_s=0.0)
+    @classmethod
+    def of_row(cls, row: Sequence[float]) -> Cost:
+        """The cost whose fields are ``row``, in order."""
+        time_s, flops, hbm_bytes, network_s, compute_bound_s, memory_bound_s = row
+        return cls(time_s=time_s, flops=flops, hbm_bytes=hbm_bytes, network_s=network_s,
+                   compute_bound_s=compute_bound_s, memory_bound_s=memory_bound_s)
+
+
+COST_FIELDS = tuple(f.name for f in fields(Cost))
+ZERO = Cost.of_row([0.0] * len(COST_FIELDS))
 
 
 def add_costs(*costs: Cost) -> Cost:
-    """Field by field, left to right (NamedTuple's ``+`` would concatenate)."""
+    """Field by field, left to right."""
     out = costs[0]
     for c in costs[1:]:
-        out = Cost._make(a + b for a, b in zip(out, c, strict=True))
+        out = Cost.of_row([a + b for a, b in zip(out.row(), c.row(), strict=True)])
     return out
 
 

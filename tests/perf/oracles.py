@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -53,7 +53,7 @@ def iteration_cost(cost: IterationCost, prefill_tokens: int, prefill_cached: int
     usage = Usage()
     time = cost.step_time(usage, prefill_tokens, prefill_cached, prefill_pairs,
                           prefill_sequences, decode_batch, decode_context)
-    return cost.totals(usage)._replace(time_s=time)
+    return replace(cost.totals(usage), time_s=time)
 
 
 @dataclass(frozen=True)

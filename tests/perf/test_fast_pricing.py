@@ -19,7 +19,7 @@ from simulator.engine.serving.iteration_cost import IterationCost
 from simulator.perf.affine_ops import AffineOps
 from simulator.perf.collectives import collective_time
 from simulator.perf.ops import Collective, Group, Layout
-from simulator.perf.pricer import Pricer
+from simulator.perf.pricer import Cost, Pricer
 from simulator.perf.serving_iteration import iteration_model
 from simulator.profiles.catalog import hardware_ids
 from tests.perf.oracles import op_by_op
@@ -68,7 +68,7 @@ def test_fitted_body_and_head_are_the_built_ops(i):
             grid = f.grid(pricer, np.array(xs)).tolist()
             for x, row in zip(xs, grid, strict=True):
                 assert f.ops(x) == build(x)
-                assert f.cost(pricer, x) == op_by_op(hw, build(x)) == tuple(row)
+                assert f.cost(pricer, x) == op_by_op(hw, build(x)) == Cost.of_row(row)
 
 
 def test_dense_bodies_are_fitted_and_moe_bodies_are_not():
@@ -103,12 +103,13 @@ def test_fresh_prompt_chunks_priced_in_blocks_are_priced_as_built(i):
         pairs = tokens * (tokens + 1) // 2
         got = cost._fresh_prefill(tokens, pairs)
         assert got == op_by_op(hw, im.prefill_extra(tokens, 0, float(pairs), 1)), tokens
-    priced = [t for t, v in enumerate(cost._fresh) if v is not None]
-    assert len(priced) > 13  # whole blocks were priced, not only the lengths asked for
-    for tokens in priced[::37]:
-        pairs = tokens * (tokens + 1) // 2
-        assert cost._fresh[tokens] == op_by_op(hw, im.prefill_extra(tokens, 0, float(pairs),
-                                                                     1)), tokens
+    blocks = {lo: rows for (group, lo), rows in cost._blocks.items() if group == "fresh"}
+    assert sum(map(len, blocks.values())) > 13  # whole blocks, not only the lengths asked for
+    for lo, rows in blocks.items():
+        for tokens in range(lo, lo + len(rows), 37):
+            pairs = tokens * (tokens + 1) // 2
+            want = op_by_op(hw, im.prefill_extra(tokens, 0, float(pairs), 1))
+            assert Cost.of_row(rows[tokens - lo]) == want, tokens
 
 
 @pytest.mark.parametrize("hw_id", hardware_ids())

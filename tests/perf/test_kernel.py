@@ -8,6 +8,7 @@ kernel of no size, non-matrix kinds, kernel sizes given or derived from the coun
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ def test_the_kernel_is_the_roofline():
     assert t.overhead_s == 4 * 5e-6
     assert t.time_s == t.compute_s + t.overhead_s and t.compute_bound
     assert matmul_efficiency(rates, 1e9) == pytest.approx(0.4)
-    elementwise = kernel_time(rates._replace(matmul=False), 1e6, 1e9, 1)
+    elementwise = kernel_time(replace(rates, matmul=False), 1e6, 1e9, 1)
     assert elementwise.compute_s == 1e6 / 1e15 and not elementwise.compute_bound
 
 
@@ -90,7 +91,8 @@ def test_compute_op_time_is_the_kernel_on_the_profile(kind):
     want = kernel_time(op_rates(hw, "bf16", kind), op.flops, op.bytes, op.count,
                        op.gemm_flops_each)
     got = compute_op_time(hw, op)
-    assert (got.time_s, got.compute_s, got.memory_s, got.overhead_s) == want[:]
+    assert (got.time_s, got.compute_s, got.memory_s, got.overhead_s) == (
+        want.time_s, want.compute_s, want.memory_s, want.overhead_s)
     assert got.bound == ("compute" if want.compute_bound else "memory")
 
 

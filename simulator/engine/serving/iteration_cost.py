@@ -43,11 +43,6 @@ from simulator.profiles.hardware import HardwareProfile
 
 __all__ = ["Cost", "IterationCost", "RunPrice", "Usage"]
 
-# Positions of the totals' fields for engine/serving/summary.py, which still reads them by
-# index; once it reads the named fields (``totals(usage).flops``, ...) these go.
-FLOPS, BYTES, NETWORK, COMPUTE_BOUND, MEMORY_BOUND = (
-    COST_FIELDS.index(name) for name in ("flops", "hbm_bytes", "network_s", "compute_bound_s",
-                                         "memory_bound_s"))
 _PREFILL_CACHE = 1 << 16  # entries kept before the prompt-attention cache is cleared
 _TILE = int(TILE_ROWS)  # GEMM sizes are flat below one tile of rows, affine above
 _LARGEST = 1 << 24  # the largest token count the fitted lines are asked to cover
@@ -81,6 +76,9 @@ class IterationCost:
         self._fresh: list[Cost | None] = []
         self._decode: dict[int, DecodeStep] = {}
         self._fits: dict[str, list[AffineOps]] = {}
+        # blocks of sizes priced together (the costs in rows), by group and first size; a
+        # size's Cost is made from its row when first asked
+        self._blocks: dict[tuple[str, int], list[list[float]]] = {}
         self._prefill_fits: dict[int, AffineOps] = {}
         self._tables: dict[str, tuple[int, np.ndarray]] = {}
         self._decode_tables: DecodeTables | None = None
@@ -88,8 +86,8 @@ class IterationCost:
     # ---- op groups ----------------------------------------------------------------------
     def _fitted(self, name: str, build: Callable[[int], list[Op]], x: int,
                 cache: dict[int, Cost]) -> Cost:
-        """The cost of ``build(x)``: from the fitted lines, a block of sizes at once, when
-        ``x`` is in a fitted range; else built and priced."""
+        """The cost of ``build(x)``, stored in ``cache``: from the fitted lines, a block of
+        sizes at once, when ``x`` is in a fitted range; else built and priced."""
         fits = self._fits.get(name)
         if fits is None:
             fits = self._fits[name] = [f for f in (AffineOps(build, 1, _TILE - 1),
@@ -97,11 +95,13 @@ class IterationCost:
         for f in fits:
             if f.covers(x):
                 lo = max(f.lo[0], x - x % _GRID)
-                hi = min(f.hi[0], lo + _GRID - 1)
-                # (sizes priced before get the same numbers again)
-                rows = f.grid(self.pricer, np.arange(lo, hi + 1)).tolist()
-                cache.update(zip(range(lo, hi + 1), map(Cost._make, rows), strict=True))
-                return cache[x]
+                rows = self._blocks.get((name, lo))
+                if rows is None:
+                    hi = min(f.hi[0], lo + _GRID - 1)
+                    rows = self._blocks[(name, lo)] = f.grid(self.pricer,
+                                                             np.arange(lo, hi + 1)).tolist()
+                v = cache[x] = Cost.of_row(rows[x - lo])
+                return v
         v = cache[x] = self.pricer.cost(build(x))
         return v
 
@@ -163,16 +163,16 @@ class IterationCost:
             _put(self._fresh, tokens, v)
             return v
         lo = max(fit.lo[0], tokens - tokens % _GRID)
-        t = np.arange(lo, min(fit.hi[0], lo + _GRID - 1) + 1)
-        p = t * (t + 1) // 2
-        t, p = t[p <= fit.hi[2]], p[p <= fit.hi[2]]  # (the pairs grow with the tokens)
-        rows = fit.grid(self.pricer, t, np.zeros_like(t), p).tolist()
-        fresh = self._fresh
-        _put(fresh, int(t[-1]), None)
-        fresh[lo:lo + len(rows)] = map(Cost._make, rows)
-        priced = fresh[tokens]
-        assert priced is not None
-        return priced
+        rows = self._blocks.get(("fresh", lo))
+        if rows is None:
+            t = np.arange(lo, min(fit.hi[0], lo + _GRID - 1) + 1)
+            p = t * (t + 1) // 2
+            t, p = t[p <= fit.hi[2]], p[p <= fit.hi[2]]  # (the pairs grow with the tokens)
+            rows = self._blocks[("fresh", lo)] = fit.grid(self.pricer, t, np.zeros_like(t),
+                                                          p).tolist()
+        v = Cost.of_row(rows[tokens - lo])
+        _put(self._fresh, tokens, v)
+        return v
 
     def _prompt(self, tokens: int, cached: int, pairs: int, sequences: int) -> Cost:
         """:meth:`prefill` as the engine asks it: one fresh chunk (no cached tokens) looked
@@ -273,7 +273,8 @@ class IterationCost:
         entries, table = self._tables.get(name, (0, None))
         if table is None or entries != len(cache):
             table = np.zeros((max(cache) + 1, len(COST_FIELDS)))
-            table[np.fromiter(cache, dtype=np.int64, count=len(cache))] = list(cache.values())
+            table[np.fromiter(cache, dtype=np.int64, count=len(cache))] = [
+                c.row() for c in cache.values()]
             self._tables[name] = (len(cache), table)
         return table
 

@@ -13,13 +13,6 @@ from typing import Any
 import numpy as np
 import numpy.ma  # (np.percentile needs it; numpy 2 imports it lazily, in the first run)
 
-from simulator.engine.serving.iteration_cost import (
-    BYTES,
-    COMPUTE_BOUND,
-    FLOPS,
-    MEMORY_BOUND,
-    NETWORK,
-)
 from simulator.engine.serving.metrics import ReplicaStats, Series
 from simulator.engine.serving.requests import COMPLETED, DROPPED, PENDING, Requests
 from simulator.engine.serving.system import InSystem
@@ -220,10 +213,10 @@ def _utilization(stats: Sequence[ReplicaStats], span: _Span, fleet: Fleet,
                  busy: float) -> Utilization:
     """Compute, HBM and network use of the fleet over the run."""
     return Utilization(
-        compute=span.share([s.devices * s.cost[FLOPS] / fleet.peak_flops for s in stats]),
-        memory_bandwidth=span.share([s.devices * s.cost[BYTES] / fleet.hbm_bandwidth
+        compute=span.share([s.devices * s.cost.flops / fleet.peak_flops for s in stats]),
+        memory_bandwidth=span.share([s.devices * s.cost.hbm_bytes / fleet.hbm_bandwidth
                                      for s in stats]),
-        network=span.share([s.devices * (s.cost[NETWORK] + s.transfer_s) for s in stats]),
+        network=span.share([s.devices * (s.cost.network_s + s.transfer_s) for s in stats]),
         busy=busy)
 
 
@@ -238,8 +231,8 @@ def summarize(requests: Requests, records: RequestRecords, stats: Sequence[Repli
     span = _Span(t0, t_end, fleet.accelerators)
     activity = ActivityFractions(
         busy=span.share([s.devices * s.busy_s for s in stats]),
-        compute_bound=span.share([s.devices * s.cost[COMPUTE_BOUND] for s in stats]),
-        memory_bound=span.share([s.devices * s.cost[MEMORY_BOUND] for s in stats]))
+        compute_bound=span.share([s.devices * s.cost.compute_bound_s for s in stats]),
+        memory_bound=span.share([s.devices * s.cost.memory_bound_s for s in stats]))
     inference = InferenceMetrics(
         **_throughputs(requests, completed, span), arrived=len(requests),
         dropped=int(np.sum(requests.status == DROPPED)),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from simulator.perf.pricer import Cost, CostSum
+from simulator.perf.pricer import COST_FIELDS, Cost, CostSum
 
 if TYPE_CHECKING:
     from simulator.engine.serving.decode_steps import DecodeStep
@@ -57,10 +57,10 @@ class DecodeTables(NamedTuple):
     def of(cls, steps: dict[int, DecodeStep]) -> DecodeTables:
         """The tables of ``steps`` (by batch size)."""
         size = max(steps) + 1
-        const, own = np.zeros((size, len(Cost._fields))), np.zeros((size, len(Cost._fields)))
+        const, own = np.zeros((size, len(COST_FIELDS))), np.zeros((size, len(COST_FIELDS)))
         const_s, lines = np.zeros(size), np.zeros((size, 4))
         for b, step in steps.items():
-            const[b], own[b], const_s[b] = step.const, step.own, step.const.time_s
+            const[b], own[b], const_s[b] = step.const.row(), step.own.row(), step.const.time_s
             for t in step.timers:
                 lines[b] += (t.flops.a, t.flops.b, t.bytes.a, t.bytes.b)
         return cls(entries=len(steps), const=const, own=own, const_s=const_s, lines=lines)
@@ -109,7 +109,7 @@ def usage_totals(usage: Usage, body: np.ndarray | None, head: np.ndarray | None,
                  decode: DecodeTables | None) -> Cost:
     """What ``usage`` counted costs in all, given the body's and head's costs as arrays
     indexed by size (columns in :class:`Cost`'s order) and the decode steps' tables."""
-    v = np.array(usage.prefill.cost())
+    v = np.array(usage.prefill.cost().row())
     mixed = np.frombuffer(usage.mixed, dtype=np.int64).reshape(-1, 4)
     for column, table in ((0, body), (1, head)):
         if len(mixed):
@@ -129,9 +129,8 @@ def usage_totals(usage: Usage, body: np.ndarray | None, head: np.ndarray | None,
         flops_a, flops_b, bytes_a, bytes_b = decode.lines[c.batches].T
         flops += float(n @ flops_a + x @ flops_b)
         nbytes += float(n @ bytes_a + x @ bytes_b)
-    total = Cost._make(v.tolist())
-    return total._replace(time_s=total.time_s + time, flops=total.flops + flops,
-                          hbm_bytes=total.hbm_bytes + nbytes,
-                          compute_bound_s=total.compute_bound_s + usage.compute_bound_s,
-                          memory_bound_s=total.memory_bound_s
-                          + (time - usage.compute_bound_s))
+    summed = Cost.of_row(v.tolist())
+    return Cost(time_s=summed.time_s + time, flops=summed.flops + flops,
+                hbm_bytes=summed.hbm_bytes + nbytes, network_s=summed.network_s,
+                compute_bound_s=summed.compute_bound_s + usage.compute_bound_s,
+                memory_bound_s=summed.memory_bound_s + (time - usage.compute_bound_s))
