@@ -121,6 +121,7 @@ def _seconds(value: float) -> str:
 
 
 def throughput_over_time(ts: TimeSeries) -> bytes:
+    """Output tokens/s and completed requests/s per time bin, on two axes."""
     figure = _figure()
     ax = figure.subplots()
     t = np.asarray(ts.t_s)
@@ -132,13 +133,14 @@ def throughput_over_time(ts: TimeSeries) -> bytes:
                label="completed requests/s")
     right.set_ylabel("completed requests/s")
     lines = ax.get_lines() + right.get_lines()
-    ax.legend(lines, [line.get_label() for line in lines], loc="upper right")
+    ax.legend(lines, [str(line.get_label()) for line in lines], loc="upper right")
     ax.set_title(f"Throughput over time ({ts.bin_s:.3g} s bins)")
     ax.grid(alpha=0.3)
     return _png(figure)
 
 
 def queue_over_time(ts: TimeSeries) -> bytes:
+    """Requests waiting and in the system per time bin: where the queue builds up."""
     figure = _figure()
     ax = figure.subplots()
     ax.plot(ts.t_s, ts.queue_length, color=PALETTE[3], label="waiting for admission")
@@ -152,6 +154,7 @@ def queue_over_time(ts: TimeSeries) -> bytes:
 
 
 def kv_cache_over_time(ts: TimeSeries) -> bytes:
+    """KV-cache occupancy per time bin: how close the run came to preempting."""
     figure = _figure()
     ax = figure.subplots()
     ax.plot(ts.t_s, 100 * np.asarray(ts.kv_cache_utilization), color=PALETTE[2],
@@ -166,6 +169,7 @@ def kv_cache_over_time(ts: TimeSeries) -> bytes:
 
 
 def batch_size_histogram(histogram: BatchHistogram) -> bytes:
+    """Iterations by batch size: how full the batches ran."""
     figure = _figure()
     ax = figure.subplots()
     if histogram.sizes:
