@@ -87,7 +87,21 @@ class LeastLoaded:
             heappush(self._heap, load << _SHIFT | k)
 
 
-def make_policy(kind: Router) -> RoutingPolicy:
-    """A fresh policy of the scenario's ``kind`` (policies keep state, so each pool gets its
-    own)."""
+class SoleReplica:
+    """A pool of one replica: every policy sends every request there, so nothing is kept
+    or compared (a single-replica run spends no time routing)."""
+
+    def choose(self, loads: Sequence[int]) -> int:
+        """The only replica."""
+        return 0
+
+    def lowered(self, k: int, load: int) -> None:
+        """(Nothing to choose between.)"""
+
+
+def make_policy(kind: Router, replicas: int) -> RoutingPolicy:
+    """A fresh policy of the scenario's ``kind`` for a pool of ``replicas`` (policies keep
+    state, so each pool gets its own)."""
+    if replicas == 1:
+        return SoleReplica()
     return RoundRobin() if kind is Router.ROUND_ROBIN else LeastLoaded()

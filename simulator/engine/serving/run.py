@@ -132,7 +132,8 @@ def _build(env: simpy.Environment, scenario: Scenario, requests: Requests, serie
     transfer = _transfer(scenario, pools)
     system = ServingSystem(
         env=env, requests=requests, series=series,
-        routers=(make_policy(w.router), make_policy(w.router) if transfer is not None else None),
+        routers=(make_policy(w.router, pools[0].replicas),
+                 make_policy(w.router, pools[1].replicas) if transfer is not None else None),
         droppable=_droppable(requests, pools, scenario.model.max_seq_len),
         transfer=transfer, closed=_closed_loop(w))
     index = 0
