@@ -77,8 +77,9 @@ class StageProcess:
         """Find each chunk's first forward and last backward, and give the ledger its
         routes in the order the stage first runs them."""
         first_backward: dict[int, int] = {}
+        backward_kind = _BACKWARD
         for i, (kind, _microbatch, chunk) in enumerate(self.order):
-            if kind is Pass.BACKWARD:
+            if kind is backward_kind:
                 self.last_backward[chunk] = i
                 first_backward.setdefault(chunk, i)
             else:
