@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import date
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from simulator.profiles.validation import validate as validate_model
 from simulator.profiles.yaml_source import read_yaml
 from simulator.report.console import stdout_console
 from simulator.report.files import write_markdown_section
+from simulator.report.json_text import strict_json
 from simulator.report.outputs import write_run_outputs
 from simulator.report.profile_tables import (
     detail_table,
@@ -36,7 +36,7 @@ from simulator.simulate import simulate
 
 
 def _print_json(data: object) -> None:
-    print(json.dumps(data, indent=2))
+    print(strict_json(data))
 
 
 def run(args: argparse.Namespace) -> int:

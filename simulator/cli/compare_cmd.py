@@ -8,7 +8,6 @@ how the cluster and the layout adapt to each profile.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -19,6 +18,7 @@ from simulator.cli.paths import add_parents_flag, output_folder
 from simulator.errors import InputError
 from simulator.report.console import printable, stdout_console
 from simulator.report.html import compare_cells, format_ratio, format_value
+from simulator.report.json_text import strict_json
 from simulator.report.outputs import comparison_csv, write_compare_outputs
 from simulator.report.progress import progress_bar
 from simulator.studies.compare import MATCHES, Comparison, Metric, compare
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         write_compare_outputs(out, data,
                               [(row.hardware, row.result) for row in comparison.rows])
     if args.format == "json":
-        print(json.dumps(data, indent=2))
+        print(strict_json(data))
     elif args.format == "csv":
         sys.stdout.write(comparison_csv(data))
     else:

@@ -6,7 +6,6 @@ Also home of what the study commands share: the executor flags and the progress 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from simulator.cli.paths import add_parents_flag, output_file
 from simulator.errors import InputError, InputErrors, XpusimError
 from simulator.profiles.overrides import apply_overrides
 from simulator.report.console import printable, stderr_console, stdout_console
+from simulator.report.json_text import strict_json
 from simulator.studies.executors import make_executor
 from simulator.studies.grid import build_points, parse_axis
 from simulator.studies.rows import Base
@@ -113,7 +113,7 @@ def fmt(value: Any, column: str = "") -> str:
 
 def print_json(data: object) -> None:
     """Print ``data`` as indented JSON on stdout (the ``--format json`` of the study commands)."""
-    print(json.dumps(data, indent=2))
+    print(strict_json(data))
 
 
 # ---- sweep --------------------------------------------------------------------------------

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from simulator.report.files import write_atomic
+from simulator.report.json_text import strict_json
 from simulator.report.requests_csv import requests_csv
 from simulator.results import Result
 
@@ -48,7 +48,7 @@ def write_files(directory: Path, files: Mapping[str, str | bytes]) -> list[Path]
 # ---- one run ---------------------------------------------------------------------------------
 def data_files(result: Result) -> Files:
     """result.json and the run's CSVs."""
-    files: Files = {"result.json": json.dumps(result.model_dump(mode="json"), indent=2) + "\n"}
+    files: Files = {"result.json": strict_json(result.model_dump(mode="json")) + "\n"}
     if result.training is not None:
         t = result.training
         rows = [[name, value, value / t.step_time_s] for name, value in
@@ -190,7 +190,7 @@ def compare_files(data: Mapping[str, Any], results: Sequence[tuple[str, Result |
                   *, plots: bool = True) -> Files:
     """Every file of a comparison's ``--out`` folder, in memory. ``data`` is
     ``Comparison.as_dict()``; ``results`` pairs each row's hardware id with its result."""
-    files: Files = {"comparison.json": json.dumps(data, indent=2) + "\n",
+    files: Files = {"comparison.json": strict_json(data) + "\n",
                     "comparison.csv": comparison_csv(data)}
     used: set[str] = set()
     for label, result in results:
