@@ -1,5 +1,5 @@
-"""Iteration pricing: the grouped ops equal the cost models', the vector roofline equals the
-scalar one, jumps price steps exactly, EP inside a replica, KV transfers."""
+"""Iteration pricing: the grouped ops equal the cost models', an affine op's timer equals the
+roofline at one size or many, jumps price steps exactly, EP inside a replica, KV transfers."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def test_a_run_of_decode_steps_is_priced_exactly_as_each_step_alone(i):
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 512), st.integers(1, 200_000))
-def test_the_vector_roofline_equals_the_scalar_one(batch, per_seq):
+def test_an_affine_timer_is_the_roofline_at_one_size_or_many(batch, per_seq):
     _, hw, im = case(2)  # MLA: several context-dependent ops
     lo, hi = im.decode_extra(batch, batch), im.decode_extra(batch, 2 * batch)
     context = batch + per_seq
