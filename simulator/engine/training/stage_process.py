@@ -96,7 +96,8 @@ class StageProcess:
         self._issue_ahead()
         env, stage, order, routes = self.env, self.stage, self.order, self.routes
         inbox, boxes, send, passes = self.inbox, self.boxes, self.p2p.send, self.passes
-        runs, meets_dp, backward_kind = self.ledger.runs, self._meets_dp(), _BACKWARD
+        runs, time, interval = self.ledger.runs, self.ledger.time, self.records.interval
+        meets_dp, backward_kind = self._meets_dp(), _BACKWARD
         for i, task in enumerate(order):
             kind, microbatch, c = task
             backward = kind is backward_kind
@@ -109,7 +110,14 @@ class StageProcess:
                 if message.callbacks is not None:  # not in yet (if it is, there is no wait)
                     start = env.now
                     sent, arrived = yield message
-                    self._book_transfer_wait(start, sent, arrived)
+                    # exposed PP communication while the transfer was in flight, bubble
+                    # before it was sent
+                    now = env.now
+                    in_flight = arrived - max(start, sent) if arrived > start else 0.0
+                    time["pp"] += in_flight
+                    time["bubble"] += now - start - in_flight
+                    interval(stage, COMPUTE, "waiting for a transfer", "wait_pp",
+                             now - in_flight, in_flight)
             gathers: list[Event] = []
             grads: tuple[Bucket, ...] = ()
             cuts = _WHOLE
@@ -183,17 +191,6 @@ class StageProcess:
                 self.step_gathers[c] = self.dp.issue(self.chunks[c].param_buckets)
         elif self.per_pass and self.order:
             self.prefetched[0] = self.dp.issue(self.chunks[self.order[0].chunk].param_buckets)
-
-    def _book_transfer_wait(self, start: float, sent: float, arrived: float) -> None:
-        """A wait for a message from ``start`` to now: exposed PP communication while the
-        transfer was in flight, bubble before it was sent."""
-        now = self.env.now
-        in_flight = arrived - max(start, sent) if arrived > start else 0.0
-        time = self.ledger.time
-        time["pp"] += in_flight
-        time["bubble"] += now - start - in_flight
-        self.records.interval(self.stage, COMPUTE, "waiting for a transfer", "wait_pp",
-                              now - in_flight, in_flight)
 
     def _wait_dp(self, events: list[Event], name: str) -> ProcessBody:
         """Wait for data-parallel buckets, booked as exposed DP communication."""
