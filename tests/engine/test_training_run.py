@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
+import simulator.engine.training.step as step_module
 from simulator.engine.training import run_training
+from simulator.engine.training.planner import build_plan
+from simulator.engine.training.step import simulate_step
 from simulator.loading import load_scenario
 from simulator.report.trace import write_trace
 from simulator.results.training import TrainingResult
@@ -49,6 +52,24 @@ def test_every_training_scenario_runs(path):
     assert memory["total"] == pytest.approx(sum(v for k, v in memory.items() if k != "total"))
     for value in r.utilization.model_dump().values():
         assert 0 <= value <= 1
+
+
+VARIANTS = [[], ["workload.parallelism.zero=3"], ["workload.parallelism.zero=0",
+                                                 "workload.overlap.dp_comm=false"]]
+
+
+@pytest.mark.parametrize("overrides", VARIANTS, ids=lambda v: " ".join(v) or "as shipped")
+@pytest.mark.parametrize("path", TRAINING, ids=lambda p: p.stem)
+def test_stages_driven_directly_are_simpy_processes(path, overrides, monkeypatch):
+    """The step drives each stage's generator from its events' callbacks (stage_process
+    .drive); as SimPy processes the step comes out the same, bit for bit: times, both
+    breakdowns, utilization, every stage's ledger, the SimPy event count and every record
+    of the timeline."""
+    plan = build_plan(load_scenario(path, overrides)).step
+    direct = simulate_step(plan)
+    monkeypatch.setattr(step_module, "drive", lambda env, body: env.process(body))
+    as_processes = simulate_step(plan)
+    assert as_processes == direct
 
 
 def test_json_has_the_issue_keys_and_no_timeline():

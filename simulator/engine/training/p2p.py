@@ -15,6 +15,7 @@ tuples would hash anew each time).
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import NamedTuple
 
 import simpy
@@ -70,7 +71,7 @@ class PointToPoint:
         # few ids no pass uses are never triggered, so they cost the step no event). A
         # single virtual stage sends nothing.
         messages = self.boxes * plan.microbatches if self.pp * self.vpp > 1 else 0
-        self.inbox = [Event(env) for _ in range(messages)]
+        self.inbox = list(map(Event, repeat(env, messages)))
         self._wires: dict[tuple[int, int], tuple[Wire, ...]] = {}
         self._on_arrival = self._arrived  # bound once, handed to every send
 

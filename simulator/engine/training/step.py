@@ -6,7 +6,7 @@ stage) does the same thing at the same time, so one pipeline stands for the whol
 The pieces, one concept a module:
 
 - :mod:`.plan`: what the step is made of (pass costs, buckets, the schedule's order);
-- :mod:`.stage_process`: each pipeline stage as a SimPy process running its passes;
+- :mod:`.stage_process`: each pipeline stage as a process running its passes;
 - :mod:`.p2p`: the messages between stages (routes, inbox, asynchronous sends);
 - :mod:`.data_parallel`: each stage's data-parallel stream (gradient and parameter buckets);
 - :mod:`.links`: the links both share, fairly;
@@ -31,7 +31,7 @@ from simulator.engine.training.outcome import StepOutcome, close_step
 from simulator.engine.training.p2p import PointToPoint
 from simulator.engine.training.plan import StepPlan
 from simulator.engine.training.records import StepRecords
-from simulator.engine.training.stage_process import StageProcess
+from simulator.engine.training.stage_process import StageProcess, drive
 
 
 def simulate_step(plan: StepPlan) -> StepOutcome:
@@ -49,7 +49,7 @@ def simulate_step(plan: StepPlan) -> StepOutcome:
                                     records=records)
             process = StageProcess(env=env, plan=plan, stage=stage, ledger=ledger, p2p=p2p,
                                    dp=dp, records=records)
-            env.process(process.run())
+            drive(env, process.run())
         events = run_counting(env)
         # every message is delivered: drop them now, by reference count, rather than
         # leave thousands of events in the step's reference cycles for the collector
