@@ -71,12 +71,17 @@ def choices(allowed: Iterable[str]) -> ArgType:
     return parse
 
 
+def _number(text: str) -> float:
+    """``text`` as a float; NaN (which every range check refuses) when it is not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
 def positive_number(text: str) -> float:
     """A finite number above zero (a rate, a factor)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not (math.isfinite(value) and 0 < value <= MAX_REAL):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number above 0")
     return value
@@ -84,10 +89,7 @@ def positive_number(text: str) -> float:
 
 def fraction(text: str) -> float:
     """A number strictly between 0 and 1 (a relative perturbation)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not 0 < value < 1:  # also refuses nan
         raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1 "
                                          f"(e.g. 0.1)")
