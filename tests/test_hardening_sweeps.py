@@ -88,7 +88,10 @@ def _start_slow_sweep(out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-m", "simulator.cli.main", "sweep", S, "--grid",
-         "seed=1,2,3,4,5,6,7,8", "--set", "workload.arrivals.requests=3000", "--jobs", "2",
+         # long enough (about a minute) that the signal never meets a sweep already ending:
+         # a Python process past its finalization dies of SIGINT instead of handling it
+         "seed=" + ",".join(str(i) for i in range(1, 17)),
+         "--set", "workload.arrivals.requests=30000", "--jobs", "2",
          "--quiet", "--out", str(out)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
