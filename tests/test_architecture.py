@@ -118,8 +118,8 @@ def _public(node: ast.AST) -> list[ast.FunctionDef | ast.AsyncFunctionDef | ast.
         if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) \
                 and not child.name.startswith("_"):
             out.append(child)
-            if isinstance(child, ast.ClassDef):
-                out += _public(child)
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            out += _public(child)  # methods, and functions defined inside functions
     return out
 
 

@@ -32,6 +32,7 @@ def _whole(text: str, low: int, high: int) -> int:
 def whole(low: int = 1, high: int = MAX_COUNT) -> ArgType:
     """One whole number in ``[low, high]``."""
     def parse(text: str) -> int:
+        """The flag's text as a whole number in range, or argparse's one-line error."""
         return _whole(text, low, high)
 
     parse.__name__ = "whole number"
@@ -41,6 +42,7 @@ def whole(low: int = 1, high: int = MAX_COUNT) -> ArgType:
 def wholes(low: int = 1, high: int = MAX_COUNT) -> ArgType:
     """Comma-separated whole numbers, each in ``[low, high]``; at least one."""
     def parse(text: str) -> list[int]:
+        """The flag's text as whole numbers in range, or argparse's one-line error."""
         values = [_whole(v, low, high) for v in text.split(",") if v.strip()]
         if not values:
             raise argparse.ArgumentTypeError("expected comma-separated whole numbers")
@@ -60,6 +62,7 @@ def choices(allowed: Iterable[str]) -> ArgType:
     names = list(allowed)
 
     def parse(text: str) -> list[str]:
+        """The flag's text as allowed names, or an error naming the first that is not."""
         words = [v.strip() for v in text.split(",") if v.strip()]
         bad = [w for w in words if w not in names]
         if bad or not words:

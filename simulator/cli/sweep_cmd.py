@@ -87,6 +87,7 @@ def progress_bar(label: str, total: int, done: int = 0,
         task = progress.add_task(label, total=total, completed=done)
 
         def advance(*_: Any, completed: int | None = None, **__: Any) -> None:
+            """Move the bar on by one point, or to ``completed`` points."""
             if completed is None:
                 progress.advance(task)
             else:

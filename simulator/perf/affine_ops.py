@@ -179,6 +179,7 @@ class AffineOps:
         total = {name: np.zeros(len(x[0])) for name in COST_FIELDS}
 
         def value(line: Coefficients) -> np.ndarray:
+            """A fitted line evaluated at every point of the grid."""
             v = line[0] + line[1] * x[0]
             for b, xi in zip(line[2:], x[1:], strict=True):
                 v = v + b * xi

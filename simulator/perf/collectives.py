@@ -104,6 +104,7 @@ class _Part:
 
     @property
     def time(self) -> float:
+        """Seconds of this part: bandwidth term plus latency term."""
         return self.beta + self.alpha
 
 

@@ -72,6 +72,7 @@ def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int]) -> 
     notes: list[str] = []
 
     def sharded(bytes_per_param: float, zero_stage: int) -> float:
+        """Bytes per device of a per-parameter state, sharded by ZeRO from ``zero_stage`` on."""
         if par.zero < zero_stage:
             return bytes_per_param * params.total
         return bytes_per_param * (params.dense / dense_group + params.expert / expert_group)

@@ -233,11 +233,13 @@ class _Layers:
     n_moe: int
 
     def forward(self, p: Prec) -> list[Op]:
+        """The forward ops of the stage's layers (attention, dense MLPs, MoE layers)."""
         return (forward_ops(self.attention, p, self.n_layers)
                 + forward_ops(self.dense, p, self.n_layers - self.n_moe)
                 + forward_ops(self.moe, p, self.n_moe))
 
     def backward(self, p: Prec) -> list[Op]:
+        """The backward ops of the stage's layers, in the same grouping as :meth:`forward`."""
         return (backward_ops(self.moe, p, self.n_moe)
                 + backward_ops(self.dense, p, self.n_layers - self.n_moe)
                 + backward_ops(self.attention, p, self.n_layers))

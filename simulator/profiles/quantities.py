@@ -17,6 +17,7 @@ from simulator.units import Dimension, parse_quantity
 
 def _parser(dimension: Dimension):
     def parse(value: object) -> float:
+        """A quantity in this field's dimension, in SI units."""
         return parse_quantity(value, dimension)
 
     parse.__name__ = f"parse_{dimension.value}"

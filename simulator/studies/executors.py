@@ -168,6 +168,7 @@ class _RayWorkerBody:
         self.task, self.context = task, context
 
     def run(self, index: int, item: Any) -> tuple[int, Any]:
+        """Run the task on one item; the index comes back with the result, for ordering."""
         return index, self.task(self.context, item)
 
 

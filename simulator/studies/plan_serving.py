@@ -182,6 +182,7 @@ def search_shape(ctx: ServingContext, shape: Shape) -> ShapeOutcome:
     seen: dict[int, bool] = {}
 
     def meets(replicas: int) -> bool:
+        """Whether ``replicas`` replicas meet the goal (each count simulated once)."""
         if replicas not in seen:
             row = _simulate(ctx, shape, replicas, pp)
             outcome.rows.append(row)

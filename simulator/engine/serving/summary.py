@@ -53,6 +53,7 @@ class _Span:
 
     @property
     def duration(self) -> float:
+        """Seconds from the first arrival to the last completion."""
         return self.t_end - self.t0
 
     def rate(self, x: float) -> float:

@@ -125,6 +125,7 @@ class ServingSystem:
     def _arrival_of(self, r: int, at: float) -> Callable[[simpy.Event], None]:
         """The callback of ``r``'s arrival event."""
         def arrive(_event: simpy.Event) -> None:
+            """Route ``r`` when its arrival event fires."""
             self._arrive(r, at)
         return arrive
 
@@ -190,6 +191,7 @@ class ServingSystem:
         target.stats.transfer_s += end - start
 
         def deliver(_event: simpy.Event) -> None:
+            """The KV cache has arrived: ``r`` joins the decode replica's queue."""
             source.handed_off(r, end)
             reqs.target[r] = 0  # arrives with its KV cache
             reqs.done[r] = 0

@@ -51,9 +51,11 @@ class _Rows:
         self.outputs: list[int] = []
 
     def error(self, line: int, field: str | None, message: str) -> InputError:
+        """An input error located at ``line`` of the trace file and ``field``."""
         return InputError(message, file=f"{self.path}:{line}", path=field)
 
     def time(self, line: int, value: Any) -> float:
+        """An arrival time in seconds: a finite number, never a boolean."""
         if isinstance(value, bool):
             raise self.error(line, "arrival_s", f"{value!r} is not a number of seconds")
         try:
@@ -69,6 +71,7 @@ class _Rows:
         return t
 
     def tokens(self, line: int, field: str, value: Any) -> int:
+        """A token count: a whole number of at least one."""
         n: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
             n = value
@@ -79,6 +82,7 @@ class _Rows:
         return n
 
     def add(self, line: int, row: dict[str, Any]) -> None:
+        """Check one row's fields and keep its arrival time and lengths."""
         for field in FIELDS:
             if row.get(field) in (None, ""):
                 raise self.error(line, field, "missing value")
@@ -87,6 +91,7 @@ class _Rows:
         self.outputs.append(self.tokens(line, "output_tokens", row["output_tokens"]))
 
     def trace(self) -> Trace:
+        """The rows kept so far as a :class:`Trace` (refused when there are none)."""
         if not self.times:
             raise InputError("the trace has no requests", file=self.path)
         return Trace(np.asarray(self.times, dtype=float),

@@ -78,6 +78,7 @@ def drive(env: simpy.Environment, body: ProcessBody) -> None:
     send = body.send
 
     def resume(event: Event) -> None:
+        """Send the fired event's value in; hook on the event the stage waits for next."""
         try:
             send(event._value).callbacks.append(resume)  # _value: as Process._resume reads it
         except StopIteration:
