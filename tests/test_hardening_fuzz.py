@@ -178,3 +178,44 @@ def test_validate_generated_hardware_profiles(tmp_path_factory, capsys, changes)
     target = tmp_path_factory.mktemp("fuzz") / "hw.yaml"
     target.write_text(json.dumps(profile) if _finite(profile) else "{}")
     _run(capsys, "profiles", "show", str(target), "--format", "json")
+
+
+_TRACE_CELLS = st.one_of(
+    st.integers(-10**30, 10**30).map(str), st.integers(0, 500).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["", "\u00b2", "\u0663", "1e3", "0x10", " 7 ", "\"1\n2\"", "#", "a,b",
+                     "\"", "\ufeff", "\x00"]),
+    st.text(max_size=6))
+_TRACE_HEADERS = st.one_of(
+    st.just("arrival_s,prompt_tokens,output_tokens"),
+    st.permutations(["arrival_s", "prompt_tokens", "output_tokens", "prompt_tokens", "id"])
+    .map(",".join),
+    st.lists(st.sampled_from(["arrival_s", "prompt_tokens", "output_tokens", "x", ""]),
+             max_size=5).map(",".join))
+
+
+@settings(max_examples=300 if LONG else 25, **_SETTINGS)
+@given(header=_TRACE_HEADERS, body=st.lists(st.lists(_TRACE_CELLS, min_size=1, max_size=4)
+                                            .map(",".join), max_size=4),
+       jsonl=st.booleans(), bom=st.booleans(), rate=st.sampled_from(["", ", rate_per_s: 3"]))
+def test_run_generated_trace_files(tmp_path_factory, capsys, header, body, jsonl, bom, rate):
+    """A generated trace (CSV, or JSON Lines from the same cells) replays or is refused
+    with one line naming its file: never a traceback."""
+    folder = tmp_path_factory.mktemp("trace")
+    if jsonl:
+        names = header.split(",")
+        rows = [("{" + ", ".join(f'"{n}": {c}' for n, c in zip(names, row.split(","),
+                                                             strict=False)) + "}")
+                for row in body]
+        name, text = "t.jsonl", "\n".join(rows) + "\n"
+    else:
+        name, text = "t.csv", "\n".join([header, *body]) + "\n"
+    (folder / name).write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8",
+                                                                              "surrogatepass"))
+    scenario = folder / "s.yaml"
+    scenario.write_text(
+        "name: fuzz\nhardware: h100-sxm\ncluster: {accelerators: 1}\nmodel: llama3.1-8b\n"
+        f"workload:\n  kind: inference\n  arrivals: {{process: trace, path: {name}{rate}}}\n"
+        "  prompt_tokens: 100\n  output_tokens: 10\n"
+        "  batching: {max_batch_size: 8, kv_cache_tokens: 100000}\n")
+    _run(capsys, "run", str(scenario), "--quiet", "--format", "json")

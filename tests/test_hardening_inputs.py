@@ -260,3 +260,60 @@ def test_a_huge_number_on_the_command_line_is_one_line():
     result = run_cli("show", S, "--set", "workload.arrivals.requests=" + "9" * 5000)
     assert_clean_error(result, "workload.arrivals.requests: must be a whole number")
     assert len(_one_line(result)) < 400
+
+
+def test_a_run_that_would_never_finish_says_so_in_words():
+    result = run_cli("run", T, "--quiet", "--set", "workload.checkpoint.mode=async",
+                     "--set", "workload.failures.restart_s=1e8")
+    assert_clean_error(result, "so often that it would never finish")
+    assert "inf" not in result.err.split("(")[0]
+
+
+TRACE_HEADER = "arrival_s,prompt_tokens,output_tokens\n"
+
+
+@pytest.mark.parametrize(("body", "extra", "fragment"), [
+    ("0,\u00b2,5\n", "", "t.csv:2: prompt_tokens: '\u00b2' is not a positive integer"),
+    ('0,"1\n2",5\n', "", "t.csv:2: prompt_tokens"),
+    ("0,10,5\n0,10,5\n", ", rate_per_s: 4", "workload.arrivals.rate_per_s: rate_per_s "
+                                              "rescales"),
+    ("0,10,5,6\n", "", "names column 'output_tokens' 2 times"),
+])
+def test_trace_files_are_read_strictly_through_the_cli(tmp_path, body, extra, fragment):
+    header = TRACE_HEADER if "6\n" not in body else TRACE_HEADER.rstrip("\n") + ",output_tokens\n"
+    (tmp_path / "t.csv").write_text(header + body)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(f"""\
+name: trace
+hardware: h100-sxm
+cluster: {{accelerators: 1}}
+model: llama3.1-8b
+workload:
+  kind: inference
+  arrivals: {{process: trace, path: t.csv{extra}}}
+  prompt_tokens: 100
+  output_tokens: 10
+""")
+    result = run_cli("run", str(scenario), "--quiet")
+    assert_clean_error(result, fragment)
+    _one_line(result)
+
+
+def test_a_trace_with_a_byte_order_mark_runs(tmp_path):
+    (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbf" + (TRACE_HEADER + "0,10,5\n").encode())
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("name: bom\nhardware: h100-sxm\ncluster: {accelerators: 1}\n"
+                        "model: llama3.1-8b\nworkload:\n  kind: inference\n"
+                        "  arrivals: {process: trace, path: t.csv}\n"
+                        "  prompt_tokens: 100\n  output_tokens: 10\n")
+    result = run_cli("run", str(scenario), "--quiet", "--format", "json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["inference"]["requests"] == 1
+
+
+@pytest.mark.parametrize("path", ["0", "workload.0", "workload.parallelism.7"])
+def test_a_digit_field_name_in_set_is_an_unknown_field(path):
+    result = run_cli("show", S, "--set", f"{path}=1")
+    assert_clean_error(result, f"{path}: unknown field '{path.split('.')[-1]}'; allowed:")
+    assert "Keys should be strings" not in result.err
+    _one_line(result)

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from simulator.profiles.input_files import not_a_readable_file
 from simulator.profiles.numbers import (
     MAX_EMPIRICAL_VALUES,
     MAX_LOGNORMAL_CV,
@@ -161,8 +162,11 @@ class Arrivals(BaseModel):
         base = (info.context or {}).get("base_dir")
         if not path.is_absolute() and base:
             path = Path(base) / path
-        if not path.is_file():
+        problem = not_a_readable_file(path)
+        if problem == "no such file":
             raise ValueError(f"no such trace file: {path}")
+        if problem is not None:
+            raise ValueError(f"trace file {path}: {problem}")
         return str(path.resolve())
 
     @model_validator(mode="after")

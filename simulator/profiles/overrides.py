@@ -43,13 +43,14 @@ def apply_overrides(data: dict[str, Any], assignments: list[str] | tuple[str, ..
             if not isinstance(node, dict):
                 raise InputError(f"--set {text}: {'.'.join(map(str, path[:depth]))} is a value, "
                                  f"not a group of fields")
+            key = str(key)  # a field name that happens to be digits, not an index
             if not isinstance(node.get(key), dict | list):
                 if key in node and node[key] is not None and not isinstance(node[key], dict):
                     raise InputError(f"--set {text}: {'.'.join(map(str, path[:depth + 1]))} is "
                                      f"a value, not a group of fields")
                 node[key] = {}
             node = node[key]
-        last = path[-1]
+        last = str(path[-1]) if isinstance(node, dict) else path[-1]
         in_list = isinstance(node, list) and isinstance(last, int) and last < len(node)
         if in_list or isinstance(node, dict):
             node[last] = value

@@ -21,8 +21,6 @@ The document is parsed once, by libyaml where PyYAML was built with it.
 
 from __future__ import annotations
 
-import errno
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from typing import Any
 import yaml
 
 from simulator.errors import InputError
+from simulator.profiles.input_files import read_bounded_text
 
 Loc = tuple[str | int, ...]
 
@@ -155,38 +154,8 @@ def parse_yaml_value(text: str, flag: str = "--set") -> Any:
 
 def _read_text(path: Path, name: str) -> str:
     """The file's text, after making sure it is a regular file of a sane size."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise InputError("file not found", file=name) from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise InputError("symbolic link loop: the path never reaches a file",
-                             file=name) from None
-        raise InputError(f"cannot read file: {exc.strerror}", file=name) from None
-    if stat.S_ISDIR(info.st_mode):
-        raise InputError("is a directory, expected a YAML file", file=name)
-    if not stat.S_ISREG(info.st_mode):
-        raise InputError("is not a regular file (a pipe, socket or device); expected a "
-                         "YAML file", file=name)
-    limit = MAX_FILE_BYTES
-    if info.st_size > limit:
-        raise InputError(f"is {info.st_size:,} bytes; YAML inputs are limited to "
-                         f"{limit:,} bytes (profiles and scenarios are a few kB)", file=name)
-    try:
-        with open(path, "rb") as handle:  # (files in /proc say 0 bytes: read to the limit)
-            raw = handle.read(limit + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read file: {exc.strerror}", file=name) from None
-    if len(raw) > limit:
-        raise InputError(f"is more than {limit:,} bytes; YAML inputs are limited to "
-                         f"{limit:,} bytes", file=name)
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise InputError(f"line {line}: not UTF-8 text (byte "
-                         f"{raw[exc.start]:#04x}); expected a YAML file", file=name) from None
+    return read_bounded_text(path, name, limit=MAX_FILE_BYTES,
+                             expected="a YAML file (profiles and scenarios are a few kB)")
 
 
 def read_yaml(path: str | Path) -> YamlDocument:

@@ -95,3 +95,14 @@ def test_a_seed_fixes_the_workload():
     for name in ("arrival_s", "prompt_tokens", "output_tokens"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
         assert not np.array_equal(getattr(a, name), getattr(c, name))
+
+
+def test_lengths_without_a_max_stop_at_the_longest_request_a_run_takes():
+    """A lognormal at the largest allowed cv draws lengths far beyond what a request may hold
+    (and beyond int64); without a ``max`` they are clipped to MAX_SEQUENCE_TOKENS."""
+    from simulator.profiles.numbers import MAX_SEQUENCE_TOKENS
+    rng = np.random.default_rng(0)
+    d = dist(dist="lognormal", mean=MAX_SEQUENCE_TOKENS // 100, std=MAX_SEQUENCE_TOKENS)
+    lengths = sample_tokens(d, 10_000, rng)
+    assert lengths.max() == MAX_SEQUENCE_TOKENS
+    assert lengths.min() >= 1

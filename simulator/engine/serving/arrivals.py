@@ -10,7 +10,8 @@ lengths of each request, drawn from one :class:`numpy.random.Generator` in a fix
 - ``constant``: one request every ``1/rate_per_s`` seconds, the first at t = 0.
 - ``offline``: all ``requests`` at t = 0 (MLPerf Offline).
 - ``trace``: times and lengths from a file (:mod:`simulator.engine.serving.traces`); with
-  ``rate_per_s`` the times are scaled so the trace's mean rate becomes that rate.
+  ``rate_per_s`` the times are scaled so the trace's mean rate becomes that rate (refused
+  when every row arrives at the same time: there is no rate to scale).
 - ``closed``: ``concurrency`` clients each keep one request outstanding; the first request of
   every client arrives at t = 0 and the others' times are not known in advance (``inf``
   here): the engine releases the next request when one ends, after ``think_time_s``.
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.engine.serving.traces import read_trace
+from simulator.errors import InputError
 from simulator.profiles.inference import (
     ArrivalProcess,
     Arrivals,
@@ -34,6 +36,7 @@ from simulator.profiles.inference import (
     InferenceWorkload,
     TokenDistribution,
 )
+from simulator.profiles.numbers import MAX_SEQUENCE_TOKENS
 
 _CHUNK = 4096  # gaps drawn per batch when only duration_s bounds the arrivals
 
@@ -51,7 +54,9 @@ class Workload:
 
 
 def sample_tokens(dist: int | TokenDistribution, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` lengths from ``dist``: rounded to integers and clamped to [min, max]."""
+    """``n`` lengths from ``dist``: rounded to integers and clamped to [min, max] (max
+    defaults to the longest request a run takes, so a wide distribution cannot draw a length
+    that overflows later arithmetic)."""
     if not isinstance(dist, TokenDistribution):
         return np.full(n, int(dist), dtype=np.int64)
     d = dist  # (validation guarantees the parameters each kind needs)
@@ -73,7 +78,7 @@ def sample_tokens(dist: int | TokenDistribution, n: int, rng: np.random.Generato
         assert d.values is not None
         weights = np.asarray(d.weights if d.weights is not None else [1.0] * len(d.values))
         values = rng.choice(np.asarray(d.values, dtype=float), size=n, p=weights / weights.sum())
-    high = d.max if d.max is not None else np.iinfo(np.int64).max
+    high = d.max if d.max is not None else MAX_SEQUENCE_TOKENS
     return np.clip(np.rint(values), d.min, high).astype(np.int64)
 
 
@@ -134,7 +139,13 @@ def _from_trace(arrivals: Arrivals) -> Workload:
     assert arrivals.path is not None
     trace = read_trace(arrivals.path)
     times, prompts, outputs = trace.arrival_s, trace.prompt_tokens, trace.output_tokens
-    if arrivals.rate_per_s is not None and len(times) > 1 and times[-1] > times[0]:
+    if arrivals.rate_per_s is not None:
+        if not times[-1] > times[0]:
+            raise InputError(f"rate_per_s rescales a trace's arrival times to a mean rate, but "
+                             f"all {len(times):,} rows of {arrivals.path} arrive at "
+                             f"t = {times[0]:g} s: there is no rate to rescale (drop "
+                             f"rate_per_s, or give the trace its arrival times)",
+                             path="workload.arrivals.rate_per_s")
         observed = (len(times) - 1) / (times[-1] - times[0])
         times = times * (observed / arrivals.rate_per_s)
     keep = np.ones(len(times), dtype=bool)

@@ -251,8 +251,10 @@ def simulate_run(spec: RunSpec, rng: np.random.Generator,
     expected = expected_wall_time(spec)
     expected_failures = expected / spec.fleet_mtbf_s if spec.enabled else 0.0
     if expected_failures > MAX_INTERRUPTIONS:
+        how_often = (f"about {expected_failures:.3g} times" if math.isfinite(expected_failures)
+                     else "so often that it would never finish")
         raise NoProgress(
-            f"failures would interrupt the run about {expected_failures:.3g} times (fleet "
+            f"failures would interrupt the run {how_often} (fleet "
             f"MTBF {spec.fleet_mtbf_s / 3600:.3g} h, checkpoint every "
             f"{spec.interval_s or math.inf:.3g} s, restart {spec.restart_s:.3g} s): "
             f"checkpoint more often, restart faster or use fewer accelerators")
