@@ -19,7 +19,7 @@ Conventions (see docs/modelling_ops.md for sources):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from simulator.perf.attention_ops import attention_specs
 from simulator.perf.mlp_ops import dense_mlp_specs, moe_specs
@@ -37,6 +37,7 @@ from simulator.perf.opspec import (
     forward_ops,
     norm,
 )
+from simulator.perf.quantize_ops import QuantRecipe, weight_quantization, with_quantization
 from simulator.profiles.model import ModelProfile, Norm, PositionEmbedding
 from simulator.profiles.precision import Precision
 
@@ -76,10 +77,13 @@ class StageLayers:
 @dataclass(frozen=True)
 class TrainingOps:
     """One microbatch on one stage. ``backward`` starts with any recomputed forward work
-    (names prefixed ``recompute.``), which runs just before the gradients it feeds."""
+    (names prefixed ``recompute.``), which runs just before the gradients it feeds.
+    ``step`` is work done once per optimizer step, not per microbatch (the weights'
+    low-precision quantization)."""
 
     forward: list[Op]
     backward: list[Op]
+    step: list[Op] = field(default_factory=list)
 
     @property
     def recompute(self) -> list[Op]:
@@ -291,6 +295,21 @@ def decode_ops(model: ModelProfile, layout: Layout, context_lens: Sequence[int],
     return _inference_pass(model, layout, batch, p, stage, imbalance)
 
 
+def _quantized(layers: _Layers, recipe: QuantRecipe | None) -> _Layers:
+    """The layers with their GEMMs' quantization passes (low-precision training)."""
+    return _Layers(attention=with_quantization(layers.attention, recipe),
+                   dense=with_quantization(layers.dense, recipe),
+                   moe=with_quantization(layers.moe, recipe), n_layers=layers.n_layers,
+                   n_moe=layers.n_moe)
+
+
+def _weight_quantization(layers: _Layers, p: Prec) -> list[Op]:
+    """Each layer's weights quantized once per step."""
+    return (weight_quantization(layers.attention, p, layers.n_layers)
+            + weight_quantization(layers.dense, p, layers.n_layers - layers.n_moe)
+            + weight_quantization(layers.moe, p, layers.n_moe))
+
+
 def _freeze(specs: list) -> list:
     """LoRA: base weights get no gradient; input gradients still flow through them."""
     kept = [s for s in specs if not isinstance(s, Grad)]
@@ -301,11 +320,13 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
                  precision: Precision | str, recompute: str = "none",
                  lora: tuple[int, Sequence[str]] | None = None, *,
                  stage: StageLayers | None = None, imbalance: float = 1.0,
-                 flash_attention: bool = True) -> TrainingOps:
+                 flash_attention: bool = True,
+                 quantization: QuantRecipe | None = None) -> TrainingOps:
     """Forward and backward of one microbatch on one pipeline stage (``stage``, default the
     whole model). ``recompute``: "none", "selective" (attention core again) or "full" (the
     stage's layers forward again). ``lora``: (rank, targets) with the base frozen.
-    ``flash_attention``: false for frameworks that write the attention scores to HBM."""
+    ``flash_attention``: false for frameworks that write the attention scores to HBM.
+    ``quantization``: the low-precision recipe whose passes precede the layers' GEMMs."""
     if recompute not in ("none", "selective", "full"):
         raise ValueError(f"recompute must be none, selective or full (got {recompute!r})")
     stage = stage or StageLayers()
@@ -321,6 +342,7 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
                          moe=_freeze(layers.moe), n_layers=layers.n_layers, n_moe=layers.n_moe)
         ends_in, ends_out = _freeze(ends_in), _freeze(ends_out)
         extra = lora_specs(model, layout, batch, lora[0], lora[1])
+    layers = _quantized(layers, quantization)
     forward = (forward_ops(ends_in, p) + layers.forward(p)
                + forward_ops(extra, p, layers.n_layers) + forward_ops(ends_out, p))
     redo: list[Op] = []
@@ -332,4 +354,4 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
     redo = [replace(op, name=RECOMPUTE_PREFIX + op.name) for op in redo]
     backward = (redo + backward_ops(ends_out, p) + backward_ops(extra, p, layers.n_layers)
                 + layers.backward(p) + backward_ops(ends_in, p))
-    return TrainingOps(forward, backward)
+    return TrainingOps(forward, backward, _weight_quantization(layers, p))
