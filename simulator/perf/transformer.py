@@ -305,9 +305,9 @@ def _quantized(layers: _Layers, recipe: QuantRecipe | None) -> _Layers:
 
 def _weight_quantization(layers: _Layers, p: Prec) -> list[Op]:
     """Each layer's weights quantized once per step."""
-    return (weight_quantization(layers.attention, p, layers.n_layers)
-            + weight_quantization(layers.dense, p, layers.n_layers - layers.n_moe)
-            + weight_quantization(layers.moe, p, layers.n_moe))
+    return [*weight_quantization(layers.attention, p, layers.n_layers),
+            *weight_quantization(layers.dense, p, layers.n_layers - layers.n_moe),
+            *weight_quantization(layers.moe, p, layers.n_moe)]
 
 
 def _freeze(specs: list) -> list:

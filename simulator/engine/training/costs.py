@@ -195,10 +195,10 @@ class PassCosts:
                            stage=StageLayers(first_layer=shape.first_layer, layers=shape.layers,
                                              embedding=shape.embedding, lm_head=shape.lm_head),
                            flash_attention=w.flash_attention, quantization=self.recipe)
-        overlap = dict(overlap_tp=w.overlap.tp_comm, overlap_ep=w.overlap.ep_comm,
-                       host_launch_s=self.host_launch_s)
-        forward = pass_cost(self.hw, ops.forward, **overlap)
-        backward = pass_cost(self.hw, ops.backward, **overlap)
+        forward, backward = (pass_cost(self.hw, part, overlap_tp=w.overlap.tp_comm,
+                                       overlap_ep=w.overlap.ep_comm,
+                                       host_launch_s=self.host_launch_s)
+                             for part in (ops.forward, ops.backward))
         copy_s = offload_copy_s(self.hw, self.model, w, shape.layers)
         step = StepWork(time_s=sum(op_time(self.hw, op).time_s for op in ops.step),
                         hbm_bytes=sum(op.bytes for op in ops.step))
