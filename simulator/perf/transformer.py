@@ -335,7 +335,11 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
     batch = training_batch(layout, seq_len, micro_batch, flash_attention)
     layers = _layers(model, layout, batch, p, stage, imbalance)
     ends_in = embedding_specs(model, layout, batch, p) if stage.embedding else []
-    ends_out = head_specs(model, layout, batch, p) if stage.lm_head else []
+    # Megatron-LM's output layer is a plain ColumnParallelLinear, outside Transformer
+    # Engine's fp8 autocast: the LM head stays in 16 bits when the layers go below.
+    head_p = p if quantization is None else replace(p, weight=p.other, act=p.other,
+                                                    compute=p.other)
+    ends_out = head_specs(model, layout, batch, head_p) if stage.lm_head else []
     extra: list = []
     if lora is not None:
         layers = _Layers(attention=_freeze(layers.attention), dense=_freeze(layers.dense),
@@ -344,7 +348,7 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
         extra = lora_specs(model, layout, batch, lora[0], lora[1])
     layers = _quantized(layers, quantization)
     forward = (forward_ops(ends_in, p) + layers.forward(p)
-               + forward_ops(extra, p, layers.n_layers) + forward_ops(ends_out, p))
+               + forward_ops(extra, p, layers.n_layers) + forward_ops(ends_out, head_p))
     redo: list[Op] = []
     if recompute == "full":
         redo = layers.forward(p) + forward_ops(extra, p, layers.n_layers)
@@ -352,6 +356,6 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
         cores = [s for s in layers.attention if isinstance(s, Core)]
         redo = forward_ops(cores, p, layers.n_layers)
     redo = [replace(op, name=RECOMPUTE_PREFIX + op.name) for op in redo]
-    backward = (redo + backward_ops(ends_out, p) + backward_ops(extra, p, layers.n_layers)
+    backward = (redo + backward_ops(ends_out, head_p) + backward_ops(extra, p, layers.n_layers)
                 + layers.backward(p) + backward_ops(ends_in, p))
     return TrainingOps(forward, backward, _weight_quantization(layers, p))
