@@ -6,7 +6,6 @@ Joins the pieces of :mod:`simulator.perf.memory` according to the workload's lay
 from __future__ import annotations
 
 from simulator.perf.memory import (
-    BYTES_GRAD,
     BYTES_OPTIMIZER,
     BYTES_WEIGHT_TRAIN,
     Footprint,
@@ -82,21 +81,27 @@ def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int]) -> 
         parts["weights"] = BYTES_WEIGHT_TRAIN * params.total  # frozen base, not sharded
         adapters = lora_params_per_layer(model, w.finetune.rank, w.finetune.targets)
         adapters *= stage_layers[stage] / par.tp
-        parts["gradients"] = BYTES_GRAD * adapters
+        parts["gradients"] = w.grad_bytes * adapters
         parts["optimizer"] = BYTES_OPTIMIZER * adapters
         notes.append(f"LoRA rank {w.finetune.rank}: {adapters:.3g} trainable parameters "
                      f"per device")
     else:
         parts["weights"] = sharded(BYTES_WEIGHT_TRAIN, 3)
-        parts["gradients"] = sharded(BYTES_GRAD, 2)
+        parts["gradients"] = sharded(w.grad_bytes, 2)
         parts["optimizer"] = sharded(BYTES_OPTIMIZER, 1)
     microbatches = w.global_batch_size // (dp * w.micro_batch_size)
     per_layer = activation_bytes_per_layer(
         model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel),
-        w.recompute.value, par.cp, flash_attention=w.flash_attention)
+        w.recompute.value, par.cp, flash_attention=w.flash_attention,
+        gemm_input_bytes=w.saved_activation_bytes)
     inflight = inflight_microbatches(w.pipeline_schedule.value, par.pp, par.vpp, microbatches,
                                      stage)
-    parts["activations"] = per_layer * stage_layers[stage] * inflight
+    saved = per_layer * stage_layers[stage] * inflight
+    offloaded = w.offload.activations * saved
+    parts["activations"] = saved - offloaded
+    if offloaded:
+        notes.append(f"{w.offload.activations:.0%} of saved activations "
+                     f"({offloaded / 1e9:.3g} GB per device) offloaded to host memory")
     # fp32 logits of the LM head on the last stage (vocab-parallel over TP)
     last = stage == par.pp - 1
     parts["logits"] = (4.0 * w.seq_len / par.cp * w.micro_batch_size * model.vocab_size / par.tp

@@ -29,10 +29,10 @@ RUNTIME_RESERVE_FIXED_BYTES = 2 * 2**30
 RUNTIME_RESERVE_FRACTION = 0.05
 
 BYTES_WEIGHT_TRAIN = 2.0  # bf16/fp16 working copy (also with fp8 compute: TE keeps bf16)
-# Gradients accumulate and are reduced in fp32 (Megatron-LM's default with bf16,
-# --accumulate-allreduce-grads-in-fp32, as in the Llama 3 run); the training engine reduces
-# the same 4 bytes per parameter (engine/training/planner.py GRAD_REDUCE_BYTES).
-BYTES_GRAD = 4.0
+# Gradients take workload.grad_reduce_dtype's bytes (fp32 by default: Megatron-LM's
+# --accumulate-allreduce-grads-in-fp32 with bf16, as in the Llama 3 run; bf16 with
+# --grad-reduce-in-bf16); the training engine reduces the same bytes per parameter.
+BYTES_GRAD = 4.0  # the default (fp32)
 BYTES_OPTIMIZER = 12.0  # fp32 master weights + Adam m and v
 
 
@@ -164,7 +164,8 @@ def kv_bytes_per_token(model: ModelProfile, kv_precision: Precision | str, tp: i
 # ---- activations (training) ---------------------------------------------------------------
 def activation_bytes_per_layer(model: ModelProfile, seq: int, micro_batch: int, tp: int,
                                sequence_parallel: bool, recompute: str, cp: int = 1,
-                               flash_attention: bool = True) -> float:
+                               flash_attention: bool = True,
+                               gemm_input_bytes: float = 2.0) -> float:
     """Activation bytes one transformer layer keeps for backward, per device.
 
     Korthikanti et al. 2022 count, for a GPT layer with 16-bit activations and 1-byte
@@ -178,6 +179,8 @@ def activation_bytes_per_layer(model: ModelProfile, seq: int, micro_batch: int, 
     With TP and sequence parallelism every term divides by t; with TP alone the norm inputs,
     masks and the block inputs stay whole. Selective recompute drops the core-attention
     term; full recompute keeps only the layer input (2h, /t with SP). CP divides s.
+    ``gemm_input_bytes`` is what each saved GEMM input (QKV, output projection, FC1, FC2)
+    takes per element: 1 when fp8 training keeps the quantized copy for backward.
     """
     s = seq / cp
     b = micro_batch
@@ -193,10 +196,11 @@ def activation_bytes_per_layer(model: ModelProfile, seq: int, micro_batch: int, 
     if recompute == "full":
         return 2 * s * b * h / (tp if sequence_parallel else 1)
     # terms that split over TP regardless of SP
-    split = 2 * a * d + 4 * k * d + 2 * a * d
-    split += (3 * 2 * f) if model.activation.gated else (2 * f + 2 * f)
+    g = gemm_input_bytes
+    split = 2 * a * d + 4 * k * d + g * a * d
+    split += (2 * 2 * f + g * f) if model.activation.gated else (2 * f + g * f)
     # terms that split only with SP: norm inputs (2h each), QKV and FC1 inputs, masks
-    replicated = 2 * h + 2 * h + 2 * h + 2 * h + 2 * mask
+    replicated = 2 * h + g * h + 2 * h + g * h + 2 * mask
     per_token = split / tp + (replicated / tp if sequence_parallel else replicated)
     core = 0.0
     if not flash_attention and recompute == "none":

@@ -21,6 +21,7 @@ class OpKind(StrEnum):
     ATTENTION_BACKWARD = "attention_backward"  # its backward (five matmuls, dQ/dK/dV)
     ELEMENTWISE = "elementwise"  # norms, activations, residual adds, RoPE, softmax: memory-bound
     EMBEDDING = "embedding"  # gather of embedding rows
+    QUANTIZE = "quantize"  # amax, cast and transpose of a tensor to fp8/fp4: memory-bound
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -79,11 +79,15 @@ def large_efficiency(hw: HardwareProfile, precision: Precision | str,
 def op_rates(hw: HardwareProfile, precision: Precision | str,
              kind: OpKind = OpKind.GEMM) -> OpRates:
     """The rates an op of ``kind`` at ``precision`` runs at on ``hw`` (the kernel's inputs
-    from the hardware profile)."""
-    return OpRates(peak_flops=hw.peak(run_precision(hw, precision)),
+    from the hardware profile). Quantization kernels move their bytes at the profile's
+    ``quantize`` fraction of HBM bandwidth where it has one."""
+    eff = hw.efficiency
+    run = run_precision(hw, precision)
+    memory = eff.quantize if kind is OpKind.QUANTIZE and eff.quantize else eff.hbm
+    return OpRates(peak_flops=hw.peak(run),
                    large_efficiency=large_efficiency(hw, precision, kind),
-                   half_size_flops=hw.efficiency.gemm.half_size_flops.value,
-                   memory_rate=hw.hbm_bandwidth * hw.efficiency.hbm.value,
+                   half_size_flops=eff.gemm.half_size(run),
+                   memory_rate=hw.hbm_bandwidth * memory.value,
                    kernel_s=hw.efficiency.kernel_overhead.value, matmul=kind in MATMUL_KINDS)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from simulator.perf.layouts import inference_layout, training_layout, training_stage_layers
 from simulator.perf.ops import Collective, CommOp, ComputeOp
+from simulator.perf.quantize_ops import training_recipe
 from simulator.perf.roofline import op_time
 from simulator.perf.serving_iteration import serving_act_precision
 from simulator.perf.transformer import StageLayers, decode_ops, prefill_ops, training_ops
@@ -110,10 +111,12 @@ def _training(scenario: Scenario) -> RooflineView:
             if w.finetune.method is FinetuneMethod.LORA else None)
     ops = training_ops(model, layout, w.seq_len, w.micro_batch_size, w.precision,
                        w.recompute.value, lora, stage=StageLayers.of(stage_layers, index),
-                       flash_attention=w.flash_attention)
+                       flash_attention=w.flash_attention,
+                       quantization=training_recipe(w.precision, w.fp8_recipe.value,
+                                                    hw.compute.fp8_transposed_copies))
     rows = _rows(scenario, "forward (one microbatch)", ops.forward)
     rows += _rows(scenario, "backward (one microbatch)", ops.backward)
-    step: list = []
+    step: list = list(ops.step)
     grad_bytes = 2.0 * model.params_total / (layout.tp * layout.pp)
     if layout.dp > 1 and lora is None:
         kind = Collective.REDUCE_SCATTER if w.parallelism.zero >= 1 else Collective.ALL_REDUCE

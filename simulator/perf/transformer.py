@@ -19,7 +19,7 @@ Conventions (see docs/modelling_ops.md for sources):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from simulator.perf.attention_ops import attention_specs
 from simulator.perf.mlp_ops import dense_mlp_specs, moe_specs
@@ -37,6 +37,7 @@ from simulator.perf.opspec import (
     forward_ops,
     norm,
 )
+from simulator.perf.quantize_ops import QuantRecipe, weight_quantization, with_quantization
 from simulator.profiles.model import ModelProfile, Norm, PositionEmbedding
 from simulator.profiles.precision import Precision
 
@@ -76,10 +77,13 @@ class StageLayers:
 @dataclass(frozen=True)
 class TrainingOps:
     """One microbatch on one stage. ``backward`` starts with any recomputed forward work
-    (names prefixed ``recompute.``), which runs just before the gradients it feeds."""
+    (names prefixed ``recompute.``), which runs just before the gradients it feeds.
+    ``step`` is work done once per optimizer step, not per microbatch (the weights'
+    low-precision quantization)."""
 
     forward: list[Op]
     backward: list[Op]
+    step: list[Op] = field(default_factory=list)
 
     @property
     def recompute(self) -> list[Op]:
@@ -291,6 +295,21 @@ def decode_ops(model: ModelProfile, layout: Layout, context_lens: Sequence[int],
     return _inference_pass(model, layout, batch, p, stage, imbalance)
 
 
+def _quantized(layers: _Layers, recipe: QuantRecipe | None) -> _Layers:
+    """The layers with their GEMMs' quantization passes (low-precision training)."""
+    return _Layers(attention=with_quantization(layers.attention, recipe),
+                   dense=with_quantization(layers.dense, recipe),
+                   moe=with_quantization(layers.moe, recipe), n_layers=layers.n_layers,
+                   n_moe=layers.n_moe)
+
+
+def _weight_quantization(layers: _Layers, p: Prec) -> list[Op]:
+    """Each layer's weights quantized once per step."""
+    return [*weight_quantization(layers.attention, p, layers.n_layers),
+            *weight_quantization(layers.dense, p, layers.n_layers - layers.n_moe),
+            *weight_quantization(layers.moe, p, layers.n_moe)]
+
+
 def _freeze(specs: list) -> list:
     """LoRA: base weights get no gradient; input gradients still flow through them."""
     kept = [s for s in specs if not isinstance(s, Grad)]
@@ -301,11 +320,13 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
                  precision: Precision | str, recompute: str = "none",
                  lora: tuple[int, Sequence[str]] | None = None, *,
                  stage: StageLayers | None = None, imbalance: float = 1.0,
-                 flash_attention: bool = True) -> TrainingOps:
+                 flash_attention: bool = True,
+                 quantization: QuantRecipe | None = None) -> TrainingOps:
     """Forward and backward of one microbatch on one pipeline stage (``stage``, default the
     whole model). ``recompute``: "none", "selective" (attention core again) or "full" (the
     stage's layers forward again). ``lora``: (rank, targets) with the base frozen.
-    ``flash_attention``: false for frameworks that write the attention scores to HBM."""
+    ``flash_attention``: false for frameworks that write the attention scores to HBM.
+    ``quantization``: the low-precision recipe whose passes precede the layers' GEMMs."""
     if recompute not in ("none", "selective", "full"):
         raise ValueError(f"recompute must be none, selective or full (got {recompute!r})")
     stage = stage or StageLayers()
@@ -314,15 +335,20 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
     batch = training_batch(layout, seq_len, micro_batch, flash_attention)
     layers = _layers(model, layout, batch, p, stage, imbalance)
     ends_in = embedding_specs(model, layout, batch, p) if stage.embedding else []
-    ends_out = head_specs(model, layout, batch, p) if stage.lm_head else []
+    # Megatron-LM's output layer is a plain ColumnParallelLinear, outside Transformer
+    # Engine's fp8 autocast: the LM head stays in 16 bits when the layers go below.
+    head_p = p if quantization is None else replace(p, weight=p.other, act=p.other,
+                                                    compute=p.other)
+    ends_out = head_specs(model, layout, batch, head_p) if stage.lm_head else []
     extra: list = []
     if lora is not None:
         layers = _Layers(attention=_freeze(layers.attention), dense=_freeze(layers.dense),
                          moe=_freeze(layers.moe), n_layers=layers.n_layers, n_moe=layers.n_moe)
         ends_in, ends_out = _freeze(ends_in), _freeze(ends_out)
         extra = lora_specs(model, layout, batch, lora[0], lora[1])
+    layers = _quantized(layers, quantization)
     forward = (forward_ops(ends_in, p) + layers.forward(p)
-               + forward_ops(extra, p, layers.n_layers) + forward_ops(ends_out, p))
+               + forward_ops(extra, p, layers.n_layers) + forward_ops(ends_out, head_p))
     redo: list[Op] = []
     if recompute == "full":
         redo = layers.forward(p) + forward_ops(extra, p, layers.n_layers)
@@ -330,6 +356,6 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
         cores = [s for s in layers.attention if isinstance(s, Core)]
         redo = forward_ops(cores, p, layers.n_layers)
     redo = [replace(op, name=RECOMPUTE_PREFIX + op.name) for op in redo]
-    backward = (redo + backward_ops(ends_out, p) + backward_ops(extra, p, layers.n_layers)
+    backward = (redo + backward_ops(ends_out, head_p) + backward_ops(extra, p, layers.n_layers)
                 + layers.backward(p) + backward_ops(ends_in, p))
-    return TrainingOps(forward, backward)
+    return TrainingOps(forward, backward, _weight_quantization(layers, p))

@@ -74,6 +74,11 @@ class Compute(BaseModel):
     peak_flops: dict[Precision, Sourced[FlopRate]] = Field(
         description="dense peak FLOP/s (or OP/s for integers) per precision, per device"
     )
+    fp8_transposed_copies: bool = Field(
+        False, description="the tensor cores read 8-bit operands only row-wise, so training "
+                           "writes a transposed copy of each quantized tensor for the "
+                           "gradient GEMMs (Hopper); false where one copy serves both "
+                           "(Blackwell)")
 
     @model_validator(mode="after")
     def _has_a_training_precision(self) -> Compute:
@@ -200,6 +205,16 @@ class GemmEfficiency(BaseModel):
     half_size_flops: Sourced[PositiveFloat] = Field(
         description="FLOPs of a GEMM that reaches half the large-GEMM efficiency"
     )
+    half_size_by_precision: dict[Precision, Sourced[PositiveFloat]] = Field(
+        default_factory=dict,
+        description="half_size_flops for the precisions whose measured size curve differs "
+                    "(e.g. fp4 kernels that fill the device only at larger sizes); the "
+                    "others use half_size_flops")
+
+    def half_size(self, precision: Precision) -> float:
+        """The size curve's half point at ``precision`` (its own, else the common one)."""
+        own = self.half_size_by_precision.get(precision)
+        return (own or self.half_size_flops).value
 
 
 class AttentionEfficiency(BaseModel):
@@ -237,6 +252,27 @@ class Efficiency(BaseModel):
     kernel_overhead: Sourced[NonNegativeSeconds] = Field(
         description="fixed cost per kernel launch (launch + tail), added to each operation"
     )
+    quantize: Sourced[Fraction] | None = Field(
+        None, description="fraction of peak HBM bandwidth that low-precision quantization "
+                          "kernels (amax, cast, transpose) reach; absent: the hbm fraction")
+    host_launch: Sourced[NonNegativeSeconds] | None = Field(
+        None, description="host (CPU) time to launch one kernel from an eager framework; a "
+                          "pass cannot run faster than its kernels' launches. Absent: the "
+                          "host is never the bound (e.g. XLA-compiled TPUs)")
+    graph_launch: Sourced[NonNegativeSeconds] | None = Field(
+        None, description="host time per kernel when a pass is replayed as a CUDA/HIP graph "
+                          "(workload.cuda_graphs); absent: host_launch")
+
+
+class HostLink(BaseModel):
+    """The device's link to host memory (PCIe, NVLink-C2C), as a copy engine achieves it:
+    what activation offloading moves saved activations over."""
+
+    model_config = SPEC_CONFIG
+
+    bandwidth: Sourced[Bandwidth] = Field(
+        description="achieved copy bandwidth per device and direction (device to host and "
+                    "host to device), e.g. nvbandwidth or TransferBench")
 
 
 class Reliability(BaseModel):
@@ -270,6 +306,9 @@ class HardwareProfile(BaseModel):
     price: Price
     efficiency: Efficiency
     reliability: Reliability
+    host_link: HostLink | None = Field(
+        None, description="link to host memory for activation offload; absent: offload "
+                          "cannot be priced and is refused")
     sources: dict[str, str] = Field(
         default_factory=dict, description="source ids used in 'source' fields, with URLs"
     )

@@ -28,6 +28,7 @@ from simulator.profiles.model import ModelProfile
 from simulator.profiles.numbers import SPEC_CONFIG, Accelerators, Seed
 from simulator.profiles.precision import Precision
 from simulator.profiles.training import TrainingWorkload
+from simulator.profiles.training_checks import check_training_options
 
 Workload = Annotated[TrainingWorkload | InferenceWorkload, Field(discriminator="kind")]
 
@@ -98,6 +99,7 @@ class Scenario(BaseModel):
         n = self.cluster.accelerators
         if isinstance(w, TrainingWorkload):
             problems = check_training(w, self.model, self.hardware, n)
+            problems += check_training_options(w, self.hardware)
             if problems:
                 raise LayoutProblems(problems)
             par = w.parallelism

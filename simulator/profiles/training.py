@@ -7,12 +7,14 @@ accelerators, ...) live in :mod:`simulator.profiles.layout_checks`.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
+from annotated_types import Ge, Le
 from pydantic import BaseModel, Field, model_validator
 
 from simulator.profiles.numbers import (
     SPEC_CONFIG,
+    NotBool,
     PositiveFloat,
     PositiveInt,
     TokenLength,
@@ -93,6 +95,36 @@ class Overlap(BaseModel):
     tp_comm: bool = Field(False, description="overlap TP collectives with GEMMs (userbuffers)")
     ep_comm: bool = Field(False, description="overlap expert-parallel all-to-alls with the "
                                              "compute of another microbatch (DualPipe-style)")
+
+
+class Fp8Recipe(StrEnum):
+    """How fp8 training scales tensors (Transformer Engine recipes). Decides the quantization
+    passes before every GEMM; fp4 training always uses NVFP4."""
+
+    DELAYED = "delayed"  # per-tensor scale from the amax history: one read per cast
+    CURRENT = "current"  # per-tensor scale from this tensor's amax: two reads per cast
+    BLOCK = "block"  # 1x128 / 128x128 blocks (DeepSeek-V3), rowwise and columnwise copies
+    MXFP8 = "mxfp8"  # 1x32 blocks with e8m0 scales (Blackwell), rowwise and columnwise
+
+
+class GradReduceDtype(StrEnum):
+    """The precision gradients are accumulated, reduced over data parallelism and kept in."""
+
+    FP32 = "fp32"  # Megatron-LM's --accumulate-allreduce-grads-in-fp32 (Llama 3)
+    BF16 = "bf16"  # --grad-reduce-in-bf16 (NeMo recipes)
+
+
+OffloadShare = Annotated[float, NotBool, Ge(0), Le(1)]
+
+
+class Offload(BaseModel):
+    """Saved activations moved to host memory during forward and back for backward."""
+
+    model_config = SPEC_CONFIG
+
+    activations: OffloadShare = Field(
+        0.0, description="share of the saved activations kept in host memory (0-1); priced "
+                         "on the hardware profile's host_link, overlapped with the pass")
 
 
 class FinetuneMethod(StrEnum):
@@ -181,6 +213,44 @@ class TrainingWorkload(BaseModel):
     finetune: Finetune = Field(Finetune(), description="full training or LoRA adapters")
     checkpoint: Checkpoint = Field(Checkpoint(), description="checkpoint cadence and storage")
     failures: Failures = Field(Failures(), description="job-interrupting failures at run scale")
+    fp8_recipe: Fp8Recipe = Field(
+        Fp8Recipe.DELAYED, description="scaling recipe of fp8 GEMMs (Megatron-LM's "
+                                       "--fp8-recipe default: delayed); ignored for bf16")
+    cuda_graphs: bool = Field(
+        False, description="passes replayed as CUDA graphs: the host launches kernels at the "
+                           "profile's graph_launch cost instead of host_launch")
+    activation_dtype: Precision | None = Field(
+        None, description="precision the saved GEMM inputs are kept in for backward (fp8 "
+                          "with fp8 GEMMs: Transformer Engine keeps the quantized copy); "
+                          "default bf16")
+    grad_reduce_dtype: GradReduceDtype = Field(
+        GradReduceDtype.FP32, description="precision of the gradient buffers and their "
+                                          "data-parallel reduction")
+    offload: Offload = Field(Offload(), description="activation offload to host memory")
+
+    @model_validator(mode="after")
+    def _activation_dtype(self) -> TrainingWorkload:
+        dtype = self.activation_dtype
+        if dtype is None:
+            return self
+        if dtype not in (Precision.BF16, Precision.FP16, Precision.FP8):
+            raise ValueError(f"activation_dtype {dtype.value} is not supported; use bf16, "
+                             f"fp16 or fp8")
+        if dtype is Precision.FP8 and self.precision.bytes_per_element > 1:
+            raise ValueError("activation_dtype fp8 needs fp8 or fp4 GEMMs (precision: "
+                             f"{self.precision.value}): only a quantized GEMM input is kept "
+                             "in fp8")
+        return self
+
+    @property
+    def saved_activation_bytes(self) -> float:
+        """Bytes per element of the GEMM inputs saved for backward."""
+        return (self.activation_dtype or Precision.BF16).bytes_per_element
+
+    @property
+    def grad_bytes(self) -> float:
+        """Bytes per gradient element in the buffers and the data-parallel reduction."""
+        return 4.0 if self.grad_reduce_dtype is GradReduceDtype.FP32 else 2.0
 
     @model_validator(mode="after")
     def _tokens_or_steps(self) -> TrainingWorkload:

@@ -18,12 +18,13 @@ the LM head): a pipeline of a hundred stages prices a handful of distinct chunks
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simulator.engine.training.plan import PassCost
 from simulator.perf.footprint import lora_params_per_layer
-from simulator.perf.memory import even_stage_layers
+from simulator.perf.memory import activation_bytes_per_layer, even_stage_layers
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
+from simulator.perf.quantize_ops import training_recipe
 from simulator.perf.roofline import op_time
 from simulator.perf.transformer import RECOMPUTE_PREFIX, StageLayers, training_ops
 from simulator.profiles.hardware import HardwareProfile
@@ -107,8 +108,13 @@ def _partner(ops: list, i: int, kinds: tuple[OpKind, ...], forward: bool | None)
 
 
 def pass_cost(hw: HardwareProfile, ops: list, *, overlap_tp: bool,
-              overlap_ep: bool) -> PassCost:
-    """Compute time and exposed communication of one pass's ops on one device."""
+              overlap_ep: bool, host_launch_s: float = 0.0) -> PassCost:
+    """Compute time and exposed communication of one pass's ops on one device.
+
+    The host launches every kernel (``host_launch_s`` each); when that takes longer than
+    the pass's kernels and exposed communication, the device waits for it, and the wait
+    counts as compute (the pass cannot end before its last launch).
+    """
     times = [op_time(hw, op).time_s for op in ops]
     room = [t if isinstance(op, ComputeOp) else 0.0 for op, t in zip(ops, times, strict=True)]
     compute = sum(room)
@@ -137,6 +143,8 @@ def pass_cost(hw: HardwareProfile, ops: list, *, overlap_tp: bool,
         exposed[cls] += t - hidden
     if overlap_ep:
         exposed["ep"] = max(0.0, exposed["ep"] - compute)
+    host = host_launch_s * sum(op.count for op in ops)
+    compute += max(0.0, host - compute - sum(exposed.values()))
     return PassCost(compute_s=compute, tp_s=exposed["tp"], ep_s=exposed["ep"],
                     cp_s=exposed["cp"], flops=flops, recompute_flops=recompute, hbm_bytes=hbm,
                     comm_busy_s=busy)
@@ -149,33 +157,93 @@ def _lora(workload: TrainingWorkload):
 
 
 class PassCosts:
-    """Forward and backward :class:`PassCost` of each chunk shape, computed once per shape."""
+    """Forward and backward :class:`PassCost` of each chunk shape, computed once per shape,
+    and the chunk's once-per-step work (weight quantization)."""
 
     def __init__(self, *, hw: HardwareProfile, model: ModelProfile, layout: Layout,
                  workload: TrainingWorkload):
         self.hw, self.model, self.layout, self.workload = hw, model, layout, workload
-        self._cache: dict[tuple, tuple[PassCost, PassCost]] = {}
+        self.recipe = training_recipe(workload.precision, workload.fp8_recipe.value,
+                                      hw.compute.fp8_transposed_copies)
+        self.host_launch_s = host_launch(hw, workload.cuda_graphs)
+        self._cache: dict[tuple, tuple[PassCost, PassCost, StepWork]] = {}
+
+    def _key(self, shape: ChunkShape) -> tuple:
+        moe = sum(self.model.is_moe_layer(i)
+                  for i in range(shape.first_layer, shape.first_layer + shape.layers))
+        return (shape.layers, moe, shape.embedding, shape.lm_head)
 
     def __call__(self, shape: ChunkShape) -> tuple[PassCost, PassCost]:
-        model = self.model
-        moe = sum(model.is_moe_layer(i)
-                  for i in range(shape.first_layer, shape.first_layer + shape.layers))
-        key = (shape.layers, moe, shape.embedding, shape.lm_head)
+        forward, backward, _ = self._priced(shape)
+        return forward, backward
+
+    def step_work(self, shape: ChunkShape) -> StepWork:
+        """The chunk's work once per optimizer step (its weights' quantization)."""
+        return self._priced(shape)[2]
+
+    def _priced(self, shape: ChunkShape) -> tuple[PassCost, PassCost, StepWork]:
+        key = self._key(shape)
         if key not in self._cache:
             self._cache[key] = self._price(shape)
         return self._cache[key]
 
-    def _price(self, shape: ChunkShape) -> tuple[PassCost, PassCost]:
-        """Build and price one chunk shape's forward and backward ops."""
+    def _price(self, shape: ChunkShape) -> tuple[PassCost, PassCost, StepWork]:
+        """Build and price one chunk shape's forward, backward and per-step ops."""
         w = self.workload
         ops = training_ops(self.model, self.layout, w.seq_len, w.micro_batch_size, w.precision,
                            w.recompute.value, _lora(w),
                            stage=StageLayers(first_layer=shape.first_layer, layers=shape.layers,
                                              embedding=shape.embedding, lm_head=shape.lm_head),
-                           flash_attention=w.flash_attention)
-        overlap = dict(overlap_tp=w.overlap.tp_comm, overlap_ep=w.overlap.ep_comm)
-        return (pass_cost(self.hw, ops.forward, **overlap),
-                pass_cost(self.hw, ops.backward, **overlap))
+                           flash_attention=w.flash_attention, quantization=self.recipe)
+        forward, backward = (pass_cost(self.hw, part, overlap_tp=w.overlap.tp_comm,
+                                       overlap_ep=w.overlap.ep_comm,
+                                       host_launch_s=self.host_launch_s)
+                             for part in (ops.forward, ops.backward))
+        copy_s = offload_copy_s(self.hw, self.model, w, shape.layers)
+        step = StepWork(time_s=sum(op_time(self.hw, op).time_s for op in ops.step),
+                        hbm_bytes=sum(op.bytes for op in ops.step))
+        return with_offload(forward, copy_s), with_offload(backward, copy_s), step
+
+
+@dataclass(frozen=True)
+class StepWork:
+    """Work a chunk does once per optimizer step, on one device."""
+
+    time_s: float
+    hbm_bytes: float
+
+
+def host_launch(hw: HardwareProfile, cuda_graphs: bool) -> float:
+    """Host seconds per kernel launch: the profile's graph figure when passes are replayed
+    as graphs (its eager figure if it has none), else the eager one; 0 where absent."""
+    eff = hw.efficiency
+    figure = (eff.graph_launch or eff.host_launch) if cuda_graphs else eff.host_launch
+    return figure.value if figure is not None else 0.0
+
+
+def offload_copy_s(hw: HardwareProfile, model: ModelProfile, w: TrainingWorkload,
+                   layers: int) -> float:
+    """Seconds to move one microbatch's offloaded activations of ``layers`` layers over the
+    host link, one way (device to host after forward, back before backward)."""
+    share = w.offload.activations
+    if share <= 0 or hw.host_link is None:
+        return 0.0
+    par = w.parallelism
+    per_layer = activation_bytes_per_layer(
+        model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel),
+        w.recompute.value, par.cp, flash_attention=w.flash_attention,
+        gemm_input_bytes=w.saved_activation_bytes)
+    return share * per_layer * layers / hw.host_link.bandwidth.value
+
+
+def with_offload(cost: PassCost, copy_s: float) -> PassCost:
+    """A pass whose activation copies run on the copy engine beside its compute (Megatron
+    Core's fine-grained offloading overlaps them); what outlasts the compute is exposed and
+    counted with the other exposed time (``cp_s``, reported as ``other``)."""
+    exposed = max(0.0, copy_s - cost.compute_s)
+    if exposed <= 0:
+        return cost
+    return replace(cost, cp_s=cost.cp_s + exposed)
 
 
 def chunk_params(model: ModelProfile, workload: TrainingWorkload, shape: ChunkShape,

@@ -33,13 +33,17 @@ from simulator.profiles.params import count_params
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import FinetuneMethod, TrainingWorkload
 
-GRAD_REDUCE_BYTES = 4.0  # fp32 gradient reduction
 PARAM_GATHER_BYTES = 2.0  # bf16 parameters
 ACTIVATION_BYTES = 2.0  # activations and their gradients cross stages in bf16
-# Adam over one parameter of the shard: read the fp32 master weight, m, v and gradient
-# (16 B), write master, m and v (12 B) and the bf16 weight (2 B); the gradient-norm clip
-# reads the gradient once more (4 B).
-OPTIMIZER_BYTES_PER_PARAM = 34.0
+# Adam over one parameter of the shard, memory-bound: read the fp32 master weight, m and v
+# (12 B) and the gradient (g B), write master, m and v (12 B) and the bf16 weight (2 B);
+# the gradient norm reads the gradient once more (g B) and clipping scales it in place
+# (read and write, 2g B): 26 + 4g bytes, 42 with fp32 gradients, 34 with bf16
+# (physics_facts §5: 28 B for Adam with bf16 gradients; Megatron-LM's optimizer timers
+# show the copy, clip and inner-step phases as separate passes).
+ADAM_STATE_BYTES = 26.0
+GRAD_PASSES = 4.0
+GRAD_NORM_BYTES = 4.0  # the fp32 squared-norm partial each rank all-reduces
 BUCKET_PARAMS = 40e6  # Megatron-LM DDP bucket size: max(40M, 1M x dp) parameters
 MAX_BUCKETS = 32  # per chunk and kind; bigger buckets beyond that (keeps events few)
 
@@ -82,6 +86,7 @@ class _DataParallel:
     def __init__(self, hw: HardwareProfile, w: TrainingWorkload):
         par = w.parallelism
         self.hw = hw
+        self.grad_bytes = w.grad_bytes
         replicas = (par.dp or 1) * par.cp
         self.dense = Group(replicas, par.tp)
         self.expert = Group(max(1, replicas // par.ep), par.tp * par.ep)
@@ -99,10 +104,10 @@ class _DataParallel:
         """The gradient buckets of a chunk: dense over the DP group, expert over the
         expert-data-parallel one."""
         kind = Collective.ALL_REDUCE if self.zero == 0 else Collective.REDUCE_SCATTER
-        return (_buckets(self.hw, f"grads {kind.value}", p.trainable_dense, GRAD_REDUCE_BYTES,
+        return (_buckets(self.hw, f"grads {kind.value}", p.trainable_dense, self.grad_bytes,
                          kind, self.dense)
                 + _buckets(self.hw, f"expert grads {kind.value}", p.trainable_expert,
-                           GRAD_REDUCE_BYTES, kind, self.expert))
+                           self.grad_bytes, kind, self.expert))
 
     def params(self, p: ChunkParams) -> tuple[Bucket, ...]:
         """The parameter-gather buckets of a chunk (ZeRO 1-3; none with ZeRO 0)."""
@@ -113,6 +118,11 @@ class _DataParallel:
                          self.dense)
                 + _buckets(self.hw, "expert params all_gather", p.expert, PARAM_GATHER_BYTES,
                            ag, self.expert))
+
+    @property
+    def optimizer_bytes_per_param(self) -> float:
+        """HBM bytes the optimizer step moves per parameter of the shard."""
+        return ADAM_STATE_BYTES + GRAD_PASSES * self.grad_bytes
 
     def optimizer_params(self, params: list[ChunkParams]) -> float:
         """Parameters this device updates (its ZeRO shard of the trainable ones)."""
@@ -146,10 +156,14 @@ def _stages(scenario: Scenario, dp: _DataParallel) -> tuple[list[Stage], float, 
     counts = count_params(model)
     built: dict[ChunkParams, Chunk] = {}  # chunks of equal shape share their buckets
     stages, executed, recomputed = [], 0.0, 0.0
+    norm_s = _grad_norm_s(scenario)
     for row in chunk_shapes(w, training_stage_layers(w, model.layers)):
         chunks, params = [], []
+        step_s = step_bytes = 0.0
         for shape in row:
             forward, backward = prices(shape)
+            work = prices.step_work(shape)
+            step_s, step_bytes = step_s + work.time_s, step_bytes + work.hbm_bytes
             p = chunk_params(model, w, shape, counts)
             params.append(p)
             if p not in built:
@@ -163,10 +177,21 @@ def _stages(scenario: Scenario, dp: _DataParallel) -> tuple[list[Stage], float, 
             executed += forward.flops + backward.flops
             recomputed += forward.recompute_flops + backward.recompute_flops
         shard = dp.optimizer_params(params)
-        opt_bytes = shard * OPTIMIZER_BYTES_PER_PARAM
+        opt_bytes = shard * dp.optimizer_bytes_per_param
         opt_s = opt_bytes / (hw.hbm_bandwidth * hw.efficiency.hbm.value) if shard else 0.0
-        stages.append(Stage(tuple(chunks), opt_s, opt_bytes))
+        opt_s += (norm_s if shard else 0.0) + step_s
+        stages.append(Stage(tuple(chunks), opt_s, opt_bytes + step_bytes))
     return stages, executed, recomputed
+
+
+def _grad_norm_s(scenario: Scenario) -> float:
+    """The gradient norm's all-reduce of one fp32 partial over every rank: latency only,
+    but on the step's critical path (clipping waits for it)."""
+    n = scenario.cluster.accelerators
+    if n <= 1:
+        return 0.0
+    return collective_time(scenario.hardware, Collective.ALL_REDUCE, GRAD_NORM_BYTES,
+                           Group(n, 1)).time_s
 
 
 def build_plan(scenario: Scenario) -> TrainingPlan:

@@ -1,0 +1,21 @@
+"""Checks of a training workload's memory and precision options against the hardware.
+
+Kept apart from :mod:`simulator.profiles.layout_checks` (the parallel layout): these say
+whether the device can do what the options ask (move activations to host memory).
+"""
+
+from __future__ import annotations
+
+from simulator.profiles.hardware import HardwareProfile
+from simulator.profiles.layout_checks import Problem
+from simulator.profiles.training import TrainingWorkload
+
+
+def check_training_options(w: TrainingWorkload, hardware: HardwareProfile) -> list[Problem]:
+    """Problems with the workload's offload and precision options on ``hardware``."""
+    problems = []
+    if w.offload.activations > 0 and hardware.host_link is None:
+        problems.append(Problem(("workload", "offload", "activations"),
+                                f"activation offload needs the host-link bandwidth, and "
+                                f"{hardware.id} has no host_link in its profile"))
+    return problems

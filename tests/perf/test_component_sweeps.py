@@ -1,0 +1,72 @@
+"""The profiles' GEMM efficiency curves against the public component measurements they were
+fitted to (physics_facts §1 and §7): large-GEMM fraction and half size per precision.
+
+The curve is eff(F) = large · F / (F + half); a GEMM of F FLOPs runs at peak · eff(F). The
+sweeps time back-to-back launches, so the kernel overhead is left out here.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.profiles.catalog import load_hardware
+from simulator.profiles.precision import Precision
+
+T = 1e12
+
+
+def _rate(profile: str, precision: str, flops: float) -> float:
+    hw = load_hardware(profile)
+    p = Precision(precision)
+    gemm = hw.efficiency.gemm
+    large = gemm.large[p].value
+    return hw.peak(p) * large * flops / (flops + gemm.half_size(p))
+
+
+def _cube(n: int) -> float:
+    return 2.0 * n ** 3
+
+
+def _gemm(m: int, n: int, k: int) -> float:
+    return 2.0 * m * n * k
+
+
+@pytest.mark.parametrize(("profile", "precision", "flops", "measured", "rel"), [
+    # Azure ND GB200 v6, cuBLASLt FP8 squares (fitted: rms 0.6%)
+    ("gb200-nvl72", "fp8", _cube(2048), 2244 * T, 0.03),
+    ("gb200-nvl72", "fp8", _cube(4096), 2835 * T, 0.03),
+    ("gb200-nvl72", "fp8", _cube(8192), 2877 * T, 0.03),
+    ("gb200-nvl72", "fp8", _cube(16384), 2907 * T, 0.03),
+    # the same sweep, FP4 (fitted: rms 2%)
+    ("gb200-nvl72", "fp4", _cube(2048), 1678 * T, 0.04),
+    ("gb200-nvl72", "fp4", _cube(4096), 5177 * T, 0.04),
+    ("gb200-nvl72", "fp4", _cube(8192), 7536 * T, 0.04),
+    ("gb200-nvl72", "fp4", _cube(16384), 7628 * T, 0.04),
+    # B200 cuBLASLt 13.3 MXFP4 (DeepGEMM PR 348; fitted: rms 5%)
+    ("b200", "fp4", _cube(8192), 5239 * T, 0.08),
+    ("b200", "fp4", _gemm(4096, 4096, 7168), 3939 * T, 0.10),
+    ("b200", "fp4", _gemm(512, 7168, 2048), 1190 * T, 0.05),
+    ("b200", "fp4", _gemm(128, 2048, 7168), 338 * T, 0.05),
+    # B200 torch BF16 (vLLM PRs 19566 and 20646; fitted: rms 8%)
+    ("b200", "bf16", _gemm(256, 4096, 4096), 893 * T, 0.10),
+    ("b200", "bf16", _gemm(512, 4096, 4096), 1336 * T, 0.12),
+    ("b200", "bf16", _gemm(2048, 4096, 4096), 1444 * T, 0.03),
+    ("b200", "bf16", _gemm(8192, 6144, 4096), 1421 * T, 0.08),
+    # not fitted: B200 FP8 at M=1024, N=K=4096 (vLLM PR 19566) on the GB200-fitted curve
+    ("b200", "fp8", _gemm(1024, 4096, 4096), 2354 * T, 0.05),
+    # MI300X hipBLASLt FP8 (Azure ND MI300X v5); large from AMD's MAF, half from this sweep
+    ("mi300x", "fp8", _cube(2048), 428 * T, 0.10),
+    ("mi300x", "fp8", _cube(4096), 955 * T, 0.10),
+    ("mi300x", "fp8", _cube(8192), 1159 * T, 0.10),
+])
+def test_profile_curves_reproduce_the_component_sweeps(profile, precision, flops, measured,
+                                                       rel):
+    assert _rate(profile, precision, flops) == pytest.approx(measured, rel=rel)
+
+
+def test_fp4_kernels_need_larger_gemms_to_fill_a_blackwell_gpu():
+    """At 2048^3 cuBLASLt FP4 reaches 0.17 of GB200's FP4 peak, FP8 0.45 of its own: the FP4
+    half size is an order of magnitude above the FP8 one."""
+    gemm = load_hardware("gb200-nvl72").efficiency.gemm
+    assert gemm.half_size(Precision.FP4) > 10 * gemm.half_size(Precision.FP8)
+    assert gemm.half_size(Precision.BF16) == gemm.half_size_flops.value
