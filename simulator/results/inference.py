@@ -162,6 +162,12 @@ class InferenceMetrics(BaseModel):
                                           "through at once; the simulation's cost "
                                           "(iterations / engine_steps = mean jump)")
     activity: ActivityFractions
+    cpu_overhead_fraction: float = Field(
+        0.0, description="of the time replicas spend running iterations, the share the "
+                         "serving stack adds to the kernels' time: host (CPU) work in series "
+                         "with the device, host work longer than the device step it overlaps, "
+                         "and eager kernel launches slower than the kernels (workload.engine; "
+                         "0 with the ideal stack)")
     little_law: LittleLaw
     per_replica: list[ReplicaSummary]
     time_series: TimeSeries
