@@ -302,7 +302,7 @@ class InferenceWorkload(BaseModel):
     warmup_requests: NonNegativeRequests = Field(
         0, description="requests excluded from latency statistics at the start")
     engine: ServingStack = Field(
-        DEFAULT_ENGINE, validate_default=True,  # type: ignore[arg-type]
+        DEFAULT_ENGINE, validate_default=True,
         description="the serving software and version: a built-in stack id (`xpusim stacks "
                     "list`: vllm-0.5, vllm-0.6, vllm-v1, sglang, trtllm, tgi, jetstream, "
                     "neuron, ideal), a path to a stack YAML (relative to the scenario file), "

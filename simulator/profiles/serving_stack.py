@@ -71,6 +71,9 @@ class Graphs(BaseModel):
     full_batch: Sourced[bool] | None = Field(
         None, description="true: every decode iteration is padded to the workload's "
                           "max_batch_size (fixed decode slots, one compiled shape)")
+    padding: Sourced[bool] | None = Field(
+        None, description="false: a batch that is not a captured size runs eagerly instead "
+                          "of padded (TensorRT-LLM's enable_padding); default true")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Graphs:

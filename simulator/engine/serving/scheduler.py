@@ -43,7 +43,6 @@ from simulator.engine.serving.kv_cache import KVCapacity, ceil_div
 from simulator.engine.serving.requests import Requests
 from simulator.profiles.inference import Batching
 
-
 _UNLIMITED = 1 << 62  # the token budget of a static batch's prefill: none
 
 

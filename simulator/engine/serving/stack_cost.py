@@ -45,6 +45,7 @@ class StackCost:
     scheduler_steps: int
     eager_s: float  # kernels x launch: the least time of an eager iteration
     graph_sizes: tuple[int, ...]  # captured decode batch sizes (empty: none)
+    pads: bool = True  # a batch between captured sizes is padded up (else it runs eagerly)
 
     @classmethod
     def of(cls, stack: ServingStack, *, kernels: int, max_batch: int) -> StackCost:
@@ -52,12 +53,14 @@ class StackCost:
         and hold at most ``max_batch`` sequences."""
         h, g = stack.host, stack.graphs
         sizes: tuple[int, ...] = ()
+        pads = True
         if g is not None:
             sizes = (max_batch,) if g.batch_sizes is None else g.batch_sizes.value
+            pads = g.padding is None or g.padding.value
         return cls(schedule=_parts(h.schedule), schedule_overlapped=h.schedule.overlapped.value,
                    output=_parts(h.output), output_overlapped=h.output.overlapped.value,
                    scheduler_steps=h.scheduler_steps.value, eager_s=kernels * h.launch.value,
-                   graph_sizes=sizes)
+                   graph_sizes=sizes, pads=pads)
 
     @property
     def free(self) -> bool:
@@ -87,10 +90,13 @@ class StackCost:
 
     def padded(self, batch: int) -> int | None:
         """The captured size a decode batch of ``batch`` replays at (padded up), or None
-        when it runs eagerly (no graphs, or larger than every captured size)."""
+        when it runs eagerly (no graphs, larger than every captured size, or between
+        captured sizes of a stack that does not pad)."""
         sizes = self.graph_sizes
         i = bisect_left(sizes, batch)
-        return sizes[i] if i < len(sizes) else None
+        if i == len(sizes) or (sizes[i] != batch and not self.pads):
+            return None
+        return sizes[i]
 
     def decode(self, batch: int) -> tuple[float, float]:
         """(floor, serial) of a decode-only iteration of ``batch`` sequences."""
