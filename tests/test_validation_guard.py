@@ -21,7 +21,7 @@ from tests.conftest import ROOT
 CASES_DIR = ROOT / "validation" / "cases"
 VALIDATION_DOC = ROOT / "docs" / "validation.md"
 MEDIAN_LIMIT = 0.09  # recorded 2026-11-27 (measured efficiencies, I16, Nemotron recompute): 8.2%
-CASE_LIMIT = 0.95  # recorded 2026-11-27: 91.8% (I04-server-ttft)
+CASE_LIMIT = 0.90  # recorded 2026-12-02 (serving stacks: workload.engine): 86.7% (I04-server-ttft)
 # How far above the recorded run a limit may sit: a ratchet, not a loose bound.
 MEDIAN_SLACK, CASE_SLACK = 0.01, 0.05
 # Cases known not to produce a prediction, with the reason; a new failure, or a known one
