@@ -43,7 +43,8 @@ class MeanMax(BaseModel):
 
 class ActivityFractions(BaseModel):
     """Fractions of the run the accelerators spend in kernels, averaged over the cluster:
-    ``busy`` running iterations (kernels and collectives), ``compute_bound`` and
+    ``busy`` running iterations' kernels and collectives (not waiting on the serving
+    stack's host work within them), ``compute_bound`` and
     ``memory_bound`` in kernels limited by compute and by HBM (the inputs of the power
     model)."""
 

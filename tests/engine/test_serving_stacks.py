@@ -153,6 +153,10 @@ def test_cpu_overhead_fraction_is_the_host_share_of_busy_time():
     assert out.e2e_s.mean == pytest.approx(ideal.e2e_s.mean + 3.102 * MS, rel=1e-9)
     assert out.cpu_overhead_fraction == pytest.approx(3.102 * MS / out.e2e_s.mean, rel=1e-9)
     assert ideal.cpu_overhead_fraction == 0.0
+    # the devices compute for the same seconds: the host's 3.102 ms leave them idle
+    assert (out.activity.busy * out.duration_s
+            == pytest.approx(ideal.activity.busy * ideal.duration_s, rel=1e-9))
+    assert out.duration_s == pytest.approx(ideal.duration_s + 3.102 * MS, rel=1e-9)
 
 
 def _host(schedule=(0.0, 0.0, 0.0), output=(0.0, 0.0, 0.0)) -> dict:

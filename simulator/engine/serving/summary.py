@@ -233,7 +233,8 @@ def summarize(requests: Requests, records: RequestRecords, stats: Sequence[Repli
     t_end = float(np.max(requests.finish_s[completed])) if completed.any() else t0
     span = _Span(t0, t_end, fleet.accelerators)
     activity = ActivityFractions(
-        busy=span.share([s.devices * s.busy_s for s in stats]),
+        # (kernels running: the host time the serving stack adds leaves the devices idle)
+        busy=span.share([s.devices * (s.busy_s - s.host_s) for s in stats]),
         compute_bound=span.share([s.devices * s.cost.compute_bound_s for s in stats]),
         memory_bound=span.share([s.devices * s.cost.memory_bound_s for s in stats]))
     inference = InferenceMetrics(
