@@ -63,12 +63,18 @@ def test_a_bad_stack_file_names_the_file_and_the_field(tmp_path, edit, field):
     assert len(result.err.strip().splitlines()) == 1
 
 
-def test_graphs_need_sizes_or_a_full_batch(tmp_path):
+@pytest.mark.parametrize(("edit", "message"), [
+    (("[1, 2, 4, 8, 16,", "[2, 1, 4, 8, 16,"), "distinct and ascending"),
+    (("  batch_sizes:", "  full_batch: {value: true, source: slots}\n  batch_sizes:"),
+     "give batch_sizes (captured sizes) or full_batch: true, not both"),
+])
+def test_graphs_need_sizes_or_a_full_batch(tmp_path, edit, message):
     text = (stack_dir() / "trtllm.yaml").read_text()
+    assert edit[0] in text
     stack = tmp_path / "s.yaml"
-    stack.write_text(text.replace("[1, 2, 4, 8, 16,", "[2, 1, 4, 8, 16,", 1))
+    stack.write_text(text.replace(edit[0], edit[1], 1))
     result = run_cli("stacks", "show", str(stack))
-    assert_clean_error(result, "graphs", "distinct and ascending")
+    assert_clean_error(result, "s.yaml", "graphs", message)
 
 
 def test_a_user_stack_file_is_read_relative_to_the_scenario(tmp_path):

@@ -195,3 +195,11 @@ def test_static_batching_runs_a_batch_until_its_longest_member_ends(tmp_path):
     np.testing.assert_allclose(records.queue_s, [0, 0, finish1], rtol=1e-12)
     continuous = run_serving(scenario(w)).requests
     assert continuous.queue_s[2] == pytest.approx(finish0, rel=1e-12)
+
+
+def test_full_batch_pads_every_decode_step_to_max_batch_size():
+    # JetStream's fixed decode slots: 5 live sequences of 32 slots cost 32 rows of GEMMs
+    s = scenario({"batching": {"max_batch_size": 32}}, "jetstream")
+    cost, ideal = _pools(s)[0].cost, ideal_cost()
+    assert cost.decode_step(5).const == add_costs(ideal.body(32), ideal.head(32),
+                                                  ideal.decode_step(5).own)
