@@ -10,7 +10,14 @@ from simulator.cli.paths import output_file, output_folder
 from simulator.errors import InputError, InputErrors, XpusimError
 from simulator.loading import load_scenario
 from simulator.perf.roofline_view import roofline as roofline_view
-from simulator.profiles.catalog import hardware_ids, load_hardware, load_model, model_ids
+from simulator.profiles.catalog import (
+    hardware_ids,
+    load_hardware,
+    load_model,
+    load_stack,
+    model_ids,
+    stack_ids,
+)
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import ModelProfile
 from simulator.profiles.scenario import Scenario
@@ -26,6 +33,7 @@ from simulator.report.profile_tables import (
     hardware_table,
     model_json,
     model_table,
+    stack_table,
 )
 from simulator.report.progress import progress_bar
 from simulator.report.roofline_table import render_roofline
@@ -217,4 +225,24 @@ def show_model(args: argparse.Namespace) -> int:
         _print_json(model_json(model))
     else:
         stdout_console().print(detail_table(model))
+    return 0
+
+
+def list_stacks(args: argparse.Namespace) -> int:
+    """``xpusim stacks list``: the built-in serving stacks, one row each."""
+    stacks = [load_stack(i) for i in stack_ids()]
+    if args.format == "json":
+        _print_json([st.model_dump(mode="json") for st in stacks])
+    else:
+        stdout_console().print(stack_table(stacks))
+    return 0
+
+
+def show_stack(args: argparse.Namespace) -> int:
+    """``xpusim stacks show``: every field of one serving stack with its source."""
+    stack = load_stack(args.id, Path.cwd())
+    if args.format == "json":
+        _print_json(stack.model_dump(mode="json"))
+    else:
+        stdout_console().print(detail_table(stack))
     return 0

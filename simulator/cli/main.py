@@ -101,20 +101,23 @@ def _add_checks(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_catalog(sub: argparse._SubParsersAction) -> None:
-    """``xpusim profiles|models list|show``: the built-in hardware and model profiles."""
-    for noun, help_text in (("profiles", "built-in hardware profiles"),
-                            ("models", "built-in model profiles")):
+    """``xpusim profiles|models|stacks list|show``: the built-in hardware, model and
+    serving-stack profiles."""
+    for noun, help_text, list_func, show_func in (
+            ("profiles", "built-in hardware profiles", commands.list_profiles,
+             commands.show_profile),
+            ("models", "built-in model profiles", commands.list_models, commands.show_model),
+            ("stacks", "built-in serving stacks (workload.engine)", commands.list_stacks,
+             commands.show_stack)):
         group = sub.add_parser(noun, help=help_text)
         verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
         listing = verbs.add_parser("list", help=f"list the {help_text}")
         _add_format(listing)
-        listing.set_defaults(func=commands.list_profiles if noun == "profiles"
-                             else commands.list_models)
+        listing.set_defaults(func=list_func)
         detail = verbs.add_parser("show", help="every field of one profile with its source")
         detail.add_argument("id", help="built-in id or path to a YAML file")
         _add_format(detail)
-        detail.set_defaults(func=commands.show_profile if noun == "profiles"
-                            else commands.show_model)
+        detail.set_defaults(func=show_func)
 
 
 def _version() -> str:

@@ -156,6 +156,11 @@ class IterationModel:
                if s.name not in self._shared]
         return _forward(own, self.prec, self.model.layers)
 
+    def kernels(self) -> int:
+        """Kernels one iteration launches (each op's count; the same at every batch size):
+        what a host launching eagerly issues one by one."""
+        return sum(op.count for op in self.ops([], [1]))
+
     def ops(self, prompt_chunks: Sequence[tuple[int, int]],
             decode_contexts: Sequence[int]) -> list[Op]:
         """All ops of an iteration: chunks (new tokens, cached tokens) and decode contexts."""

@@ -1,8 +1,9 @@
-"""The built-in hardware and model profiles, found by id.
+"""The built-in hardware, model and serving-stack profiles, found by id.
 
 In a source checkout they live at the repository top (``hardware_profiles/``,
-``model_profiles/``); an installed wheel carries copies under ``simulator/_data/``. Either
-way ``hardware_ids()`` lists them and ``load_hardware("h100-sxm")`` loads one. A reference
+``model_profiles/``, ``serving_stacks/``); an installed wheel carries copies under
+``simulator/_data/``. Either way ``hardware_ids()`` lists them and
+``load_hardware("h100-sxm")`` loads one (``stack_ids()``, ``load_stack("vllm-0.6")``). A reference
 that looks like a path (has a ``/`` or ends in ``.yaml``/``.yml``) is read as a file instead.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from simulator.errors import InputError, UnknownProfile
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import ModelProfile
+from simulator.profiles.serving_stack import ServingStack
 from simulator.profiles.validation import validate
 from simulator.profiles.yaml_source import read_yaml
 
@@ -38,6 +40,11 @@ def model_dir() -> Path:
     return _builtin_dir("model_profiles")
 
 
+def stack_dir() -> Path:
+    """The folder of the built-in serving stacks (in the wheel, or at the top of a checkout)."""
+    return _builtin_dir("serving_stacks")
+
+
 def _ids(directory: Path) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yaml"))
 
@@ -50,6 +57,11 @@ def hardware_ids() -> list[str]:
 def model_ids() -> list[str]:
     """The ids of the built-in model profiles, sorted."""
     return _ids(model_dir())
+
+
+def stack_ids() -> list[str]:
+    """The ids of the built-in serving stacks, sorted."""
+    return _ids(stack_dir())
 
 
 def looks_like_path(ref: str) -> bool:
@@ -68,7 +80,8 @@ def close_matches(ref: str, ids: list[str]) -> str:
 
 def unknown_id_message(kind: str, ref: str, ids: list[str]) -> str:
     """The message for an unknown id: the close matches and how to list or give a file instead."""
-    command = "profiles" if kind.startswith("hardware") else "models"
+    command = ("profiles" if kind.startswith("hardware")
+               else "stacks" if kind.startswith("serving") else "models")
     return (f"unknown {kind} {ref!r}; {close_matches(ref, ids)} (`xpusim {command} list` "
             f"shows all; or give a path to a YAML file)")
 
@@ -95,6 +108,16 @@ def model_path(ref: str, base_dir: Path | None = None) -> Path:
     return _resolve(ref, model_dir(), "model", base_dir)
 
 
+def stack_path(ref: str, base_dir: Path | None = None) -> Path:
+    """The file of a serving-stack reference (``LookupError`` for an unknown id, naming
+    every built-in id: there are few, and a user choosing one wants the list)."""
+    if not looks_like_path(ref) and not (stack_dir() / f"{ref}.yaml").exists():
+        raise LookupError(f"unknown serving stack {ref!r}; known: {', '.join(stack_ids())} "
+                          f"(`xpusim stacks list` describes them; or give a path to a YAML "
+                          f"file)")
+    return _resolve(ref, stack_dir(), "serving stack", base_dir)
+
+
 @cache
 def _load_hardware_file(path: Path, mtime_ns: int) -> HardwareProfile:
     doc = read_yaml(path)
@@ -107,6 +130,13 @@ def _load_model_file(path: Path, mtime_ns: int) -> ModelProfile:
     doc = read_yaml(path)
     _require_mapping(doc.data, str(path))
     return validate(ModelProfile, doc.data, doc)
+
+
+@cache
+def _load_stack_file(path: Path, mtime_ns: int) -> ServingStack:
+    doc = read_yaml(path)
+    _require_mapping(doc.data, str(path))
+    return validate(ServingStack, doc.data, doc)
 
 
 def _mtime(path: Path) -> int:
@@ -139,3 +169,12 @@ def load_model(ref: str | Path, base_dir: Path | None = None) -> ModelProfile:
     except LookupError as exc:
         raise UnknownProfile(str(exc)) from None
     return _load_model_file(path.resolve(), _mtime(path))
+
+
+def load_stack(ref: str | Path, base_dir: Path | None = None) -> ServingStack:
+    """Load a serving stack by built-in id or path. Raises InputError for bad input."""
+    try:
+        path = stack_path(str(ref), base_dir)
+    except LookupError as exc:
+        raise UnknownProfile(str(exc)) from None
+    return _load_stack_file(path.resolve(), _mtime(path))

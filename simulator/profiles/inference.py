@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from simulator.errors import UnknownProfile
+from simulator.profiles.catalog import load_stack
 from simulator.profiles.input_files import not_a_readable_file
 from simulator.profiles.numbers import (
     MAX_EMPIRICAL_VALUES,
@@ -36,6 +38,9 @@ from simulator.profiles.numbers import (
 )
 from simulator.profiles.precision import Precision
 from simulator.profiles.quantities import NonNegativeSeconds, Seconds
+from simulator.profiles.serving_stack import ServingStack
+
+DEFAULT_ENGINE = "trtllm"  # docs/serving.md says why
 
 
 class DistKind(StrEnum):
@@ -300,6 +305,24 @@ class InferenceWorkload(BaseModel):
     slo: SLO | None = Field(None, description="latency targets; attainment is reported")
     warmup_requests: NonNegativeRequests = Field(
         0, description="requests excluded from latency statistics at the start")
+    engine: ServingStack = Field(
+        DEFAULT_ENGINE, validate_default=True,
+        description="the serving software and version: a built-in stack id (`xpusim stacks "
+                    "list`: vllm-0.5, vllm-0.6, vllm-v1, sglang, trtllm, tgi, jetstream, "
+                    "neuron, ideal), a path to a stack YAML (relative to the scenario file), "
+                    "or an inline mapping; default trtllm (docs/serving.md)")
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _resolve_engine(cls, value: object, info: ValidationInfo) -> object:
+        """A stack id or path is loaded here, so the workload holds the whole stack."""
+        if isinstance(value, str):
+            base = (info.context or {}).get("base_dir")
+            try:
+                return load_stack(value, Path(base) if base else None)
+            except UnknownProfile as exc:  # reported against this field
+                raise ValueError(exc.message) from None
+        return value
 
     @model_validator(mode="after")
     def _warmup_leaves_requests(self) -> InferenceWorkload:

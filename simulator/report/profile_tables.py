@@ -1,4 +1,4 @@
-"""Tables and JSON views of the built-in hardware and model profiles."""
+"""Tables and JSON views of the built-in hardware, model and serving-stack profiles."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from rich.table import Table
 
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import ModelProfile
+from simulator.profiles.serving_stack import HostWork, ServingStack
 from simulator.units import format_si
 
 _TABLE_PRECISIONS = ("bf16", "fp8", "fp4", "int8")
@@ -64,6 +65,41 @@ def model_table(models: list[ModelProfile]) -> Table:
     return table
 
 
+def _work(w: HostWork) -> str:
+    """A host part in one cell: fixed ms + us per sequence, and how it runs."""
+    how = "overlapped" if w.overlapped.value else "in series"
+    return (f"{w.fixed.value * 1e3:g} ms + {w.per_sequence.value * 1e6:g} us/seq "
+            f"+ {w.per_new_token.value * 1e6:g} us/token, {how}")
+
+
+def _graphs(stack: ServingStack) -> str:
+    g = stack.graphs
+    if g is None:
+        return "eager"
+    if g.batch_sizes is None:
+        return "padded to max_batch_size"
+    sizes = g.batch_sizes.value
+    pads = "padded" if g.padding is None or g.padding.value else "unpadded"
+    return f"{len(sizes)} sizes up to {sizes[-1]}, {pads}"
+
+
+def stack_table(stacks: list[ServingStack]) -> Table:
+    """The built-in serving stacks, one row each: host work per iteration, graphs, batching."""
+    table = Table(title="Serving stacks (host work per iteration)", title_justify="left")
+    table.add_column("id", style="bold cyan", no_wrap=True, overflow="fold")
+    table.add_column("name", overflow="fold")
+    table.add_column("schedule + input prep", overflow="fold")
+    table.add_column("output processing", overflow="fold")
+    table.add_column("steps", justify="right")
+    table.add_column("decode graphs", overflow="fold")
+    table.add_column("batching")
+    for st in stacks:
+        h = st.host
+        table.add_row(st.id, st.name, _work(h.schedule), _work(h.output),
+                      str(h.scheduler_steps.value), _graphs(st), st.admission.value.value)
+    return table
+
+
 def _rows(prefix: str, value: Any, out: list[tuple[str, str, str]]) -> None:
     """Flatten a profile dump into (field, value, source) rows."""
     if isinstance(value, dict) and "value" in value and "source" in value:
@@ -80,7 +116,7 @@ def _rows(prefix: str, value: Any, out: list[tuple[str, str, str]]) -> None:
         out.append((prefix, str(value), ""))
 
 
-def detail_table(profile: HardwareProfile | ModelProfile) -> Table:
+def detail_table(profile: HardwareProfile | ModelProfile | ServingStack) -> Table:
     """Every field of a profile with its value (SI units) and source."""
     table = Table(title=f"{profile.id}: {profile.name}", title_justify="left")
     table.add_column("field", style="cyan", no_wrap=True)

@@ -111,6 +111,8 @@ def _inference(console: Console, m: InferenceMetrics) -> None:
     head.add_row("KV cache use (mean / max)",
                  f"{m.kv_cache_utilization.mean:.0%} / {m.kv_cache_utilization.max:.0%}")
     head.add_row("preemptions", f"{m.preemptions:,}")
+    head.add_row("serving-stack overhead", f"{m.cpu_overhead_fraction:.1%} of iteration time "
+                                           f"(host work, eager launches)")
     console.print(head)
     latency = Table(title="Latency", title_justify="left")
     latency.add_column("metric", style="cyan")

@@ -43,7 +43,8 @@ class MeanMax(BaseModel):
 
 class ActivityFractions(BaseModel):
     """Fractions of the run the accelerators spend in kernels, averaged over the cluster:
-    ``busy`` running iterations (kernels and collectives), ``compute_bound`` and
+    ``busy`` running iterations' kernels and collectives (not waiting on the serving
+    stack's host work within them), ``compute_bound`` and
     ``memory_bound`` in kernels limited by compute and by HBM (the inputs of the power
     model)."""
 
@@ -162,6 +163,12 @@ class InferenceMetrics(BaseModel):
                                           "through at once; the simulation's cost "
                                           "(iterations / engine_steps = mean jump)")
     activity: ActivityFractions
+    cpu_overhead_fraction: float = Field(
+        0.0, description="of the time replicas spend running iterations, the share the "
+                         "serving stack adds to the kernels' time: host (CPU) work in series "
+                         "with the device, host work longer than the device step it overlaps, "
+                         "and eager kernel launches slower than the kernels (workload.engine; "
+                         "0 with the ideal stack)")
     little_law: LittleLaw
     per_replica: list[ReplicaSummary]
     time_series: TimeSeries

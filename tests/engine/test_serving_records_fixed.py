@@ -18,10 +18,12 @@ from simulator.engine.serving import run_serving
 from tests.conftest import ROOT
 from tests.engine.test_serving_engine import scenario
 
-# the engine is pinned, not the calibration: a profile frozen when the hash was recorded
+# the engine is pinned, not the calibration: a profile frozen when the hash was recorded,
+# and no serving-stack overhead (the `ideal` stack: the engine as it was then)
 FROZEN_H100 = str(ROOT / "tests" / "data" / "h100-sxm-frozen.yaml")
 
-FIXED = {"arrivals": {"process": "gamma", "cv": 2.0, "rate_per_s": 30, "requests": 400},
+FIXED = {"engine": "ideal",
+         "arrivals": {"process": "gamma", "cv": 2.0, "rate_per_s": 30, "requests": 400},
          "batching": {"kv_cache_tokens": 10_000, "max_tokens_per_step": 2048,
                       "chunked_prefill": 512}}
 RECORDED = "7f543d70512330112fc52f99aaaf34acea06ce25c8f77d2f87c8f678cc548c78"

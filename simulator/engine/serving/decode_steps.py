@@ -26,14 +26,18 @@ PYTHON_RUN = 64  # runs up to this many steps are priced in plain Python, longer
 
 
 class RunPrice:
-    """A run of decode steps: each step's time, and the compute-bound seconds of its
-    context-dependent ops (None when none of them is compute-bound, the usual case)."""
+    """A run of decode steps: each step's time, the compute-bound seconds of its
+    context-dependent ops (None when none of them is compute-bound, the usual case), and
+    each step's device time where the serving stack made a step longer than that (None
+    when it did not: ``time_s`` is then the device time)."""
 
-    __slots__ = ("compute_bound_s", "time_s")
+    __slots__ = ("compute_bound_s", "device_s", "time_s")
 
-    def __init__(self, time_s: list[float], compute_bound_s: list[float] | None):
+    def __init__(self, time_s: list[float], compute_bound_s: list[float] | None,
+                 device_s: list[float] | None = None):
         self.time_s = time_s
         self.compute_bound_s = compute_bound_s
+        self.device_s = device_s
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,13 +50,19 @@ class DecodeStep:
     timers: tuple[AffineTimer, ...]  # the ops affine in the total context
     # the one context-dependent op where memory bounds it (None with several, or if never)
     memory: MemoryBound | None
+    # the serving stack's share (:mod:`simulator.engine.serving.stack_cost`): a step takes
+    # max(device time, floor) + serial
+    floor: float = 0.0
+    serial: float = 0.0
 
     @classmethod
-    def of(cls, const: Cost, own: Cost, timers: list[AffineTimer], batch: int) -> DecodeStep:
+    def of(cls, const: Cost, own: Cost, timers: list[AffineTimer], batch: int, *,
+           floor: float = 0.0, serial: float = 0.0) -> DecodeStep:
         """The step, with the total context from which its one context-dependent op is
         memory-bound found (from ``batch``, the least total context: one token each)."""
         memory = timers[0].memory_bound(batch) if len(timers) == 1 else None
-        return cls(const=const, own=own, timers=tuple(timers), memory=memory)
+        return cls(const=const, own=own, timers=tuple(timers), memory=memory, floor=floor,
+                   serial=serial)
 
     def time(self, const: float, context: int) -> tuple[float, float]:
         """Seconds of one step at total context ``context``: ``const`` (the step's other
@@ -72,6 +82,19 @@ class DecodeStep:
 
 def price_run(step: DecodeStep, const: float, context: int, batch: int,
               steps: int) -> RunPrice:
+    """:func:`device_run`, with the serving stack's share added to each step:
+    ``max(device, floor) + serial`` (left as it is where that changes nothing)."""
+    run = device_run(step, const, context, batch, steps)
+    floor, serial = step.floor, step.serial
+    device = run.time_s
+    if serial or floor > device[0]:  # (device times never fall within a run)
+        run.device_s = device
+        run.time_s = [(t if t > floor else floor) + serial for t in device]
+    return run
+
+
+def device_run(step: DecodeStep, const: float, context: int, batch: int,
+               steps: int) -> RunPrice:
     """``steps`` steps of ``batch`` sequences whose total context is ``context`` at the
     first step and grows by ``batch`` a step; step ``i`` costs ``const`` plus the
     context-dependent ops at ``context + i·batch``, added in that order whether the run has

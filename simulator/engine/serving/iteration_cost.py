@@ -32,6 +32,7 @@ from collections.abc import Callable
 import numpy as np
 
 from simulator.engine.serving.decode_steps import DecodeStep, RunPrice, price_run
+from simulator.engine.serving.stack_cost import StackCost
 from simulator.engine.serving.usage import DecodeTables, Usage, usage_totals
 from simulator.perf.affine_op import AffineOp, AffineTimer, timer
 from simulator.perf.affine_ops import AffineOps
@@ -61,9 +62,11 @@ class IterationCost:
     engine asks for an iteration's time (:meth:`step_time`, :meth:`run_price`) and, at the
     end, for what the iterations did (:meth:`totals`)."""
 
-    def __init__(self, hw: HardwareProfile, model: IterationModel):
+    def __init__(self, hw: HardwareProfile, model: IterationModel,
+                 stack: StackCost | None = None):
         self.hw = hw
         self.model = model
+        self.stack = stack if stack is not None and not stack.free else None
         self.pricer = Pricer(hw)
         self._body: dict[int, Cost] = {}
         self._head: dict[int, Cost] = {}
@@ -202,8 +205,13 @@ class IterationCost:
                     raise ValueError(f"decode op {a.name} depends on the context but is not "
                                      f"a compute op")
             own = self.pricer.cost(fixed)
-            const = add_costs(self.body(batch), self.head(batch), own)
-            step = self._decode[batch] = DecodeStep.of(const, own, timers, batch)
+            stack, floor, serial, rows = self.stack, 0.0, 0.0, batch
+            if stack is not None:  # a captured graph runs the padded batch's GEMMs
+                floor, serial = stack.decode(batch)
+                rows = stack.padded(batch) or batch
+            const = add_costs(self.body(rows), self.head(rows), own)
+            step = self._decode[batch] = DecodeStep.of(const, own, timers, batch, floor=floor,
+                                                       serial=serial)
         return step
 
     # ---- what the engine asks -------------------------------------------------------------
@@ -223,14 +231,24 @@ class IterationCost:
         usage.mixed.extend((tokens, sequences, decode_batch, decode_context))
         usage.prefill.add(pre)
         if not decode_batch:
-            return time
+            return self._with_stack(usage, time, sequences, tokens)
         step = self.decode_step(decode_batch)
         time = time + step.own.time_s
         total, compute_bound = step.time(time, decode_context)
         usage.timer_s += total - time
         if compute_bound:
             usage.compute_bound_s += compute_bound
-        return total
+        return self._with_stack(usage, total, sequences, tokens)
+
+    def _with_stack(self, usage: Usage, device_s: float, sequences: int, tokens: int) -> float:
+        """An iteration with prompt chunks that keeps the device ``device_s``, with the
+        serving stack's share added (counted in ``usage.host_s``)."""
+        if self.stack is None:
+            return device_s
+        floor, serial = self.stack.mixed(sequences, tokens)
+        time = (device_s if device_s > floor else floor) + serial
+        usage.host_s += time - device_s
+        return time
 
     def run_price(self, batch: int, context: int, steps: int) -> RunPrice:
         """``steps`` decode steps of ``batch`` sequences whose total context is ``context``
@@ -248,6 +266,10 @@ class IterationCost:
         """Count the first ``steps`` steps of ``run``, which took ``busy_s``, in ``usage``."""
         usage.const[batch] += steps
         usage.const_x[batch] += steps * context + batch * steps * (steps - 1) // 2
+        if run.device_s is not None:  # the device's share, and the serving stack's
+            device = sum(run.device_s[:steps])
+            usage.host_s += busy_s - device
+            busy_s = device
         usage.timer_s += busy_s
         if run.compute_bound_s is not None:
             usage.compute_bound_s += sum(run.compute_bound_s[:steps])

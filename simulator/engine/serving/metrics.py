@@ -129,6 +129,7 @@ class ReplicaStats:
     engine_steps: int = 0  # iterations with prompt chunks, or runs, priced as one event
     busy_s: float = 0.0
     cost: Cost = ZERO  # set at the end of the run
+    host_s: float = 0.0  # of busy_s, what the serving stack added (set at the end)
     kv_blocks_s: float = 0.0  # integral of blocks in use over time
     kv_blocks_max: int = 0
     batch_hist: list[int] = field(default_factory=list)  # iterations by batch size

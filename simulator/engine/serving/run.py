@@ -18,6 +18,7 @@ from simulator.engine.serving.replica import Replica
 from simulator.engine.serving.requests import Requests
 from simulator.engine.serving.router import make_policy
 from simulator.engine.serving.scheduler import Role, Scheduler
+from simulator.engine.serving.stack_cost import StackCost
 from simulator.engine.serving.summary import Fleet, summarize
 from simulator.engine.serving.system import ServingSystem
 from simulator.engine.stepping import collector_paused, run_counting
@@ -27,6 +28,7 @@ from simulator.perf.roofline import run_precision
 from simulator.perf.serving_iteration import iteration_model
 from simulator.profiles.inference import ArrivalProcess, InferenceParallelism, InferenceWorkload
 from simulator.profiles.scenario import Scenario
+from simulator.profiles.serving_stack import Admission
 from simulator.results.inference import InferenceResult, RequestRecords
 
 
@@ -72,8 +74,10 @@ def _pools(scenario: Scenario) -> list[_Pool]:
                              f"pp={par.pp}: no room for a single KV-cache block after the "
                              f"weights, the workspace and the runtime reserve")
         model = iteration_model(scenario.model, inference_layout(par), w.precision, kv)
+        stack = StackCost.of(w.engine, kernels=model.kernels(),
+                             max_batch=w.batching.max_batch_size)
         pools.append(_Pool(role=role, replicas=count, parallelism=par, capacity=capacity,
-                           cost=IterationCost(scenario.hardware, model)))
+                           cost=IterationCost(scenario.hardware, model, stack)))
     return pools
 
 
@@ -145,7 +149,8 @@ def _build(env: simpy.Environment, scenario: Scenario, requests: Requests, serie
                                  kv_block_tokens=pool.capacity.block_tokens,
                                  max_batch=w.batching.max_batch_size)
             scheduler = Scheduler(requests=requests, capacity=pool.capacity,
-                                  batching=w.batching, role=pool.role)
+                                  batching=w.batching, role=pool.role,
+                                  static=w.engine.admission.value is Admission.STATIC)
             system.add(Replica(env=env, scheduler=scheduler, cost=pool.cost, stats=stats,
                                series=series, on_outcome=system.on_outcome, jump=jump),
                        decode)
@@ -180,6 +185,7 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     for replica in replicas:
         replica.meter.flush()
         replica.stats.cost = replica.cost.totals(replica.usage)
+        replica.stats.host_s = replica.usage.host_s
     fleet = Fleet(scenario.cluster.accelerators, hw.peak(run_precision(hw, w.precision)),
                   hw.hbm_bandwidth)
     records = requests.records()

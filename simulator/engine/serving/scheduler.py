@@ -20,6 +20,12 @@ whole in one iteration and must fit in what is left of the budget, except in an 
 with nothing else to do. A request that arrives with its KV cache (disaggregated decode,
 ``target == 0``) joins the decoding sequences directly.
 
+With ``static`` batching (a stack whose ``admission`` is static) nobody is admitted while
+any sequence of the batch is still running: a batch is admitted whole when the replica is
+empty, its prompts prefilled together in one iteration (the token budget does not split
+them), and it decodes until its longest member ends; each member completes at its own last
+token.
+
 A request is its number ``r`` in :class:`~simulator.engine.serving.requests.Requests`,
 whose columns the scheduler reads and writes. Decoding sequences are kept by
 :class:`~simulator.engine.serving.decoding.Decoding`, so a run of decode-only iterations
@@ -36,6 +42,8 @@ from simulator.engine.serving.decoding import Decoding
 from simulator.engine.serving.kv_cache import KVCapacity, ceil_div
 from simulator.engine.serving.requests import Requests
 from simulator.profiles.inference import Batching
+
+_UNLIMITED = 1 << 62  # the token budget of a static batch's prefill: none
 
 
 class Role(StrEnum):
@@ -95,10 +103,10 @@ class Scheduler:
 
     __slots__ = ("_admissions", "block", "capacity", "chunk", "chunked", "dec", "iteration",
                  "kv_blocks", "max_batch", "max_tokens", "prefilling", "prompt_blocks",
-                 "requests", "role", "waiting")
+                 "requests", "role", "static", "waiting")
 
     def __init__(self, *, requests: Requests, capacity: KVCapacity, batching: Batching,
-                 role: Role = Role.MIXED):
+                 role: Role = Role.MIXED, static: bool = False):
         self.requests = requests
         self.capacity = capacity
         self.kv_blocks = capacity.blocks
@@ -106,7 +114,8 @@ class Scheduler:
         self.max_batch = batching.max_batch_size
         self.max_tokens = batching.max_tokens_per_step
         chunk = batching.chunked_prefill
-        self.chunked = chunk is not False
+        self.static = static
+        self.chunked = chunk is not False and not static
         self.chunk = self.max_tokens if chunk is True or chunk is False else int(chunk)
         self.role = role
         self.waiting: deque[int] = deque()
@@ -165,6 +174,8 @@ class Scheduler:
     def could_admit(self, r: int, free_blocks: int) -> bool:
         """Whether ``r``, at the head of the queue, fits the batch, budget and ``free_blocks``."""
         n = self.dec.n
+        if self.static and (n or self.prefilling):
+            return False
         return (n + len(self.prefilling) < self.max_batch and self.max_tokens > n
                 and self.admission_blocks(r) <= free_blocks)
 
@@ -180,9 +191,12 @@ class Scheduler:
         plan = Plan()
         plan.preempted, plan.blocks = preempted, need
         if self.prefilling or self.waiting:
-            budget = self._continue_prompts(plan)
-            if not preempted:
-                self._admit_waiting(plan, budget, now)
+            if not self.static:
+                budget = self._continue_prompts(plan)
+                if not preempted:
+                    self._admit_waiting(plan, budget, now)
+            elif not (preempted or dec.n or self.prefilling):  # an empty replica: a batch
+                self._admit_waiting(plan, _UNLIMITED, now)
         # (after admission: a request whose KV cache came with it decodes in this iteration)
         plan.decode_batch, plan.decode_context = dec.n, dec.context(self.iteration)
         return plan

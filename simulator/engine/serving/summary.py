@@ -193,6 +193,7 @@ def _little_law(requests: Requests, completed: np.ndarray, span: _Span,
 def _batching(stats: Sequence[ReplicaStats], span: _Span) -> dict[str, Any]:
     """Iterations, batch sizes, KV-cache occupancy and preemptions over the replicas."""
     iterations = sum(s.iterations for s in stats)
+    busy = sum(s.busy_s for s in stats)
     duration = span.duration
     hist = np.sum([s.batch_hist for s in stats], axis=0)
     sizes = np.nonzero(hist)[0]
@@ -205,6 +206,7 @@ def _batching(stats: Sequence[ReplicaStats], span: _Span) -> dict[str, Any]:
                            if iterations else 0.0,
                            max=float(max(s.batch_max for s in stats))),
         preemptions=sum(s.preemptions for s in stats), iterations=iterations,
+        cpu_overhead_fraction=(sum(s.host_s for s in stats) / busy if busy else 0.0),
         engine_steps=sum(s.engine_steps for s in stats),
         batch_size_histogram=BatchHistogram(sizes=sizes.tolist(),
                                             iterations=hist[sizes].tolist()))
@@ -231,7 +233,8 @@ def summarize(requests: Requests, records: RequestRecords, stats: Sequence[Repli
     t_end = float(np.max(requests.finish_s[completed])) if completed.any() else t0
     span = _Span(t0, t_end, fleet.accelerators)
     activity = ActivityFractions(
-        busy=span.share([s.devices * s.busy_s for s in stats]),
+        # (kernels running: the host time the serving stack adds leaves the devices idle)
+        busy=span.share([s.devices * (s.busy_s - s.host_s) for s in stats]),
         compute_bound=span.share([s.devices * s.cost.compute_bound_s for s in stats]),
         memory_bound=span.share([s.devices * s.cost.memory_bound_s for s in stats]))
     inference = InferenceMetrics(

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 class Usage:
     """What one replica's iterations ran, by cache key, to be priced once at the end."""
 
-    __slots__ = ("compute_bound_s", "const", "const_x", "mixed", "prefill", "timer_s")
+    __slots__ = ("compute_bound_s", "const", "const_x", "host_s", "mixed", "prefill",
+                 "timer_s")
 
     def __init__(self) -> None:
         # mixed iterations, four integers each: new tokens (the body's key), sequences (the
@@ -40,6 +41,9 @@ class Usage:
         # compute-bound part of the context-dependent ops
         self.timer_s = 0.0
         self.compute_bound_s = 0.0
+        # seconds the serving stack added to iterations (host work, launches): busy, but not
+        # in kernels
+        self.host_s = 0.0
 
 
 class DecodeTables(NamedTuple):

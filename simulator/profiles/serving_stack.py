@@ -1,0 +1,108 @@
+"""Serving-stack profile: the serving software's own cost per iteration, every number sourced.
+
+A stack (vLLM, SGLang, TensorRT-LLM, TGI, JetStream, Neuron, ...) spends host (CPU) time on
+every iteration besides the accelerator's kernels: scheduling and preparing the inputs
+before the step can launch, and turning its outputs into text afterwards (sampling
+bookkeeping, detokenisation, stop checks, streaming). Each part costs ``fixed +
+per_sequence x sequences + per_new_token x new tokens`` and either runs alongside the
+accelerator (an overlap scheduler, asynchronous output processing) or in series with it.
+A stack also decides how kernels are launched (CUDA/HPU graphs captured at some batch sizes,
+to which a decode batch is padded; eager launches beyond) and how batches are formed
+(continuous, or static: a whole batch admitted at once and run until its last member ends).
+The physics is in :mod:`simulator.engine.serving.stack_cost`; docs/serving.md explains it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field, model_validator
+
+from simulator.profiles.numbers import SPEC_CONFIG, PositiveInt
+from simulator.profiles.quantities import NonNegativeSeconds, Sourced
+
+
+class HostWork(BaseModel):
+    """One part of an iteration's host work: its cost and whether it overlaps the device."""
+
+    model_config = SPEC_CONFIG
+
+    fixed: Sourced[NonNegativeSeconds] = Field(description="per iteration")
+    per_sequence: Sourced[NonNegativeSeconds] = Field(
+        description="per sequence in the iteration (prompt chunks and decodes)")
+    per_new_token: Sourced[NonNegativeSeconds] = Field(
+        description="per new token the iteration feeds (prompt tokens and one per decode)")
+    overlapped: Sourced[bool] = Field(
+        description="true: runs while the device computes another iteration (overlap "
+                    "scheduler, asynchronous output processing); false: in series with it")
+
+    def seconds(self, sequences: int, tokens: int) -> float:
+        """Host seconds of this part for an iteration of ``sequences`` and ``tokens``."""
+        return (self.fixed.value + self.per_sequence.value * sequences
+                + self.per_new_token.value * tokens)
+
+
+class Host(BaseModel):
+    """The host (CPU) work of one iteration, in two parts, and multi-step scheduling."""
+
+    model_config = SPEC_CONFIG
+
+    schedule: HostWork = Field(
+        description="scheduling and input preparation, before the iteration's kernels launch")
+    output: HostWork = Field(
+        description="output processing: sampler bookkeeping, detokenisation, stop checks, "
+                    "streaming to the API server")
+    scheduler_steps: Sourced[PositiveInt] = Field(
+        description="decode iterations scheduled at once (vLLM's multi-step scheduling): the "
+                    "schedule part of a decode-only iteration is paid once per this many")
+    launch: Sourced[NonNegativeSeconds] = Field(
+        description="host time to launch one kernel eagerly: outside graphs an iteration "
+                    "takes at least kernels x this")
+
+
+class Graphs(BaseModel):
+    """Decode iterations replayed as captured graphs (CUDA graphs, HPU graphs, compiled
+    shapes): a decode batch is padded up to the next captured size; larger ones run eager."""
+
+    model_config = SPEC_CONFIG
+
+    batch_sizes: Sourced[tuple[PositiveInt, ...]] | None = Field(
+        None, description="captured decode batch sizes (ascending)")
+    full_batch: Sourced[bool] | None = Field(
+        None, description="true: every decode iteration is padded to the workload's "
+                          "max_batch_size (fixed decode slots, one compiled shape)")
+    padding: Sourced[bool] | None = Field(
+        None, description="false: a batch that is not a captured size runs eagerly instead "
+                          "of padded (TensorRT-LLM's enable_padding); default true")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Graphs:
+        if (self.batch_sizes is None) == (self.full_batch is None or not self.full_batch.value):
+            raise ValueError("give batch_sizes (captured sizes) or full_batch: true, not both")
+        sizes = self.batch_sizes.value if self.batch_sizes is not None else ()
+        if list(sizes) != sorted(set(sizes)) or (self.batch_sizes is not None and not sizes):
+            raise ValueError("batch_sizes must be distinct and ascending")
+        return self
+
+
+class Admission(StrEnum):
+    """How batches are formed."""
+
+    CONTINUOUS = "continuous"  # requests join and leave at every iteration boundary
+    STATIC = "static"  # a batch is admitted whole when the last one has ended
+
+
+class ServingStack(BaseModel):
+    """A serving software stack and version. Immutable; what-ifs build a new one."""
+
+    model_config = SPEC_CONFIG
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    name: str
+    description: str = ""
+    host: Host
+    graphs: Graphs | None = Field(
+        None, description="graph capture of decode iterations; absent: every iteration eager")
+    admission: Sourced[Admission] = Field(description="continuous or static batching")
+    sources: dict[str, str] = Field(
+        default_factory=dict, description="source ids used in 'source' fields, with URLs")

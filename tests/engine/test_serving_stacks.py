@@ -1,0 +1,205 @@
+"""The serving stack's share of an iteration (``workload.engine``): host work in series or
+overlapped, multi-step amortisation, eager launches, graph padding, static batching.
+
+Device times come from the engine's own cost model (the ``ideal`` stack adds nothing to
+them); what a stack adds is worked out by hand from its numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from simulator.engine.serving import run_serving
+from simulator.engine.serving.iteration_cost import IterationCost, Usage
+from simulator.engine.serving.run import _pools
+from simulator.engine.serving.stack_cost import StackCost
+from simulator.loading import scenario_from_dict
+from simulator.perf.pricer import add_costs
+from tests.engine.test_serving_engine import _records_equal
+
+MS, US = 1e-3, 1e-6
+
+
+def scenario(workload: dict | None = None, engine: object = "ideal", seed: int = 0):
+    base = {"kind": "inference", "engine": engine,
+            "arrivals": {"process": "poisson", "rate_per_s": 20, "requests": 200},
+            "prompt_tokens": {"dist": "lognormal", "mean": 600, "std": 400, "min": 8,
+                              "max": 6000},
+            "output_tokens": {"dist": "lognormal", "mean": 120, "std": 100, "min": 1,
+                              "max": 1500}}
+    return scenario_from_dict({"name": "stack test", "hardware": "h100-sxm",
+                               "cluster": {"accelerators": 1}, "model": "llama3.1-8b",
+                               "workload": {**base, **(workload or {})}, "seed": seed})
+
+
+def ideal_cost() -> IterationCost:
+    """Llama 3.1 8B on one H100 with no serving-stack cost: device times alone."""
+    return _pools(scenario())[0].cost
+
+
+def with_stack(**fields: object) -> IterationCost:
+    """The same replica with a stack whose numbers are ``fields`` (the rest zero)."""
+    base = StackCost(schedule=(0.0, 0.0, 0.0), schedule_overlapped=False,
+                     output=(0.0, 0.0, 0.0), output_overlapped=True, scheduler_steps=1,
+                     eager_s=0.0, graph_sizes=())
+    ideal = ideal_cost()
+    return IterationCost(ideal.hw, ideal.model, dataclasses.replace(base, **fields))
+
+
+def decode_time(cost: IterationCost, batch: int, context: int) -> float:
+    return cost.run_price(batch, context, 1).time_s[0]
+
+
+def prefill_time(cost: IterationCost, tokens: int) -> float:
+    """One fresh prompt of ``tokens`` tokens, alone in its iteration."""
+    return cost.step_time(Usage(), tokens, 0, tokens * (tokens + 1) // 2, 1, 0, 0)
+
+
+# ---- host work: in series adds, overlapped hides ------------------------------------------
+def test_host_work_in_series_adds_to_the_device_time():
+    gpu = decode_time(ideal_cost(), 4, 4 * 500)
+    # schedule 2 ms + 4 sequences x 10 us + 4 new tokens x 1 us = 2.044 ms, in series
+    cost = with_stack(schedule=(2 * MS, 10 * US, 1 * US))
+    assert decode_time(cost, 4, 4 * 500) == pytest.approx(gpu + 2.044 * MS, rel=1e-12)
+    # a prompt of 300 tokens: 2 ms + 1 x 10 us + 300 x 1 us = 2.31 ms
+    assert prefill_time(cost, 300) == pytest.approx(prefill_time(ideal_cost(), 300)
+                                                    + 2.31 * MS, rel=1e-12)
+
+
+def test_overlapped_host_work_costs_only_what_exceeds_the_device_time():
+    gpu = decode_time(ideal_cost(), 4, 4 * 500)  # ~5 ms: 16 GB of bf16 weights at 3.35 TB/s
+    assert 3 * MS < gpu < 10 * MS
+    small = with_stack(output=(1 * MS, 0.0, 0.0))  # 1 ms < gpu: hidden
+    assert decode_time(small, 4, 4 * 500) == gpu
+    large = with_stack(output=(40 * MS, 0.0, 0.0))  # 40 ms > gpu: the step takes 40 ms
+    assert decode_time(large, 4, 4 * 500) == 40 * MS
+    # both at once: max(gpu, 40 ms) + 3 ms in series
+    both = with_stack(output=(40 * MS, 0.0, 0.0), schedule=(3 * MS, 0.0, 0.0))
+    assert decode_time(both, 4, 4 * 500) == pytest.approx(43 * MS, rel=1e-12)
+
+
+def test_multi_step_scheduling_pays_the_schedule_once_per_steps_on_decode_only():
+    gpu_decode = decode_time(ideal_cost(), 8, 8 * 100)
+    gpu_prompt = prefill_time(ideal_cost(), 200)
+    # 4 ms + 8 x 50 us = 4.4 ms, over 10 steps: 0.44 ms a decode step
+    cost = with_stack(schedule=(4 * MS, 50 * US, 0.0), scheduler_steps=10)
+    assert decode_time(cost, 8, 8 * 100) == pytest.approx(gpu_decode + 0.44 * MS, rel=1e-12)
+    # an iteration with a prompt is scheduled on its own: 4 ms + 1 x 50 us
+    assert prefill_time(cost, 200) == pytest.approx(gpu_prompt + 4.05 * MS, rel=1e-12)
+
+
+# ---- launches and graphs --------------------------------------------------------------------
+def test_an_eager_iteration_takes_at_least_kernels_times_launch():
+    ideal = ideal_cost()
+    kernels = ideal.model.kernels()
+    assert kernels == 324  # 32 layers of 10 kernels, embedding, final norm, head, sampling
+    # 324 kernels x 50 us = 16.2 ms, more than the ~5 ms a small decode step computes
+    cost = with_stack(eager_s=kernels * 50 * US)
+    assert decode_time(cost, 4, 4 * 500) == pytest.approx(16.2 * MS, rel=1e-12)
+    # inside a captured graph the launches do not count
+    graphed = with_stack(eager_s=kernels * 50 * US, graph_sizes=(1, 2, 4, 8))
+    assert decode_time(graphed, 4, 4 * 500) == decode_time(ideal, 4, 4 * 500)
+
+
+def test_a_decode_batch_is_padded_to_the_next_captured_size():
+    ideal = ideal_cost()
+    cost = with_stack(graph_sizes=(1, 2, 4, 8, 16))
+    step, plain = cost.decode_step(5), ideal.decode_step(5)
+    # the GEMMs, norms and head run 8 rows; the attention runs the 5 real sequences
+    assert step.const == add_costs(ideal.body(8), ideal.head(8), plain.own)
+    assert step.timers == plain.timers
+    assert cost.decode_step(8).const == ideal.decode_step(8).const  # a captured size: as is
+    # a batch above every captured size runs eagerly, unpadded, at least kernels x launch
+    eager = with_stack(graph_sizes=(1, 2, 4, 8), eager_s=30 * MS)
+    assert eager.decode_step(9).const == ideal.decode_step(9).const
+    assert decode_time(eager, 9, 9 * 100) == 30 * MS
+    # without padding a batch between captured sizes runs eagerly too
+    unpadded = with_stack(graph_sizes=(1, 2, 4, 8), eager_s=30 * MS, pads=False)
+    assert unpadded.decode_step(5).const == plain.const
+    assert decode_time(unpadded, 5, 5 * 100) == 30 * MS
+    assert decode_time(unpadded, 4, 4 * 100) == decode_time(ideal, 4, 4 * 100)
+
+
+def test_padding_makes_a_compute_bound_batch_slower_in_proportion():
+    # 1,500 sequences padded to 2,048: the GEMMs are compute-bound there, so the body costs
+    # nearly 2048/1500 as much (within the kernel's size-dependent efficiency)
+    ideal = ideal_cost()
+    ratio = ideal.body(2048).time_s / ideal.body(1500).time_s
+    assert 1.2 < ratio < 2048 / 1500 + 0.01
+
+
+# ---- whole runs ---------------------------------------------------------------------------
+@pytest.mark.parametrize("engine", ["vllm-0.5", "tgi", "vllm-v1", "neuron", "jetstream"])
+def test_jumping_gives_the_same_results_as_single_stepping_with_a_stack(engine):
+    s = scenario({"batching": {"kv_cache_tokens": 30_000, "max_batch_size": 48}}, engine)
+    jumped, stepped = run_serving(s), run_serving(s, jump=False)
+    assert _records_equal(jumped.requests, stepped.requests) == []
+    assert jumped.result.inference.iterations == stepped.result.inference.iterations
+
+
+def test_cpu_overhead_fraction_is_the_host_share_of_busy_time():
+    # one request: a 100-token prompt, then 2 decode steps (3 output tokens). A stack with
+    # 1 ms + 1 us per token in series: host = (1 ms + 100 us) + 2 x (1 ms + 1 us) = 3.102 ms
+    stack = {"id": "serial", "name": "serial", "admission": {"value": "continuous",
+                                                                "source": "test"},
+             "host": _host(schedule=(1 * MS, 0.0, 1 * US))}
+    w = {"arrivals": {"process": "offline", "requests": 1}, "prompt_tokens": 100,
+         "output_tokens": 3}
+    out = run_serving(scenario(w, stack)).result.inference
+    ideal = run_serving(scenario(w)).result.inference
+    assert out.e2e_s.mean == pytest.approx(ideal.e2e_s.mean + 3.102 * MS, rel=1e-9)
+    assert out.cpu_overhead_fraction == pytest.approx(3.102 * MS / out.e2e_s.mean, rel=1e-9)
+    assert ideal.cpu_overhead_fraction == 0.0
+    # the devices compute for the same seconds: the host's 3.102 ms leave them idle
+    assert (out.activity.busy * out.duration_s
+            == pytest.approx(ideal.activity.busy * ideal.duration_s, rel=1e-9))
+    assert out.duration_s == pytest.approx(ideal.duration_s + 3.102 * MS, rel=1e-9)
+
+
+def _host(schedule=(0.0, 0.0, 0.0), output=(0.0, 0.0, 0.0)) -> dict:
+    """A stack's ``host`` mapping: both parts in series, no launch cost."""
+    def work(parts):
+        names = ("fixed", "per_sequence", "per_new_token")
+        return {**{n: {"value": v, "source": "test"} for n, v in zip(names, parts,
+                                                                     strict=True)},
+                "overlapped": {"value": False, "source": "test"}}
+    return {"schedule": work(schedule), "output": work(output),
+            "scheduler_steps": {"value": 1, "source": "test"},
+            "launch": {"value": 0, "source": "test"}}
+
+
+def test_static_batching_runs_a_batch_until_its_longest_member_ends(tmp_path):
+    # three requests at t=0, 100-token prompts, 3, 5 and 2 output tokens, batches of 2
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0,100,3\n0,100,5\n0,100,2\n")
+    stack = {"id": "static", "name": "static", "host": _host(),
+             "admission": {"value": "static", "source": "test"}}
+    w = {"arrivals": {"process": "trace", "path": str(trace)},
+         "batching": {"max_batch_size": 2}}
+    s = scenario(w, stack)
+    cost = _pools(s)[0].cost
+    two = cost.step_time(Usage(), 200, 0, 2 * (100 * 101 // 2), 2, 0, 0)  # both prompts
+    one = prefill_time(cost, 100)
+    # decode steps: context is 101 + i tokens per sequence after the prefill
+    step2 = [decode_time(cost, 2, 2 * (101 + i)) for i in range(2)]  # requests 0 and 1
+    step1 = [decode_time(cost, 1, 101 + i) for i in range(2, 4)]  # request 1 alone
+    finish0 = two + step2[0] + step2[1]  # its 3rd token
+    finish1 = finish0 + step1[0] + step1[1]  # its 5th token: the batch ends
+    # request 2 waits for the whole batch (continuous batching would admit it at finish0)
+    finish2 = finish1 + one + decode_time(cost, 1, 101)
+    records = run_serving(s).requests
+    np.testing.assert_allclose(records.finish_s, [finish0, finish1, finish2], rtol=1e-12)
+    np.testing.assert_allclose(records.queue_s, [0, 0, finish1], rtol=1e-12)
+    continuous = run_serving(scenario(w)).requests
+    assert continuous.queue_s[2] == pytest.approx(finish0, rel=1e-12)
+
+
+def test_full_batch_pads_every_decode_step_to_max_batch_size():
+    # JetStream's fixed decode slots: 5 live sequences of 32 slots cost 32 rows of GEMMs
+    s = scenario({"batching": {"max_batch_size": 32}}, "jetstream")
+    cost, ideal = _pools(s)[0].cost, ideal_cost()
+    assert cost.decode_step(5).const == add_costs(ideal.body(32), ideal.head(32),
+                                                  ideal.decode_step(5).own)

@@ -1,0 +1,90 @@
+"""workload.engine and serving-stack files: the built-ins load, bad input is one line, exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simulator.profiles.catalog import load_stack, stack_dir, stack_ids
+from tests.conftest import ROOT, assert_clean_error, run_cli
+
+SCENARIO = ROOT / "scenarios" / "llama3.1-8b-h100-serving.yaml"
+IDS = ["ideal", "jetstream", "neuron", "sglang", "tgi", "trtllm", "vllm-0.5", "vllm-0.6",
+       "vllm-v1"]
+
+
+def test_the_built_in_stacks_load_and_carry_a_source_for_every_number():
+    assert stack_ids() == IDS
+
+    def sourced(value: object) -> None:
+        if isinstance(value, dict) and "value" in value:
+            assert len(value["source"]) >= 3
+        elif isinstance(value, dict):
+            for item in value.values():
+                sourced(item)
+
+    for i in IDS:
+        stack = load_stack(i)
+        assert stack.id == i == Path(stack_dir() / f"{i}.yaml").stem
+        sourced(stack.model_dump(mode="json", exclude={"sources", "id", "name",
+                                                       "description"}))
+
+
+def _scenario_with(tmp_path: Path, engine: str) -> Path:
+    text = SCENARIO.read_text().replace("kind: inference",
+                                        f"kind: inference\n  engine: {engine}", 1)
+    assert f"engine: {engine}" in text
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_an_unknown_engine_lists_the_known_ones(tmp_path):
+    result = run_cli("run", str(_scenario_with(tmp_path, "vllm-0.4")))
+    assert_clean_error(result, "workload.engine", "unknown serving stack 'vllm-0.4'",
+                       "known: " + ", ".join(IDS))
+    assert len(result.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    (("fixed: {value: 1 ms", "fixed: {value: -1 ms"), "host.schedule.fixed.value"),
+    (("scheduler_steps: {value: 1", "scheduler_steps: {value: 0"),
+     "host.scheduler_steps.value"),
+    (("admission: {value: continuous", "admission: {value: sometimes"), "admission.value"),
+])
+def test_a_bad_stack_file_names_the_file_and_the_field(tmp_path, edit, field):
+    text = (stack_dir() / "trtllm.yaml").read_text()
+    assert edit[0] in text
+    stack = tmp_path / "my-stack.yaml"
+    stack.write_text(text.replace(edit[0], edit[1], 1))
+    result = run_cli("run", str(_scenario_with(tmp_path, "my-stack.yaml")))
+    assert_clean_error(result, "my-stack.yaml", field)
+    assert len(result.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (("[1, 2, 4, 8, 16,", "[2, 1, 4, 8, 16,"), "distinct and ascending"),
+    (("  batch_sizes:", "  full_batch: {value: true, source: slots}\n  batch_sizes:"),
+     "give batch_sizes (captured sizes) or full_batch: true, not both"),
+])
+def test_graphs_need_sizes_or_a_full_batch(tmp_path, edit, message):
+    text = (stack_dir() / "trtllm.yaml").read_text()
+    assert edit[0] in text
+    stack = tmp_path / "s.yaml"
+    stack.write_text(text.replace(edit[0], edit[1], 1))
+    result = run_cli("stacks", "show", str(stack))
+    assert_clean_error(result, "s.yaml", "graphs", message)
+
+
+def test_a_user_stack_file_is_read_relative_to_the_scenario(tmp_path):
+    (tmp_path / "mine.yaml").write_text((stack_dir() / "vllm-0.5.yaml").read_text())
+    result = run_cli("run", str(_scenario_with(tmp_path, "mine.yaml")), "--format", "json")
+    assert result.code == 0, result.err
+    assert result.json()["inference"]["cpu_overhead_fraction"] > 0.1
+
+
+def test_stacks_list_shows_every_stack():
+    result = run_cli("stacks", "list", "--format", "json")
+    assert result.code == 0, result.err
+    assert [s["id"] for s in result.json()] == IDS
