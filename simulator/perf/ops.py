@@ -110,6 +110,12 @@ class Layout:
     ep: int = 1
     dp: int = 1
     sequence_parallel: bool = False
+    etp: int | None = None  # expert tensor parallelism; None: equal to tp
+
+    @property
+    def expert_tp(self) -> int:
+        """The experts' tensor-parallel size (Megatron ``--expert-tensor-parallel-size``)."""
+        return self.tp if self.etp is None else self.etp
 
     @property
     def tp_group(self) -> Group:
@@ -128,8 +134,19 @@ class Layout:
 
     @property
     def ep_group(self) -> Group:
-        """Experts are spread over ``ep`` ranks of the data-parallel (x CP) dimension."""
-        return Group(self.ep, self.tp)
+        """The expert-parallel group: ``ep`` ranks ``etp`` apart.
+
+        Megatron Core's MoE parallel folding numbers the expert ranks etp-ep-edp-pp, innermost
+        first, inside the same tp·cp·dp ranks the attention uses: an EP group is ``ep``
+        ranks ``etp`` apart, and with etp < tp it spans attention's TP (and CP) ranks. With
+        etp == tp (the default) it is ``ep`` ranks of the data-parallel (x CP) dimension.
+        """
+        return Group(self.ep, self.expert_tp)
+
+    @property
+    def etp_group(self) -> Group:
+        """The expert-tensor-parallel group: consecutive ranks sharing each expert's columns."""
+        return Group(self.expert_tp, 1)
 
     @property
     def pp_peer(self) -> Group:
