@@ -12,7 +12,7 @@ def training_layout(workload: TrainingWorkload) -> Layout:
     """The layout of a training job (DP 1 where the scenario does not set it)."""
     par = workload.parallelism
     return Layout(tp=par.tp, pp=par.pp, cp=par.cp, ep=par.ep, dp=par.dp or 1,
-                  sequence_parallel=bool(par.sequence_parallel))
+                  sequence_parallel=bool(par.sequence_parallel), etp=par.etp)
 
 
 def training_stage_layers(workload: TrainingWorkload, layers: int) -> list[int]:

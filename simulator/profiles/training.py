@@ -47,7 +47,12 @@ class TrainingParallelism(BaseModel):
     pp: PositiveInt = Field(1, description="pipeline parallel size (stages)")
     dp: PositiveInt | None = Field(None, description="data parallel size; derived if omitted")
     cp: PositiveInt = Field(1, description="context parallel size")
-    ep: PositiveInt = Field(1, description="expert parallel size (folds into dp*cp)")
+    ep: PositiveInt = Field(1, description="expert parallel size: ep*etp ranks of the "
+                                           "tp*cp*dp ones share one copy of the experts "
+                                           "(Megatron Core MoE parallel folding)")
+    etp: PositiveInt | None = Field(
+        None, description="expert tensor parallel size (each expert's columns split over "
+                          "etp ranks), independent of the attention's tp; default: tp")
     vpp: PositiveInt = Field(1, description="virtual pipeline stages per rank (interleaved)")
     zero: Literal[0, 1, 2, 3] = Field(
         1, description="ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also weights"
@@ -60,6 +65,11 @@ class TrainingParallelism(BaseModel):
                           "holds the embedding); the rest split evenly")
     last_stage_layers: PositiveInt | None = Field(
         None, description="layers on the last pipeline stage (it also holds the LM head)")
+
+    @property
+    def expert_tp(self) -> int:
+        """The experts' tensor-parallel size: ``etp``, or ``tp`` when not given."""
+        return self.tp if self.etp is None else self.etp
 
     def stage_layers(self, layers: int) -> list[int] | None:
         """Layers per pipeline stage, or None if they do not split as asked."""

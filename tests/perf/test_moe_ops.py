@@ -149,3 +149,14 @@ def test_compute_ops_are_typed():
     assert all(isinstance(o, ComputeOp | CommOp) for o in layer(Layout(ep=8)))
     assert Collective.ALL_TO_ALL in {o.collective for o in layer(Layout(ep=8))
                                      if isinstance(o, CommOp)}
+
+
+def test_expert_parameters_shard_over_ep_times_etp():
+    from simulator.perf.memory import all_stage_params
+    m = model("mixtral-8x7b")  # 32 layers of 8 experts, 3 x 4096 x 14336 each
+    experts = 32 * 8 * 3 * 4096 * 14336
+    [default] = all_stage_params(m, tp=2, pp=1, ep=4)  # etp = tp = 2
+    [folded] = all_stage_params(m, tp=2, pp=1, ep=8, etp=1)
+    assert default.expert == pytest.approx(experts / (4 * 2))
+    assert folded.expert == pytest.approx(experts / (8 * 1))
+    assert folded.dense == default.dense  # attention and router stay split by tp

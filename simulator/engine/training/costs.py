@@ -200,7 +200,7 @@ def chunk_params(model: ModelProfile, workload: TrainingWorkload, shape: ChunkSh
     if shape.lm_head:
         tied_copy = model.tied_embeddings and not shape.embedding
         dense += (counts.lm_head or counts.embedding if tied_copy else counts.lm_head) + per_norm
-    dense, expert = dense / par.tp, expert / (par.ep * par.tp)
+    dense, expert = dense / par.tp, expert / (par.ep * par.expert_tp)
     if workload.finetune.method is FinetuneMethod.LORA:
         f = workload.finetune
         adapters = lora_params_per_layer(model, f.rank, f.targets) * shape.layers / par.tp
