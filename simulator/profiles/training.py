@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from simulator.profiles.moe_routing import MoeRouting
 from simulator.profiles.numbers import (
     SPEC_CONFIG,
     PositiveFloat,
@@ -188,6 +189,8 @@ class TrainingWorkload(BaseModel):
         True, description="fused attention (FlashAttention); false for frameworks that "
                           "write the s x s scores to HBM (e.g. Megatron-LM before 2023)")
     overlap: Overlap = Field(Overlap(), description="which communication the framework hides")
+    moe: MoeRouting = Field(MoeRouting(), description="expert load balance (MoE models); "
+                            "training defaults to forced (perfectly balanced) routing")
     finetune: Finetune = Field(Finetune(), description="full training or LoRA adapters")
     checkpoint: Checkpoint = Field(Checkpoint(), description="checkpoint cadence and storage")
     failures: Failures = Field(Failures(), description="job-interrupting failures at run scale")

@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from simulator.engine.training.plan import PassCost
 from simulator.perf.footprint import lora_params_per_layer
 from simulator.perf.memory import even_stage_layers
+from simulator.perf.moe_balance import moe_imbalance
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
 from simulator.perf.roofline import op_time
 from simulator.perf.transformer import RECOMPUTE_PREFIX, StageLayers, training_ops
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import AttentionKind, ModelProfile
+from simulator.profiles.moe_routing import LoadBalancer
 from simulator.profiles.params import ParamCount, attention_params, count_params, ffn_params
 from simulator.profiles.training import FinetuneMethod, TrainingWorkload
 
@@ -172,7 +174,9 @@ class PassCosts:
                            w.recompute.value, _lora(w),
                            stage=StageLayers(first_layer=shape.first_layer, layers=shape.layers,
                                              embedding=shape.embedding, lm_head=shape.lm_head),
-                           flash_attention=w.flash_attention)
+                           flash_attention=w.flash_attention,
+                           imbalance=moe_imbalance(w.moe, self.model, w.parallelism.ep,
+                                                   LoadBalancer.FORCED))
         overlap = dict(overlap_tp=w.overlap.tp_comm, overlap_ep=w.overlap.ep_comm)
         return (pass_cost(self.hw, ops.forward, **overlap),
                 pass_cost(self.hw, ops.backward, **overlap))
