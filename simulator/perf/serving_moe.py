@@ -14,8 +14,8 @@ tokens; their partial sums and the routed slices are then summed by one all-redu
 
 On average a device's experts receive ``t·k/ep`` (token, expert) assignments of the layer;
 ``imbalance`` (max/mean, :mod:`simulator.perf.moe_balance`) scales the busiest device's
-share and the all-to-all bytes it receives and returns: the layer waits for it. With ``ep == 1`` this is exactly
-the tensor-parallel layer of :func:`simulator.perf.mlp_ops.moe_specs`.
+share and the all-to-all bytes it receives and returns: the layer waits for it. With
+``ep == 1`` this is exactly the tensor-parallel layer of :func:`simulator.perf.mlp_ops.moe_specs`.
 """
 
 from __future__ import annotations
