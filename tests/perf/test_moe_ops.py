@@ -160,3 +160,33 @@ def test_expert_parameters_shard_over_ep_times_etp():
     assert default.expert == pytest.approx(experts / (4 * 2))
     assert folded.expert == pytest.approx(experts / (8 * 1))
     assert folded.dense == default.dense  # attention and router stay split by tp
+
+
+def test_expert_all_to_all_inside_nvlink5_runs_at_its_kernel_efficiency_and_floor():
+    from simulator.perf.collectives import collective_time
+    hw = load_hardware("gb200-nvl72")
+    s = 2048 * 8 * 7168 * 2  # TensorRT-LLM's EP8 point: 2048 tokens, top-8, bf16
+    cost = collective_time(hw, Collective.ALL_TO_ALL, s, Group(8, 1))
+    # 7/8 of the buffer leaves at 0.74 x 900 GB/s, plus the 25 us floor (not 7 x 3 us)
+    assert cost.time_s == pytest.approx(7 / 8 * s / (0.74 * 900e9) + 25e-6)
+    # TensorRT-LLM measured 311.8 us (dispatch) and 322.6 us (combine)
+    assert 300e-6 < cost.time_s < 360e-6
+    wide = collective_time(hw, Collective.ALL_TO_ALL, s, Group(64, 1))
+    assert wide.time_s == pytest.approx(63 / 64 * s / (0.74 * 900e9) + 25e-6)  # measured 399
+
+
+def test_expert_all_to_all_across_nodes_leaves_on_each_devices_own_nic():
+    from simulator.perf.collectives import collective_time
+    hw = load_hardware("h800-sxm")  # 8 per node; NVLink 200 GB/s one-way, one 50 GB/s NIC
+    s = 4096 * 8 * 7168  # DeepEP's point: 4096 tokens, top-8, fp8 dispatch
+    cost = collective_time(hw, Collective.ALL_TO_ALL, s, Group(64, 1))
+    local, remote = s * 8 / 64, s * 56 / 64
+    beta = max(7 / 8 * local / (0.78 * 200e9), remote / (0.86 * 50e9))
+    assert cost.fabric == "hierarchical"
+    assert cost.time_s == pytest.approx(beta + 7 * 3e-6 + 56 * 10e-6)  # no floor given: steps
+    # without an all_to_all block a profile keeps the ring collective efficiencies
+    mi = load_hardware("mi300x")
+    assert mi.efficiency.all_to_all is None
+    link = 448e9 * mi.efficiency.scale_up_collective.value
+    mesh = collective_time(mi, Collective.ALL_TO_ALL, s, Group(8, 1))
+    assert mesh.time_s == pytest.approx(7 / 8 * s / link + 7 * 5e-6)
