@@ -85,3 +85,29 @@ def test_training_imbalance_slows_the_step(tmp_path):
         assert result.code == 0, result.err
         times.append(json.loads(result.out)["training"]["step_time_s"])
     assert times[1] > times[0] * 1.05
+
+
+def test_serving_defaults_to_the_routers_own_imbalance(tmp_path):
+    import json
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: t
+        hardware: gb200-nvl72
+        cluster: {accelerators: 8}
+        model: deepseek-v3
+        workload:
+          kind: inference
+          precision: fp8
+          parallelism: {tp: 8, ep: 8}
+          arrivals: {process: offline, requests: 16}
+          prompt_tokens: 1024
+          output_tokens: 16
+        """))
+    durations = {}
+    for balancer in ("forced", "none", None):
+        extra = ["--set", f"workload.moe.load_balancer={balancer}"] if balancer else []
+        result = run_cli("run", "--quiet", "--format", "json", *extra, str(path))
+        assert result.code == 0, result.err
+        durations[balancer] = json.loads(result.out)["inference"]["duration_s"]
+    assert durations[None] == durations["none"]  # the default
+    assert durations["none"] > durations["forced"] * 1.02  # the busiest rank: 1.54x rows
