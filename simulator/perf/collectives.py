@@ -128,7 +128,7 @@ def collective_time(hw: HardwareProfile, collective: Collective | str, nbytes: f
         fabric, parts = "scale_out", _parts_on(_scale_out(hw, n), collective, nbytes)
     else:
         up, out = _scale_up(hw, k, group.stride), _scale_out(hw, -(-n // k))
-        fabric, parts = "hierarchical", _parts_across(up, out, collective, nbytes, n)
+        fabric, parts = "hierarchical", _parts_across(up, out, collective, nbytes, group)
     part = _choose(parts, algorithm, collective, n, fabric)
     return CollectiveCost(time_s=part.time, fabric=fabric, algorithm=part.algorithm,
                           bus_bytes=part.bytes)
@@ -291,9 +291,11 @@ def _parts_on(f: _Fabric, collective: Collective, s: float) -> list[_Part]:
 
 
 def _parts_across(up: _Fabric, out: _Fabric, collective: Collective, s: float,
-                  n: int) -> list[_Part]:
+                  group: Group) -> list[_Part]:
     """Candidates for a group with ``up.members`` ranks in each of ``out.members`` domains."""
-    k = up.members
+    k, n = up.members, group.size
+    if collective is Collective.ALL_TO_ALL and group.copies:
+        return [_deduplicated_all_to_all(up, out, s, group)]
     if collective is Collective.ALL_TO_ALL:
         # direct: the share of the buffer bound for same-domain peers stays on scale-up
         local, remote = s * k / n, s * (n - k) / n
@@ -324,3 +326,24 @@ def _parts_across(up: _Fabric, out: _Fabric, collective: Collective, s: float,
         key=lambda p: p.time,
     )
     return [flat, hier]
+
+
+def _deduplicated_all_to_all(up: _Fabric, out: _Fabric, s: float, group: Group) -> _Part:
+    """An expert all-to-all that crosses the network once per destination domain.
+
+    Each token's ``c = group.copies`` copies go to experts spread evenly over the ``m``
+    domains (or over the ``L = max_domains`` its routing allows): it reaches
+    ``D = L'·(1 - (1 - 1/L')^c)`` distinct domains, L' = min(m, L), of which (m-1)/m are
+    remote, and crosses the network once to each; inside every domain each copy then takes
+    one scale-up hop to its expert's rank (with probability (k-1)/k). The two fabrics work
+    in a pipeline: the slower one decides.
+    """
+    m, k = out.members, up.members
+    reach = min(m, group.max_domains) if group.max_domains else m
+    domains = reach * (1.0 - (1.0 - 1.0 / reach) ** group.copies)
+    remote = s / group.copies * domains * (m - 1) / m
+    remote_s = out.a2a_s_per_byte * m / (m - 1)
+    alpha = ((k - 1) * up.alpha + (group.size - k) * out.alpha if out.a2a_alpha is None
+             else out.a2a_alpha)
+    return _Part(algorithm="direct", bytes=up.a2a_bytes * s + remote,
+                 beta=max(up.a2a_s_per_byte * s, remote * remote_s), alpha=alpha)

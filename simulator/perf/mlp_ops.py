@@ -13,9 +13,9 @@ busiest rank's expert work and the all-to-all bytes it receives and returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from simulator.perf.ops import Collective, Layout
+from simulator.perf.ops import Collective, Group, Layout
 from simulator.perf.opspec import (
     TILE_ROWS,
     Batch,
@@ -106,12 +106,12 @@ def moe_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec,
     specs: list = [
         norm("mlp.norm", batch.residual_tokens, h, model.norm is Norm.LAYERNORM, p, add=True),
         *_route(model, routed, p),
-        *_exchange("dispatch", routed * k * imbalance * h * p.ab, gather, layout),
+        *_exchange("dispatch", routed * k * imbalance * h * p.ab, gather, layout, k),
         *_local_sort("moe.sort", received * h * p.ab, local),
         *ffn("moe.experts", model, received / touched, moe.expert_ffn_size / etp, p,
              groups=touched),
         *_local_sort("moe.unsort", received * h * p.eb, local),
-        *_exchange("combine", routed * k * imbalance * h * p.eb, gather, layout),
+        *_exchange("combine", routed * k * imbalance * h * p.eb, gather, layout, k),
         Elem(name="moe.unpermute", flops=2.0 * routed * k * h,
              bytes=(routed * k * h + routed * h) * p.eb),
     ]
@@ -131,13 +131,21 @@ def _route(model: ModelProfile, tokens: float, p: Prec) -> list:
     ]
 
 
-def _exchange(step: str, sent: float, gather: int, layout: Layout) -> list:
+def _dispatch_group(layout: Layout, copies: int) -> Group:
+    """The EP group, carrying the dispatch kernel's per-domain deduplication (DeepEP sends a
+    token's ``copies`` once to each remote domain) and node-limited routing."""
+    if not layout.ep_dedup:
+        return layout.ep_group
+    return replace(layout.ep_group, copies=copies, max_domains=layout.ep_max_domains)
+
+
+def _exchange(step: str, sent: float, gather: int, layout: Layout, copies: int) -> list:
     """The all-to-all of ``step`` (dispatch or combine) over the EP group, and the ETP
     group's all-gather after a dispatch (reduce-scatter before a combine) of what the
     rank received. Tokens are dispatched at the GEMM operand precision (fp8 when the GEMMs
     run in fp8: DeepSeek-V3 report, sec. 3.3.3) and combined in 16 bits."""
     a2a = Comm(name=f"moe.{step}", forward_collective=Collective.ALL_TO_ALL, bytes=sent,
-               group=layout.ep_group, backward_collectives=(Collective.ALL_TO_ALL,))
+               group=_dispatch_group(layout, copies), backward_collectives=(Collective.ALL_TO_ALL,))
     if gather == 1:
         return [a2a]
     if step == "dispatch":

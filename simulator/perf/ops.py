@@ -71,6 +71,13 @@ class Group:
 
     size: int
     stride: int = 1
+    # An expert all-to-all whose buffer holds ``copies`` copies of each token (one per chosen
+    # expert) and whose kernel sends a token once to each remote domain it goes to, then
+    # forwards it inside that domain (DeepEP's internode kernels, DeepSeek-V3 sec. 3.2.2);
+    # ``max_domains``: routing sends a token to at most that many domains (0: no limit).
+    # copies = 0: every copy is sent on its own (NCCL all-to-all).
+    copies: int = 0
+    max_domains: int = 0
 
     def members_per_domain(self, domain_size: int) -> int:
         """How many of the group's members sit in one scale-up domain."""
@@ -111,6 +118,8 @@ class Layout:
     dp: int = 1
     sequence_parallel: bool = False
     etp: int | None = None  # expert tensor parallelism; None: equal to tp
+    ep_dedup: bool = False  # the dispatch sends a token once per remote domain (DeepEP)
+    ep_max_domains: int = 0  # node-limited routing: domains a token may go to (0: any)
 
     @property
     def expert_tp(self) -> int:

@@ -111,3 +111,9 @@ def test_serving_defaults_to_the_routers_own_imbalance(tmp_path):
         durations[balancer] = json.loads(result.out)["inference"]["duration_s"]
     assert durations[None] == durations["none"]  # the default
     assert durations["none"] > durations["forced"] * 1.02  # the busiest rank: 1.54x rows
+
+
+def test_a_domain_limit_needs_the_deepep_dispatcher(tmp_path):
+    path = _training(tmp_path, "{max_domains_per_token: 4}")
+    assert_clean_error(run_cli("validate", str(path)), "workload.moe",
+                       "max_domains_per_token needs dispatcher: deepep")

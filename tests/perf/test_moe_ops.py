@@ -199,3 +199,25 @@ def test_a_bad_all_to_all_efficiency_is_one_clear_error(tmp_path):
     bad = tmp_path / "hw.yaml"
     bad.write_text(text.replace("    scale_up: {value: 0.78,", "    scale_up: {value: -0.5,"))
     assert_clean_error(run_cli("validate", str(bad)), "efficiency.all_to_all.scale_up")
+
+
+def test_a_deduplicating_dispatch_crosses_the_network_once_per_domain():
+    from simulator.perf.collectives import collective_time
+    hw = load_hardware("h800-sxm")  # 8 nodes of 8: EP64
+    s = 4096 * 8 * 7168  # 4096 tokens x top-8 copies, fp8
+    nvlink = 7 / 8 * s / (0.78 * 200e9)  # every copy one NVLink hop w.p. 7/8
+    for limit, reach in ((0, 8), (4, 4)):  # DeepSeek-V3 routes to at most 4 nodes
+        domains = reach * (1 - (1 - 1 / reach) ** 8)  # 5.25 of 8; 3.60 of 4
+        remote = 4096 * 7168 * domains * 7 / 8  # once per remote node
+        cost = collective_time(hw, Collective.ALL_TO_ALL, s, Group(64, 1, 8, limit))
+        assert cost.time_s == pytest.approx(max(nvlink, remote / (0.86 * 50e9))
+                                            + 7 * 3e-6 + 56 * 10e-6)
+    plain = collective_time(hw, Collective.ALL_TO_ALL, s, Group(64, 1))
+    assert plain.time_s == pytest.approx(s * 56 / 64 / (0.86 * 50e9) + 7 * 3e-6 + 56 * 10e-6)
+
+
+def test_the_deepep_dispatcher_reaches_the_layers_all_to_alls():
+    ops = layer(Layout(ep=64, ep_dedup=True, ep_max_domains=4))
+    for name in ("moe.dispatch", "moe.combine"):
+        assert named(ops, name).group == Group(64, 1, 8, 4)
+    assert named(layer(Layout(ep=64)), "moe.dispatch").group == Group(64, 1)
