@@ -91,6 +91,7 @@ class _Fabric:
     a2a_s_per_byte: float  # all-to-all bandwidth time per buffer byte, s
     tree: bool = True  # double binary tree offered (not on a torus: no switch to fan out)
     nvls: bool = False
+    a2a_alpha: float | None = None  # all-to-all latency floor; None: (members-1) steps
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,7 +128,7 @@ def collective_time(hw: HardwareProfile, collective: Collective | str, nbytes: f
         fabric, parts = "scale_out", _parts_on(_scale_out(hw, n), collective, nbytes)
     else:
         up, out = _scale_up(hw, k, group.stride), _scale_out(hw, -(-n // k))
-        fabric, parts = "hierarchical", _parts_across(up, out, collective, nbytes, n)
+        fabric, parts = "hierarchical", _parts_across(up, out, collective, nbytes, group)
     part = _choose(parts, algorithm, collective, n, fabric)
     return CollectiveCost(time_s=part.time, fabric=fabric, algorithm=part.algorithm,
                           bus_bytes=part.bytes)
@@ -194,8 +195,11 @@ def _choose(parts: list[_Part], algorithm: str, collective: Collective, n: int,
 
 def _scale_up(hw: HardwareProfile, k: int, stride: int) -> _Fabric:
     """The scale-up fabric for ``k`` members ``stride`` ranks apart in one domain."""
-    su = hw.scale_up
+    su, a2a = hw.scale_up, hw.efficiency.all_to_all
     link = su.bandwidth_one_way * hw.efficiency.scale_up_collective.value
+    # expert all-to-all kernels reach their own fraction of the link (and a latency floor)
+    a2a_link = su.bandwidth_one_way * a2a.scale_up.value if a2a else link
+    floor = a2a.latency.value if a2a and a2a.latency else None
     alpha = su.latency.value
     if su.topology is ScaleUpTopology.TORUS:
         return _torus(su.torus_dims or (su.domain_size.value,), link, alpha, k, stride)
@@ -204,20 +208,28 @@ def _scale_up(hw: HardwareProfile, k: int, stride: int) -> _Fabric:
         # k members can only use the k-1 links among themselves.
         peer = link / (su.domain_size.value - 1)
         bw = peer * (k - 1)
+        a2a_bw = a2a_link / (su.domain_size.value - 1) * (k - 1)
         return _Fabric(members=k, bw=bw, alpha=alpha, ring_steps=k - 1, ring_name="ring",
-                       p2p_bw=peer, a2a_bytes=(k - 1) / k, a2a_s_per_byte=(k - 1) / k / bw)
+                       p2p_bw=peer, a2a_bytes=(k - 1) / k, a2a_s_per_byte=(k - 1) / k / a2a_bw,
+                       a2a_alpha=floor)
     # switch: every device reaches any peer at its full bandwidth
     return _Fabric(members=k, bw=link, alpha=alpha, ring_steps=k - 1, ring_name="ring", p2p_bw=link,
-                   a2a_bytes=(k - 1) / k, a2a_s_per_byte=(k - 1) / k / link,
-                   nvls=su.in_network_reduction)
+                   a2a_bytes=(k - 1) / k, a2a_s_per_byte=(k - 1) / k / a2a_link,
+                   nvls=su.in_network_reduction, a2a_alpha=floor)
 
 
 def _scale_out(hw: HardwareProfile, m: int) -> _Fabric:
-    """The scale-out network between ``m`` domains, each device using its own NIC share."""
-    so = hw.scale_out
+    """The scale-out network between ``m`` domains, each device using its own NIC share
+    (all-to-all cannot aggregate several NICs: each device's remote share leaves on its
+    own)."""
+    so, a2a = hw.scale_out, hw.efficiency.all_to_all
     bw = so.bandwidth_one_way * hw.efficiency.scale_out_collective.value
+    a2a_bw = so.bandwidth_one_way * a2a.scale_out.value if a2a and a2a.scale_out else bw
+    # all peers are sent to at once: one network latency on top of the kernel's floor
+    floor = a2a.latency.value + so.latency.value if a2a and a2a.latency else None
     return _Fabric(members=m, bw=bw, alpha=so.latency.value, ring_steps=m - 1, ring_name="ring",
-                   p2p_bw=bw, a2a_bytes=(m - 1) / m, a2a_s_per_byte=(m - 1) / m / bw)
+                   p2p_bw=bw, a2a_bytes=(m - 1) / m, a2a_s_per_byte=(m - 1) / m / a2a_bw,
+                   a2a_alpha=floor)
 
 
 def _torus(dims: tuple[int, ...], bw_one_way: float, alpha: float, k: int,
@@ -260,8 +272,9 @@ def _parts_on(f: _Fabric, collective: Collective, s: float) -> list[_Part]:
     if collective is Collective.SEND_RECV:
         return [_Part(algorithm="direct", bytes=s, beta=s / f.p2p_bw, alpha=f.alpha)]
     if collective is Collective.ALL_TO_ALL:
+        alpha = (k - 1) * f.alpha if f.a2a_alpha is None else f.a2a_alpha
         return [_Part(algorithm="direct", bytes=f.a2a_bytes * s, beta=f.a2a_s_per_byte * s,
-                      alpha=(k - 1) * f.alpha)]
+                      alpha=alpha)]
     passes = 2 if collective is Collective.ALL_REDUCE else 1  # reduce-scatter + all-gather
     ring_bytes = passes * (k - 1) / k * s
     parts = [_Part(algorithm=f.ring_name, bytes=ring_bytes, beta=ring_bytes / f.bw,
@@ -278,15 +291,21 @@ def _parts_on(f: _Fabric, collective: Collective, s: float) -> list[_Part]:
 
 
 def _parts_across(up: _Fabric, out: _Fabric, collective: Collective, s: float,
-                  n: int) -> list[_Part]:
+                  group: Group) -> list[_Part]:
     """Candidates for a group with ``up.members`` ranks in each of ``out.members`` domains."""
-    k = up.members
+    k, n = up.members, group.size
+    if collective is Collective.ALL_TO_ALL and group.copies:
+        return [_deduplicated_all_to_all(up, out, s, group)]
     if collective is Collective.ALL_TO_ALL:
         # direct: the share of the buffer bound for same-domain peers stays on scale-up
         local, remote = s * k / n, s * (n - k) / n
+        alpha = ((k - 1) * up.alpha + (n - k) * out.alpha if out.a2a_alpha is None
+                 else out.a2a_alpha)
+        # each device's remote share leaves on its own NIC (out: m domains, m-1 remote)
+        remote_s = out.a2a_s_per_byte * out.members / (out.members - 1)
         return [_Part(algorithm="direct", bytes=up.a2a_bytes * local + remote,
-                      beta=max(up.a2a_s_per_byte * local, remote / out.bw),
-                      alpha=(k - 1) * up.alpha + (n - k) * out.alpha)]
+                      beta=max(up.a2a_s_per_byte * local, remote * remote_s),
+                      alpha=alpha)]
     passes = 2 if collective is Collective.ALL_REDUCE else 1
     # Flat ring over all n ranks, one ring per domain member so that every NIC carries 1/k of
     # the traffic; hops inside a domain run concurrently on scale-up. Every step waits for
@@ -307,3 +326,24 @@ def _parts_across(up: _Fabric, out: _Fabric, collective: Collective, s: float,
         key=lambda p: p.time,
     )
     return [flat, hier]
+
+
+def _deduplicated_all_to_all(up: _Fabric, out: _Fabric, s: float, group: Group) -> _Part:
+    """An expert all-to-all that crosses the network once per destination domain.
+
+    Each token's ``c = group.copies`` copies go to experts spread evenly over the ``m``
+    domains (or over the ``L = max_domains`` its routing allows): it reaches
+    ``D = L'·(1 - (1 - 1/L')^c)`` distinct domains, L' = min(m, L), of which (m-1)/m are
+    remote, and crosses the network once to each; inside every domain each copy then takes
+    one scale-up hop to its expert's rank (with probability (k-1)/k). The two fabrics work
+    in a pipeline: the slower one decides.
+    """
+    m, k = out.members, up.members
+    reach = min(m, group.max_domains) if group.max_domains else m
+    domains = reach * (1.0 - (1.0 - 1.0 / reach) ** group.copies)
+    remote = s / group.copies * domains * (m - 1) / m
+    remote_s = out.a2a_s_per_byte * m / (m - 1)
+    alpha = ((k - 1) * up.alpha + (group.size - k) * out.alpha if out.a2a_alpha is None
+             else out.a2a_alpha)
+    return _Part(algorithm="direct", bytes=up.a2a_bytes * s + remote,
+                 beta=max(up.a2a_s_per_byte * s, remote * remote_s), alpha=alpha)

@@ -64,10 +64,11 @@ def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int]) -> 
     model, hw = scenario.model, scenario.hardware
     par = w.parallelism
     dp = par.dp or 1
-    params = all_stage_params(model, par.tp, par.pp, par.ep, stage_layers)[stage]
-    # ZeRO shards over the data-parallel group; experts' group is smaller by ep.
+    params = all_stage_params(model, par.tp, par.pp, par.ep, stage_layers, etp=par.etp)[stage]
+    # ZeRO shards over the data-parallel group; the experts' over the expert-data-parallel
+    # group, tp*cp*dp / (ep*etp) (Megatron Core's MoE parallel folding)
     dense_group = dp * par.cp
-    expert_group = max(1, dense_group // par.ep)
+    expert_group = max(1, dense_group * par.tp // (par.ep * par.expert_tp))
     notes: list[str] = []
 
     def sharded(bytes_per_param: float, zero_stage: int) -> float:

@@ -85,7 +85,7 @@ class StageParams:
     """Parameters held by one device of the most loaded pipeline stage."""
 
     dense: float  # sharded by TP only (attention, dense FFN, norms, embeddings)
-    expert: float  # sharded by EP x TP
+    expert: float  # sharded by EP x ETP
 
     @property
     def total(self) -> float:
@@ -99,17 +99,21 @@ def even_stage_layers(layers: int, pp: int) -> list[int]:
 
 
 def stage_params(model: ModelProfile, tp: int, pp: int, ep: int = 1,
-                 stage_layers: list[int] | None = None) -> StageParams:
+                 stage_layers: list[int] | None = None, *, etp: int | None = None) -> StageParams:
     """Largest per-device parameter share over the pipeline stages."""
-    return max(all_stage_params(model, tp, pp, ep, stage_layers), key=lambda p: p.total)
+    return max(all_stage_params(model, tp, pp, ep, stage_layers, etp=etp),
+               key=lambda p: p.total)
 
 
 def all_stage_params(model: ModelProfile, tp: int, pp: int, ep: int = 1,
-                     stage_layers: list[int] | None = None) -> list[StageParams]:
+                     stage_layers: list[int] | None = None, *,
+                     etp: int | None = None) -> list[StageParams]:
     """Per-device parameters of each pipeline stage.
 
     The first stage also holds the embedding, the last the LM head (Megatron's layout; with
-    tied embeddings both hold a copy).
+    tied embeddings both hold a copy). Routed experts are split over ``ep`` ranks and each
+    expert's columns over ``etp`` (expert tensor parallelism, default ``tp``); the rest,
+    shared experts and router included, over ``tp``.
     """
     counts = count_params(model)
     stage_layers = stage_layers or even_stage_layers(model.layers, pp)
@@ -135,7 +139,7 @@ def all_stage_params(model: ModelProfile, tp: int, pp: int, ep: int = 1,
         if last:
             dense += (counts.lm_head or counts.embedding if model.tied_embeddings and pp > 1
                       else counts.lm_head) + per_norm
-        result.append(StageParams(dense / tp, expert / (ep * tp)))
+        result.append(StageParams(dense / tp, expert / (ep * (tp if etp is None else etp))))
         start = end
     return result
 

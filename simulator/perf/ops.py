@@ -72,6 +72,13 @@ class Group:
 
     size: int
     stride: int = 1
+    # An expert all-to-all whose buffer holds ``copies`` copies of each token (one per chosen
+    # expert) and whose kernel sends a token once to each remote domain it goes to, then
+    # forwards it inside that domain (DeepEP's internode kernels, DeepSeek-V3 sec. 3.2.2);
+    # ``max_domains``: routing sends a token to at most that many domains (0: no limit).
+    # copies = 0: every copy is sent on its own (NCCL all-to-all).
+    copies: int = 0
+    max_domains: int = 0
 
     def members_per_domain(self, domain_size: int) -> int:
         """How many of the group's members sit in one scale-up domain."""
@@ -111,6 +118,14 @@ class Layout:
     ep: int = 1
     dp: int = 1
     sequence_parallel: bool = False
+    etp: int | None = None  # expert tensor parallelism; None: equal to tp
+    ep_dedup: bool = False  # the dispatch sends a token once per remote domain (DeepEP)
+    ep_max_domains: int = 0  # node-limited routing: domains a token may go to (0: any)
+
+    @property
+    def expert_tp(self) -> int:
+        """The experts' tensor-parallel size (Megatron ``--expert-tensor-parallel-size``)."""
+        return self.tp if self.etp is None else self.etp
 
     @property
     def tp_group(self) -> Group:
@@ -129,8 +144,19 @@ class Layout:
 
     @property
     def ep_group(self) -> Group:
-        """Experts are spread over ``ep`` ranks of the data-parallel (x CP) dimension."""
-        return Group(self.ep, self.tp)
+        """The expert-parallel group: ``ep`` ranks ``etp`` apart.
+
+        Megatron Core's MoE parallel folding numbers the expert ranks etp-ep-edp-pp, innermost
+        first, inside the same tp·cp·dp ranks the attention uses: an EP group is ``ep``
+        ranks ``etp`` apart, and with etp < tp it spans attention's TP (and CP) ranks. With
+        etp == tp (the default) it is ``ep`` ranks of the data-parallel (x CP) dimension.
+        """
+        return Group(self.ep, self.expert_tp)
+
+    @property
+    def etp_group(self) -> Group:
+        """The expert-tensor-parallel group: consecutive ranks sharing each expert's columns."""
+        return Group(self.expert_tp, 1)
 
     @property
     def pp_peer(self) -> Group:

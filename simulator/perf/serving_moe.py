@@ -13,8 +13,9 @@ tokens; their partial sums and the routed slices are then summed by one all-redu
 (each device adding its slice's rows to its shared partial), which also re-replicates.
 
 On average a device's experts receive ``t·k/ep`` (token, expert) assignments of the layer;
-``imbalance`` (max/mean) scales the busiest device's share. With ``ep == 1`` this is exactly
-the tensor-parallel layer of :func:`simulator.perf.mlp_ops.moe_specs`.
+``imbalance`` (max/mean, :mod:`simulator.perf.moe_balance`) scales the busiest device's
+share and the all-to-all bytes it receives and returns: the layer waits for it. With
+``ep == 1`` this is exactly the tensor-parallel layer of :func:`simulator.perf.mlp_ops.moe_specs`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def serving_moe_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec
     local = t / tp  # this device's slice of the tokens
     touched = experts_touched(e, k, t) / ep  # of this device's e/ep experts
     rows = t * k / ep * imbalance / touched  # assignments per touched expert
-    sent = local * k * group * h * p.eb  # every copy goes to all devices of its expert group
+    # every copy goes to all devices of its expert group; the busiest device receives (and
+    # returns) ``imbalance`` times the mean
+    sent = local * k * group * h * p.eb * imbalance
     stage = layout.tp_group
     specs: list = [
         norm("mlp.norm", batch.residual_tokens, h, model.norm is Norm.LAYERNORM, p, add=True),

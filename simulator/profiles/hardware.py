@@ -232,6 +232,27 @@ class AttentionEfficiency(BaseModel):
     backward: Sourced[Fraction] = Field(description="large-size fraction of peak, backward")
 
 
+class AllToAllEfficiency(BaseModel):
+    """What expert-parallel all-to-all kernels (DeepEP, Hybrid-EP, NVLinkOneSided) reach.
+
+    Dispatch and combine send every token copy straight to its expert's rank, so their
+    bandwidth differs from a ring collective's; inside a domain all peers are written at
+    once, so a small exchange costs one fixed floor rather than a step per peer. Absent
+    fields fall back to the collective efficiencies and to (n-1) link latencies.
+    """
+
+    model_config = SPEC_CONFIG
+
+    scale_up: Sourced[PositiveRatio] = Field(
+        description="all-to-all bandwidth per device / one-way scale-up link bandwidth")
+    scale_out: Sourced[PositiveRatio] | None = Field(
+        None, description="all-to-all bandwidth per device across domains / its own NIC's "
+                          "one-way bandwidth (all-to-all cannot aggregate several NICs)")
+    latency: Sourced[NonNegativeSeconds] | None = Field(
+        None, description="time of one small dispatch or combine inside a domain (the "
+                          "latency floor); across domains the scale-out latency is added")
+
+
 class Efficiency(BaseModel):
     """The fractions of peak that real kernels and collectives reach, and the fixed cost per
     kernel."""
@@ -262,6 +283,9 @@ class Efficiency(BaseModel):
     graph_launch: Sourced[NonNegativeSeconds] | None = Field(
         None, description="host time per kernel when a pass is replayed as a CUDA/HIP graph "
                           "(workload.cuda_graphs); absent: host_launch")
+    all_to_all: AllToAllEfficiency | None = Field(
+        None, description="expert-parallel all-to-all kernels; absent: the collective "
+                          "efficiencies and per-peer latencies")
 
 
 class HostLink(BaseModel):

@@ -20,6 +20,7 @@ from pydantic import (
 from simulator.errors import UnknownProfile
 from simulator.profiles.catalog import load_stack
 from simulator.profiles.input_files import not_a_readable_file
+from simulator.profiles.moe_routing import MoeRouting
 from simulator.profiles.numbers import (
     MAX_EMPIRICAL_VALUES,
     MAX_LOGNORMAL_CV,
@@ -299,6 +300,8 @@ class InferenceWorkload(BaseModel):
     prompt_tokens: TokenCount = Field(description="prompt length: a number or a distribution")
     output_tokens: TokenCount = Field(description="answer length: a number or a distribution")
     router: Router = Field(Router.LEAST_LOADED, description="how requests pick a replica")
+    moe: MoeRouting = Field(MoeRouting(), description="expert load balance (MoE models with "
+                            "ep > 1); serving defaults to none (the router's own imbalance)")
     batching: Batching = Field(Batching(), description="continuous-batching limits")
     disaggregation: Disaggregation | None = Field(
         None, description="separate prefill and decode pools (replaces replicas)")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.inference import InferenceParallelism, InferenceWorkload, mean_tokens
 from simulator.profiles.model import AttentionKind, ModelProfile
-from simulator.profiles.training import TrainingWorkload
+from simulator.profiles.training import TrainingParallelism, TrainingWorkload
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,31 @@ def _ep_fits_experts(ep: int, path: tuple[str, ...], model: ModelProfile) -> lis
     if model.moe.experts % ep:
         return [Problem(path, f"ep={ep} does not divide the model's {model.moe.experts} experts")]
     return []
+
+
+def _expert_folding(par: TrainingParallelism, dp: int, model: ModelProfile) -> list[Problem]:
+    """Megatron Core's MoE parallel folding: the experts' etp x ep group is a sub-group of
+    the tp x cp x dp ranks the attention runs on (physics_facts sec. 6)."""
+    base = ("workload", "parallelism")
+    etp = par.expert_tp
+    problems = []
+    if par.etp is not None and par.etp > 1 and model.moe is None:
+        problems.append(Problem((*base, "etp"), f"etp={par.etp} but {model.id} is a dense "
+                                                f"model (no experts); leave etp unset"))
+    if (par.ep > 1 or par.etp is not None) and (par.tp * par.cp * dp) % (par.ep * etp):
+        problems.append(Problem((*base, "ep"),
+                                f"ep*etp = {par.ep}*{etp} = {par.ep * etp} must divide "
+                                f"tp*cp*dp = {par.tp}*{par.cp}*{dp} = {par.tp * par.cp * dp} "
+                                f"(the experts' ranks fold into the attention's)"))
+    if par.etp is not None and model.moe is not None and model.moe.expert_ffn_size % etp:
+        problems.append(Problem((*base, "etp"),
+                                f"etp={etp} does not divide the experts' FFN size "
+                                f"({model.moe.expert_ffn_size})"))
+    if etp != par.tp and par.tp > 1 and par.sequence_parallel is False:
+        problems.append(Problem((*base, "etp"),
+                                f"etp={etp} different from tp={par.tp} needs "
+                                f"sequence_parallel (each TP rank routes its own tokens)"))
+    return problems
 
 
 def resolve_dp(workload: TrainingWorkload, accelerators: int) -> int | None:
@@ -95,10 +120,7 @@ def check_training(w: TrainingWorkload, model: ModelProfile, hardware: HardwareP
                   f"they do not split evenly over pp*vpp = {par.pp}*{par.vpp} = {stages} "
                   f"stages (first_stage_layers/last_stage_layers allow lighter end stages)")
         problems.append(Problem((*base, "pp"), f"the model's {model.layers} layers: {detail}"))
-    if par.ep > 1 and (dp * par.cp) % par.ep:
-        problems.append(Problem((*base, "ep"),
-                                f"ep={par.ep} must divide dp*cp = {dp}*{par.cp} = {dp * par.cp} "
-                                f"(experts are sharded over the data-parallel ranks)"))
+    problems += _expert_folding(par, dp, model)
     if par.cp > 1 and w.seq_len % (2 * par.cp):
         problems.append(Problem((*base, "cp"),
                                 f"seq_len ({w.seq_len}) must split into 2*cp = {2 * par.cp} "

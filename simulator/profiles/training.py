@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from annotated_types import Ge, Le
 from pydantic import BaseModel, Field, model_validator
 
+from simulator.profiles.moe_routing import MoeRouting
 from simulator.profiles.numbers import (
     SPEC_CONFIG,
     NotBool,
@@ -49,7 +50,12 @@ class TrainingParallelism(BaseModel):
     pp: PositiveInt = Field(1, description="pipeline parallel size (stages)")
     dp: PositiveInt | None = Field(None, description="data parallel size; derived if omitted")
     cp: PositiveInt = Field(1, description="context parallel size")
-    ep: PositiveInt = Field(1, description="expert parallel size (folds into dp*cp)")
+    ep: PositiveInt = Field(1, description="expert parallel size: ep*etp ranks of the "
+                                           "tp*cp*dp ones share one copy of the experts "
+                                           "(Megatron Core MoE parallel folding)")
+    etp: PositiveInt | None = Field(
+        None, description="expert tensor parallel size (each expert's columns split over "
+                          "etp ranks), independent of the attention's tp; default: tp")
     vpp: PositiveInt = Field(1, description="virtual pipeline stages per rank (interleaved)")
     zero: Literal[0, 1, 2, 3] = Field(
         1, description="ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also weights"
@@ -62,6 +68,11 @@ class TrainingParallelism(BaseModel):
                           "holds the embedding); the rest split evenly")
     last_stage_layers: PositiveInt | None = Field(
         None, description="layers on the last pipeline stage (it also holds the LM head)")
+
+    @property
+    def expert_tp(self) -> int:
+        """The experts' tensor-parallel size: ``etp``, or ``tp`` when not given."""
+        return self.tp if self.etp is None else self.etp
 
     def stage_layers(self, layers: int) -> list[int] | None:
         """Layers per pipeline stage, or None if they do not split as asked."""
@@ -210,6 +221,8 @@ class TrainingWorkload(BaseModel):
         True, description="fused attention (FlashAttention); false for frameworks that "
                           "write the s x s scores to HBM (e.g. Megatron-LM before 2023)")
     overlap: Overlap = Field(Overlap(), description="which communication the framework hides")
+    moe: MoeRouting = Field(MoeRouting(), description="expert load balance (MoE models); "
+                            "training defaults to forced (perfectly balanced) routing")
     finetune: Finetune = Field(Finetune(), description="full training or LoRA adapters")
     checkpoint: Checkpoint = Field(Checkpoint(), description="checkpoint cadence and storage")
     failures: Failures = Field(Failures(), description="job-interrupting failures at run scale")

@@ -72,7 +72,22 @@ CASES = {
     "ep that does not divide dp*cp": (
         "global_batch_size: 64\nparallelism: {ep: 8, pp: 2}",
         {"accelerators": 8, "model": "mixtral-8x7b"},
-        ["workload.parallelism.ep", "ep=8 must divide dp*cp = 4*1 = 4"]),
+        ["workload.parallelism.ep", "ep*etp = 8*1 = 8 must divide tp*cp*dp = 1*1*4 = 4"]),
+    "ep*etp that does not fold into tp*cp*dp": (
+        "global_batch_size: 64\nparallelism: {tp: 2, etp: 2, ep: 8}",
+        {"accelerators": 8, "model": "mixtral-8x7b"},
+        ["workload.parallelism.ep", "ep*etp = 8*2 = 16 must divide tp*cp*dp = 2*1*4 = 8"]),
+    "etp on a dense model": (
+        "global_batch_size: 64\nparallelism: {tp: 2, etp: 2}", {},
+        ["workload.parallelism.etp", "dense model"]),
+    "etp that does not divide the expert FFN": (
+        "global_batch_size: 66\nparallelism: {etp: 3}",
+        {"accelerators": 6, "model": "mixtral-8x7b"},
+        ["workload.parallelism.etp", "etp=3 does not divide the experts' FFN size (14336)"]),
+    "etp other than tp without sequence parallelism": (
+        "global_batch_size: 64\nparallelism: {tp: 2, etp: 1, ep: 8, sequence_parallel: false}",
+        {"accelerators": 8, "model": "mixtral-8x7b"},
+        ["workload.parallelism.etp", "etp=1 different from tp=2 needs sequence_parallel"]),
     "cp that does not split the sequence": (
         "global_batch_size: 64\nparallelism: {cp: 4}", {"seq_len": 4098},
         ["workload.parallelism.cp", "2*cp = 8 equal chunks"]),
@@ -103,5 +118,13 @@ def test_layout_error(tmp_path, case):
 
 def test_a_valid_layout_passes(tmp_path):
     path = scenario(tmp_path, "global_batch_size: 64\nparallelism: {tp: 2, pp: 2}")
+    result = run_cli("validate", str(path))
+    assert result.code == 0, result.err
+
+
+def test_ep_may_span_the_attention_tp_ranks(tmp_path):
+    # Megatron Core MoE parallel folding: tp=2, etp=1, ep=8 on 8 GPUs (dp=4 < ep)
+    path = scenario(tmp_path, "global_batch_size: 64\nparallelism: {tp: 2, etp: 1, ep: 8}",
+                    model="mixtral-8x7b")
     result = run_cli("validate", str(path))
     assert result.code == 0, result.err

@@ -24,9 +24,11 @@ from simulator.engine.serving.system import ServingSystem
 from simulator.engine.stepping import collector_paused, run_counting
 from simulator.errors import DoesNotFit
 from simulator.perf.layouts import inference_layout
+from simulator.perf.moe_balance import moe_imbalance
 from simulator.perf.roofline import run_precision
 from simulator.perf.serving_iteration import iteration_model
 from simulator.profiles.inference import ArrivalProcess, InferenceParallelism, InferenceWorkload
+from simulator.profiles.moe_routing import LoadBalancer
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.serving_stack import Admission
 from simulator.results.inference import InferenceResult, RequestRecords
@@ -73,7 +75,9 @@ def _pools(scenario: Scenario) -> list[_Pool]:
             raise DoesNotFit(f"{scenario.model.id} on {scenario.hardware.id} with tp={par.tp} "
                              f"pp={par.pp}: no room for a single KV-cache block after the "
                              f"weights, the workspace and the runtime reserve")
-        model = iteration_model(scenario.model, inference_layout(par), w.precision, kv)
+        imbalance = moe_imbalance(w.moe, scenario.model, par.ep, LoadBalancer.NONE)
+        model = iteration_model(scenario.model, inference_layout(par), w.precision, kv,
+                                imbalance)
         stack = StackCost.of(w.engine, kernels=model.kernels(),
                              max_batch=w.batching.max_batch_size)
         pools.append(_Pool(role=role, replicas=count, parallelism=par, capacity=capacity,

@@ -23,12 +23,14 @@ from dataclasses import dataclass, replace
 from simulator.engine.training.plan import PassCost
 from simulator.perf.footprint import lora_params_per_layer
 from simulator.perf.memory import activation_bytes_per_layer, even_stage_layers
+from simulator.perf.moe_balance import moe_imbalance
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
 from simulator.perf.quantize_ops import training_recipe
 from simulator.perf.roofline import op_time
 from simulator.perf.transformer import RECOMPUTE_PREFIX, StageLayers, training_ops
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import AttentionKind, ModelProfile
+from simulator.profiles.moe_routing import LoadBalancer
 from simulator.profiles.params import ParamCount, attention_params, count_params, ffn_params
 from simulator.profiles.training import FinetuneMethod, TrainingWorkload
 
@@ -194,7 +196,9 @@ class PassCosts:
                            w.recompute.value, _lora(w),
                            stage=StageLayers(first_layer=shape.first_layer, layers=shape.layers,
                                              embedding=shape.embedding, lm_head=shape.lm_head),
-                           flash_attention=w.flash_attention, quantization=self.recipe)
+                           flash_attention=w.flash_attention, quantization=self.recipe,
+                           imbalance=moe_imbalance(w.moe, self.model, w.parallelism.ep,
+                                                   LoadBalancer.FORCED))
         forward, backward = (pass_cost(self.hw, part, overlap_tp=w.overlap.tp_comm,
                                        overlap_ep=w.overlap.ep_comm,
                                        host_launch_s=self.host_launch_s)
@@ -268,7 +272,7 @@ def chunk_params(model: ModelProfile, workload: TrainingWorkload, shape: ChunkSh
     if shape.lm_head:
         tied_copy = model.tied_embeddings and not shape.embedding
         dense += (counts.lm_head or counts.embedding if tied_copy else counts.lm_head) + per_norm
-    dense, expert = dense / par.tp, expert / (par.ep * par.tp)
+    dense, expert = dense / par.tp, expert / (par.ep * par.expert_tp)
     if workload.finetune.method is FinetuneMethod.LORA:
         f = workload.finetune
         adapters = lora_params_per_layer(model, f.rank, f.targets) * shape.layers / par.tp

@@ -89,7 +89,9 @@ class _DataParallel:
         self.grad_bytes = w.grad_bytes
         replicas = (par.dp or 1) * par.cp
         self.dense = Group(replicas, par.tp)
-        self.expert = Group(max(1, replicas // par.ep), par.tp * par.ep)
+        # expert-data-parallel: tp*cp*dp / (ep*etp) ranks, etp*ep apart (MoE folding)
+        self.expert = Group(max(1, replicas * par.tp // (par.ep * par.expert_tp)),
+                            par.expert_tp * par.ep)
         self.lora = w.finetune.method is FinetuneMethod.LORA
         self.zero = 0 if self.lora else par.zero
 
