@@ -98,7 +98,7 @@ def _case(case_id: str, vendor: str, kind: str, metric: str, measured: float) ->
     return {"id": case_id, "title": f"case {case_id}",
             "source": {"url": "https://example.org", "locator": "Table 1"},
             "confidence": "V", "vendor": vendor, "kind": kind, "metric": metric,
-            "measured": measured, "assumptions": ["none"],
+            "measured": measured, "assumptions": ["none"], "used_for_calibration": False,
             "scenario": _scenario(case_id, kind, hardware)}
 
 
