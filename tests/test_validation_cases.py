@@ -166,6 +166,7 @@ def test_median_and_worst_per_vendor_kind_and_overall(fake_report):
         "vendor: AMD": (2, 1, 1, 0.30, 0.30, "B02"),
         "kind: training": (3, 2, 1, 0.15, 0.20, "A02"),
         "kind: inference": (3, 2, 1, 0.175, 0.30, "B02"),
+        "precision: bf16": (6, 4, 2, 0.15, 0.30, "B02"),  # every scenario keeps the default
     }
     assert set(by_group) == set(expected)
     for group, (cases, compared, failed, median, worst, worst_case) in expected.items():
@@ -184,6 +185,9 @@ def test_markdown_has_every_case_the_summary_the_date_and_the_command(fake_repor
         assert f"| {case_id} |" in text
     assert "+10.0%" in text and "-20.0%" in text and "-30.0%" in text
     assert "| all | 6 | 4 | 2 | 15.0% | 30.0% | B02 |" in text
+    # every fake case is held out: the calibration columns are empty
+    assert "| all | 4 | 15.0% | 30.0% | 0 | - | - |" in text
+    assert "| median, all figures | 7.0% | 15.0% | no |" in text
     assert "engine exploded" in text
     assert all(s.id in text for s in SKIPPED)
 
