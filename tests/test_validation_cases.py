@@ -29,10 +29,15 @@ from tests.conftest import ROOT
 CASES_DIR = ROOT / "validation" / "cases"
 CASE_FILES = sorted(CASES_DIR.glob("*.yaml"))
 PUBLIC_CASES = ROOT.parent / "shared" / "calibration" / "public_cases.yaml"
+PUBLIC_CASES_2 = ROOT.parent / "shared" / "calibration" / "public_cases_2.yaml"
 
 # Published configurations that xpusim's memory model does not fit today. Each is a finding
 # for the memory model (the real runs fitted), kept as published rather than bent to fit.
-KNOWN_OVER_CAPACITY: dict[str, str] = {}  # every case's layout fits (T23 since full recompute)
+KNOWN_OVER_CAPACITY: dict[str, str] = {
+    "T53": "MaxText keeps 5 x 8,192-token sequences per 32 GB v6e chip by offloading the "
+           "saved layer inputs and Q/K/V to host memory; xpusim has no activation offload "
+           "(53.7 GB of activations with full recomputation)",
+}
 
 
 # ---- the shipped cases -----------------------------------------------------------------
@@ -55,9 +60,11 @@ def test_the_suite_loads_as_a_whole_with_unique_ids():
     assert kinds == {"training", "inference"}
 
 
-@pytest.mark.skipif(not PUBLIC_CASES.exists(), reason="shared/calibration is not checked out")
-def test_every_public_case_is_covered_or_skipped_with_a_reason():
-    public = [c["id"] for c in yaml.safe_load(PUBLIC_CASES.read_text())["cases"]]
+@pytest.mark.parametrize("public_file", [PUBLIC_CASES, PUBLIC_CASES_2], ids=lambda p: p.name)
+def test_every_public_case_is_covered_or_skipped_with_a_reason(public_file):
+    if not public_file.exists():
+        pytest.skip("shared/calibration is not checked out")
+    public = [c["id"] for c in yaml.safe_load(public_file.read_text())["cases"]]
     ids = [c.case.id for c in load_cases(CASES_DIR)]
     skipped = {s.id for s in SKIPPED}
     missing = [p for p in public

@@ -32,7 +32,7 @@ class GroupSummary:
     worst_case: str | None
 
 
-def _group_summary(group: str, rows: list[CaseRow] | tuple[CaseRow, ...]) -> GroupSummary:
+def _group_summary(group: str, rows: Sequence[CaseRow]) -> GroupSummary:
     errors = [(r.abs_error, r.case.id) for r in rows if r.abs_error is not None]
     worst = max(errors, default=None)
     return GroupSummary(
