@@ -21,6 +21,7 @@ from simulator.validation import (
     read_metric,
     render_tables,
     run_cases,
+    split_summary,
     to_markdown,
 )
 from simulator.validation.runner import MetricMissing
@@ -291,3 +292,72 @@ def test_an_empty_or_missing_directory_is_an_input_error(tmp_path):
 
 def _line_of(path: Path, text: str) -> int:
     return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+# ---- calibration flags, sustainable-rate cases and the held-out split --------------------
+
+def _server_case(case_id: str, metric: str, **extra) -> dict:
+    case = _case(case_id, "NVIDIA", "inference", metric, 1.0)
+    case["scenario"]["workload"].update(
+        arrivals={"process": "poisson", "rate_per_s": 2.0, "requests": 40},
+        slo={"ttft_s": 1.0, "tpot_s": 0.1})
+    case.update(extra)
+    return case
+
+
+def test_calibration_flags_must_name_what_they_informed(tmp_path):
+    case = _case("A01", "NVIDIA", "training", "training.step_time_s", 1.0)
+    case["used_for_calibration"] = True
+    [error] = _errors(_write(tmp_path / "a.yaml", case))
+    assert "needs calibrated_parameters" in error.message
+    case["used_for_calibration"], case["calibrated_parameters"] = False, "the MTBF"
+    [error] = _errors(_write(tmp_path / "b.yaml", case))
+    assert "used_for_calibration is false" in error.message
+    del case["used_for_calibration"]
+    assert any(e.path == "used_for_calibration" and "required" in e.message
+               for e in _errors(_write(tmp_path / "c.yaml", case)))
+
+
+def test_a_sustainable_rate_case_needs_a_rate_and_a_slo(tmp_path):
+    offline = _case("A01", "NVIDIA", "inference", "inference.sustainable_rate_per_s", 1.0)
+    [error] = _errors(_write(tmp_path / "a.yaml", offline))
+    assert error.path == "metric" and "arrivals.process: offline has none" in error.message
+    no_slo = _server_case("A02", "inference.sustainable_rate_per_s")
+    del no_slo["scenario"]["workload"]["slo"]
+    [error] = _errors(_write(tmp_path / "b.yaml", no_slo))
+    assert "needs workload.slo" in error.message
+
+
+def test_capacity_case_links_a_latency_to_a_sustainable_rate_case_of_the_suite(tmp_path):
+    tput = _server_case("A01", "inference.output_tokens_per_s", capacity_case="A09")
+    [error] = _errors(_write(tmp_path / "a.yaml", tput))
+    assert "belongs on a latency case" in error.message
+    (tmp_path / "a.yaml").unlink()
+    _write(tmp_path / "b.yaml", _server_case("A02", "inference.ttft_s.mean",
+                                             capacity_case="A03"))
+    with pytest.raises(InputErrors, match="capacity_case 'A03' is not a case with metric"):
+        load_cases(tmp_path)
+    _write(tmp_path / "c.yaml", _server_case("A03", "inference.sustainable_rate_per_s"))
+    assert {c.case.id for c in load_cases(tmp_path)} == {"A02", "A03"}
+
+
+def test_the_split_reports_held_out_and_calibration_figures_apart(tmp_path):
+    cases = [_case(i, v, k, m, measured) for i, (v, k, m, measured, _) in FAKE.items()]
+    cases[0].update(used_for_calibration=True, calibrated_parameters="the MTBF")  # A01 +10%
+    for case in cases:
+        _write(tmp_path / f"{case['id']}.yaml", case)
+    report = run_cases(tmp_path, _fake_simulate)
+    split = {s.group: s for s in split_summary(report)}
+    # held out: A02 20%, B01 5%, B02 30% -> median 20%, worst 30% (B02)
+    assert split["all"].held_out.compared == 3
+    assert split["all"].held_out.median_abs_error == pytest.approx(0.20)
+    assert split["all"].held_out.worst_case == "B02"
+    # calibration: A01 alone
+    assert split["all"].calibration.compared == 1
+    assert split["all"].calibration.median_abs_error == pytest.approx(0.10)
+    # a group with no calibration figure still has its row, empty
+    assert split["vendor: AMD"].calibration.compared == 0
+    assert split["vendor: AMD"].calibration.median_abs_error is None
+    text = to_markdown(report, command="x", date="2026-05-01")
+    assert "| all | 3 | 20.0% | 30.0% | 1 | 10.0% | 10.0% |" in text
+    assert "| A01 | case A01 | NVIDIA | training | `training.step_time_s` | calibration |" in text
