@@ -171,8 +171,9 @@ def render(result: PlanResult, plot_note: str | None, out: str | None) -> None:
     if result.kind == "training" and result.limit is not None:
         columns.append("meets_deadline")
     if result.winner is not None:
+        extra = ["sustainable_rate_per_s"] if "sustainable_rate_per_s" in result.winner else []
         console.print(_table(f"Winner ({result.goal}, by {result.objective})",
-                             [result.winner], columns))
+                             [result.winner], columns + extra))
     else:
         console.print(f"no winner: {result.goal} found nothing that meets the goal",
                       markup=False)

@@ -342,5 +342,9 @@ def _winner_capacity(plan: PlanResult, ctx: ServingContext) -> None:
         plan.notes.append(f"sustainable rate not searched: {exc.message}")
         return
     winner["sustainable_rate_per_s"] = found.rate_per_s
-    plan.notes.append(f"the winner sustains the SLO up to {found.describe()}; "
-                      f"{ctx.rate_per_s:g} req/s was asked")
+    if found.rate_per_s is None:
+        plan.notes.append(f"sustainable rate: none found ({found.describe()})")
+        return
+    plan.notes.append(f"the winner meets the SLO up to {found.rate_per_s:.4g} req/s "
+                      f"({found.describe()}), {found.rate_per_s / ctx.rate_per_s:.2f}x the "
+                      f"{ctx.rate_per_s:g} req/s asked")

@@ -197,6 +197,7 @@ def _summary_md(report: ValidationReport) -> list[str]:
 
 def _split_md(report: ValidationReport) -> list[str]:
     def cells(s: GroupSummary) -> list[str]:
+        """Compared count, median and worst of one half of the split."""
         return [str(s.compared), format_error(s.median_abs_error, signed=False),
                 format_error(s.worst_abs_error, signed=False)]
 
@@ -212,6 +213,7 @@ def _guard_md(report: ValidationReport) -> list[str]:
     f = guard_figures(report)
 
     def row(name: str, target: float, value: float | None, extra: str = "") -> list[str]:
+        """One figure against its target, and whether it is met."""
         met = "yes" if value is not None and value <= target else "no"
         return [name, format_error(target, signed=False),
                 format_error(value, signed=False) + extra, met]
