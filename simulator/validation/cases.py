@@ -146,9 +146,11 @@ SKIPPED: tuple[Skipped, ...] = (
             "compared as step time: the published iteration time and MFU (or tokens/s) carry "
             "the same information, and step time does not depend on FLOP-counting "
             "conventions."),
-    Skipped("T40/T41/T43/T45/T46 siblings of the same round",
-            "listed in public_cases_2 for context (other systems or partners with the same "
-            "recipe); not yet written as cases."),
+    Skipped("T40/T43/I43 partner systems, T40 MI350X",
+            "siblings in public_cases_2 that repeat a compared case's recipe on another "
+            "vendor's chassis (block times within 1-5% of it), and MI350X, which has no "
+            "hardware profile; the other siblings are cases (T41-gb300, T41-512, "
+            "T41-512-gb300, T45-16xmi300x, T45-8xmi325x, T46-gb300-*, I43-h200-offline)."),
     Skipped("I45/I50 derived figures", "arithmetic on the published figures (decode ms per "
                                        "step, a weight-read floor), not measurements."),
     Skipped("I50 speculative decoding", "the tutorial's sibling with a Llama 3.2 1B draft "
