@@ -33,10 +33,10 @@ CASES_DIR = ROOT / "validation" / "cases"
 VALIDATION_DOC = ROOT / "docs" / "validation.md"
 
 # Ratchet, recorded 2026-12-02 (issue 15 data: public_cases_2 cases, sustainable-rate rows).
-MEDIAN_LIMIT = 0.13  # recorded 12.8% (docs/validation.md, "median, all figures")
-# recorded: NVIDIA 12.4%, AMD 43.0%, Intel 5.5% (its limit is the target), Google 21.7%,
+MEDIAN_LIMIT = 0.13  # recorded 12.9% (docs/validation.md, "median, all figures")
+# recorded: NVIDIA 12.6%, AMD 23.6%, Intel 5.5% (its limit is the target), Google 21.7%,
 # AWS 41.7%; a vendor without an entry is held to the target (12%)
-VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.13, "AMD": 0.44, "Intel": 0.12,
+VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.13, "AMD": 0.24, "Intel": 0.12,
                                           "Google": 0.22, "AWS": 0.42}
 CASE_LIMIT = 1.60  # recorded 158.9% (I44-maverick-h100-128-2048; attention DP not modelled)
 # Cases known not to produce a prediction, with the reason; a new failure, or a known one
