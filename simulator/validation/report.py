@@ -124,8 +124,8 @@ def cases_table(report: ValidationReport) -> Table:
 
 
 def summary_table(report: ValidationReport) -> Table:
-    """The median and worst absolute error overall, per vendor and per kind."""
-    table = Table(title="Absolute error by vendor and kind")
+    """The median and worst absolute error overall, per vendor, per kind and per precision."""
+    table = Table(title="Absolute error by vendor, kind and precision")
     table.add_column("group")
     for name in ("cases", "compared", "failed", "median |error|", "worst |error|"):
         table.add_column(name, justify="right")
