@@ -32,7 +32,8 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"results", "profiles", "perf", "units", "errors"},
     "studies": {"simulate", "loading", "report", "results", "economics", "perf", "profiles",
                 "units", "errors"},
-    "validation": {"simulate", "loading", "results", "profiles", "units", "errors"},
+    # sustainable-rate cases use the rate search of studies.capacity
+    "validation": {"simulate", "loading", "studies", "results", "profiles", "units", "errors"},
     "simulator": {"loading", "profiles", "errors"},  # the package's own __init__
 }
 MAX_FILE_LINES = 400

@@ -1,10 +1,13 @@
-"""Guard (issue 6): xpusim may not drift further from the published measurements.
+"""Guard (issues 6 and 15): xpusim may not drift further from the published measurements.
 
 Runs every case in ``validation/cases`` through the real :func:`simulator.simulate.simulate`.
-The issue's targets are a median absolute error of at most 15% and no case beyond 35%. Until
-calibration reaches them, the limits below are a ratchet set just above the figures of the
-last recorded run (the summary of docs/validation.md): a change that makes the simulator
-less true fails, and each calibration step lowers them toward the targets.
+The targets of issue 15 are :data:`simulator.validation.guard.TARGETS`: a median absolute
+error of at most 7% over all figures, at most 12% for every vendor, no figure beyond 35%
+(server-mode latencies at a published rate exempt when their sustainable-rate counterpart
+is compared) and no case without a prediction. Until calibration reaches them, the limits
+below are a ratchet set just above the figures of the last recorded run (the "Targets"
+table of docs/validation.md): a change that makes the simulator less true fails, and each
+calibration step lowers them toward the targets.
 """
 
 from __future__ import annotations
@@ -13,41 +16,40 @@ import re
 
 import pytest
 
-from simulator.validation import CaseRow, ValidationReport, error_summary, run_cases
+from simulator.validation import (
+    TARGETS,
+    CaseRow,
+    Limits,
+    ValidationReport,
+    guard_figures,
+    guard_violations,
+    run_cases,
+)
 from simulator.validation.cases import Case, Source
 from simulator.validation.report import format_error
 from tests.conftest import ROOT
 
 CASES_DIR = ROOT / "validation" / "cases"
 VALIDATION_DOC = ROOT / "docs" / "validation.md"
-MEDIAN_LIMIT = 0.08  # recorded 2026-12-02 (issue 15 training physics, Blackwell sweeps): 7.0%
-CASE_LIMIT = 0.93  # recorded 2026-12-02: 89.5% (I04-server-ttft)
-# How far above the recorded run a limit may sit: a ratchet, not a loose bound.
-MEDIAN_SLACK, CASE_SLACK = 0.01, 0.05
+
+# Ratchet, recorded 2026-12-02 (issue 15 data: public_cases_2 cases, sustainable-rate rows).
+MEDIAN_LIMIT = 0.13  # recorded 12.9% (docs/validation.md, "median, all figures")
+# recorded: NVIDIA 12.6%, AMD 23.6%, Intel 5.5% (its limit is the target), Google 21.7%,
+# AWS 41.7%; a vendor without an entry is held to the target (12%)
+VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.13, "AMD": 0.24, "Intel": 0.12,
+                                          "Google": 0.22, "AWS": 0.42}
+CASE_LIMIT = 1.60  # recorded 158.9% (I44-maverick-h100-128-2048; attention DP not modelled)
 # Cases known not to produce a prediction, with the reason; a new failure, or a known one
 # that starts working, fails the guard so that this list stays true.
-KNOWN_FAILURES: dict[str, str] = {}
-
-
-def guard_violations(report: ValidationReport, median_limit: float = MEDIAN_LIMIT,
-                     case_limit: float = CASE_LIMIT,
-                     known_failures: dict[str, str] | None = None) -> list[str]:
-    """What the guard objects to in ``report`` (nothing: it passes)."""
-    known = KNOWN_FAILURES if known_failures is None else known_failures
-    problems = []
-    failed = {r.case.id: r.failure for r in report.failed}
-    if set(failed) != set(known):
-        problems.append(f"cases without a prediction: {failed} (known: {sorted(known)})")
-    overall = error_summary(report)[0]
-    if overall.median_abs_error is None or overall.median_abs_error > median_limit:
-        problems.append(f"median |error| {overall.median_abs_error} > {median_limit:.0%}; per "
-                        "group:\n" + "\n".join(f"{s.group}: median {s.median_abs_error}, worst "
-                                               f"{s.worst_abs_error} ({s.worst_case})"
-                                               for s in error_summary(report)))
-    problems += [f"{r.case.id}: predicted {r.predicted:.4g}, measured {r.case.measured:.4g} "
-                 f"({r.signed_error:+.1%}) is beyond {case_limit:.0%}"
-                 for r in report.compared if r.abs_error is not None and r.abs_error > case_limit]
-    return problems
+KNOWN_FAILURES: dict[str, str] = {
+    "T53": "DoesNotFit: the recipe offloads saved activations to host memory (MaxText remat "
+           "policy with host offload); activation offload is a missing feature",
+}
+RATCHET = Limits(median=MEDIAN_LIMIT, vendor_median=VENDOR_MEDIAN_LIMITS,
+                 default_vendor_median=TARGETS.for_vendor(""), case=CASE_LIMIT,
+                 known_failures=KNOWN_FAILURES)
+# How far above the recorded run a limit may sit: a ratchet, not a loose bound.
+MEDIAN_SLACK, CASE_SLACK = 0.01, 0.05
 
 
 @pytest.fixture(scope="module")
@@ -56,36 +58,47 @@ def report():
 
 
 def test_the_shipped_cases_pass_the_guard(report):
-    problems = guard_violations(report)
+    problems = guard_violations(report, RATCHET)
     assert not problems, "\n".join(problems)
 
 
 def test_the_recorded_run_in_the_docs_is_this_run(report):
     """docs/validation.md shows what the code predicts today (regenerate it with
     ``xpusim validate-against validation/ --markdown docs/validation.md``)."""
-    overall = error_summary(report)[0]
-    recorded = _recorded_summary()
-    assert recorded["cases"] == len(report.rows)
-    assert recorded["median"] == format_error(overall.median_abs_error, signed=False)
-    assert recorded["worst"] == format_error(overall.worst_abs_error, signed=False)
-    assert recorded["worst_case"] == overall.worst_case
+    figures = guard_figures(report)
+    recorded = _recorded_targets()
+    assert _recorded_case_count() == len(report.rows)
+    assert recorded["median, all figures"] == format_error(figures.median, signed=False)
+    for vendor, median in figures.vendor_medians.items():
+        assert recorded[f"median, vendor {vendor}"] == format_error(median, signed=False)
+    worst = next(v for k, v in recorded.items() if k.startswith("worst figure"))
+    assert worst == f"{format_error(figures.worst, signed=False)} ({figures.worst_case})"
 
 
 def test_the_limits_are_ratchets_just_above_the_recorded_run():
     """A limit below the recorded run would fail the shipped cases; one far above it would
     let the simulator drift back unnoticed: calibration that improves the recorded figures
-    must tighten the limits too."""
-    recorded = _recorded_summary()
-    median, worst = _fraction(recorded["median"]), _fraction(recorded["worst"])
-    assert median <= MEDIAN_LIMIT <= median + MEDIAN_SLACK
-    assert worst <= CASE_LIMIT <= worst + CASE_SLACK
+    must tighten the limits too. A limit never needs to sit above the target."""
+    recorded = _recorded_targets()
+    median = _fraction(recorded["median, all figures"])
+    worst = _fraction(next(v for k, v in recorded.items() if k.startswith("worst figure")))
+    assert median <= MEDIAN_LIMIT <= max(median + MEDIAN_SLACK, TARGETS.median)
+    assert worst <= CASE_LIMIT <= max(worst + CASE_SLACK, TARGETS.case)
+    vendors = {k.removeprefix("median, vendor "): _fraction(v) for k, v in recorded.items()
+               if k.startswith("median, vendor ")}
+    for vendor, value in vendors.items():
+        limit = RATCHET.for_vendor(vendor)
+        assert value <= limit <= max(value + MEDIAN_SLACK, TARGETS.for_vendor(vendor)), vendor
 
 
 # ---- the guard itself fails when it should ------------------------------------------------
-def _row(case_id: str, error: float | None, failure: str | None = None) -> CaseRow:
+def _row(case_id: str, error: float | None, failure: str | None = None, *,
+         vendor: str = "NVIDIA", capacity_case: str | None = None) -> CaseRow:
+    metric = "inference.ttft_s.p99" if capacity_case else "training.step_time_s"
     case = Case(id=case_id, title="synthetic", source=Source(url="u", locator="l"),
-                confidence="V", vendor="NVIDIA", kind="training",
-                metric="training.step_time_s", measured=2.0, scenario={})
+                confidence="V", vendor=vendor, kind=metric.split(".")[0], metric=metric,
+                measured=2.0, used_for_calibration=False, capacity_case=capacity_case,
+                scenario={})
     predicted = None if error is None else 2.0 * (1 + error)
     return CaseRow(case=case, file="synthetic.yaml", predicted=predicted, failure=failure,
                    seconds=0.0)
@@ -95,39 +108,85 @@ def _report(*rows: CaseRow) -> ValidationReport:
     return ValidationReport(rows=rows, directory="synthetic")
 
 
+LIMITS = Limits(median=0.10, vendor_median={"AMD": 0.20}, default_vendor_median=0.15,
+                case=0.40)
+
+
 def test_the_guard_passes_errors_within_its_limits():
-    inside = _report(_row("T01", MEDIAN_LIMIT - 0.01), _row("T02", -(MEDIAN_LIMIT - 0.02)),
-                     _row("T03", CASE_LIMIT - 0.01))
-    assert guard_violations(inside) == []
+    inside = _report(_row("T01", 0.09), _row("T02", -0.08), _row("T03", 0.39))
+    assert guard_violations(inside, LIMITS) == []
 
 
 def test_the_guard_fails_a_median_beyond_its_limit():
-    drifted = _report(*(_row(f"T{i:02d}", MEDIAN_LIMIT + 0.01) for i in range(1, 6)))
-    problems = guard_violations(drifted)
+    # five NVIDIA rows at 11%: the overall median (limit 10%) fails, NVIDIA's (15%) does not
+    drifted = _report(*(_row(f"T{i:02d}", 0.11) for i in range(1, 6)))
+    problems = guard_violations(drifted, LIMITS)
     assert len(problems) == 1 and problems[0].startswith("median |error|")
 
 
+def test_the_guard_fails_one_vendor_beyond_its_own_median_limit():
+    # NVIDIA 0,0,0 and AMD 0.25, 0.25: overall median 0 (fine), AMD's 25% > its 20% limit
+    rows = [_row(f"T0{i}", 0.0) for i in range(1, 4)]
+    rows += [_row(f"I0{i}", 0.25, vendor="AMD") for i in range(1, 3)]
+    problems = guard_violations(_report(*rows), LIMITS)
+    assert problems == ["vendor AMD: median |error| 25.0% > 20.0%"]
+
+
 def test_the_guard_fails_one_case_beyond_its_limit():
-    one_far = _report(_row("T01", 0.0), _row("T02", 0.01), _row("I09", -(CASE_LIMIT + 0.02)))
-    problems = guard_violations(one_far)
+    one_far = _report(_row("T01", 0.0), _row("T02", 0.01), _row("I09", -0.42))
+    problems = guard_violations(one_far, LIMITS)
     assert len(problems) == 1 and problems[0].startswith("I09: ")
+
+
+def test_a_server_latency_is_exempt_only_through_its_compared_capacity_case():
+    latency = _row("I04-server-ttft", -0.90, capacity_case="I04-server-capacity")
+    fine = [_row("T01", 0.0), _row("T02", 0.0), _row("T03", 0.0)]
+    # the counterpart is compared: the latency's -90% is exempt, the counterpart's +30% is not
+    exempt = _report(*fine, latency, _row("I04-server-capacity", 0.30))
+    assert guard_violations(exempt, LIMITS) == []
+    assert guard_figures(exempt).exempt == ("I04-server-ttft",)
+    assert guard_figures(exempt).worst_case == "I04-server-capacity"
+    # the counterpart beyond the limit fails in its own name
+    far = _report(*fine, latency, _row("I04-server-capacity", 0.50))
+    assert [p.split(":")[0] for p in guard_violations(far, LIMITS)] == ["I04-server-capacity"]
+    # no counterpart in the run (or one without a prediction): the latency is held to the limit
+    alone = _report(*fine, latency)
+    assert [p.split(":")[0] for p in guard_violations(alone, LIMITS)] == ["I04-server-ttft"]
+    broken = _report(*fine, latency, _row("I04-server-capacity", None, failure="boom"))
+    known = Limits(median=0.10, case=0.40, known_failures={"I04-server-capacity": "boom"})
+    assert [p.split(":")[0] for p in guard_violations(broken, known)] == ["I04-server-ttft"]
 
 
 def test_the_guard_fails_a_new_failure_and_a_known_one_that_works():
     broken = _report(_row("T01", 0.0), _row("T02", None, failure="RuntimeError: boom"))
-    assert any("T02" in p for p in guard_violations(broken))
+    assert any("T02" in p for p in guard_violations(broken, LIMITS))
     fixed = _report(_row("T01", 0.0), _row("T02", 0.0))
-    assert guard_violations(fixed, known_failures={"T02": "was broken"})
+    assert guard_violations(fixed, Limits(median=0.1, case=0.4,
+                                          known_failures={"T02": "was broken"}))
 
 
-def _recorded_summary() -> dict[str, str | int]:
-    """The 'all' row of the summary table in docs/validation.md."""
-    match = re.search(r"^\| all \| (\d+) \| \d+ \| \d+ \| ([\d.]+%) \| ([\d.]+%) \| (\S+) \|$",
-                      VALIDATION_DOC.read_text(), flags=re.MULTILINE)
+def test_the_targets_are_those_of_issue_15():
+    assert (TARGETS.median, TARGETS.for_vendor("anyone"), TARGETS.case) == (0.07, 0.12, 0.35)
+    assert not TARGETS.known_failures
+
+
+def _recorded_targets() -> dict[str, str]:
+    """The 'now' column of the Targets table in docs/validation.md, by figure."""
+    text = VALIDATION_DOC.read_text()
+    section = text.split("### Targets (issue 15)", 1)
+    assert len(section) == 2, "docs/validation.md has no Targets table"
+    rows = re.findall(r"^\| ([^|]+?) \| [\d.%]+ \| ([^|]+?) \| (?:yes|no) \|$", section[1],
+                      flags=re.MULTILINE)
+    assert rows, "the Targets table of docs/validation.md is empty"
+    return dict(rows)
+
+
+def _recorded_case_count() -> int:
+    match = re.search(r"^\| all \| (\d+) \| \d+ \| \d+ \|", VALIDATION_DOC.read_text(),
+                      flags=re.MULTILINE)
     assert match, "docs/validation.md has no summary row for 'all'"
-    return {"cases": int(match[1]), "median": match[2], "worst": match[3],
-            "worst_case": match[4]}
+    return int(match[1])
 
 
-def _fraction(percent: str | int) -> float:
-    return float(str(percent).rstrip("%")) / 100
+def _fraction(percent: str) -> float:
+    return float(percent.split("%")[0]) / 100

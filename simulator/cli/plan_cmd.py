@@ -65,6 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                          help="largest fleet considered (default 1024)")
     serving.add_argument("--latency", choices=("ttft", "tpot", "e2e"), default="ttft",
                          help="the latency (p99) traded against cost on the Pareto front")
+    serving.add_argument("--capacity", action="store_true",
+                         help="also search the winner's highest arrival rate that still "
+                              "meets the SLO (sustainable_rate_per_s; about 8 more "
+                              "simulations)")
     training = p.add_argument_group("training")
     training.add_argument("--deadline", type=duration, metavar="TIME",
                           help="time to train to meet, with failures, e.g. '30 d' or '720 h'")
@@ -115,6 +119,9 @@ def plan(args: argparse.Namespace) -> int:
     base = base_from(args)
     with executor_from(args) as executor:
         if base.kind == "training":
+            if args.capacity:
+                raise InputError("--capacity searches the arrival rate a serving deployment "
+                                 "sustains; this is a training scenario")
             if args.goal is None:
                 args.goal = "fastest"
             result = plan_training(
@@ -130,7 +137,7 @@ def plan(args: argparse.Namespace) -> int:
                 base, rate_per_s=args.rate, profiles=args.profiles, precisions=args.precisions,
                 tps=args.tp, eps=args.ep, max_batch_sizes=args.max_batch,
                 max_accelerators=args.max_accelerators, latency=args.latency, top=args.top,
-                executor=executor)
+                capacity=args.capacity, executor=executor)
     if out is not None:
         rows = result.evaluated + result.pruned
         columns = list(dict.fromkeys(k for row in rows for k in row))
@@ -164,8 +171,9 @@ def render(result: PlanResult, plot_note: str | None, out: str | None) -> None:
     if result.kind == "training" and result.limit is not None:
         columns.append("meets_deadline")
     if result.winner is not None:
+        extra = ["sustainable_rate_per_s"] if "sustainable_rate_per_s" in result.winner else []
         console.print(_table(f"Winner ({result.goal}, by {result.objective})",
-                             [result.winner], columns))
+                             [result.winner], columns + extra))
     else:
         console.print(f"no winner: {result.goal} found nothing that meets the goal",
                       markup=False)

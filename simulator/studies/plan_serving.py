@@ -33,6 +33,7 @@ from simulator.profiles.catalog import load_hardware
 from simulator.profiles.inference import ArrivalProcess, InferenceWorkload, mean_tokens
 from simulator.profiles.overrides import apply_overrides
 from simulator.profiles.scenario import Scenario
+from simulator.studies.capacity import scenario_capacity
 from simulator.studies.executors import Executor, InProcessExecutor
 from simulator.studies.pareto import pareto_front
 from simulator.studies.plan import PlanResult, base_scenario, default_tps, eligible, ranked
@@ -214,12 +215,14 @@ def plan_serving(base: Base, *, rate_per_s: float | None = None,
                  profiles: Sequence[str] | None = None, precisions: Sequence[str] | None = None,
                  tps: Sequence[int] | None = None, eps: Sequence[int] | None = None,
                  max_batch_sizes: Sequence[int] | None = None, max_accelerators: int = 1024,
-                 latency: str = "ttft", top: int = 5,
+                 latency: str = "ttft", top: int = 5, capacity: bool = False,
                  executor: Executor | None = None) -> PlanResult:
     """The cheapest deployment meeting the scenario's SLO at ``rate_per_s`` (default: the
     scenario's arrival rate). Unset lists keep the scenario's value; ``tps`` defaults to the
     powers of two up to 8 that fit the scale-up domain and divide the heads, ``eps`` to tp
-    for MoE models (experts spread over the replica) and 1 for dense ones."""
+    for MoE models (experts spread over the replica) and 1 for dense ones. With
+    ``capacity``, the winner also gets ``sustainable_rate_per_s``: the highest rate it meets
+    the SLO at (:mod:`simulator.studies.capacity`), its headroom over the target rate."""
     scenario = base_scenario(base)
     w = scenario.workload
     if not isinstance(w, InferenceWorkload):
@@ -240,6 +243,8 @@ def plan_serving(base: Base, *, rate_per_s: float | None = None,
                       title=f"{scenario.name}: cheapest meeting the SLO at {rate:g} req/s")
     answers = _search_shapes(plan, ctx, shapes, executor or InProcessExecutor())
     _choose_deployment(plan, answers, top)
+    if capacity and plan.winner is not None:
+        _winner_capacity(plan, ctx)
     plan.notes.insert(0, f"{len(shapes)} shapes: {len(plan.pruned)} pruned without simulating, "
                          f"{plan.simulations} simulations to find each shape's fewest replicas")
     return plan
@@ -316,3 +321,30 @@ def _choose_deployment(plan: PlanResult, answers: list[dict[str, Any]], top: int
     else:
         plan.notes.append("no deployment meets the SLO within the search space")
     plan.pareto = pareto_front([r for r in plan.evaluated if eligible(plan, r)], plan.x, plan.y)
+
+
+def _winner_capacity(plan: PlanResult, ctx: ServingContext) -> None:
+    """Search the winner's highest sustainable rate; record it on the winner and in a note
+    (or, where the search does not apply, why not)."""
+    from simulator.simulate import simulate
+
+    winner = plan.winner
+    assert winner is not None
+    shape = Shape(hardware=None if winner["hardware"] == ctx.base_hardware else
+                  winner["hardware"], precision=winner["precision"], tp=winner["tp"],
+                  ep=winner["ep"], max_batch_size=winner["max_batch_size"])
+    overrides = shape_overrides(shape, ctx, winner["replicas"], _pp(ctx.base))
+    scenario = scenario_from_dict(apply_overrides(ctx.base.data, overrides),
+                                  base_dir=ctx.base.base_dir, overrides=overrides)
+    try:
+        found = scenario_capacity(scenario, simulate, start=ctx.rate_per_s)
+    except InputError as exc:
+        plan.notes.append(f"sustainable rate not searched: {exc.message}")
+        return
+    winner["sustainable_rate_per_s"] = found.rate_per_s
+    if found.rate_per_s is None:
+        plan.notes.append(f"sustainable rate: none found ({found.describe()})")
+        return
+    plan.notes.append(f"the winner meets the SLO up to {found.rate_per_s:.4g} req/s "
+                      f"({found.describe()}), {found.rate_per_s / ctx.rate_per_s:.2f}x the "
+                      f"{ctx.rate_per_s:g} req/s asked")

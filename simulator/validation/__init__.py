@@ -17,27 +17,45 @@ from simulator.validation.cases import (
     load_case_file,
     load_cases,
 )
+from simulator.validation.guard import (
+    TARGETS,
+    GuardFigures,
+    Limits,
+    guard_figures,
+    guard_violations,
+    is_exempt,
+)
 from simulator.validation.report import (
     GroupSummary,
+    SplitSummary,
     error_summary,
     render_tables,
+    split_summary,
     to_markdown,
 )
 from simulator.validation.runner import CaseRow, ValidationReport, read_metric, run_cases
 
 __all__ = [
     "SKIPPED",
+    "TARGETS",
     "Case",
     "CaseRow",
     "GroupSummary",
+    "GuardFigures",
+    "Limits",
     "LoadedCase",
     "Skipped",
+    "SplitSummary",
     "ValidationReport",
     "error_summary",
+    "guard_figures",
+    "guard_violations",
+    "is_exempt",
     "load_case_file",
     "load_cases",
     "read_metric",
     "render_tables",
     "run_cases",
+    "split_summary",
     "to_markdown",
 ]

@@ -17,17 +17,29 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from annotated_types import Gt
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from simulator.errors import InputError, InputErrors, XpusimError
 from simulator.loading import scenario_from_dict
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.validation import dotted, to_input_errors
 from simulator.profiles.yaml_source import Loc, YamlDocument, read_yaml
+from simulator.studies.capacity import check_searchable
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 CaseId = Annotated[str, StringConstraints(pattern=r"^[A-Z][0-9]{2}[A-Za-z0-9.-]*$")]
+# The metric of a sustainable-rate case: not read from one result but searched for
+# (simulator.studies.capacity): the highest arrival rate meeting the scenario's SLO.
+CAPACITY_METRIC = "inference.sustainable_rate_per_s"
+LATENCY_METRICS = ("inference.ttft_s.", "inference.tpot_s.", "inference.e2e_s.")
 MetricPath = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")]
 
 
@@ -64,7 +76,35 @@ class Case(BaseModel):
                           "a metric that mixes effects, ...)")
     assumptions: tuple[str, ...] = Field(
         (), description="where the source is silent, and what the scenario assumes")
+    used_for_calibration: bool = Field(
+        description="true when the measurement informed a number in a profile (its error "
+                    "is then not a test of prediction and is reported apart)")
+    calibrated_parameters: str | None = Field(
+        None, description="which profile numbers it informed (required when "
+                          "used_for_calibration is true)")
+    capacity_case: CaseId | None = Field(
+        None, description="for a latency measured at a published server rate: the id of the "
+                          "case that compares the sustainable rate of the same setup")
     scenario: dict[str, Any] = Field(description="a full inline scenario mapping")
+
+    @model_validator(mode="after")
+    def _calibration_named(self) -> Case:
+        if self.used_for_calibration and not self.calibrated_parameters:
+            raise ValueError("used_for_calibration: true needs calibrated_parameters (which "
+                             "profile numbers the measurement informed)")
+        if not self.used_for_calibration and self.calibrated_parameters:
+            raise ValueError("calibrated_parameters is given but used_for_calibration is "
+                             "false")
+        if self.capacity_case is not None and not self.metric.startswith(LATENCY_METRICS):
+            raise ValueError(f"capacity_case belongs on a latency case (metric "
+                             f"{' or '.join(m + '...' for m in LATENCY_METRICS)}), not on "
+                             f"{self.metric}")
+        return self
+
+    @property
+    def is_capacity(self) -> bool:
+        """Whether the predicted figure is the searched sustainable rate."""
+        return self.metric == CAPACITY_METRIC
 
 
 @dataclass(frozen=True)
@@ -85,20 +125,36 @@ class Skipped:
 
 
 SKIPPED: tuple[Skipped, ...] = (
-    Skipped("I04/I05 server tokens/s", "MLPerf Server tokens/s is the offered load (target "
-                                       "QPS x mean output length) whenever the system keeps "
-                                       "up, so it does not test the simulator; the Server rows "
-                                       "compare mean TTFT and TPOT instead."),
-    Skipped("I04/I05 latency percentiles", "p50/p99 TTFT and TPOT of one MLPerf Server run "
-                                           "depend on the scheduler's policy in detail; the "
-                                           "means are compared."),
-    Skipped("T24/T30/T33 time-to-train", "MLPerf time-to-train includes evaluation, start-up "
-                                         "and a convergence-dependent number of steps; the "
-                                         "step time derived from the log timestamps is "
-                                         "compared."),
-    Skipped("T06-T09, T22, T23 MFU/HFU", "compared as step time: the published iteration time "
-                                         "and MFU carry the same information, and step time "
-                                         "does not depend on FLOP-counting conventions."),
+    Skipped("I04/I05/I40/I43 server tokens/s", "MLPerf Server tokens/s is the offered load "
+                                               "(target QPS x mean output length) whenever "
+                                               "the system keeps up, so it does not test the "
+                                               "simulator; the Server rate is compared as the "
+                                               "highest rate meeting the p99 limits "
+                                               "(*-capacity), beside the mean TTFT and TPOT "
+                                               "at the published rate."),
+    Skipped("I04/I05/I40/I43 latency percentiles", "p50/p99 TTFT and TPOT of one MLPerf Server "
+                                                   "run depend on the scheduler's policy in "
+                                                   "detail; the means are compared, and the "
+                                                   "p99 limits enter the sustainable-rate "
+                                                   "search."),
+    Skipped("I40/I43 offline samples/s", "the same measurement as the offline tokens/s, "
+                                         "divided by the mean output length."),
+    Skipped("T24/T30/T33/T40/T41/T43/T45 time-to-train",
+            "MLPerf time-to-train includes evaluation, start-up and a convergence-dependent "
+            "number of steps; the step time derived from the log timestamps is compared."),
+    Skipped("T06-T09, T22, T23, T40-T48, T53 MFU, TFLOP/s and tokens/s per GPU",
+            "compared as step time: the published iteration time and MFU (or tokens/s) carry "
+            "the same information, and step time does not depend on FLOP-counting "
+            "conventions."),
+    Skipped("T40/T43/I43 partner systems, T40 MI350X",
+            "siblings in public_cases_2 that repeat a compared case's recipe on another "
+            "vendor's chassis (block times within 1-5% of it), and MI350X, which has no "
+            "hardware profile; the other siblings are cases (T41-gb300, T41-512, "
+            "T41-512-gb300, T45-16xmi300x, T45-8xmi325x, T46-gb300-*, I43-h200-offline)."),
+    Skipped("I45/I50 derived figures", "arithmetic on the published figures (decode ms per "
+                                       "step, a weight-read floor), not measurements."),
+    Skipped("I50 speculative decoding", "the tutorial's sibling with a Llama 3.2 1B draft "
+                                        "model: xpusim does not model speculative decoding."),
 )
 
 
@@ -148,6 +204,12 @@ def _consistency(case: Case, scenario: Scenario, doc: YamlDocument,
                                  f"vendor is {case.vendor!r} but the scenario's hardware "
                                  f"({scenario.hardware.id}) is made by "
                                  f"{scenario.hardware.vendor!r}"))
+    if case.is_capacity:
+        try:
+            check_searchable(scenario)
+        except InputError as exc:
+            problems.append(_located(doc, (*prefix, "metric"),
+                                     f"{CAPACITY_METRIC}: {exc.message}"))
     if case.metric.split(".")[0] != case.kind:
         problems.append(_located(doc, (*prefix, "metric"),
                                  f"metric {case.metric!r} must be a path under the case's "
@@ -210,7 +272,7 @@ def load_cases(directory: str | Path) -> list[LoadedCase]:
             errors.extend(exc.errors)
         except InputError as exc:
             errors.append(exc)
-    errors += _duplicates(loaded)
+    errors += _duplicates(loaded) + _counterparts(loaded)
     if errors:
         raise InputErrors(errors)
     return loaded
@@ -224,3 +286,12 @@ def _duplicates(loaded: list[LoadedCase]) -> list[InputError]:
     return [InputError(f"duplicate case id {case_id!r} (in {', '.join(where)})",
                        file=where[-1], path="id")
             for case_id, where in files.items() if len(where) > 1]
+
+
+def _counterparts(loaded: list[LoadedCase]) -> list[InputError]:
+    """A latency case's ``capacity_case`` must name a sustainable-rate case of the suite."""
+    capacity = {item.case.id for item in loaded if item.case.is_capacity}
+    return [InputError(f"capacity_case {item.case.capacity_case!r} is not a case with metric "
+                       f"{CAPACITY_METRIC} in this suite", file=item.file, path="capacity_case")
+            for item in loaded
+            if item.case.capacity_case is not None and item.case.capacity_case not in capacity]

@@ -17,6 +17,7 @@ from typing import Any
 import simulator.simulate as _simulate_module
 from simulator.errors import InputError
 from simulator.profiles.scenario import Scenario
+from simulator.studies.capacity import scenario_capacity
 from simulator.validation.cases import Case, LoadedCase, load_cases
 
 Simulate = Callable[[Scenario], Any]
@@ -31,6 +32,8 @@ class CaseRow:
     predicted: float | None
     failure: str | None
     seconds: float  # wall-clock time the simulation took
+    precision: str = "-"  # the scenario's weight precision (a group of the summary)
+    detail: str | None = None  # how a searched figure was found (bracket, simulations)
 
     @property
     def signed_error(self) -> float | None:
@@ -73,14 +76,20 @@ class ValidationReport:
             "rows": [{"id": r.case.id, "title": r.case.title, "vendor": r.case.vendor,
                       "kind": r.case.kind, "metric": r.case.metric,
                       "measured": r.case.measured, "predicted": r.predicted,
+                      "precision": r.precision,
+                      "used_for_calibration": r.case.used_for_calibration,
                       "signed_error": r.signed_error, "failure": r.failure,
-                      "seconds": r.seconds} for r in self.rows],
+                      "detail": r.detail, "seconds": r.seconds} for r in self.rows],
             "summary": [s.__dict__ for s in error_summary(self)],
         }
 
 
 class MetricMissing(LookupError):
     """The result has no number at the case's metric path."""
+
+
+class CapacityNotFound(LookupError):
+    """A sustainable-rate search found no rate that meets the SLO."""
 
 
 def read_metric(result: Any, path: str) -> float:
@@ -101,16 +110,32 @@ def read_metric(result: Any, path: str) -> float:
     return float(node)
 
 
+def _predict(item: LoadedCase, simulate: Simulate) -> tuple[float, str | None]:
+    """The case's predicted figure, and how it was found when it was searched for."""
+    if not item.case.is_capacity:
+        return read_metric(simulate(item.scenario), item.case.metric), None
+    capacity = scenario_capacity(item.scenario, simulate)
+    if capacity.rate_per_s is None:
+        raise CapacityNotFound(f"the SLO is missed even at the lowest rate tried: "
+                               f"{capacity.describe()}")
+    return capacity.rate_per_s, capacity.describe()
+
+
 def run_case(item: LoadedCase, simulate: Simulate) -> CaseRow:
-    """Simulate one case; any failure becomes the row's message."""
+    """Simulate one case (or, for a sustainable-rate case, search over its arrival rate);
+    any failure becomes the row's message."""
     start = time.perf_counter()
+    detail = None
     try:
-        predicted: float | None = read_metric(simulate(item.scenario), item.case.metric)
+        predicted: float | None
+        predicted, detail = _predict(item, simulate)
         failure = None
     except Exception as exc:  # one broken case (even an engine bug) must not hide the others
         predicted, failure = None, f"{type(exc).__name__}: {exc}"
+    workload = item.scenario.workload
     return CaseRow(case=item.case, file=item.file, predicted=predicted, failure=failure,
-               seconds=time.perf_counter() - start)
+                   seconds=time.perf_counter() - start, precision=workload.precision.value,
+                   detail=detail)
 
 
 def run_cases(directory: str | Path, simulate: Simulate | None = None, *,

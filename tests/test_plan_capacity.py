@@ -1,0 +1,56 @@
+"""``xpusim plan --capacity``: the winner's highest sustainable rate beside the plan."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from simulator.loading import scenario_from_dict
+from simulator.profiles.overrides import apply_overrides
+from simulator.simulate import simulate
+from simulator.studies.capacity import at_rate, slo_met
+from simulator.studies.plan_serving import plan_serving
+from simulator.studies.rows import Base
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVING = ROOT / "scenarios" / "llama3.1-8b-h100-serving.yaml"
+SET = ["workload.arrivals.requests=120", "workload.slo.ttft_s=0.3", "workload.slo.tpot_s=0.03"]
+
+
+def _base() -> Base:
+    base = Base.from_file(SERVING)
+    return Base(apply_overrides(base.data, SET), base.base_dir, base.file)
+
+
+def test_the_winner_reports_the_highest_rate_it_sustains():
+    plan = plan_serving(_base(), rate_per_s=20.0, tps=[1], capacity=True)
+    assert plan.winner is not None
+    found = plan.winner["sustainable_rate_per_s"]
+    # the winner meets the SLO at the asked 20 req/s, so its sustainable rate is at least that
+    assert found >= 20.0
+    assert any(n.startswith("the winner meets the SLO up to") for n in plan.notes)
+    # and the winner's deployment, simulated at the rate found, meets the SLO
+    overrides = [f"workload.replicas={plan.winner['replicas']}",
+                 f"cluster.accelerators={plan.winner['accelerators']}",
+                 "workload.arrivals.rate_per_s=20.0"]
+    scenario = scenario_from_dict(apply_overrides(_base().data, overrides),
+                                  base_dir=SERVING.parent)
+    assert slo_met(simulate(at_rate(scenario, found)))
+
+
+def test_without_the_flag_the_plan_is_unchanged():
+    plan = plan_serving(_base(), rate_per_s=20.0, tps=[1])
+    assert plan.winner is not None and "sustainable_rate_per_s" not in plan.winner
+
+
+def test_capacity_on_a_training_plan_is_one_line_exit_2(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "simulator.cli.main", "plan",
+                           str(ROOT / "scenarios" / "llama3.1-8b-h100-training.yaml"),
+                           "--capacity", "--no-plot"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "--capacity searches the arrival rate" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

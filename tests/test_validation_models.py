@@ -1,0 +1,83 @@
+"""The model profiles the validation cases use agree with the architectures the published
+cases list (shared/calibration/public_cases_2.yaml ``models:``) and with the published sizes."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from simulator.profiles.catalog import load_model
+from tests.conftest import ROOT
+
+PUBLIC_CASES_2 = ROOT.parent / "shared" / "calibration" / "public_cases_2.yaml"
+# public_cases_2 model key -> built-in profile
+PROFILES = {"llama3_8b": "llama3.1-8b", "llama3_70b": "llama3.1-70b",
+            "llama2_70b": "llama2-70b", "deepseek_v3": "deepseek-v3",
+            "mixtral_8x7b": "mixtral-8x7b", "llama4_maverick": "llama4-maverick",
+            "llama4_scout": "llama4-scout"}
+
+
+def _published_models() -> dict:
+    return yaml.safe_load(PUBLIC_CASES_2.read_text())["models"]
+
+
+def _expected(spec: dict) -> dict:
+    """The architecture fields of a public_cases_2 model, in profile terms."""
+    moe = spec.get("moe") or {}
+    out = {"layers": spec["layers"], "hidden_size": spec["hidden"],
+           "attention_heads": spec["heads"], "vocab_size": spec["vocab"]}
+    if "kv_heads" in spec:
+        out["kv_heads"] = spec["kv_heads"]
+    if "head_dim" in spec:
+        out["head_dim"] = spec["head_dim"]
+    ffn = spec.get("ffn") or spec.get("dense_ffn")
+    if ffn:
+        out["ffn_size"] = ffn
+    if moe:
+        out.update({"moe.experts": moe["routed_experts"],
+                    "moe.shared_experts": moe["shared_experts"],
+                    "moe.active_experts": moe["active_routed"],
+                    "moe.expert_ffn_size": moe["expert_ffn"]})
+    return out
+
+
+def _actual(model, key: str):
+    node = model
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+@pytest.mark.skipif(not PUBLIC_CASES_2.exists(), reason="shared/calibration is not checked out")
+@pytest.mark.parametrize("key", sorted(PROFILES))
+def test_profile_matches_the_published_architecture_and_size(key):
+    spec = _published_models()[key]
+    model = load_model(PROFILES[key])
+    for field, value in _expected(spec).items():
+        assert _actual(model, field) == value, f"{PROFILES[key]}.{field}"
+    total = spec.get("params_total", spec.get("params"))
+    assert model.params_total == pytest.approx(total, rel=0.02)
+    if "params_active" in spec:
+        assert model.params_active == pytest.approx(spec["params_active"], rel=0.02)
+
+
+def test_maverick_alternates_dense_and_moe_layers_as_published():
+    """interleave_moe_layer_step 2: layers 1, 3, ..., 47 have experts (Hugging Face's
+    ``range(step - 1, layers, step)``), the even ones a dense FFN of 16,384."""
+    m = load_model("llama4-maverick")
+    assert [i for i in range(m.layers) if m.is_moe_layer(i)] == list(range(1, 48, 2))
+    h = 5120
+    attention = h * 40 * 128 * 2 + 2 * h * 8 * 128
+    expert, dense = 3 * h * 8192, 3 * h * 16384
+    embeddings = 2 * 202048 * h
+    norms = (2 * 48 + 1) * h
+    moe_layer = 129 * expert + h * 128  # routed + shared experts, and the router
+    total = embeddings + 48 * attention + 24 * dense + 24 * moe_layer + norms
+    active = embeddings + 48 * attention + 24 * dense + 24 * (2 * expert + h * 128) + norms
+    assert m.params_total == pytest.approx(total)
+    assert m.params_active == pytest.approx(active)
+
+
+def test_scout_is_moe_on_every_layer():
+    m = load_model("llama4-scout")
+    assert m.moe_layers == 48 and m.dense_layers == 0
