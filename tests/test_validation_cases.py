@@ -34,11 +34,7 @@ PUBLIC_CASES_2 = ROOT.parent / "shared" / "calibration" / "public_cases_2.yaml"
 
 # Published configurations that xpusim's memory model does not fit today. Each is a finding
 # for the memory model (the real runs fitted), kept as published rather than bent to fit.
-KNOWN_OVER_CAPACITY: dict[str, str] = {
-    "T53": "MaxText keeps 5 x 8,192-token sequences per 32 GB v6e chip by offloading the "
-           "saved layer inputs and Q/K/V to host memory; xpusim has no activation offload "
-           "(53.7 GB of activations with full recomputation)",
-}
+KNOWN_OVER_CAPACITY: dict[str, str] = {}
 
 
 # ---- the shipped cases -----------------------------------------------------------------
