@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
+
+from rich.table import Table
 
 from simulator.cli.paths import output_file, output_folder
 from simulator.errors import InputError, InputErrors, XpusimError
@@ -188,61 +192,52 @@ def _validate_one(name: str) -> str:
     return kind
 
 
+def _print_catalog(args: argparse.Namespace, as_json: Callable[[], Any],
+                   as_table: Callable[[], Table]) -> int:
+    """Print a catalog listing or entry as JSON or as a table (``--format``); only the form
+    asked for is built."""
+    if args.format == "json":
+        _print_json(as_json())
+    else:
+        stdout_console().print(as_table())
+    return 0
+
+
 def list_profiles(args: argparse.Namespace) -> int:
     """``xpusim profiles list``: the built-in hardware profiles, one row each."""
     profiles = [load_hardware(i) for i in hardware_ids()]
-    if args.format == "json":
-        _print_json([hardware_json(p) for p in profiles])
-    else:
-        stdout_console().print(hardware_table(profiles))
-    return 0
+    return _print_catalog(args, lambda: [hardware_json(p) for p in profiles],
+                          lambda: hardware_table(profiles))
 
 
 def list_models(args: argparse.Namespace) -> int:
     """``xpusim models list``: the built-in model profiles, one row each."""
     models = [load_model(i) for i in model_ids()]
-    if args.format == "json":
-        _print_json([model_json(m) for m in models])
-    else:
-        stdout_console().print(model_table(models))
-    return 0
+    return _print_catalog(args, lambda: [model_json(m) for m in models],
+                          lambda: model_table(models))
 
 
 def show_profile(args: argparse.Namespace) -> int:
     """``xpusim profiles show``: every field of one hardware profile with its source."""
     profile = load_hardware(args.id, Path.cwd())
-    if args.format == "json":
-        _print_json(hardware_json(profile))
-    else:
-        stdout_console().print(detail_table(profile))
-    return 0
+    return _print_catalog(args, lambda: hardware_json(profile), lambda: detail_table(profile))
 
 
 def show_model(args: argparse.Namespace) -> int:
     """``xpusim models show``: every field of one model profile with its source."""
     model = load_model(args.id, Path.cwd())
-    if args.format == "json":
-        _print_json(model_json(model))
-    else:
-        stdout_console().print(detail_table(model))
-    return 0
+    return _print_catalog(args, lambda: model_json(model), lambda: detail_table(model))
 
 
 def list_stacks(args: argparse.Namespace) -> int:
     """``xpusim stacks list``: the built-in serving stacks, one row each."""
     stacks = [load_stack(i) for i in stack_ids()]
-    if args.format == "json":
-        _print_json([st.model_dump(mode="json") for st in stacks])
-    else:
-        stdout_console().print(stack_table(stacks))
-    return 0
+    return _print_catalog(args, lambda: [st.model_dump(mode="json") for st in stacks],
+                          lambda: stack_table(stacks))
 
 
 def show_stack(args: argparse.Namespace) -> int:
     """``xpusim stacks show``: every field of one serving stack with its source."""
     stack = load_stack(args.id, Path.cwd())
-    if args.format == "json":
-        _print_json(stack.model_dump(mode="json"))
-    else:
-        stdout_console().print(detail_table(stack))
-    return 0
+    return _print_catalog(args, lambda: stack.model_dump(mode="json"),
+                          lambda: detail_table(stack))
