@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simulator.perf.layouts import inference_layout, training_layout, training_stage_layers
+from simulator.perf.moe_balance import moe_imbalance
 from simulator.perf.ops import Collective, CommOp, ComputeOp
 from simulator.perf.quantize_ops import training_recipe
 from simulator.perf.roofline import op_time
-from simulator.perf.serving_iteration import serving_act_precision
-from simulator.perf.transformer import StageLayers, decode_ops, prefill_ops, training_ops
+from simulator.perf.serving_iteration import iteration_model
+from simulator.perf.transformer import StageLayers, training_ops
 from simulator.profiles.inference import InferenceWorkload, mean_tokens
+from simulator.profiles.moe_routing import LoadBalancer
 from simulator.profiles.precision import Precision
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import FinetuneMethod, TrainingWorkload
@@ -137,20 +139,22 @@ def _training(scenario: Scenario) -> RooflineView:
 
 
 def _inference(scenario: Scenario) -> RooflineView:
+    """The serving engine's own iteration model (:mod:`simulator.perf.serving_iteration`),
+    so that the view shows what a run prices, expert-parallel layers and the router's load
+    imbalance included."""
     w = scenario.workload
     assert isinstance(w, InferenceWorkload)
     model, hw = scenario.model, scenario.hardware
     layout = inference_layout(w.parallelism)
     kv = w.kv_cache_precision or Precision.BF16
-    act = serving_act_precision(w.precision)  # the serving engine's convention
+    imbalance = moe_imbalance(w.moe, model, w.parallelism.ep, LoadBalancer.NONE)
+    iteration = iteration_model(model, layout, w.precision, kv, imbalance)
     prompt = max(1, round(mean_tokens(w.prompt_tokens)))
     output = max(1, round(mean_tokens(w.output_tokens)))
     prompts = max(1, min(w.batching.max_batch_size, w.batching.max_tokens_per_step // prompt))
-    prefill = prefill_ops(model, layout, [min(prompt, w.batching.max_tokens_per_step)] * prompts,
-                          w.precision, act, kv)
+    prefill = iteration.ops([(min(prompt, w.batching.max_tokens_per_step), 0)] * prompts, [])
     batch = w.batching.max_batch_size
-    decode = decode_ops(model, layout, [prompt + output // 2] * batch, w.precision, kv,
-                        act_precision=act)
+    decode = iteration.ops([], [prompt + output // 2] * batch)
     rows = _rows(scenario, f"prefill ({prompts} prompts x {prompt} tokens)", prefill)
     rows += _rows(scenario, f"decode (batch {batch}, context {prompt + output // 2})", decode)
     title = (f"{model.name} serving on {hw.name}, one replica of tp={layout.tp} "
