@@ -67,6 +67,15 @@ def test_profile_numbers_are_finite(tmp_path):
                        "efficiency.gemm.half_size_flops.value: must be a finite number")
 
 
+def test_ranks_per_device_must_be_a_positive_count(tmp_path):
+    profile = (ROOT / "hardware_profiles" / "trainium2.yaml").read_text()
+    assert "ranks_per_device: {value: 4," in profile
+    bad = tmp_path / "hw.yaml"
+    bad.write_text(profile.replace("ranks_per_device: {value: 4,", "ranks_per_device: {value: 0,"))
+    assert_clean_error(run_cli("validate", str(bad)),
+                       "scale_up.ranks_per_device.value: must be greater than 0")
+
+
 # ---- lenient acceptance -------------------------------------------------------------------
 @pytest.mark.parametrize(("scenario", "assignment", "fragment"), [
     (S, "cluster.accelerators=true", "cluster.accelerators: expected a number, got a boolean"),

@@ -89,7 +89,9 @@ class _Fabric:
     p2p_bw: float  # bandwidth to a single peer, bytes/s
     a2a_bytes: float  # all-to-all bytes sent per buffer byte (multi-hop forwarding included)
     a2a_s_per_byte: float  # all-to-all bandwidth time per buffer byte, s
-    tree: bool = True  # double binary tree offered (not on a torus: no switch to fan out)
+    # double binary tree offered: only between domains. Inside one node NCCL's (and RCCL's)
+    # Tree is a chain through the local devices (NCCL 2.4 blog), no faster than the ring.
+    tree: bool = True
     nvls: bool = False
     a2a_alpha: float | None = None  # all-to-all latency floor; None: (members-1) steps
 
@@ -129,8 +131,8 @@ def collective_time(hw: HardwareProfile, collective: Collective | str, nbytes: f
     else:
         up, out = _scale_up(hw, k, group.stride), _scale_out(hw, -(-n // k))
         fabric, parts = "hierarchical", _parts_across(up, out, collective, nbytes, group)
-    part = _choose(parts, algorithm, collective, n, fabric)
-    return CollectiveCost(time_s=part.time, fabric=fabric, algorithm=part.algorithm,
+    part = _choose(_on_device(hw, collective, nbytes, parts), algorithm, collective, n, fabric)
+    return CollectiveCost(time_s=float(part.time), fabric=fabric, algorithm=part.algorithm,
                           bus_bytes=part.bytes)
 
 
@@ -151,7 +153,8 @@ def one_fabric_times(hw: HardwareProfile, collective: Collective, nbytes: np.nda
     else:
         return None
     # (the algorithms' arithmetic works on arrays as on numbers)
-    parts = _parts_on(fabric, collective, cast(float, nbytes))
+    parts = _on_device(hw, collective, cast(float, nbytes),
+                       _parts_on(fabric, collective, cast(float, nbytes)))
     one = parts[0].time
     for part in parts[1:]:
         one = np.minimum(one, part.time)
@@ -191,6 +194,29 @@ def _choose(parts: list[_Part], algorithm: str, collective: Collective, n: int,
                      f"{n} ranks on {fabric}; choose from {offered}")
 
 
+def _on_device(hw: HardwareProfile, collective: Collective, s: float,
+               parts: list[_Part]) -> list[_Part]:
+    """``parts`` with the level a device's own ranks add (``scale_up.ranks_per_device`` r > 1:
+    logical cores sharing the device's links, as Trainium2's four with LNC=2).
+
+    The r ranks of a device reduce-scatter among themselves first and all-gather last, so the
+    links carry what one rank per device would; each pass adds r-1 steps of the scale-up
+    latency (on Neuron a step is a DMA and a semaphore handshake driven by the collective
+    cores, on the chip or across a link) and copies (r-1)·S through HBM (read and written),
+    pipelined with the links as the hierarchical phases are. All-to-all and send/recv are
+    left as they are.
+    """
+    ranks = hw.scale_up.ranks_per_device
+    r = ranks.value if ranks is not None else 1
+    if r == 1 or collective in (Collective.ALL_TO_ALL, Collective.SEND_RECV):
+        return parts
+    passes = 2 if collective is Collective.ALL_REDUCE else 1
+    copy_s = passes * (r - 1) * s * 2 / (hw.hbm_bandwidth * hw.efficiency.hbm.value)
+    alpha = passes * (r - 1) * hw.scale_up.latency.value
+    return [_Part(algorithm=p.algorithm, bytes=p.bytes, beta=np.maximum(p.beta, copy_s),
+                  alpha=p.alpha + alpha) for p in parts]
+
+
 # --- fabrics -------------------------------------------------------------------------------
 
 def _scale_up(hw: HardwareProfile, k: int, stride: int) -> _Fabric:
@@ -211,10 +237,10 @@ def _scale_up(hw: HardwareProfile, k: int, stride: int) -> _Fabric:
         a2a_bw = a2a_link / (su.domain_size.value - 1) * (k - 1)
         return _Fabric(members=k, bw=bw, alpha=alpha, ring_steps=k - 1, ring_name="ring",
                        p2p_bw=peer, a2a_bytes=(k - 1) / k, a2a_s_per_byte=(k - 1) / k / a2a_bw,
-                       a2a_alpha=floor)
+                       tree=False, a2a_alpha=floor)
     # switch: every device reaches any peer at its full bandwidth
     return _Fabric(members=k, bw=link, alpha=alpha, ring_steps=k - 1, ring_name="ring", p2p_bw=link,
-                   a2a_bytes=(k - 1) / k, a2a_s_per_byte=(k - 1) / k / a2a_link,
+                   a2a_bytes=(k - 1) / k, a2a_s_per_byte=(k - 1) / k / a2a_link, tree=False,
                    nvls=su.in_network_reduction, a2a_alpha=floor)
 
 

@@ -116,6 +116,11 @@ class ScaleUp(BaseModel):
     in_network_reduction: bool = Field(
         False, description="switch-side reduction (NVLink SHARP) available for all-reduce"
     )
+    ranks_per_device: Sourced[PositiveInt] | None = Field(
+        None, description="ranks a framework runs on one device (its logical cores, which "
+                          "share the device's links): a collective over several devices is "
+                          "then also one over this many ranks on each; absent: 1"
+    )
 
     @property
     def bandwidth_one_way(self) -> float:

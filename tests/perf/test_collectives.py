@@ -261,3 +261,46 @@ def test_ring_all_reduce_moves_at_least_the_ring_minimum(pid, group, s):
     n = group.size
     assert cost.bus_bytes >= 2 * (n - 1) / n * s * (1 - 1e-12)
     assert cost.time_s >= 0
+
+
+def test_inside_one_domain_the_tree_is_not_offered_and_rccl_small_all_reduce_is_a_ring():
+    # NCCL/RCCL's Tree is a chain inside a node (NCCL 2.4 blog): no log-depth tree there.
+    # Held-out check, physics_facts §7 (Azure ND MI300X v5, RCCL all-reduce over 8 GPUs):
+    # 22.4 GB/s busbw at 1 MiB and 131.6 at 8 MiB, i.e. 1.75·S/busbw = 81.9 and 111.6 us.
+    # Ring: 14 steps x 5 us + 1.75·S / (448 GB/s x 0.70) = 70 + 5.86 = 75.9 us at 1 MiB,
+    # 70 + 46.8 = 116.8 us at 8 MiB: within 8% of both (a tree would say 36.7 us at 1 MiB).
+    mib, h = 1024 * 1024, hw("mi300x")
+    for size, busbw in ((1 * mib, 22.4e9), (8 * mib, 131.6e9)):
+        cost = collective_time(h, AR, size, Group(8))
+        assert cost.algorithm == "ring"
+        assert close(cost.time_s, 14 * 5e-6 + 1.75 * size / (448e9 * 0.70))
+        assert cost.time_s == pytest.approx(1.75 * size / busbw, rel=0.08)
+    with pytest.raises(ValueError, match="'tree' is not available"):
+        collective_time(h, AR, mib, Group(8), algorithm="tree")
+    # across nodes the tree stays: 64 ranks one per node, 2·6 steps instead of 2·63
+    assert collective_time(hw("h100-sxm"), AR, 4e3, Group(64, 8)).algorithm == "tree"
+
+
+def test_ranks_per_device_add_an_on_device_level():
+    # trainium2: 4 ranks per chip (LNC=2). TP16 over the 4x4 torus, an all-reduce of 16 KiB:
+    # the torus pass has (4-1)+(4-1) = 6 steps, the chip's own ranks add 4-1 = 3 per pass,
+    # so 2·(6+3) = 18 steps of 3 us = 54 us. Bandwidth: the links carry
+    # 2·15/16·S / (2 dims x 2 x 512/4 GB/s x 0.75) = 80 ns; the chip copies 2·3·S, each byte
+    # read and written, through 2.9 TB/s x 0.8 HBM: 84.7 ns, pipelined: the larger counts.
+    s, h = 16384, hw("trainium2")
+    assert h.scale_up.ranks_per_device is not None and h.scale_up.ranks_per_device.value == 4
+    cost = collective_time(h, AR, s, Group(16))
+    copy = 2 * 3 * s * 2 / (2.9e12 * 0.8)
+    assert copy > 2 * 15 / 16 * s / (2 * 2 * 128e9 * 0.75)
+    assert close(cost.time_s, 18 * 3e-6 + copy)
+    # without the field: one rank per chip, 12 steps and the links' time
+    one = h.model_copy(update={"scale_up": h.scale_up.model_copy(
+        update={"ranks_per_device": None})})
+    assert close(collective_time(one, AR, s, Group(16)).time_s,
+                 12 * 3e-6 + 2 * 15 / 16 * s / (2 * 2 * 128e9 * 0.75))
+    # reduce-scatter: one pass, 6 + 3 steps; all-to-all is left as it is
+    assert close(collective_time(h, RS, s, Group(16)).time_s,
+                 9 * 3e-6 + max(3 * s * 2 / (2.9e12 * 0.8), 15 / 16 * s / 384e9))
+    assert collective_time(h, A2A, s, Group(16)) == collective_time(one, A2A, s, Group(16))
+    # a group of one chip stays local
+    assert collective_time(h, AR, s, Group(1)).fabric == "local"
