@@ -33,9 +33,9 @@ CASES_DIR = ROOT / "validation" / "cases"
 VALIDATION_DOC = ROOT / "docs" / "validation.md"
 
 # Ratchet, recorded 2026-12-02 (issue 15: new cases, serving stacks, training and MoE physics,
-# the recipes' fields in the cases).
-MEDIAN_LIMIT = 0.13  # recorded 12.7% (docs/validation.md, "median, all figures")
-# recorded: NVIDIA 11.8%, AMD 20.2%, Intel 13.9%, Google 11.5%, AWS 38.6%; a vendor without
+# the recipes' fields in the cases; serving stacks' activation quantization).
+MEDIAN_LIMIT = 0.125  # recorded 12.0% (docs/validation.md, "median, all figures")
+# recorded: NVIDIA 11.2%, AMD 20.2%, Intel 13.9%, Google 11.5%, AWS 38.6%; a vendor without
 # an entry is held to the target (12%)
 VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.12, "AMD": 0.21, "Intel": 0.14,
                                           "Google": 0.12, "AWS": 0.39}
