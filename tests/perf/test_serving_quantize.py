@@ -9,6 +9,7 @@ from simulator import load_hardware, load_model
 from simulator.perf.ops import ComputeOp, Layout, OpKind
 from simulator.perf.roofline import compute_op_time
 from simulator.perf.serving_iteration import iteration_model
+from simulator.perf.serving_quantize import separate_quantization
 from simulator.profiles.catalog import load_stack
 from simulator.profiles.precision import Precision
 
@@ -70,3 +71,13 @@ def test_held_out_vllm_nvfp4_benchmark_on_b200():
                    bytes=elements * 2.5625, precision=Precision.BF16)
     measured = 2 * 8192 * 6144 * 4096 * (1 / 3025e12 - 1 / 3779e12)
     assert compute_op_time(load_hardware("b200"), op).time_s == pytest.approx(measured, rel=0.2)
+
+
+def test_a_stack_without_the_block_keeps_the_quantization_inside_the_producers():
+    """A stack file written before ``activation_quant`` existed prices as it did then."""
+    im = iteration_model(load_model("llama3.1-8b"), Layout(tp=1), "fp4", "fp8")
+    assert not im.separate_quant
+    assert not [op for op in im.body(100)
+                if isinstance(op, ComputeOp) and op.kind is OpKind.QUANTIZE]
+    assert separate_quantization(Precision.FP4, None) is False
+    assert separate_quantization(Precision.FP4, load_stack("trtllm").activation_quant)
