@@ -52,6 +52,8 @@ def test_an_unknown_engine_lists_the_known_ones(tmp_path):
     (("scheduler_steps: {value: 1", "scheduler_steps: {value: 0"),
      "host.scheduler_steps.value"),
     (("admission: {value: continuous", "admission: {value: sometimes"), "admission.value"),
+    (("scaled_fused: {value: true", "scaled_fused: {value: maybe"),
+     "activation_quant.scaled_fused.value"),
 ])
 def test_a_bad_stack_file_names_the_file_and_the_field(tmp_path, edit, field):
     text = (stack_dir() / "trtllm.yaml").read_text()

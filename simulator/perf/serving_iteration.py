@@ -31,9 +31,11 @@ from simulator.perf.mlp_ops import dense_mlp_specs
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Group, Layout
 from simulator.perf.opspec import Batch, Core, Phase, Prec, forward_ops
 from simulator.perf.serving_moe import serving_moe_specs
+from simulator.perf.serving_quantize import quantize_specs, separate_quantization, times
 from simulator.perf.transformer import _inference_prec, embedding_specs, head_specs
 from simulator.profiles.model import ModelProfile
 from simulator.profiles.precision import Precision
+from simulator.profiles.serving_stack import ActivationQuant
 
 Op = ComputeOp | CommOp
 FINAL_NORM = "final_norm"
@@ -74,6 +76,7 @@ class IterationModel:
     act_precision: Precision
     kv_precision: Precision
     imbalance: float = 1.0
+    separate_quant: bool = False  # GEMM inputs quantized by kernels of their own
     _shared: frozenset[str] = field(init=False, repr=False, compare=False)
     _moe_layers: int = field(init=False, repr=False, compare=False)
     _prec: Prec = field(init=False, repr=False, compare=False)
@@ -123,12 +126,16 @@ class IterationModel:
         batch = self._prefill_batch(tokens, 0, float(tokens), 1)
         n_layers, n_moe = self._layers()
         shared = [s for s in self._attention(batch) if s.name in self._shared]
+        dense = dense_mlp_specs(model, layout, batch, p)
+        moe = serving_moe_specs(model, layout, batch, p, self.imbalance) if n_moe else []
         ops: list[Op] = forward_ops(embedding_specs(model, layout, batch, p), p)
         ops += forward_ops(shared, p, n_layers)
-        ops += forward_ops(dense_mlp_specs(model, layout, batch, p), p, n_layers - n_moe)
-        if n_moe:
-            ops += forward_ops(serving_moe_specs(model, layout, batch, p, self.imbalance), p,
-                               n_moe)
+        ops += forward_ops(dense, p, n_layers - n_moe)
+        ops += forward_ops(moe, p, n_moe)
+        if self.separate_quant:
+            ops += times(quantize_specs(shared, model, p), n_layers)
+            ops += times(quantize_specs(dense, model, p), n_layers - n_moe)
+            ops += times(quantize_specs(moe, model, p), n_moe)
         ops += [op for op in forward_ops(head_specs(model, layout, batch, p), p)
                 if op.name == FINAL_NORM]
         if layout.pp > 1:
@@ -176,15 +183,18 @@ class IterationModel:
 
 
 def iteration_model(model: ModelProfile, layout: Layout, weight_precision: Precision | str,
-                    kv_precision: Precision | str, imbalance: float = 1.0) -> IterationModel:
+                    kv_precision: Precision | str, imbalance: float = 1.0, *,
+                    activation_quant: ActivationQuant | None = None) -> IterationModel:
     """The serving convention: GEMMs run at the weight precision (fp8 and fp4 checkpoints
     quantize activations too: W8A8, NVFP4/MXFP4 W4A4), except int4, whose kernels are
     weight-only (W4A16: AWQ, GPTQ). A precision the device lacks runs at a wider one it has
-    (:func:`simulator.perf.roofline.run_precision`)."""
+    (:func:`simulator.perf.roofline.run_precision`). ``activation_quant`` (the serving
+    stack's) says whether those GEMM inputs are quantized by kernels of their own."""
     w = Precision(weight_precision)
-    return IterationModel(model=model, layout=layout, weight_precision=w,
-                          act_precision=serving_act_precision(w),
-                          kv_precision=Precision(kv_precision), imbalance=imbalance)
+    act = serving_act_precision(w)
+    return IterationModel(model=model, layout=layout, weight_precision=w, act_precision=act,
+                          kv_precision=Precision(kv_precision), imbalance=imbalance,
+                          separate_quant=separate_quantization(act, activation_quant))
 
 
 def serving_act_precision(weight_precision: Precision | str) -> Precision:

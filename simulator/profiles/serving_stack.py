@@ -85,6 +85,29 @@ class Graphs(BaseModel):
         return self
 
 
+class ActivationQuant(BaseModel):
+    """Whether the stack quantizes a low-precision GEMM's input inside the kernel that
+    produces it (norm, activation, attention) or in a kernel of its own.
+
+    W8A8 and W4A4 GEMMs read quantized activations, but the norms, the activation function
+    and the attention write 16-bit ones: something must quantize every GEMM input at every
+    iteration. A per-tensor scale (fp8 or int8 checkpoints with calibrated input scales) is
+    an elementwise multiply and cast that a graph compiler folds into the producer; a
+    per-token scale needs only its own row. Block scales (NVFP4: one per 16 elements, MXFP4:
+    per 32) need a reduction per block, which takes a dedicated fused kernel. Where not fused,
+    a separate kernel reads the 16-bit tensor and writes the quantized one
+    (:mod:`simulator.perf.serving_quantize`)."""
+
+    model_config = SPEC_CONFIG
+
+    scaled_fused: Sourced[bool] = Field(
+        description="fp8/int8/fp6 GEMM inputs (per-tensor or per-token scales) are quantized "
+                    "by the kernel that produces them; false: a separate kernel each")
+    block_scaled_fused: Sourced[bool] = Field(
+        description="fp4 GEMM inputs (NVFP4/MXFP4 block scales) are quantized by the kernel "
+                    "that produces them; false: a separate kernel each")
+
+
 class Admission(StrEnum):
     """How batches are formed."""
 
@@ -104,5 +127,8 @@ class ServingStack(BaseModel):
     graphs: Graphs | None = Field(
         None, description="graph capture of decode iterations; absent: every iteration eager")
     admission: Sourced[Admission] = Field(description="continuous or static batching")
+    activation_quant: ActivationQuant | None = Field(
+        None, description="where fp8/fp4 GEMM inputs are quantized; absent: inside their "
+                          "producers (no separate kernels: the behaviour before this field)")
     sources: dict[str, str] = Field(
         default_factory=dict, description="source ids used in 'source' fields, with URLs")

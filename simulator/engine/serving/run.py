@@ -77,7 +77,7 @@ def _pools(scenario: Scenario) -> list[_Pool]:
                              f"weights, the workspace and the runtime reserve")
         imbalance = moe_imbalance(w.moe, scenario.model, par.ep, LoadBalancer.NONE)
         model = iteration_model(scenario.model, inference_layout(par), w.precision, kv,
-                                imbalance)
+                                imbalance, activation_quant=w.engine.activation_quant)
         stack = StackCost.of(w.engine, kernels=model.kernels(),
                              max_batch=w.batching.max_batch_size)
         pools.append(_Pool(role=role, replicas=count, parallelism=par, capacity=capacity,
