@@ -357,3 +357,16 @@ def test_the_split_reports_held_out_and_calibration_figures_apart(tmp_path):
     text = to_markdown(report, command="x", date="2026-05-01")
     assert "| all | 3 | 20.0% | 30.0% | 1 | 10.0% | 10.0% |" in text
     assert "| A01 | case A01 | NVIDIA | training | `training.step_time_s` | calibration |" in text
+
+
+def test_the_stacks_folder_holds_what_cases_name_not_cases():
+    """validation/stacks/ is skipped as cases (a stack file is not a case) but a case names
+    a file in it by a path relative to its own file, and that stack is what it runs."""
+    root = ROOT / "validation"
+    loaded = {c.case.id: c for c in load_cases(root)}
+    assert not any("stacks" in Path(c.file).parts for c in loaded.values())
+    offline = loaded["I40-offline"].scenario.workload
+    server = loaded["I40-server-ttft"].scenario.workload
+    assert offline.engine.id == "vllm-0.9-rocm-mlperf-offline"
+    assert offline.engine.host.scheduler_steps.value == 13
+    assert server.engine.id == "vllm-0.6"

@@ -254,13 +254,18 @@ def load_case_file(path: str | Path) -> list[LoadedCase]:
     return loaded
 
 
+SUPPORT_FOLDER = "stacks"  # beside the cases: files they name, not cases
+
+
 def load_cases(directory: str | Path) -> list[LoadedCase]:
     """Every case in the YAML files below ``directory`` (sub-folders included), in path order;
-    all problems are reported at once."""
+    all problems are reported at once. A sub-folder named ``stacks`` holds the serving-stack
+    configurations that cases name by path (a submission's own settings), not cases."""
     root = Path(directory)
     if not root.is_dir():
         raise InputError("not a directory of validation cases", file=str(directory))
-    files = sorted(root.rglob("*.yaml"))
+    files = sorted(f for f in root.rglob("*.yaml")
+                   if SUPPORT_FOLDER not in f.relative_to(root).parts[:-1])
     if not files:
         raise InputError("no case files (*.yaml) in this directory", file=str(directory))
     loaded: list[LoadedCase] = []
