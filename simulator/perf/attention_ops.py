@@ -120,6 +120,30 @@ def _cp(batch: Batch, layout: Layout, kv_per_token: float, o_per_token: float,
                  backward_collectives=(Collective.ALL_GATHER, Collective.REDUCE_SCATTER))]
 
 
+def ring_steps(batch: Batch, layout: Layout) -> int:
+    """Attention kernels per core in training with context parallelism: Transformer
+    Engine's ring attention (``cp_comm_type`` p2p, the default) computes the local block,
+    then one block per K/V chunk received, ``cp`` kernels in all; with load-balanced causal
+    chunks each does 1/cp of the rank's attention (forward and backward alike)."""
+    return layout.cp if batch.phase is Phase.TRAIN else 1
+
+
+def _ring_merge(batch: Batch, layout: Layout, out_bytes: float, stats_bytes: float,
+                kv_bytes: float) -> list:
+    """Ring attention's merges, one kernel per step after the first: forward folds each
+    step's partial output into the running one by their log-sum-exps (the online softmax:
+    read both outputs and statistics, write one; TE's per-step output correction), backward
+    adds each step's partial dQ to the running one and each received dK/dV chunk to the
+    gradient it passes on (read two, write one of each)."""
+    steps = ring_steps(batch, layout)
+    if steps <= 1:
+        return []
+    forward = 3.0 * (out_bytes + stats_bytes)
+    backward = 3.0 * (out_bytes + kv_bytes / steps)
+    return [Elem(name="attn.cp_merge", flops=0.0, bytes=(steps - 1) * forward,
+                 backward_factor=backward / forward, kernels=steps - 1)]
+
+
 def _mha(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
     h, d, t = model.hidden_size, model.head_dim_resolved, batch.tokens
     q_heads, kv_heads = heads_per_device(model, layout.tp)
@@ -128,7 +152,8 @@ def _mha(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
                 q_bytes=t * q_heads * d * p.eb,
                 kv_bytes=kv_cache_read_bytes(model, layout, batch.kv_tokens, kv_bytes),
                 o_bytes=t * q_heads * d * p.eb, stats_bytes=_stats(batch, q_heads),
-                query_rows=_rows(batch, q_heads / kv_heads), fused=not batch.materialized)
+                query_rows=_rows(batch, q_heads / kv_heads), fused=not batch.materialized,
+                kernels=ring_steps(batch, layout))
     return [
         Gemm(name="attn.qkv", m=t, k=h, n=(q_heads + 2 * kv_heads) * d),
         *_rope(model, batch, (q_heads + kv_heads) * d, p),
@@ -136,6 +161,7 @@ def _mha(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
         *_cp(batch, layout, 2 * kv_heads * d, q_heads * d, p),
         *_scores(model, batch, q_heads, p),
         core,
+        *_ring_merge(batch, layout, core.o_bytes, core.stats_bytes, core.kv_bytes),
         Gemm(name="attn.o_proj", m=t, k=q_heads * d, n=h),
     ]
 
@@ -182,7 +208,10 @@ def _mla(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
             Core(name="attn.core", flops=2.0 * batch.pairs * (qk + dv) * heads,
                  q_bytes=t * heads * qk * p.eb, kv_bytes=batch.kv_tokens * heads * (qk + dv) * p.eb,
                  o_bytes=t * heads * dv * p.eb, stats_bytes=_stats(batch, heads),
-                 query_rows=_rows(batch, 1.0), fused=not batch.materialized),
+                 query_rows=_rows(batch, 1.0), fused=not batch.materialized,
+                 kernels=ring_steps(batch, layout)),
+            *_ring_merge(batch, layout, t * heads * dv * p.eb, _stats(batch, heads),
+                         batch.kv_tokens * heads * (qk + dv) * p.eb),
         ]
     specs.append(Gemm(name="attn.o_proj", m=t, k=heads * dv, n=h))
     return specs

@@ -334,12 +334,19 @@ def _parts_across(up: _Fabric, out: _Fabric, collective: Collective, s: float,
                       alpha=alpha)]
     passes = 2 if collective is Collective.ALL_REDUCE else 1
     # Flat ring over all n ranks, one ring per domain member so that every NIC carries 1/k of
-    # the traffic; hops inside a domain run concurrently on scale-up. Every step waits for
-    # its slowest hop: scale-out latency.
+    # the traffic; hops inside a domain run concurrently on scale-up. A chunk's latency is
+    # the sum over the hops it takes one after another: of a pass's n-1 steps, m-1 cross
+    # the network and the rest stay in a domain (NCCL's tuning model: ring latency =
+    # intra-node steps x intra latency + inter-node steps x network latency).
+    m = out.members
     ring_bytes = passes * (n - 1) / n * s
     flat = _Part(algorithm="ring", bytes=ring_bytes,
                  beta=max(ring_bytes / k / out.bw, ring_bytes * (k - 1) / k / up.bw),
-                 alpha=passes * (n - 1) * out.alpha)
+                 alpha=passes * ((n - m) * up.alpha + (m - 1) * out.alpha))
+    if collective is not Collective.ALL_REDUCE:
+        # NCCL runs reduce-scatter and all-gather across nodes as rings only: its Tree and
+        # NVLSTree are all-reduce algorithms, PAT serves one rank per node (NCCL_ALGO).
+        return [flat]
     # Hierarchical: reduce-scatter in the domain, the collective across domains on S/k per
     # device (each on its own NIC), all-gather in the domain. NCCL pipelines the phases in
     # chunks, so the two fabrics' bandwidth times overlap; their latencies add.

@@ -133,6 +133,8 @@ class Core:
 
     ``query_rows`` are the query rows that share one K/V head of one sequence (the GEMMs'
     m): with fewer than a tile the kernel is judged, like a skinny GEMM, at tile size.
+    ``kernels`` splits the core into that many equal kernels (ring attention runs one per
+    context-parallel step), each judged at its own size and paying its own launch.
     """
 
     name: str
@@ -143,12 +145,14 @@ class Core:
     stats_bytes: float = 0.0
     query_rows: float = TILE_ROWS
     fused: bool = True  # False: the score and value matmuls are plain batched GEMMs
+    kernels: int = 1
 
     def _op(self, name: str, flops: float, bytes_: float, p: Prec,
             kind: OpKind = OpKind.ATTENTION) -> ComputeOp:
-        size = flops * max(1.0, TILE_ROWS / self.query_rows)
+        size = flops / self.kernels * max(1.0, TILE_ROWS / self.query_rows)
         return ComputeOp(name=name, kind=kind if self.fused else OpKind.GEMM, flops=flops,
-                         bytes=bytes_, precision=p.other, gemm_flops_each=size)
+                         bytes=bytes_, precision=p.other, count=self.kernels,
+                         gemm_flops_each=size)
 
     def forward(self, p: Prec) -> list[ComputeOp]:
         """One fused kernel: Q, K, V and the statistics in, O out."""
@@ -165,18 +169,20 @@ class Core:
 
 @dataclass(frozen=True, kw_only=True)
 class Elem:
-    """A memory-bound pass over ``bytes`` of HBM (norm, activation, RoPE, gather...)."""
+    """A memory-bound pass over ``bytes`` of HBM (norm, activation, RoPE, gather...), run as
+    ``kernels`` kernels (each pays its launch)."""
 
     name: str
     flops: float
     bytes: float
     kind: OpKind = OpKind.ELEMENTWISE
     backward_factor: float = ELEMENTWISE_BACKWARD_FACTOR  # 0: nothing to do in backward
+    kernels: int = 1
 
     def forward(self, p: Prec) -> list[ComputeOp]:
         """The pass itself."""
         return [ComputeOp(name=self.name, kind=self.kind, flops=self.flops, bytes=self.bytes,
-                          precision=p.other)]
+                          precision=p.other, count=self.kernels)]
 
     def backward(self, p: Prec) -> list[ComputeOp]:
         """Its gradient: ``backward_factor`` times the work (none at 0)."""
@@ -184,7 +190,7 @@ class Elem:
             return []
         f = self.backward_factor
         return [ComputeOp(name=f"{self.name}.backward", kind=self.kind, flops=f * self.flops,
-                          bytes=f * self.bytes, precision=p.other)]
+                          bytes=f * self.bytes, precision=p.other, count=self.kernels)]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -147,7 +147,24 @@ def test_hierarchical_beats_a_flat_ring_across_nodes():
     expected = (max(2 * 7 / 8 * s / up, 2 * 7 / 8 * (s / 8) / out)  # phases overlap
                 + 2 * 7 * 3e-6 + 2 * 7 * 10e-6)
     assert close(hier.time_s, expected)
-    assert close(flat.time_s, 2 * 63 / 64 * s / 8 / out + 2 * 63 * 10e-6)
+    # 63 steps per pass: 7 cross the network (10 us), 56 stay on NVLink (3 us)
+    assert close(flat.time_s, 2 * 63 / 64 * s / 8 / out + 2 * (56 * 3e-6 + 7 * 10e-6))
+
+
+def test_reduce_scatter_across_domains_is_a_flat_ring():
+    # NCCL has no hierarchical reduce-scatter or all-gather for several ranks per node (Tree
+    # and NVLSTree are all-reduce algorithms, PAT is for one rank per node), so a DP group of
+    # 256 ranks at stride 2 on GB200 NVL72 (36 per 72-GPU domain, 8 domains) runs one ring:
+    # 255 steps, 7 over InfiniBand (10 us) and 248 over NVLink (3 us).
+    s, h = 502e6, hw("gb200-nvl72")
+    for collective in (RS, AG):
+        cost = collective_time(h, collective, s, Group(256, 2))
+        assert cost.fabric == "hierarchical" and cost.algorithm == "ring"
+        up, out = 900e9 * up_eff("gb200-nvl72"), 50e9 * out_eff("gb200-nvl72")
+        beta = max(255 / 256 * s / 36 / out, 255 / 256 * s * 35 / 36 / up)  # NVLink decides
+        assert close(cost.time_s, beta + 248 * 3e-6 + 7 * 10e-6)
+        with pytest.raises(ValueError, match="'hierarchical' is not available"):
+            collective_time(h, collective, s, Group(256, 2), algorithm="hierarchical")
 
 
 def test_dp_group_with_one_rank_per_node_is_pure_scale_out():

@@ -11,6 +11,7 @@ taken from the code, so that a changed convention fails here. Conventions checke
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 
 import pytest
@@ -27,6 +28,11 @@ from simulator.perf.transformer import (
     training_ops,
 )
 from simulator.profiles.params import count_params
+
+
+@cache
+def hw_gb200():
+    return load_hardware("gb200-nvl72")
 
 
 @cache
@@ -264,6 +270,41 @@ def test_cp_splits_attention_and_gathers_kv():
     gathers = [c for c in comms(cp.forward) if c.name == "attn.cp_kv_all_gather"]
     assert gathers[0].count == 32 and gathers[0].group.size == 4
     assert gathers[0].bytes == 16384 * 2 * 8 * 128 * 2
+
+
+def test_ring_attention_runs_one_kernel_per_cp_step():
+    # TE's ring attention: cp kernels per core (local block, then one per received K/V
+    # chunk), each 1/cp of the rank's causal attention, forward and backward
+    m = model("llama3.1-8b")
+    cp = training_ops(m, Layout(cp=4), 8192, 1, "bf16")
+    for direction, name in ((cp.forward, "attn.core"), (cp.backward, "attn.core.backward")):
+        core = next(o for o in direction if o.name == name)
+        assert core.count == 32 * 4
+        # per layer: 2 FLOPs x 8192*8193/2/4 pairs x (128 + 128) x 32 heads, split in 4
+        per_layer = 2 * 8192 * 8193 / 2 / 4 * 256 * 32
+        factor = 1.0 if name == "attn.core" else 2.5  # FlashAttention-2 backward
+        assert core.gemm_flops_each == pytest.approx(factor * per_layer / 4)
+    one = training_ops(m, Layout(), 8192, 1, "bf16")
+    assert next(o for o in one.forward if o.name == "attn.core").count == 32
+    slower = compute_op_time(hw_gb200(), next(o for o in cp.forward if o.name == "attn.core"))
+    whole = replace(next(o for o in cp.forward if o.name == "attn.core"), count=32,
+                    gemm_flops_each=per_layer)
+    assert slower.time_s > compute_op_time(hw_gb200(), whole).time_s  # smaller kernels
+
+
+def test_ring_attention_merges_each_later_step():
+    m = model("llama3.1-8b")
+    cp = training_ops(m, Layout(cp=4), 8192, 1, "bf16")
+    merge = next(o for o in cp.forward if o.name == "attn.cp_merge")
+    back = next(o for o in cp.backward if o.name == "attn.cp_merge.backward")
+    out = 2048 * 32 * 128 * 2  # the rank's 2048 queries x 32 heads x 128, bf16
+    lse = 2048 * 32 * 4  # one fp32 log-sum-exp per query and head
+    kv_chunk = 8192 * 2 * 8 * 128 * 2 / 4  # one received K/V chunk (8 K/V heads)
+    assert merge.count == back.count == 32 * 3  # 3 merges after the local step, per layer
+    assert merge.bytes == pytest.approx(32 * 3 * 3 * (out + lse))  # read 2, write 1
+    assert back.bytes == pytest.approx(32 * 3 * 3 * (out + kv_chunk))  # dQ and dK/dV sums
+    one = training_ops(m, Layout(), 8192, 1, "bf16")
+    assert not [o for o in one.forward if o.name == "attn.cp_merge"]
 
 
 def test_pipeline_stages_split_layers_and_ends():
