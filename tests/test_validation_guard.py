@@ -33,10 +33,10 @@ CASES_DIR = ROOT / "validation" / "cases"
 VALIDATION_DOC = ROOT / "docs" / "validation.md"
 
 # Ratchet, recorded 2026-12-02 (issue 15: new cases, serving stacks, training and MoE physics,
-# the recipes' fields in the cases; no log-depth tree inside one node, Trainium2's 4 ranks
-# per chip).
-MEDIAN_LIMIT = 0.13  # recorded 12.5% (docs/validation.md, "median, all figures")
-# recorded: NVIDIA 11.8%, AMD 20.2%, Intel 16.0%, Google 11.5%, AWS 29.9%; a vendor without
+# the recipes' fields in the cases, collectives as NCCL runs them, ring attention, Trainium2's
+# ranks per chip, activation quantization in serving).
+MEDIAN_LIMIT = 0.12  # recorded 11.6% (docs/validation.md, "median, all figures")
+# recorded: NVIDIA 11.2%, AMD 20.1%, Intel 16.0%, Google 11.5%, AWS 29.9%; a vendor without
 # an entry is held to the target (12%)
 VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.12, "AMD": 0.21, "Intel": 0.165,
                                           "Google": 0.12, "AWS": 0.305}
