@@ -326,3 +326,29 @@ def test_a_digit_field_name_in_set_is_an_unknown_field(path):
     assert_clean_error(result, f"{path}: unknown field '{path.split('.')[-1]}'; allowed:")
     assert "Keys should be strings" not in result.err
     _one_line(result)
+
+
+def test_a_path_on_the_command_line_is_relative_to_the_current_directory(tmp_path):
+    """``--set hardware=./my-chip.yaml`` reads the file in the current directory (as
+    ``compare --hardware`` does), while a path written in the scenario file stays relative
+    to that file."""
+    chip = (ROOT / "hardware_profiles" / "h100-sxm.yaml").read_text()
+    chip = chip.replace("id: h100-sxm", "id: my-chip", 1)
+    (tmp_path / "my-chip.yaml").write_text(chip)
+    scenario = str(ROOT / "scenarios" / "llama3.1-8b-h100-serving.yaml")
+    for ref in ("./my-chip.yaml", "my-chip.yaml"):
+        result = run_cli("show", scenario, "--set", f"hardware={ref}", cwd=tmp_path)
+        assert result.code == 0, result.err
+        assert json.loads(result.out)["hardware"] == "my-chip"
+    (tmp_path / "t.csv").write_text("arrival_s,prompt_tokens,output_tokens\n0,10,5\n")
+    trace = "workload.arrivals={process: trace, path: t.csv}"
+    result = run_cli("run", scenario, "--quiet", "--format", "json", "--set", trace,
+                     cwd=tmp_path)
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["inference"]["requests"] == 1
+    # the same relative name written in a scenario file is looked up beside that file
+    (tmp_path / "sub").mkdir()
+    inner = tmp_path / "sub" / "s.yaml"
+    inner.write_text((ROOT / "scenarios" / "llama3.1-8b-h100-serving.yaml").read_text()
+                     .replace("hardware: h100-sxm", "hardware: ./my-chip.yaml", 1))
+    assert_clean_error(run_cli("show", str(inner), cwd=tmp_path), str(tmp_path / "sub"))

@@ -3,15 +3,40 @@
 Values are read as YAML scalars (``8`` is an int, ``true`` a bool, ``80 GB`` a string,
 ``[1, 2]`` a list). A path that names no field of the schema is reported by validation as an
 unknown field, with the allowed names.
+
+One rule for file paths: a path written in a scenario file is relative to that file, a path
+given on the command line (``--set hardware=./my-chip.yaml``, ``--grid``) relative to the
+current directory, as every other command-line path. So a relative file path set here is
+made absolute from the current directory before the scenario's own directory can claim it.
 """
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 from simulator.errors import InputError
+from simulator.profiles.catalog import looks_like_path
 from simulator.profiles.yaml_source import parse_yaml_value
+
+# Fields whose string value may name a file: (profiles and stacks also take built-in ids,
+# told apart by looks_like_path); a trace path is always a file.
+_PROFILE_FIELDS = {("hardware",), ("model",), ("workload", "engine")}
+_FILE_FIELDS = {("workload", "arrivals", "path")}
+
+
+def anchor_paths(path: tuple[str | int, ...], value: Any) -> Any:
+    """``value`` set at ``path`` with every relative file path in it made absolute from the
+    current directory (mappings are searched: ``--set workload.arrivals={..., path: t.csv}``)."""
+    if isinstance(value, dict):
+        return {key: anchor_paths((*path, key), item) for key, item in value.items()}
+    if not isinstance(value, str) or not value:
+        return value
+    is_file = path in _FILE_FIELDS or (path in _PROFILE_FIELDS and looks_like_path(value))
+    if not is_file or Path(value).expanduser().is_absolute():
+        return value
+    return str(Path.cwd() / Path(value).expanduser())
 
 
 def parse_assignment(text: str) -> tuple[list[str | int], Any]:
@@ -24,7 +49,7 @@ def parse_assignment(text: str) -> tuple[list[str | int], Any]:
         raise InputError(f"--set has an empty field name in {path_text!r}")
     value = parse_yaml_value(value_text) if value_text.strip() else ""
     path: list[str | int] = [int(p) if p.isdigit() else p for p in path_text.split(".")]
-    return path, value
+    return path, anchor_paths(tuple(str(p) for p in path), value)
 
 
 def apply_overrides(data: dict[str, Any], assignments: list[str] | tuple[str, ...]) -> dict:
