@@ -23,6 +23,7 @@ from simulator.errors import InputError
 from simulator.profiles.numbers import MAX_ACCELERATORS
 from simulator.profiles.precision import Precision
 from simulator.profiles.training import Recompute
+from simulator.report.columns import column_cells
 from simulator.report.console import stdout_console
 from simulator.studies.plan import PlanResult
 from simulator.studies.plan_serving import plan_serving
@@ -153,13 +154,12 @@ def plan(args: argparse.Namespace) -> int:
 
 
 def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
-    from simulator.cli.sweep_cmd import fmt
-
+    cells = [column_cells(c, [row.get(c) for row in rows]) for c in columns]
     table = Table(title=title, title_justify="left")
-    for name in columns:
+    for name, _column in cells:
         table.add_column(name, justify="right")
-    for row in rows:
-        table.add_row(*(fmt(row.get(c), c) for c in columns))
+    for row_cells in zip(*(column for _name, column in cells), strict=True):
+        table.add_row(*row_cells)
     return table
 
 

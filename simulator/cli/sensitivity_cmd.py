@@ -9,6 +9,7 @@ import sys
 from rich.table import Table
 
 from simulator.cli.arguments import fraction
+from simulator.report.columns import labelled
 from simulator.report.console import stdout_console
 from simulator.studies.sensitivity import SensitivityResult, run_sensitivity
 from simulator.units import format_si, format_time
@@ -72,11 +73,9 @@ def _el(value: float | None) -> str:
 def render(result: SensitivityResult) -> None:
     """The terminal view of a sensitivity study: the baseline, then one row per parameter ranked by
     elasticity, then the sides that did not run."""
-    from simulator.cli.sweep_cmd import fmt
-
     console = stdout_console()
     d = f"{result.delta * 100:g}%"
-    base = ", ".join(f"{m} = {fmt(result.baseline.get(m), m)}" for m in result.metrics)
+    base = ", ".join(labelled(m, result.baseline.get(m)) for m in result.metrics)
     console.print(f"baseline: {base}", markup=False)
     table = Table(title=f"Sensitivity of {result.metric} to ±{d} of each hardware parameter "
                         f"(ranked by |elasticity|)", title_justify="left")

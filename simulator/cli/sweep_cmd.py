@@ -25,13 +25,13 @@ from simulator.cli.arguments import OneLineParser, whole
 from simulator.cli.paths import add_parents_flag, output_file
 from simulator.errors import InputError, InputErrors, XpusimError
 from simulator.profiles.overrides import apply_overrides
+from simulator.report.columns import column_cells, fmt, humanised
 from simulator.report.console import printable, stderr_console, stdout_console
 from simulator.report.json_text import strict_json
 from simulator.studies.executors import make_executor
 from simulator.studies.grid import build_points, parse_axis
 from simulator.studies.rows import Base
 from simulator.studies.sweep import SweepOutcome, run_sweep
-from simulator.units import format_time
 
 SHOWN = {"training": ["step_time_s", "mfu", "time_s", "cost_usd"],
          "inference": ["requests_per_s", "ttft_p99_s", "tpot_p99_s", "slo_met", "usd_per_hour"]}
@@ -94,22 +94,6 @@ def progress_bar(label: str, total: int, done: int = 0,
                 progress.update(task, completed=completed)
 
         yield advance
-
-
-def fmt(value: Any, column: str = "") -> str:
-    """A cell for the terminal: 4 significant digits, blanks for None; durations (columns
-    ending in _s) as '12.5 ms' or '36.3 d', large dollar amounts with thousands separators."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if column.endswith("_s") and not column.endswith("per_s") and value >= 120:
-            return format_time(value)
-        if column.startswith(("cost_usd", "usd_")) and abs(value) >= 1000:
-            return f"{value:,.0f}"
-        return f"{value:.4g}"
-    return str(value)
 
 
 def print_json(data: object) -> None:
@@ -205,11 +189,13 @@ def _render(outcome: SweepOutcome, kind: str) -> None:
                       f"this sweep (another grid?); they were kept", markup=False)
     axes = outcome.columns[1:outcome.columns.index("status")]
     if outcome.out is None or len(outcome.rows) <= MAX_ROWS_SHOWN:
+        rows = outcome.rows[:MAX_ROWS_SHOWN] if outcome.out else outcome.rows
+        columns = [column_cells(c, [row.get(c) for row in rows])
+                   for c in (*axes, "status", *SHOWN[kind])]
         table = Table(title="Points", title_justify="left")
-        for name in [*axes, "status", *SHOWN[kind]]:
-            table.add_column(name, justify="left" if name in ("status",) else "right")
-        for row in outcome.rows[:MAX_ROWS_SHOWN] if outcome.out else outcome.rows:
-            cells = [fmt(row.get(c), c) for c in (*axes, "status", *SHOWN[kind])]
+        for name, _cells in columns:
+            table.add_column(name, justify="left" if name == "status" else "right")
+        for cells in zip(*(cells for _name, cells in columns), strict=True):
             table.add_row(*cells)
         console.print(table)
     if outcome.summary:
@@ -218,14 +204,18 @@ def _render(outcome: SweepOutcome, kind: str) -> None:
 
 def _render_summary(console, outcome: SweepOutcome, kind: str) -> None:
     group_by = outcome.summary_columns[:outcome.summary_columns.index("n")]
+    human = {m: humanised(m, [row.get(f"{m}_mean") for row in outcome.summary])
+             for m in SHOWN[kind]}
     table = Table(title="Mean ± 95% interval over seeds", title_justify="left")
-    for name in [*group_by, "n", *SHOWN[kind]]:
+    for name in [*group_by, "n", *(m[:-2] if human[m] else m for m in SHOWN[kind])]:
         table.add_column(name, justify="right")
     for row in outcome.summary:
         cells = [fmt(row.get(c)) for c in (*group_by, "n")]
         for metric in SHOWN[kind]:
             mean, half = row.get(f"{metric}_mean"), row.get(f"{metric}_ci95")
-            cells.append(fmt(mean, metric) + (f" ± {half:.2g}" if half is not None else ""))
+            interval = "" if half is None else (
+                f" ± {fmt(half, metric, True)}" if human[metric] else f" ± {half:.2g}")
+            cells.append(fmt(mean, metric, human[metric]) + interval)
         table.add_row(*cells)
     console.print(table)
     if outcome.summary_path:
