@@ -211,6 +211,14 @@ def test_only_selects_rows_by_id_or_family(tmp_path, fake_report):
         run_cases(tmp_path, _fake_simulate, only=["A01", "B"])
 
 
+def test_progress_is_reported_after_each_case(tmp_path, fake_report):
+    """validate-against takes minutes: its bar advances once per case, to the total."""
+    calls: list[tuple[float, float]] = []
+    report = run_cases(tmp_path, _fake_simulate, progress=lambda d, t: calls.append((d, t)))
+    n = len(report.rows)
+    assert n > 1 and calls == [(i, n) for i in range(1, n + 1)]
+
+
 def test_read_metric_from_a_result_model_and_its_errors():
     item = load_case_file(CASES_DIR / "T01-megatron-1.7b-32xa100.yaml")[0]
     result = simulate(item.scenario)

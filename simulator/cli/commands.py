@@ -119,7 +119,8 @@ def validate_against(args: argparse.Namespace) -> int:
 
     if args.markdown:
         output_file(args.markdown, "--markdown", parents=args.parents)
-    report = run_cases(args.directory, only=args.only)
+    with progress_bar("validating", quiet=args.quiet, counts=True) as progress:
+        report = run_cases(args.directory, only=args.only, progress=progress)
     if args.format == "json":
         _print_json(report.as_dict())
     else:

@@ -95,6 +95,7 @@ def _add_checks(sub: argparse._SubParsersAction) -> None:
                        help="run only these case ids (an id also selects its -suffixed rows)")
     check.add_argument("--markdown", metavar="PATH",
                        help="also write the report as Markdown (docs/validation.md)")
+    check.add_argument("--quiet", action="store_true", help="no progress bar")
     add_parents_flag(check)
     _add_format(check)
     check.set_defaults(func=commands.validate_against)

@@ -25,6 +25,8 @@ from simulator.profiles.precision import Precision
 from simulator.profiles.training import Recompute
 from simulator.report.columns import column_cells
 from simulator.report.console import stdout_console
+from simulator.report.progress import progress_bar
+from simulator.studies.executors import ReportingExecutor
 from simulator.studies.plan import PlanResult
 from simulator.studies.plan_serving import plan_serving
 from simulator.studies.plan_training import plan_training
@@ -118,7 +120,9 @@ def plan(args: argparse.Namespace) -> int:
     plot = None if args.no_plot else output_file(
         args.plot or f"{Path(args.file).stem}-plan.png", "--plot", parents=args.parents)
     base = base_from(args)
-    with executor_from(args) as executor:
+    with executor_from(args) as pool, progress_bar("planning", quiet=args.quiet,
+                                                   counts=True) as bar:
+        executor = ReportingExecutor(pool, bar)
         if base.kind == "training":
             if args.capacity:
                 raise InputError("--capacity searches the arrival rate a serving deployment "

@@ -11,6 +11,8 @@ from rich.table import Table
 from simulator.cli.arguments import fraction
 from simulator.report.columns import labelled
 from simulator.report.console import stdout_console
+from simulator.report.progress import progress_bar
+from simulator.studies.executors import ReportingExecutor
 from simulator.studies.sensitivity import SensitivityResult, run_sensitivity
 from simulator.units import format_si, format_time
 
@@ -48,9 +50,10 @@ def sensitivity(args: argparse.Namespace) -> int:
     from simulator.cli.sweep_cmd import base_from, executor_from, print_json
 
     base = base_from(args)
-    with executor_from(args) as executor:
+    with executor_from(args) as pool, progress_bar("sensitivity", quiet=args.quiet,
+                                                   counts=True) as bar:
         result = run_sensitivity(base, delta=args.delta, metric=args.metric, only=args.only,
-                                 executor=executor)
+                                 executor=ReportingExecutor(pool, bar))
     if args.format == "json":
         print_json(result.as_dict())
     else:

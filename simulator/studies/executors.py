@@ -42,6 +42,30 @@ class Executor(Protocol):
         ...
 
 
+class ReportingExecutor:
+    """Another executor's work, reported as it finishes: ``progress(done, total)`` after each
+    item, counted over every ``imap`` call (a training plan submits its layouts in several
+    rounds, so the total grows as rounds are submitted). How ``plan`` and ``sensitivity``
+    draw their bars without the studies knowing about terminals."""
+
+    def __init__(self, inner: Executor, progress: Callable[[float, float], None]):
+        self.inner, self.progress = inner, progress
+        self.name, self.workers = inner.name, inner.workers
+        self.done = self.total = 0
+
+    def imap(self, task: Task, context: Any, items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """The inner executor's results, each reported once it arrives."""
+        self.total += len(items)
+        for index, result in self.inner.imap(task, context, items):
+            self.done += 1
+            self.progress(self.done, self.total)
+            yield index, result
+
+    def close(self) -> None:
+        """Release the inner executor's workers."""
+        self.inner.close()
+
+
 class InProcessExecutor:
     """Runs the items one after another in this process (debugging, tiny studies)."""
 

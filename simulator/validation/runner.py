@@ -139,14 +139,16 @@ def run_case(item: LoadedCase, simulate: Simulate) -> CaseRow:
 
 
 def run_cases(directory: str | Path, simulate: Simulate | None = None, *,
-              only: Collection[str] | None = None) -> ValidationReport:
+              only: Collection[str] | None = None,
+              progress: Callable[[float, float], None] | None = None) -> ValidationReport:
     """Load every case in ``directory`` and compare each with its simulation.
 
     ``simulate`` defaults to :func:`simulator.simulate.simulate` (looked up at call time, so
     the engines wired in later are the ones used); tests pass a fake. ``only`` keeps the cases
     whose id is listed or starts with a listed id followed by ``-`` (``I12`` keeps every I12
     row). Malformed case files raise :class:`simulator.errors.InputErrors` before anything
-    runs.
+    runs. ``progress(done, total)``, if given, is called after each case (the command's bar:
+    the suite takes minutes, its searched rates most of them).
     """
     run = simulate if simulate is not None else _simulate_module.simulate
     cases = load_cases(directory)
@@ -158,8 +160,12 @@ def run_cases(directory: str | Path, simulate: Simulate | None = None, *,
                              f"start with {', '.join(known[:30])}"
                              + (" ..." if len(known) > 30 else ""))
         cases = [c for c in cases if _selected(c.case.id, only)]
-    return ValidationReport(rows=tuple(run_case(c, run) for c in cases),
-                            directory=str(directory))
+    rows = []
+    for done, case in enumerate(cases, start=1):
+        rows.append(run_case(case, run))
+        if progress is not None:
+            progress(done, len(cases))
+    return ValidationReport(rows=tuple(rows), directory=str(directory))
 
 
 def _selected(case_id: str, only: Collection[str]) -> bool:
