@@ -25,6 +25,7 @@ from common import machine  # noqa: E402
 
 
 def commands(quick: bool) -> list[list[str]]:
+    """The benchmark scripts to run, with their arguments (``quick``: the smaller sizes)."""
     serving = ["bench_serving.py"] + (["--sizes", "10000,100000"] if quick else [])
     out = [serving, ["bench_single_replica.py"], ["bench_training.py"]]
     if (HERE / "bench_sweep.py").exists():
@@ -45,6 +46,7 @@ def _verdict_line(line: str) -> list[str] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run every benchmark in its own process and print their figures as one table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)

@@ -42,10 +42,12 @@ class Line:
         return cls(y_lo - slope * x_lo, slope)
 
     @overload
-    def at(self, x: float) -> float: ...
+    def at(self, x: float) -> float:
+        """The value at one size."""
 
     @overload
-    def at(self, x: np.ndarray) -> np.ndarray: ...
+    def at(self, x: np.ndarray) -> np.ndarray:
+        """The values at many sizes."""
 
     def at(self, x):
         """The value at size(s) ``x`` (a number or an array: the same operations)."""
@@ -94,10 +96,12 @@ class MemoryBound:
     overhead_s: float
 
     @overload
-    def time(self, x: float) -> float: ...
+    def time(self, x: float) -> float:
+        """Seconds at one size."""
 
     @overload
-    def time(self, x: np.ndarray) -> np.ndarray: ...
+    def time(self, x: np.ndarray) -> np.ndarray:
+        """Seconds at many sizes."""
 
     def time(self, x):
         """Seconds at size(s) ``x >= start`` (a number or an array: the same operations)."""
