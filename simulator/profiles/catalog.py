@@ -10,8 +10,10 @@ that looks like a path (has a ``/`` or ends in ``.yaml``/``.yml``) is read as a 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 from simulator.errors import InputError, UnknownProfile
 from simulator.profiles.hardware import HardwareProfile
@@ -79,11 +81,13 @@ def close_matches(ref: str, ids: list[str]) -> str:
 
 
 def unknown_id_message(kind: str, ref: str, ids: list[str]) -> str:
-    """The message for an unknown id: the close matches and how to list or give a file instead."""
+    """The message for an unknown id: the close matches (every id for serving stacks: there
+    are few, and a user choosing one wants the list) and how to list or give a file instead."""
     command = ("profiles" if kind.startswith("hardware")
                else "stacks" if kind.startswith("serving") else "models")
-    return (f"unknown {kind} {ref!r}; {close_matches(ref, ids)} (`xpusim {command} list` "
-            f"shows all; or give a path to a YAML file)")
+    hint = ("known: " + ", ".join(ids) if command == "stacks" else close_matches(ref, ids))
+    return (f"unknown {kind} {ref!r}; {hint} (`xpusim {command} list` shows all; or give a "
+            f"path to a YAML file)")
 
 
 def _resolve(ref: str, directory: Path, kind: str, base_dir: Path | None) -> Path:
@@ -109,34 +113,29 @@ def model_path(ref: str, base_dir: Path | None = None) -> Path:
 
 
 def stack_path(ref: str, base_dir: Path | None = None) -> Path:
-    """The file of a serving-stack reference (``LookupError`` for an unknown id, naming
-    every built-in id: there are few, and a user choosing one wants the list)."""
-    if not looks_like_path(ref) and not (stack_dir() / f"{ref}.yaml").exists():
-        raise LookupError(f"unknown serving stack {ref!r}; known: {', '.join(stack_ids())} "
-                          f"(`xpusim stacks list` describes them; or give a path to a YAML "
-                          f"file)")
+    """The file of a serving-stack reference (``LookupError`` for an unknown id)."""
     return _resolve(ref, stack_dir(), "serving stack", base_dir)
 
 
-@cache
-def _load_hardware_file(path: Path, mtime_ns: int) -> HardwareProfile:
-    doc = read_yaml(path)
-    _require_mapping(doc.data, str(path))
-    return validate(HardwareProfile, doc.data, doc)
+Profile = TypeVar("Profile", HardwareProfile, ModelProfile, ServingStack)
 
 
 @cache
-def _load_model_file(path: Path, mtime_ns: int) -> ModelProfile:
+def _load_file(kind: type[Profile], path: Path, mtime_ns: int) -> Profile:
+    """A profile file read and validated once per (kind, file, modification time)."""
     doc = read_yaml(path)
     _require_mapping(doc.data, str(path))
-    return validate(ModelProfile, doc.data, doc)
+    return validate(kind, doc.data, doc)
 
 
-@cache
-def _load_stack_file(path: Path, mtime_ns: int) -> ServingStack:
-    doc = read_yaml(path)
-    _require_mapping(doc.data, str(path))
-    return validate(ServingStack, doc.data, doc)
+def _load(kind: type[Profile], locate: Callable[[str, Path | None], Path], ref: str | Path,
+          base_dir: Path | None) -> Profile:
+    """Locate ``ref`` (an id or a path) with ``locate`` and load it as ``kind``."""
+    try:
+        path = locate(str(ref), base_dir)
+    except LookupError as exc:
+        raise UnknownProfile(str(exc)) from None
+    return _load_file(kind, path.resolve(), _mtime(path))
 
 
 def _mtime(path: Path) -> int:
@@ -155,26 +154,14 @@ def _require_mapping(data: object, file: str) -> None:
 
 def load_hardware(ref: str | Path, base_dir: Path | None = None) -> HardwareProfile:
     """Load a hardware profile by built-in id or path. Raises InputError for bad input."""
-    try:
-        path = hardware_path(str(ref), base_dir)
-    except LookupError as exc:
-        raise UnknownProfile(str(exc)) from None
-    return _load_hardware_file(path.resolve(), _mtime(path))
+    return _load(HardwareProfile, hardware_path, ref, base_dir)
 
 
 def load_model(ref: str | Path, base_dir: Path | None = None) -> ModelProfile:
     """Load a model profile by built-in id or path. Raises InputError for bad input."""
-    try:
-        path = model_path(str(ref), base_dir)
-    except LookupError as exc:
-        raise UnknownProfile(str(exc)) from None
-    return _load_model_file(path.resolve(), _mtime(path))
+    return _load(ModelProfile, model_path, ref, base_dir)
 
 
 def load_stack(ref: str | Path, base_dir: Path | None = None) -> ServingStack:
     """Load a serving stack by built-in id or path. Raises InputError for bad input."""
-    try:
-        path = stack_path(str(ref), base_dir)
-    except LookupError as exc:
-        raise UnknownProfile(str(exc)) from None
-    return _load_stack_file(path.resolve(), _mtime(path))
+    return _load(ServingStack, stack_path, ref, base_dir)
