@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import TypeVar
 
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Group, Layout, OpKind
 from simulator.profiles.precision import Precision
@@ -275,7 +276,10 @@ def norm(name: str, tokens: float, width: float, layernorm: bool, p: Prec,
     return Elem(name=name, flops=flops, bytes=(4 if add else 2) * elements * p.eb + width * p.wb)
 
 
-def repeat(op: ComputeOp | CommOp, times: int) -> ComputeOp | CommOp:
+OpT = TypeVar("OpT", ComputeOp, CommOp)
+
+
+def repeat(op: OpT, times: int) -> OpT:
     """The same op run ``times`` times (e.g. once per layer of a stage)."""
     if isinstance(op, CommOp):
         return replace(op, count=op.count * times)

@@ -29,10 +29,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simulator.perf.ops import ComputeOp, OpKind
-from simulator.perf.opspec import Gemm, Prec
+from simulator.perf.opspec import Gemm, Prec, repeat
 from simulator.profiles.precision import Precision
 
 SOURCE_BYTES = 2.0  # the 16-bit tensor a quantization reads
+NVFP4_BYTES = 0.5 + 1.0 / 16.0  # packed fp4 plus one e4m3 scale per 16 elements
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,7 +65,7 @@ _FP8 = {  # name: (reads, bytes per element incl. scales, blockwise)
     "block": (1, 1.0 + 4.0 / 128, True),
     "mxfp8": (1, 1.0 + 1.0 / 32, True),
 }
-_NVFP4 = (2, 0.5 + 1.0 / 16, True)
+_NVFP4 = (2, NVFP4_BYTES, True)
 
 
 def training_recipe(precision: Precision | str, fp8_recipe: str,
@@ -134,11 +135,4 @@ def weight_quantization(specs: list, p: Prec, times: int) -> list[ComputeOp]:
     """The per-step weight quantizations of ``times`` layers of ``specs``."""
     if times <= 0:
         return []
-    ops = []
-    for spec in specs:
-        if isinstance(spec, Quantize):
-            op = spec.weight(p)
-            ops.append(ComputeOp(name=op.name, kind=op.kind, flops=op.flops * times,
-                                 bytes=op.bytes * times, precision=op.precision,
-                                 count=op.count * times))
-    return ops
+    return [repeat(spec.weight(p), times) for spec in specs if isinstance(spec, Quantize)]

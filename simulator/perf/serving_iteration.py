@@ -31,7 +31,7 @@ from simulator.perf.mlp_ops import dense_mlp_specs
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Group, Layout
 from simulator.perf.opspec import Batch, Core, Phase, Prec, forward_ops
 from simulator.perf.serving_moe import serving_moe_specs
-from simulator.perf.serving_quantize import quantize_specs, separate_quantization, times
+from simulator.perf.serving_quantize import quantize_specs, separate_quantization
 from simulator.perf.transformer import _inference_prec, embedding_specs, head_specs
 from simulator.profiles.model import ModelProfile
 from simulator.profiles.precision import Precision
@@ -133,9 +133,9 @@ class IterationModel:
         ops += forward_ops(dense, p, n_layers - n_moe)
         ops += forward_ops(moe, p, n_moe)
         if self.separate_quant:
-            ops += times(quantize_specs(shared, model, p), n_layers)
-            ops += times(quantize_specs(dense, model, p), n_layers - n_moe)
-            ops += times(quantize_specs(moe, model, p), n_moe)
+            ops += quantize_specs(shared, model, p, n_layers)
+            ops += quantize_specs(dense, model, p, n_layers - n_moe)
+            ops += quantize_specs(moe, model, p, n_moe)
         ops += [op for op in forward_ops(head_specs(model, layout, batch, p), p)
                 if op.name == FINAL_NORM]
         if layout.pp > 1:

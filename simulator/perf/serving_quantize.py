@@ -29,13 +29,12 @@ from __future__ import annotations
 
 from simulator.perf.mlp_ops import ExpertGemm
 from simulator.perf.ops import ComputeOp, OpKind
-from simulator.perf.opspec import Gemm, Prec
+from simulator.perf.opspec import Gemm, Prec, repeat
+from simulator.perf.quantize_ops import NVFP4_BYTES, SOURCE_BYTES
 from simulator.profiles.model import ModelProfile
 from simulator.profiles.precision import Precision
 from simulator.profiles.serving_stack import ActivationQuant
 
-SOURCE_BYTES = 2.0  # the 16-bit tensor a quantization reads
-NVFP4_BYTES = 0.5 + 1.0 / 16.0  # packed fp4 plus one e4m3 scale per 16 elements
 UNQUANTIZED = frozenset({"moe.router"})
 
 
@@ -59,18 +58,14 @@ def _elements(gemm: Gemm, model: ModelProfile) -> float:
     return rows * gemm.k
 
 
-def quantize_specs(specs: list, model: ModelProfile, p: Prec) -> list[ComputeOp]:
-    """One layer's input quantizations for the GEMMs among ``specs`` (one op per GEMM)."""
-    per_element = SOURCE_BYTES + _out_bytes(p.act)
-    return [ComputeOp(name=f"{s.name}.quantize_input", kind=OpKind.QUANTIZE,
-                      flops=_elements(s, model), bytes=_elements(s, model) * per_element,
-                      precision=p.other)
-            for s in specs if isinstance(s, Gemm) and s.name not in UNQUANTIZED]
-
-
-def times(ops: list[ComputeOp], n: int) -> list[ComputeOp]:
-    """``ops`` for ``n`` layers: FLOPs, bytes and kernels ``n`` times over."""
-    if n <= 0:
+def quantize_specs(specs: list, model: ModelProfile, p: Prec, layers: int = 1) -> list:
+    """The input quantizations of the GEMMs among ``specs`` (one op per GEMM), for
+    ``layers`` layers of them."""
+    if layers <= 0:
         return []
-    return [ComputeOp(name=op.name, kind=op.kind, flops=op.flops * n, bytes=op.bytes * n,
-                      precision=op.precision, count=op.count * n) for op in ops]
+    per_element = SOURCE_BYTES + _out_bytes(p.act)
+    return [repeat(ComputeOp(name=f"{s.name}.quantize_input", kind=OpKind.QUANTIZE,
+                             flops=_elements(s, model),
+                             bytes=_elements(s, model) * per_element, precision=p.other),
+                   layers)
+            for s in specs if isinstance(s, Gemm) and s.name not in UNQUANTIZED]
