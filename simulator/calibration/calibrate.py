@@ -74,11 +74,12 @@ class CalibrationResult:
         return {"median": float(np.median(err)), "worst": float(np.max(err))}
 
 
-def select(knobs: Sequence[Knob], names: Sequence[str] | None) -> list[Knob]:
-    """The knobs named (all when ``names`` is None); unknown names are refused."""
+def select(forward: Forward, names: Sequence[str] | None) -> list[Knob]:
+    """The knobs named (by default those some run could depend on); unknown names are
+    refused."""
     if names is None:
-        return list(knobs)
-    known = {k.name: k for k in knobs}
+        return list(forward.relevant)
+    known = {k.name: k for k in forward.knobs}
     unknown = [n for n in names if n not in known]
     if unknown:
         raise InputError(f"unknown parameter(s) {', '.join(unknown)}; this profile and its "
@@ -97,7 +98,7 @@ def _problem(forward: Forward, knobs: Sequence[Knob], noise: float) -> Problem:
 def calibrate(forward: Forward, *, names: Sequence[str] | None = None, noise: float = 0.05,
               executor: Executor | None = None) -> CalibrationResult:
     """Fit ``forward``'s knobs (or those ``names``) to its measured figures."""
-    candidates = select(forward.knobs, names)
+    candidates = select(forward, names)
     if not candidates:
         raise InputError("no parameter to calibrate: the profile has no positive efficiency "
                          "or overhead figures")

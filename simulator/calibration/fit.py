@@ -88,35 +88,36 @@ def solve(predict: BatchPredict, problem: Problem, x0: np.ndarray) -> Fit:
     x = np.clip(x0, problem.lower, problem.upper)
     f, s = sensitivities(predict, x, problem)
     cost, damping = objective(problem, f, x), 1e-3
-    converged, iterations = False, 0
-    for iterations in range(1, MAX_ITERATIONS + 1):
-        j = problem.jacobian(s)
-        r = problem.residuals(f, x)
-        hessian = j.T @ j
-        gradient = j.T @ r
-        improved = False
-        while damping < 1e6:
-            step = np.linalg.solve(hessian + damping * np.diag(np.diag(hessian)), -gradient)
-            trial = np.clip(x + step, problem.lower, problem.upper)
-            f_trial = predict(trial[None, :])[0]
-            cost_trial = objective(problem, f_trial, trial)
-            if cost_trial < cost:
-                improved = True
-                break
-            damping *= 10
-        if not improved:
+    iterations, converged = 0, False
+    while iterations < MAX_ITERATIONS and not converged:
+        iterations += 1
+        trial, damping = _damped_step(predict, problem, x, f, s, cost, damping)
+        if trial is None:  # no step lowers the objective: a minimum (within the bounds)
             converged = True
             break
-        decrease = (cost - cost_trial) / max(cost, 1e-12)
         x, damping = trial, max(damping / 10, 1e-7)
         f, s = sensitivities(predict, x, problem)
-        cost = objective(problem, f, x)
-        if decrease < TOLERANCE:
-            converged = True
-            break
+        new_cost = objective(problem, f, x)
+        converged = (cost - new_cost) / max(cost, 1e-12) < TOLERANCE
+        cost = new_cost
     j = problem.jacobian(s)
     return Fit(x=x, f=f, sensitivity=s, covariance=np.linalg.inv(j.T @ j),
                iterations=iterations, converged=converged)
+
+
+def _damped_step(predict: BatchPredict, problem: Problem, x: np.ndarray, f: np.ndarray,
+                 s: np.ndarray, cost: float, damping: float) -> tuple[np.ndarray | None, float]:
+    """The first damped Gauss-Newton step that lowers the objective (None if none does),
+    with the damping that found it."""
+    j = problem.jacobian(s)
+    hessian, gradient = j.T @ j, j.T @ problem.residuals(f, x)
+    while damping < 1e6:
+        step = np.linalg.solve(hessian + damping * np.diag(np.diag(hessian)), -gradient)
+        trial = np.clip(x + step, problem.lower, problem.upper)
+        if objective(problem, predict(trial[None, :])[0], trial) < cost:
+            return trial, damping
+        damping *= 10
+    return None, damping
 
 
 def leave_one_out(fit: Fit, problem: Problem, groups: list[list[int]]) -> np.ndarray:

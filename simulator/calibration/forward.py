@@ -51,6 +51,7 @@ class Forward:
     scenarios: tuple[Scenario, ...]
     knobs: tuple[Knob, ...]
     figures: tuple[Figure, ...]
+    relevant: tuple[Knob, ...]  # the knobs some run could depend on: fitted by default
     hardware: dict[str, Any]  # the calibrated profile's JSON dump (the prior)
     hardware_file: Path | None  # its YAML, when it came from a file (the output keeps its form)
     stacks: dict[str, dict[str, Any]]  # the serving stacks' JSON dumps, by id
@@ -89,13 +90,13 @@ def build(measurements: Sequence[Measurement], hardware: str | None,
               for s in scenarios if isinstance(s.workload, InferenceWorkload)}
     runs = tuple(_inlined(data, scenario, profile, m.scenario_file)
                  for data, scenario, m in zip(datas, scenarios, measurements, strict=True))
-    knobs = [k for k in hardware_knobs(profile) if _relevant(k, scenarios)]
-    knobs += [k for s in stacks.values() for k in stack_knobs(s)]
+    knobs = [*hardware_knobs(profile), *(k for s in stacks.values() for k in stack_knobs(s))]
     figures = tuple(Figure(i, metric, value) for i, m in enumerate(measurements)
                     for metric, value in sorted(m.figures.items()))
     first = datas[0]["hardware"]
     return Forward(runs=runs, names=tuple(m.id for m in measurements),
                    scenarios=tuple(scenarios), knobs=tuple(knobs), figures=figures,
+                   relevant=tuple(k for k in knobs if _relevant(k, scenarios)),
                    hardware=profile, stacks=stacks,
                    hardware_file=_profile_file(first, measurements[0].scenario_file.parent))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,7 +39,7 @@ from simulator.calibration.step_logs import read_step_log
 from simulator.errors import InputError
 from simulator.profiles.input_files import read_bounded_text
 from simulator.profiles.validation import validate
-from simulator.profiles.yaml_source import read_yaml
+from simulator.profiles.yaml_source import parse_yaml_value, read_yaml
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 RunId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
@@ -132,10 +133,11 @@ def load_measurements(path: str | Path) -> tuple[MeasurementsFile, list[Measurem
     if not isinstance(data, dict):
         raise InputError("a measurements file must be a mapping with 'runs'", file=str(path))
     spec = validate(MeasurementsFile, data, doc)
-    return spec, [_measurement(run, path.parent, str(path)) for run in spec.runs]
+    return spec, [_measurement(run, i, path.parent, str(path))
+                  for i, run in enumerate(spec.runs)]
 
 
-def _measurement(run: MeasuredRun, base: Path, file: str) -> Measurement:
+def _measurement(run: MeasuredRun, index: int, base: Path, file: str) -> Measurement:
     figures: dict[str, float] = {}
     settings: dict[str, Any] = {}
     if run.report is not None:
@@ -146,7 +148,7 @@ def _measurement(run: MeasuredRun, base: Path, file: str) -> Measurement:
             if missing:
                 raise InputError(f"the report has no {', '.join(missing)}; it has "
                                  f"{', '.join(sorted(report.metrics))}",
-                                 file=file, path=f"runs.{run.id}.report.metrics")
+                                 file=file, path=f"runs[{index}].report.metrics")
             report = MeasuredReport({m: report.metrics[m] for m in wanted}, report.settings)
         figures.update(report.metrics)
         settings = dict(report.settings)
@@ -168,8 +170,6 @@ def read_report(ref: ReportRef, base: Path) -> MeasuredReport:
 
 def _yaml_text(value: Any) -> str:
     """A ``set`` value written back as the YAML text an override assignment parses."""
-    import json
-
     return json.dumps(value) if not isinstance(value, str) else value
 
 
@@ -201,8 +201,6 @@ def _csv_runs(path: Path) -> dict[str, Any]:
 
 
 def _csv_set(text: str | None) -> dict[str, Any]:
-    from simulator.profiles.yaml_source import parse_yaml_value
-
     result: dict[str, Any] = {}
     for part in (text or "").split(";"):
         if part.strip():

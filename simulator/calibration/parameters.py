@@ -74,7 +74,7 @@ def _knob(tree: dict[str, Any], *, name: str, label: str, field: str, bounds: tu
 def hardware_knobs(profile: dict[str, Any]) -> list[Knob]:
     """The fittable parameters of a hardware profile (its ``model_dump(mode="json")``)."""
     knobs: list[Knob | None] = []
-    for precision in sorted((_get(profile, "efficiency.gemm.large") or {})):
+    for precision in sorted(_get(profile, "efficiency.gemm.large") or {}):
         knobs.append(_knob(profile, name=f"gemm.{precision}",
                            label=f"large-GEMM fraction of peak, {precision}",
                            field=f"efficiency.gemm.large.{precision}", bounds=(0.02, 1.0),

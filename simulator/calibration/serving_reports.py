@@ -104,7 +104,7 @@ def _json_metric(key: str) -> tuple[str, float] | None:
     """``mean_ttft_ms`` -> (``inference.ttft_s.mean``, 1e-3); throughputs as they are."""
     if key in _THROUGHPUTS:
         return _THROUGHPUTS[key], 1.0
-    match = re.fullmatch(r"(mean|median|p50|p90|p99)_([a-z_]+)_ms", key)
+    match = re.fullmatch(r"(mean|median|p50|p90|p99)_([a-z0-9_]+)_ms", key)
     if match is None or match.group(2) not in _LATENCY_STEMS:
         return None
     stat, stem = match.groups()

@@ -4,6 +4,7 @@ write the calibrated profile, and say how much to trust it."""
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -95,7 +96,7 @@ def _list(forward: Forward) -> None:
     for name in ("parameter", "what", "profile value", "prior spread"):
         table.add_column(name)
     for k in forward.knobs:
-        table.add_row(k.name, k.label, _value(k.prior, k.unit), f"x{pow(2.718281828, k.prior_sd):.2f}")
+        table.add_row(k.name, k.label, _value(k.prior, k.unit), f"x{math.exp(k.prior_sd):.2f}")
     stdout_console().print(table)
 
 
