@@ -21,7 +21,8 @@ def _problem(y: np.ndarray, rows: slice | list[int] = slice(None)) -> Problem:
 
 
 def _closed_form(a: np.ndarray, b: np.ndarray, y: np.ndarray, p: Problem) -> np.ndarray:
-    # minimise |(a x + b - y)/s|^2 + |(x - mu)/tau|^2  ->  (a'a/s^2 + T^-2) x = a'(y-b)/s^2 + mu/tau^2
+    # minimise |(a x + b - y)/s|^2 + |(x - mu)/tau|^2:
+    #   (a'a/s^2 + T^-2) x = a'(y-b)/s^2 + mu/tau^2
     lhs = a.T @ a / p.sigma**2 + np.diag(1 / p.tau**2)
     rhs = a.T @ (y - b) / p.sigma**2 + p.mu / p.tau**2
     return np.linalg.solve(lhs, rhs)
