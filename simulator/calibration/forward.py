@@ -185,6 +185,7 @@ def batch_predictor(forward: Forward, knobs: tuple[Knob, ...],
     pool = executor or InProcessExecutor()
 
     def predict(points: np.ndarray) -> np.ndarray:
+        """Log-figures of every run for each row of log-parameters."""
         items = [(run, tuple(math.exp(v) for v in row)) for row in points
                  for run in range(len(forward.runs))]
         out: dict[int, list[float] | str] = dict(pool.imap(predict_run, (forward, knobs),

@@ -19,6 +19,7 @@ from simulator.errors import InputError
 from simulator.report.console import stdout_console
 from simulator.report.progress import progress_bar
 from simulator.studies.executors import ReportingExecutor
+from simulator.units import format_time
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -101,9 +102,7 @@ def _list(forward: Forward) -> None:
 
 
 def _value(value: float, unit: str) -> str:
-    if unit == "s":
-        return f"{value * 1e6:.3g} us"
-    return f"{value:.3g}"
+    return format_time(value) if unit == "s" else f"{value:.3g}"
 
 
 def _pct(value: float) -> str:
