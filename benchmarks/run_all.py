@@ -27,7 +27,7 @@ from common import machine  # noqa: E402
 def commands(quick: bool) -> list[list[str]]:
     """The benchmark scripts to run, with their arguments (``quick``: the smaller sizes)."""
     serving = ["bench_serving.py"] + (["--sizes", "10000,100000"] if quick else [])
-    out = [serving, ["bench_single_replica.py"], ["bench_training.py"]]
+    out = [serving, ["bench_single_replica.py"], ["bench_training.py"], ["bench_calibrate.py"]]
     if (HERE / "bench_sweep.py").exists():
         out.append(["bench_sweep.py"] + (["--no-ray"] if quick else []))
     return out

@@ -34,6 +34,8 @@ ALLOWED: dict[str, set[str]] = {
                 "units", "errors"},
     # sustainable-rate cases use the rate search of studies.capacity
     "validation": {"simulate", "loading", "studies", "results", "profiles", "units", "errors"},
+    "calibration": {"validation", "simulate", "loading", "studies", "results", "profiles",
+                    "units", "errors"},
     "simulator": {"loading", "profiles", "errors"},  # the package's own __init__
 }
 MAX_FILE_LINES = 400

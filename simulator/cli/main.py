@@ -11,7 +11,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from simulator.cli import commands, compare_cmd, plan_cmd, sensitivity_cmd, sweep_cmd
+from simulator.cli import (
+    calibrate_cmd,
+    commands,
+    compare_cmd,
+    plan_cmd,
+    sensitivity_cmd,
+    sweep_cmd,
+)
 from simulator.cli.arguments import OneLineParser
 from simulator.cli.paths import add_parents_flag
 from simulator.errors import InputErrors, XpusimError
@@ -45,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_cmd.register(sub)
     plan_cmd.register(sub)
     sensitivity_cmd.register(sub)
+    calibrate_cmd.register(sub)
     _add_catalog(sub)
     return parser
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
+from simulator.profiles.calibration_record import CalibrationRecord
 from simulator.profiles.numbers import SPEC_CONFIG, PositiveFloat, PositiveInt
 from simulator.profiles.precision import Precision
 from simulator.profiles.quantities import (
@@ -341,6 +342,9 @@ class HardwareProfile(BaseModel):
     sources: dict[str, str] = Field(
         default_factory=dict, description="source ids used in 'source' fields, with URLs"
     )
+    calibration: CalibrationRecord | None = Field(
+        None, description="written by `xpusim calibrate`: which numbers were fitted to which "
+                          "runs, and the fit's error on them (docs/calibration.md)")
 
     def peak(self, precision: Precision | str) -> float:
         """Dense peak FLOP/s at ``precision``; raises ``KeyError`` if unsupported."""

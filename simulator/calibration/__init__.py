@@ -1,0 +1,1 @@
+"""Calibrating a profile to the user's own measured runs (``xpusim calibrate``)."""
