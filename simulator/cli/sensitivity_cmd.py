@@ -106,17 +106,24 @@ def _quantity(value: float, unit: str) -> str:
     return format_time(value) if unit == "s" else format_si(value, unit)
 
 
+def _shown_half(found: Interval) -> float | None:
+    """The half-width to print: none when unknown, or when one seed is exact by construction
+    (a training step: '± 0' would suggest a measurement)."""
+    return None if found.half is None or (found.n == 1 and found.half == 0) else found.half
+
+
 def _pct(found: Interval | None) -> str:
     if found is None:
         return ""
-    half = "" if found.half is None else f" ± {found.half * 100:.2f}"
-    return f"{found.mean * 100:+.2f}{half}%"
+    half = _shown_half(found)
+    return f"{found.mean * 100:+.2f}" + ("" if half is None else f" ± {half * 100:.2f}") + "%"
 
 
 def _el(found: Interval | None) -> str:
     if found is None:
         return ""
-    return f"{found.mean:+.3f}" + ("" if found.half is None else f" ± {found.half:.3f}")
+    half = _shown_half(found)
+    return f"{found.mean:+.3f}" + ("" if half is None else f" ± {half:.3f}")
 
 
 def _baseline_line(result: SensitivityResult) -> str:
@@ -167,8 +174,13 @@ def render(result: SensitivityResult) -> None:
 def _noise_note(result: SensitivityResult) -> str:
     n = len(result.seeds)
     if n == 1 and result.deterministic:
+        drawn = [m for m in result.metrics
+                 if any(getattr(e.elasticity_interval.get(m), "half", 0.0) is None
+                        for e in result.effects)]
+        also = ("" if not drawn else f"; {', '.join(drawn)} depend(s) on the failures drawn "
+                f"from the seed: --seeds N for their interval")
         return (f"noise: none; {result.metric} draws nothing at random (a training step), so "
-                f"one seed is exact")
+                f"one seed is exact{also}")
     if n == 1:
         return ("noise: not estimated (one seed); run --seeds 5 or more to tell real effects "
                 "from the luck of which requests batch together")
