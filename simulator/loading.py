@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,18 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
         raise InputError("a scenario must be a mapping of fields (name, hardware, cluster, "
                          "model, workload, ...)", file=doc.file)
     data = apply_overrides(doc.data, overrides)
+    if isinstance(data.get("name"), str):
+        data = {**data, "name": overridden_name(data["name"], overrides)}
     return scenario_from_dict(data, doc=doc, base_dir=Path(path).parent, overrides=overrides)
+
+
+def overridden_name(name: str, overrides: list[str] | tuple[str, ...] | Sequence[str]) -> str:
+    """The scenario's title with the ``--set`` overrides that changed it appended: a file
+    titled "... on 8 x H100 SXM (TP8)" run with ``--set hardware=mi300x`` must not be
+    reported under its old title alone. An override of ``name`` itself is the title."""
+    if not overrides or any(parse_assignment(o)[0] == ["name"] for o in overrides):
+        return name
+    return f"{name}, with --set {', '.join(_short(o.strip(), 60) for o in overrides)}"
 
 
 def scenario_from_dict(data: dict[str, Any], *, doc: YamlDocument | None = None,

@@ -43,7 +43,7 @@ def serving():
     # Offline (every request at t=0): with Poisson arrivals the p99 of a short run is not
     # monotone in the hardware (a faster part changes which requests batch together).
     return run_sensitivity(_base(OFFLINE, ["workload.arrivals.requests=300"]),
-                           only=[*FASTER, *SLOWER])
+                           only=[*FASTER, *SLOWER], seeds=1)
 
 
 def test_training_signs(training):
@@ -95,6 +95,8 @@ def test_bad_arguments():
         run_sensitivity(_base(TRAINING), delta=1.5)
     with pytest.raises(InputError, match="unknown parameter"):
         run_sensitivity(_base(TRAINING), only=["warp_drive"])
+    with pytest.raises(InputError, match="--seeds must be a whole number from 1"):
+        run_sensitivity(_base(TRAINING), seeds=0)
 
 
 @pytest.mark.parametrize("value", [1e-06, 3e-06, 3.35e12, 2.5, 1e16, 700.0])
@@ -113,3 +115,7 @@ def test_cli_sensitivity_json():
     report = json.loads(proc.stdout)
     assert [e["parameter"] for e in report["effects"]] == ["hbm_bandwidth"]
     assert report["effects"][0]["elasticity"]["step_time_s"] < 0
+    # training is deterministic: one seed, and the interval is exactly zero, not unknown
+    assert report["seeds"] == [1] and report["deterministic"] is True
+    assert report["effects"][0]["elasticity_ci95"]["step_time_s"] == 0.0
+    assert report["effects"][0]["verdict"]["step_time_s"] == "real"

@@ -88,7 +88,9 @@ def render(comparison: Comparison, data: dict[str, Any]) -> None:
     """The terminal view of a comparison: one column per profile, values with their ratios to the
     baseline, then the rows' failures and notes."""
     console = stdout_console()
-    console.print(comparison.scenario, style="bold")
+    console.print(f"Comparison: {', '.join(r.hardware for r in comparison.rows)}", style="bold")
+    console.print(f"from the scenario '{comparison.scenario}'; each profile runs at the layout "
+                  f"and count of its own rows, not necessarily the scenario's", markup=False)
     sizing = {"count": "same accelerator count", "power": "same facility power budget",
               "cost": "same spend per hour"}[comparison.match]
     console.print(f"{comparison.kind} on {len(comparison.rows)} profiles, {sizing} "

@@ -81,6 +81,27 @@ def run_cost(hardware: HardwareProfile, assumptions: CostAssumptions, accelerato
                       breakdown_usd=breakdown, mode=assumptions.mode.value)
 
 
+def price_warnings(hardware: HardwareProfile, assumptions: CostAssumptions) -> list[str]:
+    """A warning when the run is priced with the profile's illustrative prices (the
+    template's example figures), not with a quote or the scenario's own ``cost`` figures."""
+    if not hardware.price.illustrative:
+        return []
+    if assumptions.mode is CostMode.CLOUD:
+        if assumptions.cloud_usd_per_hour:
+            return []
+        price, field = hardware.price.cloud_per_device_hour.value, "cloud_per_device_hour"
+        figure, override = f"${price:,.2f}/h", "cost.cloud_usd_per_hour"
+    else:
+        purchase = hardware.price.purchase_per_device
+        if assumptions.purchase_usd_per_accelerator is not None or purchase is None:
+            return []
+        figure, field = f"${purchase.value:,.0f}", "purchase_per_device"
+        override = "cost.purchase_usd_per_accelerator"
+    return [f"cost uses {hardware.id}'s illustrative price {figure} per device "
+            f"(price.{field} is a placeholder, price.illustrative: true): the cost figures "
+            f"mean nothing until you enter a real price there or set {override}"]
+
+
 def cost_per_million_tokens(cost_usd: float, input_tokens: float, output_tokens: float,
                             input_weight: float = 1.0) -> float:
     """USD per million tokens; input tokens count ``input_weight`` of an output token

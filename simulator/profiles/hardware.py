@@ -196,6 +196,10 @@ class Price(BaseModel):
                           "(absent for rent-only parts such as TPUs)"
     )
     cloud_per_device_hour: CloudPrice
+    illustrative: bool = Field(
+        False, description="true where the prices are stand-ins (a template's example "
+                           "figures), not quotes: every run that prices the device with them "
+                           "warns so; set false once you enter real prices")
 
 
 class GemmEfficiency(BaseModel):

@@ -200,6 +200,7 @@ def compare_page(data: Mapping[str, Any], figures: Sequence[tuple[str, bytes, st
                           f"({html.escape(data.get('budget', ''))}).</p>"
                         + notes(remarks))]
     sections += [Section(heading, figure(png, caption)) for heading, png, caption in figures]
-    return page(f"Comparison: {data['scenario']}",
-                f"{data['kind']} on {len(data['rows'])} profiles, baseline {data['baseline']}",
-                sections)
+    return page(f"Comparison: {', '.join(r['hardware'] for r in data['rows'])}",
+                f"{data['kind']} on {len(data['rows'])} profiles, baseline {data['baseline']}; "
+                f"from the scenario '{data['scenario']}', each profile at the layout and count "
+                f"of its own column", sections)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.errors import DoesNotFit, InputError, XpusimError
+from simulator.loading import overridden_name
 from simulator.profiles.catalog import load_hardware, looks_like_path
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.overrides import apply_overrides
@@ -198,8 +199,9 @@ def compare(scenario: str | Path | dict[str, Any], hardware_ids: Sequence[str],
     if rows[0].status != OK:
         notes.append(f"the baseline {rows[0].hardware} did not run ({rows[0].reason}); "
                      f"no ratios")
-    return Comparison(scenario=str(data.get("name", "")), kind=kind, match=match,
-                      metrics=metrics, rows=rows, budget=budget_text, notes=notes)
+    name = overridden_name(str(data.get("name", "")), overrides)
+    return Comparison(scenario=name, kind=kind, match=match, metrics=metrics, rows=rows,
+                      budget=budget_text, notes=notes)
 
 
 def _base(scenario: str | Path | dict[str, Any], overrides: Sequence[str],

@@ -87,7 +87,9 @@ def test_expected_interruptions_are_n_t_over_mtbf():
     out = simulate_run(llama3_run(), np.random.default_rng(0))
     assert out.expected_interruptions == pytest.approx(
         16384 * out.expected_wall_time_s / H100_MTBF)
-    # a run of this size takes about Llama 3's 54 days, and is interrupted about as often
+    # a span of this size covers about the 54-day window in which Llama 3's interruptions
+    # were counted (a snapshot of pre-training, not its length), and is interrupted about as
+    # often
     assert 45 * DAY < out.expected_wall_time_s < 60 * DAY
     assert 300 < out.expected_interruptions < 500
 
