@@ -77,8 +77,8 @@ def test_too_few_cases_fall_back_to_a_wider_regime():
     assert band is not None and band.level == "vendor+kind+precision"
     # median of 0.1..0.5 = 0.3; p90 at position 3.6: 0.4 + 0.6 * 0.1 = 0.46
     assert (band.cases, band.median_abs_error, band.p90_abs_error) == (5, 0.3, 0.46)
-    # AMD serving: vendor+kind+precision+moe (dense) has I1, I2 only; so does no level
-    # between: vendor+kind+precision has I1..I3 (the latency at saturation never counts)
+    # AMD serving, dense fp8: vendor+kind+precision+moe has I1, I2 only (< 3);
+    # vendor+kind+precision has I1..I3 (the latency at saturation never counts)
     amd = confidence_for(_regime(vendor="AMD", kind="inference"), _table())
     assert amd.band("throughput").level == "vendor+kind+precision"
     assert amd.band("throughput").case_ids == ["I1", "I2", "I3"]
@@ -89,8 +89,9 @@ def test_too_few_cases_fall_back_to_a_wider_regime():
 def test_an_unvalidated_vendor_falls_back_to_its_kind_and_is_flagged():
     confidence = confidence_for(_regime(vendor="Google"), _table())
     band = confidence.band("throughput")
-    # every held-out training figure: T1..T5 (T6 is calibration)
-    assert band.level == "kind" and band.cases == 5 and band.regime == "training"
+    # every held-out dense training figure: T1..T4 (T5 is MoE, T6 calibration)
+    assert (band.level, band.cases, band.regime) == ("kind+moe", 4, "training dense")
+    assert band.median_abs_error == 0.25
     assert confidence.extrapolated
     assert confidence.extrapolation == ["no validated training case on Google hardware"]
 
@@ -102,8 +103,14 @@ def test_an_unvalidated_precision_moe_or_scale_is_flagged():
     fp4 = confidence_for(_regime(precision="fp4"), table)
     assert fp4.extrapolation == ["no validated training case at fp4 on NVIDIA (validated: "
                                  "bf16, fp8)"]
-    # the band of an fp4 run falls back past precision: vendor+kind, T1..T5
-    assert fp4.band("throughput").level == "vendor+kind"
+    # the band of an fp4 run falls back past precision to the dense runs: T1..T4
+    assert fp4.band("throughput").level == "vendor+kind+moe"
+    assert fp4.band("throughput").case_ids == ["T1", "T2", "T3", "T4"]
+    # a MoE run on a vendor without MoE cases falls back to the vendor's: Google has none
+    # at all, so the kind's MoE figures (T5 alone, < 3) give way to every training figure
+    google_moe = confidence_for(_regime(vendor="Google", moe=True), table)
+    assert google_moe.band("throughput").level == "kind"
+    assert google_moe.band("throughput").cases == 5
     moe = confidence_for(_regime(vendor="AMD", kind="inference", moe=True), table)
     assert not moe.extrapolated  # I3
     big = confidence_for(_regime(scale=129), table)

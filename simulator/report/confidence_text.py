@@ -7,32 +7,30 @@ from __future__ import annotations
 from simulator.results.confidence import Confidence, ErrorBand
 
 FAMILY_FIGURES = {
-    "throughput": "throughput, step time, cost, energy",
-    "latency": "TTFT, TPOT, end to end",
+    "throughput": "throughput, cost",
+    "latency": "latency",
 }
 
 
 def band_text(band: ErrorBand) -> str:
-    """'±19.5% typical, ±27.0% p90 (4 held-out AMD inference cases; matched vendor+kind)'."""
+    """'±19.4% typical, ±26.8% p90 (4 held-out AMD inference cases, matched vendor+kind)'."""
     plural = "case" if band.cases == 1 else "cases"
     return (f"±{band.median_abs_error:.1%} typical, ±{band.p90_abs_error:.1%} p90 "
-            f"({band.cases} held-out {band.regime} {plural}; matched {band.level})")
+            f"({band.cases} held-out {band.regime} {plural}, matched {band.level})")
 
 
 def confidence_rows(confidence: Confidence) -> list[tuple[str, str]]:
-    """(label, text) rows: one per band, 'no published case' for a family without one, and
-    the extrapolation verdict."""
-    rows = []
-    for family, figures in FAMILY_FIGURES.items():
-        band = confidence.band(family)
-        if band is not None:
-            rows.append((f"expected error ({figures})", band_text(band)))
+    """(label, text) rows: one per band ('unknown' when there is none), then each reason the
+    run is extrapolation (or that it is not)."""
+    rows = [(f"expected error, {figures}", band_text(band))
+            for family, figures in FAMILY_FIGURES.items()
+            if (band := confidence.band(family)) is not None]
     if not confidence.bands:
-        rows.append(("expected error", "unknown: no published case of this kind"))
-    verdict = "; ".join(confidence.extrapolation) if confidence.extrapolated \
-        else "no: inside the validated vendor, precision, MoE-ness and scale"
-    rows.append(("extrapolation", verdict))
-    return rows
+        rows.append(("expected error", "unknown: no held-out published case of this kind"))
+    if not confidence.extrapolated:
+        return [*rows, ("extrapolation", "no: vendor, precision, MoE and scale validated")]
+    return [*rows, *((("extrapolation" if i == 0 else "", reason)
+                      for i, reason in enumerate(confidence.extrapolation)))]
 
 
 def confidence_csv_rows(confidence: Confidence) -> list[list[object]]:

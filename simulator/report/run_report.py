@@ -154,10 +154,14 @@ def _confidence(console: Console, result: Result) -> None:
     measurements, and extrapolation in yellow."""
     if result.confidence is None:
         return
-    table = _pairs("Confidence (validation against published measurements)")
+    table = Table(show_header=False, box=None, pad_edge=False, title_justify="left",
+                  title="Confidence (error on published measurements)", title_style="bold")
+    table.add_column(style="cyan", no_wrap=True)
+    table.add_column(overflow="fold")
+    risky = "yellow" if result.confidence.extrapolated else ""
     for label, text in confidence_rows(result.confidence):
-        risky = label == "extrapolation" and result.confidence.extrapolated
-        table.add_row(label, Text(text, style="yellow" if risky else ""))
+        is_flag = not label or label == "extrapolation"
+        table.add_row(label, Text(text, style=risky if is_flag else ""))
     console.print(table)
 
 

@@ -22,8 +22,8 @@ class ErrorBand(BaseModel):
                                     "or latency (TTFT, TPOT, end to end)")
     level: str = Field(description="which regime matched, most to least specific: "
                                    "vendor+kind+precision+moe, vendor+kind+precision, "
-                                   "vendor+kind, kind")
-    regime: str = Field(description="the matched regime in words, e.g. 'AMD inference'")
+                                   "vendor+kind+moe, vendor+kind, kind+moe, kind")
+    regime: str = Field(description="the matched regime in words, e.g. 'AMD inference fp8'")
     cases: int = Field(description="held-out published figures behind the band")
     case_ids: list[str] = Field(description="their validation case ids")
     median_abs_error: float = Field(description="median |predicted - measured| / measured: "

@@ -106,8 +106,11 @@ _AXIS_LABELS = {"time_s": "time to train, s (with failures)", "cost_usd": "cost,
 
 
 def eligible(plan: PlanResult, row: dict[str, Any]) -> bool:
-    """Whether ``row`` may be the answer: it ran and, for serving, met the SLO."""
+    """Whether ``row`` may be the answer: it ran, its confidence meets the plan's
+    ``max_expected_error`` (if any) and, for serving, it met the SLO."""
     if row.get("status") != OK:
+        return False
+    if plan.max_expected_error is not None and error_reason(plan.max_expected_error, row):
         return False
     if plan.kind == "inference":
         return bool(row.get("meets_slo"))

@@ -29,7 +29,14 @@ from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import TrainingWorkload
 from simulator.studies.executors import Executor, InProcessExecutor
 from simulator.studies.pareto import pareto_front
-from simulator.studies.plan import PlanResult, base_scenario, default_tps, ranked, trusted
+from simulator.studies.plan import (
+    PlanResult,
+    base_scenario,
+    default_tps,
+    eligible,
+    ranked,
+    trusted,
+)
 from simulator.studies.rows import OK, Base, one_line, result_metrics, run_point
 
 RECOMPUTE_ORDER = ("none", "selective", "full")  # least work first
@@ -285,7 +292,7 @@ def _choose_layout(plan: PlanResult, top: int) -> None:
     else:
         plan.notes.append("no layout fits" + (" and meets the deadline" if plan.limit else ""))
     plan.evaluated = ranked(plan.evaluated, LAYOUT_COLUMNS)
-    plan.pareto = pareto_front([r for r in plan.evaluated if r.get("status") == OK],
+    plan.pareto = pareto_front([r for r in plan.evaluated if eligible(plan, r)],
                                plan.x, plan.y)
 
 
