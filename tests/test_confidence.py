@@ -194,3 +194,25 @@ def test_a_broken_table_is_an_error_naming_the_file(tmp_path):
     with pytest.raises(XpusimError, match="regenerate it"):
         load_bands(tmp_path / "missing.json")
     assert BANDS_FILE.name == "error_bands.json"
+
+
+# ---- the regime of a scenario ---------------------------------------------------------------
+def test_the_regime_of_shipped_scenarios():
+    from simulator.confidence.regime import regime_of
+    from simulator.loading import load_scenario
+    from tests.conftest import ROOT
+
+    def regime(name: str, *overrides: str) -> Regime:
+        return regime_of(load_scenario(str(ROOT / "scenarios" / name), list(overrides)))
+
+    # training: the whole cluster (64 H100, TP8 PP2)
+    assert regime("llama3.1-70b-h100-training.yaml") == _regime(precision="bf16", scale=64)
+    # serving: one replica, whatever the fleet: 9 replicas of TP8 on 72 GB200s -> 8
+    assert regime("deepseek-v3-gb200-nvl72-serving.yaml") == _regime(
+        kind="inference", precision="fp8", moe=True, scale=8)
+    # disaggregated: the larger of the prefill and decode replicas (TP4 and TP8 -> 8)
+    assert regime("llama3.1-70b-h100-disaggregated.yaml", "workload.parallelism.tp=4",
+                  "workload.disaggregation.decode_parallelism={tp: 8}").scale == 8
+    assert regime("llama3.1-70b-h100-disaggregated.yaml", "workload.parallelism.tp=4").scale \
+        == 4
+    assert regime("llama3.1-70b-mi300x-serving.yaml").vendor == "AMD"
