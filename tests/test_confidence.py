@@ -102,7 +102,7 @@ def test_an_unvalidated_precision_moe_or_scale_is_flagged():
     assert not confidence_for(_regime(precision="bf16"), table).extrapolated
     fp4 = confidence_for(_regime(precision="fp4"), table)
     assert fp4.extrapolation == ["no validated training case at fp4 on NVIDIA (validated: "
-                                 "bf16, fp8)"]
+                                 "bf16/fp8)"]
     # the band of an fp4 run falls back past precision to the dense runs: T1..T4
     assert fp4.band("throughput").level == "vendor+kind+moe"
     assert fp4.band("throughput").case_ids == ["T1", "T2", "T3", "T4"]

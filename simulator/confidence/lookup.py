@@ -102,7 +102,8 @@ def _band(table: BandTable, regime: Regime, family: str) -> ErrorBand | None:
 
 
 def extrapolation(table: BandTable, regime: Regime) -> list[str]:
-    """Why ``regime`` lies outside the validated cases of its vendor and kind ([]: inside)."""
+    """Why ``regime`` lies outside the validated cases of its vendor and kind ([]: inside).
+    No commas: the reasons go into CSV cells that quick tools split on them."""
     kind, vendor = regime.kind, regime.vendor
     seen = table.covered(kind, vendor)
     if seen is None:
@@ -110,14 +111,14 @@ def extrapolation(table: BandTable, regime: Regime) -> list[str]:
     reasons = []
     if regime.precision not in seen.precisions:
         reasons.append(f"no validated {kind} case at {regime.precision} on {vendor} "
-                       f"(validated: {', '.join(seen.precisions)})")
+                       f"(validated: {'/'.join(seen.precisions)})")
     if regime.moe not in seen.moe:
         reasons.append(f"no validated {'MoE' if regime.moe else 'dense'}-model {kind} case "
                        f"on {vendor}")
     if regime.scale > seen.max_scale:
         unit = "accelerators per replica" if kind == "inference" else "accelerators"
-        reasons.append(f"{regime.scale:,} {unit} is beyond the largest validated {kind} case "
-                       f"on {vendor} ({seen.max_scale:,})")
+        reasons.append(f"{regime.scale} {unit} is beyond the largest validated {kind} case "
+                       f"on {vendor} ({seen.max_scale})")
     return reasons
 
 

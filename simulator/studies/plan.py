@@ -130,7 +130,7 @@ def error_reason(limit: float, row: dict[str, Any]) -> str:
         return "no error band: no held-out published case of this kind"
     if error > limit:
         return (f"expected error above the maximum: {error:.1%} > {limit:.1%} "
-                f"({row.get('error_band_cases')} cases, matched {row.get('error_band_level')})")
+                f"({row.get('error_band_cases')} cases; matched {row.get('error_band_level')})")
     return ""
 
 
