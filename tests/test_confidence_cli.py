@@ -141,3 +141,24 @@ def test_bands_are_written_from_the_whole_suite_only(tmp_path):
                      str(tmp_path / "bands.json"))
     assert_clean_error(result, "--bands describes the whole suite")
     assert not (tmp_path / "bands.json").exists()
+
+
+def test_compare_shows_each_profiles_expected_error_and_extrapolation(tmp_path):
+    result = run_cli("compare", str(SCENARIOS / "llama3.1-70b-h100-serving.yaml"),
+                     "--hardware", "h100-sxm,mi300x", "--set", "workload.arrivals.requests=60",
+                     "--set", "workload.precision=fp8", "--quiet", "--format", "json",
+                     cwd=tmp_path)
+    assert result.code == 0, result.err
+    rows = {r["hardware"]: r for r in result.json()["rows"]}
+    nvidia = _committed_band("vendor+kind+precision+moe", "throughput", vendor="NVIDIA",
+                             kind="inference", precision="fp8", moe=False)
+    assert rows["h100-sxm"]["metrics"]["expected_error"] == nvidia.median_abs_error
+    amd = _committed_band("vendor+kind+precision", "throughput", vendor="AMD",
+                          kind="inference", precision="fp8")
+    assert rows["mi300x"]["metrics"]["expected_error"] == amd.median_abs_error
+    # the MI300X layout compare picks has more than the one GPU per replica AMD was measured at
+    flags = [n for n in rows["mi300x"]["notes"] if n.startswith("extrapolation: ")]
+    tp, pp = rows["mi300x"]["layout"].split(" x ")[1].split()  # "4 x tp2 pp1"
+    layout_devices = int(tp.removeprefix("tp")) * int(pp.removeprefix("pp"))
+    assert bool(flags) == (layout_devices > 1)
+    assert not [n for n in rows["h100-sxm"]["notes"] if n.startswith("extrapolation: ")]
