@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from simulator.confidence import confidence_of
 from simulator.economics.cost import cost_per_million_tokens, price_warnings, run_cost
 from simulator.economics.power import Activity
 from simulator.errors import DoesNotFit
@@ -106,6 +107,7 @@ def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utili
                   cost_per_million_tokens_usd=per_million,
                   tokens_per_kwh=tokens / cost.energy_kwh if cost.energy_kwh else 0.0,
                   cost=summary, memory=memory, peak=peak_report(scenario),
+                  confidence=confidence_of(scenario),
                   warnings=[*scenario.warnings,
                             *price_warnings(scenario.hardware, scenario.cost)],
                   **engine)

@@ -28,14 +28,17 @@ ALLOWED: dict[str, set[str]] = {
     "economics": {"profiles", "units", "errors"},
     # the engines fill the result records (plain data) that `simulate` assembles
     "engine": {"perf", "profiles", "results", "units", "errors"},
-    "simulate": {"engine", "economics", "results", "perf", "profiles", "errors"},
+    # the error bands of the validation suite, looked up by a scenario's regime
+    "confidence": {"results", "profiles", "errors"},
+    "simulate": {"engine", "economics", "results", "perf", "profiles", "confidence", "errors"},
     "report": {"results", "profiles", "perf", "units", "errors"},
     "studies": {"simulate", "loading", "report", "results", "economics", "perf", "profiles",
                 "units", "errors"},
     # sustainable-rate cases use the rate search of studies.capacity
-    "validation": {"simulate", "loading", "studies", "results", "profiles", "units", "errors"},
-    "calibration": {"validation", "simulate", "loading", "studies", "results", "profiles",
-                    "units", "errors"},
+    "validation": {"simulate", "loading", "studies", "results", "profiles", "confidence",
+                   "units", "errors"},
+    "calibration": {"validation", "confidence", "simulate", "loading", "studies", "results",
+                    "profiles", "units", "errors"},
     "simulator": {"loading", "profiles", "errors"},  # the package's own __init__
 }
 MAX_FILE_LINES = 400

@@ -12,10 +12,12 @@ calibration step lowers them toward the targets.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
+from simulator.confidence.lookup import BANDS_FILE
 from simulator.validation import (
     TARGETS,
     CaseRow,
@@ -25,6 +27,7 @@ from simulator.validation import (
     guard_violations,
     run_cases,
 )
+from simulator.validation.bands import bands_table
 from simulator.validation.cases import Case, Source
 from simulator.validation.report import format_error
 from tests.conftest import ROOT
@@ -72,6 +75,17 @@ def test_the_recorded_run_in_the_docs_is_this_run(report):
         assert recorded[f"median, vendor {vendor}"] == format_error(median, signed=False)
     worst = next(v for k, v in recorded.items() if k.startswith("worst figure"))
     assert worst == f"{format_error(figures.worst, signed=False)} ({figures.worst_case})"
+
+
+def test_the_committed_error_bands_are_this_run(report):
+    """Every result's confidence is read from simulator/confidence/error_bands.json: it must
+    hold the bands of what the code predicts today (same run as the guard, not a second)."""
+    committed = json.loads(BANDS_FILE.read_text())
+    fresh = bands_table(report)
+    stale = [key for key in fresh if committed.get(key) != fresh[key]]
+    assert not stale, (f"{BANDS_FILE.relative_to(ROOT)} is stale ({', '.join(stale)} differ); "
+                       f"regenerate it with: xpusim validate-against validation/ --bands "
+                       f"{BANDS_FILE.relative_to(ROOT)}")
 
 
 def test_the_limits_are_ratchets_just_above_the_recorded_run():

@@ -119,6 +119,11 @@ def validate_against(args: argparse.Namespace) -> int:
 
     if args.markdown:
         output_file(args.markdown, "--markdown", parents=args.parents)
+    if args.bands:
+        if args.only:
+            raise InputError("--bands describes the whole suite; it cannot be written from "
+                             "the cases --only selects (drop --only)")
+        output_file(args.bands, "--bands", parents=args.parents)
     with progress_bar("validating", quiet=args.quiet, counts=True) as progress:
         report = run_cases(args.directory, only=args.only, progress=progress)
     if args.format == "json":
@@ -132,6 +137,12 @@ def validate_against(args: argparse.Namespace) -> int:
             [args.directory, *(f"--only {i}" for i in args.only or ()),
              f"--markdown {args.markdown}"])
         write_markdown_section(Path(args.markdown), to_markdown(report, command, date.today()))
+    if args.bands:
+        from simulator.report.files import write_atomic
+        from simulator.validation.bands import bands_json
+
+        command = f"xpusim validate-against {args.directory} --bands {args.bands}"
+        write_atomic(Path(args.bands), bands_json(report, command, date.today()))
     return 0
 
 

@@ -103,6 +103,10 @@ def _add_checks(sub: argparse._SubParsersAction) -> None:
                        help="run only these case ids (an id also selects its -suffixed rows)")
     check.add_argument("--markdown", metavar="PATH",
                        help="also write the report as Markdown (docs/validation.md)")
+    check.add_argument("--bands", metavar="PATH",
+                       help="also write the per-regime error bands every result's confidence "
+                            "is read from (simulator/confidence/error_bands.json); needs the "
+                            "whole suite, so not with --only")
     check.add_argument("--quiet", action="store_true", help="no progress bar")
     add_parents_flag(check)
     _add_format(check)

@@ -4,6 +4,7 @@ layout and cluster size; the winner, runners-up and Pareto front as tables and a
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from simulator.report.columns import column_cells
 from simulator.report.console import stdout_console
 from simulator.report.progress import progress_bar
 from simulator.studies.executors import ReportingExecutor
-from simulator.studies.plan import PlanResult
+from simulator.studies.plan import DROPPED, PlanResult
 from simulator.studies.plan_serving import plan_serving
 from simulator.studies.plan_training import plan_training
 from simulator.studies.table import write_table
@@ -100,6 +101,10 @@ def _add_shared(p: argparse.ArgumentParser) -> None:
                       help="tensor-parallel sizes (default: powers of two up to 8 that fit "
                            "the scale-up domain)")
     both.add_argument("--ep", type=wholes(), metavar="N,...", help="expert-parallel sizes")
+    both.add_argument("--max-expected-error", type=error_limit, metavar="FRACTION",
+                      help="drop candidates whose expected error (the median |error| of "
+                           "their regime on held-out published measurements) is above "
+                           "this, e.g. 0.15 or 15%%, and those that extrapolate")
     both.add_argument("--top", type=whole(0, 10_000), default=5,
                       help="runners-up to show (default 5)")
     both.add_argument("--out", metavar="PATH",
@@ -109,6 +114,19 @@ def _add_shared(p: argparse.ArgumentParser) -> None:
     both.add_argument("--no-plot", action="store_true", help="do not draw the plot")
     add_parents_flag(p)
     both.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def error_limit(text: str) -> float:
+    """``--max-expected-error``: a fraction above 0 ('0.15'), or a percentage ('15%')."""
+    percent = text.strip().endswith("%")
+    try:
+        value = float(text.strip().rstrip("%")) / (100 if percent else 1)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an error above 0, as a fraction "
+                                         f"(0.15) or a percentage (15%)")
+    return value
 
 
 def plan(args: argparse.Namespace) -> int:
@@ -133,7 +151,8 @@ def plan(args: argparse.Namespace) -> int:
                 base, goal=args.goal, deadline_s=args.deadline,
                 sizes=args.accelerators, tps=args.tp, pps=args.pp, cps=args.cp, eps=args.ep,
                 micro_batches=args.micro_batch, recomputes=args.recompute, zeros=args.zero,
-                exhaustive=args.exhaustive, top=args.top, executor=executor)
+                exhaustive=args.exhaustive, top=args.top,
+                max_expected_error=args.max_expected_error, executor=executor)
         else:
             if args.goal == "fastest":
                 raise InputError("serving plans find the cheapest deployment meeting the SLO; "
@@ -142,7 +161,8 @@ def plan(args: argparse.Namespace) -> int:
                 base, rate_per_s=args.rate, profiles=args.profiles, precisions=args.precisions,
                 tps=args.tp, eps=args.ep, max_batch_sizes=args.max_batch,
                 max_accelerators=args.max_accelerators, latency=args.latency, top=args.top,
-                capacity=args.capacity, executor=executor)
+                capacity=args.capacity, max_expected_error=args.max_expected_error,
+                executor=executor)
     if out is not None:
         rows = result.evaluated + result.pruned
         columns = list(dict.fromkeys(k for row in rows for k in row))
@@ -157,8 +177,19 @@ def plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _confidence_cells(column: str, rows: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    """The plan tables' confidence columns as text: '±19.5% (4)' (median |error| and the
+    held-out cases behind it), and whether the candidate extrapolates."""
+    if column == "expected_error":
+        return "expected error (cases)", [
+            "" if r.get("expected_error") is None
+            else f"±{r['expected_error']:.1%} ({r.get('error_band_cases')})" for r in rows]
+    return "extrapolated", ["yes" if r.get("extrapolation") else "no" for r in rows]
+
+
 def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
-    cells = [column_cells(c, [row.get(c) for row in rows]) for c in columns]
+    cells = [_confidence_cells(c, rows) if c in SHOWN_CONFIDENCE
+             else column_cells(c, [row.get(c) for row in rows]) for c in columns]
     table = Table(title=title, title_justify="left")
     for name, _column in cells:
         table.add_column(name, justify="right")
@@ -174,6 +205,7 @@ def render(result: PlanResult, plot_note: str | None, out: str | None) -> None:
     columns = [*result.config_columns, *result.metric_columns]
     if result.kind == "training" and result.limit is not None:
         columns.append("meets_deadline")
+    columns += SHOWN_CONFIDENCE
     if result.winner is not None:
         extra = ["sustainable_rate_per_s"] if "sustainable_rate_per_s" in result.winner else []
         console.print(_table(f"Winner ({result.goal}, by {result.objective})",
@@ -188,10 +220,29 @@ def render(result: PlanResult, plot_note: str | None, out: str | None) -> None:
                              columns))
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
+    _render_dropped(console, result)
     if out:
         console.print(f"every evaluated point -> {out}", markup=False)
     if plot_note:
         console.print(plot_note, markup=False)
+
+
+SHOWN_CONFIDENCE = ["expected_error", "extrapolation"]
+
+
+def _render_dropped(console, result: PlanResult) -> None:
+    """What ``--max-expected-error`` dropped, counted by reason, with one example each."""
+    if result.max_expected_error is None:
+        return
+    dropped = result.dropped_for_error()
+    total = sum(dropped.values())
+    console.print(f"--max-expected-error {result.max_expected_error:.1%}: {total} "
+                  f"candidate(s) dropped" + (":" if total else ""), markup=False)
+    for reason, count in dropped.items():
+        example = next(r[DROPPED] for r in result.evaluated
+                       if r.get(DROPPED, "").split(":")[0] == reason)
+        console.print(f"  {count} x {reason} (e.g. {example.split(': ', 1)[1]})",
+                      markup=False)
 
 
 if __name__ == "__main__":

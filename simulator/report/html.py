@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from simulator.report.confidence_text import confidence_rows
 from simulator.results import Result
 from simulator.units import format_si, format_time
 
@@ -145,6 +146,8 @@ def headline_rows(result: Result) -> list[list[str]]:
              ["carbon", f"{result.carbon_kg:,.4g} kg CO2e"],
              ["memory per device", f"{format_si(result.memory.total_bytes, 'B')} of "
                                    f"{format_si(result.memory.capacity_bytes, 'B')}"]]
+    if result.confidence is not None:
+        rows += [[label, text] for label, text in confidence_rows(result.confidence)]
     return rows
 
 

@@ -1,7 +1,8 @@
 """Files a run or a comparison writes with ``--out DIR``.
 
 A run: ``result.json``, CSVs (``requests.csv`` and ``time_series.csv`` for serving,
-``step_breakdown.csv`` for training), PNG plots and one self-contained ``report.html``.
+``step_breakdown.csv`` for training, ``confidence.csv`` for both), PNG plots and one
+self-contained ``report.html``.
 A comparison: ``comparison.json``, ``comparison.csv``, its plots and ``report.html``, and
 for each profile that ran a folder with its ``result.json`` and CSVs.
 
@@ -19,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from simulator.report.confidence_text import CSV_HEADER, confidence_csv_rows
 from simulator.report.files import write_atomic
 from simulator.report.json_text import strict_json
 from simulator.report.requests_csv import requests_csv
@@ -54,6 +56,8 @@ def data_files(result: Result) -> Files:
         rows = [[name, value, value / t.step_time_s] for name, value in
                 t.breakdown_s.model_dump().items()]
         files["step_breakdown.csv"] = _csv(["part", "seconds", "share"], rows)
+    if result.confidence is not None:
+        files["confidence.csv"] = _csv(CSV_HEADER, confidence_csv_rows(result.confidence))
     if result.requests is not None:
         files["requests.csv"] = requests_csv(result.requests)
     if result.inference is not None:

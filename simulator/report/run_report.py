@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from simulator.profiles.scenario import Scenario
+from simulator.report.confidence_text import confidence_rows
 from simulator.results import Result
 from simulator.results.inference import InferenceMetrics
 from simulator.results.training import TrainingResult
@@ -32,6 +33,7 @@ def render_result(console: Console, scenario: Scenario, result: Result) -> None:
     if result.inference is not None:
         _inference(console, result.inference)
     _economics(console, result)
+    _confidence(console, result)
     _memory(console, result)
     for warning in result.warnings:
         console.print(Text("warning:", style="yellow"), warning)
@@ -144,6 +146,22 @@ def _economics(console: Console, r: Result) -> None:
     table.add_row("utilization", f"compute {u.compute:.0%}, HBM bandwidth "
                                  f"{u.memory_bandwidth:.0%}, network {u.network:.0%}, "
                                  f"busy {u.busy:.0%}")
+    console.print(table)
+
+
+def _confidence(console: Console, result: Result) -> None:
+    """How far to trust the figures above: the error bands of the run's regime on published
+    measurements, and extrapolation in yellow."""
+    if result.confidence is None:
+        return
+    table = Table(show_header=False, box=None, pad_edge=False, title_justify="left",
+                  title="Confidence (error on published measurements)", title_style="bold")
+    table.add_column(style="cyan", no_wrap=True)
+    table.add_column(overflow="fold")
+    risky = "yellow" if result.confidence.extrapolated else ""
+    for label, text in confidence_rows(result.confidence):
+        is_flag = not label or label == "extrapolation"
+        table.add_row(label, Text(text, style=risky if is_flag else ""))
     console.print(table)
 
 

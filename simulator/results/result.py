@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulator.results.confidence import Confidence
 from simulator.results.inference import InferenceMetrics, RequestRecords
 from simulator.results.training import TrainingResult
 from simulator.results.utilization import Utilization
@@ -85,5 +86,8 @@ class Result(BaseModel):
         None, exclude=True, repr=False,
         description="serving runs only: one record per request (not in the JSON; "
                     "requests.csv of --out)")
+    confidence: Confidence | None = Field(
+        None, description="the expected error of this result's regime on published "
+                          "measurements, and whether it extrapolates beyond them")
     warnings: list[str] = Field(default_factory=list, description="e.g. idle accelerators")
     notes: list[str] = Field(default_factory=list)

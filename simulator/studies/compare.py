@@ -71,6 +71,10 @@ class Metric:
     headline: bool = True
 
 
+# How far to trust the row's figures (Result.confidence): the median |error| of its regime
+# on held-out published measurements; extrapolation goes into the row's notes.
+EXPECTED_ERROR = Metric(key="expected_error", label="expected error (throughput, cost)",
+                        unit="fraction", better="lower", headline=False)
 INFERENCE_METRICS = (
     Metric(key="output_tokens_per_s", label="throughput", unit="output tokens/s", better="higher"),
     Metric(key="output_tokens_per_s_per_accelerator", label="throughput per accelerator",
@@ -89,6 +93,7 @@ INFERENCE_METRICS = (
     Metric(key="average_power_w", label="facility power",
            unit="W", better="neither", headline=False),
     Metric(key="cost_usd", label="cost of the run", unit="USD", better="lower"),
+    EXPECTED_ERROR,
 )
 TRAINING_METRICS = (
     Metric(key="tokens_per_s", label="throughput", unit="tokens/s", better="higher"),
@@ -105,6 +110,7 @@ TRAINING_METRICS = (
            unit="W", better="neither", headline=False),
     Metric(key="wall_time_s", label="time to train (with failures)", unit="s", better="lower"),
     Metric(key="cost_usd", label="cost of the run", unit="USD", better="lower"),
+    EXPECTED_ERROR,
 )
 
 
@@ -266,6 +272,8 @@ def _row(data: dict[str, Any], doc: YamlDocument | None, base_dir: Path, ref: st
         row.notes.append(f"{result.inference.dropped} requests dropped (too long for the "
                          f"context or the KV cache)")
     row.notes += result.warnings
+    if result.confidence is not None:
+        row.notes += [f"extrapolation: {r}" for r in result.confidence.extrapolation]
     return row
 
 
@@ -278,6 +286,7 @@ def _metrics(result: Result) -> dict[str, float | None]:
         "energy_per_token_j": 3.6e6 / result.tokens_per_kwh if result.tokens_per_kwh else None,
         "average_power_w": result.average_power_w,
         "cost_usd": result.cost_usd,
+        "expected_error": result.confidence.expected_error if result.confidence else None,
     }
     if result.training is not None:
         t = result.training

@@ -58,6 +58,7 @@ class PlanResult:
     notes: list[str] = field(default_factory=list)
     limit: float | None = None  # the deadline or the latency target, for the plot
     title: str = ""
+    max_expected_error: float | None = None  # candidates less trustworthy are dropped
 
     @property
     def simulations(self) -> int:
@@ -70,8 +71,19 @@ class PlanResult:
                 "notes", "limit")
         out = {k: getattr(self, k) for k in keys}
         out.update(simulations=self.simulations, pruned=len(self.pruned),
-                   evaluated=self.evaluated, pruned_candidates=self.pruned)
+                   evaluated=self.evaluated, pruned_candidates=self.pruned,
+                   max_expected_error=self.max_expected_error,
+                   dropped_for_error=self.dropped_for_error())
         return out
+
+    def dropped_for_error(self) -> dict[str, int]:
+        """How many simulated candidates ``max_expected_error`` dropped, by reason."""
+        counts: dict[str, int] = {}
+        for row in self.evaluated:
+            if row.get(DROPPED):
+                reason = row[DROPPED].split(":")[0]
+                counts[reason] = counts.get(reason, 0) + 1
+        return counts
 
     def plot(self, path: str | Path) -> str | None:
         """Write the Pareto plot; returns None, or why there is no plot."""
@@ -94,12 +106,48 @@ _AXIS_LABELS = {"time_s": "time to train, s (with failures)", "cost_usd": "cost,
 
 
 def eligible(plan: PlanResult, row: dict[str, Any]) -> bool:
-    """Whether ``row`` may be the answer: it ran and, for serving, met the SLO."""
+    """Whether ``row`` may be the answer: it ran, its confidence meets the plan's
+    ``max_expected_error`` (if any) and, for serving, it met the SLO."""
     if row.get("status") != OK:
+        return False
+    if plan.max_expected_error is not None and error_reason(plan.max_expected_error, row):
         return False
     if plan.kind == "inference":
         return bool(row.get("meets_slo"))
     return True
+
+
+DROPPED = "dropped_for_error"  # the row column saying why --max-expected-error dropped it
+
+
+def error_reason(limit: float, row: dict[str, Any]) -> str:
+    """Why a row's confidence does not meet ``limit`` ('' when it does): extrapolation, no
+    band at all, or a throughput band whose median |error| is above it."""
+    if row.get("extrapolation"):
+        return f"extrapolation: {row['extrapolation']}"
+    error = row.get("expected_error")
+    if error is None:
+        return "no error band: no held-out published case of this kind"
+    if error > limit:
+        return (f"expected error above the maximum: {error:.1%} > {limit:.1%} "
+                f"({row.get('error_band_cases')} cases; matched {row.get('error_band_level')})")
+    return ""
+
+
+def trusted(plan: PlanResult, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` whose confidence meets ``plan.max_expected_error`` (all without one); the
+    others that ran are marked with the reason in their :data:`DROPPED` column (rows that
+    did not run are kept: their status already rules them out)."""
+    if plan.max_expected_error is None:
+        return rows
+    kept = []
+    for row in rows:
+        reason = error_reason(plan.max_expected_error, row) if row.get("status") == OK else ""
+        if reason:
+            row[DROPPED] = reason
+        else:
+            kept.append(row)
+    return kept
 
 
 def ranked(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:

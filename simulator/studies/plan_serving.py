@@ -36,7 +36,14 @@ from simulator.profiles.scenario import Scenario
 from simulator.studies.capacity import scenario_capacity
 from simulator.studies.executors import Executor, InProcessExecutor
 from simulator.studies.pareto import pareto_front
-from simulator.studies.plan import PlanResult, base_scenario, default_tps, eligible, ranked
+from simulator.studies.plan import (
+    PlanResult,
+    base_scenario,
+    default_tps,
+    eligible,
+    ranked,
+    trusted,
+)
 from simulator.studies.rows import OK, Base, one_line, result_metrics, run_point
 
 SHAPE_COLUMNS = ["hardware", "precision", "tp", "ep", "max_batch_size"]
@@ -216,13 +223,16 @@ def plan_serving(base: Base, *, rate_per_s: float | None = None,
                  tps: Sequence[int] | None = None, eps: Sequence[int] | None = None,
                  max_batch_sizes: Sequence[int] | None = None, max_accelerators: int = 1024,
                  latency: str = "ttft", top: int = 5, capacity: bool = False,
+                 max_expected_error: float | None = None,
                  executor: Executor | None = None) -> PlanResult:
     """The cheapest deployment meeting the scenario's SLO at ``rate_per_s`` (default: the
     scenario's arrival rate). Unset lists keep the scenario's value; ``tps`` defaults to the
     powers of two up to 8 that fit the scale-up domain and divide the heads, ``eps`` to tp
     for MoE models (experts spread over the replica) and 1 for dense ones. With
     ``capacity``, the winner also gets ``sustainable_rate_per_s``: the highest rate it meets
-    the SLO at (:mod:`simulator.studies.capacity`), its headroom over the target rate."""
+    the SLO at (:mod:`simulator.studies.capacity`), its headroom over the target rate.
+    With ``max_expected_error``, deployments whose confidence does not meet it cannot win
+    (:func:`simulator.studies.plan.trusted`)."""
     scenario = base_scenario(base)
     w = scenario.workload
     if not isinstance(w, InferenceWorkload):
@@ -240,7 +250,8 @@ def plan_serving(base: Base, *, rate_per_s: float | None = None,
                       x=LATENCY[latency], y="usd_per_hour", config_columns=CONFIG_COLUMNS,
                       metric_columns=SERVING_PLAN_METRICS,
                       limit=float(target) if target is not None else None,
-                      title=f"{scenario.name}: cheapest meeting the SLO at {rate:g} req/s")
+                      title=f"{scenario.name}: cheapest meeting the SLO at {rate:g} req/s",
+                      max_expected_error=max_expected_error)
     answers = _search_shapes(plan, ctx, shapes, executor or InProcessExecutor())
     _choose_deployment(plan, answers, top)
     if capacity and plan.winner is not None:
@@ -315,7 +326,7 @@ def _choose_deployment(plan: PlanResult, answers: list[dict[str, Any]], top: int
              "max_batch_size"]
     plan.evaluated = ranked(plan.evaluated, ["hardware", "precision", "tp", "ep",
                                               "max_batch_size", "replicas"])
-    answers = ranked(answers, order)
+    answers = ranked(trusted(plan, answers), order)
     if answers:
         plan.winner, plan.runners_up = answers[0], answers[1:1 + top]
     else:

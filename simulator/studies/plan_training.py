@@ -29,7 +29,14 @@ from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import TrainingWorkload
 from simulator.studies.executors import Executor, InProcessExecutor
 from simulator.studies.pareto import pareto_front
-from simulator.studies.plan import PlanResult, base_scenario, default_tps, ranked
+from simulator.studies.plan import (
+    PlanResult,
+    base_scenario,
+    default_tps,
+    eligible,
+    ranked,
+    trusted,
+)
 from simulator.studies.rows import OK, Base, one_line, result_metrics, run_point
 
 RECOMPUTE_ORDER = ("none", "selective", "full")  # least work first
@@ -185,8 +192,10 @@ def plan_training(base: Base, *, goal: str = "fastest", deadline_s: float | None
                   eps: Sequence[int] | None = None, micro_batches: Sequence[int] | None = None,
                   recomputes: Sequence[str] | None = None, zeros: Sequence[int] | None = None,
                   exhaustive: bool = False, top: int = 5,
+                  max_expected_error: float | None = None,
                   executor: Executor | None = None) -> PlanResult:
-    """The fastest or cheapest layout and cluster size (see the module docstring)."""
+    """The fastest or cheapest layout and cluster size (see the module docstring); with
+    ``max_expected_error``, layouts whose confidence does not meet it cannot win."""
     scenario = base_scenario(base)
     w = scenario.workload
     if not isinstance(w, TrainingWorkload):
@@ -204,7 +213,8 @@ def plan_training(base: Base, *, goal: str = "fastest", deadline_s: float | None
                       objective="time_s" if goal == "fastest" else "cost_usd", x="time_s",
                       y="cost_usd", config_columns=LAYOUT_COLUMNS,
                       metric_columns=TRAINING_PLAN_METRICS, limit=deadline_s,
-                      title=f"{scenario.name}: {goal} layout{deadline}")
+                      title=f"{scenario.name}: {goal} layout{deadline}",
+                      max_expected_error=max_expected_error)
     search = _SizeSearch(plan=plan, space=space, global_batch=w.global_batch_size, ctx=ctx,
                          executor=executor or InProcessExecutor())
     all_sizes = sorted(set(sizes or [scenario.cluster.accelerators]))
@@ -244,7 +254,7 @@ class _SizeSearch:
         """The best simulated row on ``n`` accelerators by ``key`` (None: nothing ran)."""
         if n not in self.by_size:
             self.by_size[n] = self._evaluate_size(n)
-        rows = [r for r in self.by_size[n] if r.get("status") == OK
+        rows = [r for r in trusted(self.plan, self.by_size[n]) if r.get("status") == OK
                 and (not need_deadline or r.get("meets_deadline"))]
         return ranked(rows, [key, "time_s" if key == "cost_usd" else "cost_usd"])[0] \
             if rows else None
@@ -269,7 +279,7 @@ def _choose_layout(plan: PlanResult, top: int) -> None:
     """The winner by the objective (the other cost breaks ties), the runners-up and the
     Pareto front of everything that ran."""
     fastest = plan.goal == "fastest"
-    candidates = [r for r in plan.evaluated if r.get("status") == OK
+    candidates = [r for r in trusted(plan, plan.evaluated) if r.get("status") == OK
                   and (fastest or r.get("meets_deadline"))]
     order = ranked(candidates, [plan.objective, "cost_usd" if fastest else "time_s",
                                 *LAYOUT_COLUMNS])
@@ -282,7 +292,7 @@ def _choose_layout(plan: PlanResult, top: int) -> None:
     else:
         plan.notes.append("no layout fits" + (" and meets the deadline" if plan.limit else ""))
     plan.evaluated = ranked(plan.evaluated, LAYOUT_COLUMNS)
-    plan.pareto = pareto_front([r for r in plan.evaluated if r.get("status") == OK],
+    plan.pareto = pareto_front([r for r in plan.evaluated if eligible(plan, r)],
                                plan.x, plan.y)
 
 

@@ -24,9 +24,14 @@ from simulator.results import Result
 OK, DOES_NOT_FIT, INFEASIBLE, ERROR = "ok", "does_not_fit", "infeasible", "error"
 STATUSES = (OK, DOES_NOT_FIT, INFEASIBLE, ERROR)
 
+# How far to trust the row (Result.confidence): the throughput band's median and p90 |error|,
+# the held-out cases behind it and the regime level that matched, and the extrapolation
+# reasons ('' when none).
+CONFIDENCE = ["expected_error", "expected_error_p90", "error_band_cases", "error_band_level",
+              "extrapolation"]
 COMMON = ["hardware", "accelerators", "precision", "seed", "time_s", "cost_usd",
           "usd_per_hour", "cost_per_million_tokens_usd", "energy_kwh",
-          "memory_per_device_bytes", "memory_fraction"]
+          "memory_per_device_bytes", "memory_fraction", *CONFIDENCE]
 TRAINING = ["step_time_s", "mfu", "tokens_per_s", "time_to_train_s", "wall_time_s",
             "goodput", "bubble_fraction"]
 INFERENCE = ["requests_per_s", "output_tokens_per_s", "ttft_mean_s", "ttft_p50_s",
@@ -97,6 +102,7 @@ def result_metrics(result: Result, kind: str) -> dict[str, Any]:
         "energy_kwh": result.energy_kwh,
         "memory_per_device_bytes": result.memory.total_bytes,
         "memory_fraction": result.memory.total_bytes / result.memory.capacity_bytes,
+        **confidence_columns(result),
     }
     if kind == "training" and result.training is not None:
         t = result.training
@@ -112,6 +118,17 @@ def result_metrics(result: Result, kind: str) -> dict[str, Any]:
                    slo_met=all(t.met for t in m.slo.values()) if m.slo else None,
                    goodput_requests_per_s=m.goodput_requests_per_s, dropped=m.dropped)
     return {name: row.get(name) for name in metric_columns(kind)}
+
+
+def confidence_columns(result: Result) -> dict[str, Any]:
+    """The :data:`CONFIDENCE` columns of ``result`` (None where it has no band)."""
+    c = result.confidence
+    band = c.band("throughput") if c is not None else None
+    return {"expected_error": band.median_abs_error if band else None,
+            "expected_error_p90": band.p90_abs_error if band else None,
+            "error_band_cases": band.cases if band else None,
+            "error_band_level": band.level if band else None,
+            "extrapolation": "; ".join(c.extrapolation) if c is not None else None}
 
 
 def evaluate(base: Base, point) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import simulator.simulate as _simulate_module
+from simulator.confidence.regime import Regime, regime_of
 from simulator.errors import InputError
 from simulator.profiles.scenario import Scenario
 from simulator.studies.capacity import scenario_capacity
@@ -34,6 +35,7 @@ class CaseRow:
     seconds: float  # wall-clock time the simulation took
     precision: str = "-"  # the scenario's weight precision (a group of the summary)
     detail: str | None = None  # how a searched figure was found (bracket, simulations)
+    regime: Regime | None = None  # vendor, kind, precision, MoE, scale (the error bands')
 
     @property
     def signed_error(self) -> float | None:
@@ -135,7 +137,7 @@ def run_case(item: LoadedCase, simulate: Simulate) -> CaseRow:
     workload = item.scenario.workload
     return CaseRow(case=item.case, file=item.file, predicted=predicted, failure=failure,
                    seconds=time.perf_counter() - start, precision=workload.precision.value,
-                   detail=detail)
+                   detail=detail, regime=regime_of(item.scenario))
 
 
 def run_cases(directory: str | Path, simulate: Simulate | None = None, *,
