@@ -16,10 +16,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from simulator.calibration.calibrate import NOT_IDENTIFIED, CalibrationResult, ParameterFit
 from simulator.calibration.forward import Forward
+from simulator.confidence import metric_family, regime_of
+from simulator.confidence.regime import FAMILIES
 from simulator.errors import InputError
 from simulator.profiles.yaml_source import read_yaml
 
@@ -64,6 +67,7 @@ def record(result: CalibrationResult, forward: Forward, *, command: str,
         "runs": list(forward.names), "figures": len(result.figures), "noise": result.noise,
         "error_before": result.summary("before"), "error_after": result.summary("after"),
         "error_left_out": result.summary("left_out"),
+        **_regime_fields(result, forward),
         "parameters": [{"name": p.knob.name,
                         "field": p.knob.field if p.knob.target == "hardware"
                         else f"stack:{p.knob.stack}.{p.knob.field}",
@@ -71,6 +75,23 @@ def record(result: CalibrationResult, forward: Forward, *, command: str,
                         "relative_sd": p.relative_sd, "status": p.status}
                        for p in result.parameters],
     }
+
+
+def _regime_fields(result: CalibrationResult, forward: Forward) -> dict[str, Any]:
+    """What results computed with the profile are judged by: the left-out error per family
+    of figures, and the kinds, precisions and largest scale of the runs."""
+    bands = []
+    for family in FAMILIES:
+        errors = [abs(f.left_out / f.measured - 1) for f in result.figures
+                  if metric_family(f.metric) == family]
+        if errors:
+            bands.append({"family": family, "figures": len(errors),
+                          "median": float(np.median(errors)),
+                          "p90": float(np.percentile(errors, 90)), "worst": max(errors)})
+    regimes = [regime_of(s) for s in forward.scenarios]
+    return {"bands": bands, "kinds": sorted({r.kind for r in regimes}),
+            "precisions": sorted({r.precision for r in regimes}),
+            "max_scale": max(r.scale for r in regimes)}
 
 
 def write_outputs(result: CalibrationResult, forward: Forward, out: Path, *, new_id: str,

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from simulator.confidence.calibrated import calibrated_confidence
 from simulator.confidence.regime import FAMILIES, THROUGHPUT, Regime, regime_of
 from simulator.confidence.table import LEVELS, level_key
 from simulator.errors import XpusimError
@@ -141,5 +142,11 @@ def _cached(regime: Regime) -> Confidence:
 
 
 def confidence_of(scenario: Scenario) -> Confidence:
-    """The confidence of a validated scenario against the committed band table."""
-    return _cached(regime_of(scenario))
+    """The confidence of a validated scenario against the committed band table, or against
+    its profile's own calibration when it has one (:mod:`simulator.confidence.calibrated`)."""
+    regime = regime_of(scenario)
+    generic = _cached(regime)
+    record = scenario.hardware.calibration
+    if record is None:
+        return generic
+    return calibrated_confidence(record, regime, scenario.hardware.id, generic)

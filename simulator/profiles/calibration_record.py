@@ -28,6 +28,19 @@ class ErrorSummary(BaseModel):
     worst: NonNegative
 
 
+class FamilyError(BaseModel):
+    """The left-out error of one family of figures (throughput or latency): the band results
+    computed with the calibrated profile carry."""
+
+    model_config = SPEC_CONFIG
+
+    family: str
+    figures: int
+    median: NonNegative
+    p90: NonNegative
+    worst: NonNegative
+
+
 class CalibratedParameter(BaseModel):
     """One parameter of the fit: where it lives, its prior, its fitted value and status."""
 
@@ -58,3 +71,11 @@ class CalibrationRecord(BaseModel):
         description="each run predicted by the fit without it: the expected error of this "
                     "profile on a run like these")
     parameters: list[CalibratedParameter]
+    bands: list[FamilyError] = Field(
+        default_factory=list, description="the left-out error per family of figures")
+    kinds: list[str] = Field(default_factory=list,
+                             description="the runs' kinds (training, inference)")
+    precisions: list[str] = Field(default_factory=list, description="the runs' precisions")
+    max_scale: int = Field(0, description="the largest run, in the accelerators a regime is "
+                                          "judged by (cluster for training, one replica for "
+                                          "serving); 0: unknown")

@@ -25,7 +25,7 @@ SCENARIO = {
                  "batching": {"max_batch_size": 256, "max_tokens_per_step": 8192}},
 }
 TRUE_HBM = 0.78  # the profile says 0.90
-METRICS = ("inference.tpot_s.mean", "inference.ttft_s.mean")
+METRICS = ("inference.tpot_s.mean", "inference.ttft_s.mean", "inference.output_tokens_per_s")
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,25 @@ def test_recovers_a_known_hbm_efficiency_within_its_uncertainty(measured):
                   cwd=folder)
     assert run.code == 0, run.err
     assert run.json()["hardware"] == "h100-sxm-calibrated"
+    # its results carry the calibration's left-out error, not the suite's generic band
+    confidence = run.json()["confidence"]
+    bands = {b["family"]: b for b in written["calibration"]["bands"]}
+    assert {b["level"] for b in confidence["bands"]} == {"calibration"}
+    assert confidence["expected_error"] == pytest.approx(bands["throughput"]["median"])
+    assert bands["latency"]["figures"] == 4 and bands["throughput"]["figures"] == 2
+    assert confidence["extrapolated"] is False and "calibration" in confidence["source"]
+    # a precision the runs did not cover is flagged as extrapolation
+    fp8 = run_cli("run", "serve.yaml", "--set", f"hardware={out}", "--set",
+                  "workload.precision=fp8", "--format", "json", cwd=folder)
+    assert fp8.code == 0, fp8.err
+    assert fp8.json()["confidence"]["extrapolation"] == [
+        "calibrated on bf16 runs; this run is fp8"]
+    # a training run is not what the profile was calibrated on: the suite's bands
+    train = run_cli("run", str(ROOT / "scenarios" / "llama3.1-8b-h100-training.yaml"),
+                    "--set", f"hardware={out}", "--format", "json", cwd=folder)
+    assert train.code == 0, train.err
+    assert "covers inference runs, not training" in train.json()["confidence"]["source"]
+    assert all(b["level"] != "calibration" for b in train.json()["confidence"]["bands"])
 
 
 def test_list_shows_the_parameters(measured):
