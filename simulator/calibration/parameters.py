@@ -13,7 +13,8 @@ versions, docs/profiles.md, is within about 25%); 0.15 for HBM (copy kernels rea
 of peak on every part measured); 0.3 for collective and all-to-all ratios (NCCL/RCCL
 versions and topologies move them by a third); 0.7 (a factor of two) for fixed per-kernel
 costs; 1.0 (a factor of e) for a serving stack's per-iteration host costs, which the stacks'
-own sources mostly estimate.
+own sources mostly estimate, and for the GEMM size curve's half point (fitted size sweeps of
+one part and another differ by factors of a few).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-_FRACTION_SD, _HBM_SD, _RATIO_SD, _KERNEL_SD, _HOST_SD = 0.25, 0.15, 0.3, 0.7, 1.0
+_FRACTION_SD, _HBM_SD, _RATIO_SD, _KERNEL_SD, _HOST_SD, _SIZE_SD = 0.25, 0.15, 0.3, 0.7, 1.0, 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +80,9 @@ def hardware_knobs(profile: dict[str, Any]) -> list[Knob]:
                            label=f"large-GEMM fraction of peak, {precision}",
                            field=f"efficiency.gemm.large.{precision}", bounds=(0.02, 1.0),
                            sd=_FRACTION_SD))
+    knobs.append(_knob(profile, name="gemm.half_size", label="GEMM size (FLOPs) reaching half "
+                       "the large-GEMM fraction", field="efficiency.gemm.half_size_flops",
+                       bounds=(1e6, 1e13), sd=_SIZE_SD))
     for part in ("forward", "backward"):
         knobs.append(_knob(profile, name=f"attention.{part}",
                            label=f"fused-attention fraction of peak, {part}",
