@@ -59,6 +59,16 @@ def simulate(scenario: Scenario, *, require_fit: bool = True,
     return _inference(scenario, memory, progress)
 
 
+def estimate_step_time(scenario: Scenario) -> float:
+    """A training scenario's step time from its priced plan by formula, without simulating
+    (:mod:`simulator.engine.training.estimate`): what ``plan`` ranks layouts by before it
+    simulates the most promising."""
+    from simulator.engine.training.estimate import estimate_step_s
+    from simulator.engine.training.planner import build_plan
+
+    return estimate_step_s(build_plan(scenario).step)
+
+
 def _training(scenario: Scenario, memory: MemoryReport, progress: Progress | None) -> Result:
     from simulator.engine.training import run_training
 
