@@ -78,9 +78,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     training.add_argument("--accelerators", type=accelerator_counts(), metavar="N,...",
                           help="cluster sizes to choose from (default: the scenario's)")
     training.add_argument("--pp", type=wholes(), metavar="N,...")
-    training.add_argument("--vpp", type=wholes(), metavar="N,...",
-                          help="model chunks per pipeline stage (default: every divisor of "
-                               "a stage's layers; above 1 runs the interleaved schedule)")
     training.add_argument("--cp", type=wholes(), metavar="N,...")
     training.add_argument("--micro-batch", type=wholes(), metavar="N,...")
     training.add_argument("--recompute", type=choices(r.value for r in Recompute),
@@ -88,6 +85,20 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                           help="none, selective, full (default: all three)")
     training.add_argument("--zero", type=wholes(0, 3), metavar="N,...",
                           help="ZeRO stages (default: 1, 3 and the scenario's)")
+    training.add_argument("--exhaustive", action="store_true",
+                          help="simulate every layout that fits (no dominance, no bound)")
+    _add_search_flags(training)
+    _add_shared(p)
+    add_executor_flags(p)
+    p.set_defaults(func=plan)
+    return p
+
+
+def _add_search_flags(training: argparse._ArgumentGroup) -> None:
+    """The training flags of the layout search: chunks per stage, pinned fields, the bound."""
+    training.add_argument("--vpp", type=wholes(), metavar="N,...",
+                          help="model chunks per pipeline stage (default: every divisor of "
+                               "a stage's layers; above 1 runs the interleaved schedule)")
     training.add_argument("--fix", type=_words, action="extend", metavar="PATH,...",
                           default=[], help="keep the scenario's value of these searched "
                           "fields, e.g. workload.parallelism.vpp,workload.recompute")
@@ -95,12 +106,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                           help="simulate at most N layouts per cluster size, the best by "
                                "an analytic step estimate (default 16; the scenario's own "
                                "layout is simulated besides)")
-    training.add_argument("--exhaustive", action="store_true",
-                          help="simulate every layout that fits (no dominance, no bound)")
-    _add_shared(p)
-    add_executor_flags(p)
-    p.set_defaults(func=plan)
-    return p
 
 
 def _add_shared(p: argparse.ArgumentParser) -> None:
