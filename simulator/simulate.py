@@ -6,7 +6,7 @@ took and how busy the devices were; economics turns that into energy and money.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from simulator.economics.cost import cost_per_million_tokens, run_cost
 from simulator.economics.power import Activity
@@ -59,14 +59,14 @@ def simulate(scenario: Scenario, *, require_fit: bool = True,
     return _inference(scenario, memory, progress)
 
 
-def estimate_step_time(scenario: Scenario) -> float:
-    """A training scenario's step time from its priced plan by formula, without simulating
-    (:mod:`simulator.engine.training.estimate`): what ``plan`` ranks layouts by before it
-    simulates the most promising."""
-    from simulator.engine.training.estimate import estimate_step_s
-    from simulator.engine.training.planner import build_plan
+def estimate_step_times(scenarios: Sequence[Scenario]) -> list[float]:
+    """Training scenarios' step times from their priced plans by formula, without
+    simulating (:mod:`simulator.engine.training.estimate`): what ``plan`` ranks layouts by
+    before it simulates the most promising. Neighbours that differ only in their pipeline
+    split share the pricing of their chunks."""
+    from simulator.engine.training.estimate import estimate_step_times as estimate
 
-    return estimate_step_s(build_plan(scenario).step)
+    return estimate(scenarios)
 
 
 def _training(scenario: Scenario, memory: MemoryReport, progress: Progress | None) -> Result:

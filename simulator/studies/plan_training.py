@@ -12,7 +12,7 @@ monotonicity too (see :mod:`simulator.studies.plan`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from simulator.errors import InputError
@@ -24,7 +24,7 @@ from simulator.studies.plan import PlanResult, base_scenario, ranked
 from simulator.studies.rows import OK, Base
 from simulator.studies.training_screen import (
     TrainingContext,
-    estimate_layout,
+    estimate_layouts,
     layout_overrides,
     lighter_fits,
     pruned_row,
@@ -202,6 +202,20 @@ class _SizeSearch:
             todo.append(self.reference)
         return todo
 
+    def _estimate(self, layouts: list[LayoutCandidate]) -> dict[LayoutCandidate, float]:
+        """The analytic step time of each layout, computed in groups that share a shape
+        (and so the pricing of their chunks)."""
+        groups: dict[LayoutCandidate, list[LayoutCandidate]] = {}
+        for layout in layouts:
+            shape = replace(layout, vpp=None, first_stage_layers=None, last_stage_layers=None)
+            groups.setdefault(shape, []).append(layout)
+        batches = [tuple(group) for group in groups.values()]
+        times = _in_order(self.executor.imap(estimate_layouts, self.ctx, batches))
+        estimates = {layout: t for batch, ts in zip(batches, times, strict=True)
+                     for layout, t in zip(batch, ts, strict=True)}
+        self.estimates.update(estimates)
+        return estimates
+
     def _choose(self, todo: list[LayoutCandidate],
                 screened: list[dict[str, Any]]) -> list[LayoutCandidate]:
         """Of the screened layouts, those to simulate: everything that fits with
@@ -225,9 +239,7 @@ class _SizeSearch:
                     layout, "dominated", f"recompute={lighter} also fits and does less work"))
             else:
                 open_.append(layout)
-        estimates = dict(zip(open_, _in_order(self.executor.imap(estimate_layout, self.ctx,
-                                                                 open_)), strict=True))
-        self.estimates.update(estimates)
+        estimates = self._estimate(open_)
         open_.sort(key=lambda lay: (estimates[lay], order[lay]))
         bound = self.ctx.max_simulations
         chosen = open_[:bound]

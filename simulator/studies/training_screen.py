@@ -9,7 +9,7 @@ A layout goes through, cheapest test first, until one prunes it (its ``pruned_by
 3. dominance: a lighter recompute setting of the same layout also fits, so this one only
    adds work;
 4. the bound: what is left is priced and its step time estimated by formula
-   (:func:`estimate_layout`, :func:`simulator.simulate.estimate_step_time`), and only the
+   (:func:`estimate_layouts`), and only the
    ``max_simulations`` best by that estimate (and the scenario's own layout, the reference)
    are simulated (:func:`simulate_layout`).
 """
@@ -119,12 +119,13 @@ def screen_layout(ctx: TrainingContext, layout: LayoutCandidate) -> dict[str, An
     return {**layout.labels(), "simulated": False, "status": OK, "pruned_by": "", "reason": ""}
 
 
-def estimate_layout(ctx: TrainingContext, layout: LayoutCandidate) -> float:
-    """The task a worker runs for a layout that fits: its analytic step time, seconds
-    (:func:`simulator.simulate.estimate_step_time`)."""
-    from simulator.simulate import estimate_step_time
+def estimate_layouts(ctx: TrainingContext, layouts: tuple[LayoutCandidate, ...]) -> list[float]:
+    """The task a worker runs for layouts that fit and differ only in their pipeline split:
+    their analytic step times, seconds (:func:`simulator.simulate.estimate_step_times`,
+    which prices their chunks once)."""
+    from simulator.simulate import estimate_step_times
 
-    return estimate_step_time(_scenario(ctx, layout))
+    return estimate_step_times([_scenario(ctx, layout) for layout in layouts])
 
 
 def simulate_layout(ctx: TrainingContext, layout: LayoutCandidate) -> dict[str, Any]:

@@ -20,7 +20,14 @@ the answer, this only decides what is worth simulating.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from simulator.engine.training.plan import Chunk, GatherMode, Stage, StepPlan
+from simulator.engine.training.planner import build_plan, chunk_prices
+from simulator.perf.layouts import training_layout
+from simulator.profiles.scenario import Scenario
+from simulator.profiles.training import PipelineSchedule, TrainingWorkload
 
 
 def _bucket_s(buckets: tuple) -> float:
@@ -67,3 +74,27 @@ def estimate_step_s(plan: StepPlan) -> float:
     tail = max(_tail_s(plan, s, microbatches * t)
                for s, t in zip(plan.stages, per_microbatch, strict=True))
     return pipeline + tail
+
+
+def _pricing_key(scenario: Scenario) -> tuple[Any, ...]:
+    """What a chunk's price depends on: the scenario without its pipeline split."""
+    w = scenario.workload
+    assert isinstance(w, TrainingWorkload)
+    par = w.parallelism.model_copy(update={"vpp": 1, "first_stage_layers": None,
+                                           "last_stage_layers": None})
+    plain = w.model_copy(update={"parallelism": par,
+                                 "pipeline_schedule": PipelineSchedule.ONE_F_ONE_B})
+    return (scenario.hardware, scenario.model, training_layout(w), plain)
+
+
+def estimate_step_times(scenarios: Sequence[Scenario]) -> list[float]:
+    """:func:`estimate_step_s` of each scenario's plan; neighbours that differ only in their
+    pipeline split (vpp, end stages, schedule) share the pricing of their chunks."""
+    times: list[float] = []
+    shared: tuple[tuple[Any, ...], Any] | None = None
+    for scenario in scenarios:
+        key = _pricing_key(scenario)
+        if shared is None or shared[0] != key:
+            shared = (key, chunk_prices(scenario))
+        times.append(estimate_step_s(build_plan(scenario, prices=shared[1]).step))
+    return times
