@@ -15,7 +15,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from simulator.errors import InputError
-from simulator.perf.stage_split import PipelineOption, end_stage_weights, pipeline_options
+from simulator.perf.stage_split import (
+    EndStageWeights,
+    PipelineOption,
+    end_stage_weights,
+    pipeline_options,
+)
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import TrainingWorkload
 from simulator.studies.plan import default_tps
@@ -87,7 +92,7 @@ class TrainingSpace:
     recomputes: Sequence[str]
     zeros: Sequence[int]
     layers: int
-    weights: Any  # simulator.perf.stage_split.EndStageWeights
+    weights: EndStageWeights
     vpps: Sequence[int] | None = None
     split: tuple[int | None, int | None] | None = None
 
