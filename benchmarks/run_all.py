@@ -30,6 +30,7 @@ def commands(quick: bool) -> list[list[str]]:
     out = [serving, ["bench_single_replica.py"], ["bench_training.py"], ["bench_calibrate.py"]]
     if (HERE / "bench_sweep.py").exists():
         out.append(["bench_sweep.py"] + (["--no-ray"] if quick else []))
+    out.append(["bench_plan.py"])
     return out
 
 

@@ -6,7 +6,7 @@ took and how busy the devices were; economics turns that into energy and money.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from simulator.confidence import confidence_of
 from simulator.economics.cost import cost_per_million_tokens, price_warnings, run_cost
@@ -58,6 +58,16 @@ def simulate(scenario: Scenario, *, require_fit: bool = True,
     if isinstance(scenario.workload, TrainingWorkload):
         return _training(scenario, memory, progress)
     return _inference(scenario, memory, progress)
+
+
+def estimate_step_times(scenarios: Sequence[Scenario]) -> list[float]:
+    """Training scenarios' step times from their priced plans by formula, without
+    simulating (:mod:`simulator.engine.training.estimate`): what ``plan`` ranks layouts by
+    before it simulates the most promising. Neighbours that differ only in their pipeline
+    split share the pricing of their chunks."""
+    from simulator.engine.training.estimate import estimate_step_times as estimate
+
+    return estimate(scenarios)
 
 
 def _training(scenario: Scenario, memory: MemoryReport, progress: Progress | None) -> Result:

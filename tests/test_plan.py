@@ -133,14 +133,14 @@ def test_serving_plan_needs_arrivals_with_a_rate():
 # ---- training -----------------------------------------------------------------------------
 SIZES = [8, 16, 32]
 SPACE = {"tps": [1, 2], "pps": [1, 2], "micro_batches": [1], "recomputes": ["selective", "full"],
-         "zeros": [1]}
+         "zeros": [1],
+         "fix": ["workload.parallelism.vpp", "workload.parallelism.first_stage_layers"]}
 TRAINING_SET = ["workload.tokens=2.0e10", "workload.failures.enabled=false"]
 
 
 def _brute_force_training(deadline_s):
     base = _base(TRAINING, TRAINING_SET)
-    ctx = TrainingContext(base=base, exhaustive=True, keep_stage_layers_for_pp=1,
-                          deadline_s=deadline_s)
+    ctx = TrainingContext(base=base, exhaustive=True, deadline_s=deadline_s)
     rows = []
     for n, tp, pp, rc in itertools.product(SIZES, SPACE["tps"], SPACE["pps"],
                                            SPACE["recomputes"]):

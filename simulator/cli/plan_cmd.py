@@ -87,11 +87,26 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     training.add_argument("--zero", type=wholes(0, 3), metavar="N,...",
                           help="ZeRO stages (default: 1, 3 and the scenario's)")
     training.add_argument("--exhaustive", action="store_true",
-                          help="simulate layouts a lighter recompute setting dominates too")
+                          help="simulate every layout that fits (no dominance, no bound)")
+    _add_search_flags(training)
     _add_shared(p)
     add_executor_flags(p)
     p.set_defaults(func=plan)
     return p
+
+
+def _add_search_flags(training: argparse._ArgumentGroup) -> None:
+    """The training flags of the layout search: chunks per stage, pinned fields, the bound."""
+    training.add_argument("--vpp", type=wholes(), metavar="N,...",
+                          help="model chunks per pipeline stage (default: every divisor of "
+                               "a stage's layers; above 1 runs the interleaved schedule)")
+    training.add_argument("--fix", type=_words, action="extend", metavar="PATH,...",
+                          default=[], help="keep the scenario's value of these searched "
+                          "fields, e.g. workload.parallelism.vpp,workload.recompute")
+    training.add_argument("--max-simulations", type=whole(1, 10_000), default=16, metavar="N",
+                          help="simulate at most N layouts per cluster size, the best by "
+                               "an analytic step estimate (default 16; the scenario's own "
+                               "layout is simulated besides)")
 
 
 def _add_shared(p: argparse.ArgumentParser) -> None:
@@ -150,10 +165,14 @@ def plan(args: argparse.Namespace) -> int:
             result = plan_training(
                 base, goal=args.goal, deadline_s=args.deadline,
                 sizes=args.accelerators, tps=args.tp, pps=args.pp, cps=args.cp, eps=args.ep,
-                micro_batches=args.micro_batch, recomputes=args.recompute, zeros=args.zero,
+                vpps=args.vpp, micro_batches=args.micro_batch, recomputes=args.recompute,
+                zeros=args.zero, fix=args.fix, max_simulations=args.max_simulations,
                 exhaustive=args.exhaustive, top=args.top,
                 max_expected_error=args.max_expected_error, executor=executor)
         else:
+            if args.fix:
+                raise InputError("--fix pins a dimension of a training plan's layout search; "
+                                 "this is a serving scenario")
             if args.goal == "fastest":
                 raise InputError("serving plans find the cheapest deployment meeting the SLO; "
                                  "--goal fastest is for training")

@@ -9,6 +9,7 @@ from simulator.perf.memory import (
     BYTES_OPTIMIZER,
     BYTES_WEIGHT_TRAIN,
     Footprint,
+    StageParams,
     activation_bytes_per_layer,
     all_stage_params,
     even_stage_layers,
@@ -48,7 +49,9 @@ def training_footprint(scenario: Scenario) -> Footprint:
     model = scenario.model
     par = w.parallelism
     stage_layers = par.stage_layers(model.layers) or even_stage_layers(model.layers, par.pp)
-    candidates = [_training_stage(scenario, stage, stage_layers) for stage in range(par.pp)]
+    params = all_stage_params(model, par.tp, par.pp, par.ep, stage_layers, etp=par.etp)
+    candidates = [_training_stage(scenario, stage, stage_layers, params[stage])
+                  for stage in range(par.pp)]
     worst = max(candidates, key=lambda f: f.total)
     if par.pp > 1:
         stage = candidates.index(worst)
@@ -58,13 +61,13 @@ def training_footprint(scenario: Scenario) -> Footprint:
     return worst
 
 
-def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int]) -> Footprint:
+def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int],
+                    params: StageParams) -> Footprint:
     w = scenario.workload
     assert isinstance(w, TrainingWorkload)
     model, hw = scenario.model, scenario.hardware
     par = w.parallelism
     dp = par.dp or 1
-    params = all_stage_params(model, par.tp, par.pp, par.ep, stage_layers, etp=par.etp)[stage]
     # ZeRO shards over the data-parallel group; the experts' over the expert-data-parallel
     # group, tp*cp*dp / (ep*etp) (Megatron Core's MoE parallel folding)
     dense_group = dp * par.cp

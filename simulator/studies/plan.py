@@ -55,6 +55,7 @@ class PlanResult:
     pareto: list[dict[str, Any]] = field(default_factory=list)
     evaluated: list[dict[str, Any]] = field(default_factory=list)
     pruned: list[dict[str, Any]] = field(default_factory=list)
+    pruning: dict[str, int] = field(default_factory=dict)  # pruned candidates by reason
     notes: list[str] = field(default_factory=list)
     limit: float | None = None  # the deadline or the latency target, for the plot
     title: str = ""
@@ -71,6 +72,7 @@ class PlanResult:
                 "notes", "limit")
         out = {k: getattr(self, k) for k in keys}
         out.update(simulations=self.simulations, pruned=len(self.pruned),
+                   pruned_by_reason=self.pruning,
                    evaluated=self.evaluated, pruned_candidates=self.pruned,
                    max_expected_error=self.max_expected_error,
                    dropped_for_error=self.dropped_for_error())

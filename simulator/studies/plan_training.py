@@ -1,201 +1,68 @@
 """Training plans: the fastest or cheapest layout and cluster size (:func:`plan_training`).
 
-A layout (TP/PP/CP/EP, micro-batch, recompute, ZeRO) at each cluster size is one task for a
-worker (:func:`evaluate_layout`), which
-
-1. prunes without simulating: the layout must validate (tp*pp*cp divides the cluster, the
-   batch splits, tp divides the heads, ...) and fit in memory
-   (:func:`simulator.perf.footprint.training_footprint`);
-2. prunes by dominance: recomputation only adds work, so when a lighter recompute setting
-   of the same layout also fits, this one cannot be faster or cheaper (unless
-   ``exhaustive``);
-3. simulates what is left.
-
-Across cluster sizes the search uses monotonicity too (see :mod:`simulator.studies.plan`).
+At each cluster size the plan crosses every dimension of the layout
+(:mod:`simulator.studies.training_space`: TP, PP, vpp, end-stage layers, CP, EP,
+micro-batch, recompute, ZeRO), prunes by arithmetic, the scenario's checks, memory and
+dominance, ranks what is left by an analytic step estimate and simulates only the most
+promising ``max_simulations`` of them and the scenario's own layout
+(:mod:`simulator.studies.training_screen`). Across cluster sizes the search uses
+monotonicity too (see :mod:`simulator.studies.plan`).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from simulator.errors import InputError, InputErrors, XpusimError
-from simulator.loading import scenario_from_dict
-from simulator.perf.footprint import training_footprint
-from simulator.profiles.overrides import apply_overrides
+from simulator.errors import InputError
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import TrainingWorkload
 from simulator.studies.executors import Executor, InProcessExecutor
 from simulator.studies.pareto import pareto_front
-from simulator.studies.plan import (
-    PlanResult,
-    base_scenario,
-    default_tps,
-    eligible,
-    ranked,
-    trusted,
+from simulator.studies.plan import PlanResult, base_scenario, eligible, ranked, trusted
+from simulator.studies.rows import OK, Base
+from simulator.studies.training_screen import (
+    TrainingContext,
+    estimate_layouts,
+    layout_overrides,
+    lighter_fits,
+    pruned_row,
+    pruning_summary,
+    quick_reject,
+    screen_layout,
+    simulate_layout,
 )
-from simulator.studies.rows import OK, Base, one_line, result_metrics, run_point
+from simulator.studies.training_space import (
+    LAYOUT_COLUMNS,
+    LayoutCandidate,
+    TrainingSpace,
+    scenario_layout,
+    training_space,
+)
+from simulator.units import format_time
 
-RECOMPUTE_ORDER = ("none", "selective", "full")  # least work first
-LAYOUT_COLUMNS = ["accelerators", "tp", "pp", "dp", "cp", "ep", "micro_batch_size",
-                  "recompute", "zero"]
+__all__ = ["LAYOUT_COLUMNS", "LayoutCandidate", "TrainingContext", "layout_overrides",
+           "plan_training"]
 TRAINING_PLAN_METRICS = ["time_s", "cost_usd", "step_time_s", "mfu", "memory_fraction"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class LayoutCandidate:
-    """One training layout a plan considers on ``accelerators`` devices (dp is what is
-    left). Not :class:`simulator.perf.layouts.Layout`, the resolved layout ops are priced
-    with."""
-
-    accelerators: int
-    tp: int
-    pp: int
-    cp: int
-    ep: int
-    micro_batch_size: int
-    recompute: str
-    zero: int
-
-    @property
-    def dp(self) -> int:
-        """Data-parallel replicas: the accelerators the model-parallel group leaves."""
-        return self.accelerators // (self.tp * self.pp * self.cp)
-
-    def labels(self) -> dict[str, Any]:
-        """The layout's columns in a plan's tables (``dp`` included)."""
-        return {**asdict(self), "dp": self.dp}
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainingContext:
-    """What every worker needs: the base scenario and the rules of the search."""
-
-    base: Base
-    exhaustive: bool = False
-    keep_stage_layers_for_pp: int | None = None  # the scenario's pp, where its split applies
-    deadline_s: float | None = None
-    recomputes: tuple[str, ...] = RECOMPUTE_ORDER  # the settings searched (dominance is
-    # only claimed by a lighter setting that is itself in the search)
-
-
-def layout_overrides(layout: LayoutCandidate, ctx: TrainingContext) -> list[str]:
-    """The ``--set`` overrides that turn the base scenario into ``layout``; uneven end
-    stages are dropped unless the pipeline depth is the scenario's own."""
-    par = "workload.parallelism"
-    overrides = [f"cluster.accelerators={layout.accelerators}", f"{par}.tp={layout.tp}",
-                 f"{par}.pp={layout.pp}", f"{par}.cp={layout.cp}", f"{par}.ep={layout.ep}",
-                 f"{par}.dp=null", f"{par}.zero={layout.zero}",
-                 f"workload.micro_batch_size={layout.micro_batch_size}",
-                 f"workload.recompute={layout.recompute}"]
-    if layout.pp != ctx.keep_stage_layers_for_pp:
-        overrides += [f"{par}.first_stage_layers=null", f"{par}.last_stage_layers=null"]
-    return overrides
-
-
-def quick_reject(layout: LayoutCandidate, global_batch: int) -> str:
-    """Arithmetic a layout must pass before it is worth validating ('' when it passes)."""
-    shape = layout.tp * layout.pp * layout.cp
-    if layout.accelerators % shape:
-        return f"tp*pp*cp = {shape} does not divide {layout.accelerators} accelerators"
-    if global_batch % (layout.dp * layout.micro_batch_size):
-        return (f"global_batch_size {global_batch} is not a multiple of dp*micro_batch_size = "
-                f"{layout.dp}*{layout.micro_batch_size}")
-    return ""
-
-
-def _fits(ctx: TrainingContext, layout: LayoutCandidate) -> tuple[str, str]:
-    """(status, reason): ``ok`` when the layout validates and fits."""
-    overrides = layout_overrides(layout, ctx)
-    try:
-        scenario = scenario_from_dict(apply_overrides(ctx.base.data, overrides),
-                                      base_dir=ctx.base.base_dir, overrides=overrides)
-    except InputErrors as exc:
-        return "infeasible", one_line("; ".join(e.render() for e in exc.errors))
-    except XpusimError as exc:
-        return "infeasible", one_line(str(exc))
-    footprint = training_footprint(scenario)
-    if not footprint.fits:
-        return "does_not_fit", one_line(footprint.verdict())
-    return OK, ""
-
-
-def evaluate_layout(ctx: TrainingContext, layout: LayoutCandidate) -> dict[str, Any]:
-    """The task a worker runs for one layout: a row, simulated only if it may win."""
-    row: dict[str, Any] = {**layout.labels(), "simulated": False}
-    status, reason = _fits(ctx, layout)
-    if status == OK and not ctx.exhaustive and layout.recompute in RECOMPUTE_ORDER:
-        lighter_ones = RECOMPUTE_ORDER[:RECOMPUTE_ORDER.index(layout.recompute)]
-        for lighter in (r for r in lighter_ones if r in ctx.recomputes):
-            other = LayoutCandidate(**{**asdict(layout), "recompute": lighter})
-            if _fits(ctx, other)[0] == OK:
-                status = "dominated"
-                reason = f"recompute={lighter} also fits and does less work"
-                break
-    if status != OK:
-        return {**row, "status": status, "reason": reason}
-    status, reason, result = run_point(ctx.base, layout_overrides(layout, ctx))
-    row.update(status=status, reason=reason, simulated=True)
-    if result is not None:
-        metrics = result_metrics(result, "training")
-        metrics.pop("accelerators")
-        row.update(metrics)
-        row["meets_deadline"] = (ctx.deadline_s is None or row["time_s"] <= ctx.deadline_s)
-    return row
-
-
-# ---- the search over sizes and layouts (in the calling process) --------------------------
-@dataclass(frozen=True, kw_only=True)
-class TrainingSpace:
-    """The layout choices a training plan crosses at every cluster size."""
-
-    tps: Sequence[int]
-    pps: Sequence[int]
-    cps: Sequence[int]
-    eps: Sequence[int]
-    micro_batches: Sequence[int]
-    recomputes: Sequence[str]
-    zeros: Sequence[int]
-
-    def layouts(self, accelerators: int) -> Iterator[LayoutCandidate]:
-        """Every combination of the choices on ``accelerators`` devices, in a fixed order."""
-        for tp, pp, cp, ep, mb, rc, zero in itertools.product(
-                self.tps, self.pps, self.cps, self.eps, self.micro_batches, self.recomputes,
-                self.zeros):
-            yield LayoutCandidate(accelerators=accelerators, tp=int(tp), pp=int(pp), cp=int(cp),
-                                  ep=int(ep), micro_batch_size=int(mb), recompute=str(rc),
-                                  zero=int(zero))
-
-
-def _training_space(scenario: Scenario, w: TrainingWorkload, *, tps: Sequence[int] | None,
-                    pps: Sequence[int] | None, cps: Sequence[int] | None,
-                    eps: Sequence[int] | None, micro_batches: Sequence[int] | None,
-                    recomputes: Sequence[str] | None,
-                    zeros: Sequence[int] | None) -> TrainingSpace:
-    """The given choices, and defaults for the ones not given (or given empty)."""
-    par, model = w.parallelism, scenario.model
-    return TrainingSpace(
-        tps=tps or default_tps(scenario.hardware, model),
-        pps=pps or [pp for pp in (1, 2, 4, 8, 16) if pp <= model.layers],
-        cps=cps or [par.cp], eps=eps or [par.ep],
-        micro_batches=micro_batches or sorted({1, 2, w.micro_batch_size}),
-        recomputes=recomputes or ["none", "selective", "full"],
-        zeros=zeros or sorted({1, 3, par.zero}))
 
 
 def plan_training(base: Base, *, goal: str = "fastest", deadline_s: float | None = None,
                   sizes: Sequence[int] | None = None, tps: Sequence[int] | None = None,
                   pps: Sequence[int] | None = None, cps: Sequence[int] | None = None,
-                  eps: Sequence[int] | None = None, micro_batches: Sequence[int] | None = None,
+                  eps: Sequence[int] | None = None, vpps: Sequence[int] | None = None,
+                  micro_batches: Sequence[int] | None = None,
                   recomputes: Sequence[str] | None = None, zeros: Sequence[int] | None = None,
+                  fix: Sequence[str] = (), max_simulations: int = 16,
                   exhaustive: bool = False, top: int = 5,
                   max_expected_error: float | None = None,
                   executor: Executor | None = None) -> PlanResult:
-    """The fastest or cheapest layout and cluster size (see the module docstring); with
-    ``max_expected_error``, layouts whose confidence does not meet it cannot win."""
+    """The fastest or cheapest layout and cluster size (see the module docstring).
+
+    ``fix`` pins dimensions (field paths, :data:`training_space.FIXABLE`) to the
+    scenario's values; ``max_simulations`` bounds the simulations per cluster size (besides
+    the scenario's own layout); ``exhaustive`` simulates everything that fits.
+    """
     scenario = base_scenario(base)
     w = scenario.workload
     if not isinstance(w, TrainingWorkload):
@@ -203,11 +70,15 @@ def plan_training(base: Base, *, goal: str = "fastest", deadline_s: float | None
                          file=base.file)
     if goal not in ("fastest", "cheapest"):
         raise InputError(f"training plans have --goal fastest or cheapest, got {goal!r}")
-    space = _training_space(scenario, w, tps=tps, pps=pps, cps=cps, eps=eps,
-                            micro_batches=micro_batches, recomputes=recomputes, zeros=zeros)
-    ctx = TrainingContext(base=base, exhaustive=exhaustive,
-                          keep_stage_layers_for_pp=w.parallelism.pp, deadline_s=deadline_s,
-                          recomputes=tuple(str(r) for r in space.recomputes))
+    if max_simulations < 1:
+        raise InputError(f"--max-simulations must be 1 or more, got {max_simulations}")
+    space = training_space(scenario, fix=fix, tps=tps, pps=pps, cps=cps, eps=eps, vpps=vpps,
+                           micro_batches=micro_batches, recomputes=recomputes, zeros=zeros)
+    plain = w.pipeline_schedule.value
+    ctx = TrainingContext(base=base, exhaustive=exhaustive, deadline_s=deadline_s,
+                          recomputes=tuple(str(r) for r in space.recomputes),
+                          plain_schedule="1f1b" if plain == "interleaved" else plain,
+                          max_simulations=max_simulations)
     deadline = f", deadline {deadline_s / 86400:.3g} days" if deadline_s else ""
     plan = PlanResult(kind="training", goal=goal,
                       objective="time_s" if goal == "fastest" else "cost_usd", x="time_s",
@@ -216,16 +87,50 @@ def plan_training(base: Base, *, goal: str = "fastest", deadline_s: float | None
                       title=f"{scenario.name}: {goal} layout{deadline}",
                       max_expected_error=max_expected_error)
     search = _SizeSearch(plan=plan, space=space, global_batch=w.global_batch_size, ctx=ctx,
+                         reference=scenario_layout(scenario),
                          executor=executor or InProcessExecutor())
     all_sizes = sorted(set(sizes or [scenario.cluster.accelerators]))
     search.run(all_sizes)
     _choose_layout(plan, top)
-    skipped = [n for n in all_sizes if n not in search.by_size]
-    plan.notes.insert(0, f"cluster sizes evaluated: {sorted(search.by_size)}"
-                         + (f"; skipped by monotonicity: {skipped}" if skipped else "")
-                         + f"; {len(plan.pruned)} layouts pruned without simulating, "
-                           f"{plan.simulations} simulated")
+    _add_notes(plan, search, all_sizes, scenario)
     return plan
+
+
+def _add_notes(plan: PlanResult, search: _SizeSearch, sizes: list[int],
+               scenario: Scenario) -> None:
+    """What was searched and pruned, the bound on simulations, and how the winner compares
+    with the scenario's own layout."""
+    skipped = [n for n in sizes if n not in search.by_size]
+    counts, summary = pruning_summary(plan.pruned, plan.simulations)
+    plan.pruning = counts
+    bound = "every layout that fits" if search.ctx.exhaustive else (
+        f"at most {search.ctx.max_simulations} per cluster size, the best by the analytic "
+        f"step estimate, and the scenario's own layout")
+    plan.notes[:0] = [f"cluster sizes evaluated: {sorted(search.by_size)}"
+                      + (f"; skipped by monotonicity: {skipped}" if skipped else ""),
+                      f"{summary}; simulated: {bound}"]
+    ref = search.reference_row
+    if ref is not None and ref.get("status") == OK and plan.winner is not None:
+        key = plan.objective
+        ratio = ref[key] / plan.winner[key] if plan.winner[key] else 1.0
+        plan.notes.append(f"the scenario's own layout ({_describe(ref)}) takes "
+                          f"{format_time(ref['time_s'])} and costs ${ref['cost_usd']:,.0f}; "
+                          f"the winner's {'time' if key == 'time_s' else 'cost'} is "
+                          f"{ratio:.3g}x lower")
+    elif ref is not None and ref.get("status") != OK:
+        plan.notes.append(f"the scenario's own layout ({_describe(ref)}) was not simulated: "
+                          f"{ref.get('reason')}")
+    elif ref is None:
+        plan.notes.append(f"the scenario's own layout on {scenario.cluster.accelerators} "
+                          "accelerators is outside the searched space or sizes")
+
+
+def _describe(row: dict[str, Any]) -> str:
+    """A layout in a few words, for the notes."""
+    names = ("tp", "pp", "vpp", "dp", "micro_batch_size", "recompute", "zero")
+    ends = f", end stages {row['first_stage_layers']}/{row['last_stage_layers']} layers" \
+        if row["pp"] > 1 else ""
+    return " ".join(f"{n}={row[n]}" for n in names) + ends
 
 
 @dataclass(kw_only=True)
@@ -236,8 +141,11 @@ class _SizeSearch:
     space: TrainingSpace
     global_batch: int
     ctx: TrainingContext
+    reference: LayoutCandidate
     executor: Executor
     by_size: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    reference_row: dict[str, Any] | None = None
+    estimates: dict[LayoutCandidate, float] = field(default_factory=dict)
 
     def run(self, sizes: list[int]) -> None:
         """*fastest*: from the largest size down while the time falls; *cheapest*: from the
@@ -260,19 +168,113 @@ class _SizeSearch:
             if rows else None
 
     def _evaluate_size(self, n: int) -> list[dict[str, Any]]:
-        """Every layout on ``n`` accelerators: rows, simulated where worthwhile."""
-        todo = []
-        for layout in self.space.layouts(n):
-            reason = quick_reject(layout, self.global_batch)
-            if reason:
-                self.plan.pruned.append({**layout.labels(), "status": "infeasible",
-                                         "reason": reason})
+        """Every layout on ``n`` accelerators: screened, then the promising ones simulated."""
+        todo = self._expand(n)
+        screened = _in_order(self.executor.imap(screen_layout, self.ctx, todo))
+        chosen = self._choose(todo, screened)
+        rows = _in_order(self.executor.imap(simulate_layout, self.ctx, chosen))
+        for layout, row in zip(chosen, rows, strict=True):
+            row["estimate_step_s"] = self.estimates.get(layout)
+        self.plan.evaluated.extend(rows)
+        if self.reference in chosen:
+            self.reference_row = rows[chosen.index(self.reference)]
+        return rows
+
+    def _expand(self, n: int) -> list[LayoutCandidate]:
+        """The layouts on ``n`` accelerators with their pipeline options, those that pass
+        the arithmetic (the others are pruned rows)."""
+        todo: list[LayoutCandidate] = []
+        options = {pp: self.space.pipelines(pp) for pp in self.space.pps}
+        for shape in self.space.layouts(n):
+            pruned_by, reason = quick_reject(shape, self.global_batch)
+            if not pruned_by and not options[shape.pp]:
+                pruned_by, reason = "layers", _no_split(self.space, shape.pp)
+            if pruned_by:
+                self.plan.pruned.append(pruned_row(shape, pruned_by, reason))
+                continue
+            for option in options[shape.pp]:
+                layout = shape.with_pipeline(option)
+                pruned_by, reason = quick_reject(layout, self.global_batch)
+                if pruned_by:
+                    self.plan.pruned.append(pruned_row(layout, pruned_by, reason))
+                else:
+                    todo.append(layout)
+        if self.reference.accelerators == n and self.reference not in todo \
+                and _in_space(self.space, self.reference):
+            todo.append(self.reference)
+        return todo
+
+    def _estimate(self, layouts: list[LayoutCandidate]) -> dict[LayoutCandidate, float]:
+        """The analytic step time of each layout, computed in groups that share a shape
+        (and so the pricing of their chunks)."""
+        groups: dict[LayoutCandidate, list[LayoutCandidate]] = {}
+        for layout in layouts:
+            shape = replace(layout, vpp=None, first_stage_layers=None, last_stage_layers=None)
+            groups.setdefault(shape, []).append(layout)
+        batches = [tuple(group) for group in groups.values()]
+        times = _in_order(self.executor.imap(estimate_layouts, self.ctx, batches))
+        estimates = {layout: t for batch, ts in zip(batches, times, strict=True)
+                     for layout, t in zip(batch, ts, strict=True)}
+        self.estimates.update(estimates)
+        return estimates
+
+    def _choose(self, todo: list[LayoutCandidate],
+                screened: list[dict[str, Any]]) -> list[LayoutCandidate]:
+        """Of the screened layouts, those to simulate: everything that fits with
+        ``exhaustive``; otherwise the best ``max_simulations`` by the estimate of those a
+        lighter recompute setting does not dominate, and the reference."""
+        fitting = {layout: row for layout, row in zip(todo, screened, strict=True)
+                   if row["status"] == OK}
+        order = {layout: i for i, layout in enumerate(todo)}
+        for layout, row in zip(todo, screened, strict=True):
+            if row["status"] != OK:
+                self.plan.pruned.append(row)
+                if layout == self.reference:
+                    self.reference_row = row
+        if self.ctx.exhaustive:
+            return list(fitting)
+        open_ = []
+        for layout in fitting:
+            lighter = lighter_fits(layout, set(fitting), self.ctx.recomputes)
+            if lighter and layout != self.reference:
+                self.plan.pruned.append(pruned_row(
+                    layout, "dominated", f"recompute={lighter} also fits and does less work"))
             else:
-                todo.append(layout)
-        rows = [row for _, row in self.executor.imap(evaluate_layout, self.ctx, todo)]
-        for row in rows:
-            (self.plan.evaluated if row["simulated"] else self.plan.pruned).append(row)
-        return [r for r in rows if r["simulated"]]
+                open_.append(layout)
+        estimates = self._estimate(open_)
+        open_.sort(key=lambda lay: (estimates[lay], order[lay]))
+        bound = self.ctx.max_simulations
+        chosen = open_[:bound]
+        for rank, layout in enumerate(open_[bound:], bound + 1):
+            if layout == self.reference:  # always simulated, to compare the winner with
+                chosen.append(layout)
+                continue
+            self.plan.pruned.append(pruned_row(layout, "bound", (
+                f"analytic step estimate {estimates[layout]:.4g} s ranks "
+                f"{rank} of {len(open_)}; the plan simulates the best {bound} "
+                "(--max-simulations)")))
+        return chosen
+
+
+def _in_order(results: Iterator[tuple[int, Any]]) -> list[Any]:
+    """An executor's results in the order of its items (they arrive as they finish)."""
+    return [result for _, result in sorted(results, key=lambda pair: pair[0])]
+
+
+def _no_split(space: TrainingSpace, pp: int) -> str:
+    """Why ``pp`` stages have no pipeline option."""
+    vpp = f" with vpp in {list(space.vpps)}" if space.vpps else ""
+    ends = (f" and end stages of {space.split[0] or 'the same'}/{space.split[1] or 'the same'}"
+            " layers" if space.split else " even with lighter end stages")
+    return f"the model's {space.layers} layers do not split over pp={pp}{vpp}{ends}"
+
+
+def _in_space(space: TrainingSpace, layout: LayoutCandidate) -> bool:
+    """Whether each of ``layout``'s shape values is one the space searches."""
+    return (layout.tp in space.tps and layout.pp in space.pps and layout.cp in space.cps
+            and layout.ep in space.eps and layout.micro_batch_size in space.micro_batches
+            and layout.recompute in space.recomputes and layout.zero in space.zeros
+            and (space.vpps is None or layout.vpp in space.vpps))
 
 
 def _choose_layout(plan: PlanResult, top: int) -> None:

@@ -149,12 +149,22 @@ def _p2p(scenario: Scenario) -> tuple[float, tuple[str, ...]]:
     return cost.time_s, _fabrics(cost.fabric)
 
 
-def _stages(scenario: Scenario, dp: _DataParallel) -> tuple[list[Stage], float, float]:
+def chunk_prices(scenario: Scenario) -> PassCosts:
+    """The pricer of ``scenario``'s chunks; scenarios that differ only in their pipeline
+    split (vpp, end-stage layers, schedule) may share one (a chunk is priced by its layer
+    count and whether it holds the embedding or the head, not by where it sits)."""
+    w = scenario.workload
+    assert isinstance(w, TrainingWorkload)
+    return PassCosts(hw=scenario.hardware, model=scenario.model, layout=training_layout(w),
+                     workload=w)
+
+
+def _stages(scenario: Scenario, dp: _DataParallel,
+            prices: PassCosts) -> tuple[list[Stage], float, float]:
     """Every stage's chunks (priced passes and DP buckets) and optimizer step, and the FLOPs
     a step executes, and of them recomputes."""
     w, hw, model = scenario.workload, scenario.hardware, scenario.model
     assert isinstance(w, TrainingWorkload)
-    prices = PassCosts(hw=hw, model=model, layout=training_layout(w), workload=w)
     counts = count_params(model)
     built: dict[ChunkParams, Chunk] = {}  # chunks of equal shape share their buckets
     stages, executed, recomputed = [], 0.0, 0.0
@@ -196,13 +206,14 @@ def _grad_norm_s(scenario: Scenario) -> float:
                            Group(n, 1)).time_s
 
 
-def build_plan(scenario: Scenario) -> TrainingPlan:
-    """The plan of one steady-state step of ``scenario``'s pipeline."""
+def build_plan(scenario: Scenario, *, prices: PassCosts | None = None) -> TrainingPlan:
+    """The plan of one steady-state step of ``scenario``'s pipeline (``prices``: a shared
+    :func:`chunk_prices` of an equally priced scenario, to price each chunk shape once)."""
     w, hw, model = scenario.workload, scenario.hardware, scenario.model
     assert isinstance(w, TrainingWorkload)
     par = w.parallelism
     dp = _DataParallel(hw, w)
-    stages, executed, recomputed = _stages(scenario, dp)
+    stages, executed, recomputed = _stages(scenario, dp, prices or chunk_prices(scenario))
     microbatches = w.global_batch_size // ((par.dp or 1) * w.micro_batch_size)
     order = schedule(w.pipeline_schedule.value, par.pp, microbatches, par.vpp)
     p2p_s, p2p_fabrics = _p2p(scenario)

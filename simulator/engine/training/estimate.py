@@ -1,0 +1,100 @@
+"""An analytic step time from a step plan, without simulating it: the training plan's
+pre-screen, which ranks layouts so that only the most promising few are simulated.
+
+The pipeline part is the textbook one (Narayanan et al. 2021, §2.2): ``M`` microbatches
+through the slowest stage, plus the fill and drain bubble of ``pp - 1`` stage times, cut by
+``vpp`` with the interleaved schedule, each hop adding a transfer each way:
+
+    M · t_max + (pp - 1) · (t_mean / vpp + 2 · p2p)
+
+where ``t`` is one microbatch's forward and backward through all of a stage's chunks. ZeRO-3
+gathers every pass's parameters and reduces every backward's gradients on the stage's one
+data-parallel stream: with overlap a stage goes at the slower of its compute and that
+stream, without it at their sum. After the last backward comes what the gradient
+reduction leaves exposed (with overlap, the last-reduced chunk's buckets, or the part of the
+step's data-parallel traffic the compute cannot hide) and the optimizer step.
+
+It ignores contention between transfers and the exact order of passes: the simulation is
+the answer, this only decides what is worth simulating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from simulator.engine.training.plan import Chunk, GatherMode, Stage, StepPlan
+from simulator.engine.training.planner import build_plan, chunk_prices
+from simulator.perf.layouts import training_layout
+from simulator.profiles.scenario import Scenario
+from simulator.profiles.training import PipelineSchedule, TrainingWorkload
+
+
+def _bucket_s(buckets: tuple) -> float:
+    """The time of ``buckets`` one after another on one stream."""
+    return sum(b.time_s for b in buckets)
+
+
+def _chunk_compute_s(chunk: Chunk) -> float:
+    """One microbatch's forward and backward through ``chunk``."""
+    return chunk.forward.duration_s + chunk.backward.duration_s
+
+
+def stage_microbatch_s(plan: StepPlan, stage: Stage) -> float:
+    """One microbatch through all of ``stage``'s chunks (ZeRO-3 traffic included)."""
+    compute = sum(_chunk_compute_s(c) for c in stage.chunks)
+    if plan.gather is not GatherMode.PASS:
+        return compute
+    stream = sum(2 * _bucket_s(c.param_buckets) + _bucket_s(c.grad_buckets)
+                 for c in stage.chunks)
+    return max(compute, stream) if plan.dp_overlap else compute + stream
+
+
+def _tail_s(plan: StepPlan, stage: Stage, busy_s: float) -> float:
+    """What follows ``stage``'s last backward: exposed gradient reduction, then the
+    optimizer. ``busy_s`` is the stage's compute over the step, which hides traffic."""
+    if plan.gather is GatherMode.PASS:
+        exposed = _bucket_s(stage.chunks[0].grad_buckets) if plan.dp_overlap else 0.0
+        return exposed + stage.optimizer_s
+    grads = sum(_bucket_s(c.grad_buckets) for c in stage.chunks)
+    gathers = sum(_bucket_s(c.param_buckets) for c in stage.chunks) \
+        if plan.gather is GatherMode.STEP else 0.0
+    if not plan.dp_overlap:
+        return grads + gathers + stage.optimizer_s
+    last_chunk = _bucket_s(stage.chunks[0].grad_buckets)
+    return max(last_chunk, grads + gathers - busy_s) + stage.optimizer_s
+
+
+def estimate_step_s(plan: StepPlan) -> float:
+    """The analytic step time of ``plan`` (see the module docstring)."""
+    microbatches, pp, vpp = plan.microbatches, plan.pp, plan.vpp
+    per_microbatch = [stage_microbatch_s(plan, s) for s in plan.stages]
+    slowest, mean = max(per_microbatch), sum(per_microbatch) / pp
+    pipeline = microbatches * slowest + (pp - 1) * (mean / vpp + 2 * plan.p2p_s)
+    tail = max(_tail_s(plan, s, microbatches * t)
+               for s, t in zip(plan.stages, per_microbatch, strict=True))
+    return pipeline + tail
+
+
+def _pricing_key(scenario: Scenario) -> tuple[Any, ...]:
+    """What a chunk's price depends on: the scenario without its pipeline split."""
+    w = scenario.workload
+    assert isinstance(w, TrainingWorkload)
+    par = w.parallelism.model_copy(update={"vpp": 1, "first_stage_layers": None,
+                                           "last_stage_layers": None})
+    plain = w.model_copy(update={"parallelism": par,
+                                 "pipeline_schedule": PipelineSchedule.ONE_F_ONE_B})
+    return (scenario.hardware, scenario.model, training_layout(w), plain)
+
+
+def estimate_step_times(scenarios: Sequence[Scenario]) -> list[float]:
+    """:func:`estimate_step_s` of each scenario's plan; neighbours that differ only in their
+    pipeline split (vpp, end stages, schedule) share the pricing of their chunks."""
+    times: list[float] = []
+    shared: tuple[tuple[Any, ...], Any] | None = None
+    for scenario in scenarios:
+        key = _pricing_key(scenario)
+        if shared is None or shared[0] != key:
+            shared = (key, chunk_prices(scenario))
+        times.append(estimate_step_s(build_plan(scenario, prices=shared[1]).step))
+    return times
