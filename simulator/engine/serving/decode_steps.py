@@ -31,13 +31,16 @@ class RunPrice:
     each step's device time where the serving stack made a step longer than that (None
     when it did not: ``time_s`` is then the device time)."""
 
-    __slots__ = ("compute_bound_s", "device_s", "time_s")
+    __slots__ = ("compute_bound_s", "contexts", "device_s", "time_s")
 
     def __init__(self, time_s: list[float], compute_bound_s: list[float] | None,
                  device_s: list[float] | None = None):
         self.time_s = time_s
         self.compute_bound_s = compute_bound_s
         self.device_s = device_s
+        # each step's total context where it does not grow by the batch a step (speculative
+        # decoding's token clock; None: it does)
+        self.contexts: list[int] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,10 +84,12 @@ class DecodeStep:
 
 
 def price_run(step: DecodeStep, const: float, context: int, batch: int,
-              steps: int) -> RunPrice:
+              steps: int, contexts: list[int] | None = None) -> RunPrice:
     """:func:`device_run`, with the serving stack's share added to each step:
-    ``max(device, floor) + serial`` (left as it is where that changes nothing)."""
-    run = device_run(step, const, context, batch, steps)
+    ``max(device, floor) + serial`` (left as it is where that changes nothing).
+    ``contexts``, if given, are the steps' total contexts (else ``context + i·batch``)."""
+    run = (device_run(step, const, context, batch, steps) if contexts is None
+           else listed_run(step, const, contexts))
     floor, serial = step.floor, step.serial
     device = run.time_s
     if serial or floor > device[0]:  # (device times never fall within a run)
@@ -145,3 +150,26 @@ def numpy_run(step: DecodeStep, const: float, context: int, batch: int,
         times = times + op.time_s
         bound += np.where(op.compute_bound, op.time_s, 0.0)
     return RunPrice(times.tolist(), bound.tolist() if bound.any() else None)
+
+
+def listed_run(step: DecodeStep, const: float, contexts: list[int]) -> RunPrice:
+    """Steps at the listed total ``contexts`` (speculative decoding: the context grows by the
+    tokens a step yields), priced as :func:`device_run` prices its steps."""
+    memory = step.memory
+    if memory is not None and contexts[0] >= memory.start:
+        if len(contexts) > PYTHON_RUN:
+            xs = np.array(contexts, dtype=np.int64)
+            run = RunPrice((const + memory.time(xs)).tolist(), None)
+        else:
+            time = memory.time
+            run = RunPrice([const + time(x) for x in contexts], None)
+    else:
+        times: list[float] = []
+        bound: list[float] = []
+        for x in contexts:
+            total, cb = step.time(const, x)
+            times.append(total)
+            bound.append(cb)
+        run = RunPrice(times, bound if any(bound) else None)
+    run.contexts = contexts
+    return run
