@@ -145,6 +145,14 @@ class SpeculativeMetrics(BaseModel):
         description="decode tokens / verify steps over the requests' drawn step counts (the "
                     "last step of a request is cut at its length, so a little below E)")
     verify_steps: int = Field(description="verify steps the requests drew, summed")
+    break_even_batch: int | None = Field(
+        description="the smallest decode batch (up to max_batch_size) at which a speculative "
+                    "step per expected token takes at least a plain decode step's time, on "
+                    "the replicas that decode, every sequence at break_even_context tokens: "
+                    "beyond it speculation slows decoding; null if it pays up to the limit")
+    break_even_context: int = Field(
+        description="context per sequence the break-even is priced at: mean prompt + half "
+                    "the mean output")
 
 
 class InferenceMetrics(BaseModel):

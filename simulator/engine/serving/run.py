@@ -28,7 +28,12 @@ from simulator.perf.layouts import inference_layout
 from simulator.perf.moe_balance import moe_imbalance
 from simulator.perf.roofline import run_precision
 from simulator.perf.serving_iteration import iteration_model
-from simulator.profiles.inference import ArrivalProcess, InferenceParallelism, InferenceWorkload
+from simulator.profiles.inference import (
+    ArrivalProcess,
+    InferenceParallelism,
+    InferenceWorkload,
+    mean_tokens,
+)
 from simulator.profiles.moe_routing import LoadBalancer
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.serving_stack import Admission
@@ -204,6 +209,9 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
                        in_system=system.in_system, fleet=fleet, slo=w.slo,
                        warmup=w.warmup_requests)
     if speculation is not None:
+        context = round(mean_tokens(w.prompt_tokens) + mean_tokens(w.output_tokens) / 2)
+        metrics = speculation.metrics(replicas[-1].cost, context=context,
+                                      largest=w.batching.max_batch_size)
         result = result.model_copy(update={"inference": result.inference.model_copy(
-            update={"speculative": speculation.metrics()})})
+            update={"speculative": metrics})})
     return ServingOutcome(result, records, events)

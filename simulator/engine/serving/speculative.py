@@ -130,12 +130,48 @@ class Speculation:
         sampler = StepSampler(seed=seed, survival=np.array(survival(acceptance)), rate=rate)
         return cls(spec=spec, acceptance=acceptance, rate=rate, sampler=sampler)
 
-    def metrics(self) -> SpeculativeMetrics:
-        """What the run reports: the setting, the expected and the drawn tokens per step."""
+    def metrics(self, decode: IterationCost, *, context: int,
+                largest: int) -> SpeculativeMetrics:
+        """What the run reports: the setting, the expected and the drawn tokens per step,
+        and the break-even batch of the replicas that decode (``decode``: their costs) at
+        a mean ``context`` per sequence, up to the batch limit ``largest``."""
         s = self.sampler
         draft = self.spec.draft_model
+        plain = IterationCost(decode.hw, decode.model, decode.stack)
         return SpeculativeMetrics(
             method=self.spec.method.value, draft_tokens=self.spec.draft_tokens,
             draft_model=draft.id if draft is not None else None,
             acceptance=list(self.acceptance), expected_tokens_per_step=self.rate,
-            tokens_per_step=s.tokens / s.steps if s.steps else None, verify_steps=s.steps)
+            tokens_per_step=s.tokens / s.steps if s.steps else None, verify_steps=s.steps,
+            break_even_batch=break_even_batch(plain, decode, self.rate, context=context,
+                                              largest=largest),
+            break_even_context=context)
+
+
+def per_token_time(cost: IterationCost, batch: int, context: int, tokens: float) -> float:
+    """Seconds per output token of a decode-only step of ``batch`` sequences of ``context``
+    tokens each that yields ``tokens`` tokens per sequence."""
+    return cost.run_price(batch, batch * context, 1).time_s[0] / tokens
+
+
+def break_even_batch(plain: IterationCost, speculative: IterationCost, rate: float, *,
+                     context: int, largest: int) -> int | None:
+    """The smallest decode batch (up to ``largest``) at which a speculative step per expected
+    token (``rate``) takes at least as long as a plain decode step: where decode turns
+    compute-bound and verifying ``k + 1`` tokens a sequence costs what it saves. None if
+    speculation still pays at ``largest``. Found by bisection (the speculative step's
+    disadvantage grows with the batch), at every sequence's ``context``."""
+    def hurts(batch: int) -> bool:
+        return (per_token_time(speculative, batch, context, rate)
+                >= per_token_time(plain, batch, context, 1.0))
+
+    if not hurts(largest):
+        return None
+    lo, hi = 0, largest  # speculation pays at lo (0: nothing yet known), not at hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if hurts(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
