@@ -121,7 +121,9 @@ class Decoding:
             r = key & _MASK
             if self._stale:
                 entry = members.get(r)
-                if entry is None or entry[1] != key >> _SHIFT:
+                # (a sequence preempted and back may end at the iteration its stale entry
+                # names: the second entry of the pair is the stale one)
+                if entry is None or entry[1] != key >> _SHIFT or r in done:
                     self._stale -= 1
                     continue
             done.append(r)
