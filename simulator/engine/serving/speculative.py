@@ -162,6 +162,7 @@ def break_even_batch(plain: IterationCost, speculative: IterationCost, rate: flo
     speculation still pays at ``largest``. Found by bisection (the speculative step's
     disadvantage grows with the batch), at every sequence's ``context``."""
     def hurts(batch: int) -> bool:
+        """Whether speculation is no faster per token at ``batch``."""
         return (per_token_time(speculative, batch, context, rate)
                 >= per_token_time(plain, batch, context, 1.0))
 
