@@ -23,6 +23,9 @@ from simulator.perf.affine_op import AffineTimer, MemoryBound
 from simulator.perf.pricer import Cost
 
 PYTHON_RUN = 64  # runs up to this many steps are priced in plain Python, longer ones in numpy
+# ... and listed runs (speculative decoding), whose steps have several context-dependent
+# ops (the verify and draft attention) and so no single memory-bound line to price from
+PYTHON_LISTED = 8
 
 
 class RunPrice:
@@ -57,15 +60,23 @@ class DecodeStep:
     # max(device time, floor) + serial
     floor: float = 0.0
     serial: float = 0.0
+    # with several context-dependent ops (speculative decoding's verify and draft
+    # attention), each one's memory-bound line, when all have one (for :func:`listed_run`)
+    memories: tuple[MemoryBound, ...] | None = None
 
     @classmethod
     def of(cls, const: Cost, own: Cost, timers: list[AffineTimer], batch: int, *,
-           floor: float = 0.0, serial: float = 0.0) -> DecodeStep:
+           floor: float = 0.0, serial: float = 0.0, several: bool = False) -> DecodeStep:
         """The step, with the total context from which its one context-dependent op is
-        memory-bound found (from ``batch``, the least total context: one token each)."""
+        memory-bound found (from ``batch``, the least total context: one token each); with
+        ``several``, each op's when there are several."""
         memory = timers[0].memory_bound(batch) if len(timers) == 1 else None
+        memories = None
+        if several and len(timers) > 1:
+            lines = [t.memory_bound(batch) for t in timers]
+            memories = None if None in lines else tuple(m for m in lines if m is not None)
         return cls(const=const, own=own, timers=tuple(timers), memory=memory, floor=floor,
-                   serial=serial)
+                   serial=serial, memories=memories)
 
     def time(self, const: float, context: int) -> tuple[float, float]:
         """Seconds of one step at total context ``context``: ``const`` (the step's other
@@ -142,7 +153,13 @@ def numpy_run(step: DecodeStep, const: float, context: int, batch: int,
               steps: int) -> RunPrice:
     """:func:`python_run` with numpy: the context-dependent ops' kernels at every step at
     once (the same operations, elementwise)."""
-    x = context + batch * np.arange(steps, dtype=np.int64)
+    return numpy_at(step, const, context + batch * np.arange(steps, dtype=np.int64))
+
+
+def numpy_at(step: DecodeStep, const: float, x: np.ndarray) -> RunPrice:
+    """Steps at the total contexts ``x``, the context-dependent ops' kernels at all of them
+    at once (elementwise, the operations of :meth:`DecodeStep.time`)."""
+    steps = len(x)
     times = np.full(steps, const)
     bound = np.zeros(steps)
     for timer in step.timers:
@@ -155,14 +172,18 @@ def numpy_run(step: DecodeStep, const: float, context: int, batch: int,
 def listed_run(step: DecodeStep, const: float, contexts: list[int]) -> RunPrice:
     """Steps at the listed total ``contexts`` (speculative decoding: the context grows by the
     tokens a step yields), priced as :func:`device_run` prices its steps."""
-    memory = step.memory
-    if memory is not None and contexts[0] >= memory.start:
+    memory, lines = step.memory, step.memories
+    if lines is not None and contexts[0] >= max(m.start for m in lines):
+        run = _memory_lines(lines, const, contexts)
+    elif memory is not None and contexts[0] >= memory.start:
         if len(contexts) > PYTHON_RUN:
             xs = np.array(contexts, dtype=np.int64)
             run = RunPrice((const + memory.time(xs)).tolist(), None)
         else:
             time = memory.time
             run = RunPrice([const + time(x) for x in contexts], None)
+    elif len(contexts) > PYTHON_LISTED:
+        run = numpy_at(step, const, np.array(contexts, dtype=np.int64))
     else:
         times: list[float] = []
         bound: list[float] = []
@@ -173,3 +194,22 @@ def listed_run(step: DecodeStep, const: float, contexts: list[int]) -> RunPrice:
         run = RunPrice(times, bound if any(bound) else None)
     run.contexts = contexts
     return run
+
+
+def _memory_lines(lines: tuple[MemoryBound, ...], const: float,
+                  contexts: list[int]) -> RunPrice:
+    """Steps whose context-dependent ops are all memory-bound at every listed context: each
+    op's :class:`MemoryBound` time (the kernel's, bit for bit), added in the ops' order."""
+    if len(contexts) > PYTHON_LISTED:
+        x = np.array(contexts, dtype=np.int64)
+        times = const + lines[0].time(x)
+        for line in lines[1:]:
+            times = times + line.time(x)
+        return RunPrice(times.tolist(), None)
+    out = []
+    for c in contexts:
+        t = const
+        for line in lines:
+            t = t + line.time(c)
+        out.append(t)
+    return RunPrice(out, None)

@@ -227,7 +227,7 @@ class IterationCost:
             rows *= self.verify
             const = add_costs(self.body(rows), self.head(rows), own)
             step = self._decode[batch] = DecodeStep.of(const, own, timers, batch, floor=floor,
-                                                       serial=serial)
+                                                       serial=serial, several=spec is not None)
         return step
 
     # ---- what the engine asks -------------------------------------------------------------
