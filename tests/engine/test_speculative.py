@@ -205,3 +205,25 @@ def test_deepseek_mtp_on_a_rack():
     assert b.speculative.expected_tokens_per_step == pytest.approx(1.875)
     assert 1.4 < a.tpot_s.mean / b.tpot_s.mean < 1.875
     assert expected_tokens((0.875,)) == pytest.approx(1.875)
+
+
+def test_the_accepted_tokens_kv_is_kept():
+    """One request, 128 prompt tokens and 1,025 out: at its end the cache holds its whole
+    context, ceil(1,152 / 16) = 72 blocks, with or without speculation (not one token per
+    verify step: 315 steps would hold only ceil((128 + 315) / 16) = 28). The batch's KV grows
+    by E tokens a step, so a request that drew fewer or more steps than 1,024 / E is off by
+    the difference, (steps·E - 1,024) tokens."""
+    plain = run_serving(seventy(None, requests=1, output=1025)).result.inference
+    fast = run_serving(seventy(DRAFT, requests=1, output=1025)).result.inference
+
+    def blocks(m) -> float:
+        replica = m.per_replica[0]
+        return replica.kv_cache_utilization.max * replica.kv_cache_tokens / 16
+
+    assert blocks(plain) == pytest.approx(72)
+    assert fast.speculative is not None
+    steps = fast.speculative.verify_steps
+    assert fast.iterations == steps + 1  # the prefill, then one verify step an iteration
+    off = abs(steps * E - 1024) / 16 + 1
+    assert abs(blocks(fast) - 72) <= off
+    assert blocks(fast) > 60
