@@ -18,6 +18,7 @@ from simulator.perf.memory import (
     runtime_reserve,
     stage_params,
 )
+from simulator.perf.speculative_ops import drafter_memory
 from simulator.profiles.inference import InferenceWorkload, mean_tokens
 from simulator.profiles.model import ModelProfile
 from simulator.profiles.precision import Precision
@@ -116,7 +117,8 @@ def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int],
 
 def inference_footprint(scenario: Scenario, tp: int | None = None,
                         pp: int | None = None) -> Footprint:
-    """Weights, a workspace for one iteration and the reserve; the rest is KV cache.
+    """Weights, a workspace for one iteration and the reserve (and a speculative drafter's
+    weights); the rest is KV cache (the drafter's included in the bytes per token).
 
     The KV cache is reported as the bytes needed to hold one full batch of mean-length
     requests (``kv_cache_for_batch``), which tells whether the batching limits make sense.
@@ -139,6 +141,12 @@ def inference_footprint(scenario: Scenario, tp: int | None = None,
     parts["runtime_reserve"] = runtime_reserve(hw)
     kv_precision = w.kv_cache_precision or Precision.BF16
     per_token = kv_bytes_per_token(model, kv_precision, tp, pp)
+    if w.speculative is not None:  # the drafter's weights and KV cache share the devices
+        draft_weights, draft_kv = drafter_memory(w.speculative, model,
+                                                 weight_precision=w.precision,
+                                                 kv_precision=kv_precision, tp=tp)
+        parts["draft_weights"] = draft_weights
+        per_token += draft_kv
     context = mean_tokens(w.prompt_tokens) + mean_tokens(w.output_tokens)
     batch_kv = per_token * context * w.batching.max_batch_size
     footprint = Footprint(parts, hw.hbm_capacity)

@@ -106,10 +106,18 @@ class IterationModel:
                      pairs=pairs, kv_tokens=t + cached, cached=float(cached))
 
     @staticmethod
-    def _decode_batch(sequences: int, context: int) -> Batch:
+    def _decode_batch(sequences: int, context: int, queries: int = 1) -> Batch:
+        """``queries`` new tokens per sequence (a speculative verify pass: k + 1), the first
+        of each over its context, the others over one more key each."""
         b, s = float(sequences), float(context)
-        return Batch(phase=Phase.DECODE, tokens=b, residual_tokens=b, sequences=sequences, pairs=s,
-                     kv_tokens=s, cached=s)
+        if queries == 1:
+            return Batch(phase=Phase.DECODE, tokens=b, residual_tokens=b, sequences=sequences,
+                         pairs=s, kv_tokens=s, cached=s)
+        extra = float(queries - 1)
+        t = b * queries
+        return Batch(phase=Phase.DECODE, tokens=t, residual_tokens=t, sequences=sequences,
+                     pairs=queries * s + b * extra * queries / 2, kv_tokens=s + b * extra,
+                     cached=s)
 
     def _attention(self, batch: Batch) -> list:
         return attention_specs(self.model, self.layout, batch, self.prec)
@@ -157,9 +165,10 @@ class IterationModel:
         own = [s for s in self._attention(batch) if s.name not in self._shared]
         return _forward(own, self.prec, self.model.layers)
 
-    def decode_extra(self, sequences: int, context: int) -> list[Op]:
-        """Decode attention: one token per sequence over ``context`` keys in total."""
-        own = [s for s in self._attention(self._decode_batch(sequences, context))
+    def decode_extra(self, sequences: int, context: int, queries: int = 1) -> list[Op]:
+        """Decode attention: one token per sequence over ``context`` keys in total (with
+        ``queries``, that many per sequence, each sequence's cache read once)."""
+        own = [s for s in self._attention(self._decode_batch(sequences, context, queries))
                if s.name not in self._shared]
         return _forward(own, self.prec, self.model.layers)
 

@@ -40,6 +40,7 @@ from simulator.profiles.numbers import (
 from simulator.profiles.precision import Precision
 from simulator.profiles.quantities import NonNegativeSeconds, Seconds
 from simulator.profiles.serving_stack import ServingStack
+from simulator.profiles.speculative import Speculative
 
 DEFAULT_ENGINE = "trtllm"  # docs/serving.md says why
 
@@ -306,6 +307,9 @@ class InferenceWorkload(BaseModel):
     disaggregation: Disaggregation | None = Field(
         None, description="separate prefill and decode pools (replaces replicas)")
     slo: SLO | None = Field(None, description="latency targets; attainment is reported")
+    speculative: Speculative | None = Field(
+        None, description="speculative decoding: a drafter proposes draft_tokens per step and "
+                          "the target verifies them in one pass (docs/serving.md)")
     warmup_requests: NonNegativeRequests = Field(
         0, description="requests excluded from latency statistics at the start")
     engine: ServingStack = Field(

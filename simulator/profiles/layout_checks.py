@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.inference import InferenceParallelism, InferenceWorkload, mean_tokens
 from simulator.profiles.model import AttentionKind, ModelProfile
+from simulator.profiles.speculative import speculative_problems
 from simulator.profiles.training import TrainingParallelism, TrainingWorkload
 
 
@@ -164,6 +165,9 @@ def check_inference(w: InferenceWorkload, model: ModelProfile, hardware: Hardwar
             problems.append(Problem((*path, "pp"), f"the model's {model.layers} layers do not "
                                                    f"split evenly over pp={par.pp}"))
     problems += _lengths_fit_context(w, model)
+    if w.speculative is not None:
+        problems += [Problem(path, message) for path, message in speculative_problems(
+            w.speculative, model, [par.tp for _, par in layouts])]
     used = used_accelerators(w, accelerators)
     if used > accelerators:
         problems.append(Problem(("workload", "replicas"),

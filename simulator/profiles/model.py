@@ -8,7 +8,9 @@ it so that tests can check the description.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
+from annotated_types import Ge, Lt
 from pydantic import BaseModel, Field, model_validator
 
 from simulator.profiles.numbers import SPEC_CONFIG, NonNegativeInt, PositiveFloat, PositiveInt
@@ -91,6 +93,20 @@ class MoE(BaseModel):
         return self
 
 
+class MTP(BaseModel):
+    """Multi-token prediction modules trained with the model (DeepSeek-V3): each is one
+    transformer block of the model's own kind plus a 2h -> h projection, sharing the
+    embedding and the LM head. Serving uses them as a speculative drafter."""
+
+    model_config = SPEC_CONFIG
+
+    depth: PositiveInt = Field(description="MTP modules (config: num_nextn_predict_layers)")
+    source: str = Field(min_length=3, description="where the depth comes from")
+    acceptance: Sourced[Annotated[float, Ge(0.0), Lt(1.0)]] | None = Field(
+        None, description="measured probability that the module's draft token is accepted "
+                          "(the default of workload.speculative.acceptance for method mtp)")
+
+
 class PublishedParams(BaseModel):
     """The parameter counts the model's authors publish, kept to check the architecture
     description against."""
@@ -126,6 +142,8 @@ class ModelProfile(BaseModel):
     norm: Norm = Norm.RMSNORM
     linear_bias: bool = Field(False, description="linear layers carry biases (GPT-2/3 style)")
     moe: MoE | None = None
+    mtp: MTP | None = Field(None, description="multi-token-prediction modules (not counted in "
+                                              "the parameters; a speculative drafter)")
     published_params: PublishedParams | None = None
 
     @model_validator(mode="after")

@@ -115,6 +115,16 @@ def _inference(console: Console, m: InferenceMetrics) -> None:
     head.add_row("preemptions", f"{m.preemptions:,}")
     head.add_row("serving-stack overhead", f"{m.cpu_overhead_fraction:.1%} of iteration time "
                                            f"(host work, eager launches)")
+    s = m.speculative
+    if s is not None:
+        drafter = s.draft_model or s.method
+        drawn = f"{s.tokens_per_step:.2f}" if s.tokens_per_step is not None else "-"
+        head.add_row("speculative decoding",
+                     f"{drafter}, k={s.draft_tokens}: {drawn} tokens per step "
+                     f"(expected {s.expected_tokens_per_step:.2f}), {s.verify_steps:,} steps")
+        head.add_row("speculation break-even",
+                     f"batch {s.break_even_batch:,}" if s.break_even_batch is not None
+                     else "pays up to the batch limit")
     console.print(head)
     latency = Table(title="Latency", title_justify="left")
     latency.add_column("metric", style="cyan")

@@ -127,6 +127,34 @@ class BatchHistogram(BaseModel):
     iterations: list[int]
 
 
+class SpeculativeMetrics(BaseModel):
+    """Speculative decoding (``workload.speculative``): the setting, and the tokens a verify
+    step yields per sequence, expected and as drawn in the run."""
+
+    model_config = _FROZEN
+
+    method: str = Field(description="draft_model, eagle or mtp")
+    draft_tokens: int = Field(description="k: drafts proposed per step")
+    draft_model: str | None = Field(description="the draft model's id (method draft_model)")
+    acceptance: list[float] = Field(description="acceptance of each draft position, given "
+                                                "the ones before it were accepted")
+    expected_tokens_per_step: float = Field(
+        description="E = 1 + sum_i prod_{j<=i} a_j: tokens per sequence a step yields on "
+                    "average (the accepted drafts and the target's own token)")
+    tokens_per_step: float | None = Field(
+        description="decode tokens / verify steps over the requests' drawn step counts (the "
+                    "last step of a request is cut at its length, so a little below E)")
+    verify_steps: int = Field(description="verify steps the requests drew, summed")
+    break_even_batch: int | None = Field(
+        description="the smallest decode batch (up to max_batch_size) at which a speculative "
+                    "step per expected token takes at least a plain decode step's time, on "
+                    "the replicas that decode, every sequence at break_even_context tokens: "
+                    "beyond it speculation slows decoding; null if it pays up to the limit")
+    break_even_context: int = Field(
+        description="context per sequence the break-even is priced at: mean prompt + half "
+                    "the mean output")
+
+
 class InferenceMetrics(BaseModel):
     """The ``inference`` key of a serving result."""
 
@@ -173,6 +201,8 @@ class InferenceMetrics(BaseModel):
     per_replica: list[ReplicaSummary]
     time_series: TimeSeries
     batch_size_histogram: BatchHistogram
+    speculative: SpeculativeMetrics | None = Field(
+        None, description="speculative decoding: null when workload.speculative is not set")
 
 
 class InferenceResult(BaseModel):

@@ -23,6 +23,9 @@ from simulator.perf.affine_op import AffineTimer, MemoryBound
 from simulator.perf.pricer import Cost
 
 PYTHON_RUN = 64  # runs up to this many steps are priced in plain Python, longer ones in numpy
+# ... and listed runs (speculative decoding), whose steps have several context-dependent
+# ops (the verify and draft attention) and so no single memory-bound line to price from
+PYTHON_LISTED = 8
 
 
 class RunPrice:
@@ -31,13 +34,16 @@ class RunPrice:
     each step's device time where the serving stack made a step longer than that (None
     when it did not: ``time_s`` is then the device time)."""
 
-    __slots__ = ("compute_bound_s", "device_s", "time_s")
+    __slots__ = ("compute_bound_s", "contexts", "device_s", "time_s")
 
     def __init__(self, time_s: list[float], compute_bound_s: list[float] | None,
                  device_s: list[float] | None = None):
         self.time_s = time_s
         self.compute_bound_s = compute_bound_s
         self.device_s = device_s
+        # each step's total context where it does not grow by the batch a step (speculative
+        # decoding's token clock; None: it does)
+        self.contexts: list[int] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,15 +60,23 @@ class DecodeStep:
     # max(device time, floor) + serial
     floor: float = 0.0
     serial: float = 0.0
+    # with several context-dependent ops (speculative decoding's verify and draft
+    # attention), each one's memory-bound line, when all have one (for :func:`listed_run`)
+    memories: tuple[MemoryBound, ...] | None = None
 
     @classmethod
     def of(cls, const: Cost, own: Cost, timers: list[AffineTimer], batch: int, *,
-           floor: float = 0.0, serial: float = 0.0) -> DecodeStep:
+           floor: float = 0.0, serial: float = 0.0, several: bool = False) -> DecodeStep:
         """The step, with the total context from which its one context-dependent op is
-        memory-bound found (from ``batch``, the least total context: one token each)."""
+        memory-bound found (from ``batch``, the least total context: one token each); with
+        ``several``, each op's when there are several."""
         memory = timers[0].memory_bound(batch) if len(timers) == 1 else None
+        memories = None
+        if several and len(timers) > 1:
+            lines = [t.memory_bound(batch) for t in timers]
+            memories = None if None in lines else tuple(m for m in lines if m is not None)
         return cls(const=const, own=own, timers=tuple(timers), memory=memory, floor=floor,
-                   serial=serial)
+                   serial=serial, memories=memories)
 
     def time(self, const: float, context: int) -> tuple[float, float]:
         """Seconds of one step at total context ``context``: ``const`` (the step's other
@@ -81,10 +95,12 @@ class DecodeStep:
 
 
 def price_run(step: DecodeStep, const: float, context: int, batch: int,
-              steps: int) -> RunPrice:
+              steps: int, contexts: list[int] | None = None) -> RunPrice:
     """:func:`device_run`, with the serving stack's share added to each step:
-    ``max(device, floor) + serial`` (left as it is where that changes nothing)."""
-    run = device_run(step, const, context, batch, steps)
+    ``max(device, floor) + serial`` (left as it is where that changes nothing).
+    ``contexts``, if given, are the steps' total contexts (else ``context + i·batch``)."""
+    run = (device_run(step, const, context, batch, steps) if contexts is None
+           else listed_run(step, const, contexts))
     floor, serial = step.floor, step.serial
     device = run.time_s
     if serial or floor > device[0]:  # (device times never fall within a run)
@@ -137,7 +153,13 @@ def numpy_run(step: DecodeStep, const: float, context: int, batch: int,
               steps: int) -> RunPrice:
     """:func:`python_run` with numpy: the context-dependent ops' kernels at every step at
     once (the same operations, elementwise)."""
-    x = context + batch * np.arange(steps, dtype=np.int64)
+    return numpy_at(step, const, context + batch * np.arange(steps, dtype=np.int64))
+
+
+def numpy_at(step: DecodeStep, const: float, x: np.ndarray) -> RunPrice:
+    """Steps at the total contexts ``x``, the context-dependent ops' kernels at all of them
+    at once (elementwise, the operations of :meth:`DecodeStep.time`)."""
+    steps = len(x)
     times = np.full(steps, const)
     bound = np.zeros(steps)
     for timer in step.timers:
@@ -145,3 +167,49 @@ def numpy_run(step: DecodeStep, const: float, context: int, batch: int,
         times = times + op.time_s
         bound += np.where(op.compute_bound, op.time_s, 0.0)
     return RunPrice(times.tolist(), bound.tolist() if bound.any() else None)
+
+
+def listed_run(step: DecodeStep, const: float, contexts: list[int]) -> RunPrice:
+    """Steps at the listed total ``contexts`` (speculative decoding: the context grows by the
+    tokens a step yields), priced as :func:`device_run` prices its steps."""
+    memory, lines = step.memory, step.memories
+    if lines is not None and contexts[0] >= max(m.start for m in lines):
+        run = _memory_lines(lines, const, contexts)
+    elif memory is not None and contexts[0] >= memory.start:
+        if len(contexts) > PYTHON_RUN:
+            xs = np.array(contexts, dtype=np.int64)
+            run = RunPrice((const + memory.time(xs)).tolist(), None)
+        else:
+            time = memory.time
+            run = RunPrice([const + time(x) for x in contexts], None)
+    elif len(contexts) > PYTHON_LISTED:
+        run = numpy_at(step, const, np.array(contexts, dtype=np.int64))
+    else:
+        times: list[float] = []
+        bound: list[float] = []
+        for x in contexts:
+            total, cb = step.time(const, x)
+            times.append(total)
+            bound.append(cb)
+        run = RunPrice(times, bound if any(bound) else None)
+    run.contexts = contexts
+    return run
+
+
+def _memory_lines(lines: tuple[MemoryBound, ...], const: float,
+                  contexts: list[int]) -> RunPrice:
+    """Steps whose context-dependent ops are all memory-bound at every listed context: each
+    op's :class:`MemoryBound` time (the kernel's, bit for bit), added in the ops' order."""
+    if len(contexts) > PYTHON_LISTED:
+        x = np.array(contexts, dtype=np.int64)
+        times = const + lines[0].time(x)
+        for line in lines[1:]:
+            times = times + line.time(x)
+        return RunPrice(times.tolist(), None)
+    out = []
+    for c in contexts:
+        t = const
+        for line in lines:
+            t = t + line.time(c)
+        out.append(t)
+    return RunPrice(out, None)

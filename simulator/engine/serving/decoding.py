@@ -3,8 +3,10 @@ plan.
 
 Iterations are counted per replica (``Scheduler.iteration``). Each sequence is stored as
 ``base = context - iteration``, so its context at any later iteration ``i`` is ``base + i``
-and nothing is updated per token. What a run needs is maintained as sequences join and
-leave:
+and nothing is updated per token. With speculative decoding an iteration yields ``rate``
+tokens per sequence on average, and ``iteration`` is replaced by the token clock ``tokens(i)
+= floor(i·rate)`` in all that follows (a sequence's end stays an iteration). What a run
+needs is maintained as sequences join and leave:
 
 - the total context: ``sum(base) + n·i``;
 - when the next sequence finishes: a heap of end iterations (entries of sequences that left
@@ -28,10 +30,14 @@ _MASK = (1 << _SHIFT) - 1
 class Decoding:
     """The decoding sequences of one replica (request -> base, end iteration, admission)."""
 
-    __slots__ = ("_ends", "_stale", "base_sum", "block", "members", "n", "q_sum", "residues")
+    __slots__ = ("_ends", "_stale", "base_sum", "block", "members", "n", "q_sum", "rate",
+                 "residues")
 
-    def __init__(self, block: int):
+    def __init__(self, block: int, rate: float | None = None):
         self.block = block
+        # speculative decoding: each sequence's context grows by ``rate`` tokens an iteration
+        # on average, so contexts follow the token clock ``tokens(i)`` (None: one a step)
+        self.rate = rate
         self.n = 0
         self.base_sum = 0
         self.q_sum = 0
@@ -42,9 +48,16 @@ class Decoding:
         # popped: while there are none, every entry is a member's, unchecked
         self._stale = 0
 
+    def tokens(self, iteration: int) -> int:
+        """The token clock: tokens each sequence has gained by ``iteration`` (the iteration
+        itself without speculative decoding, else ``floor(iteration·rate)``)."""
+        rate = self.rate
+        return iteration if rate is None else int(iteration * rate)
+
     def join(self, r: int, base: int, end: int, admission: int) -> None:
-        """Request ``r`` decodes from now on: context ``base + i`` at iteration ``i``, its
-        last token at iteration ``end``; ``admission`` orders it for preemption."""
+        """Request ``r`` decodes from now on: context ``base + tokens(i)`` at iteration
+        ``i``, its last token at iteration ``end``; ``admission`` orders it for
+        preemption."""
         q, m = divmod(base - 1, self.block)
         self.members[r] = (base, end, admission)
         self.n += 1
@@ -70,14 +83,16 @@ class Decoding:
 
     def context(self, iteration: int) -> int:
         """Total context of the sequences at ``iteration``."""
-        return self.base_sum + self.n * iteration
+        return self.base_sum + self.n * (iteration if self.rate is None
+                                         else int(iteration * self.rate))
 
     def blocks_at(self, iteration: int) -> int:
         """KV blocks the sequences hold at ``iteration``."""
         n = self.n
         if not n:
             return 0
-        s, r = divmod(iteration, self.block)
+        s, r = divmod(iteration if self.rate is None else int(iteration * self.rate),
+                      self.block)
         return n + self.q_sum + n * s + (sum(self.residues[self.block - r:]) if r else 0)
 
     def next_end(self) -> int:
@@ -106,7 +121,9 @@ class Decoding:
             r = key & _MASK
             if self._stale:
                 entry = members.get(r)
-                if entry is None or entry[1] != key >> _SHIFT:
+                # (a sequence preempted and back may end at the iteration its stale entry
+                # names: the second entry of the pair is the stale one)
+                if entry is None or entry[1] != key >> _SHIFT or r in done:
                     self._stale -= 1
                     continue
             done.append(r)

@@ -28,6 +28,7 @@ usage.Usage` and priced once at the end (:meth:`IterationCost.totals`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,6 +42,9 @@ from simulator.perf.opspec import TILE_ROWS
 from simulator.perf.pricer import COST_FIELDS, Cost, Op, Pricer, add_costs
 from simulator.perf.serving_iteration import IterationModel
 from simulator.profiles.hardware import HardwareProfile
+
+if TYPE_CHECKING:
+    from simulator.engine.serving.speculative import SpeculativeCost
 
 __all__ = ["Cost", "IterationCost", "RunPrice", "Usage"]
 
@@ -63,10 +67,15 @@ class IterationCost:
     end, for what the iterations did (:meth:`totals`)."""
 
     def __init__(self, hw: HardwareProfile, model: IterationModel,
-                 stack: StackCost | None = None):
+                 stack: StackCost | None = None, speculation: SpeculativeCost | None = None):
         self.hw = hw
         self.model = model
         self.stack = stack if stack is not None and not stack.free else None
+        # speculative decoding: a decode step drafts and verifies ``verify`` tokens a sequence,
+        # and its total context follows the token clock ``rate`` (None: one token a step)
+        self.speculation = speculation
+        self.verify = 1 if speculation is None else speculation.verify
+        self.rate: float | None = None
         self.pricer = Pricer(hw)
         self._body: dict[int, Cost] = {}
         self._head: dict[int, Cost] = {}
@@ -192,8 +201,12 @@ class IterationCost:
         the ops that do (affine in the total context)."""
         step = self._decode.get(batch)
         if step is None:
-            lo = self.model.decode_extra(batch, batch)
-            hi = self.model.decode_extra(batch, 2 * batch)
+            spec = self.speculation
+            if spec is None:
+                lo = self.model.decode_extra(batch, batch)
+                hi = self.model.decode_extra(batch, 2 * batch)
+            else:  # the verify pass's and the draft passes' attention
+                lo, hi = spec.context_ops(batch, batch), spec.context_ops(batch, 2 * batch)
             fixed: list[Op] = []
             timers: list[AffineTimer] = []
             for a, b in zip(lo, hi, strict=True):
@@ -205,13 +218,16 @@ class IterationCost:
                     raise ValueError(f"decode op {a.name} depends on the context but is not "
                                      f"a compute op")
             own = self.pricer.cost(fixed)
+            if spec is not None:  # the draft passes' body and head
+                own = add_costs(own, spec.draft_const(batch))
             stack, floor, serial, rows = self.stack, 0.0, 0.0, batch
             if stack is not None:  # a captured graph runs the padded batch's GEMMs
                 floor, serial = stack.decode(batch)
                 rows = stack.padded(batch) or batch
+            rows *= self.verify
             const = add_costs(self.body(rows), self.head(rows), own)
             step = self._decode[batch] = DecodeStep.of(const, own, timers, batch, floor=floor,
-                                                       serial=serial)
+                                                       serial=serial, several=spec is not None)
         return step
 
     # ---- what the engine asks -------------------------------------------------------------
@@ -224,9 +240,12 @@ class IterationCost:
             run = self.run_price(decode_batch, decode_context, 1)
             self.use_run(usage, decode_batch, decode_context, run, 1, run.time_s[0])
             return run.time_s[0]
-        tokens = prefill_tokens + decode_batch
-        sequences = prefill_sequences + decode_batch
+        tokens = prefill_tokens + decode_batch * self.verify
+        sequences = prefill_sequences + decode_batch * self.verify  # LM-head rows
         pre = self._prompt(prefill_tokens, prefill_cached, prefill_pairs, prefill_sequences)
+        if self.speculation is not None:  # the drafter fills its own cache of the prompt
+            pre = add_costs(pre, self.speculation.draft_prefill(
+                prefill_tokens, prefill_cached, prefill_pairs, prefill_sequences))
         time = self.body(tokens).time_s + self.head(sequences).time_s + pre.time_s
         usage.mixed.extend((tokens, sequences, decode_batch, decode_context))
         usage.prefill.add(pre)
@@ -250,22 +269,29 @@ class IterationCost:
         usage.host_s += time - device_s
         return time
 
-    def run_price(self, batch: int, context: int, steps: int) -> RunPrice:
+    def run_price(self, batch: int, context: int, steps: int, first: int = 0) -> RunPrice:
         """``steps`` decode steps of ``batch`` sequences whose total context is ``context``
-        at the first step and grows by ``batch`` per step.
+        at the first step (the replica's step ``first``) and grows by ``batch`` per step
+        (with speculative decoding, by ``batch`` times the tokens the clock advances).
 
         Step ``i`` costs ``const + core(context + i·batch)``, added in that order whether the
         run has one step or many, so the times agree to the last bit.
         """
         step = self.decode_step(batch)
-        return price_run(step, step.const.time_s, context, batch, steps)
+        rate = self.rate
+        if rate is None:
+            return price_run(step, step.const.time_s, context, batch, steps)
+        start = int(first * rate)
+        contexts = [context + batch * (int((first + i) * rate) - start) for i in range(steps)]
+        return price_run(step, step.const.time_s, context, batch, steps, contexts)
 
     @staticmethod
     def use_run(usage: Usage, batch: int, context: int, run: RunPrice, steps: int,
                 busy_s: float) -> None:
         """Count the first ``steps`` steps of ``run``, which took ``busy_s``, in ``usage``."""
         usage.const[batch] += steps
-        usage.const_x[batch] += steps * context + batch * steps * (steps - 1) // 2
+        usage.const_x[batch] += (steps * context + batch * steps * (steps - 1) // 2
+                                 if run.contexts is None else sum(run.contexts[:steps]))
         if run.device_s is not None:  # the device's share, and the serving stack's
             device = sum(run.device_s[:steps])
             usage.host_s += busy_s - device

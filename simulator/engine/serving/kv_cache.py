@@ -1,11 +1,12 @@
 """The paged KV cache of one replica: its capacity in blocks, and how blocks are counted.
 
-Capacity is the HBM a device has left after the weights, the iteration workspace and the
-runtime reserve (:func:`simulator.perf.footprint.inference_footprint`), divided by the KV
-bytes one token takes on that device, rounded down to whole blocks of ``kv_block_tokens``;
-``batching.kv_cache_tokens`` caps it (a what-if). Every device of a replica holds the same
-tokens (its share of the heads or the replicated MLA latent), so the replica's capacity in
-tokens is one device's.
+Capacity is the HBM a device has left after the weights (a speculative drafter's included),
+the iteration workspace and the runtime reserve
+(:func:`simulator.perf.footprint.inference_footprint`), divided by the KV bytes one token
+takes on that device (the target's and the drafter's), rounded down to whole blocks of
+``kv_block_tokens``; ``batching.kv_cache_tokens`` caps it (a what-if). Every device of a
+replica holds the same tokens (its share of the heads or the replicated MLA latent), so the
+replica's capacity in tokens is one device's.
 
 A sequence whose context is ``c`` tokens holds ``ceil_div(c, block)`` blocks
 (:func:`ceil_div`, the one ceiling division of the serving engine).
@@ -21,6 +22,7 @@ import numpy as np
 from simulator.errors import DoesNotFit
 from simulator.perf.footprint import inference_footprint
 from simulator.perf.memory import kv_bytes_per_token
+from simulator.perf.speculative_ops import drafter_memory
 from simulator.profiles.inference import InferenceParallelism, InferenceWorkload
 from simulator.profiles.scenario import Scenario
 
@@ -51,6 +53,9 @@ def kv_capacity(scenario: Scenario, parallelism: InferenceParallelism) -> KVCapa
     kv = w.kv_cache_precision
     assert kv is not None
     per_token = kv_bytes_per_token(scenario.model, kv, parallelism.tp, parallelism.pp)
+    if w.speculative is not None:  # each cached token also holds the drafter's K and V
+        per_token += drafter_memory(w.speculative, scenario.model, weight_precision=w.precision,
+                                    kv_precision=kv, tp=parallelism.tp)[1]
     block = w.batching.kv_block_tokens
     tokens = max(0.0, footprint.headroom) / per_token
     cap = w.batching.kv_cache_tokens

@@ -196,7 +196,7 @@ class Replica:
         changes in (a jump)."""
         sched = self.sched
         iterations = sched.run_limit(first) if self.jump and not preempted else 1
-        price = self.cost.run_price(batch, context, iterations)
+        price = self.cost.run_price(batch, context, iterations, sched.iteration)
         end = reduce(add, price.time_s, self.clock)  # the last of the iterations' boundaries
         run = self._run = self._state
         run.batch, run.context, run.preempted = batch, context, preempted
@@ -214,6 +214,11 @@ class Replica:
             busy = times[0]
             return busy, b * busy, b
         dec, now = self.sched.dec, self.sched.iteration
+        if dec.rate is not None:  # speculative: the blocks at each step, on the token clock
+            base = dec.blocks_at(now)
+            seconds = np.array(times[:iterations])
+            blocks = b + np.array([dec.blocks_at(now + i) - base for i in range(iterations)])
+            return float(seconds.sum()), float(blocks @ seconds), int(blocks[-1])
         if iterations > _LONG_RUN:
             seconds = np.array(times[:iterations])
             crossings = np.array(dec.residues)[-(now + np.arange(1, iterations)) % dec.block]
@@ -238,16 +243,18 @@ class Replica:
         b, current, at = run.first, int(bounds[1] / width), bounds[1]
         busy = kv = 0.0
         n = 0
+        step_tokens = dec.tokens  # (tokens a sequence gains by each iteration)
         for i in range(iterations):
             if i:
-                b += residues[-(now + i) % block]
+                b += (residues[-(now + i) % block] if dec.rate is None
+                      else dec.blocks_at(now + i) - dec.blocks_at(now + i - 1))
             k = int(bounds[i + 1] / width)
             if k != current:
                 series.add(at, (batch * n, 0, busy, kv / capacity, batch * busy))
                 current, at, busy, kv, n = k, bounds[i + 1], 0.0, 0.0, 0
             busy += times[i]
             kv += b * times[i]
-            n += 1
+            n += step_tokens(now + i + 1) - step_tokens(now + i)
         series.add(at, (batch * n, 0, busy, kv / capacity, batch * busy))
 
     def _end_run(self, event: simpy.Event) -> None:
@@ -263,15 +270,18 @@ class Replica:
         if end >= series.bins * series.width:
             series.fit(end)
         width = series.width
+        dec, now = self.sched.dec, self.sched.iteration
+        # tokens each sequence gained: one an iteration, or by the speculative token clock
+        tokens = batch * (dec.tokens(now + iterations) - dec.tokens(now))
         if int((run.start + run.price.time_s[0]) / width) != int(end / width):
             # the run's iterations end in different bins: each bin gets its own
             self.meter.flush()
             self._add_by_bin(run, iterations, batch)
             self.meter.open(end)
         else:
-            self.meter.count(end, batch * iterations, busy, kv, batch * busy)
+            self.meter.count(end, tokens, busy, kv, batch * busy)
         stats = self.stats
-        stats.output_tokens += batch * iterations
+        stats.output_tokens += tokens
         finished = self.sched.commit_run(iterations)
         stats.record(iterations, batch, busy, kv, b)
         stats.preemptions += run.preempted

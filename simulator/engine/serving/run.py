@@ -18,6 +18,7 @@ from simulator.engine.serving.replica import Replica
 from simulator.engine.serving.requests import Requests
 from simulator.engine.serving.router import make_policy
 from simulator.engine.serving.scheduler import Role, Scheduler
+from simulator.engine.serving.speculative import Speculation, SpeculativeCost
 from simulator.engine.serving.stack_cost import StackCost
 from simulator.engine.serving.summary import Fleet, summarize
 from simulator.engine.serving.system import ServingSystem
@@ -27,7 +28,12 @@ from simulator.perf.layouts import inference_layout
 from simulator.perf.moe_balance import moe_imbalance
 from simulator.perf.roofline import run_precision
 from simulator.perf.serving_iteration import iteration_model
-from simulator.profiles.inference import ArrivalProcess, InferenceParallelism, InferenceWorkload
+from simulator.profiles.inference import (
+    ArrivalProcess,
+    InferenceParallelism,
+    InferenceWorkload,
+    mean_tokens,
+)
 from simulator.profiles.moe_routing import LoadBalancer
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.serving_stack import Admission
@@ -56,7 +62,7 @@ class _Pool:
     cost: IterationCost
 
 
-def _pools(scenario: Scenario) -> list[_Pool]:
+def _pools(scenario: Scenario, speculation: Speculation | None = None) -> list[_Pool]:
     w = scenario.workload
     assert isinstance(w, InferenceWorkload)
     if w.disaggregation is not None:
@@ -80,8 +86,11 @@ def _pools(scenario: Scenario) -> list[_Pool]:
                                 imbalance, activation_quant=w.engine.activation_quant)
         stack = StackCost.of(w.engine, kernels=model.kernels(),
                              max_batch=w.batching.max_batch_size)
+        cost = IterationCost(scenario.hardware, model, stack, speculation=None if (
+            speculation is None) else SpeculativeCost(scenario.hardware, model, speculation.spec))
+        cost.rate = None if speculation is None else speculation.rate
         pools.append(_Pool(role=role, replicas=count, parallelism=par, capacity=capacity,
-                           cost=IterationCost(scenario.hardware, model, stack)))
+                           cost=cost))
     return pools
 
 
@@ -132,11 +141,11 @@ def _transfer(scenario: Scenario, pools: list[_Pool]) -> KVTransfer | None:
 
 
 def _build(env: simpy.Environment, scenario: Scenario, requests: Requests, series: Series,
-           jump: bool) -> ServingSystem:
+           jump: bool, speculation: Speculation | None = None) -> ServingSystem:
     """The serving system of ``scenario``: its pools of replicas, routers and transfers."""
     w = scenario.workload
     assert isinstance(w, InferenceWorkload)
-    pools = _pools(scenario)
+    pools = _pools(scenario, speculation)
     transfer = _transfer(scenario, pools)
     system = ServingSystem(
         env=env, requests=requests, series=series,
@@ -154,7 +163,8 @@ def _build(env: simpy.Environment, scenario: Scenario, requests: Requests, serie
                                  max_batch=w.batching.max_batch_size)
             scheduler = Scheduler(requests=requests, capacity=pool.capacity,
                                   batching=w.batching, role=pool.role,
-                                  static=w.engine.admission.value is Admission.STATIC)
+                                  static=w.engine.admission.value is Admission.STATIC,
+                                  speculation=speculation)
             system.add(Replica(env=env, scheduler=scheduler, cost=pool.cost, stats=stats,
                                series=series, on_outcome=system.on_outcome, jump=jump),
                        decode)
@@ -180,7 +190,9 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     known = requests.arrival_s[np.isfinite(requests.arrival_s)]  # closed loop: later unknown
     last = float(known[-1]) if len(known) else 0.0
     series = Series(SERIES, width_s=max(last, 1.0) / 64)
-    system = _build(env, scenario, requests, series, jump)
+    speculation = (None if w.speculative is None
+                   else Speculation.of(w.speculative, scenario.model, scenario.seed))
+    system = _build(env, scenario, requests, series, jump, speculation)
     system.start()
     replicas = system.replicas + system.decode
     events = _run(env, progress,
@@ -196,4 +208,10 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     result = summarize(requests, records, [r.stats for r in replicas], series=series,
                        in_system=system.in_system, fleet=fleet, slo=w.slo,
                        warmup=w.warmup_requests)
+    if speculation is not None:
+        context = round(mean_tokens(w.prompt_tokens) + mean_tokens(w.output_tokens) / 2)
+        metrics = speculation.metrics(replicas[-1].cost, context=context,
+                                      largest=w.batching.max_batch_size)
+        result = result.model_copy(update={"inference": result.inference.model_copy(
+            update={"speculative": metrics})})
     return ServingOutcome(result, records, events)

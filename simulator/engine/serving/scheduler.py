@@ -37,11 +37,15 @@ from __future__ import annotations
 
 from collections import deque
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from simulator.engine.serving.decoding import Decoding
 from simulator.engine.serving.kv_cache import KVCapacity, ceil_div
 from simulator.engine.serving.requests import Requests
 from simulator.profiles.inference import Batching
+
+if TYPE_CHECKING:
+    from simulator.engine.serving.speculative import Speculation
 
 _UNLIMITED = 1 << 62  # the token budget of a static batch's prefill: none
 
@@ -103,10 +107,11 @@ class Scheduler:
 
     __slots__ = ("_admissions", "block", "capacity", "chunk", "chunked", "dec", "iteration",
                  "kv_blocks", "max_batch", "max_tokens", "prefilling", "prompt_blocks",
-                 "requests", "role", "static", "waiting")
+                 "requests", "role", "static", "steps_for", "verify", "waiting")
 
     def __init__(self, *, requests: Requests, capacity: KVCapacity, batching: Batching,
-                 role: Role = Role.MIXED, static: bool = False):
+                 role: Role = Role.MIXED, static: bool = False,
+                 speculation: Speculation | None = None):
         self.requests = requests
         self.capacity = capacity
         self.kv_blocks = capacity.blocks
@@ -124,7 +129,11 @@ class Scheduler:
         # being sent to the decode replica
         self.prompt_blocks = 0
         self.iteration = 0
-        self.dec = Decoding(self.block)
+        # speculative decoding: a decoding sequence takes ``verify`` tokens of the budget,
+        # draws the iterations its tokens take, and its context follows the token clock
+        self.verify = 1 if speculation is None else speculation.spec.draft_tokens + 1
+        self.steps_for = None if speculation is None else speculation.sampler.steps_for
+        self.dec = Decoding(self.block, None if speculation is None else speculation.rate)
         self._admissions = 0
 
     # ---- blocks ------------------------------------------------------------------------------
@@ -144,9 +153,13 @@ class Scheduler:
     def _join(self, r: int, context: int, generated: int) -> None:
         """``r`` decodes from the next iteration with ``context`` keys, ``generated``
         tokens out."""
-        reqs = self.requests
-        self.dec.join(r, context - self.iteration,
-                      self.iteration + reqs.output_len[r] - generated, reqs.admission[r])
+        reqs, dec, now = self.requests, self.dec, self.iteration
+        remaining = reqs.output_len[r] - generated
+        if self.steps_for is None:
+            dec.join(r, context - now, now + remaining, reqs.admission[r])
+        else:
+            dec.join(r, context - dec.tokens(now), now + self.steps_for(r, remaining),
+                     reqs.admission[r])
 
     def _admit(self, r: int, now: float) -> None:
         reqs = self.requests
@@ -161,8 +174,12 @@ class Scheduler:
         prefill_admission = reqs.admission[self.prefilling[-1]] if self.prefilling else -1
         if decoder_admission > prefill_admission:
             r = victim
-            _, end, _ = dec.leave(r)
-            reqs.generated[r] = reqs.output_len[r] - (end - self.iteration)
+            base, end, _ = dec.leave(r)
+            if self.steps_for is None:
+                reqs.generated[r] = reqs.output_len[r] - (end - self.iteration)
+            else:  # the tokens its context has gained on the token clock
+                reqs.generated[r] = min(reqs.output_len[r] - 1,
+                                        base + dec.tokens(self.iteration) - reqs.prompt_len[r])
         else:
             r = self.prefilling.pop()
             self.prompt_blocks -= ceil_div(reqs.target[r], self.block)
@@ -176,7 +193,7 @@ class Scheduler:
         n = self.dec.n
         if self.static and (n or self.prefilling):
             return False
-        return (n + len(self.prefilling) < self.max_batch and self.max_tokens > n
+        return (n + len(self.prefilling) < self.max_batch and self.max_tokens > n * self.verify
                 and self.admission_blocks(r) <= free_blocks)
 
     def plan(self, now: float) -> Plan:
@@ -205,7 +222,7 @@ class Scheduler:
         """Add the next chunk of each prompt in progress to ``plan``, in admission order;
         returns the token budget left."""
         reqs = self.requests
-        budget = self.max_tokens - self.dec.n
+        budget = self.max_tokens - self.dec.n * self.verify
         for r in self.prefilling:
             if budget <= 0:
                 break
@@ -232,7 +249,7 @@ class Scheduler:
                 self._admit(r, now)
                 g = reqs.generated[r]
                 self._join(r, reqs.prompt_len[r] + g, g)
-                budget -= 1
+                budget -= self.verify
             else:
                 if self.chunked:
                     q = min(target, budget, self.chunk)
@@ -257,8 +274,11 @@ class Scheduler:
         prompts = self.prompt_blocks
         iterations = dec.next_end() - now
         cap = self.kv_blocks
-        # in k iterations a sequence crosses at most ceil(k / block) block boundaries
-        if (iterations <= 1 or first + dec.n * ceil_div(iterations - 1, self.block) <= cap
+        # in k iterations a sequence gains g tokens (k - 1, or on the speculative token
+        # clock) and crosses at most ceil(g / block) block boundaries
+        grown = iterations - 1 if dec.rate is None else (dec.tokens(now + iterations - 1)
+                                                          - dec.tokens(now))
+        if (iterations <= 1 or first + dec.n * ceil_div(grown, self.block) <= cap
                 or dec.blocks_at(now + iterations - 1) + prompts <= cap):
             return iterations
         if first > cap:
@@ -283,7 +303,9 @@ class Scheduler:
         """The iteration ``plan`` (with prompt chunks) has run and ended at ``now``."""
         reqs, dec = self.requests, self.dec
         self.iteration += 1
-        out = IterationOutcome(plan.decode_batch,
+        gained = 1 if dec.rate is None else dec.tokens(self.iteration) - dec.tokens(
+            self.iteration - 1)  # tokens each decoding sequence gained
+        out = IterationOutcome(plan.decode_batch * gained,
                                dec.finishing(self.iteration) if dec.n else None)
         for r, q in plan.chunks:
             done = reqs.done[r] + q
