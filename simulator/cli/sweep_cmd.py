@@ -33,9 +33,11 @@ from simulator.studies.grid import build_points, parse_axis
 from simulator.studies.rows import Base
 from simulator.studies.sweep import SweepOutcome, run_sweep
 
-SHOWN = {"training": ["step_time_s", "mfu", "time_s", "cost_usd"],
-         "inference": ["requests_per_s", "ttft_p99_s", "tpot_p99_s", "slo_met", "usd_per_hour"]}
+SHOWN = {"training": ["step_time_s", "mfu", "time_s", "billed_accelerators", "cost_usd"],
+         "inference": ["requests_per_s", "ttft_p99_s", "tpot_p99_s", "slo_met",
+                       "billed_accelerators", "usd_per_hour"]}
 MAX_ROWS_SHOWN = 60
+MAX_WARNINGS_SHOWN = 20
 
 
 # ---- shared by the study commands ---------------------------------------------------------
@@ -198,8 +200,23 @@ def _render(outcome: SweepOutcome, kind: str) -> None:
         for cells in zip(*(cells for _name, cells in columns), strict=True):
             table.add_row(*cells)
         console.print(table)
+    _render_warnings(console, outcome, axes)
     if outcome.summary:
         _render_summary(console, outcome, kind)
+
+
+def _render_warnings(console, outcome: SweepOutcome, axes: list[str]) -> None:
+    """Each point's warnings (unused or billed-but-idle accelerators, counts that are no
+    whole number of purchase units), the first ``MAX_WARNINGS_SHOWN`` of them; all are in
+    the table's ``warnings`` column."""
+    lines = [f"warning: {', '.join(f'{a}={row.get(a)}' for a in axes)}: {text}"
+             for row in outcome.rows if row.get("warnings")
+             for text in str(row["warnings"]).split("; ")]
+    for line in lines[:MAX_WARNINGS_SHOWN]:
+        console.print(line, markup=False)
+    if len(lines) > MAX_WARNINGS_SHOWN:
+        console.print(f"... {len(lines) - MAX_WARNINGS_SHOWN} more warnings in the "
+                      f"table's warnings column", markup=False)
 
 
 def _render_summary(console, outcome: SweepOutcome, kind: str) -> None:

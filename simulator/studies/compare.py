@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulator.economics.fleet import Billing
 from simulator.errors import DoesNotFit, InputError, XpusimError
 from simulator.profiles.catalog import load_hardware, looks_like_path
 from simulator.profiles.hardware import HardwareProfile
@@ -248,7 +249,7 @@ def _row(data: dict[str, Any], doc: YamlDocument | None, base_dir: Path, ref: st
         scenario = validated(candidate, doc, base_dir)
         row.accelerators = scenario.cluster.accelerators
         row.parallelism, row.layout = layout_of(scenario)
-        result = simulate(scenario, progress=progress)
+        result = simulate(scenario, progress=progress, billing=Billing.USED)
     except Unfit as exc:
         row.status, row.reason = exc.status, exc.reason
         return row
