@@ -22,6 +22,7 @@ from simulator.report.json_text import strict_json
 from simulator.report.outputs import comparison_csv, write_compare_outputs
 from simulator.report.progress import progress_bar
 from simulator.studies.compare import MATCHES, Comparison, Metric, compare
+from simulator.studies.compare_metrics import BEST, FIXED_LOAD
 
 _PLAIN_UNITS = ("s", "fraction", "USD", "W", "J")
 
@@ -37,9 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--hardware", action="append", required=True, metavar="ID,ID,...",
                         help="profiles to compare, comma-separated (built-in ids or paths); "
                              "the first is the baseline (repeatable)")
+    parser.add_argument("--fixed-load", action="store_true",
+                        help="serving: run every profile at the scenario's offered load on "
+                             "the scenario's cluster size (or --match budget) instead of the "
+                             "default, each profile at its best within the SLO (its highest "
+                             "sustainable rate, and the cheapest whole-unit fleet carrying "
+                             "the load)")
     parser.add_argument("--match", choices=MATCHES, default="count",
                         help="size each cluster to the baseline's accelerator count (default), "
-                             "facility power budget, or spend per hour")
+                             "facility power budget, or spend per hour (training, or serving "
+                             "with --fixed-load)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="PATH=VALUE",
                         help="override a field before validation, e.g. --set "
@@ -70,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     ids = hardware_list(args.hardware)
     out = output_folder(args.out, "--out", parents=args.parents) if args.out else None
     with progress_bar(f"comparing {len(ids)} profiles", quiet=args.quiet, counts=True) as bar:
-        comparison = compare(args.file, ids, args.match, args.overrides, progress=bar)
+        comparison = compare(args.file, ids, args.match, args.overrides, progress=bar,
+                             fixed_load=args.fixed_load)
     data = comparison.as_dict()
     if out is not None:
         write_compare_outputs(out, data,
@@ -89,11 +98,8 @@ def render(comparison: Comparison, data: dict[str, Any]) -> None:
     baseline, then the rows' failures and notes."""
     console = stdout_console()
     console.print(comparison.scenario, style="bold")
-    sizing = {"count": "same accelerator count", "power": "same facility power budget",
-              "cost": "same spend per hour"}[comparison.match]
-    console.print(f"{comparison.kind} on {len(comparison.rows)} profiles, {sizing} "
-                  f"({comparison.budget}); ratios are value / {comparison.baseline.hardware}",
-                  markup=False)
+    console.print(f"{comparison.kind} on {len(comparison.rows)} profiles, {_sizing(comparison)}"
+                  f"; ratios are value / {comparison.baseline.hardware}", markup=False)
     header, cells = compare_cells(data)
     table = Table(title_justify="left")
     table.add_column(header[0], style="cyan")
@@ -117,6 +123,21 @@ def render(comparison: Comparison, data: dict[str, Any]) -> None:
             console.print(f"note: {row.hardware}: {note}", markup=False)
     for note in comparison.notes:
         console.print(f"note: {note}", markup=False)
+
+
+def _sizing(comparison: Comparison) -> str:
+    """How the fleets were sized, in words (the mode, and the budget where one applies)."""
+    if comparison.mode == BEST:
+        return (f"each at its best within the SLO: one replica's highest sustainable rate, "
+                f"then the fewest replicas, billed in whole purchase units, that carry the "
+                f"scenario's {comparison.load_per_s:g} req/s")
+    sizing = {"count": "same accelerator count", "power": "same facility power budget",
+              "cost": "same spend per hour"}[comparison.match]
+    text = f"{sizing} ({comparison.budget})"
+    if comparison.mode == FIXED_LOAD:
+        text = (f"fixed-load view: every profile at the scenario's {comparison.load_per_s:g} "
+                f"req/s offered load, {text}")
+    return text
 
 
 def _cell(value: float | None, ratio: float | None, metric: Metric, baseline: bool) -> Text:

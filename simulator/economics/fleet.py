@@ -21,7 +21,9 @@ training: the whole tp x pp x dp x cp grid). They come in units (``hardware.purc
   to whole units only where the cloud price rents whole units only (``rented_whole``, cost
   mode ``cloud``). A price per device-hour of a part rented by the device is honest for
   any count, and an owned fleet's capital is a per-device share of servers and racks
-  (``price.purchase_per_device``), so ``run`` bills those as declared and warns.
+  (``price.purchase_per_device``), so ``run`` bills those as declared and warns. ``exact``
+  (a comparison's one-replica capacity probes): the accelerators as declared, the replica's
+  share of a larger fleet.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Billing(StrEnum):
 
     FLEET = "fleet"  # cluster.accelerators, whole units where the part is sold only so
     USED = "used"  # the whole units the layout uses
+    EXACT = "exact"  # cluster.accelerators as they are: one replica's share of a fleet
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +101,8 @@ def fleet_of(scenario: Scenario, billing: Billing = Billing.FLEET) -> Fleet:
     n = scenario.cluster.accelerators
     w = scenario.workload
     used = used_accelerators(w, n) if isinstance(w, InferenceWorkload) else n
+    if billing is Billing.EXACT:
+        return Fleet(used=used, cluster=n, billed=n, units=0, unit=unit, billing=billing)
     whole, units = units_for_jobs(unit, layout_jobs(scenario))
     if billing is Billing.FLEET:
         rented = scenario.cost.mode.value == "cloud"
@@ -126,7 +131,7 @@ def fleet_warnings(scenario: Scenario, fleet: Fleet) -> list[str]:
     whole number of units, accelerators billed but unused, a cluster billed other than
     declared. Lines never hold '; ' (study tables join a row's warnings with it)."""
     hw, unit = scenario.hardware.id, fleet.unit
-    if unit.sizes.value == [1]:
+    if unit.sizes.value == [1] or fleet.billing is Billing.EXACT:
         return []
     if fleet.billing is Billing.USED:
         if fleet.billed == fleet.used == fleet.cluster:
@@ -137,7 +142,7 @@ def fleet_warnings(scenario: Scenario, fleet: Fleet) -> list[str]:
         text += (f", billed as {fleet.units:,} {unit.plural_name(fleet.units)} "
                  f"({fleet.billed:,} accelerators")
         text += f", {fleet.unused:,} of them unused)" if fleet.unused else ")"
-        if fleet.cluster != fleet.billed:
+        if fleet.cluster != fleet.used:
             text += f" rather than cluster.accelerators ({fleet.cluster:,})"
         return [text]
     n = fleet.cluster
