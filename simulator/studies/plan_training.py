@@ -29,13 +29,14 @@ from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import TrainingWorkload
 from simulator.studies.executors import Executor, InProcessExecutor
 from simulator.studies.pareto import pareto_front
-from simulator.studies.plan import PlanResult, base_scenario, default_tps, ranked
+from simulator.studies.plan import PlanResult, base_scenario, default_tps, note_winner_fleet, ranked
 from simulator.studies.rows import OK, Base, one_line, result_metrics, run_point
 
 RECOMPUTE_ORDER = ("none", "selective", "full")  # least work first
 LAYOUT_COLUMNS = ["accelerators", "tp", "pp", "dp", "cp", "ep", "micro_batch_size",
                   "recompute", "zero"]
-TRAINING_PLAN_METRICS = ["time_s", "cost_usd", "step_time_s", "mfu", "memory_fraction"]
+TRAINING_PLAN_METRICS = ["time_s", "billed_accelerators", "cost_usd", "step_time_s", "mfu",
+                         "memory_fraction"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,6 +211,7 @@ def plan_training(base: Base, *, goal: str = "fastest", deadline_s: float | None
     all_sizes = sorted(set(sizes or [scenario.cluster.accelerators]))
     search.run(all_sizes)
     _choose_layout(plan, top)
+    note_winner_fleet(plan)
     skipped = [n for n in all_sizes if n not in search.by_size]
     plan.notes.insert(0, f"cluster sizes evaluated: {sorted(search.by_size)}"
                          + (f"; skipped by monotonicity: {skipped}" if skipped else "")
