@@ -278,3 +278,16 @@ def test_without_an_slo_compare_falls_back_to_the_fixed_load_and_says_why(capsys
     assert data["mode"] == "fixed_load"
     assert any("compared at the scenario's fixed load" in n and "slo" in n
                for n in data["notes"])
+
+
+def test_best_tries_twice_the_tp_and_keeps_the_higher_goodput(best):
+    import re
+
+    for row in best.rows:
+        tried = [n for n in row.notes if n.startswith("one replica (")]
+        assert len(tried) == 2, row.notes  # the chosen layout, then twice its TP
+        goodputs = [float(re.search(r"req/s, ([\d,.]+) output tokens/s", n)
+                          .group(1).replace(",", "")) for n in tried]
+        assert row.metrics["goodput_tokens_per_s_per_accelerator"] == pytest.approx(
+            max(goodputs), rel=1e-3)  # the notes print 4 significant digits
+        assert any(n.startswith(f"best: tp{row.parallelism['tp']} ") for n in row.notes)

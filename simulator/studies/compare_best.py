@@ -5,7 +5,10 @@ token looks high because the fleet is too big for the load. A buyer asks two oth
 questions, and this module answers them for one profile:
 
 1. **How much does it carry?** The layout is chosen as in the fixed-load view (the smallest
-   TP whose KV cache holds a full batch, :func:`.compare_layout.inference_layout`). One
+   TP whose KV cache holds a full batch, :func:`.compare_layout.inference_layout`), and
+   twice that TP is tried too where the scale-up domain holds it (more TP shortens prefill
+   and decode, which a tight TTFT or TPOT target may need); the layout with the higher
+   goodput per accelerator is the profile's best. For each, one
    replica's highest arrival rate meeting every SLO target is searched
    (:func:`simulator.studies.capacity.scenario_capacity`, the search of ``plan
    --capacity``); its output tokens/s per accelerator there is the profile's goodput, and
@@ -20,6 +23,7 @@ questions, and this module answers them for one profile:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.economics.fleet import Billing
+from simulator.errors import XpusimError
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.inference import InferenceWorkload
 from simulator.profiles.numbers import MAX_ACCELERATORS
@@ -59,7 +64,7 @@ def _with_replicas(data: dict[str, Any], replicas: int, devices: int) -> dict[st
 
 
 def _layout(candidate: dict[str, Any], base_dir: Path, hw: HardwareProfile,
-            n0: int) -> tuple[dict[str, Any], int, list[str]]:
+            n0: int) -> tuple[dict[str, Any], int, list[str]]:  # (data, devices, notes)
     """The serving layout for ``hw`` (chosen among layouts up to a scale-up domain or the
     scenario's count, whichever is larger) and the accelerators of one replica."""
     room = max(n0, min(hw.scale_up.domain_size.value, 1024))
@@ -69,18 +74,44 @@ def _layout(candidate: dict[str, Any], base_dir: Path, hw: HardwareProfile,
     return data, devices, [n for n in notes if "accelerators idle" not in n]
 
 
-def best_fleet(candidate: dict[str, Any], doc: YamlDocument | None, base_dir: Path,
-               hw: HardwareProfile, n0: int,
-               progress: Callable[[float], None] | None = None) -> BestFleet:
-    """``candidate`` (the scenario mapping on ``hw``) at its best within the SLO (module
-    docstring); raises :class:`Unfit` where one replica never meets the SLO.
-    ``progress(fraction)`` hears the searches' simulations (a rough fraction)."""
-    data, devices, notes = _layout(candidate, base_dir, hw, n0)
+@dataclass(kw_only=True)
+class _ReplicaCapacity:
+    """One layout's replica at its highest sustainable rate (``rate`` None: never met)."""
+
+    data: dict[str, Any]
+    devices: int
+    layout: str
+    describe: str
+    load: float  # the scenario's own arrival rate
+    rate: float | None = None
+    result: Result | None = None
+
+    @property
+    def goodput(self) -> float:
+        """Output tokens/s per accelerator at the sustainable rate (0 where none)."""
+        if self.result is None or self.result.inference is None:
+            return 0.0
+        return self.result.inference.output_tokens_per_s / self.devices
+
+
+def _wider(data: dict[str, Any], hw: HardwareProfile) -> dict[str, Any] | None:
+    """The layout with twice the tensor parallelism, if the scale-up domain holds it."""
+    par = dict(data["workload"]["parallelism"])
+    tp = int(par["tp"])
+    if 2 * tp > hw.scale_up.domain_size.value:
+        return None
+    par["tp"] = 2 * tp
+    return {**data, "workload": {**data["workload"], "parallelism": par}}
+
+
+def _replica_capacity(data: dict[str, Any], doc: YamlDocument | None, base_dir: Path,
+                      tick: Callable[[float], None]) -> _ReplicaCapacity:
+    """One replica of ``data``'s layout: its sustainable rate, searched, and the result
+    there (billed for exactly its accelerators)."""
+    par = data["workload"]["parallelism"]
+    devices = int(par["tp"]) * int(par.get("pp", 1))
     one = validated(_with_replicas(data, 1, devices), doc, base_dir)
-    load = check_searchable(one).arrivals.rate_per_s
-    assert load is not None
     at_rate: dict[float, Result] = {}
-    tick = progress or (lambda _fraction: None)
 
     def probe(scenario: Scenario) -> Result:
         """One replica at a rate, billed for exactly its accelerators."""
@@ -88,28 +119,50 @@ def best_fleet(candidate: dict[str, Any], doc: YamlDocument | None, base_dir: Pa
         w = scenario.workload
         assert isinstance(w, InferenceWorkload) and w.arrivals.rate_per_s is not None
         at_rate[w.arrivals.rate_per_s] = result
-        tick(min(0.6, 0.06 * len(at_rate)))
+        tick(min(0.6, 0.03 * len(at_rate)))
         return result
 
+    load = check_searchable(one).arrivals.rate_per_s
+    assert load is not None
     capacity = scenario_capacity(one, probe)
-    par = data["workload"]["parallelism"]
-    layout = f"tp{par['tp']} pp{par.get('pp', 1)}"
-    if capacity.rate_per_s is None:
-        raise Unfit(SLO_NOT_MET, f"one replica ({layout}) misses the SLO at every rate "
-                                 f"tried ({capacity.describe()})")
-    rate = capacity.rate_per_s
-    fleet = _fleet_for_load(data, doc, base_dir, devices, load, rate, tick)
-    best = at_rate[rate]
-    assert best.inference is not None
-    scenario, result = fleet
-    notes.append(f"one replica ({layout}) meets the SLO up to {rate:.4g} req/s "
-                 f"({capacity.describe()}); {scenario.workload.replicas} replicas "  # type: ignore[union-attr]
-                 f"carry the scenario's {load:g} req/s")
-    metrics = {"goodput_tokens_per_s_per_accelerator":
-               best.inference.output_tokens_per_s / devices,
-               "sustainable_rate_per_replica_per_s": rate,
-               "cost_per_million_tokens_at_slo_usd": best.cost_per_million_tokens_usd,
-               "replicas": float(scenario.workload.replicas or 0),  # type: ignore[union-attr]
+    found = _ReplicaCapacity(data=data, devices=devices, describe=capacity.describe(),
+                             layout=f"tp{par['tp']} pp{par.get('pp', 1)}", load=load)
+    if capacity.rate_per_s is not None:
+        found.rate, found.result = capacity.rate_per_s, at_rate[capacity.rate_per_s]
+    return found
+
+
+def best_fleet(candidate: dict[str, Any], doc: YamlDocument | None, base_dir: Path,
+               hw: HardwareProfile, n0: int,
+               progress: Callable[[float], None] | None = None) -> BestFleet:
+    """``candidate`` (the scenario mapping on ``hw``) at its best within the SLO (module
+    docstring); raises :class:`Unfit` where one replica never meets the SLO.
+    ``progress(fraction)`` hears the searches' simulations (a rough fraction)."""
+    data, _, notes = _layout(candidate, base_dir, hw, n0)
+    tick = progress or (lambda _fraction: None)
+    tried = [_replica_capacity(data, doc, base_dir, tick)]
+    wider = _wider(data, hw)
+    if wider is not None:
+        with contextlib.suppress(XpusimError):  # twice the TP: not a layout of this model
+            tried.append(_replica_capacity(wider, doc, base_dir, tick))
+    best = max(tried, key=lambda t: t.goodput)  # the first (narrower) wins ties
+    if best.rate is None or best.result is None or best.result.inference is None:
+        raise Unfit(SLO_NOT_MET, "one replica misses the SLO at every rate tried: "
+                                 + "; ".join(f"{t.layout}: {t.describe}" for t in tried))
+    scenario, result = _fleet_for_load(best.data, doc, base_dir, best.devices, best.load,
+                                       best.rate, tick)
+    assert isinstance(scenario.workload, InferenceWorkload)
+    replicas = scenario.workload.replicas or 0
+    notes += [f"one replica ({t.layout}) meets the SLO up to {t.rate:.4g} req/s, "
+              f"{t.goodput:,.4g} output tokens/s per accelerator ({t.describe})"
+              if t.rate is not None else f"one replica ({t.layout}) never meets the SLO "
+                                         f"({t.describe})" for t in tried]
+    notes.append(f"best: {best.layout}, {replicas} replicas carry the scenario's "
+                 f"{best.load:g} req/s")
+    metrics = {"goodput_tokens_per_s_per_accelerator": best.goodput,
+               "sustainable_rate_per_replica_per_s": best.rate,
+               "cost_per_million_tokens_at_slo_usd": best.result.cost_per_million_tokens_usd,
+               "replicas": float(replicas),
                "billed_accelerators": float(result.cost.billed_accelerators),
                "usd_per_hour": result.cost_usd / (result.time_s / 3600)
                if result.time_s else None}
