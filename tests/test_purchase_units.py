@@ -291,3 +291,21 @@ def test_best_tries_twice_the_tp_and_keeps_the_higher_goodput(best):
         assert row.metrics["goodput_tokens_per_s_per_accelerator"] == pytest.approx(
             max(goodputs), rel=1e-3)  # the notes print 4 significant digits
         assert any(n.startswith(f"best: tp{row.parallelism['tp']} ") for n in row.notes)
+
+
+def test_the_html_report_says_how_fleets_were_sized(best, tmp_path):
+    from simulator.report.outputs import write_compare_outputs
+
+    write_compare_outputs(tmp_path, best.as_dict(), [(r.hardware, r.result) for r in best.rows])
+    page = (tmp_path / "report.html").read_text()
+    assert "each at its best within the SLO" in page and "8 req/s" in page
+
+
+def test_compare_takes_an_auto_cluster(capsys):
+    code, out, err = xpusim(capsys, "compare", str(SERVING_70B), "--hardware", "h100-sxm",
+                            "--set", "cluster.accelerators=auto", "--set", "workload.replicas=2",
+                            "--set", "workload.parallelism.tp=4", "--set",
+                            "workload.arrivals.requests=40", "--fixed-load", "--format", "json")
+    assert code == 0, err
+    row = json.loads(out)["rows"][0]
+    assert row["accelerators"] == 2 * 4 and row["metrics"]["cost_usd"] > 0

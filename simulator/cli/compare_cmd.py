@@ -17,12 +17,11 @@ from rich.text import Text
 from simulator.cli.paths import add_parents_flag, output_folder
 from simulator.errors import InputError
 from simulator.report.console import printable, stdout_console
-from simulator.report.html import compare_cells, format_ratio, format_value
+from simulator.report.html import compare_cells, compare_sizing, format_ratio, format_value
 from simulator.report.json_text import strict_json
 from simulator.report.outputs import comparison_csv, write_compare_outputs
 from simulator.report.progress import progress_bar
 from simulator.studies.compare import MATCHES, Comparison, Metric, compare
-from simulator.studies.compare_metrics import BEST, FIXED_LOAD
 
 _PLAIN_UNITS = ("s", "fraction", "USD", "W", "J")
 
@@ -98,8 +97,9 @@ def render(comparison: Comparison, data: dict[str, Any]) -> None:
     baseline, then the rows' failures and notes."""
     console = stdout_console()
     console.print(comparison.scenario, style="bold")
-    console.print(f"{comparison.kind} on {len(comparison.rows)} profiles, {_sizing(comparison)}"
-                  f"; ratios are value / {comparison.baseline.hardware}", markup=False)
+    console.print(f"{comparison.kind} on {len(comparison.rows)} profiles, "
+                  f"{compare_sizing(data)}; ratios are value / {comparison.baseline.hardware}",
+                  markup=False)
     header, cells = compare_cells(data)
     table = Table(title_justify="left")
     table.add_column(header[0], style="cyan")
@@ -123,21 +123,6 @@ def render(comparison: Comparison, data: dict[str, Any]) -> None:
             console.print(f"note: {row.hardware}: {note}", markup=False)
     for note in comparison.notes:
         console.print(f"note: {note}", markup=False)
-
-
-def _sizing(comparison: Comparison) -> str:
-    """How the fleets were sized, in words (the mode, and the budget where one applies)."""
-    if comparison.mode == BEST:
-        return (f"each at its best within the SLO: one replica's highest sustainable rate, "
-                f"then the fewest replicas, billed in whole purchase units, that carry the "
-                f"scenario's {comparison.load_per_s:g} req/s")
-    sizing = {"count": "same accelerator count", "power": "same facility power budget",
-              "cost": "same spend per hour"}[comparison.match]
-    text = f"{sizing} ({comparison.budget})"
-    if comparison.mode == FIXED_LOAD:
-        text = (f"fixed-load view: every profile at the scenario's {comparison.load_per_s:g} "
-                f"req/s offered load, {text}")
-    return text
 
 
 def _cell(value: float | None, ratio: float | None, metric: Metric, baseline: bool) -> Text:
