@@ -112,7 +112,7 @@ def test_run_bills_whole_units_where_the_cloud_rents_only_whole_units(capsys):
     assert (r["cost"]["billed_accelerators"], r["cost"]["purchase_units"]) == (16, 2)
     assert r["cost_usd"] == pytest.approx(16 * MI300X_PRICE * r["time_s"] / 3600)
     assert r["cost"]["usd_per_accelerator_hour"] == pytest.approx(MI300X_PRICE)
-    assert ("10 mi300x is 1.2 8-GPU MI300X platforms, billed as 2 8-GPU MI300X platforms "
+    assert ("10 mi300x is 1.25 8-GPU MI300X platforms, billed as 2 8-GPU MI300X platforms "
             "(16 accelerators)") in r["warnings"]
     owned = run_json(capsys, *args, "--set", "cost.mode=owned")  # capital is a device share
     assert owned["cost"]["billed_accelerators"] == 10
@@ -187,8 +187,20 @@ def test_sweep_points_bill_their_own_whole_servers(capsys, tmp_path):
         [8 * H100_PRICE, 8 * H100_PRICE, 8 * H100_PRICE, 16 * H100_PRICE])
     assert ("warning: workload.replicas=1, workload.parallelism.tp=2: 30 of 32 accelerators "
             "are not used by any replica") in text
-    assert ("the layout uses 2 h100-sxm (0.2 8-GPU HGX H100 servers), billed as 1 8-GPU HGX "
+    assert ("the layout uses 2 h100-sxm (0.25 8-GPU HGX H100 servers), billed as 1 8-GPU HGX "
             "H100 server (8 accelerators, 6 of them unused)") in text
+
+
+def test_sweep_prints_a_warning_shared_by_points_once(capsys):
+    code, out, err = xpusim(capsys, "sweep", str(SERVING_8B), "--set",
+                            "workload.arrivals.requests=40", "--grid",
+                            "workload.arrivals.rate_per_s=4,8", "--jobs", "1", "--quiet")
+    assert code == 0, err
+    # one H100 is 1/8 = 0.125 of a server, billed whole at both rates: one line, not two
+    assert ("warning: 2 points (workload.arrivals.rate_per_s=4, ...): the layout uses 1 "
+            "h100-sxm (0.125 8-GPU HGX H100 servers), billed as 1 8-GPU HGX H100 server "
+            "(8 accelerators, 7 of them unused)") in out
+    assert out.count("the layout uses 1 h100-sxm") == 1
 
 
 def test_sweep_with_auto_follows_the_layout(capsys):

@@ -207,11 +207,17 @@ def _render(outcome: SweepOutcome, kind: str) -> None:
 
 def _render_warnings(console, outcome: SweepOutcome, axes: list[str]) -> None:
     """Each point's warnings (unused or billed-but-idle accelerators, counts that are no
-    whole number of purchase units), the first ``MAX_WARNINGS_SHOWN`` of them; all are in
-    the table's ``warnings`` column."""
-    lines = [f"warning: {', '.join(f'{a}={row.get(a)}' for a in axes)}: {text}"
-             for row in outcome.rows if row.get("warnings")
-             for text in str(row["warnings"]).split("; ")]
+    whole number of purchase units), once per text with the points it holds for, the first
+    ``MAX_WARNINGS_SHOWN`` of them; all are in the table's ``warnings`` column."""
+    points: dict[str, list[str]] = {}
+    for row in outcome.rows:
+        for text in str(row.get("warnings") or "").split("; "):
+            if text:
+                label = ", ".join(f"{a}={row.get(a)}" for a in axes)
+                points.setdefault(text, []).append(label)
+    lines = [f"warning: {labels[0]}: {text}" if len(labels) == 1 else
+             f"warning: {len(labels)} points ({labels[0]}, ...): {text}"
+             for text, labels in points.items()]
     for line in lines[:MAX_WARNINGS_SHOWN]:
         console.print(line, markup=False)
     if len(lines) > MAX_WARNINGS_SHOWN:

@@ -121,7 +121,8 @@ def _units_text(unit: PurchaseUnit, count: int) -> str:
     sizes = unit.sizes.value
     if len(sizes) == 1:
         value = count / sizes[0]
-        return f"{value:,.1f} {unit.plural_name(value)}"
+        shown = f"{value:,.1f}" if value >= 10 else f"{value:.3g}"
+        return f"{shown} {unit.plural_name(value)}"
     return (f"no whole number of {unit.plural_name()} (sizes "
             f"{', '.join(f'{s:,}' for s in sizes)})")
 
