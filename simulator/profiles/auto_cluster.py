@@ -36,6 +36,8 @@ def check_resolved(value: Any) -> Any:
     if value == AUTO:
         raise ValueError("auto is resolved from the scenario's workload; it is not allowed "
                          "here")
+    if isinstance(value, str) and not value.strip().isdigit():
+        raise ValueError(f"expected a whole number of accelerators or auto, got {value!r}")
     return value
 
 
