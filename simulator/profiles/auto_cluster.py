@@ -37,7 +37,8 @@ def check_resolved(value: Any) -> Any:
         raise ValueError("auto is resolved from the scenario's workload; it is not allowed "
                          "here")
     if isinstance(value, str) and not value.strip().isdigit():
-        raise ValueError(f"expected a whole number of accelerators or auto, got {value!r}")
+        shown = value if len(value) <= 30 else value[:27] + "..."
+        raise ValueError(f"must be a whole number of accelerators or auto, got {shown!r}")
     return value
 
 
