@@ -110,7 +110,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "sweep", help="run a grid of --set values; rows stream to a CSV/JSONL table",
         description="Cartesian product of --grid axes (crossed with the zipped --zip axes), "
                     "each point one simulation and one row of --out. Infeasible points are "
-                    "rows with a status and reason. A killed sweep continues with --resume.")
+                    "rows with a status and reason. A killed sweep continues with --resume. "
+                    "Each point is billed for the whole purchase units (servers, racks, "
+                    "slices) its layout uses; cluster.accelerators: auto follows the layout.")
     p.add_argument("file", help="scenario YAML file")
     p.add_argument("--grid", action="append", default=[], metavar="PATH=V1,V2,...",
                    help="an axis of the cartesian product (repeatable)")
