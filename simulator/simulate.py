@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from simulator.confidence import confidence_of
 from simulator.economics.cost import cost_per_million_tokens, price_warnings, run_cost
+from simulator.economics.fleet import Billing, fleet_of, fleet_warnings
 from simulator.economics.power import Activity
 from simulator.errors import DoesNotFit
 from simulator.perf.footprint import scenario_footprint
@@ -45,19 +46,21 @@ Progress = Callable[[float, float], None]
 
 
 def simulate(scenario: Scenario, *, require_fit: bool = True,
-             progress: Progress | None = None) -> Result:
+             progress: Progress | None = None, billing: Billing = Billing.FLEET) -> Result:
     """Run ``scenario``. Raises :class:`DoesNotFit` when the model does not fit memory.
 
     ``progress(done, total)``, if given, is called now and then while the engine runs
     (training: seconds of training done of the run's total; serving: requests finished of
     those that arrive); it must be cheap (e.g. :mod:`simulator.report.progress`).
+    ``billing`` says which accelerators are paid for (:mod:`simulator.economics.fleet`):
+    the declared fleet (``run``) or the whole units the layout uses (the studies).
     """
     memory = memory_report(scenario)
     if require_fit and not memory.fits:
         raise DoesNotFit(f"{scenario.model.id} on {scenario.hardware.id}: {memory.verdict}")
     if isinstance(scenario.workload, TrainingWorkload):
-        return _training(scenario, memory, progress)
-    return _inference(scenario, memory, progress)
+        return _training(scenario, memory, progress, billing)
+    return _inference(scenario, memory, progress, billing)
 
 
 def estimate_step_times(scenarios: Sequence[Scenario]) -> list[float]:
@@ -70,7 +73,8 @@ def estimate_step_times(scenarios: Sequence[Scenario]) -> list[float]:
     return estimate(scenarios)
 
 
-def _training(scenario: Scenario, memory: MemoryReport, progress: Progress | None) -> Result:
+def _training(scenario: Scenario, memory: MemoryReport, progress: Progress | None,
+              billing: Billing) -> Result:
     from simulator.engine.training import run_training
 
     run = run_training(scenario, progress=progress)
@@ -82,10 +86,11 @@ def _training(scenario: Scenario, memory: MemoryReport, progress: Progress | Non
     util = run.utilization.scaled(working)
     tokens = float(run.steps * w.tokens_per_step)
     return _priced(scenario, memory, run.wall_time_s, util, tokens, tokens, 0.0,
-                   training=run)
+                   billing=billing, training=run)
 
 
-def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | None) -> Result:
+def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | None,
+               billing: Billing) -> Result:
     from simulator.engine.serving import run_serving
 
     outcome = run_serving(scenario, progress=progress)
@@ -95,13 +100,18 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
     total = metrics.total_tokens_per_s * metrics.duration_s
     prompt = total - output
     return _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
-                   prompt, inference=metrics, requests=outcome.requests)
+                   prompt, billing=billing, inference=metrics, requests=outcome.requests)
 
 
 def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utilization,
-            tokens: float, output_tokens: float, input_tokens: float, **engine) -> Result:
-    n = scenario.cluster.accelerators
-    activity = Activity(time_s, min(1.0, util.busy), min(1.0, util.memory_bandwidth))
+            tokens: float, output_tokens: float, input_tokens: float, *, billing: Billing,
+            **engine) -> Result:
+    fleet = fleet_of(scenario, billing)
+    n = fleet.billed
+    # The engines average activity over cluster.accelerators; spread it over the billed ones.
+    spread = scenario.cluster.accelerators / n
+    activity = Activity(time_s, min(1.0, util.busy * spread),
+                        min(1.0, util.memory_bandwidth * spread))
     cost = run_cost(scenario.hardware, scenario.cost, n, activity)
     if scenario.kind == "training":
         per_million = cost_per_million_tokens(cost.cost_usd, 0.0, tokens)
@@ -110,7 +120,10 @@ def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utili
                                               scenario.cost.input_token_weight)
     hours = time_s / 3600
     summary = CostSummary(mode=cost.mode, breakdown_usd=cost.breakdown_usd,
-                          usd_per_accelerator_hour=cost.cost_usd / (n * hours) if hours else 0.0)
+                          usd_per_accelerator_hour=cost.cost_usd / (n * hours) if hours else 0.0,
+                          billing=billing.value, billed_accelerators=n,
+                          used_accelerators=fleet.used, purchase_units=fleet.units,
+                          purchase_unit=fleet.unit.name)
     return Result(**scenario.summary(), time_s=time_s, utilization=util,
                   cost_usd=cost.cost_usd, energy_kwh=cost.energy_kwh,
                   average_power_w=cost.average_power_w, carbon_kg=cost.carbon_kg,
@@ -118,6 +131,6 @@ def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utili
                   tokens_per_kwh=tokens / cost.energy_kwh if cost.energy_kwh else 0.0,
                   cost=summary, memory=memory, peak=peak_report(scenario),
                   confidence=confidence_of(scenario),
-                  warnings=[*scenario.warnings,
+                  warnings=[*scenario.warnings, *fleet_warnings(scenario, fleet),
                             *price_warnings(scenario.hardware, scenario.cost)],
                   **engine)

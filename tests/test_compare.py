@@ -34,7 +34,7 @@ def xpusim(capsys, *args: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def serving():
-    return compare(SERVING, ["h100-sxm", "mi300x", "gaudi3"], overrides=SMALL)
+    return compare(SERVING, ["h100-sxm", "mi300x", "gaudi3"], overrides=SMALL, fixed_load=True)
 
 
 # ---- ratios ---------------------------------------------------------------------------------
@@ -66,7 +66,7 @@ def test_serving_rows_carry_the_headline_figures(serving):
 
 
 def test_compare_is_deterministic(serving):
-    again = compare(SERVING, ["h100-sxm", "mi300x", "gaudi3"], overrides=SMALL)
+    again = compare(SERVING, ["h100-sxm", "mi300x", "gaudi3"], overrides=SMALL, fixed_load=True)
     assert again.as_dict() == serving.as_dict()
 
 
@@ -78,7 +78,7 @@ def test_same_count_and_smallest_fitting_layout(serving):
 
 
 def test_layout_grows_until_a_full_batch_fits():
-    c = compare(SERVING_70B, ["h100-sxm", "mi300x"], overrides=SMALL)
+    c = compare(SERVING_70B, ["h100-sxm", "mi300x"], overrides=SMALL, fixed_load=True)
     h100, mi300x = c.rows
     assert (h100.parallelism["tp"], h100.parallelism["replicas"]) == (4, 2)
     assert (mi300x.parallelism["tp"], mi300x.parallelism["replicas"]) == (2, 4)
@@ -87,7 +87,7 @@ def test_layout_grows_until_a_full_batch_fits():
 
 # ---- rows that cannot run ------------------------------------------------------------------
 def test_a_profile_that_cannot_fit_is_a_reasoned_row():
-    c = compare(SERVING_70B, ["h100-sxm", "tpu-v5e"], overrides=SMALL)
+    c = compare(SERVING_70B, ["h100-sxm", "tpu-v5e"], overrides=SMALL, fixed_load=True)
     row = c.rows[1]
     assert row.status == DOES_NOT_FIT
     assert "tpu-v5e" in row.reason and "GB" in row.reason
@@ -107,13 +107,14 @@ def test_training_keeps_the_layout_and_reports_what_does_not_fit():
 
 
 def test_an_unsupported_precision_is_an_infeasible_row():
-    c = compare(SERVING, ["h100-sxm", "a100-sxm"], overrides=[*SMALL, "workload.precision=fp8"])
+    c = compare(SERVING, ["h100-sxm", "a100-sxm"], overrides=[*SMALL, "workload.precision=fp8"],
+                fixed_load=True)
     assert c.rows[1].status == INFEASIBLE
     assert "fp8" in c.rows[1].reason
 
 
 def test_a_failed_baseline_leaves_no_ratios():
-    c = compare(SERVING_70B, ["tpu-v5e", "h100-sxm"], overrides=SMALL)
+    c = compare(SERVING_70B, ["tpu-v5e", "h100-sxm"], overrides=SMALL, fixed_load=True)
     assert c.rows[0].status == DOES_NOT_FIT
     assert c.rows[1].status == OK and c.rows[1].metrics
     assert all(v is None for v in c.rows[1].ratios.values())
@@ -160,7 +161,8 @@ def test_power_match_rounds_training_to_groups_and_keeps_the_batch_divisible():
 
 
 def test_cost_match_stays_within_the_spend_per_hour():
-    c = compare(SERVING, ["h100-sxm", "mi300x", "a100-sxm"], match="cost", overrides=SMALL)
+    c = compare(SERVING, ["h100-sxm", "mi300x", "a100-sxm"], match="cost", overrides=SMALL,
+                fixed_load=True)
     price = {r.hardware: load_hardware(r.hardware).price.cloud_per_device_hour.value
              for r in c.rows}
     budget = 8 * price["h100-sxm"]
@@ -172,7 +174,7 @@ def test_cost_match_stays_within_the_spend_per_hour():
 
 def test_a_scenario_price_applies_to_its_own_hardware_only():
     c = compare(SERVING, ["h100-sxm", "mi300x"],
-                overrides=[*SMALL, "cost.cloud_usd_per_hour=10"])
+                overrides=[*SMALL, "cost.cloud_usd_per_hour=10"], fixed_load=True)
     h100, mi300x = c.rows
     assert h100.result.cost.usd_per_accelerator_hour == pytest.approx(10.0)
     assert mi300x.result.cost.usd_per_accelerator_hour == pytest.approx(
@@ -203,12 +205,18 @@ def test_table_puts_profiles_side_by_side(capsys):
     assert "h100-sxm (baseline)" in out and "mi300x" in out
     assert "1.00x" in out
     assert "TTFT p99" in out and "cost per million tokens" in out
-    assert "tpu-v5e (does not fit)" in out
+    # by default each profile is at its best: v5e serves the 70B model on more chips
+    assert "goodput per accelerator within the SLO" in out and "(does not fit)" not in out
+    code, out, _ = xpusim(capsys, "compare", str(SERVING_70B), "--hardware",
+                          "h100-sxm,mi300x,tpu-v5e", "--set", "workload.arrivals.requests=80",
+                          "--quiet", "--fixed-load")
+    assert code == 0 and "fixed-load view" in out
+    assert "tpu-v5e (does not fit)" in out  # not on the scenario's 8 chips
 
 
 def test_json_format_parses_and_holds_ratios(capsys):
     code, out, _ = xpusim(capsys, "compare", str(SERVING), "--hardware", "h100-sxm",
-                          "--hardware", "mi300x", "--format", "json",
+                          "--hardware", "mi300x", "--format", "json", "--fixed-load",
                           "--set", "workload.arrivals.requests=80",
                           "--set", "cluster.accelerators=2")
     assert code == 0

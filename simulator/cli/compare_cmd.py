@@ -17,7 +17,7 @@ from rich.text import Text
 from simulator.cli.paths import add_parents_flag, output_folder
 from simulator.errors import InputError
 from simulator.report.console import printable, stdout_console
-from simulator.report.html import compare_cells, format_ratio, format_value
+from simulator.report.html import compare_cells, compare_sizing, format_ratio, format_value
 from simulator.report.json_text import strict_json
 from simulator.report.outputs import comparison_csv, write_compare_outputs
 from simulator.report.progress import progress_bar
@@ -37,9 +37,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--hardware", action="append", required=True, metavar="ID,ID,...",
                         help="profiles to compare, comma-separated (built-in ids or paths); "
                              "the first is the baseline (repeatable)")
+    parser.add_argument("--fixed-load", action="store_true",
+                        help="serving: run every profile at the scenario's offered load on "
+                             "the scenario's cluster size (or --match budget) instead of the "
+                             "default, each profile at its best within the SLO (its highest "
+                             "sustainable rate, and the cheapest whole-unit fleet carrying "
+                             "the load)")
     parser.add_argument("--match", choices=MATCHES, default="count",
                         help="size each cluster to the baseline's accelerator count (default), "
-                             "facility power budget, or spend per hour")
+                             "facility power budget, or spend per hour (training, or serving "
+                             "with --fixed-load)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="PATH=VALUE",
                         help="override a field before validation, e.g. --set "
@@ -70,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     ids = hardware_list(args.hardware)
     out = output_folder(args.out, "--out", parents=args.parents) if args.out else None
     with progress_bar(f"comparing {len(ids)} profiles", quiet=args.quiet, counts=True) as bar:
-        comparison = compare(args.file, ids, args.match, args.overrides, progress=bar)
+        comparison = compare(args.file, ids, args.match, args.overrides, progress=bar,
+                             fixed_load=args.fixed_load)
     data = comparison.as_dict()
     if out is not None:
         write_compare_outputs(out, data,
@@ -91,10 +99,8 @@ def render(comparison: Comparison, data: dict[str, Any]) -> None:
     console.print(f"Comparison: {', '.join(r.hardware for r in comparison.rows)}", style="bold")
     console.print(f"from the scenario '{comparison.scenario}'; each profile runs at the layout "
                   f"and count of its own rows, not necessarily the scenario's", markup=False)
-    sizing = {"count": "same accelerator count", "power": "same facility power budget",
-              "cost": "same spend per hour"}[comparison.match]
-    console.print(f"{comparison.kind} on {len(comparison.rows)} profiles, {sizing} "
-                  f"({comparison.budget}); ratios are value / {comparison.baseline.hardware}",
+    console.print(f"{comparison.kind} on {len(comparison.rows)} profiles, "
+                  f"{compare_sizing(data)}; ratios are value / {comparison.baseline.hardware}",
                   markup=False)
     header, cells = compare_cells(data)
     table = Table(title_justify="left")

@@ -33,9 +33,11 @@ from simulator.studies.grid import build_points, parse_axis
 from simulator.studies.rows import Base
 from simulator.studies.sweep import SweepOutcome, run_sweep
 
-SHOWN = {"training": ["step_time_s", "mfu", "time_s", "cost_usd"],
-         "inference": ["requests_per_s", "ttft_p99_s", "tpot_p99_s", "slo_met", "usd_per_hour"]}
+SHOWN = {"training": ["step_time_s", "mfu", "time_s", "billed_accelerators", "cost_usd"],
+         "inference": ["requests_per_s", "ttft_p99_s", "tpot_p99_s", "slo_met",
+                       "billed_accelerators", "usd_per_hour"]}
 MAX_ROWS_SHOWN = 60
+MAX_WARNINGS_SHOWN = 20
 
 
 # ---- shared by the study commands ---------------------------------------------------------
@@ -108,7 +110,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "sweep", help="run a grid of --set values; rows stream to a CSV/JSONL table",
         description="Cartesian product of --grid axes (crossed with the zipped --zip axes), "
                     "each point one simulation and one row of --out. Infeasible points are "
-                    "rows with a status and reason. A killed sweep continues with --resume.")
+                    "rows with a status and reason. A killed sweep continues with --resume. "
+                    "Each point is billed for the whole purchase units (servers, racks, "
+                    "slices) its layout uses; cluster.accelerators: auto follows the layout.")
     p.add_argument("file", help="scenario YAML file")
     p.add_argument("--grid", action="append", default=[], metavar="PATH=V1,V2,...",
                    help="an axis of the cartesian product (repeatable)")
@@ -198,8 +202,29 @@ def _render(outcome: SweepOutcome, kind: str) -> None:
         for cells in zip(*(cells for _name, cells in columns), strict=True):
             table.add_row(*cells)
         console.print(table)
+    _render_warnings(console, outcome, axes)
     if outcome.summary:
         _render_summary(console, outcome, kind)
+
+
+def _render_warnings(console, outcome: SweepOutcome, axes: list[str]) -> None:
+    """Each point's warnings (unused or billed-but-idle accelerators, counts that are no
+    whole number of purchase units), once per text with the points it holds for, the first
+    ``MAX_WARNINGS_SHOWN`` of them; all are in the table's ``warnings`` column."""
+    points: dict[str, list[str]] = {}
+    for row in outcome.rows:
+        for text in str(row.get("warnings") or "").split("; "):
+            if text:
+                label = ", ".join(f"{a}={row.get(a)}" for a in axes)
+                points.setdefault(text, []).append(label)
+    lines = [f"warning: {labels[0]}: {text}" if len(labels) == 1 else
+             f"warning: {len(labels)} points ({labels[0]}, ...): {text}"
+             for text, labels in points.items()]
+    for line in lines[:MAX_WARNINGS_SHOWN]:
+        console.print(line, markup=False)
+    if len(lines) > MAX_WARNINGS_SHOWN:
+        console.print(f"... {len(lines) - MAX_WARNINGS_SHOWN} more warnings in the "
+                      f"table's warnings column", markup=False)
 
 
 def _render_summary(console, outcome: SweepOutcome, kind: str) -> None:

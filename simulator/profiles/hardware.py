@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, model_validator
 from simulator.profiles.calibration_record import CalibrationRecord
 from simulator.profiles.numbers import SPEC_CONFIG, PositiveFloat, PositiveInt
 from simulator.profiles.precision import Precision
+from simulator.profiles.purchase_unit import PER_ACCELERATOR, PurchaseUnit
 from simulator.profiles.quantities import (
     Bandwidth,
     Bytes,
@@ -332,6 +333,10 @@ class HardwareProfile(BaseModel):
     release: str | None = None
     description: str = ""
     devices_per_node: Sourced[PositiveInt] = Field(description="devices per host / server")
+    purchase_unit: PurchaseUnit | None = Field(
+        None, description="the unit the part is bought or rented in (server, rack, instance, "
+                          "TPU slice); plans, comparisons and sweeps bill whole units. "
+                          "Absent: single accelerators")
     compute: Compute
     memory: Memory
     scale_up: ScaleUp
@@ -357,6 +362,11 @@ class HardwareProfile(BaseModel):
     def supports(self, precision: Precision | str) -> bool:
         """Whether the profile has a peak for ``precision`` (a workload needs one)."""
         return Precision(precision) in self.compute.peak_flops
+
+    @property
+    def unit(self) -> PurchaseUnit:
+        """The purchase unit (single accelerators where the profile states none)."""
+        return self.purchase_unit or PER_ACCELERATOR
 
     @property
     def hbm_capacity(self) -> float:

@@ -11,9 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from simulator.errors import UnknownProfile, XpusimError
+from simulator.profiles.auto_cluster import check_resolved, resolve_auto
 from simulator.profiles.catalog import load_hardware, load_model
 from simulator.profiles.cost import CostAssumptions
 from simulator.profiles.hardware import HardwareProfile
@@ -46,7 +54,11 @@ class Cluster(BaseModel):
 
     model_config = SPEC_CONFIG
 
-    accelerators: Accelerators = Field(description="total accelerators in the fleet")
+    accelerators: Annotated[Accelerators, BeforeValidator(check_resolved)] = Field(
+        description="total accelerators in the fleet, or `auto`: the layout's product "
+                    "(serving: workload.replicas x tp x pp, or each disaggregated pool's "
+                    "replicas x size; training: tp x pp x cp x dp, with "
+                    "workload.parallelism.dp given)")
 
 
 def _base_dir(info: ValidationInfo) -> Path | None:
@@ -72,6 +84,12 @@ class Scenario(BaseModel):
     workload: Workload = Field(description="what runs: `kind: training` or `kind: inference`")
     cost: CostAssumptions = Field(CostAssumptions(), description="how the fleet is paid for")
     seed: Seed = Field(0, description="seeds every random draw (arrivals, lengths, failures)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_cluster(cls, data: Any) -> Any:
+        """``cluster.accelerators: auto`` becomes the layout's count (profiles.auto_cluster)."""
+        return resolve_auto(data)
 
     @field_validator("hardware", mode="before")
     @classmethod

@@ -190,6 +190,23 @@ def _cell(row: Mapping[str, Any], metric: Mapping[str, Any]) -> str:
     return f"{text} ({format_ratio(row['ratios'].get(metric['key']))})"
 
 
+def compare_sizing(data: Mapping[str, Any]) -> str:
+    """How a comparison sized its fleets, in words: at each profile's best within the SLO
+    (serving's default), the fixed-load view, or a budget (``match``)."""
+    load = data.get("load_per_s")
+    if data.get("mode") == "best":
+        return (f"each at its best within the SLO: one replica's highest sustainable rate, "
+                f"then the fewest replicas, billed in whole purchase units, that carry the "
+                f"scenario's {load:g} req/s")
+    sizing = {"count": "same accelerator count", "power": "same facility power budget",
+              "cost": "same spend per hour"}.get(data["match"], data["match"])
+    text = f"{sizing} ({data.get('budget', '')})"
+    if data.get("mode") == "fixed_load":
+        text = f"fixed-load view: every profile at the scenario's {load:g} req/s offered " \
+               f"load, {text}"
+    return text
+
+
 def compare_page(data: Mapping[str, Any], figures: Sequence[tuple[str, bytes, str]]) -> str:
     """The report of a comparison: the side-by-side table, notes, then each (heading, png,
     caption) figure."""
@@ -199,8 +216,7 @@ def compare_page(data: Mapping[str, Any], figures: Sequence[tuple[str, bytes, st
     remarks += list(data.get("notes", []))
     sections = [Section("Side by side", table(header, body)
                         + f"<p>Ratios are value / baseline ({html.escape(data['baseline'])}). "
-                          f"Sizing: {html.escape(data['match'])} "
-                          f"({html.escape(data.get('budget', ''))}).</p>"
+                          f"Sizing: {html.escape(compare_sizing(data))}.</p>"
                         + notes(remarks))]
     sections += [Section(heading, figure(png, caption)) for heading, png, caption in figures]
     return page(f"Comparison: {', '.join(r['hardware'] for r in data['rows'])}",

@@ -50,7 +50,19 @@ class CostSummary(BaseModel):
 
     mode: str
     breakdown_usd: dict[str, float]
-    usd_per_accelerator_hour: float = Field(description="cost_usd / (accelerators x hours)")
+    usd_per_accelerator_hour: float = Field(
+        description="cost_usd / (billed_accelerators x hours)")
+    billing: str = Field("fleet", description="which accelerators are paid for: `fleet` "
+                                              "(cluster.accelerators, whole units where the "
+                                              "part is sold or rented only so; `xpusim run`) "
+                                              "or `used` (the whole units the layout needs; "
+                                              "plan, compare, sweep)")
+    billed_accelerators: int = Field(0, description="accelerators paid for")
+    used_accelerators: int = Field(0, description="accelerators a replica or rank runs on")
+    purchase_units: int = Field(0, description="whole purchase units billed (servers, racks, "
+                                               "slices); 0 where billed per accelerator")
+    purchase_unit: str = Field("", description="the hardware profile's purchase unit, e.g. "
+                                               "'NVL72 rack'")
 
 
 class Result(BaseModel):

@@ -19,6 +19,16 @@ profile, adapting the cluster and the layout the way a user would:
   count, and the global batch moves to the nearest multiple of dp x micro-batch only when
   it must (a row note says so).
 
+**Serving, by default, compares each profile at its best within the SLO** (``mode:
+best``, :mod:`simulator.studies.compare_best`): one replica's highest sustainable rate and
+its goodput and cost per token there, and the cheapest whole-unit fleet that carries the
+scenario's load. The sizing above is the *fixed-load* view (``fixed_load=True``, ``xpusim
+compare --fixed-load``): every profile at the scenario's offered load, where a fast part
+idles; it is also what a serving scenario without an SLO or a rate of arrivals gets (a note
+says so). Training compares the same job on each profile (``mode: fixed_work``). Every
+row is billed for the whole purchase units its layout uses (:mod:`simulator.economics.
+fleet`).
+
 (The rules live in :mod:`simulator.studies.compare_layout`.) The first profile is the
 baseline: every row carries its metrics and their ratios to the baseline's (value /
 baseline). A profile that cannot run the workload (the model does not fit, the precision is
@@ -33,14 +43,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulator.economics.fleet import Billing
 from simulator.errors import DoesNotFit, InputError, XpusimError
 from simulator.loading import overridden_name
 from simulator.profiles.catalog import load_hardware, looks_like_path
 from simulator.profiles.hardware import HardwareProfile
+from simulator.profiles.inference import InferenceWorkload
 from simulator.profiles.overrides import apply_overrides
+from simulator.profiles.scenario import Scenario
 from simulator.profiles.yaml_source import YamlDocument, read_yaml
 from simulator.results import Result
 from simulator.simulate import simulate
+from simulator.studies.capacity import check_searchable
+from simulator.studies.compare_best import SLO_NOT_MET, best_fleet
 from simulator.studies.compare_layout import (
     Unfit,
     budget_of,
@@ -52,71 +67,31 @@ from simulator.studies.compare_layout import (
     training_layout,
     validated,
 )
+from simulator.studies.compare_metrics import (
+    BEST,
+    FIXED_LOAD,
+    FIXED_WORK,
+    Metric,
+    metrics_for,
+)
 from simulator.studies.rows import DOES_NOT_FIT, INFEASIBLE, OK
 
 MATCHES = ("count", "power", "cost")
-__all__ = ["DOES_NOT_FIT", "INFEASIBLE", "MATCHES", "OK", "Comparison", "Metric", "ProfileRow",
-           "compare", "metrics_for"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Metric:
-    """A compared figure: its key in rows, a label and unit for tables, which way is better
-    (``higher``, ``lower`` or ``neither``), and whether the ratio plot shows it."""
-
-    key: str
-    label: str
-    unit: str
-    better: str
-    headline: bool = True
-
-
-# How far to trust the row's figures (Result.confidence): the median |error| of its regime
-# on held-out published measurements; extrapolation goes into the row's notes.
-EXPECTED_ERROR = Metric(key="expected_error", label="expected error (throughput, cost)",
-                        unit="fraction", better="lower", headline=False)
-INFERENCE_METRICS = (
-    Metric(key="output_tokens_per_s", label="throughput", unit="output tokens/s", better="higher"),
-    Metric(key="output_tokens_per_s_per_accelerator", label="throughput per accelerator",
-           unit="output tokens/s", better="higher"),
-    Metric(key="requests_per_s", label="requests", unit="req/s", better="higher", headline=False),
-    Metric(key="ttft_p50_s", label="TTFT p50", unit="s", better="lower", headline=False),
-    Metric(key="ttft_p99_s", label="TTFT p99", unit="s", better="lower"),
-    Metric(key="tpot_p50_s", label="TPOT p50", unit="s", better="lower"),
-    Metric(key="tpot_p99_s", label="TPOT p99", unit="s", better="lower"),
-    Metric(key="slo_attainment", label="SLO attainment",
-           unit="fraction", better="higher", headline=False),
-    Metric(key="utilization", label="compute utilization", unit="fraction", better="higher"),
-    Metric(key="cost_per_million_tokens_usd", label="cost per million tokens",
-           unit="USD", better="lower"),
-    Metric(key="energy_per_token_j", label="energy per token", unit="J", better="lower"),
-    Metric(key="average_power_w", label="facility power",
-           unit="W", better="neither", headline=False),
-    Metric(key="cost_usd", label="cost of the run", unit="USD", better="lower"),
-    EXPECTED_ERROR,
-)
-TRAINING_METRICS = (
-    Metric(key="tokens_per_s", label="throughput", unit="tokens/s", better="higher"),
-    Metric(key="tokens_per_s_per_accelerator", label="throughput per accelerator",
-           unit="tokens/s", better="higher"),
-    Metric(key="step_time_s", label="step time", unit="s", better="lower"),
-    Metric(key="mfu", label="MFU", unit="fraction", better="higher"),
-    Metric(key="utilization", label="compute utilization",
-           unit="fraction", better="higher", headline=False),
-    Metric(key="cost_per_million_tokens_usd", label="cost per million tokens",
-           unit="USD", better="lower"),
-    Metric(key="energy_per_token_j", label="energy per token", unit="J", better="lower"),
-    Metric(key="average_power_w", label="facility power",
-           unit="W", better="neither", headline=False),
-    Metric(key="wall_time_s", label="time to train (with failures)", unit="s", better="lower"),
-    Metric(key="cost_usd", label="cost of the run", unit="USD", better="lower"),
-    EXPECTED_ERROR,
-)
-
-
-def metrics_for(kind: str) -> tuple[Metric, ...]:
-    """The figures a comparison of ``kind`` (training or inference) shows, in table order."""
-    return TRAINING_METRICS if kind == "training" else INFERENCE_METRICS
+__all__ = [
+    "BEST",
+    "DOES_NOT_FIT",
+    "FIXED_LOAD",
+    "FIXED_WORK",
+    "INFEASIBLE",
+    "MATCHES",
+    "OK",
+    "SLO_NOT_MET",
+    "Comparison",
+    "Metric",
+    "ProfileRow",
+    "compare",
+    "metrics_for",
+]
 
 
 @dataclass(kw_only=True)
@@ -152,6 +127,8 @@ class Comparison:
     rows: list[ProfileRow]
     budget: str = ""
     notes: list[str] = field(default_factory=list)
+    mode: str = FIXED_LOAD  # best (serving default), fixed_load, fixed_work (training)
+    load_per_s: float | None = None  # the scenario's arrival rate (serving)
 
     @property
     def baseline(self) -> ProfileRow:
@@ -161,6 +138,7 @@ class Comparison:
     def as_dict(self) -> dict[str, Any]:
         """The comparison as JSON-ready data (``xpusim compare --format json``, comparison.json)."""
         return {"scenario": self.scenario, "kind": self.kind, "match": self.match,
+                "mode": self.mode, "load_per_s": self.load_per_s,
                 "baseline": self.baseline.hardware, "budget": self.budget,
                 "metrics": [m.__dict__ for m in self.metrics],
                 "rows": [r.as_dict() for r in self.rows], "notes": self.notes}
@@ -169,11 +147,13 @@ class Comparison:
 # ---- the public function -----------------------------------------------------------------
 def compare(scenario: str | Path | dict[str, Any], hardware_ids: Sequence[str],
             match: str = "count", overrides: Sequence[str] = (), *,
-            progress: Callable[[float, float], None] | None = None) -> Comparison:
+            progress: Callable[[float, float], None] | None = None,
+            fixed_load: bool = False) -> Comparison:
     """Run ``scenario`` (a file or a mapping) on each of ``hardware_ids`` (built-in ids or
-    paths); the first is the baseline. ``progress(done, total)`` hears each finished row
-    (``done`` rows of ``total``) and, in between, the running row's fraction (``done`` then
-    has a fractional part)."""
+    paths); the first is the baseline. A serving scenario compares each profile at its best
+    within the SLO unless ``fixed_load`` (module docstring). ``progress(done, total)`` hears
+    each finished row (``done`` rows of ``total``) and, in between, the running row's
+    fraction (``done`` then has a fractional part)."""
     if match not in MATCHES:
         raise InputError(f"--match must be one of {', '.join(MATCHES)}, got {match!r}")
     if not hardware_ids:
@@ -181,33 +161,61 @@ def compare(scenario: str | Path | dict[str, Any], hardware_ids: Sequence[str],
     data, doc, base_dir = _base(scenario, overrides)
     # The scenario as written must be valid (unknown fields, wrong types, a layout its own
     # hardware rejects are the user's to fix: errors, not rows); fitting memory is not needed.
-    validated(data, doc, base_dir)
+    written = validated(data, doc, base_dir)
+    n0 = written.cluster.accelerators  # `auto` resolved
+    data = {**data, "cluster": {**(data.get("cluster") or {}), "accelerators": n0}}
     refs = [str(Path(h).resolve()) if looks_like_path(h) else h for h in hardware_ids]
     profiles = [load_hardware(ref) for ref in refs]
-    kind = "training" if (data.get("workload") or {}).get("kind") == "training" else "inference"
+    kind = written.kind
+    mode, notes = _mode(written, fixed_load, match)
     own = _own_hardware_id(data, base_dir)
-    n0 = int((data.get("cluster") or {}).get("accelerators") or 0)
-    if n0 <= 0:
-        raise InputError("the scenario needs cluster.accelerators (a positive count)",
-                         file=doc.file if doc else None, path="cluster.accelerators")
     budget, budget_text = budget_of(match, data, profiles[0], refs[0], n0, own)
     rows = []
     for i, (ref, hw) in enumerate(zip(refs, profiles, strict=True)):
         # the baseline keeps the scenario's count: it defines the budget the others match
         sizing = match if i else "count"
         within = None if progress is None else _within(progress, i, len(refs))
-        rows.append(_row(data, doc, base_dir, ref, hw, own, sizing, n0, budget, within))
+        rows.append(_row(data, doc, base_dir, ref, hw, own, sizing, n0, budget, within,
+                         best=mode == BEST))
         if progress is not None:
             progress(i + 1, len(refs))
-    metrics = metrics_for(kind)
+    metrics = metrics_for(kind, mode)
     _add_ratios(rows, metrics)
-    notes = []
     if rows[0].status != OK:
         notes.append(f"the baseline {rows[0].hardware} did not run ({rows[0].reason}); "
                      f"no ratios")
+    w = written.workload
+    load = w.arrivals.rate_per_s if isinstance(w, InferenceWorkload) else None
     name = overridden_name(str(data.get("name", "")), overrides)
-    return Comparison(scenario=name, kind=kind, match=match, metrics=metrics, rows=rows,
-                      budget=budget_text, notes=notes)
+    return Comparison(scenario=name, kind=kind, match=match,
+                      metrics=metrics, rows=rows, budget=budget_text, notes=notes,
+                      mode=mode, load_per_s=load)
+
+
+def _mode(scenario: Scenario, fixed_load: bool, match: str) -> tuple[str, list[str]]:
+    """Which comparison ``scenario`` gets, and a note where a serving scenario cannot have
+    the default (no SLO, no rate of arrivals, disaggregated pools)."""
+    w = scenario.workload
+    if not isinstance(w, InferenceWorkload):
+        return FIXED_WORK, []
+    if fixed_load:
+        return FIXED_LOAD, []
+    why = ""
+    try:
+        check_searchable(scenario)
+    except InputError as exc:
+        why = exc.message
+    if w.disaggregation is not None:
+        why = "disaggregated pools are compared as written"
+    if why:
+        return FIXED_LOAD, [f"compared at the scenario's fixed load: {why}; the default "
+                            f"comparison (each profile at its best within the SLO) needs "
+                            f"a rate of arrivals, a request count and SLO targets"]
+    if match != "count":
+        raise InputError(f"--match {match} sizes fleets to the baseline's budget at the "
+                         f"scenario's fixed load: add --fixed-load (by default each fleet "
+                         f"is sized to carry the load within the SLO)")
+    return BEST, []
 
 
 def _base(scenario: str | Path | dict[str, Any], overrides: Sequence[str],
@@ -239,11 +247,15 @@ def _within(progress: Callable[[float, float], None], i: int,
 
 def _row(data: dict[str, Any], doc: YamlDocument | None, base_dir: Path, ref: str,
          hw: HardwareProfile, own: str | None, match: str, n0: int, budget: float,
-         progress: Callable[[float, float], None] | None = None) -> ProfileRow:
+         progress: Callable[[float, float], None] | None = None, *,
+         best: bool = False) -> ProfileRow:
     row = ProfileRow(hardware=hw.id, name=hw.name, status=OK)
     try:
         cost, notes = cost_data(data, hw.id, own)
         row.notes += notes
+        if best:
+            return _best_row(row, {**data, "hardware": ref, "cost": cost}, doc, base_dir,
+                             hw, n0, progress)
         n, note = target_count(match, hw, cost, n0, budget)
         if note:
             row.notes.append(note)
@@ -256,7 +268,7 @@ def _row(data: dict[str, Any], doc: YamlDocument | None, base_dir: Path, ref: st
         scenario = validated(candidate, doc, base_dir)
         row.accelerators = scenario.cluster.accelerators
         row.parallelism, row.layout = layout_of(scenario)
-        result = simulate(scenario, progress=progress)
+        result = simulate(scenario, progress=progress, billing=Billing.USED)
     except Unfit as exc:
         row.status, row.reason = exc.status, exc.reason
         return row
@@ -274,6 +286,22 @@ def _row(data: dict[str, Any], doc: YamlDocument | None, base_dir: Path, ref: st
     row.notes += result.warnings
     if result.confidence is not None:
         row.notes += [f"extrapolation: {r}" for r in result.confidence.extrapolation]
+    return row
+
+
+def _best_row(row: ProfileRow, candidate: dict[str, Any], doc: YamlDocument | None,
+              base_dir: Path, hw: HardwareProfile, n0: int,
+              progress: Callable[[float, float], None] | None) -> ProfileRow:
+    """``row`` filled with the profile at its best within the SLO (:mod:`.compare_best`);
+    the caller turns its failures into the row's status."""
+    tick = None if progress is None else (lambda fraction: progress(fraction, 1.0))
+    best = best_fleet(candidate, doc, base_dir, hw, n0, tick)
+    row.notes += best.notes
+    row.accelerators = best.scenario.cluster.accelerators
+    row.parallelism, row.layout = layout_of(best.scenario)
+    row.result = best.result
+    row.metrics = {**_metrics(best.result), **best.metrics}
+    row.notes += best.result.warnings
     return row
 
 

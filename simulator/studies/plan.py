@@ -107,6 +107,21 @@ _AXIS_LABELS = {"time_s": "time to train, s (with failures)", "cost_usd": "cost,
                 "tpot_p99_s": "p99 TPOT, s", "e2e_p99_s": "p99 end-to-end latency, s"}
 
 
+def note_winner_fleet(plan: PlanResult, devices_per_replica: int | None = None) -> None:
+    """Say how the winner's fleet is billed: whole purchase units (servers, racks, slices),
+    with any accelerators paid for but unused and, for serving, how many more replicas
+    they would hold at no extra cost."""
+    winner = plan.winner
+    if winner is None or winner.get("billed_accelerators") is None:
+        return
+    if winner.get("warnings"):
+        plan.notes.append(f"the winner: {winner['warnings']}")
+    unused = winner["billed_accelerators"] - winner["accelerators"]
+    if devices_per_replica and unused >= devices_per_replica:
+        plan.notes.append(f"the winner's {unused} unused accelerators would hold "
+                          f"{unused // devices_per_replica} more replicas at no extra cost")
+
+
 def eligible(plan: PlanResult, row: dict[str, Any]) -> bool:
     """Whether ``row`` may be the answer: it ran, its confidence meets the plan's
     ``max_expected_error`` (if any) and, for serving, it met the SLO."""
@@ -153,8 +168,15 @@ def trusted(plan: PlanResult, rows: list[dict[str, Any]]) -> list[dict[str, Any]
 
 
 def ranked(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
-    """``rows`` sorted by ``keys`` (the first is the objective, the rest break ties)."""
-    return sorted(rows, key=lambda r: tuple(r[k] for k in keys))
+    """``rows`` sorted by ``keys`` (the first is the objective, the rest break ties). Floats
+    compare to 12 significant digits: fleets of the same whole units cost the same per hour
+    up to rounding noise (cost / simulated hours), and the tie-breakers must then decide."""
+    return sorted(rows, key=lambda r: tuple(_comparable(r[k]) for k in keys))
+
+
+def _comparable(value: Any) -> Any:
+    """``value`` with a float's last digits of rounding noise dropped."""
+    return float(f"{value:.12g}") if isinstance(value, float) else value
 
 
 def base_scenario(base: Base) -> Scenario:

@@ -14,7 +14,10 @@ worker (:func:`search_shape`):
    below the answer is always simulated, so the answer's predecessor is known to fail.
 
 Cost is the fleet's dollars per hour (``usd_per_hour``: cost / simulated time, so owned
-fleets include their power); at a fixed rate it orders shapes as cost per token does.
+fleets include their power); at a fixed rate it orders shapes as cost per token does. A
+fleet is billed in whole purchase units (:mod:`simulator.economics.fleet`): 10 MI300X are
+billed as two 8-GPU platforms, so shapes that fill their servers win ties on price, and the
+winner's unused accelerators are reported.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from simulator.studies.plan import (
     base_scenario,
     default_tps,
     eligible,
+    note_winner_fleet,
     ranked,
     trusted,
 )
@@ -48,8 +52,8 @@ from simulator.studies.rows import OK, Base, one_line, result_metrics, run_point
 
 SHAPE_COLUMNS = ["hardware", "precision", "tp", "ep", "max_batch_size"]
 CONFIG_COLUMNS = [*SHAPE_COLUMNS, "replicas", "accelerators"]
-SERVING_PLAN_METRICS = ["usd_per_hour", "cost_per_million_tokens_usd", "ttft_p99_s",
-                        "tpot_p99_s", "e2e_p99_s", "slo_attainment"]
+SERVING_PLAN_METRICS = ["billed_accelerators", "usd_per_hour", "cost_per_million_tokens_usd",
+                        "ttft_p99_s", "tpot_p99_s", "e2e_p99_s", "slo_attainment"]
 LATENCY = {"ttft": "ttft_p99_s", "tpot": "tpot_p99_s", "e2e": "e2e_p99_s"}
 
 
@@ -329,6 +333,8 @@ def _choose_deployment(plan: PlanResult, answers: list[dict[str, Any]], top: int
     answers = ranked(trusted(plan, answers), order)
     if answers:
         plan.winner, plan.runners_up = answers[0], answers[1:1 + top]
+        winner = plan.winner
+        note_winner_fleet(plan, winner["accelerators"] // winner["replicas"])
     else:
         plan.notes.append("no deployment meets the SLO within the search space")
     plan.pareto = pareto_front([r for r in plan.evaluated if eligible(plan, r)], plan.x, plan.y)

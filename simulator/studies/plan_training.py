@@ -20,7 +20,14 @@ from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import TrainingWorkload
 from simulator.studies.executors import Executor, InProcessExecutor
 from simulator.studies.pareto import pareto_front
-from simulator.studies.plan import PlanResult, base_scenario, eligible, ranked, trusted
+from simulator.studies.plan import (
+    PlanResult,
+    base_scenario,
+    eligible,
+    note_winner_fleet,
+    ranked,
+    trusted,
+)
 from simulator.studies.rows import OK, Base
 from simulator.studies.training_screen import (
     TrainingContext,
@@ -44,7 +51,8 @@ from simulator.units import format_time
 
 __all__ = ["LAYOUT_COLUMNS", "LayoutCandidate", "TrainingContext", "layout_overrides",
            "plan_training"]
-TRAINING_PLAN_METRICS = ["time_s", "cost_usd", "step_time_s", "mfu", "memory_fraction"]
+TRAINING_PLAN_METRICS = ["time_s", "billed_accelerators", "cost_usd", "step_time_s", "mfu",
+                         "memory_fraction"]
 
 
 def plan_training(base: Base, *, goal: str = "fastest", deadline_s: float | None = None,
@@ -92,6 +100,7 @@ def plan_training(base: Base, *, goal: str = "fastest", deadline_s: float | None
     all_sizes = sorted(set(sizes or [scenario.cluster.accelerators]))
     search.run(all_sizes)
     _choose_layout(plan, top)
+    note_winner_fleet(plan)
     _add_notes(plan, search, all_sizes, scenario)
     return plan
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulator.economics.fleet import Billing
 from simulator.errors import DoesNotFit, InputError, InputErrors, XpusimError
 from simulator.loading import scenario_from_dict
 from simulator.profiles.overrides import apply_overrides
@@ -29,19 +30,21 @@ STATUSES = (OK, DOES_NOT_FIT, INFEASIBLE, ERROR)
 # reasons ('' when none).
 CONFIDENCE = ["expected_error", "expected_error_p90", "error_band_cases", "error_band_level",
               "extrapolation"]
-COMMON = ["hardware", "accelerators", "precision", "seed", "time_s", "cost_usd",
-          "usd_per_hour", "cost_per_million_tokens_usd", "energy_kwh",
-          "memory_per_device_bytes", "memory_fraction", *CONFIDENCE]
+COMMON = ["hardware", "accelerators", "used_accelerators", "billed_accelerators",
+          "purchase_units", "precision", "seed", "time_s", "cost_usd", "usd_per_hour",
+          "cost_per_million_tokens_usd", "energy_kwh", "memory_per_device_bytes",
+          "memory_fraction", *CONFIDENCE]
 TRAINING = ["step_time_s", "mfu", "tokens_per_s", "time_to_train_s", "wall_time_s",
             "goodput", "bubble_fraction"]
 INFERENCE = ["requests_per_s", "output_tokens_per_s", "ttft_mean_s", "ttft_p50_s",
              "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p50_s", "e2e_p99_s",
              "slo_attainment", "slo_met", "goodput_requests_per_s", "dropped"]
+NOT_NUMERIC = ["warnings"]
 
 
 def metric_columns(kind: str) -> list[str]:
     """The metric columns of a study of ``kind`` (training or inference), in table order."""
-    return COMMON + (TRAINING if kind == "training" else INFERENCE)
+    return COMMON + (TRAINING if kind == "training" else INFERENCE) + NOT_NUMERIC
 
 
 @dataclass(frozen=True)
@@ -68,13 +71,15 @@ class Base:
 
 
 def run_point(base: Base, overrides: tuple[str, ...] | list[str]) -> tuple[str, str, Result | None]:
-    """Simulate ``base`` with ``overrides``: (status, reason, result or None)."""
+    """Simulate ``base`` with ``overrides``: (status, reason, result or None). A study point
+    is billed for the whole purchase units its layout uses (:mod:`simulator.economics.fleet`),
+    so points of one grid that use fewer accelerators cost less."""
     from simulator.simulate import simulate
 
     try:
         data = apply_overrides(base.data, overrides)
         scenario = scenario_from_dict(data, base_dir=base.base_dir, overrides=overrides)
-        return OK, "", simulate(scenario)
+        return OK, "", simulate(scenario, billing=Billing.USED)
     except DoesNotFit as exc:
         return DOES_NOT_FIT, one_line(str(exc)), None
     except InputErrors as exc:
@@ -95,6 +100,10 @@ def result_metrics(result: Result, kind: str) -> dict[str, Any]:
     hours = result.time_s / 3600
     row: dict[str, Any] = {
         "hardware": result.hardware, "accelerators": result.accelerators,
+        "used_accelerators": result.cost.used_accelerators,
+        "billed_accelerators": result.cost.billed_accelerators,
+        "purchase_units": result.cost.purchase_units,
+        "warnings": "; ".join(result.warnings),
         "precision": result.precision, "seed": result.seed, "time_s": result.time_s,
         "cost_usd": result.cost_usd,
         "usd_per_hour": result.cost_usd / hours if hours else None,

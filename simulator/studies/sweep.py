@@ -26,7 +26,8 @@ from simulator.studies.table import open_table, write_table
 
 OnRow = Callable[[dict[str, Any], int, int], None]
 
-_NOT_SUMMARIZED = {"hardware", "precision", "seed", "accelerators"}
+_NOT_SUMMARIZED = {"hardware", "precision", "seed", "accelerators", "used_accelerators",
+                   "billed_accelerators", "purchase_units", "warnings"}
 
 
 @dataclass(kw_only=True)
