@@ -268,7 +268,9 @@ def _row(data: dict[str, Any], doc: YamlDocument | None, base_dir: Path, ref: st
 
 
 def _metrics(result: Result) -> dict[str, float | None]:
-    """The compared figures of one result (keys of the Metric tables)."""
+    """The compared figures of one result (keys of the Metric tables): a serving run's
+    steady figures."""
+    result = result.steady_view()
     n = result.accelerators
     common = {
         "utilization": result.utilization.compute,

@@ -86,7 +86,9 @@ def one_line(text: str) -> str:
 
 
 def result_metrics(result: Result, kind: str) -> dict[str, Any]:
-    """The metric columns of ``kind`` read from ``result`` (None where not applicable)."""
+    """The metric columns of ``kind`` read from ``result`` (None where not applicable): a
+    serving run's steady figures (warm-up and drain left out)."""
+    result = result.steady_view()
     hours = result.time_s / 3600
     row: dict[str, Any] = {
         "hardware": result.hardware, "accelerators": result.accelerators,

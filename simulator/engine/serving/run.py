@@ -19,6 +19,7 @@ from simulator.engine.serving.requests import Requests
 from simulator.engine.serving.router import make_policy
 from simulator.engine.serving.scheduler import Role, Scheduler
 from simulator.engine.serving.stack_cost import StackCost
+from simulator.engine.serving.steady import locate, steady_window
 from simulator.engine.serving.summary import Fleet, summarize
 from simulator.engine.serving.system import ServingSystem
 from simulator.engine.stepping import collector_paused, run_counting
@@ -32,17 +33,19 @@ from simulator.profiles.moe_routing import LoadBalancer
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.serving_stack import Admission
 from simulator.results.inference import InferenceResult, RequestRecords
+from simulator.results.steady import SteadyWindow
 
 
 @dataclass(frozen=True)
 class ServingOutcome:
     """What a serving run returns: its summary (``result``, the JSON of ``inference``,
-    ``time_s`` and ``utilization``), one record per request, and the SimPy events it took
-    (what the engine's cost grows with)."""
+    ``time_s`` and ``utilization``), one record per request, the SimPy events it took
+    (what the engine's cost grows with), and the figures over its steady window."""
 
     result: InferenceResult
     requests: RequestRecords
     events: int
+    steady: SteadyWindow
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,7 +196,12 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     fleet = Fleet(scenario.cluster.accelerators, hw.peak(run_precision(hw, w.precision)),
                   hw.hbm_bandwidth)
     records = requests.records()
-    result = summarize(requests, records, [r.stats for r in replicas], series=series,
-                       in_system=system.in_system, fleet=fleet, slo=w.slo,
-                       warmup=w.warmup_requests)
-    return ServingOutcome(result, records, events)
+    stats = [r.stats for r in replicas]
+    result = summarize(requests, records, stats, series=series, in_system=system.in_system,
+                       fleet=fleet, slo=w.slo, warmup=w.warmup_requests)
+    steady = steady_window(requests, records, stats, series=series,
+                           window=locate(requests, series),
+                           work=(fleet.peak_flops, fleet.hbm_bandwidth, fleet.accelerators),
+                           slo=w.slo, warmup=w.warmup_requests, whole=result.inference,
+                           whole_use=result.utilization)
+    return ServingOutcome(result, records, events, steady)
