@@ -12,6 +12,7 @@ from simulator.economics.cost import cost_per_million_tokens, run_cost
 from simulator.economics.power import Activity
 from simulator.errors import DoesNotFit
 from simulator.perf.footprint import scenario_footprint
+from simulator.profiles.inference import ArrivalProcess, InferenceWorkload
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import TrainingWorkload
 from simulator.results import MemoryReport, PeakReport, Result
@@ -84,9 +85,17 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
     output = metrics.output_tokens_per_s * metrics.duration_s
     total = metrics.total_tokens_per_s * metrics.duration_s
     prompt = total - output
-    return _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
-                   prompt, inference=metrics, requests=outcome.requests,
-                   steady=steady_state(scenario, outcome.steady))
+    steady = steady_state(scenario, outcome.steady)
+    result = _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
+                     prompt, inference=metrics, requests=outcome.requests, steady=steady)
+    if steady.found:
+        return result
+    w = scenario.workload
+    assert isinstance(w, InferenceWorkload)
+    if w.arrivals.process is ArrivalProcess.OFFLINE:  # a batch: the whole run is the figure
+        return result.model_copy(update={"notes": [*result.notes, steady.basis]})
+    return result.model_copy(update={"warnings": [
+        *result.warnings, f"{steady.basis} (simulate more requests for steady figures)"]})
 
 
 def steady_state(scenario: Scenario, window: SteadyWindow) -> SteadyState:

@@ -56,9 +56,10 @@ class Window:
 
 def _settled(values: np.ndarray) -> tuple[int, float]:
     """The first bin of ``values`` reaching :data:`SETTLED` of its steady level (the median
-    of its second half), and that level."""
+    of its second half), and that level. A bin of none is never settled: with a level of
+    none (fewer completions than bins), the first bin with any."""
     level = float(np.median(values[len(values) // 2:]))
-    reached = np.flatnonzero(values >= SETTLED * level)
+    reached = np.flatnonzero((values >= SETTLED * level) & (values > 0))
     return (int(reached[0]) if len(reached) else len(values)), level
 
 
@@ -77,9 +78,9 @@ def find_window(occupancy: np.ndarray, completions: np.ndarray, width: float,
     flowing, rate = _settled(completions[lo:stop])
     first = lo + max(occupied, flowing)
     if stop - first < MIN_BINS:
-        return _none(lo, stop, f"the fleet reaches steady occupancy at "
-                     f"{first * width:.4g} s, too close to the last arrival at "
-                     f"{last_arrival:.4g} s for a steady window")
+        return _none(lo, stop, f"the fleet reaches flow balance at {first * width:.4g} s, "
+                     f"too close to the last arrival at {last_arrival:.4g} s for a steady "
+                     f"window")
     start = max(first * width, first_arrival)
     return Window(found=True, first=first, stop=stop, start_s=start, end_s=stop * width,
                   basis=f"from flow balance ({SETTLED:.0%} of the steady "
