@@ -212,6 +212,9 @@ def test_studies_read_the_steady_figures(short):
     assert row["ttft_p99_s"] == s.ttft_s.p99
     assert row["time_s"] == s.duration_s
     assert row["usd_per_hour"] == pytest.approx(s.usd_per_hour)
+    assert row["steady_window_s"] == s.duration_s
+    offline = small({"process": "offline", "requests": 16})
+    assert result_metrics(offline, "inference")["steady_window_s"] is None
 
 
 def test_steady_view_keeps_a_training_result_as_it_is():
