@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.engine.serving.window import MIN_BINS, find_window
+from simulator.engine.serving.window import MIN_BINS, Window, balanced, find_window
 from simulator.loading import load_scenario, scenario_from_dict
 from simulator.simulate import simulate
 from simulator.studies.rows import result_metrics
@@ -110,6 +110,30 @@ def test_window_rule_needs_a_measurement_after_the_ramp():
     # no completion before the last arrival: never balanced
     w = find_window(occupancy, np.zeros(22), 1.0, 0.0, 21.0)
     assert not w.found
+
+
+def test_a_window_still_filling_up_is_refused():
+    w = Window(found=True, basis="b", first=2, stop=12, start_s=2.0, end_s=12.0)
+    # produced 1,150 tokens while the completed requests carried 1,000: 15%, the limit
+    assert balanced(w, 1150.0, 1000.0) is w
+    assert balanced(w, 850.0, 1000.0) is w
+    refused = balanced(w, 1160.0, 1000.0)
+    assert not refused.found and "still filling up" in refused.basis
+    assert "116 tokens/s" in refused.basis and "100 tokens/s" in refused.basis
+    assert not balanced(w, 500.0, 0.0).found  # nothing completed: nothing is steady
+
+
+def test_a_run_whose_requests_outlive_its_arrivals_has_no_window():
+    # 400 requests at 30/s arrive over 13 s; each lives about 20 s in the fleet: when the
+    # arrivals end, the fleet is still filling up with prompts (cheap tokens), and a
+    # window there would price a token at a third of its steady cost
+    r = simulate(load_scenario(ROOT / "scenarios/llama3.1-70b-h100-serving.yaml", [
+        *ISSUE[:4], "workload.arrivals.rate_per_s=30", "workload.arrivals.requests=400",
+        "workload.precision=fp8"]))
+    assert not r.steady.found and "still filling up" in r.steady.basis
+    assert r.steady.cost_per_million_tokens_usd == pytest.approx(
+        r.cost_per_million_tokens_usd)
+    assert any("still filling up" in w for w in r.warnings)
 
 
 # ---- what the window counts ------------------------------------------------------------------

@@ -22,7 +22,7 @@ import numpy as np
 from simulator.engine.serving.latency import latencies
 from simulator.engine.serving.metrics import ReplicaStats, Series
 from simulator.engine.serving.requests import COMPLETED, DROPPED, PENDING, Requests
-from simulator.engine.serving.window import Window, find_window
+from simulator.engine.serving.window import Window, balanced, find_window
 from simulator.profiles.inference import SLO
 from simulator.results.inference import ActivityFractions, InferenceMetrics, RequestRecords
 from simulator.results.steady import SteadyWindow, WindowRequests
@@ -55,6 +55,14 @@ def _placed(requests: Requests, window: Window) -> WindowRequests:
         completed_after=int(np.sum(done & (finish >= hi))),
         dropped=int(np.sum(status == DROPPED)), unfinished=int(np.sum(status == PENDING)),
         measured=int(np.sum(inside & done)))
+
+
+def _carried(requests: Requests, window: Window) -> float:
+    """Prompt and output tokens of the requests completed in ``window``."""
+    finish = requests.finish_s
+    done = (requests.status == COMPLETED) & (finish >= window.start_s) & \
+        (finish < window.end_s)
+    return float(np.sum(requests.prompt_tokens[done]) + np.sum(requests.output_tokens[done]))
 
 
 class _Work:
@@ -101,6 +109,9 @@ def steady_window(requests: Requests, records: RequestRecords,
     totals = {name: float(np.sum(arr)) for name, arr in series.values.items()}
     duration = window.duration_s
     output, prompt = float(np.sum(v["output_tokens"])), float(np.sum(v["prompt_tokens"]))
+    window = balanced(window, output + prompt, _carried(requests, window))
+    if not window.found:
+        return _whole(requests, window, whole, whole_use, warmup)
     processed = totals["output_tokens"] + totals["prompt_tokens"]
     fleet = _Work(stats, work[0], work[1])
     use, activity = _use(fleet, float(np.sum(v["device_busy_s"])) / fleet.busy

@@ -19,6 +19,14 @@ taken over a window that leaves both out:
   of one above it, the clients' requests in flight of a closed loop. It needs no guess of
   the latency; a crossing at 90% is the usual "settling" point of a ramp.
 
+**The check: token balance.** In a steady state the fleet produces tokens (prompt and
+output) as fast as the requests it completes carry them away. A window still in the
+fill-up (its levels measured over a span too short to settle, as when every request lives
+longer than the arrivals last) produces far more than leaves: such a window is refused when
+the two differ by more than :data:`BALANCE` (steady windows of the shipped scenarios are
+within 6%, the statistical noise of a few hundred completions; fill-ups are off by
+factors).
+
 Both edges fall on the time-series bins (the start at a bin's start, the end at the start
 of the bin holding the last arrival), so what the window holds is read exactly from the
 bins: every iteration counts in the bin it ends in. A window of fewer than
@@ -35,6 +43,7 @@ import numpy as np
 
 SETTLED = 0.9  # the ramp is over once occupancy reaches this fraction of its median level
 MIN_BINS = 8  # fewer bins than this (an eighth of the arrivals' span or less): no window
+BALANCE = 0.15  # tokens produced vs carried off by completions, at most this far apart
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,19 @@ def find_window(occupancy: np.ndarray, completions: np.ndarray, width: float,
                         f"{level:.4g} sequences in the batches and "
                         f"{rate / width:.4g} completions/s) to the last arrival, on the "
                         f"time-series bins of {width:.4g} s")
+
+
+def balanced(window: Window, produced: float, completed: float) -> Window:
+    """``window``, or none if the tokens it produced (``produced``) and those the requests
+    it completed carried (``completed``) differ by more than :data:`BALANCE`."""
+    if completed > 0 and abs(produced / completed - 1) <= BALANCE:
+        return window
+    t = window.duration_s
+    return _none(window.first, window.stop, (
+        f"the fleet is still filling up when the arrivals end: from {window.start_s:.4g} s "
+        f"to {window.end_s:.4g} s it produced {produced / t:,.0f} tokens/s while the "
+        f"requests it completed carried {completed / t:,.0f} tokens/s (a steady fleet's "
+        f"agree within {BALANCE:.0%})"))
 
 
 def _none(lo: int, stop: int, why: str) -> Window:
