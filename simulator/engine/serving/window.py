@@ -105,7 +105,7 @@ def balanced(window: Window, produced: float, completed: float) -> Window:
         return window
     t = window.duration_s
     return _none(window.first, window.stop, (
-        f"the fleet is still filling up when the arrivals end: from {window.start_s:.4g} s "
+        f"the fleet is not steady before the arrivals end: from {window.start_s:.4g} s "
         f"to {window.end_s:.4g} s it produced {produced / t:,.0f} tokens/s while the "
         f"requests it completed carried {completed / t:,.0f} tokens/s (a steady fleet's "
         f"agree within {BALANCE:.0%})"))
