@@ -148,7 +148,8 @@ def headline_rows(result: Result) -> list[list[str]]:
     u = result.utilization
     rows += [["utilization (compute / HBM / network)",
               f"{u.compute:.1%} / {u.memory_bandwidth:.1%} / {u.network:.1%}"],
-             ["cost of the run", format_value(result.cost_usd, "USD")],
+             ["cost of the steady window" if whole.steady is not None and whole.steady.found
+              else "cost of the run", format_value(result.cost_usd, "USD")],
              ["cost per million tokens", format_value(result.cost_per_million_tokens_usd, "USD")],
              ["energy", f"{result.energy_kwh:,.4g} kWh"],
              ["average facility power", format_si(result.average_power_w, "W")],
