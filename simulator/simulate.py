@@ -14,10 +14,12 @@ from simulator.economics.fleet import Billing, fleet_of, fleet_warnings
 from simulator.economics.power import Activity
 from simulator.errors import DoesNotFit
 from simulator.perf.footprint import scenario_footprint
+from simulator.profiles.inference import ArrivalProcess, InferenceWorkload
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import TrainingWorkload
 from simulator.results import MemoryReport, PeakReport, Result
 from simulator.results.result import CostSummary
+from simulator.results.steady import SteadyState, SteadyWindow
 from simulator.results.utilization import Utilization
 
 
@@ -99,8 +101,40 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
     output = metrics.output_tokens_per_s * metrics.duration_s
     total = metrics.total_tokens_per_s * metrics.duration_s
     prompt = total - output
-    return _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
-                   prompt, billing=billing, inference=metrics, requests=outcome.requests)
+    steady = steady_state(scenario, outcome.steady, billing)
+    result = _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
+                     prompt, billing=billing, inference=metrics, requests=outcome.requests,
+                     steady=steady)
+    if steady.found:
+        return result
+    w = scenario.workload
+    assert isinstance(w, InferenceWorkload)
+    if w.arrivals.process is ArrivalProcess.OFFLINE:  # a batch: the whole run is the figure
+        return result.model_copy(update={"notes": [*result.notes, steady.basis]})
+    return result.model_copy(update={"warnings": [
+        *result.warnings, f"{steady.basis} (simulate more requests for steady figures)"]})
+
+
+def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing) -> SteadyState:
+    """The steady window priced like a run of its own: the billed fleet's energy is the
+    integral of its power over the window (power is linear in the window's busy and HBM
+    fractions, so their averages give the integral exactly), its cost the cost block over the
+    window."""
+    n, t = fleet_of(scenario, billing).billed, window.duration_s
+    use = window.utilization
+    spread = scenario.cluster.accelerators / n  # activity spread over the billed devices
+    cost = run_cost(scenario.hardware, scenario.cost, n,
+                    Activity(t, min(1.0, use.busy * spread),
+                             min(1.0, use.memory_bandwidth * spread)))
+    tokens = window.prompt_tokens + window.output_tokens
+    return SteadyState(
+        **dict(window), energy_kwh=cost.energy_kwh, average_power_w=cost.average_power_w,
+        cost_usd=cost.cost_usd, usd_per_hour=cost.cost_usd / (t / 3600) if t > 0 else 0.0,
+        carbon_kg=cost.carbon_kg,
+        cost_per_million_tokens_usd=cost_per_million_tokens(
+            cost.cost_usd, window.prompt_tokens, window.output_tokens,
+            scenario.cost.input_token_weight),
+        tokens_per_kwh=tokens / cost.energy_kwh if cost.energy_kwh else 0.0)
 
 
 def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utilization,

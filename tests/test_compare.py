@@ -59,10 +59,13 @@ def test_serving_rows_carry_the_headline_figures(serving):
                 "energy_per_token_j", "cost_usd"):
         assert row.metrics[key] is not None and row.metrics[key] > 0, key
     result = row.result
-    assert result is not None
-    assert row.metrics["energy_per_token_j"] == pytest.approx(3.6e6 / result.tokens_per_kwh)
+    assert result is not None and result.steady is not None
+    # the steady window's figures (warm-up and drain left out), not the whole run's
+    steady = result.steady
+    assert row.metrics["energy_per_token_j"] == pytest.approx(3.6e6 / steady.tokens_per_kwh)
     assert row.metrics["output_tokens_per_s_per_accelerator"] == pytest.approx(
-        result.inference.output_tokens_per_s / row.accelerators)
+        steady.output_tokens_per_s / row.accelerators)
+    assert row.metrics["cost_per_million_tokens_usd"] == steady.cost_per_million_tokens_usd
 
 
 def test_compare_is_deterministic(serving):

@@ -108,10 +108,19 @@ def format_ratio(value: float | None) -> str:
 
 # ---- the page of one run ---------------------------------------------------------------------
 def headline_rows(result: Result) -> list[list[str]]:
-    """The figures a reader looks for first, as (label, value) rows."""
+    """The figures a reader looks for first, as (label, value) rows: a serving run's over
+    its steady window (stated), with the whole run's throughput and cost next to them."""
+    whole, result = result, result.steady_view()
     rows = [["accelerators", f"{result.accelerators:,} x {result.hardware}"],
             ["precision", result.precision],
-            ["simulated time", format_time(result.time_s)]]
+            ["simulated time", format_time(whole.time_s)]]
+    if whole.steady is not None and whole.inference is not None:
+        s, w = whole.steady, whole.inference
+        rows += [["steady window", f"{format_time(s.start_s)} to {format_time(s.end_s)}: "
+                                   f"{s.basis}" if s.found else s.basis],
+                 ["whole run", f"{w.output_tokens_per_s:,.0f} output tokens/s, "
+                               f"{whole.cost_per_million_tokens_usd:,.4f} USD per million "
+                               f"tokens, busy {whole.utilization.busy:.1%}"]]
     if result.training is not None:
         t = result.training
         rows += [["step time", format_time(t.step_time_s)],
@@ -124,7 +133,8 @@ def headline_rows(result: Result) -> list[list[str]]:
                  ["interruptions (sampled)", f"{t.failures.sampled_interruptions:,}"]]
     if result.inference is not None:
         m = result.inference
-        rows += [["requests completed", f"{m.requests:,} of {m.arrived:,}"
+        done = whole.inference or m
+        rows += [["requests completed", f"{done.requests:,} of {m.arrived:,}"
                                         + (f" ({m.dropped:,} dropped)" if m.dropped else "")],
                  ["throughput", f"{m.output_tokens_per_s:,.0f} output tokens/s, "
                                 f"{m.requests_per_s:,.2f} req/s"],
@@ -139,7 +149,8 @@ def headline_rows(result: Result) -> list[list[str]]:
     u = result.utilization
     rows += [["utilization (compute / HBM / network)",
               f"{u.compute:.1%} / {u.memory_bandwidth:.1%} / {u.network:.1%}"],
-             ["cost of the run", format_value(result.cost_usd, "USD")],
+             ["cost of the steady window" if whole.steady is not None and whole.steady.found
+              else "cost of the run", format_value(result.cost_usd, "USD")],
              ["cost per million tokens", format_value(result.cost_per_million_tokens_usd, "USD")],
              ["energy", f"{result.energy_kwh:,.4g} kWh"],
              ["average facility power", format_si(result.average_power_w, "W")],

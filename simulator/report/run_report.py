@@ -30,9 +30,11 @@ def render_result(console: Console, scenario: Scenario, result: Result) -> None:
                   f"{scenario.hardware.name}, {result.precision}")
     if result.training is not None:
         _training(console, result.training)
-    if result.inference is not None:
-        _inference(console, result.inference)
-    _economics(console, result)
+    view = result.steady_view()
+    if result.inference is not None and view.inference is not None:
+        _window(console, result)
+        _inference(console, view.inference, result.inference)
+    _economics(console, view)
     _confidence(console, result)
     _memory(console, result)
     for warning in result.warnings:
@@ -97,11 +99,45 @@ def _percentile_row(table: Table, name: str, p) -> None:
                           for k in ("mean", "p50", "p90", "p99")))
 
 
-def _inference(console: Console, m: InferenceMetrics) -> None:
+def window_line(result: Result) -> str:
+    """Where the steady window lies (or why there is none), for a serving result."""
+    s = result.steady
+    if s is None:
+        return ""
+    if not s.found:
+        return f"Whole-run figures: {s.basis}."
+    return (f"Steady window {format_time(s.start_s)} to {format_time(s.end_s)} "
+            f"({format_time(s.duration_s)} of a {format_time(result.time_s)} run; "
+            f"{s.basis}): the figures below are over it, warm-up and drain left out.")
+
+
+def _window(console: Console, result: Result) -> None:
+    """The steady window, then its headline figures next to the whole run's."""
+    s, m = result.steady, result.inference
+    assert s is not None and m is not None
+    console.print(window_line(result), markup=False)
+    if not s.found:
+        return
+    table = Table(title="Steady window and whole run", title_justify="left")
+    table.add_column("figure", style="cyan")
+    table.add_column("steady", justify="right")
+    table.add_column("whole run", justify="right")
+    table.add_row("output tokens/s", f"{s.output_tokens_per_s:,.0f}",
+                  f"{m.output_tokens_per_s:,.0f}")
+    table.add_row("requests/s", f"{s.requests_per_s:,.2f}", f"{m.requests_per_s:,.2f}")
+    table.add_row("USD per million tokens", f"{s.cost_per_million_tokens_usd:,.4f}",
+                  f"{result.cost_per_million_tokens_usd:,.4f}")
+    table.add_row("busy (fraction)", f"{s.utilization.busy:.2f}",
+                  f"{result.utilization.busy:.2f}")
+    table.add_row("energy (kWh)", f"{s.energy_kwh:,.4g}", f"{result.energy_kwh:,.4g}")
+    console.print(table)
+
+
+def _inference(console: Console, m: InferenceMetrics, whole: InferenceMetrics) -> None:
     head = _pairs("Serving")
-    head.add_row("requests completed", f"{m.requests:,} of {m.arrived:,} arrived"
-                 + (f" ({m.dropped:,} dropped)" if m.dropped else ""))
-    head.add_row("simulated duration", format_time(m.duration_s))
+    head.add_row("requests completed", f"{whole.requests:,} of {whole.arrived:,} arrived"
+                 + (f" ({whole.dropped:,} dropped)" if whole.dropped else ""))
+    head.add_row("simulated duration", format_time(whole.duration_s))
     head.add_row("throughput", f"{m.requests_per_s:,.2f} req/s, "
                                 f"{m.output_tokens_per_s:,.0f} output tokens/s, "
                                 f"{m.total_tokens_per_s:,.0f} total tokens/s")

@@ -109,6 +109,9 @@ class TimeSeries(BaseModel):
     t_s: list[float]
     requests_per_s: list[float] = Field(description="completions per second")
     output_tokens_per_s: list[float]
+    prompt_tokens_per_s: list[float] = Field(
+        default_factory=list, description="prompt tokens prefilled for the first time "
+                                          "(recomputation after a preemption not counted)")
     queue_length: list[float] = Field(description="time-average requests waiting for their "
                                                   "first admission")
     in_system: list[float] = Field(description="time-average requests arrived and not "

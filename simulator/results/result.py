@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.results.confidence import Confidence
 from simulator.results.inference import InferenceMetrics, RequestRecords
+from simulator.results.steady import SteadyState
 from simulator.results.training import TrainingResult
 from simulator.results.utilization import Utilization
 
@@ -94,6 +95,10 @@ class Result(BaseModel):
     peak: PeakReport
     training: TrainingResult | None = Field(None, description="training runs only")
     inference: InferenceMetrics | None = Field(None, description="serving runs only")
+    steady: SteadyState | None = Field(
+        None, description="serving runs only: the figures over the steady window (warm-up "
+                          "and drain left out), which plan, compare, sweep and the headline "
+                          "use")
     requests: RequestRecords | None = Field(
         None, exclude=True, repr=False,
         description="serving runs only: one record per request (not in the JSON; "
@@ -103,3 +108,23 @@ class Result(BaseModel):
                           "measurements, and whether it extrapolates beyond them")
     warnings: list[str] = Field(default_factory=list, description="e.g. idle accelerators")
     notes: list[str] = Field(default_factory=list)
+
+    def steady_view(self) -> Result:
+        """This result with its steady figures in place of the whole run's, under the same
+        names (a serving run; any other result is returned as it is): what ``plan``,
+        ``compare``, ``sweep`` and the headline read. ``time_s`` becomes the window's
+        duration, the cost, energy, utilization, throughputs and latencies the window's."""
+        s = self.steady
+        if s is None or self.inference is None:
+            return self
+        inference = self.inference.model_copy(update=dict(
+            requests=s.requests.completed_in_window, duration_s=s.duration_s,
+            requests_per_s=s.requests_per_s, output_tokens_per_s=s.output_tokens_per_s,
+            total_tokens_per_s=s.total_tokens_per_s, ttft_s=s.ttft_s, tpot_s=s.tpot_s,
+            e2e_s=s.e2e_s, queue_s=s.queue_s, slo_attainment=s.slo_attainment, slo=s.slo,
+            goodput_requests_per_s=s.goodput_requests_per_s, activity=s.activity))
+        return self.model_copy(update=dict(
+            time_s=s.duration_s, utilization=s.utilization, cost_usd=s.cost_usd,
+            energy_kwh=s.energy_kwh, average_power_w=s.average_power_w,
+            carbon_kg=s.carbon_kg, cost_per_million_tokens_usd=s.cost_per_million_tokens_usd,
+            tokens_per_kwh=s.tokens_per_kwh, inference=inference))

@@ -306,7 +306,9 @@ def _best_row(row: ProfileRow, candidate: dict[str, Any], doc: YamlDocument | No
 
 
 def _metrics(result: Result) -> dict[str, float | None]:
-    """The compared figures of one result (keys of the Metric tables)."""
+    """The compared figures of one result (keys of the Metric tables): a serving run's
+    steady figures."""
+    result = result.steady_view()
     n = result.accelerators
     common = {
         "utilization": result.utilization.compute,

@@ -38,7 +38,8 @@ TRAINING = ["step_time_s", "mfu", "tokens_per_s", "time_to_train_s", "wall_time_
             "goodput", "bubble_fraction"]
 INFERENCE = ["requests_per_s", "output_tokens_per_s", "ttft_mean_s", "ttft_p50_s",
              "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p50_s", "e2e_p99_s",
-             "slo_attainment", "slo_met", "goodput_requests_per_s", "dropped"]
+             "slo_attainment", "slo_met", "goodput_requests_per_s", "dropped",
+             "steady_window_s"]
 NOT_NUMERIC = ["warnings"]
 
 
@@ -96,7 +97,12 @@ def one_line(text: str) -> str:
 
 
 def result_metrics(result: Result, kind: str) -> dict[str, Any]:
-    """The metric columns of ``kind`` read from ``result`` (None where not applicable)."""
+    """The metric columns of ``kind`` read from ``result`` (None where not applicable): a
+    serving run's steady figures (warm-up and drain left out; ``steady_window_s`` is the
+    window's length, empty where the run was too short for one and the figures are the
+    whole run's)."""
+    steady = result.steady
+    result = result.steady_view()
     hours = result.time_s / 3600
     row: dict[str, Any] = {
         "hardware": result.hardware, "accelerators": result.accelerators,
@@ -125,7 +131,8 @@ def result_metrics(result: Result, kind: str) -> dict[str, Any]:
                    tpot_p50_s=m.tpot_s.p50, tpot_p99_s=m.tpot_s.p99, e2e_p50_s=m.e2e_s.p50,
                    e2e_p99_s=m.e2e_s.p99, slo_attainment=m.slo_attainment,
                    slo_met=all(t.met for t in m.slo.values()) if m.slo else None,
-                   goodput_requests_per_s=m.goodput_requests_per_s, dropped=m.dropped)
+                   goodput_requests_per_s=m.goodput_requests_per_s, dropped=m.dropped,
+                   steady_window_s=steady.duration_s if steady and steady.found else None)
     return {name: row.get(name) for name in metric_columns(kind)}
 
 

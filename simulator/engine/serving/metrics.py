@@ -70,7 +70,12 @@ class Series:
         return min(self.bins, int(end_s / self.width) + 1)
 
 
-SERIES = ("output_tokens", "completed", "busy_s", "kv_blocks_s", "batch_s")
+# per bin: output tokens produced, requests completed, replica-seconds running iterations,
+# KV-cache use (replica-seconds of a full cache), sequence-seconds, prompt tokens produced
+# (prefilled for the first time) and device-seconds running iterations (busy_s weighted by
+# each replica's devices). The steady window (steady.py) is read from these.
+SERIES = ("output_tokens", "completed", "busy_s", "kv_blocks_s", "batch_s", "prompt_tokens",
+          "device_busy_s")
 
 
 class Meter:
@@ -78,26 +83,29 @@ class Meter:
     goes to the bin they end in, and reaches the shared series once per bin rather than
     once per iteration. Call :meth:`flush` at the end of the run."""
 
-    __slots__ = ("busy", "capacity", "completed", "end", "kv", "output", "sequences",
-                 "series", "start")
+    __slots__ = ("busy", "capacity", "completed", "devices", "end", "kv", "output", "prompt",
+                 "sequences", "series", "start")
 
-    def __init__(self, series: Series, kv_blocks: int):
+    def __init__(self, series: Series, kv_blocks: int, devices: int = 1):
         self.series = series
         self.capacity = kv_blocks
+        self.devices = devices
         self.start = 0.0
         self.end = -1.0  # the first iteration opens a bin
-        self.output = self.completed = 0
+        self.output = self.completed = self.prompt = 0
         self.busy = self.kv = self.sequences = 0.0
 
-    def count(self, t: float, output: int, busy: float, kv: float, sequences: float) -> None:
+    def count(self, t: float, output: int, busy: float, kv: float, sequences: float,
+              prompt: int = 0) -> None:
         """An iteration (or a run) ended at ``t``: ``output`` tokens, ``busy`` seconds, ``kv``
-        block-seconds and ``sequences`` sequence-seconds."""
+        block-seconds, ``sequences`` sequence-seconds and ``prompt`` tokens produced."""
         if t >= self.end:
             self.open(t)
         self.output += output
         self.busy += busy
         self.kv += kv
         self.sequences += sequences
+        self.prompt += prompt
 
     def open(self, t: float) -> None:
         """Flush, and start the bin holding ``t``."""
@@ -111,8 +119,9 @@ class Meter:
         """Add what was counted since the last flush to the series."""
         if self.busy or self.output or self.completed:
             self.series.add(self.start, (self.output, self.completed, self.busy,
-                                         self.kv / self.capacity, self.sequences))
-        self.output = self.completed = 0
+                                         self.kv / self.capacity, self.sequences, self.prompt,
+                                         self.busy * self.devices))
+        self.output = self.completed = self.prompt = 0
         self.busy = self.kv = self.sequences = 0.0
 
 

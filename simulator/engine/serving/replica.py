@@ -82,7 +82,7 @@ class Replica:
         self.usage = Usage()
         self.stats = stats
         self.series = series
-        self.meter = Meter(series, scheduler.kv_blocks)
+        self.meter = Meter(series, scheduler.kv_blocks, stats.devices)
         self.on_outcome = on_outcome
         self.jump = jump
         self.clock = 0.0
@@ -183,7 +183,8 @@ class Replica:
         sequences = plan.sequences
         kv = plan.blocks * time
         stats.record(1, sequences, time, kv, plan.blocks)
-        self.meter.count(end, out.output_tokens, time, kv, sequences * time)
+        self.meter.count(end, out.output_tokens, time, kv, sequences * time,
+                         plan.prompt_produced)
         stats.preemptions += plan.preempted
         stats.prompt_tokens += plan.prompt_tokens
         if out.finished or out.handoff:
@@ -240,6 +241,7 @@ class Replica:
         dec, now = sched.dec, sched.iteration
         residues, block, capacity = dec.residues, dec.block, sched.kv_blocks
         width, bounds, times = series.width, run.boundaries(), run.price.time_s
+        devices = self.stats.devices
         b, current, at = run.first, int(bounds[1] / width), bounds[1]
         busy = kv = 0.0
         n = 0
@@ -250,12 +252,14 @@ class Replica:
                       else dec.blocks_at(now + i) - dec.blocks_at(now + i - 1))
             k = int(bounds[i + 1] / width)
             if k != current:
-                series.add(at, (batch * n, 0, busy, kv / capacity, batch * busy))
+                series.add(at, (batch * n, 0, busy, kv / capacity, batch * busy, 0,
+                                busy * devices))
                 current, at, busy, kv, n = k, bounds[i + 1], 0.0, 0.0, 0
             busy += times[i]
             kv += b * times[i]
             n += step_tokens(now + i + 1) - step_tokens(now + i)
-        series.add(at, (batch * n, 0, busy, kv / capacity, batch * busy))
+        series.add(at, (batch * n, 0, busy, kv / capacity, batch * busy, 0,
+                        busy * devices))
 
     def _end_run(self, event: simpy.Event) -> None:
         if event is not self._timeout:

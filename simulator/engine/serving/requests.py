@@ -36,6 +36,8 @@ done            tokens of ``target`` prefilled so far (its prompt in progress)
 admission       the number of its latest admission on the replica that admitted it
                 (1, 2, ... per replica; 0 = never admitted): preemption takes the
                 running request admitted last
+credited        prompt tokens prefilled at least once: a recomputation after a preemption
+                prefills them again, but they are produced (and counted) only the first time
 ============== ====================================================================
 """
 
@@ -53,7 +55,7 @@ STATUS_NAMES = ("unfinished", "completed", "dropped")  # by status value, as the
 class Requests:
     """The columns of every request of a run (see the module docstring for each one)."""
 
-    __slots__ = ("admission", "admitted_s", "arrival_s", "decode_replica", "done",
+    __slots__ = ("admission", "admitted_s", "arrival_s", "credited", "decode_replica", "done",
                  "finish_s", "first_token_s", "generated", "output_len", "output_tokens",
                  "preemptions", "prompt_len", "prompt_tokens", "replica", "status", "target",
                  "transfer_s")
@@ -77,6 +79,7 @@ class Requests:
         self.target = list(self.prompt_len)
         self.done = [0] * n
         self.admission = [0] * n
+        self.credited = [0] * n
 
     def __len__(self) -> int:
         return len(self.arrival_s)

@@ -20,6 +20,7 @@ from simulator.engine.serving.router import make_policy
 from simulator.engine.serving.scheduler import Role, Scheduler
 from simulator.engine.serving.speculative import Speculation, SpeculativeCost
 from simulator.engine.serving.stack_cost import StackCost
+from simulator.engine.serving.steady import locate, steady_window
 from simulator.engine.serving.summary import Fleet, summarize
 from simulator.engine.serving.system import ServingSystem
 from simulator.engine.stepping import collector_paused, run_counting
@@ -38,17 +39,19 @@ from simulator.profiles.moe_routing import LoadBalancer
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.serving_stack import Admission
 from simulator.results.inference import InferenceResult, RequestRecords
+from simulator.results.steady import SteadyWindow
 
 
 @dataclass(frozen=True)
 class ServingOutcome:
     """What a serving run returns: its summary (``result``, the JSON of ``inference``,
-    ``time_s`` and ``utilization``), one record per request, and the SimPy events it took
-    (what the engine's cost grows with)."""
+    ``time_s`` and ``utilization``), one record per request, the SimPy events it took
+    (what the engine's cost grows with), and the figures over its steady window."""
 
     result: InferenceResult
     requests: RequestRecords
     events: int
+    steady: SteadyWindow
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,13 +208,18 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     fleet = Fleet(scenario.cluster.accelerators, hw.peak(run_precision(hw, w.precision)),
                   hw.hbm_bandwidth)
     records = requests.records()
-    result = summarize(requests, records, [r.stats for r in replicas], series=series,
-                       in_system=system.in_system, fleet=fleet, slo=w.slo,
-                       warmup=w.warmup_requests)
+    stats = [r.stats for r in replicas]
+    result = summarize(requests, records, stats, series=series, in_system=system.in_system,
+                       fleet=fleet, slo=w.slo, warmup=w.warmup_requests)
+    steady = steady_window(requests, records, stats, series=series,
+                           window=locate(requests, series),
+                           work=(fleet.peak_flops, fleet.hbm_bandwidth, fleet.accelerators),
+                           slo=w.slo, warmup=w.warmup_requests, whole=result.inference,
+                           whole_use=result.utilization)
     if speculation is not None:
         context = round(mean_tokens(w.prompt_tokens) + mean_tokens(w.output_tokens) / 2)
         metrics = speculation.metrics(replicas[-1].cost, context=context,
                                       largest=w.batching.max_batch_size)
         result = result.model_copy(update={"inference": result.inference.model_copy(
             update={"speculative": metrics})})
-    return ServingOutcome(result, records, events)
+    return ServingOutcome(result, records, events, steady)

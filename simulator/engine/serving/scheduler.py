@@ -66,11 +66,13 @@ class Plan:
     ``prompt_tokens``, ``prompt_cached`` and ``prompt_pairs`` are the chunks in aggregate,
     what pricing needs: new tokens, tokens already in the cache, and the (new, earlier)
     token pairs their attention covers (the sum of ``q·c + q(q+1)/2`` over chunks of ``q``
-    new tokens after ``c`` cached ones).
+    new tokens after ``c`` cached ones). ``prompt_produced`` is the part of ``prompt_tokens``
+    prefilled for the first time (not a recomputation after a preemption): the prompt
+    tokens the iteration serves, which the steady window counts when they are produced.
     """
 
     __slots__ = ("blocks", "chunks", "decode_batch", "decode_context", "preempted",
-                 "prompt_cached", "prompt_pairs", "prompt_tokens")
+                 "prompt_cached", "prompt_pairs", "prompt_produced", "prompt_tokens")
 
     def __init__(self) -> None:
         # (empty, filled in field by field: a constructor of eight keyword arguments costs
@@ -78,6 +80,7 @@ class Plan:
         self.chunks: list[tuple[int, int]] = []
         self.decode_batch = self.decode_context = self.preempted = self.blocks = 0
         self.prompt_tokens = self.prompt_cached = self.prompt_pairs = 0
+        self.prompt_produced = 0
 
     @property
     def sequences(self) -> int:
@@ -168,6 +171,18 @@ class Scheduler:
         self._admissions += 1
         reqs.admission[r] = self._admissions
 
+    def _credit(self, r: int, reach: int) -> int:
+        """Prompt tokens of ``r`` prefilled for the first time by a chunk that ends at
+        token ``reach``: those past what was credited before, up to the prompt's end (a
+        recomputation also prefills the tokens already generated, which are output)."""
+        reqs = self.requests
+        before = reqs.credited[r]
+        reach = min(reach, reqs.prompt_len[r])
+        if reach <= before:
+            return 0
+        reqs.credited[r] = reach
+        return reach - before
+
     def _preempt_one(self) -> None:
         reqs, dec = self.requests, self.dec
         decoder_admission, victim = dec.latest() if dec.n else (-1, -1)
@@ -230,6 +245,7 @@ class Scheduler:
             q = min(reqs.target[r] - done, budget, self.chunk)
             plan.chunks.append((r, q))
             plan.prompt_tokens += q
+            plan.prompt_produced += self._credit(r, done + q)
             plan.prompt_cached += done
             plan.prompt_pairs += q * done + q * (q + 1) // 2
             budget -= q
@@ -263,6 +279,7 @@ class Scheduler:
                 self.prompt_blocks += blocks
                 plan.chunks.append((r, q))
                 plan.prompt_tokens += q
+                plan.prompt_produced += self._credit(r, q)
                 plan.prompt_pairs += q * (q + 1) // 2
                 budget -= q
             plan.blocks += blocks

@@ -1,7 +1,8 @@
 """From what a serving run recorded to an :class:`InferenceResult` (formulas in docs/serving.md).
 
 Latency statistics use the completed requests after the warm-up; throughputs and
-utilizations cover the run from its first arrival to its last completion.
+utilizations cover the run from its first arrival to its last completion. The same figures
+over the steady window, warm-up and drain left out, are :mod:`~simulator.engine.serving.steady`'s.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.ma  # (np.percentile needs it; numpy 2 imports it lazily, in the first run)
 
+from simulator.engine.serving.latency import latencies
 from simulator.engine.serving.metrics import ReplicaStats, Series
 from simulator.engine.serving.requests import COMPLETED, DROPPED, PENDING, Requests
 from simulator.engine.serving.system import InSystem
@@ -24,10 +25,8 @@ from simulator.results.inference import (
     InferenceResult,
     LittleLaw,
     MeanMax,
-    Percentiles,
     ReplicaSummary,
     RequestRecords,
-    SLOTarget,
     TimeSeries,
 )
 from simulator.results.utilization import Utilization
@@ -67,16 +66,6 @@ class _Span:
         return min(1.0, sum(device_seconds) / device_time) if device_time > 0 else 0.0
 
 
-def percentiles(values: np.ndarray) -> Percentiles:
-    """Mean and percentiles of ``values``, NaN left out."""
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return Percentiles(mean=None, p50=None, p90=None, p99=None)
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return Percentiles(mean=float(np.mean(values)), p50=float(p50), p90=float(p90),
-                       p99=float(p99))
-
-
 def interval_average(starts: np.ndarray, ends: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Time-average number of intervals [start, end) open in each bin between ``edges``."""
     s, e = np.sort(starts), np.sort(ends)
@@ -87,33 +76,6 @@ def interval_average(starts: np.ndarray, ends: np.ndarray, edges: np.ndarray) ->
     # open time up to x: sum over started (x - s) minus sum over ended (x - e)
     area = (i * edges - cs[i]) - (j * edges - ce[j])
     return np.diff(area) / np.diff(edges)
-
-
-def _slo(slo: SLO | None, metrics: dict[str, np.ndarray], n_dropped: int,
-         many: np.ndarray) -> tuple[float | None, dict[str, SLOTarget], np.ndarray | None]:
-    if slo is None:
-        return None, {}, None
-    ok_all = np.ones(len(many), dtype=bool)
-    targets: dict[str, SLOTarget] = {}
-    for name in ("ttft_s", "tpot_s", "e2e_s"):
-        target = getattr(slo, name)
-        if target is None:
-            continue
-        values = metrics[name]
-        relevant = many if name == "tpot_s" else np.ones(len(values), dtype=bool)
-        ok = ~relevant | (values <= target)
-        ok_all &= ok
-        shown = values[relevant]
-        value = float(np.percentile(shown, slo.percentile)) if len(shown) else None
-        total = len(values) + n_dropped
-        attained = float(np.sum(ok)) / total if total else 0.0
-        targets[name] = SLOTarget(target_s=target, percentile=slo.percentile, value_s=value,
-                                  met=total > 0 and attained >= slo.percentile / 100,
-                                  attainment=attained)
-    total = len(ok_all) + n_dropped
-    if not targets or total == 0:
-        return None, targets, None
-    return float(np.sum(ok_all)) / total, targets, ok_all
 
 
 def _replica_summary(s: ReplicaStats, duration: float) -> ReplicaSummary:
@@ -146,27 +108,11 @@ def _time_series(requests: Requests, series: Series, replicas: int,
         bin_s=width, t_s=edges[:-1].tolist(),
         requests_per_s=(v["completed"] / width).tolist(),
         output_tokens_per_s=(v["output_tokens"] / width).tolist(),
+        prompt_tokens_per_s=(v["prompt_tokens"] / width).tolist(),
         queue_length=interval_average(start, admitted, edges).tolist(),
         in_system=interval_average(start, finish, edges).tolist(),
         kv_cache_utilization=(v["kv_blocks_s"] / (replicas * width)).tolist(),
         batch_size=batch.tolist())
-
-
-def _latencies(requests: Requests, records: RequestRecords, span: _Span, slo: SLO | None,
-               warmup: int) -> dict[str, Any]:
-    """The latency statistics, SLO attainment and goodput (completed requests after the
-    first ``warmup``; dropped ones count against the SLO)."""
-    after_warmup = np.arange(len(requests)) >= warmup
-    measured = (requests.status == COMPLETED) & after_warmup
-    metrics = {name: getattr(records, name)[measured]
-               for name in ("ttft_s", "tpot_s", "e2e_s", "queue_s")}
-    many = requests.output_tokens[measured] > 1
-    n_dropped = int(np.sum((requests.status == DROPPED) & after_warmup))
-    attainment, targets, ok = _slo(slo, metrics, n_dropped, many)
-    return dict(ttft_s=percentiles(metrics["ttft_s"]), tpot_s=percentiles(metrics["tpot_s"]),
-                e2e_s=percentiles(metrics["e2e_s"]), queue_s=percentiles(metrics["queue_s"]),
-                slo_attainment=attainment, slo=targets,
-                goodput_requests_per_s=span.rate(float(np.sum(ok))) if ok is not None else None)
 
 
 def _throughputs(requests: Requests, completed: np.ndarray, span: _Span) -> dict[str, Any]:
@@ -241,7 +187,9 @@ def summarize(requests: Requests, records: RequestRecords, stats: Sequence[Repli
         **_throughputs(requests, completed, span), arrived=len(requests),
         dropped=int(np.sum(requests.status == DROPPED)),
         unfinished=int(np.sum(requests.status == PENDING)), duration_s=span.duration,
-        **_latencies(requests, records, span, slo, warmup), **_batching(stats, span),
+        **latencies(requests, records, np.arange(len(requests)) >= warmup, slo,
+                    span.duration),
+        **_batching(stats, span),
         activity=activity, little_law=_little_law(requests, completed, span, in_system),
         per_replica=[_replica_summary(s, span.duration) for s in stats],
         time_series=_time_series(requests, series, len(stats), t_end))
