@@ -127,6 +127,9 @@ class ModelProfile(BaseModel):
     linear_bias: bool = Field(False, description="linear layers carry biases (GPT-2/3 style)")
     moe: MoE | None = None
     published_params: PublishedParams | None = None
+    alias_of: str | None = Field(
+        None, description="set by an alias file (simulator.profiles.model_alias): the id of "
+                          "the profile whose architecture this release shares")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelProfile:
