@@ -210,6 +210,7 @@ class RequestRecords:
     first_token_s: np.ndarray  # from the start of the run
     finish_s: np.ndarray  # from the start of the run
     preemptions: np.ndarray
+    cached_tokens: np.ndarray  # prompt tokens taken from the prefix cache (first admission)
 
     def __post_init__(self) -> None:
         n = len(self.request)

@@ -19,6 +19,7 @@ first_token_s   the end of the iteration that produced its first token
 finish_s        the end of the iteration that produced its last token
 transfer_s      its KV-cache transfer to the decode replica (disaggregated)
 preemptions     times it was preempted by recompute
+cached_tokens   prompt tokens found in the prefix cache at its first admission (not computed)
 status          :data:`PENDING`, :data:`COMPLETED` or :data:`DROPPED`
 ============== ====================================================================
 
@@ -53,10 +54,10 @@ STATUS_NAMES = ("unfinished", "completed", "dropped")  # by status value, as the
 class Requests:
     """The columns of every request of a run (see the module docstring for each one)."""
 
-    __slots__ = ("admission", "admitted_s", "arrival_s", "decode_replica", "done",
-                 "finish_s", "first_token_s", "generated", "output_len", "output_tokens",
-                 "preemptions", "prompt_len", "prompt_tokens", "replica", "status", "target",
-                 "transfer_s")
+    __slots__ = ("admission", "admitted_s", "arrival_s", "cached_tokens", "decode_replica",
+                 "done", "finish_s", "first_token_s", "generated", "output_len",
+                 "output_tokens", "preemptions", "prompt_len", "prompt_tokens", "replica",
+                 "status", "target", "transfer_s")
 
     def __init__(self, workload: Workload):
         n = len(workload)
@@ -70,6 +71,7 @@ class Requests:
         self.finish_s = np.full(n, np.nan)
         self.transfer_s = np.full(n, np.nan)
         self.preemptions = np.zeros(n, dtype=np.int32)
+        self.cached_tokens = np.zeros(n, dtype=np.int64)
         self.status = np.zeros(n, dtype=np.int8)
         self.prompt_len: list[int] = self.prompt_tokens.tolist()
         self.output_len: list[int] = self.output_tokens.tolist()
@@ -96,4 +98,4 @@ class Requests:
             ttft_s=self.first_token_s - self.arrival_s, tpot_s=tpot,
             e2e_s=self.finish_s - self.arrival_s, transfer_s=self.transfer_s,
             first_token_s=self.first_token_s, finish_s=self.finish_s,
-            preemptions=self.preemptions)
+            preemptions=self.preemptions, cached_tokens=self.cached_tokens)

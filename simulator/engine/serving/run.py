@@ -10,13 +10,16 @@ import numpy.random  # (numpy 2 imports it lazily: load it with this module, not
 import simpy
 
 from simulator.engine.serving.arrivals import generate_workload
+from simulator.engine.serving.cache_router import CacheAware
 from simulator.engine.serving.disaggregation import KVTransfer, place
 from simulator.engine.serving.iteration_cost import IterationCost
 from simulator.engine.serving.kv_cache import KVCapacity, ceil_div, kv_capacity
 from simulator.engine.serving.metrics import SERIES, ReplicaStats, Series
+from simulator.engine.serving.prefix_cache import PrefixCache
+from simulator.engine.serving.prefixes import PromptPrefixes
 from simulator.engine.serving.replica import Replica
 from simulator.engine.serving.requests import Requests
-from simulator.engine.serving.router import make_policy
+from simulator.engine.serving.router import RoutingPolicy, make_policy
 from simulator.engine.serving.scheduler import Role, Scheduler
 from simulator.engine.serving.stack_cost import StackCost
 from simulator.engine.serving.summary import Fleet, summarize
@@ -27,7 +30,12 @@ from simulator.perf.layouts import inference_layout
 from simulator.perf.moe_balance import moe_imbalance
 from simulator.perf.roofline import run_precision
 from simulator.perf.serving_iteration import iteration_model
-from simulator.profiles.inference import ArrivalProcess, InferenceParallelism, InferenceWorkload
+from simulator.profiles.inference import (
+    ArrivalProcess,
+    InferenceParallelism,
+    InferenceWorkload,
+    Router,
+)
 from simulator.profiles.moe_routing import LoadBalancer
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.serving_stack import Admission
@@ -131,19 +139,46 @@ def _transfer(scenario: Scenario, pools: list[_Pool]) -> KVTransfer | None:
                       decode_places=places[prefill.replicas:])
 
 
+def _prefix_caches(w: InferenceWorkload, pools: list[_Pool], requests: Requests,
+                   prefixes: PromptPrefixes | None) -> list[PrefixCache] | None:
+    """One prefix cache per replica of the first pool (the one that prefills), with
+    ``batching.prefix_caching``; else None. Without shared prompts every request is a chain
+    of its own (it can still find its own blocks after a preemption)."""
+    if not w.batching.prefix_caching:
+        return None
+    if prefixes is None:
+        n = len(requests)
+        prefixes = PromptPrefixes(system=np.zeros(n, dtype=np.int64),
+                                  chain=np.arange(n, dtype=np.int64))
+    key = prefixes.keys(w.batching.kv_block_tokens)
+    return [PrefixCache(key=key, block=w.batching.kv_block_tokens)
+            for _ in range(pools[0].replicas)]
+
+
+def _first_router(w: InferenceWorkload, replicas: int, requests: Requests,
+                  caches: list[PrefixCache] | None) -> RoutingPolicy:
+    """The first pool's routing policy (cache-aware ones look the request up)."""
+    if w.router is Router.CACHE_AWARE and caches is not None and replicas > 1:
+        return CacheAware(caches=caches, requests=requests, balance=w.router_balance_requests)
+    return make_policy(w.router, replicas)
+
+
 def _build(env: simpy.Environment, scenario: Scenario, requests: Requests, series: Series,
-           jump: bool) -> ServingSystem:
+           jump: bool, prefixes: PromptPrefixes | None) -> ServingSystem:
     """The serving system of ``scenario``: its pools of replicas, routers and transfers."""
     w = scenario.workload
     assert isinstance(w, InferenceWorkload)
     pools = _pools(scenario)
     transfer = _transfer(scenario, pools)
+    caches = _prefix_caches(w, pools, requests, prefixes)
     system = ServingSystem(
         env=env, requests=requests, series=series,
-        routers=(make_policy(w.router, pools[0].replicas),
+        routers=(_first_router(w, pools[0].replicas, requests, caches),
                  make_policy(w.router, pools[1].replicas) if transfer is not None else None),
         droppable=_droppable(requests, pools, scenario.model.max_seq_len),
-        transfer=transfer, closed=_closed_loop(w))
+        transfer=transfer, closed=_closed_loop(w),
+        sessions=(prefixes.turns, prefixes.think_time_s)
+        if prefixes is not None and prefixes.turns > 1 else None)
     index = 0
     for pool, decode in zip(pools, (False, True), strict=False):
         for _ in range(pool.replicas):
@@ -154,7 +189,8 @@ def _build(env: simpy.Environment, scenario: Scenario, requests: Requests, serie
                                  max_batch=w.batching.max_batch_size)
             scheduler = Scheduler(requests=requests, capacity=pool.capacity,
                                   batching=w.batching, role=pool.role,
-                                  static=w.engine.admission.value is Admission.STATIC)
+                                  static=w.engine.admission.value is Admission.STATIC,
+                                  prefix=caches[index] if caches and not decode else None)
             system.add(Replica(env=env, scheduler=scheduler, cost=pool.cost, stats=stats,
                                series=series, on_outcome=system.on_outcome, jump=jump),
                        decode)
@@ -175,12 +211,13 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     if not isinstance(w, InferenceWorkload):
         raise TypeError("run_serving needs an inference scenario")
     hw = scenario.hardware
-    requests = Requests(generate_workload(w, np.random.default_rng(scenario.seed)))
+    workload = generate_workload(w, np.random.default_rng(scenario.seed))
+    requests = Requests(workload)
     env = simpy.Environment()
     known = requests.arrival_s[np.isfinite(requests.arrival_s)]  # closed loop: later unknown
     last = float(known[-1]) if len(known) else 0.0
     series = Series(SERIES, width_s=max(last, 1.0) / 64)
-    system = _build(env, scenario, requests, series, jump)
+    system = _build(env, scenario, requests, series, jump, workload.prefixes)
     system.start()
     replicas = system.replicas + system.decode
     events = _run(env, progress,

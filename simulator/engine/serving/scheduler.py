@@ -40,6 +40,7 @@ from enum import StrEnum
 
 from simulator.engine.serving.decoding import Decoding
 from simulator.engine.serving.kv_cache import KVCapacity, ceil_div
+from simulator.engine.serving.prefix_cache import PrefixCache
 from simulator.engine.serving.requests import Requests
 from simulator.profiles.inference import Batching
 
@@ -102,11 +103,12 @@ class Scheduler:
     """
 
     __slots__ = ("_admissions", "block", "capacity", "chunk", "chunked", "dec", "iteration",
-                 "kv_blocks", "max_batch", "max_tokens", "prefilling", "prompt_blocks",
-                 "requests", "role", "static", "waiting")
+                 "kv_blocks", "max_batch", "max_tokens", "prefilling", "prefix",
+                 "prompt_blocks", "requests", "role", "static", "waiting")
 
     def __init__(self, *, requests: Requests, capacity: KVCapacity, batching: Batching,
-                 role: Role = Role.MIXED, static: bool = False):
+                 role: Role = Role.MIXED, static: bool = False,
+                 prefix: PrefixCache | None = None):
         self.requests = requests
         self.capacity = capacity
         self.kv_blocks = capacity.blocks
@@ -126,19 +128,25 @@ class Scheduler:
         self.iteration = 0
         self.dec = Decoding(self.block)
         self._admissions = 0
+        # computed blocks kept by content (batching.prefix_caching); None: none are kept
+        self.prefix = prefix
 
     # ---- blocks ------------------------------------------------------------------------------
     def blocks_in_use(self) -> int:
         """KV blocks in use at the next iteration (the decoding sequences at it, and the
         prompts)."""
-        return self.dec.blocks_at(self.iteration) + self.prompt_blocks
+        used = self.dec.blocks_at(self.iteration) + self.prompt_blocks
+        return used if self.prefix is None else used + self.prefix.adjustment
 
     def admission_blocks(self, r: int) -> int:
         """Blocks ``r`` needs to be admitted: its prompt, or its context if its KV came
-        with it."""
+        with it; less the leading prompt blocks other requests hold in the prefix cache."""
         reqs = self.requests
         target = reqs.target[r]
-        return ceil_div(target or reqs.prompt_len[r] + reqs.generated[r], self.block)
+        blocks = ceil_div(target or reqs.prompt_len[r] + reqs.generated[r], self.block)
+        if self.prefix is not None and target:
+            blocks -= self.prefix.match(r, target)[1]
+        return blocks
 
     # ---- planning ---------------------------------------------------------------------------
     def _join(self, r: int, context: int, generated: int) -> None:
@@ -163,9 +171,13 @@ class Scheduler:
             r = victim
             _, end, _ = dec.leave(r)
             reqs.generated[r] = reqs.output_len[r] - (end - self.iteration)
+            computed = reqs.prompt_len[r] + reqs.generated[r] - 1
         else:
             r = self.prefilling.pop()
             self.prompt_blocks -= ceil_div(reqs.target[r], self.block)
+            computed = reqs.done[r]
+        if self.prefix is not None:
+            self.prefix.retire(r, computed)
         reqs.target[r] = reqs.prompt_len[r] + reqs.generated[r]
         reqs.done[r] = 0
         reqs.preemptions[r] += 1
@@ -188,6 +200,8 @@ class Scheduler:
             self._preempt_one()
             preempted += 1
             need = self.blocks_in_use()
+        if self.prefix is not None:
+            self.prefix.evict_to(cap - need)
         plan = Plan()
         plan.preempted, plan.blocks = preempted, need
         if self.prefilling or self.waiting:
@@ -223,10 +237,15 @@ class Scheduler:
         reqs, dec, waiting, cap = self.requests, self.dec, self.waiting, self.kv_blocks
         while waiting and dec.n + len(self.prefilling) < self.max_batch and budget > 0:
             r = waiting[0]
-            blocks = self.admission_blocks(r)
+            target = reqs.target[r]
+            found = 0
+            if self.prefix is None or not target:
+                blocks = self.admission_blocks(r)
+            else:
+                found, held = self.prefix.match(r, target)
+                blocks = ceil_div(target, self.block) - held
             if plan.blocks + blocks > cap:
                 break
-            target = reqs.target[r]
             if target == 0:  # arrived with its KV cache: decode right away
                 waiting.popleft()
                 self._admit(r, now)
@@ -234,27 +253,47 @@ class Scheduler:
                 self._join(r, reqs.prompt_len[r] + g, g)
                 budget -= 1
             else:
+                cached = found * self.block
                 if self.chunked:
-                    q = min(target, budget, self.chunk)
-                elif target <= budget or (not plan.chunks and dec.n == 0):
-                    q = target
+                    q = min(target - cached, budget, self.chunk)
+                elif target - cached <= budget or (not plan.chunks and dec.n == 0):
+                    q = target - cached
                 else:
                     break
                 waiting.popleft()
                 self._admit(r, now)
                 self.prefilling.append(r)
-                self.prompt_blocks += blocks
+                self.prompt_blocks += ceil_div(target, self.block)
                 plan.chunks.append((r, q))
                 plan.prompt_tokens += q
                 plan.prompt_pairs += q * (q + 1) // 2
+                if self.prefix is not None:
+                    self._take_cached(r, plan, q, found)
                 budget -= q
             plan.blocks += blocks
+            if self.prefix is not None:
+                self.prefix.evict_to(cap - plan.blocks)
+
+    def _take_cached(self, r: int, plan: Plan, q: int, found: int) -> None:
+        """``r``, admitted with a first chunk of ``q`` tokens, takes its ``found`` leading
+        blocks from the prefix cache: its prefill starts after them, and the chunk's
+        attention reads their K/V (cached tokens in ``plan``)."""
+        assert self.prefix is not None
+        reqs = self.requests
+        cached = self.prefix.acquire(r, reqs.target[r], found)
+        reqs.done[r] = cached
+        plan.prompt_cached += cached
+        plan.prompt_pairs += q * cached
+        if not reqs.preemptions[r]:
+            reqs.cached_tokens[r] = cached
 
     def run_limit(self, first: int) -> int:
         """How many decode-only iterations can run before a sequence finishes or the cache
         runs out, given the blocks in use at the first of them."""
         dec, now = self.dec, self.iteration
-        prompts = self.prompt_blocks
+        prompts = self.prompt_blocks  # (and the blocks held once for several, when shared)
+        if self.prefix is not None:
+            prompts += self.prefix.adjustment
         iterations = dec.next_end() - now
         cap = self.kv_blocks
         # in k iterations a sequence crosses at most ceil(k / block) block boundaries
@@ -277,7 +316,18 @@ class Scheduler:
         """``iterations`` decode-only iterations have run; returns the requests that
         finished (each decoding sequence produced one token an iteration)."""
         self.iteration += iterations
-        return self.dec.finishing(self.iteration)
+        finished = self.dec.finishing(self.iteration)
+        if self.prefix is not None:
+            self._retire_decoded(finished)
+        return finished
+
+    def _retire_decoded(self, finished: list[int]) -> None:
+        """Decoded requests that finished leave their context's blocks to the prefix cache
+        (the last token's K/V was never computed)."""
+        assert self.prefix is not None
+        reqs, retire = self.requests, self.prefix.retire
+        for r in finished:
+            retire(r, reqs.prompt_len[r] + reqs.output_len[r] - 1)
 
     def commit(self, plan: Plan, now: float) -> IterationOutcome:
         """The iteration ``plan`` (with prompt chunks) has run and ended at ``now``."""
@@ -285,12 +335,17 @@ class Scheduler:
         self.iteration += 1
         out = IterationOutcome(plan.decode_batch,
                                dec.finishing(self.iteration) if dec.n else None)
+        prefix = self.prefix
+        if prefix is not None and out.finished:
+            self._retire_decoded(out.finished)
         for r, q in plan.chunks:
             done = reqs.done[r] + q
             reqs.done[r] = done
             if done < reqs.target[r]:
                 continue
             self.prefilling.remove(r)
+            if prefix is not None:
+                prefix.publish(r, done)
             g = reqs.generated[r] + 1
             reqs.generated[r] = g
             out.output_tokens += 1
@@ -302,6 +357,8 @@ class Scheduler:
             self.prompt_blocks -= ceil_div(reqs.target[r], self.block)
             if g >= reqs.output_len[r]:
                 out.finished.append(r)
+                if prefix is not None:
+                    prefix.retire(r, done)
             else:  # decodes from the next iteration, with context prompt + g
                 self._join(r, reqs.prompt_len[r] + g, g)
         return out
@@ -311,4 +368,6 @@ class Scheduler:
         (returns how many)."""
         blocks = ceil_div(self.requests.target[r], self.block)
         self.prompt_blocks -= blocks
+        if self.prefix is not None:
+            self.prefix.retire(r, self.requests.target[r])
         return blocks
