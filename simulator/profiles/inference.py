@@ -158,6 +158,9 @@ class Arrivals(BaseModel):
     think_time_s: NonNegativeSeconds | None = Field(
         None, description="closed: pause between a client's request ending and its next "
                           "(default 0)")
+    hash_block_tokens: PositiveInt = Field(
+        512, description="trace: prompt tokens per id of a row's hash_ids (Mooncake's "
+                         "traces: 512); a multiple of batching.kv_block_tokens")
 
     @field_validator("path")
     @classmethod

@@ -64,6 +64,10 @@ def prefix_problem(workload: Any) -> str | None:
     if workload.router.value == "cache_aware" and not workload.batching.prefix_caching:
         return ("router: cache_aware sends a request to the replica caching its prefix: set "
                 "batching.prefix_caching: true")
+    block, hashed = workload.batching.kv_block_tokens, workload.arrivals.hash_block_tokens
+    if process == "trace" and workload.batching.prefix_caching and hashed % block:
+        return (f"arrivals.hash_block_tokens ({hashed}) must be a multiple of "
+                f"batching.kv_block_tokens ({block}): a trace's block ids name whole KV blocks")
     requests = workload.arrivals.expected_requests
     turns = workload.sessions.turns if workload.sessions is not None else 1
     if requests is not None and requests * turns > MAX_REQUESTS:

@@ -113,6 +113,11 @@ def _inference(console: Console, m: InferenceMetrics) -> None:
     head.add_row("preemptions", f"{m.preemptions:,}")
     head.add_row("serving-stack overhead", f"{m.cpu_overhead_fraction:.1%} of iteration time "
                                            f"(host work, eager launches)")
+    if m.prefix_cache is not None:
+        c = m.prefix_cache
+        head.add_row("prefix cache", f"{c.hit_rate:.1%} of cacheable blocks hit; "
+                                     f"{c.cached_tokens:,} prompt tokens ({c.token_hit_rate:.1%}) "
+                                     f"not recomputed; {c.evicted_blocks:,} blocks evicted")
     console.print(head)
     latency = Table(title="Latency", title_justify="left")
     latency.add_column("metric", style="cyan")

@@ -127,6 +127,25 @@ class BatchHistogram(BaseModel):
     iterations: list[int]
 
 
+class PrefixCacheMetrics(BaseModel):
+    """What the prefix caches of the replicas that prefill saved (batching.prefix_caching)."""
+
+    model_config = _FROZEN
+
+    hit_rate: float = Field(description="blocks found in the cache / blocks looked up: the full "
+                                        "KV blocks of each prefill's first target - 1 tokens "
+                                        "(the last prompt token is always computed)")
+    token_hit_rate: float = Field(description="prompt tokens taken from the cache / prompt "
+                                              "tokens to prefill (recomputations included)")
+    cached_tokens: int = Field(description="prompt tokens not computed: their K/V was cached")
+    prompt_tokens: int = Field(description="prompt tokens of every prefill (recomputations "
+                                           "after a preemption included)")
+    lookup_blocks: int
+    hit_blocks: int
+    evicted_blocks: int = Field(description="free cached blocks evicted (least recently used "
+                                            "first) to make room")
+
+
 class InferenceMetrics(BaseModel):
     """The ``inference`` key of a serving result."""
 
@@ -169,6 +188,9 @@ class InferenceMetrics(BaseModel):
                          "with the device, host work longer than the device step it overlaps, "
                          "and eager kernel launches slower than the kernels (workload.engine; "
                          "0 with the ideal stack)")
+    prefix_cache: PrefixCacheMetrics | None = Field(
+        None, description="prefix caching's hits and evictions; null without "
+                          "batching.prefix_caching")
     little_law: LittleLaw
     per_replica: list[ReplicaSummary]
     time_series: TimeSeries

@@ -156,7 +156,14 @@ def _from_trace(arrivals: Arrivals) -> Workload:
         keep &= times <= arrivals.duration_s
     if arrivals.requests is not None:
         keep &= np.arange(len(times)) < arrivals.requests
-    return Workload(times[keep], prompts[keep], outputs[keep])
+    prefixes = None
+    if trace.hash_ids is not None:
+        n = int(keep.sum())
+        prefixes = PromptPrefixes(
+            system=np.zeros(n, dtype=np.int64), chain=np.arange(n, dtype=np.int64),
+            hashes=[ids for ids, k in zip(trace.hash_ids, keep.tolist(), strict=True) if k],
+            hash_block_tokens=arrivals.hash_block_tokens)
+    return Workload(times[keep], prompts[keep], outputs[keep], prefixes)
 
 
 def generate_workload(workload: InferenceWorkload, rng: np.random.Generator) -> Workload:

@@ -28,14 +28,16 @@ a lookup covers the full blocks of the first ``target - 1`` tokens.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+from simulator.results.inference import PrefixCacheMetrics
 
 
 class PrefixCache:
     """Cached KV blocks of one replica of ``block`` tokens each, and the hit counters."""
 
     __slots__ = ("block", "borrowed", "cached_tokens", "evictions", "free", "held", "hits",
-                 "key", "lookups", "refs")
+                 "key", "lookups", "queried_tokens", "refs")
 
     def __init__(self, *, key: Callable[[int, int], int], block: int):
         self.key = key
@@ -45,6 +47,7 @@ class PrefixCache:
         self.held: dict[int, list[int]] = {}  # request -> the keys it borrows, in order
         self.borrowed = 0  # sum of len(held[r])
         self.lookups = self.hits = self.cached_tokens = self.evictions = 0
+        self.queried_tokens = 0  # prompt tokens of the prefills that looked the cache up
 
     @property
     def adjustment(self) -> int:
@@ -80,6 +83,7 @@ class PrefixCache:
         self.held[r] = keys
         self.borrowed += found
         self.lookups += (target - 1) // self.block
+        self.queried_tokens += target
         self.hits += found
         cached = found * self.block
         self.cached_tokens += cached
@@ -129,3 +133,16 @@ class PrefixCache:
             self.evictions += over
             for _ in range(over):
                 free.popitem(last=False)
+
+
+def merged(caches: Sequence[PrefixCache]) -> PrefixCacheMetrics:
+    """The hit rates and counts of several replicas' caches together."""
+    lookups = sum(c.lookups for c in caches)
+    hits = sum(c.hits for c in caches)
+    cached = sum(c.cached_tokens for c in caches)
+    queried = sum(c.queried_tokens for c in caches)
+    return PrefixCacheMetrics(hit_rate=hits / lookups if lookups else 0.0,
+                              token_hit_rate=cached / queried if queried else 0.0,
+                              cached_tokens=cached, prompt_tokens=queried,
+                              lookup_blocks=lookups, hit_blocks=hits,
+                              evicted_blocks=sum(c.evictions for c in caches))

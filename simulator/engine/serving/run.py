@@ -15,7 +15,7 @@ from simulator.engine.serving.disaggregation import KVTransfer, place
 from simulator.engine.serving.iteration_cost import IterationCost
 from simulator.engine.serving.kv_cache import KVCapacity, ceil_div, kv_capacity
 from simulator.engine.serving.metrics import SERIES, ReplicaStats, Series
-from simulator.engine.serving.prefix_cache import PrefixCache
+from simulator.engine.serving.prefix_cache import PrefixCache, merged
 from simulator.engine.serving.prefixes import PromptPrefixes
 from simulator.engine.serving.replica import Replica
 from simulator.engine.serving.requests import Requests
@@ -230,7 +230,8 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     fleet = Fleet(scenario.cluster.accelerators, hw.peak(run_precision(hw, w.precision)),
                   hw.hbm_bandwidth)
     records = requests.records()
+    caches = [r.sched.prefix for r in replicas if r.sched.prefix is not None]
     result = summarize(requests, records, [r.stats for r in replicas], series=series,
                        in_system=system.in_system, fleet=fleet, slo=w.slo,
-                       warmup=w.warmup_requests)
+                       warmup=w.warmup_requests, prefix=merged(caches) if caches else None)
     return ServingOutcome(result, records, events)

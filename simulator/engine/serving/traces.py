@@ -10,6 +10,9 @@ Two formats, chosen by the file's suffix:
   a UTF-8 byte-order mark (as spreadsheet programs write) is dropped.
 - **JSON Lines** (``.jsonl``): one JSON object per line with the keys ``arrival_s``,
   ``prompt_tokens`` and ``output_tokens`` (other keys ignored). Blank lines are skipped.
+  An optional ``hash_ids`` key (Mooncake's traces carry it) lists one id per block of the
+  prompt (``arrivals.hash_block_tokens`` tokens each); equal ids mean an identical prefix,
+  which the prefix cache reuses (:mod:`~simulator.engine.serving.prefixes`).
 
 ``arrival_s`` is seconds from the start of the run (a finite number >= 0) and rows must be in
 arrival order (equal times allowed); the token counts are whole numbers written in ASCII
@@ -57,6 +60,10 @@ class Trace:
     arrival_s: np.ndarray
     prompt_tokens: np.ndarray
     output_tokens: np.ndarray
+    hash_ids: list[list[int]] | None = None  # per row (JSONL ``hash_ids``); None: none given
+
+
+_MAX_HASH_ID = (1 << 62) - 1  # ids stay int64 when a block's key is made of them
 
 
 class _Rows:
@@ -67,6 +74,8 @@ class _Rows:
         self.times: list[float] = []
         self.prompts: list[int] = []
         self.outputs: list[int] = []
+        self.hashes: list[list[int]] = []
+        self.any_hashes = False
 
     def error(self, line: int, field: str | None, message: str) -> InputError:
         """An input error located at ``line`` of the trace file and ``field``."""
@@ -117,6 +126,18 @@ class _Rows:
         self.times.append(self.time(line, row["arrival_s"]))
         self.prompts.append(self.tokens(line, "prompt_tokens", row["prompt_tokens"]))
         self.outputs.append(self.tokens(line, "output_tokens", row["output_tokens"]))
+        ids = row.get("hash_ids")
+        self.hashes.append(self.hash_ids(line, ids) if ids is not None else [])
+        self.any_hashes = self.any_hashes or ids is not None
+
+    def hash_ids(self, line: int, value: Any) -> list[int]:
+        """A row's block hashes: a list of whole numbers from 0."""
+        if not isinstance(value, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _MAX_HASH_ID
+                for v in value):
+            raise self.error(line, "hash_ids", f"{_shown(value)} is not a list of block ids "
+                                               f"(whole numbers >= 0)")
+        return value
 
     def trace(self) -> Trace:
         """The rows kept so far as a :class:`Trace` (refused when there are none)."""
@@ -124,7 +145,8 @@ class _Rows:
             raise InputError("the trace has no requests", file=self.path)
         return Trace(np.asarray(self.times, dtype=float),
                      np.asarray(self.prompts, dtype=np.int64),
-                     np.asarray(self.outputs, dtype=np.int64))
+                     np.asarray(self.outputs, dtype=np.int64),
+                     self.hashes if self.any_hashes else None)
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
