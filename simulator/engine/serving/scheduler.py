@@ -315,9 +315,13 @@ class Scheduler:
     def commit_run(self, iterations: int) -> list[int]:
         """``iterations`` decode-only iterations have run; returns the requests that
         finished (each decoding sequence produced one token an iteration)."""
+        prefix = self.prefix
+        if prefix is not None:  # the cache gave way as the run's blocks grew, to its last
+            last = self.dec.blocks_at(self.iteration + iterations - 1) + self.prompt_blocks
+            prefix.evict_to(self.kv_blocks - last - prefix.adjustment)
         self.iteration += iterations
         finished = self.dec.finishing(self.iteration)
-        if self.prefix is not None:
+        if prefix is not None:
             self._retire_decoded(finished)
         return finished
 
