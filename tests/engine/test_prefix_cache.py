@@ -22,7 +22,7 @@ def own_chains(n: int) -> PromptPrefixes:
 
 
 def cache_of(prefixes: PromptPrefixes) -> PrefixCache:
-    return PrefixCache(key=prefixes.keys(BLOCK), block=BLOCK)
+    return PrefixCache(keys=prefixes.keys(BLOCK), block=BLOCK)
 
 
 def test_a_lookup_covers_the_full_blocks_before_the_last_prompt_token():
@@ -62,8 +62,8 @@ def test_lru_evicts_the_least_recently_used_tail_first():
         cache.publish(r, 48)
     for r in range(3):
         cache.retire(r, 48)
-    key = cache.key
-    assert list(cache.free) == [key(r, i) for r in range(3) for i in (2, 1, 0)]
+    keys = [list(cache.keys(r, 0, 3)) for r in range(3)]
+    assert list(cache.free) == [keys[r][i] for r in range(3) for i in (2, 1, 0)]
     cache.evict_to(7)
     assert cache.evictions == 2
     assert [cache.match(r, 49)[0] for r in range(3)] == [1, 3, 3]

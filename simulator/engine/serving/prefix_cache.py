@@ -28,8 +28,9 @@ a lookup covers the full blocks of the first ``target - 1`` tokens.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from simulator.engine.serving.prefixes import BlockKeys
 from simulator.results.inference import PrefixCacheMetrics
 
 
@@ -37,10 +38,10 @@ class PrefixCache:
     """Cached KV blocks of one replica of ``block`` tokens each, and the hit counters."""
 
     __slots__ = ("block", "borrowed", "cached_tokens", "evictions", "free", "held", "hits",
-                 "key", "lookups", "queried_tokens", "refs")
+                 "keys", "lookups", "queried_tokens", "refs")
 
-    def __init__(self, *, key: Callable[[int, int], int], block: int):
-        self.key = key
+    def __init__(self, *, keys: BlockKeys, block: int):
+        self.keys = keys
         self.block = block
         self.refs: dict[int, int] = {}
         self.free: OrderedDict[int, None] = OrderedDict()
@@ -57,10 +58,9 @@ class PrefixCache:
     def match(self, r: int, target: int) -> tuple[int, int]:
         """Of ``r``'s first ``(target - 1) // block`` blocks, how many lead its prompt in the
         cache, and how many of those are referenced (held already, they cost no memory)."""
-        key, refs, free = self.key, self.refs, self.free
+        refs, free = self.refs, self.free
         found = referenced = 0
-        for i in range((target - 1) // self.block):
-            k = key(r, i)
+        for k in self.keys(r, 0, (target - 1) // self.block):
             if k in refs:
                 if found == referenced:
                     referenced += 1
@@ -72,8 +72,8 @@ class PrefixCache:
     def acquire(self, r: int, target: int, found: int) -> int:
         """``r`` is admitted to prefill ``target`` tokens and takes its ``found`` leading
         blocks from the cache; returns the tokens it need not compute."""
-        key, refs, free = self.key, self.refs, self.free
-        keys = [key(r, i) for i in range(found)]
+        refs, free = self.refs, self.free
+        keys = list(self.keys(r, 0, found))
         for k in keys:
             if k in refs:
                 refs[k] += 1
@@ -93,11 +93,10 @@ class PrefixCache:
         """``r``'s first ``tokens`` tokens are computed: its full blocks join the cache,
         referenced by ``r`` (a block another request computed meanwhile is shared, and ``r``'s
         copy freed)."""
-        key, refs, free = self.key, self.refs, self.free
+        refs, free = self.refs, self.free
         keys = self.held.setdefault(r, [])
         start = len(keys)
-        for i in range(start, tokens // self.block):
-            k = key(r, i)
+        for k in self.keys(r, start, tokens // self.block):
             if k in refs:
                 refs[k] += 1
             else:
@@ -110,10 +109,10 @@ class PrefixCache:
     def retire(self, r: int, tokens: int) -> None:
         """``r`` leaves the batch with ``tokens`` tokens of context computed: its full blocks
         become free (most recently used), tail first; those it borrowed are released."""
-        key, refs, free = self.key, self.refs, self.free
+        refs, free = self.refs, self.free
         keys = self.held.pop(r, [])
-        for i in range(tokens // self.block - 1, len(keys) - 1, -1):  # its own, never shared
-            k = key(r, i)
+        own = list(self.keys(r, len(keys), tokens // self.block))  # never shared with it
+        for k in reversed(own):
             if k not in refs and k not in free:
                 free[k] = None
         for k in reversed(keys):

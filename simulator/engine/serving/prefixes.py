@@ -23,14 +23,17 @@ each session's first turn has an arrival time in advance, the next is sent
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import chain as chain_ranges
+from itertools import repeat
 
 import numpy as np
 
 from simulator.profiles.inference import InferenceWorkload, TokenDistribution
 
 _CHAIN_SHIFT = 40  # key = (chain + 1) << 40 | block index: indices stay below 2^40
+BlockKeys = Callable[[int, int, int], Iterable[int]]  # (request, first block, end) -> keys
 Sampler = Callable[[int | TokenDistribution, int, np.random.Generator], np.ndarray]
 
 
@@ -47,21 +50,24 @@ class PromptPrefixes:
     hashes: list[list[int]] | None = None  # a trace's block hashes, per request
     hash_block_tokens: int = 0
 
-    def keys(self, block: int) -> Callable[[int, int], int]:
-        """``key(r, i)``: the content key of the ``i``-th KV block (of ``block`` tokens) of
-        request ``r``'s context. Equal keys, equal K/V."""
+    def keys(self, block: int) -> BlockKeys:
+        """``keys(r, start, stop)``: the content keys of request ``r``'s KV blocks ``start``
+        to ``stop - 1`` (of ``block`` tokens each). Equal keys, equal K/V. The keys of a
+        chain are consecutive integers, so they come as ranges, not one call per block."""
         if self.hashes is not None:
             return self._hash_keys(block)
         system, chain = self.system.tolist(), self.chain.tolist()
 
-        def key(r: int, i: int) -> int:
+        def keys(r: int, start: int, stop: int) -> Iterable[int]:
             """System-prompt blocks by index; the rest by the request's chain and index."""
-            if (i + 1) * block <= system[r]:
-                return i
-            return (chain[r] + 1) << _CHAIN_SHIFT | i
-        return key
+            shared = min(system[r] // block, stop)
+            base = (chain[r] + 1) << _CHAIN_SHIFT
+            if start >= shared:
+                return range(base + start, base + stop)
+            return chain_ranges(range(start, shared), range(base + shared, base + stop))
+        return keys
 
-    def _hash_keys(self, block: int) -> Callable[[int, int], int]:
+    def _hash_keys(self, block: int) -> BlockKeys:
         """Keys from a trace's block hashes; a block past the listed hashes is the request's
         own (negative keys cannot meet the others)."""
         hashes, per = self.hashes, self.hash_block_tokens // block
@@ -74,7 +80,11 @@ class PromptPrefixes:
             if j < len(ids):
                 return -(ids[j] * per + i % per) - 1
             return (r + 1) << _CHAIN_SHIFT | i
-        return key
+
+        def keys(r: int, start: int, stop: int) -> Iterable[int]:
+            """One key a block (trace rows are few next to the blocks they name)."""
+            return map(key, repeat(r, stop - start), range(start, stop))
+        return keys
 
 
 def shape_prompts(workload: InferenceWorkload, times: np.ndarray, rng: np.random.Generator,

@@ -150,8 +150,8 @@ def _prefix_caches(w: InferenceWorkload, pools: list[_Pool], requests: Requests,
         n = len(requests)
         prefixes = PromptPrefixes(system=np.zeros(n, dtype=np.int64),
                                   chain=np.arange(n, dtype=np.int64))
-    key = prefixes.keys(w.batching.kv_block_tokens)
-    return [PrefixCache(key=key, block=w.batching.kv_block_tokens)
+    keys = prefixes.keys(w.batching.kv_block_tokens)
+    return [PrefixCache(keys=keys, block=w.batching.kv_block_tokens)
             for _ in range(pools[0].replicas)]
 
 
