@@ -261,3 +261,26 @@ def test_the_chat_scenario_shows_what_the_cache_saves():
     assert cached.prefix_cache.token_hit_rate == pytest.approx(0.92, abs=0.01)
     assert cached.ttft_s.mean == pytest.approx(0.014, abs=0.001)
     assert plain.ttft_s.mean == pytest.approx(0.053, abs=0.001)
+
+
+def test_disaggregated_prefill_pool_caches_and_hands_off():
+    """One prefill and one decode replica (tp 1 each): the prefill replica caches the
+    1,024-token system prompt; each request still hands its whole KV cache to the decode
+    replica; single-stepping agrees."""
+    s = scenario({"arrivals": {"process": "poisson", "rate_per_s": 4, "requests": 60},
+                  "shared_prefix": {"tokens": 1024}, "batching": CACHING,
+                  "disaggregation": {"prefill_replicas": 1, "decode_replicas": 1}},
+                 accelerators=2)
+    jumped, stepped = run_serving(s), run_serving(s, jump=False)
+    assert _records_equal(jumped.requests, stepped.requests) == []
+    r = jumped.requests
+    assert (r.status == "completed").all() and (r.decode_replica == 1).all()
+    assert (r.cached_tokens[1:] == 1024).mean() > 0.9
+
+
+def test_warmup_may_count_every_turn_of_the_sessions():
+    """4 sessions of 3 turns are 12 requests: a warm-up of 10 leaves 2 to measure."""
+    s = sessions(requests=4, warmup_requests=10)
+    assert run_serving(s).result.inference.requests == 12
+    with pytest.raises(InputErrors, match="must be fewer than the requests that arrive"):
+        sessions(requests=4, warmup_requests=12)
