@@ -50,6 +50,20 @@ def _prefill_time(s, new: int, cached: int) -> float:
     return cost.step_time(Usage(), new, cached, new * cached + new * (new + 1) // 2, 1, 0, 0)
 
 
+@pytest.mark.parametrize("cached", [1024, 2048])
+def test_a_cached_prefix_costs_its_attention_reads_by_hand(cached):
+    """Llama 3.1 8B (32 layers, 32 query and 8 K/V heads of 128, bf16 KV): prefilling
+    q = 1,024 new tokens after c cached ones does the same GEMMs as with none, plus the
+    attention of every new token over the c cached keys, 4·L·H·d·q·c FLOPs (QK^T and PV,
+    2 FLOPs a multiply-add), and reads their K and V once: 2·L·kv·d·2 bytes a token."""
+    cost = _pools(spaced(1, 8))[0].cost
+    q = 1024
+    fresh = cost.prefill(q, 0, q * (q + 1) // 2, 1)
+    after = cost.prefill(q, cached, q * cached + q * (q + 1) // 2, 1)
+    assert after.flops - fresh.flops == pytest.approx(4 * 32 * 32 * 128 * q * cached)
+    assert after.hbm_bytes - fresh.hbm_bytes == pytest.approx(cached * 2 * 32 * 8 * 128 * 2)
+
+
 @pytest.mark.parametrize("shared", [0, 512, 2048, 3072])
 def test_ttft_is_the_prefill_of_the_uncached_part(shared):
     """Prompts of ``shared`` system tokens + 1,024 own tokens, one at a time. The first
