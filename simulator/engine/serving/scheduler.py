@@ -26,6 +26,11 @@ empty, its prompts prefilled together in one iteration (the token budget does no
 them), and it decodes until its longest member ends; each member completes at its own last
 token.
 
+With prefix caching (a :class:`~simulator.engine.serving.prefix_cache.PrefixCache`), an
+admitted prompt starts after the leading blocks found in the cache: its chunks carry only
+the rest, their attention reads the cached tokens, and blocks held by other running
+requests cost it no room. Blocks in use count a shared block once.
+
 A request is its number ``r`` in :class:`~simulator.engine.serving.requests.Requests`,
 whose columns the scheduler reads and writes. Decoding sequences are kept by
 :class:`~simulator.engine.serving.decoding.Decoding`, so a run of decode-only iterations
