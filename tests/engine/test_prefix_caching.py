@@ -298,3 +298,30 @@ def test_warmup_may_count_every_turn_of_the_sessions():
     assert run_serving(s).result.inference.requests == 12
     with pytest.raises(InputErrors, match="must be fewer than the requests that arrive"):
         sessions(requests=4, warmup_requests=12)
+
+
+def test_the_mooncake_excerpt_is_read_as_published_and_its_hashes_shared():
+    """Mooncake rows: timestamp in ms, input/output lengths, hash ids of 512-token blocks.
+    Every row's first block is id 0: once a row has finished its prefill, the later rows
+    find that block, (512 / 16) = 32 KV blocks = 512 tokens, and nothing more (the other
+    ids differ). Six rows arrive at t = 0. The first iteration's 8,192-token budget takes
+    row 0 whole (6,758) and row 1's first 1,434 tokens: neither finds anything. Row 0's
+    blocks are published when that iteration ends, so row 2, admitted in the second, and
+    every row after it find the 512 tokens."""
+    from tests.conftest import ROOT
+    path = ROOT / "scenarios" / "traces" / "mooncake-conversation-head.jsonl"
+    s = scenario({"arrivals": {"process": "trace", "path": str(path)}, "batching": CACHING})
+    r = run_serving(s).requests
+    assert r.arrival_s.tolist()[6:] == [3.0, 3.0, 3.0, 5.999, 5.999, 9.0]
+    assert r.prompt_tokens.tolist()[:2] == [6758, 7322]
+    assert r.cached_tokens.tolist() == [0, 0] + [512] * 10
+
+
+def test_a_bad_mooncake_timestamp_names_its_field(tmp_path):
+    from simulator.errors import InputError
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"timestamp": "soon", "input_length": 5, "output_length": 1}\n')
+    s = scenario({"arrivals": {"process": "trace", "path": str(path)}})
+    with pytest.raises(InputError, match=r"m\.jsonl:1: timestamp: 'soon' is not a number "
+                                         r"of milliseconds"):
+        run_serving(s)
