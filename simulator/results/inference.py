@@ -217,7 +217,7 @@ class RequestRecords:
     defines each column.
     """
 
-    request: np.ndarray  # its number: 0, 1, ... in arrival order
+    request: np.ndarray  # its number: 0, 1, ... in arrival order (sessions: turn by turn)
     status: np.ndarray  # "completed", "dropped" or "unfinished"
     arrival_s: np.ndarray
     prompt_tokens: np.ndarray
