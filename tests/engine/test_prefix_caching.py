@@ -325,3 +325,9 @@ def test_a_bad_mooncake_timestamp_names_its_field(tmp_path):
     with pytest.raises(InputError, match=r"m\.jsonl:1: timestamp: 'soon' is not a number "
                                          r"of milliseconds"):
         run_serving(s)
+
+
+def test_a_system_prompt_beyond_the_context_is_refused():
+    """Llama 3.1 8B: 131,072 tokens. 0.5 x 262,000 + 600 + 120 on average is beyond."""
+    _error({"shared_prefix": {"tokens": 262_000, "share": 0.5}},
+           r"shared_prefix \+ prompt_tokens \+ output_tokens = 131,\d+ on average, beyond")
