@@ -3,9 +3,9 @@
 A request is its number ``r``: its position in arrival order (``0 <= r < len(requests)``,
 fewer than 2^40 of them, since :mod:`~simulator.engine.serving.decoding` packs ``r`` into
 its heap keys; with multi-turn sessions the numbering goes session by session and turn by
-turn, :mod:`~simulator.engine.serving.prefixes`). Everything about it is a column of :class:`Requests`, indexed by ``r``
-(a struct of arrays: a summary over 10^6 requests is a few vector operations, and the hot
-loops do not allocate an object per request).
+turn, :mod:`~simulator.engine.serving.prefixes`). Everything about it is a column of
+:class:`Requests`, indexed by ``r`` (a struct of arrays: a summary over 10^6 requests is a
+few vector operations, and the hot loops do not allocate an object per request).
 
 **Records** (numpy columns; times in seconds from the start of the run, NaN until reached):
 
