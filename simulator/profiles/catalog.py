@@ -18,6 +18,7 @@ from typing import TypeVar
 from simulator.errors import InputError, UnknownProfile
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import ModelProfile
+from simulator.profiles.model_alias import is_alias, resolve_alias
 from simulator.profiles.serving_stack import ServingStack
 from simulator.profiles.validation import validate
 from simulator.profiles.yaml_source import read_yaml
@@ -128,6 +129,17 @@ def _load_file(kind: type[Profile], path: Path, mtime_ns: int) -> Profile:
     return validate(kind, doc.data, doc)
 
 
+@cache
+def _load_model_file(path: Path, mtime_ns: int) -> ModelProfile:
+    """A model profile file read once per modification time; an alias file takes its
+    architecture from the profile it names (``model_alias``)."""
+    doc = read_yaml(path)
+    _require_mapping(doc.data, str(path))
+    if is_alias(doc.data):
+        return resolve_alias(doc, path, load_model)
+    return validate(ModelProfile, doc.data, doc)
+
+
 def _load(kind: type[Profile], locate: Callable[[str, Path | None], Path], ref: str | Path,
           base_dir: Path | None) -> Profile:
     """Locate ``ref`` (an id or a path) with ``locate`` and load it as ``kind``."""
@@ -159,7 +171,11 @@ def load_hardware(ref: str | Path, base_dir: Path | None = None) -> HardwareProf
 
 def load_model(ref: str | Path, base_dir: Path | None = None) -> ModelProfile:
     """Load a model profile by built-in id or path. Raises InputError for bad input."""
-    return _load(ModelProfile, model_path, ref, base_dir)
+    try:
+        path = model_path(str(ref), base_dir)
+    except LookupError as exc:
+        raise UnknownProfile(str(exc)) from None
+    return _load_model_file(path.resolve(), _mtime(path))
 
 
 def load_stack(ref: str | Path, base_dir: Path | None = None) -> ServingStack:

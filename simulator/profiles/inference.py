@@ -38,6 +38,7 @@ from simulator.profiles.numbers import (
     TokenLength,
 )
 from simulator.profiles.precision import Precision
+from simulator.profiles.prefix_sharing import Sessions, SharedPrefix, prefix_problem
 from simulator.profiles.quantities import NonNegativeSeconds, Seconds
 from simulator.profiles.serving_stack import ServingStack
 from simulator.profiles.speculative import Speculative
@@ -158,6 +159,9 @@ class Arrivals(BaseModel):
     think_time_s: NonNegativeSeconds | None = Field(
         None, description="closed: pause between a client's request ending and its next "
                           "(default 0)")
+    hash_block_tokens: PositiveInt = Field(
+        512, description="trace: prompt tokens per id of a row's hash_ids (Mooncake's "
+                         "traces: 512); a multiple of batching.kv_block_tokens")
 
     @field_validator("path")
     @classmethod
@@ -240,6 +244,7 @@ class Router(StrEnum):
 
     ROUND_ROBIN = "round_robin"
     LEAST_LOADED = "least_loaded"
+    CACHE_AWARE = "cache_aware"  # the replica holding the longest prefix (prefix caching)
 
 
 class Batching(BaseModel):
@@ -256,6 +261,10 @@ class Batching(BaseModel):
     kv_cache_tokens: PositiveInt | None = Field(
         None, description="KV cache per replica, tokens (at most what fits; default: all the "
                           "HBM left after weights, workspace and reserve)")
+    prefix_caching: bool = Field(
+        False, description="keep computed KV blocks (free ones until evicted, least recently "
+                           "used first) and prefill only the part of a prompt not cached "
+                           "(vLLM automatic prefix caching, SGLang RadixAttention); default off")
 
 
 class Disaggregation(BaseModel):
@@ -301,6 +310,16 @@ class InferenceWorkload(BaseModel):
     prompt_tokens: TokenCount = Field(description="prompt length: a number or a distribution")
     output_tokens: TokenCount = Field(description="answer length: a number or a distribution")
     router: Router = Field(Router.LEAST_LOADED, description="how requests pick a replica")
+    router_balance_requests: NonNegativeRequests = Field(
+        32, description="cache_aware: when the most and least loaded replicas differ by more "
+                        "than this many outstanding requests, route to the least loaded "
+                        "(SGLang router's balance_abs_threshold, default 32)")
+    shared_prefix: SharedPrefix | None = Field(
+        None, description="a system prompt shared by a share of the requests (docs/serving.md, "
+                          "prefix caching)")
+    sessions: Sessions | None = Field(
+        None, description="multi-turn chat: each arrival starts a session of turns whose "
+                          "prompts resend the conversation so far")
     moe: MoeRouting = Field(MoeRouting(), description="expert load balance (MoE models with "
                             "ep > 1); serving defaults to none (the router's own imbalance)")
     batching: Batching = Field(Batching(), description="continuous-batching limits")
@@ -332,8 +351,17 @@ class InferenceWorkload(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _prefix_fields_fit(self) -> InferenceWorkload:
+        problem = prefix_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
     def _warmup_leaves_requests(self) -> InferenceWorkload:
         expected = self.arrivals.expected_requests
+        if expected is not None and self.sessions is not None:
+            expected *= self.sessions.turns
         if self.warmup_requests and expected is not None and self.warmup_requests >= expected:
             raise ValueError(f"warmup_requests ({self.warmup_requests}) must be fewer than the "
                              f"requests that arrive ({expected:.0f}): none would be measured")

@@ -187,11 +187,13 @@ def _lengths_fit_context(w: InferenceWorkload, model: ModelProfile) -> list[Prob
     """A request whose prompt and answer (on average) exceed the model's context could never
     be served: every such request would be dropped, and the run would measure nothing."""
     length = mean_tokens(w.prompt_tokens) + mean_tokens(w.output_tokens)
-    if length <= model.max_seq_len:
+    shared = w.shared_prefix.tokens * w.shared_prefix.share if w.shared_prefix else 0.0
+    if length + shared <= model.max_seq_len:
         return []
+    what = "shared_prefix + " if shared else ""
     return [Problem(("workload", "prompt_tokens"),
-                    f"prompt_tokens + output_tokens = {length:,.0f} on average, beyond the "
-                    f"context of {model.id} (max_seq_len {model.max_seq_len:,})")]
+                    f"{what}prompt_tokens + output_tokens = {length + shared:,.0f} on average, "
+                    f"beyond the context of {model.id} (max_seq_len {model.max_seq_len:,})")]
 
 
 def used_accelerators(w: InferenceWorkload, accelerators: int) -> int:

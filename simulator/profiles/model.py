@@ -145,6 +145,9 @@ class ModelProfile(BaseModel):
     mtp: MTP | None = Field(None, description="multi-token-prediction modules (not counted in "
                                               "the parameters; a speculative drafter)")
     published_params: PublishedParams | None = None
+    alias_of: str | None = Field(
+        None, description="set by an alias file (simulator.profiles.model_alias): the id of "
+                          "the profile whose architecture this release shares")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelProfile:

@@ -161,6 +161,11 @@ def _inference(console: Console, m: InferenceMetrics, whole: InferenceMetrics) -
         head.add_row("speculation break-even",
                      f"batch {s.break_even_batch:,}" if s.break_even_batch is not None
                      else "pays up to the batch limit")
+    if m.prefix_cache is not None:
+        c = m.prefix_cache
+        head.add_row("prefix cache", f"{c.hit_rate:.1%} of cacheable blocks hit; "
+                                     f"{c.cached_tokens:,} prompt tokens ({c.token_hit_rate:.1%}) "
+                                     f"not recomputed; {c.evicted_blocks:,} blocks evicted")
     console.print(head)
     latency = Table(title="Latency", title_justify="left")
     latency.add_column("metric", style="cyan")

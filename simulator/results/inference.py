@@ -158,6 +158,25 @@ class SpeculativeMetrics(BaseModel):
                     "the mean output")
 
 
+class PrefixCacheMetrics(BaseModel):
+    """What the prefix caches of the replicas that prefill saved (batching.prefix_caching)."""
+
+    model_config = _FROZEN
+
+    hit_rate: float = Field(description="blocks found in the cache / blocks looked up: the full "
+                                        "KV blocks of each prefill's first target - 1 tokens "
+                                        "(the last prompt token is always computed)")
+    token_hit_rate: float = Field(description="prompt tokens taken from the cache / prompt "
+                                              "tokens to prefill (recomputations included)")
+    cached_tokens: int = Field(description="prompt tokens not computed: their K/V was cached")
+    prompt_tokens: int = Field(description="prompt tokens of every prefill (recomputations "
+                                           "after a preemption included)")
+    lookup_blocks: int
+    hit_blocks: int
+    evicted_blocks: int = Field(description="free cached blocks evicted (least recently used "
+                                            "first) to make room")
+
+
 class InferenceMetrics(BaseModel):
     """The ``inference`` key of a serving result."""
 
@@ -200,6 +219,9 @@ class InferenceMetrics(BaseModel):
                          "with the device, host work longer than the device step it overlaps, "
                          "and eager kernel launches slower than the kernels (workload.engine; "
                          "0 with the ideal stack)")
+    prefix_cache: PrefixCacheMetrics | None = Field(
+        None, description="prefix caching's hits and evictions; null without "
+                          "batching.prefix_caching")
     little_law: LittleLaw
     per_replica: list[ReplicaSummary]
     time_series: TimeSeries
@@ -228,7 +250,7 @@ class RequestRecords:
     defines each column.
     """
 
-    request: np.ndarray  # its number: 0, 1, ... in arrival order
+    request: np.ndarray  # its number: 0, 1, ... in arrival order (sessions: turn by turn)
     status: np.ndarray  # "completed", "dropped" or "unfinished"
     arrival_s: np.ndarray
     prompt_tokens: np.ndarray
@@ -243,6 +265,7 @@ class RequestRecords:
     first_token_s: np.ndarray  # from the start of the run
     finish_s: np.ndarray  # from the start of the run
     preemptions: np.ndarray
+    cached_tokens: np.ndarray  # prompt tokens taken from the prefix cache (first admission)
 
     def __post_init__(self) -> None:
         n = len(self.request)

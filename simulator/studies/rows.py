@@ -39,7 +39,7 @@ TRAINING = ["step_time_s", "mfu", "tokens_per_s", "time_to_train_s", "wall_time_
 INFERENCE = ["requests_per_s", "output_tokens_per_s", "ttft_mean_s", "ttft_p50_s",
              "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p50_s", "e2e_p99_s",
              "slo_attainment", "slo_met", "goodput_requests_per_s", "dropped",
-             "steady_window_s"]
+             "steady_window_s", "prefix_hit_rate"]
 NOT_NUMERIC = ["warnings"]
 
 
@@ -132,7 +132,8 @@ def result_metrics(result: Result, kind: str) -> dict[str, Any]:
                    e2e_p99_s=m.e2e_s.p99, slo_attainment=m.slo_attainment,
                    slo_met=all(t.met for t in m.slo.values()) if m.slo else None,
                    goodput_requests_per_s=m.goodput_requests_per_s, dropped=m.dropped,
-                   steady_window_s=steady.duration_s if steady and steady.found else None)
+                   steady_window_s=steady.duration_s if steady and steady.found else None,
+                   prefix_hit_rate=m.prefix_cache.hit_rate if m.prefix_cache else None)
     return {name: row.get(name) for name in metric_columns(kind)}
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.engine.serving.prefixes import PromptPrefixes, shape_prompts
 from simulator.engine.serving.traces import read_trace
 from simulator.errors import InputError
 from simulator.profiles.inference import (
@@ -48,6 +49,8 @@ class Workload:
     arrival_s: np.ndarray  # float64, non-decreasing
     prompt_tokens: np.ndarray  # int64, >= 1
     output_tokens: np.ndarray  # int64, >= 1
+    # what the prompts share (a system prompt, sessions, a trace's block hashes); None: nothing
+    prefixes: PromptPrefixes | None = None
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -153,16 +156,26 @@ def _from_trace(arrivals: Arrivals) -> Workload:
         keep &= times <= arrivals.duration_s
     if arrivals.requests is not None:
         keep &= np.arange(len(times)) < arrivals.requests
-    return Workload(times[keep], prompts[keep], outputs[keep])
+    prefixes = None
+    if trace.hash_ids is not None:
+        n = int(keep.sum())
+        prefixes = PromptPrefixes(
+            system=np.zeros(n, dtype=np.int64), chain=np.arange(n, dtype=np.int64),
+            hashes=[ids for ids, k in zip(trace.hash_ids, keep.tolist(), strict=True) if k],
+            hash_block_tokens=arrivals.hash_block_tokens)
+    return Workload(times[keep], prompts[keep], outputs[keep], prefixes)
 
 
 def generate_workload(workload: InferenceWorkload, rng: np.random.Generator) -> Workload:
     """All requests of a run: times from ``workload.arrivals``, lengths from the
-    distributions (or from the trace)."""
+    distributions (or from the trace); with a shared system prompt or sessions, shaped by
+    :func:`~simulator.engine.serving.prefixes.shape_prompts`."""
     arrivals = workload.arrivals
     if arrivals.process is ArrivalProcess.TRACE:
         return _from_trace(arrivals)
     times = arrival_times(arrivals, rng)
+    if workload.shared_prefix is not None or workload.sessions is not None:
+        return Workload(*shape_prompts(workload, times, rng, sample_tokens))
     n = len(times)
     return Workload(times, sample_tokens(workload.prompt_tokens, n, rng),
                     sample_tokens(workload.output_tokens, n, rng))

@@ -9,7 +9,9 @@ replica holds the same tokens (its share of the heads or the replicated MLA late
 replica's capacity in tokens is one device's.
 
 A sequence whose context is ``c`` tokens holds ``ceil_div(c, block)`` blocks
-(:func:`ceil_div`, the one ceiling division of the serving engine).
+(:func:`ceil_div`, the one ceiling division of the serving engine). With prefix caching the
+blocks several sequences share are held once, and blocks no sequence uses stay cached in the
+free space until it is needed (:mod:`~simulator.engine.serving.prefix_cache`).
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 A request is its number ``r``: its position in arrival order (``0 <= r < len(requests)``,
 fewer than 2^40 of them, since :mod:`~simulator.engine.serving.decoding` packs ``r`` into
-its heap keys). Everything about it is a column of :class:`Requests`, indexed by ``r``
-(a struct of arrays: a summary over 10^6 requests is a few vector operations, and the hot
-loops do not allocate an object per request).
+its heap keys; with multi-turn sessions the numbering goes session by session and turn by
+turn, :mod:`~simulator.engine.serving.prefixes`). Everything about it is a column of
+:class:`Requests`, indexed by ``r`` (a struct of arrays: a summary over 10^6 requests is a
+few vector operations, and the hot loops do not allocate an object per request).
 
 **Records** (numpy columns; times in seconds from the start of the run, NaN until reached):
 
@@ -19,6 +20,7 @@ first_token_s   the end of the iteration that produced its first token
 finish_s        the end of the iteration that produced its last token
 transfer_s      its KV-cache transfer to the decode replica (disaggregated)
 preemptions     times it was preempted by recompute
+cached_tokens   prompt tokens found in the prefix cache at its first admission (not computed)
 status          :data:`PENDING`, :data:`COMPLETED` or :data:`DROPPED`
 ============== ====================================================================
 
@@ -55,10 +57,10 @@ STATUS_NAMES = ("unfinished", "completed", "dropped")  # by status value, as the
 class Requests:
     """The columns of every request of a run (see the module docstring for each one)."""
 
-    __slots__ = ("admission", "admitted_s", "arrival_s", "credited", "decode_replica", "done",
-                 "finish_s", "first_token_s", "generated", "output_len", "output_tokens",
-                 "preemptions", "prompt_len", "prompt_tokens", "replica", "status", "target",
-                 "transfer_s")
+    __slots__ = ("admission", "admitted_s", "arrival_s", "cached_tokens", "credited",
+                 "decode_replica", "done", "finish_s", "first_token_s", "generated",
+                 "output_len", "output_tokens", "preemptions", "prompt_len", "prompt_tokens",
+                 "replica", "status", "target", "transfer_s")
 
     def __init__(self, workload: Workload):
         n = len(workload)
@@ -72,6 +74,7 @@ class Requests:
         self.finish_s = np.full(n, np.nan)
         self.transfer_s = np.full(n, np.nan)
         self.preemptions = np.zeros(n, dtype=np.int32)
+        self.cached_tokens = np.zeros(n, dtype=np.int64)
         self.status = np.zeros(n, dtype=np.int8)
         self.prompt_len: list[int] = self.prompt_tokens.tolist()
         self.output_len: list[int] = self.output_tokens.tolist()
@@ -99,4 +102,4 @@ class Requests:
             ttft_s=self.first_token_s - self.arrival_s, tpot_s=tpot,
             e2e_s=self.finish_s - self.arrival_s, transfer_s=self.transfer_s,
             first_token_s=self.first_token_s, finish_s=self.finish_s,
-            preemptions=self.preemptions)
+            preemptions=self.preemptions, cached_tokens=self.cached_tokens)

@@ -10,13 +10,16 @@ import numpy.random  # (numpy 2 imports it lazily: load it with this module, not
 import simpy
 
 from simulator.engine.serving.arrivals import generate_workload
+from simulator.engine.serving.cache_router import CacheAware
 from simulator.engine.serving.disaggregation import KVTransfer, place
 from simulator.engine.serving.iteration_cost import IterationCost
 from simulator.engine.serving.kv_cache import KVCapacity, ceil_div, kv_capacity
 from simulator.engine.serving.metrics import SERIES, ReplicaStats, Series
+from simulator.engine.serving.prefix_cache import PrefixCache, merged
+from simulator.engine.serving.prefixes import PromptPrefixes
 from simulator.engine.serving.replica import Replica
 from simulator.engine.serving.requests import Requests
-from simulator.engine.serving.router import make_policy
+from simulator.engine.serving.router import RoutingPolicy, make_policy
 from simulator.engine.serving.scheduler import Role, Scheduler
 from simulator.engine.serving.speculative import Speculation, SpeculativeCost
 from simulator.engine.serving.stack_cost import StackCost
@@ -33,6 +36,7 @@ from simulator.profiles.inference import (
     ArrivalProcess,
     InferenceParallelism,
     InferenceWorkload,
+    Router,
     mean_tokens,
 )
 from simulator.profiles.moe_routing import LoadBalancer
@@ -143,19 +147,47 @@ def _transfer(scenario: Scenario, pools: list[_Pool]) -> KVTransfer | None:
                       decode_places=places[prefill.replicas:])
 
 
+def _prefix_caches(w: InferenceWorkload, pools: list[_Pool], requests: Requests,
+                   prefixes: PromptPrefixes | None) -> list[PrefixCache] | None:
+    """One prefix cache per replica of the first pool (the one that prefills), with
+    ``batching.prefix_caching``; else None. Without shared prompts every request is a chain
+    of its own (it can still find its own blocks after a preemption)."""
+    if not w.batching.prefix_caching:
+        return None
+    if prefixes is None:
+        n = len(requests)
+        prefixes = PromptPrefixes(system=np.zeros(n, dtype=np.int64),
+                                  chain=np.arange(n, dtype=np.int64))
+    keys = prefixes.keys(w.batching.kv_block_tokens)
+    return [PrefixCache(keys=keys, block=w.batching.kv_block_tokens)
+            for _ in range(pools[0].replicas)]
+
+
+def _first_router(w: InferenceWorkload, replicas: int, requests: Requests,
+                  caches: list[PrefixCache] | None) -> RoutingPolicy:
+    """The first pool's routing policy (cache-aware ones look the request up)."""
+    if w.router is Router.CACHE_AWARE and caches is not None and replicas > 1:
+        return CacheAware(caches=caches, requests=requests, balance=w.router_balance_requests)
+    return make_policy(w.router, replicas)
+
+
 def _build(env: simpy.Environment, scenario: Scenario, requests: Requests, series: Series,
-           jump: bool, speculation: Speculation | None = None) -> ServingSystem:
+           jump: bool, prefixes: PromptPrefixes | None,
+           speculation: Speculation | None = None) -> ServingSystem:
     """The serving system of ``scenario``: its pools of replicas, routers and transfers."""
     w = scenario.workload
     assert isinstance(w, InferenceWorkload)
     pools = _pools(scenario, speculation)
     transfer = _transfer(scenario, pools)
+    caches = _prefix_caches(w, pools, requests, prefixes)
     system = ServingSystem(
         env=env, requests=requests, series=series,
-        routers=(make_policy(w.router, pools[0].replicas),
+        routers=(_first_router(w, pools[0].replicas, requests, caches),
                  make_policy(w.router, pools[1].replicas) if transfer is not None else None),
         droppable=_droppable(requests, pools, scenario.model.max_seq_len),
-        transfer=transfer, closed=_closed_loop(w))
+        transfer=transfer, closed=_closed_loop(w),
+        sessions=(prefixes.turns, prefixes.think_time_s)
+        if prefixes is not None and prefixes.turns > 1 else None)
     index = 0
     for pool, decode in zip(pools, (False, True), strict=False):
         for _ in range(pool.replicas):
@@ -167,7 +199,8 @@ def _build(env: simpy.Environment, scenario: Scenario, requests: Requests, serie
             scheduler = Scheduler(requests=requests, capacity=pool.capacity,
                                   batching=w.batching, role=pool.role,
                                   static=w.engine.admission.value is Admission.STATIC,
-                                  speculation=speculation)
+                                  speculation=speculation,
+                                  prefix=caches[index] if caches and not decode else None)
             system.add(Replica(env=env, scheduler=scheduler, cost=pool.cost, stats=stats,
                                series=series, on_outcome=system.on_outcome, jump=jump),
                        decode)
@@ -188,14 +221,15 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     if not isinstance(w, InferenceWorkload):
         raise TypeError("run_serving needs an inference scenario")
     hw = scenario.hardware
-    requests = Requests(generate_workload(w, np.random.default_rng(scenario.seed)))
+    workload = generate_workload(w, np.random.default_rng(scenario.seed))
+    requests = Requests(workload)
     env = simpy.Environment()
     known = requests.arrival_s[np.isfinite(requests.arrival_s)]  # closed loop: later unknown
     last = float(known[-1]) if len(known) else 0.0
     series = Series(SERIES, width_s=max(last, 1.0) / 64)
     speculation = (None if w.speculative is None
                    else Speculation.of(w.speculative, scenario.model, scenario.seed))
-    system = _build(env, scenario, requests, series, jump, speculation)
+    system = _build(env, scenario, requests, series, jump, workload.prefixes, speculation)
     system.start()
     replicas = system.replicas + system.decode
     events = _run(env, progress,
@@ -208,9 +242,23 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     fleet = Fleet(scenario.cluster.accelerators, hw.peak(run_precision(hw, w.precision)),
                   hw.hbm_bandwidth)
     records = requests.records()
+    result, steady = _summaries(scenario, requests, records, replicas, system,
+                                series=series, fleet=fleet, speculation=speculation)
+    return ServingOutcome(result, records, events, steady)
+
+
+def _summaries(scenario: Scenario, requests: Requests, records: RequestRecords,
+               replicas: list[Replica], system: ServingSystem, *, series: Series, fleet: Fleet,
+               speculation: Speculation | None) -> tuple[InferenceResult, SteadyWindow]:
+    """The run's summary (with what its prefix caches saved and what speculation drew) and
+    its figures over the steady window."""
+    w = scenario.workload
+    assert isinstance(w, InferenceWorkload)
     stats = [r.stats for r in replicas]
+    caches = [r.sched.prefix for r in replicas if r.sched.prefix is not None]
     result = summarize(requests, records, stats, series=series, in_system=system.in_system,
-                       fleet=fleet, slo=w.slo, warmup=w.warmup_requests)
+                       fleet=fleet, slo=w.slo, warmup=w.warmup_requests,
+                       prefix=merged(caches) if caches else None)
     steady = steady_window(requests, records, stats, series=series,
                            window=locate(requests, series),
                            work=(fleet.peak_flops, fleet.hbm_bandwidth, fleet.accelerators),
@@ -222,4 +270,4 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
                                       largest=w.batching.max_batch_size)
         result = result.model_copy(update={"inference": result.inference.model_copy(
             update={"speculative": metrics})})
-    return ServingOutcome(result, records, events, steady)
+    return result, steady

@@ -26,6 +26,11 @@ empty, its prompts prefilled together in one iteration (the token budget does no
 them), and it decodes until its longest member ends; each member completes at its own last
 token.
 
+With prefix caching (a :class:`~simulator.engine.serving.prefix_cache.PrefixCache`), an
+admitted prompt starts after the leading blocks found in the cache: its chunks carry only
+the rest, their attention reads the cached tokens, and blocks held by other running
+requests cost it no room. Blocks in use count a shared block once.
+
 A request is its number ``r`` in :class:`~simulator.engine.serving.requests.Requests`,
 whose columns the scheduler reads and writes. Decoding sequences are kept by
 :class:`~simulator.engine.serving.decoding.Decoding`, so a run of decode-only iterations
@@ -40,12 +45,16 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from simulator.engine.serving.decoding import Decoding
+from simulator.engine.serving.iteration_plan import IterationOutcome, Plan
 from simulator.engine.serving.kv_cache import KVCapacity, ceil_div
+from simulator.engine.serving.prefix_cache import PrefixCache
 from simulator.engine.serving.requests import Requests
 from simulator.profiles.inference import Batching
 
 if TYPE_CHECKING:
     from simulator.engine.serving.speculative import Speculation
+
+__all__ = ["IterationOutcome", "Plan", "Role", "Scheduler"]
 
 _UNLIMITED = 1 << 62  # the token budget of a static batch's prefill: none
 
@@ -58,49 +67,6 @@ class Role(StrEnum):
     DECODE = "decode"  # receives requests with their KV cache
 
 
-class Plan:
-    """The next iteration, as :meth:`Scheduler.plan` fills it in: prompt chunks
-    (``(request, new tokens)`` pairs), the decode batch (its size and total context), the
-    sequences preempted to make room, and the KV blocks in use while it runs.
-
-    ``prompt_tokens``, ``prompt_cached`` and ``prompt_pairs`` are the chunks in aggregate,
-    what pricing needs: new tokens, tokens already in the cache, and the (new, earlier)
-    token pairs their attention covers (the sum of ``q·c + q(q+1)/2`` over chunks of ``q``
-    new tokens after ``c`` cached ones). ``prompt_produced`` is the part of ``prompt_tokens``
-    prefilled for the first time (not a recomputation after a preemption): the prompt
-    tokens the iteration serves, which the steady window counts when they are produced.
-    """
-
-    __slots__ = ("blocks", "chunks", "decode_batch", "decode_context", "preempted",
-                 "prompt_cached", "prompt_pairs", "prompt_produced", "prompt_tokens")
-
-    def __init__(self) -> None:
-        # (empty, filled in field by field: a constructor of eight keyword arguments costs
-        # twice this, ~2% of a run, as the scheduler plans about twice per request)
-        self.chunks: list[tuple[int, int]] = []
-        self.decode_batch = self.decode_context = self.preempted = self.blocks = 0
-        self.prompt_tokens = self.prompt_cached = self.prompt_pairs = 0
-        self.prompt_produced = 0
-
-    @property
-    def sequences(self) -> int:
-        """Sequences in the iteration: prompt chunks and decodes."""
-        return len(self.chunks) + self.decode_batch
-
-
-class IterationOutcome:
-    """What an iteration (or a run of decode-only iterations) ended: the output tokens it
-    produced, requests that finished, and requests whose prompt is done on a prefill
-    replica (to hand off)."""
-
-    __slots__ = ("finished", "handoff", "output_tokens")
-
-    def __init__(self, output_tokens: int = 0, finished: list[int] | None = None):
-        self.output_tokens = output_tokens
-        self.finished = finished if finished is not None else []
-        self.handoff: list[int] = []
-
-
 class Scheduler:
     """One replica's queue, running sequences and KV blocks.
 
@@ -109,12 +75,13 @@ class Scheduler:
     """
 
     __slots__ = ("_admissions", "block", "capacity", "chunk", "chunked", "dec", "iteration",
-                 "kv_blocks", "max_batch", "max_tokens", "prefilling", "prompt_blocks",
-                 "requests", "role", "static", "steps_for", "verify", "waiting")
+                 "kv_blocks", "max_batch", "max_tokens", "prefilling", "prefix",
+                 "prompt_blocks", "requests", "role", "static", "steps_for", "verify",
+                 "waiting")
 
     def __init__(self, *, requests: Requests, capacity: KVCapacity, batching: Batching,
                  role: Role = Role.MIXED, static: bool = False,
-                 speculation: Speculation | None = None):
+                 speculation: Speculation | None = None, prefix: PrefixCache | None = None):
         self.requests = requests
         self.capacity = capacity
         self.kv_blocks = capacity.blocks
@@ -138,19 +105,25 @@ class Scheduler:
         self.steps_for = None if speculation is None else speculation.sampler.steps_for
         self.dec = Decoding(self.block, None if speculation is None else speculation.rate)
         self._admissions = 0
+        # computed blocks kept by content (batching.prefix_caching); None: none are kept
+        self.prefix = prefix
 
     # ---- blocks ------------------------------------------------------------------------------
     def blocks_in_use(self) -> int:
         """KV blocks in use at the next iteration (the decoding sequences at it, and the
         prompts)."""
-        return self.dec.blocks_at(self.iteration) + self.prompt_blocks
+        used = self.dec.blocks_at(self.iteration) + self.prompt_blocks
+        return used if self.prefix is None else used + self.prefix.adjustment
 
     def admission_blocks(self, r: int) -> int:
         """Blocks ``r`` needs to be admitted: its prompt, or its context if its KV came
-        with it."""
+        with it; less the leading prompt blocks other requests hold in the prefix cache."""
         reqs = self.requests
         target = reqs.target[r]
-        return ceil_div(target or reqs.prompt_len[r] + reqs.generated[r], self.block)
+        blocks = ceil_div(target or reqs.prompt_len[r] + reqs.generated[r], self.block)
+        if self.prefix is not None and target:
+            blocks -= self.prefix.match(r, target)[1]
+        return blocks
 
     # ---- planning ---------------------------------------------------------------------------
     def _join(self, r: int, context: int, generated: int) -> None:
@@ -195,9 +168,13 @@ class Scheduler:
             else:  # the tokens its context has gained on the token clock
                 reqs.generated[r] = min(reqs.output_len[r] - 1,
                                         base + dec.tokens(self.iteration) - reqs.prompt_len[r])
+            computed = reqs.prompt_len[r] + reqs.generated[r] - 1
         else:
             r = self.prefilling.pop()
             self.prompt_blocks -= ceil_div(reqs.target[r], self.block)
+            computed = reqs.done[r]
+        if self.prefix is not None:
+            self.prefix.retire(r, computed)
         reqs.target[r] = reqs.prompt_len[r] + reqs.generated[r]
         reqs.done[r] = 0
         reqs.preemptions[r] += 1
@@ -220,6 +197,8 @@ class Scheduler:
             self._preempt_one()
             preempted += 1
             need = self.blocks_in_use()
+        if self.prefix is not None:
+            self.prefix.evict_to(cap - need)
         plan = Plan()
         plan.preempted, plan.blocks = preempted, need
         if self.prefilling or self.waiting:
@@ -256,10 +235,15 @@ class Scheduler:
         reqs, dec, waiting, cap = self.requests, self.dec, self.waiting, self.kv_blocks
         while waiting and dec.n + len(self.prefilling) < self.max_batch and budget > 0:
             r = waiting[0]
-            blocks = self.admission_blocks(r)
+            target = reqs.target[r]
+            found = 0
+            if self.prefix is None or not target:
+                blocks = self.admission_blocks(r)
+            else:
+                found, held = self.prefix.match(r, target)
+                blocks = ceil_div(target, self.block) - held
             if plan.blocks + blocks > cap:
                 break
-            target = reqs.target[r]
             if target == 0:  # arrived with its KV cache: decode right away
                 waiting.popleft()
                 self._admit(r, now)
@@ -267,28 +251,48 @@ class Scheduler:
                 self._join(r, reqs.prompt_len[r] + g, g)
                 budget -= self.verify
             else:
+                cached = found * self.block
                 if self.chunked:
-                    q = min(target, budget, self.chunk)
-                elif target <= budget or (not plan.chunks and dec.n == 0):
-                    q = target
+                    q = min(target - cached, budget, self.chunk)
+                elif target - cached <= budget or (not plan.chunks and dec.n == 0):
+                    q = target - cached
                 else:
                     break
                 waiting.popleft()
                 self._admit(r, now)
                 self.prefilling.append(r)
-                self.prompt_blocks += blocks
+                self.prompt_blocks += ceil_div(target, self.block)
                 plan.chunks.append((r, q))
                 plan.prompt_tokens += q
                 plan.prompt_produced += self._credit(r, q)
                 plan.prompt_pairs += q * (q + 1) // 2
+                if self.prefix is not None:
+                    self._take_cached(r, plan, q, found)
                 budget -= q
             plan.blocks += blocks
+            if self.prefix is not None:
+                self.prefix.evict_to(cap - plan.blocks)
+
+    def _take_cached(self, r: int, plan: Plan, q: int, found: int) -> None:
+        """``r``, admitted with a first chunk of ``q`` tokens, takes its ``found`` leading
+        blocks from the prefix cache: its prefill starts after them, and the chunk's
+        attention reads their K/V (cached tokens in ``plan``)."""
+        assert self.prefix is not None
+        reqs = self.requests
+        cached = self.prefix.acquire(r, reqs.target[r], found)
+        reqs.done[r] = cached
+        plan.prompt_cached += cached
+        plan.prompt_pairs += q * cached
+        if not reqs.preemptions[r]:
+            reqs.cached_tokens[r] = cached
 
     def run_limit(self, first: int) -> int:
         """How many decode-only iterations can run before a sequence finishes or the cache
         runs out, given the blocks in use at the first of them."""
         dec, now = self.dec, self.iteration
-        prompts = self.prompt_blocks
+        prompts = self.prompt_blocks  # (and the blocks held once for several, when shared)
+        if self.prefix is not None:
+            prompts += self.prefix.adjustment
         iterations = dec.next_end() - now
         cap = self.kv_blocks
         # in k iterations a sequence gains g tokens (k - 1, or on the speculative token
@@ -313,8 +317,23 @@ class Scheduler:
     def commit_run(self, iterations: int) -> list[int]:
         """``iterations`` decode-only iterations have run; returns the requests that
         finished (each decoding sequence produced one token an iteration)."""
+        prefix = self.prefix
+        if prefix is not None:  # the cache gave way as the run's blocks grew, to its last
+            last = self.dec.blocks_at(self.iteration + iterations - 1) + self.prompt_blocks
+            prefix.evict_to(self.kv_blocks - last - prefix.adjustment)
         self.iteration += iterations
-        return self.dec.finishing(self.iteration)
+        finished = self.dec.finishing(self.iteration)
+        if prefix is not None:
+            self._retire_decoded(finished)
+        return finished
+
+    def _retire_decoded(self, finished: list[int]) -> None:
+        """Decoded requests that finished leave their context's blocks to the prefix cache
+        (the last token's K/V was never computed)."""
+        assert self.prefix is not None
+        reqs, retire = self.requests, self.prefix.retire
+        for r in finished:
+            retire(r, reqs.prompt_len[r] + reqs.output_len[r] - 1)
 
     def commit(self, plan: Plan, now: float) -> IterationOutcome:
         """The iteration ``plan`` (with prompt chunks) has run and ended at ``now``."""
@@ -324,12 +343,17 @@ class Scheduler:
             self.iteration - 1)  # tokens each decoding sequence gained
         out = IterationOutcome(plan.decode_batch * gained,
                                dec.finishing(self.iteration) if dec.n else None)
+        prefix = self.prefix
+        if prefix is not None and out.finished:
+            self._retire_decoded(out.finished)
         for r, q in plan.chunks:
             done = reqs.done[r] + q
             reqs.done[r] = done
             if done < reqs.target[r]:
                 continue
             self.prefilling.remove(r)
+            if prefix is not None:
+                prefix.publish(r, done)
             g = reqs.generated[r] + 1
             reqs.generated[r] = g
             out.output_tokens += 1
@@ -341,6 +365,8 @@ class Scheduler:
             self.prompt_blocks -= ceil_div(reqs.target[r], self.block)
             if g >= reqs.output_len[r]:
                 out.finished.append(r)
+                if prefix is not None:
+                    prefix.retire(r, done)
             else:  # decodes from the next iteration, with context prompt + g
                 self._join(r, reqs.prompt_len[r] + g, g)
         return out
@@ -350,4 +376,6 @@ class Scheduler:
         (returns how many)."""
         blocks = ceil_div(self.requests.target[r], self.block)
         self.prompt_blocks -= blocks
+        if self.prefix is not None:
+            self.prefix.retire(r, self.requests.target[r])
         return blocks

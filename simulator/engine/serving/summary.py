@@ -25,6 +25,7 @@ from simulator.results.inference import (
     InferenceResult,
     LittleLaw,
     MeanMax,
+    PrefixCacheMetrics,
     ReplicaSummary,
     RequestRecords,
     TimeSeries,
@@ -171,7 +172,7 @@ def _utilization(stats: Sequence[ReplicaStats], span: _Span, fleet: Fleet,
 
 def summarize(requests: Requests, records: RequestRecords, stats: Sequence[ReplicaStats], *,
               series: Series, in_system: InSystem, fleet: Fleet, slo: SLO | None,
-              warmup: int) -> InferenceResult:
+              warmup: int, prefix: PrefixCacheMetrics | None = None) -> InferenceResult:
     """The result of a finished run, from its requests (and their ``records``), the
     replicas' counters, the time series and the in-system count."""
     completed = requests.status == COMPLETED
@@ -190,7 +191,8 @@ def summarize(requests: Requests, records: RequestRecords, stats: Sequence[Repli
         **latencies(requests, records, np.arange(len(requests)) >= warmup, slo,
                     span.duration),
         **_batching(stats, span),
-        activity=activity, little_law=_little_law(requests, completed, span, in_system),
+        activity=activity, prefix_cache=prefix,
+        little_law=_little_law(requests, completed, span, in_system),
         per_replica=[_replica_summary(s, span.duration) for s in stats],
         time_series=_time_series(requests, series, len(stats), t_end))
     return InferenceResult(inference=inference, time_s=span.duration,

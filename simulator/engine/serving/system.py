@@ -7,7 +7,9 @@ requests whose prompt is done are routed to a decode replica and their KV cache 
 
 With closed-loop clients (``arrivals.process: closed``) only each client's first request
 has a time in advance; a request that ends (completed or dropped) releases the next one,
-after the clients' think time, as a new arrival.
+after the clients' think time, as a new arrival. Multi-turn sessions (``workload.sessions``)
+work alike: only a session's first turn has a time in advance, and each turn's end sends
+the next after the think time; a dropped turn drops the rest of its session.
 
 The system counts the requests in it over time (the integral of its in-system count), which
 the summary checks against Little's law computed from the per-request records.
@@ -51,7 +53,8 @@ class ServingSystem:
     def __init__(self, *, env: simpy.Environment, requests: Requests, series: Series,
                  routers: tuple[RoutingPolicy, RoutingPolicy | None], droppable: np.ndarray,
                  transfer: KVTransfer | None = None,
-                 closed: tuple[int, float] | None = None):
+                 closed: tuple[int, float] | None = None,
+                 sessions: tuple[int, float] | None = None):
         self.env = env
         self.requests = requests
         self.series = series
@@ -68,6 +71,10 @@ class ServingSystem:
         # closed loop: (clients, think time); the next request no client has sent yet
         self.closed = closed
         self._unsent = min(closed[0], len(requests)) if closed else len(requests)
+        # multi-turn sessions: (turns, think time); a turn's end sends the session's next
+        self.sessions = sessions
+        # a router that looks the request up (cache-aware), else None
+        self._by_request = getattr(self.router, "choose_request", None)
 
     def add(self, replica: Replica, decode: bool = False) -> None:
         """Add a replica to the first pool (or the decode pool)."""
@@ -79,7 +86,9 @@ class ServingSystem:
     # ---- arrivals ---------------------------------------------------------------------------
     def start(self) -> None:
         """Start the arrivals (an immediate event, as a SimPy process would start)."""
-        self._times = self.requests.arrival_s[:self._unsent].tolist()
+        turns = self.sessions[0] if self.sessions else 1
+        self._times = self.requests.arrival_s[:self._unsent:turns].tolist()
+        self._turns = turns
         self._next = 0
         start = self.env.event()
         start.callbacks.append(self._arrivals)
@@ -92,7 +101,9 @@ class ServingSystem:
         n = len(times)
         now = self.env.now
         due = event.value
-        arrive = self._arrive
+        arrive: Callable[[int, float], None] = self._arrive
+        if self._turns > 1:  # the times are the sessions' first turns
+            arrive = self._first_turn_arrive
         while i < n:
             t = times[i]
             if not due and t > now:
@@ -104,6 +115,35 @@ class ServingSystem:
                 arrive(i, t)
                 i += 1
         self._next = i
+
+    def _first_turn_arrive(self, i: int, t: float) -> None:
+        """Session ``i``'s first turn arrives at ``t``."""
+        self._arrive(i * self._turns, t)
+
+    def _next_turns(self, finished: list[int], t: float) -> None:
+        """Sessions: each finished turn sends its session's next one after the think
+        time (an event of its own, as a closed-loop client's next request)."""
+        assert self.sessions is not None
+        turns, think = self.sessions
+        arrival = self.requests.arrival_s
+        for r in finished:
+            nxt = r + 1
+            if nxt % turns:
+                at = t + think
+                arrival[nxt] = at
+                Timeout(self.env, max(0.0, at - self.env.now)).callbacks.append(
+                    self._arrival_of(nxt, at))
+
+    def _drop_session_rest(self, r: int, t: float) -> None:
+        """A dropped turn ends its session: the later turns (longer still) are dropped at
+        ``t`` too, so that every request completes or is dropped."""
+        assert self.sessions is not None
+        turns = self.sessions[0]
+        reqs = self.requests
+        for later in range(r + 1, (r // turns + 1) * turns):
+            reqs.arrival_s[later] = t
+            reqs.status[later] = DROPPED
+            self.dropped += 1
 
     def _send_next(self, n: int, t: float) -> None:
         """Closed loop: ``n`` clients had their answers at ``t``; each sends its next request
@@ -138,10 +178,13 @@ class ServingSystem:
             self.dropped += 1
             if self.closed:
                 self._send_next(1, t)
+            elif self.sessions:
+                self._drop_session_rest(r, t)
             return
         self.in_system.move(t, +1)
         loads = self.loads
-        k = self.router.choose(loads)
+        by_request = self._by_request
+        k = self.router.choose(loads) if by_request is None else by_request(r, loads)
         loads[k] += 1
         reqs.replica[r] = k
         self.replicas[k].enqueue(r, t)
@@ -170,6 +213,8 @@ class ServingSystem:
             replica.meter.completed += n
             if self.closed:
                 self._send_next(n, t)
+            elif self.sessions:
+                self._next_turns(finished, t)
         for r in handoff:
             loads[slot] -= 1
             router.lowered(slot, loads[slot])

@@ -10,6 +10,12 @@ Two formats, chosen by the file's suffix:
   a UTF-8 byte-order mark (as spreadsheet programs write) is dropped.
 - **JSON Lines** (``.jsonl``): one JSON object per line with the keys ``arrival_s``,
   ``prompt_tokens`` and ``output_tokens`` (other keys ignored). Blank lines are skipped.
+  An optional ``hash_ids`` key (Mooncake's traces carry it) lists one id per block of the
+  prompt (``arrivals.hash_block_tokens`` tokens each); equal ids mean an identical prefix,
+  which the prefix cache reuses (:mod:`~simulator.engine.serving.prefixes`). Mooncake's rows
+  as published (``timestamp`` in milliseconds, ``input_length``, ``output_length``,
+  ``hash_ids``) are read as they are: a row without ``arrival_s`` but with ``timestamp``
+  is one of them.
 
 ``arrival_s`` is seconds from the start of the run (a finite number >= 0) and rows must be in
 arrival order (equal times allowed); the token counts are whole numbers written in ASCII
@@ -39,6 +45,7 @@ from simulator.profiles.input_files import read_bounded_text
 from simulator.profiles.numbers import MAX_REQUESTS, MAX_SEQUENCE_TOKENS
 
 FIELDS = ("arrival_s", "prompt_tokens", "output_tokens")
+MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length")  # and hash_ids
 SUFFIXES = (".csv", ".jsonl")
 MAX_TRACE_BYTES = 256 << 20  # 256 MiB: MAX_REQUESTS rows of ~100 bytes, with room to spare
 _SHOWN = 24  # characters of an offending value a message quotes
@@ -57,6 +64,10 @@ class Trace:
     arrival_s: np.ndarray
     prompt_tokens: np.ndarray
     output_tokens: np.ndarray
+    hash_ids: list[list[int]] | None = None  # per row (JSONL ``hash_ids``); None: none given
+
+
+_MAX_HASH_ID = (1 << 62) - 1  # ids stay int64 when a block's key is made of them
 
 
 class _Rows:
@@ -67,6 +78,8 @@ class _Rows:
         self.times: list[float] = []
         self.prompts: list[int] = []
         self.outputs: list[int] = []
+        self.hashes: list[list[int]] = []
+        self.any_hashes = False
 
     def error(self, line: int, field: str | None, message: str) -> InputError:
         """An input error located at ``line`` of the trace file and ``field``."""
@@ -108,15 +121,56 @@ class _Rows:
 
     def add(self, line: int, row: dict[str, Any]) -> None:
         """Check one row's fields and keep its arrival time and lengths."""
-        if len(self.times) >= MAX_REQUESTS:
-            raise self.error(line, None, f"more than {MAX_REQUESTS:,} requests; a serving run "
-                                         f"simulates at most that many (cut the trace)")
+        self._room(line)
         for field in FIELDS:
             if row.get(field) in (None, ""):
                 raise self.error(line, field, "missing value")
-        self.times.append(self.time(line, row["arrival_s"]))
-        self.prompts.append(self.tokens(line, "prompt_tokens", row["prompt_tokens"]))
-        self.outputs.append(self.tokens(line, "output_tokens", row["output_tokens"]))
+        self._keep(line, self.time(line, row["arrival_s"]),
+                   self.tokens(line, "prompt_tokens", row["prompt_tokens"]),
+                   self.tokens(line, "output_tokens", row["output_tokens"]), row)
+
+    def add_mooncake(self, line: int, row: dict[str, Any]) -> None:
+        """A row of a Mooncake trace as published: ``timestamp`` in milliseconds from the
+        start, ``input_length``, ``output_length`` and ``hash_ids`` (FAST '25 release)."""
+        self._room(line)
+        for field in MOONCAKE_FIELDS:
+            if row.get(field) in (None, ""):
+                raise self.error(line, field, "missing value")
+        ms = row["timestamp"]
+        if isinstance(ms, bool) or not isinstance(ms, int | float):
+            raise self.error(line, "timestamp", f"{_shown(ms)} is not a number of milliseconds")
+        try:
+            t = self.time(line, ms / 1000)
+        except InputError:
+            raise self.error(line, "timestamp", f"{_shown(ms)} must be a finite time >= 0 in "
+                                                f"arrival order") from None
+        self._keep(line, t, self.tokens(line, "input_length", row["input_length"]),
+                   self.tokens(line, "output_length", row["output_length"]), row)
+
+    def _room(self, line: int) -> None:
+        """Refuse a row past the most a run takes."""
+        if len(self.times) >= MAX_REQUESTS:
+            raise self.error(line, None, f"more than {MAX_REQUESTS:,} requests; a serving run "
+                                         f"simulates at most that many (cut the trace)")
+
+    def _keep(self, line: int, t: float, prompt: int, output: int,
+              row: dict[str, Any]) -> None:
+        """Keep a checked row (and its block hashes, if it has them)."""
+        self.times.append(t)
+        self.prompts.append(prompt)
+        self.outputs.append(output)
+        ids = row.get("hash_ids")
+        self.hashes.append(self.hash_ids(line, ids) if ids is not None else [])
+        self.any_hashes = self.any_hashes or ids is not None
+
+    def hash_ids(self, line: int, value: Any) -> list[int]:
+        """A row's block hashes: a list of whole numbers from 0."""
+        if not isinstance(value, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _MAX_HASH_ID
+                for v in value):
+            raise self.error(line, "hash_ids", f"{_shown(value)} is not a list of block ids "
+                                               f"(whole numbers >= 0)")
+        return value
 
     def trace(self) -> Trace:
         """The rows kept so far as a :class:`Trace` (refused when there are none)."""
@@ -124,7 +178,8 @@ class _Rows:
             raise InputError("the trace has no requests", file=self.path)
         return Trace(np.asarray(self.times, dtype=float),
                      np.asarray(self.prompts, dtype=np.int64),
-                     np.asarray(self.outputs, dtype=np.int64))
+                     np.asarray(self.outputs, dtype=np.int64),
+                     self.hashes if self.any_hashes else None)
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
@@ -198,7 +253,10 @@ def _read_jsonl(text: str, rows: _Rows) -> None:
         if not isinstance(row, dict):
             raise rows.error(number, None, f"expected a JSON object with keys "
                                            f"{', '.join(FIELDS)}, got {type(row).__name__}")
-        rows.add(number, row)
+        if "arrival_s" not in row and "timestamp" in row:
+            rows.add_mooncake(number, row)
+        else:
+            rows.add(number, row)
 
 
 def read_trace(path: str | Path) -> Trace:

@@ -1,0 +1,122 @@
+"""The prefix cache of one replica (``prefix_cache.PrefixCache``) and the scheduler's use of
+it, on hand-built requests: what a lookup finds, what sharing saves, the LRU order."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.engine.serving.arrivals import Workload
+from simulator.engine.serving.kv_cache import KVCapacity
+from simulator.engine.serving.prefix_cache import PrefixCache, merged
+from simulator.engine.serving.prefixes import PromptPrefixes
+from simulator.engine.serving.requests import Requests
+from simulator.engine.serving.scheduler import Scheduler
+from simulator.profiles.inference import Batching
+
+BLOCK = 16
+
+
+def own_chains(n: int) -> PromptPrefixes:
+    """``n`` requests that share nothing."""
+    return PromptPrefixes(system=np.zeros(n, dtype=np.int64), chain=np.arange(n))
+
+
+def cache_of(prefixes: PromptPrefixes) -> PrefixCache:
+    return PrefixCache(keys=prefixes.keys(BLOCK), block=BLOCK)
+
+
+def test_a_lookup_covers_the_full_blocks_before_the_last_prompt_token():
+    """A 64-token prompt: its last token is always computed, so (64 - 1) // 16 = 3 blocks
+    are looked up, not 4; a 65-token prompt looks up 4."""
+    p = PromptPrefixes(system=np.array([64, 64, 65]), chain=np.arange(3))
+    cache = cache_of(p)
+    cache.acquire(0, 64, 0)
+    cache.publish(0, 64)  # its 4 full blocks are now cached
+    assert cache.match(1, 64) == (3, 3)
+    assert cache.match(2, 65) == (4, 4)
+    cache.retire(0, 64)
+    assert cache.match(1, 64) == (3, 0)  # still cached, no longer held by anyone
+
+
+def test_blocks_shared_by_running_requests_are_held_once():
+    """Two requests share a 48-token system prompt (3 blocks): the scheduler counts 3 + 3
+    blocks of it, the cache holds 3: adjustment -3."""
+    p = PromptPrefixes(system=np.array([48, 48]), chain=np.arange(2))
+    cache = cache_of(p)
+    cache.acquire(0, 100, 0)
+    cache.publish(0, 100)  # 100 // 16 = 6 full blocks, the first 3 the system prompt's
+    found, held = cache.match(1, 100)
+    assert (found, held) == (3, 3)
+    assert cache.acquire(1, 100, found) == 48
+    assert cache.borrowed == 6 + 3 and len(cache.refs) == 6
+    assert cache.adjustment == -3
+
+
+def test_lru_evicts_the_least_recently_used_tail_first():
+    """Three requests of 3 blocks each retire in order A, B, C; each frees tail first, so
+    the free list is a2 a1 a0 b2 b1 b0 c2 c1 c0 (least recent first). Room for 7 evicts
+    a2 and a1: A keeps one block at its head; B and C keep all three."""
+    cache = cache_of(own_chains(3))
+    for r in range(3):
+        cache.acquire(r, 49, 0)
+        cache.publish(r, 48)
+    for r in range(3):
+        cache.retire(r, 48)
+    keys = [list(cache.keys(r, 0, 3)) for r in range(3)]
+    assert list(cache.free) == [keys[r][i] for r in range(3) for i in (2, 1, 0)]
+    cache.evict_to(7)
+    assert cache.evictions == 2
+    assert [cache.match(r, 49)[0] for r in range(3)] == [1, 3, 3]
+
+
+def test_a_hit_makes_blocks_recent_again():
+    """A's blocks are used again (acquired, then retired) after B's retired: now B's are
+    the least recently used and go first."""
+    cache = cache_of(own_chains(2))
+    for r in range(2):
+        cache.acquire(r, 33, 0)
+        cache.publish(r, 32)
+    cache.retire(0, 32)
+    cache.retire(1, 32)
+    found, _ = cache.match(0, 33)
+    cache.acquire(0, 33, found)
+    cache.retire(0, 32)
+    cache.evict_to(2)
+    assert (cache.match(0, 33)[0], cache.match(1, 33)[0]) == (2, 0)
+
+
+def test_merged_hit_rates_are_ratios_of_the_sums():
+    a, b = cache_of(own_chains(1)), cache_of(own_chains(1))
+    a.lookups, a.hits, a.cached_tokens, a.queried_tokens = 10, 5, 80, 200
+    b.lookups, b.hits, b.cached_tokens, b.queried_tokens = 30, 0, 0, 600
+    m = merged([a, b])
+    assert (m.hit_rate, m.token_hit_rate) == (5 / 40, 80 / 800)
+
+
+def _scheduler(prompts: list[int], prefixes: PromptPrefixes, blocks: int = 1000) -> Scheduler:
+    n = len(prompts)
+    requests = Requests(Workload(np.zeros(n), np.array(prompts), np.full(n, 10)))
+    return Scheduler(requests=requests, capacity=KVCapacity(blocks, BLOCK, 1.0),
+                     batching=Batching(max_tokens_per_step=8192), prefix=cache_of(prefixes))
+
+
+def test_the_prefill_skips_cached_tokens_and_its_attention_reads_them():
+    """Request 1 shares request 0's 1,024-token system prompt and adds 200 tokens. Once 0's
+    prefill is done, 1 is admitted with 64 blocks cached: it prefills q = 200 new tokens,
+    its attention covers q·c + q(q+1)/2 = 200·1024 + 200·201/2 pairs over c = 1,024 cached
+    tokens, and it takes ceil(1224/16) - 64 = 13 new blocks."""
+    p = PromptPrefixes(system=np.array([1024, 1024]), chain=np.arange(2))
+    sched = _scheduler([1224, 1224], p)
+    sched.waiting.append(0)
+    first = sched.plan(0.0)
+    assert first.chunks == [(0, 1224)] and first.prompt_cached == 0
+    sched.commit(first, 1.0)
+    in_use = sched.blocks_in_use()
+    assert in_use == 77  # ceil(1224 / 16) + 1 block for its first output token (1225)
+    sched.waiting.append(1)
+    second = sched.plan(1.0)
+    assert second.chunks == [(1, 200)]
+    assert second.prompt_tokens == 200 + 0 and second.prompt_cached == 1024
+    assert second.prompt_pairs == 200 * 1024 + 200 * 201 // 2
+    assert second.blocks == in_use + 13
+    assert sched.requests.cached_tokens.tolist() == [0, 1024]
