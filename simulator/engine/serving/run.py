@@ -11,6 +11,8 @@ import simpy
 
 from simulator.engine.serving.arrivals import generate_workload
 from simulator.engine.serving.disaggregation import KVTransfer, place
+from simulator.engine.serving.dp_cost import DataParallelCost
+from simulator.engine.serving.dp_ranks import replica_batching
 from simulator.engine.serving.iteration_cost import IterationCost
 from simulator.engine.serving.kv_cache import KVCapacity, ceil_div, kv_capacity
 from simulator.engine.serving.metrics import SERIES, ReplicaStats, Series
@@ -27,7 +29,12 @@ from simulator.perf.layouts import inference_layout
 from simulator.perf.moe_balance import moe_imbalance
 from simulator.perf.roofline import run_precision
 from simulator.perf.serving_iteration import iteration_model
-from simulator.profiles.inference import ArrivalProcess, InferenceParallelism, InferenceWorkload
+from simulator.profiles.inference import (
+    ArrivalProcess,
+    Batching,
+    InferenceParallelism,
+    InferenceWorkload,
+)
 from simulator.profiles.moe_routing import LoadBalancer
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.serving_stack import Admission
@@ -54,6 +61,7 @@ class _Pool:
     parallelism: InferenceParallelism
     capacity: KVCapacity
     cost: IterationCost
+    batching: Batching  # the scheduler's limits (summed over attention DP ranks)
 
 
 def _pools(scenario: Scenario) -> list[_Pool]:
@@ -76,13 +84,25 @@ def _pools(scenario: Scenario) -> list[_Pool]:
                              f"pp={par.pp}: no room for a single KV-cache block after the "
                              f"weights, the workspace and the runtime reserve")
         imbalance = moe_imbalance(w.moe, scenario.model, par.ep, LoadBalancer.NONE)
-        model = iteration_model(scenario.model, inference_layout(par), w.precision, kv,
-                                imbalance, activation_quant=w.engine.activation_quant)
+        model = iteration_model(scenario.model, inference_layout(par, w.moe), w.precision, kv,
+                                imbalance, activation_quant=w.engine.activation_quant,
+                                slots=expert_slots(scenario, par))
         stack = StackCost.of(w.engine, kernels=model.kernels(),
                              max_batch=w.batching.max_batch_size)
+        priced = DataParallelCost if par.attention_dp > 1 else IterationCost
         pools.append(_Pool(role=role, replicas=count, parallelism=par, capacity=capacity,
-                           cost=IterationCost(scenario.hardware, model, stack)))
+                           cost=priced(scenario.hardware, model, stack),
+                           batching=replica_batching(w.batching, par.attention_dp)))
     return pools
+
+
+def expert_slots(scenario: Scenario, par: InferenceParallelism) -> int:
+    """Expert slots of an attention-DP replica (experts + redundant); 0 otherwise."""
+    w, moe = scenario.workload, scenario.model.moe
+    assert isinstance(w, InferenceWorkload)
+    if moe is None or par.attention_dp == 1:
+        return 0
+    return moe.experts + w.moe.redundant_experts
 
 
 def _closed_loop(w: InferenceWorkload) -> tuple[int, float] | None:
@@ -151,9 +171,9 @@ def _build(env: simpy.Environment, scenario: Scenario, requests: Requests, serie
                                  devices=pool.parallelism.devices,
                                  kv_blocks=pool.capacity.blocks,
                                  kv_block_tokens=pool.capacity.block_tokens,
-                                 max_batch=w.batching.max_batch_size)
+                                 max_batch=pool.batching.max_batch_size)
             scheduler = Scheduler(requests=requests, capacity=pool.capacity,
-                                  batching=w.batching, role=pool.role,
+                                  batching=pool.batching, role=pool.role,
                                   static=w.engine.admission.value is Admission.STATIC)
             system.add(Replica(env=env, scheduler=scheduler, cost=pool.cost, stats=stats,
                                series=series, on_outcome=system.on_outcome, jump=jump),
