@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
-from simulator.profiles.model import MoE, ModelProfile
+from simulator.profiles.model import ModelProfile, MoE
 from simulator.profiles.moe_routing import LoadBalancer, MoeRouting
 
 

@@ -60,7 +60,8 @@ def wide_ep_moe_specs(model: ModelProfile, layout: Layout, rank: Batch, *, total
     """
     assert model.moe is not None
     moe = model.moe
-    h, k, tp, ep, etp = model.hidden_size, moe.active_experts, layout.tp, layout.ep, layout.expert_tp
+    h, k, tp, ep = model.hidden_size, moe.active_experts, layout.tp, layout.ep
+    etp = layout.expert_tp
     local = rank.tokens / tp
     rows = dispatch_elements(rank_tokens=rank.tokens, total_tokens=total_tokens, layout=layout,
                              top_k=k, imbalance=imbalance)
@@ -85,8 +86,8 @@ def wide_ep_moe_specs(model: ModelProfile, layout: Layout, rank: Batch, *, total
              bytes=(local * k * h + local * h) * p.eb),
     ]
     if moe.shared_experts:
-        specs += ffn("moe.shared", model, rank.tokens, moe.shared_experts * moe.expert_ffn_size / tp,
-                     p)
+        shared = moe.shared_experts * moe.expert_ffn_size / tp
+        specs += ffn("moe.shared", model, rank.tokens, shared, p)
     if tp == 1:
         return specs
     collective = Collective.ALL_REDUCE if moe.shared_experts else Collective.ALL_GATHER

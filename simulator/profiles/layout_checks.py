@@ -198,13 +198,16 @@ def wide_ep_problems(par: InferenceParallelism, path: tuple[str, ...], model: Mo
     if dp > 1 and par.pp > 1:
         problems.append(Problem((*path, "pp"), f"attention_dp={dp} runs with pp=1 (wide-EP "
                                                f"replicas are not pipelined in xpusim)"))
-    if stage % ep:
-        hint = (" (set attention_dp to spread the experts over more devices than tp)"
-                if dp == 1 and ep > par.tp else "")
+    if stage % ep and dp == 1:
+        problems.append(Problem((*path, "ep"),
+                                f"ep={ep} must divide tp={par.tp}: a replica spreads each "
+                                f"pipeline stage's experts over that stage's tp devices (with "
+                                f"attention_dp ranks, over attention_dp*tp devices)"))
+    elif stage % ep:
         problems.append(Problem((*path, "ep"),
                                 f"ep={ep} must divide attention_dp*tp = {dp}*{par.tp} = {stage}: "
                                 f"a replica spreads each pipeline stage's experts over that "
-                                f"stage's devices{hint}"))
+                                f"stage's devices"))
     elif dp > 1 and model.moe is not None:
         slots = model.moe.experts + redundant
         if slots % ep:
