@@ -35,7 +35,7 @@ from simulator.perf.opspec import Batch, Core, Phase, Prec, forward_ops
 from simulator.perf.serving_moe import serving_moe_specs
 from simulator.perf.serving_quantize import quantize_specs, separate_quantization
 from simulator.perf.transformer import _inference_prec, embedding_specs, head_specs
-from simulator.perf.wide_ep import wide_ep_moe_specs
+from simulator.perf.wide_ep import exchange_specs, rank_moe_specs
 from simulator.profiles.model import ModelProfile
 from simulator.profiles.precision import Precision
 from simulator.profiles.serving_stack import ActivationQuant
@@ -142,15 +142,37 @@ class IterationModel:
         """:meth:`body` on the busiest device of an attention-DP replica: its rank runs
         ``rank_tokens`` of the replica's ``total_tokens`` through its attention and dense
         layers, and every rank's tokens through the experts (:mod:`simulator.perf.wide_ep`);
-        ``low_latency``: a decode-only iteration (DeepEP's low-latency kernels)."""
+        ``low_latency``: a decode-only iteration (DeepEP's low-latency kernels). The sum of
+        :meth:`rank_local` and :meth:`rank_exchange`."""
+        return (self.rank_local(rank_tokens)
+                + self.rank_exchange(rank_tokens, total_tokens, low_latency=low_latency))
+
+    def rank_local(self, rank_tokens: int) -> list[Op]:
+        """The body's ops that depend on the rank's tokens alone (everything but the expert
+        exchange and GEMMs): affine in them, so an engine can fit and cache it."""
+        if rank_tokens <= 0:
+            raise ValueError(f"a rank runs at least one token (got {rank_tokens})")
+        batch = self._prefill_batch(rank_tokens, 0, float(rank_tokens), 1)
+        moe = rank_moe_specs(self.model, self.layout, batch, self.prec) if self._moe_layers else []
+        return self._assemble(batch, moe)
+
+    def rank_exchange(self, rank_tokens: int, total_tokens: int, *,
+                      low_latency: bool) -> list[Op]:
+        """The MoE layers' dispatch, expert GEMMs and combine of an attention-DP replica."""
         if not 0 < rank_tokens <= total_tokens:
             raise ValueError(f"a rank runs 1 to {total_tokens} of the iteration's tokens "
                              f"(got {rank_tokens})")
-        batch = self._prefill_batch(rank_tokens, 0, float(rank_tokens), 1)
-        moe = wide_ep_moe_specs(self.model, self.layout, batch, total_tokens=float(total_tokens),
-                                p=self.prec, imbalance=self.imbalance,
-                                slots=self.slots or self._experts, low_latency=low_latency)
-        return self._assemble(batch, moe if self._moe_layers else [])
+        n_moe = self._moe_layers
+        if not n_moe:
+            return []
+        p = self.prec
+        specs = exchange_specs(self.model, self.layout, float(rank_tokens),
+                               total_tokens=float(total_tokens), p=p, imbalance=self.imbalance,
+                               slots=self.slots or self._experts, low_latency=low_latency)
+        ops = forward_ops(specs, p, n_moe)
+        if self.separate_quant:
+            ops += quantize_specs(specs, self.model, p, n_moe)
+        return ops
 
     def _assemble(self, batch: Batch, moe: list) -> list[Op]:
         """The body's ops for one device's ``batch``, with the MoE layers' specs ``moe``."""

@@ -58,30 +58,26 @@ def wide_ep_moe_specs(model: ModelProfile, layout: Layout, rank: Batch, *, total
     expert slots (experts plus redundant ones); ``low_latency``: a decode iteration, whose
     kernels send every copy on its own even where the layout deduplicates per domain.
     """
+    local = rank_moe_specs(model, layout, rank, p)
+    exchange = exchange_specs(model, layout, rank.tokens, total_tokens=total_tokens, p=p,
+                              imbalance=imbalance, slots=slots, low_latency=low_latency)
+    return [*local[:4], *exchange, *local[4:]]
+
+
+def rank_moe_specs(model: ModelProfile, layout: Layout, rank: Batch, p: Prec) -> list:
+    """The parts of the layer that depend on the rank's tokens alone: norm, router, top-k and
+    permute before the dispatch; un-permute, shared experts and the rank's TP exchange
+    after the combine."""
     assert model.moe is not None
     moe = model.moe
-    h, k, tp, ep = model.hidden_size, moe.active_experts, layout.tp, layout.ep
-    etp = layout.expert_tp
+    h, k, tp = model.hidden_size, moe.active_experts, layout.tp
     local = rank.tokens / tp
-    rows = dispatch_elements(rank_tokens=rank.tokens, total_tokens=total_tokens, layout=layout,
-                             top_k=k, imbalance=imbalance)
-    received = total_tokens * k / ep * imbalance  # (token, expert) rows on the busiest device
-    touched = experts_touched(slots, k, total_tokens) / ep  # of this device's slots/ep
-    group = layout.ep_group
-    if layout.ep_dedup and not low_latency:
-        group = replace(group, copies=k * etp, max_domains=layout.ep_max_domains)
     specs: list = [
         norm("mlp.norm", rank.residual_tokens, h, model.norm is Norm.LAYERNORM, p, add=True),
         Gemm(name="moe.router", m=local, k=h, n=moe.experts),
         Elem(name="moe.topk", flops=5.0 * local * moe.experts,
              bytes=local * moe.experts * p.eb + local * k * 8.0),
         Elem(name="moe.permute", flops=0.0, bytes=2.0 * local * k * h * p.ab),
-        Comm(name="moe.dispatch", forward_collective=Collective.ALL_TO_ALL,
-             bytes=rows * h * p.ab, group=group),
-        *ffn("moe.experts", model, received / touched, moe.expert_ffn_size / etp, p,
-             groups=touched),
-        Comm(name="moe.combine", forward_collective=Collective.ALL_TO_ALL,
-             bytes=rows * h * p.eb, group=group),
         Elem(name="moe.unpermute", flops=2.0 * local * k * h,
              bytes=(local * k * h + local * h) * p.eb),
     ]
@@ -94,3 +90,28 @@ def wide_ep_moe_specs(model: ModelProfile, layout: Layout, rank: Batch, *, total
     name = "moe.all_reduce" if moe.shared_experts else "moe.all_gather"
     return [*specs, Comm(name=name, forward_collective=collective, bytes=rank.tokens * h * p.eb,
                          group=layout.tp_group)]
+
+
+def exchange_specs(model: ModelProfile, layout: Layout, rank_tokens: float, *,
+                   total_tokens: float, p: Prec, imbalance: float, slots: int,
+                   low_latency: bool) -> list:
+    """The parts that depend on every rank's tokens: dispatch, the grouped expert GEMMs over
+    the slots the iteration touches, combine."""
+    assert model.moe is not None
+    moe = model.moe
+    h, k, ep, etp = model.hidden_size, moe.active_experts, layout.ep, layout.expert_tp
+    rows = dispatch_elements(rank_tokens=rank_tokens, total_tokens=total_tokens, layout=layout,
+                             top_k=k, imbalance=imbalance)
+    received = total_tokens * k / ep * imbalance  # (token, expert) rows on the busiest device
+    touched = experts_touched(slots, k, total_tokens) / ep  # of this device's slots/ep
+    group = layout.ep_group
+    if layout.ep_dedup and not low_latency:
+        group = replace(group, copies=k * etp, max_domains=layout.ep_max_domains)
+    return [
+        Comm(name="moe.dispatch", forward_collective=Collective.ALL_TO_ALL,
+             bytes=rows * h * p.ab, group=group),
+        *ffn("moe.experts", model, received / touched, moe.expert_ffn_size / etp, p,
+             groups=touched),
+        Comm(name="moe.combine", forward_collective=Collective.ALL_TO_ALL,
+             bytes=rows * h * p.eb, group=group),
+    ]

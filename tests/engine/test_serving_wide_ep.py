@@ -198,3 +198,12 @@ def test_kv_transfers_into_a_dp_replica_use_one_lane_per_rank():
     a = one.schedule(0, 0, 10_000, 0.0)
     b = one.schedule(1, 0, 10_000, 0.0)
     assert b[0] == a[1]  # one lane: the second waits
+
+
+def test_the_cached_rank_body_prices_the_same_ops_as_building_them():
+    cost = _cost()
+    for rank, total, low in ((1, 8, True), (300, 2000, False), (5000, 9000, False)):
+        built = cost.pricer.cost(cost.model.rank_body(rank, total, low_latency=low))
+        assert cost.rank_body(rank, total, low).time_s == pytest.approx(built.time_s, rel=1e-9)
+    with pytest.raises(ValueError, match="a rank runs 1 to 8"):
+        cost.model.rank_exchange(9, 8, low_latency=True)

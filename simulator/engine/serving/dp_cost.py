@@ -41,14 +41,20 @@ class DataParallelCost(IterationCost):
         super().__init__(hw, model, stack)
         self.dp = model.layout.dp
         self._rank_bodies: dict[tuple[int, int, bool], Cost] = {}
+        self._rank_local: dict[int, Cost] = {}
 
     def rank_body(self, rank_tokens: int, total_tokens: int, low_latency: bool) -> Cost:
-        """The body with the busiest rank's tokens and the whole iteration's experts."""
+        """The body with the busiest rank's tokens and the whole iteration's experts: the
+        rank's own ops from fitted lines (cached by its tokens, like a replica's body), the
+        expert exchange priced per (rank tokens, total tokens, kernel mode)."""
         key = (rank_tokens, total_tokens, low_latency)
         v = self._rank_bodies.get(key)
         if v is None:
-            v = self._rank_bodies[key] = self.pricer.cost(
-                self.model.rank_body(rank_tokens, total_tokens, low_latency=low_latency))
+            local = self._rank_local.get(rank_tokens) or self._fitted(
+                "rank_local", self.model.rank_local, rank_tokens, self._rank_local)
+            exchange = self.pricer.cost(self.model.rank_exchange(rank_tokens, total_tokens,
+                                                                 low_latency=low_latency))
+            v = self._rank_bodies[key] = add_costs(local, exchange)
         return v
 
     def decode_step(self, batch: int) -> DecodeStep:
