@@ -140,7 +140,8 @@ def layout_of(scenario: Scenario) -> tuple[dict[str, int], str]:
         p = w.parallelism
         par = {"tp": p.tp, "pp": p.pp, "ep": p.ep, "replicas": w.replicas or 0}
         ep = f" ep{p.ep}" if p.ep > 1 else ""
-        return par, f"{w.replicas} x tp{p.tp} pp{p.pp}{ep}"
+        dp = f" attention-dp{p.attention_dp}" if p.attention_dp > 1 else ""
+        return par, f"{w.replicas} x tp{p.tp} pp{p.pp}{dp}{ep}"
     t = w.parallelism
     numbers = {"tp": t.tp, "pp": t.pp, "cp": t.cp, "ep": t.ep, "dp": t.dp or 0,
                "global_batch_size": w.global_batch_size}
