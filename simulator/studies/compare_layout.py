@@ -226,6 +226,12 @@ def inference_layout(data: dict[str, Any], base_dir: Path, hw: HardwareProfile, 
         return _disaggregated(data, workload, n, n0)
     par = dict(workload.get("parallelism") or {})
     pp0, ep0 = int(par.get("pp", 1)), int(par.get("ep", 1))
+    if int(par.get("attention_dp", 1)) > 1:  # a wide-EP replica: its layout is the point
+        tp, pp = int(par.get("tp", 1)), pp0
+        notes = ["attention DP: the replica's layout is kept as written"]
+        devices = int(par["attention_dp"]) * tp * pp
+        workload.update(replicas=max(1, n // devices))
+        return {**data, "workload": workload, "cluster": {"accelerators": n}}, notes
     tp, pp, notes = _choose_layout(data, workload, base_dir, hw, n, pp0)
     tp0 = int(par.get("tp", 1))
     if (tp, pp) != (tp0, pp0):

@@ -207,3 +207,16 @@ def test_the_cached_rank_body_prices_the_same_ops_as_building_them():
         assert cost.rank_body(rank, total, low).time_s == pytest.approx(built.time_s, rel=1e-9)
     with pytest.raises(ValueError, match="a rank runs 1 to 8"):
         cost.model.rank_exchange(9, 8, low_latency=True)
+
+
+def test_compare_keeps_an_attention_dp_layout_and_fills_replicas():
+    from pathlib import Path
+
+    from simulator.studies.compare_layout import inference_layout as compare_layout
+    from simulator.studies.compare_layout import layout_of
+    data = copy.deepcopy(NVL72)
+    out, notes = compare_layout(data, Path("."), load_hardware("gb200-nvl72"), 144, "count", 72)
+    assert out["workload"]["parallelism"] == NVL72["workload"]["parallelism"]
+    assert out["workload"]["replicas"] == 2  # 144 / (72 x 1 x 1)
+    assert "kept as written" in notes[0]
+    assert layout_of(scenario_from_dict(out))[1] == "2 x tp1 pp1 attention-dp72 ep72"
