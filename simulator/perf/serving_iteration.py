@@ -223,11 +223,16 @@ class IterationModel:
 
     def ops(self, prompt_chunks: Sequence[tuple[int, int]],
             decode_contexts: Sequence[int]) -> list[Op]:
-        """All ops of an iteration: chunks (new tokens, cached tokens) and decode contexts."""
+        """All ops of an iteration: chunks (new tokens, cached tokens) and decode contexts
+        (with attention DP: one rank's, on the busiest device, all ranks equally loaded)."""
         q = [n for n, _ in prompt_chunks]
         c = [n for _, n in prompt_chunks]
         tokens = sum(q) + len(decode_contexts)
-        ops = self.body(tokens) + self.head(len(q) + len(decode_contexts))
+        if self.layout.dp > 1:  # one rank's batch, every rank as loaded
+            body = self.rank_body(tokens, tokens * self.layout.dp, low_latency=not q)
+        else:
+            body = self.body(tokens)
+        ops = body + self.head(len(q) + len(decode_contexts))
         if q:
             ops += self.prefill_extra(sum(q), sum(c), prefill_pairs(q, c), len(q))
         if decode_contexts:

@@ -220,3 +220,11 @@ def test_compare_keeps_an_attention_dp_layout_and_fills_replicas():
     assert out["workload"]["replicas"] == 2  # 144 / (72 x 1 x 1)
     assert "kept as written" in notes[0]
     assert layout_of(scenario_from_dict(out))[1] == "2 x tp1 pp1 attention-dp72 ep72"
+
+
+def test_the_roofline_view_shows_one_dp_ranks_batch_with_the_exchange_over_all_ranks():
+    from simulator.perf.roofline_view import roofline
+    view = roofline(scenario_from_dict(NVL72))
+    assert "attention_dp=72 ep=72" in view.title
+    dispatch = [r for r in view.rows if r.name.startswith("moe.dispatch")]
+    assert len(dispatch) == 2 and all("72 ranks" in r.name for r in dispatch)

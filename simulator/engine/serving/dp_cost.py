@@ -21,14 +21,12 @@ iteration's whole cost as it runs.
 
 from __future__ import annotations
 
-from simulator.engine.serving.decode_steps import DecodeStep
+from simulator.engine.serving.decode_steps import DecodeStep, split_by_context
 from simulator.engine.serving.dp_ranks import RankBatch, busiest_rank
 from simulator.engine.serving.iteration_cost import IterationCost
 from simulator.engine.serving.stack_cost import StackCost
 from simulator.engine.serving.usage import Usage
-from simulator.perf.affine_op import AffineOp, AffineTimer, timer
-from simulator.perf.ops import ComputeOp
-from simulator.perf.pricer import Cost, Op, add_costs
+from simulator.perf.pricer import Cost, add_costs
 from simulator.perf.serving_iteration import IterationModel
 from simulator.profiles.hardware import HardwareProfile
 
@@ -62,19 +60,11 @@ class DataParallelCost(IterationCost):
         step = self._decode.get(batch)
         if step is None:
             rank = -(-batch // self.dp)
-            lo = self.model.decode_extra(rank, rank)
-            hi = self.model.decode_extra(rank, 2 * rank)
-            fixed: list[Op] = []
-            timers: list[AffineTimer] = []
-            for a, b in zip(lo, hi, strict=True):
-                if a == b:
-                    fixed.append(a)
-                elif isinstance(a, ComputeOp) and isinstance(b, ComputeOp):
-                    # the rank's context is its share rank/batch of the total
-                    timers.append(timer(self.hw, AffineOp.through(a, b, batch, 2 * batch)))
-                else:
-                    raise ValueError(f"decode op {a.name} depends on the context but is not "
-                                     f"a compute op")
+            # built at the rank's contexts rank and 2·rank, read as lines in the total
+            # context (batch and 2·batch): the rank's share rank/batch of it
+            fixed, timers = split_by_context(self.hw, self.model.decode_extra(rank, rank),
+                                             self.model.decode_extra(rank, 2 * rank),
+                                             batch, 2 * batch)
             own = self.pricer.cost(fixed)
             stack, floor, serial, rows = self.stack, 0.0, 0.0, rank
             if stack is not None:  # each rank's graph runs its padded batch

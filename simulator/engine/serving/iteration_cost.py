@@ -31,12 +31,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from simulator.engine.serving.decode_steps import DecodeStep, RunPrice, price_run
+from simulator.engine.serving.decode_steps import (
+    DecodeStep,
+    RunPrice,
+    price_run,
+    split_by_context,
+)
 from simulator.engine.serving.stack_cost import StackCost
 from simulator.engine.serving.usage import DecodeTables, Usage, usage_totals
-from simulator.perf.affine_op import AffineOp, AffineTimer, timer
 from simulator.perf.affine_ops import AffineOps
-from simulator.perf.ops import ComputeOp
 from simulator.perf.opspec import TILE_ROWS
 from simulator.perf.pricer import COST_FIELDS, Cost, Op, Pricer, add_costs
 from simulator.perf.serving_iteration import IterationModel
@@ -192,18 +195,9 @@ class IterationCost:
         the ops that do (affine in the total context)."""
         step = self._decode.get(batch)
         if step is None:
-            lo = self.model.decode_extra(batch, batch)
-            hi = self.model.decode_extra(batch, 2 * batch)
-            fixed: list[Op] = []
-            timers: list[AffineTimer] = []
-            for a, b in zip(lo, hi, strict=True):
-                if a == b:
-                    fixed.append(a)
-                elif isinstance(a, ComputeOp) and isinstance(b, ComputeOp):
-                    timers.append(timer(self.hw, AffineOp.through(a, b, batch, 2 * batch)))
-                else:
-                    raise ValueError(f"decode op {a.name} depends on the context but is not "
-                                     f"a compute op")
+            fixed, timers = split_by_context(self.hw, self.model.decode_extra(batch, batch),
+                                             self.model.decode_extra(batch, 2 * batch),
+                                             batch, 2 * batch)
             own = self.pricer.cost(fixed)
             stack, floor, serial, rows = self.stack, 0.0, 0.0, batch
             if stack is not None:  # a captured graph runs the padded batch's GEMMs
