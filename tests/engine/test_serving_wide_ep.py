@@ -24,7 +24,7 @@ from simulator.loading import scenario_from_dict
 from simulator.perf.layouts import inference_layout
 from simulator.perf.serving_iteration import iteration_model
 from simulator.profiles.inference import Batching, InferenceParallelism
-from tests.conftest import assert_clean_error, run_cli
+from tests.conftest import ROOT, assert_clean_error, run_cli
 
 NVL72 = {"name": "wide ep", "hardware": "gb200-nvl72", "cluster": {"accelerators": 72},
          "model": "deepseek-v3",
@@ -228,3 +228,9 @@ def test_the_roofline_view_shows_one_dp_ranks_batch_with_the_exchange_over_all_r
     assert "attention_dp=72 ep=72" in view.title
     dispatch = [r for r in view.rows if r.name.startswith("moe.dispatch")]
     assert len(dispatch) == 2 and all("72 ranks" in r.name for r in dispatch)
+
+
+def test_plan_refuses_an_attention_dp_scenario_naming_the_field():
+    path = ROOT / "scenarios" / "deepseek-v3-gb200-nvl72-wide-ep.yaml"
+    assert_clean_error(run_cli("plan", str(path)), "workload.parallelism.attention_dp",
+                       "sweep them instead")
