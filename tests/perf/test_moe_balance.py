@@ -139,3 +139,26 @@ def test_a_domain_limit_needs_the_deepep_dispatcher(tmp_path):
     path = _training(tmp_path, "{max_domains_per_token: 4}")
     assert_clean_error(run_cli("validate", str(path)), "workload.moe",
                        "max_domains_per_token needs dispatcher: deepep")
+
+
+def test_a_load_spread_outside_zero_to_one_is_one_clear_error(tmp_path):
+    from tests.conftest import ROOT
+    text = (ROOT / "model_profiles" / "deepseek-v3.yaml").read_text()
+    bad = text.replace("load_spread: {value: 0.38443,", "load_spread: {value: 1.5,", 1)
+    assert bad != text
+    (tmp_path / "m.yaml").write_text(bad)
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: t
+        hardware: gb200-nvl72
+        cluster: {accelerators: 8}
+        model: m.yaml
+        workload:
+          kind: inference
+          precision: fp8
+          parallelism: {tp: 8, ep: 8}
+          arrivals: {process: offline, requests: 4}
+          prompt_tokens: 100
+          output_tokens: 10
+        """))
+    assert_clean_error(run_cli("validate", str(path)), "moe.load_spread.value", "1")
