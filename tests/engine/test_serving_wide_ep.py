@@ -234,3 +234,22 @@ def test_plan_refuses_an_attention_dp_scenario_naming_the_field():
     path = ROOT / "scenarios" / "deepseek-v3-gb200-nvl72-wide-ep.yaml"
     assert_clean_error(run_cli("plan", str(path)), "workload.parallelism.attention_dp",
                        "sweep them instead")
+
+
+def test_a_request_longer_than_one_ranks_cache_is_dropped():
+    # 8 ranks' cache capped at 8 x 4,096 tokens: a 6,000-token request fits the pooled
+    # blocks but not the one rank it would live on
+    data = copy.deepcopy(NVL72)
+    data["cluster"] = {"accelerators": 8}
+    w = data["workload"]
+    w["parallelism"] = {"tp": 1, "attention_dp": 8, "ep": 8}
+    w["moe"] = {}
+    w["batching"] = {"max_batch_size": 8, "max_tokens_per_step": 2048,
+                     "kv_cache_tokens": 8 * 4096}
+    w["arrivals"] = {"process": "offline", "requests": 4}
+    w["prompt_tokens"], w["output_tokens"] = 6000, 10
+    result = run_serving(scenario_from_dict(data)).result.inference
+    assert (result.dropped, result.requests) == (4, 0)
+    w["prompt_tokens"] = 4000  # 4,009 tokens at most: fits one rank
+    result = run_serving(scenario_from_dict(data)).result.inference
+    assert (result.dropped, result.requests) == (0, 4)

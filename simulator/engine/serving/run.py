@@ -116,13 +116,16 @@ def _closed_loop(w: InferenceWorkload) -> tuple[int, float] | None:
 
 def _droppable(requests: Requests, pools: list[_Pool], max_seq_len: int) -> np.ndarray:
     """Requests no replica could ever serve: longer than the model's context, or needing
-    more KV blocks than a replica has (prompt on the first pool; the longest context,
-    prompt + output - 1 tokens, on the pool that decodes)."""
+    more KV blocks than a replica (an attention DP rank: a request lives on one) has (prompt
+    on the first pool; the longest context, prompt + output - 1 tokens, on the pool that
+    decodes)."""
     first, last = pools[0].capacity, pools[-1].capacity
+    first_blocks = first.blocks // pools[0].parallelism.attention_dp
+    last_blocks = last.blocks // pools[-1].parallelism.attention_dp
     prompt, output = requests.prompt_tokens, requests.output_tokens
     too_long = prompt + output > max_seq_len
-    return (too_long | (ceil_div(prompt, first.block_tokens) > first.blocks)
-            | (ceil_div(prompt + output - 1, last.block_tokens) > last.blocks))
+    return (too_long | (ceil_div(prompt, first.block_tokens) > first_blocks)
+            | (ceil_div(prompt + output - 1, last.block_tokens) > last_blocks))
 
 
 def _run(env: simpy.Environment, progress: Callable[[float, float], None] | None,
