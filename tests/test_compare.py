@@ -280,7 +280,7 @@ def test_progress_bar_shows_only_on_terminals_and_after_its_delay():
 # ---- the claim scenarios ------------------------------------------------------------------
 def test_claim_scenarios_validate_and_use_the_estimated_model():
     files = sorted((ROOT / "scenarios" / "claims").glob("*.yaml"))
-    assert len(files) == 4
+    assert len(files) == 5
     for path in files:
         scenario = load_scenario(path)
         assert scenario.model.id == "gpt-moe-1.8t"

@@ -115,10 +115,16 @@ def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int],
     return Footprint(parts, hw.hbm_capacity, tuple(notes))
 
 
-def inference_footprint(scenario: Scenario, tp: int | None = None,
-                        pp: int | None = None) -> Footprint:
+def inference_footprint(scenario: Scenario, tp: int | None = None, pp: int | None = None, *,
+                        attention_dp: int | None = None) -> Footprint:
     """Weights, a workspace for one iteration and the reserve (and a speculative drafter's
     weights); the rest is KV cache (the drafter's included in the bytes per token).
+
+    With attention DP each rank's ``tp`` devices hold the dense weights (attention, dense
+    and shared FFNs, embedding, head: replicated per rank) and every device an equal share
+    of the expert slots (experts + ``workload.moe.redundant_experts``, over all
+    ``attention_dp x tp`` devices of a stage); each rank keeps the KV cache of its own
+    requests, so the replica holds ``attention_dp`` times one device's tokens.
 
     The KV cache is reported as the bytes needed to hold one full batch of mean-length
     requests (``kv_cache_for_batch``), which tells whether the batching limits make sense.
@@ -128,11 +134,13 @@ def inference_footprint(scenario: Scenario, tp: int | None = None,
     model, hw = scenario.model, scenario.hardware
     tp = tp or w.parallelism.tp
     pp = pp or w.parallelism.pp
+    dp = attention_dp or w.parallelism.attention_dp
     weight_bytes = Precision(w.precision).bytes_per_element
-    params = stage_params(model, tp, pp, 1)
-    parts = {"weights": weight_bytes * (params.dense + params.expert * 1.0)}
+    params = stage_params(model, tp, pp, dp)
+    parts = {"weights": weight_bytes * (params.dense + params.expert * expert_slot_ratio(
+        model, w.moe.redundant_experts if dp > 1 else 0))}
     # Workspace: the hidden states, QKV and FFN intermediates of one iteration's tokens
-    # (16-bit), plus fp32 logits for the batch's sampled positions.
+    # (16-bit), plus fp32 logits for the batch's sampled positions (per DP rank).
     tokens = w.batching.max_tokens_per_step
     ffn = model.moe.expert_ffn_size if model.moe else model.ffn_size
     width = 4 * model.hidden_size + 2 * ffn / tp
@@ -153,9 +161,17 @@ def inference_footprint(scenario: Scenario, tp: int | None = None,
     notes = [f"KV cache: {per_token / 1e3:.4g} kB per token per device; a full batch of "
              f"{w.batching.max_batch_size} mean-length requests needs {batch_kv / 1e9:.3g} GB"]
     if footprint.fits:
-        capacity_tokens = footprint.headroom / per_token
-        notes.append(f"room for {capacity_tokens:,.0f} tokens of KV cache per replica")
+        capacity_tokens = footprint.headroom / per_token * dp
+        notes.append(f"room for {capacity_tokens:,.0f} tokens of KV cache per replica"
+                     + (f" ({dp} attention DP ranks)" if dp > 1 else ""))
     return Footprint(parts, hw.hbm_capacity, tuple(notes))
+
+
+def expert_slot_ratio(model: ModelProfile, redundant: int) -> float:
+    """Expert slots held over experts: ``(experts + redundant)/experts`` (1 for dense)."""
+    if model.moe is None:
+        return 1.0
+    return (model.moe.experts + redundant) / model.moe.experts
 
 
 def scenario_footprint(scenario: Scenario) -> Footprint:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from simulator.perf.memory import even_stage_layers
 from simulator.perf.ops import Layout
 from simulator.profiles.inference import InferenceParallelism
-from simulator.profiles.moe_routing import Dispatcher
+from simulator.profiles.moe_routing import Dispatcher, MoeRouting
 from simulator.profiles.training import TrainingWorkload
 
 
@@ -25,10 +25,21 @@ def training_stage_layers(workload: TrainingWorkload, layers: int) -> list[int]:
     return par.stage_layers(layers) or even_stage_layers(layers, par.pp)
 
 
-def inference_layout(parallelism: InferenceParallelism) -> Layout:
-    """One serving replica: TP (and PP) within it; no data parallelism inside a replica.
+def inference_layout(parallelism: InferenceParallelism, moe: MoeRouting | None = None) -> Layout:
+    """One serving replica: TP (and PP) within it, and its attention DP ranks.
 
-    Sequence parallelism is off: serving frameworks all-reduce the activations.
+    Sequence parallelism is off: serving frameworks all-reduce the activations. Without
+    attention DP the experts live on each stage's tp devices (``etp = tp/ep``); with it they
+    span the stage's ``attention_dp x tp`` devices, ``etp = attention_dp·tp/ep`` each
+    (:mod:`simulator.perf.wide_ep`), and ``moe`` (the workload's routing) says whether the
+    dispatch deduplicates per domain (DeepEP).
     """
-    return Layout(tp=parallelism.tp, pp=parallelism.pp, cp=1, ep=parallelism.ep, dp=1,
-                  sequence_parallel=False)
+    dp = parallelism.attention_dp
+    if dp == 1:
+        return Layout(tp=parallelism.tp, pp=parallelism.pp, cp=1, ep=parallelism.ep, dp=1,
+                      sequence_parallel=False)
+    routing = moe or MoeRouting()
+    return Layout(tp=parallelism.tp, pp=parallelism.pp, cp=1, ep=parallelism.ep, dp=dp,
+                  sequence_parallel=False, etp=parallelism.stage_devices // parallelism.ep,
+                  ep_dedup=routing.dispatcher is Dispatcher.DEEPEP,
+                  ep_max_domains=routing.max_domains_per_token or 0)

@@ -15,9 +15,11 @@ maximum of ``ep`` standard normals (Blom's approximation, within ~0.03 for 2-256
 1 at ep = 1 (one rank holds every expert); the caps are all tokens on one rank, and every
 token's k copies on the busiest rank.
 
-``rho`` per load balancer, from TensorRT-LLM's EP study (physics_facts sec. 3; DeepSeek-R1,
-256 experts top-8, decode on 32 GB200s, EP32, 8 experts per rank, machine-translation
-data): without a balancer the rank-level (max-mean)/mean averages 1.564, so
+``rho`` per load balancer is a property of the model's router and the data, so it lives in
+the model profile (``moe.load_spread``, ``moe.eplb_load_spread``, each with its source). The
+defaults come from TensorRT-LLM's EP study (physics_facts sec. 3; DeepSeek-R1, 256 experts
+top-8, decode on 32 GB200s, EP32, 8 experts per rank, machine-translation data): without a
+balancer the rank-level (max-mean)/mean averages 1.564, so
 ``rho = 1.564/(z(32)·sqrt(31)·sqrt(32/256)) = 0.384``; with EPLB (9 slots per rank, hot
 experts replicated) 0.109, so ``rho = 0.027``. "forced" routing (Megatron-Bridge's
 benchmark tables) is perfectly balanced. The study's rank loads are heavier-tailed than
@@ -31,18 +33,8 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
-from simulator.profiles.model import ModelProfile
+from simulator.profiles.model import ModelProfile, MoE
 from simulator.profiles.moe_routing import LoadBalancer, MoeRouting
-
-_Z32 = NormalDist().inv_cdf((32 - 0.375) / (32 + 0.25))
-_STUDY_SPREAD = _Z32 * math.sqrt(256 / 8 - 1) * math.sqrt(32 / 256)  # z·cv_max·sqrt(ep/E)
-# the fraction of the largest possible expert-load spread a router reaches, per balancer
-# (TensorRT-LLM's EP32 study; see the module docstring)
-LOAD_SPREAD = {
-    LoadBalancer.NONE: 1.564 / _STUDY_SPREAD,
-    LoadBalancer.EPLB: 0.109 / _STUDY_SPREAD,
-    LoadBalancer.FORCED: 0.0,
-}
 
 
 def expected_max_normal(n: int) -> float:
@@ -52,13 +44,23 @@ def expected_max_normal(n: int) -> float:
     return NormalDist().inv_cdf((n - 0.375) / (n + 0.25))
 
 
-def rank_imbalance(balancer: LoadBalancer, experts: int, top_k: int, ep: int) -> float:
-    """max/mean token-expert assignments over ``ep`` ranks holding ``experts/ep`` each."""
+def load_spread(moe: MoE, balancer: LoadBalancer) -> float:
+    """The fraction of the largest possible expert-load spread the router reaches under
+    ``balancer``: the model profile's measured ``rho`` (forced routing: 0, balanced)."""
+    if balancer is LoadBalancer.FORCED:
+        return 0.0
+    spread = moe.eplb_load_spread if balancer is LoadBalancer.EPLB else moe.load_spread
+    return spread.value
+
+
+def rank_imbalance(spread: float, experts: int, top_k: int, ep: int) -> float:
+    """max/mean token-expert assignments over ``ep`` ranks holding ``experts/ep`` each, for
+    a router reaching ``spread`` (rho) of the largest possible spread."""
     if ep <= 1:
         return 1.0
-    cv = LOAD_SPREAD[balancer] * math.sqrt(max(0.0, experts / top_k - 1.0))
-    spread = 1.0 + expected_max_normal(ep) * cv * math.sqrt(ep / experts)
-    return min(spread, float(ep), experts / top_k)
+    cv = spread * math.sqrt(max(0.0, experts / top_k - 1.0))
+    imbalance = 1.0 + expected_max_normal(ep) * cv * math.sqrt(ep / experts)
+    return min(imbalance, float(ep), experts / top_k)
 
 
 def moe_imbalance(routing: MoeRouting, model: ModelProfile, ep: int,
@@ -70,4 +72,5 @@ def moe_imbalance(routing: MoeRouting, model: ModelProfile, ep: int,
     if routing.imbalance is not None:
         return routing.imbalance
     moe = model.moe
-    return rank_imbalance(routing.load_balancer or default, moe.experts, moe.active_experts, ep)
+    spread = load_spread(moe, routing.load_balancer or default)
+    return rank_imbalance(spread, moe.experts, moe.active_experts, ep)

@@ -145,10 +145,13 @@ def _inference(scenario: Scenario) -> RooflineView:
     w = scenario.workload
     assert isinstance(w, InferenceWorkload)
     model, hw = scenario.model, scenario.hardware
-    layout = inference_layout(w.parallelism)
+    par = w.parallelism
+    layout = inference_layout(par, w.moe)
     kv = w.kv_cache_precision or Precision.BF16
-    imbalance = moe_imbalance(w.moe, model, w.parallelism.ep, LoadBalancer.NONE)
-    iteration = iteration_model(model, layout, w.precision, kv, imbalance)
+    imbalance = moe_imbalance(w.moe, model, par.ep, LoadBalancer.NONE)
+    slots = (model.moe.experts + w.moe.redundant_experts
+             if model.moe is not None and par.attention_dp > 1 else 0)
+    iteration = iteration_model(model, layout, w.precision, kv, imbalance, slots=slots)
     prompt = max(1, round(mean_tokens(w.prompt_tokens)))
     output = max(1, round(mean_tokens(w.output_tokens)))
     prompts = max(1, min(w.batching.max_batch_size, w.batching.max_tokens_per_step // prompt))
@@ -158,7 +161,9 @@ def _inference(scenario: Scenario) -> RooflineView:
     rows = _rows(scenario, f"prefill ({prompts} prompts x {prompt} tokens)", prefill)
     rows += _rows(scenario, f"decode (batch {batch}, context {prompt + output // 2})", decode)
     title = (f"{model.name} serving on {hw.name}, one replica of tp={layout.tp} "
-             f"pp={layout.pp}")
+             f"pp={layout.pp}" + (f" attention_dp={par.attention_dp} ep={par.ep} (one DP "
+                                  f"rank's batch, every rank as loaded)"
+                                  if par.attention_dp > 1 else ""))
     return RooflineView(title, rows, _ridge(scenario, w.precision))
 
 

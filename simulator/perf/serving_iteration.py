@@ -17,7 +17,9 @@ numbers, so that an engine can cache each group by a small key:
 Their sum is the iteration. With only prompts it equals :func:`~simulator.perf.transformer.
 prefill_ops`, with only decodes :func:`~simulator.perf.transformer.decode_ops` (same ops,
 grouped differently; tested), except that MoE layers with ``ep > 1`` use the serving layout
-of :mod:`simulator.perf.serving_moe`. A pipeline-parallel replica runs its stages one after
+of :mod:`simulator.perf.serving_moe`, and with attention data parallelism (``layout.dp > 1``)
+the wide-EP layer of :mod:`simulator.perf.wide_ep` on the busiest rank's tokens
+(:meth:`IterationModel.rank_body`). A pipeline-parallel replica runs its stages one after
 another for one batch: all layers, plus ``pp - 1`` activation sends.
 """
 
@@ -33,6 +35,7 @@ from simulator.perf.opspec import Batch, Core, Phase, Prec, forward_ops
 from simulator.perf.serving_moe import serving_moe_specs
 from simulator.perf.serving_quantize import quantize_specs, separate_quantization
 from simulator.perf.transformer import _inference_prec, embedding_specs, head_specs
+from simulator.perf.wide_ep import exchange_specs, rank_moe_specs
 from simulator.profiles.model import ModelProfile
 from simulator.profiles.precision import Precision
 from simulator.profiles.serving_stack import ActivationQuant
@@ -77,6 +80,7 @@ class IterationModel:
     kv_precision: Precision
     imbalance: float = 1.0
     separate_quant: bool = False  # GEMM inputs quantized by kernels of their own
+    slots: int = 0  # expert slots with attention DP (experts + redundant); 0: the experts
     _shared: frozenset[str] = field(init=False, repr=False, compare=False)
     _moe_layers: int = field(init=False, repr=False, compare=False)
     _prec: Prec = field(init=False, repr=False, compare=False)
@@ -125,17 +129,66 @@ class IterationModel:
     def _layers(self) -> tuple[int, int]:
         return self.model.layers, self._moe_layers
 
+    @property
+    def _experts(self) -> int:
+        return self.model.moe.experts if self.model.moe is not None else 1
+
     # ---- op groups ----------------------------------------------------------------------
     def body(self, tokens: int) -> list[Op]:
-        """Ops that depend only on the number of new tokens in the iteration."""
+        """Ops that depend only on the number of new tokens in the iteration (with attention
+        DP: spread as evenly as the ranks allow, :meth:`rank_body`)."""
         if tokens <= 0:
             raise ValueError(f"an iteration has at least one token (got {tokens})")
+        if self.layout.dp > 1:
+            return self.rank_body(-(-tokens // self.layout.dp), tokens, low_latency=False)
         p, model, layout = self.prec, self.model, self.layout
         batch = self._prefill_batch(tokens, 0, float(tokens), 1)
+        moe = serving_moe_specs(model, layout, batch, p, self.imbalance) if self._moe_layers else []
+        return self._assemble(batch, moe)
+
+    def rank_body(self, rank_tokens: int, total_tokens: int, *, low_latency: bool) -> list[Op]:
+        """:meth:`body` on the busiest device of an attention-DP replica: its rank runs
+        ``rank_tokens`` of the replica's ``total_tokens`` through its attention and dense
+        layers, and every rank's tokens through the experts (:mod:`simulator.perf.wide_ep`);
+        ``low_latency``: a decode-only iteration (DeepEP's low-latency kernels). The sum of
+        :meth:`rank_local` and :meth:`rank_exchange`."""
+        return (self.rank_local(rank_tokens)
+                + self.rank_exchange(rank_tokens, total_tokens, low_latency=low_latency))
+
+    def rank_local(self, rank_tokens: int) -> list[Op]:
+        """The body's ops that depend on the rank's tokens alone (everything but the expert
+        exchange and GEMMs): affine in them, so an engine can fit and cache it."""
+        if rank_tokens <= 0:
+            raise ValueError(f"a rank runs at least one token (got {rank_tokens})")
+        batch = self._prefill_batch(rank_tokens, 0, float(rank_tokens), 1)
+        moe = rank_moe_specs(self.model, self.layout, batch, self.prec) if self._moe_layers else []
+        return self._assemble(batch, moe)
+
+    def rank_exchange(self, rank_tokens: int, total_tokens: int, *,
+                      low_latency: bool) -> list[Op]:
+        """The MoE layers' dispatch, expert GEMMs and combine of an attention-DP replica."""
+        if not 0 < rank_tokens <= total_tokens:
+            raise ValueError(f"a rank runs 1 to {total_tokens} of the iteration's tokens "
+                             f"(got {rank_tokens})")
+        n_moe = self._moe_layers
+        if not n_moe:
+            return []
+        p = self.prec
+        specs = exchange_specs(self.model, self.layout, float(rank_tokens),
+                               total_tokens=float(total_tokens), p=p, imbalance=self.imbalance,
+                               slots=self.slots or self._experts, low_latency=low_latency)
+        ops = forward_ops(specs, p, n_moe)
+        if self.separate_quant:
+            ops += quantize_specs(specs, self.model, p, n_moe)
+        return ops
+
+    def _assemble(self, batch: Batch, moe: list) -> list[Op]:
+        """The body's ops for one device's ``batch``, with the MoE layers' specs ``moe``."""
+        p, model, layout = self.prec, self.model, self.layout
+        tokens = batch.tokens
         n_layers, n_moe = self._layers()
         shared = [s for s in self._attention(batch) if s.name in self._shared]
         dense = dense_mlp_specs(model, layout, batch, p)
-        moe = serving_moe_specs(model, layout, batch, p, self.imbalance) if n_moe else []
         ops: list[Op] = forward_ops(embedding_specs(model, layout, batch, p), p)
         ops += forward_ops(shared, p, n_layers)
         ops += forward_ops(dense, p, n_layers - n_moe)
@@ -179,11 +232,16 @@ class IterationModel:
 
     def ops(self, prompt_chunks: Sequence[tuple[int, int]],
             decode_contexts: Sequence[int]) -> list[Op]:
-        """All ops of an iteration: chunks (new tokens, cached tokens) and decode contexts."""
+        """All ops of an iteration: chunks (new tokens, cached tokens) and decode contexts
+        (with attention DP: one rank's, on the busiest device, all ranks equally loaded)."""
         q = [n for n, _ in prompt_chunks]
         c = [n for _, n in prompt_chunks]
         tokens = sum(q) + len(decode_contexts)
-        ops = self.body(tokens) + self.head(len(q) + len(decode_contexts))
+        if self.layout.dp > 1:  # one rank's batch, every rank as loaded
+            body = self.rank_body(tokens, tokens * self.layout.dp, low_latency=not q)
+        else:
+            body = self.body(tokens)
+        ops = body + self.head(len(q) + len(decode_contexts))
         if q:
             ops += self.prefill_extra(sum(q), sum(c), prefill_pairs(q, c), len(q))
         if decode_contexts:
@@ -193,17 +251,20 @@ class IterationModel:
 
 def iteration_model(model: ModelProfile, layout: Layout, weight_precision: Precision | str,
                     kv_precision: Precision | str, imbalance: float = 1.0, *,
-                    activation_quant: ActivationQuant | None = None) -> IterationModel:
+                    activation_quant: ActivationQuant | None = None,
+                    slots: int = 0) -> IterationModel:
     """The serving convention: GEMMs run at the weight precision (fp8 and fp4 checkpoints
     quantize activations too: W8A8, NVFP4/MXFP4 W4A4), except int4, whose kernels are
     weight-only (W4A16: AWQ, GPTQ). A precision the device lacks runs at a wider one it has
     (:func:`simulator.perf.roofline.run_precision`). ``activation_quant`` (the serving
-    stack's) says whether those GEMM inputs are quantized by kernels of their own."""
+    stack's) says whether those GEMM inputs are quantized by kernels of their own; ``slots``
+    the expert slots of an attention-DP replica (0: the model's experts)."""
     w = Precision(weight_precision)
     act = serving_act_precision(w)
     return IterationModel(model=model, layout=layout, weight_precision=w, act_precision=act,
                           kv_precision=Precision(kv_precision), imbalance=imbalance,
-                          separate_quant=separate_quantization(act, activation_quant))
+                          separate_quant=separate_quantization(act, activation_quant),
+                          slots=slots)
 
 
 def serving_act_precision(weight_precision: Precision | str) -> Precision:

@@ -229,14 +229,29 @@ class InferenceParallelism(BaseModel):
 
     model_config = SPEC_CONFIG
 
-    tp: PositiveInt = 1
+    tp: PositiveInt = Field(1, description="tensor parallel size of the attention (of each "
+                                           "attention DP rank)")
     pp: PositiveInt = 1
-    ep: PositiveInt = Field(1, description="expert parallel size within a replica")
+    ep: PositiveInt = Field(1, description="expert parallel size within a replica: divides "
+                                           "the attention_dp x tp devices of a stage, each "
+                                           "expert split over attention_dp*tp/ep of them")
+    attention_dp: PositiveInt = Field(
+        1, description="attention data-parallel ranks per replica (MoE models): each runs "
+                       "the attention for its own requests, with its own KV cache and batch "
+                       "on tp devices; the MoE layers run EP over all of them "
+                       "(docs/serving.md, wide expert parallelism)")
 
     @property
     def devices(self) -> int:
-        """Accelerators one replica occupies (tp x pp; experts are spread within it)."""
-        return self.tp * self.pp
+        """Accelerators one replica occupies (attention_dp x tp x pp; experts are spread
+        within it)."""
+        return self.attention_dp * self.tp * self.pp
+
+    @property
+    def stage_devices(self) -> int:
+        """Devices of one pipeline stage: the attention DP ranks' TP groups, which the EP
+        group of that stage's experts spans."""
+        return self.attention_dp * self.tp
 
 
 class Router(StrEnum):
@@ -252,8 +267,10 @@ class Batching(BaseModel):
 
     model_config = SPEC_CONFIG
 
-    max_batch_size: PositiveInt = Field(256, description="sequences per iteration")
-    max_tokens_per_step: PositiveInt = Field(8192, description="token budget per iteration")
+    max_batch_size: PositiveInt = Field(256, description="sequences per iteration (per "
+                                        "attention DP rank)")
+    max_tokens_per_step: PositiveInt = Field(8192, description="token budget per iteration "
+                                             "(per attention DP rank)")
     chunked_prefill: bool | PositiveInt = Field(
         True, description="split long prompts across iterations (true, or the chunk size)"
     )

@@ -97,6 +97,10 @@ def check_training(w: TrainingWorkload, model: ModelProfile, hardware: HardwareP
     problems = _precision(w, hardware)
     problems += _tp_divides_heads(par.tp, (*base, "tp"), model)
     problems += _ep_fits_experts(par.ep, (*base, "ep"), model)
+    if w.moe.redundant_experts:
+        problems.append(Problem(("workload", "moe", "redundant_experts"),
+                                "redundant expert slots are a serving placement (EPLB); "
+                                "training places none: leave redundant_experts at 0"))
     if w.seq_len > model.max_seq_len and not w.beyond_context:
         problems.append(Problem(("workload", "seq_len"),
                                 f"seq_len ({w.seq_len}) exceeds the context of {model.id} "
@@ -155,16 +159,18 @@ def check_inference(w: InferenceWorkload, model: ModelProfile, hardware: Hardwar
                         d.decode_parallelism or w.parallelism))
     for path, par in layouts:
         problems += _tp_divides_heads(par.tp, (*path, "tp"), model)
-        problems += _ep_fits_experts(par.ep, (*path, "ep"), model)
-        if par.ep > par.tp or par.tp % par.ep:
-            problems.append(Problem((*path, "ep"),
-                                    f"ep={par.ep} must divide tp={par.tp}: a replica spreads "
-                                    f"each pipeline stage's experts over that stage's tp "
-                                    f"devices"))
+        if par.attention_dp == 1:
+            problems += _ep_fits_experts(par.ep, (*path, "ep"), model)
+        problems += wide_ep_problems(par, path, model, w.moe.redundant_experts)
         if model.layers % par.pp:
             problems.append(Problem((*path, "pp"), f"the model's {model.layers} layers do not "
                                                    f"split evenly over pp={par.pp}"))
+    if w.moe.redundant_experts and all(par.attention_dp == 1 for _, par in layouts):
+        problems.append(Problem(("workload", "moe", "redundant_experts"),
+                                "redundant expert slots need a layout with attention_dp > 1 "
+                                "(wide expert parallelism); leave redundant_experts at 0"))
     problems += _lengths_fit_context(w, model)
+    problems += _not_with_attention_dp(w, [par for _, par in layouts])
     if w.speculative is not None:
         problems += [Problem(path, message) for path, message in speculative_problems(
             w.speculative, model, [par.tp for _, par in layouts])]
@@ -181,6 +187,71 @@ def check_inference(w: InferenceWorkload, model: ModelProfile, hardware: Hardwar
         warnings.append(f"{accelerators - used} of {accelerators} accelerators are not used by "
                         f"any replica and are reported idle")
     return problems, warnings
+
+
+def _not_with_attention_dp(w: InferenceWorkload,
+                           layouts: list[InferenceParallelism]) -> list[Problem]:
+    """Speculative decoding and prefix caching are priced per replica of one scheduler; an
+    attention-DP replica's ranks would each draft, verify and cache on their own, which is
+    not modelled, so the combinations are refused rather than priced wrongly."""
+    dp = max(par.attention_dp for par in layouts)
+    if dp == 1:
+        return []
+    problems = []
+    if w.speculative is not None:
+        problems.append(Problem(("workload", "speculative"),
+                                f"speculative decoding with attention_dp={dp} is not modelled "
+                                f"(each DP rank would draft and verify its own batch); use "
+                                f"attention_dp: 1 or leave speculative out"))
+    if w.batching.prefix_caching:
+        problems.append(Problem(("workload", "batching", "prefix_caching"),
+                                f"prefix caching with attention_dp={dp} is not modelled (each "
+                                f"DP rank keeps its own cache); use attention_dp: 1 or "
+                                f"prefix_caching: false"))
+    return problems
+
+
+def wide_ep_problems(par: InferenceParallelism, path: tuple[str, ...], model: ModelProfile,
+                     redundant: int) -> list[Problem]:
+    """A serving replica's experts span its stage's attention_dp x tp devices: ep divides
+    them, and with attention DP the expert slots (experts + redundant) divide over ep, each
+    expert's FFN over the etp = attention_dp*tp/ep devices of its group."""
+    dp, stage, ep = par.attention_dp, par.stage_devices, par.ep
+    if dp > 1 and model.moe is None:
+        return [Problem((*path, "attention_dp"),
+                        f"attention_dp={dp} needs a MoE model; {model.id} is dense, and its "
+                        f"DP ranks would be separate replicas (use workload.replicas)")]
+    problems = []
+    if dp > 1 and par.pp > 1:
+        problems.append(Problem((*path, "pp"), f"attention_dp={dp} runs with pp=1 (wide-EP "
+                                               f"replicas are not pipelined in xpusim)"))
+    if stage % ep and dp == 1:
+        problems.append(Problem((*path, "ep"),
+                                f"ep={ep} must divide tp={par.tp}: a replica spreads each "
+                                f"pipeline stage's experts over that stage's tp devices (with "
+                                f"attention_dp ranks, over attention_dp*tp devices)"))
+    elif stage % ep:
+        problems.append(Problem((*path, "ep"),
+                                f"ep={ep} must divide attention_dp*tp = {dp}*{par.tp} = {stage}: "
+                                f"a replica spreads each pipeline stage's experts over that "
+                                f"stage's devices"))
+    elif dp > 1 and model.moe is not None:
+        slots = model.moe.experts + redundant
+        if slots % ep:
+            problems.append(Problem((*path, "ep"),
+                                    f"ep={ep} does not divide the {slots} expert slots (the "
+                                    f"model's {model.moe.experts} experts + "
+                                    f"workload.moe.redundant_experts {redundant}); "
+                                    f"redundant_experts: {redundant + -slots % ep} would give "
+                                    f"{slots + -slots % ep} = {ep} x "
+                                    f"{(slots + -slots % ep) // ep}"))
+        etp = stage // ep
+        if model.moe.expert_ffn_size % etp:
+            problems.append(Problem((*path, "ep"),
+                                    f"each expert is split over attention_dp*tp/ep = {etp} "
+                                    f"devices, which does not divide the experts' FFN size "
+                                    f"({model.moe.expert_ffn_size})"))
+    return problems
 
 
 def _lengths_fit_context(w: InferenceWorkload, model: ModelProfile) -> list[Problem]:

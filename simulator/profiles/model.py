@@ -14,7 +14,7 @@ from annotated_types import Ge, Lt
 from pydantic import BaseModel, Field, model_validator
 
 from simulator.profiles.numbers import SPEC_CONFIG, NonNegativeInt, PositiveFloat, PositiveInt
-from simulator.profiles.quantities import Sourced
+from simulator.profiles.quantities import Fraction, Sourced
 
 
 class AttentionKind(StrEnum):
@@ -68,6 +68,22 @@ class MLA(BaseModel):
     v_head_dim: PositiveInt
 
 
+_TRTLLM_EP_STUDY = ("TensorRT-LLM EP study (physics_facts sec. 3; DeepSeek-R1, 256 experts "
+                    "top-8, decode on 32 GB200s, EP32, machine-translation data)")
+# rho = (max-mean)/mean / (z(32)·sqrt(E/k - 1)·sqrt(ep/E)), z(32) = 2.0697 (Blom), E/k = 32,
+# ep/E = 1/8 (simulator.perf.moe_balance)
+DEFAULT_LOAD_SPREAD = Sourced[Fraction](
+    value=0.38443, estimate=True,
+    source=f"{_TRTLLM_EP_STUDY}: rank-level (max-mean)/mean 1.564 without a balancer -> "
+           f"rho = 1.564/(z(32)·sqrt(31)·sqrt(32/256)); carried over to models without a "
+           f"measurement of their own")
+DEFAULT_EPLB_LOAD_SPREAD = Sourced[Fraction](
+    value=0.026792, estimate=True,
+    source=f"{_TRTLLM_EP_STUDY}: with EPLB (288 slots: 32 redundant, 9 per rank) "
+           f"(max-mean)/mean 0.109 -> rho = 0.109/(z(32)·sqrt(31)·sqrt(32/256)); carried "
+           f"over to models without a measurement of their own")
+
+
 class MoE(BaseModel):
     """Mixture-of-experts layers: how many experts, how many a token uses, and which layers have
     them."""
@@ -84,6 +100,15 @@ class MoE(BaseModel):
     layer_frequency: PositiveInt = Field(
         1, description="every k-th layer after the dense ones is MoE (1 = all)"
     )
+    load_spread: Sourced[Fraction] = Field(
+        DEFAULT_LOAD_SPREAD, description="the fraction rho of the largest possible spread of "
+        "expert loads (coefficient of variation sqrt(experts/active_experts - 1)) the router "
+        "reaches with no load balancer (simulator.perf.moe_balance); default: DeepSeek-R1's, "
+        "measured by TensorRT-LLM")
+    eplb_load_spread: Sourced[Fraction] = Field(
+        DEFAULT_EPLB_LOAD_SPREAD, description="rho with EPLB's placement and redundant "
+        "experts (workload.moe.load_balancer: eplb); default: DeepSeek-R1's with 32 "
+        "redundant experts of 256, measured by TensorRT-LLM")
 
     @model_validator(mode="after")
     def _active_within_experts(self) -> MoE:

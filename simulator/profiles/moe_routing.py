@@ -12,7 +12,7 @@ from typing import Annotated
 from annotated_types import Ge, Le
 from pydantic import BaseModel, Field, model_validator
 
-from simulator.profiles.numbers import SPEC_CONFIG, NotBool, PositiveInt
+from simulator.profiles.numbers import SPEC_CONFIG, NonNegativeInt, NotBool, PositiveInt
 
 MAX_IMBALANCE = 64.0  # every token on one of 64 ranks; above that is a typo
 
@@ -50,6 +50,11 @@ class MoeRouting(BaseModel):
     max_domains_per_token: PositiveInt | None = Field(
         None, description="node-limited routing: scale-up domains (nodes) one token's experts "
                           "may span (DeepSeek-V3: 4); needs dispatcher: deepep")
+    redundant_experts: NonNegativeInt = Field(
+        0, description="serving: extra expert slots holding replicas of hot experts (EPLB), "
+                       "spread over the EP ranks with the experts; experts + "
+                       "redundant_experts must divide by ep (DeepSeek-R1 EP72: 32, 288 "
+                       "slots)")
     imbalance: Imbalance | None = Field(
         None, description="busiest EP rank's token-expert assignments / the mean (>= 1); "
                     "overrides load_balancer")

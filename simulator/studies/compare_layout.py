@@ -140,7 +140,8 @@ def layout_of(scenario: Scenario) -> tuple[dict[str, int], str]:
         p = w.parallelism
         par = {"tp": p.tp, "pp": p.pp, "ep": p.ep, "replicas": w.replicas or 0}
         ep = f" ep{p.ep}" if p.ep > 1 else ""
-        return par, f"{w.replicas} x tp{p.tp} pp{p.pp}{ep}"
+        dp = f" attention-dp{p.attention_dp}" if p.attention_dp > 1 else ""
+        return par, f"{w.replicas} x tp{p.tp} pp{p.pp}{dp}{ep}"
     t = w.parallelism
     numbers = {"tp": t.tp, "pp": t.pp, "cp": t.cp, "ep": t.ep, "dp": t.dp or 0,
                "global_batch_size": w.global_batch_size}
@@ -225,6 +226,12 @@ def inference_layout(data: dict[str, Any], base_dir: Path, hw: HardwareProfile, 
         return _disaggregated(data, workload, n, n0)
     par = dict(workload.get("parallelism") or {})
     pp0, ep0 = int(par.get("pp", 1)), int(par.get("ep", 1))
+    if int(par.get("attention_dp", 1)) > 1:  # a wide-EP replica: its layout is the point
+        tp, pp = int(par.get("tp", 1)), pp0
+        notes = ["attention DP: the replica's layout is kept as written"]
+        devices = int(par["attention_dp"]) * tp * pp
+        workload.update(replicas=max(1, n // devices))
+        return {**data, "workload": workload, "cluster": {"accelerators": n}}, notes
     tp, pp, notes = _choose_layout(data, workload, base_dir, hw, n, pp0)
     tp0 = int(par.get("tp", 1))
     if (tp, pp) != (tp0, pp0):

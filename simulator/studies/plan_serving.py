@@ -274,6 +274,10 @@ def _target_rate(base: Base, w: InferenceWorkload, rate_per_s: float | None) -> 
         raise InputError("plan searches replicas of one shape; disaggregated scenarios are not "
                          "supported (sweep them instead)", file=base.file,
                          path="workload.disaggregation")
+    if w.parallelism.attention_dp > 1:
+        raise InputError("plan searches TP/EP shapes of replicas; attention-DP (wide-EP) "
+                         "layouts are not in its search space (sweep them instead)",
+                         file=base.file, path="workload.parallelism.attention_dp")
     if w.arrivals.process in (ArrivalProcess.CLOSED, ArrivalProcess.OFFLINE):
         raise InputError(f"plan finds the deployment for a target rate of arrivals; "
                          f"arrivals.process: {w.arrivals.process.value} has no rate to meet "

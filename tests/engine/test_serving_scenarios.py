@@ -74,3 +74,19 @@ def test_expert_parallel_scenario_runs_with_experts_inside_each_replica():
     outcome, _ = run("deepseek-v3-gb200-nvl72-serving")
     assert len(outcome.result.inference.per_replica) == 9
     assert outcome.result.utilization.network > 0
+
+
+def test_the_wide_ep_scenario_is_one_72_gpu_replica_decoding_faster_than_nine_tp8():
+    wide = run("deepseek-v3-gb200-nvl72-wide-ep")[0].result.inference
+    tp8 = run("deepseek-v3-gb200-nvl72-serving")[0].result.inference
+    assert [(p.devices, p.role) for p in wide.per_replica] == [(72, "mixed")]
+    # the same traffic: no per-layer all-reduce and the experts spread 72 ways
+    assert wide.tpot_s.p50 < tp8.tpot_s.p50
+
+
+def test_the_disaggregated_wide_ep_scenario_decodes_on_32_gpus_across_servers():
+    outcome, _ = run("deepseek-v3-h200-disaggregated-wide-ep")
+    roles = [(p.role, p.devices) for p in outcome.result.inference.per_replica]
+    assert roles == [("prefill", 8), ("prefill", 8), ("decode", 32)]
+    moved = outcome.requests.output_tokens > 1
+    assert np.all(outcome.requests.transfer_s[moved] > 0)  # over InfiniBand

@@ -11,11 +11,31 @@ from statistics import NormalDist
 import pytest
 
 from simulator import load_model
-from simulator.perf.moe_balance import expected_max_normal, moe_imbalance, rank_imbalance
+from simulator.perf.moe_balance import (
+    expected_max_normal,
+    load_spread,
+    moe_imbalance,
+    rank_imbalance,
+)
 from simulator.profiles.moe_routing import LoadBalancer, MoeRouting
 from tests.conftest import assert_clean_error, run_cli
 
-NONE, EPLB, FORCED = LoadBalancer.NONE, LoadBalancer.EPLB, LoadBalancer.FORCED
+_DS = load_model("deepseek-v3").moe
+assert _DS is not None
+# the spreads the model profile carries, per balancer (rho; forced routing: 0)
+NONE, EPLB, FORCED = (load_spread(_DS, b) for b in LoadBalancer)
+
+
+def test_the_spreads_come_from_the_model_profile_with_sources():
+    assert _DS is not None
+    assert NONE == _DS.load_spread.value == pytest.approx(0.38443)
+    assert EPLB == _DS.eplb_load_spread.value == pytest.approx(0.026792)
+    assert FORCED == 0.0
+    assert "TensorRT-LLM" in _DS.load_spread.source and _DS.load_spread.estimate
+    # a model without its own measurement carries DeepSeek-R1's over
+    mixtral = load_model("mixtral-8x7b").moe
+    assert mixtral is not None and mixtral.load_spread.value == NONE
+    assert "carried over" in mixtral.load_spread.source
 
 
 def test_the_study_point_is_reproduced():
@@ -45,10 +65,12 @@ def test_imbalance_is_capped_by_all_copies_on_one_rank():
 
 def test_an_explicit_imbalance_wins_and_dense_models_have_none():
     ds = load_model("deepseek-v3")
-    assert moe_imbalance(MoeRouting(imbalance=1.3), ds, 32, NONE) == 1.3
-    assert moe_imbalance(MoeRouting(), ds, 32, FORCED) == 1.0
-    assert moe_imbalance(MoeRouting(load_balancer=EPLB), ds, 32, FORCED) == pytest.approx(1.109)
-    assert moe_imbalance(MoeRouting(imbalance=2.0), load_model("llama3.1-8b"), 8, NONE) == 1.0
+    none, forced = LoadBalancer.NONE, LoadBalancer.FORCED
+    assert moe_imbalance(MoeRouting(imbalance=1.3), ds, 32, none) == 1.3
+    assert moe_imbalance(MoeRouting(), ds, 32, forced) == 1.0
+    assert moe_imbalance(MoeRouting(load_balancer=LoadBalancer.EPLB), ds, 32,
+                         forced) == pytest.approx(1.109)
+    assert moe_imbalance(MoeRouting(imbalance=2.0), load_model("llama3.1-8b"), 8, none) == 1.0
 
 
 def _training(tmp_path, moe: str):
@@ -117,3 +139,26 @@ def test_a_domain_limit_needs_the_deepep_dispatcher(tmp_path):
     path = _training(tmp_path, "{max_domains_per_token: 4}")
     assert_clean_error(run_cli("validate", str(path)), "workload.moe",
                        "max_domains_per_token needs dispatcher: deepep")
+
+
+def test_a_load_spread_outside_zero_to_one_is_one_clear_error(tmp_path):
+    from tests.conftest import ROOT
+    text = (ROOT / "model_profiles" / "deepseek-v3.yaml").read_text()
+    bad = text.replace("load_spread: {value: 0.38443,", "load_spread: {value: 1.5,", 1)
+    assert bad != text
+    (tmp_path / "m.yaml").write_text(bad)
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: t
+        hardware: gb200-nvl72
+        cluster: {accelerators: 8}
+        model: m.yaml
+        workload:
+          kind: inference
+          precision: fp8
+          parallelism: {tp: 8, ep: 8}
+          arrivals: {process: offline, requests: 4}
+          prompt_tokens: 100
+          output_tokens: 10
+        """))
+    assert_clean_error(run_cli("validate", str(path)), "moe.load_spread.value", "1")

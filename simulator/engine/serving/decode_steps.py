@@ -19,8 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.perf.affine_op import AffineTimer, MemoryBound
+from simulator.perf.affine_op import AffineOp, AffineTimer, MemoryBound
+from simulator.perf.affine_op import timer as affine_timer
+from simulator.perf.ops import ComputeOp
 from simulator.perf.pricer import Cost
+from simulator.profiles.hardware import HardwareProfile
 
 PYTHON_RUN = 64  # runs up to this many steps are priced in plain Python, longer ones in numpy
 # ... and listed runs (speculative decoding), whose steps have several context-dependent
@@ -213,3 +216,21 @@ def _memory_lines(lines: tuple[MemoryBound, ...], const: float,
             t = t + line.time(c)
         out.append(t)
     return RunPrice(out, None)
+
+
+def split_by_context(hw: HardwareProfile, lo: list, hi: list, x_lo: float,
+                     x_hi: float) -> tuple[list, list[AffineTimer]]:
+    """The decode ops built at two total contexts ``x_lo`` and ``x_hi`` (``lo`` and ``hi``,
+    op for op), split into those that do not depend on the context and timers for those
+    that do (affine in the total context)."""
+    fixed: list = []
+    timers: list[AffineTimer] = []
+    for a, b in zip(lo, hi, strict=True):
+        if a == b:
+            fixed.append(a)
+        elif isinstance(a, ComputeOp) and isinstance(b, ComputeOp):
+            timers.append(affine_timer(hw, AffineOp.through(a, b, x_lo, x_hi)))
+        else:
+            raise ValueError(f"decode op {a.name} depends on the context but is not "
+                             f"a compute op")
+    return fixed, timers

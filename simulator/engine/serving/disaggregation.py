@@ -7,8 +7,9 @@ decode device receives its own share, as point-to-point transfers priced by
 :func:`simulator.perf.collectives.collective_time` on the scale-up fabric when both replicas
 sit in one scale-up domain, else on the scale-out network. The slower side decides.
 Transfers into one decode replica, and out of one prefill replica, queue one after another
-(each link carries one transfer at a time); the prefill replica keeps the blocks until its
-transfer ends.
+(each link carries one transfer at a time), except that a replica with attention DP ranks
+has one lane per rank (a request's cache lives on one rank, whose devices have their own
+links); the prefill replica keeps the blocks until its transfer ends.
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ class KVTransfer:
     decode_places: list[Placement]
 
     def __post_init__(self) -> None:
-        self._out_free = [0.0] * len(self.prefill_places)
-        self._in_free = [0.0] * len(self.decode_places)
+        # one lane per attention DP rank: each rank's devices have links of their own
+        self._out_free = [[0.0] * self.prefill.attention_dp for _ in self.prefill_places]
+        self._in_free = [[0.0] * self.decode.attention_dp for _ in self.decode_places]
         self._send = kv_bytes_per_token(self.model, self.kv_precision, self.prefill.tp,
                                         self.prefill.pp)
         self._recv = kv_bytes_per_token(self.model, self.kv_precision, self.decode.tp,
@@ -81,8 +83,11 @@ class KVTransfer:
         return max(send.time_s, recv.time_s)
 
     def schedule(self, p: int, d: int, tokens: int, ready_s: float) -> tuple[float, float]:
-        """Queue a transfer ready at ``ready_s``; returns its (start, end)."""
-        start = max(ready_s, self._out_free[p], self._in_free[d])
+        """Queue a transfer ready at ``ready_s`` on the earliest free lane (attention DP
+        rank) of each side; returns its (start, end)."""
+        out, into = self._out_free[p], self._in_free[d]
+        o, i = out.index(min(out)), into.index(min(into))
+        start = max(ready_s, out[o], into[i])
         end = start + self.duration(p, d, tokens)
-        self._out_free[p] = self._in_free[d] = end
+        out[o] = into[i] = end
         return start, end

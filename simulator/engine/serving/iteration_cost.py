@@ -32,12 +32,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simulator.engine.serving.decode_steps import DecodeStep, RunPrice, price_run
+from simulator.engine.serving.decode_steps import (
+    DecodeStep,
+    RunPrice,
+    price_run,
+    split_by_context,
+)
 from simulator.engine.serving.stack_cost import StackCost
 from simulator.engine.serving.usage import DecodeTables, Usage, usage_totals
-from simulator.perf.affine_op import AffineOp, AffineTimer, timer
 from simulator.perf.affine_ops import AffineOps
-from simulator.perf.ops import ComputeOp
 from simulator.perf.opspec import TILE_ROWS
 from simulator.perf.pricer import COST_FIELDS, Cost, Op, Pricer, add_costs
 from simulator.perf.serving_iteration import IterationModel
@@ -207,16 +210,7 @@ class IterationCost:
                 hi = self.model.decode_extra(batch, 2 * batch)
             else:  # the verify pass's and the draft passes' attention
                 lo, hi = spec.context_ops(batch, batch), spec.context_ops(batch, 2 * batch)
-            fixed: list[Op] = []
-            timers: list[AffineTimer] = []
-            for a, b in zip(lo, hi, strict=True):
-                if a == b:
-                    fixed.append(a)
-                elif isinstance(a, ComputeOp) and isinstance(b, ComputeOp):
-                    timers.append(timer(self.hw, AffineOp.through(a, b, batch, 2 * batch)))
-                else:
-                    raise ValueError(f"decode op {a.name} depends on the context but is not "
-                                     f"a compute op")
+            fixed, timers = split_by_context(self.hw, lo, hi, batch, 2 * batch)
             own = self.pricer.cost(fixed)
             if spec is not None:  # the draft passes' body and head
                 own = add_costs(own, spec.draft_const(batch))

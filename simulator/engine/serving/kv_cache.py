@@ -5,8 +5,10 @@ the iteration workspace and the runtime reserve
 (:func:`simulator.perf.footprint.inference_footprint`), divided by the KV bytes one token
 takes on that device (the target's and the drafter's), rounded down to whole blocks of
 ``kv_block_tokens``; ``batching.kv_cache_tokens`` caps it (a what-if). Every device of a
-replica holds the same tokens (its share of the heads or the replicated MLA latent), so the
-replica's capacity in tokens is one device's.
+replica (of an attention DP rank) holds the same tokens (its share of the heads or the
+replicated MLA latent), so the replica's capacity in tokens is one device's times its
+attention DP ranks, whose blocks the scheduler pools (a rank's own cache fragmenting is not
+modelled).
 
 A sequence whose context is ``c`` tokens holds ``ceil_div(c, block)`` blocks
 (:func:`ceil_div`, the one ceiling division of the serving engine). With prefix caching the
@@ -51,7 +53,9 @@ def kv_capacity(scenario: Scenario, parallelism: InferenceParallelism) -> KVCapa
     """The KV cache of a replica laid out as ``parallelism``."""
     w = scenario.workload
     assert isinstance(w, InferenceWorkload)
-    footprint = inference_footprint(scenario, tp=parallelism.tp, pp=parallelism.pp)
+    dp = parallelism.attention_dp
+    footprint = inference_footprint(scenario, tp=parallelism.tp, pp=parallelism.pp,
+                                    attention_dp=dp)
     kv = w.kv_cache_precision
     assert kv is not None
     per_token = kv_bytes_per_token(scenario.model, kv, parallelism.tp, parallelism.pp)
@@ -59,12 +63,13 @@ def kv_capacity(scenario: Scenario, parallelism: InferenceParallelism) -> KVCapa
         per_token += drafter_memory(w.speculative, scenario.model, weight_precision=w.precision,
                                     kv_precision=kv, tp=parallelism.tp)[1]
     block = w.batching.kv_block_tokens
-    tokens = max(0.0, footprint.headroom) / per_token
+    tokens = max(0.0, footprint.headroom) / per_token * dp  # each DP rank its own
     cap = w.batching.kv_cache_tokens
     if cap is not None:
         if cap > tokens:
+            layout = f"tp={parallelism.tp} pp={parallelism.pp}" + (
+                f" attention_dp={dp}" if dp > 1 else "")
             raise DoesNotFit(f"workload.batching.kv_cache_tokens: {cap:,} tokens of KV cache do "
-                             f"not fit a replica with tp={parallelism.tp} pp={parallelism.pp}; "
-                             f"at most {int(tokens):,} do")
+                             f"not fit a replica with {layout}; at most {int(tokens):,} do")
         tokens = cap
     return KVCapacity(int(tokens // block), block, per_token)

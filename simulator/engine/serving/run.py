@@ -12,6 +12,8 @@ import simpy
 from simulator.engine.serving.arrivals import generate_workload
 from simulator.engine.serving.cache_router import CacheAware
 from simulator.engine.serving.disaggregation import KVTransfer, place
+from simulator.engine.serving.dp_cost import DataParallelCost
+from simulator.engine.serving.dp_ranks import replica_batching
 from simulator.engine.serving.iteration_cost import IterationCost
 from simulator.engine.serving.kv_cache import KVCapacity, ceil_div, kv_capacity
 from simulator.engine.serving.metrics import SERIES, ReplicaStats, Series
@@ -34,6 +36,7 @@ from simulator.perf.roofline import run_precision
 from simulator.perf.serving_iteration import iteration_model
 from simulator.profiles.inference import (
     ArrivalProcess,
+    Batching,
     InferenceParallelism,
     InferenceWorkload,
     Router,
@@ -67,6 +70,7 @@ class _Pool:
     parallelism: InferenceParallelism
     capacity: KVCapacity
     cost: IterationCost
+    batching: Batching  # the scheduler's limits (summed over attention DP ranks)
 
 
 def _pools(scenario: Scenario, speculation: Speculation | None = None) -> list[_Pool]:
@@ -89,16 +93,31 @@ def _pools(scenario: Scenario, speculation: Speculation | None = None) -> list[_
                              f"pp={par.pp}: no room for a single KV-cache block after the "
                              f"weights, the workspace and the runtime reserve")
         imbalance = moe_imbalance(w.moe, scenario.model, par.ep, LoadBalancer.NONE)
-        model = iteration_model(scenario.model, inference_layout(par), w.precision, kv,
-                                imbalance, activation_quant=w.engine.activation_quant)
+        model = iteration_model(scenario.model, inference_layout(par, w.moe), w.precision, kv,
+                                imbalance, activation_quant=w.engine.activation_quant,
+                                slots=expert_slots(scenario, par))
         stack = StackCost.of(w.engine, kernels=model.kernels(),
                              max_batch=w.batching.max_batch_size)
-        cost = IterationCost(scenario.hardware, model, stack, speculation=None if (
-            speculation is None) else SpeculativeCost(scenario.hardware, model, speculation.spec))
-        cost.rate = None if speculation is None else speculation.rate
+        if par.attention_dp > 1:  # (speculation is refused with attention DP)
+            cost: IterationCost = DataParallelCost(scenario.hardware, model, stack)
+        else:
+            cost = IterationCost(scenario.hardware, model, stack, speculation=None if (
+                speculation is None) else SpeculativeCost(scenario.hardware, model,
+                                                          speculation.spec))
+            cost.rate = None if speculation is None else speculation.rate
         pools.append(_Pool(role=role, replicas=count, parallelism=par, capacity=capacity,
-                           cost=cost))
+                           cost=cost,
+                           batching=replica_batching(w.batching, par.attention_dp)))
     return pools
+
+
+def expert_slots(scenario: Scenario, par: InferenceParallelism) -> int:
+    """Expert slots of an attention-DP replica (experts + redundant); 0 otherwise."""
+    w, moe = scenario.workload, scenario.model.moe
+    assert isinstance(w, InferenceWorkload)
+    if moe is None or par.attention_dp == 1:
+        return 0
+    return moe.experts + w.moe.redundant_experts
 
 
 def _closed_loop(w: InferenceWorkload) -> tuple[int, float] | None:
@@ -112,13 +131,16 @@ def _closed_loop(w: InferenceWorkload) -> tuple[int, float] | None:
 
 def _droppable(requests: Requests, pools: list[_Pool], max_seq_len: int) -> np.ndarray:
     """Requests no replica could ever serve: longer than the model's context, or needing
-    more KV blocks than a replica has (prompt on the first pool; the longest context,
-    prompt + output - 1 tokens, on the pool that decodes)."""
+    more KV blocks than a replica (an attention DP rank: a request lives on one) has (prompt
+    on the first pool; the longest context, prompt + output - 1 tokens, on the pool that
+    decodes)."""
     first, last = pools[0].capacity, pools[-1].capacity
+    first_blocks = first.blocks // pools[0].parallelism.attention_dp
+    last_blocks = last.blocks // pools[-1].parallelism.attention_dp
     prompt, output = requests.prompt_tokens, requests.output_tokens
     too_long = prompt + output > max_seq_len
-    return (too_long | (ceil_div(prompt, first.block_tokens) > first.blocks)
-            | (ceil_div(prompt + output - 1, last.block_tokens) > last.blocks))
+    return (too_long | (ceil_div(prompt, first.block_tokens) > first_blocks)
+            | (ceil_div(prompt + output - 1, last.block_tokens) > last_blocks))
 
 
 def _run(env: simpy.Environment, progress: Callable[[float, float], None] | None,
@@ -195,9 +217,9 @@ def _build(env: simpy.Environment, scenario: Scenario, requests: Requests, serie
                                  devices=pool.parallelism.devices,
                                  kv_blocks=pool.capacity.blocks,
                                  kv_block_tokens=pool.capacity.block_tokens,
-                                 max_batch=w.batching.max_batch_size)
+                                 max_batch=pool.batching.max_batch_size)
             scheduler = Scheduler(requests=requests, capacity=pool.capacity,
-                                  batching=w.batching, role=pool.role,
+                                  batching=pool.batching, role=pool.role,
                                   static=w.engine.admission.value is Admission.STATIC,
                                   speculation=speculation,
                                   prefix=caches[index] if caches and not decode else None)

@@ -142,7 +142,10 @@ def _batching(stats: Sequence[ReplicaStats], span: _Span) -> dict[str, Any]:
     iterations = sum(s.iterations for s in stats)
     busy = sum(s.busy_s for s in stats)
     duration = span.duration
-    hist = np.sum([s.batch_hist for s in stats], axis=0)
+    # (pools of different attention DP sizes have histograms of different lengths)
+    hist = np.zeros(max(len(s.batch_hist) for s in stats), dtype=np.int64)
+    for s in stats:
+        hist[:len(s.batch_hist)] += s.batch_hist
     sizes = np.nonzero(hist)[0]
     return dict(
         kv_cache_utilization=MeanMax(
