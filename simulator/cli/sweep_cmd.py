@@ -229,14 +229,16 @@ def _render_warnings(console, outcome: SweepOutcome, axes: list[str]) -> None:
 
 def _render_summary(console, outcome: SweepOutcome, kind: str) -> None:
     group_by = outcome.summary_columns[:outcome.summary_columns.index("n")]
+    # (a billing column is the same for every seed of a point: not summarised)
+    shown = [m for m in SHOWN[kind] if f"{m}_mean" in outcome.summary_columns]
     human = {m: humanised(m, [row.get(f"{m}_mean") for row in outcome.summary])
-             for m in SHOWN[kind]}
+             for m in shown}
     table = Table(title="Mean ± 95% interval over seeds", title_justify="left")
-    for name in [*group_by, "n", *(m[:-2] if human[m] else m for m in SHOWN[kind])]:
+    for name in [*group_by, "n", *(m[:-2] if human[m] else m for m in shown)]:
         table.add_column(name, justify="right")
     for row in outcome.summary:
         cells = [fmt(row.get(c)) for c in (*group_by, "n")]
-        for metric in SHOWN[kind]:
+        for metric in shown:
             mean, half = row.get(f"{metric}_mean"), row.get(f"{metric}_ci95")
             interval = "" if half is None else (
                 f" ± {fmt(half, metric, True)}" if human[metric] else f" ± {half:.2g}")
