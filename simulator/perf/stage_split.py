@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from simulator.profiles.model import AttentionKind, ModelProfile
+from simulator.profiles.model import ModelProfile
 from simulator.profiles.params import count_params
 
 
@@ -61,12 +61,7 @@ def end_stage_weights(model: ModelProfile, seq_len: int) -> EndStageWeights:
     ends = counts.embedding + counts.lm_head
     layer_params = (counts.total - ends) / model.layers
     layer_active = (counts.active - ends) / model.layers
-    if model.attention is AttentionKind.MLA:
-        assert model.mla is not None
-        d_qk = model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim
-        d_v = model.mla.v_head_dim
-    else:
-        d_qk = d_v = model.head_dim_resolved
+    d_qk, d_v = model.score_dims
     layer_flops = 2.0 * layer_active + model.attention_heads * (d_qk + d_v) * seq_len
     table = float(model.vocab_size * model.hidden_size)
     return EndStageWeights(first=counts.embedding / layer_params,

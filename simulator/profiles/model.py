@@ -209,6 +209,16 @@ class ModelProfile(BaseModel):
         return self.head_dim or self.hidden_size // self.attention_heads
 
     @property
+    def score_dims(self) -> tuple[int, int]:
+        """(d_qk, d_v): the widths per head of the attention scores' dot product and of the
+        values they weigh; MLA's queries and keys carry the rope part beside the latent's."""
+        if self.attention is AttentionKind.MLA:
+            assert self.mla is not None
+            return self.mla.qk_nope_head_dim + self.mla.qk_rope_head_dim, self.mla.v_head_dim
+        d = self.head_dim_resolved
+        return d, d
+
+    @property
     def is_moe(self) -> bool:
         """Whether some layers route tokens to experts."""
         return self.moe is not None

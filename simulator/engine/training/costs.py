@@ -29,7 +29,7 @@ from simulator.perf.quantize_ops import training_recipe
 from simulator.perf.roofline import op_time
 from simulator.perf.transformer import RECOMPUTE_PREFIX, StageLayers, training_ops
 from simulator.profiles.hardware import HardwareProfile
-from simulator.profiles.model import AttentionKind, ModelProfile
+from simulator.profiles.model import ModelProfile
 from simulator.profiles.moe_routing import LoadBalancer
 from simulator.profiles.params import ParamCount, attention_params, count_params, ffn_params
 from simulator.profiles.training import FinetuneMethod, TrainingWorkload
@@ -295,11 +295,6 @@ def model_flops_per_token(model: ModelProfile, seq_len: int) -> float:
     positions = model.max_seq_len * model.hidden_size \
         if model.position_embedding.value == "learned" else 0.0
     lookup = positions if model.tied_embeddings else counts.embedding
-    if model.attention is AttentionKind.MLA:
-        assert model.mla is not None
-        d_qk = model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim
-        d_v = model.mla.v_head_dim
-    else:
-        d_qk = d_v = model.head_dim_resolved
+    d_qk, d_v = model.score_dims
     attention = 6.0 * model.layers * model.attention_heads * (d_qk + d_v) * seq_len
     return 6.0 * (counts.active - lookup) + attention
