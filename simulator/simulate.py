@@ -27,7 +27,16 @@ from simulator.results.utilization import Utilization
 
 
 def memory_report(scenario: Scenario) -> MemoryReport:
-    """The memory verdict of the scenario's most loaded device, by consumer."""
+    """The memory verdict of the scenario's most loaded device, by consumer (a mixed
+    fleet's: the device of the pool that fills the largest share of its memory, or the
+    first that does not fit, named in the notes)."""
+    parts = scenario.pools()
+    if len(parts) > 1:
+        reports = [(memory_report(p), p) for p in parts]
+        report, part = min(reports, key=lambda r: (r[0].fits,
+                                                   -r[0].total_bytes / r[0].capacity_bytes))
+        return report.model_copy(update={"notes": [
+            f"the tightest pool: {part.hardware.id}", *report.notes]})
     fp = scenario_footprint(scenario)
     return MemoryReport(parts_bytes=dict(fp.parts), total_bytes=fp.total,
                         capacity_bytes=fp.capacity, fits=fp.fits, biggest=fp.biggest,
@@ -35,15 +44,21 @@ def memory_report(scenario: Scenario) -> MemoryReport:
 
 
 def peak_report(scenario: Scenario) -> PeakReport:
-    """The fleet's peak figures at the workload's precision (no efficiency applied)."""
-    hw, model, w = scenario.hardware, scenario.model, scenario.workload
-    per_device = hw.peak(w.precision)
-    cluster = per_device * scenario.cluster.accelerators
+    """The fleet's peak figures at the workload's precision (no efficiency applied); a
+    mixed fleet's per-device figures are its pools' averaged over its devices."""
+    model, w = scenario.model, scenario.workload
+    n, parts = scenario.cluster.accelerators, scenario.pools()
+    if len(parts) == 1:
+        per_device, hbm = scenario.hardware.peak(w.precision), scenario.hardware.hbm_bandwidth
+        cluster = per_device * n
+    else:
+        cluster = sum(p.hardware.peak(w.precision) * p.cluster.accelerators for p in parts)
+        per_device = cluster / n
+        hbm = sum(p.hardware.hbm_bandwidth * p.cluster.accelerators for p in parts) / n
     factor = 6.0 if w.kind == "training" else 2.0
     flops_per_token = factor * model.params_active
     return PeakReport(flops_per_accelerator=per_device, flops_cluster=cluster,
-                      hbm_bandwidth_per_accelerator=hw.hbm_bandwidth,
-                      model_flops_per_token=flops_per_token,
+                      hbm_bandwidth_per_accelerator=hbm, model_flops_per_token=flops_per_token,
                       ideal_tokens_per_s=cluster / flops_per_token)
 
 

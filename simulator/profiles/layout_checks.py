@@ -19,7 +19,7 @@ from simulator.profiles.training import TrainingParallelism, TrainingWorkload
 class Problem:
     """A layout problem: the fields involved (a path into the scenario) and what is wrong."""
 
-    path: tuple[str, ...]
+    path: tuple[str | int, ...]  # (an int indexes a list: workload.pools[1])
     message: str
 
 

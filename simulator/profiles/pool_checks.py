@@ -1,6 +1,6 @@
 """Checks of a mixed fleet (``workload.pools``) against the model, its hardware and the
 cluster: each pool is checked like a homogeneous fleet on its own hardware, with its
-problems reported under ``workload.pools.<i>``."""
+problems reported under ``workload.pools[i]``."""
 
 from __future__ import annotations
 
@@ -32,10 +32,10 @@ def _exclusive(w: InferenceWorkload) -> list[Problem]:
 
 
 def _moved(problem: Problem, index: int) -> Problem:
-    """A pool's problem at its path under ``workload.pools.<index>``."""
+    """A pool's problem at its path under ``workload.pools[index]``."""
     path = problem.path
     if len(path) > 1 and path[0] == "workload" and path[1] in _POOL_FIELDS:
-        return Problem(("workload", "pools", str(index), *path[1:]), problem.message)
+        return Problem(("workload", "pools", index, *path[1:]), problem.message)
     return problem
 
 

@@ -48,7 +48,8 @@ class LayoutProblems(XpusimError):
 
     def __init__(self, problems: list[Problem]):
         self.problems = problems
-        super().__init__("; ".join(f"{'.'.join(p.path)}: {p.message}" for p in problems))
+        super().__init__("; ".join(f"{'.'.join(map(str, p.path))}: {p.message}"
+                                   for p in problems))
 
 
 class Cluster(BaseModel):
