@@ -60,8 +60,8 @@ class Cluster(BaseModel):
     accelerators: Annotated[Accelerators, BeforeValidator(check_resolved)] = Field(
         description="total accelerators in the fleet, or `auto`: the layout's product "
                     "(serving: workload.replicas x tp x pp, or each disaggregated pool's "
-                    "replicas x size; training: tp x pp x cp x dp, with "
-                    "workload.parallelism.dp given)")
+                    "replicas x size, or the sum over workload.pools; training: tp x pp x "
+                    "cp x dp, with workload.parallelism.dp given)")
 
 
 def _base_dir(info: ValidationInfo) -> Path | None:
@@ -80,7 +80,8 @@ class Scenario(BaseModel):
     description: str = Field("", description="what the scenario models and its assumptions")
     hardware: HardwareProfile = Field(
         description="built-in profile id (`xpusim profiles list`), a path to a profile YAML "
-                    "(relative to this file), or an inline mapping")
+                    "(relative to this file), or an inline mapping; with workload.pools it "
+                    "may be left out when the first pool names its hardware")
     cluster: Cluster
     model: ModelProfile = Field(
         description="built-in model id (`xpusim models list`), a path, or an inline mapping")

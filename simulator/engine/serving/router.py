@@ -6,6 +6,10 @@ enum); :func:`make_policy` builds the :class:`RoutingPolicy` object that applies
 A router sees the replicas' loads at the moment it decides: for each replica of the pool,
 the requests routed to it and not yet finished or handed off (queued, running, or with
 their KV cache on the way). Ties go to the lowest index, so routing is deterministic.
+
+On a mixed fleet (``workload.pools``) least_loaded and round_robin ignore the replicas'
+speeds: a slow replica gets as many requests as a fast one, and its queue is longer in time.
+``least_time`` (:class:`LeastTime`) weighs each replica by its pool's priced speed.
 """
 
 from __future__ import annotations
