@@ -3,6 +3,7 @@ least_time router, per-pool results and costs, and the bad inputs."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -13,10 +14,10 @@ from simulator.engine.serving.pools import build_pools, full_batch, replica_spee
 from simulator.engine.serving.router import LeastLoaded, LeastTime, make_policy
 from simulator.engine.serving.usage import Usage
 from simulator.errors import XpusimError
-from simulator.loading import scenario_from_dict
+from simulator.loading import load_scenario, scenario_from_dict
 from simulator.profiles.inference import InferenceWorkload, Router
 from simulator.simulate import simulate
-from tests.conftest import assert_clean_error, run_cli
+from tests.conftest import ROOT, assert_clean_error, run_cli
 
 PROMPT, OUTPUT = 512, 128
 H100 = {"hardware": "h100-sxm", "replicas": 2}
@@ -175,6 +176,21 @@ def test_a_bad_pool_exits_2_with_one_line(tmp_path: Path):
     assert_clean_error(run_cli("run", str(path)), "workload.pools[0].parallelism.tp")
 
 
-def test_the_shipped_mixed_scenario_runs():
-    s = scenario_from_dict(fleet([H100, GB200], requests=50))
-    assert math.isfinite(simulate(s).cost_usd)
+SHIPPED = "scenarios/llama3.1-70b-mixed-h100-gb200.yaml"
+
+
+def test_the_shipped_mixed_scenario_runs_and_the_fast_pool_takes_more():
+    s = load_scenario(ROOT / SHIPPED, ["workload.arrivals.requests=300"])
+    result = simulate(s)
+    assert math.isfinite(result.cost_usd) and result.inference is not None
+    h100, gb200 = result.inference.pools
+    assert (h100.accelerators, gb200.accelerators) == (8, 4)
+    # one GB200 replica of five takes more than a fifth: its priced speed is above an H100's
+    assert gb200.speed_requests_per_s > h100.speed_requests_per_s
+    assert gb200.request_share > 1 / 5
+
+
+def test_roofline_of_a_mixed_fleet_shows_each_pool():
+    out = run_cli("roofline", SHIPPED, "--format", "json")
+    assert out.code == 0, out.err
+    assert [p["hardware"] for p in json.loads(out.out)["pools"]] == ["h100-sxm", "gb200-nvl72"]
