@@ -18,6 +18,7 @@ from simulator.loading import load_scenario, scenario_from_dict
 from simulator.profiles.inference import InferenceWorkload, Router
 from simulator.simulate import simulate
 from tests.conftest import ROOT, assert_clean_error, run_cli
+from tests.engine.test_serving_engine import _records_equal
 
 PROMPT, OUTPUT = 512, 128
 H100 = {"hardware": "h100-sxm", "replicas": 2}
@@ -194,3 +195,20 @@ def test_roofline_of_a_mixed_fleet_shows_each_pool():
     out = run_cli("roofline", SHIPPED, "--format", "json")
     assert out.code == 0, out.err
     assert [p["hardware"] for p in json.loads(out.out)["pools"]] == ["h100-sxm", "gb200-nvl72"]
+
+
+def test_two_pools_of_one_kind_run_as_one_pool():
+    # the same replicas split into two pools: same routing (equal speeds: least_time is
+    # least_loaded), same requests, same cost (a sum of two halves)
+    split = fleet([H100, H100], process="poisson", rate_per_s=40, requests=300)
+    whole = fleet([{**H100, "replicas": 4}], process="poisson", rate_per_s=40, requests=300)
+    a, b = simulate(scenario_from_dict(split)), simulate(scenario_from_dict(whole))
+    assert a.requests is not None and b.requests is not None
+    assert _records_equal(a.requests, b.requests) == []
+    assert a.time_s == b.time_s
+    assert a.cost_usd == pytest.approx(b.cost_usd, rel=1e-12)
+    assert a.energy_kwh == pytest.approx(b.energy_kwh, rel=1e-12)
+    assert a.steady.cost_usd == pytest.approx(b.steady.cost_usd, rel=1e-12)
+    assert [p.requests for p in a.inference.pools] == [
+        sum(r.requests for r in b.inference.per_replica[:2]),
+        sum(r.requests for r in b.inference.per_replica[2:])]
