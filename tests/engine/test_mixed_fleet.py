@@ -212,3 +212,10 @@ def test_two_pools_of_one_kind_run_as_one_pool():
     assert [p.requests for p in a.inference.pools] == [
         sum(r.requests for r in b.inference.per_replica[:2]),
         sum(r.requests for r in b.inference.per_replica[2:])]
+
+
+@pytest.mark.parametrize("command", [["plan"], ["sensitivity"], ["compare", "--hardware",
+                                                                  "h100-sxm"]])
+def test_one_hardware_studies_refuse_a_mixed_fleet(command):
+    assert_clean_error(run_cli(*command, SHIPPED),
+                       f"xpusim {command[0]} works on one hardware profile")
