@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from simulator.confidence import confidence_of
 from simulator.economics.cost import cost_per_million_tokens, price_warnings, run_cost
 from simulator.economics.fleet import Billing, fleet_of, fleet_warnings
+from simulator.economics.pool_cost import PoolsCost, pools_cost, pools_warnings
 from simulator.economics.power import Activity
 from simulator.errors import DoesNotFit
 from simulator.perf.footprint import scenario_footprint
@@ -18,13 +19,24 @@ from simulator.profiles.inference import ArrivalProcess, InferenceWorkload
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import TrainingWorkload
 from simulator.results import MemoryReport, PeakReport, Result
+from simulator.results.inference import InferenceMetrics, InferenceResult
+from simulator.results.pools import PoolSummary
 from simulator.results.result import CostSummary
 from simulator.results.steady import SteadyState, SteadyWindow
 from simulator.results.utilization import Utilization
 
 
 def memory_report(scenario: Scenario) -> MemoryReport:
-    """The memory verdict of the scenario's most loaded device, by consumer."""
+    """The memory verdict of the scenario's most loaded device, by consumer (a mixed
+    fleet's: the device of the pool that fills the largest share of its memory, or the
+    first that does not fit, named in the notes)."""
+    parts = scenario.pools()
+    if len(parts) > 1:
+        reports = [(memory_report(p), p) for p in parts]
+        report, part = min(reports, key=lambda r: (r[0].fits,
+                                                   -r[0].total_bytes / r[0].capacity_bytes))
+        return report.model_copy(update={"notes": [
+            f"the tightest pool: {part.hardware.id}", *report.notes]})
     fp = scenario_footprint(scenario)
     return MemoryReport(parts_bytes=dict(fp.parts), total_bytes=fp.total,
                         capacity_bytes=fp.capacity, fits=fp.fits, biggest=fp.biggest,
@@ -32,15 +44,21 @@ def memory_report(scenario: Scenario) -> MemoryReport:
 
 
 def peak_report(scenario: Scenario) -> PeakReport:
-    """The fleet's peak figures at the workload's precision (no efficiency applied)."""
-    hw, model, w = scenario.hardware, scenario.model, scenario.workload
-    per_device = hw.peak(w.precision)
-    cluster = per_device * scenario.cluster.accelerators
+    """The fleet's peak figures at the workload's precision (no efficiency applied); a
+    mixed fleet's per-device figures are its pools' averaged over its devices."""
+    model, w = scenario.model, scenario.workload
+    n, parts = scenario.cluster.accelerators, scenario.pools()
+    if len(parts) == 1:
+        per_device, hbm = scenario.hardware.peak(w.precision), scenario.hardware.hbm_bandwidth
+        cluster = per_device * n
+    else:
+        cluster = sum(p.hardware.peak(w.precision) * p.cluster.accelerators for p in parts)
+        per_device = cluster / n
+        hbm = sum(p.hardware.hbm_bandwidth * p.cluster.accelerators for p in parts) / n
     factor = 6.0 if w.kind == "training" else 2.0
     flops_per_token = factor * model.params_active
     return PeakReport(flops_per_accelerator=per_device, flops_cluster=cluster,
-                      hbm_bandwidth_per_accelerator=hw.hbm_bandwidth,
-                      model_flops_per_token=flops_per_token,
+                      hbm_bandwidth_per_accelerator=hbm, model_flops_per_token=flops_per_token,
                       ideal_tokens_per_s=cluster / flops_per_token)
 
 
@@ -101,7 +119,7 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
     output = metrics.output_tokens_per_s * metrics.duration_s
     total = metrics.total_tokens_per_s * metrics.duration_s
     prompt = total - output
-    steady = steady_state(scenario, outcome.steady, billing)
+    steady = steady_state(scenario, outcome.steady, billing, outcome.result)
     result = _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
                      prompt, billing=billing, inference=metrics, requests=outcome.requests,
                      steady=steady)
@@ -115,17 +133,26 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
         *result.warnings, f"{steady.basis} (simulate more requests for steady figures)"]})
 
 
-def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing) -> SteadyState:
+def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing,
+                 whole: InferenceResult | None = None) -> SteadyState:
     """The steady window priced like a run of its own: the billed fleet's energy is the
     integral of its power over the window (power is linear in the window's busy and HBM
     fractions, so their averages give the integral exactly), its cost the cost block over the
-    window."""
-    n, t = fleet_of(scenario, billing).billed, window.duration_s
-    use = window.utilization
-    spread = scenario.cluster.accelerators / n  # activity spread over the billed devices
-    cost = run_cost(scenario.hardware, scenario.cost, n,
-                    Activity(t, min(1.0, use.busy * spread),
-                             min(1.0, use.memory_bandwidth * spread)))
+    window. A mixed fleet's pools (in the ``whole`` run's result) are priced each on its
+    hardware, at its run fractions scaled by the window's fleet fractions over the run's
+    (the window is measured for the fleet, not per pool)."""
+    t, use = window.duration_s, window.utilization
+    if whole is not None and whole.inference.pools:
+        run = whole.utilization
+        cost = pools_cost(scenario, whole.inference.pools, t, billing, scale=(
+            use.busy / run.busy if run.busy else 0.0,
+            use.memory_bandwidth / run.memory_bandwidth if run.memory_bandwidth else 0.0)).total
+    else:
+        n = fleet_of(scenario, billing).billed
+        spread = scenario.cluster.accelerators / n  # activity spread over the billed devices
+        cost = run_cost(scenario.hardware, scenario.cost, n,
+                        Activity(t, min(1.0, use.busy * spread),
+                                 min(1.0, use.memory_bandwidth * spread)))
     tokens = window.prompt_tokens + window.output_tokens
     return SteadyState(
         **dict(window), energy_kwh=cost.energy_kwh, average_power_w=cost.average_power_w,
@@ -137,16 +164,36 @@ def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing) -> 
         tokens_per_kwh=tokens / cost.energy_kwh if cost.energy_kwh else 0.0)
 
 
+def priced_pools(pools: list[PoolSummary], cost: PoolsCost) -> list[PoolSummary]:
+    """The pool summaries with their billed accelerators, cost and energy filled in."""
+    return [p.model_copy(update={"billed_accelerators": f.billed, "cost_usd": c.cost_usd,
+                                 "energy_kwh": c.energy_kwh})
+            for p, f, c in zip(pools, cost.fleets, cost.costs, strict=True)]
+
+
 def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utilization,
             tokens: float, output_tokens: float, input_tokens: float, *, billing: Billing,
             **engine) -> Result:
-    fleet = fleet_of(scenario, billing)
-    n = fleet.billed
-    # The engines average activity over cluster.accelerators; spread it over the billed ones.
-    spread = scenario.cluster.accelerators / n
-    activity = Activity(time_s, min(1.0, util.busy * spread),
-                        min(1.0, util.memory_bandwidth * spread))
-    cost = run_cost(scenario.hardware, scenario.cost, n, activity)
+    metrics = engine.get("inference")
+    if isinstance(metrics, InferenceMetrics) and metrics.pools:
+        pooled = pools_cost(scenario, metrics.pools, time_s, billing)
+        engine["inference"] = metrics.model_copy(
+            update={"pools": priced_pools(metrics.pools, pooled)})
+        cost, n = pooled.total, pooled.billed
+        used, units = sum(f.used for f in pooled.fleets), sum(f.units for f in pooled.fleets)
+        unit = " + ".join(dict.fromkeys(f.unit.name for f in pooled.fleets))
+        warnings = pools_warnings(scenario, pooled)
+    else:
+        fleet = fleet_of(scenario, billing)
+        n = fleet.billed
+        # The engines average activity over cluster.accelerators; spread it over the billed
+        spread = scenario.cluster.accelerators / n
+        activity = Activity(time_s, min(1.0, util.busy * spread),
+                            min(1.0, util.memory_bandwidth * spread))
+        cost = run_cost(scenario.hardware, scenario.cost, n, activity)
+        used, units, unit = fleet.used, fleet.units, fleet.unit.name
+        warnings = fleet_warnings(scenario, fleet) + price_warnings(scenario.hardware,
+                                                                     scenario.cost)
     if scenario.kind == "training":
         per_million = cost_per_million_tokens(cost.cost_usd, 0.0, tokens)
     else:
@@ -156,8 +203,7 @@ def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utili
     summary = CostSummary(mode=cost.mode, breakdown_usd=cost.breakdown_usd,
                           usd_per_accelerator_hour=cost.cost_usd / (n * hours) if hours else 0.0,
                           billing=billing.value, billed_accelerators=n,
-                          used_accelerators=fleet.used, purchase_units=fleet.units,
-                          purchase_unit=fleet.unit.name)
+                          used_accelerators=used, purchase_units=units, purchase_unit=unit)
     return Result(**scenario.summary(), time_s=time_s, utilization=util,
                   cost_usd=cost.cost_usd, energy_kwh=cost.energy_kwh,
                   average_power_w=cost.average_power_w, carbon_kg=cost.carbon_kg,
@@ -165,6 +211,5 @@ def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utili
                   tokens_per_kwh=tokens / cost.energy_kwh if cost.energy_kwh else 0.0,
                   cost=summary, memory=memory, peak=peak_report(scenario),
                   confidence=confidence_of(scenario),
-                  warnings=[*scenario.warnings, *fleet_warnings(scenario, fleet),
-                            *price_warnings(scenario.hardware, scenario.cost)],
+                  warnings=[*scenario.warnings, *warnings],
                   **engine)

@@ -103,11 +103,19 @@ def roofline(args: argparse.Namespace) -> int:
     """``xpusim roofline``: the roofline of every operation of one step or serving iteration,
     without simulating."""
     scenario = load_scenario(args.file, args.overrides)
-    view = roofline_view(scenario)
+    parts = scenario.pools()  # a mixed fleet: each pool on its hardware and layout
+    views = [roofline_view(part) for part in parts]
     if args.format == "json":
-        _print_json({**scenario.summary(), "roofline": view.as_dict()})
-    else:
-        render_roofline(stdout_console(), view)
+        rooflines = {"roofline": views[0].as_dict()} if len(views) == 1 else {
+            "pools": [{"hardware": part.hardware.id, "roofline": view.as_dict()}
+                      for part, view in zip(parts, views, strict=True)]}
+        _print_json({**scenario.summary(), **rooflines})
+        return 0
+    console = stdout_console()
+    for i, (part, view) in enumerate(zip(parts, views, strict=True)):
+        if len(views) > 1:
+            console.print(f"pool {i}: {part.hardware.id}", style="bold", markup=False)
+        render_roofline(console, view)
     return 0
 
 

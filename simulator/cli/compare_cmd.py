@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from simulator.cli.paths import add_parents_flag, output_folder
+from simulator.cli.single_hardware import refuse_pools
 from simulator.errors import InputError
 from simulator.report.console import printable, stdout_console
 from simulator.report.html import compare_cells, compare_sizing, format_ratio, format_value
@@ -22,6 +23,7 @@ from simulator.report.json_text import strict_json
 from simulator.report.outputs import comparison_csv, write_compare_outputs
 from simulator.report.progress import progress_bar
 from simulator.studies.compare import MATCHES, Comparison, Metric, compare
+from simulator.studies.rows import Base
 
 _PLAIN_UNITS = ("s", "fraction", "USD", "W", "J")
 
@@ -75,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     """``xpusim compare``: run the comparison, write the ``--out`` files, print JSON, CSV or
     the table."""
     ids = hardware_list(args.hardware)
+    refuse_pools(Base.from_file(args.file).data, "compare")
     out = output_folder(args.out, "--out", parents=args.parents) if args.out else None
     with progress_bar(f"comparing {len(ids)} profiles", quiet=args.quiet, counts=True) as bar:
         comparison = compare(args.file, ids, args.match, args.overrides, progress=bar,

@@ -20,6 +20,7 @@ from simulator.cli.arguments import (
     wholes,
 )
 from simulator.cli.paths import add_parents_flag, output_file
+from simulator.cli.single_hardware import refuse_pools
 from simulator.errors import InputError
 from simulator.profiles.numbers import MAX_ACCELERATORS
 from simulator.profiles.precision import Precision
@@ -153,6 +154,7 @@ def plan(args: argparse.Namespace) -> int:
     plot = None if args.no_plot else output_file(
         args.plot or f"{Path(args.file).stem}-plan.png", "--plot", parents=args.parents)
     base = base_from(args)
+    refuse_pools(base.data, "plan")
     with executor_from(args) as pool, progress_bar("planning", quiet=args.quiet,
                                                    counts=True) as bar:
         executor = ReportingExecutor(pool, bar)

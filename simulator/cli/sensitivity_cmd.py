@@ -12,6 +12,7 @@ from rich.table import Table
 
 from simulator.cli.arguments import fraction, whole
 from simulator.cli.paths import add_parents_flag, output_file
+from simulator.cli.single_hardware import refuse_pools
 from simulator.errors import InputError
 from simulator.report.columns import fmt, header, humanised, labelled
 from simulator.report.console import stdout_console
@@ -76,6 +77,7 @@ def sensitivity(args: argparse.Namespace) -> int:
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise InputError(f"--out {args.out}: give a .csv or .json file name")
     base = base_from(args)
+    refuse_pools(base.data, "sensitivity")
     with executor_from(args) as pool, progress_bar("sensitivity", quiet=args.quiet,
                                                    counts=True) as bar:
         result = run_sensitivity(base, delta=args.delta, metric=args.metric, only=args.only,

@@ -68,6 +68,8 @@ def regime_of(scenario: Scenario) -> Regime:
         if w.disaggregation is not None:
             layouts = [w.disaggregation.prefill_parallelism or w.parallelism,
                        w.disaggregation.decode_parallelism or w.parallelism]
+        if w.pools is not None:  # a mixed fleet: its largest replica (vendor: its first pool)
+            layouts = [pool.parallelism for pool in w.pools]
         scale = max(layout.devices for layout in layouts)
     else:
         scale = scenario.cluster.accelerators

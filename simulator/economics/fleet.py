@@ -91,6 +91,8 @@ def layout_jobs(scenario: Scenario) -> list[tuple[int, int]]:
         d = w.disaggregation
         return [((d.prefill_parallelism or w.parallelism).devices, d.prefill_replicas),
                 ((d.decode_parallelism or w.parallelism).devices, d.decode_replicas)]
+    if w.pools is not None:  # (a mixed fleet is billed pool by pool: economics.pool_cost)
+        return [(p.parallelism.devices, p.replicas) for p in w.pools]
     replicas = w.replicas if w.replicas is not None else n // w.parallelism.devices
     return [(w.parallelism.devices, replicas)]
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from simulator.profiles.fleet_pools import pools_size
+
 AUTO = "auto"
 
 
@@ -68,6 +70,8 @@ def _product(par: Any, *names: str) -> int | None:
 
 def _serving_size(workload: dict[str, Any]) -> int | str:
     """replicas x tp x pp, or the reason it cannot be known."""
+    if "pools" in workload:
+        return pools_size(workload["pools"])
     par = workload.get("parallelism")
     d = workload.get("disaggregation")
     if isinstance(d, dict):

@@ -19,6 +19,7 @@ from pydantic import (
 
 from simulator.errors import UnknownProfile
 from simulator.profiles.catalog import load_stack
+from simulator.profiles.fleet_pools import InferenceParallelism, ServingPool
 from simulator.profiles.input_files import not_a_readable_file
 from simulator.profiles.moe_routing import MoeRouting
 from simulator.profiles.numbers import (
@@ -224,42 +225,13 @@ class Arrivals(BaseModel):
         return None
 
 
-class InferenceParallelism(BaseModel):
-    """The layout of one model replica."""
-
-    model_config = SPEC_CONFIG
-
-    tp: PositiveInt = Field(1, description="tensor parallel size of the attention (of each "
-                                           "attention DP rank)")
-    pp: PositiveInt = 1
-    ep: PositiveInt = Field(1, description="expert parallel size within a replica: divides "
-                                           "the attention_dp x tp devices of a stage, each "
-                                           "expert split over attention_dp*tp/ep of them")
-    attention_dp: PositiveInt = Field(
-        1, description="attention data-parallel ranks per replica (MoE models): each runs "
-                       "the attention for its own requests, with its own KV cache and batch "
-                       "on tp devices; the MoE layers run EP over all of them "
-                       "(docs/serving.md, wide expert parallelism)")
-
-    @property
-    def devices(self) -> int:
-        """Accelerators one replica occupies (attention_dp x tp x pp; experts are spread
-        within it)."""
-        return self.attention_dp * self.tp * self.pp
-
-    @property
-    def stage_devices(self) -> int:
-        """Devices of one pipeline stage: the attention DP ranks' TP groups, which the EP
-        group of that stage's experts spans."""
-        return self.attention_dp * self.tp
-
-
 class Router(StrEnum):
     """How a request picks a replica (the policy; the engine's routers implement it)."""
 
     ROUND_ROBIN = "round_robin"
     LEAST_LOADED = "least_loaded"
     CACHE_AWARE = "cache_aware"  # the replica holding the longest prefix (prefix caching)
+    LEAST_TIME = "least_time"  # the least expected completion time: load over priced speed
 
 
 class Batching(BaseModel):
@@ -342,6 +314,10 @@ class InferenceWorkload(BaseModel):
     batching: Batching = Field(Batching(), description="continuous-batching limits")
     disaggregation: Disaggregation | None = Field(
         None, description="separate prefill and decode pools (replaces replicas)")
+    pools: list[ServingPool] | None = Field(
+        None, min_length=1, description="a mixed fleet: pools of replicas, each on its own "
+        "hardware and layout, behind one router (replaces replicas and parallelism; "
+        "docs/serving.md, mixed fleets)")
     slo: SLO | None = Field(None, description="latency targets; attainment is reported")
     speculative: Speculative | None = Field(
         None, description="speculative decoding: a drafter proposes draft_tokens per step and "

@@ -19,7 +19,7 @@ from simulator.profiles.training import TrainingParallelism, TrainingWorkload
 class Problem:
     """A layout problem: the fields involved (a path into the scenario) and what is wrong."""
 
-    path: tuple[str, ...]
+    path: tuple[str | int, ...]  # (an int indexes a list: workload.pools[1])
     message: str
 
 
@@ -268,7 +268,10 @@ def _lengths_fit_context(w: InferenceWorkload, model: ModelProfile) -> list[Prob
 
 
 def used_accelerators(w: InferenceWorkload, accelerators: int) -> int:
-    """Accelerators the replicas (or the disaggregated pools) occupy; the rest are idle."""
+    """Accelerators the replicas (or the disaggregated pools, or a mixed fleet's pools)
+    occupy; the rest are idle."""
+    if w.pools is not None:
+        return sum(p.replicas * p.parallelism.devices for p in w.pools)
     if w.disaggregation is not None:
         d = w.disaggregation
         pre = (d.prefill_parallelism or w.parallelism).devices

@@ -24,6 +24,7 @@ from simulator.errors import UnknownProfile, XpusimError
 from simulator.profiles.auto_cluster import check_resolved, resolve_auto
 from simulator.profiles.catalog import load_hardware, load_model
 from simulator.profiles.cost import CostAssumptions
+from simulator.profiles.fleet_pools import default_hardware
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.inference import InferenceWorkload
 from simulator.profiles.layout_checks import (
@@ -34,6 +35,7 @@ from simulator.profiles.layout_checks import (
 )
 from simulator.profiles.model import ModelProfile
 from simulator.profiles.numbers import SPEC_CONFIG, Accelerators, Seed
+from simulator.profiles.pool_checks import pool_problems, pool_workload
 from simulator.profiles.precision import Precision
 from simulator.profiles.training import TrainingWorkload
 from simulator.profiles.training_checks import check_training_options
@@ -46,7 +48,8 @@ class LayoutProblems(XpusimError):
 
     def __init__(self, problems: list[Problem]):
         self.problems = problems
-        super().__init__("; ".join(f"{'.'.join(p.path)}: {p.message}" for p in problems))
+        super().__init__("; ".join(f"{'.'.join(map(str, p.path))}: {p.message}"
+                                   for p in problems))
 
 
 class Cluster(BaseModel):
@@ -57,8 +60,8 @@ class Cluster(BaseModel):
     accelerators: Annotated[Accelerators, BeforeValidator(check_resolved)] = Field(
         description="total accelerators in the fleet, or `auto`: the layout's product "
                     "(serving: workload.replicas x tp x pp, or each disaggregated pool's "
-                    "replicas x size; training: tp x pp x cp x dp, with "
-                    "workload.parallelism.dp given)")
+                    "replicas x size, or the sum over workload.pools; training: tp x pp x "
+                    "cp x dp, with workload.parallelism.dp given)")
 
 
 def _base_dir(info: ValidationInfo) -> Path | None:
@@ -77,7 +80,8 @@ class Scenario(BaseModel):
     description: str = Field("", description="what the scenario models and its assumptions")
     hardware: HardwareProfile = Field(
         description="built-in profile id (`xpusim profiles list`), a path to a profile YAML "
-                    "(relative to this file), or an inline mapping")
+                    "(relative to this file), or an inline mapping; with workload.pools it "
+                    "may be left out when the first pool names its hardware")
     cluster: Cluster
     model: ModelProfile = Field(
         description="built-in model id (`xpusim models list`), a path, or an inline mapping")
@@ -88,8 +92,9 @@ class Scenario(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _auto_cluster(cls, data: Any) -> Any:
-        """``cluster.accelerators: auto`` becomes the layout's count (profiles.auto_cluster)."""
-        return resolve_auto(data)
+        """``cluster.accelerators: auto`` becomes the layout's count (profiles.auto_cluster);
+        a mixed fleet without ``hardware`` takes its first pool's (profiles.fleet_pools)."""
+        return resolve_auto(default_hardware(data))
 
     @field_validator("hardware", mode="before")
     @classmethod
@@ -128,11 +133,15 @@ class Scenario(BaseModel):
             })
             w = w.model_copy(update={"parallelism": resolved})
         else:
-            problems, _ = check_inference(w, self.model, self.hardware, n)
+            problems = (pool_problems(w, self.model, self.hardware, n) if w.pools is not None
+                        else check_inference(w, self.model, self.hardware, n)[0])
             if problems:
                 raise LayoutProblems(problems)
             update: dict[str, Any] = {}
-            if w.replicas is None and w.disaggregation is None:
+            if w.pools is not None:  # every pool names its hardware once resolved
+                update["pools"] = [p.model_copy(update={"hardware": p.hardware or self.hardware})
+                                   for p in w.pools]
+            elif w.replicas is None and w.disaggregation is None:
                 update["replicas"] = n // w.parallelism.devices
             if w.kv_cache_precision is None:
                 narrow = w.precision.bytes_per_element <= 1
@@ -146,9 +155,37 @@ class Scenario(BaseModel):
         """``training`` or ``inference``: which engine runs the scenario."""
         return self.workload.kind
 
+    def pools(self) -> list[Scenario]:
+        """The fleet as homogeneous scenarios, one per pool of ``workload.pools`` (each on its
+        hardware, with its replicas and accelerators): what prices, sizes and bills a pool.
+        A scenario without pools is its own one pool."""
+        w = self.workload
+        if not isinstance(w, InferenceWorkload) or w.pools is None:
+            return [self]
+        parts = []
+        for i, pool in enumerate(w.pools):
+            assert pool.hardware is not None
+            parts.append(self.model_copy(update={
+                "hardware": pool.hardware, "workload": pool_workload(w, i),
+                "cluster": Cluster(accelerators=pool.replicas * pool.parallelism.devices)}))
+        return parts
+
+    @property
+    def hardware_id(self) -> str:
+        """The hardware the results name: the profile's id, or a mixed fleet's ids joined
+        with '+' in pool order (each once)."""
+        w = self.workload
+        if not isinstance(w, InferenceWorkload) or w.pools is None:
+            return self.hardware.id
+        ids = [p.hardware.id if p.hardware else self.hardware.id for p in w.pools]
+        return "+".join(dict.fromkeys(ids))
+
     @property
     def warnings(self) -> list[str]:
         """Things worth telling the user that are not errors (e.g. idle accelerators)."""
+        w = self.workload
+        if isinstance(w, InferenceWorkload) and w.pools is not None:
+            return []  # (a mixed fleet is its pools exactly: no idle accelerators)
         if isinstance(self.workload, InferenceWorkload):
             return check_inference(self.workload, self.model, self.hardware,
                                    self.cluster.accelerators)[1]
@@ -158,7 +195,7 @@ class Scenario(BaseModel):
         """The identifying keys every result carries."""
         return {
             "scenario": self.name,
-            "hardware": self.hardware.id,
+            "hardware": self.hardware_id,
             "model": self.model.id,
             "accelerators": self.cluster.accelerators,
             "kind": self.kind,

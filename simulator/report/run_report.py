@@ -26,14 +26,17 @@ def render_result(console: Console, scenario: Scenario, result: Result) -> None:
     """Print one run's result: headline figures by kind, cost and energy, memory, then warnings
     and notes."""
     console.print(result.scenario, style="bold")
-    console.print(f"{result.kind} of {scenario.model.name} on {result.accelerators} x "
-                  f"{scenario.hardware.name}, {result.precision}")
+    fleet = " + ".join(f"{p.cluster.accelerators} x {p.hardware.name}"
+                       for p in scenario.pools())
+    console.print(f"{result.kind} of {scenario.model.name} on {fleet}, {result.precision}")
     if result.training is not None:
         _training(console, result.training)
     view = result.steady_view()
     if result.inference is not None and view.inference is not None:
         _window(console, result)
         _inference(console, view.inference, result.inference)
+        if result.inference.pools:
+            _pools(console, result.inference)
     _economics(console, view)
     _confidence(console, result)
     _memory(console, result)
@@ -182,6 +185,20 @@ def _inference(console: Console, m: InferenceMetrics, whole: InferenceMetrics) -
         console.print(Text.assemble(f"SLO {name}: p{target.percentile:g} {value} vs target "
                                     f"{format_time(target.target_s)} -> ", verdict,
                                     f" ({target.attainment:.1%} within)"))
+
+
+def _pools(console: Console, m: InferenceMetrics) -> None:
+    """A mixed fleet's pools: what each served and what it cost (whole run)."""
+    table = Table(title="Pools (whole run)", title_justify="left")
+    for name in ("pool", "hardware", "replicas", "speed req/s", "requests", "share",
+                 "busy", "HBM bw", "cost USD"):
+        table.add_column(name, justify="left" if name == "hardware" else "right")
+    for p in m.pools:
+        table.add_row(str(p.index), p.hardware, f"{p.replicas:,} x {p.accelerators // p.replicas}",
+                      f"{p.speed_requests_per_s:,.2f}", f"{p.requests:,}",
+                      f"{p.request_share:.1%}", f"{p.busy:.0%}", f"{p.memory_bandwidth:.0%}",
+                      f"{p.cost_usd:,.2f}")
+    console.print(table)
 
 
 def _economics(console: Console, r: Result) -> None:

@@ -140,7 +140,7 @@ def reference() -> str:
         "## Training workload (`workload.kind: training`)",
         model_reference(TrainingWorkload),
         "## Inference workload (`workload.kind: inference`)",
-        model_reference(InferenceWorkload),
+        model_reference(InferenceWorkload, stop=(HardwareProfile,)),
         "## Cost assumptions (`cost`)",
         model_reference(CostAssumptions),
         "## Hardware profile (`hardware_profiles/*.yaml`)",

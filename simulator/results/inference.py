@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulator.results.pools import PoolSummary
 from simulator.results.utilization import Utilization
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -87,6 +88,8 @@ class ReplicaSummary(BaseModel):
 
     index: int
     role: str = Field(description="mixed, prefill or decode")
+    hardware: str = Field("", description="the replica's hardware profile id (a mixed fleet's "
+                                          "pools differ)")
     devices: int
     requests: int = Field(description="requests that finished here (or were handed off, "
                                       "for a prefill replica)")
@@ -224,6 +227,9 @@ class InferenceMetrics(BaseModel):
                           "batching.prefix_caching")
     little_law: LittleLaw
     per_replica: list[ReplicaSummary]
+    pools: list[PoolSummary] = Field(
+        default_factory=list, description="a mixed fleet's pools (workload.pools), one entry "
+                                          "each with its cost; empty for one hardware")
     time_series: TimeSeries
     batch_size_histogram: BatchHistogram
     speculative: SpeculativeMetrics | None = Field(

@@ -11,7 +11,7 @@ import pytest
 
 from simulator.engine.serving import run_serving
 from simulator.engine.serving.iteration_cost import Usage
-from simulator.engine.serving.run import _pools
+from simulator.engine.serving.pools import build_pools as _pools
 from simulator.errors import InputErrors
 from tests.conftest import assert_clean_error, run_cli
 from tests.engine.test_serving_engine import _records_equal, scenario

@@ -25,7 +25,7 @@ def test_one_replica_runs_the_same_with_or_without_its_policy(kind, monkeypatch)
                                                "requests": 400}})
     fast = run_serving(s)
     general = {"least_loaded": LeastLoaded, "round_robin": RoundRobin}[kind]
-    monkeypatch.setattr(serving_run, "make_policy", lambda _kind, _n: general())
+    monkeypatch.setattr(serving_run, "make_policy", lambda _kind, _n, _speeds=None: general())
     slow = run_serving(s)
     assert fast.result == slow.result
     assert _records_equal(fast.requests, slow.requests) == []

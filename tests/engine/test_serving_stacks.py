@@ -14,7 +14,7 @@ import pytest
 
 from simulator.engine.serving import run_serving
 from simulator.engine.serving.iteration_cost import IterationCost, Usage
-from simulator.engine.serving.run import _pools
+from simulator.engine.serving.pools import build_pools as _pools
 from simulator.engine.serving.stack_cost import StackCost
 from simulator.loading import scenario_from_dict
 from simulator.perf.pricer import add_costs

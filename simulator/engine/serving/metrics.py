@@ -135,6 +135,8 @@ class ReplicaStats:
     kv_blocks: int
     kv_block_tokens: int
     max_batch: int
+    hardware: str = ""  # the profile id of the replica's pool
+    pool: int = 0  # the index of its pool (a mixed fleet's workload.pools)
     engine_steps: int = 0  # iterations with prompt chunks, or runs, priced as one event
     busy_s: float = 0.0
     cost: Cost = ZERO  # set at the end of the run

@@ -6,6 +6,10 @@ enum); :func:`make_policy` builds the :class:`RoutingPolicy` object that applies
 A router sees the replicas' loads at the moment it decides: for each replica of the pool,
 the requests routed to it and not yet finished or handed off (queued, running, or with
 their KV cache on the way). Ties go to the lowest index, so routing is deterministic.
+
+On a mixed fleet (``workload.pools``) least_loaded and round_robin ignore the replicas'
+speeds: a slow replica gets as many requests as a fast one, and its queue is longer in time.
+``least_time`` (:class:`LeastTime`) weighs each replica by its pool's priced speed.
 """
 
 from __future__ import annotations
@@ -87,6 +91,46 @@ class LeastLoaded:
             heappush(self._heap, load << _SHIFT | k)
 
 
+class LeastTime:
+    """The replica with the least expected completion time for one more request: its
+    outstanding requests plus this one, over its speed (requests per second, priced per
+    pool: :func:`~simulator.engine.serving.run.replica_speed`); ties go to the lowest
+    index. On a fleet of equal replicas it chooses as :class:`LeastLoaded` does; on a mixed
+    fleet a replica twice as fast holds twice the requests, where least_loaded would give
+    both the same number and leave the slow one's queue longer in time.
+
+    A heap of ``(expected time, replica, load)`` entries, kept as :class:`LeastLoaded`
+    keeps its: an entry is current when its load is the replica's load now."""
+
+    def __init__(self, speeds: Sequence[float]):
+        if not speeds or min(speeds) <= 0:
+            raise ValueError("least_time needs a positive speed for every replica")
+        self._inverse = [1.0 / s for s in speeds]
+        self._heap: list[tuple[float, int, int]] | None = None
+
+    def choose(self, loads: Sequence[int]) -> int:
+        """The least ``((load + 1) / speed, replica)``."""
+        heap, inverse = self._heap, self._inverse
+        if heap is None or len(heap) > 4 * len(loads) + 64:
+            heap = self._heap = [((load + 1) * inverse[i], i, load)
+                                 for i, load in enumerate(loads)]
+            heapify(heap)
+        while True:
+            _, i, was = heap[0]
+            load = loads[i]
+            if load == was:
+                return i
+            if load > was:
+                heapreplace(heap, ((load + 1) * inverse[i], i, load))
+            else:
+                heappop(heap)
+
+    def lowered(self, k: int, load: int) -> None:
+        """Push an entry for ``k``'s lower load."""
+        if self._heap is not None:
+            heappush(self._heap, ((load + 1) * self._inverse[k], k, load))
+
+
 class SoleReplica:
     """A pool of one replica: every policy sends every request there, so nothing is kept
     or compared (a single-replica run spends no time routing)."""
@@ -99,9 +143,13 @@ class SoleReplica:
         """(Nothing to choose between.)"""
 
 
-def make_policy(kind: Router, replicas: int) -> RoutingPolicy:
+def make_policy(kind: Router, replicas: int,
+                speeds: Sequence[float] | None = None) -> RoutingPolicy:
     """A fresh policy of the scenario's ``kind`` for a pool of ``replicas`` (policies keep
-    state, so each pool gets its own)."""
+    state, so each pool gets its own). ``least_time`` needs each replica's ``speeds``; on a
+    fleet of equal replicas (or without speeds) it is least_loaded, the same choices."""
     if replicas == 1:
         return SoleReplica()
+    if kind is Router.LEAST_TIME and speeds is not None and len(set(speeds)) > 1:
+        return LeastTime(speeds)
     return RoundRobin() if kind is Router.ROUND_ROBIN else LeastLoaded()

@@ -12,37 +12,26 @@ import simpy
 from simulator.engine.serving.arrivals import generate_workload
 from simulator.engine.serving.cache_router import CacheAware
 from simulator.engine.serving.disaggregation import KVTransfer, place
-from simulator.engine.serving.dp_cost import DataParallelCost
-from simulator.engine.serving.dp_ranks import replica_batching
-from simulator.engine.serving.iteration_cost import IterationCost
-from simulator.engine.serving.kv_cache import KVCapacity, ceil_div, kv_capacity
 from simulator.engine.serving.metrics import SERIES, ReplicaStats, Series
+from simulator.engine.serving.pool_summary import pool_summaries
+from simulator.engine.serving.pools import Pool, build_pools, droppable, replica_speed
 from simulator.engine.serving.prefix_cache import PrefixCache, merged
 from simulator.engine.serving.prefixes import PromptPrefixes
 from simulator.engine.serving.replica import Replica
 from simulator.engine.serving.requests import Requests
 from simulator.engine.serving.router import RoutingPolicy, make_policy
 from simulator.engine.serving.scheduler import Role, Scheduler
-from simulator.engine.serving.speculative import Speculation, SpeculativeCost
-from simulator.engine.serving.stack_cost import StackCost
+from simulator.engine.serving.speculative import Speculation
 from simulator.engine.serving.steady import locate, steady_window
 from simulator.engine.serving.summary import Fleet, summarize
 from simulator.engine.serving.system import ServingSystem
 from simulator.engine.stepping import collector_paused, run_counting
-from simulator.errors import DoesNotFit
-from simulator.perf.layouts import inference_layout
-from simulator.perf.moe_balance import moe_imbalance
-from simulator.perf.roofline import run_precision
-from simulator.perf.serving_iteration import iteration_model
 from simulator.profiles.inference import (
     ArrivalProcess,
-    Batching,
-    InferenceParallelism,
     InferenceWorkload,
     Router,
     mean_tokens,
 )
-from simulator.profiles.moe_routing import LoadBalancer
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.serving_stack import Admission
 from simulator.results.inference import InferenceResult, RequestRecords
@@ -61,65 +50,6 @@ class ServingOutcome:
     steady: SteadyWindow
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Pool:
-    """Replicas of one layout and role, sharing their cost cache and cache capacity."""
-
-    role: Role
-    replicas: int
-    parallelism: InferenceParallelism
-    capacity: KVCapacity
-    cost: IterationCost
-    batching: Batching  # the scheduler's limits (summed over attention DP ranks)
-
-
-def _pools(scenario: Scenario, speculation: Speculation | None = None) -> list[_Pool]:
-    w = scenario.workload
-    assert isinstance(w, InferenceWorkload)
-    if w.disaggregation is not None:
-        d = w.disaggregation
-        specs = [(Role.PREFILL, d.prefill_replicas, d.prefill_parallelism or w.parallelism),
-                 (Role.DECODE, d.decode_replicas, d.decode_parallelism or w.parallelism)]
-    else:
-        assert w.replicas is not None
-        specs = [(Role.MIXED, w.replicas, w.parallelism)]
-    kv = w.kv_cache_precision
-    assert kv is not None
-    pools = []
-    for role, count, par in specs:
-        capacity = kv_capacity(scenario, par)
-        if capacity.blocks < 1:
-            raise DoesNotFit(f"{scenario.model.id} on {scenario.hardware.id} with tp={par.tp} "
-                             f"pp={par.pp}: no room for a single KV-cache block after the "
-                             f"weights, the workspace and the runtime reserve")
-        imbalance = moe_imbalance(w.moe, scenario.model, par.ep, LoadBalancer.NONE)
-        model = iteration_model(scenario.model, inference_layout(par, w.moe), w.precision, kv,
-                                imbalance, activation_quant=w.engine.activation_quant,
-                                slots=expert_slots(scenario, par))
-        stack = StackCost.of(w.engine, kernels=model.kernels(),
-                             max_batch=w.batching.max_batch_size)
-        if par.attention_dp > 1:  # (speculation is refused with attention DP)
-            cost: IterationCost = DataParallelCost(scenario.hardware, model, stack)
-        else:
-            cost = IterationCost(scenario.hardware, model, stack, speculation=None if (
-                speculation is None) else SpeculativeCost(scenario.hardware, model,
-                                                          speculation.spec))
-            cost.rate = None if speculation is None else speculation.rate
-        pools.append(_Pool(role=role, replicas=count, parallelism=par, capacity=capacity,
-                           cost=cost,
-                           batching=replica_batching(w.batching, par.attention_dp)))
-    return pools
-
-
-def expert_slots(scenario: Scenario, par: InferenceParallelism) -> int:
-    """Expert slots of an attention-DP replica (experts + redundant); 0 otherwise."""
-    w, moe = scenario.workload, scenario.model.moe
-    assert isinstance(w, InferenceWorkload)
-    if moe is None or par.attention_dp == 1:
-        return 0
-    return moe.experts + w.moe.redundant_experts
-
-
 def _closed_loop(w: InferenceWorkload) -> tuple[int, float] | None:
     """(clients, think time) of closed-loop arrivals, else None."""
     a = w.arrivals
@@ -127,20 +57,6 @@ def _closed_loop(w: InferenceWorkload) -> tuple[int, float] | None:
         return None
     assert a.concurrency is not None
     return a.concurrency, a.think_time_s or 0.0
-
-
-def _droppable(requests: Requests, pools: list[_Pool], max_seq_len: int) -> np.ndarray:
-    """Requests no replica could ever serve: longer than the model's context, or needing
-    more KV blocks than a replica (an attention DP rank: a request lives on one) has (prompt
-    on the first pool; the longest context, prompt + output - 1 tokens, on the pool that
-    decodes)."""
-    first, last = pools[0].capacity, pools[-1].capacity
-    first_blocks = first.blocks // pools[0].parallelism.attention_dp
-    last_blocks = last.blocks // pools[-1].parallelism.attention_dp
-    prompt, output = requests.prompt_tokens, requests.output_tokens
-    too_long = prompt + output > max_seq_len
-    return (too_long | (ceil_div(prompt, first.block_tokens) > first_blocks)
-            | (ceil_div(prompt + output - 1, last.block_tokens) > last_blocks))
 
 
 def _run(env: simpy.Environment, progress: Callable[[float, float], None] | None,
@@ -154,7 +70,7 @@ def _run(env: simpy.Environment, progress: Callable[[float, float], None] | None
     return events
 
 
-def _transfer(scenario: Scenario, pools: list[_Pool]) -> KVTransfer | None:
+def _transfer(scenario: Scenario, pools: list[Pool]) -> KVTransfer | None:
     """The KV transfers between a prefill and a decode pool (disaggregated), else None."""
     if len(pools) < 2:
         return None
@@ -169,9 +85,9 @@ def _transfer(scenario: Scenario, pools: list[_Pool]) -> KVTransfer | None:
                       decode_places=places[prefill.replicas:])
 
 
-def _prefix_caches(w: InferenceWorkload, pools: list[_Pool], requests: Requests,
+def _prefix_caches(w: InferenceWorkload, pools: list[Pool], requests: Requests,
                    prefixes: PromptPrefixes | None) -> list[PrefixCache] | None:
-    """One prefix cache per replica of the first pool (the one that prefills), with
+    """One prefix cache per replica of the pools that prefill, with
     ``batching.prefix_caching``; else None. Without shared prompts every request is a chain
     of its own (it can still find its own blocks after a preemption)."""
     if not w.batching.prefix_caching:
@@ -182,38 +98,52 @@ def _prefix_caches(w: InferenceWorkload, pools: list[_Pool], requests: Requests,
                                   chain=np.arange(n, dtype=np.int64))
     keys = prefixes.keys(w.batching.kv_block_tokens)
     return [PrefixCache(keys=keys, block=w.batching.kv_block_tokens)
-            for _ in range(pools[0].replicas)]
+            for _ in range(_routed(pools))]
 
 
-def _first_router(w: InferenceWorkload, replicas: int, requests: Requests,
+def _routed(pools: list[Pool]) -> int:
+    """Replicas a request arrives at: those of the pools that prefill."""
+    return sum(p.replicas for p in pools if p.role is not Role.DECODE)
+
+
+def _first_router(w: InferenceWorkload, pools: list[Pool], requests: Requests,
                   caches: list[PrefixCache] | None) -> RoutingPolicy:
-    """The first pool's routing policy (cache-aware ones look the request up)."""
+    """The routing policy of the replicas requests arrive at (cache-aware ones look the
+    request up; least_time weighs each replica by its pool's priced speed)."""
+    replicas = _routed(pools)
     if w.router is Router.CACHE_AWARE and caches is not None and replicas > 1:
         return CacheAware(caches=caches, requests=requests, balance=w.router_balance_requests)
-    return make_policy(w.router, replicas)
+    speeds = None
+    if w.router is Router.LEAST_TIME and replicas > 1:
+        speeds = [speed for p in pools if p.role is not Role.DECODE
+                  for speed in [replica_speed(p, w)] * p.replicas]
+    return make_policy(w.router, replicas, speeds)
 
 
 def _build(env: simpy.Environment, scenario: Scenario, requests: Requests, series: Series,
            jump: bool, prefixes: PromptPrefixes | None,
-           speculation: Speculation | None = None) -> ServingSystem:
-    """The serving system of ``scenario``: its pools of replicas, routers and transfers."""
+           speculation: Speculation | None = None) -> tuple[ServingSystem, list[Pool]]:
+    """The serving system of ``scenario`` (its replicas, routers and transfers) and its
+    pools."""
     w = scenario.workload
     assert isinstance(w, InferenceWorkload)
-    pools = _pools(scenario, speculation)
+    pools = build_pools(scenario, speculation)
     transfer = _transfer(scenario, pools)
     caches = _prefix_caches(w, pools, requests, prefixes)
     system = ServingSystem(
         env=env, requests=requests, series=series,
-        routers=(_first_router(w, pools[0].replicas, requests, caches),
+        routers=(_first_router(w, pools, requests, caches),
                  make_policy(w.router, pools[1].replicas) if transfer is not None else None),
-        droppable=_droppable(requests, pools, scenario.model.max_seq_len),
+        droppable=droppable(requests, pools, scenario.model.max_seq_len),
         transfer=transfer, closed=_closed_loop(w),
         sessions=(prefixes.turns, prefixes.think_time_s)
         if prefixes is not None and prefixes.turns > 1 else None)
     index = 0
-    for pool, decode in zip(pools, (False, True), strict=False):
+    for number, pool in enumerate(pools):
+        decode = pool.role is Role.DECODE
         for _ in range(pool.replicas):
-            stats = ReplicaStats(index=index, role=pool.role.value,
+            stats = ReplicaStats(index=index, role=pool.role.value, hardware=pool.hardware,
+                                 pool=number,
                                  devices=pool.parallelism.devices,
                                  kv_blocks=pool.capacity.blocks,
                                  kv_block_tokens=pool.capacity.block_tokens,
@@ -227,7 +157,7 @@ def _build(env: simpy.Environment, scenario: Scenario, requests: Requests, serie
                                series=series, on_outcome=system.on_outcome, jump=jump),
                        decode)
             index += 1
-    return system
+    return system, pools
 
 
 def run_serving(scenario: Scenario, *, jump: bool = True,
@@ -242,7 +172,6 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     w = scenario.workload
     if not isinstance(w, InferenceWorkload):
         raise TypeError("run_serving needs an inference scenario")
-    hw = scenario.hardware
     workload = generate_workload(w, np.random.default_rng(scenario.seed))
     requests = Requests(workload)
     env = simpy.Environment()
@@ -251,7 +180,7 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     series = Series(SERIES, width_s=max(last, 1.0) / 64)
     speculation = (None if w.speculative is None
                    else Speculation.of(w.speculative, scenario.model, scenario.seed))
-    system = _build(env, scenario, requests, series, jump, workload.prefixes, speculation)
+    system, pools = _build(env, scenario, requests, series, jump, workload.prefixes, speculation)
     system.start()
     replicas = system.replicas + system.decode
     events = _run(env, progress,
@@ -261,12 +190,29 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
         replica.meter.flush()
         replica.stats.cost = replica.cost.totals(replica.usage)
         replica.stats.host_s = replica.usage.host_s
-    fleet = Fleet(scenario.cluster.accelerators, hw.peak(run_precision(hw, w.precision)),
-                  hw.hbm_bandwidth)
+    fleet = _fleet(scenario.cluster.accelerators, pools)
     records = requests.records()
     result, steady = _summaries(scenario, requests, records, replicas, system,
                                 series=series, fleet=fleet, speculation=speculation)
+    if w.pools is not None:
+        summaries = pool_summaries(pools, [r.stats for r in replicas], result.time_s,
+                                   [replica_speed(p, w) for p in pools])
+        result = result.model_copy(update={"inference": result.inference.model_copy(
+            update={"pools": summaries})})
     return ServingOutcome(result, records, events, steady)
+
+
+def _fleet(accelerators: int, pools: list[Pool]) -> Fleet:
+    """The fleet's per-device peaks: one hardware's, or a mixed fleet's averaged over its
+    devices, so that peak x accelerators is the sum of the pools' peaks (the utilization is
+    then the work done over the fleet's peak work)."""
+    if len({p.hardware for p in pools}) == 1:
+        return Fleet(accelerators, pools[0].peak_flops, pools[0].hbm_bandwidth)
+    devices = [p.replicas * p.parallelism.devices for p in pools]
+    total = sum(devices)
+    return Fleet(accelerators,
+                 sum(d * p.peak_flops for d, p in zip(devices, pools, strict=True)) / total,
+                 sum(d * p.hbm_bandwidth for d, p in zip(devices, pools, strict=True)) / total)
 
 
 def _summaries(scenario: Scenario, requests: Requests, records: RequestRecords,

@@ -81,7 +81,7 @@ def interval_average(starts: np.ndarray, ends: np.ndarray, edges: np.ndarray) ->
 
 def _replica_summary(s: ReplicaStats, duration: float) -> ReplicaSummary:
     return ReplicaSummary(
-        index=s.index, role=s.role, devices=s.devices,
+        index=s.index, role=s.role, hardware=s.hardware, devices=s.devices,
         requests=s.completed + s.handed_off, output_tokens=int(s.output_tokens),
         prompt_tokens=int(s.prompt_tokens), iterations=s.iterations,
         busy=s.busy_s / duration if duration else 0.0,
