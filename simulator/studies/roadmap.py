@@ -75,6 +75,8 @@ class Block:
     units: int
     replicas: int
     month: CostReport
+    unit_name: str  # the purchase unit, singular
+    unit_plural: str
 
 
 @dataclass(kw_only=True)
@@ -157,6 +159,7 @@ def _block(hw: HardwareProfile, replica: Replica, price: Price, site: Site) -> B
         units, accelerators = 1, next(s for s in sizes if s >= d)
         replicas = accelerators // d
     return Block(accelerators=accelerators, units=units, replicas=replicas,
+                 unit_name=hw.unit.plural_name(1), unit_plural=hw.unit.plural_name(),
                  month=_month_cost(hw, price, site, accelerators, replica, replicas * d))
 
 

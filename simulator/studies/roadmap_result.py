@@ -68,6 +68,7 @@ def _options(spec: Roadmap, figs: Figures) -> list[dict[str, Any]]:
             row.update({"layout": replica.layout, "devices_per_replica": replica.devices,
                         "replica_rate_per_s": replica.rate_per_s,
                         "block_accelerators": block.accelerators, "block_units": block.units,
+                        "unit_name": block.unit_name, "unit_plural": block.unit_plural,
                         "block_replicas": block.replicas,
                         "block_capacity_per_s": block.replicas * replica.rate_per_s,
                         "block_usd_per_month": block.month.cost_usd,
