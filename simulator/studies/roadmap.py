@@ -24,7 +24,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,13 +108,14 @@ def _scenario_base(spec: Roadmap, folder: Path) -> tuple[dict[str, Any], YamlDoc
     return data, doc, path.resolve().parent, n0
 
 
-def _profile(ref: str, folder: Path, where: str) -> tuple[str, HardwareProfile]:
+def _profile(ref: str, folder: Path, where: str, file: str | None,
+             ) -> tuple[str, HardwareProfile]:
     """A profile id or path (relative to the roadmap file) and the profile."""
     ref = str((folder / ref).resolve()) if looks_like_path(ref) else ref
     try:
         return ref, load_hardware(ref)
     except InputError as exc:
-        raise InputError(exc.message, path=where) from None
+        raise InputError(exc.message, file=file, path=where) from None
 
 
 def _replica(base: tuple[dict[str, Any], YamlDocument, Path, int], ref: str,
@@ -143,10 +145,7 @@ def _month_cost(hw: HardwareProfile, price: Price, site: Site, accelerators: int
     spread = used / accelerators if accelerators else 0.0
     activity = Activity(MONTH_S, min(1.0, replica.busy * spread),
                         min(1.0, replica.memory * spread))
-    try:
-        return run_cost(hw, cost_assumptions(price, site), accelerators, activity)
-    except InputError as exc:
-        raise InputError(exc.message, path="price") from None
+    return run_cost(hw, cost_assumptions(price, site), accelerators, activity)
 
 
 def _block(hw: HardwareProfile, replica: Replica, price: Price, site: Site) -> Block:
@@ -175,13 +174,15 @@ def _share(tick: Callable[[float], None], k: int, of: int) -> Callable[[float], 
     return lambda fraction: tick((k + min(fraction, 1.0)) / of)
 
 
-def figures(spec: Roadmap, folder: Path, tick: Callable[[float], None]) -> Figures:
-    """Simulate each profile once and price each option's block and the owned fleet."""
-    base = _scenario_base(spec, folder)
-    refs = [_profile(h.profile, folder, f"hardware[{i}].profile")
+def figures(spec: Roadmap, folder: Path, tick: Callable[[float], None],
+            file: str | None = None) -> Figures:
+    """Simulate each profile once and price each option's block and the owned fleet
+    (``file``: the roadmap file, named in errors)."""
+    refs = [_profile(h.profile, folder, f"hardware[{i}].profile", file)
             for i, h in enumerate(spec.hardware)]
-    refs += [_profile(o.profile, folder, f"owned[{i}].profile")
+    refs += [_profile(o.profile, folder, f"owned[{i}].profile", file)
              for i, o in enumerate(spec.owned)]
+    base = _scenario_base(spec, folder)
     replicas: dict[str, Replica] = {}
     distinct = dict(refs)
     for k, (ref, hw) in enumerate(distinct.items()):
@@ -190,14 +191,26 @@ def figures(spec: Roadmap, folder: Path, tick: Callable[[float], None]) -> Figur
                   owned_capacity=[0.0] * spec.horizon_months,
                   owned_cost=[None] * spec.horizon_months)
     out.notes += [r.note for r in replicas.values()]
-    for option, (ref, hw) in zip(spec.hardware, refs, strict=False):
+    for i, (option, (ref, hw)) in enumerate(zip(spec.hardware, refs, strict=False)):
         replica = replicas[ref]
         if replica.devices:
-            out.blocks[option.id] = _block(hw, replica, option.price, spec.site)
+            with _blamed(file, f"hardware[{i}].price"):
+                out.blocks[option.id] = _block(hw, replica, option.price, spec.site)
             out.option_replica[option.id] = replica
-    for owned, (ref, hw) in zip(spec.owned, refs[len(spec.hardware):], strict=True):
-        _add_owned(out, spec, owned, hw, replicas[ref])
+    for i, (owned, (ref, hw)) in enumerate(zip(spec.owned, refs[len(spec.hardware):],
+                                               strict=True)):
+        with _blamed(file, f"owned[{i}].price"):
+            _add_owned(out, spec, owned, hw, replicas[ref])
     return out
+
+
+@contextmanager
+def _blamed(file: str | None, where: str) -> Iterator[None]:
+    """Report a pricing error (a rent-only part bought) against the roadmap's field."""
+    try:
+        yield
+    except InputError as exc:
+        raise InputError(exc.message, file=file, path=where) from None
 
 
 def _add_owned(out: Figures, spec: Roadmap, owned: OwnedFleet, hw: HardwareProfile,

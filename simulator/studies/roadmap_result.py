@@ -31,7 +31,7 @@ def run_roadmap(path: str | Path, progress: Callable[[float], None] | None = Non
     """Read the roadmap file, simulate each profile once, solve the plan and its
     sensitivity; the whole answer as JSON-ready data."""
     spec, folder = load_roadmap(path)
-    figs = figures(spec, folder, progress or (lambda _fraction: None))
+    figs = figures(spec, folder, progress or (lambda _fraction: None), str(path))
     peaks = spec.demand.peaks(spec.horizon_months)
     prob, plan = solve_roadmap(spec, figs, peaks)
     periods = _periods(spec, figs, prob, plan, peaks)
