@@ -73,8 +73,9 @@ def render(data: dict[str, Any]) -> None:
     for header, rows in (period_cells(data), sensitivity_cells(data)):
         table = Table(title_justify="left")
         for i, name in enumerate(header):
-            table.add_column(name, justify="left" if i in (0, 2, 4) and name != "capacity req/s"
-                             else "right", style="cyan" if i == 0 else None)
+            words = i == 0 or name.startswith("fleet") or name == "final units"
+            table.add_column(name, justify="left" if words else "right",
+                             style="cyan" if i == 0 else None)
         for row in rows:
             table.add_row(*row)
         console.print(table)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import StrMethodFormatter
 
 from simulator.report.html import Section, figure, notes, page, table
 from simulator.report.json_text import strict_json
@@ -62,7 +63,8 @@ def fleet_plot(data: Mapping[str, Any]) -> bytes:
     rate.set_ylim(bottom=0)
     handles = ax.get_legend_handles_labels()
     more = rate.get_legend_handles_labels()
-    ax.legend(handles[0] + more[0], handles[1] + more[1], loc="upper left", fontsize="small")
+    ax.legend(handles[0] + more[0], handles[1] + more[1], loc="upper left",
+              bbox_to_anchor=(1.1, 1.0), fontsize="small")
     ax.set_title("Fleet over time")
     ax.grid(alpha=0.3, axis="y")
     return _png(fig)
@@ -85,7 +87,8 @@ def cost_plot(data: Mapping[str, Any]) -> bytes:
     ax.set_xticklabels([p["label"] for p in periods], rotation=45, ha="right")
     ax.set_ylabel("cost per month (USD)")
     ax.set_title("Cost stack")
-    ax.legend(loc="upper left", fontsize="small")
+    ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     ax.grid(alpha=0.3, axis="y")
     return _png(fig)
 
@@ -111,8 +114,8 @@ def slo_plot(data: Mapping[str, Any]) -> bytes:
 
 def period_cells(data: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The month-by-month table as text (the terminal and the HTML page)."""
-    header = ["month", "peak req/s", "fleet", "accelerators", "capacity req/s",
-              "utilisation", "headroom", "cost USD"]
+    header = ["month", "peak req/s", "fleet (units; owned: accelerators)", "accelerators",
+              "capacity req/s", "utilisation", "headroom", "cost USD"]
     rows = [[p["label"], f"{p['peak_per_s']:,.1f}", fleet_text(data, p),
              f"{p['total_accelerators']:,}", f"{p['capacity_per_s']:,.1f}",
              f"{p['utilization']:.0%}", f"{p['headroom']:+.0%}"
