@@ -110,6 +110,8 @@ def test_sensitivity_rows(tmp_path, monkeypatch):
     server_month = 8 * MONTH_HOURS * 2.0
     assert rows[1]["total_cost_usd"] == pytest.approx(9 * server_month)
     assert rows[0]["total_cost_usd"] == data["total_cost_usd"]
+    # growing demand: more growth never costs less (0.5x <= 1x <= 1.5x)
+    assert rows[1]["total_cost_usd"] <= rows[0]["total_cost_usd"] <= rows[2]["total_cost_usd"]
 
 
 def test_files_csv_and_cli_render(tmp_path, monkeypatch, capsys):
@@ -161,6 +163,14 @@ def test_buying_a_rent_only_part_names_the_option(tmp_path, monkeypatch):
         run_roadmap(path)
     assert caught.value.render().startswith(f"{path}: hardware[0].price: ")
     assert "no purchase price" in caught.value.render()
+
+
+def test_a_scenario_without_an_slo_is_named(tmp_path):
+    scenario = yaml.safe_load(Path(SCENARIO).read_text())
+    del scenario["workload"]["slo"]
+    (tmp_path / "no-slo.yaml").write_text(yaml.safe_dump(scenario))
+    result = run_cli("roadmap", str(_write(tmp_path, {**BASE, "scenario": "no-slo.yaml"})))
+    assert_clean_error(result, "no-slo.yaml", "workload.slo targets")
 
 
 def test_a_roadmap_file_that_is_not_a_mapping(tmp_path):

@@ -88,6 +88,7 @@ class Figures:
     replicas: dict[str, Replica]  # by profile reference
     blocks: dict[str, Block]  # by option id
     option_replica: dict[str, Replica]  # by option id
+    owned_replica: list[Replica]  # in the order of ``owned``
     owned_capacity: list[float]
     owned_cost: list[CostReport | None]
     notes: list[str] = field(default_factory=list)
@@ -102,7 +103,11 @@ def _scenario_base(spec: Roadmap, folder: Path) -> tuple[dict[str, Any], YamlDoc
         raise InputError("a scenario must be a mapping of fields", file=doc.file)
     data = apply_overrides(doc.data, list(spec.set))
     written = validated(data, doc, path.resolve().parent)
-    check_searchable(written)
+    try:
+        check_searchable(written)
+    except InputError as exc:
+        raise InputError(f"{exc.message} (roadmaps plan over its sustainable rate)",
+                         file=doc.file) from None
     n0 = written.cluster.accelerators
     data = {**data, "cluster": {**(data.get("cluster") or {}), "accelerators": n0}}
     return data, doc, path.resolve().parent, n0
@@ -188,6 +193,7 @@ def figures(spec: Roadmap, folder: Path, tick: Callable[[float], None],
     for k, (ref, hw) in enumerate(distinct.items()):
         replicas[ref] = _replica(base, ref, hw, _share(tick, k, len(distinct)))
     out = Figures(replicas=replicas, blocks={}, option_replica={},
+                  owned_replica=[replicas[ref] for ref, _ in refs[len(spec.hardware):]],
                   owned_capacity=[0.0] * spec.horizon_months,
                   owned_cost=[None] * spec.horizon_months)
     out.notes += [r.note for r in replicas.values()]
@@ -260,8 +266,7 @@ def problem(spec: Roadmap, figs: Figures, peaks: list[float]) -> Problem:
 
 def scaled_growth(peaks: list[float], multiplier: float) -> list[float]:
     """Each month's rise over month 0 times ``multiplier`` (never below zero)."""
-    return [max(0.0, peaks[0] + multiplier * (p - peaks[0])) or peaks[0] * 1e-9
-            for p in peaks]
+    return [max(0.0, peaks[0] + multiplier * (p - peaks[0])) for p in peaks]
 
 
 def solve_roadmap(spec: Roadmap, figs: Figures, peaks: list[float]) -> tuple[Problem, Any]:

@@ -79,14 +79,11 @@ def _options(spec: Roadmap, figs: Figures) -> list[dict[str, Any]]:
 
 def _owned(spec: Roadmap, figs: Figures, index: int) -> dict[str, Any]:
     """An owned fleet as given, with the replicas it runs."""
-    o = spec.owned[index]
-    replica = next((r for ref, r in figs.replicas.items()
-                    if ref == o.profile or ref.endswith(o.profile) or r.profile == o.profile),
-                   None)
-    replicas = o.accelerators // replica.devices if replica and replica.devices else 0
+    o, replica = spec.owned[index], figs.owned_replica[index]
+    replicas = o.accelerators // replica.devices if replica.devices else 0
     return {"profile": o.profile, "accelerators": o.accelerators,
             "until_month": o.until_month, "mode": o.price.mode.value, "replicas": replicas,
-            "capacity_per_s": replicas * (replica.rate_per_s if replica else 0.0)}
+            "capacity_per_s": replicas * replica.rate_per_s}
 
 
 def _periods(spec: Roadmap, figs: Figures, prob: Problem, plan: Plan,
