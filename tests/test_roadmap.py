@@ -97,6 +97,17 @@ def test_lead_time_delays_arrival_and_orders_say_when(tmp_path, monkeypatch):
                                "mode": "buy"}]
 
 
+def test_a_peak_beyond_every_option_is_reported_short(tmp_path, monkeypatch):
+    # At most 3 cloud servers (15 req/s): months needing 20 and 30 fall 5 and 15 short and
+    # carry 15/20 and 15/30 of their peak within the SLO.
+    monkeypatch.setattr(roadmap, "_replica", _fixed_replica())
+    capped = [{**BASE["hardware"][0], "max_units": 3}]
+    data = run_roadmap(_write(tmp_path, {**BASE, "owned": [], "hardware": capped}))
+    assert [p["shortfall_per_s"] for p in data["periods"]] == [0, 5, 15]
+    assert [p["slo_share_at_peak"] for p in data["periods"]] == pytest.approx([1, 0.75, 0.5])
+    assert data["months_short"] == ["M1", "M2"]
+
+
 def test_sensitivity_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(roadmap, "_replica", _fixed_replica())
     spec = {**BASE, "owned": [], "sensitivity": [0.5, 1.5]}

@@ -57,7 +57,7 @@ def fleet_plot(data: Mapping[str, Any]) -> bytes:
     rate = ax.twinx()
     rate.plot(x, [p["peak_per_s"] for p in periods], color="#000000", marker="o",
               label="peak demand (req/s)")
-    rate.plot(x, [p["capacity_per_s"] for p in periods], color="#D55E00", linestyle="--",
+    rate.plot(x, [p["capacity_per_s"] for p in periods], color="#777777", linestyle="--",
               label="capacity within the SLO (req/s)")
     rate.set_ylabel("requests/s")
     rate.set_ylim(bottom=0)
