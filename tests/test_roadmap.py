@@ -191,8 +191,9 @@ def test_a_roadmap_file_that_is_not_a_mapping(tmp_path):
 
 
 def test_the_shipped_example_end_to_end(tmp_path):
-    result = run_cli("roadmap", str(ROOT / "scenarios" / "roadmap-llama3.1-70b.yaml"),
-                     "--quiet", "--format", "json", "--out", str(tmp_path / "out"))
+    example = ROOT / "scenarios" / "roadmaps" / "llama3.1-70b-2027.yaml"
+    result = run_cli("roadmap", str(example), "--quiet", "--format", "json",
+                     "--out", str(tmp_path / "out"))
     assert result.code == 0, result.err
     data = result.json()
     for p in data["periods"]:  # every month covered with its headroom, in whole units

@@ -7,7 +7,6 @@ files and ``--format json`` cannot disagree. Plots use the Agg helpers of :mod:`
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -181,7 +180,7 @@ def roadmap_page(data: Mapping[str, Any], figures: Sequence[tuple[str, bytes, st
                 *(Section(h, figure(png, caption)) for h, png, caption in figures),
                 Section("Options and assumptions", notes(data["notes"]))]
     return page(f"Roadmap: {data['name']}",
-                f"from the scenario '{html.unescape(str(data['scenario']))}', "
+                f"from the scenario '{data['scenario']}', "
                 f"{data['horizon_months']} months, headroom {data['headroom']:.0%}", sections)
 
 
