@@ -80,6 +80,20 @@ def test_headroom_and_whole_units(tmp_path, monkeypatch):
     assert data["options"][0]["block_replicas"] == 4
 
 
+@pytest.mark.parametrize(("profile", "devices", "block"), [
+    ("h100-sxm", 16, (16, 2, 1)),    # wider than an 8-GPU server: two servers, one replica
+    ("gb300-nvl72", 8, (72, 1, 9)),  # 72 / 8 = 9 TP8 replicas in a rack
+    ("tpu-v5e", 2, (4, 1, 2)),       # a 4-chip slice holds two; 1-chip slices hold none
+    ("tpu-v5e", 8, (8, 1, 1)),
+])
+def test_blocks_are_whole_purchase_units(tmp_path, monkeypatch, profile, devices, block):
+    monkeypatch.setattr(roadmap, "_replica", _fixed_replica(devices=devices))
+    spec = {**BASE, "owned": [], "hardware": [{"id": "x", "profile": profile}]}
+    option = run_roadmap(_write(tmp_path, spec))["options"][0]
+    assert (option["block_accelerators"], option["block_units"],
+            option["block_replicas"]) == block
+
+
 def test_lead_time_delays_arrival_and_orders_say_when(tmp_path, monkeypatch):
     # A cheap bought option with a 12-week lead time (first month 3): months 0-2 rent.
     monkeypatch.setattr(roadmap, "_replica", _fixed_replica())

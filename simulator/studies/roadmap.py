@@ -5,13 +5,13 @@
    layout, by the search ``compare`` uses (:func:`simulator.studies.compare_best.
    best_replica`, over :mod:`simulator.studies.capacity`). A replica's capacity does not
    depend on the month: the fleet a month needs is demand over that rate, in whole replicas.
-2. **Blocks.** An option's block is the smallest purchase unit that holds whole replicas
-   (an 8-GPU server holds one TP8 replica; an NVL72 rack nine; a replica wider than the
-   largest unit takes several units). A block's capacity is its replicas times the replica
-   rate; its monthly cost is the existing economics (:func:`simulator.economics.cost.
-   run_cost`: cloud rent, or capital recovery, facility and electricity with the PUE) over
-   a month of the replica's activity at its sustainable rate (an upper bound on power:
-   a fleet with headroom runs below it).
+2. **Blocks.** An option's block is the purchase unit that holds whole replicas with the
+   fewest idle accelerators, the smallest such (an 8-GPU server holds one TP8 replica, an
+   NVL72 rack nine; a replica wider than the largest unit takes several units). A block's
+   capacity is its replicas times the replica rate; its monthly cost is the existing
+   economics (:func:`simulator.economics.cost.run_cost`: cloud rent, or capital recovery,
+   facility and electricity with the PUE) over a month of the replica's activity at its
+   sustainable rate (an upper bound on power: a fleet with headroom runs below it).
 3. **The plan** is the exact dynamic program of :mod:`.roadmap_solver`: each month's peak
    times ``1 + headroom`` covered, at the least total cost over the horizon, with lead times
    (an option arrives no earlier than its lead time after month 0, when orders are placed),
@@ -154,13 +154,17 @@ def _month_cost(hw: HardwareProfile, price: Price, site: Site, accelerators: int
 
 
 def _block(hw: HardwareProfile, replica: Replica, price: Price, site: Site) -> Block:
-    """The smallest purchase unit(s) holding whole replicas, and a month of it."""
+    """The purchase unit that holds replicas with the fewest idle accelerators (the
+    smallest of those; a replica wider than the largest unit takes several), and a month of
+    it. With one size (a server, a rack) that is the unit; among TPU slices, the smallest
+    slice that a replica fills."""
     sizes, d = hw.unit.sizes.value, replica.devices
     if d > sizes[-1]:
-        units, accelerators, replicas = math.ceil(d / sizes[-1]), 0, 1
+        units, replicas = math.ceil(d / sizes[-1]), 1
         accelerators = units * sizes[-1]
     else:
-        units, accelerators = 1, next(s for s in sizes if s >= d)
+        units = 1
+        accelerators = max((s for s in sizes if s >= d), key=lambda s: (s // d / s, -s))
         replicas = accelerators // d
     return Block(accelerators=accelerators, units=units, replicas=replicas,
                  unit_name=hw.unit.plural_name(1), unit_plural=hw.unit.plural_name(),
