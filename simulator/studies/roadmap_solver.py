@@ -43,7 +43,7 @@ from itertools import product
 
 import numpy as np
 
-MAX_STATES = 2_000_000  # committed vectors the exact program holds in memory at once
+MAX_CELLS = 4_000_000  # committed vectors x months held in memory (3 arrays: ~100 MB)
 MAX_FLEXIBLE_COMBINATIONS = 100_000  # counts of flexible options enumerated per month
 COVER_SLACK = 1e-9  # relative: a capacity this close to the requirement covers it
 
@@ -164,15 +164,16 @@ def _flexible_counts(options: list[Option], bounds: list[int], month: int,
     return counts
 
 
-def _check_size(committed_bounds: list[int], flexible_bounds: list[int]) -> None:
+def _check_size(committed_bounds: list[int], flexible_bounds: list[int], months: int) -> None:
     """Refuse a problem the exact program would take too long or too much memory for."""
     states = math.prod(b + 1 for b in committed_bounds)
     combos = math.prod(b + 1 for b in flexible_bounds[:-1])
-    if states > MAX_STATES or combos > MAX_FLEXIBLE_COMBINATIONS:
-        raise TooLarge(f"the exact plan would weigh {states:,} committed fleets and "
-                       f"{combos:,} rented mixes per month (at most {MAX_STATES:,} and "
-                       f"{MAX_FLEXIBLE_COMBINATIONS:,}); set max_units on the options, "
-                       f"offer fewer options, or plan in larger blocks")
+    if states * months > MAX_CELLS or combos > MAX_FLEXIBLE_COMBINATIONS:
+        raise TooLarge(f"the exact plan would weigh {states:,} committed fleets over "
+                       f"{months} months and {combos:,} rented mixes per month (at most "
+                       f"{MAX_CELLS:,} fleet-months and {MAX_FLEXIBLE_COMBINATIONS:,} mixes); "
+                       f"set max_units on the options, offer fewer options, or shorten the "
+                       f"horizon")
 
 
 def _suffix_min(values: np.ndarray) -> np.ndarray:
@@ -191,7 +192,7 @@ def solve(problem: Problem) -> Plan:
     flexible = [o for o in problem.options if not o.committed]
     c_bounds = [_bound(o, need) for o in committed]
     f_bounds = [_bound(o, need) for o in flexible]
-    _check_size(c_bounds, f_bounds)
+    _check_size(c_bounds, f_bounds, months)
     dims = tuple(b + 1 for b in c_bounds)
     grid = np.indices(dims) if dims else np.zeros((0,), dtype=int)
     capacity = np.zeros(dims)
