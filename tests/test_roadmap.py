@@ -170,6 +170,7 @@ def test_files_csv_and_cli_render(tmp_path, monkeypatch, capsys):
     ({"scenario": "missing.yaml"}, ["missing.yaml"]),
     ({"hardware": []}, ["hardware", "at least 1"]),
     ({"surprise": 1}, ["surprise"]),
+    ({"set": ["novalue"]}, ["set[0]", "expects PATH=VALUE"]),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, change, fragments):
     path = _write(tmp_path, {**BASE, **change})

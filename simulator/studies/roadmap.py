@@ -94,14 +94,21 @@ class Figures:
     notes: list[str] = field(default_factory=list)
 
 
-def _scenario_base(spec: Roadmap, folder: Path) -> tuple[dict[str, Any], YamlDocument, Path, int]:
+def _scenario_base(spec: Roadmap, folder: Path, file: str | None,
+                   ) -> tuple[dict[str, Any], YamlDocument, Path, int]:
     """The base scenario's mapping (overrides applied), document, folder and accelerators."""
     path = Path(spec.scenario)
     path = path if path.is_absolute() else folder / path
     doc = read_yaml(path)
     if not isinstance(doc.data, dict):
         raise InputError("a scenario must be a mapping of fields", file=doc.file)
-    data = apply_overrides(doc.data, list(spec.set))
+    data = dict(doc.data)
+    for i, override in enumerate(spec.set):
+        try:
+            data = apply_overrides(data, [override])
+        except InputError as exc:
+            raise InputError(exc.message.replace("--set ", ""), file=file,
+                             path=f"set[{i}]") from None
     written = validated(data, doc, path.resolve().parent)
     try:
         check_searchable(written)
@@ -191,7 +198,7 @@ def figures(spec: Roadmap, folder: Path, tick: Callable[[float], None],
             for i, h in enumerate(spec.hardware)]
     refs += [_profile(o.profile, folder, f"owned[{i}].profile", file)
              for i, o in enumerate(spec.owned)]
-    base = _scenario_base(spec, folder)
+    base = _scenario_base(spec, folder, file)
     replicas: dict[str, Replica] = {}
     distinct = dict(refs)
     for k, (ref, hw) in enumerate(distinct.items()):
