@@ -67,6 +67,16 @@ def test_the_plan_by_hand(tmp_path, monkeypatch):
     assert [p["headroom"] for p in data["periods"]] == [0.0, 0.0, 0.0]
 
 
+def test_an_owned_fleet_of_no_whole_replicas_is_noted(tmp_path, monkeypatch):
+    # 20 H100 in TP8 replicas: 2 replicas (10 req/s), 4 accelerators idle but paid for
+    monkeypatch.setattr(roadmap, "_replica", _fixed_replica())
+    owned = [{**BASE["owned"][0], "accelerators": 20}]
+    data = run_roadmap(_write(tmp_path, {**BASE, "owned": owned}))
+    assert data["owned"][0]["replicas"] == 2 and data["owned"][0]["capacity_per_s"] == 10
+    assert data["periods"][0]["owned_cost_usd"] == pytest.approx(20 * MONTH_HOURS * 1.0)
+    assert any("4 accelerators idle" in n for n in data["notes"])
+
+
 def test_headroom_and_whole_units(tmp_path, monkeypatch):
     # TP2 replicas: four per 8-GPU server, 4 x 5 = 20 req/s a server. Peaks 12, 12, 12 with
     # 25% headroom need 15 req/s: one server (20 req/s), utilisation 12/20 = 60%.

@@ -50,7 +50,7 @@ def run_roadmap(path: str | Path, progress: Callable[[float], None] | None = Non
         "months_short": [p["label"] for p in periods if p["shortfall_per_s"] > 0],
         "sensitivity": [_sensitivity(spec, figs, peaks, k, owned_cost)
                         for k in [1.0, *spec.sensitivity]],
-        "notes": [*figs.notes, *_assumptions(spec)],
+        "notes": [*figs.notes, *_idle_owned(spec, figs), *_assumptions(spec)],
     }
 
 
@@ -155,6 +155,17 @@ def _sensitivity(spec: Roadmap, figs: Figures, peaks: list[float], multiplier: f
             "final_units": {o.key: n * figs.blocks[o.key].units
                             for n, o in zip(last, prob.options, strict=True)},
             "months_short": sum(1 for s in plan.shortfall_per_s if s > 0)}
+
+
+def _idle_owned(spec: Roadmap, figs: Figures) -> list[str]:
+    """A note for each owned fleet that is no whole number of replicas."""
+    lines = []
+    for i, (o, replica) in enumerate(zip(spec.owned, figs.owned_replica, strict=True)):
+        if replica.devices and o.accelerators % replica.devices:
+            lines.append(f"owned[{i}]: {o.accelerators:,} {replica.profile} run "
+                         f"{o.accelerators // replica.devices:,} {replica.layout} replicas; "
+                         f"{o.accelerators % replica.devices} accelerators idle (paid for)")
+    return lines
 
 
 def _assumptions(spec: Roadmap) -> list[str]:
