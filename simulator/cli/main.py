@@ -16,6 +16,7 @@ from simulator.cli import (
     commands,
     compare_cmd,
     plan_cmd,
+    roadmap_cmd,
     sensitivity_cmd,
     sweep_cmd,
 )
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_cmd.register(sub)
     plan_cmd.register(sub)
     sensitivity_cmd.register(sub)
+    roadmap_cmd.register(sub)
     calibrate_cmd.register(sub)
     _add_catalog(sub)
     return parser

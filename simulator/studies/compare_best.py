@@ -75,7 +75,7 @@ def _layout(candidate: dict[str, Any], base_dir: Path, hw: HardwareProfile,
 
 
 @dataclass(kw_only=True)
-class _ReplicaCapacity:
+class ReplicaCapacity:
     """One layout's replica at its highest sustainable rate (``rate`` None: never met)."""
 
     data: dict[str, Any]
@@ -105,7 +105,7 @@ def _wider(data: dict[str, Any], hw: HardwareProfile) -> dict[str, Any] | None:
 
 
 def _replica_capacity(data: dict[str, Any], doc: YamlDocument | None, base_dir: Path,
-                      tick: Callable[[float], None]) -> _ReplicaCapacity:
+                      tick: Callable[[float], None]) -> ReplicaCapacity:
     """One replica of ``data``'s layout: its sustainable rate, searched, and the result
     there (billed for exactly its accelerators)."""
     par = data["workload"]["parallelism"]
@@ -125,21 +125,20 @@ def _replica_capacity(data: dict[str, Any], doc: YamlDocument | None, base_dir: 
     load = check_searchable(one).arrivals.rate_per_s
     assert load is not None
     capacity = scenario_capacity(one, probe)
-    found = _ReplicaCapacity(data=data, devices=devices, describe=capacity.describe(),
+    found = ReplicaCapacity(data=data, devices=devices, describe=capacity.describe(),
                              layout=f"tp{par['tp']} pp{par.get('pp', 1)}", load=load)
     if capacity.rate_per_s is not None:
         found.rate, found.result = capacity.rate_per_s, at_rate[capacity.rate_per_s]
     return found
 
 
-def best_fleet(candidate: dict[str, Any], doc: YamlDocument | None, base_dir: Path,
-               hw: HardwareProfile, n0: int,
-               progress: Callable[[float], None] | None = None) -> BestFleet:
-    """``candidate`` (the scenario mapping on ``hw``) at its best within the SLO (module
-    docstring); raises :class:`Unfit` where one replica never meets the SLO.
-    ``progress(fraction)`` hears the searches' simulations (a rough fraction)."""
+def best_replica(candidate: dict[str, Any], doc: YamlDocument | None, base_dir: Path,
+                 hw: HardwareProfile, n0: int, tick: Callable[[float], None],
+                 ) -> tuple[ReplicaCapacity, list[ReplicaCapacity], list[str]]:
+    """One replica of ``candidate`` on ``hw`` at its best layout within the SLO (the best,
+    every layout tried, the layout's notes); raises :class:`Unfit` where none meets it.
+    Also what ``xpusim roadmap`` prices each hardware option by."""
     data, _, notes = _layout(candidate, base_dir, hw, n0)
-    tick = progress or (lambda _fraction: None)
     tried = [_replica_capacity(data, doc, base_dir, tick)]
     wider = _wider(data, hw)
     if wider is not None:
@@ -149,6 +148,18 @@ def best_fleet(candidate: dict[str, Any], doc: YamlDocument | None, base_dir: Pa
     if best.rate is None or best.result is None or best.result.inference is None:
         raise Unfit(SLO_NOT_MET, "one replica misses the SLO at every rate tried: "
                                  + "; ".join(f"{t.layout}: {t.describe}" for t in tried))
+    return best, tried, notes
+
+
+def best_fleet(candidate: dict[str, Any], doc: YamlDocument | None, base_dir: Path,
+               hw: HardwareProfile, n0: int,
+               progress: Callable[[float], None] | None = None) -> BestFleet:
+    """``candidate`` (the scenario mapping on ``hw``) at its best within the SLO (module
+    docstring); raises :class:`Unfit` where one replica never meets the SLO.
+    ``progress(fraction)`` hears the searches' simulations (a rough fraction)."""
+    tick = progress or (lambda _fraction: None)
+    best, tried, notes = best_replica(candidate, doc, base_dir, hw, n0, tick)
+    assert best.rate is not None and best.result is not None
     scenario, result = _fleet_for_load(best.data, doc, base_dir, best.devices, best.load,
                                        best.rate, tick)
     assert isinstance(scenario.workload, InferenceWorkload)
