@@ -13,6 +13,7 @@ from simulator.engine.serving.kv_reservation import Reservations
 from simulator.engine.serving.requests import Requests
 from simulator.engine.serving.scheduler import Role, Scheduler
 from simulator.profiles.inference import Batching
+from tests.engine.test_serving_engine import _records_equal
 from tests.engine.test_serving_stacks import _host, scenario
 
 BLOCK = 16
@@ -130,3 +131,13 @@ def test_a_run_with_reservation_never_preempts_and_batches_whole_sequences(tmp_p
     assert grown.batch_size.max > whole
     on_demand = run_serving(scenario(w, _stack("on_demand"))).result.inference.per_replica[0]
     assert on_demand.preemptions == grown.preemptions  # absent means on_demand
+
+
+def test_jumping_through_decode_runs_keeps_the_promises_of_single_stepping():
+    """Poisson arrivals into a tight cache with whole sequences reserved: jumping through
+    decode-only runs gives the same records as pricing every iteration."""
+    w = {"batching": {"kv_cache_tokens": 12_000, "max_tokens_per_step": 1024}}
+    s = scenario(w, _stack("full_sequence"))
+    jumped, stepped = run_serving(s), run_serving(s, jump=False)
+    assert _records_equal(jumped.requests, stepped.requests) == []
+    assert jumped.result.inference.preemptions == 0
