@@ -52,6 +52,8 @@ def test_an_unknown_engine_lists_the_known_ones(tmp_path):
     (("scheduler_steps: {value: 1", "scheduler_steps: {value: 0"),
      "host.scheduler_steps.value"),
     (("admission: {value: continuous", "admission: {value: sometimes"), "admission.value"),
+    (("kv_reservation: {value: full_sequence", "kv_reservation: {value: always"),
+     "kv_reservation.value"),
     (("scaled_fused: {value: true", "scaled_fused: {value: maybe"),
      "activation_quant.scaled_fused.value"),
 ])

@@ -115,6 +115,13 @@ class Admission(StrEnum):
     STATIC = "static"  # a batch is admitted whole when the last one has ended
 
 
+class KvReservation(StrEnum):
+    """When a request's KV blocks are taken."""
+
+    ON_DEMAND = "on_demand"  # as its context grows; preempt by recompute when out (vLLM)
+    FULL_SEQUENCE = "full_sequence"  # prompt + max output promised at admission; no eviction
+
+
 class ServingStack(BaseModel):
     """A serving software stack and version. Immutable; what-ifs build a new one."""
 
@@ -127,8 +134,20 @@ class ServingStack(BaseModel):
     graphs: Graphs | None = Field(
         None, description="graph capture of decode iterations; absent: every iteration eager")
     admission: Sourced[Admission] = Field(description="continuous or static batching")
+    kv_reservation: Sourced[KvReservation] | None = Field(
+        None, description="on_demand: KV blocks taken as contexts grow, the newest running "
+                          "request preempted when they run out; full_sequence: a request is "
+                          "admitted only when blocks for its prompt and maximum output fit "
+                          "beside those promised to the running ones, and none is preempted "
+                          "(TensorRT-LLM's GUARANTEED_NO_EVICT); absent: on_demand")
     activation_quant: ActivationQuant | None = Field(
         None, description="where fp8/fp4 GEMM inputs are quantized; absent: inside their "
                           "producers (no separate kernels: the behaviour before this field)")
     sources: dict[str, str] = Field(
         default_factory=dict, description="source ids used in 'source' fields, with URLs")
+
+    @property
+    def reserves_full_sequence(self) -> bool:
+        """Whether admission promises each request the KV blocks of its whole sequence."""
+        return (self.kv_reservation is not None
+                and self.kv_reservation.value is KvReservation.FULL_SEQUENCE)

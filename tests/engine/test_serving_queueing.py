@@ -14,7 +14,7 @@ import pytest
 
 from simulator.engine.serving import run_serving
 from simulator.engine.serving.iteration_cost import Usage
-from simulator.engine.serving.run import _pools
+from simulator.engine.serving.pools import build_pools as _pools
 from simulator.loading import scenario_from_dict
 
 PROMPT = 500

@@ -161,7 +161,8 @@ def test_a_seed_fixes_the_draws_and_another_seed_changes_them():
 
 @pytest.mark.parametrize("workload", [
     {},
-    {"batching": {"kv_cache_tokens": 6000, "max_tokens_per_step": 1024}},  # preemptions
+    {"batching": {"kv_cache_tokens": 6000, "max_tokens_per_step": 1024},  # preemptions
+     "engine": "vllm-v1"},
 ])
 def test_jumping_gives_the_same_results_as_single_stepping(workload):
     s = scenario({"speculative": {"method": "eagle", "draft_tokens": 3,

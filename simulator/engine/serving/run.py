@@ -151,6 +151,7 @@ def _build(env: simpy.Environment, scenario: Scenario, requests: Requests, serie
             scheduler = Scheduler(requests=requests, capacity=pool.capacity,
                                   batching=pool.batching, role=pool.role,
                                   static=w.engine.admission.value is Admission.STATIC,
+                                  reserve=w.engine.reserves_full_sequence,
                                   speculation=speculation,
                                   prefix=caches[index] if caches and not decode else None)
             system.add(Replica(env=env, scheduler=scheduler, cost=pool.cost, stats=stats,

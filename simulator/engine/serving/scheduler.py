@@ -12,7 +12,9 @@ At every iteration boundary :meth:`Scheduler.plan` decides the next iteration:
 3. **Admission, first come first served**: the head of the queue is admitted while the batch
    has room (``max_batch_size`` sequences, prefilling ones included), the token budget
    (``max_tokens_per_step``, per iteration) has tokens left and the cache has free blocks
-   for its whole prompt. A request that cannot be admitted blocks those behind it.
+   for its whole prompt. A request that cannot be admitted blocks those behind it. With
+   ``reserve`` (``kv_reservation: full_sequence``) it also needs blocks for its whole
+   sequence beside those promised to the running ones, so nobody is ever preempted.
 
 With ``chunked_prefill`` a prompt takes what is left of the budget (at most the chunk size
 when one is given) and finishes over several iterations; without it a prompt is prefilled
@@ -47,6 +49,7 @@ from typing import TYPE_CHECKING
 from simulator.engine.serving.decoding import Decoding
 from simulator.engine.serving.iteration_plan import IterationOutcome, Plan
 from simulator.engine.serving.kv_cache import KVCapacity, ceil_div
+from simulator.engine.serving.kv_reservation import Reservations
 from simulator.engine.serving.prefix_cache import PrefixCache
 from simulator.engine.serving.requests import Requests
 from simulator.profiles.inference import Batching
@@ -76,12 +79,13 @@ class Scheduler:
 
     __slots__ = ("_admissions", "block", "capacity", "chunk", "chunked", "dec", "iteration",
                  "kv_blocks", "max_batch", "max_tokens", "prefilling", "prefix",
-                 "prompt_blocks", "requests", "role", "static", "steps_for", "verify",
-                 "waiting")
+                 "prompt_blocks", "requests", "reservations", "role", "static", "steps_for",
+                 "verify", "waiting")
 
     def __init__(self, *, requests: Requests, capacity: KVCapacity, batching: Batching,
                  role: Role = Role.MIXED, static: bool = False,
-                 speculation: Speculation | None = None, prefix: PrefixCache | None = None):
+                 speculation: Speculation | None = None, prefix: PrefixCache | None = None,
+                 reserve: bool = False):
         self.requests = requests
         self.capacity = capacity
         self.kv_blocks = capacity.blocks
@@ -107,6 +111,9 @@ class Scheduler:
         self._admissions = 0
         # computed blocks kept by content (batching.prefix_caching); None: none are kept
         self.prefix = prefix
+        self.reservations = Reservations(requests=requests, block_tokens=self.block,
+                                         capacity=self.kv_blocks, enabled=reserve,
+                                         prefill=role is Role.PREFILL)
 
     # ---- blocks ------------------------------------------------------------------------------
     def blocks_in_use(self) -> int:
@@ -143,6 +150,7 @@ class Scheduler:
             reqs.admitted_s[r] = now
         self._admissions += 1
         reqs.admission[r] = self._admissions
+        self.reservations.hold(r)
 
     def _credit(self, r: int, reach: int) -> int:
         """Prompt tokens of ``r`` prefilled for the first time by a chunk that ends at
@@ -179,6 +187,7 @@ class Scheduler:
         reqs.done[r] = 0
         reqs.preemptions[r] += 1
         self.waiting.appendleft(r)
+        self.reservations.release((r,))
 
     def could_admit(self, r: int, free_blocks: int) -> bool:
         """Whether ``r``, at the head of the queue, fits the batch, budget and ``free_blocks``."""
@@ -186,7 +195,7 @@ class Scheduler:
         if self.static and (n or self.prefilling):
             return False
         return (n + len(self.prefilling) < self.max_batch and self.max_tokens > n * self.verify
-                and self.admission_blocks(r) <= free_blocks)
+                and self.admission_blocks(r) <= free_blocks and self.reservations.admits(r))
 
     def plan(self, now: float) -> Plan:
         """Decide the next iteration at time ``now`` (see the module docstring)."""
@@ -242,7 +251,7 @@ class Scheduler:
             else:
                 found, held = self.prefix.match(r, target)
                 blocks = ceil_div(target, self.block) - held
-            if plan.blocks + blocks > cap:
+            if plan.blocks + blocks > cap or not self.reservations.admits(r):
                 break
             if target == 0:  # arrived with its KV cache: decode right away
                 waiting.popleft()
@@ -325,6 +334,7 @@ class Scheduler:
         finished = self.dec.finishing(self.iteration)
         if prefix is not None:
             self._retire_decoded(finished)
+        self.reservations.release(finished)
         return finished
 
     def _retire_decoded(self, finished: list[int]) -> None:
@@ -369,6 +379,7 @@ class Scheduler:
                     prefix.retire(r, done)
             else:  # decodes from the next iteration, with context prompt + g
                 self._join(r, reqs.prompt_len[r] + g, g)
+        self.reservations.release(out.finished)
         return out
 
     def handed_off(self, r: int) -> int:
@@ -376,6 +387,7 @@ class Scheduler:
         (returns how many)."""
         blocks = ceil_div(self.requests.target[r], self.block)
         self.prompt_blocks -= blocks
+        self.reservations.release((r,))
         if self.prefix is not None:
             self.prefix.retire(r, self.requests.target[r])
         return blocks
