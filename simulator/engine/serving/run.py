@@ -282,7 +282,7 @@ def _summaries(scenario: Scenario, requests: Requests, records: RequestRecords,
                        fleet=fleet, slo=w.slo, warmup=w.warmup_requests,
                        prefix=merged(caches) if caches else None)
     steady = steady_window(requests, records, stats, series=series,
-                           window=locate(requests, series),
+                           window=locate(requests, series, varying=w.arrivals.varies_in_time),
                            work=(fleet.peak_flops, fleet.hbm_bandwidth, fleet.accelerators),
                            slo=w.slo, warmup=w.warmup_requests, whole=result.inference,
                            whole_use=result.utilization)
