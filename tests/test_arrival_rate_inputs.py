@@ -125,3 +125,19 @@ def test_the_cli_refuses_a_bad_rate_trace_row_with_exit_2(tmp_path):
     result = run_cli("run", str(SCENARIO), "--set", f"workload.arrivals.rate_trace={trace}",
                      "--set", "workload.arrivals.duration_s=60")
     assert_clean_error(result, "rates.csv:3", "rate_per_s", "negative")
+
+
+def test_the_example_in_the_docs_is_valid_and_counts_what_its_comment_says():
+    import math
+
+    import yaml
+
+    text = (ROOT / "docs" / "serving.md").read_text()
+    section = text[text.index("## Load that varies in time"):]
+    block = section[section.index("```yaml") + len("```yaml"):section.index("```\n", 8)]
+    arrivals = Arrivals(**yaml.safe_load(block)["arrivals"])
+    # midnight of day 200: 300/s x 0.2 x 3^(200/365.25) of growth, for 3,600 s
+    growth = 3 ** (200 / 365.25)
+    assert growth == pytest.approx(1.825, abs=0.001)
+    assert arrivals.expected_requests == pytest.approx(300 * 0.2 * growth * 3600, rel=1e-9)
+    assert math.isclose(arrivals.expected_requests, 394_000, rel_tol=0.001)
