@@ -136,8 +136,10 @@ def test_the_example_in_the_docs_is_valid_and_counts_what_its_comment_says():
     section = text[text.index("## Load that varies in time"):]
     block = section[section.index("```yaml") + len("```yaml"):section.index("```\n", 8)]
     arrivals = Arrivals(**yaml.safe_load(block)["arrivals"])
-    # midnight of day 200: 300/s x 0.2 x 3^(200/365.25) of growth, for 3,600 s
-    growth = 3 ** (200 / 365.25)
-    assert growth == pytest.approx(1.825, abs=0.001)
-    assert arrivals.expected_requests == pytest.approx(300 * 0.2 * growth * 3600, rel=1e-9)
+    # midnight of day 200: 300/s x 0.2 x 3^(t/Y), integrated over the hour from t0 = 200 d:
+    # 60 x Y/ln 3 x (3^(t1/Y) - 3^(t0/Y)); the growth at t0 is 3^(200/365.25) = 1.825
+    year, t0 = 365.25 * 86_400, 200 * 86_400
+    assert 3 ** (t0 / year) == pytest.approx(1.825, abs=0.001)
+    by_hand = 60 * year / math.log(3) * (3 ** ((t0 + 3600) / year) - 3 ** (t0 / year))
+    assert arrivals.expected_requests == pytest.approx(by_hand, rel=1e-9)
     assert math.isclose(arrivals.expected_requests, 394_000, rel_tol=0.001)
