@@ -109,7 +109,8 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
         return result
     w = scenario.workload
     assert isinstance(w, InferenceWorkload)
-    if w.arrivals.process is ArrivalProcess.OFFLINE:  # a batch: the whole run is the figure
+    if w.arrivals.process is ArrivalProcess.OFFLINE or w.arrivals.varies_in_time:
+        # a batch, or a load that varies in time: the whole run is the figure
         return result.model_copy(update={"notes": [*result.notes, steady.basis]})
     return result.model_copy(update={"warnings": [
         *result.warnings, f"{steady.basis} (simulate more requests for steady figures)"]})

@@ -162,6 +162,9 @@ def test_a_run_under_a_daily_curve_serves_every_arrival_and_claims_no_steady_sta
     assert abs(n - 5_040) < 5 * math.sqrt(5_040)
     assert not result.steady.found
     assert "the offered load varies in time" in result.steady.basis
+    # a note, not a warning to simulate more requests: more would not make it steady
+    assert result.steady.basis in result.notes
+    assert not any("steady" in warning for warning in result.warnings)
     # the last hour (0.6/s) carries three times the first's (0.2/s) arrivals
     arrival = np.asarray(result.requests.arrival_s)
     assert np.sum(arrival >= 3 * 3600) / np.sum(arrival < 3600) == pytest.approx(3, rel=0.15)
