@@ -121,7 +121,8 @@ def _seconds(value: float) -> str:
 
 
 def throughput_over_time(ts: TimeSeries) -> bytes:
-    """Output tokens/s and completed requests/s per time bin, on two axes."""
+    """Output tokens/s, and completed and arriving requests/s, per time bin, on two
+    axes."""
     figure = _figure()
     ax = figure.subplots()
     t = np.asarray(ts.t_s)
@@ -131,7 +132,10 @@ def throughput_over_time(ts: TimeSeries) -> bytes:
     right = ax.twinx()
     right.plot(t, ts.requests_per_s, color=PALETTE[1], linestyle="--",
                label="completed requests/s")
-    right.set_ylabel("completed requests/s")
+    if len(ts.arrivals_per_s) == len(t):  # (results written before it was recorded lack it)
+        right.plot(t, ts.arrivals_per_s, color=PALETTE[2], linestyle=":",
+                   label="arriving requests/s")
+    right.set_ylabel("requests/s")
     lines = ax.get_lines() + right.get_lines()
     ax.legend(lines, [str(line.get_label()) for line in lines], loc="upper right")
     ax.set_title(f"Throughput over time ({ts.bin_s:.3g} s bins)")

@@ -108,6 +108,9 @@ class TimeSeries(BaseModel):
     bin_s: float
     t_s: list[float]
     requests_per_s: list[float] = Field(description="completions per second")
+    arrivals_per_s: list[float] = Field(
+        default_factory=list, description="requests arriving per second, dropped ones "
+                                          "included: the offered load")
     output_tokens_per_s: list[float]
     prompt_tokens_per_s: list[float] = Field(
         default_factory=list, description="prompt tokens prefilled for the first time "

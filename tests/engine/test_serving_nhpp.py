@@ -168,3 +168,11 @@ def test_a_run_under_a_daily_curve_serves_every_arrival_and_claims_no_steady_sta
     # the last hour (0.6/s) carries three times the first's (0.2/s) arrivals
     arrival = np.asarray(result.requests.arrival_s)
     assert np.sum(arrival >= 3 * 3600) / np.sum(arrival < 3600) == pytest.approx(3, rel=0.15)
+    # the time series shows the offered load: every arrival once, and the curve's shape
+    ts = result.inference.time_series
+    offered = np.asarray(ts.arrivals_per_s)
+    assert float(np.sum(offered) * ts.bin_s) == pytest.approx(n, abs=1e-6)
+    t = np.asarray(ts.t_s)
+    first, last = offered[t + ts.bin_s <= 3600], offered[(t >= 3 * 3600) & (t < 4 * 3600)]
+    assert first.mean() == pytest.approx(0.2, rel=0.15)
+    assert last.mean() == pytest.approx(0.6, rel=0.15)
