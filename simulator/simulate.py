@@ -14,10 +14,12 @@ from simulator.economics.fleet import Billing, fleet_of, fleet_warnings
 from simulator.economics.power import Activity
 from simulator.errors import DoesNotFit
 from simulator.perf.footprint import scenario_footprint
+from simulator.profiles.cost import CostMode
 from simulator.profiles.inference import ArrivalProcess, InferenceWorkload
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import TrainingWorkload
 from simulator.results import MemoryReport, PeakReport, Result
+from simulator.results.inference import InferenceMetrics
 from simulator.results.result import CostSummary
 from simulator.results.steady import SteadyState, SteadyWindow
 from simulator.results.utilization import Utilization
@@ -103,14 +105,15 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
     prompt = total - output
     steady = steady_state(scenario, outcome.steady, billing)
     result = _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
-                     prompt, billing=billing, inference=metrics, requests=outcome.requests,
-                     steady=steady)
+                     prompt, billing=billing, running=_running_share(scenario, metrics),
+                     inference=metrics, requests=outcome.requests, steady=steady)
     if steady.found:
         return result
     w = scenario.workload
     assert isinstance(w, InferenceWorkload)
-    if w.arrivals.process is ArrivalProcess.OFFLINE or w.arrivals.varies_in_time:
-        # a batch, or a load that varies in time: the whole run is the figure
+    if (w.arrivals.process is ArrivalProcess.OFFLINE or w.arrivals.varies_in_time
+            or w.autoscaling is not None):
+        # a batch, or a load or pool that varies in time: the whole run is the figure
         return result.model_copy(update={"notes": [*result.notes, steady.basis]})
     return result.model_copy(update={"warnings": [
         *result.warnings, f"{steady.basis} (simulate more requests for steady figures)"]})
@@ -138,11 +141,22 @@ def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing) -> 
         tokens_per_kwh=tokens / cost.energy_kwh if cost.energy_kwh else 0.0)
 
 
+def _running_share(scenario: Scenario, metrics: InferenceMetrics) -> float:
+    """The share of the fleet's time an autoscaled pool's replicas ran: rented ones are
+    billed for it alone (an owned fleet is paid for whether its replicas run or not)."""
+    scaled, w = metrics.autoscaling, scenario.workload
+    if scaled is None or scenario.cost.mode is not CostMode.CLOUD or not metrics.duration_s:
+        return 1.0
+    assert isinstance(w, InferenceWorkload) and w.replicas is not None
+    return min(1.0, scaled.replica_seconds / (w.replicas * metrics.duration_s))
+
+
 def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utilization,
             tokens: float, output_tokens: float, input_tokens: float, *, billing: Billing,
-            **engine) -> Result:
+            running: float = 1.0, **engine) -> Result:
     fleet = fleet_of(scenario, billing)
-    n = fleet.billed
+    # autoscaled and rented: the replica-time running (``running`` of the fleet's time)
+    n = fleet.billed * running
     # The engines average activity over cluster.accelerators; spread it over the billed ones.
     spread = scenario.cluster.accelerators / n
     activity = Activity(time_s, min(1.0, util.busy * spread),
@@ -156,7 +170,7 @@ def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utili
     hours = time_s / 3600
     summary = CostSummary(mode=cost.mode, breakdown_usd=cost.breakdown_usd,
                           usd_per_accelerator_hour=cost.cost_usd / (n * hours) if hours else 0.0,
-                          billing=billing.value, billed_accelerators=n,
+                          billing=billing.value, billed_accelerators=fleet.billed,
                           used_accelerators=fleet.used, purchase_units=fleet.units,
                           purchase_unit=fleet.unit.name)
     return Result(**scenario.summary(), time_s=time_s, utilization=util,

@@ -20,6 +20,7 @@ from pydantic import (
 from simulator.errors import UnknownProfile
 from simulator.profiles.arrivals import ArrivalProcess as ArrivalProcess
 from simulator.profiles.arrivals import Arrivals
+from simulator.profiles.autoscaling import Autoscaling
 from simulator.profiles.catalog import load_stack
 from simulator.profiles.moe_routing import MoeRouting
 from simulator.profiles.numbers import (
@@ -244,6 +245,9 @@ class InferenceWorkload(BaseModel):
     disaggregation: Disaggregation | None = Field(
         None, description="separate prefill and decode pools (replaces replicas)")
     slo: SLO | None = Field(None, description="latency targets; attainment is reported")
+    autoscaling: Autoscaling | None = Field(
+        None, description="replicas that follow the load, from min_replicas up to replicas "
+                          "(docs/serving.md, autoscaling)")
     speculative: Speculative | None = Field(
         None, description="speculative decoding: a drafter proposes draft_tokens per step and "
                           "the target verifies them in one pass (docs/serving.md)")
@@ -273,6 +277,24 @@ class InferenceWorkload(BaseModel):
         problem = prefix_problem(self)
         if problem is not None:
             raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _autoscaling_fits(self) -> InferenceWorkload:
+        a = self.autoscaling
+        if a is None:
+            return self
+        if self.disaggregation is not None:
+            raise ValueError("autoscaling scales one pool; it is not modelled with "
+                             "disaggregation")
+        if self.router is not Router.LEAST_LOADED:
+            raise ValueError(f"autoscaling routes to the least loaded serving replica; "
+                             f"router: {self.router.value} is not modelled with it")
+        if self.replicas is None:
+            raise ValueError("autoscaling needs replicas: the most it may run")
+        if a.min_replicas > self.replicas:
+            raise ValueError(f"autoscaling.min_replicas ({a.min_replicas}) is more than "
+                             f"replicas ({self.replicas}), the most it may run")
         return self
 
     @model_validator(mode="after")

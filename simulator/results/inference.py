@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulator.results.autoscaling import AutoscalingMetrics
 from simulator.results.utilization import Utilization
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -222,6 +223,9 @@ class InferenceMetrics(BaseModel):
                          "with the device, host work longer than the device step it overlaps, "
                          "and eager kernel launches slower than the kernels (workload.engine; "
                          "0 with the ideal stack)")
+    autoscaling: AutoscalingMetrics | None = Field(
+        None, description="the replicas over time and their billing; null without "
+                          "workload.autoscaling")
     prefix_cache: PrefixCacheMetrics | None = Field(
         None, description="prefix caching's hits and evictions; null without "
                           "batching.prefix_caching")

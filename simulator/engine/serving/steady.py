@@ -29,10 +29,11 @@ from simulator.results.steady import SteadyWindow, WindowRequests
 from simulator.results.utilization import Utilization
 
 
-def locate(requests: Requests, series: Series, *, varying: bool = False) -> Window:
-    """The steady window of a finished run; none when ``varying`` (the load varies in time)."""
-    if varying:
-        return varying_load()
+def locate(requests: Requests, series: Series, *, varying: str | None = None) -> Window:
+    """The steady window of a finished run; none when ``varying`` says what varies in
+    time (the offered load, the pool)."""
+    if varying is not None:
+        return varying_load(varying)
     finished = requests.finish_s[requests.status == COMPLETED]
     bins = series.used(float(finished.max()) if len(finished) else 0.0)
     values = series.values

@@ -111,12 +111,11 @@ def balanced(window: Window, produced: float, completed: float) -> Window:
         f"agree within {BALANCE:.0%})"))
 
 
-def varying_load() -> Window:
-    """No steady window for a load that varies in time: a fleet under a daily curve or a
-    growth trend never settles, so its whole run (or a window chosen with start_s and
-    duration_s) is the measurement."""
-    return _none(0, 0, "the offered load varies in time (arrivals.profile, growth or "
-                       "rate_trace), so the fleet has no steady state")
+def varying_load(why: str) -> Window:
+    """No steady window for a load or a pool that varies in time (``why``): a fleet under
+    a daily curve, a growth trend or an autoscaler never settles, so its whole run (or a
+    window chosen with start_s and duration_s) is the measurement."""
+    return _none(0, 0, f"{why}, so the fleet has no steady state")
 
 
 def _none(lo: int, stop: int, why: str) -> Window:
