@@ -103,10 +103,11 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
     output = metrics.output_tokens_per_s * metrics.duration_s
     total = metrics.total_tokens_per_s * metrics.duration_s
     prompt = total - output
-    steady = steady_state(scenario, outcome.steady, billing)
+    running = _running_share(scenario, metrics)
+    steady = steady_state(scenario, outcome.steady, billing, running)
     result = _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
-                     prompt, billing=billing, running=_running_share(scenario, metrics),
-                     inference=metrics, requests=outcome.requests, steady=steady)
+                     prompt, billing=billing, running=running, inference=metrics,
+                     requests=outcome.requests, steady=steady)
     if steady.found:
         return result
     w = scenario.workload
@@ -119,12 +120,14 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
         *result.warnings, f"{steady.basis} (simulate more requests for steady figures)"]})
 
 
-def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing) -> SteadyState:
+def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing,
+                 running: float = 1.0) -> SteadyState:
     """The steady window priced like a run of its own: the billed fleet's energy is the
     integral of its power over the window (power is linear in the window's busy and HBM
     fractions, so their averages give the integral exactly), its cost the cost block over the
-    window."""
-    n, t = fleet_of(scenario, billing).billed, window.duration_s
+    window. ``running``: the share of the fleet an autoscaled, rented pool ran (its window
+    is the whole run)."""
+    n, t = fleet_of(scenario, billing).billed * running, window.duration_s
     use = window.utilization
     spread = scenario.cluster.accelerators / n  # activity spread over the billed devices
     cost = run_cost(scenario.hardware, scenario.cost, n,

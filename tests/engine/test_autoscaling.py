@@ -110,6 +110,8 @@ def test_a_rented_pool_is_billed_for_the_replica_seconds_it_ran(stepped):
     # one accelerator per replica at the profile's cloud price: rent = replica-hours x rate
     rate = stepped.cost.usd_per_accelerator_hour
     assert stepped.cost_usd == pytest.approx(a.replica_seconds / 3600 * rate, rel=1e-9)
+    # the figures the studies rank by (no steady window: the whole run's) bill the same
+    assert stepped.steady.cost_usd == pytest.approx(stepped.cost_usd, rel=1e-9)
     assert a.mean_replicas == pytest.approx(a.replica_seconds / m.duration_s)
     # far less than the whole pool of 8 for the run
     assert a.replica_seconds < 0.6 * 8 * m.duration_s
