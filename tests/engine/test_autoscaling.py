@@ -163,3 +163,17 @@ def test_the_shipped_scenario_prints_the_pool_and_the_scale_ups():
     assert "replicas (autoscaled)" in result.out and "7 started" in result.out
     assert "scale-up delay" in result.out and "32.3 s" in result.out
     assert "the offered load varies in time" in result.out
+
+
+def test_the_run_files_hold_the_replicas_over_time(stepped):
+    import csv
+    import io
+
+    from simulator.report.outputs import run_files
+
+    files = run_files(stepped)
+    rows = list(csv.DictReader(io.StringIO(files["replicas.csv"])))
+    a = stepped.inference.autoscaling
+    assert [int(r["billed"]) for r in rows] == a.billed
+    assert [float(r["t_s"]) for r in rows] == pytest.approx(a.t_s)
+    assert files["replicas.png"][:8] == b"\x89PNG\r\n\x1a\n"
