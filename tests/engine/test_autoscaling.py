@@ -177,3 +177,11 @@ def test_the_run_files_hold_the_replicas_over_time(stepped):
     assert [int(r["billed"]) for r in rows] == a.billed
     assert [float(r["t_s"]) for r in rows] == pytest.approx(a.t_s)
     assert files["replicas.png"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_cli_refuses_a_bad_policy_with_exit_2():
+    from tests.conftest import ROOT, assert_clean_error, run_cli
+
+    result = run_cli("run", str(ROOT / "scenarios" / "llama3.1-8b-h100-autoscaling.yaml"),
+                     "--set", "workload.autoscaling.min_replicas=12")
+    assert_clean_error(result, "workload", "min_replicas (12) is more than replicas (8)")
