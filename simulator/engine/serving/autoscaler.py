@@ -14,7 +14,7 @@ sets the desired count to ``ceil(requests in the system / target_outstanding)`` 
 A replica is kept out of the router's choice by adding :data:`OFF` to the load the router
 sees, so the least-loaded router never picks it while any serving replica exists (one
 always does: ``min_replicas >= 1``). The autoscaler stops deciding once every request has
-finished, so the simulation ends.
+finished (or nothing else is left to happen), so the simulation ends.
 """
 
 from __future__ import annotations
@@ -95,8 +95,9 @@ class Autoscaler:
         return min(len(self.state), max(p.min_replicas, want))
 
     def _tick(self, _event: simpy.Event) -> None:
-        """One decision; then the next, unless every request has finished."""
-        if self._finished():
+        """One decision; then the next, unless every request has finished or nothing else
+        is scheduled (nothing could change: ticking on would never end the run)."""
+        if self._finished() or self.env.peek() == math.inf:
             return
         t = self.env.now
         desired = self.desired()
