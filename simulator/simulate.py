@@ -15,6 +15,7 @@ from simulator.economics.pool_cost import PoolsCost, pools_cost, pools_warnings
 from simulator.economics.power import Activity
 from simulator.errors import DoesNotFit
 from simulator.perf.footprint import scenario_footprint
+from simulator.profiles.cost import CostMode
 from simulator.profiles.inference import ArrivalProcess, InferenceWorkload
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import TrainingWorkload
@@ -119,28 +120,32 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
     output = metrics.output_tokens_per_s * metrics.duration_s
     total = metrics.total_tokens_per_s * metrics.duration_s
     prompt = total - output
-    steady = steady_state(scenario, outcome.steady, billing, outcome.result)
+    running = _running_share(scenario, metrics)
+    steady = steady_state(scenario, outcome.steady, billing, outcome.result, running)
     result = _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
-                     prompt, billing=billing, inference=metrics, requests=outcome.requests,
-                     steady=steady)
+                     prompt, billing=billing, running=running, inference=metrics,
+                     requests=outcome.requests, steady=steady)
     if steady.found:
         return result
     w = scenario.workload
     assert isinstance(w, InferenceWorkload)
-    if w.arrivals.process is ArrivalProcess.OFFLINE:  # a batch: the whole run is the figure
+    if (w.arrivals.process is ArrivalProcess.OFFLINE or w.arrivals.varies_in_time
+            or w.autoscaling is not None):
+        # a batch, or a load or pool that varies in time: the whole run is the figure
         return result.model_copy(update={"notes": [*result.notes, steady.basis]})
     return result.model_copy(update={"warnings": [
         *result.warnings, f"{steady.basis} (simulate more requests for steady figures)"]})
 
 
 def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing,
-                 whole: InferenceResult | None = None) -> SteadyState:
+                 whole: InferenceResult | None = None, running: float = 1.0) -> SteadyState:
     """The steady window priced like a run of its own: the billed fleet's energy is the
     integral of its power over the window (power is linear in the window's busy and HBM
     fractions, so their averages give the integral exactly), its cost the cost block over the
     window. A mixed fleet's pools (in the ``whole`` run's result) are priced each on its
     hardware, at its run fractions scaled by the window's fleet fractions over the run's
-    (the window is measured for the fleet, not per pool)."""
+    (the window is measured for the fleet, not per pool). ``running``: the share of the
+    fleet an autoscaled, rented pool ran (its window is the whole run)."""
     t, use = window.duration_s, window.utilization
     if whole is not None and whole.inference.pools:
         run = whole.utilization
@@ -148,7 +153,7 @@ def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing,
             use.busy / run.busy if run.busy else 0.0,
             use.memory_bandwidth / run.memory_bandwidth if run.memory_bandwidth else 0.0)).total
     else:
-        n = fleet_of(scenario, billing).billed
+        n = fleet_of(scenario, billing).billed * running
         spread = scenario.cluster.accelerators / n  # activity spread over the billed devices
         cost = run_cost(scenario.hardware, scenario.cost, n,
                         Activity(t, min(1.0, use.busy * spread),
@@ -171,21 +176,33 @@ def priced_pools(pools: list[PoolSummary], cost: PoolsCost) -> list[PoolSummary]
             for p, f, c in zip(pools, cost.fleets, cost.costs, strict=True)]
 
 
+def _running_share(scenario: Scenario, metrics: InferenceMetrics) -> float:
+    """The share of the fleet's time an autoscaled pool's replicas ran: rented ones are
+    billed for it alone (an owned fleet is paid for whether its replicas run or not)."""
+    scaled, w = metrics.autoscaling, scenario.workload
+    if scaled is None or scenario.cost.mode is not CostMode.CLOUD or not metrics.duration_s:
+        return 1.0
+    assert isinstance(w, InferenceWorkload) and w.replicas is not None
+    return min(1.0, scaled.replica_seconds / (w.replicas * metrics.duration_s))
+
+
 def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utilization,
             tokens: float, output_tokens: float, input_tokens: float, *, billing: Billing,
-            **engine) -> Result:
+            running: float = 1.0, **engine) -> Result:
     metrics = engine.get("inference")
     if isinstance(metrics, InferenceMetrics) and metrics.pools:
         pooled = pools_cost(scenario, metrics.pools, time_s, billing)
         engine["inference"] = metrics.model_copy(
             update={"pools": priced_pools(metrics.pools, pooled)})
-        cost, n = pooled.total, pooled.billed
+        cost, billed = pooled.total, pooled.billed
+        n = float(billed)
         used, units = sum(f.used for f in pooled.fleets), sum(f.units for f in pooled.fleets)
         unit = " + ".join(dict.fromkeys(f.unit.name for f in pooled.fleets))
         warnings = pools_warnings(scenario, pooled)
     else:
         fleet = fleet_of(scenario, billing)
-        n = fleet.billed
+        billed = fleet.billed
+        n = billed * running  # autoscaled and rented: the replica-time that ran
         # The engines average activity over cluster.accelerators; spread it over the billed
         spread = scenario.cluster.accelerators / n
         activity = Activity(time_s, min(1.0, util.busy * spread),
@@ -202,7 +219,7 @@ def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utili
     hours = time_s / 3600
     summary = CostSummary(mode=cost.mode, breakdown_usd=cost.breakdown_usd,
                           usd_per_accelerator_hour=cost.cost_usd / (n * hours) if hours else 0.0,
-                          billing=billing.value, billed_accelerators=n,
+                          billing=billing.value, billed_accelerators=billed,
                           used_accelerators=used, purchase_units=units, purchase_unit=unit)
     return Result(**scenario.summary(), time_s=time_s, utilization=util,
                   cost_usd=cost.cost_usd, energy_kwh=cost.energy_kwh,

@@ -129,6 +129,9 @@ def test_the_search_on_the_real_simulator_is_consistent_at_its_bracket():
     ({"slo": None}, "needs workload.slo"),
     ({"arrivals": {"process": "poisson", "rate_per_s": 4.0, "duration_s": 100.0}},
      "needs arrivals.requests"),
+    ({"arrivals": {"process": "poisson", "rate_per_s": 4.0, "duration_s": 100.0,
+                   "requests": 400, "profile": {"hourly": [1.0] * 24}}},
+     "make it vary in time"),
 ])
 def test_scenarios_without_a_rate_to_search_are_refused_with_the_reason(workload, message):
     scenario = scenario_from_dict(_scenario(**workload))

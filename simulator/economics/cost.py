@@ -49,9 +49,10 @@ def capital_recovery_factor(rate: float, years: float) -> float:
     return rate * growth / (growth - 1)
 
 
-def run_cost(hardware: HardwareProfile, assumptions: CostAssumptions, accelerators: int,
+def run_cost(hardware: HardwareProfile, assumptions: CostAssumptions, accelerators: float,
              activity: Activity) -> CostReport:
-    """Cost, energy, power and carbon of ``accelerators`` devices busy as ``activity`` says."""
+    """Cost, energy, power and carbon of ``accelerators`` devices busy as ``activity`` says
+    (a fraction of them: an autoscaled pool's average over the run)."""
     model = power_model(hardware, assumptions.pue)
     hours = activity.duration_s / 3600.0
     energy_kwh = model.energy_j([activity], accelerators) / J_PER_KWH

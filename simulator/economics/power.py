@@ -77,7 +77,7 @@ class PowerModel:
         """Per-device facility power: IT power (device and system share) times the PUE."""
         return self.it_w(activity) * self.pue
 
-    def energy_j(self, spans: Sequence[Activity], devices: int) -> float:
+    def energy_j(self, spans: Sequence[Activity], devices: float) -> float:
         """Facility energy of ``devices`` accelerators over consecutive spans: ∫P dt."""
         return devices * sum(self.facility_w(s) * s.duration_s for s in spans)
 

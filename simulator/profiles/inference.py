@@ -18,29 +18,27 @@ from pydantic import (
 )
 
 from simulator.errors import UnknownProfile
+from simulator.profiles.arrivals import ArrivalProcess as ArrivalProcess
+from simulator.profiles.arrivals import Arrivals
+from simulator.profiles.autoscaling import Autoscaling
 from simulator.profiles.catalog import load_stack
 from simulator.profiles.fleet_pools import InferenceParallelism, ServingPool
-from simulator.profiles.input_files import not_a_readable_file
 from simulator.profiles.moe_routing import MoeRouting
 from simulator.profiles.numbers import (
     MAX_EMPIRICAL_VALUES,
     MAX_LOGNORMAL_CV,
-    MAX_REQUESTS,
     SPEC_CONFIG,
     EmpiricalWeight,
-    GammaCv,
     MeanTokens,
     NonNegativeRequests,
     NotBool,
-    PositiveFloat,
     PositiveInt,
-    Requests,
     StdTokens,
     TokenLength,
 )
 from simulator.profiles.precision import Precision
 from simulator.profiles.prefix_sharing import Sessions, SharedPrefix, prefix_problem
-from simulator.profiles.quantities import NonNegativeSeconds, Seconds
+from simulator.profiles.quantities import Seconds
 from simulator.profiles.serving_stack import ServingStack
 from simulator.profiles.speculative import Speculative
 
@@ -129,100 +127,6 @@ TokenCount = Annotated[
 ]
 
 
-class ArrivalProcess(StrEnum):
-    """How requests arrive: open-loop processes at a rate, all at once, from a trace, or from
-    closed-loop clients."""
-
-    POISSON = "poisson"
-    GAMMA = "gamma"  # renewal process with gamma inter-arrivals of the given cv (bursty if >1)
-    CONSTANT = "constant"
-    OFFLINE = "offline"  # every request at t=0 (MLPerf Offline)
-    TRACE = "trace"
-    CLOSED = "closed"  # `concurrency` clients, each sending its next request when one ends
-
-
-class Arrivals(BaseModel):
-    """When requests arrive and how many."""
-
-    model_config = SPEC_CONFIG
-
-    process: ArrivalProcess = ArrivalProcess.POISSON
-    rate_per_s: PositiveFloat | None = Field(
-        None, description="mean arrival rate (trace: rescales its times to this mean rate)")
-    cv: GammaCv | None = Field(None, description="gamma: coefficient of variation")
-    path: str | None = Field(None, description="trace: CSV/JSONL file of requests (relative "
-                                                "to the scenario file); see docs/serving.md")
-    requests: Requests | None = Field(None, description="stop after this many arrivals")
-    duration_s: Seconds | None = Field(None, description="stop arrivals after this time")
-    concurrency: PositiveInt | None = Field(
-        None, description="closed: clients, each with one request outstanding at a time "
-                          "(benchmark clients' concurrency mode)")
-    think_time_s: NonNegativeSeconds | None = Field(
-        None, description="closed: pause between a client's request ending and its next "
-                          "(default 0)")
-    hash_block_tokens: PositiveInt = Field(
-        512, description="trace: prompt tokens per id of a row's hash_ids (Mooncake's "
-                         "traces: 512); a multiple of batching.kv_block_tokens")
-
-    @field_validator("path")
-    @classmethod
-    def _resolve_path(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """A relative trace path is relative to the scenario's directory."""
-        if value is None:
-            return None
-        path = Path(value).expanduser()
-        base = (info.context or {}).get("base_dir")
-        if not path.is_absolute() and base:
-            path = Path(base) / path
-        problem = not_a_readable_file(path)
-        if problem == "no such file":
-            raise ValueError(f"no such trace file: {path}")
-        if problem is not None:
-            raise ValueError(f"trace file {path}: {problem}")
-        return str(path.resolve())
-
-    @model_validator(mode="after")
-    def _parameters(self) -> Arrivals:
-        p = self.process
-        if p in (ArrivalProcess.POISSON, ArrivalProcess.GAMMA, ArrivalProcess.CONSTANT):
-            if self.rate_per_s is None:
-                raise ValueError(f"process: {p.value} needs rate_per_s")
-            if self.requests is None and self.duration_s is None:
-                raise ValueError(f"process: {p.value} needs requests or duration_s")
-        expected = self.expected_requests
-        if expected is not None and expected > MAX_REQUESTS:
-            raise ValueError(f"rate_per_s x duration_s = {expected:.3g} requests; at most "
-                             f"{MAX_REQUESTS:,} are simulated (set requests, or a shorter "
-                             f"duration)")
-        if p is ArrivalProcess.GAMMA and self.cv is None:
-            raise ValueError("process: gamma needs cv")
-        if p is not ArrivalProcess.GAMMA and self.cv is not None:
-            raise ValueError("cv is only used with process: gamma")
-        if p is ArrivalProcess.TRACE and not self.path:
-            raise ValueError("process: trace needs path")
-        if p is not ArrivalProcess.TRACE and self.path:
-            raise ValueError("path is only used with process: trace")
-        if p is ArrivalProcess.OFFLINE and self.requests is None:
-            raise ValueError("process: offline needs requests")
-        if p is ArrivalProcess.CLOSED:
-            if self.concurrency is None or self.requests is None:
-                raise ValueError("process: closed needs concurrency and requests")
-            if self.rate_per_s is not None or self.duration_s is not None:
-                raise ValueError("process: closed takes no rate_per_s or duration_s: the "
-                                 "clients send as fast as the system answers")
-        elif self.concurrency is not None or self.think_time_s is not None:
-            raise ValueError("concurrency and think_time_s are only used with process: closed")
-        return self
-
-    @property
-    def expected_requests(self) -> float | None:
-        """How many requests arrive (``requests``, else about rate x duration); None for a
-        trace, whose length is known once it is read."""
-        if self.requests is not None:
-            return float(self.requests)
-        if self.rate_per_s is not None and self.duration_s is not None:
-            return self.rate_per_s * self.duration_s
-        return None
 
 
 class Router(StrEnum):
@@ -319,6 +223,9 @@ class InferenceWorkload(BaseModel):
         "hardware and layout, behind one router (replaces replicas and parallelism; "
         "docs/serving.md, mixed fleets)")
     slo: SLO | None = Field(None, description="latency targets; attainment is reported")
+    autoscaling: Autoscaling | None = Field(
+        None, description="replicas that follow the load, from min_replicas up to replicas "
+                          "(docs/serving.md, autoscaling)")
     speculative: Speculative | None = Field(
         None, description="speculative decoding: a drafter proposes draft_tokens per step and "
                           "the target verifies them in one pass (docs/serving.md)")
@@ -348,6 +255,24 @@ class InferenceWorkload(BaseModel):
         problem = prefix_problem(self)
         if problem is not None:
             raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _autoscaling_fits(self) -> InferenceWorkload:
+        a = self.autoscaling
+        if a is None:
+            return self
+        if self.disaggregation is not None:
+            raise ValueError("autoscaling scales one pool; it is not modelled with "
+                             "disaggregation")
+        if self.router is not Router.LEAST_LOADED:
+            raise ValueError(f"autoscaling routes to the least loaded serving replica; "
+                             f"router: {self.router.value} is not modelled with it")
+        if self.replicas is None:
+            raise ValueError("autoscaling needs replicas: the most it may run")
+        if a.min_replicas > self.replicas:
+            raise ValueError(f"autoscaling.min_replicas ({a.min_replicas}) is more than "
+                             f"replicas ({self.replicas}), the most it may run")
         return self
 
     @model_validator(mode="after")

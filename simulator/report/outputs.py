@@ -1,6 +1,7 @@
 """Files a run or a comparison writes with ``--out DIR``.
 
 A run: ``result.json``, CSVs (``requests.csv`` and ``time_series.csv`` for serving,
+``replicas.csv`` when it autoscales,
 ``step_breakdown.csv`` for training, ``confidence.csv`` for both), PNG plots and one
 self-contained ``report.html``.
 A comparison: ``comparison.json``, ``comparison.csv``, its plots and ``report.html``, and
@@ -65,6 +66,11 @@ def data_files(result: Result) -> Files:
         columns = [k for k, v in series.items() if isinstance(v, list)]
         rows = [list(values) for values in zip(*(series[c] for c in columns), strict=True)]
         files["time_series.csv"] = _csv(columns, rows)
+        scaled = result.inference.autoscaling
+        if scaled is not None:
+            files["replicas.csv"] = _csv(["t_s", "billed", "serving"], [
+                list(row) for row in zip(scaled.t_s, scaled.billed, scaled.serving,
+                                         strict=True)])
     return files
 
 
@@ -93,6 +99,12 @@ def run_figures(result: Result) -> list[tuple[str, str, bytes, str]]:
             ("batch_size.png", "Batch sizes", plots.batch_size_histogram(
                 m.batch_size_histogram), "How many iterations ran at each batch size."),
         ]
+        if m.autoscaling is not None:
+            figures.append(("replicas.png", "Replicas over time",
+                            plots.replicas_over_time(m.autoscaling, ts),
+                            "The autoscaled pool: replicas billed (starting, serving or "
+                            "draining) and serving, against the requests arriving per "
+                            "second."))
     if result.training is not None:
         t = result.training
         figures.append(("step_breakdown.png", "Step time breakdown",

@@ -22,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator
 
+from simulator.results.autoscaling import AutoscalingMetrics
 from simulator.results.inference import BatchHistogram, RequestRecords, TimeSeries
 from simulator.results.training import RunTimeline, StepTimeline
 
@@ -121,7 +122,8 @@ def _seconds(value: float) -> str:
 
 
 def throughput_over_time(ts: TimeSeries) -> bytes:
-    """Output tokens/s and completed requests/s per time bin, on two axes."""
+    """Output tokens/s, and completed and arriving requests/s, per time bin, on two
+    axes."""
     figure = _figure()
     ax = figure.subplots()
     t = np.asarray(ts.t_s)
@@ -131,10 +133,36 @@ def throughput_over_time(ts: TimeSeries) -> bytes:
     right = ax.twinx()
     right.plot(t, ts.requests_per_s, color=PALETTE[1], linestyle="--",
                label="completed requests/s")
-    right.set_ylabel("completed requests/s")
+    if len(ts.arrivals_per_s) == len(t):  # (results written before it was recorded lack it)
+        right.plot(t, ts.arrivals_per_s, color=PALETTE[2], linestyle=":",
+                   label="arriving requests/s")
+    right.set_ylabel("requests/s")
     lines = ax.get_lines() + right.get_lines()
     ax.legend(lines, [str(line.get_label()) for line in lines], loc="upper right")
     ax.set_title(f"Throughput over time ({ts.bin_s:.3g} s bins)")
+    ax.grid(alpha=0.3)
+    return _png(figure)
+
+
+def replicas_over_time(a: AutoscalingMetrics, ts: TimeSeries) -> bytes:
+    """An autoscaled pool's replicas (billed and serving, step functions) and, on a second
+    axis, the requests arriving per second: how far the pool lags its load."""
+    figure = _figure()
+    ax = figure.subplots()
+    end = ts.t_s[-1] + ts.bin_s if ts.t_s else a.t_s[-1]
+    t = [*a.t_s, max(end, a.t_s[-1])]
+    ax.step(t, [*a.billed, a.billed[-1]], where="post", color=PALETTE[3], label="billed")
+    ax.step(t, [*a.serving, a.serving[-1]], where="post", color=PALETTE[0], label="serving")
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("replicas")
+    right = ax.twinx()
+    if len(ts.arrivals_per_s) == len(ts.t_s):
+        right.plot(ts.t_s, ts.arrivals_per_s, color=PALETTE[2], linestyle=":",
+                   label="arriving requests/s")
+    right.set_ylabel("requests/s")
+    lines = ax.get_lines() + right.get_lines()
+    ax.legend(lines, [str(line.get_label()) for line in lines], loc="upper right")
+    ax.set_title(f"Replicas over time (start-up delay {_seconds(a.startup_s)})")
     ax.grid(alpha=0.3)
     return _png(figure)
 

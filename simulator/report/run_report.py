@@ -9,6 +9,7 @@ from rich.text import Text
 from simulator.profiles.scenario import Scenario
 from simulator.report.confidence_text import confidence_rows
 from simulator.results import Result
+from simulator.results.autoscaling import AutoscalingMetrics
 from simulator.results.inference import InferenceMetrics
 from simulator.results.training import TrainingResult
 from simulator.units import format_si, format_time
@@ -136,6 +137,19 @@ def _window(console: Console, result: Result) -> None:
     console.print(table)
 
 
+def _autoscaling_rows(head: Table, a: AutoscalingMetrics) -> None:
+    """The autoscaled pool: its size over the run, its start-up delay and the requests that
+    met a pool still growing."""
+    head.add_row("replicas (autoscaled)",
+                 f"mean {a.mean_replicas:.2f}, at most {a.max_replicas:,}; "
+                 f"{a.scale_ups:,} started, {a.scale_downs:,} drained")
+    during = f"{a.arrived_during_scale_up:,} requests arrived during scale-ups"
+    if a.slo_missed_during_scale_up is not None and a.slo_missed is not None:
+        during += (f", {a.slo_missed_during_scale_up:,} of them missed the SLO "
+                   f"({a.slo_missed:,} in the run)")
+    head.add_row("scale-up delay", f"{format_time(a.startup_s)}; {during}")
+
+
 def _inference(console: Console, m: InferenceMetrics, whole: InferenceMetrics) -> None:
     head = _pairs("Serving")
     head.add_row("requests completed", f"{whole.requests:,} of {whole.arrived:,} arrived"
@@ -164,6 +178,8 @@ def _inference(console: Console, m: InferenceMetrics, whole: InferenceMetrics) -
         head.add_row("speculation break-even",
                      f"batch {s.break_even_batch:,}" if s.break_even_batch is not None
                      else "pays up to the batch limit")
+    if whole.autoscaling is not None:
+        _autoscaling_rows(head, whole.autoscaling)
     if m.prefix_cache is not None:
         c = m.prefix_cache
         head.add_row("prefix cache", f"{c.hit_rate:.1%} of cacheable blocks hit; "

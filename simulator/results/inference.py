@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulator.results.autoscaling import AutoscalingMetrics
 from simulator.results.pools import PoolSummary
 from simulator.results.utilization import Utilization
 
@@ -111,6 +112,9 @@ class TimeSeries(BaseModel):
     bin_s: float
     t_s: list[float]
     requests_per_s: list[float] = Field(description="completions per second")
+    arrivals_per_s: list[float] = Field(
+        default_factory=list, description="requests arriving per second, dropped ones "
+                                          "included: the offered load")
     output_tokens_per_s: list[float]
     prompt_tokens_per_s: list[float] = Field(
         default_factory=list, description="prompt tokens prefilled for the first time "
@@ -222,6 +226,9 @@ class InferenceMetrics(BaseModel):
                          "with the device, host work longer than the device step it overlaps, "
                          "and eager kernel launches slower than the kernels (workload.engine; "
                          "0 with the ideal stack)")
+    autoscaling: AutoscalingMetrics | None = Field(
+        None, description="the replicas over time and their billing; null without "
+                          "workload.autoscaling")
     prefix_cache: PrefixCacheMetrics | None = Field(
         None, description="prefix caching's hits and evictions; null without "
                           "batching.prefix_caching")

@@ -127,6 +127,9 @@ def check_searchable(scenario: Scenario) -> InferenceWorkload:
         raise InputError(f"the sustainable rate is searched over arrivals.rate_per_s; "
                          f"arrivals.process: {w.arrivals.process.value} has none (use "
                          f"{', '.join(p.value for p in RATE_ARRIVALS)})")
+    if w.arrivals.varies_in_time:
+        raise InputError("the sustainable-rate search scales a steady rate; arrivals.profile, "
+                         "growth and rate_trace make it vary in time (drop them to search)")
     if w.arrivals.requests is None:
         raise InputError("the sustainable-rate search needs arrivals.requests (a fixed "
                          "number of requests at every rate), not duration_s")

@@ -4,7 +4,9 @@ Every process returns arrival times (seconds from the start, non-decreasing) and
 lengths of each request, drawn from one :class:`numpy.random.Generator` in a fixed order
 (times, then prompt lengths, then output lengths), so a seed fixes the whole workload.
 
-- ``poisson``: exponential gaps of mean ``1/rate_per_s``.
+- ``poisson``: exponential gaps of mean ``1/rate_per_s``; with a ``profile``, ``growth`` or
+  ``rate_trace``, a non-homogeneous Poisson process over the window ``duration_s`` from
+  ``start_s`` of the rate's timeline (:mod:`simulator.engine.serving.nhpp`).
 - ``gamma``: a renewal process with gamma gaps of mean ``1/rate_per_s`` and coefficient of
   variation ``cv`` (shape ``1/cv²``): ``cv > 1`` is burstier than Poisson, ``cv < 1`` smoother.
 - ``constant``: one request every ``1/rate_per_s`` seconds, the first at t = 0.
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.engine.serving.nhpp import nhpp_times
 from simulator.engine.serving.prefixes import PromptPrefixes, shape_prompts
 from simulator.engine.serving.traces import read_trace
 from simulator.errors import InputError
@@ -124,6 +127,10 @@ def arrival_times(arrivals: Arrivals, rng: np.random.Generator) -> np.ndarray:
         times = np.full(arrivals.requests, np.inf)
         times[:arrivals.concurrency] = 0.0
         return times
+    if p is ArrivalProcess.POISSON and arrivals.varies_in_time:
+        assert arrivals.duration_s is not None  # (validation: a window of the timeline)
+        return nhpp_times(arrivals.rate_curve(), start_s=arrivals.start_s,
+                          duration_s=arrivals.duration_s, requests=arrivals.requests, rng=rng)
     rate = arrivals.rate_per_s
     assert rate is not None
     if p is ArrivalProcess.POISSON:

@@ -10,6 +10,7 @@ import numpy.random  # (numpy 2 imports it lazily: load it with this module, not
 import simpy
 
 from simulator.engine.serving.arrivals import generate_workload
+from simulator.engine.serving.autoscaler import Autoscaler, startup_s
 from simulator.engine.serving.cache_router import CacheAware
 from simulator.engine.serving.disaggregation import KVTransfer, place
 from simulator.engine.serving.metrics import SERIES, ReplicaStats, Series
@@ -26,6 +27,7 @@ from simulator.engine.serving.steady import locate, steady_window
 from simulator.engine.serving.summary import Fleet, summarize
 from simulator.engine.serving.system import ServingSystem
 from simulator.engine.stepping import collector_paused, run_counting
+from simulator.perf.footprint import inference_footprint
 from simulator.profiles.inference import (
     ArrivalProcess,
     InferenceWorkload,
@@ -182,6 +184,9 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     speculation = (None if w.speculative is None
                    else Speculation.of(w.speculative, scenario.model, scenario.seed))
     system, pools = _build(env, scenario, requests, series, jump, workload.prefixes, speculation)
+    scaler = _autoscaler(env, scenario, system, len(requests))
+    if scaler is not None:
+        scaler.start()
     system.start()
     replicas = system.replicas + system.decode
     events = _run(env, progress,
@@ -200,6 +205,12 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
                                    [replica_speed(p, w) for p in pools])
         result = result.model_copy(update={"inference": result.inference.model_copy(
             update={"pools": summaries})})
+    if scaler is not None:
+        m = result.inference
+        t0 = float(np.min(requests.arrival_s)) if len(requests) else 0.0
+        scaled = scaler.metrics(records, w.slo, t0, t0 + m.duration_s)
+        result = result.model_copy(update={"inference": m.model_copy(
+            update={"autoscaling": scaled})})
     return ServingOutcome(result, records, events, steady)
 
 
@@ -216,6 +227,37 @@ def _fleet(accelerators: int, pools: list[Pool]) -> Fleet:
                  sum(d * p.hbm_bandwidth for d, p in zip(devices, pools, strict=True)) / total)
 
 
+def _varying(w: InferenceWorkload) -> str | None:
+    """What varies in time in the run, if anything: then it has no steady window."""
+    if w.arrivals.varies_in_time:
+        return "the offered load varies in time (arrivals.profile, growth or rate_trace)"
+    if w.autoscaling is not None:
+        return "the pool's replicas vary in time (workload.autoscaling)"
+    return None
+
+
+def _autoscaler(env: simpy.Environment, scenario: Scenario, system: ServingSystem,
+                total: int) -> Autoscaler | None:
+    """The pool's autoscaler (``workload.autoscaling``), else None. A started replica
+    reads its whole weights (every device's share) before it serves."""
+    w = scenario.workload
+    assert isinstance(w, InferenceWorkload)
+    if w.autoscaling is None:
+        return None
+    par = w.parallelism
+    per_device = inference_footprint(scenario, tp=par.tp, pp=par.pp,
+                                     attention_dp=par.attention_dp).parts["weights"]
+    replicas = system.replicas
+
+    def finished() -> bool:
+        """Whether every request has completed or been dropped."""
+        return system.dropped + sum(r.stats.completed for r in replicas) >= total
+
+    return Autoscaler(env=env, system=system, policy=w.autoscaling,
+                      startup_s=startup_s(w.autoscaling, per_device * par.devices),
+                      finished=finished)
+
+
 def _summaries(scenario: Scenario, requests: Requests, records: RequestRecords,
                replicas: list[Replica], system: ServingSystem, *, series: Series, fleet: Fleet,
                speculation: Speculation | None) -> tuple[InferenceResult, SteadyWindow]:
@@ -229,7 +271,7 @@ def _summaries(scenario: Scenario, requests: Requests, records: RequestRecords,
                        fleet=fleet, slo=w.slo, warmup=w.warmup_requests,
                        prefix=merged(caches) if caches else None)
     steady = steady_window(requests, records, stats, series=series,
-                           window=locate(requests, series),
+                           window=locate(requests, series, varying=_varying(w)),
                            work=(fleet.peak_flops, fleet.hbm_bandwidth, fleet.accelerators),
                            slo=w.slo, warmup=w.warmup_requests, whole=result.inference,
                            whole_use=result.utilization)

@@ -22,15 +22,18 @@ import numpy as np
 from simulator.engine.serving.latency import latencies
 from simulator.engine.serving.metrics import ReplicaStats, Series
 from simulator.engine.serving.requests import COMPLETED, DROPPED, PENDING, Requests
-from simulator.engine.serving.window import Window, balanced, find_window
+from simulator.engine.serving.window import Window, balanced, find_window, varying_load
 from simulator.profiles.inference import SLO
 from simulator.results.inference import ActivityFractions, InferenceMetrics, RequestRecords
 from simulator.results.steady import SteadyWindow, WindowRequests
 from simulator.results.utilization import Utilization
 
 
-def locate(requests: Requests, series: Series) -> Window:
-    """The steady window of a finished run."""
+def locate(requests: Requests, series: Series, *, varying: str | None = None) -> Window:
+    """The steady window of a finished run; none when ``varying`` says what varies in
+    time (the offered load, the pool)."""
+    if varying is not None:
+        return varying_load(varying)
     finished = requests.finish_s[requests.status == COMPLETED]
     bins = series.used(float(finished.max()) if len(finished) else 0.0)
     values = series.values

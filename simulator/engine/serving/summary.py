@@ -93,6 +93,12 @@ def _replica_summary(s: ReplicaStats, duration: float) -> ReplicaSummary:
         kv_cache_tokens=s.kv_blocks * s.kv_block_tokens, preemptions=s.preemptions)
 
 
+def _arrivals(requests: Requests, edges: np.ndarray) -> np.ndarray:
+    """Requests arriving in each bin (closed-loop requests never sent are not counted)."""
+    times = requests.arrival_s[np.isfinite(requests.arrival_s)]
+    return np.histogram(times, bins=edges)[0].astype(float)
+
+
 def _time_series(requests: Requests, series: Series, replicas: int,
                  t_end: float) -> TimeSeries:
     bins = series.used(t_end)
@@ -108,6 +114,7 @@ def _time_series(requests: Requests, series: Series, replicas: int,
     return TimeSeries(
         bin_s=width, t_s=edges[:-1].tolist(),
         requests_per_s=(v["completed"] / width).tolist(),
+        arrivals_per_s=(_arrivals(requests, edges) / width).tolist(),
         output_tokens_per_s=(v["output_tokens"] / width).tolist(),
         prompt_tokens_per_s=(v["prompt_tokens"] / width).tolist(),
         queue_length=interval_average(start, admitted, edges).tolist(),

@@ -75,6 +75,8 @@ class ServingSystem:
         self.sessions = sessions
         # a router that looks the request up (cache-aware), else None
         self._by_request = getattr(self.router, "choose_request", None)
+        # autoscaling: told (replica, time) when a first-pool replica's load goes down
+        self.drained: Callable[[int, float], None] | None = None
 
     def add(self, replica: Replica, decode: bool = False) -> None:
         """Add a replica to the first pool (or the decode pool)."""
@@ -215,6 +217,8 @@ class ServingSystem:
                 self._send_next(n, t)
             elif self.sessions:
                 self._next_turns(finished, t)
+            if self.drained is not None:
+                self.drained(slot, t)
         for r in handoff:
             loads[slot] -= 1
             router.lowered(slot, loads[slot])

@@ -111,6 +111,13 @@ def balanced(window: Window, produced: float, completed: float) -> Window:
         f"agree within {BALANCE:.0%})"))
 
 
+def varying_load(why: str) -> Window:
+    """No steady window for a load or a pool that varies in time (``why``): a fleet under
+    a daily curve, a growth trend or an autoscaler never settles, so its whole run (or a
+    window chosen with start_s and duration_s) is the measurement."""
+    return _none(0, 0, f"{why}, so the fleet has no steady state")
+
+
 def _none(lo: int, stop: int, why: str) -> Window:
     """No steady window: the figures are the whole run's."""
     return Window(found=False, first=lo, stop=max(lo, stop), start_s=math.nan,

@@ -1,0 +1,192 @@
+"""The autoscaler: replicas of the pool join and leave the router's choice as the load moves.
+
+Every replica of ``workload.replicas`` is built up front; ``min_replicas`` serve from t = 0
+and the others are idle (not billed, not routable). Every ``interval_s`` the autoscaler
+sets the desired count to ``ceil(requests in the system / target_outstanding)`` within
+[min, max] (:class:`~simulator.profiles.autoscaling.Autoscaling`):
+
+- *up*: idle replicas start at once (billed from then) and serve after the start-up delay,
+  ``provision_s`` plus their weights read at ``storage_bandwidth``;
+- *down*: once the largest desired count of the last ``scale_down_delay_s`` is below the
+  replicas serving and starting, the highest-numbered serving ones stop taking requests
+  and drain: each is released (billing stops) when its last request ends.
+
+A replica is kept out of the router's choice by adding :data:`OFF` to the load the router
+sees, so the least-loaded router never picks it while any serving replica exists (one
+always does: ``min_replicas >= 1``). The autoscaler stops deciding once every request has
+finished (or nothing else is left to happen), so the simulation ends.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from enum import IntEnum
+
+import numpy as np
+import simpy
+from simpy.events import Timeout
+
+from simulator.engine.serving.system import ServingSystem
+from simulator.profiles.autoscaling import Autoscaling
+from simulator.profiles.inference import SLO
+from simulator.results.autoscaling import AutoscalingMetrics
+from simulator.results.inference import RequestRecords
+
+OFF = 1 << 40  # added to a non-serving replica's load, above any real load
+
+
+class State(IntEnum):
+    """Where a replica of an autoscaled pool is."""
+
+    IDLE = 0  # not running, not billed
+    STARTING = 1  # billed, loading its weights
+    SERVING = 2  # billed, routable
+    DRAINING = 3  # billed, finishing its requests, not routable
+
+
+class Autoscaler:
+    """Decides the pool's size every interval and moves replicas between states; keeps the
+    count billed and serving over time (``t_s``, ``billed``, ``serving``: a step function
+    changing at each time) and the scale-ups (decided, serving from)."""
+
+    def __init__(self, *, env: simpy.Environment, system: ServingSystem,
+                 policy: Autoscaling, startup_s: float, finished: Callable[[], bool]):
+        self.env, self.system, self.policy = env, system, policy
+        self.startup_s = startup_s
+        self._finished = finished
+        total = len(system.replicas)
+        self.state = [State.SERVING if k < policy.min_replicas else State.IDLE
+                      for k in range(total)]
+        self._recent: deque[tuple[float, int]] = deque()  # (time, desired) of the window
+        self.t_s: list[float] = []
+        self.billed: list[int] = []
+        self.serving: list[int] = []
+        self.scale_ups: list[tuple[float, float]] = []
+        self.scale_downs = 0
+
+    def start(self) -> None:
+        """Keep the idle replicas out of routing, then decide every interval."""
+        for k, state in enumerate(self.state):
+            if state is State.IDLE:
+                self.system.loads[k] += OFF
+        self.system.drained = self._drained
+        self._record(0.0)
+        Timeout(self.env, self.policy.interval_s).callbacks.append(self._tick)
+
+    def _count(self, *states: State) -> int:
+        return sum(1 for s in self.state if s in states)
+
+    def _record(self, t: float) -> None:
+        billed = self._count(State.STARTING, State.SERVING, State.DRAINING)
+        serving = self._count(State.SERVING)
+        if self.t_s and self.t_s[-1] == t:
+            self.billed[-1], self.serving[-1] = billed, serving
+            return
+        self.t_s.append(t)
+        self.billed.append(billed)
+        self.serving.append(serving)
+
+    def desired(self) -> int:
+        """The replicas the policy wants for the requests in the system now."""
+        p = self.policy
+        want = math.ceil(self.system.in_system.count / p.target_outstanding)
+        return min(len(self.state), max(p.min_replicas, want))
+
+    def _tick(self, _event: simpy.Event) -> None:
+        """One decision; then the next, unless every request has finished or nothing else
+        is scheduled (nothing could change: ticking on would never end the run)."""
+        if self._finished() or self.env.peek() == math.inf:
+            return
+        t = self.env.now
+        desired = self.desired()
+        recent = self._recent
+        recent.append((t, desired))
+        while recent[0][0] < t - self.policy.scale_down_delay_s:
+            recent.popleft()
+        active = self._count(State.SERVING, State.STARTING)
+        if desired > active:
+            self._scale_up(desired - active, t)
+        else:
+            keep = max(d for _, d in recent)
+            self._scale_down(active - keep, t)
+        Timeout(self.env, self.policy.interval_s).callbacks.append(self._tick)
+
+    def _scale_up(self, n: int, t: float) -> None:
+        idle = [k for k, s in enumerate(self.state) if s is State.IDLE][:n]
+        for k in idle:
+            self.state[k] = State.STARTING
+            Timeout(self.env, self.startup_s).callbacks.append(self._joiner(k, t))
+        if idle:
+            self._record(t)
+
+    def _joiner(self, k: int, decided: float) -> Callable[[simpy.Event], None]:
+        def join(_event: simpy.Event) -> None:
+            """Replica ``k`` has loaded its weights: the router may choose it."""
+            now = self.env.now
+            self.state[k] = State.SERVING
+            system = self.system
+            system.loads[k] -= OFF
+            system.router.lowered(k, system.loads[k])
+            self.scale_ups.append((decided, now))
+            self._record(now)
+        return join
+
+    def _scale_down(self, n: int, t: float) -> None:
+        serving = [k for k, s in enumerate(self.state) if s is State.SERVING]
+        leaving = serving[::-1][:max(0, min(n, len(serving) - self.policy.min_replicas))]
+        for k in leaving:
+            self.state[k] = State.DRAINING
+            self.system.loads[k] += OFF
+            self.scale_downs += 1
+            if self.system.loads[k] == OFF:
+                self.state[k] = State.IDLE
+        if leaving:
+            self._record(t)
+
+    def _drained(self, k: int, t: float) -> None:
+        """Replica ``k``'s load went down: a draining one with none left is released."""
+        if self.state[k] is State.DRAINING and self.system.loads[k] == OFF:
+            self.state[k] = State.IDLE
+            self._record(t)
+
+    def metrics(self, records: RequestRecords, slo: SLO | None, t0: float,
+                t_end: float) -> AutoscalingMetrics:
+        """The run's replicas over time, billed over [t0, t_end] (the run's span), and the
+        requests that arrived while a started replica was loading."""
+        edges = [*self.t_s[1:], t_end]
+        seconds = sum(b * max(0.0, min(e, t_end) - max(s, t0))
+                      for b, s, e in zip(self.billed, self.t_s, edges, strict=True))
+        arrival = np.asarray(records.arrival_s)
+        during = np.zeros(len(arrival), dtype=bool)
+        for decided, serving in self.scale_ups:
+            during |= (arrival >= decided) & (arrival < serving)
+        missed = None if slo is None else _slo_missed(records, slo)
+        duration = t_end - t0
+        return AutoscalingMetrics(
+            startup_s=self.startup_s, replica_seconds=seconds,
+            mean_replicas=seconds / duration if duration > 0 else float(self.billed[0]),
+            max_replicas=max(self.billed), scale_ups=len(self.scale_ups),
+            scale_downs=self.scale_downs, t_s=self.t_s, billed=self.billed,
+            serving=self.serving, arrived_during_scale_up=int(np.sum(during)),
+            slo_missed_during_scale_up=None if missed is None else int(np.sum(missed & during)),
+            slo_missed=None if missed is None else int(np.sum(missed)))
+
+
+def _slo_missed(records: RequestRecords, slo: SLO) -> np.ndarray:
+    """Completed requests over any target (a request without a TPOT, one output token,
+    cannot miss that target)."""
+    missed = np.zeros(len(records.arrival_s), dtype=bool)
+    for target, values in ((slo.ttft_s, records.ttft_s), (slo.tpot_s, records.tpot_s),
+                           (slo.e2e_s, records.e2e_s)):
+        if target is not None:
+            v = np.asarray(values, dtype=float)
+            missed |= np.nan_to_num(v, nan=0.0) > target
+    return missed
+
+
+def startup_s(policy: Autoscaling, weight_bytes: float) -> float:
+    """A started replica's delay before serving: provisioning, then reading its weights
+    (``weight_bytes``, the whole replica's) at the policy's storage bandwidth."""
+    return policy.provision_s + weight_bytes / policy.storage_bandwidth
