@@ -346,6 +346,14 @@ def test_a_path_on_the_command_line_is_relative_to_the_current_directory(tmp_pat
                      cwd=tmp_path)
     assert result.code == 0, result.err
     assert json.loads(result.out)["inference"]["requests"] == 1
+    # a rate trace is a file too: from the current directory when set on the command line
+    (tmp_path / "rates.csv").write_text("time_s,rate_per_s\n0,4\n10,8\n")
+    rates = ("workload.arrivals={process: poisson, rate_trace: rates.csv, duration_s: 20, "
+             "requests: 40}")
+    result = run_cli("show", scenario, "--set", rates, cwd=tmp_path)
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["workload"]["arrivals"]["rate_trace"] == str(
+        tmp_path / "rates.csv")
     # the same relative name written in a scenario file is looked up beside that file
     (tmp_path / "sub").mkdir()
     inner = tmp_path / "sub" / "s.yaml"

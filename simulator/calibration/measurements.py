@@ -37,8 +37,8 @@ from simulator.calibration.serving_reports import (
 )
 from simulator.calibration.step_logs import read_step_log
 from simulator.errors import InputError
-from simulator.profiles.catalog import looks_like_path
 from simulator.profiles.input_files import read_bounded_text
+from simulator.profiles.overrides import anchor_paths
 from simulator.profiles.validation import validate
 from simulator.profiles.yaml_source import parse_yaml_value, read_yaml
 
@@ -154,7 +154,8 @@ def _measurement(run: MeasuredRun, index: int, base: Path, file: str) -> Measure
         figures.update(report.metrics)
         settings = dict(report.settings)
     figures.update(run.measured)
-    overrides = tuple(f"{key}={_yaml_text(_anchored(key, value, base))}"
+    # file paths in the file's `set` resolve from its folder, as a scenario's from its own
+    overrides = tuple(f"{key}={_yaml_text(anchor_paths(tuple(key.split('.')), value, base))}"
                       for key, value in run.set.items())
     return Measurement(id=run.id, scenario_file=(base / run.scenario).resolve(),
                        overrides=overrides, figures=figures, settings=settings)
@@ -168,18 +169,6 @@ def read_report(ref: ReportRef, base: Path) -> MeasuredReport:
     if ref.format == "trtllm-bench":
         return read_trtllm_report(path)
     return read_step_log(path, ref.format, skip_steps=ref.skip_steps)
-
-
-_FILE_FIELDS = ("hardware", "model", "workload.engine", "workload.arrivals.path")
-
-
-def _anchored(key: str, value: Any, base: Path) -> Any:
-    """A file path set in the measurements file, made absolute from that file's folder (as
-    paths in a scenario resolve from the scenario's)."""
-    if (key in _FILE_FIELDS and isinstance(value, str) and looks_like_path(value)
-            and not Path(value).expanduser().is_absolute()):
-        return str((base / Path(value).expanduser()).resolve())
-    return value
 
 
 def _yaml_text(value: Any) -> str:

@@ -21,22 +21,23 @@ from simulator.profiles.catalog import looks_like_path
 from simulator.profiles.yaml_source import parse_yaml_value
 
 # Fields whose string value may name a file: (profiles and stacks also take built-in ids,
-# told apart by looks_like_path); a trace path is always a file.
+# told apart by looks_like_path); a trace or a rate trace is always a file.
 _PROFILE_FIELDS = {("hardware",), ("model",), ("workload", "engine")}
-_FILE_FIELDS = {("workload", "arrivals", "path")}
+_FILE_FIELDS = {("workload", "arrivals", "path"), ("workload", "arrivals", "rate_trace")}
 
 
-def anchor_paths(path: tuple[str | int, ...], value: Any) -> Any:
-    """``value`` set at ``path`` with every relative file path in it made absolute from the
-    current directory (mappings are searched: ``--set workload.arrivals={..., path: t.csv}``)."""
+def anchor_paths(path: tuple[str | int, ...], value: Any, base: Path | None = None) -> Any:
+    """``value`` set at ``path`` with every relative file path in it made absolute from
+    ``base`` (default the current directory; a measurements file passes its own folder).
+    Mappings are searched: ``--set workload.arrivals={..., path: t.csv}``."""
     if isinstance(value, dict):
-        return {key: anchor_paths((*path, key), item) for key, item in value.items()}
+        return {key: anchor_paths((*path, key), item, base) for key, item in value.items()}
     if not isinstance(value, str) or not value:
         return value
     is_file = path in _FILE_FIELDS or (path in _PROFILE_FIELDS and looks_like_path(value))
     if not is_file or Path(value).expanduser().is_absolute():
         return value
-    return str(Path.cwd() / Path(value).expanduser())
+    return str((base or Path.cwd()) / Path(value).expanduser())
 
 
 def parse_assignment(text: str) -> tuple[list[str | int], Any]:

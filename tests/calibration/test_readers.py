@@ -136,3 +136,18 @@ def test_step_log_errors(tmp_path):
     path.write_text(_megatron(1000.0, 1) + "\n" + _megatron(1000.0, 2))
     with pytest.raises(InputError, match="skip_steps is 2 but the log holds 2 steps"):
         read_step_log(path, "megatron-log", skip_steps=2)
+
+
+def test_file_paths_in_a_measurements_set_resolve_from_its_folder(tmp_path, monkeypatch):
+    from simulator.calibration.measurements import load_measurements
+
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    (folder / "m.yaml").write_text(
+        "runs:\n  - id: a\n    scenario: s.yaml\n"
+        "    set: {hardware: ./chip.yaml, workload.arrivals.rate_per_s: 4}\n"
+        "    measured: {inference.ttft_s.mean: 0.3}\n")
+    monkeypatch.chdir(tmp_path)  # not the file's folder
+    _, (run,) = load_measurements(folder / "m.yaml")
+    assert run.overrides == (f"hardware={folder / 'chip.yaml'}",
+                             "workload.arrivals.rate_per_s=4")
