@@ -22,7 +22,7 @@ from simulator.calibration.parameters import Knob, hardware_knobs, stack_knobs
 from simulator.errors import InputError, InputErrors, XpusimError
 from simulator.loading import scenario_from_dict
 from simulator.profiles.inference import InferenceWorkload
-from simulator.profiles.overrides import apply_overrides
+from simulator.profiles.overrides import anchor_paths, apply_overrides
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.yaml_source import read_yaml
 from simulator.studies.executors import Executor, InProcessExecutor
@@ -73,7 +73,8 @@ def build(measurements: Sequence[Measurement], hardware: str | None,
             raise InputError("a scenario must be a mapping of fields", file=doc.file)
         data = apply_overrides(doc.data, m.overrides)
         if hardware is not None:
-            data["hardware"] = _profile_ref(hardware, hardware_base)
+            # a path given on the command line or in the measurements file, made absolute
+            data["hardware"] = anchor_paths(("hardware",), hardware, hardware_base)
         try:
             scenario = scenario_from_dict(data, base_dir=m.scenario_file.parent,
                                           overrides=m.overrides)
@@ -118,15 +119,6 @@ def _relevant(knob: Knob, scenarios: Sequence[Scenario]) -> bool:
     if "scale_up" in name:
         return any(s.cluster.accelerators > 1 for s in scenarios)
     return True
-
-
-def _profile_ref(ref: str, base: Path | None) -> str:
-    """A profile path from the measurements file or command line, made absolute."""
-    from simulator.profiles.catalog import looks_like_path
-
-    if looks_like_path(ref) and base is not None and not Path(ref).is_absolute():
-        return str((base / ref).resolve())
-    return ref
 
 
 def _profile_file(ref: Any, base: Path) -> Path | None:
