@@ -20,6 +20,7 @@ from simulator.calibration.forward import Forward, batch_predictor
 from simulator.calibration.parameters import Knob, log_bounds
 from simulator.errors import InputError
 from simulator.studies.executors import Executor
+from simulator.units import format_time
 
 # A parameter is identified when a 1% change of it moves some figure by at least 0.05%.
 MIN_ELASTICITY = 0.05
@@ -157,14 +158,14 @@ def _warnings(result: CalibrationResult, fit: Fit | None, knobs: Sequence[Knob])
                      f"that differ in batch, length or layout, or name fewer parameters)")
     for p in result.parameters:
         if p.at_bound:
-            notes.append(f"{p.knob.name} landed at its bound ({_show(p.value, p.knob.unit)}): "
+            notes.append(f"{p.knob.name} landed at its bound ({show_value(p.value, p.knob.unit)}): "
                          f"the runs ask for more than the physics allows; a mechanism the "
                          f"model lacks is likely (check the scenarios)")
         moved = abs(np.log(p.value / p.knob.prior)) / p.knob.prior_sd
         if moved > FAR:
-            notes.append(f"{p.knob.name} moved {moved:.1f} prior spreads, from "
-                         f"{_show(p.knob.prior, p.knob.unit)} to {_show(p.value, p.knob.unit)}: "
-                         f"far from what this hardware is measured to do")
+            before, after = show_value(p.knob.prior, p.knob.unit), show_value(p.value, p.knob.unit)
+            notes.append(f"{p.knob.name} moved {moved:.1f} prior spreads, from {before} to "
+                         f"{after}: far from what this hardware is measured to do")
     notes += _overhead_warnings(result)
     if fit is not None and len(knobs) > 1:
         sd = fit.sd
@@ -187,12 +188,11 @@ def _overhead_warnings(result: CalibrationResult) -> list[str]:
     if not steps:
         return []
     shortest = min(steps)
-    return [f"{p.knob.name} is {_show(p.value, 's')}, more than the shortest measured step "
-            f"({_show(shortest, 's')})" for p in result.parameters
+    return [f"{p.knob.name} is {show_value(p.value, 's')}, more than the shortest measured "
+            f"step ({show_value(shortest, 's')})" for p in result.parameters
             if p.knob.unit == "s" and p.value > shortest]
 
 
-def _show(value: float, unit: str) -> str:
-    if unit == "s":
-        return f"{value * 1e6:.3g} us" if value < 1e-3 else f"{value * 1e3:.3g} ms"
-    return f"{value:.3g}"
+def show_value(value: float, unit: str) -> str:
+    """A parameter's value as the report prints it: a time with its unit, a ratio as is."""
+    return format_time(value) if unit == "s" else f"{value:.3g}"

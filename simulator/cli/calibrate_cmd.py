@@ -11,7 +11,12 @@ from pathlib import Path
 
 from rich.table import Table
 
-from simulator.calibration.calibrate import NOT_IDENTIFIED, CalibrationResult, calibrate
+from simulator.calibration.calibrate import (
+    NOT_IDENTIFIED,
+    CalibrationResult,
+    calibrate,
+    show_value,
+)
 from simulator.calibration.forward import Forward, build
 from simulator.calibration.measurements import load_measurements
 from simulator.calibration.profile_out import record, write_outputs
@@ -19,7 +24,6 @@ from simulator.errors import InputError
 from simulator.report.console import stdout_console
 from simulator.report.progress import progress_bar
 from simulator.studies.executors import ReportingExecutor
-from simulator.units import format_time
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -97,12 +101,8 @@ def _list(forward: Forward) -> None:
     for name in ("parameter", "what", "profile value", "prior spread"):
         table.add_column(name)
     for k in forward.knobs:
-        table.add_row(k.name, k.label, _value(k.prior, k.unit), f"x{math.exp(k.prior_sd):.2f}")
+        table.add_row(k.name, k.label, show_value(k.prior, k.unit), f"x{math.exp(k.prior_sd):.2f}")
     stdout_console().print(table)
-
-
-def _value(value: float, unit: str) -> str:
-    return format_time(value) if unit == "s" else f"{value:.3g}"
 
 
 def _pct(value: float) -> str:
@@ -116,8 +116,8 @@ def render(result: CalibrationResult, written: list[Path]) -> None:
     for name in ("parameter", "before", "after", "± (1 sd)", "status"):
         params.add_column(name, justify="left" if name in ("parameter", "status") else "right")
     for p in result.parameters:
-        after = _value(p.value, p.knob.unit) if p.status != NOT_IDENTIFIED else "-"
-        params.add_row(p.knob.name, _value(p.knob.prior, p.knob.unit), after,
+        after = show_value(p.value, p.knob.unit) if p.status != NOT_IDENTIFIED else "-"
+        params.add_row(p.knob.name, show_value(p.knob.prior, p.knob.unit), after,
                        f"{p.relative_sd * 100:.0f}%",
                        p.status + (" (at bound)" if p.at_bound else ""))
     console.print(params)
