@@ -21,19 +21,20 @@ SOURCES = sorted(PACKAGE.rglob("*.py"))
 ALLOWED: dict[str, set[str]] = {
     "units": set(),
     "errors": set(),
+    "search": set(),  # the bisection the engine and the studies share
     "results": set(),
     "profiles": {"units", "errors"},
     "loading": {"profiles", "errors"},
     "perf": {"profiles", "units", "errors"},
     "economics": {"profiles", "units", "errors"},
     # the engines fill the result records (plain data) that `simulate` assembles
-    "engine": {"perf", "profiles", "results", "units", "errors"},
+    "engine": {"perf", "profiles", "results", "units", "errors", "search"},
     # the error bands of the validation suite, looked up by a scenario's regime
     "confidence": {"results", "profiles", "errors"},
     "simulate": {"engine", "economics", "results", "perf", "profiles", "confidence", "errors"},
     "report": {"results", "profiles", "perf", "units", "errors"},
     "studies": {"simulate", "loading", "report", "results", "economics", "perf", "profiles",
-                "units", "errors"},
+                "units", "errors", "search"},
     # sustainable-rate cases use the rate search of studies.capacity
     "validation": {"simulate", "loading", "studies", "results", "profiles", "confidence",
                    "units", "errors"},

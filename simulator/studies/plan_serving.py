@@ -36,6 +36,7 @@ from simulator.profiles.catalog import load_hardware
 from simulator.profiles.inference import ArrivalProcess, InferenceWorkload, mean_tokens
 from simulator.profiles.overrides import apply_overrides
 from simulator.profiles.scenario import Scenario
+from simulator.search import first_true
 from simulator.studies.capacity import scenario_capacity
 from simulator.studies.executors import Executor, InProcessExecutor
 from simulator.studies.pareto import pareto_front
@@ -156,13 +157,7 @@ def min_replicas(meets: Callable[[int], bool], start: int, cap: int) -> int | No
                 hi = nxt
                 break
             lo = nxt
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if meets(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return first_true(meets, lo, hi)
 
 
 def search_shape(ctx: ServingContext, shape: Shape) -> ShapeOutcome:

@@ -18,6 +18,7 @@ from typing import Any
 from simulator.errors import InputError
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import TrainingWorkload
+from simulator.search import first_true
 from simulator.studies.executors import Executor, InProcessExecutor
 from simulator.studies.pareto import pareto_front
 from simulator.studies.plan import (
@@ -311,13 +312,8 @@ def _first_meeting(sizes: list[int],
                    best_at: Callable[[int], dict[str, Any] | None]) -> int | None:
     """Index of the smallest size whose best row exists (binary search: assumes a larger
     cluster is never slower, so 'meets the deadline' is monotone in the size)."""
-    lo, hi = -1, len(sizes)  # sizes[lo] fails (or none), sizes[hi] meets (or none)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if best_at(sizes[mid]) is not None:
-            hi = mid
-        else:
-            lo = mid
+    # sentinels: nothing below index 0 meets, and "none meets" past the last size
+    hi = first_true(lambda i: best_at(sizes[i]) is not None, -1, len(sizes))
     return hi if hi < len(sizes) else None
 
 

@@ -66,10 +66,7 @@ class DataParallelCost(IterationCost):
                                              self.model.decode_extra(rank, 2 * rank),
                                              batch, 2 * batch)
             own = self.pricer.cost(fixed)
-            stack, floor, serial, rows = self.stack, 0.0, 0.0, rank
-            if stack is not None:  # each rank's graph runs its padded batch
-                floor, serial = stack.decode(rank)
-                rows = stack.padded(rank) or rank
+            floor, serial, rows = self._graph(rank)  # each rank's graph runs its padded batch
             body = self.rank_body(rows, max(batch, rows), True)
             const = add_costs(body, self.head(rows), own)
             step = self._decode[batch] = DecodeStep.of(const, own, timers, batch, floor=floor,

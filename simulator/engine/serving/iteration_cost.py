@@ -214,15 +214,22 @@ class IterationCost:
             own = self.pricer.cost(fixed)
             if spec is not None:  # the draft passes' body and head
                 own = add_costs(own, spec.draft_const(batch))
-            stack, floor, serial, rows = self.stack, 0.0, 0.0, batch
-            if stack is not None:  # a captured graph runs the padded batch's GEMMs
-                floor, serial = stack.decode(batch)
-                rows = stack.padded(batch) or batch
+            floor, serial, rows = self._graph(batch)
             rows *= self.verify
             const = add_costs(self.body(rows), self.head(rows), own)
             step = self._decode[batch] = DecodeStep.of(const, own, timers, batch, floor=floor,
                                                        serial=serial, several=spec is not None)
         return step
+
+    def _graph(self, batch: int) -> tuple[float, float, int]:
+        """The serving stack's (floor, serial) seconds of a decode step of ``batch``
+        sequences, and the rows its GEMMs run: a captured graph runs the padded batch
+        (no stack: no floor, no host time, the batch itself)."""
+        stack = self.stack
+        if stack is None:
+            return 0.0, 0.0, batch
+        floor, serial = stack.decode(batch)
+        return floor, serial, stack.padded(batch) or batch
 
     # ---- what the engine asks -------------------------------------------------------------
     def step_time(self, usage: Usage, prefill_tokens: int, prefill_cached: int,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from simulator.engine.serving.metrics import ReplicaStats
 from simulator.engine.serving.pools import Pool
+from simulator.engine.serving.summary import device_share
 from simulator.results.pools import PoolSummary
 
 
@@ -21,11 +22,6 @@ def pool_summaries(pools: Sequence[Pool], stats: Sequence[ReplicaStats], duratio
         mine = [s for s in stats if s.pool == i]
         devices = pool.replicas * pool.parallelism.devices
         time = devices * duration_s
-
-        def share(values: list[float], time: float = time) -> float:
-            """Device-seconds over the pool's device time (at most 1)."""
-            return min(1.0, sum(values) / time) if time > 0 else 0.0
-
         requests = sum(s.completed + s.handed_off for s in mine)
         out.append(PoolSummary(
             index=i, hardware=pool.hardware, replicas=pool.replicas, accelerators=devices,
@@ -33,8 +29,9 @@ def pool_summaries(pools: Sequence[Pool], stats: Sequence[ReplicaStats], duratio
             request_share=requests / finished if finished else 0.0,
             output_tokens=sum(int(s.output_tokens) for s in mine),
             prompt_tokens=sum(int(s.prompt_tokens) for s in mine),
-            busy=share([s.devices * (s.busy_s - s.host_s) for s in mine]),
-            compute=share([s.devices * s.cost.flops / pool.peak_flops for s in mine]),
-            memory_bandwidth=share([s.devices * s.cost.hbm_bytes / pool.hbm_bandwidth
-                                    for s in mine])))
+            busy=device_share([s.devices * (s.busy_s - s.host_s) for s in mine], time),
+            compute=device_share([s.devices * s.cost.flops / pool.peak_flops for s in mine],
+                                 time),
+            memory_bandwidth=device_share([s.devices * s.cost.hbm_bytes / pool.hbm_bandwidth
+                                           for s in mine], time)))
     return out

@@ -33,9 +33,12 @@ import numpy as np
 import simpy
 from simpy.events import Timeout
 
-from simulator.engine.serving.iteration_cost import IterationCost, RunPrice, Usage
+from simulator.engine.serving.decode_steps import RunPrice
+from simulator.engine.serving.iteration_cost import IterationCost
+from simulator.engine.serving.iteration_plan import Plan
 from simulator.engine.serving.metrics import Meter, ReplicaStats, Series
-from simulator.engine.serving.scheduler import Plan, Scheduler
+from simulator.engine.serving.scheduler import Scheduler
+from simulator.engine.serving.usage import Usage
 
 Hook = Callable[["Replica", list[int], list[int], float], None]  # finished, handed off, time
 _LONG_RUN = 64  # runs of more iterations are summed up with numpy

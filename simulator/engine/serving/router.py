@@ -94,7 +94,7 @@ class LeastLoaded:
 class LeastTime:
     """The replica with the least expected completion time for one more request: its
     outstanding requests plus this one, over its speed (requests per second, priced per
-    pool: :func:`~simulator.engine.serving.run.replica_speed`); ties go to the lowest
+    pool: :func:`~simulator.engine.serving.pools.replica_speed`); ties go to the lowest
     index. On a fleet of equal replicas it chooses as :class:`LeastLoaded` does; on a mixed
     fleet a replica twice as fast holds twice the requests, where least_loaded would give
     both the same number and leave the slow one's queue longer in time.

@@ -184,14 +184,18 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     speculation = (None if w.speculative is None
                    else Speculation.of(w.speculative, scenario.model, scenario.seed))
     system, pools = _build(env, scenario, requests, series, jump, workload.prefixes, speculation)
-    scaler = _autoscaler(env, scenario, system, len(requests))
+    replicas = system.replicas + system.decode
+
+    def ended() -> int:
+        """Requests that have completed or been dropped so far."""
+        return system.dropped + sum(r.stats.completed for r in replicas)
+
+    total = len(requests)
+    scaler = _autoscaler(env, scenario, system, lambda: ended() >= total)
     if scaler is not None:
         scaler.start()
     system.start()
-    replicas = system.replicas + system.decode
-    events = _run(env, progress,
-                  lambda: system.dropped + sum(r.stats.completed for r in replicas),
-                  float(len(requests)))
+    events = _run(env, progress, ended, float(total))
     for replica in replicas:
         replica.meter.flush()
         replica.stats.cost = replica.cost.totals(replica.usage)
@@ -237,9 +241,10 @@ def _varying(w: InferenceWorkload) -> str | None:
 
 
 def _autoscaler(env: simpy.Environment, scenario: Scenario, system: ServingSystem,
-                total: int) -> Autoscaler | None:
-    """The pool's autoscaler (``workload.autoscaling``), else None. A started replica
-    reads its whole weights (every device's share) before it serves."""
+                finished: Callable[[], bool]) -> Autoscaler | None:
+    """The pool's autoscaler (``workload.autoscaling``), else None; it stops deciding once
+    ``finished()``. A started replica reads its whole weights (every device's share) before
+    it serves."""
     w = scenario.workload
     assert isinstance(w, InferenceWorkload)
     if w.autoscaling is None:
@@ -247,12 +252,6 @@ def _autoscaler(env: simpy.Environment, scenario: Scenario, system: ServingSyste
     par = w.parallelism
     per_device = inference_footprint(scenario, tp=par.tp, pp=par.pp,
                                      attention_dp=par.attention_dp).parts["weights"]
-    replicas = system.replicas
-
-    def finished() -> bool:
-        """Whether every request has completed or been dropped."""
-        return system.dropped + sum(r.stats.completed for r in replicas) >= total
-
     return Autoscaler(env=env, system=system, policy=w.autoscaling,
                       startup_s=startup_s(w.autoscaling, per_device * par.devices),
                       finished=finished)

@@ -57,8 +57,6 @@ from simulator.profiles.inference import Batching
 if TYPE_CHECKING:
     from simulator.engine.serving.speculative import Speculation
 
-__all__ = ["IterationOutcome", "Plan", "Role", "Scheduler"]
-
 _UNLIMITED = 1 << 62  # the token budget of a static batch's prefill: none
 
 

@@ -40,6 +40,7 @@ from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import ModelProfile
 from simulator.profiles.speculative import Speculative
 from simulator.results.inference import SpeculativeMetrics
+from simulator.search import first_true
 
 
 class SpeculativeCost:
@@ -168,11 +169,4 @@ def break_even_batch(plain: IterationCost, speculative: IterationCost, rate: flo
 
     if not hurts(largest):
         return None
-    lo, hi = 0, largest  # speculation pays at lo (0: nothing yet known), not at hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if hurts(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return first_true(hurts, 0, largest)  # 0: nothing yet known; it hurts at ``largest``

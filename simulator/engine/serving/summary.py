@@ -63,8 +63,13 @@ class _Span:
 
     def share(self, device_seconds: list[float]) -> float:
         """The fraction of the fleet's time that ``device_seconds`` add up to."""
-        device_time = self.accelerators * self.duration
-        return min(1.0, sum(device_seconds) / device_time) if device_time > 0 else 0.0
+        return device_share(device_seconds, self.accelerators * self.duration)
+
+
+def device_share(device_seconds: list[float], device_time: float) -> float:
+    """The fraction of ``device_time`` (devices x seconds) that ``device_seconds`` add up
+    to, at most 1 (0 over no time): how busy the fleet, or one pool of it, was."""
+    return min(1.0, sum(device_seconds) / device_time) if device_time > 0 else 0.0
 
 
 def interval_average(starts: np.ndarray, ends: np.ndarray, edges: np.ndarray) -> np.ndarray:
