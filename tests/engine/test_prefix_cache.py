@@ -120,3 +120,6 @@ def test_the_prefill_skips_cached_tokens_and_its_attention_reads_them():
     assert second.prompt_pairs == 200 * 1024 + 200 * 201 // 2
     assert second.blocks == in_use + 13
     assert sched.requests.cached_tokens.tolist() == [0, 1024]
+    # the prompt is served whole when its last chunk runs, its cached 1,024 tokens included
+    # (what the steady window counts as prompt tokens produced)
+    assert first.prompt_produced == 1224 and second.prompt_produced == 1224

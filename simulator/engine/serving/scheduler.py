@@ -271,10 +271,11 @@ class Scheduler:
                 self.prompt_blocks += ceil_div(target, self.block)
                 plan.chunks.append((r, q))
                 plan.prompt_tokens += q
-                plan.prompt_produced += self._credit(r, q)
                 plan.prompt_pairs += q * (q + 1) // 2
                 if self.prefix is not None:
                     self._take_cached(r, plan, q, found)
+                # served up to the chunk's end: a prompt's cached tokens are served too
+                plan.prompt_produced += self._credit(r, reqs.done[r] + q)
                 budget -= q
             plan.blocks += blocks
             if self.prefix is not None:
