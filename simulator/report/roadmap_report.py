@@ -35,24 +35,38 @@ def roadmap_csv(data: Mapping[str, Any]) -> str:
     return _csv(header, rows)
 
 
-def fleet_plot(data: Mapping[str, Any]) -> bytes:
-    """Stacked accelerators per option (and owned) by month, with peak demand and capacity
-    in requests/s on a second axis."""
+def _stacked_bars(ax: Any, data: Mapping[str, Any], owned: str, by_option: str) -> Any:
+    """One bar per month, labelled below, stacked from the owned fleet's ``owned`` figure
+    and each serving option's entry of ``by_option`` (0 where it has none that month);
+    return the months' x positions."""
     periods = data["periods"]
-    labels = [p["label"] for p in periods]
     x = np.arange(len(periods))
-    fig = _figure((10.0, 5.0))
-    ax = fig.subplots()
     bottom = np.zeros(len(periods))
-    stacks = [("owned", [p["owned_accelerators"] for p in periods])]
-    stacks += [(o["id"], [p["accelerators"].get(o["id"], 0) for p in periods])
+    stacks = [("owned", [p[owned] for p in periods])]
+    stacks += [(o["id"], [p[by_option].get(o["id"], 0) for p in periods])
                for o in data["options"] if o["serves"]]
     for i, (name, values) in enumerate(stacks):
         ax.bar(x, values, 0.7, bottom=bottom, color=PALETTE[i % len(PALETTE)], label=name)
         bottom += np.asarray(values, dtype=float)
-    ax.set_ylabel("accelerators in service")
+    return _month_ticks(ax, periods)
+
+
+def _month_ticks(ax: Any, periods: Sequence[Mapping[str, Any]]) -> Any:
+    """Label the x axis with the months; return their positions."""
+    x = np.arange(len(periods))
     ax.set_xticks(x)
-    ax.set_xticklabels(labels, rotation=45, ha="right")
+    ax.set_xticklabels([p["label"] for p in periods], rotation=45, ha="right")
+    return x
+
+
+def fleet_plot(data: Mapping[str, Any]) -> bytes:
+    """Stacked accelerators per option (and owned) by month, with peak demand and capacity
+    in requests/s on a second axis."""
+    periods = data["periods"]
+    fig = _figure((10.0, 5.0))
+    ax = fig.subplots()
+    x = _stacked_bars(ax, data, "owned_accelerators", "accelerators")
+    ax.set_ylabel("accelerators in service")
     rate = ax.twinx()
     rate.plot(x, [p["peak_per_s"] for p in periods], color="#000000", marker="o",
               label="peak demand (req/s)")
@@ -71,19 +85,9 @@ def fleet_plot(data: Mapping[str, Any]) -> bytes:
 
 def cost_plot(data: Mapping[str, Any]) -> bytes:
     """The monthly cost stacked by option (and owned), in USD."""
-    periods = data["periods"]
-    x = np.arange(len(periods))
     fig = _figure((10.0, 4.5))
     ax = fig.subplots()
-    bottom = np.zeros(len(periods))
-    stacks = [("owned", [p["owned_cost_usd"] for p in periods])]
-    stacks += [(o["id"], [p["cost_by_option_usd"].get(o["id"], 0.0) for p in periods])
-               for o in data["options"] if o["serves"]]
-    for i, (name, values) in enumerate(stacks):
-        ax.bar(x, values, 0.7, bottom=bottom, color=PALETTE[i % len(PALETTE)], label=name)
-        bottom += np.asarray(values, dtype=float)
-    ax.set_xticks(x)
-    ax.set_xticklabels([p["label"] for p in periods], rotation=45, ha="right")
+    _stacked_bars(ax, data, "owned_cost_usd", "cost_by_option_usd")
     ax.set_ylabel("cost per month (USD)")
     ax.set_title("Cost stack")
     ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
@@ -103,8 +107,7 @@ def slo_plot(data: Mapping[str, Any]) -> bytes:
            label="peak carried within the SLO")
     ax.axhline(1.0, color="#333333", linestyle="--", linewidth=1, label="all of the peak")
     ax.set_ylim(0, 1.05)
-    ax.set_xticks(x)
-    ax.set_xticklabels([p["label"] for p in periods], rotation=45, ha="right")
+    _month_ticks(ax, periods)
     ax.set_ylabel("share of the peak")
     ax.set_title("SLO attainment at each month's peak")
     ax.legend(loc="lower left", fontsize="small")
