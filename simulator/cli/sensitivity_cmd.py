@@ -4,8 +4,6 @@ on the headline metric with its 95% interval."""
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 
 from rich.table import Table
@@ -18,6 +16,7 @@ from simulator.report.columns import fmt, header, humanised, labelled
 from simulator.report.console import stdout_console
 from simulator.report.files import write_atomic
 from simulator.report.json_text import strict_json
+from simulator.report.outputs import csv_text
 from simulator.report.progress import progress_bar
 from simulator.studies.executors import ReportingExecutor
 from simulator.studies.paired import Interval
@@ -96,12 +95,8 @@ def sensitivity(args: argparse.Namespace) -> int:
 
 def _csv(result: SensitivityResult) -> str:
     header, rows = result.csv_rows()
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([["" if v is None else repr(v) if isinstance(v, float) else v
-                       for v in row] for row in rows])
-    return buffer.getvalue()
+    return csv_text(header, [["" if v is None else repr(v) if isinstance(v, float) else v
+                              for v in row] for row in rows])
 
 
 def _quantity(value: float, unit: str) -> str:

@@ -16,7 +16,7 @@ from matplotlib.ticker import StrMethodFormatter
 
 from simulator.report.html import Section, figure, notes, page, table
 from simulator.report.json_text import strict_json
-from simulator.report.outputs import _csv, write_files
+from simulator.report.outputs import csv_text, write_files
 from simulator.report.plots import PALETTE, _figure, _png
 
 CSV_FIELDS = ("month", "label", "peak_per_s", "required_per_s", "capacity_per_s",
@@ -32,7 +32,7 @@ def roadmap_csv(data: Mapping[str, Any]) -> str:
     header = [*CSV_FIELDS, *(f"units_{i}" for i in ids), *(f"cost_usd_{i}" for i in ids)]
     rows = [[p[f] for f in CSV_FIELDS] + [p["units"].get(i, 0) for i in ids]
             + [p["cost_by_option_usd"].get(i, 0.0) for i in ids] for p in data["periods"]]
-    return _csv(header, rows)
+    return csv_text(header, rows)
 
 
 def _stacked_bars(ax: Any, data: Mapping[str, Any], owned: str, by_option: str) -> Any:
