@@ -137,7 +137,7 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
 
 
 def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing,
-                 whole: InferenceResult | None = None, running: float = 1.0) -> SteadyState:
+                 whole: InferenceResult, running: float) -> SteadyState:
     """The steady window priced like a run of its own: the billed fleet's energy is the
     integral of its power over the window (power is linear in the window's busy and HBM
     fractions, so their averages give the integral exactly), its cost the cost block over the
@@ -146,7 +146,7 @@ def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing,
     (the window is measured for the fleet, not per pool). ``running``: the share of the
     fleet an autoscaled, rented pool ran (its window is the whole run)."""
     t, use = window.duration_s, window.utilization
-    if whole is not None and whole.inference.pools:
+    if whole.inference.pools:
         run = whole.utilization
         cost = pools_cost(scenario, whole.inference.pools, t, billing, scale=(
             use.busy / run.busy if run.busy else 0.0,
