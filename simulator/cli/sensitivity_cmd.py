@@ -17,8 +17,6 @@ from simulator.report.console import stdout_console
 from simulator.report.files import write_atomic
 from simulator.report.json_text import strict_json
 from simulator.report.outputs import csv_text
-from simulator.report.progress import progress_bar
-from simulator.studies.executors import ReportingExecutor
 from simulator.studies.paired import Interval
 from simulator.studies.sensitivity import (
     DEFAULT_SERVING_SEEDS,
@@ -70,17 +68,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def sensitivity(args: argparse.Namespace) -> int:
     """``xpusim sensitivity``: perturb each hardware parameter over the seeds, print the ranked
     effects as JSON or a table, and write them to ``--out``."""
-    from simulator.cli.sweep_cmd import base_from, executor_from, print_json
+    from simulator.cli.sweep_cmd import base_from, print_json, reporting_executor
 
     out = output_file(args.out, "--out", parents=args.parents) if args.out else None
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise InputError(f"--out {args.out}: give a .csv or .json file name")
     base = base_from(args)
     refuse_pools(base.data, "sensitivity")
-    with executor_from(args) as pool, progress_bar("sensitivity", quiet=args.quiet,
-                                                   counts=True) as bar:
+    with reporting_executor(args, "sensitivity") as executor:
         result = run_sensitivity(base, delta=args.delta, metric=args.metric, only=args.only,
-                                 seeds=args.seeds, executor=ReportingExecutor(pool, bar))
+                                 seeds=args.seeds, executor=executor)
     if out is not None:
         write_atomic(out, strict_json(result.as_dict()) + "\n"
                      if out.suffix.lower() == ".json" else _csv(result))
