@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from simulator.confidence import confidence_of
-from simulator.economics.cost import cost_per_million_tokens, price_warnings, run_cost
+from simulator.economics.cost import billed_cost, cost_per_million_tokens, price_warnings
 from simulator.economics.fleet import Billing, fleet_of, fleet_warnings
 from simulator.economics.pool_cost import PoolsCost, pools_cost, pools_warnings
-from simulator.economics.power import Activity
 from simulator.errors import DoesNotFit
 from simulator.perf.footprint import scenario_footprint
 from simulator.profiles.cost import CostMode
@@ -138,7 +137,7 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
 
 
 def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing,
-                 whole: InferenceResult | None = None, running: float = 1.0) -> SteadyState:
+                 whole: InferenceResult, running: float) -> SteadyState:
     """The steady window priced like a run of its own: the billed fleet's energy is the
     integral of its power over the window (power is linear in the window's busy and HBM
     fractions, so their averages give the integral exactly), its cost the cost block over the
@@ -147,17 +146,16 @@ def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing,
     (the window is measured for the fleet, not per pool). ``running``: the share of the
     fleet an autoscaled, rented pool ran (its window is the whole run)."""
     t, use = window.duration_s, window.utilization
-    if whole is not None and whole.inference.pools:
+    if whole.inference.pools:
         run = whole.utilization
         cost = pools_cost(scenario, whole.inference.pools, t, billing, scale=(
             use.busy / run.busy if run.busy else 0.0,
             use.memory_bandwidth / run.memory_bandwidth if run.memory_bandwidth else 0.0)).total
     else:
-        n = fleet_of(scenario, billing).billed * running
-        spread = scenario.cluster.accelerators / n  # activity spread over the billed devices
-        cost = run_cost(scenario.hardware, scenario.cost, n,
-                        Activity(t, min(1.0, use.busy * spread),
-                                 min(1.0, use.memory_bandwidth * spread)))
+        cost = billed_cost(scenario.hardware, scenario.cost,
+                           billed=fleet_of(scenario, billing).billed * running,
+                           used=scenario.cluster.accelerators, time_s=t, busy=use.busy,
+                           memory_bandwidth=use.memory_bandwidth)
     tokens = window.prompt_tokens + window.output_tokens
     return SteadyState(
         **dict(window), energy_kwh=cost.energy_kwh, average_power_w=cost.average_power_w,
@@ -203,11 +201,10 @@ def _priced(scenario: Scenario, memory: MemoryReport, time_s: float, util: Utili
         fleet = fleet_of(scenario, billing)
         billed = fleet.billed
         n = billed * running  # autoscaled and rented: the replica-time that ran
-        # The engines average activity over cluster.accelerators; spread it over the billed
-        spread = scenario.cluster.accelerators / n
-        activity = Activity(time_s, min(1.0, util.busy * spread),
-                            min(1.0, util.memory_bandwidth * spread))
-        cost = run_cost(scenario.hardware, scenario.cost, n, activity)
+        # the engines average activity over cluster.accelerators; billed_cost spreads it
+        cost = billed_cost(scenario.hardware, scenario.cost, billed=n,
+                           used=scenario.cluster.accelerators, time_s=time_s, busy=util.busy,
+                           memory_bandwidth=util.memory_bandwidth)
         used, units, unit = fleet.used, fleet.units, fleet.unit.name
         warnings = fleet_warnings(scenario, fleet) + price_warnings(scenario.hardware,
                                                                      scenario.cost)

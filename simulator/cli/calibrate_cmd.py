@@ -22,8 +22,6 @@ from simulator.calibration.measurements import load_measurements
 from simulator.calibration.profile_out import record, write_outputs
 from simulator.errors import InputError
 from simulator.report.console import stdout_console
-from simulator.report.progress import progress_bar
-from simulator.studies.executors import ReportingExecutor
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -60,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     """``xpusim calibrate``: fit, write the profile, print the report."""
-    from simulator.cli.sweep_cmd import executor_from, print_json
+    from simulator.cli.sweep_cmd import print_json, reporting_executor
 
     path = Path(args.file)
     spec, measurements = load_measurements(path)
@@ -74,10 +72,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     noise = spec.noise if args.noise is None else args.noise
     if not 0 < noise < 1:
         raise InputError(f"--noise must be a fraction between 0 and 1, got {noise}")
-    with executor_from(args) as pool, progress_bar("calibrating", quiet=args.quiet,
-                                                   counts=True) as bar:
-        result = calibrate(forward, names=names, noise=noise,
-                           executor=ReportingExecutor(pool, bar))
+    with reporting_executor(args, "calibrating") as executor:
+        result = calibrate(forward, names=names, noise=noise, executor=executor)
     new_id = args.new_id or f"{forward.hardware['id']}-calibrated"
     out = Path(args.out) if args.out else Path.cwd() / f"{new_id}.yaml"
     command = "xpusim calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:])

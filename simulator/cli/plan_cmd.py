@@ -27,8 +27,6 @@ from simulator.profiles.precision import Precision
 from simulator.profiles.training import Recompute
 from simulator.report.columns import column_cells
 from simulator.report.console import stdout_console
-from simulator.report.progress import progress_bar
-from simulator.studies.executors import ReportingExecutor
 from simulator.studies.plan import DROPPED, PlanResult
 from simulator.studies.plan_serving import plan_serving
 from simulator.studies.plan_training import plan_training
@@ -148,16 +146,14 @@ def error_limit(text: str) -> float:
 def plan(args: argparse.Namespace) -> int:
     """``xpusim plan``: plan a serving or a training scenario (by its kind), write the evaluated
     points and the Pareto plot, print the answer."""
-    from simulator.cli.sweep_cmd import base_from, executor_from, print_json
+    from simulator.cli.sweep_cmd import base_from, print_json, reporting_executor
 
     out = output_file(args.out, "--out", parents=args.parents) if args.out else None
     plot = None if args.no_plot else output_file(
         args.plot or f"{Path(args.file).stem}-plan.png", "--plot", parents=args.parents)
     base = base_from(args)
     refuse_pools(base.data, "plan")
-    with executor_from(args) as pool, progress_bar("planning", quiet=args.quiet,
-                                                   counts=True) as bar:
-        executor = ReportingExecutor(pool, bar)
+    with reporting_executor(args, "planning") as executor:
         if base.kind == "training":
             if args.capacity:
                 raise InputError("--capacity searches the arrival rate a serving deployment "

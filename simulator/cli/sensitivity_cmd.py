@@ -4,8 +4,6 @@ on the headline metric with its 95% interval."""
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 
 from rich.table import Table
@@ -18,8 +16,7 @@ from simulator.report.columns import fmt, header, humanised, labelled
 from simulator.report.console import stdout_console
 from simulator.report.files import write_atomic
 from simulator.report.json_text import strict_json
-from simulator.report.progress import progress_bar
-from simulator.studies.executors import ReportingExecutor
+from simulator.report.outputs import csv_text
 from simulator.studies.paired import Interval
 from simulator.studies.sensitivity import (
     DEFAULT_SERVING_SEEDS,
@@ -71,17 +68,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def sensitivity(args: argparse.Namespace) -> int:
     """``xpusim sensitivity``: perturb each hardware parameter over the seeds, print the ranked
     effects as JSON or a table, and write them to ``--out``."""
-    from simulator.cli.sweep_cmd import base_from, executor_from, print_json
+    from simulator.cli.sweep_cmd import base_from, print_json, reporting_executor
 
     out = output_file(args.out, "--out", parents=args.parents) if args.out else None
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise InputError(f"--out {args.out}: give a .csv or .json file name")
     base = base_from(args)
     refuse_pools(base.data, "sensitivity")
-    with executor_from(args) as pool, progress_bar("sensitivity", quiet=args.quiet,
-                                                   counts=True) as bar:
+    with reporting_executor(args, "sensitivity") as executor:
         result = run_sensitivity(base, delta=args.delta, metric=args.metric, only=args.only,
-                                 seeds=args.seeds, executor=ReportingExecutor(pool, bar))
+                                 seeds=args.seeds, executor=executor)
     if out is not None:
         write_atomic(out, strict_json(result.as_dict()) + "\n"
                      if out.suffix.lower() == ".json" else _csv(result))
@@ -96,12 +92,8 @@ def sensitivity(args: argparse.Namespace) -> int:
 
 def _csv(result: SensitivityResult) -> str:
     header, rows = result.csv_rows()
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([["" if v is None else repr(v) if isinstance(v, float) else v
-                       for v in row] for row in rows])
-    return buffer.getvalue()
+    return csv_text(header, [["" if v is None else repr(v) if isinstance(v, float) else v
+                              for v in row] for row in rows])
 
 
 def _quantity(value: float, unit: str) -> str:

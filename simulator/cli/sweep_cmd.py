@@ -28,7 +28,8 @@ from simulator.profiles.overrides import apply_overrides
 from simulator.report.columns import column_cells, fmt, humanised
 from simulator.report.console import printable, stderr_console, stdout_console
 from simulator.report.json_text import strict_json
-from simulator.studies.executors import make_executor
+from simulator.report.progress import progress_bar as counted_progress
+from simulator.studies.executors import ReportingExecutor, make_executor
 from simulator.studies.grid import build_points, parse_axis
 from simulator.studies.rows import Base
 from simulator.studies.sweep import SweepOutcome, run_sweep
@@ -64,6 +65,16 @@ def add_set_flag(parser: argparse.ArgumentParser) -> None:
 def executor_from(args: argparse.Namespace):
     """The executor the study flags ask for (a context manager that releases its workers)."""
     return make_executor(args.backend, args.jobs, args.address)
+
+
+@contextmanager
+def reporting_executor(args: argparse.Namespace, label: str) -> Iterator[ReportingExecutor]:
+    """The executor the study flags ask for, drawing a ``label`` progress bar (after the first
+    second, unless ``--quiet``) as its items finish: how ``plan``, ``sensitivity`` and
+    ``calibrate`` run their points."""
+    with executor_from(args) as pool, \
+            counted_progress(label, quiet=args.quiet, counts=True) as bar:
+        yield ReportingExecutor(pool, bar)
 
 
 def base_from(args: argparse.Namespace) -> Base:

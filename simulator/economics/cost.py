@@ -82,6 +82,16 @@ def run_cost(hardware: HardwareProfile, assumptions: CostAssumptions, accelerato
                       breakdown_usd=breakdown, mode=assumptions.mode.value)
 
 
+def billed_cost(hardware: HardwareProfile, assumptions: CostAssumptions, *, billed: float,
+                used: float, time_s: float, busy: float, memory_bandwidth: float) -> CostReport:
+    """:func:`run_cost` of ``billed`` devices when the engine measured ``busy`` and
+    ``memory_bandwidth`` as averages over the ``used`` ones: the same work spread over the
+    billed devices (idle spares lower the average), each fraction capped at 1."""
+    spread = used / billed
+    return run_cost(hardware, assumptions, billed,
+                    Activity(time_s, min(1.0, busy * spread), min(1.0, memory_bandwidth * spread)))
+
+
 def price_warnings(hardware: HardwareProfile, assumptions: CostAssumptions) -> list[str]:
     """A warning when the run is priced with the profile's illustrative prices (the
     template's example figures), not with a quote or the scenario's own ``cost`` figures."""

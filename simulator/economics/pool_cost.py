@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from simulator.economics.cost import CostReport, price_warnings, run_cost
+from simulator.economics.cost import CostReport, billed_cost, price_warnings
 from simulator.economics.fleet import Billing, Fleet, fleet_of, fleet_warnings
-from simulator.economics.power import Activity
 from simulator.profiles.scenario import Scenario
 
 
@@ -59,11 +58,11 @@ def pools_cost(scenario: Scenario, pools: Sequence[PoolActivity], time_s: float,
     fleets, costs = [], []
     for part, pool in zip(scenario.pools(), pools, strict=True):
         fleet = fleet_of(part, billing)
-        spread = pool.accelerators / fleet.billed  # activity spread over the billed devices
-        activity = Activity(time_s, min(1.0, pool.busy * scale[0] * spread),
-                            min(1.0, pool.memory_bandwidth * scale[1] * spread))
         fleets.append(fleet)
-        costs.append(run_cost(part.hardware, part.cost, fleet.billed, activity))
+        costs.append(billed_cost(part.hardware, part.cost, billed=fleet.billed,
+                                 used=pool.accelerators, time_s=time_s,
+                                 busy=pool.busy * scale[0],
+                                 memory_bandwidth=pool.memory_bandwidth * scale[1]))
     breakdown: dict[str, float] = {}
     for cost in costs:
         for key, value in cost.breakdown_usd.items():

@@ -30,7 +30,8 @@ from simulator.results import Result
 Files = dict[str, str | bytes]  # relative path -> content
 
 
-def _csv(header: list[str], rows: list[list]) -> str:
+def csv_text(header: list[str], rows: list[list]) -> str:
+    """``header`` and ``rows`` as CSV text (the format of every CSV xpusim writes)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -56,19 +57,19 @@ def data_files(result: Result) -> Files:
         t = result.training
         rows = [[name, value, value / t.step_time_s] for name, value in
                 t.breakdown_s.model_dump().items()]
-        files["step_breakdown.csv"] = _csv(["part", "seconds", "share"], rows)
+        files["step_breakdown.csv"] = csv_text(["part", "seconds", "share"], rows)
     if result.confidence is not None:
-        files["confidence.csv"] = _csv(CSV_HEADER, confidence_csv_rows(result.confidence))
+        files["confidence.csv"] = csv_text(CSV_HEADER, confidence_csv_rows(result.confidence))
     if result.requests is not None:
         files["requests.csv"] = requests_csv(result.requests)
     if result.inference is not None:
         series = result.inference.time_series.model_dump()
         columns = [k for k, v in series.items() if isinstance(v, list)]
         rows = [list(values) for values in zip(*(series[c] for c in columns), strict=True)]
-        files["time_series.csv"] = _csv(columns, rows)
+        files["time_series.csv"] = csv_text(columns, rows)
         scaled = result.inference.autoscaling
         if scaled is not None:
-            files["replicas.csv"] = _csv(["t_s", "billed", "serving"], [
+            files["replicas.csv"] = csv_text(["t_s", "billed", "serving"], [
                 list(row) for row in zip(scaled.t_s, scaled.billed, scaled.serving,
                                          strict=True)])
     return files
@@ -156,7 +157,7 @@ def comparison_csv(data: Mapping[str, Any]) -> str:
                      row["layout"],
                      *(_cell(row["metrics"].get(k)) for k in keys),
                      *(_cell(row["ratios"].get(k)) for k in keys)])
-    return _csv(header, rows)
+    return csv_text(header, rows)
 
 
 def _cell(value: float | None) -> str:

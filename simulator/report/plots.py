@@ -18,6 +18,7 @@ import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator
@@ -121,6 +122,18 @@ def _seconds(value: float) -> str:
     return f"{value:.3g} s"
 
 
+def _arrivals_axis(ax: Axes, right: Axes, ts: TimeSeries) -> None:
+    """Plot the requests arriving per second on ``right`` (a twin of ``ax`` in requests/s)
+    and give ``ax`` one legend for the lines of both axes. Results written before arrivals
+    were recorded lack them, and plot without."""
+    if len(ts.arrivals_per_s) == len(ts.t_s):
+        right.plot(ts.t_s, ts.arrivals_per_s, color=PALETTE[2], linestyle=":",
+                   label="arriving requests/s")
+    right.set_ylabel("requests/s")
+    lines = ax.get_lines() + right.get_lines()
+    ax.legend(lines, [str(line.get_label()) for line in lines], loc="upper right")
+
+
 def throughput_over_time(ts: TimeSeries) -> bytes:
     """Output tokens/s, and completed and arriving requests/s, per time bin, on two
     axes."""
@@ -133,12 +146,7 @@ def throughput_over_time(ts: TimeSeries) -> bytes:
     right = ax.twinx()
     right.plot(t, ts.requests_per_s, color=PALETTE[1], linestyle="--",
                label="completed requests/s")
-    if len(ts.arrivals_per_s) == len(t):  # (results written before it was recorded lack it)
-        right.plot(t, ts.arrivals_per_s, color=PALETTE[2], linestyle=":",
-                   label="arriving requests/s")
-    right.set_ylabel("requests/s")
-    lines = ax.get_lines() + right.get_lines()
-    ax.legend(lines, [str(line.get_label()) for line in lines], loc="upper right")
+    _arrivals_axis(ax, right, ts)
     ax.set_title(f"Throughput over time ({ts.bin_s:.3g} s bins)")
     ax.grid(alpha=0.3)
     return _png(figure)
@@ -155,13 +163,7 @@ def replicas_over_time(a: AutoscalingMetrics, ts: TimeSeries) -> bytes:
     ax.step(t, [*a.serving, a.serving[-1]], where="post", color=PALETTE[0], label="serving")
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel("replicas")
-    right = ax.twinx()
-    if len(ts.arrivals_per_s) == len(ts.t_s):
-        right.plot(ts.t_s, ts.arrivals_per_s, color=PALETTE[2], linestyle=":",
-                   label="arriving requests/s")
-    right.set_ylabel("requests/s")
-    lines = ax.get_lines() + right.get_lines()
-    ax.legend(lines, [str(line.get_label()) for line in lines], loc="upper right")
+    _arrivals_axis(ax, ax.twinx(), ts)
     ax.set_title(f"Replicas over time (start-up delay {_seconds(a.startup_s)})")
     ax.grid(alpha=0.3)
     return _png(figure)

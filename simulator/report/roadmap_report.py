@@ -16,7 +16,7 @@ from matplotlib.ticker import StrMethodFormatter
 
 from simulator.report.html import Section, figure, notes, page, table
 from simulator.report.json_text import strict_json
-from simulator.report.outputs import _csv, write_files
+from simulator.report.outputs import csv_text, write_files
 from simulator.report.plots import PALETTE, _figure, _png
 
 CSV_FIELDS = ("month", "label", "peak_per_s", "required_per_s", "capacity_per_s",
@@ -32,27 +32,41 @@ def roadmap_csv(data: Mapping[str, Any]) -> str:
     header = [*CSV_FIELDS, *(f"units_{i}" for i in ids), *(f"cost_usd_{i}" for i in ids)]
     rows = [[p[f] for f in CSV_FIELDS] + [p["units"].get(i, 0) for i in ids]
             + [p["cost_by_option_usd"].get(i, 0.0) for i in ids] for p in data["periods"]]
-    return _csv(header, rows)
+    return csv_text(header, rows)
+
+
+def _stacked_bars(ax: Any, data: Mapping[str, Any], owned: str, by_option: str) -> Any:
+    """One bar per month, labelled below, stacked from the owned fleet's ``owned`` figure
+    and each serving option's entry of ``by_option`` (0 where it has none that month);
+    return the months' x positions."""
+    periods = data["periods"]
+    x = np.arange(len(periods))
+    bottom = np.zeros(len(periods))
+    stacks = [("owned", [p[owned] for p in periods])]
+    stacks += [(o["id"], [p[by_option].get(o["id"], 0) for p in periods])
+               for o in data["options"] if o["serves"]]
+    for i, (name, values) in enumerate(stacks):
+        ax.bar(x, values, 0.7, bottom=bottom, color=PALETTE[i % len(PALETTE)], label=name)
+        bottom += np.asarray(values, dtype=float)
+    return _month_ticks(ax, periods)
+
+
+def _month_ticks(ax: Any, periods: Sequence[Mapping[str, Any]]) -> Any:
+    """Label the x axis with the months; return their positions."""
+    x = np.arange(len(periods))
+    ax.set_xticks(x)
+    ax.set_xticklabels([p["label"] for p in periods], rotation=45, ha="right")
+    return x
 
 
 def fleet_plot(data: Mapping[str, Any]) -> bytes:
     """Stacked accelerators per option (and owned) by month, with peak demand and capacity
     in requests/s on a second axis."""
     periods = data["periods"]
-    labels = [p["label"] for p in periods]
-    x = np.arange(len(periods))
     fig = _figure((10.0, 5.0))
     ax = fig.subplots()
-    bottom = np.zeros(len(periods))
-    stacks = [("owned", [p["owned_accelerators"] for p in periods])]
-    stacks += [(o["id"], [p["accelerators"].get(o["id"], 0) for p in periods])
-               for o in data["options"] if o["serves"]]
-    for i, (name, values) in enumerate(stacks):
-        ax.bar(x, values, 0.7, bottom=bottom, color=PALETTE[i % len(PALETTE)], label=name)
-        bottom += np.asarray(values, dtype=float)
+    x = _stacked_bars(ax, data, "owned_accelerators", "accelerators")
     ax.set_ylabel("accelerators in service")
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels, rotation=45, ha="right")
     rate = ax.twinx()
     rate.plot(x, [p["peak_per_s"] for p in periods], color="#000000", marker="o",
               label="peak demand (req/s)")
@@ -71,19 +85,9 @@ def fleet_plot(data: Mapping[str, Any]) -> bytes:
 
 def cost_plot(data: Mapping[str, Any]) -> bytes:
     """The monthly cost stacked by option (and owned), in USD."""
-    periods = data["periods"]
-    x = np.arange(len(periods))
     fig = _figure((10.0, 4.5))
     ax = fig.subplots()
-    bottom = np.zeros(len(periods))
-    stacks = [("owned", [p["owned_cost_usd"] for p in periods])]
-    stacks += [(o["id"], [p["cost_by_option_usd"].get(o["id"], 0.0) for p in periods])
-               for o in data["options"] if o["serves"]]
-    for i, (name, values) in enumerate(stacks):
-        ax.bar(x, values, 0.7, bottom=bottom, color=PALETTE[i % len(PALETTE)], label=name)
-        bottom += np.asarray(values, dtype=float)
-    ax.set_xticks(x)
-    ax.set_xticklabels([p["label"] for p in periods], rotation=45, ha="right")
+    _stacked_bars(ax, data, "owned_cost_usd", "cost_by_option_usd")
     ax.set_ylabel("cost per month (USD)")
     ax.set_title("Cost stack")
     ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
@@ -103,8 +107,7 @@ def slo_plot(data: Mapping[str, Any]) -> bytes:
            label="peak carried within the SLO")
     ax.axhline(1.0, color="#333333", linestyle="--", linewidth=1, label="all of the peak")
     ax.set_ylim(0, 1.05)
-    ax.set_xticks(x)
-    ax.set_xticklabels([p["label"] for p in periods], rotation=45, ha="right")
+    _month_ticks(ax, periods)
     ax.set_ylabel("share of the peak")
     ax.set_title("SLO attainment at each month's peak")
     ax.legend(loc="lower left", fontsize="small")

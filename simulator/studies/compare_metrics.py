@@ -28,6 +28,14 @@ class Metric:
 # on held-out published measurements; extrapolation goes into the row's notes.
 EXPECTED_ERROR = Metric(key="expected_error", label="expected error (throughput, cost)",
                         unit="fraction", better="lower", headline=False)
+# The run's economics, shown alike for serving at a fixed load and for training.
+COST_PER_MILLION_TOKENS = Metric(key="cost_per_million_tokens_usd",
+                                 label="cost per million tokens", unit="USD", better="lower")
+ENERGY_PER_TOKEN = Metric(key="energy_per_token_j", label="energy per token", unit="J",
+                          better="lower")
+FACILITY_POWER = Metric(key="average_power_w", label="facility power", unit="W",
+                        better="neither", headline=False)
+RUN_COST = Metric(key="cost_usd", label="cost of the run", unit="USD", better="lower")
 INFERENCE_METRICS = (
     Metric(key="output_tokens_per_s", label="throughput", unit="output tokens/s", better="higher"),
     Metric(key="output_tokens_per_s_per_accelerator", label="throughput per accelerator",
@@ -40,12 +48,10 @@ INFERENCE_METRICS = (
     Metric(key="slo_attainment", label="SLO attainment",
            unit="fraction", better="higher", headline=False),
     Metric(key="utilization", label="compute utilization", unit="fraction", better="higher"),
-    Metric(key="cost_per_million_tokens_usd", label="cost per million tokens",
-           unit="USD", better="lower"),
-    Metric(key="energy_per_token_j", label="energy per token", unit="J", better="lower"),
-    Metric(key="average_power_w", label="facility power",
-           unit="W", better="neither", headline=False),
-    Metric(key="cost_usd", label="cost of the run", unit="USD", better="lower"),
+    COST_PER_MILLION_TOKENS,
+    ENERGY_PER_TOKEN,
+    FACILITY_POWER,
+    RUN_COST,
     EXPECTED_ERROR,
 )
 TRAINING_METRICS = (
@@ -56,13 +62,11 @@ TRAINING_METRICS = (
     Metric(key="mfu", label="MFU", unit="fraction", better="higher"),
     Metric(key="utilization", label="compute utilization",
            unit="fraction", better="higher", headline=False),
-    Metric(key="cost_per_million_tokens_usd", label="cost per million tokens",
-           unit="USD", better="lower"),
-    Metric(key="energy_per_token_j", label="energy per token", unit="J", better="lower"),
-    Metric(key="average_power_w", label="facility power",
-           unit="W", better="neither", headline=False),
+    COST_PER_MILLION_TOKENS,
+    ENERGY_PER_TOKEN,
+    FACILITY_POWER,
     Metric(key="wall_time_s", label="time to train (with failures)", unit="s", better="lower"),
-    Metric(key="cost_usd", label="cost of the run", unit="USD", better="lower"),
+    RUN_COST,
     EXPECTED_ERROR,
 )
 

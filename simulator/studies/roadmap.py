@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulator.economics.cost import HOURS_PER_MONTH, CostReport, run_cost
-from simulator.economics.power import Activity
+from simulator.economics.cost import HOURS_PER_MONTH, CostReport, billed_cost
 from simulator.errors import InputError, XpusimError
 from simulator.profiles.catalog import load_hardware, looks_like_path
 from simulator.profiles.hardware import HardwareProfile
@@ -154,10 +153,8 @@ def _month_cost(hw: HardwareProfile, price: Price, site: Site, accelerators: int
                 replica: Replica, used: int) -> CostReport:
     """A month of ``accelerators`` devices, ``used`` of them as busy as the replica at its
     sustainable rate."""
-    spread = used / accelerators if accelerators else 0.0
-    activity = Activity(MONTH_S, min(1.0, replica.busy * spread),
-                        min(1.0, replica.memory * spread))
-    return run_cost(hw, cost_assumptions(price, site), accelerators, activity)
+    return billed_cost(hw, cost_assumptions(price, site), billed=accelerators, used=used,
+                       time_s=MONTH_S, busy=replica.busy, memory_bandwidth=replica.memory)
 
 
 def _block(hw: HardwareProfile, replica: Replica, price: Price, site: Site) -> Block:
