@@ -269,7 +269,8 @@ def problem(spec: Roadmap, figs: Figures, peaks: list[float]) -> Problem:
                               min_term_months=h.price.lease_term_months
                               if h.price.mode is PriceMode.LEASE else 0))
     return Problem(required_per_s=tuple(p * (1 + spec.headroom) for p in peaks),
-                   existing_per_s=tuple(figs.owned_capacity), options=tuple(options))
+                   existing_per_s=tuple(figs.owned_capacity), options=tuple(options),
+                   day_shape=spec.demand.day_shape())
 
 
 def scaled_growth(peaks: list[float], multiplier: float) -> list[float]:

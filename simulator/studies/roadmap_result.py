@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from simulator.economics.cost import HOURS_PER_MONTH
 from simulator.studies.roadmap import (
     DAYS_PER_MONTH,
     Figures,
@@ -87,21 +88,24 @@ def _owned(spec: Roadmap, figs: Figures, index: int) -> dict[str, Any]:
 
 
 def _periods(spec: Roadmap, figs: Figures, prob: Problem, plan: Plan,
-             peaks: list[float]) -> list[dict[str, Any]]:
-    """One row per month."""
+              peaks: list[float]) -> list[dict[str, Any]]:
+    """One row per month (its fleet, cost and utilisation at the peak hour and over the
+    day)."""
     rows = []
     labels = spec.labels()
     for t, blocks in enumerate(plan.blocks):
         capacity = figs.owned_capacity[t]
-        units, accelerators, cost_by = {}, {}, {}
+        units, accelerators, cost_by, cloud_hours = {}, {}, {}, {}
         energy = carbon = 0.0
-        for n, option in zip(blocks, prob.options, strict=True):
+        for n, mean, option in zip(blocks, plan.mean_blocks[t], prob.options, strict=True):
             block = figs.blocks[option.key]
             capacity += n * option.capacity_per_s
             units[option.key], accelerators[option.key] = n * block.units, n * block.accelerators
-            cost_by[option.key] = n * block.month.cost_usd
-            energy += n * block.month.energy_kwh
-            carbon += n * block.month.carbon_kg
+            cost_by[option.key] = mean * block.month.cost_usd
+            energy += mean * block.month.energy_kwh
+            carbon += mean * block.month.carbon_kg
+            if not option.committed:
+                cloud_hours[option.key] = mean * HOURS_PER_MONTH
         owned = figs.owned_cost[t]
         owned_usd = owned.cost_usd if owned else 0.0
         owned_acc = sum(o.accelerators for o in spec.owned
@@ -111,7 +115,9 @@ def _periods(spec: Roadmap, figs: Figures, prob: Problem, plan: Plan,
             "month": t, "label": labels[t], "peak_per_s": peak,
             "required_per_s": prob.required_per_s[t], "capacity_per_s": capacity,
             "utilization": peak / capacity if capacity else math.inf,
+            **_day_figures(figs, prob, plan, t, peak),
             "headroom": capacity / peak - 1, "units": units, "accelerators": accelerators,
+            "cloud_block_hours": cloud_hours,
             "owned_accelerators": owned_acc,
             "total_accelerators": owned_acc + sum(accelerators.values()),
             "cost_by_option_usd": cost_by, "owned_cost_usd": owned_usd,
@@ -119,9 +125,28 @@ def _periods(spec: Roadmap, figs: Figures, prob: Problem, plan: Plan,
             "energy_kwh": energy + (owned.energy_kwh if owned else 0.0),
             "carbon_kg": carbon + (owned.carbon_kg if owned else 0.0),
             "shortfall_per_s": plan.shortfall_per_s[t],
+            "short_hours_share": plan.short_hours[t],
             "slo_share_at_peak": min(1.0, capacity / peak * (1 + MEETS_SLACK)),
         })
     return rows
+
+
+def _day_figures(figs: Figures, prob: Problem, plan: Plan, month: int,
+                 peak: float) -> dict[str, float]:
+    """The month's utilisation over its day: at the quietest hour (demand over the fleet in
+    service then), and the day's requests over the day's capacity (both hour-weighted)."""
+    fractions, weights = prob.hours()
+    demand, capacity = [], []
+    for fraction, row in zip(fractions, plan.hour_blocks[month], strict=True):
+        demand.append(peak * float(fraction))
+        capacity.append(figs.owned_capacity[month]
+                        + sum(n * o.capacity_per_s for n, o in zip(row, prob.options,
+                                                                   strict=True)))
+    held = float(sum(w * c for w, c in zip(weights, capacity, strict=True)))
+    used = float(sum(w * d for w, d in zip(weights, demand, strict=True)))
+    return {"trough_utilization": min(d / c if c else math.inf
+                                      for d, c in zip(demand, capacity, strict=True)),
+            "day_utilization": used / held if held else math.inf}
 
 
 def _orders(spec: Roadmap, prob: Problem, plan: Plan) -> list[dict[str, Any]]:
