@@ -149,6 +149,36 @@ def test_sensitivity_rows(tmp_path, monkeypatch):
     assert rows[1]["total_cost_usd"] <= rows[0]["total_cost_usd"] <= rows[2]["total_cost_usd"]
 
 
+NIGHTS = [0.2] * 12 + [1.0] * 12  # half the day at the peak, half at a fifth
+
+
+def test_a_daily_profile_rents_cloud_for_the_peak_hours_by_hand(tmp_path, monkeypatch):
+    # Owned 16 H100 = 2 TP8 replicas = 10 req/s all day, all three months. Peak 30 req/s
+    # for 12 hours, 6 req/s (a fifth) for 12: the peak hours need (30 - 10) / 5 = 4 cloud
+    # servers, the night none: 4 x 12 h / 24 h = 2 servers on average, 2 x 730.5 = 1,461
+    # server-hours a month, at 8 x 2.0 USD an accelerator-hour.
+    monkeypatch.setattr(roadmap, "_replica", _fixed_replica())
+    owned = [{**BASE["owned"][0], "until_month": None}]
+    spec = {**BASE, "owned": owned, "demand": {"peak_per_s": [30, 30, 30],
+                                               "daily_profile": {"hourly": NIGHTS}}}
+    data = run_roadmap(_write(tmp_path, spec))
+    server_month = 8 * MONTH_HOURS * 2.0
+    for p in data["periods"]:
+        assert p["units"] == {"h100-cloud": 4}  # at the peak hour
+        assert p["cloud_block_hours"]["h100-cloud"] == pytest.approx(2 * MONTH_HOURS)
+        assert p["cost_by_option_usd"]["h100-cloud"] == pytest.approx(2 * server_month)
+        assert p["utilization"] == pytest.approx(30 / 30)
+        # the night: 6 req/s on the owned 10 req/s; the day: (30 + 6) / (30 + 10)
+        assert p["trough_utilization"] == pytest.approx(6 / 10)
+        assert p["day_utilization"] == pytest.approx(36 / 40)
+        assert p["short_hours_share"] == 0
+    # without the profile every hour is the peak: 4 servers all month
+    flat = run_roadmap(_write(tmp_path, {**spec, "demand": {"peak_per_s": [30, 30, 30]}}))
+    assert flat["periods"][0]["cloud_block_hours"]["h100-cloud"] == pytest.approx(
+        4 * MONTH_HOURS)
+    assert flat["periods"][0]["trough_utilization"] == flat["periods"][0]["utilization"]
+
+
 def test_files_csv_and_cli_render(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(roadmap, "_replica", _fixed_replica())
     path = _write(tmp_path, BASE)
@@ -181,6 +211,16 @@ def test_files_csv_and_cli_render(tmp_path, monkeypatch, capsys):
     ({"hardware": []}, ["hardware", "at least 1"]),
     ({"surprise": 1}, ["surprise"]),
     ({"set": ["novalue"]}, ["set[0]", "expects PATH=VALUE"]),
+    ({"demand": {"peak_per_s": [1, 2, 3], "daily_profile": {"hourly": [1.0] * 23}}},
+     ["demand.daily_profile", "lists 23 multipliers; it needs 24"]),
+    ({"demand": {"peak_per_s": [1, 2, 3], "daily_profile": {"hourly": [0.5] * 24}}},
+     ["demand", "largest hour must be 1", "divide every hour by 0.5"]),
+    ({"demand": {"peak_per_s": [1, 2, 3], "daily_profile": {"hourly": [1.0] * 23 + [2]}}},
+     ["demand", "each in [0, 1]; hour 23 is 2"]),
+    ({"demand": {"peak_per_s": [1, 2, 3], "daily_profile": {"hourly": [1.0] * 23 + [-1]}}},
+     ["demand.daily_profile.hourly[23]", "at least 0"]),
+    ({"demand": {"peak_per_s": [1, 2, 3], "daily_profile": [1.0] * 24}},
+     ["demand.daily_profile"]),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, change, fragments):
     path = _write(tmp_path, {**BASE, **change})
