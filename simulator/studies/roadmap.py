@@ -35,6 +35,7 @@ from simulator.errors import InputError, XpusimError
 from simulator.profiles.catalog import load_hardware, looks_like_path
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.overrides import apply_overrides
+from simulator.profiles.scenario import Scenario
 from simulator.profiles.yaml_source import YamlDocument, read_yaml
 from simulator.studies.capacity import check_searchable
 from simulator.studies.compare_best import best_replica
@@ -64,6 +65,7 @@ class Replica:
     busy: float
     memory: float
     note: str
+    scenario: Scenario | None = None  # one replica at its best layout (None: cannot serve)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +147,7 @@ def _replica(base: tuple[dict[str, Any], YamlDocument, Path, int], ref: str,
     use = best.result.utilization
     return Replica(profile=hw.id, layout=best.layout, devices=best.devices,
                    rate_per_s=best.rate, busy=use.busy, memory=use.memory_bandwidth,
+                   scenario=best.scenario,
                    note=f"{hw.id}: one {best.layout} replica meets the SLO up to "
                         f"{best.rate:.4g} req/s ({best.describe})")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.economics.cost import HOURS_PER_MONTH
+from simulator.studies.executors import Executor
 from simulator.studies.roadmap import (
     DAYS_PER_MONTH,
     Figures,
@@ -23,24 +24,32 @@ from simulator.studies.roadmap import (
 )
 from simulator.studies.roadmap_solver import Plan, Problem
 from simulator.studies.roadmap_spec import Roadmap, load_roadmap
+from simulator.studies.roadmap_verify import carriers, verify_plan
 
 MEETS_SLACK = 1e-9  # relative: capacity this close to the peak carries it
+VERIFY_SHARE = 0.4  # of the progress bar: the plan's simulated months (rough)
 
 
-def run_roadmap(path: str | Path, progress: Callable[[float], None] | None = None,
-                ) -> dict[str, Any]:
+def run_roadmap(path: str | Path, progress: Callable[[float], None] | None = None, *,
+                verify: bool = True, executor: Executor | None = None) -> dict[str, Any]:
     """Read the roadmap file, simulate each profile once, solve the plan and its
-    sensitivity; the whole answer as JSON-ready data."""
+    sensitivity, and (``verify``) simulate each month's peak on the plan's fleet
+    (:mod:`.roadmap_verify`, through ``executor``); the whole answer as JSON-ready data."""
+    tick = progress or (lambda _fraction: None)
+    share = VERIFY_SHARE if verify else 0.0
     spec, folder = load_roadmap(path)
-    figs = figures(spec, folder, progress or (lambda _fraction: None), str(path))
+    figs = figures(spec, folder, lambda f: tick(f * (1 - share)), str(path))
     peaks = spec.demand.peaks(spec.horizon_months)
     prob, plan = solve_roadmap(spec, figs, peaks)
     periods = _periods(spec, figs, prob, plan, peaks)
+    simulations = _verify(spec, figs, prob, plan, periods, executor,
+                          lambda f: tick(1 - share + f * share)) if verify else 0
     owned_cost = sum(p["owned_cost_usd"] for p in periods)
     paid_in_horizon = sum(sum(p["cost_by_option_usd"].values()) for p in periods)
     return {
         "name": spec.name, "scenario": spec.scenario, "horizon_months": spec.horizon_months,
-        "headroom": spec.headroom, "options": _options(spec, figs),
+        "headroom": spec.headroom, "verified": verify,
+        "verify_simulations": simulations, "options": _options(spec, figs),
         "owned": [_owned(spec, figs, i) for i in range(len(spec.owned))],
         "periods": periods, "orders": _orders(spec, prob, plan),
         "total_cost_usd": plan.cost_usd + owned_cost,
@@ -127,8 +136,25 @@ def _periods(spec: Roadmap, figs: Figures, prob: Problem, plan: Plan,
             "shortfall_per_s": plan.shortfall_per_s[t],
             "short_hours_share": plan.short_hours[t],
             "slo_share_at_peak": min(1.0, capacity / peak * (1 + MEETS_SLACK)),
+            "slo_attainment": {}, "slo_attainment_fleet": None,
         })
     return rows
+
+
+def _verify(spec: Roadmap, figs: Figures, prob: Problem, plan: Plan,
+            periods: list[dict[str, Any]], executor: Executor | None,
+            progress: Callable[[float], None]) -> int:
+    """Add each month's simulated SLO attainment to its row; return the simulations run."""
+    months, uses = [], []
+    for t, period in enumerate(periods):
+        groups, use = carriers(spec, figs, prob, plan, t, period["peak_per_s"])
+        months.append(groups)
+        uses.append(use)
+    found, simulations = verify_plan(months, uses, executor, progress)
+    for period, attainment in zip(periods, found, strict=True):
+        period["slo_attainment"] = attainment.by_carrier
+        period["slo_attainment_fleet"] = attainment.fleet
+    return simulations
 
 
 def _day_figures(figs: Figures, prob: Problem, plan: Plan, month: int,
