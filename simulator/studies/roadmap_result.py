@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.economics.cost import HOURS_PER_MONTH
+from simulator.profiles.inference import InferenceWorkload
 from simulator.studies.executors import Executor
 from simulator.studies.roadmap import (
     DAYS_PER_MONTH,
@@ -49,6 +50,8 @@ def run_roadmap(path: str | Path, progress: Callable[[float], None] | None = Non
     return {
         "name": spec.name, "scenario": spec.scenario, "horizon_months": spec.horizon_months,
         "headroom": spec.headroom, "verified": verify,
+        "slo_percentile": _slo_percentile(figs),
+        "day_shape": list(spec.demand.day_shape()) if spec.demand.daily_profile else None,
         "verify_simulations": simulations, "options": _options(spec, figs),
         "owned": [_owned(spec, figs, i) for i in range(len(spec.owned))],
         "periods": periods, "orders": _orders(spec, prob, plan),
@@ -139,6 +142,15 @@ def _periods(spec: Roadmap, figs: Figures, prob: Problem, plan: Plan,
             "slo_attainment": {}, "slo_attainment_fleet": None,
         })
     return rows
+
+
+def _slo_percentile(figs: Figures) -> float | None:
+    """The percentile the scenario's SLO targets apply to (None: no replica simulated)."""
+    for replica in figs.replicas.values():
+        w = replica.scenario.workload if replica.scenario is not None else None
+        if isinstance(w, InferenceWorkload) and w.slo is not None:
+            return w.slo.percentile
+    return None
 
 
 def _verify(spec: Roadmap, figs: Figures, prob: Problem, plan: Plan,
