@@ -63,7 +63,8 @@ def run_roadmap(path: str | Path, progress: Callable[[float], None] | None = Non
         "months_short": [p["label"] for p in periods if p["shortfall_per_s"] > 0],
         "sensitivity": [_sensitivity(spec, figs, peaks, k, owned_cost)
                         for k in [1.0, *spec.sensitivity]],
-        "notes": [*figs.notes, *_idle_owned(spec, figs), *_assumptions(spec)],
+        "notes": [*figs.notes, *_idle_owned(spec, figs), *_assumptions(spec),
+                  *_verified_note(verify, simulations)],
     }
 
 
@@ -231,15 +232,28 @@ def _idle_owned(spec: Roadmap, figs: Figures) -> list[str]:
     return lines
 
 
+def _verified_note(verify: bool, simulations: int) -> list[str]:
+    """How the SLO attainment was measured, or that it was not."""
+    if not verify:
+        return ["SLO attainment not simulated (--no-verify): slo_share_at_peak is capacity's"]
+    return [f"SLO met: each month's peak hour simulated on one replica per profile in "
+            f"service, at its sustainable rate x the month's peak utilisation "
+            f"({simulations} simulations); the share of requests meeting every target, "
+            f"weighted by the requests each option carries"]
+
+
 def _assumptions(spec: Roadmap) -> list[str]:
     """The model's assumptions, stated with every answer."""
     return [
         f"capacity covers each month's peak x {1 + spec.headroom:g} (headroom "
         f"{spec.headroom:.0%}); a replica carries its simulated sustainable rate within the "
         f"scenario's SLO",
-        "cloud blocks are chosen afresh each month; lease and buy blocks stay, and are paid "
-        "for, from arrival to the end of the horizon (a purchase's book value after it is "
-        "not counted)",
+        ("cloud blocks are rented by the hour, for the hours the owned and committed fleet "
+         "fall short of the daily profile (the peak hour's count is shown)"
+         if spec.demand.daily_profile is not None else
+         "cloud blocks are chosen afresh each month")
+        + "; lease and buy blocks stay, and are paid for, from arrival to the end of the "
+          "horizon (a purchase's book value after it is not counted)",
         "orders are placed from month 0; an option arrives no earlier than its lead time and "
         "its availability",
         "power is priced at each replica's activity at its sustainable rate (an upper bound "

@@ -168,8 +168,8 @@ def _check_fractions(hours: tuple[float, ...]) -> None:
         raise ValueError(f"daily_profile gives fractions of the month's peak, each in [0, 1]; "
                          f"hour {hour} is {top:g} (divide every hour by {top:g})")
     if top < 1:
-        raise ValueError(f"daily_profile's largest hour must be 1 (the peak hour: peak_per_s "
-                         f"is the rate at it); it is {top:g} (divide every hour by {top:g})")
+        raise ValueError(f"daily_profile's largest hour must be 1 (the peak hour, at the "
+                         f"month's peak rate); it is {top:g} (divide every hour by {top:g})")
 
 
 class HardwareOption(BaseModel):
