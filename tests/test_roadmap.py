@@ -271,3 +271,31 @@ def test_the_shipped_example_end_to_end(tmp_path):
     assert all(o["order_month"] == o["arrival_month"] - 3 for o in data["orders"]
                if o["option"] == "gb300-buy")
     assert (tmp_path / "out" / "report.html").is_file()
+    # the example's nights are a fifth of the peak: the quietest hour's utilisation is
+    # below the day's, which is below the peak hour's, and cloud servers are rented for
+    # part of the day only (fewer server-hours than the peak hour's count all month)
+    assert data["day_shape"][0] == 0.2 and max(data["day_shape"]) == 1.0
+    for p in data["periods"]:
+        assert p["trough_utilization"] < p["day_utilization"] < p["utilization"]
+        hours = p["cloud_block_hours"]["h100-cloud"]
+        assert hours <= p["units"]["h100-cloud"] * MONTH_HOURS * (1 + 1e-12)
+        # each month's peak simulated: a fleet covered with 20% headroom meets the SLO
+        assert data["verified"] and p["slo_attainment"]
+        assert p["slo_attainment_fleet"] >= data["slo_percentile"] / 100
+    assert any(0 < p["cloud_block_hours"]["h100-cloud"]
+               < p["units"]["h100-cloud"] * MONTH_HOURS for p in data["periods"])
+
+
+def test_no_verify_and_jobs_flags(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(roadmap, "_replica", _fixed_replica())
+    path = _write(tmp_path, BASE)
+    assert main(["roadmap", str(path), "--quiet", "--no-verify", "--format", "csv"]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split(",")
+    assert "slo_attainment_fleet" in header and "cloud_block_hours_h100-cloud" in header
+    assert not any(h.startswith("slo_attainment_") and h != "slo_attainment_fleet"
+                   for h in header)  # nothing simulated, no per-option column
+    assert main(["roadmap", str(path), "--quiet", "--no-verify"]) == 0
+    out = capsys.readouterr().out
+    assert "SLO met" not in out and "not simulated (--no-verify)" in out
+    assert_clean_error(run_cli("roadmap", str(path), "--quiet", "--jobs", "0"),
+                       "--jobs must be at least 1")
