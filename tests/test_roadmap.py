@@ -179,6 +179,22 @@ def test_a_daily_profile_rents_cloud_for_the_peak_hours_by_hand(tmp_path, monkey
     assert flat["periods"][0]["trough_utilization"] == flat["periods"][0]["utilization"]
 
 
+def test_a_weekly_profile_rents_less_at_weekends(tmp_path, monkeypatch):
+    # Peak 10 req/s every weekday hour, half of it at weekends; 5 req/s servers: 2 on
+    # weekdays, 1 at weekends -> (5 x 24 x 2 + 2 x 24 x 1) / 168 = 288/168 servers on
+    # average over the month.
+    monkeypatch.setattr(roadmap, "_replica", _fixed_replica())
+    week = [[1.0] * 24] * 5 + [[0.5] * 24] * 2
+    spec = {**BASE, "owned": [], "demand": {"peak_per_s": [10, 10, 10],
+                                            "daily_profile": {"weekly": week}}}
+    data = run_roadmap(_write(tmp_path, spec))
+    assert len(data["day_shape"]) == 168
+    p = data["periods"][0]
+    assert p["units"] == {"h100-cloud": 2}
+    assert p["cloud_block_hours"]["h100-cloud"] == pytest.approx(288 / 168 * MONTH_HOURS)
+    assert p["trough_utilization"] == pytest.approx(5 / 5)  # a weekend hour, 1 server
+
+
 def test_files_csv_and_cli_render(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(roadmap, "_replica", _fixed_replica())
     path = _write(tmp_path, BASE)
