@@ -15,10 +15,14 @@
 3. **The plan** is the exact dynamic program of :mod:`.roadmap_solver`: each month's peak
    times ``1 + headroom`` covered, at the least total cost over the horizon, with lead times
    (an option arrives no earlier than its lead time after month 0, when orders are placed),
-   availability, caps, and the owned fleet until its lease ends.
+   availability, caps, and the owned fleet until its lease ends. With a daily profile each
+   hour of the day is covered at its own demand, and cloud blocks are rented for the hours
+   they are needed.
 4. **Sensitivity.** The plan is re-solved with each month's rise over month 0 scaled by
    ``sensitivity`` (0.5x and 1.5x growth by default); the capacities are reused, so this
    costs no simulation.
+5. **The SLO, measured.** Each month's peak is then simulated on the plan's fleet, one
+   replica per profile at the month's peak utilisation (:mod:`.roadmap_verify`).
 """
 
 from __future__ import annotations

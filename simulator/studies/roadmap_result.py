@@ -101,7 +101,7 @@ def _owned(spec: Roadmap, figs: Figures, index: int) -> dict[str, Any]:
 
 
 def _periods(spec: Roadmap, figs: Figures, prob: Problem, plan: Plan,
-              peaks: list[float]) -> list[dict[str, Any]]:
+             peaks: list[float]) -> list[dict[str, Any]]:
     """One row per month (its fleet, cost and utilisation at the peak hour and over the
     day)."""
     rows = []
@@ -166,14 +166,17 @@ def _verify(spec: Roadmap, figs: Figures, prob: Problem, plan: Plan,
     found, simulations = verify_plan(months, uses, executor, progress)
     for period, attainment in zip(periods, found, strict=True):
         period["slo_attainment"] = attainment.by_carrier
-        period["slo_attainment_fleet"] = attainment.fleet
+        # no fleet at all at a peak: no request is served, none meets the SLO
+        period["slo_attainment_fleet"] = 0.0 if period["capacity_per_s"] == 0 \
+            else attainment.fleet
     return simulations
 
 
 def _day_figures(figs: Figures, prob: Problem, plan: Plan, month: int,
                  peak: float) -> dict[str, float]:
-    """The month's utilisation over its day: at the quietest hour (demand over the fleet in
-    service then), and the day's requests over the day's capacity (both hour-weighted)."""
+    """The month's utilisation over its day: at its least utilised hour (that hour's demand
+    over the fleet in service then; usually the night), and the day's requests over the
+    day's capacity in service (both hour-weighted)."""
     fractions, weights = prob.hours()
     demand, capacity = [], []
     for fraction, row in zip(fractions, plan.hour_blocks[month], strict=True):
