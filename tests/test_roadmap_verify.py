@@ -132,3 +132,15 @@ def test_simulated_attainment_is_whole_below_capacity_and_falls_above(h100_repli
         again, _ = verify_plan([month, month], [1 / 3, 2.0], executor=pool)
     assert again == [low, high]
     assert verify_plan([month], [2.0], executor=InProcessExecutor())[0] == [high]
+
+
+def test_a_month_with_no_fleet_attains_nothing(tmp_path, monkeypatch):
+    # The only option arrives in month 2 and nothing is owned: months 0 and 1 have no
+    # fleet at their peak, so no request is served within the SLO (0, not unknown).
+    rates = _fake_runs(monkeypatch)
+    late = {**SPEC, "owned": [], "hardware": [{**SPEC["hardware"][0],
+                                               "available_from_month": 2}]}
+    data = run_roadmap(_write(tmp_path, late))
+    assert [p["slo_attainment_fleet"] for p in data["periods"]] == [0.0, 0.0, 1.0]
+    assert data["periods"][0]["slo_attainment"] == {}
+    assert rates == pytest.approx([30 / 40 * 5.0])  # month 2: 8 servers for 37.5 req/s
