@@ -235,6 +235,9 @@ def test_files_csv_and_cli_render(tmp_path, monkeypatch, capsys):
      ["demand", "each in [0, 1]; hour 23 is 2"]),
     ({"demand": {"peak_per_s": [1, 2, 3], "daily_profile": {"hourly": [1.0] * 23 + [-1]}}},
      ["demand.daily_profile.hourly[23]", "at least 0"]),
+    ({"demand": {"peak_per_s": [1, 2, 3],
+                 "daily_profile": {"weekly": [[1.0] * 24] * 6 + [[1.0] * 23 + [3]]}}},
+     ["demand", "day 6 hour 23 is 3"]),
     ({"demand": {"peak_per_s": [1, 2, 3], "daily_profile": [1.0] * 24}},
      ["demand.daily_profile"]),
 ])

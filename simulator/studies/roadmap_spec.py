@@ -43,7 +43,7 @@ from simulator.errors import InputError
 from simulator.profiles.cost import CostAssumptions, CostMode
 from simulator.profiles.numbers import SPEC_CONFIG, NotBool, PositiveFloat, PositiveInt
 from simulator.profiles.quantities import CarbonIntensity, Usd, UsdPerHour, UsdPerKwh, UsdPerKwMonth
-from simulator.profiles.rate_shape import RateProfile
+from simulator.profiles.rate_shape import HOURS_PER_DAY, RateProfile
 from simulator.profiles.validation import validate
 from simulator.profiles.yaml_source import read_yaml
 
@@ -164,9 +164,10 @@ def _check_fractions(hours: tuple[float, ...]) -> None:
     the planner divides by it rather than the tool guessing which figure is right)."""
     top = max(hours)
     if top > 1:
-        hour = hours.index(top)
+        at = hours.index(top)
+        where = f"hour {at}" if len(hours) == HOURS_PER_DAY else f"day {at // 24} hour {at % 24}"
         raise ValueError(f"daily_profile gives fractions of the month's peak, each in [0, 1]; "
-                         f"hour {hour} is {top:g} (divide every hour by {top:g})")
+                         f"{where} is {top:g} (divide every hour by {top:g})")
     if top < 1:
         raise ValueError(f"daily_profile's largest hour must be 1 (the peak hour, at the "
                          f"month's peak rate); it is {top:g} (divide every hour by {top:g})")
