@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from simulator.report.roadmap_report import slo_lines
 from simulator.studies import roadmap, roadmap_verify
 from simulator.studies.executors import InProcessExecutor, PoolExecutor
 from simulator.studies.roadmap import Replica
@@ -68,6 +69,8 @@ def test_each_month_runs_its_replicas_at_the_peak_utilisation(tmp_path, monkeypa
     assert data["periods"][0]["slo_attainment"] == {"owned": 1.0, "h100-cloud": 1.0}
     assert data["periods"][2]["slo_attainment"] == {"h100-cloud": 1.0}
     assert [p["slo_attainment_fleet"] for p in data["periods"]] == [1.0, 1.0, 1.0]
+    assert slo_lines(data) == ["SLO: at every month's peak at least 99% of requests meet "
+                               "every target (simulated on the plan's fleet)"]
 
 
 def test_a_month_short_of_capacity_runs_above_the_sustainable_rate(tmp_path, monkeypatch):
@@ -81,6 +84,9 @@ def test_a_month_short_of_capacity_runs_above_the_sustainable_rate(tmp_path, mon
     assert rates == pytest.approx([5.0, 20 / 3, 10.0])
     assert [p["slo_attainment_fleet"] for p in data["periods"]] == [1.0, 0.5, 0.5]
     assert [p["slo_share_at_peak"] for p in data["periods"]] == pytest.approx([1, 0.75, 0.5])
+    # the answer says where: the fake scenario names no percentile, so p99 is assumed
+    assert slo_lines(data) == ["SLO missed at the peak (simulated share of requests meeting "
+                               "every target): M1 50.0%, M2 50.0%"]
 
 
 def test_the_fleet_share_weighs_each_option_by_the_requests_it_carries(monkeypatch):

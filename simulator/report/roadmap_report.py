@@ -200,7 +200,24 @@ def summary_lines(data: Mapping[str, Any]) -> list[str]:
                      f"{order['order_by']} for {order['arrival']}")
     if data["months_short"]:
         lines.append(f"the peak exceeds what can be had in {', '.join(data['months_short'])}")
-    return lines
+    return lines + slo_lines(data)
+
+
+def slo_lines(data: Mapping[str, Any]) -> list[str]:
+    """Where the simulated share of requests meeting the SLO falls below its percentile
+    (the question's "where do we miss the SLO?"), or that it never does."""
+    if not data["verified"]:
+        return []
+    target = (data["slo_percentile"] or DEFAULT_PERCENTILE) / 100
+    measured = [p for p in data["periods"] if p["slo_attainment_fleet"] is not None]
+    missed = [p for p in measured if p["slo_attainment_fleet"] < target]
+    if not measured:
+        return []
+    if not missed:
+        return [f"SLO: at every month's peak at least {target:.0%} of requests meet every "
+                f"target (simulated on the plan's fleet)"]
+    return ["SLO missed at the peak (simulated share of requests meeting every target): "
+            + ", ".join(f"{p['label']} {p['slo_attainment_fleet']:.1%}" for p in missed)]
 
 
 def unit_words(option: Mapping[str, Any], count: int) -> str:
