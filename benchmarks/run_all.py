@@ -31,6 +31,7 @@ def commands(quick: bool) -> list[list[str]]:
     if (HERE / "bench_sweep.py").exists():
         out.append(["bench_sweep.py"] + (["--no-ray"] if quick else []))
     out.append(["bench_plan.py"])
+    out.append(["bench_roadmap.py"])
     return out
 
 

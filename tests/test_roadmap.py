@@ -149,6 +149,52 @@ def test_sensitivity_rows(tmp_path, monkeypatch):
     assert rows[1]["total_cost_usd"] <= rows[0]["total_cost_usd"] <= rows[2]["total_cost_usd"]
 
 
+NIGHTS = [0.2] * 12 + [1.0] * 12  # half the day at the peak, half at a fifth
+
+
+def test_a_daily_profile_rents_cloud_for_the_peak_hours_by_hand(tmp_path, monkeypatch):
+    # Owned 16 H100 = 2 TP8 replicas = 10 req/s all day, all three months. Peak 30 req/s
+    # for 12 hours, 6 req/s (a fifth) for 12: the peak hours need (30 - 10) / 5 = 4 cloud
+    # servers, the night none: 4 x 12 h / 24 h = 2 servers on average, 2 x 730.5 = 1,461
+    # server-hours a month, at 8 x 2.0 USD an accelerator-hour.
+    monkeypatch.setattr(roadmap, "_replica", _fixed_replica())
+    owned = [{**BASE["owned"][0], "until_month": None}]
+    spec = {**BASE, "owned": owned, "demand": {"peak_per_s": [30, 30, 30],
+                                               "daily_profile": {"hourly": NIGHTS}}}
+    data = run_roadmap(_write(tmp_path, spec))
+    server_month = 8 * MONTH_HOURS * 2.0
+    for p in data["periods"]:
+        assert p["units"] == {"h100-cloud": 4}  # at the peak hour
+        assert p["cloud_block_hours"]["h100-cloud"] == pytest.approx(2 * MONTH_HOURS)
+        assert p["cost_by_option_usd"]["h100-cloud"] == pytest.approx(2 * server_month)
+        assert p["utilization"] == pytest.approx(30 / 30)
+        # the night: 6 req/s on the owned 10 req/s; the day: (30 + 6) / (30 + 10)
+        assert p["trough_utilization"] == pytest.approx(6 / 10)
+        assert p["day_utilization"] == pytest.approx(36 / 40)
+        assert p["short_hours_share"] == 0
+    # without the profile every hour is the peak: 4 servers all month
+    flat = run_roadmap(_write(tmp_path, {**spec, "demand": {"peak_per_s": [30, 30, 30]}}))
+    assert flat["periods"][0]["cloud_block_hours"]["h100-cloud"] == pytest.approx(
+        4 * MONTH_HOURS)
+    assert flat["periods"][0]["trough_utilization"] == flat["periods"][0]["utilization"]
+
+
+def test_a_weekly_profile_rents_less_at_weekends(tmp_path, monkeypatch):
+    # Peak 10 req/s every weekday hour, half of it at weekends; 5 req/s servers: 2 on
+    # weekdays, 1 at weekends -> (5 x 24 x 2 + 2 x 24 x 1) / 168 = 288/168 servers on
+    # average over the month.
+    monkeypatch.setattr(roadmap, "_replica", _fixed_replica())
+    week = [[1.0] * 24] * 5 + [[0.5] * 24] * 2
+    spec = {**BASE, "owned": [], "demand": {"peak_per_s": [10, 10, 10],
+                                            "daily_profile": {"weekly": week}}}
+    data = run_roadmap(_write(tmp_path, spec))
+    assert len(data["day_shape"]) == 168
+    p = data["periods"][0]
+    assert p["units"] == {"h100-cloud": 2}
+    assert p["cloud_block_hours"]["h100-cloud"] == pytest.approx(288 / 168 * MONTH_HOURS)
+    assert p["trough_utilization"] == pytest.approx(5 / 5)  # a weekend hour, 1 server
+
+
 def test_files_csv_and_cli_render(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(roadmap, "_replica", _fixed_replica())
     path = _write(tmp_path, BASE)
@@ -181,6 +227,19 @@ def test_files_csv_and_cli_render(tmp_path, monkeypatch, capsys):
     ({"hardware": []}, ["hardware", "at least 1"]),
     ({"surprise": 1}, ["surprise"]),
     ({"set": ["novalue"]}, ["set[0]", "expects PATH=VALUE"]),
+    ({"demand": {"peak_per_s": [1, 2, 3], "daily_profile": {"hourly": [1.0] * 23}}},
+     ["demand.daily_profile", "lists 23 multipliers; it needs 24"]),
+    ({"demand": {"peak_per_s": [1, 2, 3], "daily_profile": {"hourly": [0.5] * 24}}},
+     ["demand", "largest hour must be 1", "divide every hour by 0.5"]),
+    ({"demand": {"peak_per_s": [1, 2, 3], "daily_profile": {"hourly": [1.0] * 23 + [2]}}},
+     ["demand", "each in [0, 1]; hour 23 is 2"]),
+    ({"demand": {"peak_per_s": [1, 2, 3], "daily_profile": {"hourly": [1.0] * 23 + [-1]}}},
+     ["demand.daily_profile.hourly[23]", "at least 0"]),
+    ({"demand": {"peak_per_s": [1, 2, 3],
+                 "daily_profile": {"weekly": [[1.0] * 24] * 6 + [[1.0] * 23 + [3]]}}},
+     ["demand", "day 6 hour 23 is 3"]),
+    ({"demand": {"peak_per_s": [1, 2, 3], "daily_profile": [1.0] * 24}},
+     ["demand.daily_profile"]),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, change, fragments):
     path = _write(tmp_path, {**BASE, **change})
@@ -231,3 +290,31 @@ def test_the_shipped_example_end_to_end(tmp_path):
     assert all(o["order_month"] == o["arrival_month"] - 3 for o in data["orders"]
                if o["option"] == "gb300-buy")
     assert (tmp_path / "out" / "report.html").is_file()
+    # the example's nights are a fifth of the peak: the quietest hour's utilisation is
+    # below the day's, which is below the peak hour's, and cloud servers are rented for
+    # part of the day only (fewer server-hours than the peak hour's count all month)
+    assert data["day_shape"][0] == 0.2 and max(data["day_shape"]) == 1.0
+    for p in data["periods"]:
+        assert p["trough_utilization"] < p["day_utilization"] < p["utilization"]
+        hours = p["cloud_block_hours"]["h100-cloud"]
+        assert hours <= p["units"]["h100-cloud"] * MONTH_HOURS * (1 + 1e-12)
+        # each month's peak simulated: a fleet covered with 20% headroom meets the SLO
+        assert data["verified"] and p["slo_attainment"]
+        assert p["slo_attainment_fleet"] >= data["slo_percentile"] / 100
+    assert any(0 < p["cloud_block_hours"]["h100-cloud"]
+               < p["units"]["h100-cloud"] * MONTH_HOURS for p in data["periods"])
+
+
+def test_no_verify_and_jobs_flags(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(roadmap, "_replica", _fixed_replica())
+    path = _write(tmp_path, BASE)
+    assert main(["roadmap", str(path), "--quiet", "--no-verify", "--format", "csv"]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split(",")
+    assert "slo_attainment_fleet" in header and "cloud_block_hours_h100-cloud" in header
+    assert not any(h.startswith("slo_attainment_") and h != "slo_attainment_fleet"
+                   for h in header)  # nothing simulated, no per-option column
+    assert main(["roadmap", str(path), "--quiet", "--no-verify"]) == 0
+    out = capsys.readouterr().out
+    assert "SLO met" not in out and "not simulated (--no-verify)" in out
+    assert_clean_error(run_cli("roadmap", str(path), "--quiet", "--jobs", "0"),
+                       "--jobs must be at least 1")

@@ -25,6 +25,7 @@ from simulator.report.roadmap_report import (
     unit_words,
     write_roadmap_outputs,
 )
+from simulator.studies.executors import make_executor
 from simulator.studies.roadmap_result import run_roadmap
 
 
@@ -42,6 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="DIR",
                         help="write roadmap.json, roadmap.csv, fleet/cost/SLO plots and "
                              "report.html to DIR")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip simulating each month's peak on the plan's fleet (the "
+                             "SLO attainment); the plan itself is the same")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="processes for those simulations (default 1: in this process)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_parents_flag(parser)
     parser.set_defaults(func=run)
@@ -51,8 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """``xpusim roadmap``: plan, write the ``--out`` files, print the table, JSON or CSV."""
     out = output_folder(args.out, "--out", parents=args.parents) if args.out else None
-    with progress_bar("simulating each profile", quiet=args.quiet) as bar:
-        data = run_roadmap(args.file, progress=lambda fraction: bar(fraction, 1.0))
+    with make_executor("local", args.jobs) as executor, \
+            progress_bar("simulating each profile", quiet=args.quiet) as bar:
+        data = run_roadmap(args.file, progress=lambda fraction: bar(fraction, 1.0),
+                           verify=not args.no_verify, executor=executor)
     if out is not None:
         write_roadmap_outputs(out, data)
     if args.format == "json":

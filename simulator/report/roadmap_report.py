@@ -19,19 +19,37 @@ from simulator.report.json_text import strict_json
 from simulator.report.outputs import csv_text, write_files
 from simulator.report.plots import PALETTE, _figure, _png
 
+DEFAULT_PERCENTILE = 99.0  # the SLO's percentile where the answer names none
 CSV_FIELDS = ("month", "label", "peak_per_s", "required_per_s", "capacity_per_s",
-              "utilization", "headroom", "owned_accelerators", "total_accelerators",
-              "owned_cost_usd", "cost_usd", "energy_kwh", "carbon_kg", "shortfall_per_s",
-              "slo_share_at_peak")
+              "utilization", "day_utilization", "trough_utilization", "headroom",
+              "owned_accelerators", "total_accelerators", "owned_cost_usd", "cost_usd",
+              "energy_kwh", "carbon_kg", "shortfall_per_s", "short_hours_share",
+              "slo_share_at_peak", "slo_attainment_fleet")
+
+
+def attainment_keys(data: Mapping[str, Any]) -> list[str]:
+    """The options and owned fleets with a simulated attainment in some month, in order."""
+    keys: list[str] = []
+    for p in data["periods"]:
+        keys += [k for k in p["slo_attainment"] if k not in keys]
+    return keys
 
 
 def roadmap_csv(data: Mapping[str, Any]) -> str:
-    """One row per month: the figures of :data:`CSV_FIELDS`, then the purchase units and the
-    cost of each option (``units_<id>``, ``cost_usd_<id>``)."""
+    """One row per month: the figures of :data:`CSV_FIELDS`, then the purchase units, cost
+    and rented block-hours of each option (``units_<id>``, ``cost_usd_<id>``,
+    ``cloud_block_hours_<id>``, the last for cloud options) and the simulated attainment of
+    each option or owned fleet in service (``slo_attainment_<key>``, empty where none)."""
     ids = [o["id"] for o in data["options"] if o["serves"]]
-    header = [*CSV_FIELDS, *(f"units_{i}" for i in ids), *(f"cost_usd_{i}" for i in ids)]
+    cloud = [o["id"] for o in data["options"] if o["serves"] and o["mode"] == "cloud"]
+    keys = attainment_keys(data)
+    header = [*CSV_FIELDS, *(f"units_{i}" for i in ids), *(f"cost_usd_{i}" for i in ids),
+              *(f"cloud_block_hours_{i}" for i in cloud),
+              *(f"slo_attainment_{k}" for k in keys)]
     rows = [[p[f] for f in CSV_FIELDS] + [p["units"].get(i, 0) for i in ids]
-            + [p["cost_by_option_usd"].get(i, 0.0) for i in ids] for p in data["periods"]]
+            + [p["cost_by_option_usd"].get(i, 0.0) for i in ids]
+            + [p["cloud_block_hours"].get(i, 0.0) for i in cloud]
+            + [p["slo_attainment"].get(k) for k in keys] for p in data["periods"]]
     return csv_text(header, rows)
 
 
@@ -97,32 +115,57 @@ def cost_plot(data: Mapping[str, Any]) -> bytes:
 
 
 def slo_plot(data: Mapping[str, Any]) -> bytes:
-    """The share of each month's peak the fleet carries within the SLO (1 = all of it)."""
+    """Each month's SLO attainment at its peak: the share of requests meeting every target,
+    simulated on the plan's fleet (bars; markers per option), and the share of the peak the
+    capacity carries (a line)."""
     periods = data["periods"]
     x = np.arange(len(periods))
-    fig = _figure((10.0, 3.5))
+    fig = _figure((10.0, 3.8))
     ax = fig.subplots()
-    share = [p["slo_share_at_peak"] for p in periods]
-    ax.bar(x, share, 0.7, color=[PALETTE[2] if s >= 1 else PALETTE[3] for s in share],
-           label="peak carried within the SLO")
-    ax.axhline(1.0, color="#333333", linestyle="--", linewidth=1, label="all of the peak")
+    capacity = [p["slo_share_at_peak"] for p in periods]
+    target = (data["slo_percentile"] or DEFAULT_PERCENTILE) / 100
+    if data["verified"]:
+        fleet = [p["slo_attainment_fleet"] for p in periods]
+        shown = [np.nan if f is None else f for f in fleet]
+        ax.bar(x, shown, 0.7, color=[PALETTE[3] if f is not None and f < target
+                                     else PALETTE[2] for f in fleet],
+               label="requests meeting the SLO (simulated)")
+        for i, key in enumerate(attainment_keys(data)):
+            ax.plot(x, [p["slo_attainment"].get(key, np.nan) for p in periods], marker="o",
+                    linestyle="none", color=PALETTE[(4 + i) % len(PALETTE)], label=key)
+    ax.plot(x, capacity, color="#333333", linestyle="--", linewidth=1,
+            label="peak carried by capacity")
+    ax.axhline(target, color="#999999", linestyle=":", linewidth=1,
+               label=f"the SLO's percentile ({target:.0%})")
     ax.set_ylim(0, 1.05)
     _month_ticks(ax, periods)
-    ax.set_ylabel("share of the peak")
+    ax.set_ylabel("share")
     ax.set_title("SLO attainment at each month's peak")
-    ax.legend(loc="lower left", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     return _png(fig)
 
 
 def period_cells(data: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The month-by-month table as text (the terminal and the HTML page)."""
-    header = ["month", "peak req/s", "fleet (units; owned: accelerators)", "accelerators",
-              "capacity req/s", "utilisation", "headroom", "cost USD"]
-    rows = [[p["label"], f"{p['peak_per_s']:,.1f}", fleet_text(data, p),
-             f"{p['total_accelerators']:,}", f"{p['capacity_per_s']:,.1f}",
-             f"{p['utilization']:.0%}", f"{p['headroom']:+.0%}"
-             + (f" (short {p['shortfall_per_s']:,.1f}/s)" if p["shortfall_per_s"] else ""),
-             f"{p['cost_usd']:,.0f}"] for p in data["periods"]]
+    """The month-by-month table as text (the terminal and the HTML page); the day's
+    utilisation with a daily profile, the simulated attainment when verified."""
+    daily, verified = data["day_shape"] is not None, data["verified"]
+    header = ["month", "peak req/s", "fleet at the peak (units; owned: accelerators)",
+              "accelerators", "capacity req/s", "utilisation",
+              *(["day / trough"] if daily else []), "headroom",
+              *(["SLO met"] if verified else []), "cost USD"]
+    rows = []
+    for p in data["periods"]:
+        met = p["slo_attainment_fleet"]
+        rows.append([p["label"], f"{p['peak_per_s']:,.1f}", fleet_text(data, p),
+                     f"{p['total_accelerators']:,}", f"{p['capacity_per_s']:,.1f}",
+                     f"{p['utilization']:.0%}",
+                     *([f"{p['day_utilization']:.0%} / {p['trough_utilization']:.0%}"]
+                       if daily else []),
+                     f"{p['headroom']:+.0%}"
+                     + (f" (short {p['shortfall_per_s']:,.1f}/s)" if p["shortfall_per_s"]
+                        else ""),
+                     *([f"{met:.1%}" if met is not None else "-"] if verified else []),
+                     f"{p['cost_usd']:,.0f}"])
     return header, rows
 
 
@@ -133,7 +176,11 @@ def fleet_text(data: Mapping[str, Any], period: Mapping[str, Any]) -> str:
         parts.append(f"owned {period['owned_accelerators']:,}")
     for o in data["options"]:
         n = period["units"].get(o["id"], 0)
-        if n:
+        hours = period["cloud_block_hours"].get(o["id"])
+        if n and hours is not None and data["day_shape"] is not None:
+            unit_hours = hours * o["block_units"]
+            parts.append(f"{o['id']} {n:,} ({unit_hours:,.0f} unit-hours)")
+        elif n:
             parts.append(f"{o['id']} {n:,}")
     return ", ".join(parts) or "-"
 
@@ -153,7 +200,24 @@ def summary_lines(data: Mapping[str, Any]) -> list[str]:
                      f"{order['order_by']} for {order['arrival']}")
     if data["months_short"]:
         lines.append(f"the peak exceeds what can be had in {', '.join(data['months_short'])}")
-    return lines
+    return lines + slo_lines(data)
+
+
+def slo_lines(data: Mapping[str, Any]) -> list[str]:
+    """Where the simulated share of requests meeting the SLO falls below its percentile
+    (the question's "where do we miss the SLO?"), or that it never does."""
+    if not data["verified"]:
+        return []
+    target = (data["slo_percentile"] or DEFAULT_PERCENTILE) / 100
+    measured = [p for p in data["periods"] if p["slo_attainment_fleet"] is not None]
+    missed = [p for p in measured if p["slo_attainment_fleet"] < target]
+    if not measured:
+        return []
+    if not missed:
+        return [f"SLO: at every month's peak at least {target:.0%} of requests meet every "
+                f"target (simulated on the plan's fleet)"]
+    return ["SLO missed at the peak (simulated share of requests meeting every target): "
+            + ", ".join(f"{p['label']} {p['slo_attainment_fleet']:.1%}" for p in missed)]
 
 
 def unit_words(option: Mapping[str, Any], count: int) -> str:

@@ -85,6 +85,7 @@ class ReplicaCapacity:
     load: float  # the scenario's own arrival rate
     rate: float | None = None
     result: Result | None = None
+    scenario: Scenario | None = None  # one replica of the layout, at the scenario's rate
 
     @property
     def goodput(self) -> float:
@@ -126,7 +127,8 @@ def _replica_capacity(data: dict[str, Any], doc: YamlDocument | None, base_dir: 
     assert load is not None
     capacity = scenario_capacity(one, probe)
     found = ReplicaCapacity(data=data, devices=devices, describe=capacity.describe(),
-                             layout=f"tp{par['tp']} pp{par.get('pp', 1)}", load=load)
+                             layout=f"tp{par['tp']} pp{par.get('pp', 1)}", load=load,
+                             scenario=one)
     if capacity.rate_per_s is not None:
         found.rate, found.result = capacity.rate_per_s, at_rate[capacity.rate_per_s]
     return found

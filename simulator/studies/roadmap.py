@@ -15,10 +15,14 @@
 3. **The plan** is the exact dynamic program of :mod:`.roadmap_solver`: each month's peak
    times ``1 + headroom`` covered, at the least total cost over the horizon, with lead times
    (an option arrives no earlier than its lead time after month 0, when orders are placed),
-   availability, caps, and the owned fleet until its lease ends.
+   availability, caps, and the owned fleet until its lease ends. With a daily profile each
+   hour of the day is covered at its own demand, and cloud blocks are rented for the hours
+   they are needed.
 4. **Sensitivity.** The plan is re-solved with each month's rise over month 0 scaled by
    ``sensitivity`` (0.5x and 1.5x growth by default); the capacities are reused, so this
    costs no simulation.
+5. **The SLO, measured.** Each month's peak is then simulated on the plan's fleet, one
+   replica per profile at the month's peak utilisation (:mod:`.roadmap_verify`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from simulator.errors import InputError, XpusimError
 from simulator.profiles.catalog import load_hardware, looks_like_path
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.overrides import apply_overrides
+from simulator.profiles.scenario import Scenario
 from simulator.profiles.yaml_source import YamlDocument, read_yaml
 from simulator.studies.capacity import check_searchable
 from simulator.studies.compare_best import best_replica
@@ -64,6 +69,7 @@ class Replica:
     busy: float
     memory: float
     note: str
+    scenario: Scenario | None = None  # one replica at its best layout (None: cannot serve)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +151,7 @@ def _replica(base: tuple[dict[str, Any], YamlDocument, Path, int], ref: str,
     use = best.result.utilization
     return Replica(profile=hw.id, layout=best.layout, devices=best.devices,
                    rate_per_s=best.rate, busy=use.busy, memory=use.memory_bandwidth,
+                   scenario=best.scenario,
                    note=f"{hw.id}: one {best.layout} replica meets the SLO up to "
                         f"{best.rate:.4g} req/s ({best.describe})")
 
@@ -269,7 +276,8 @@ def problem(spec: Roadmap, figs: Figures, peaks: list[float]) -> Problem:
                               min_term_months=h.price.lease_term_months
                               if h.price.mode is PriceMode.LEASE else 0))
     return Problem(required_per_s=tuple(p * (1 + spec.headroom) for p in peaks),
-                   existing_per_s=tuple(figs.owned_capacity), options=tuple(options))
+                   existing_per_s=tuple(figs.owned_capacity), options=tuple(options),
+                   day_shape=spec.demand.day_shape())
 
 
 def scaled_growth(peaks: list[float], multiplier: float) -> list[float]:

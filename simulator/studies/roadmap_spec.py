@@ -8,7 +8,10 @@ offer, the fleet already owned, and the horizon.
     horizon_months: 12
     start: 2027-01                              # optional: labels months 2027-01, 2027-02...
     headroom: 0.2                               # capacity >= peak x 1.2
-    demand: {start_per_s: 300, growth: {shape: exponential, factor: 3, over_months: 12}}
+    demand:
+      start_per_s: 300
+      growth: {shape: exponential, factor: 3, over_months: 12}
+      daily_profile: {hourly: [0.2, 0.2, ..., 1.0, ...]}   # optional: the day's shape
     hardware:
       - id: gb300-buy
         profile: gb300-nvl72
@@ -40,6 +43,7 @@ from simulator.errors import InputError
 from simulator.profiles.cost import CostAssumptions, CostMode
 from simulator.profiles.numbers import SPEC_CONFIG, NotBool, PositiveFloat, PositiveInt
 from simulator.profiles.quantities import CarbonIntensity, Usd, UsdPerHour, UsdPerKwh, UsdPerKwMonth
+from simulator.profiles.rate_shape import HOURS_PER_DAY, RateProfile
 from simulator.profiles.validation import validate
 from simulator.profiles.yaml_source import read_yaml
 
@@ -117,6 +121,11 @@ class Demand(BaseModel):
         None, description="peak requests/s, one per month of the horizon")
     start_per_s: Rate | None = Field(None, description="month 0's peak requests/s")
     growth: Growth | None = Field(None, description="how the peak grows from start_per_s")
+    daily_profile: RateProfile | None = Field(
+        None, description="the day's shape, as workload.arrivals.profile: hourly (24) or "
+                          "weekly (7 x 24) fractions of the month's peak, each in [0, 1], "
+                          "the largest exactly 1 (the peak hour); rented blocks follow it "
+                          "hour by hour (absent: every hour is the peak)")
 
     @model_validator(mode="after")
     def _one_way(self) -> Demand:
@@ -126,7 +135,14 @@ class Demand(BaseModel):
                              "(with an optional growth)")
         if self.growth is not None and not curve:
             raise ValueError("growth applies to start_per_s")
+        if self.daily_profile is not None:
+            _check_fractions(self.daily_profile.hours)
         return self
+
+    def day_shape(self) -> tuple[float, ...]:
+        """Each hour's demand as a fraction of the peak, over the profile's period (24 or
+        168 hours; ``(1.0,)`` without a profile: the peak all day)."""
+        return (1.0,) if self.daily_profile is None else self.daily_profile.hours
 
     def peaks(self, months: int) -> list[float]:
         """The peak of each month ``0 .. months-1``."""
@@ -140,6 +156,21 @@ class Demand(BaseModel):
             return [self.start_per_s * (1 + (g.factor - 1) * t / g.over_months)
                     for t in range(months)]
         return [self.start_per_s * g.factor ** (t / g.over_months) for t in range(months)]
+
+
+def _check_fractions(hours: tuple[float, ...]) -> None:
+    """A daily profile's hours are fractions of the month's peak: none above 1, and the
+    peak hour exactly 1 (a largest value below 1 would mean the stated peak never occurs;
+    the planner divides by it rather than the tool guessing which figure is right)."""
+    top = max(hours)
+    if top > 1:
+        at = hours.index(top)
+        where = f"hour {at}" if len(hours) == HOURS_PER_DAY else f"day {at // 24} hour {at % 24}"
+        raise ValueError(f"daily_profile gives fractions of the month's peak, each in [0, 1]; "
+                         f"{where} is {top:g} (divide every hour by {top:g})")
+    if top < 1:
+        raise ValueError(f"daily_profile's largest hour must be 1 (the peak hour, at the "
+                         f"month's peak rate); it is {top:g} (divide every hour by {top:g})")
 
 
 class HardwareOption(BaseModel):
