@@ -254,7 +254,7 @@ def _autoscaler(env: simpy.Environment, scenario: Scenario, system: ServingSyste
                                      attention_dp=par.attention_dp).parts["weights"]
     return Autoscaler(env=env, system=system, policy=w.autoscaling,
                       startup_s=startup_s(w.autoscaling, per_device * par.devices),
-                      finished=finished)
+                      finished=finished, slo=w.slo)
 
 
 def _summaries(scenario: Scenario, requests: Requests, records: RequestRecords,
