@@ -29,6 +29,8 @@ import numpy as np
 import simpy
 from simpy.events import Timeout
 
+from simulator.engine.serving.metrics import Series
+from simulator.engine.serving.scale_bins import bin_edges, bin_width, scale_bins
 from simulator.engine.serving.scale_policy import policy_of, slo_missed
 from simulator.engine.serving.system import ServingSystem
 from simulator.profiles.autoscaling import Autoscaling
@@ -157,9 +159,10 @@ class Autoscaler:
             self._record(t)
 
     def metrics(self, records: RequestRecords, slo: SLO | None, t0: float,
-                t_end: float) -> AutoscalingMetrics:
-        """The run's replicas over time, billed over [t0, t_end] (the run's span), and the
-        requests that arrived while a started replica was loading."""
+                t_end: float, series: Series | None = None) -> AutoscalingMetrics:
+        """The run's replicas over time, billed over [t0, t_end] (the run's span), the
+        requests that arrived while a started replica was loading, and (given the run's
+        ``series``) the run cut into time bins."""
         edges = [*self.t_s[1:], t_end]
         seconds = sum(b * max(0.0, min(e, t_end) - max(s, t0))
                       for b, s, e in zip(self.billed, self.t_s, edges, strict=True))
@@ -170,7 +173,12 @@ class Autoscaler:
         missed = None if slo is None else slo_missed(slo, records.ttft_s, records.tpot_s,
                                                     records.e2e_s)
         duration = t_end - t0
+        width = self.policy.report_bin_s or bin_width(duration)
+        bins = [] if series is None else scale_bins(
+            steps=(self.t_s, self.billed), records=records, missed=missed, during=during,
+            series=series, edges=bin_edges(t0, t_end, width))
         return AutoscalingMetrics(
+            bin_s=width, bins=bins,
             startup_s=self.startup_s, replica_seconds=seconds,
             mean_replicas=seconds / duration if duration > 0 else float(self.billed[0]),
             max_replicas=max(self.billed), scale_ups=len(self.scale_ups),

@@ -212,7 +212,7 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     if scaler is not None:
         m = result.inference
         t0 = float(np.min(requests.arrival_s)) if len(requests) else 0.0
-        scaled = scaler.metrics(records, w.slo, t0, t0 + m.duration_s)
+        scaled = scaler.metrics(records, w.slo, t0, t0 + m.duration_s, series)
         result = result.model_copy(update={"inference": m.model_copy(
             update={"autoscaling": scaled})})
     return ServingOutcome(result, records, events, steady)
