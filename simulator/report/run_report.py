@@ -156,6 +156,7 @@ def _cost_spread(a: AutoscalingMetrics) -> str:
     """The day's spread: the cheapest and dearest bin per million tokens, and the bin with
     the lowest SLO attainment (``cost_over_time.csv`` has them all)."""
     def span(b: ScaleBin) -> str:
+        """The bin's times, as the terminal writes durations."""
         return f"{format_time(b.start_s)}-{format_time(b.end_s)}"
 
     priced = [b for b in a.bins if b.usd_per_million_tokens is not None]

@@ -55,6 +55,7 @@ def step_integral(t_s: Sequence[float], values: Sequence[int], edges: np.ndarray
     cumulative = np.concatenate(([0.0], np.cumsum(heights[:-1] * widths[:-1])))
 
     def area(t: np.ndarray) -> np.ndarray:
+        """The integral from the first time to each of ``t``."""
         i = np.searchsorted(times, t, "right") - 1
         return cumulative[i] + heights[i] * (t - times[i])
 
@@ -85,6 +86,7 @@ def scale_bins(*, steps: tuple[Sequence[float], Sequence[int]], records: Request
     known = np.isfinite(arrival)
 
     def count(mask: np.ndarray) -> np.ndarray:
+        """The requests of ``mask`` per bin of arrival."""
         return np.histogram(arrival[mask & known], edges)[0]
 
     arrived, completed, scaling = count(np.ones(len(arrival), bool)), count(done), count(during)
