@@ -126,7 +126,7 @@ class Autoscaling(BaseModel):
                                             "stabilization window)")
     report_bin_s: Seconds | None = Field(
         None, description="the width of the cost-over-time bins (default: the roundest of "
-                          "1, 5, 15, 30 min, 1, 2, 3, 6, 12 h, 1 d giving at most 48 bins)")
+                          "1, 5, 15, 30 min, 1, 2, 3, 6, 12 h, 1 d giving at most 36 bins)")
 
     @model_validator(mode="after")
     def _one_policy(self) -> Autoscaling:

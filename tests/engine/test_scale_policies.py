@@ -178,6 +178,10 @@ def test_the_slo_policy_scales_up_when_misses_start_and_down_one_at_a_time():
     assert np.all(np.diff(late) >= 300 - INTERVAL_S - 5)
     assert serving[-1] == 1
     assert a.slo_missed_during_scale_up > 0
+    # the scale-ups (decided 1,215-1,230 s, serving 32 s later) fall in the 1,200-1,500 s
+    # bin: its misses during scale-ups are the run's
+    rise = next(b for b in result.inference.autoscaling.bins if b.start_s == 1200)
+    assert rise.slo_missed_during_scale_up == a.slo_missed_during_scale_up
 
 
 def test_the_shorthand_is_the_queue_policy_without_tolerance():

@@ -23,7 +23,7 @@ from simulator.results.inference import RequestRecords
 # bin widths a planner reads at a glance: 1, 5, 15, 30 minutes; 1, 2, 3, 6, 12 hours; a day
 ROUND_BINS_S = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 10800.0, 21600.0, 43200.0,
                 86400.0)
-MOST_BINS = 48  # a day in hours fits; a week goes to 6-hour bins
+MOST_BINS = 36  # an hour in 5-minute bins, a day in hours, a week in 6-hour bins
 
 
 def bin_width(span_s: float) -> float:
@@ -63,10 +63,20 @@ def step_integral(t_s: Sequence[float], values: Sequence[int], edges: np.ndarray
 
 
 def series_integral(series: Series, channel: str, edges: np.ndarray) -> np.ndarray:
-    """A series channel's sums spread evenly within its bins, integrated over ``edges``."""
-    values = series.values[channel]
-    grid = series.width * np.arange(len(values) + 1)
+    """A series channel's sums spread evenly within its bins, integrated over ``edges``.
+    Nothing runs before the first arrival or after the last completion (``edges[0]`` and
+    ``edges[-1]``), so the series bins holding them are spread over their part inside."""
+    t0, t_end = float(edges[0]), float(edges[-1])
+    width = series.width
+    first, used = int(t0 / width), series.used(t_end)
+    values = list(series.values[channel][first:used])
+    grid = [t0] + [width * k for k in range(first + 1, used)] + [t_end]
+    if len(values) > 1 and grid[-2] >= t_end:  # the run ends where its last bin starts
+        values[-2] += values.pop()
+        del grid[-2]
     cumulative = np.concatenate(([0.0], np.cumsum(values)))
+    if t_end <= t0:
+        return np.zeros(len(edges) - 1)
     return np.diff(np.interp(edges, grid, cumulative))
 
 
