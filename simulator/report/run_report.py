@@ -8,6 +8,7 @@ from rich.text import Text
 
 from simulator.profiles.scenario import Scenario
 from simulator.report.confidence_text import confidence_rows
+from simulator.report.cost_table import cost_over_time_table
 from simulator.results import Result
 from simulator.results.autoscaling import AutoscalingMetrics, ScaleBin
 from simulator.results.inference import InferenceMetrics
@@ -210,6 +211,9 @@ def _inference(console: Console, m: InferenceMetrics, whole: InferenceMetrics) -
                                      f"{c.cached_tokens:,} prompt tokens ({c.token_hit_rate:.1%}) "
                                      f"not recomputed; {c.evicted_blocks:,} blocks evicted")
     console.print(head)
+    over_time = None if whole.autoscaling is None else cost_over_time_table(whole.autoscaling)
+    if over_time is not None:
+        console.print(over_time)
     latency = Table(title="Latency", title_justify="left")
     latency.add_column("metric", style="cyan")
     for col in ("mean", "p50", "p90", "p99"):

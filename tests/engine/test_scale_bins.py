@@ -154,3 +154,23 @@ def test_the_terminal_shows_the_days_spread():
     # 12 five-minute bins; the dearest per token is the drain after the step down
     assert "12 bins; per million tokens" in line and "at 40 min-45 min" in line
     assert "SLO attainment lowest" in line and "at 20 min-25 min" in line
+
+
+def test_a_run_of_hours_gets_a_table_of_its_bins_and_a_short_one_does_not(stepped):
+    from rich.console import Console
+
+    from simulator.report.cost_table import cost_over_time_table
+
+    a = stepped.inference.autoscaling
+    assert cost_over_time_table(a) is None  # an hour: the spread in the Serving table only
+    # the same bins stretched to a day: 12 two-hour bins, one row each
+    day = a.model_copy(update={"bins": [b.model_copy(update={
+        "start_s": b.start_s * 24, "end_s": b.end_s * 24}) for b in a.bins]})
+    table = cost_over_time_table(day)
+    assert table is not None and table.row_count == 12
+    console = Console(width=160, record=True)
+    console.print(table)
+    text = console.export_text()
+    rise = next(b for b in a.bins if b.start_s == 1200)
+    assert f"{rise.usd_per_million_tokens:,.4g}" in text
+    assert f"{rise.slo_attainment:.1%}" in text and "8 h" in text  # 1,200 s x 24
