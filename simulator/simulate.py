@@ -6,12 +6,17 @@ took and how busy the devices were; economics turns that into energy and money.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from simulator.confidence import confidence_of
+from simulator.economics.bin_cost import idle_energy_share, spread_cost
 from simulator.economics.cost import billed_cost, cost_per_million_tokens, price_warnings
 from simulator.economics.fleet import Billing, fleet_of, fleet_warnings
 from simulator.economics.pool_cost import PoolsCost, pools_cost, pools_warnings
+from simulator.economics.power import power_model
 from simulator.errors import DoesNotFit
 from simulator.perf.footprint import scenario_footprint
 from simulator.profiles.cost import CostMode
@@ -124,6 +129,7 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
     result = _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
                      prompt, billing=billing, running=running, inference=metrics,
                      requests=outcome.requests, steady=steady)
+    result = _priced_bins(scenario, result)
     if steady.found:
         return result
     w = scenario.workload
@@ -134,6 +140,30 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
         return result.model_copy(update={"notes": [*result.notes, steady.basis]})
     return result.model_copy(update={"warnings": [
         *result.warnings, f"{steady.basis} (simulate more requests for steady figures)"]})
+
+
+def _priced_bins(scenario: Scenario, result: Result) -> Result:
+    """An autoscaled run's time bins with the run's cost spread over them
+    (:mod:`~simulator.economics.bin_cost`) and their cost per million tokens."""
+    m = result.inference
+    if m is None or m.autoscaling is None or not m.autoscaling.bins:
+        return result
+    bins = m.autoscaling.bins
+    idle = idle_energy_share(power_model(scenario.hardware, scenario.cost.pue),
+                             devices=result.cost.billed_accelerators, time_s=result.time_s,
+                             energy_kwh=result.energy_kwh)
+    costs = spread_cost(result.cost.breakdown_usd,
+                        durations=np.array([b.end_s - b.start_s for b in bins]),
+                        replica_seconds=np.array([b.replica_seconds for b in bins]),
+                        busy_s=np.array([b.device_busy_s for b in bins]), idle_share=idle)
+    weight = scenario.cost.input_token_weight
+    priced = []
+    for b, usd in zip(bins, costs.tolist(), strict=True):
+        per = cost_per_million_tokens(usd, b.prompt_tokens, b.output_tokens, weight)
+        priced.append(b.model_copy(update={"cost_usd": usd, "usd_per_million_tokens":
+                                           per if math.isfinite(per) else None}))
+    scaled = m.autoscaling.model_copy(update={"bins": priced})
+    return result.model_copy(update={"inference": m.model_copy(update={"autoscaling": scaled})})
 
 
 def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing,

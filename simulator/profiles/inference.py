@@ -20,7 +20,7 @@ from pydantic import (
 from simulator.errors import UnknownProfile
 from simulator.profiles.arrivals import ArrivalProcess as ArrivalProcess
 from simulator.profiles.arrivals import Arrivals
-from simulator.profiles.autoscaling import Autoscaling
+from simulator.profiles.autoscaling import Autoscaling, ScaleMetric
 from simulator.profiles.catalog import load_stack
 from simulator.profiles.fleet_pools import InferenceParallelism, ServingPool
 from simulator.profiles.moe_routing import MoeRouting
@@ -273,6 +273,9 @@ class InferenceWorkload(BaseModel):
         if a.min_replicas > self.replicas:
             raise ValueError(f"autoscaling.min_replicas ({a.min_replicas}) is more than "
                              f"replicas ({self.replicas}), the most it may run")
+        if a.rule.metric is ScaleMetric.SLO_ATTAINMENT and self.slo is None:
+            raise ValueError("autoscaling.policy.metric: slo_attainment needs workload.slo, "
+                             "the targets it judges requests by")
         return self
 
     @model_validator(mode="after")

@@ -1,7 +1,7 @@
 """Files a run or a comparison writes with ``--out DIR``.
 
 A run: ``result.json``, CSVs (``requests.csv`` and ``time_series.csv`` for serving,
-``replicas.csv`` when it autoscales,
+``replicas.csv`` and ``cost_over_time.csv`` (its bins) when it autoscales,
 ``step_breakdown.csv`` for training, ``confidence.csv`` for both), PNG plots and one
 self-contained ``report.html``.
 A comparison: ``comparison.json``, ``comparison.csv``, its plots and ``report.html``, and
@@ -26,6 +26,10 @@ from simulator.report.files import write_atomic
 from simulator.report.json_text import strict_json
 from simulator.report.requests_csv import requests_csv
 from simulator.results import Result
+from simulator.results.autoscaling import ScaleBin
+
+# the columns of cost_over_time.csv: an autoscaled run's bins, field for field
+BIN_COLUMNS = tuple(ScaleBin.model_fields)
 
 Files = dict[str, str | bytes]  # relative path -> content
 
@@ -72,6 +76,9 @@ def data_files(result: Result) -> Files:
             files["replicas.csv"] = csv_text(["t_s", "billed", "serving"], [
                 list(row) for row in zip(scaled.t_s, scaled.billed, scaled.serving,
                                          strict=True)])
+            if scaled.bins:
+                files["cost_over_time.csv"] = csv_text(list(BIN_COLUMNS), [
+                    [getattr(b, c) for c in BIN_COLUMNS] for b in scaled.bins])
     return files
 
 
@@ -106,6 +113,14 @@ def run_figures(result: Result) -> list[tuple[str, str, bytes, str]]:
                             "The autoscaled pool: replicas billed (starting, serving or "
                             "draining) and serving, against the requests arriving per "
                             "second."))
+            if m.autoscaling.bins:
+                from simulator.report.cost_plot import cost_over_time
+
+                figures.append(("cost_over_time.png", "Cost per token over time",
+                                cost_over_time(m.autoscaling),
+                                "Per bin: replicas billed and the SLO attainment of the "
+                                "requests arriving in it; the run's cost spent in it and its "
+                                "cost per million tokens completed."))
     if result.training is not None:
         t = result.training
         figures.append(("step_breakdown.png", "Step time breakdown",

@@ -8,8 +8,9 @@ from rich.text import Text
 
 from simulator.profiles.scenario import Scenario
 from simulator.report.confidence_text import confidence_rows
+from simulator.report.cost_table import cost_over_time_table
 from simulator.results import Result
-from simulator.results.autoscaling import AutoscalingMetrics
+from simulator.results.autoscaling import AutoscalingMetrics, ScaleBin
 from simulator.results.inference import InferenceMetrics
 from simulator.results.training import TrainingResult
 from simulator.units import format_si, format_time
@@ -148,6 +149,30 @@ def _autoscaling_rows(head: Table, a: AutoscalingMetrics) -> None:
         during += (f", {a.slo_missed_during_scale_up:,} of them missed the SLO "
                    f"({a.slo_missed:,} in the run)")
     head.add_row("scale-up delay", f"{format_time(a.startup_s)}; {during}")
+    if a.bins:
+        head.add_row("cost over time", _cost_spread(a))
+
+
+def _cost_spread(a: AutoscalingMetrics) -> str:
+    """The day's spread: the cheapest and dearest bin per million tokens, and the bin with
+    the lowest SLO attainment (``cost_over_time.csv`` has them all)."""
+    def span(b: ScaleBin) -> str:
+        """The bin's times, as the terminal writes durations."""
+        return f"{format_time(b.start_s)}-{format_time(b.end_s)}"
+
+    priced = [b for b in a.bins if b.usd_per_million_tokens is not None]
+    text = f"{len(a.bins)} bins"
+    if priced:
+        low = min(priced, key=lambda b: b.usd_per_million_tokens or 0.0)
+        high = max(priced, key=lambda b: b.usd_per_million_tokens or 0.0)
+        text += (f"; per million tokens {low.usd_per_million_tokens:,.4g} USD at "
+                 f"{span(low)} to {high.usd_per_million_tokens:,.4g} at {span(high)}")
+    judged = [b for b in a.bins if b.slo_attainment is not None]
+    if judged:
+        worst = min(judged, key=lambda b: b.slo_attainment or 0.0)
+        lowest = 100 * (worst.slo_attainment or 0.0)
+        text += f"; SLO attainment lowest {lowest:.1f}% at {span(worst)}"
+    return text
 
 
 def _inference(console: Console, m: InferenceMetrics, whole: InferenceMetrics) -> None:
@@ -186,6 +211,9 @@ def _inference(console: Console, m: InferenceMetrics, whole: InferenceMetrics) -
                                      f"{c.cached_tokens:,} prompt tokens ({c.token_hit_rate:.1%}) "
                                      f"not recomputed; {c.evicted_blocks:,} blocks evicted")
     console.print(head)
+    over_time = None if whole.autoscaling is None else cost_over_time_table(whole.autoscaling)
+    if over_time is not None:
+        console.print(over_time)
     latency = Table(title="Latency", title_justify="left")
     latency.add_column("metric", style="cyan")
     for col in ("mean", "p50", "p90", "p99"):

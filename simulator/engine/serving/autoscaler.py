@@ -2,8 +2,9 @@
 
 Every replica of ``workload.replicas`` is built up front; ``min_replicas`` serve from t = 0
 and the others are idle (not billed, not routable). Every ``interval_s`` the autoscaler
-sets the desired count to ``ceil(requests in the system / target_outstanding)`` within
-[min, max] (:class:`~simulator.profiles.autoscaling.Autoscaling`):
+sets the desired count its policy asks for (queue length, KV or batch occupancy, SLO
+attainment: :mod:`~simulator.engine.serving.scale_policy`) within [min, max]
+(:class:`~simulator.profiles.autoscaling.Autoscaling`):
 
 - *up*: idle replicas start at once (billed from then) and serve after the start-up delay,
   ``provision_s`` plus their weights read at ``storage_bandwidth``;
@@ -28,6 +29,9 @@ import numpy as np
 import simpy
 from simpy.events import Timeout
 
+from simulator.engine.serving.metrics import Series
+from simulator.engine.serving.scale_bins import bin_edges, bin_width, scale_bins
+from simulator.engine.serving.scale_policy import policy_of, slo_missed
 from simulator.engine.serving.system import ServingSystem
 from simulator.profiles.autoscaling import Autoscaling
 from simulator.profiles.inference import SLO
@@ -52,8 +56,12 @@ class Autoscaler:
     changing at each time) and the scale-ups (decided, serving from)."""
 
     def __init__(self, *, env: simpy.Environment, system: ServingSystem,
-                 policy: Autoscaling, startup_s: float, finished: Callable[[], bool]):
+                 policy: Autoscaling, startup_s: float, finished: Callable[[], bool],
+                 slo: SLO | None = None):
         self.env, self.system, self.policy = env, system, policy
+        self.rule = policy_of(policy.rule, in_system=system.in_system,
+                              stats=[r.stats for r in system.replicas],
+                              requests=system.requests, slo=slo)
         self.startup_s = startup_s
         self._finished = finished
         total = len(system.replicas)
@@ -89,10 +97,9 @@ class Autoscaler:
         self.serving.append(serving)
 
     def desired(self) -> int:
-        """The replicas the policy wants for the requests in the system now."""
-        p = self.policy
-        want = math.ceil(self.system.in_system.count / p.target_outstanding)
-        return min(len(self.state), max(p.min_replicas, want))
+        """The replicas the policy wants now, within [min_replicas, the pool]."""
+        want = self.rule.desired(self.env.now, self._count(State.SERVING, State.STARTING))
+        return min(len(self.state), max(self.policy.min_replicas, want))
 
     def _tick(self, _event: simpy.Event) -> None:
         """One decision; then the next, unless every request has finished or nothing else
@@ -152,9 +159,10 @@ class Autoscaler:
             self._record(t)
 
     def metrics(self, records: RequestRecords, slo: SLO | None, t0: float,
-                t_end: float) -> AutoscalingMetrics:
-        """The run's replicas over time, billed over [t0, t_end] (the run's span), and the
-        requests that arrived while a started replica was loading."""
+                t_end: float, series: Series | None = None) -> AutoscalingMetrics:
+        """The run's replicas over time, billed over [t0, t_end] (the run's span), the
+        requests that arrived while a started replica was loading, and (given the run's
+        ``series``) the run cut into time bins."""
         edges = [*self.t_s[1:], t_end]
         seconds = sum(b * max(0.0, min(e, t_end) - max(s, t0))
                       for b, s, e in zip(self.billed, self.t_s, edges, strict=True))
@@ -162,9 +170,15 @@ class Autoscaler:
         during = np.zeros(len(arrival), dtype=bool)
         for decided, serving in self.scale_ups:
             during |= (arrival >= decided) & (arrival < serving)
-        missed = None if slo is None else _slo_missed(records, slo)
+        missed = None if slo is None else slo_missed(slo, records.ttft_s, records.tpot_s,
+                                                    records.e2e_s)
         duration = t_end - t0
+        width = self.policy.report_bin_s or bin_width(duration)
+        bins = [] if series is None else scale_bins(
+            steps=(self.t_s, self.billed), records=records, missed=missed, during=during,
+            series=series, edges=bin_edges(t0, t_end, width))
         return AutoscalingMetrics(
+            bin_s=width, bins=bins,
             startup_s=self.startup_s, replica_seconds=seconds,
             mean_replicas=seconds / duration if duration > 0 else float(self.billed[0]),
             max_replicas=max(self.billed), scale_ups=len(self.scale_ups),
@@ -172,18 +186,6 @@ class Autoscaler:
             serving=self.serving, arrived_during_scale_up=int(np.sum(during)),
             slo_missed_during_scale_up=None if missed is None else int(np.sum(missed & during)),
             slo_missed=None if missed is None else int(np.sum(missed)))
-
-
-def _slo_missed(records: RequestRecords, slo: SLO) -> np.ndarray:
-    """Completed requests over any target (a request without a TPOT, one output token,
-    cannot miss that target)."""
-    missed = np.zeros(len(records.arrival_s), dtype=bool)
-    for target, values in ((slo.ttft_s, records.ttft_s), (slo.tpot_s, records.tpot_s),
-                           (slo.e2e_s, records.e2e_s)):
-        if target is not None:
-            v = np.asarray(values, dtype=float)
-            missed |= np.nan_to_num(v, nan=0.0) > target
-    return missed
 
 
 def startup_s(policy: Autoscaling, weight_bytes: float) -> float:

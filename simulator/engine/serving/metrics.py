@@ -142,6 +142,7 @@ class ReplicaStats:
     cost: Cost = ZERO  # set at the end of the run
     host_s: float = 0.0  # of busy_s, what the serving stack added (set at the end)
     kv_blocks_s: float = 0.0  # integral of blocks in use over time
+    batch_s: float = 0.0  # integral of sequences in the running batch over busy time
     kv_blocks_max: int = 0
     batch_hist: list[int] = field(default_factory=list)  # iterations by batch size
     preemptions: int = 0
@@ -178,6 +179,7 @@ class ReplicaStats:
         self.engine_steps += 1
         self.busy_s += busy_s
         self.kv_blocks_s += kv_blocks_s
+        self.batch_s += batch * busy_s
         if last_blocks > self.kv_blocks_max:
             self.kv_blocks_max = last_blocks
         self.batch_hist[batch] += iterations

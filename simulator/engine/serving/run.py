@@ -212,7 +212,7 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
     if scaler is not None:
         m = result.inference
         t0 = float(np.min(requests.arrival_s)) if len(requests) else 0.0
-        scaled = scaler.metrics(records, w.slo, t0, t0 + m.duration_s)
+        scaled = scaler.metrics(records, w.slo, t0, t0 + m.duration_s, series)
         result = result.model_copy(update={"inference": m.model_copy(
             update={"autoscaling": scaled})})
     return ServingOutcome(result, records, events, steady)
@@ -254,7 +254,7 @@ def _autoscaler(env: simpy.Environment, scenario: Scenario, system: ServingSyste
                                      attention_dp=par.attention_dp).parts["weights"]
     return Autoscaler(env=env, system=system, policy=w.autoscaling,
                       startup_s=startup_s(w.autoscaling, per_device * par.devices),
-                      finished=finished)
+                      finished=finished, slo=w.slo)
 
 
 def _summaries(scenario: Scenario, requests: Requests, records: RequestRecords,
