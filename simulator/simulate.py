@@ -124,6 +124,10 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
     result = _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
                      prompt, billing=billing, running=running, inference=metrics,
                      requests=outcome.requests, steady=steady)
+    shared = metrics.shared_training
+    if shared is not None:  # the fleet's cost, split between its tenants
+        result = result.model_copy(update={"inference": result.inference.model_copy(
+            update={"shared_training": shared.priced(result.cost_usd)})})
     if steady.found:
         return result
     w = scenario.workload
@@ -180,6 +184,8 @@ def _running_share(scenario: Scenario, metrics: InferenceMetrics) -> float:
     scaled, w = metrics.autoscaling, scenario.workload
     if scaled is None or scenario.cost.mode is not CostMode.CLOUD or not metrics.duration_s:
         return 1.0
+    if metrics.shared_training is not None:
+        return 1.0  # the troughs run training: the whole fleet is rented, paid for once
     assert isinstance(w, InferenceWorkload) and w.replicas is not None
     return min(1.0, scaled.replica_seconds / (w.replicas * metrics.duration_s))
 

@@ -22,6 +22,8 @@ from simulator.engine.serving.replica import Replica
 from simulator.engine.serving.requests import Requests
 from simulator.engine.serving.router import RoutingPolicy, make_policy
 from simulator.engine.serving.scheduler import Role, Scheduler
+from simulator.engine.serving.shared_training import shared_tenant
+from simulator.engine.serving.shared_training_summary import summarize_tenant
 from simulator.engine.serving.speculative import Speculation
 from simulator.engine.serving.steady import locate, steady_window
 from simulator.engine.serving.summary import Fleet, summarize
@@ -192,7 +194,9 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
 
     total = len(requests)
     scaler = _autoscaler(env, scenario, system, lambda: ended() >= total)
+    tenant = None
     if scaler is not None:
+        tenant = shared_tenant(env, scenario, scaler)
         scaler.start()
     system.start()
     events = _run(env, progress, ended, float(total))
@@ -213,8 +217,11 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
         m = result.inference
         t0 = float(np.min(requests.arrival_s)) if len(requests) else 0.0
         scaled = scaler.metrics(records, w.slo, t0, t0 + m.duration_s)
+        trained = None if tenant is None else summarize_tenant(
+            tenant, t_end=t0 + m.duration_s,
+            serving_max_devices=len(scaler.state) * w.parallelism.devices)
         result = result.model_copy(update={"inference": m.model_copy(
-            update={"autoscaling": scaled})})
+            update={"autoscaling": scaled, "shared_training": trained})})
     return ServingOutcome(result, records, events, steady)
 
 
