@@ -1,7 +1,7 @@
 """Files a run or a comparison writes with ``--out DIR``.
 
 A run: ``result.json``, CSVs (``requests.csv`` and ``time_series.csv`` for serving,
-``replicas.csv`` when it autoscales,
+``replicas.csv`` when it autoscales, ``fleet_split.csv`` with a shared training job,
 ``step_breakdown.csv`` for training, ``confidence.csv`` for both), PNG plots and one
 self-contained ``report.html``.
 A comparison: ``comparison.json``, ``comparison.csv``, its plots and ``report.html``, and
@@ -72,6 +72,13 @@ def data_files(result: Result) -> Files:
             files["replicas.csv"] = csv_text(["t_s", "billed", "serving"], [
                 list(row) for row in zip(scaled.t_s, scaled.billed, scaled.serving,
                                          strict=True)])
+        shared = result.inference.shared_training
+        if shared is not None:
+            files["fleet_split.csv"] = csv_text(
+                ["t_s", "serving_accelerators", "training_accelerators", "training_running"],
+                [list(row) for row in zip(shared.t_s, shared.serving_accelerators,
+                                          shared.training_accelerators,
+                                          shared.training_running, strict=True)])
     return files
 
 
@@ -106,6 +113,13 @@ def run_figures(result: Result) -> list[tuple[str, str, bytes, str]]:
                             "The autoscaled pool: replicas billed (starting, serving or "
                             "draining) and serving, against the requests arriving per "
                             "second."))
+        if m.shared_training is not None:
+            from simulator.report.shared_training_plot import fleet_split_over_time
+
+            figures.append(("fleet_split.png", "The fleet's split over time",
+                            fleet_split_over_time(m.shared_training),
+                            "Accelerators held by the serving pool and by the training job "
+                            "filling its troughs (hatched: restarting after a resize)."))
     if result.training is not None:
         t = result.training
         figures.append(("step_breakdown.png", "Step time breakdown",

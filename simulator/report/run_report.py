@@ -8,6 +8,7 @@ from rich.text import Text
 
 from simulator.profiles.scenario import Scenario
 from simulator.report.confidence_text import confidence_rows
+from simulator.report.shared_training_text import render_shared_training
 from simulator.results import Result
 from simulator.results.autoscaling import AutoscalingMetrics
 from simulator.results.inference import InferenceMetrics
@@ -186,6 +187,8 @@ def _inference(console: Console, m: InferenceMetrics, whole: InferenceMetrics) -
                                      f"{c.cached_tokens:,} prompt tokens ({c.token_hit_rate:.1%}) "
                                      f"not recomputed; {c.evicted_blocks:,} blocks evicted")
     console.print(head)
+    if whole.shared_training is not None:
+        render_shared_training(console, whole.shared_training)
     latency = Table(title="Latency", title_justify="left")
     latency.add_column("metric", style="cyan")
     for col in ("mean", "p50", "p90", "p99"):
