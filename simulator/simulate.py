@@ -124,10 +124,8 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
     result = _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
                      prompt, billing=billing, running=running, inference=metrics,
                      requests=outcome.requests, steady=steady)
-    shared = metrics.shared_training
-    if shared is not None:  # the fleet's cost, split between its tenants
-        result = result.model_copy(update={"inference": result.inference.model_copy(
-            update={"shared_training": shared.priced(result.cost_usd)})})
+    if metrics.shared_training is not None:
+        result = _shared_cost(scenario, result, prompt, output)
     if steady.found:
         return result
     w = scenario.workload
@@ -138,6 +136,22 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
         return result.model_copy(update={"notes": [*result.notes, steady.basis]})
     return result.model_copy(update={"warnings": [
         *result.warnings, f"{steady.basis} (simulate more requests for steady figures)"]})
+
+
+def _shared_cost(scenario: Scenario, result: Result, prompt: float, output: float) -> Result:
+    """The fleet's cost (paid once) split between serving and the training job in its
+    troughs by accelerator-seconds, and each tenant's cost per million tokens."""
+    m = result.inference
+    assert m is not None and m.shared_training is not None
+    split = m.shared_training.priced(result.cost_usd)
+    assert split.serving_cost_usd is not None and split.training_cost_usd is not None
+    split = split.model_copy(update={
+        "serving_cost_per_million_tokens_usd": cost_per_million_tokens(
+            split.serving_cost_usd, prompt, output, scenario.cost.input_token_weight),
+        "training_cost_per_million_tokens_usd": cost_per_million_tokens(
+            split.training_cost_usd, 0.0, split.tokens) if split.tokens else None})
+    return result.model_copy(update={"inference": m.model_copy(
+        update={"shared_training": split})})
 
 
 def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing,

@@ -20,6 +20,7 @@ from simulator.profiles.input_files import not_a_readable_file
 from simulator.profiles.numbers import SPEC_CONFIG, PositiveInt
 from simulator.profiles.overrides import apply_overrides
 from simulator.profiles.quantities import NonNegativeSeconds, Seconds
+from simulator.profiles.training import TrainingWorkload
 
 if TYPE_CHECKING:
     from simulator.profiles.scenario import Scenario
@@ -84,8 +85,9 @@ class SharedTraining(BaseModel):
         if training.kind != "training":
             raise ValueError(f"scenario: {path.name} is a {training.kind} scenario; "
                              f"shared_training runs a training one (workload.kind: training)")
-        interval = training.workload.checkpoint.interval_s  # type: ignore[union-attr]
-        if self.checkpoint_interval_s is None and not isinstance(interval, float):
+        w = training.workload
+        assert isinstance(w, TrainingWorkload)
+        if self.checkpoint_interval_s is None and not isinstance(w.checkpoint.interval_s, float):
             raise ValueError(f"checkpoint_interval_s: needed, since {path.name} leaves "
                              f"checkpoint.interval_s at auto (its optimum is for failures, "
                              f"not for preemption by serving)")
@@ -96,26 +98,31 @@ class SharedTraining(BaseModel):
     def training(self) -> Scenario:
         """The training scenario, resolved and validated."""
         assert self._training is not None
-        return self._training  # type: ignore[no-any-return]
+        return self._training
+
+    @property
+    def workload(self) -> TrainingWorkload:
+        """The training scenario's workload."""
+        w = self.training.workload
+        assert isinstance(w, TrainingWorkload)
+        return w
 
     @property
     def interval_s(self) -> float:
         """Training seconds between checkpoints."""
         if self.checkpoint_interval_s is not None:
             return self.checkpoint_interval_s
-        interval = self.training.workload.checkpoint.interval_s  # type: ignore[union-attr]
+        interval = self.workload.checkpoint.interval_s
         assert isinstance(interval, float)
         return interval
 
     @property
     def resize_s(self) -> float:
         """Seconds each resize costs."""
-        if self.restart_s is not None:
-            return self.restart_s
-        return self.training.workload.failures.restart_s  # type: ignore[union-attr]
+        return self.restart_s if self.restart_s is not None else self.workload.failures.restart_s
 
     @property
     def block(self) -> int:
         """Accelerators of one data-parallel rank: its model-parallel block tp*pp*cp."""
-        par = self.training.workload.parallelism  # type: ignore[union-attr]
-        return int(par.tp * par.pp * par.cp)
+        par = self.workload.parallelism
+        return par.tp * par.pp * par.cp

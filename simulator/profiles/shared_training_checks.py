@@ -28,7 +28,7 @@ def shared_training_problems(w: InferenceWorkload, hardware: HardwareProfile,
                         f"the training scenario runs on {training.hardware.id} and the "
                         f"serving cluster on {hardware.id}: they share one fleet, so the "
                         f"hardware profile must be the same")]
-    par = training.workload.parallelism  # type: ignore[union-attr]
+    par = shared.workload.parallelism
     if shared.block > accelerators:
         return [Problem((*FIELD, "scenario"),
                         f"the training job's model-parallel block tp*pp*cp = {par.tp}*{par.pp}"

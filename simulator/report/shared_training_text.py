@@ -15,7 +15,7 @@ HOUR = 3600.0
 
 def _baseline(b: TrainingBaseline) -> str:
     if not b.data_parallel:
-        return "the job does not fit"
+        return "no usable width on the accelerators left"
     return f"dp {b.data_parallel}: {b.steps:,} steps, {format_si(b.tokens, 'tokens')}"
 
 
@@ -45,6 +45,11 @@ def shared_training_rows(st: SharedTrainingMetrics) -> list[tuple[str, str]]:
                                          f"{st.training_cost_usd:,.2f}, idle "
                                          f"{st.idle_cost_usd:,.2f} USD (by accelerator-"
                                          f"seconds)"))
+    if st.serving_cost_per_million_tokens_usd is not None:
+        trained = st.training_cost_per_million_tokens_usd
+        rows.append(("per million tokens", f"served {st.serving_cost_per_million_tokens_usd:,.4f}"
+                     f" USD, trained " + (f"{trained:,.4f} USD" if trained is not None
+                                          else "-")))
     return rows
 
 

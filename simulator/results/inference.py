@@ -16,8 +16,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.results.autoscaling import AutoscalingMetrics
-from simulator.results.shared_training import SharedTrainingMetrics
 from simulator.results.pools import PoolSummary
+from simulator.results.shared_training import SharedTrainingMetrics
 from simulator.results.utilization import Utilization
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")

@@ -80,6 +80,12 @@ class SharedTrainingMetrics(BaseModel):
         None, description="the fleet's cost times the job's share")
     idle_cost_usd: float | None = Field(None, description="the fleet's cost times the idle "
                                                           "share")
+    serving_cost_per_million_tokens_usd: float | None = Field(
+        None, description="serving's share of the cost per million tokens served (weighted "
+                          "as cost_per_million_tokens_usd)")
+    training_cost_per_million_tokens_usd: float | None = Field(
+        None, description="the job's share of the cost per million tokens trained (null when "
+                          "it trained none)")
 
     def priced(self, fleet_cost_usd: float) -> SharedTrainingMetrics:
         """A copy with the fleet's cost (paid once) split by accelerator-seconds."""

@@ -4,6 +4,7 @@ split at serving's peak, and the whole fleet)."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from simulator.engine.serving.shared_training import Phase, Stretch, TrainingTenant
@@ -82,7 +83,7 @@ def summarize_tenant(tenant: TrainingTenant, *, t_end: float,
     for stretch in inside:
         tally.add(stretch, widths, t_end)
     ran = sorted({s.width for s in inside if s.phase is Phase.RUNNING})
-    resizes = sum(1 for a, b in zip(inside, inside[1:], strict=False) if a.width != b.width)
+    resizes = sum(1 for a, b in itertools.pairwise(inside) if a.width != b.width)
     fleet = tenant.fleet
     rows = [i for i, t in enumerate(tenant.t_s) if t < t_end or t == 0.0]
     serving_acc_s = _integral(tenant.t_s, tenant.serving, t_end)
