@@ -69,9 +69,12 @@ class SharedTraining(BaseModel):
         return str(path.resolve())
 
     @model_validator(mode="after")
-    def _load(self) -> SharedTraining:
+    def _load(self, info: ValidationInfo) -> SharedTraining:
         """Read, override and validate the training scenario (its own errors name its file
         and line); it must be a training scenario with a checkpoint cadence."""
+        if (info.context or {}).get("shared_training"):
+            raise ValueError("this scenario is itself named as another's shared training "
+                             "job: shared_training must name a training scenario")
         from simulator.profiles.scenario import Scenario
         from simulator.profiles.validation import validate
         from simulator.profiles.yaml_source import read_yaml
@@ -81,10 +84,10 @@ class SharedTraining(BaseModel):
         if not isinstance(doc.data, dict):
             raise InputError("a scenario must be a mapping of fields", file=str(path))
         training = validate(Scenario, apply_overrides(doc.data, self.set), doc,
-                            context={"base_dir": path.parent})
+                            context={"base_dir": path.parent, "shared_training": True})
         if training.kind != "training":
-            raise ValueError(f"scenario: {path.name} is a {training.kind} scenario; "
-                             f"shared_training runs a training one (workload.kind: training)")
+            raise ValueError(f"scenario: {path.name} has workload.kind {training.kind}; "
+                             f"shared_training runs a training scenario")
         w = training.workload
         assert isinstance(w, TrainingWorkload)
         if self.checkpoint_interval_s is None and not isinstance(w.checkpoint.interval_s, float):

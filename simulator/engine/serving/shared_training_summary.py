@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from simulator.engine.serving.shared_training import Phase, Stretch, TrainingTenant
 from simulator.engine.serving.training_widths import TrainingWidths
-from simulator.profiles.training import TrainingWorkload
 from simulator.results.shared_training import (
     SharedTrainingMetrics,
     TrainingBaseline,
@@ -76,23 +75,21 @@ def summarize_tenant(tenant: TrainingTenant, *, t_end: float,
     """The tenant's figures over [0, t_end] (the serving run's window);
     ``serving_max_devices``: what the pool holds at its most, the static split's share."""
     widths = tenant.widths
-    w = widths.training.workload
-    assert isinstance(w, TrainingWorkload)
-    inside = [s for s in tenant.stretches if s.start < t_end or s.start == 0.0]
+    inside = [s for s in tenant.stretches if s.start <= t_end]
     tally = _Tally()
     for stretch in inside:
         tally.add(stretch, widths, t_end)
     ran = sorted({s.width for s in inside if s.phase is Phase.RUNNING})
     resizes = sum(1 for a, b in itertools.pairwise(inside) if a.width != b.width)
     fleet = tenant.fleet
-    rows = [i for i, t in enumerate(tenant.t_s) if t < t_end or t == 0.0]
+    rows = [i for i, t in enumerate(tenant.t_s) if t <= t_end]
     serving_acc_s = _integral(tenant.t_s, tenant.serving, t_end)
-    static = _baseline(widths, fleet - serving_max_devices, t_end, w.tokens_per_step)
-    whole = _baseline(widths, fleet, t_end, w.tokens_per_step)
+    static = _baseline(widths, fleet - serving_max_devices, t_end, widths.tokens_per_step)
+    whole = _baseline(widths, fleet, t_end, widths.tokens_per_step)
     return SharedTrainingMetrics(
-        scenario=widths.training.name, window_s=t_end, fleet_accelerators=fleet,
-        block=widths.block, steps=tally.steps, samples=tally.steps * w.global_batch_size,
-        tokens=float(tally.steps * w.tokens_per_step),
+        scenario=widths.name, window_s=t_end, fleet_accelerators=fleet,
+        block=widths.block, steps=tally.steps, samples=tally.steps * widths.global_batch,
+        tokens=float(tally.steps * widths.tokens_per_step),
         accelerator_seconds=tally.held_acc_s,
         restart_accelerator_seconds=tally.restart_acc_s,
         lost_accelerator_seconds=tally.lost_acc_s,

@@ -72,6 +72,9 @@ class TrainingWidths:
     def __init__(self, shared: SharedTraining, fleet: int):
         self.shared, self.training = shared, shared.training
         self.block = shared.block
+        w = shared.workload
+        self.name, self.global_batch, self.tokens_per_step = (
+            self.training.name, w.global_batch_size, w.tokens_per_step)
         self.widths = [dp for dp in range(shared.min_data_parallel, fleet // self.block + 1)
                        if self._usable(dp)]
         if not self.widths:
