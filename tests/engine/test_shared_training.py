@@ -6,6 +6,7 @@ error path through the CLI."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -255,7 +256,7 @@ def test_accelerator_seconds_and_resizes_follow_the_pools_billed_count(run):
     widths = [_power_of_two_at_most(8 - b) for b in a.billed]
     held = sum(w * (e - s) for w, s, e in zip(widths, a.t_s, edges, strict=True))
     assert m.accelerator_seconds == pytest.approx(held)
-    assert m.resizes == sum(1 for x, y in zip(widths, widths[1:], strict=False) if x != y)
+    assert m.resizes == sum(1 for x, y in itertools.pairwise(widths) if x != y)
     assert m.serving_accelerator_seconds + m.accelerator_seconds \
         + m.idle_accelerator_seconds == pytest.approx(8 * end)
     assert m.restart_s == 0.0 and m.preemptions >= 1
@@ -272,7 +273,7 @@ def test_the_fleet_is_paid_once_and_split_between_the_tenants(run):
 
 
 def test_progress_lies_between_the_baselines_and_serving_is_untouched(run, tmp_path):
-    scenario, result = run
+    _scenario, result = run
     m = result.inference.shared_training
     assert m.static.data_parallel == 0  # 8 replicas at the peak leave nothing
     assert m.whole_fleet.data_parallel == 8
