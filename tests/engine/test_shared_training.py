@@ -281,6 +281,11 @@ def test_progress_lies_between_the_baselines_and_serving_is_untouched(run, tmp_p
     alone = simulate(load_scenario(write(tmp_path, shared="")))
     assert alone.inference.autoscaling == result.inference.autoscaling
     assert alone.inference.e2e_s == result.inference.e2e_s
+    # rented alone, the pool pays for its replica-seconds; sharing, the whole fleet's rent
+    a = alone.inference.autoscaling
+    running = a.replica_seconds / (8 * alone.inference.duration_s)
+    assert running < 0.9
+    assert result.cost_usd == pytest.approx(alone.cost_usd / running)
 
 
 def test_a_shared_run_is_deterministic(run):
