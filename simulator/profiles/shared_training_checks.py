@@ -24,10 +24,12 @@ def shared_training_problems(w: InferenceWorkload, hardware: HardwareProfile,
                                "leaves a fixed share (run it as its own training scenario)")]
     training = shared.training
     if training.hardware != hardware:
+        other = (f"another profile named {hardware.id} (its fields differ)"
+                 if training.hardware.id == hardware.id else training.hardware.id)
         return [Problem((*FIELD, "scenario"),
-                        f"the training scenario runs on {training.hardware.id} and the "
-                        f"serving cluster on {hardware.id}: they share one fleet, so the "
-                        f"hardware profile must be the same")]
+                        f"the training scenario runs on {other} and the serving cluster on "
+                        f"{hardware.id}: they share one fleet, so the hardware profile must "
+                        f"be the same (shared_training.set: [hardware=...] names it)")]
     par = shared.workload.parallelism
     if shared.block > accelerators:
         return [Problem((*FIELD, "scenario"),
