@@ -10,6 +10,7 @@ import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import simpy
 from simpy.events import Timeout
@@ -166,6 +167,24 @@ def test_the_job_stops_when_no_block_fits_and_restarts_when_one_does():
     tenant = scripted([(0.0, 1), (100.0, 5), (200.0, 1)])  # 11 - 10 = 1 free: stopped
     assert [(s.start, s.width, s.phase) for s in tenant.stretches][1:3] == [
         (100.0, 0, Phase.STOPPED), (200.0, 4, Phase.RESTARTING)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_pools_never_overfill_the_fleet_and_the_books_balance(seed):
+    rng = np.random.default_rng(seed)
+    times = np.sort(rng.uniform(0, 480, 30))
+    billed = [(0.0, 1), *((float(t), int(b)) for t, b in zip(times, rng.integers(1, 6, 30),
+                                                             strict=True))]
+    tenant = scripted(billed, grow_delay_s=float(rng.choice([0.0, 25.0])))
+    m = summarize_tenant(tenant, t_end=500.0, serving_max_devices=10)
+    for serving_now, training_now in zip(m.serving_accelerators, m.training_accelerators,
+                                         strict=True):
+        assert serving_now + training_now <= FLEET
+    assert m.serving_accelerator_seconds + m.accelerator_seconds \
+        + m.idle_accelerator_seconds == pytest.approx(FLEET * 500)
+    assert m.restart_accelerator_seconds + m.lost_accelerator_seconds <= m.accelerator_seconds
+    assert 0 <= m.steps <= m.whole_fleet.steps  # never beats the job alone at its widest
+    assert m.preemptions <= m.resizes
 
 
 # ---- the whole run on the serving engine --------------------------------------------------
