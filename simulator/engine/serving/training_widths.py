@@ -95,6 +95,8 @@ class TrainingWidths:
             "workload": w.model_copy(update={"parallelism": par})})
 
     def _usable(self, dp: int) -> bool:
+        if self.global_batch % dp:  # (the layout checks say so too; this is the quick no)
+            return False
         scenario = self.at(dp)
         w = scenario.workload
         assert isinstance(w, TrainingWorkload)
