@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulator.results.utilization import Utilization
+
 
 class TrainingWidth(BaseModel):
     """The job's pace at one data-parallel width it ran at."""
@@ -74,6 +76,10 @@ class SharedTrainingMetrics(BaseModel):
                                                          "each time")
     training_running: list[bool] = Field(description="whether the job runs steps from each "
                                                      "time (false: restarting or stopped)")
+    fleet_activity: Utilization = Field(
+        description="the job's utilization as fractions of the whole fleet over the serving "
+                    "run's span (its running stretches at their step's utilization): what it "
+                    "adds to the run's utilization, and so to its power")
     serving_cost_usd: float | None = Field(
         None, description="the fleet's cost times serving's share of its accelerator-seconds")
     training_cost_usd: float | None = Field(
@@ -86,6 +92,13 @@ class SharedTrainingMetrics(BaseModel):
     training_cost_per_million_tokens_usd: float | None = Field(
         None, description="the job's share of the cost per million tokens trained (null when "
                           "it trained none)")
+
+    def fleet_utilization(self, serving: Utilization) -> Utilization:
+        """The fleet's utilization: the serving replicas' (over the whole fleet) plus the
+        job's, each fraction capped at 1."""
+        job = self.fleet_activity
+        return Utilization(**{name: min(1.0, getattr(serving, name) + getattr(job, name))
+                              for name in ("compute", "memory_bandwidth", "network", "busy")})
 
     def priced(self, fleet_cost_usd: float) -> SharedTrainingMetrics:
         """A copy with the fleet's cost (paid once) split by accelerator-seconds."""

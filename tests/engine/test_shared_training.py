@@ -19,6 +19,7 @@ from simulator.engine.serving.shared_training import Phase, TrainingTenant
 from simulator.engine.serving.shared_training_summary import summarize_tenant
 from simulator.engine.serving.training_widths import Cadence
 from simulator.loading import load_scenario
+from simulator.results.utilization import Utilization
 from simulator.simulate import simulate
 from tests.conftest import ROOT, assert_clean_error, run_cli
 
@@ -26,7 +27,10 @@ SERVING_FILE = ROOT / "scenarios" / "llama3.1-8b-h100-serving.yaml"
 
 # ---- the checkpoint cadence -------------------------------------------------------------
 # 10 s steps, a checkpoint every ceil(35 / 10) = 4 steps, each stalling 2 s: a 42 s cycle
-CADENCE = Cadence(step_s=10.0, every=4, write_s=2.0)
+IDLE = Utilization(compute=0.0, memory_bandwidth=0.0, network=0.0, busy=0.0)
+CADENCE = Cadence(step_s=10.0, every=4, write_s=2.0, use=IDLE)
+# a step of the scripted job keeps its accelerators this busy
+STEP_USE = Utilization(compute=0.4, memory_bandwidth=0.2, network=0.1, busy=0.5)
 
 
 def test_steps_count_whole_steps_and_stall_for_each_checkpoint():
@@ -60,7 +64,7 @@ class Widths:
 
     def cadence(self, dp: int) -> Cadence:
         step = 8.0 / dp
-        return Cadence(step_s=step, every=-(-30 // int(step)), write_s=0.0)
+        return Cadence(step_s=step, every=-(-30 // int(step)), write_s=0.0, use=STEP_USE)
 
     name, global_batch, tokens_per_step = "job", 16, 16 * 1024
 
@@ -135,6 +139,21 @@ def test_baselines_a_static_split_and_the_whole_fleet(stepped):
     assert (m.whole_fleet.data_parallel, m.whole_fleet.steps) == (4, 250)
     assert m.gained_vs_static_steps == m.steps
     assert m.lost_vs_whole_fleet_steps == 250 - m.steps
+
+
+def test_the_jobs_activity_is_its_running_stretches_over_the_fleet(stepped):
+    tenant, m = stepped
+    # running: [0, 100) x 8, [110, 300) x 4, [310, 500] x 8 accelerators; restarts idle
+    running = 100 * 8 + 190 * 4 + 190 * 8  # 3,080 accelerator-seconds
+    assert m.fleet_activity.busy == pytest.approx(running * 0.5 / (FLEET * 500))
+    assert m.fleet_activity.memory_bandwidth == pytest.approx(running * 0.2 / (FLEET * 500))
+    # over the serving run's span [t0, t_end] = [50, 500]: 50 s fewer at 8 accelerators
+    later = summarize_tenant(tenant, t0=50.0, t_end=500.0, serving_max_devices=10)
+    assert later.fleet_activity.busy == pytest.approx((running - 50 * 8) * 0.5 / (FLEET * 450))
+    serving = Utilization(compute=0.3, memory_bandwidth=0.9, network=0.0, busy=0.6)
+    fleet = m.fleet_utilization(serving)
+    assert fleet.busy == pytest.approx(0.6 + m.fleet_activity.busy)
+    assert fleet.memory_bandwidth == 1.0  # 0.9 + 0.11, capped
 
 
 def test_the_cost_split_adds_up_to_the_fleet_cost(stepped):
@@ -305,6 +324,11 @@ def test_progress_lies_between_the_baselines_and_serving_is_untouched(run, tmp_p
     running = a.replica_seconds / (8 * alone.inference.duration_s)
     assert running < 0.9
     assert result.cost_usd == pytest.approx(alone.cost_usd / running)
+    # the fleet's activity is the serving replicas' and the job's: more energy
+    assert result.utilization.busy == pytest.approx(
+        alone.utilization.busy + m.fleet_activity.busy)
+    assert m.fleet_activity.busy > 0.1 and result.energy_kwh > alone.energy_kwh
+    assert result.steady.utilization == result.utilization  # no window: the whole run
 
 
 def test_a_shared_run_is_deterministic(run):

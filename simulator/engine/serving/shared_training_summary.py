@@ -14,6 +14,7 @@ from simulator.results.shared_training import (
     TrainingBaseline,
     TrainingWidth,
 )
+from simulator.results.utilization import Utilization
 
 
 @dataclass
@@ -63,6 +64,23 @@ def _baseline(widths: TrainingWidths, free: int, window_s: float,
                             steps=steps, tokens=float(steps * tokens_per_step))
 
 
+def _fleet_activity(tenant: TrainingTenant, t0: float, t_end: float) -> Utilization:
+    """The job's activity over [t0, t_end] (the serving run's span) as fractions of the
+    whole fleet's: running stretches at their step's utilization (restarts and checkpoint
+    stalls idle), so that it adds to the serving replicas' own."""
+    whole = tenant.fleet * (t_end - t0)
+    sums = dict.fromkeys(("compute", "memory_bandwidth", "network", "busy"), 0.0)
+    for s in tenant.stretches:
+        end = t_end if s.end is None else min(s.end, t_end)
+        overlap = max(0.0, end - max(s.start, t0))
+        if s.phase is not Phase.RUNNING or not overlap or whole <= 0:
+            continue
+        use = tenant.widths.cadence(s.width).use
+        for name in sums:
+            sums[name] += overlap * s.width * tenant.widths.block * getattr(use, name)
+    return Utilization(**{k: v / whole if whole > 0 else 0.0 for k, v in sums.items()})
+
+
 def _integral(t_s: list[float], values: list[int], t_end: float) -> float:
     """A step function's integral over [0, t_end]."""
     edges = [*t_s[1:], t_end]
@@ -70,10 +88,11 @@ def _integral(t_s: list[float], values: list[int], t_end: float) -> float:
                for v, s, e in zip(values, t_s, edges, strict=True) if s < t_end)
 
 
-def summarize_tenant(tenant: TrainingTenant, *, t_end: float,
-                     serving_max_devices: int) -> SharedTrainingMetrics:
-    """The tenant's figures over [0, t_end] (the serving run's window);
-    ``serving_max_devices``: what the pool holds at its most, the static split's share."""
+def summarize_tenant(tenant: TrainingTenant, *, t_end: float, serving_max_devices: int,
+                     t0: float = 0.0) -> SharedTrainingMetrics:
+    """The tenant's figures over [0, t_end] (the serving run's window; its activity over the
+    serving run's span [t0, t_end], as the serving replicas' is); ``serving_max_devices``:
+    what the pool holds at its most, the static split's share."""
     widths = tenant.widths
     inside = [s for s in tenant.stretches if s.start <= t_end]
     tally = _Tally()
@@ -105,7 +124,8 @@ def summarize_tenant(tenant: TrainingTenant, *, t_end: float,
         lost_vs_whole_fleet_steps=whole.steps - tally.steps,
         t_s=[tenant.t_s[i] for i in rows], serving_accelerators=[tenant.serving[i] for i in rows],
         training_accelerators=[tenant.training[i] for i in rows],
-        training_running=[tenant.running[i] for i in rows])
+        training_running=[tenant.running[i] for i in rows],
+        fleet_activity=_fleet_activity(tenant, t0, t_end))
 
 
 def _width_row(widths: TrainingWidths, dp: int) -> TrainingWidth:

@@ -23,6 +23,7 @@ from simulator.profiles.layout_checks import check_training
 from simulator.profiles.scenario import Cluster, Scenario
 from simulator.profiles.shared_training import SharedTraining
 from simulator.profiles.training import CheckpointMode, TrainingWorkload
+from simulator.results.utilization import Utilization
 
 _EPS = 1e-9  # a step ending exactly at a time counts as done then, despite rounding
 
@@ -31,11 +32,13 @@ _EPS = 1e-9  # a step ending exactly at a time counts as done then, despite roun
 class Cadence:
     """A running job's steps and checkpoints over its elapsed time: a checkpoint every
     ``every`` steps (the first step boundary after the interval), each stalling it
-    ``write_s`` (blocking checkpoints; 0 when they are written asynchronously)."""
+    ``write_s`` (blocking checkpoints; 0 when they are written asynchronously); ``use``:
+    how busy a step keeps its accelerators (what the job adds to the fleet's power)."""
 
     step_s: float
     every: int
     write_s: float
+    use: Utilization
 
     @property
     def cycle_s(self) -> float:
@@ -118,12 +121,13 @@ class TrainingWidths:
         scenario = self.at(dp)
         w = scenario.workload
         assert isinstance(w, TrainingWorkload)
-        step_s = simulate_step(build_plan(scenario).step).step_time_s
+        step = simulate_step(build_plan(scenario).step)
+        step_s = step.step_time_s
         blocking = w.checkpoint.mode is CheckpointMode.BLOCKING
         write_s = checkpoint_bytes(scenario) / w.checkpoint.storage_bandwidth
         cadence = Cadence(step_s=step_s,
                           every=max(1, math.ceil(self.shared.interval_s / step_s - _EPS)),
-                          write_s=write_s if blocking else 0.0)
+                          write_s=write_s if blocking else 0.0, use=step.utilization)
         self._cadences[dp] = cadence
         return cadence
 
