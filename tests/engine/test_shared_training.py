@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from simpy.events import Timeout
 
 from simulator.engine.serving.shared_training import Phase, TrainingTenant
 from simulator.engine.serving.shared_training_summary import summarize_tenant
-from simulator.engine.serving.training_widths import Cadence
+from simulator.engine.serving.training_widths import Cadence, TrainingWidths
+from simulator.engine.training import run_training
 from simulator.loading import load_scenario
 from simulator.results.utilization import Utilization
 from simulator.simulate import simulate
@@ -328,7 +330,22 @@ def test_progress_lies_between_the_baselines_and_serving_is_untouched(run, tmp_p
     assert result.utilization.busy == pytest.approx(
         alone.utilization.busy + m.fleet_activity.busy)
     assert m.fleet_activity.busy > 0.1 and result.energy_kwh > alone.energy_kwh
+    assert 0 < m.fleet_activity.compute <= m.fleet_activity.busy
     assert result.steady.utilization == result.utilization  # no window: the whole run
+
+
+@pytest.mark.parametrize("dp", [1, 4, 8])
+def test_each_width_runs_at_the_training_engines_pace(run, dp):
+    """A width's step is the training scenario's own at that cluster size (the global
+    batch kept): same step time, same hardware FLOP utilization."""
+    scenario, _ = run
+    shared = scenario.workload.shared_training
+    cadence = TrainingWidths(shared, 8).cadence(dp)
+    alone = run_training(load_scenario(shared.scenario, [f"cluster.accelerators={dp}"]))
+    assert cadence.step_s == pytest.approx(alone.step_time_s, rel=1e-12)
+    assert cadence.use.compute == pytest.approx(alone.utilization.compute, rel=1e-12)
+    assert cadence.use.busy == pytest.approx(alone.utilization.busy, rel=1e-12)
+    assert cadence.every == math.ceil(300 / alone.step_time_s)  # interval_s: 300
 
 
 def test_a_shared_run_is_deterministic(run):

@@ -121,13 +121,18 @@ class TrainingWidths:
         scenario = self.at(dp)
         w = scenario.workload
         assert isinstance(w, TrainingWorkload)
-        step = simulate_step(build_plan(scenario).step)
+        plan = build_plan(scenario)
+        step = simulate_step(plan.step)
         step_s = step.step_time_s
+        # the FLOP utilization is the step's hfu, as run_training fills it in
+        peak = scenario.cluster.accelerators * scenario.hardware.peak(w.precision) * step_s
+        hfu = plan.model_flops_per_step * plan.executed_flops_ratio / peak
         blocking = w.checkpoint.mode is CheckpointMode.BLOCKING
         write_s = checkpoint_bytes(scenario) / w.checkpoint.storage_bandwidth
         cadence = Cadence(step_s=step_s,
                           every=max(1, math.ceil(self.shared.interval_s / step_s - _EPS)),
-                          write_s=write_s if blocking else 0.0, use=step.utilization)
+                          write_s=write_s if blocking else 0.0, use=step.utilization.model_copy(
+                              update={"compute": min(1.0, hfu)}))
         self._cadences[dp] = cadence
         return cadence
 
