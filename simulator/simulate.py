@@ -129,6 +129,8 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
     result = _priced(scenario, memory, outcome.result.time_s, util, prompt + output, output,
                      prompt, billing=billing, running=running, inference=metrics,
                      requests=outcome.requests, steady=steady)
+    if metrics.shared_training is not None:
+        result = _shared_cost(scenario, result, prompt, output)
     result = _priced_bins(scenario, result)
     if steady.found:
         return result
@@ -144,15 +146,22 @@ def _inference(scenario: Scenario, memory: MemoryReport, progress: Progress | No
 
 def _priced_bins(scenario: Scenario, result: Result) -> Result:
     """An autoscaled run's time bins with the run's cost spread over them
-    (:mod:`~simulator.economics.bin_cost`) and their cost per million tokens."""
+    (:mod:`~simulator.economics.bin_cost`) and their cost per million tokens. With a
+    training job in the troughs only serving's share of the fleet's cost is spread: the
+    job's share buys training, not tokens served."""
     m = result.inference
     if m is None or m.autoscaling is None or not m.autoscaling.bins:
         return result
     bins = m.autoscaling.bins
+    breakdown = result.cost.breakdown_usd
+    shared = m.shared_training
+    if shared is not None and shared.serving_cost_usd is not None and result.cost_usd > 0:
+        share = shared.serving_cost_usd / result.cost_usd
+        breakdown = {k: v * share for k, v in breakdown.items()}
     idle = idle_energy_share(power_model(scenario.hardware, scenario.cost.pue),
                              devices=result.cost.billed_accelerators, time_s=result.time_s,
                              energy_kwh=result.energy_kwh)
-    costs = spread_cost(result.cost.breakdown_usd,
+    costs = spread_cost(breakdown,
                         durations=np.array([b.end_s - b.start_s for b in bins]),
                         replica_seconds=np.array([b.replica_seconds for b in bins]),
                         busy_s=np.array([b.device_busy_s for b in bins]), idle_share=idle)
@@ -164,6 +173,22 @@ def _priced_bins(scenario: Scenario, result: Result) -> Result:
                                            per if math.isfinite(per) else None}))
     scaled = m.autoscaling.model_copy(update={"bins": priced})
     return result.model_copy(update={"inference": m.model_copy(update={"autoscaling": scaled})})
+
+
+def _shared_cost(scenario: Scenario, result: Result, prompt: float, output: float) -> Result:
+    """The fleet's cost (paid once) split between serving and the training job in its
+    troughs by accelerator-seconds, and each tenant's cost per million tokens."""
+    m = result.inference
+    assert m is not None and m.shared_training is not None
+    split = m.shared_training.priced(result.cost_usd)
+    assert split.serving_cost_usd is not None and split.training_cost_usd is not None
+    split = split.model_copy(update={
+        "serving_cost_per_million_tokens_usd": cost_per_million_tokens(
+            split.serving_cost_usd, prompt, output, scenario.cost.input_token_weight),
+        "training_cost_per_million_tokens_usd": cost_per_million_tokens(
+            split.training_cost_usd, 0.0, split.tokens) if split.tokens else None})
+    return result.model_copy(update={"inference": m.model_copy(
+        update={"shared_training": split})})
 
 
 def steady_state(scenario: Scenario, window: SteadyWindow, billing: Billing,
@@ -210,6 +235,8 @@ def _running_share(scenario: Scenario, metrics: InferenceMetrics) -> float:
     scaled, w = metrics.autoscaling, scenario.workload
     if scaled is None or scenario.cost.mode is not CostMode.CLOUD or not metrics.duration_s:
         return 1.0
+    if metrics.shared_training is not None:
+        return 1.0  # the troughs run training: the whole fleet is rented, paid for once
     assert isinstance(w, InferenceWorkload) and w.replicas is not None
     return min(1.0, scaled.replica_seconds / (w.replicas * metrics.duration_s))
 

@@ -40,6 +40,7 @@ from simulator.profiles.precision import Precision
 from simulator.profiles.prefix_sharing import Sessions, SharedPrefix, prefix_problem
 from simulator.profiles.quantities import Seconds
 from simulator.profiles.serving_stack import ServingStack
+from simulator.profiles.shared_training import SharedTraining
 from simulator.profiles.speculative import Speculative
 
 DEFAULT_ENGINE = "trtllm"  # docs/serving.md says why
@@ -226,6 +227,9 @@ class InferenceWorkload(BaseModel):
     autoscaling: Autoscaling | None = Field(
         None, description="replicas that follow the load, from min_replicas up to replicas "
                           "(docs/serving.md, autoscaling)")
+    shared_training: SharedTraining | None = Field(
+        None, description="a training job on the accelerators the autoscaled pool leaves "
+                          "(serving has priority; docs/serving.md, training in the troughs)")
     speculative: Speculative | None = Field(
         None, description="speculative decoding: a drafter proposes draft_tokens per step and "
                           "the target verifies them in one pass (docs/serving.md)")

@@ -37,6 +37,7 @@ from simulator.profiles.model import ModelProfile
 from simulator.profiles.numbers import SPEC_CONFIG, Accelerators, Seed
 from simulator.profiles.pool_checks import pool_problems, pool_workload
 from simulator.profiles.precision import Precision
+from simulator.profiles.shared_training_checks import shared_training_problems
 from simulator.profiles.training import TrainingWorkload
 from simulator.profiles.training_checks import check_training_options
 
@@ -135,6 +136,7 @@ class Scenario(BaseModel):
         else:
             problems = (pool_problems(w, self.model, self.hardware, n) if w.pools is not None
                         else check_inference(w, self.model, self.hardware, n)[0])
+            problems += shared_training_problems(w, self.hardware, n)
             if problems:
                 raise LayoutProblems(problems)
             update: dict[str, Any] = {}

@@ -2,6 +2,7 @@
 
 A run: ``result.json``, CSVs (``requests.csv`` and ``time_series.csv`` for serving,
 ``replicas.csv`` and ``cost_over_time.csv`` (its bins) when it autoscales,
+``fleet_split.csv`` with a shared training job,
 ``step_breakdown.csv`` for training, ``confidence.csv`` for both), PNG plots and one
 self-contained ``report.html``.
 A comparison: ``comparison.json``, ``comparison.csv``, its plots and ``report.html``, and
@@ -27,6 +28,7 @@ from simulator.report.json_text import strict_json
 from simulator.report.requests_csv import requests_csv
 from simulator.results import Result
 from simulator.results.autoscaling import ScaleBin
+from simulator.results.inference import InferenceMetrics
 
 # the columns of cost_over_time.csv: an autoscaled run's bins, field for field
 BIN_COLUMNS = tuple(ScaleBin.model_fields)
@@ -79,6 +81,13 @@ def data_files(result: Result) -> Files:
             if scaled.bins:
                 files["cost_over_time.csv"] = csv_text(list(BIN_COLUMNS), [
                     [getattr(b, c) for c in BIN_COLUMNS] for b in scaled.bins])
+        shared = result.inference.shared_training
+        if shared is not None:
+            files["fleet_split.csv"] = csv_text(
+                ["t_s", "serving_accelerators", "training_accelerators", "training_running"],
+                [list(row) for row in zip(shared.t_s, shared.serving_accelerators,
+                                          shared.training_accelerators,
+                                          shared.training_running, strict=True)])
     return files
 
 
@@ -107,20 +116,7 @@ def run_figures(result: Result) -> list[tuple[str, str, bytes, str]]:
             ("batch_size.png", "Batch sizes", plots.batch_size_histogram(
                 m.batch_size_histogram), "How many iterations ran at each batch size."),
         ]
-        if m.autoscaling is not None:
-            figures.append(("replicas.png", "Replicas over time",
-                            plots.replicas_over_time(m.autoscaling, ts),
-                            "The autoscaled pool: replicas billed (starting, serving or "
-                            "draining) and serving, against the requests arriving per "
-                            "second."))
-            if m.autoscaling.bins:
-                from simulator.report.cost_plot import cost_over_time
-
-                figures.append(("cost_over_time.png", "Cost per token over time",
-                                cost_over_time(m.autoscaling),
-                                "Per bin: replicas billed and the SLO attainment of the "
-                                "requests arriving in it; the run's cost spent in it and its "
-                                "cost per million tokens completed."))
+        figures += _fleet_figures(m)
     if result.training is not None:
         t = result.training
         figures.append(("step_breakdown.png", "Step time breakdown",
@@ -137,6 +133,36 @@ def run_figures(result: Result) -> list[tuple[str, str, bytes, str]]:
                             plots.failure_timeline(t.run_timeline, t.step_time_s),
                             "The sampled run: failures, restarts and checkpoint writes over "
                             "wall time."))
+    return figures
+
+
+def _fleet_figures(m: InferenceMetrics) -> list[tuple[str, str, bytes, str]]:
+    """The plots of a fleet that changes over the run: an autoscaled pool's replicas and
+    cost over time, and the split with a training job in its troughs."""
+    from simulator.report import plots
+
+    figures = []
+    if m.autoscaling is not None:
+        figures.append(("replicas.png", "Replicas over time",
+                        plots.replicas_over_time(m.autoscaling, m.time_series),
+                        "The autoscaled pool: replicas billed (starting, serving or "
+                        "draining) and serving, against the requests arriving per "
+                        "second."))
+        if m.autoscaling.bins:
+            from simulator.report.cost_plot import cost_over_time
+
+            figures.append(("cost_over_time.png", "Cost per token over time",
+                            cost_over_time(m.autoscaling),
+                            "Per bin: replicas billed and the SLO attainment of the "
+                            "requests arriving in it; the run's cost spent in it and its "
+                            "cost per million tokens completed."))
+    if m.shared_training is not None:
+        from simulator.report.shared_training_plot import fleet_split_over_time
+
+        figures.append(("fleet_split.png", "The fleet's split over time",
+                        fleet_split_over_time(m.shared_training),
+                        "Accelerators held by the serving pool and by the training job "
+                        "filling its troughs (hatched: restarting after a resize)."))
     return figures
 
 

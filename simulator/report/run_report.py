@@ -9,6 +9,7 @@ from rich.text import Text
 from simulator.profiles.scenario import Scenario
 from simulator.report.confidence_text import confidence_rows
 from simulator.report.cost_table import cost_over_time_table
+from simulator.report.shared_training_text import render_shared_training
 from simulator.results import Result
 from simulator.results.autoscaling import AutoscalingMetrics, ScaleBin
 from simulator.results.inference import InferenceMetrics
@@ -214,6 +215,8 @@ def _inference(console: Console, m: InferenceMetrics, whole: InferenceMetrics) -
     over_time = None if whole.autoscaling is None else cost_over_time_table(whole.autoscaling)
     if over_time is not None:
         console.print(over_time)
+    if whole.shared_training is not None:
+        render_shared_training(console, whole.shared_training)
     latency = Table(title="Latency", title_justify="left")
     latency.add_column("metric", style="cyan")
     for col in ("mean", "p50", "p90", "p99"):

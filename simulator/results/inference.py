@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.results.autoscaling import AutoscalingMetrics
 from simulator.results.pools import PoolSummary
+from simulator.results.shared_training import SharedTrainingMetrics
 from simulator.results.utilization import Utilization
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -229,6 +230,10 @@ class InferenceMetrics(BaseModel):
     autoscaling: AutoscalingMetrics | None = Field(
         None, description="the replicas over time and their billing; null without "
                           "workload.autoscaling")
+    shared_training: SharedTrainingMetrics | None = Field(
+        None, description="the training job filling the autoscaled fleet's troughs: its "
+                          "progress, resizes and losses against a static split; null without "
+                          "workload.shared_training")
     prefix_cache: PrefixCacheMetrics | None = Field(
         None, description="prefix caching's hits and evictions; null without "
                           "batching.prefix_caching")

@@ -73,6 +73,10 @@ class Autoscaler:
         self.serving: list[int] = []
         self.scale_ups: list[tuple[float, float]] = []
         self.scale_downs = 0
+        # told (time, billed) at each change of the billed count, the first at t = 0: what a
+        # tenant of the same fleet follows (engine/serving/shared_training.py)
+        self.on_billed: list[Callable[[float, int], None]] = []
+        self._told: int | None = None
 
     def start(self) -> None:
         """Keep the idle replicas out of routing, then decide every interval."""
@@ -89,6 +93,10 @@ class Autoscaler:
     def _record(self, t: float) -> None:
         billed = self._count(State.STARTING, State.SERVING, State.DRAINING)
         serving = self._count(State.SERVING)
+        if billed != self._told:
+            self._told = billed
+            for listener in self.on_billed:
+                listener(t, billed)
         if self.t_s and self.t_s[-1] == t:
             self.billed[-1], self.serving[-1] = billed, serving
             return

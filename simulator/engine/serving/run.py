@@ -22,6 +22,8 @@ from simulator.engine.serving.replica import Replica
 from simulator.engine.serving.requests import Requests
 from simulator.engine.serving.router import RoutingPolicy, make_policy
 from simulator.engine.serving.scheduler import Role, Scheduler
+from simulator.engine.serving.shared_training import TrainingTenant, shared_tenant
+from simulator.engine.serving.shared_training_summary import summarize_tenant
 from simulator.engine.serving.speculative import Speculation
 from simulator.engine.serving.steady import locate, steady_window
 from simulator.engine.serving.summary import Fleet, summarize
@@ -192,7 +194,9 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
 
     total = len(requests)
     scaler = _autoscaler(env, scenario, system, lambda: ended() >= total)
+    tenant = None
     if scaler is not None:
+        tenant = shared_tenant(env, scenario, scaler)
         scaler.start()
     system.start()
     events = _run(env, progress, ended, float(total))
@@ -210,12 +214,32 @@ def run_serving(scenario: Scenario, *, jump: bool = True,
         result = result.model_copy(update={"inference": result.inference.model_copy(
             update={"pools": summaries})})
     if scaler is not None:
-        m = result.inference
         t0 = float(np.min(requests.arrival_s)) if len(requests) else 0.0
-        scaled = scaler.metrics(records, w.slo, t0, t0 + m.duration_s, series)
-        result = result.model_copy(update={"inference": m.model_copy(
-            update={"autoscaling": scaled})})
+        result, steady = _scaled(scaler, tenant, result, steady, records, t0=t0, w=w,
+                                 series=series)
     return ServingOutcome(result, records, events, steady)
+
+
+def _scaled(scaler: Autoscaler, tenant: TrainingTenant | None, result: InferenceResult,
+            steady: SteadyWindow, records: RequestRecords, *, t0: float,
+            w: InferenceWorkload, series: Series) -> tuple[InferenceResult, SteadyWindow]:
+    """The run's result with the autoscaled pool's figures over [t0, its end] and, with a
+    training job in its troughs, the job's; the fleet's activity is then the serving
+    replicas' and the job's (in the steady figures too: an autoscaled run's are the whole
+    run's)."""
+    m = result.inference
+    scaled = scaler.metrics(records, w.slo, t0, t0 + m.duration_s, series)
+    trained = None if tenant is None else summarize_tenant(
+        tenant, t0=t0, t_end=t0 + m.duration_s,
+        serving_max_devices=len(scaler.state) * w.parallelism.devices)
+    result = result.model_copy(update={"inference": m.model_copy(
+        update={"autoscaling": scaled, "shared_training": trained})})
+    if trained is None:
+        return result, steady
+    return (result.model_copy(update={
+                "utilization": trained.fleet_utilization(result.utilization)}),
+            steady.model_copy(update={
+                "utilization": trained.fleet_utilization(steady.utilization)}))
 
 
 def _fleet(accelerators: int, pools: list[Pool]) -> Fleet:
