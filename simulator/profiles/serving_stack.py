@@ -143,8 +143,20 @@ class ServingStack(BaseModel):
     activation_quant: ActivationQuant | None = Field(
         None, description="where fp8/fp4 GEMM inputs are quantized; absent: inside their "
                           "producers (no separate kernels: the behaviour before this field)")
+    quantized_head: Sourced[bool] | None = Field(
+        None, description="true: the embedding and LM head take the weight precision like the "
+                          "transformer's linear layers; false: they stay 16-bit in fp8/fp4/int8 "
+                          "checkpoints (ModelOpt leaves lm_head unquantized, and an embedding "
+                          "table is not a linear layer), so they take twice (fp8) or four "
+                          "times (fp4) the bytes and the LM head GEMM runs at the 16-bit rate; "
+                          "absent: true (the behaviour before this field)")
     sources: dict[str, str] = Field(
         default_factory=dict, description="source ids used in 'source' fields, with URLs")
+
+    @property
+    def head_16bit(self) -> bool:
+        """Whether the embedding and LM head stay 16-bit whatever the weight precision."""
+        return self.quantized_head is not None and not self.quantized_head.value
 
     @property
     def reserves_full_sequence(self) -> bool:

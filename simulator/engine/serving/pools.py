@@ -86,7 +86,7 @@ def _pool(scenario: Scenario, role: Role, count: int, par: InferenceParallelism,
     imbalance = moe_imbalance(w.moe, scenario.model, par.ep, LoadBalancer.NONE)
     model = iteration_model(scenario.model, inference_layout(par, w.moe), w.precision, kv,
                             imbalance, activation_quant=w.engine.activation_quant,
-                            slots=expert_slots(scenario, par))
+                            slots=expert_slots(scenario, par), head_16bit=w.engine.head_16bit)
     stack = StackCost.of(w.engine, kernels=model.kernels(),
                          max_batch=w.batching.max_batch_size)
     if par.attention_dp > 1:  # (speculation is refused with attention DP)
