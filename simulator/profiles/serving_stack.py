@@ -122,6 +122,15 @@ class KvReservation(StrEnum):
     FULL_SEQUENCE = "full_sequence"  # prompt + max output promised at admission; no eviction
 
 
+class MoeExchange(StrEnum):
+    """How an attention-DP replica's MoE layers move tokens to their experts and back."""
+
+    ALL_TO_ALL = "all_to_all"  # dispatch and combine kernels (DeepEP, NVLink all-to-all)
+    ALL_GATHER = "all_gather"  # every device gathers all tokens, reduce-scatters the output
+    ALL_TO_ALL_ON_MNNVL = "all_to_all_on_mnnvl"  # all-to-all only where the NVLink domain
+    # spans nodes (GB200 NVL72), all-gather elsewhere (TensorRT-LLM)
+
+
 class ServingStack(BaseModel):
     """A serving software stack and version. Immutable; what-ifs build a new one."""
 
@@ -150,6 +159,13 @@ class ServingStack(BaseModel):
                           "table is not a linear layer), so they take twice (fp8) or four "
                           "times (fp4) the bytes and the LM head GEMM runs at the 16-bit rate; "
                           "absent: true (the behaviour before this field)")
+    moe_exchange: Sourced[MoeExchange] | None = Field(
+        None, description="how an attention-DP replica's MoE layers exchange tokens: "
+                          "all_to_all (dispatch and combine of each token's copies), "
+                          "all_gather (every device all-gathers the replica's tokens and "
+                          "reduce-scatters its expert outputs), all_to_all_on_mnnvl "
+                          "(all-to-all where the scale-up domain spans nodes, all-gather "
+                          "elsewhere); absent: all_to_all")
     sources: dict[str, str] = Field(
         default_factory=dict, description="source ids used in 'source' fields, with URLs")
 
@@ -157,6 +173,13 @@ class ServingStack(BaseModel):
     def head_16bit(self) -> bool:
         """Whether the embedding and LM head stay 16-bit whatever the weight precision."""
         return self.quantized_head is not None and not self.quantized_head.value
+
+    def gathers_moe_tokens(self, *, multinode_domain: bool) -> bool:
+        """Whether attention-DP MoE layers all-gather instead of an all-to-all, on hardware
+        whose scale-up domain spans nodes (``multinode_domain``) or not."""
+        mode = MoeExchange.ALL_TO_ALL if self.moe_exchange is None else self.moe_exchange.value
+        return mode is MoeExchange.ALL_GATHER or (
+            mode is MoeExchange.ALL_TO_ALL_ON_MNNVL and not multinode_domain)
 
     @property
     def reserves_full_sequence(self) -> bool:
