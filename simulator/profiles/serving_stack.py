@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
+from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.numbers import SPEC_CONFIG, PositiveInt
 from simulator.profiles.quantities import NonNegativeSeconds, Sourced
 
@@ -174,12 +175,14 @@ class ServingStack(BaseModel):
         """Whether the embedding and LM head stay 16-bit whatever the weight precision."""
         return self.quantized_head is not None and not self.quantized_head.value
 
-    def gathers_moe_tokens(self, *, multinode_domain: bool) -> bool:
-        """Whether attention-DP MoE layers all-gather instead of an all-to-all, on hardware
-        whose scale-up domain spans nodes (``multinode_domain``) or not."""
+    def gathers_moe_tokens(self, hardware: HardwareProfile) -> bool:
+        """Whether attention-DP MoE layers all-gather instead of an all-to-all on
+        ``hardware``: its scale-up domain spans nodes (multi-node NVLink, MNNVL) when it
+        holds more devices than one node."""
         mode = MoeExchange.ALL_TO_ALL if self.moe_exchange is None else self.moe_exchange.value
+        multinode = hardware.scale_up.domain_size.value > hardware.devices_per_node.value
         return mode is MoeExchange.ALL_GATHER or (
-            mode is MoeExchange.ALL_TO_ALL_ON_MNNVL and not multinode_domain)
+            mode is MoeExchange.ALL_TO_ALL_ON_MNNVL and not multinode)
 
     @property
     def reserves_full_sequence(self) -> bool:

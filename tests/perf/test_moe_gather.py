@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator import load_model
+from simulator import load_hardware, load_model
 from simulator.engine.serving.pools import gathers_moe_tokens
 from simulator.loading import scenario_from_dict
 from simulator.perf.layouts import inference_layout
@@ -67,7 +67,9 @@ def test_the_exchange_rule(mode, multinode, gathers):
     if mode is not None:
         stack = stack.model_copy(update={"moe_exchange": Sourced[MoeExchange](
             value=MoeExchange(mode), source="test")})
-    assert stack.gathers_moe_tokens(multinode_domain=multinode) is gathers
+    # GB200 NVL72: 72 GPUs per NVLink domain, 4 per node; HGX H200: 8 and 8
+    hardware = load_hardware("gb200-nvl72" if multinode else "h200-sxm")
+    assert stack.gathers_moe_tokens(hardware) is gathers
 
 
 @pytest.mark.parametrize(("hardware", "gathers"), [

@@ -105,13 +105,11 @@ def _pool(scenario: Scenario, role: Role, count: int, par: InferenceParallelism,
 
 
 def gathers_moe_tokens(scenario: Scenario) -> bool:
-    """Whether the stack's attention-DP MoE exchange is an all-gather on this hardware: its
-    scale-up domain spans nodes (multi-node NVLink) when it holds more devices than a node."""
-    hw = scenario.hardware
-    multinode = hw.scale_up.domain_size.value > hw.devices_per_node.value
+    """Whether the stack's attention-DP MoE exchange is an all-gather on the scenario's
+    hardware (:meth:`~simulator.profiles.serving_stack.ServingStack.gathers_moe_tokens`)."""
     w = scenario.workload
     assert isinstance(w, InferenceWorkload)
-    return w.engine.gathers_moe_tokens(multinode_domain=multinode)
+    return w.engine.gathers_moe_tokens(scenario.hardware)
 
 
 def expert_slots(scenario: Scenario, par: InferenceParallelism) -> int:
