@@ -56,6 +56,10 @@ def test_an_unknown_engine_lists_the_known_ones(tmp_path):
      "kv_reservation.value"),
     (("scaled_fused: {value: true", "scaled_fused: {value: maybe"),
      "activation_quant.scaled_fused.value"),
+    (("quantized_head: {value: false", "quantized_head: {value: sometimes"),
+     "quantized_head.value"),
+    (("moe_exchange: {value: all_to_all_on_mnnvl", "moe_exchange: {value: broadcast"),
+     "moe_exchange.value"),
 ])
 def test_a_bad_stack_file_names_the_file_and_the_field(tmp_path, edit, field):
     text = (stack_dir() / "trtllm.yaml").read_text()

@@ -40,12 +40,15 @@ VALIDATION_DOC = ROOT / "docs" / "validation.md"
 # ranks per chip, activation quantization in serving). Loosened from 11.6% / NVIDIA 11.2% by
 # TensorRT-LLM's whole-sequence KV reservation (kv_reservation): the dense TensorRT-LLM rows
 # had matched with preemption by recompute that TensorRT-LLM does not do (docs/validation.md).
-MEDIAN_LIMIT = 0.13  # recorded 12.9% (docs/validation.md, "median, all figures")
-# recorded: NVIDIA 12.5%, AMD 20.1%, Intel 16.0%, Google 11.5%, AWS 29.9%; a vendor without
+# Tightened from 12.9% / NVIDIA 12.5% / worst 89.1% by trtllm-bench's padded CUDA graphs (the
+# I12/I14/I44 cases' stack), the 16-bit embedding and LM head of ModelOpt checkpoints and
+# TensorRT-LLM's all-gather MoE exchange with attention DP.
+MEDIAN_LIMIT = 0.11  # recorded 10.9% (docs/validation.md, "median, all figures")
+# recorded: NVIDIA 9.9%, AMD 20.1%, Intel 16.0%, Google 11.5%, AWS 29.9%; a vendor without
 # an entry is held to the target (12%)
-VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.13, "AMD": 0.21, "Intel": 0.165,
+VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.10, "AMD": 0.21, "Intel": 0.165,
                                           "Google": 0.12, "AWS": 0.305}
-CASE_LIMIT = 0.90  # recorded 89.1% (I44-scout-gb200-1000-1000, out of line with its own table)
+CASE_LIMIT = 0.80  # recorded 79.5% (I43-interactive-capacity)
 # Cases known not to produce a prediction, with the reason; a new failure, or a known one
 # that starts working, fails the guard so that this list stays true.
 KNOWN_FAILURES: dict[str, str] = {}

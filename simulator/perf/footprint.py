@@ -21,6 +21,7 @@ from simulator.perf.memory import (
 from simulator.perf.speculative_ops import drafter_memory
 from simulator.profiles.inference import InferenceWorkload, mean_tokens
 from simulator.profiles.model import ModelProfile
+from simulator.profiles.params import count_params
 from simulator.profiles.precision import Precision
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import FinetuneMethod, TrainingWorkload
@@ -139,6 +140,8 @@ def inference_footprint(scenario: Scenario, tp: int | None = None, pp: int | Non
     params = stage_params(model, tp, pp, dp)
     parts = {"weights": weight_bytes * (params.dense + params.expert * expert_slot_ratio(
         model, w.moe.redundant_experts if dp > 1 else 0))}
+    if w.engine.head_16bit:
+        parts["weights"] += widened_head_bytes(model, Precision(w.precision), tp, pp)
     # Workspace: the hidden states, QKV and FFN intermediates of one iteration's tokens
     # (16-bit), plus fp32 logits for the batch's sampled positions (per DP rank).
     tokens = w.batching.max_tokens_per_step
@@ -165,6 +168,20 @@ def inference_footprint(scenario: Scenario, tp: int | None = None, pp: int | Non
         notes.append(f"room for {capacity_tokens:,.0f} tokens of KV cache per replica"
                      + (f" ({dp} attention DP ranks)" if dp > 1 else ""))
     return Footprint(parts, hw.hbm_capacity, tuple(notes))
+
+
+def widened_head_bytes(model: ModelProfile, precision: Precision, tp: int, pp: int) -> float:
+    """Bytes per device that a 16-bit embedding and LM head add over ``precision``'s: a
+    quantized checkpoint keeps both in 16 bits (ModelOpt leaves ``lm_head`` unquantized; an
+    embedding table is no linear layer). Both are vocab-parallel over TP; with pipeline stages
+    the heavier end stage holds one of them (a tied head with PP keeps its own copy)."""
+    extra = 2.0 - precision.bytes_per_element
+    if extra <= 0:
+        return 0.0
+    counts = count_params(model)
+    head = counts.lm_head or (counts.embedding if pp > 1 else 0.0)
+    matrices = counts.embedding + head if pp == 1 else max(counts.embedding, head)
+    return extra * matrices / tp
 
 
 def expert_slot_ratio(model: ModelProfile, redundant: int) -> float:

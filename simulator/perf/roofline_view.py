@@ -151,7 +151,9 @@ def _inference(scenario: Scenario) -> RooflineView:
     imbalance = moe_imbalance(w.moe, model, par.ep, LoadBalancer.NONE)
     slots = (model.moe.experts + w.moe.redundant_experts
              if model.moe is not None and par.attention_dp > 1 else 0)
-    iteration = iteration_model(model, layout, w.precision, kv, imbalance, slots=slots)
+    iteration = iteration_model(model, layout, w.precision, kv, imbalance, slots=slots,
+                                head_16bit=w.engine.head_16bit,
+                                moe_gather=w.engine.gathers_moe_tokens(hw))
     prompt = max(1, round(mean_tokens(w.prompt_tokens)))
     output = max(1, round(mean_tokens(w.output_tokens)))
     prompts = max(1, min(w.batching.max_batch_size, w.batching.max_tokens_per_step // prompt))

@@ -81,6 +81,8 @@ class IterationModel:
     imbalance: float = 1.0
     separate_quant: bool = False  # GEMM inputs quantized by kernels of their own
     slots: int = 0  # expert slots with attention DP (experts + redundant); 0: the experts
+    head_16bit: bool = False  # the LM head stays 16-bit in a quantized checkpoint
+    moe_gather: bool = False  # attention-DP MoE exchange: all-gather + reduce-scatter
     _shared: frozenset[str] = field(init=False, repr=False, compare=False)
     _moe_layers: int = field(init=False, repr=False, compare=False)
     _prec: Prec = field(init=False, repr=False, compare=False)
@@ -176,7 +178,8 @@ class IterationModel:
         p = self.prec
         specs = exchange_specs(self.model, self.layout, float(rank_tokens),
                                total_tokens=float(total_tokens), p=p, imbalance=self.imbalance,
-                               slots=self.slots or self._experts, low_latency=low_latency)
+                               slots=self.slots or self._experts, low_latency=low_latency,
+                               gather=self.moe_gather)
         ops = forward_ops(specs, p, n_moe)
         if self.separate_quant:
             ops += quantize_specs(specs, self.model, p, n_moe)
@@ -205,11 +208,21 @@ class IterationModel:
                               group=Group(2, layout.tp), count=layout.pp - 1))
         return ops
 
+    @property
+    def head_prec(self) -> Prec:
+        """The LM head's precisions: the iteration's, or 16-bit weights and inputs where the
+        checkpoint leaves the head unquantized (``head_16bit``) and the weights are narrower."""
+        p = self._prec
+        if not self.head_16bit or p.wb >= p.eb:
+            return p
+        return _inference_prec(p.other, p.other, p.kv)
+
     def head(self, sequences: int) -> list[Op]:
         """LM head, logits gather and sampling on the last token of each sequence."""
         batch = self._decode_batch(sequences, sequences)
-        return [op for op in forward_ops(head_specs(self.model, self.layout, batch, self.prec),
-                                         self.prec) if op.name != FINAL_NORM]
+        p = self.head_prec
+        return [op for op in forward_ops(head_specs(self.model, self.layout, batch, p), p)
+                if op.name != FINAL_NORM]
 
     def prefill_extra(self, tokens: int, cached: int, pairs: float, sequences: int) -> list[Op]:
         """Prompt-chunk attention: ``tokens`` new tokens of ``sequences`` sequences after
@@ -252,19 +265,23 @@ class IterationModel:
 def iteration_model(model: ModelProfile, layout: Layout, weight_precision: Precision | str,
                     kv_precision: Precision | str, imbalance: float = 1.0, *,
                     activation_quant: ActivationQuant | None = None,
-                    slots: int = 0) -> IterationModel:
+                    slots: int = 0, head_16bit: bool = False,
+                    moe_gather: bool = False) -> IterationModel:
     """The serving convention: GEMMs run at the weight precision (fp8 and fp4 checkpoints
     quantize activations too: W8A8, NVFP4/MXFP4 W4A4), except int4, whose kernels are
     weight-only (W4A16: AWQ, GPTQ). A precision the device lacks runs at a wider one it has
     (:func:`simulator.perf.roofline.run_precision`). ``activation_quant`` (the serving
     stack's) says whether those GEMM inputs are quantized by kernels of their own; ``slots``
-    the expert slots of an attention-DP replica (0: the model's experts)."""
+    the expert slots of an attention-DP replica (0: the model's experts); ``head_16bit``
+    whether the LM head stays 16-bit (the stack's ``quantized_head: false``); ``moe_gather``
+    whether an attention-DP replica's MoE layers all-gather and reduce-scatter instead of an
+    all-to-all (the stack's ``moe_exchange`` on this hardware)."""
     w = Precision(weight_precision)
     act = serving_act_precision(w)
     return IterationModel(model=model, layout=layout, weight_precision=w, act_precision=act,
                           kv_precision=Precision(kv_precision), imbalance=imbalance,
                           separate_quant=separate_quantization(act, activation_quant),
-                          slots=slots)
+                          slots=slots, head_16bit=head_16bit, moe_gather=moe_gather)
 
 
 def serving_act_precision(weight_precision: Precision | str) -> Precision:

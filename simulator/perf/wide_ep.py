@@ -51,7 +51,8 @@ def dispatch_elements(*, rank_tokens: float, total_tokens: float, layout: Layout
 
 
 def wide_ep_moe_specs(model: ModelProfile, layout: Layout, rank: Batch, *, total_tokens: float,
-                      p: Prec, imbalance: float, slots: int, low_latency: bool) -> list:
+                      p: Prec, imbalance: float, slots: int, low_latency: bool,
+                      gather: bool = False) -> list:
     """One MoE layer on the busiest device of an attention-DP x EP stage (module docstring).
 
     ``rank`` is the busiest DP rank's batch, ``total_tokens`` the replica's; ``slots`` the
@@ -60,7 +61,8 @@ def wide_ep_moe_specs(model: ModelProfile, layout: Layout, rank: Batch, *, total
     """
     local = rank_moe_specs(model, layout, rank, p)
     exchange = exchange_specs(model, layout, rank.tokens, total_tokens=total_tokens, p=p,
-                              imbalance=imbalance, slots=slots, low_latency=low_latency)
+                              imbalance=imbalance, slots=slots, low_latency=low_latency,
+                              gather=gather)
     return [*local[:4], *exchange, *local[4:]]
 
 
@@ -94,24 +96,49 @@ def rank_moe_specs(model: ModelProfile, layout: Layout, rank: Batch, p: Prec) ->
 
 def exchange_specs(model: ModelProfile, layout: Layout, rank_tokens: float, *,
                    total_tokens: float, p: Prec, imbalance: float, slots: int,
-                   low_latency: bool) -> list:
+                   low_latency: bool, gather: bool = False) -> list:
     """The parts that depend on every rank's tokens: dispatch, the grouped expert GEMMs over
-    the slots the iteration touches, combine."""
+    the slots the iteration touches, combine. ``gather``: the exchange is an all-gather of
+    every rank's tokens and a reduce-scatter of the outputs (:func:`gather_specs`)."""
     assert model.moe is not None
     moe = model.moe
     h, k, ep, etp = model.hidden_size, moe.active_experts, layout.ep, layout.expert_tp
-    rows = dispatch_elements(rank_tokens=rank_tokens, total_tokens=total_tokens, layout=layout,
-                             top_k=k, imbalance=imbalance)
     received = total_tokens * k / ep * imbalance  # (token, expert) rows on the busiest device
     touched = experts_touched(slots, k, total_tokens) / ep  # of this device's slots/ep
+    experts = ffn("moe.experts", model, received / touched, moe.expert_ffn_size / etp, p,
+                  groups=touched)
+    if gather:
+        return gather_specs(model, layout, total_tokens, p, experts)
+    rows = dispatch_elements(rank_tokens=rank_tokens, total_tokens=total_tokens, layout=layout,
+                             top_k=k, imbalance=imbalance)
     group = layout.ep_group
     if layout.ep_dedup and not low_latency:
         group = replace(group, copies=k * etp, max_domains=layout.ep_max_domains)
     return [
         Comm(name="moe.dispatch", forward_collective=Collective.ALL_TO_ALL,
              bytes=rows * h * p.ab, group=group),
-        *ffn("moe.experts", model, received / touched, moe.expert_ffn_size / etp, p,
-             groups=touched),
+        *experts,
         Comm(name="moe.combine", forward_collective=Collective.ALL_TO_ALL,
              bytes=rows * h * p.eb, group=group),
+    ]
+
+
+def gather_specs(model: ModelProfile, layout: Layout, total_tokens: float, p: Prec,
+                 experts: list) -> list:
+    """The exchange without all-to-all kernels (TensorRT-LLM's attention-DP MoE outside a
+    multi-node NVLink domain): every device all-gathers the replica's ``T`` tokens (at the
+    GEMM operand precision, with their expert ids and weights), runs its experts on the rows
+    routed to them, writes a ``T``-row output in 16 bits (zeros where none of its experts
+    was chosen) and reduce-scatters it, so each rank gets back its own tokens summed over
+    the devices. Every device moves all ``T`` rows twice, where an all-to-all moves about
+    ``T·k/ep`` of them."""
+    assert model.moe is not None
+    h, k, t = model.hidden_size, model.moe.active_experts, total_tokens
+    return [
+        Comm(name="moe.gather_tokens", forward_collective=Collective.ALL_GATHER,
+             bytes=t * (h * p.ab + 8.0 * k), group=layout.ep_group),
+        *experts,
+        Elem(name="moe.finalize", flops=0.0, bytes=t * h * p.eb),
+        Comm(name="moe.reduce_scatter", forward_collective=Collective.REDUCE_SCATTER,
+             bytes=t * h * p.eb, group=layout.ep_group),
     ]

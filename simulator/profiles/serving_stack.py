@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
+from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.numbers import SPEC_CONFIG, PositiveInt
 from simulator.profiles.quantities import NonNegativeSeconds, Sourced
 
@@ -122,6 +123,15 @@ class KvReservation(StrEnum):
     FULL_SEQUENCE = "full_sequence"  # prompt + max output promised at admission; no eviction
 
 
+class MoeExchange(StrEnum):
+    """How an attention-DP replica's MoE layers move tokens to their experts and back."""
+
+    ALL_TO_ALL = "all_to_all"  # dispatch and combine kernels (DeepEP, NVLink all-to-all)
+    ALL_GATHER = "all_gather"  # every device gathers all tokens, reduce-scatters the output
+    ALL_TO_ALL_ON_MNNVL = "all_to_all_on_mnnvl"  # all-to-all only where the NVLink domain
+    # spans nodes (GB200 NVL72), all-gather elsewhere (TensorRT-LLM)
+
+
 class ServingStack(BaseModel):
     """A serving software stack and version. Immutable; what-ifs build a new one."""
 
@@ -143,8 +153,36 @@ class ServingStack(BaseModel):
     activation_quant: ActivationQuant | None = Field(
         None, description="where fp8/fp4 GEMM inputs are quantized; absent: inside their "
                           "producers (no separate kernels: the behaviour before this field)")
+    quantized_head: Sourced[bool] | None = Field(
+        None, description="true: the embedding and LM head take the weight precision like the "
+                          "transformer's linear layers; false: they stay 16-bit in fp8/fp4/int8 "
+                          "checkpoints (ModelOpt leaves lm_head unquantized, and an embedding "
+                          "table is not a linear layer), so they take twice (fp8) or four "
+                          "times (fp4) the bytes and the LM head GEMM runs at the 16-bit rate; "
+                          "absent: true (the behaviour before this field)")
+    moe_exchange: Sourced[MoeExchange] | None = Field(
+        None, description="how an attention-DP replica's MoE layers exchange tokens: "
+                          "all_to_all (dispatch and combine of each token's copies), "
+                          "all_gather (every device all-gathers the replica's tokens and "
+                          "reduce-scatters its expert outputs), all_to_all_on_mnnvl "
+                          "(all-to-all where the scale-up domain spans nodes, all-gather "
+                          "elsewhere); absent: all_to_all")
     sources: dict[str, str] = Field(
         default_factory=dict, description="source ids used in 'source' fields, with URLs")
+
+    @property
+    def head_16bit(self) -> bool:
+        """Whether the embedding and LM head stay 16-bit whatever the weight precision."""
+        return self.quantized_head is not None and not self.quantized_head.value
+
+    def gathers_moe_tokens(self, hardware: HardwareProfile) -> bool:
+        """Whether attention-DP MoE layers all-gather instead of an all-to-all on
+        ``hardware``: its scale-up domain spans nodes (multi-node NVLink, MNNVL) when it
+        holds more devices than one node."""
+        mode = MoeExchange.ALL_TO_ALL if self.moe_exchange is None else self.moe_exchange.value
+        multinode = hardware.scale_up.domain_size.value > hardware.devices_per_node.value
+        return mode is MoeExchange.ALL_GATHER or (
+            mode is MoeExchange.ALL_TO_ALL_ON_MNNVL and not multinode)
 
     @property
     def reserves_full_sequence(self) -> bool:

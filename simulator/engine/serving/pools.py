@@ -86,7 +86,8 @@ def _pool(scenario: Scenario, role: Role, count: int, par: InferenceParallelism,
     imbalance = moe_imbalance(w.moe, scenario.model, par.ep, LoadBalancer.NONE)
     model = iteration_model(scenario.model, inference_layout(par, w.moe), w.precision, kv,
                             imbalance, activation_quant=w.engine.activation_quant,
-                            slots=expert_slots(scenario, par))
+                            slots=expert_slots(scenario, par), head_16bit=w.engine.head_16bit,
+                            moe_gather=gathers_moe_tokens(scenario))
     stack = StackCost.of(w.engine, kernels=model.kernels(),
                          max_batch=w.batching.max_batch_size)
     if par.attention_dp > 1:  # (speculation is refused with attention DP)
@@ -101,6 +102,14 @@ def _pool(scenario: Scenario, role: Role, count: int, par: InferenceParallelism,
                 batching=replica_batching(w.batching, par.attention_dp), hardware=hw.id,
                 peak_flops=hw.peak(run_precision(hw, w.precision)),
                 hbm_bandwidth=hw.hbm_bandwidth)
+
+
+def gathers_moe_tokens(scenario: Scenario) -> bool:
+    """Whether the stack's attention-DP MoE exchange is an all-gather on the scenario's
+    hardware (:meth:`~simulator.profiles.serving_stack.ServingStack.gathers_moe_tokens`)."""
+    w = scenario.workload
+    assert isinstance(w, InferenceWorkload)
+    return w.engine.gathers_moe_tokens(scenario.hardware)
 
 
 def expert_slots(scenario: Scenario, par: InferenceParallelism) -> int:
