@@ -12,7 +12,9 @@ gathers every pass's parameters and reduces every backward's gradients on the st
 data-parallel stream: with overlap a stage goes at the slower of its compute and that
 stream, without it at their sum. After the last backward comes what the gradient
 reduction leaves exposed (with overlap, the last-reduced chunk's buckets, or the part of the
-step's data-parallel traffic the compute cannot hide) and the optimizer step.
+step's data-parallel traffic the compute cannot hide) and the optimizer step. Compute
+that overlaps data-parallel traffic loses the profile's ``collective_sm_share`` of it
+(:mod:`.shared_compute`).
 
 It ignores contention between transfers and the exact order of passes: the simulation is
 the answer, this only decides what is worth simulating.
@@ -47,7 +49,10 @@ def stage_microbatch_s(plan: StepPlan, stage: Stage) -> float:
         return compute
     stream = sum(2 * _bucket_s(c.param_buckets) + _bucket_s(c.grad_buckets)
                  for c in stage.chunks)
-    return max(compute, stream) if plan.dp_overlap else compute + stream
+    if not plan.dp_overlap:
+        return compute + stream
+    # the compute that overlaps the stream runs on the SMs its kernels leave free
+    return max(compute + plan.collective_sm_share * min(compute, stream), stream)
 
 
 def _tail_s(plan: StepPlan, stage: Stage, busy_s: float) -> float:
@@ -62,7 +67,8 @@ def _tail_s(plan: StepPlan, stage: Stage, busy_s: float) -> float:
     if not plan.dp_overlap:
         return grads + gathers + stage.optimizer_s
     last_chunk = _bucket_s(stage.chunks[0].grad_buckets)
-    return max(last_chunk, grads + gathers - busy_s) + stage.optimizer_s
+    slowed = plan.collective_sm_share * min(grads + gathers, busy_s)
+    return max(last_chunk, grads + gathers - busy_s) + slowed + stage.optimizer_s
 
 
 def estimate_step_s(plan: StepPlan) -> float:

@@ -196,6 +196,13 @@ def _stages(scenario: Scenario, dp: _DataParallel,
     return stages, executed, recomputed
 
 
+def _sm_share(hw: HardwareProfile) -> float:
+    """The share of the SMs a running data-parallel collective holds (0 where the profile
+    says nothing: dedicated collective engines, or not measured)."""
+    share = hw.efficiency.collective_sm_share
+    return share.value if share is not None else 0.0
+
+
 def _grad_norm_s(scenario: Scenario) -> float:
     """The gradient norm's all-reduce of one fp32 partial over every rank: latency only,
     but on the step's critical path (clipping waits for it)."""
@@ -223,7 +230,8 @@ def build_plan(scenario: Scenario, *, prices: PassCosts | None = None) -> Traini
     step = StepPlan(stages=tuple(stages), order=tuple(tuple(o) for o in order),
                     p2p_s=p2p_s, p2p_fabrics=p2p_fabrics,
                     dp_overlap=w.overlap.dp_comm, gather=dp.gather, title=title,
-                    peak_hbm_bandwidth=hw.hbm_bandwidth)
+                    peak_hbm_bandwidth=hw.hbm_bandwidth,
+                    collective_sm_share=_sm_share(hw))
     ratio = executed / (executed - recomputed) if executed > recomputed else 1.0
     return TrainingPlan(step=step,
                         model_flops_per_step=model_flops_per_token(model, w.seq_len)
