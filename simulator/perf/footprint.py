@@ -21,6 +21,7 @@ from simulator.perf.memory import (
 from simulator.perf.speculative_ops import drafter_memory
 from simulator.profiles.inference import InferenceWorkload, mean_tokens
 from simulator.profiles.model import ModelProfile
+from simulator.profiles.params import count_params
 from simulator.profiles.precision import Precision
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import FinetuneMethod, TrainingWorkload
@@ -62,6 +63,16 @@ def training_footprint(scenario: Scenario) -> Footprint:
     return worst
 
 
+def _gemm_share(model: ModelProfile) -> float:
+    """The share of a model's parameters that are layer GEMM weights (all but the
+    embedding, LM head, norms and routers), which fp8_param_gather keeps in fp8."""
+    counts = count_params(model)
+    rest = counts.embedding + counts.lm_head + counts.norms
+    if model.moe is not None:
+        rest += model.hidden_size * model.moe.experts * model.moe_layers
+    return max(0.0, 1.0 - rest / counts.total) if counts.total else 0.0
+
+
 def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int],
                     params: StageParams) -> Footprint:
     w = scenario.workload
@@ -92,6 +103,9 @@ def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int],
                      f"per device")
     else:
         parts["weights"] = sharded(BYTES_WEIGHT_TRAIN, 3)
+        if w.fp8_param_gather:  # GEMM weights held in fp8 instead of bf16
+            parts["weights"] -= (BYTES_WEIGHT_TRAIN - 1.0) * _gemm_share(model) * sharded(1.0, 3)
+            notes.append("fp8_param_gather: GEMM weights held and gathered in fp8")
         parts["gradients"] = sharded(w.grad_bytes, 2)
         parts["optimizer"] = sharded(BYTES_OPTIMIZER, 1)
     microbatches = w.global_batch_size // (dp * w.micro_batch_size)

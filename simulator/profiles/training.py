@@ -240,6 +240,11 @@ class TrainingWorkload(BaseModel):
         GradReduceDtype.FP32, description="precision of the gradient buffers and their "
                                           "data-parallel reduction")
     offload: Offload = Field(Offload(), description="activation offload to host memory")
+    fp8_param_gather: bool = Field(
+        False, description="GEMM weights kept in fp8 and gathered in fp8 by the distributed "
+                           "optimizer (Megatron-LM --fp8-param-gather): 1 byte per weight in "
+                           "the data-parallel all-gather and in memory; needs fp8 or fp4 "
+                           "GEMMs and parallelism.zero >= 1")
 
     @model_validator(mode="after")
     def _activation_dtype(self) -> TrainingWorkload:
@@ -253,6 +258,19 @@ class TrainingWorkload(BaseModel):
             raise ValueError("activation_dtype fp8 needs fp8 or fp4 GEMMs (precision: "
                              f"{self.precision.value}): only a quantized GEMM input is kept "
                              "in fp8")
+        return self
+
+    @model_validator(mode="after")
+    def _fp8_param_gather(self) -> TrainingWorkload:
+        if not self.fp8_param_gather:
+            return self
+        if self.precision.bytes_per_element > 1:
+            raise ValueError("fp8_param_gather needs fp8 or fp4 GEMMs (precision: "
+                             f"{self.precision.value}): only weights that feed a quantized "
+                             "GEMM are kept in fp8")
+        if self.parallelism.zero < 1 or self.finetune.method is FinetuneMethod.LORA:
+            raise ValueError("fp8_param_gather needs a distributed optimizer that gathers "
+                             "the weights (parallelism.zero >= 1, full training)")
         return self
 
     @property

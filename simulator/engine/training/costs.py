@@ -56,6 +56,9 @@ class ChunkParams:
     expert: float
     trainable_dense: float
     trainable_expert: float
+    gemm_dense: float = 0.0  # of ``dense``: the weights of matrix multiplies in the layers
+    # (attention, dense FFN, shared experts; not norms, router, embedding or LM head),
+    # which fp8_param_gather keeps in fp8
 
 
 def chunk_shapes(workload: TrainingWorkload, layers_per_stage: list[int],
@@ -257,29 +260,33 @@ def chunk_params(model: ModelProfile, workload: TrainingWorkload, shape: ChunkSh
     par = workload.parallelism
     counts = counts or count_params(model)
     per_norm = counts.norms / (2 * model.layers + 1)
-    dense = expert = 0.0
+    dense = expert = gemm = 0.0
     for index in range(shape.first_layer, shape.first_layer + shape.layers):
         dense += attention_params(model) + 2 * per_norm
+        gemm += attention_params(model)
         if model.is_moe_layer(index):
             assert model.moe is not None
             one = ffn_params(model, model.moe.expert_ffn_size)
             expert += model.moe.experts * one
             dense += model.moe.shared_experts * one + model.hidden_size * model.moe.experts
+            gemm += model.moe.shared_experts * one
         else:
             dense += counts.dense_ffn_per_layer
+            gemm += counts.dense_ffn_per_layer
     if shape.embedding:
         dense += counts.embedding
     if shape.lm_head:
         tied_copy = model.tied_embeddings and not shape.embedding
         dense += (counts.lm_head or counts.embedding if tied_copy else counts.lm_head) + per_norm
     dense, expert = dense / par.tp, expert / (par.ep * par.expert_tp)
+    gemm /= par.tp
     if workload.finetune.method is FinetuneMethod.LORA:
         f = workload.finetune
         adapters = lora_params_per_layer(model, f.rank, f.targets) * shape.layers / par.tp
         return ChunkParams(dense=dense, expert=expert, trainable_dense=adapters,
-                           trainable_expert=0.0)
+                           trainable_expert=0.0, gemm_dense=gemm)
     return ChunkParams(dense=dense, expert=expert, trainable_dense=dense,
-                       trainable_expert=expert)
+                       trainable_expert=expert, gemm_dense=gemm)
 
 
 def model_flops_per_token(model: ModelProfile, seq_len: int) -> float:
