@@ -217,6 +217,11 @@ class TrainingWorkload(BaseModel):
                                                 description="order of microbatch passes")
     recompute: Recompute = Field(Recompute.SELECTIVE, description="activation recomputation: "
                                  "selective recomputes the attention core, full the layer")
+    recompute_layers: PositiveInt | None = Field(
+        None, description="with recompute: full, only the first this many layers of each "
+                          "model chunk are recomputed and the others keep all their "
+                          "activations (Megatron-LM --recompute-method block "
+                          "--recompute-num-layers); default: every layer")
     flash_attention: bool = Field(
         True, description="fused attention (FlashAttention); false for frameworks that "
                           "write the s x s scores to HBM (e.g. Megatron-LM before 2023)")
@@ -258,6 +263,14 @@ class TrainingWorkload(BaseModel):
             raise ValueError("activation_dtype fp8 needs fp8 or fp4 GEMMs (precision: "
                              f"{self.precision.value}): only a quantized GEMM input is kept "
                              "in fp8")
+        return self
+
+    @model_validator(mode="after")
+    def _recompute_layers(self) -> TrainingWorkload:
+        if self.recompute_layers is not None and self.recompute is not Recompute.FULL:
+            raise ValueError(f"recompute_layers needs recompute: full (got "
+                             f"{self.recompute.value}): it says how many layers of each chunk "
+                             "are recomputed in full")
         return self
 
     @model_validator(mode="after")

@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from simulator.engine.training.plan import PassCost
-from simulator.perf.footprint import lora_params_per_layer
-from simulator.perf.memory import activation_bytes_per_layer, even_stage_layers
+from simulator.perf.footprint import lora_params_per_layer, saved_activation_bytes
+from simulator.perf.memory import even_stage_layers
 from simulator.perf.moe_balance import moe_imbalance
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
 from simulator.perf.quantize_ops import training_recipe
@@ -200,6 +200,7 @@ class PassCosts:
                            stage=StageLayers(first_layer=shape.first_layer, layers=shape.layers,
                                              embedding=shape.embedding, lm_head=shape.lm_head),
                            flash_attention=w.flash_attention, quantization=self.recipe,
+                           recompute_layers=w.recompute_layers,
                            imbalance=moe_imbalance(w.moe, self.model, w.parallelism.ep,
                                                    LoadBalancer.FORCED))
         forward, backward = (pass_cost(self.hw, part, overlap_tp=w.overlap.tp_comm,
@@ -235,12 +236,7 @@ def offload_copy_s(hw: HardwareProfile, model: ModelProfile, w: TrainingWorkload
     share = w.offload.activations
     if share <= 0 or hw.host_link is None:
         return 0.0
-    par = w.parallelism
-    per_layer = activation_bytes_per_layer(
-        model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel),
-        w.recompute.value, par.cp, flash_attention=w.flash_attention,
-        gemm_input_bytes=w.saved_activation_bytes)
-    return share * per_layer * layers / hw.host_link.bandwidth.value
+    return share * saved_activation_bytes(model, w, layers) / hw.host_link.bandwidth.value
 
 
 def with_offload(cost: PassCost, copy_s: float) -> PassCost:
