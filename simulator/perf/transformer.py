@@ -332,18 +332,21 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
                  stage: StageLayers | None = None, imbalance: float = 1.0,
                  flash_attention: bool = True,
                  quantization: QuantRecipe | None = None,
-                 recompute_layers: int | None = None) -> TrainingOps:
+                 recompute_layers: int | None = None,
+                 fp8_attention: bool = False) -> TrainingOps:
     """Forward and backward of one microbatch on one pipeline stage (``stage``, default the
     whole model). ``recompute``: "none", "selective" (attention core again) or "full" (the
     stage's layers forward again; with ``recompute_layers``, only its first that many, as
     Megatron-LM's block method does). ``lora``: (rank, targets) with the base frozen.
     ``flash_attention``: false for frameworks that write the attention scores to HBM.
-    ``quantization``: the low-precision recipe whose passes precede the layers' GEMMs."""
+    ``quantization``: the low-precision recipe whose passes precede the layers' GEMMs.
+    ``fp8_attention``: the attention core runs in fp8 (Transformer Engine's fp8 DPA)."""
     if recompute not in ("none", "selective", "full"):
         raise ValueError(f"recompute must be none, selective or full (got {recompute!r})")
     stage = stage or StageLayers()
     prec = Precision(precision)
-    p = Prec(weight=prec, act=prec, compute=prec, kv=prec, other=_wide(prec))
+    p = Prec(weight=prec, act=prec, compute=prec, kv=prec, other=_wide(prec),
+             attention=Precision.FP8 if fp8_attention else None)
     batch = training_batch(layout, seq_len, micro_batch, flash_attention)
     layers = _layers(model, layout, batch, p, stage, imbalance)
     ends_in = embedding_specs(model, layout, batch, p) if stage.embedding else []

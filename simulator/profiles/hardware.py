@@ -242,6 +242,11 @@ class AttentionEfficiency(BaseModel):
 
     forward: Sourced[Fraction] = Field(description="large-size fraction of peak, forward")
     backward: Sourced[Fraction] = Field(description="large-size fraction of peak, backward")
+    fp8_forward: Sourced[Fraction] | None = Field(
+        None, description="large-size fraction of the fp8 peak that an fp8 attention kernel "
+                          "reaches, forward (workload.fp8_attention); absent: no fp8 attention")
+    fp8_backward: Sourced[Fraction] | None = Field(
+        None, description="the same, backward")
 
 
 class AllToAllEfficiency(BaseModel):

@@ -245,6 +245,11 @@ class TrainingWorkload(BaseModel):
         GradReduceDtype.FP32, description="precision of the gradient buffers and their "
                                           "data-parallel reduction")
     offload: Offload = Field(Offload(), description="activation offload to host memory")
+    fp8_attention: bool = Field(
+        False, description="the fused attention core runs in fp8 (Transformer Engine's "
+                           "fp8 dot-product attention, NVTE_FP8_DPA), at the profile's "
+                           "efficiency.attention fp8 fractions; needs fp8 or fp4 GEMMs and "
+                           "flash_attention")
     fp8_param_gather: bool = Field(
         False, description="GEMM weights kept in fp8 and gathered in fp8 by the distributed "
                            "optimizer (Megatron-LM --fp8-param-gather): 1 byte per weight in "
@@ -271,6 +276,17 @@ class TrainingWorkload(BaseModel):
             raise ValueError(f"recompute_layers needs recompute: full (got "
                              f"{self.recompute.value}): it says how many layers of each chunk "
                              "are recomputed in full")
+        return self
+
+    @model_validator(mode="after")
+    def _fp8_attention(self) -> TrainingWorkload:
+        if self.fp8_attention and self.precision.bytes_per_element > 1:
+            raise ValueError("fp8_attention needs fp8 or fp4 GEMMs (precision: "
+                             f"{self.precision.value}): Transformer Engine runs attention in "
+                             "fp8 only inside its fp8 autocast")
+        if self.fp8_attention and not self.flash_attention:
+            raise ValueError("fp8_attention needs flash_attention: only the fused attention "
+                             "kernel runs in fp8")
         return self
 
     @model_validator(mode="after")

@@ -201,6 +201,7 @@ class PassCosts:
                                              embedding=shape.embedding, lm_head=shape.lm_head),
                            flash_attention=w.flash_attention, quantization=self.recipe,
                            recompute_layers=w.recompute_layers,
+                           fp8_attention=w.fp8_attention,
                            imbalance=moe_imbalance(w.moe, self.model, w.parallelism.ep,
                                                    LoadBalancer.FORCED))
         forward, backward = (pass_cost(self.hw, part, overlap_tp=w.overlap.tp_comm,
