@@ -40,8 +40,8 @@ VALIDATION_DOC = ROOT / "docs" / "validation.md"
 # ranks per chip, activation quantization in serving). Loosened from 11.6% / NVIDIA 11.2% by
 # TensorRT-LLM's whole-sequence KV reservation (kv_reservation): the dense TensorRT-LLM rows
 # had matched with preemption by recompute that TensorRT-LLM does not do (docs/validation.md).
-MEDIAN_LIMIT = 0.13  # recorded 12.9% (docs/validation.md, "median, all figures")
-# recorded: NVIDIA 12.5%, AMD 20.1%, Intel 16.0%, Google 11.5%, AWS 29.9%; a vendor without
+MEDIAN_LIMIT = 0.13  # recorded 13.0% (docs/validation.md, "median, all figures"; 12.98%)
+# recorded: NVIDIA 12.6%, AMD 20.1%, Intel 16.0%, Google 11.5%, AWS 29.9%; a vendor without
 # an entry is held to the target (12%)
 VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.13, "AMD": 0.21, "Intel": 0.165,
                                           "Google": 0.12, "AWS": 0.305}
