@@ -111,3 +111,15 @@ def test_a_share_of_one_is_a_clean_profile_error(tmp_path):
                                    "collective_sm_share: {value: 1,"))
     assert_clean_error(run_cli("validate", str(bad)),
                        "efficiency.collective_sm_share.value", "less than 1")
+
+
+def test_a_part_started_idle_runs_on_a_plain_timer_and_the_channel_may_not_start_in_it():
+    """The stage issues its buckets between parts, so a part begun with the channel idle
+    runs alone; a collective starting inside it would be a bug, and says so."""
+    env = simpy.Environment()
+    shared = SharedCompute(env, 0.25)
+    part = shared.run(1.0)
+    assert isinstance(part, simpy.Timeout)
+    env.timeout(0.5).callbacks.append(lambda _: shared.set_busy(True))
+    with pytest.raises(RuntimeError, match="started during a pass"):
+        env.run()
