@@ -63,6 +63,36 @@ def training_footprint(scenario: Scenario) -> Footprint:
     return worst
 
 
+def saved_activation_bytes(model: ModelProfile, w: TrainingWorkload, layers: int,
+                           chunks: int = 1) -> float:
+    """Bytes of one microbatch's activations that ``layers`` layers, in ``chunks`` model
+    chunks, keep for backward: with ``recompute_layers`` the first that many of each chunk
+    keep only their input (full recomputation), the others everything."""
+    par = w.parallelism
+
+    def per_layer(recompute: str) -> float:
+        """One layer's saved bytes under ``recompute``."""
+        return activation_bytes_per_layer(
+            model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel),
+            recompute, par.cp, flash_attention=w.flash_attention,
+            gemm_input_bytes=w.saved_activation_bytes)
+
+    if w.recompute_layers is None:
+        return per_layer(w.recompute.value) * layers
+    redone = min(layers, w.recompute_layers * chunks)
+    return per_layer("full") * redone + per_layer("none") * (layers - redone)
+
+
+def _gemm_share(model: ModelProfile) -> float:
+    """The share of a model's parameters that are layer GEMM weights (all but the
+    embedding, LM head, norms and routers), which fp8_param_gather keeps in fp8."""
+    counts = count_params(model)
+    rest = counts.embedding + counts.lm_head + counts.norms
+    if model.moe is not None:
+        rest += model.hidden_size * model.moe.experts * model.moe_layers
+    return max(0.0, 1.0 - rest / counts.total) if counts.total else 0.0
+
+
 def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int],
                     params: StageParams) -> Footprint:
     w = scenario.workload
@@ -93,16 +123,18 @@ def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int],
                      f"per device")
     else:
         parts["weights"] = sharded(BYTES_WEIGHT_TRAIN, 3)
+        if w.fp8_param_gather:  # GEMM weights held in fp8 instead of bf16
+            parts["weights"] -= (BYTES_WEIGHT_TRAIN - 1.0) * _gemm_share(model) * sharded(1.0, 3)
+            notes.append("fp8_param_gather: GEMM weights held and gathered in fp8")
         parts["gradients"] = sharded(w.grad_bytes, 2)
         parts["optimizer"] = sharded(BYTES_OPTIMIZER, 1)
     microbatches = w.global_batch_size // (dp * w.micro_batch_size)
-    per_layer = activation_bytes_per_layer(
-        model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel),
-        w.recompute.value, par.cp, flash_attention=w.flash_attention,
-        gemm_input_bytes=w.saved_activation_bytes)
     inflight = inflight_microbatches(w.pipeline_schedule.value, par.pp, par.vpp, microbatches,
                                      stage)
-    saved = per_layer * stage_layers[stage] * inflight
+    saved = saved_activation_bytes(model, w, stage_layers[stage], par.vpp) * inflight
+    if w.recompute_layers is not None:
+        notes.append(f"full recomputation of the first {w.recompute_layers} layers of each "
+                     f"chunk; the other layers keep all their activations")
     offloaded = w.offload.activations * saved
     parts["activations"] = saved - offloaded
     if offloaded:

@@ -41,6 +41,7 @@ class Prec:
     compute: Precision  # the peak the GEMMs run at
     kv: Precision
     other: Precision  # attention core and elementwise kernels
+    attention: Precision | None = None  # the attention core's, if not ``other`` (fp8 DPA)
 
     @property
     def wb(self) -> float:
@@ -152,8 +153,8 @@ class Core:
             kind: OpKind = OpKind.ATTENTION) -> ComputeOp:
         size = flops / self.kernels * max(1.0, TILE_ROWS / self.query_rows)
         return ComputeOp(name=name, kind=kind if self.fused else OpKind.GEMM, flops=flops,
-                         bytes=bytes_, precision=p.other, count=self.kernels,
-                         gemm_flops_each=size)
+                         bytes=bytes_, precision=p.attention or p.other,
+                         count=self.kernels, gemm_flops_each=size)
 
     def forward(self, p: Prec) -> list[ComputeOp]:
         """One fused kernel: Q, K, V and the statistics in, O out."""

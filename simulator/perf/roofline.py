@@ -67,10 +67,13 @@ def large_efficiency(hw: HardwareProfile, precision: Precision | str,
     less than GEMMs); everything else, and attention on profiles without them, the GEMM's.
     """
     attention = hw.efficiency.attention
-    if attention is not None and kind is OpKind.ATTENTION:
-        return attention.forward.value
-    if attention is not None and kind is OpKind.ATTENTION_BACKWARD:
-        return attention.backward.value
+    if attention is not None and kind in (OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD):
+        forward = kind is OpKind.ATTENTION
+        if Precision(precision) is Precision.FP8:  # an fp8 attention kernel, if measured
+            fp8 = attention.fp8_forward if forward else attention.fp8_backward
+            if fp8 is not None:
+                return fp8.value
+        return (attention.forward if forward else attention.backward).value
     p = run_precision(hw, precision)
     large = hw.efficiency.gemm.large
     return large[p].value if p in large else min(e.value for e in large.values())

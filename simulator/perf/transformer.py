@@ -249,6 +249,16 @@ class _Layers:
                 + backward_ops(self.attention, p, self.n_layers))
 
 
+def _first_layers(layers: _Layers, model: ModelProfile, stage: StageLayers,
+                  count: int | None) -> _Layers:
+    """The stage's first ``count`` layers (all of them when ``count`` is None): those
+    Megatron-LM's block recomputation (``--recompute-num-layers``) runs again."""
+    if count is None or count >= layers.n_layers:
+        return layers
+    first = stage.layer_indices(model)[:max(0, count)]
+    return replace(layers, n_layers=len(first), n_moe=sum(model.is_moe_layer(i) for i in first))
+
+
 def _layers(model: ModelProfile, layout: Layout, batch: Batch, p: Prec, stage: StageLayers,
             imbalance: float) -> _Layers:
     if imbalance < 1.0:
@@ -321,17 +331,22 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
                  lora: tuple[int, Sequence[str]] | None = None, *,
                  stage: StageLayers | None = None, imbalance: float = 1.0,
                  flash_attention: bool = True,
-                 quantization: QuantRecipe | None = None) -> TrainingOps:
+                 quantization: QuantRecipe | None = None,
+                 recompute_layers: int | None = None,
+                 fp8_attention: bool = False) -> TrainingOps:
     """Forward and backward of one microbatch on one pipeline stage (``stage``, default the
     whole model). ``recompute``: "none", "selective" (attention core again) or "full" (the
-    stage's layers forward again). ``lora``: (rank, targets) with the base frozen.
+    stage's layers forward again; with ``recompute_layers``, only its first that many, as
+    Megatron-LM's block method does). ``lora``: (rank, targets) with the base frozen.
     ``flash_attention``: false for frameworks that write the attention scores to HBM.
-    ``quantization``: the low-precision recipe whose passes precede the layers' GEMMs."""
+    ``quantization``: the low-precision recipe whose passes precede the layers' GEMMs.
+    ``fp8_attention``: the attention core runs in fp8 (Transformer Engine's fp8 DPA)."""
     if recompute not in ("none", "selective", "full"):
         raise ValueError(f"recompute must be none, selective or full (got {recompute!r})")
     stage = stage or StageLayers()
     prec = Precision(precision)
-    p = Prec(weight=prec, act=prec, compute=prec, kv=prec, other=_wide(prec))
+    p = Prec(weight=prec, act=prec, compute=prec, kv=prec, other=_wide(prec),
+             attention=Precision.FP8 if fp8_attention else None)
     batch = training_batch(layout, seq_len, micro_batch, flash_attention)
     layers = _layers(model, layout, batch, p, stage, imbalance)
     ends_in = embedding_specs(model, layout, batch, p) if stage.embedding else []
@@ -351,7 +366,8 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
                + forward_ops(extra, p, layers.n_layers) + forward_ops(ends_out, head_p))
     redo: list[Op] = []
     if recompute == "full":
-        redo = layers.forward(p) + forward_ops(extra, p, layers.n_layers)
+        again = _first_layers(layers, model, stage, recompute_layers)
+        redo = again.forward(p) + forward_ops(extra, p, again.n_layers) if again.n_layers else []
     elif recompute == "selective":
         cores = [s for s in layers.attention if isinstance(s, Core)]
         redo = forward_ops(cores, p, layers.n_layers)

@@ -28,6 +28,7 @@ from simulator.profiles.quantities import (
     PositiveRatio,
     Power,
     Seconds,
+    Share,
     Sourced,
     Usd,
     UsdPerHour,
@@ -241,6 +242,11 @@ class AttentionEfficiency(BaseModel):
 
     forward: Sourced[Fraction] = Field(description="large-size fraction of peak, forward")
     backward: Sourced[Fraction] = Field(description="large-size fraction of peak, backward")
+    fp8_forward: Sourced[Fraction] | None = Field(
+        None, description="large-size fraction of the fp8 peak that an fp8 attention kernel "
+                          "reaches, forward (workload.fp8_attention); absent: no fp8 attention")
+    fp8_backward: Sourced[Fraction] | None = Field(
+        None, description="the same, backward")
 
 
 class AllToAllEfficiency(BaseModel):
@@ -297,6 +303,12 @@ class Efficiency(BaseModel):
     all_to_all: AllToAllEfficiency | None = Field(
         None, description="expert-parallel all-to-all kernels; absent: the collective "
                           "efficiencies and per-peer latencies")
+    collective_sm_share: Sourced[Share] | None = Field(
+        None, description="share of the device's compute units (SMs, CUs) that a running "
+                          "collective's kernels occupy (NCCL/RCCL: one thread block per "
+                          "channel); training compute that overlaps a data-parallel "
+                          "collective runs on the rest. Absent: 0 (collectives run on "
+                          "dedicated engines, or not modelled)")
 
 
 class HostLink(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Generic, TypeVar
 
-from annotated_types import Ge, Gt, Le
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from simulator.units import Dimension, parse_quantity
@@ -48,6 +48,9 @@ NonNegativePower = _non_negative(Dimension.POWER)
 
 # A fraction of something (efficiency, utilization): 0 < x <= 1, "80%" accepted.
 Fraction = Annotated[float, _parser(Dimension.FRACTION), Gt(0), Le(1)]
+# A share of a device's resources taken by something else: 0 <= x < 1 (one would leave
+# nothing to the work it is taken from).
+Share = Annotated[float, _parser(Dimension.FRACTION), Ge(0), Lt(1)]
 # A ratio that may exceed one (e.g. in-switch reduction doubling effective all-reduce bandwidth).
 PositiveRatio = Annotated[float, _parser(Dimension.FRACTION), Gt(0)]
 

@@ -217,6 +217,11 @@ class TrainingWorkload(BaseModel):
                                                 description="order of microbatch passes")
     recompute: Recompute = Field(Recompute.SELECTIVE, description="activation recomputation: "
                                  "selective recomputes the attention core, full the layer")
+    recompute_layers: PositiveInt | None = Field(
+        None, description="with recompute: full, only the first this many layers of each "
+                          "model chunk are recomputed and the others keep all their "
+                          "activations (Megatron-LM --recompute-method block "
+                          "--recompute-num-layers); default: every layer")
     flash_attention: bool = Field(
         True, description="fused attention (FlashAttention); false for frameworks that "
                           "write the s x s scores to HBM (e.g. Megatron-LM before 2023)")
@@ -240,6 +245,16 @@ class TrainingWorkload(BaseModel):
         GradReduceDtype.FP32, description="precision of the gradient buffers and their "
                                           "data-parallel reduction")
     offload: Offload = Field(Offload(), description="activation offload to host memory")
+    fp8_attention: bool = Field(
+        False, description="the fused attention core runs in fp8 (Transformer Engine's "
+                           "fp8 dot-product attention, NVTE_FP8_DPA), at the profile's "
+                           "efficiency.attention fp8 fractions; needs fp8 or fp4 GEMMs and "
+                           "flash_attention")
+    fp8_param_gather: bool = Field(
+        False, description="GEMM weights kept in fp8 and gathered in fp8 by the distributed "
+                           "optimizer (Megatron-LM --fp8-param-gather): 1 byte per weight in "
+                           "the data-parallel all-gather and in memory; needs fp8 or fp4 "
+                           "GEMMs and parallelism.zero >= 1")
 
     @model_validator(mode="after")
     def _activation_dtype(self) -> TrainingWorkload:
@@ -253,6 +268,38 @@ class TrainingWorkload(BaseModel):
             raise ValueError("activation_dtype fp8 needs fp8 or fp4 GEMMs (precision: "
                              f"{self.precision.value}): only a quantized GEMM input is kept "
                              "in fp8")
+        return self
+
+    @model_validator(mode="after")
+    def _recompute_layers(self) -> TrainingWorkload:
+        if self.recompute_layers is not None and self.recompute is not Recompute.FULL:
+            raise ValueError(f"recompute_layers needs recompute: full (got "
+                             f"{self.recompute.value}): it says how many layers of each chunk "
+                             "are recomputed in full")
+        return self
+
+    @model_validator(mode="after")
+    def _fp8_attention(self) -> TrainingWorkload:
+        if self.fp8_attention and self.precision.bytes_per_element > 1:
+            raise ValueError("fp8_attention needs fp8 or fp4 GEMMs (precision: "
+                             f"{self.precision.value}): Transformer Engine runs attention in "
+                             "fp8 only inside its fp8 autocast")
+        if self.fp8_attention and not self.flash_attention:
+            raise ValueError("fp8_attention needs flash_attention: only the fused attention "
+                             "kernel runs in fp8")
+        return self
+
+    @model_validator(mode="after")
+    def _fp8_param_gather(self) -> TrainingWorkload:
+        if not self.fp8_param_gather:
+            return self
+        if self.precision.bytes_per_element > 1:
+            raise ValueError("fp8_param_gather needs fp8 or fp4 GEMMs (precision: "
+                             f"{self.precision.value}): only weights that feed a quantized "
+                             "GEMM are kept in fp8")
+        if self.parallelism.zero < 1 or self.finetune.method is FinetuneMethod.LORA:
+            raise ValueError("fp8_param_gather needs a distributed optimizer that gathers "
+                             "the weights (parallelism.zero >= 1, full training)")
         return self
 
     @property

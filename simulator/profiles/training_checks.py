@@ -18,4 +18,11 @@ def check_training_options(w: TrainingWorkload, hardware: HardwareProfile) -> li
         problems.append(Problem(("workload", "offload", "activations"),
                                 f"activation offload needs the host-link bandwidth, and "
                                 f"{hardware.id} has no host_link in its profile"))
+    attention = hardware.efficiency.attention
+    if w.fp8_attention and (attention is None or attention.fp8_forward is None
+                            or attention.fp8_backward is None):
+        problems.append(Problem(("workload", "fp8_attention"),
+                                f"fp8 attention needs the fp8 attention efficiencies "
+                                f"(efficiency.attention.fp8_forward, fp8_backward), and "
+                                f"{hardware.id} has none in its profile"))
     return problems

@@ -223,8 +223,11 @@ def test_each_stages_ledger_adds_up_on_real_layouts(stem, overrides):
     for s, totals in enumerate(out.stages):
         chunks = plan.stages[s].chunks
         assert totals.network_s == pytest.approx(_expected_network_s(plan, s), rel=1e-9)
+        # the passes, and what the SMs of the collectives they overlapped cost them
         assert totals.compute_s == pytest.approx(
-            m * sum(c.forward.compute_s + c.backward.compute_s for c in chunks), rel=1e-9)
+            m * sum(c.forward.compute_s + c.backward.compute_s for c in chunks)
+            + totals.slowed_s, rel=1e-9)
+        assert 0.0 <= totals.slowed_s <= plan.collective_sm_share * _expected_network_s(plan, s)
         spent = (totals.compute_s + totals.tp_s + totals.ep_s + totals.cp_s + totals.pp_s
                  + totals.dp_s + totals.bubble_s)
         assert spent == pytest.approx(totals.end_s, rel=1e-9)

@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from simulator.engine.training.plan import PassCost
-from simulator.perf.footprint import lora_params_per_layer
-from simulator.perf.memory import activation_bytes_per_layer, even_stage_layers
+from simulator.perf.footprint import lora_params_per_layer, saved_activation_bytes
+from simulator.perf.memory import even_stage_layers
 from simulator.perf.moe_balance import moe_imbalance
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
 from simulator.perf.quantize_ops import training_recipe
@@ -56,6 +56,9 @@ class ChunkParams:
     expert: float
     trainable_dense: float
     trainable_expert: float
+    gemm_dense: float = 0.0  # of ``dense``: the weights of matrix multiplies in the layers
+    # (attention, dense FFN, shared experts; not norms, router, embedding or LM head),
+    # which fp8_param_gather keeps in fp8
 
 
 def chunk_shapes(workload: TrainingWorkload, layers_per_stage: list[int],
@@ -197,6 +200,8 @@ class PassCosts:
                            stage=StageLayers(first_layer=shape.first_layer, layers=shape.layers,
                                              embedding=shape.embedding, lm_head=shape.lm_head),
                            flash_attention=w.flash_attention, quantization=self.recipe,
+                           recompute_layers=w.recompute_layers,
+                           fp8_attention=w.fp8_attention,
                            imbalance=moe_imbalance(w.moe, self.model, w.parallelism.ep,
                                                    LoadBalancer.FORCED))
         forward, backward = (pass_cost(self.hw, part, overlap_tp=w.overlap.tp_comm,
@@ -232,12 +237,7 @@ def offload_copy_s(hw: HardwareProfile, model: ModelProfile, w: TrainingWorkload
     share = w.offload.activations
     if share <= 0 or hw.host_link is None:
         return 0.0
-    par = w.parallelism
-    per_layer = activation_bytes_per_layer(
-        model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel),
-        w.recompute.value, par.cp, flash_attention=w.flash_attention,
-        gemm_input_bytes=w.saved_activation_bytes)
-    return share * per_layer * layers / hw.host_link.bandwidth.value
+    return share * saved_activation_bytes(model, w, layers) / hw.host_link.bandwidth.value
 
 
 def with_offload(cost: PassCost, copy_s: float) -> PassCost:
@@ -257,29 +257,33 @@ def chunk_params(model: ModelProfile, workload: TrainingWorkload, shape: ChunkSh
     par = workload.parallelism
     counts = counts or count_params(model)
     per_norm = counts.norms / (2 * model.layers + 1)
-    dense = expert = 0.0
+    dense = expert = gemm = 0.0
     for index in range(shape.first_layer, shape.first_layer + shape.layers):
         dense += attention_params(model) + 2 * per_norm
+        gemm += attention_params(model)
         if model.is_moe_layer(index):
             assert model.moe is not None
             one = ffn_params(model, model.moe.expert_ffn_size)
             expert += model.moe.experts * one
             dense += model.moe.shared_experts * one + model.hidden_size * model.moe.experts
+            gemm += model.moe.shared_experts * one
         else:
             dense += counts.dense_ffn_per_layer
+            gemm += counts.dense_ffn_per_layer
     if shape.embedding:
         dense += counts.embedding
     if shape.lm_head:
         tied_copy = model.tied_embeddings and not shape.embedding
         dense += (counts.lm_head or counts.embedding if tied_copy else counts.lm_head) + per_norm
     dense, expert = dense / par.tp, expert / (par.ep * par.expert_tp)
+    gemm /= par.tp
     if workload.finetune.method is FinetuneMethod.LORA:
         f = workload.finetune
         adapters = lora_params_per_layer(model, f.rank, f.targets) * shape.layers / par.tp
         return ChunkParams(dense=dense, expert=expert, trainable_dense=adapters,
-                           trainable_expert=0.0)
+                           trainable_expert=0.0, gemm_dense=gemm)
     return ChunkParams(dense=dense, expert=expert, trainable_dense=dense,
-                       trainable_expert=expert)
+                       trainable_expert=expert, gemm_dense=gemm)
 
 
 def model_flops_per_token(model: ModelProfile, seq_len: int) -> float:

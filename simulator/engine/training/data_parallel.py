@@ -8,6 +8,8 @@ another, on the stage's links, where they share bandwidth with the pipeline's se
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import simpy
 from simpy.events import Event
 
@@ -23,10 +25,10 @@ class DataParallelStream:
     """One stage's data-parallel channel, its traffic booked on the stage's ledger."""
 
     def __init__(self, *, env: simpy.Environment, links: Links, stage: int, ledger: Ledger,
-                 records: StepRecords):
+                 records: StepRecords, on_busy: Callable[[bool], None] | None = None):
         self.env, self.links, self.stage = env, links, stage
         self.ledger, self.records = ledger, records
-        self.channel = Channel(links, self._done)
+        self.channel = Channel(links, self._done, on_busy)
         self._wires: dict[tuple[str, ...], tuple[Wire, ...]] = {}
 
     def issue(self, buckets: tuple[Bucket, ...]) -> list[Event]:

@@ -29,6 +29,7 @@ class Ledger:
     order: list[tuple[int, bool]] = field(default_factory=list)
     hbm_bytes: float = 0.0
     network_s: float = 0.0  # seconds the stage's links carry its traffic (sends both ways)
+    slowed_s: float = 0.0  # compute seconds lost to the SMs of overlapped collectives
     end_s: float | None = None  # when its gradients are reduced (arrival at the barrier)
 
     def settle(self, chunks: tuple[Chunk, ...]) -> None:
@@ -63,6 +64,7 @@ class StageTotals:
     bubble_s: float
     hbm_bytes: float
     network_s: float  # its links' busy time, sends in and out and its DP buckets
+    slowed_s: float  # of compute_s: lost to the SMs its overlapped collectives held
     end_s: float  # its arrival at the barrier
 
     @classmethod
@@ -73,4 +75,4 @@ class StageTotals:
         return cls(compute_s=t["compute"], tp_s=t["tp"], ep_s=t["ep"], cp_s=t["cp"],
                    pp_s=t["pp"], dp_s=t["dp"], bubble_s=t["bubble"],
                    hbm_bytes=ledger.hbm_bytes, network_s=ledger.network_s,
-                   end_s=ledger.end_s)
+                   slowed_s=ledger.slowed_s, end_s=ledger.end_s)

@@ -158,10 +158,12 @@ class Channel:
     """One communication stream (a NCCL stream): its transfers run one after another.
 
     ``record(job, start, end)`` hears of each transfer as it arrives, before ``job.done``
-    fires."""
+    fires; ``on_busy(busy)``, if given, hears when the channel starts working after being
+    idle and when it runs out of work (the SMs its kernels hold: :mod:`.shared_compute`)."""
 
-    def __init__(self, links: Links, record: Callable[[Job, float, float], None]):
-        self.links, self.record = links, record
+    def __init__(self, links: Links, record: Callable[[Job, float, float], None],
+                 on_busy: Callable[[bool], None] | None = None):
+        self.links, self.record, self.on_busy = links, record, on_busy
         self.queue: deque[Job] = deque()
         self.busy = False
         self._on_done = self._done  # bound once, handed to every transfer
@@ -174,9 +176,14 @@ class Channel:
 
     def _next(self) -> None:
         """Start the next queued transfer, if any."""
+        on_busy = self.on_busy
         if not self.queue:
             self.busy = False
+            if on_busy is not None:
+                on_busy(False)
             return
+        if not self.busy and on_busy is not None:
+            on_busy(True)
         self.busy = True
         job = self.queue.popleft()
         self.links.send(job.wires, job.seconds, self._on_done, job)

@@ -96,6 +96,9 @@ class StepPlan:
     gather: GatherMode = GatherMode.NONE
     title: str = ""
     peak_hbm_bandwidth: float = 0.0  # bytes/s, for utilization
+    # share of a device's SMs a running data-parallel collective occupies: compute that
+    # overlaps it runs on the rest (:mod:`.shared_compute`)
+    collective_sm_share: float = 0.0
 
     @property
     def pp(self) -> int:

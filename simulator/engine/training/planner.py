@@ -34,6 +34,7 @@ from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import FinetuneMethod, TrainingWorkload
 
 PARAM_GATHER_BYTES = 2.0  # bf16 parameters
+FP8_PARAM_BYTES = 1.0  # a GEMM weight kept and gathered in fp8 (workload.fp8_param_gather)
 ACTIVATION_BYTES = 2.0  # activations and their gradients cross stages in bf16
 # Adam over one parameter of the shard, memory-bound: read the fp32 master weight, m and v
 # (12 B) and the gradient (g B), write master, m and v (12 B) and the bf16 weight (2 B);
@@ -94,6 +95,7 @@ class _DataParallel:
                             par.expert_tp * par.ep)
         self.lora = w.finetune.method is FinetuneMethod.LORA
         self.zero = 0 if self.lora else par.zero
+        self.fp8_params = w.fp8_param_gather
 
     @property
     def gather(self) -> GatherMode:
@@ -116,9 +118,13 @@ class _DataParallel:
         if self.gather is GatherMode.NONE:
             return ()
         ag = Collective.ALL_GATHER
-        return (_buckets(self.hw, "params all_gather", p.dense, PARAM_GATHER_BYTES, ag,
-                         self.dense)
-                + _buckets(self.hw, "expert params all_gather", p.expert, PARAM_GATHER_BYTES,
+        dense_bytes = expert_bytes = PARAM_GATHER_BYTES
+        if self.fp8_params:  # GEMM weights in fp8, the rest in bf16
+            if p.dense > 0:
+                dense_bytes -= (PARAM_GATHER_BYTES - FP8_PARAM_BYTES) * p.gemm_dense / p.dense
+            expert_bytes = FP8_PARAM_BYTES
+        return (_buckets(self.hw, "params all_gather", p.dense, dense_bytes, ag, self.dense)
+                + _buckets(self.hw, "expert params all_gather", p.expert, expert_bytes,
                            ag, self.expert))
 
     @property
@@ -169,13 +175,18 @@ def _stages(scenario: Scenario, dp: _DataParallel,
     built: dict[ChunkParams, Chunk] = {}  # chunks of equal shape share their buckets
     stages, executed, recomputed = [], 0.0, 0.0
     norm_s = _grad_norm_s(scenario)
+    transposes = hw.compute.fp8_transposed_copies
     for row in chunk_shapes(w, training_stage_layers(w, model.layers)):
         chunks, params = [], []
         step_s = step_bytes = 0.0
         for shape in row:
             forward, backward = prices(shape)
             work = prices.step_work(shape)
-            step_s, step_bytes = step_s + work.time_s, step_bytes + work.hbm_bytes
+            # fp8 params: the optimizer quantizes its updated shard, which is then gathered
+            # (on Hopper each device still writes the transposed copies of all its weights)
+            share = 1.0 / dp.dense.size if dp.fp8_params and not transposes else 1.0
+            step_s += work.time_s * share
+            step_bytes += work.hbm_bytes * share
             p = chunk_params(model, w, shape, counts)
             params.append(p)
             if p not in built:
@@ -194,6 +205,13 @@ def _stages(scenario: Scenario, dp: _DataParallel,
         opt_s += (norm_s if shard else 0.0) + step_s
         stages.append(Stage(tuple(chunks), opt_s, opt_bytes + step_bytes))
     return stages, executed, recomputed
+
+
+def _sm_share(hw: HardwareProfile) -> float:
+    """The share of the SMs a running data-parallel collective holds (0 where the profile
+    says nothing: dedicated collective engines, or not measured)."""
+    share = hw.efficiency.collective_sm_share
+    return share.value if share is not None else 0.0
 
 
 def _grad_norm_s(scenario: Scenario) -> float:
@@ -223,7 +241,8 @@ def build_plan(scenario: Scenario, *, prices: PassCosts | None = None) -> Traini
     step = StepPlan(stages=tuple(stages), order=tuple(tuple(o) for o in order),
                     p2p_s=p2p_s, p2p_fabrics=p2p_fabrics,
                     dp_overlap=w.overlap.dp_comm, gather=dp.gather, title=title,
-                    peak_hbm_bandwidth=hw.hbm_bandwidth)
+                    peak_hbm_bandwidth=hw.hbm_bandwidth,
+                    collective_sm_share=_sm_share(hw))
     ratio = executed / (executed - recomputed) if executed > recomputed else 1.0
     return TrainingPlan(step=step,
                         model_flops_per_step=model_flops_per_token(model, w.seq_len)

@@ -28,7 +28,8 @@ pass is simulated):
    after the share that produces each gradient bucket (the last backward of a chunk with
    overlap, every backward under ZeRO 3 overlap). Other passes are one part.
 4. Compute, part by part: its kernels, then its exposed TP, EP and CP communication, as
-   :class:`PassCost` says; between parts, issue a gradient bucket or wait for a
+   :class:`PassCost` says (slowed while a data-parallel collective holds some of the SMs:
+   :mod:`.shared_compute`); between parts, issue a gradient bucket or wait for a
    parameter bucket that has not arrived.
 5. Send its output, asynchronously (:class:`.p2p.PointToPoint`).
 6. ZeRO 3 without overlap: a backward reduces its gradients, and waits.
@@ -53,6 +54,7 @@ from simulator.engine.training.p2p import PointToPoint
 from simulator.engine.training.plan import Bucket, GatherMode, StepPlan
 from simulator.engine.training.records import StepRecords
 from simulator.engine.training.schedule import Pass
+from simulator.engine.training.shared_compute import SharedCompute
 
 COMPUTE = "compute"
 # What a pass does at a cut point, in this order where points coincide: issue a gradient
@@ -93,8 +95,10 @@ class StageProcess:
     """One pipeline stage running its pass order (``run``, driven by :func:`drive`)."""
 
     def __init__(self, *, env: simpy.Environment, plan: StepPlan, stage: int, ledger: Ledger,
-                 p2p: PointToPoint, dp: DataParallelStream, records: StepRecords):
+                 p2p: PointToPoint, dp: DataParallelStream, records: StepRecords,
+                 shared: SharedCompute | None = None):
         self.env, self.stage, self.ledger = env, stage, ledger
+        self.shared = shared  # None: collectives take no SMs from the passes
         self.p2p, self.dp, self.records = p2p, dp, records
         self.order = plan.order[stage]
         self.chunks = plan.stages[stage].chunks
@@ -135,7 +139,7 @@ class StageProcess:
         env, stage, order, routes = self.env, self.stage, self.order, self.routes
         inbox, boxes, send, passes = self.inbox, self.boxes, self.p2p.send, self.passes
         runs, time, interval = self.ledger.runs, self.ledger.time, self.records.interval
-        meets_dp, backward_kind = self._meets_dp(), _BACKWARD
+        meets_dp, backward_kind, shared = self._meets_dp(), _BACKWARD, self.shared
         for i, task in enumerate(order):
             kind, microbatch, c = task
             backward = kind is backward_kind
@@ -170,7 +174,8 @@ class StageProcess:
                     passes.append((stage, env.now, not backward, microbatch, c, part))
                     duration = route.duration_s * part
                     if duration > 0:
-                        yield Timeout(env, duration)
+                        yield (Timeout(env, duration) if shared is None
+                               else shared.run(duration))
                     done = point
                 if action == _GRADIENTS:
                     self.grad_events += self.dp.issue(grads[k:k + 1])
@@ -247,6 +252,9 @@ class StageProcess:
             for c in self.chunks:
                 self.grad_events += self.dp.issue(c.grad_buckets)
         yield from self._wait_dp(self.grad_events, "reducing gradients")
+        if self.shared is not None:  # the passes ran slower by this much: compute
+            self.ledger.slowed_s = self.shared.lost_s
+            self.ledger.time["compute"] += self.shared.lost_s
         self.ledger.end_s = self.env.now
 
 

@@ -10,6 +10,7 @@ The pieces, one concept a module:
 - :mod:`.p2p`: the messages between stages (routes, inbox, asynchronous sends);
 - :mod:`.data_parallel`: each stage's data-parallel stream (gradient and parameter buckets);
 - :mod:`.links`: the links both share, fairly;
+- :mod:`.shared_compute`: the SMs a stage's running collectives take from its passes;
 - :mod:`.ledger`: where each stage's time goes, booked as it is simulated;
 - :mod:`.records`: what the timeline keeps;
 - :mod:`.outcome`: the barrier, the optimizer and the step's figures.
@@ -31,6 +32,7 @@ from simulator.engine.training.outcome import StepOutcome, close_step
 from simulator.engine.training.p2p import PointToPoint
 from simulator.engine.training.plan import StepPlan
 from simulator.engine.training.records import StepRecords
+from simulator.engine.training.shared_compute import SharedCompute
 from simulator.engine.training.stage_process import StageProcess, drive
 
 
@@ -44,11 +46,14 @@ def simulate_step(plan: StepPlan) -> StepOutcome:
         records = StepRecords()
         ledgers = [Ledger() for _ in range(plan.pp)]
         p2p = PointToPoint(plan=plan, env=env, links=links, ledgers=ledgers, records=records)
+        share = plan.collective_sm_share
         for stage, ledger in enumerate(ledgers):
+            shared = SharedCompute(env, share) if share > 0 else None
             dp = DataParallelStream(env=env, links=links, stage=stage, ledger=ledger,
-                                    records=records)
+                                    records=records,
+                                    on_busy=shared.set_busy if shared else None)
             process = StageProcess(env=env, plan=plan, stage=stage, ledger=ledger, p2p=p2p,
-                                   dp=dp, records=records)
+                                   dp=dp, records=records, shared=shared)
             drive(env, process.run())
         events = run_counting(env)
         # every message is delivered: drop them now, by reference count, rather than
