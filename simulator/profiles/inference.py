@@ -39,7 +39,7 @@ from simulator.profiles.numbers import (
 from simulator.profiles.precision import Precision
 from simulator.profiles.prefix_sharing import Sessions, SharedPrefix, prefix_problem
 from simulator.profiles.quantities import Seconds
-from simulator.profiles.serving_stack import ServingStack
+from simulator.profiles.serving_stack import Frontend, ServingStack
 from simulator.profiles.speculative import Speculative
 
 DEFAULT_ENGINE = "trtllm"  # docs/serving.md says why
@@ -237,6 +237,11 @@ class InferenceWorkload(BaseModel):
                     "list`: vllm-0.5, vllm-0.6, vllm-v1, sglang, trtllm, tgi, jetstream, "
                     "neuron, ideal), a path to a stack YAML (relative to the scenario file), "
                     "or an inline mapping; default trtllm (docs/serving.md)")
+    frontend: Frontend = Field(
+        Frontend.HTTP, description="how requests reach the engine: http (through its API "
+                                   "server, whose host work the stack's host.frontend prices) "
+                                   "or in_process (a harness calling the engine directly, as "
+                                   "MLPerf's LoadGen harnesses do: no API-server work)")
 
     @field_validator("engine", mode="before")
     @classmethod

@@ -50,8 +50,12 @@ class Host(BaseModel):
     schedule: HostWork = Field(
         description="scheduling and input preparation, before the iteration's kernels launch")
     output: HostWork = Field(
-        description="output processing: sampler bookkeeping, detokenisation, stop checks, "
-                    "streaming to the API server")
+        description="the engine's output processing: sampler bookkeeping, detokenisation, "
+                    "stop checks, handing results to the front end")
+    frontend: HostWork | None = Field(
+        None, description="the HTTP API server: request parsing, response building and "
+                          "streaming to clients. Paid only when the workload is served over "
+                          "HTTP (workload.frontend: http); absent: none")
     scheduler_steps: Sourced[PositiveInt] = Field(
         description="decode iterations scheduled at once (vLLM's multi-step scheduling): the "
                     "schedule part of a decode-only iteration is paid once per this many")
@@ -106,6 +110,15 @@ class ActivationQuant(BaseModel):
     block_scaled_fused: Sourced[bool] = Field(
         description="fp4 GEMM inputs (NVFP4/MXFP4 block scales) are quantized by the kernel "
                     "that produces them; false: a separate kernel each")
+
+
+class Frontend(StrEnum):
+    """How requests reach the engine: through its HTTP API server, or from a harness that
+    calls the engine in its own process (MLPerf's LoadGen, an offline ``LLM.generate``),
+    where the API server's work does not exist."""
+
+    HTTP = "http"
+    IN_PROCESS = "in_process"
 
 
 class Admission(StrEnum):

@@ -91,6 +91,40 @@ def test_multi_step_scheduling_pays_the_schedule_once_per_steps_on_decode_only()
     assert prefill_time(cost, 200) == pytest.approx(gpu_prompt + 4.05 * MS, rel=1e-12)
 
 
+def test_the_api_server_is_paid_over_http_and_not_in_process():
+    from simulator.profiles.catalog import load_stack
+    from simulator.profiles.serving_stack import Frontend
+    stack = load_stack("vllm-0.5")
+    http = StackCost.of(stack, kernels=324, max_batch=256)
+    local = StackCost.of(stack, kernels=324, max_batch=256, frontend=Frontend.IN_PROCESS)
+    # a decode step of 256 sequences. schedule: 3.7 ms + 256 x 20 us + 256 x 0.3 us
+    # = 8.8968 ms; API server (frontend): 4.2 ms + 256 x 25 us = 10.6 ms; both in series
+    assert http.host(256, 256, True) == pytest.approx((19.4968 * MS, 0.0), rel=1e-12)
+    assert local.host(256, 256, True) == pytest.approx((8.8968 * MS, 0.0), rel=1e-12)
+    # vllm-0.6 runs the API server in its own process: overlapped, so it only floors a step
+    v06 = StackCost.of(load_stack("vllm-0.6"), kernels=324, max_batch=256)
+    assert v06.host(256, 256, True) == pytest.approx((8.8968 * MS, 10.6 * MS), rel=1e-12)
+    # a stack without a frontend part is the same either way
+    tgi = load_stack("tgi")
+    assert (StackCost.of(tgi, kernels=324, max_batch=256)
+            == StackCost.of(tgi, kernels=324, max_batch=256, frontend=Frontend.IN_PROCESS))
+
+
+def test_workload_frontend_reaches_the_replicas_cost():
+    # one 100-token prompt, then 2 decode steps; the API server costs 2 ms + 10 us per
+    # sequence per iteration in series: 3 iterations x 2.01 ms = 6.03 ms over http
+    stack = {"id": "served", "name": "served", "admission": {"value": "continuous",
+                                                                "source": "test"},
+             "host": {**_host(), "frontend": _host(schedule=(2 * MS, 10 * US, 0.0))["schedule"]}}
+    w = {"arrivals": {"process": "offline", "requests": 1}, "prompt_tokens": 100,
+         "output_tokens": 3}
+    http = run_serving(scenario(w, stack)).result.inference
+    local = run_serving(scenario({**w, "frontend": "in_process"}, stack)).result.inference
+    ideal = run_serving(scenario(w)).result.inference
+    assert http.e2e_s.mean == pytest.approx(ideal.e2e_s.mean + 6.03 * MS, rel=1e-9)
+    assert local.e2e_s.mean == ideal.e2e_s.mean
+
+
 # ---- launches and graphs --------------------------------------------------------------------
 def test_an_eager_iteration_takes_at_least_kernels_times_launch():
     ideal = ideal_cost()

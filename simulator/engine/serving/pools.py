@@ -88,7 +88,7 @@ def _pool(scenario: Scenario, role: Role, count: int, par: InferenceParallelism,
                             imbalance, activation_quant=w.engine.activation_quant,
                             slots=expert_slots(scenario, par))
     stack = StackCost.of(w.engine, kernels=model.kernels(),
-                         max_batch=w.batching.max_batch_size)
+                         max_batch=w.batching.max_batch_size, frontend=w.frontend)
     if par.attention_dp > 1:  # (speculation is refused with attention DP)
         cost: IterationCost = DataParallelCost(scenario.hardware, model, stack)
     else:

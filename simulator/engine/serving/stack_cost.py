@@ -12,7 +12,10 @@ An iteration's device time ``gpu`` (the kernels, priced by :mod:`simulator.perf`
   launch`` (it cannot run kernels faster than they are launched).
 
 Host work is ``fixed + per_sequence x sequences + per_new_token x tokens`` per part
-(:class:`~simulator.profiles.serving_stack.HostWork`); multi-step scheduling pays the
+(:class:`~simulator.profiles.serving_stack.HostWork`): scheduling, the engine's output
+processing, and the HTTP API server's (the ``frontend`` part, paid only when the workload
+is served over HTTP: a harness that calls the engine in process has none). Multi-step
+scheduling pays the
 schedule part of a decode-only iteration once per ``scheduler_steps`` iterations (spread
 evenly, so that every iteration of a run costs the same and runs can still be jumped).
 
@@ -27,11 +30,28 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass
 
-from simulator.profiles.serving_stack import HostWork, ServingStack
+from simulator.profiles.serving_stack import Frontend, HostWork, ServingStack
+
+_NONE = (0.0, 0.0, 0.0)
 
 
-def _parts(work: HostWork) -> tuple[float, float, float]:
+def _parts(work: HostWork | None) -> tuple[float, float, float]:
+    if work is None:
+        return _NONE
     return work.fixed.value, work.per_sequence.value, work.per_new_token.value
+
+
+def _frontend(stack: ServingStack, frontend: Frontend) -> tuple[tuple[float, float, float], bool]:
+    """The API server's host work and whether it overlaps; none when run in process."""
+    work = stack.host.frontend
+    if work is None or frontend is Frontend.IN_PROCESS:
+        return _NONE, True
+    return _parts(work), work.overlapped.value
+
+
+def _seconds(part: tuple[float, float, float], sequences: int, tokens: int) -> float:
+    fixed, per_sequence, per_token = part
+    return fixed + per_sequence * sequences + per_token * tokens
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,27 +66,33 @@ class StackCost:
     eager_s: float  # kernels x launch: the least time of an eager iteration
     graph_sizes: tuple[int, ...]  # captured decode batch sizes (empty: none)
     pads: bool = True  # a batch between captured sizes is padded up (else it runs eagerly)
+    frontend: tuple[float, float, float] = _NONE  # the API server's (none in process)
+    frontend_overlapped: bool = True
 
     @classmethod
-    def of(cls, stack: ServingStack, *, kernels: int, max_batch: int) -> StackCost:
+    def of(cls, stack: ServingStack, *, kernels: int, max_batch: int,
+           frontend: Frontend = Frontend.HTTP) -> StackCost:
         """The costs of ``stack`` on a replica whose iterations launch ``kernels`` kernels
-        and hold at most ``max_batch`` sequences."""
+        and hold at most ``max_batch`` sequences, its requests arriving through
+        ``frontend``."""
         h, g = stack.host, stack.graphs
         sizes: tuple[int, ...] = ()
         pads = True
         if g is not None:
             sizes = (max_batch,) if g.batch_sizes is None else g.batch_sizes.value
             pads = g.padding is None or g.padding.value
+        front, front_overlapped = _frontend(stack, frontend)
         return cls(schedule=_parts(h.schedule), schedule_overlapped=h.schedule.overlapped.value,
                    output=_parts(h.output), output_overlapped=h.output.overlapped.value,
                    scheduler_steps=h.scheduler_steps.value, eager_s=kernels * h.launch.value,
-                   graph_sizes=sizes, pads=pads)
+                   graph_sizes=sizes, pads=pads, frontend=front,
+                   frontend_overlapped=front_overlapped)
 
     @property
     def free(self) -> bool:
         """Whether the stack adds nothing to any iteration (the ``ideal`` stack)."""
-        return (not any(self.schedule) and not any(self.output) and not self.eager_s
-                and not self.graph_sizes)
+        return (not any(self.schedule) and not any(self.output) and not any(self.frontend)
+                and not self.eager_s and not self.graph_sizes)
 
     def host(self, sequences: int, tokens: int, decode_only: bool) -> tuple[float, float]:
         """(serial, overlapped) host seconds of an iteration of ``sequences`` sequences
@@ -75,17 +101,16 @@ class StackCost:
         schedule = f + s * sequences + t * tokens
         if decode_only:
             schedule /= self.scheduler_steps
-        f, s, t = self.output
-        output = f + s * sequences + t * tokens
         serial = overlapped = 0.0
-        if self.schedule_overlapped:
-            overlapped += schedule
-        else:
-            serial += schedule
-        if self.output_overlapped:
-            overlapped += output
-        else:
-            serial += output
+        for seconds, hidden in ((schedule, self.schedule_overlapped),
+                                (_seconds(self.output, sequences, tokens),
+                                 self.output_overlapped),
+                                (_seconds(self.frontend, sequences, tokens),
+                                 self.frontend_overlapped)):
+            if hidden:
+                overlapped += seconds
+            else:
+                serial += seconds
         return serial, overlapped
 
     def padded(self, batch: int) -> int | None:
