@@ -10,8 +10,8 @@ from simulator.profiles.catalog import load_stack, stack_dir, stack_ids
 from tests.conftest import ROOT, assert_clean_error, run_cli
 
 SCENARIO = ROOT / "scenarios" / "llama3.1-8b-h100-serving.yaml"
-IDS = ["ideal", "jetstream", "neuron", "sglang", "tgi", "trtllm", "vllm-0.5", "vllm-0.6",
-       "vllm-v1"]
+IDS = ["ideal", "jetstream", "neuron", "optimum-habana", "sglang", "tgi", "trtllm", "vllm-0.5",
+       "vllm-0.6", "vllm-v1"]
 
 
 def test_the_built_in_stacks_load_and_carry_a_source_for_every_number():

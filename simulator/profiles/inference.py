@@ -234,9 +234,10 @@ class InferenceWorkload(BaseModel):
     engine: ServingStack = Field(
         DEFAULT_ENGINE, validate_default=True,
         description="the serving software and version: a built-in stack id (`xpusim stacks "
-                    "list`: vllm-0.5, vllm-0.6, vllm-v1, sglang, trtllm, tgi, jetstream, "
-                    "neuron, ideal), a path to a stack YAML (relative to the scenario file), "
-                    "or an inline mapping; default trtllm (docs/serving.md)")
+                    "list`: vllm-0.5, vllm-0.6, vllm-v1, sglang, trtllm, tgi, "
+                    "optimum-habana, jetstream, neuron, ideal), a path to a stack YAML "
+                    "(relative to the scenario file), or an inline mapping; default trtllm "
+                    "(docs/serving.md)")
     frontend: Frontend = Field(
         Frontend.HTTP, description="how requests reach the engine: http (through its API "
                                    "server, whose host work the stack's host.frontend prices) "

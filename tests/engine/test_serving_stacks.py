@@ -125,6 +125,21 @@ def test_workload_frontend_reaches_the_replicas_cost():
     assert local.e2e_s.mean == ideal.e2e_s.mean
 
 
+def test_a_static_generate_loop_has_no_per_sequence_host_work():
+    from simulator.profiles.catalog import load_stack
+    # optimum-habana: 0.5 ms of schedule + 0.2 ms of output per step, in series, whatever
+    # the batch (the batch is one tensor)
+    oh = StackCost.of(load_stack("optimum-habana"), kernels=800, max_batch=4000)
+    assert oh.host(4000, 4000, True) == pytest.approx((0.7 * MS, 0.0), rel=1e-12)
+    assert oh.host(8, 8, True) == pytest.approx((0.7 * MS, 0.0), rel=1e-12)
+    assert oh.padded(1234) == 4000  # one compiled shape: every decode step runs the batch
+    assert oh.eager_s == 0.0  # HPU graphs / lazy mode: no per-kernel launch
+    # TGI's Python model server at the same batch: (2 ms + 4000 x 10 us + 4000 x 0.05 us)
+    # + (0.5 ms + 4000 x 10 us) = 82.7 ms a step
+    tgi = StackCost.of(load_stack("tgi"), kernels=800, max_batch=4000)
+    assert tgi.host(4000, 4000, True) == pytest.approx((82.7 * MS, 0.0), rel=1e-12)
+
+
 # ---- launches and graphs --------------------------------------------------------------------
 def test_an_eager_iteration_takes_at_least_kernels_times_launch():
     ideal = ideal_cost()
