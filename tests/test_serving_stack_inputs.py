@@ -113,3 +113,13 @@ def test_a_bad_frontend_part_in_a_stack_names_its_field(tmp_path):
     result = run_cli("run", str(_scenario_with(tmp_path, "my-stack.yaml")))
     assert_clean_error(result, "my-stack.yaml", "host.frontend.fixed.value")
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_prompt_buckets_must_ascend(tmp_path):
+    text = (stack_dir() / "neuron.yaml").read_text().replace(
+        "activation_quant:", "prompt_buckets: {value: [4096, 2048], source: test}\n"
+        "activation_quant:", 1)
+    stack = tmp_path / "s.yaml"
+    stack.write_text(text)
+    result = run_cli("stacks", "show", str(stack))
+    assert_clean_error(result, "s.yaml", "prompt_buckets must be distinct and ascending")

@@ -89,6 +89,11 @@ class Graphs(BaseModel):
         return self
 
 
+def _ascending(sizes: tuple[int, ...], name: str) -> None:
+    if not sizes or list(sizes) != sorted(set(sizes)):
+        raise ValueError(f"{name} must be distinct and ascending")
+
+
 class ActivationQuant(BaseModel):
     """Whether the stack quantizes a low-precision GEMM's input inside the kernel that
     produces it (norm, activation, attention) or in a kernel of its own.
@@ -153,11 +158,21 @@ class ServingStack(BaseModel):
                           "admitted only when blocks for its prompt and maximum output fit "
                           "beside those promised to the running ones, and none is preempted "
                           "(TensorRT-LLM's GUARANTEED_NO_EVICT); absent: on_demand")
+    prompt_buckets: Sourced[tuple[PositiveInt, ...]] | None = Field(
+        None, description="prompt lengths compiled for prefill (NxD Inference's context-"
+                          "encoding buckets): a prompt is prefilled padded up to the next, "
+                          "and one longer than every bucket unpadded; absent: no padding")
     activation_quant: ActivationQuant | None = Field(
         None, description="where fp8/fp4 GEMM inputs are quantized; absent: inside their "
                           "producers (no separate kernels: the behaviour before this field)")
     sources: dict[str, str] = Field(
         default_factory=dict, description="source ids used in 'source' fields, with URLs")
+
+    @model_validator(mode="after")
+    def _buckets_ascend(self) -> ServingStack:
+        if self.prompt_buckets is not None:
+            _ascending(self.prompt_buckets.value, "prompt_buckets")
+        return self
 
     @property
     def reserves_full_sequence(self) -> bool:

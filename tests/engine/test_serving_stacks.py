@@ -140,6 +140,33 @@ def test_a_static_generate_loop_has_no_per_sequence_host_work():
     assert tgi.host(4000, 4000, True) == pytest.approx((82.7 * MS, 0.0), rel=1e-12)
 
 
+def test_prompts_are_prefilled_at_their_compiled_bucket():
+    cost = StackCost(schedule=(0.0, 0.0, 0.0), schedule_overlapped=False,
+                     output=(0.0, 0.0, 0.0), output_overlapped=True, scheduler_steps=1,
+                     eager_s=0.0, graph_sizes=(), prompt_buckets=(2048, 4096, 8192, 12288))
+    assert not cost.free  # buckets alone make a stack cost something
+    # 10,000 -> 12,288; 100 -> 2,048; 20,000 (above every bucket) as it is
+    tokens, pairs = cost.pad_prompts([10_000, 100, 20_000])
+    assert tokens == 12_288 + 2_048 + 20_000
+    assert pairs == 12_288 * 12_289 // 2 + 2_048 * 2_049 // 2 + 20_000 * 20_001 // 2
+    assert cost.pad_prompts([2048]) == (2048, 2048 * 2049 // 2)  # a bucket's own length
+
+
+def test_a_bucketed_prompt_costs_what_its_bucket_costs():
+    # one request of 1,000 prompt tokens and 1 output token: its TTFT is one prefill; with a
+    # bucket of 2,048 it is the prefill of a 2,048-token prompt without buckets
+    stack = {"id": "buckets", "name": "buckets", "host": _host(),
+             "admission": {"value": "continuous", "source": "test"},
+             "prompt_buckets": {"value": [512, 2048], "source": "test"}}
+    one = {"arrivals": {"process": "offline", "requests": 1}, "output_tokens": 1,
+           "batching": {"chunked_prefill": False}}
+    padded = run_serving(scenario({**one, "prompt_tokens": 1000}, stack)).result.inference
+    plain = run_serving(scenario({**one, "prompt_tokens": 2048})).result.inference
+    unpadded = run_serving(scenario({**one, "prompt_tokens": 1000})).result.inference
+    assert padded.ttft_s.mean == pytest.approx(plain.ttft_s.mean, rel=1e-12)
+    assert padded.ttft_s.mean > 1.5 * unpadded.ttft_s.mean
+
+
 # ---- launches and graphs --------------------------------------------------------------------
 def test_an_eager_iteration_takes_at_least_kernels_times_launch():
     ideal = ideal_cost()

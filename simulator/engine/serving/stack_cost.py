@@ -68,6 +68,7 @@ class StackCost:
     pads: bool = True  # a batch between captured sizes is padded up (else it runs eagerly)
     frontend: tuple[float, float, float] = _NONE  # the API server's (none in process)
     frontend_overlapped: bool = True
+    prompt_buckets: tuple[int, ...] = ()  # compiled prompt lengths (empty: none)
 
     @classmethod
     def of(cls, stack: ServingStack, *, kernels: int, max_batch: int,
@@ -82,17 +83,18 @@ class StackCost:
             sizes = (max_batch,) if g.batch_sizes is None else g.batch_sizes.value
             pads = g.padding is None or g.padding.value
         front, front_overlapped = _frontend(stack, frontend)
+        buckets = () if stack.prompt_buckets is None else stack.prompt_buckets.value
         return cls(schedule=_parts(h.schedule), schedule_overlapped=h.schedule.overlapped.value,
                    output=_parts(h.output), output_overlapped=h.output.overlapped.value,
                    scheduler_steps=h.scheduler_steps.value, eager_s=kernels * h.launch.value,
                    graph_sizes=sizes, pads=pads, frontend=front,
-                   frontend_overlapped=front_overlapped)
+                   frontend_overlapped=front_overlapped, prompt_buckets=buckets)
 
     @property
     def free(self) -> bool:
         """Whether the stack adds nothing to any iteration (the ``ideal`` stack)."""
         return (not any(self.schedule) and not any(self.output) and not any(self.frontend)
-                and not self.eager_s and not self.graph_sizes)
+                and not self.eager_s and not self.graph_sizes and not self.prompt_buckets)
 
     def host(self, sequences: int, tokens: int, decode_only: bool) -> tuple[float, float]:
         """(serial, overlapped) host seconds of an iteration of ``sequences`` sequences
@@ -112,6 +114,20 @@ class StackCost:
             else:
                 serial += seconds
         return serial, overlapped
+
+    def pad_prompts(self, lengths: list[int]) -> tuple[int, int]:
+        """(tokens, attention pairs) of fresh prompts of ``lengths`` tokens prefilled at
+        their compiled lengths: each padded up to the next prompt bucket (one longer than
+        every bucket as it is). The padded rows run every GEMM and attend causally like
+        real ones; only the real tokens are kept."""
+        buckets = self.prompt_buckets
+        tokens = pairs = 0
+        for n in lengths:
+            i = bisect_left(buckets, n)
+            b = buckets[i] if i < len(buckets) else n
+            tokens += b
+            pairs += b * (b + 1) // 2
+        return tokens, pairs
 
     def padded(self, batch: int) -> int | None:
         """The captured size a decode batch of ``batch`` replays at (padded up), or None
