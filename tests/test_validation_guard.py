@@ -40,11 +40,13 @@ VALIDATION_DOC = ROOT / "docs" / "validation.md"
 # ranks per chip, activation quantization in serving). Loosened from 11.6% / NVIDIA 11.2% by
 # TensorRT-LLM's whole-sequence KV reservation (kv_reservation): the dense TensorRT-LLM rows
 # had matched with preemption by recompute that TensorRT-LLM does not do (docs/validation.md).
-MEDIAN_LIMIT = 0.13  # recorded 12.9% (docs/validation.md, "median, all figures")
-# recorded: NVIDIA 12.5%, AMD 20.1%, Intel 16.0%, Google 11.5%, AWS 29.9%; a vendor without
+# Tightened by the serving stacks' API-server part (workload.frontend: MLPerf harnesses run
+# in process), optimum-habana for I45, TGI's overlapped output, NxDI's context buckets (I50).
+MEDIAN_LIMIT = 0.13  # recorded 12.5% (docs/validation.md, "median, all figures")
+# recorded: NVIDIA 12.5%, AMD 17.9%, Intel 7.0%, Google 11.5%, AWS 25.0%; a vendor without
 # an entry is held to the target (12%)
-VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.13, "AMD": 0.21, "Intel": 0.165,
-                                          "Google": 0.12, "AWS": 0.305}
+VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.13, "AMD": 0.185, "Intel": 0.075,
+                                          "Google": 0.12, "AWS": 0.255}
 CASE_LIMIT = 0.90  # recorded 89.1% (I44-scout-gb200-1000-1000, out of line with its own table)
 # Cases known not to produce a prediction, with the reason; a new failure, or a known one
 # that starts working, fails the guard so that this list stays true.
