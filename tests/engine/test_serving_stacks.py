@@ -168,6 +168,20 @@ def test_a_bucketed_prompt_costs_what_its_bucket_costs():
     assert padded.ttft_s.mean > 1.5 * unpadded.ttft_s.mean
 
 
+def test_a_replicas_routing_speed_prices_its_prompt_at_the_bucket():
+    from simulator.engine.serving.pools import full_batch, replica_speed
+    stack = {"id": "buckets", "name": "buckets", "host": _host(),
+             "admission": {"value": "continuous", "source": "test"},
+             "prompt_buckets": {"value": [1024], "source": "test"}}
+    s = scenario({"prompt_tokens": 600, "output_tokens": 120}, stack)
+    (pool,) = _pools(s)
+    cost, b = pool.cost, full_batch(pool, s.workload)
+    # the mean prompt of 600 tokens is prefilled as 1,024 (1024 x 1025 / 2 pairs)
+    prefill = cost.step_time(Usage(), 1024, 0, 1024 * 1025 // 2, 1, 0, 0)
+    step = cost.step_time(Usage(), 0, 0, 0, 0, b, b * (600 + 60))
+    assert replica_speed(pool, s.workload) == pytest.approx(1 / (prefill + 120 * step / b))
+
+
 # ---- launches and graphs --------------------------------------------------------------------
 def test_an_eager_iteration_takes_at_least_kernels_times_launch():
     ideal = ideal_cost()

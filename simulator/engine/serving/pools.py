@@ -130,7 +130,10 @@ def replica_speed(pool: Pool, w: InferenceWorkload) -> float:
     output = max(1, round(mean_tokens(w.output_tokens)))
     batch = full_batch(pool, w)
     cost = pool.cost
-    prefill = cost.step_time(Usage(), prompt, 0, prompt * (prompt + 1) // 2, 1, 0, 0)
+    tokens, pairs = prompt, prompt * (prompt + 1) // 2
+    if cost.stack is not None and cost.stack.prompt_buckets:  # prefilled at its bucket
+        tokens, pairs = cost.stack.pad_prompts([prompt])
+    prefill = cost.step_time(Usage(), tokens, 0, pairs, 1, 0, 0)
     step = cost.step_time(Usage(), 0, 0, 0, 0, batch, batch * (prompt + output // 2))
     return 1.0 / (prefill + output * step / batch)
 
