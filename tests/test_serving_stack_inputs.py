@@ -115,11 +115,12 @@ def test_a_bad_frontend_part_in_a_stack_names_its_field(tmp_path):
     assert len(result.err.strip().splitlines()) == 1
 
 
-def test_prompt_buckets_must_ascend(tmp_path):
+@pytest.mark.parametrize("field", ["prompt_buckets", "decode_buckets"])
+def test_buckets_must_ascend(tmp_path, field):
     text = (stack_dir() / "neuron.yaml").read_text().replace(
-        "activation_quant:", "prompt_buckets: {value: [4096, 2048], source: test}\n"
+        "activation_quant:", f"{field}: {{value: [4096, 2048], source: test}}\n"
         "activation_quant:", 1)
     stack = tmp_path / "s.yaml"
     stack.write_text(text)
     result = run_cli("stacks", "show", str(stack))
-    assert_clean_error(result, "s.yaml", "prompt_buckets must be distinct and ascending")
+    assert_clean_error(result, "s.yaml", f"{field} must be distinct and ascending")

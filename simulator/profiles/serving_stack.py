@@ -162,6 +162,10 @@ class ServingStack(BaseModel):
         None, description="prompt lengths compiled for prefill (NxD Inference's context-"
                           "encoding buckets): a prompt is prefilled padded up to the next, "
                           "and one longer than every bucket unpadded; absent: no padding")
+    decode_buckets: Sourced[tuple[PositiveInt, ...]] | None = Field(
+        None, description="context lengths compiled for decode (NxD Inference's token-"
+                          "generation buckets): a decode step's attention runs over the next "
+                          "bucket above its sequences' context; absent: over the context")
     activation_quant: ActivationQuant | None = Field(
         None, description="where fp8/fp4 GEMM inputs are quantized; absent: inside their "
                           "producers (no separate kernels: the behaviour before this field)")
@@ -172,6 +176,8 @@ class ServingStack(BaseModel):
     def _buckets_ascend(self) -> ServingStack:
         if self.prompt_buckets is not None:
             _ascending(self.prompt_buckets.value, "prompt_buckets")
+        if self.decode_buckets is not None:
+            _ascending(self.decode_buckets.value, "decode_buckets")
         return self
 
     @property

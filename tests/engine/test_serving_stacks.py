@@ -182,6 +182,22 @@ def test_a_replicas_routing_speed_prices_its_prompt_at_the_bucket():
     assert replica_speed(pool, s.workload) == pytest.approx(1 / (prefill + 120 * step / b))
 
 
+def test_decode_attention_runs_at_its_compiled_bucket():
+    cost = with_stack(decode_buckets=(2048, 4096, 8192, 12800))
+    stack = cost.stack
+    assert stack is not None
+    assert stack.pad_context(10_000, 1) == 12_800
+    assert stack.pad_context(3 * 3000, 3) == 3 * 4096  # a mean context of 3,000 -> 4,096
+    assert stack.pad_context(4096, 1) == 4096  # a bucket's own length
+    assert stack.pad_context(20_000, 1) == 20_000  # beyond every bucket: as it is
+    # a run of 3 steps of one sequence from 10,000 tokens: every step attends over 12,800
+    ideal = ideal_cost()
+    run = cost.run_price(1, 10_000, 3)
+    assert run.contexts == [12_800] * 3
+    assert run.time_s == pytest.approx([decode_time(ideal, 1, 12_800)] * 3, rel=1e-12)
+    assert decode_time(cost, 1, 12_801) == decode_time(ideal, 1, 12_801)  # not padded
+
+
 # ---- launches and graphs --------------------------------------------------------------------
 def test_an_eager_iteration_takes_at_least_kernels_times_launch():
     ideal = ideal_cost()
@@ -229,6 +245,20 @@ def test_jumping_gives_the_same_results_as_single_stepping_with_a_stack(engine):
     jumped, stepped = run_serving(s), run_serving(s, jump=False)
     assert _records_equal(jumped.requests, stepped.requests) == []
     assert jumped.result.inference.iterations == stepped.result.inference.iterations
+
+
+def test_jumping_gives_the_same_results_as_single_stepping_with_buckets():
+    stack = {"id": "buckets", "name": "buckets", "host": _host(schedule=(1 * MS, 0.0, 0.0)),
+             "admission": {"value": "continuous", "source": "test"},
+             "prompt_buckets": {"value": [512, 1024, 2048, 4096], "source": "test"},
+             "decode_buckets": {"value": [512, 1024, 2048, 4096], "source": "test"}}
+    s = scenario({"batching": {"kv_cache_tokens": 30_000, "max_batch_size": 48}}, stack)
+    jumped, stepped = run_serving(s), run_serving(s, jump=False)
+    assert _records_equal(jumped.requests, stepped.requests) == []
+    assert jumped.result.inference.iterations == stepped.result.inference.iterations
+    plain = run_serving(scenario({"batching": {"kv_cache_tokens": 30_000,
+                                               "max_batch_size": 48}})).result.inference
+    assert jumped.result.inference.e2e_s.mean > plain.e2e_s.mean  # padding costs time
 
 
 def test_cpu_overhead_fraction_is_the_host_share_of_busy_time():

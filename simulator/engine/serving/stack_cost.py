@@ -69,6 +69,7 @@ class StackCost:
     frontend: tuple[float, float, float] = _NONE  # the API server's (none in process)
     frontend_overlapped: bool = True
     prompt_buckets: tuple[int, ...] = ()  # compiled prompt lengths (empty: none)
+    decode_buckets: tuple[int, ...] = ()  # compiled decode context lengths (empty: none)
 
     @classmethod
     def of(cls, stack: ServingStack, *, kernels: int, max_batch: int,
@@ -84,17 +85,20 @@ class StackCost:
             pads = g.padding is None or g.padding.value
         front, front_overlapped = _frontend(stack, frontend)
         buckets = () if stack.prompt_buckets is None else stack.prompt_buckets.value
+        decode = () if stack.decode_buckets is None else stack.decode_buckets.value
         return cls(schedule=_parts(h.schedule), schedule_overlapped=h.schedule.overlapped.value,
                    output=_parts(h.output), output_overlapped=h.output.overlapped.value,
                    scheduler_steps=h.scheduler_steps.value, eager_s=kernels * h.launch.value,
                    graph_sizes=sizes, pads=pads, frontend=front,
-                   frontend_overlapped=front_overlapped, prompt_buckets=buckets)
+                   frontend_overlapped=front_overlapped, prompt_buckets=buckets,
+                   decode_buckets=decode)
 
     @property
     def free(self) -> bool:
         """Whether the stack adds nothing to any iteration (the ``ideal`` stack)."""
         return (not any(self.schedule) and not any(self.output) and not any(self.frontend)
-                and not self.eager_s and not self.graph_sizes and not self.prompt_buckets)
+                and not self.eager_s and not self.graph_sizes and not self.prompt_buckets
+                and not self.decode_buckets)
 
     def host(self, sequences: int, tokens: int, decode_only: bool) -> tuple[float, float]:
         """(serial, overlapped) host seconds of an iteration of ``sequences`` sequences
@@ -128,6 +132,17 @@ class StackCost:
             tokens += b
             pairs += b * (b + 1) // 2
         return tokens, pairs
+
+    def pad_context(self, context: int, batch: int) -> int:
+        """The total context a decode step of ``batch`` sequences attends over when its
+        attention runs at a compiled length: ``batch`` x the next decode bucket above the
+        mean context (the mean stands for the longest, which picks the bucket; exact for one
+        sequence); beyond every bucket, ``context`` as it is."""
+        if not batch:
+            return context
+        buckets = self.decode_buckets
+        i = bisect_left(buckets, -(-context // batch))
+        return context if i == len(buckets) else batch * buckets[i]
 
     def padded(self, batch: int) -> int | None:
         """The captured size a decode batch of ``batch`` replays at (padded up), or None
