@@ -43,7 +43,7 @@ VALIDATION_DOC = ROOT / "docs" / "validation.md"
 # Tightened by the serving stacks' API-server part (workload.frontend: MLPerf harnesses run
 # in process), optimum-habana for I45, TGI's overlapped output, NxDI's context buckets (I50).
 MEDIAN_LIMIT = 0.13  # recorded 12.5% (docs/validation.md, "median, all figures")
-# recorded: NVIDIA 12.5%, AMD 17.9%, Intel 7.0%, Google 11.5%, AWS 25.0%; a vendor without
+# recorded: NVIDIA 12.5%, AMD 17.9%, Intel 7.0%, Google 11.5%, AWS 24.9%; a vendor without
 # an entry is held to the target (12%)
 VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.13, "AMD": 0.185, "Intel": 0.075,
                                           "Google": 0.12, "AWS": 0.255}
