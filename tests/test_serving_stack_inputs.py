@@ -10,8 +10,8 @@ from simulator.profiles.catalog import load_stack, stack_dir, stack_ids
 from tests.conftest import ROOT, assert_clean_error, run_cli
 
 SCENARIO = ROOT / "scenarios" / "llama3.1-8b-h100-serving.yaml"
-IDS = ["ideal", "jetstream", "neuron", "sglang", "tgi", "trtllm", "vllm-0.5", "vllm-0.6",
-       "vllm-v1"]
+IDS = ["ideal", "jetstream", "neuron", "optimum-habana", "sglang", "tgi", "trtllm", "vllm-0.5",
+       "vllm-0.6", "vllm-v1"]
 
 
 def test_the_built_in_stacks_load_and_carry_a_source_for_every_number():
@@ -96,3 +96,35 @@ def test_stacks_list_shows_every_stack():
     result = run_cli("stacks", "list", "--format", "json")
     assert result.code == 0, result.err
     assert [s["id"] for s in result.json()] == IDS
+
+
+def test_an_unknown_frontend_names_the_field_and_the_choices(tmp_path):
+    text = SCENARIO.read_text().replace("kind: inference",
+                                        "kind: inference\n  frontend: grpc", 1)
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    result = run_cli("run", str(path))
+    assert_clean_error(result, "workload.frontend", "http", "in_process")
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_a_bad_frontend_part_in_a_stack_names_its_field(tmp_path):
+    text = (stack_dir() / "vllm-0.5.yaml").read_text()
+    edit = ("fixed: {value: 4.2 ms", "fixed: {value: -4.2 ms")
+    assert edit[0] in text.split("  frontend:")[1]
+    stack = tmp_path / "my-stack.yaml"
+    stack.write_text(text.replace(edit[0], edit[1], 1))
+    result = run_cli("run", str(_scenario_with(tmp_path, "my-stack.yaml")))
+    assert_clean_error(result, "my-stack.yaml", "host.frontend.fixed.value")
+    assert len(result.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("field", ["prompt_buckets", "decode_buckets"])
+def test_buckets_must_ascend(tmp_path, field):
+    text = (stack_dir() / "neuron.yaml").read_text().replace(
+        "activation_quant:", f"{field}: {{value: [4096, 2048], source: test}}\n"
+        "activation_quant:", 1)
+    stack = tmp_path / "s.yaml"
+    stack.write_text(text)
+    result = run_cli("stacks", "show", str(stack))
+    assert_clean_error(result, "s.yaml", f"{field} must be distinct and ascending")

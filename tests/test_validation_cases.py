@@ -377,4 +377,7 @@ def test_the_stacks_folder_holds_what_cases_name_not_cases():
     server = loaded["I40-server-ttft"].scenario.workload
     assert offline.engine.id == "vllm-0.9-rocm-mlperf-offline"
     assert offline.engine.host.scheduler_steps.value == 13
-    assert server.engine.id == "vllm-0.6"
+    assert server.engine.id == "vllm-0.9-rocm-mlperf-server"
+    assert server.engine.graphs is None  # the server config runs vLLM in eager mode
+    # AMD's harness drives vLLM in process (MLPerf's LoadGen): no API-server work
+    assert offline.frontend.value == server.frontend.value == "in_process"

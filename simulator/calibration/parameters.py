@@ -117,7 +117,10 @@ def stack_knobs(stack: dict[str, Any]) -> list[Knob]:
               "scheduling time per sequence"),
              ("output_fixed", "host.output.fixed", "output processing per iteration"),
              ("output_per_sequence", "host.output.per_sequence",
-              "output processing per sequence")]
+              "output processing per sequence"),
+             ("frontend_fixed", "host.frontend.fixed", "API server time per iteration"),
+             ("frontend_per_sequence", "host.frontend.per_sequence",
+              "API server time per sequence")]
     knobs = [_knob(stack, name=f"stack.{sid}.{name}", label=f"{sid}: {label}", field=field,
                    bounds=(1e-7, 0.1), sd=_HOST_SD, unit="s", target="stack", stack=sid)
              for name, field, label in specs]

@@ -39,7 +39,7 @@ from simulator.profiles.numbers import (
 from simulator.profiles.precision import Precision
 from simulator.profiles.prefix_sharing import Sessions, SharedPrefix, prefix_problem
 from simulator.profiles.quantities import Seconds
-from simulator.profiles.serving_stack import ServingStack
+from simulator.profiles.serving_stack import Frontend, ServingStack
 from simulator.profiles.shared_training import SharedTraining
 from simulator.profiles.speculative import Speculative
 
@@ -238,9 +238,15 @@ class InferenceWorkload(BaseModel):
     engine: ServingStack = Field(
         DEFAULT_ENGINE, validate_default=True,
         description="the serving software and version: a built-in stack id (`xpusim stacks "
-                    "list`: vllm-0.5, vllm-0.6, vllm-v1, sglang, trtllm, tgi, jetstream, "
-                    "neuron, ideal), a path to a stack YAML (relative to the scenario file), "
-                    "or an inline mapping; default trtllm (docs/serving.md)")
+                    "list`: vllm-0.5, vllm-0.6, vllm-v1, sglang, trtllm, tgi, "
+                    "optimum-habana, jetstream, neuron, ideal), a path to a stack YAML "
+                    "(relative to the scenario file), or an inline mapping; default trtllm "
+                    "(docs/serving.md)")
+    frontend: Frontend = Field(
+        Frontend.HTTP, description="how requests reach the engine: http (through its API "
+                                   "server, whose host work the stack's host.frontend prices) "
+                                   "or in_process (a harness calling the engine directly, as "
+                                   "MLPerf's LoadGen harnesses do: no API-server work)")
 
     @field_validator("engine", mode="before")
     @classmethod

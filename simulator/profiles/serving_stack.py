@@ -51,8 +51,12 @@ class Host(BaseModel):
     schedule: HostWork = Field(
         description="scheduling and input preparation, before the iteration's kernels launch")
     output: HostWork = Field(
-        description="output processing: sampler bookkeeping, detokenisation, stop checks, "
-                    "streaming to the API server")
+        description="the engine's output processing: sampler bookkeeping, detokenisation, "
+                    "stop checks, handing results to the front end")
+    frontend: HostWork | None = Field(
+        None, description="the HTTP API server: request parsing, response building and "
+                          "streaming to clients. Paid only when the workload is served over "
+                          "HTTP (workload.frontend: http); absent: none")
     scheduler_steps: Sourced[PositiveInt] = Field(
         description="decode iterations scheduled at once (vLLM's multi-step scheduling): the "
                     "schedule part of a decode-only iteration is paid once per this many")
@@ -86,6 +90,11 @@ class Graphs(BaseModel):
         return self
 
 
+def _ascending(sizes: tuple[int, ...], name: str) -> None:
+    if not sizes or list(sizes) != sorted(set(sizes)):
+        raise ValueError(f"{name} must be distinct and ascending")
+
+
 class ActivationQuant(BaseModel):
     """Whether the stack quantizes a low-precision GEMM's input inside the kernel that
     produces it (norm, activation, attention) or in a kernel of its own.
@@ -107,6 +116,15 @@ class ActivationQuant(BaseModel):
     block_scaled_fused: Sourced[bool] = Field(
         description="fp4 GEMM inputs (NVFP4/MXFP4 block scales) are quantized by the kernel "
                     "that produces them; false: a separate kernel each")
+
+
+class Frontend(StrEnum):
+    """How requests reach the engine: through its HTTP API server, or from a harness that
+    calls the engine in its own process (MLPerf's LoadGen, an offline ``LLM.generate``),
+    where the API server's work does not exist."""
+
+    HTTP = "http"
+    IN_PROCESS = "in_process"
 
 
 class Admission(StrEnum):
@@ -150,6 +168,14 @@ class ServingStack(BaseModel):
                           "admitted only when blocks for its prompt and maximum output fit "
                           "beside those promised to the running ones, and none is preempted "
                           "(TensorRT-LLM's GUARANTEED_NO_EVICT); absent: on_demand")
+    prompt_buckets: Sourced[tuple[PositiveInt, ...]] | None = Field(
+        None, description="prompt lengths compiled for prefill (NxD Inference's context-"
+                          "encoding buckets): a prompt is prefilled padded up to the next, "
+                          "and one longer than every bucket unpadded; absent: no padding")
+    decode_buckets: Sourced[tuple[PositiveInt, ...]] | None = Field(
+        None, description="context lengths compiled for decode (NxD Inference's token-"
+                          "generation buckets): a decode step's attention runs over the next "
+                          "bucket above its sequences' context; absent: over the context")
     activation_quant: ActivationQuant | None = Field(
         None, description="where fp8/fp4 GEMM inputs are quantized; absent: inside their "
                           "producers (no separate kernels: the behaviour before this field)")
@@ -169,6 +195,14 @@ class ServingStack(BaseModel):
                           "elsewhere); absent: all_to_all")
     sources: dict[str, str] = Field(
         default_factory=dict, description="source ids used in 'source' fields, with URLs")
+
+    @model_validator(mode="after")
+    def _buckets_ascend(self) -> ServingStack:
+        if self.prompt_buckets is not None:
+            _ascending(self.prompt_buckets.value, "prompt_buckets")
+        if self.decode_buckets is not None:
+            _ascending(self.decode_buckets.value, "decode_buckets")
+        return self
 
     @property
     def head_16bit(self) -> bool:

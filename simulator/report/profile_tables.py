@@ -90,12 +90,14 @@ def stack_table(stacks: list[ServingStack]) -> Table:
     table.add_column("name", overflow="fold")
     table.add_column("schedule + input prep", overflow="fold")
     table.add_column("output processing", overflow="fold")
+    table.add_column("API server (over HTTP)", overflow="fold")
     table.add_column("steps", justify="right")
     table.add_column("decode graphs", overflow="fold")
     table.add_column("batching")
     for st in stacks:
         h = st.host
-        table.add_row(st.id, st.name, _work(h.schedule), _work(h.output),
+        front = "none" if h.frontend is None else _work(h.frontend)
+        table.add_row(st.id, st.name, _work(h.schedule), _work(h.output), front,
                       str(h.scheduler_steps.value), _graphs(st), st.admission.value.value)
     return table
 

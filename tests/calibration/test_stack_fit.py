@@ -54,7 +54,7 @@ def test_a_stack_host_cost_is_recovered_and_written(tmp_path):
     stack = yaml.safe_load(written[1].read_text())
     assert stack["id"] == "vllm-0.5-calibrated"
     assert stack["host"]["schedule"]["fixed"]["estimate"] is True
-    assert stack["host"]["output"]["fixed"]["value"] == "4.2 ms"  # untouched numbers kept
+    assert stack["host"]["frontend"]["fixed"]["value"] == "4.2 ms"  # untouched numbers kept
     # the outputs load as profiles and run: the stack by path, the record validated
     profile = load_hardware(out)
     assert profile.id == "h100-mine" and profile.calibration is not None
@@ -65,3 +65,19 @@ def test_a_stack_host_cost_is_recovered_and_written(tmp_path):
          "workload": {**SCENARIO["workload"], "engine": str(written[1])}}, base_dir=tmp_path))
     assert read_metric(again, "inference.tpot_s.mean") == pytest.approx(
         run.figures["inference.tpot_s.mean"], rel=0.03)
+
+
+def test_a_stacks_fittable_host_costs_are_its_positive_ones():
+    from simulator.calibration.parameters import stack_knobs
+    from simulator.profiles.catalog import load_stack
+    # vllm-0.5: scheduling 3.7 ms + 20 us per sequence; output zero (not fittable: no log);
+    # the API server 4.2 ms + 25 us per sequence
+    knobs = stack_knobs(load_stack("vllm-0.5").model_dump(mode="json"))
+    assert [(k.name, k.prior) for k in knobs] == [
+        ("stack.vllm-0.5.schedule_fixed", pytest.approx(3.7e-3)),
+        ("stack.vllm-0.5.schedule_per_sequence", pytest.approx(20e-6)),
+        ("stack.vllm-0.5.frontend_fixed", pytest.approx(4.2e-3)),
+        ("stack.vllm-0.5.frontend_per_sequence", pytest.approx(25e-6))]
+    # a stack without a frontend part has no API-server knobs
+    assert not any("frontend" in k.name
+                   for k in stack_knobs(load_stack("tgi").model_dump(mode="json")))

@@ -91,6 +91,113 @@ def test_multi_step_scheduling_pays_the_schedule_once_per_steps_on_decode_only()
     assert prefill_time(cost, 200) == pytest.approx(gpu_prompt + 4.05 * MS, rel=1e-12)
 
 
+def test_the_api_server_is_paid_over_http_and_not_in_process():
+    from simulator.profiles.catalog import load_stack
+    from simulator.profiles.serving_stack import Frontend
+    stack = load_stack("vllm-0.5")
+    http = StackCost.of(stack, kernels=324, max_batch=256)
+    local = StackCost.of(stack, kernels=324, max_batch=256, frontend=Frontend.IN_PROCESS)
+    # a decode step of 256 sequences. schedule: 3.7 ms + 256 x 20 us + 256 x 0.3 us
+    # = 8.8968 ms; API server (frontend): 4.2 ms + 256 x 25 us = 10.6 ms; both in series
+    assert http.host(256, 256, True) == pytest.approx((19.4968 * MS, 0.0), rel=1e-12)
+    assert local.host(256, 256, True) == pytest.approx((8.8968 * MS, 0.0), rel=1e-12)
+    # vllm-0.6 runs the API server in its own process: overlapped, so it only floors a step
+    v06 = StackCost.of(load_stack("vllm-0.6"), kernels=324, max_batch=256)
+    assert v06.host(256, 256, True) == pytest.approx((8.8968 * MS, 10.6 * MS), rel=1e-12)
+    # a stack without a frontend part is the same either way
+    tgi = load_stack("tgi")
+    assert (StackCost.of(tgi, kernels=324, max_batch=256)
+            == StackCost.of(tgi, kernels=324, max_batch=256, frontend=Frontend.IN_PROCESS))
+
+
+def test_workload_frontend_reaches_the_replicas_cost():
+    # one 100-token prompt, then 2 decode steps; the API server costs 2 ms + 10 us per
+    # sequence per iteration in series: 3 iterations x 2.01 ms = 6.03 ms over http
+    stack = {"id": "served", "name": "served", "admission": {"value": "continuous",
+                                                                "source": "test"},
+             "host": {**_host(), "frontend": _host(schedule=(2 * MS, 10 * US, 0.0))["schedule"]}}
+    w = {"arrivals": {"process": "offline", "requests": 1}, "prompt_tokens": 100,
+         "output_tokens": 3}
+    http = run_serving(scenario(w, stack)).result.inference
+    local = run_serving(scenario({**w, "frontend": "in_process"}, stack)).result.inference
+    ideal = run_serving(scenario(w)).result.inference
+    assert http.e2e_s.mean == pytest.approx(ideal.e2e_s.mean + 6.03 * MS, rel=1e-9)
+    assert local.e2e_s.mean == ideal.e2e_s.mean
+
+
+def test_a_static_generate_loop_has_no_per_sequence_host_work():
+    from simulator.profiles.catalog import load_stack
+    # optimum-habana: 0.5 ms of schedule + 0.2 ms of output per step, in series, whatever
+    # the batch (the batch is one tensor)
+    oh = StackCost.of(load_stack("optimum-habana"), kernels=800, max_batch=4000)
+    assert oh.host(4000, 4000, True) == pytest.approx((0.7 * MS, 0.0), rel=1e-12)
+    assert oh.host(8, 8, True) == pytest.approx((0.7 * MS, 0.0), rel=1e-12)
+    assert oh.padded(1234) == 4000  # one compiled shape: every decode step runs the batch
+    assert oh.eager_s == 0.0  # HPU graphs / lazy mode: no per-kernel launch
+    # TGI's Python model server at the same batch: scheduling 2 ms + 4000 x 10 us + 4000 x
+    # 0.05 us = 42.2 ms in series; output 0.5 ms + 4000 x 10 us = 40.5 ms, overlapped with
+    # the next step (its generate_token pipelines the CPU work)
+    tgi = StackCost.of(load_stack("tgi"), kernels=800, max_batch=4000)
+    assert tgi.host(4000, 4000, True) == pytest.approx((42.2 * MS, 40.5 * MS), rel=1e-12)
+
+
+def test_prompts_are_prefilled_at_their_compiled_bucket():
+    cost = StackCost(schedule=(0.0, 0.0, 0.0), schedule_overlapped=False,
+                     output=(0.0, 0.0, 0.0), output_overlapped=True, scheduler_steps=1,
+                     eager_s=0.0, graph_sizes=(), prompt_buckets=(2048, 4096, 8192, 12288))
+    assert not cost.free  # buckets alone make a stack cost something
+    # 10,000 -> 12,288; 100 -> 2,048; 20,000 (above every bucket) as it is
+    tokens, pairs = cost.pad_prompts([10_000, 100, 20_000])
+    assert tokens == 12_288 + 2_048 + 20_000
+    assert pairs == 12_288 * 12_289 // 2 + 2_048 * 2_049 // 2 + 20_000 * 20_001 // 2
+    assert cost.pad_prompts([2048]) == (2048, 2048 * 2049 // 2)  # a bucket's own length
+
+
+def test_a_bucketed_prompt_costs_what_its_bucket_costs():
+    # one request of 1,000 prompt tokens and 1 output token: its TTFT is one prefill; with a
+    # bucket of 2,048 it is the prefill of a 2,048-token prompt without buckets
+    stack = {"id": "buckets", "name": "buckets", "host": _host(),
+             "admission": {"value": "continuous", "source": "test"},
+             "prompt_buckets": {"value": [512, 2048], "source": "test"}}
+    one = {"arrivals": {"process": "offline", "requests": 1}, "output_tokens": 1,
+           "batching": {"chunked_prefill": False}}
+    padded = run_serving(scenario({**one, "prompt_tokens": 1000}, stack)).result.inference
+    plain = run_serving(scenario({**one, "prompt_tokens": 2048})).result.inference
+    unpadded = run_serving(scenario({**one, "prompt_tokens": 1000})).result.inference
+    assert padded.ttft_s.mean == pytest.approx(plain.ttft_s.mean, rel=1e-12)
+    assert padded.ttft_s.mean > 1.5 * unpadded.ttft_s.mean
+
+
+def test_a_replicas_routing_speed_prices_its_prompt_at_the_bucket():
+    from simulator.engine.serving.pools import full_batch, replica_speed
+    stack = {"id": "buckets", "name": "buckets", "host": _host(),
+             "admission": {"value": "continuous", "source": "test"},
+             "prompt_buckets": {"value": [1024], "source": "test"}}
+    s = scenario({"prompt_tokens": 600, "output_tokens": 120}, stack)
+    (pool,) = _pools(s)
+    cost, b = pool.cost, full_batch(pool, s.workload)
+    # the mean prompt of 600 tokens is prefilled as 1,024 (1024 x 1025 / 2 pairs)
+    prefill = cost.step_time(Usage(), 1024, 0, 1024 * 1025 // 2, 1, 0, 0)
+    step = cost.step_time(Usage(), 0, 0, 0, 0, b, b * (600 + 60))
+    assert replica_speed(pool, s.workload) == pytest.approx(1 / (prefill + 120 * step / b))
+
+
+def test_decode_attention_runs_at_its_compiled_bucket():
+    cost = with_stack(decode_buckets=(2048, 4096, 8192, 12800))
+    stack = cost.stack
+    assert stack is not None
+    assert stack.pad_context(10_000, 1) == 12_800
+    assert stack.pad_context(3 * 3000, 3) == 3 * 4096  # a mean context of 3,000 -> 4,096
+    assert stack.pad_context(4096, 1) == 4096  # a bucket's own length
+    assert stack.pad_context(20_000, 1) == 20_000  # beyond every bucket: as it is
+    # a run of 3 steps of one sequence from 10,000 tokens: every step attends over 12,800
+    ideal = ideal_cost()
+    run = cost.run_price(1, 10_000, 3)
+    assert run.contexts == [12_800] * 3
+    assert run.time_s == pytest.approx([decode_time(ideal, 1, 12_800)] * 3, rel=1e-12)
+    assert decode_time(cost, 1, 12_801) == decode_time(ideal, 1, 12_801)  # not padded
+
+
 # ---- launches and graphs --------------------------------------------------------------------
 def test_an_eager_iteration_takes_at_least_kernels_times_launch():
     ideal = ideal_cost()
@@ -138,6 +245,20 @@ def test_jumping_gives_the_same_results_as_single_stepping_with_a_stack(engine):
     jumped, stepped = run_serving(s), run_serving(s, jump=False)
     assert _records_equal(jumped.requests, stepped.requests) == []
     assert jumped.result.inference.iterations == stepped.result.inference.iterations
+
+
+def test_jumping_gives_the_same_results_as_single_stepping_with_buckets():
+    stack = {"id": "buckets", "name": "buckets", "host": _host(schedule=(1 * MS, 0.0, 0.0)),
+             "admission": {"value": "continuous", "source": "test"},
+             "prompt_buckets": {"value": [512, 1024, 2048, 4096], "source": "test"},
+             "decode_buckets": {"value": [512, 1024, 2048, 4096], "source": "test"}}
+    s = scenario({"batching": {"kv_cache_tokens": 30_000, "max_batch_size": 48}}, stack)
+    jumped, stepped = run_serving(s), run_serving(s, jump=False)
+    assert _records_equal(jumped.requests, stepped.requests) == []
+    assert jumped.result.inference.iterations == stepped.result.inference.iterations
+    plain = run_serving(scenario({"batching": {"kv_cache_tokens": 30_000,
+                                               "max_batch_size": 48}})).result.inference
+    assert jumped.result.inference.e2e_s.mean > plain.e2e_s.mean  # padding costs time
 
 
 def test_cpu_overhead_fraction_is_the_host_share_of_busy_time():

@@ -241,6 +241,8 @@ class IterationCost:
             run = self.run_price(decode_batch, decode_context, 1)
             self.use_run(usage, decode_batch, decode_context, run, 1, run.time_s[0])
             return run.time_s[0]
+        if self.stack is not None and self.stack.decode_buckets:  # attention at the bucket
+            decode_context = self.stack.pad_context(decode_context, decode_batch)
         tokens = prefill_tokens + decode_batch * self.verify
         sequences = prefill_sequences + decode_batch * self.verify  # LM-head rows
         pre = self._prompt(prefill_tokens, prefill_cached, prefill_pairs, prefill_sequences)
@@ -280,10 +282,19 @@ class IterationCost:
         """
         step = self.decode_step(batch)
         rate = self.rate
-        if rate is None:
+        stack = self.stack
+        bucketed = stack is not None and stack.decode_buckets
+        if rate is None and not bucketed:
             return price_run(step, step.const.time_s, context, batch, steps)
-        start = int(first * rate)
-        contexts = [context + batch * (int((first + i) * rate) - start) for i in range(steps)]
+        if rate is None:
+            contexts = [context + batch * i for i in range(steps)]
+        else:
+            start = int(first * rate)
+            contexts = [context + batch * (int((first + i) * rate) - start)
+                        for i in range(steps)]
+        if bucketed:  # the attention runs at each step's decode bucket
+            assert stack is not None
+            contexts = [stack.pad_context(c, batch) for c in contexts]
         return price_run(step, step.const.time_s, context, batch, steps, contexts)
 
     @staticmethod

@@ -89,7 +89,7 @@ def _pool(scenario: Scenario, role: Role, count: int, par: InferenceParallelism,
                             slots=expert_slots(scenario, par), head_16bit=w.engine.head_16bit,
                             moe_gather=gathers_moe_tokens(scenario))
     stack = StackCost.of(w.engine, kernels=model.kernels(),
-                         max_batch=w.batching.max_batch_size)
+                         max_batch=w.batching.max_batch_size, frontend=w.frontend)
     if par.attention_dp > 1:  # (speculation is refused with attention DP)
         cost: IterationCost = DataParallelCost(scenario.hardware, model, stack)
     else:
@@ -139,7 +139,10 @@ def replica_speed(pool: Pool, w: InferenceWorkload) -> float:
     output = max(1, round(mean_tokens(w.output_tokens)))
     batch = full_batch(pool, w)
     cost = pool.cost
-    prefill = cost.step_time(Usage(), prompt, 0, prompt * (prompt + 1) // 2, 1, 0, 0)
+    tokens, pairs = prompt, prompt * (prompt + 1) // 2
+    if cost.stack is not None and cost.stack.prompt_buckets:  # prefilled at its bucket
+        tokens, pairs = cost.stack.pad_prompts([prompt])
+    prefill = cost.step_time(Usage(), tokens, 0, pairs, 1, 0, 0)
     step = cost.step_time(Usage(), 0, 0, 0, 0, batch, batch * (prompt + output // 2))
     return 1.0 / (prefill + output * step / batch)
 

@@ -168,9 +168,12 @@ class Replica:
 
     def _start_mixed(self, plan: Plan) -> None:
         """One iteration with prompt chunks (and decodes)."""
-        time = self.cost.step_time(self.usage, plan.prompt_tokens, plan.prompt_cached,
-                                   plan.prompt_pairs, len(plan.chunks), plan.decode_batch,
-                                   plan.decode_context)
+        tokens, pairs = plan.prompt_tokens, plan.prompt_pairs
+        stack = self.cost.stack
+        if stack is not None and stack.prompt_buckets and not plan.prompt_cached:
+            tokens, pairs = stack.pad_prompts([q for _, q in plan.chunks])  # compiled lengths
+        time = self.cost.step_time(self.usage, tokens, plan.prompt_cached, pairs,
+                                   len(plan.chunks), plan.decode_batch, plan.decode_context)
         end = self.clock + time
         self._mixed, self._mixed_time, self._mixed_end = plan, time, end
         self._wait_until(end, self._end_mixed)
