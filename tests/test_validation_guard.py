@@ -42,9 +42,10 @@ VALIDATION_DOC = ROOT / "docs" / "validation.md"
 # had matched with preemption by recompute that TensorRT-LLM does not do (docs/validation.md).
 # Tightened from 12.9% / NVIDIA 12.5% / worst 89.1% by trtllm-bench's padded CUDA graphs (the
 # I12/I14/I44 cases' stack), the 16-bit embedding and LM head of ModelOpt checkpoints and
-# TensorRT-LLM's all-gather MoE exchange with attention DP.
-MEDIAN_LIMIT = 0.11  # recorded 10.9% (docs/validation.md, "median, all figures")
-# recorded: NVIDIA 9.9%, AMD 20.1%, Intel 16.0%, Google 11.5%, AWS 29.9%; a vendor without
+# TensorRT-LLM's all-gather MoE exchange with attention DP. Recorded 10.9% / NVIDIA 9.9% before
+# training's NCCL collectives followed the measured size curve (collective_size_curve).
+MEDIAN_LIMIT = 0.11  # recorded 10.7% (docs/validation.md, "median, all figures")
+# recorded: NVIDIA 9.6%, AMD 20.1%, Intel 16.0%, Google 11.5%, AWS 29.9%; a vendor without
 # an entry is held to the target (12%)
 VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.10, "AMD": 0.21, "Intel": 0.165,
                                           "Google": 0.12, "AWS": 0.305}
