@@ -15,12 +15,13 @@ the fabric offers, as NCCL's tuner does. Formulas and sources: docs/modelling_co
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import cast
 
 import numpy as np
 
+from simulator.perf.collective_size import scale_up_size_factor
 from simulator.perf.ops import Collective, CommOp, Group
 from simulator.profiles.hardware import HardwareProfile, ScaleUpTopology
 
@@ -112,11 +113,14 @@ class _Part:
 
 
 def collective_time(hw: HardwareProfile, collective: Collective | str, nbytes: float,
-                    group: Group, algorithm: str = "auto") -> CollectiveCost:
+                    group: Group, algorithm: str = "auto", *,
+                    library: bool = False) -> CollectiveCost:
     """Wall time of one collective of ``nbytes`` (nccl-tests buffer convention) over ``group``.
 
     ``algorithm`` forces one algorithm ("ring", "tree", "nvls", "torus_ring", "direct",
-    "hierarchical"); it must be one the group's fabric offers.
+    "hierarchical"); it must be one the group's fabric offers. ``library``: the collective
+    runs in NCCL/RCCL (training), so its scale-up bandwidth follows the profile's size curve
+    (:mod:`simulator.perf.collective_size`); serving's own all-reduce kernels do not.
     """
     collective = Collective(collective)
     _validate(nbytes, group, collective, algorithm)
@@ -124,12 +128,14 @@ def collective_time(hw: HardwareProfile, collective: Collective | str, nbytes: f
     if n == 1 or nbytes == 0:
         return LOCAL
     k = group.members_per_domain(hw.scale_up.domain_size.value)
+    sized = scale_up_size_factor(hw, collective, nbytes, library)
     if k >= n:
-        fabric, parts = "scale_up", _parts_on(_scale_up(hw, n, group.stride), collective, nbytes)
+        up = _scaled(_scale_up(hw, n, group.stride), sized)
+        fabric, parts = "scale_up", _parts_on(up, collective, nbytes)
     elif k == 1:
         fabric, parts = "scale_out", _parts_on(_scale_out(hw, n), collective, nbytes)
     else:
-        up, out = _scale_up(hw, k, group.stride), _scale_out(hw, -(-n // k))
+        up, out = _scaled(_scale_up(hw, k, group.stride), sized), _scale_out(hw, -(-n // k))
         fabric, parts = "hierarchical", _parts_across(up, out, collective, nbytes, group)
     part = _choose(_on_device(hw, collective, nbytes, parts), algorithm, collective, n, fabric)
     return CollectiveCost(time_s=float(part.time), fabric=fabric, algorithm=part.algorithm,
@@ -161,11 +167,13 @@ def one_fabric_times(hw: HardwareProfile, collective: Collective, nbytes: np.nda
     return np.where(nbytes == 0, 0.0, one)
 
 
-def comm_op_time(hw: HardwareProfile, op: CommOp) -> CollectiveCost:
-    """Cost of ``op.count`` back-to-back repeats of ``op``."""
+def comm_op_time(hw: HardwareProfile, op: CommOp, *, library: bool = False) -> CollectiveCost:
+    """Cost of ``op.count`` back-to-back repeats of ``op`` (``library``: as
+    :func:`collective_time`)."""
     if op.count < 0:
         raise ValueError(f"{op.name}: count must be >= 0, got {op.count}")
-    return collective_time(hw, op.collective, op.bytes, op.group).repeated(op.count)
+    return collective_time(hw, op.collective, op.bytes, op.group,
+                           library=library).repeated(op.count)
 
 
 def _validate(nbytes: float, group: Group, collective: Collective, algorithm: str) -> None:
@@ -242,6 +250,11 @@ def _scale_up(hw: HardwareProfile, k: int, stride: int) -> _Fabric:
     return _Fabric(members=k, bw=link, alpha=alpha, ring_steps=k - 1, ring_name="ring", p2p_bw=link,
                    a2a_bytes=(k - 1) / k, a2a_s_per_byte=(k - 1) / k / a2a_link, tree=False,
                    nvls=su.in_network_reduction, a2a_alpha=floor)
+
+
+def _scaled(f: _Fabric, factor: float) -> _Fabric:
+    """``f`` with its ring bus bandwidth at ``factor`` of the large-message value."""
+    return f if factor == 1.0 else replace(f, bw=f.bw * factor)
 
 
 def _scale_out(hw: HardwareProfile, m: int) -> _Fabric:

@@ -108,11 +108,12 @@ def compute_op_time(hw: HardwareProfile, op: ComputeOp) -> OpTime:
                   compute_s=t.compute_s, memory_s=t.memory_s, overhead_s=t.overhead_s)
 
 
-def op_time(hw: HardwareProfile, op: ComputeOp | CommOp) -> OpTime:
-    """Time of a compute op (roofline) or a collective (network model)."""
+def op_time(hw: HardwareProfile, op: ComputeOp | CommOp, *, library: bool = False) -> OpTime:
+    """Time of a compute op (roofline) or a collective (network model; ``library``: run by
+    NCCL/RCCL, as in training, so it follows the profile's collective size curve)."""
     if isinstance(op, ComputeOp):
         return compute_op_time(hw, op)
     from simulator.perf.collectives import comm_op_time  # written beside this module
 
-    cost = comm_op_time(hw, op)
+    cost = comm_op_time(hw, op, library=library)
     return OpTime(time_s=cost.time_s, bound="network", network_s=cost.time_s)

@@ -88,7 +88,9 @@ class RooflineView:
 def _rows(scenario: Scenario, phase: str, ops: list) -> list[RooflineRow]:
     rows = []
     for op in ops:
-        t = op_time(scenario.hardware, op)
+        # training's collectives run in NCCL/RCCL (the size curve); serving's do not
+        t = op_time(scenario.hardware, op,
+                    library=isinstance(scenario.workload, TrainingWorkload))
         if isinstance(op, ComputeOp):
             rows.append(RooflineRow(phase=phase, name=op.name, count=op.count, flops=op.flops,
                                     bytes=op.bytes, intensity=op.intensity, bound=t.bound,

@@ -15,6 +15,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field, model_validator
 
 from simulator.profiles.calibration_record import CalibrationRecord
+from simulator.profiles.collective_size_curve import CollectiveSizeCurve
 from simulator.profiles.numbers import SPEC_CONFIG, PositiveFloat, PositiveInt
 from simulator.profiles.precision import Precision
 from simulator.profiles.purchase_unit import PER_ACCELERATOR, PurchaseUnit
@@ -215,8 +216,7 @@ class GemmEfficiency(BaseModel):
 
     large: dict[Precision, Sourced[Fraction]]
     half_size_flops: Sourced[PositiveFloat] = Field(
-        description="FLOPs of a GEMM that reaches half the large-GEMM efficiency"
-    )
+        description="FLOPs of a GEMM that reaches half the large-GEMM efficiency")
     half_size_by_precision: dict[Precision, Sourced[PositiveFloat]] = Field(
         default_factory=dict,
         description="half_size_flops for the precisions whose measured size curve differs "
@@ -278,15 +278,15 @@ class Efficiency(BaseModel):
 
     gemm: GemmEfficiency
     attention: AttentionEfficiency | None = Field(
-        None, description="fused attention kernels; absent: they run at the GEMM efficiency"
-    )
+        None, description="fused attention kernels; absent: they run at the GEMM efficiency")
     hbm: Sourced[Fraction] = Field(description="achievable fraction of peak HBM bandwidth")
     scale_up_collective: Sourced[PositiveRatio] = Field(
-        description="bus bandwidth of large ring collectives / one-way link bandwidth"
-    )
+        description="bus bandwidth of large ring collectives / one-way link bandwidth")
     scale_out_collective: Sourced[PositiveRatio] = Field(
-        description="bus bandwidth of large collectives across domains / one-way NIC bandwidth"
-    )
+        description="bus bandwidth of large collectives across domains / one-way NIC bandwidth")
+    collective_size_curve: CollectiveSizeCurve | None = Field(
+        None, description="how a training library collective's scale-up bus bandwidth grows "
+                          "with its buffer size; absent: the large-message value at all sizes")
     kernel_overhead: Sourced[NonNegativeSeconds] = Field(
         description="fixed cost per kernel launch (launch + tail), added to each operation"
     )

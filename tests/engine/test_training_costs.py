@@ -33,7 +33,8 @@ def collective(name: str, kind: Collective, gbytes: float) -> CommOp:
 
 
 def seconds(op) -> float:
-    return op_time(H100, op).time_s
+    # training's collectives are NCCL's: priced with the profile's size curve
+    return op_time(H100, op, library=True).time_s
 
 
 def test_tp_collectives_hide_behind_their_neighbouring_gemms():

@@ -120,7 +120,7 @@ def pass_cost(hw: HardwareProfile, ops: list, *, overlap_tp: bool,
     the pass's kernels and exposed communication, the device waits for it, and the wait
     counts as compute (the pass cannot end before its last launch).
     """
-    times = [op_time(hw, op).time_s for op in ops]
+    times = [op_time(hw, op, library=True).time_s for op in ops]  # NCCL/RCCL collectives
     room = [t if isinstance(op, ComputeOp) else 0.0 for op, t in zip(ops, times, strict=True)]
     compute = sum(room)
     exposed = {"tp": 0.0, "ep": 0.0, "cp": 0.0}
@@ -209,7 +209,7 @@ class PassCosts:
                                        host_launch_s=self.host_launch_s)
                              for part in (ops.forward, ops.backward))
         copy_s = offload_copy_s(self.hw, self.model, w, shape.layers)
-        step = StepWork(time_s=sum(op_time(self.hw, op).time_s for op in ops.step),
+        step = StepWork(time_s=sum(op_time(self.hw, op, library=True).time_s for op in ops.step),
                         hbm_bytes=sum(op.bytes for op in ops.step))
         return with_offload(forward, copy_s), with_offload(backward, copy_s), step
 

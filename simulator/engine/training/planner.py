@@ -74,7 +74,7 @@ def _buckets(hw: HardwareProfile, name: str, params: float, bytes_per_param: flo
         return ()
     size = max(BUCKET_PARAMS, 1e6 * group.size)
     n = max(1, min(MAX_BUCKETS, math.ceil(params / size)))
-    cost = collective_time(hw, collective, params / n * bytes_per_param, group)
+    cost = collective_time(hw, collective, params / n * bytes_per_param, group, library=True)
     if cost.fabric == "local":
         return ()
     return tuple(Bucket(f"{name} {k + 1}/{n}", cost.time_s, _fabrics(cost.fabric))
@@ -151,7 +151,7 @@ def _p2p(scenario: Scenario) -> tuple[float, tuple[str, ...]]:
     # TP shard and all-gathers it on arrival (scatter-gather optimisation)
     nbytes = (w.micro_batch_size * w.seq_len / layout.cp * scenario.model.hidden_size
               * ACTIVATION_BYTES / layout.tp)
-    cost = collective_time(hw, Collective.SEND_RECV, nbytes, layout.pp_peer)
+    cost = collective_time(hw, Collective.SEND_RECV, nbytes, layout.pp_peer, library=True)
     return cost.time_s, _fabrics(cost.fabric)
 
 
@@ -221,7 +221,7 @@ def _grad_norm_s(scenario: Scenario) -> float:
     if n <= 1:
         return 0.0
     return collective_time(scenario.hardware, Collective.ALL_REDUCE, GRAD_NORM_BYTES,
-                           Group(n, 1)).time_s
+                           Group(n, 1), library=True).time_s
 
 
 def build_plan(scenario: Scenario, *, prices: PassCosts | None = None) -> TrainingPlan:

@@ -1,0 +1,35 @@
+"""Which collectives pay the library's size curve (``efficiency.collective_size_curve``).
+
+Training frameworks (Megatron, NeMo, DeepSpeed, torch DDP/FSDP) run their data-parallel,
+tensor-, context- and pipeline-parallel collectives through NCCL or RCCL, whose protocol
+choice makes a mid-size buffer reach a lower fraction of the link than a large one. The
+curve was measured on ring and NVLS all-reduces inside one scale-up domain, so it applies to
+the collectives that run on those kernels and protocols (all-reduce, reduce-scatter,
+all-gather) on the scale-up fabric. Left as they were:
+
+- serving: TensorRT-LLM and vLLM all-reduce small tensor-parallel messages with their own
+  one-shot / two-shot kernels (peers' buffers read straight over NVLink), not NCCL rings;
+- all-to-all (dedicated expert kernels, or NCCL's grouped send/recv) and send/recv: not
+  the measured kernels, no sweep;
+- the scale-out fabric: the sweeps are single-node; no multi-node size sweep in the facts.
+"""
+
+from __future__ import annotations
+
+from simulator.perf.ops import Collective
+from simulator.profiles.hardware import HardwareProfile
+
+# the collectives NCCL runs on its ring / NVLS kernels with the LL, LL128 and Simple protocols
+SIZED_COLLECTIVES = frozenset({Collective.ALL_REDUCE, Collective.REDUCE_SCATTER,
+                               Collective.ALL_GATHER})
+
+
+def scale_up_size_factor(hw: HardwareProfile, collective: Collective, nbytes: float,
+                         library: bool) -> float:
+    """The fraction of the scale-up large-message bus bandwidth a collective of ``nbytes``
+    (nccl-tests buffer) reaches: the profile's size curve for a ``library`` (training)
+    collective of a sized kind, else 1 (today's behaviour)."""
+    curve = hw.efficiency.collective_size_curve
+    if not library or curve is None or collective not in SIZED_COLLECTIVES:
+        return 1.0
+    return float(curve.factor(nbytes))
