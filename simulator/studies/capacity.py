@@ -35,7 +35,9 @@ rate is simulated again over twice the arrival window (the warm-up kept), up to
 :data:`SUSTAIN_S` (or the scenario's own window, if longer) and :data:`MAX_REQUESTS`; the
 rate passes once the backlog levels off, and fails if the SLO is missed on a longer run or
 the backlog still grows on the longest. Each probe keeps the reason it passed or failed
-(``Probe.reason``).
+(``Probe.reason``). A rate above one that needed a longer window to settle goes straight
+to that window once its first run says "still growing": nearer capacity a fleet settles no
+faster (and a rate that misses the SLO is still caught on the first, short run).
 """
 
 from __future__ import annotations
@@ -195,13 +197,13 @@ def _longer(window_s: float, longest_s: float, rate_per_s: float) -> float | Non
     return nxt if nxt > window_s * (1 + 1e-9) else None
 
 
-def judged_rate(scenario: Scenario, simulate: Callable[[Scenario], Any],
-                rate_per_s: float) -> Probe:
+def judged_rate(scenario: Scenario, simulate: Callable[[Scenario], Any], rate_per_s: float,
+                *, first_window_s: float | None = None) -> Probe:
     """``rate_per_s`` judged on the scenario (module docstring, "Keeping up"): simulated
-    over the scenario's arrival window, then over longer ones while the SLO is met and
-    the backlog still grows."""
+    over the scenario's arrival window, then, while the SLO is met and the backlog still
+    grows, over longer ones (the first at least ``first_window_s``)."""
     base = arrival_window_s(scenario)
-    longest = max(SUSTAIN_S, base)
+    longest = min(max(SUSTAIN_S, base), MAX_REQUESTS / rate_per_s)
     window: float | None = base
     while window is not None:
         run = window
@@ -210,6 +212,8 @@ def judged_rate(scenario: Scenario, simulate: Callable[[Scenario], Any],
         if verdict.settled or not verdict.meets:
             break
         window = _longer(run, longest, rate_per_s)
+        if window is not None and first_window_s is not None:
+            window = max(window, min(first_window_s, longest))
     ok = verdict.meets and (verdict.settled or verdict.growth_per_s is None)
     return Probe(rate_per_s=rate_per_s, meets=ok, reason=verdict.reason, window_s=run)
 
@@ -224,9 +228,20 @@ def scenario_capacity(scenario: Scenario, simulate: Callable[[Scenario], Any], *
                       start: float | None = None,
                       rel_tolerance: float = DEFAULT_TOLERANCE) -> Capacity:
     """The highest rate at which ``simulate`` of the scenario meets its SLO and keeps up,
-    searched from ``start`` (default: the scenario's own rate)."""
+    searched from ``start`` (default: the scenario's own rate). A rate starts from the
+    longest window a lower rate that passed needed: nearer capacity, a fleet settles no
+    faster."""
     w = check_searchable(scenario)
     first = start if start is not None else w.arrivals.rate_per_s
     assert first is not None
-    return max_sustainable_rate(lambda rate: judged_rate(scenario, simulate, rate),
-                                start=first, rel_tolerance=rel_tolerance)
+    needed: dict[float, float] = {}  # rate that passed -> the window it was judged over
+
+    def probe(rate: float) -> Probe:
+        """Judge ``rate``, starting from the window lower rates needed."""
+        lower = [window for passed, window in needed.items() if passed <= rate]
+        found = judged_rate(scenario, simulate, rate, first_window_s=max(lower, default=None))
+        if found.meets and found.window_s is not None:
+            needed[rate] = found.window_s
+        return found
+
+    return max_sustainable_rate(probe, start=first, rel_tolerance=rel_tolerance)
