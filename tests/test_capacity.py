@@ -220,3 +220,45 @@ def test_scenarios_without_a_rate_to_search_are_refused_with_the_reason(workload
     scenario = scenario_from_dict(_scenario(**workload))
     with pytest.raises(InputError, match=message):
         scenario_capacity(scenario, simulate)
+
+
+def _settling_fleet(runs: list[tuple[float, float]]):
+    """A fake simulate: the SLO is met below 12/s; above 10/s the backlog grows at half the
+    rate however long the run; below 10/s it grows at 5% of the rate over runs shorter than
+    80 s and is level over longer ones (a batch that settles slowly)."""
+
+    def run(scenario):
+        w = scenario.workload
+        rate, n = w.arrivals.rate_per_s, w.arrivals.requests
+        window = n / rate
+        runs.append((rate, window))
+        slope = 0.5 * rate if rate >= 10.0 else (0.05 * rate if window < 80.0 - 1e-9 else 0.0)
+        t = np.linspace(0.0, window, 64, endpoint=False)
+        series = SimpleNamespace(t_s=list(t), in_system=list(100.0 + slope * t),
+                                 arrivals_per_s=[rate] * len(t))
+        target = SimpleNamespace(met=rate < 12.0, value_s=1.0, target_s=2.0, percentile=99)
+        return SimpleNamespace(inference=SimpleNamespace(slo={"ttft_s": target},
+                                                         time_series=series),
+                               steady=SimpleNamespace(found=False), time_s=window)
+
+    return run
+
+
+def test_a_rate_starts_its_second_run_at_the_window_a_lower_rate_needed():
+    """From 4/s on a 20 s window (80 requests at 4/s): 4/s grows over 20 and 40 s and is
+    level over 80 s; 8/s then goes 20 s -> 80 s (not 40 s); 16/s misses the SLO on its
+    first, short run. Between 10 and 12/s the backlog grows over every window up to 600 s:
+    those rates fail, so the answer is just below 10/s."""
+    runs: list[tuple[float, float]] = []
+    scenario = scenario_from_dict(_scenario(
+        arrivals={"process": "poisson", "rate_per_s": 4.0, "requests": 80}, warmup_requests=0))
+    found = scenario_capacity(scenario, _settling_fleet(runs))
+    windows = {}
+    for rate, window in runs:
+        windows.setdefault(rate, []).append(round(window))
+    assert windows[4.0] == [20, 40, 80]
+    assert windows[8.0] == [20, 80]
+    assert windows[16.0] == [20]
+    assert [w for r, ws in windows.items() if 10.0 <= r < 12.0 for w in ws][-1] == 600
+    assert found.rate_per_s is not None and 10.0 / 1.02 < found.rate_per_s < 10.0
+    assert "the backlog grows at" in found.describe()
