@@ -10,7 +10,7 @@ from pathlib import Path
 from simulator.loading import scenario_from_dict
 from simulator.profiles.overrides import apply_overrides
 from simulator.simulate import simulate
-from simulator.studies.capacity import at_rate, slo_met
+from simulator.studies.capacity import judged_rate, slo_met
 from simulator.studies.plan_serving import plan_serving
 from simulator.studies.rows import Base
 
@@ -28,16 +28,20 @@ def test_the_winner_reports_the_highest_rate_it_sustains():
     plan = plan_serving(_base(), rate_per_s=20.0, tps=[1], capacity=True)
     assert plan.winner is not None
     found = plan.winner["sustainable_rate_per_s"]
-    # the winner meets the SLO at the asked 20 req/s, so its sustainable rate is at least that
-    assert found >= 20.0
     assert any(n.startswith("the winner meets the SLO up to") for n in plan.notes)
-    # and the winner's deployment, simulated at the rate found, meets the SLO
+    # the winner's deployment, judged at the rate found (its SLO met, its backlog level over
+    # runs long enough to tell), passes, and 2% above it does not
     overrides = [f"workload.replicas={plan.winner['replicas']}",
                  f"cluster.accelerators={plan.winner['accelerators']}",
                  "workload.arrivals.rate_per_s=20.0"]
     scenario = scenario_from_dict(apply_overrides(_base().data, overrides),
                                   base_dir=SERVING.parent)
-    assert slo_met(simulate(at_rate(scenario, found)))
+    assert judged_rate(scenario, simulate, found).meets
+    assert not judged_rate(scenario, simulate, found * 1.021).meets
+    # the plan's 120 requests at 20/s (a 6 s run) meet the SLO; over a longer run the batch
+    # keeps growing and p99 TPOT passes 30 ms, so the sustainable rate is a little below 20
+    assert slo_met(simulate(scenario))
+    assert 0.9 * 20.0 < found < 20.0
 
 
 def test_without_the_flag_the_plan_is_unchanged():

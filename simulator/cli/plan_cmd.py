@@ -70,8 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                          help="the latency (p99) traded against cost on the Pareto front")
     serving.add_argument("--capacity", action="store_true",
                          help="also search the winner's highest arrival rate that still "
-                              "meets the SLO (sustainable_rate_per_s; about 8 more "
-                              "simulations)")
+                              "meets the SLO and keeps up (sustainable_rate_per_s; about 8 "
+                              "more rates, some run longer while the backlog grows)")
     training = p.add_argument_group("training")
     training.add_argument("--deadline", type=duration, metavar="TIME",
                           help="time to train to meet, with failures, e.g. '30 d' or '720 h'")

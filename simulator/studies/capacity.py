@@ -26,6 +26,18 @@ alike. An overloaded system first grows its batch (TPOT rises) or its queue (TTF
 and only fails the SLO once the backlog has built up, so a run's length decides how much
 overload it hides; a fixed window (MLPerf runs at least 600 s) makes every probe as strict
 as the scenario's own run.
+
+**Keeping up.** Meeting the SLO over the run is necessary, not sufficient: a run shorter
+than the time an overloaded fleet's backlog needs to push p99 TTFT over the limit meets the
+SLO at a rate above the fleet's capacity. A probe therefore also reads the backlog's trend
+(:mod:`simulator.studies.keep_up`). While the SLO is met but the backlog still grows, the
+rate is simulated again over twice the arrival window (the warm-up kept), up to
+:data:`SUSTAIN_S` (or the scenario's own window, if longer) and :data:`MAX_REQUESTS`; the
+rate passes once the backlog levels off, and fails if the SLO is missed on a longer run or
+the backlog still grows on the longest. Each probe keeps the reason it passed or failed
+(``Probe.reason``). A rate above one that needed a longer window to settle goes straight
+to that window once its first run says "still growing": nearer capacity a fleet settles no
+faster (and a rate that misses the SLO is still caught on the first, short run).
 """
 
 from __future__ import annotations
@@ -39,18 +51,24 @@ from simulator.errors import InputError
 from simulator.profiles.inference import ArrivalProcess, InferenceWorkload
 from simulator.profiles.numbers import MAX_REQUESTS
 from simulator.profiles.scenario import Scenario
+from simulator.studies.keep_up import judge
 
 DEFAULT_TOLERANCE = 0.02  # bracket ratio hi/lo at which the bisection stops
 MAX_DOUBLINGS = 12  # bracketing gives up beyond start x 2^12 (or start / 2^12)
+SUSTAIN_S = 600.0  # longest arrival window a growing backlog is re-simulated over (MLPerf Server's
+# minimum run, min_duration 600,000 ms in LoadGen's mlperf.conf)
 RATE_ARRIVALS = (ArrivalProcess.POISSON, ArrivalProcess.GAMMA, ArrivalProcess.CONSTANT)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Probe:
-    """One simulated rate and whether it met every SLO target."""
+    """One simulated rate, whether it passed (every SLO target met and the fleet keeping
+    up), why, and the arrival window of its longest run (None: not a scenario's)."""
 
     rate_per_s: float
     meets: bool
+    reason: str = ""
+    window_s: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,16 +82,20 @@ class Capacity:
     rel_tolerance: float
 
     def describe(self) -> str:
-        """One line: the bracket and the number of simulations."""
+        """One line: the bracket, the number of rates probed, and why the lowest rate that
+        failed did."""
         lo = "-" if self.rate_per_s is None else f"{self.rate_per_s:.4g}"
         hi = "-" if self.missed_at_per_s is None else f"{self.missed_at_per_s:.4g}"
-        return (f"meets at {lo}/s, misses at {hi}/s ({len(self.probes)} simulations, "
-                f"tolerance {self.rel_tolerance:.0%})")
+        why = next((p.reason for p in self.probes
+                    if p.rate_per_s == self.missed_at_per_s and p.reason), "")
+        return (f"meets at {lo}/s, misses at {hi}/s ({len(self.probes)} rates probed, "
+                f"tolerance {self.rel_tolerance:.0%})" + (f"; at {hi}/s: {why}" if why else ""))
 
 
-def max_sustainable_rate(meets: Callable[[float], bool], *, start: float,
+def max_sustainable_rate(meets: Callable[[float], bool | Probe], *, start: float,
                          rel_tolerance: float = DEFAULT_TOLERANCE) -> Capacity:
-    """The highest rate with ``meets(rate)``, searched from ``start`` (module docstring)."""
+    """The highest rate with ``meets(rate)``, searched from ``start`` (module docstring);
+    ``meets`` answers a bool, or a :class:`Probe` that says why."""
     if not start > 0 or not math.isfinite(start):
         raise ValueError(f"the search starts from a positive rate, got {start!r}")
     if not 0 < rel_tolerance < 1:
@@ -81,10 +103,12 @@ def max_sustainable_rate(meets: Callable[[float], bool], *, start: float,
     probes: list[Probe] = []
 
     def probe(rate: float) -> bool:
-        """Simulate ``rate`` once and record it."""
-        ok = bool(meets(rate))
-        probes.append(Probe(rate_per_s=rate, meets=ok))
-        return ok
+        """Judge ``rate`` once and record it."""
+        outcome = meets(rate)
+        found = outcome if isinstance(outcome, Probe) else Probe(rate_per_s=rate,
+                                                                 meets=bool(outcome))
+        probes.append(found)
+        return found.meets
 
     lo, hi = _bracket(probe, start)
     if lo is not None and hi is not None:
@@ -138,14 +162,15 @@ def check_searchable(scenario: Scenario) -> InferenceWorkload:
     return w
 
 
-def at_rate(scenario: Scenario, rate_per_s: float) -> Scenario:
-    """The scenario with its arrivals at ``rate_per_s`` over the same arrival window: the
-    request count and the warm-up scale with the rate (everything else, the seed included,
-    unchanged)."""
+def at_rate(scenario: Scenario, rate_per_s: float, *, stretch: float = 1.0) -> Scenario:
+    """The scenario with its arrivals at ``rate_per_s`` over the same arrival window (times
+    ``stretch``): the request count scales with the rate and the stretch, the warm-up with
+    the rate only (the fill-up it leaves out lasts as long whatever the run's length);
+    everything else, the seed included, unchanged."""
     w = check_searchable(scenario)
     assert w.arrivals.rate_per_s is not None and w.arrivals.requests is not None
     scale = float(rate_per_s) / w.arrivals.rate_per_s
-    requests = max(1, round(w.arrivals.requests * scale))
+    requests = max(1, round(w.arrivals.requests * scale * stretch))
     if requests > MAX_REQUESTS:
         raise InputError(f"at {rate_per_s:.4g}/s the scenario's arrival window holds "
                          f"{requests:,} requests; at most {MAX_REQUESTS:,} are simulated")
@@ -154,6 +179,43 @@ def at_rate(scenario: Scenario, rate_per_s: float) -> Scenario:
                                              "requests": requests})
     workload = w.model_copy(update={"arrivals": arrivals, "warmup_requests": warmup})
     return scenario.model_copy(update={"workload": workload})
+
+
+def arrival_window_s(scenario: Scenario) -> float:
+    """The scenario's arrival window: its requests over its rate, in seconds."""
+    w = check_searchable(scenario)
+    assert w.arrivals.rate_per_s is not None and w.arrivals.requests is not None
+    return w.arrivals.requests / w.arrivals.rate_per_s
+
+
+def _longer(window_s: float, longest_s: float, rate_per_s: float) -> float | None:
+    """The next, longer arrival window for a rate whose backlog still grows: twice
+    ``window_s``, at most ``longest_s`` and :data:`MAX_REQUESTS` requests; None when
+    ``window_s`` is already the longest."""
+    longest = min(longest_s, MAX_REQUESTS / rate_per_s)
+    nxt = min(2 * window_s, longest)
+    return nxt if nxt > window_s * (1 + 1e-9) else None
+
+
+def judged_rate(scenario: Scenario, simulate: Callable[[Scenario], Any], rate_per_s: float,
+                *, first_window_s: float | None = None) -> Probe:
+    """``rate_per_s`` judged on the scenario (module docstring, "Keeping up"): simulated
+    over the scenario's arrival window, then, while the SLO is met and the backlog still
+    grows, over longer ones (the first at least ``first_window_s``)."""
+    base = arrival_window_s(scenario)
+    longest = min(max(SUSTAIN_S, base), MAX_REQUESTS / rate_per_s)
+    window: float | None = base
+    while window is not None:
+        run = window
+        verdict = judge(simulate(at_rate(scenario, rate_per_s, stretch=run / base)),
+                        rate_per_s)
+        if verdict.settled or not verdict.meets:
+            break
+        window = _longer(run, longest, rate_per_s)
+        if window is not None and first_window_s is not None:
+            window = max(window, min(first_window_s, longest))
+    ok = verdict.meets and (verdict.settled or verdict.growth_per_s is None)
+    return Probe(rate_per_s=rate_per_s, meets=ok, reason=verdict.reason, window_s=run)
 
 
 def slo_met(result: Any) -> bool:
@@ -165,10 +227,21 @@ def slo_met(result: Any) -> bool:
 def scenario_capacity(scenario: Scenario, simulate: Callable[[Scenario], Any], *,
                       start: float | None = None,
                       rel_tolerance: float = DEFAULT_TOLERANCE) -> Capacity:
-    """The highest rate at which ``simulate`` of the scenario meets its SLO, searched from
-    ``start`` (default: the scenario's own rate)."""
+    """The highest rate at which ``simulate`` of the scenario meets its SLO and keeps up,
+    searched from ``start`` (default: the scenario's own rate). A rate starts from the
+    longest window a lower rate that passed needed: nearer capacity, a fleet settles no
+    faster."""
     w = check_searchable(scenario)
     first = start if start is not None else w.arrivals.rate_per_s
     assert first is not None
-    return max_sustainable_rate(lambda rate: slo_met(simulate(at_rate(scenario, rate))),
-                                start=first, rel_tolerance=rel_tolerance)
+    needed: dict[float, float] = {}  # rate that passed -> the window it was judged over
+
+    def probe(rate: float) -> Probe:
+        """Judge ``rate``, starting from the window lower rates needed."""
+        lower = [window for passed, window in needed.items() if passed <= rate]
+        found = judged_rate(scenario, simulate, rate, first_window_s=max(lower, default=None))
+        if found.meets and found.window_s is not None:
+            needed[rate] = found.window_s
+        return found
+
+    return max_sustainable_rate(probe, start=first, rel_tolerance=rel_tolerance)
