@@ -45,12 +45,15 @@ VALIDATION_DOC = ROOT / "docs" / "validation.md"
 # TensorRT-LLM's all-gather MoE exchange with attention DP.
 # Then by the serving stacks' API-server part (workload.frontend: MLPerf harnesses run
 # in process), optimum-habana for I45, TGI's overlapped output, NxDI's context buckets (I50).
-MEDIAN_LIMIT = 0.13  # recorded 12.5% (docs/validation.md, "median, all figures")
-# recorded: NVIDIA 12.5%, AMD 17.9%, Intel 7.0%, Google 11.5%, AWS 24.9%; a vendor without
+# Then by decode GEMMs streaming their weights at the measured gemm.stream (Hopper): 10.7% ->
+# 9.4%, NVIDIA 9.7% -> 9.0%. AMD's 19.2% and the worst figure's 79.5% were already in the run
+# recorded before it (T40's MI355X fp8 fraction; I43-interactive-capacity).
+MEDIAN_LIMIT = 0.10  # recorded 9.4% (docs/validation.md, "median, all figures")
+# recorded: NVIDIA 9.0%, AMD 19.2%, Intel 7.0%, Google 11.5%, AWS 24.9%; a vendor without
 # an entry is held to the target (12%)
-VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.13, "AMD": 0.185, "Intel": 0.075,
+VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.10, "AMD": 0.20, "Intel": 0.075,
                                           "Google": 0.12, "AWS": 0.255}
-CASE_LIMIT = 0.90  # recorded 89.1% (I44-scout-gb200-1000-1000, out of line with its own table)
+CASE_LIMIT = 0.80  # recorded 79.5% (I43-interactive-capacity)
 # Cases known not to produce a prediction, with the reason; a new failure, or a known one
 # that starts working, fails the guard so that this list stays true.
 KNOWN_FAILURES: dict[str, str] = {}
