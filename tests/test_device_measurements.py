@@ -46,13 +46,21 @@ def test_profile_efficiencies_are_the_fit_of_the_recorded_timings(hw_id, measure
     overhead = fit.kernel_overhead(data, bandwidth * hbm_eff)
     assert hw.efficiency.kernel_overhead.value == pytest.approx(overhead, abs=0.2e-6)
     gemm = hw.efficiency.gemm
+    stream, fixed = fit.fit_stream(data, bandwidth)
+    assert gemm.stream.value == pytest.approx(stream, abs=0.005)
+    # a weight-streaming GEMM reads slower than a copy, and its fixed part is more than
+    # one kernel's launch (pipeline fill and drain; cuBLAS's split-K reduction kernel)
+    assert 0.80 < stream < hbm_eff
+    assert fixed > overhead
     for precision in ("bf16", "fp8"):
         result = fit.fit_gemm(*fit.gemm_arrays(data, precision), hw.peak(precision),
-                              bandwidth * hbm_eff, overhead)
+                              bandwidth * stream, overhead)
         assert gemm.large[precision].value == pytest.approx(result.large, abs=0.006)
         assert result.median_abs_error < 0.10  # the model describes the GEMMs it was fitted to
         if precision == "bf16":
-            assert gemm.half_size_flops.value == pytest.approx(result.half_size_flops, rel=0.1)
+            # the grid spaces half sizes 12% apart, and neighbours differ in RMS log error by
+            # under 1e-4 (H100: 3.16e9 with the memory side at gemm.stream, 3.55e9 at the copy)
+            assert gemm.half_size_flops.value == pytest.approx(result.half_size_flops, rel=0.12)
     forward, backward = fit.attention_fractions(data, "cudnn", hw.peak("bf16"),
                                                 gemm.half_size_flops.value)
     assert hw.efficiency.attention.forward.value == pytest.approx(forward, abs=0.01)

@@ -5,14 +5,17 @@
 
 The roofline prices a GEMM of F FLOPs and B bytes at
 
-    t = max(F / (peak * large * F / (F + half)), B / (hbm * hbm_eff)) + kernel_overhead
+    t = max(F / (peak * large * F / (F + half)), B / (hbm * stream)) + kernel_overhead
 
 (simulator/perf/roofline.py). kernel_overhead is the time of the smallest elementwise kernel
 measured (a 64k-element add) less its bytes at the copy bandwidth, hbm_eff the copy bandwidth
 over the datasheet's; the fit then chooses (large, half) that minimise the RMS log error of
 predicted against measured time over every GEMM of one precision (the two fixed costs, half
 and overhead, cannot be told apart by GEMMs alone). Attention fractions are the median over
-shapes of the measured rate divided by peak and by the same size curve. Prints the figures and
+shapes of the measured rate divided by peak and by the same size curve. ``stream``, the
+fraction of peak bandwidth a memory-bound GEMM reads at, is the least-squares slope of time
+against bytes over the decode GEMMs (1-64 rows), with a free intercept: their fixed part
+(launch, pipeline fill and drain, a split-K reduction) is not a bandwidth. Prints the figures and
 their errors; the numbers go into the profile by hand, with this file and the JSON as source.
 """
 
@@ -68,6 +71,22 @@ def fit_gemm(flops, nbytes, seconds, peak: float, memory_rate: float,
     return GemmFit(round(float(large), 3), float(half), overhead, rms, med, len(seconds))
 
 
+STREAM_ROWS = 64  # decode GEMMs up to this many rows read their weights, nothing more
+
+
+def fit_stream(data: dict, bandwidth: float) -> tuple[float, float]:
+    """(stream fraction, fixed seconds): t = B / (bandwidth * stream) + fixed, least squares
+    over every decode GEMM of at most ``STREAM_ROWS`` rows, both precisions."""
+    rows = [r for r in data.get("gemm_inference", [])
+            if "time_s" in r and r["m"] <= STREAM_ROWS and r["dtype"] in BYTES]
+    nbytes = np.array([(r["m"] * r["k"] + r["k"] * r["n"]) * BYTES[r["dtype"]]
+                       + r["m"] * r["n"] * 2 for r in rows], dtype=float)
+    seconds = np.array([r["time_s"] for r in rows])
+    design = np.vstack([nbytes / bandwidth, np.ones_like(nbytes)]).T
+    (inverse, fixed), *_ = np.linalg.lstsq(design, seconds, rcond=None)
+    return float(1.0 / inverse), float(fixed)
+
+
 def kernel_overhead(data: dict, memory_rate: float) -> float:
     """The smallest elementwise kernel's time less its bytes at the copy bandwidth."""
     small = min((r for r in data["hbm"] if r["op"].startswith("add")), key=lambda r: r["bytes"])
@@ -102,12 +121,15 @@ def main() -> None:
     print(f"hbm: copy {copy['tb_s']:.2f} TB/s = {hbm_eff:.3f} of {args.hbm / 1e12:.2f}")
     overhead = kernel_overhead(data, args.hbm * hbm_eff)
     print(f"kernel_overhead: {overhead * 1e6:.1f} us")
+    stream, fixed = fit_stream(data, args.hbm)
+    print(f"gemm stream: {stream:.3f} of {args.hbm / 1e12:.2f} TB/s "
+          f"(+{fixed * 1e6:.1f} us fixed per decode GEMM)")
     peaks = {"bf16": args.peak_bf16, "fp8": args.peak_fp8}
     half = None
     for dtype, peak in peaks.items():
         if peak is None:
             continue
-        fit = fit_gemm(*gemm_arrays(data, dtype), peak, args.hbm * hbm_eff, overhead)
+        fit = fit_gemm(*gemm_arrays(data, dtype), peak, args.hbm * stream, overhead)
         half = half or fit.half_size_flops
         print(f"gemm {dtype}: large {fit.large:.3f}, half_size_flops {fit.half_size_flops:.2e}, "
               f"over {fit.count} GEMMs "

@@ -91,6 +91,8 @@ def hardware_knobs(profile: dict[str, Any]) -> list[Knob]:
     knobs += [
         _knob(profile, name="hbm", label="achieved fraction of HBM bandwidth",
               field="efficiency.hbm", bounds=(0.2, 1.0), sd=_HBM_SD),
+        _knob(profile, name="gemm.stream", label="fraction of HBM bandwidth a memory-bound "
+              "GEMM reaches", field="efficiency.gemm.stream", bounds=(0.2, 1.0), sd=_HBM_SD),
         _knob(profile, name="scale_up_collective", label="scale-up collective bus-bandwidth "
               "ratio", field="efficiency.scale_up_collective", bounds=(0.05, 2.0), sd=_RATIO_SD),
         _knob(profile, name="scale_out_collective", label="scale-out collective bus-bandwidth "

@@ -83,10 +83,15 @@ def op_rates(hw: HardwareProfile, precision: Precision | str,
              kind: OpKind = OpKind.GEMM) -> OpRates:
     """The rates an op of ``kind`` at ``precision`` runs at on ``hw`` (the kernel's inputs
     from the hardware profile). Quantization kernels move their bytes at the profile's
-    ``quantize`` fraction of HBM bandwidth where it has one."""
+    ``quantize`` fraction of HBM bandwidth and GEMMs at its ``gemm.stream`` fraction, where
+    it has them; everything else at the copy's ``hbm`` fraction."""
     eff = hw.efficiency
     run = run_precision(hw, precision)
-    memory = eff.quantize if kind is OpKind.QUANTIZE and eff.quantize else eff.hbm
+    memory = eff.hbm
+    if kind is OpKind.QUANTIZE and eff.quantize:
+        memory = eff.quantize
+    elif kind is OpKind.GEMM and eff.gemm.stream:
+        memory = eff.gemm.stream
     return OpRates(peak_flops=hw.peak(run),
                    large_efficiency=large_efficiency(hw, precision, kind),
                    half_size_flops=eff.gemm.half_size(run),

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from simulator.profiles.calibration_record import CalibrationRecord
 from simulator.profiles.collective_size_curve import CollectiveSizeCurve
-from simulator.profiles.numbers import SPEC_CONFIG, PositiveFloat, PositiveInt
+from simulator.profiles.gemm_efficiency import GemmEfficiency
+from simulator.profiles.numbers import SPEC_CONFIG, PositiveInt
 from simulator.profiles.precision import Precision
 from simulator.profiles.purchase_unit import PER_ACCELERATOR, PurchaseUnit
 from simulator.profiles.quantities import (
@@ -203,30 +204,6 @@ class Price(BaseModel):
         False, description="true where the prices are stand-ins (a template's example "
                            "figures), not quotes: every run that prices the device with them "
                            "warns so; set false once you enter real prices")
-
-
-class GemmEfficiency(BaseModel):
-    """Achievable fraction of peak for GEMMs, and how it falls for small ones.
-
-    eff(F) = large[precision] * F / (F + half_size_flops): a GEMM of F FLOPs reaches half of the
-    large-GEMM efficiency at F = half_size_flops.
-    """
-
-    model_config = SPEC_CONFIG
-
-    large: dict[Precision, Sourced[Fraction]]
-    half_size_flops: Sourced[PositiveFloat] = Field(
-        description="FLOPs of a GEMM that reaches half the large-GEMM efficiency")
-    half_size_by_precision: dict[Precision, Sourced[PositiveFloat]] = Field(
-        default_factory=dict,
-        description="half_size_flops for the precisions whose measured size curve differs "
-                    "(e.g. fp4 kernels that fill the device only at larger sizes); the "
-                    "others use half_size_flops")
-
-    def half_size(self, precision: Precision) -> float:
-        """The size curve's half point at ``precision`` (its own, else the common one)."""
-        own = self.half_size_by_precision.get(precision)
-        return (own or self.half_size_flops).value
 
 
 class AttentionEfficiency(BaseModel):

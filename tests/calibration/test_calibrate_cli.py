@@ -24,19 +24,19 @@ SCENARIO = {
                                    "max": 1024},
                  "batching": {"max_batch_size": 256, "max_tokens_per_step": 8192}},
 }
-TRUE_HBM = 0.78  # the profile says 0.90
+TRUE_STREAM = 0.70  # the profile's gemm.stream says 0.847: the rate decode GEMMs read weights at
 METRICS = ("inference.tpot_s.mean", "inference.ttft_s.mean", "inference.output_tokens_per_s")
 
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
-    """Two runs (light and heavy load) simulated with a profile whose HBM efficiency is
-    TRUE_HBM: the measurements a user with that machine would bring."""
+    """Two runs (light and heavy load) simulated with a profile whose GEMMs stream their
+    weights at TRUE_STREAM: the measurements a user with that machine would bring."""
     folder = tmp_path_factory.mktemp("calibration")
     (folder / "serve.yaml").write_text(yaml.safe_dump(SCENARIO))
     truth = yaml.safe_load((ROOT / "hardware_profiles" / "h100-sxm.yaml").read_text())
     truth["id"] = "h100-truth"
-    truth["efficiency"]["hbm"]["value"] = TRUE_HBM
+    truth["efficiency"]["gemm"]["stream"]["value"] = TRUE_STREAM
     (folder / "truth.yaml").write_text(yaml.safe_dump(truth))
     runs = []
     for rate in (1, 12):
@@ -55,10 +55,11 @@ def _write(folder, name, data):
     return path
 
 
-def test_recovers_a_known_hbm_efficiency_within_its_uncertainty(measured):
+def test_recovers_a_known_gemm_streaming_fraction_within_its_uncertainty(measured):
     folder, runs = measured
     _write(folder, "m.yaml", {"hardware": "h100-sxm", "noise": 0.03,
-                              "parameters": ["hbm", "gemm.bf16", "scale_out_collective"],
+                              "parameters": ["gemm.stream", "gemm.bf16",
+                                             "scale_out_collective"],
                               "runs": runs})
     out = folder / "mine.yaml"
     result = run_cli("calibrate", "m.yaml", "--jobs", "1", "--out", str(out), "--format",
@@ -66,19 +67,19 @@ def test_recovers_a_known_hbm_efficiency_within_its_uncertainty(measured):
     assert result.code == 0, result.err
     report = result.json()
     params = {p["name"]: p for p in report["parameters"]}
-    hbm = params["hbm"]
-    assert hbm["status"] == "fitted" and hbm["prior"] == 0.9
+    stream = params["gemm.stream"]
+    assert stream["status"] == "fitted" and stream["prior"] == 0.847
     # within two standard deviations (log space) of the truth, and far tighter than the prior
-    assert abs(hbm["value"] / TRUE_HBM - 1) < 2 * hbm["relative_sd"] + 0.01
-    assert hbm["relative_sd"] < 0.15 / 2
+    assert abs(stream["value"] / TRUE_STREAM - 1) < 2 * stream["relative_sd"] + 0.01
+    assert stream["relative_sd"] < 0.15 / 2
     # one device, one node: no figure depends on the scale-out collective
     assert params["scale_out_collective"]["status"] == "not identified"
     assert params["scale_out_collective"]["value"] == params["scale_out_collective"]["prior"]
     assert report["error_after"]["median"] < report["error_before"]["median"]
     written = yaml.safe_load(out.read_text())
     assert written["id"] == "h100-sxm-calibrated"
-    assert written["efficiency"]["hbm"]["estimate"] is True
-    assert "calibrated" in written["efficiency"]["hbm"]["source"]
+    assert written["efficiency"]["gemm"]["stream"]["estimate"] is True
+    assert "calibrated" in written["efficiency"]["gemm"]["stream"]["source"]
     assert written["calibration"]["runs"] == ["rate-1", "rate-12"]
     # the calibrated profile runs anywhere a profile runs
     run = run_cli("run", "serve.yaml", "--set", f"hardware={out}", "--format", "json",

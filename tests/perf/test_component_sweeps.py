@@ -8,8 +8,13 @@ The sweeps time back-to-back launches, so the kernel overhead is left out here.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from simulator.perf.kernel import kernel_time
+from simulator.perf.mlp_ops import ExpertGemm
+from simulator.perf.opspec import Gemm, Prec
+from simulator.perf.roofline import op_rates
 from simulator.profiles.catalog import load_hardware
 from simulator.profiles.precision import Precision
 
@@ -140,3 +145,115 @@ def test_mid_size_all_reduce_reaches_half_the_large_bus_bandwidth_on_nvlink_4_an
         large, _ = _all_reduce_time(profile, n, 8192 * MiB, 1.0, algorithm)
         ratio = (16 * MiB / mid) / (8192 * MiB / large)
         assert 0.45 < ratio < 0.55, (profile, ratio)
+
+
+# --- GEMMs with few rows (decode) and grouped MoE GEMMs, priced the way an op is priced ---
+
+US = 1e-6
+
+
+def _kernel(profile: str, precision: str, m: int, n: int, k: int, groups: int = 1,
+            expert: bool = False) -> tuple[float, float, float]:
+    """(in-kernel seconds max(compute, memory), the profile's per-kernel overhead, FLOPs) of
+    one GEMM op as the serving and training models build it (fp8 or bf16 operands)."""
+    p = Precision(precision)
+    prec = Prec(weight=p, act=p, compute=p, kv=p, other=Precision.BF16)
+    op = (ExpertGemm if expert else Gemm)(name="g", m=m, k=k, n=n, groups=groups).forward(prec)[0]
+    rates = op_rates(load_hardware(profile), op.precision, op.kind)
+    t = kernel_time(rates, op.flops, op.bytes, op.count, op.gemm_flops_each)
+    return max(t.compute_s, t.memory_s), rates.kernel_s, op.flops
+
+
+# DeepGEMM fp8 (1x128/128x128 block scales) dense GEMMs on H800 (physics_facts sec. 1), in
+# TFLOP/s: (N, K) -> rate at M=64, at M=128. Kernel time from the profiler, no launch.
+DEEPGEMM_SKINNY = {
+    (7168, 16384): (336, 645), (4096, 7168): (287, 533), (2112, 7168): (206, 352),
+    (24576, 1536): (289, 535), (7168, 2048): (295, 510), (32768, 512): (219, 358),
+}
+
+
+def test_decode_gemms_stream_their_weights_at_the_profiles_stream_fraction():
+    """At M=64 DeepGEMM is memory-bound (1.7-2.7 TB/s of 3.35): time = bytes/(stream·3.35
+    TB/s) + a fixed part. The least-squares line through the six shapes has slope 1/0.840
+    and intercept 2.3 us; the profile's gemm.stream is that slope, below the copy's 0.90."""
+    hw = load_hardware("h800-sxm")
+    nbytes, seconds = [], []
+    for (n, k), (rate64, _) in DEEPGEMM_SKINNY.items():
+        nbytes.append(64 * k + k * n + 2 * 64 * n)  # fp8 A and B, bf16 out
+        seconds.append(2.0 * 64 * n * k / (rate64 * T))
+    design = np.vstack([np.array(nbytes) / hw.hbm_bandwidth, np.ones(len(nbytes))]).T
+    (inverse, fixed), *_ = np.linalg.lstsq(design, np.array(seconds), rcond=None)
+    assert 1.0 / inverse == pytest.approx(hw.efficiency.gemm.stream.value, abs=0.01)
+    assert 1.5 * US < fixed < hw.efficiency.kernel_overhead.value
+    assert hw.efficiency.gemm.stream.value < hw.efficiency.hbm.value
+
+
+@pytest.mark.parametrize("rows", [64, 128])
+@pytest.mark.parametrize(("n", "k"), list(DEEPGEMM_SKINNY))
+def test_skinny_gemms_take_between_the_kernels_time_and_that_plus_its_overhead(rows, n, k):
+    """A skinny GEMM's measured kernel time includes its fixed part (pipeline fill and
+    drain, 2-3 us), which the model carries in the per-kernel overhead (4.6 us): so each
+    point lies between the model's in-kernel time and that plus the overhead. Tolerance 7%:
+    N=2112 at M=128 (17 tiles of 128 columns for 132 SMs) runs 6% past the upper bound.
+    (The bracket holds with the copy's 0.90 too; the stream fraction itself is pinned by
+    the least-squares test above.)"""
+    model, overhead, flops = _kernel("h800-sxm", "fp8", rows, n, k)
+    measured = flops / (DEEPGEMM_SKINNY[n, k][rows == 128] * T)
+    assert model <= measured <= 1.07 * (model + overhead)
+
+
+# DeepGEMM grouped fp8 GEMMs for MoE on H800 (physics_facts sec. 1), TFLOP/s
+GROUPED_MASKED = {  # decode (masked layout): (N, K) -> 1024 tokens x 1, 512 x 2, 256 x 4 groups
+    (4096, 7168): (1233, 1040, 932), (7168, 2048): (925, 916, 815)}
+GROUPED_CONTIGUOUS = {(4096, 7168): 1346, (7168, 2048): 1214}  # 4 x 8192 and 8 x 4096 rows
+
+
+def _grouped_rate(rows: int, groups: int, n: int, k: int) -> float:
+    model, _, flops = _kernel("h800-sxm", "fp8", rows, n, k, groups=groups, expert=True)
+    return flops / model
+
+
+@pytest.mark.parametrize(("n", "k"), list(GROUPED_MASKED))
+def test_grouped_gemm_rates_with_fewer_tokens_per_expert(n, k):
+    """The per-expert size curve: each expert's GEMM is judged at its own rows. Against the
+    masked-layout points the model is +2/+15/+16% (K=7168) and +29/+18/+12% (K=2048) fast:
+    tolerance 30%. The short-K shape is fast throughout (dense M=4096 at K=2048 too), a
+    per-tile cost the size curve does not carry."""
+    for (rows, groups), measured in zip([(1024, 1), (512, 2), (256, 4)], GROUPED_MASKED[n, k],
+                                        strict=True):
+        rate = _grouped_rate(rows, groups, n, k)
+        assert measured * T <= rate <= 1.30 * measured * T, (rows, groups)
+    for rows, groups in [(8192, 4), (4096, 8)]:  # contiguous: large groups, within 10%
+        assert _grouped_rate(rows, groups, n, k) == pytest.approx(GROUPED_CONTIGUOUS[n, k] * T,
+                                                                  rel=0.10)
+
+
+def test_grouped_gemm_efficiency_falls_with_tokens_per_expert_as_measured():
+    """Same FLOPs split over more experts: 4 x 256 rows run at 932/1233 = 0.756 (K=7168) and
+    815/925 = 0.881 (K=2048) of 1 x 1024, 0.82 on average; the model's average is 0.81
+    (0.86 and 0.76: it splits the loss the other way between the shapes)."""
+    measured = [four / one for one, _, four in GROUPED_MASKED.values()]
+    model = [_grouped_rate(256, 4, n, k) / _grouped_rate(1024, 1, n, k) for n, k in GROUPED_MASKED]
+    assert sum(model) / 2 == pytest.approx(sum(measured) / 2, abs=0.03)
+    assert all(r < 0.9 for r in model)  # it does fall
+
+
+@pytest.mark.parametrize(("precision", "measured"), [("bf16", 2.7), ("fp8", 5.9)])
+def test_a_one_row_gemm_is_its_fixed_cost_and_its_weight_read(precision, measured):
+    """B200, N=K=4096, one row (vLLM PR 19566, torch): 12.4 us (bf16) and 5.7 us (fp8) for a
+    34 / 17 MB weight that streams in 4.9 / 2.5 us: the rest is fixed cost. The model's
+    in-kernel time plus its per-kernel overhead (4.6 us, as H100) is 9.5 / 7.1 us: within
+    25% of both, one below and one above (the benchmark's timing includes the launch)."""
+    model, overhead, flops = _kernel("b200", precision, 1, 4096, 4096)
+    assert model + overhead == pytest.approx(flops / (measured * T), rel=0.25)
+
+
+@pytest.mark.parametrize(("precision", "measured"), [("bf16", 893), ("fp8", 993)])
+def test_a_256_row_gemm_on_b200_lies_between_its_kernel_time_and_that_plus_overhead(
+        precision, measured):
+    """B200, M=256, N=K=4096 (vLLM PR 19566): 9.6 us (bf16) and 8.7 us (fp8). The model's
+    in-kernel time is 8.9 / 5.2 us, and 13.5 / 9.8 us with the per-kernel overhead (4.6 us):
+    both measured times lie between. The fp8 kernel was untuned there (the PR's reason; the
+    bf16 one is nearly as fast)."""
+    model, overhead, flops = _kernel("b200", precision, 256, 4096, 4096)
+    assert model <= flops / (measured * T) <= model + overhead
