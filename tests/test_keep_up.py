@@ -58,6 +58,19 @@ def test_a_missed_slo_fails_and_says_which_target():
     assert verdict.reason == "misses the SLO: p99 TTFT 2.5 s > 2 s"
 
 
+def test_a_percentile_under_its_target_can_miss_when_requests_did_not_finish():
+    """p99 TPOT reads 76 ms against 80 ms, yet only 98.7% of requests are within it: the
+    unfinished ones count outside, so the target is missed and the reason says why."""
+    t = np.arange(0.0, 30.0, 0.5)
+    result = _result(met=False, t=t, n=0 * t, steady=(5.0, 30.0))
+    result.inference.slo = {"tpot_s": SimpleNamespace(met=False, value_s=0.076, target_s=0.08,
+                                                      percentile=99, attainment=0.987)}
+    verdict = judge(result, 100.0)
+    assert not verdict.meets
+    assert verdict.reason == ("misses the SLO: p99 TPOT 0.076 s, but 98.7% within 0.08 s "
+                              "(unfinished requests count outside)")
+
+
 def test_a_met_slo_with_a_growing_backlog_is_not_settled_and_says_how_fast():
     """100 req/s offered, the backlog grows 2 req/s (2% > KEEP_UP = 1%)."""
     t = np.arange(0.0, 30.0, 0.5)
