@@ -85,10 +85,12 @@ def _missed(targets: dict[str, Any]) -> str:
     miss: requests that never completed (dropped, or still queued when the run ends) count
     as outside it, so the share within is what decides."""
     def one(name: str, t: Any) -> str:
+        """One missed target, in words."""
         label = f"p{t.percentile:g} {name.removesuffix('_s').upper()}"
         value = "none" if t.value_s is None else f"{t.value_s:.4g} s"
-        if t.value_s is not None and t.value_s <= t.target_s:
-            return (f"{label} {value}, but {t.attainment:.1%} within {t.target_s:.4g} s "
+        within = getattr(t, "attainment", None)
+        if t.value_s is not None and t.value_s <= t.target_s and within is not None:
+            return (f"{label} {value}, but {within:.1%} within {t.target_s:.4g} s "
                     f"(unfinished requests count outside)")
         return f"{label} {value} > {t.target_s:.4g} s"
     return "; ".join(one(name, t) for name, t in targets.items() if not t.met)
