@@ -107,7 +107,7 @@ def _relevant(knob: Knob, scenarios: Sequence[Scenario]) -> bool:
     rest. It saves simulating GEMM precisions no run uses, collectives on one device, expert
     all-to-alls without experts and backward attention without training."""
     name = knob.name
-    if name == "gemm.stream":  # every run has GEMMs; decode ones are memory-bound
+    if name in ("gemm.stream", "gemm.half_size"):  # every run has GEMMs, of every size
         return True
     if name.startswith("gemm."):
         used = {s.workload.precision.value for s in scenarios} | {"bf16"}
