@@ -30,7 +30,7 @@ import simpy
 from simpy.events import Timeout
 
 from simulator.engine.serving.metrics import Series
-from simulator.engine.serving.scale_bins import bin_edges, bin_width, scale_bins
+from simulator.engine.serving.scale_bins import bin_edges, bin_width, scale_bins, step_integral
 from simulator.engine.serving.scale_policy import policy_of, slo_missed
 from simulator.engine.serving.system import ServingSystem
 from simulator.profiles.autoscaling import Autoscaling
@@ -171,9 +171,7 @@ class Autoscaler:
         """The run's replicas over time, billed over [t0, t_end] (the run's span), the
         requests that arrived while a started replica was loading, and (given the run's
         ``series``) the run cut into time bins."""
-        edges = [*self.t_s[1:], t_end]
-        seconds = sum(b * max(0.0, min(e, t_end) - max(s, t0))
-                      for b, s, e in zip(self.billed, self.t_s, edges, strict=True))
+        seconds = float(step_integral(self.t_s, self.billed, np.array([t0, t_end]))[0])
         arrival = np.asarray(records.arrival_s)
         during = np.zeros(len(arrival), dtype=bool)
         for decided, serving in self.scale_ups:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import numpy as np
+
+from simulator.engine.serving.scale_bins import step_integral
 from simulator.engine.serving.shared_training import Phase, Stretch, TrainingTenant
 from simulator.engine.serving.training_widths import TrainingWidths
 from simulator.results.shared_training import (
@@ -81,13 +84,6 @@ def _fleet_activity(tenant: TrainingTenant, t0: float, t_end: float) -> Utilizat
     return Utilization(**{k: v / whole if whole > 0 else 0.0 for k, v in sums.items()})
 
 
-def _integral(t_s: list[float], values: list[int], t_end: float) -> float:
-    """A step function's integral over [0, t_end]."""
-    edges = [*t_s[1:], t_end]
-    return sum(v * max(0.0, min(e, t_end) - s)
-               for v, s, e in zip(values, t_s, edges, strict=True) if s < t_end)
-
-
 def summarize_tenant(tenant: TrainingTenant, *, t_end: float, serving_max_devices: int,
                      t0: float = 0.0) -> SharedTrainingMetrics:
     """The tenant's figures over [0, t_end] (the serving run's window; its activity over the
@@ -102,7 +98,7 @@ def summarize_tenant(tenant: TrainingTenant, *, t_end: float, serving_max_device
     resizes = sum(1 for a, b in itertools.pairwise(inside) if a.width != b.width)
     fleet = tenant.fleet
     rows = [i for i, t in enumerate(tenant.t_s) if t <= t_end]
-    serving_acc_s = _integral(tenant.t_s, tenant.serving, t_end)
+    serving_acc_s = float(step_integral(tenant.t_s, tenant.serving, np.array([0.0, t_end]))[0])
     static = _baseline(widths, fleet - serving_max_devices, t_end, widths.tokens_per_step)
     whole = _baseline(widths, fleet, t_end, widths.tokens_per_step)
     return SharedTrainingMetrics(
