@@ -11,6 +11,7 @@ Energy is always reported (facility energy, PUE included), and carbon = energy Â
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from simulator.economics.power import Activity, power_model
@@ -38,6 +39,21 @@ class CostReport:
     def as_dict(self) -> dict:
         """The report as plain data."""
         return asdict(self)
+
+
+def summed(costs: Sequence[CostReport], *, mode: str | None = None) -> CostReport:
+    """Several reports of one span added (pools of a mixed fleet, fleets of one month);
+    ``mode`` defaults to the first report's."""
+    breakdown: dict[str, float] = {}
+    for cost in costs:
+        for key, value in cost.breakdown_usd.items():
+            breakdown[key] = breakdown.get(key, 0.0) + value
+    return CostReport(cost_usd=sum(c.cost_usd for c in costs),
+                      energy_kwh=sum(c.energy_kwh for c in costs),
+                      average_power_w=sum(c.average_power_w for c in costs),
+                      carbon_kg=sum(c.carbon_kg for c in costs),
+                      breakdown_usd=breakdown,
+                      mode=mode if mode is not None else costs[0].mode)
 
 
 def capital_recovery_factor(rate: float, years: float) -> float:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from simulator.economics.cost import CostReport, billed_cost, price_warnings
+from simulator.economics.cost import CostReport, billed_cost, price_warnings, summed
 from simulator.economics.fleet import Billing, Fleet, fleet_of, fleet_warnings
 from simulator.profiles.scenario import Scenario
 
@@ -63,15 +63,7 @@ def pools_cost(scenario: Scenario, pools: Sequence[PoolActivity], time_s: float,
                                  used=pool.accelerators, time_s=time_s,
                                  busy=pool.busy * scale[0],
                                  memory_bandwidth=pool.memory_bandwidth * scale[1]))
-    breakdown: dict[str, float] = {}
-    for cost in costs:
-        for key, value in cost.breakdown_usd.items():
-            breakdown[key] = breakdown.get(key, 0.0) + value
-    total = CostReport(cost_usd=sum(c.cost_usd for c in costs),
-                       energy_kwh=sum(c.energy_kwh for c in costs),
-                       average_power_w=sum(c.average_power_w for c in costs),
-                       carbon_kg=sum(c.carbon_kg for c in costs), breakdown_usd=breakdown,
-                       mode=costs[0].mode)
+    total = summed(costs)
     return PoolsCost(total=total, fleets=fleets, costs=costs)
 
 

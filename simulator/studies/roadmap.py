@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulator.economics.cost import HOURS_PER_MONTH, CostReport, billed_cost
+from simulator.economics.cost import HOURS_PER_MONTH, CostReport, billed_cost, summed
 from simulator.errors import InputError, XpusimError
 from simulator.profiles.catalog import load_hardware, looks_like_path
 from simulator.profiles.hardware import HardwareProfile
@@ -246,17 +246,7 @@ def _add_owned(out: Figures, spec: Roadmap, owned: OwnedFleet, hw: HardwareProfi
     for t in range(end):
         out.owned_capacity[t] += count * replica.rate_per_s
         prior = out.owned_cost[t]
-        out.owned_cost[t] = cost if prior is None else _sum(prior, cost)
-
-
-def _sum(a: CostReport, b: CostReport) -> CostReport:
-    """Two monthly cost reports added."""
-    keys = set(a.breakdown_usd) | set(b.breakdown_usd)
-    return CostReport(cost_usd=a.cost_usd + b.cost_usd, energy_kwh=a.energy_kwh + b.energy_kwh,
-                      average_power_w=a.average_power_w + b.average_power_w,
-                      carbon_kg=a.carbon_kg + b.carbon_kg,
-                      breakdown_usd={k: a.breakdown_usd.get(k, 0.0) + b.breakdown_usd.get(k, 0.0)
-                                     for k in sorted(keys)}, mode="mixed")
+        out.owned_cost[t] = cost if prior is None else summed([prior, cost], mode="mixed")
 
 
 def problem(spec: Roadmap, figs: Figures, peaks: list[float]) -> Problem:
