@@ -66,6 +66,28 @@ def test_profile_curves_reproduce_the_component_sweeps(profile, precision, flops
     assert _rate(profile, precision, flops) == pytest.approx(measured, rel=rel)
 
 
+# TE gemm_profiling's B300 worked example (physics_facts sec. 2): one 5B-class layer, hidden
+# 4096, FFN 16384 (not gated), MHA, M = 15,872 tokens; fwd + dgrad + wgrad = 3 x the four
+# forward GEMMs, 19.17 TFLOP. Pre-quantized kernel times on the B300 (HGX) in ms.
+TE1_LAYER = [_gemm(15872, 4096, n) for n in (12288, 4096, 16384)] + [_gemm(15872, 16384, 4096)]
+# The same die's measured step from HGX board to NVL72 superchip: GB200/B200 MAMF (M1),
+# fp8 3,615.6 / 3,432.5 and bf16 1,822 / 1,745; fp4 has no MAMF and takes fp8's.
+MAMF_STEP = {"fp8": 3615.6 / 3432.5, "bf16": 1822 / 1745, "fp4": 3615.6 / 3432.5}
+
+
+@pytest.mark.parametrize(("precision", "b300_ms"), [
+    ("fp8", 6.81), ("bf16", (12.76 + 13.10) / 2), ("fp4", 3.76)])
+def test_gb300_runs_the_b300_layer_gemms_at_the_b300_time_over_the_superchip_step(
+        precision, b300_ms):
+    """GB300 is priced as the B300 kernels measured, made faster by the step GB200 takes over
+    B200, not as the B300 rate divided by GB300's higher peak (which had made GB300 GEMMs
+    slower than GB200's): 6.81 ms / 1.053 = 6.47 ms for the fp8 layer, 12.93 / 1.044 =
+    12.38 ms bf16, 3.76 / 1.053 = 3.57 ms fp4 (within 3%: rounding of the fractions)."""
+    assert sum(3 * TE1_LAYER) == pytest.approx(19.17e12, rel=0.001)
+    model_ms = sum(3 * f / _rate("gb300-nvl72", precision, f) for f in TE1_LAYER) * 1e3
+    assert model_ms == pytest.approx(b300_ms / MAMF_STEP[precision], rel=0.03)
+
+
 def test_no_fp4_gemm_outruns_twice_the_fp8_one_on_the_same_tensor_cores():
     """FP4 peak is twice FP8's on Blackwell, so at any size an FP4 GEMM runs at most twice
     as fast as the FP8 GEMM of the same shape. The GB200 sweep's FP4 squares (7,628 TFLOP/s
