@@ -53,7 +53,7 @@ VALIDATION_DOC = ROOT / "docs" / "validation.md"
 # Then by vLLM's host work in front of NxD Inference (I50's stack) and I50's overall tokens/s
 # moving to the figures not compared (it measures the run's warm-up: docs/validation.md).
 # Then by GB300's GEMM fractions carried from B300 by the measured board-to-superchip step
-# and T46's activation offload (NVIDIA 8.7% -> 8.4%).
+# and T46's activation offload (NVIDIA 8.7% -> 8.4%), and I16 on NIM's C++-executor stack.
 MEDIAN_LIMIT = 0.10  # recorded 9.4% (docs/validation.md, "median, all figures")
 # recorded: NVIDIA 8.4%, AMD 17.9%, Intel 7.0%, Google 11.5%, AWS 4.4%; a vendor without
 # an entry is held to the target (12%)
