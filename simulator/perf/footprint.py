@@ -77,9 +77,10 @@ def saved_activation_bytes(model: ModelProfile, w: TrainingWorkload, layers: int
             recompute, par.cp, flash_attention=w.flash_attention,
             gemm_input_bytes=w.saved_activation_bytes)
 
-    if w.recompute_layers is None:
+    count = w.recomputed_layers
+    if count is None:
         return per_layer(w.recompute.value) * layers
-    redone = min(layers, w.recompute_layers * chunks)
+    redone = min(layers, count * chunks)
     return per_layer("full") * redone + per_layer("none") * (layers - redone)
 
 

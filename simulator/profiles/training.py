@@ -217,11 +217,12 @@ class TrainingWorkload(BaseModel):
                                                 description="order of microbatch passes")
     recompute: Recompute = Field(Recompute.SELECTIVE, description="activation recomputation: "
                                  "selective recomputes the attention core, full the layer")
-    recompute_layers: PositiveInt | None = Field(
+    recompute_layers: PositiveInt | Literal["fit"] | None = Field(
         None, description="with recompute: full, only the first this many layers of each "
                           "model chunk are recomputed and the others keep all their "
                           "activations (Megatron-LM --recompute-method block "
-                          "--recompute-num-layers); default: every layer")
+                          "--recompute-num-layers); `fit`: the fewest that fit the device "
+                          "memory (none at all if everything fits); default: every layer")
     flash_attention: bool = Field(
         True, description="fused attention (FlashAttention); false for frameworks that "
                           "write the s x s scores to HBM (e.g. Megatron-LM before 2023)")
@@ -277,6 +278,16 @@ class TrainingWorkload(BaseModel):
                              f"{self.recompute.value}): it says how many layers of each chunk "
                              "are recomputed in full")
         return self
+
+    @property
+    def recomputed_layers(self) -> int | None:
+        """``recompute_layers`` as a count (None: every layer). The scenario resolves
+        ``fit`` against memory (:mod:`simulator.perf.recompute_fit`) before anything
+        prices the workload."""
+        if self.recompute_layers == "fit":
+            raise ValueError("recompute_layers: fit is resolved by the scenario, against "
+                             "the device memory")
+        return self.recompute_layers
 
     @model_validator(mode="after")
     def _fp8_attention(self) -> TrainingWorkload:

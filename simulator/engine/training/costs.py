@@ -200,7 +200,7 @@ class PassCosts:
                            stage=StageLayers(first_layer=shape.first_layer, layers=shape.layers,
                                              embedding=shape.embedding, lm_head=shape.lm_head),
                            flash_attention=w.flash_attention, quantization=self.recipe,
-                           recompute_layers=w.recompute_layers,
+                           recompute_layers=w.recomputed_layers,
                            fp8_attention=w.fp8_attention,
                            imbalance=moe_imbalance(w.moe, self.model, w.parallelism.ep,
                                                    LoadBalancer.FORCED))
