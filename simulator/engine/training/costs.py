@@ -166,8 +166,8 @@ def ring_tail(op: CommOp, time_s: float, core_s: float) -> tuple[float, float]:
     hop while the previous step's kernel runs, so the last kernel (1/n of the core) has no
     transfer left to hide. In backward, Transformer Engine passes each chunk's dK/dV along
     the ring with its K/V and returns the last one to its owner after the last kernel (the
-    final wait in ``AttnFuncWithCPAndKVP2P.backward``): one of the reduce-scatter's
-    ``n - 1`` hops is exposed whatever the core's length.
+    final wait in ``AttnFuncWithCPAndKVP2P.backward``, recalled, not re-read): one of the
+    reduce-scatter's ``n - 1`` hops is exposed whatever the core's length.
     """
     n = op.group.size
     if n <= 1:
