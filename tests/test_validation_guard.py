@@ -55,7 +55,7 @@ VALIDATION_DOC = ROOT / "docs" / "validation.md"
 # Then by GB300's GEMM fractions carried from B300 by the measured board-to-superchip step
 # and T46's activation offload (NVIDIA 8.7% -> 8.4%), and I16 on NIM's C++-executor stack.
 MEDIAN_LIMIT = 0.10  # recorded 9.4% (docs/validation.md, "median, all figures")
-# recorded: NVIDIA 8.4%, AMD 17.9%, Intel 7.0%, Google 11.5%, AWS 4.4%; a vendor without
+# recorded: NVIDIA 8.4%, AMD 17.4%, Intel 7.0%, Google 11.5%, AWS 4.4%; a vendor without
 # an entry is held to the target (12%)
 VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.095, "AMD": 0.185, "Intel": 0.075,
                                           "Google": 0.12}

@@ -82,6 +82,41 @@ def test_context_parallel_exchange_hides_behind_attention():
     assert 0.0 <= cost.cp_s < sum(seconds(op) for op in cp_ops)
 
 
+def attention_backward(tflop: float) -> ComputeOp:
+    return ComputeOp(name="attn.core.backward", kind=OpKind.ATTENTION_BACKWARD,
+                     flops=tflop * 1e12, bytes=1e6, precision="bf16",
+                     gemm_flops_each=tflop * 1e12)
+
+
+def ring(kind: Collective, gbytes: float, cp: int) -> CommOp:
+    suffix = "all_gather" if kind is Collective.ALL_GATHER else "reduce_scatter"
+    return CommOp(name=f"attn.cp_kv_all_gather.backward.{suffix}", collective=kind,
+                  bytes=gbytes * 1e9, group=Group(cp, 1))
+
+
+@pytest.mark.parametrize("cp", [2, 4])
+def test_ring_attention_returns_its_last_dkv_chunk_after_the_last_kernel(cp):
+    """Behind a long core the K/V re-gather hides, but one of the dK/dV reduce-scatter's
+    cp - 1 hops comes after the last kernel: rs/(cp-1) stays exposed (all of it at cp=2)."""
+    ops = [ring(Collective.ALL_GATHER, 0.1, cp), attention_backward(50.0),
+           ring(Collective.REDUCE_SCATTER, 0.1, cp)]
+    ag, core, rs = map(seconds, ops)
+    assert core * (cp - 1) / cp > ag + rs  # the core is long enough to hide everything else
+    cost = pass_cost(H100, ops, overlap_tp=False, overlap_ep=False)
+    assert cost.cp_s == pytest.approx(rs / (cp - 1))
+    assert cost.compute_s == pytest.approx(core)
+
+
+def test_ring_attention_hides_nothing_behind_its_last_kernel():
+    """With cp = 2 only the first of the two kernels runs while K/V arrive: a transfer
+    longer than half the core shows by its excess over that half."""
+    ops = [ring(Collective.ALL_GATHER, 2.0, 2), attention_backward(0.5)]
+    ag, core = map(seconds, ops)
+    assert ag > core / 2
+    cost = pass_cost(H100, ops, overlap_tp=False, overlap_ep=False)
+    assert cost.cp_s == pytest.approx(ag - core / 2)
+
+
 def test_llama3_chunks_put_the_embedding_and_the_head_on_chunks_of_their_own():
     """Llama 3 405B, pp16 vpp8, 7 + 14x8 + 7 layers (the paper's Sec. 3.3.2)."""
     scenario = load_scenario(SCENARIOS / "llama3.1-405b-h100-training.yaml")

@@ -7,8 +7,9 @@ overlaps is then taken off:
 - TP/SP collectives (``overlap.tp_comm``, Transformer Engine's userbuffers): an all-gather
   hides behind the GEMM that consumes it, a reduce-scatter or all-reduce behind the GEMM
   that produces it, up to that GEMM's length. Otherwise they are exposed in full.
-- CP collectives: ring attention always overlaps the K/V exchange with the attention core;
-  only the excess is exposed.
+- CP collectives: ring attention overlaps the K/V exchange with the attention core's
+  kernels but its last one, and returns the last dK/dV chunk after that kernel (one hop of
+  the backward reduce-scatter exposed, :func:`ring_tail`); the excess is exposed.
 - EP all-to-alls (``overlap.ep_comm``, DualPipe-style): hidden behind the compute of
   another microbatch, modelled as up to the pass's own compute. Otherwise exposed.
 
@@ -143,7 +144,8 @@ def pass_cost(hw: HardwareProfile, ops: list, *, overlap_tp: bool,
         if j is None:
             exposed[cls] += t
             continue
-        hidden = min(t, room[j])
+        tail, spare = (ring_tail(op, t, times[j]) if cls == "cp" else (0.0, 0.0))
+        hidden = min(t - tail, max(0.0, room[j] - spare))
         room[j] -= hidden
         exposed[cls] += t - hidden
     if overlap_ep:
@@ -153,6 +155,25 @@ def pass_cost(hw: HardwareProfile, ops: list, *, overlap_tp: bool,
     return PassCost(compute_s=compute, tp_s=exposed["tp"], ep_s=exposed["ep"],
                     cp_s=exposed["cp"], flops=flops, recompute_flops=recompute, hbm_bytes=hbm,
                     comm_busy_s=busy)
+
+
+def ring_tail(op: CommOp, time_s: float, core_s: float) -> tuple[float, float]:
+    """What of a ring-attention exchange cannot overlap its attention core, and how much of
+    the core no exchange can hide behind: (the collective's exposed floor, the core's
+    unusable seconds).
+
+    Ring attention over ``n`` ranks runs ``n`` kernels and moves K/V ``n - 1`` times, each
+    hop while the previous step's kernel runs, so the last kernel (1/n of the core) has no
+    transfer left to hide. In backward, Transformer Engine passes each chunk's dK/dV along
+    the ring with its K/V and returns the last one to its owner after the last kernel (the
+    final wait in ``AttnFuncWithCPAndKVP2P.backward``, recalled, not re-read): one of the
+    reduce-scatter's ``n - 1`` hops is exposed whatever the core's length.
+    """
+    n = op.group.size
+    if n <= 1:
+        return 0.0, 0.0
+    tail = time_s / (n - 1) if op.collective is Collective.REDUCE_SCATTER else 0.0
+    return tail, core_s / n
 
 
 def _lora(workload: TrainingWorkload):
