@@ -5,6 +5,8 @@ Joins the pieces of :mod:`simulator.perf.memory` according to the workload's lay
 
 from __future__ import annotations
 
+import math
+
 from simulator.perf.memory import (
     BYTES_OPTIMIZER,
     BYTES_WEIGHT_TRAIN,
@@ -24,7 +26,7 @@ from simulator.profiles.model import ModelProfile
 from simulator.profiles.params import count_params
 from simulator.profiles.precision import Precision
 from simulator.profiles.scenario import Scenario
-from simulator.profiles.training import FinetuneMethod, TrainingWorkload
+from simulator.profiles.training import FinetuneMethod, Recompute, TrainingWorkload
 
 _LORA_SHAPES = {  # (in, out) of each LoRA target, in units resolved per model
     "q": ("h", "q"), "k": ("h", "kv"), "v": ("h", "kv"), "o": ("q", "h"),
@@ -46,6 +48,7 @@ def lora_params_per_layer(model: ModelProfile, rank: int, targets: tuple[str, ..
 
 def training_footprint(scenario: Scenario) -> Footprint:
     """Bytes per device of the most loaded pipeline stage of a training scenario."""
+    scenario = resolved_recompute(scenario)
     w = scenario.workload
     assert isinstance(w, TrainingWorkload)
     model = scenario.model
@@ -229,3 +232,46 @@ def scenario_footprint(scenario: Scenario) -> Footprint:
     if isinstance(scenario.workload, TrainingWorkload):
         return training_footprint(scenario)
     return inference_footprint(scenario)
+
+
+def with_count(w: TrainingWorkload, count: int, chunk_layers: int) -> TrainingWorkload:
+    """``w`` recomputing the first ``count`` layers of each chunk: 0 is no recomputation at
+    all, ``chunk_layers`` or more is every layer (full recomputation)."""
+    if count <= 0:
+        return w.model_copy(update={"recompute": Recompute.NONE, "recompute_layers": None})
+    if count >= chunk_layers:
+        return w.model_copy(update={"recompute": Recompute.FULL, "recompute_layers": None})
+    return w.model_copy(update={"recompute": Recompute.FULL, "recompute_layers": count})
+
+
+def resolved_recompute(scenario: Scenario) -> Scenario:
+    """``scenario`` with ``recompute_layers: fit`` replaced by the fewest layers per model
+    chunk whose footprint fits; every layer when even that does not fit (the memory check
+    then says by how much). What prices a training step or its memory resolves it first.
+
+    Recomputation buys memory with time, so a tuned recipe recomputes as few layers as its
+    memory allows (MLPerf's Llama 2 70B LoRA: ``--recompute-num-layers`` 21 of 80 on a
+    256 GB MI325X); ``fit`` states that rule where a recipe does not print its setting.
+    Memory falls monotonically as more layers are recomputed, so a bisection finds it.
+    """
+    w = scenario.workload
+    if not isinstance(w, TrainingWorkload) or w.recompute_layers != "fit":
+        return scenario
+    par = w.parallelism
+    layers = par.stage_layers(scenario.model.layers) or even_stage_layers(
+        scenario.model.layers, par.pp)
+    chunk_layers = math.ceil(max(layers) / par.vpp)  # the most loaded stage's chunks
+
+    def fits(count: int) -> bool:
+        """Whether recomputing ``count`` layers of each chunk fits the device."""
+        trial = scenario.model_copy(update={"workload": with_count(w, count, chunk_layers)})
+        return training_footprint(trial).fits
+
+    low, high = 0, chunk_layers  # the answer lies in [low, high]; high is the fallback
+    while low < high:
+        mid = (low + high) // 2
+        if fits(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return scenario.model_copy(update={"workload": with_count(w, low, chunk_layers)})

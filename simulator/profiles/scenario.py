@@ -133,10 +133,6 @@ class Scenario(BaseModel):
                 else par.tp > 1,
             })
             w = w.model_copy(update={"parallelism": resolved})
-            if w.recompute_layers == "fit":  # (perf imports this module: import here)
-                from simulator.perf.recompute_fit import fitted_recompute
-
-                w = fitted_recompute(self.model_copy(update={"workload": w}))
         else:
             problems = (pool_problems(w, self.model, self.hardware, n) if w.pools is not None
                         else check_inference(w, self.model, self.hardware, n)[0])

@@ -8,7 +8,12 @@ import pytest
 
 from simulator.engine.training.planner import build_plan
 from simulator.loading import load_scenario
-from simulator.perf.footprint import saved_activation_bytes, training_footprint
+from simulator.perf.footprint import (
+    resolved_recompute,
+    saved_activation_bytes,
+    training_footprint,
+    with_count,
+)
 from simulator.perf.layouts import training_layout
 from simulator.perf.memory import activation_bytes_per_layer
 from simulator.perf.transformer import RECOMPUTE_PREFIX, training_ops
@@ -71,8 +76,70 @@ def test_the_layers_not_recomputed_keep_all_their_activations():
     (["workload.recompute=selective", "workload.recompute_layers=8"],
      "recompute_layers needs recompute: full"),
     (["workload.recompute_layers=0"], "workload.recompute_layers"),
+    (["workload.recompute_layers=some"], "workload.recompute_layers"),
+    (["workload.recompute=selective", "workload.recompute_layers=fit"],
+     "recompute_layers needs recompute: full"),
 ])
 def test_bad_recompute_layers_is_one_clean_error(assignments, fragment):
     args = [a for assignment in ["workload.recompute=full", *assignments]
             for a in ("--set", assignment)]
     assert_clean_error(run_cli("run", T, "--quiet", *args), fragment)
+
+
+def _fits(scenario, workload) -> bool:
+    return training_footprint(scenario.model_copy(update={"workload": workload})).fits
+
+
+def _fitted(*overrides: str):
+    return resolved_recompute(_scenario("workload.recompute_layers=fit", *overrides))
+
+
+def test_fit_recomputes_the_fewest_layers_that_fit():
+    """Llama 3.1 8B at 8,192 tokens on one H100's share: the chosen count fits and one
+    layer fewer per chunk does not (memory falls as more layers are recomputed)."""
+    scenario = _fitted()
+    w = scenario.workload
+    count = w.recomputed_layers
+    assert w.recompute.value == "full" and count is not None and 0 < count < 32
+    assert _fits(scenario, w)
+    assert not _fits(scenario, with_count(w, count - 1, 32))
+
+
+def test_fit_is_what_the_step_and_the_memory_price():
+    """A scenario saying ``fit`` is priced as the same scenario with the chosen count."""
+    fit = _scenario("workload.recompute_layers=fit")
+    count = resolved_recompute(fit).workload.recomputed_layers
+    explicit = _scenario(f"workload.recompute_layers={count}")
+    assert training_footprint(fit).total == training_footprint(explicit).total
+    assert any(f"first {count} layers" in note for note in training_footprint(fit).notes)
+    assert build_plan(fit).step.stages[0].chunks[0].backward.flops == \
+        build_plan(explicit).step.stages[0].chunks[0].backward.flops
+    with pytest.raises(ValueError, match="resolved by the scenario"):
+        _ = fit.workload.recomputed_layers
+
+
+def test_fit_recomputes_nothing_when_everything_fits():
+    """1,024-token sequences keep every activation: no recomputation at all."""
+    w = _fitted("workload.seq_len=1024").workload
+    assert (w.recompute.value, w.recomputed_layers) == ("none", None)
+
+
+def test_fit_falls_back_to_every_layer_and_the_run_says_it_does_not_fit():
+    """Micro-batch 16 does not fit even recomputing all 32 layers: full recomputation of
+    every layer, and the run is refused with the memory verdict."""
+    scenario = _fitted("workload.micro_batch_size=16")
+    w = scenario.workload
+    assert (w.recompute.value, w.recomputed_layers) == ("full", None)
+    assert not training_footprint(scenario).fits
+    result = run_cli("run", T, "--quiet", "--set", "workload.recompute=full", "--set",
+                     "workload.recompute_layers=fit", "--set", "workload.micro_batch_size=16")
+    assert_clean_error(result, "does not fit")
+
+
+def test_with_count_spells_none_some_and_every_layer():
+    w = _scenario().workload
+    assert (with_count(w, 0, 32).recompute.value, with_count(w, 0, 32).recompute_layers) == \
+        ("none", None)
+    assert with_count(w, 5, 32).recompute_layers == 5
+    assert with_count(w, 32, 32).recompute_layers is None
+    assert with_count(w, 32, 32).recompute.value == "full"
