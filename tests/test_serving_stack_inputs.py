@@ -104,7 +104,8 @@ def test_an_unknown_frontend_names_the_field_and_the_choices(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(text)
     result = run_cli("run", str(path))
-    assert_clean_error(result, "workload.frontend", "http", "in_process")
+    assert_clean_error(result, "workload.frontend", "http", "in_process",
+                       "in_process_streaming")
     assert len(result.err.strip().splitlines()) == 1
 
 

@@ -379,5 +379,12 @@ def test_the_stacks_folder_holds_what_cases_name_not_cases():
     assert offline.engine.host.scheduler_steps.value == 13
     assert server.engine.id == "vllm-0.9-rocm-mlperf-server"
     assert server.engine.graphs is None  # the server config runs vLLM in eager mode
-    # AMD's harness drives vLLM in process (MLPerf's LoadGen): no API-server work
-    assert offline.frontend.value == server.frontend.value == "in_process"
+    # AMD's harness drives vLLM in process (MLPerf's LoadGen): no API-server work offline;
+    # the Server harness streams every step's outputs (first tokens) in the V0 engine's
+    # process, so it pays the stack's frontend part in series
+    assert offline.frontend.value == "in_process"
+    assert server.frontend.value == "in_process_streaming"
+    assert server.engine.host.frontend.overlapped.value is False
+    i04 = {k: loaded[k].scenario.workload for k in ("I04-offline", "I04-server-ttft")}
+    assert i04["I04-offline"].frontend.value == "in_process"
+    assert i04["I04-server-ttft"].frontend.value == "in_process_streaming"

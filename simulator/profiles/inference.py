@@ -244,9 +244,14 @@ class InferenceWorkload(BaseModel):
                     "(docs/serving.md)")
     frontend: Frontend = Field(
         Frontend.HTTP, description="how requests reach the engine: http (through its API "
-                                   "server, whose host work the stack's host.frontend prices) "
-                                   "or in_process (a harness calling the engine directly, as "
-                                   "MLPerf's LoadGen harnesses do: no API-server work)")
+                                   "server, whose host work the stack's host.frontend prices), "
+                                   "in_process (a harness calling the engine directly for "
+                                   "whole results, as MLPerf Offline harnesses do: no "
+                                   "API-server work) or in_process_streaming (a harness in "
+                                   "process taking every request's output step by step, as "
+                                   "MLPerf Server harnesses do to report first tokens: it "
+                                   "does the API server's streaming, host.frontend as the "
+                                   "stack prices it)")
 
     @field_validator("engine", mode="before")
     @classmethod

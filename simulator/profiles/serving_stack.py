@@ -121,10 +121,15 @@ class ActivationQuant(BaseModel):
 class Frontend(StrEnum):
     """How requests reach the engine: through its HTTP API server, or from a harness that
     calls the engine in its own process (MLPerf's LoadGen, an offline ``LLM.generate``),
-    where the API server's work does not exist."""
+    where the API server's work does not exist, or from a harness in its own process that
+    consumes every request's output as a stream, step by step (an MLPerf Server harness,
+    which reports each query's first token as it comes): the engine hands every running
+    request its step's output as it would hand it to its API server, and the harness takes
+    each one, so the stack's ``frontend`` part is paid, where that part says it runs."""
 
     HTTP = "http"
     IN_PROCESS = "in_process"
+    IN_PROCESS_STREAMING = "in_process_streaming"
 
 
 class Admission(StrEnum):

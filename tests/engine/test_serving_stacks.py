@@ -110,6 +110,23 @@ def test_the_api_server_is_paid_over_http_and_not_in_process():
             == StackCost.of(tgi, kernels=324, max_batch=256, frontend=Frontend.IN_PROCESS))
 
 
+def test_a_streaming_harness_pays_the_frontend_where_the_stack_runs_it():
+    from simulator.profiles.catalog import load_stack
+    from simulator.profiles.serving_stack import Frontend
+    streaming = Frontend.IN_PROCESS_STREAMING
+    # vllm-0.5: the frontend shares the engine's process, so a harness streaming each
+    # step's outputs pays it in series: 8.8968 ms schedule + 10.6 ms frontend, as over http
+    v05 = StackCost.of(load_stack("vllm-0.5"), kernels=324, max_batch=256, frontend=streaming)
+    assert v05.host(256, 256, True) == pytest.approx((19.4968 * MS, 0.0), rel=1e-12)
+    # vllm-0.6 declares its frontend overlapped: the streaming only floors the step
+    v06 = StackCost.of(load_stack("vllm-0.6"), kernels=324, max_batch=256, frontend=streaming)
+    assert v06.host(256, 256, True) == pytest.approx((8.8968 * MS, 10.6 * MS), rel=1e-12)
+    # a whole-results harness pays none of it
+    local = StackCost.of(load_stack("vllm-0.6"), kernels=324, max_batch=256,
+                         frontend=Frontend.IN_PROCESS)
+    assert local.host(256, 256, True) == pytest.approx((8.8968 * MS, 0.0), rel=1e-12)
+
+
 def test_workload_frontend_reaches_the_replicas_cost():
     # one 100-token prompt, then 2 decode steps; the API server costs 2 ms + 10 us per
     # sequence per iteration in series: 3 iterations x 2.01 ms = 6.03 ms over http
@@ -120,9 +137,12 @@ def test_workload_frontend_reaches_the_replicas_cost():
          "output_tokens": 3}
     http = run_serving(scenario(w, stack)).result.inference
     local = run_serving(scenario({**w, "frontend": "in_process"}, stack)).result.inference
+    streamed = run_serving(scenario({**w, "frontend": "in_process_streaming"},
+                                    stack)).result.inference
     ideal = run_serving(scenario(w)).result.inference
     assert http.e2e_s.mean == pytest.approx(ideal.e2e_s.mean + 6.03 * MS, rel=1e-9)
     assert local.e2e_s.mean == ideal.e2e_s.mean
+    assert streamed.e2e_s.mean == pytest.approx(http.e2e_s.mean, rel=1e-12)
 
 
 def test_a_static_generate_loop_has_no_per_sequence_host_work():

@@ -13,8 +13,10 @@ An iteration's device time ``gpu`` (the kernels, priced by :mod:`simulator.perf`
 
 Host work is ``fixed + per_sequence x sequences + per_new_token x tokens`` per part
 (:class:`~simulator.profiles.serving_stack.HostWork`): scheduling, the engine's output
-processing, and the HTTP API server's (the ``frontend`` part, paid only when the workload
-is served over HTTP: a harness that calls the engine in process has none). Multi-step
+processing, and the HTTP API server's (the ``frontend`` part, paid when the workload is
+served over HTTP or by a harness that streams each step's outputs in process, as an MLPerf
+Server harness does; a harness that calls the engine in process for whole results has
+none). Multi-step
 scheduling pays the
 schedule part of a decode-only iteration once per ``scheduler_steps`` iterations (spread
 evenly, so that every iteration of a run costs the same and runs can still be jumped).
@@ -42,7 +44,8 @@ def _parts(work: HostWork | None) -> tuple[float, float, float]:
 
 
 def _frontend(stack: ServingStack, frontend: Frontend) -> tuple[tuple[float, float, float], bool]:
-    """The API server's host work and whether it overlaps; none when run in process."""
+    """The API server's host work and whether it overlaps; none when run in process, unless
+    the harness streams every step's outputs (it then does the server's streaming work)."""
     work = stack.host.frontend
     if work is None or frontend is Frontend.IN_PROCESS:
         return _NONE, True
