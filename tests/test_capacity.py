@@ -86,6 +86,11 @@ def test_a_probe_keeps_the_arrival_window_and_the_seed():
     assert faster.seed == scenario.seed and faster.workload.slo == scenario.workload.slo
 
 
+def _whole(t: np.ndarray) -> SimpleNamespace:
+    """A steady window over every bin of ``t``: a D/D/1 queue has no batch to fill."""
+    return SimpleNamespace(found=True, start_s=float(t[0]), end_s=float(t[-1]) + 1e-9)
+
+
 def _deterministic_result(*, rate: float, n: int, warmup: int, service_s: float,
                           slo_s: float) -> SimpleNamespace:
     """A D/D/1 run as a fake result: one server, constant arrivals at ``rate``, every request
@@ -106,7 +111,7 @@ def _deterministic_result(*, rate: float, n: int, warmup: int, service_s: float,
     target = SimpleNamespace(met=p99 <= slo_s, value_s=p99, target_s=slo_s, percentile=99)
     return SimpleNamespace(inference=SimpleNamespace(slo={"ttft_s": target},
                                                      time_series=series),
-                           steady=SimpleNamespace(found=False), time_s=last + service_s)
+                           steady=_whole(t), time_s=last + service_s)
 
 
 def _deterministic_queue(service_s: float, runs: list[tuple[float, float]] | None = None):
@@ -239,7 +244,7 @@ def _settling_fleet(runs: list[tuple[float, float]]):
         target = SimpleNamespace(met=rate < 12.0, value_s=1.0, target_s=2.0, percentile=99)
         return SimpleNamespace(inference=SimpleNamespace(slo={"ttft_s": target},
                                                          time_series=series),
-                               steady=SimpleNamespace(found=False), time_s=window)
+                               steady=_whole(t), time_s=window)
 
     return run
 
@@ -262,3 +267,44 @@ def test_a_rate_starts_its_second_run_at_the_window_a_lower_rate_needed():
     assert [w for r, ws in windows.items() if 10.0 <= r < 12.0 for w in ws][-1] == 600
     assert found.rate_per_s is not None and 10.0 / 1.02 < found.rate_per_s < 10.0
     assert "the backlog grows at" in found.describe()
+
+
+def _filling_fleet(runs: list[float], steady_from_s: float | None):
+    """A fake simulate that meets the SLO with a level backlog at every rate, but finds a
+    steady window only on runs of at least ``steady_from_s`` seconds (None: never), as a
+    batch that is still filling when a short run's arrivals end."""
+
+    def run(scenario):
+        w = scenario.workload
+        window = w.arrivals.requests / w.arrivals.rate_per_s
+        runs.append(round(window))
+        t = np.linspace(0.0, window, 64, endpoint=False)
+        series = SimpleNamespace(t_s=list(t), in_system=[100.0] * len(t),
+                                 arrivals_per_s=[w.arrivals.rate_per_s] * len(t))
+        target = SimpleNamespace(met=True, value_s=1.0, target_s=2.0, percentile=99)
+        found = steady_from_s is not None and window >= steady_from_s - 1e-9
+        return SimpleNamespace(inference=SimpleNamespace(slo={"ttft_s": target},
+                                                         time_series=series),
+                               steady=_whole(t) if found else SimpleNamespace(found=False),
+                               time_s=window)
+
+    return run
+
+
+def test_a_run_without_a_steady_window_is_run_again_until_it_has_one():
+    """20 s window (the lenient scenario); the fake finds a steady window from 40 s on: the
+    20 s run meets the SLO with a level backlog but is no verdict, the 40 s run passes."""
+    runs: list[float] = []
+    probe = judged_rate(_short_lenient_scenario(), _filling_fleet(runs, 40.0), 9.0)
+    assert runs == [20, 40]
+    assert probe.meets and probe.window_s == pytest.approx(40.0)
+    assert "keeps up" in probe.reason
+
+
+def test_a_run_never_steady_is_judged_on_its_backlog_over_the_longest_window():
+    """No steady window at any length: windows 20, 40, ..., 320, then SUSTAIN_S = 600 s;
+    there the level backlog over the arrivals decides, and the rate passes, saying why."""
+    runs: list[float] = []
+    probe = judged_rate(_short_lenient_scenario(), _filling_fleet(runs, None), 9.0)
+    assert runs == [20, 40, 80, 160, 320, 600]
+    assert probe.meets and "without a steady window" in probe.reason

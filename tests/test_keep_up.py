@@ -93,3 +93,23 @@ def test_without_a_steady_window_the_trend_is_read_over_the_arrivals():
     t = np.arange(0.0, 30.0, 0.5)
     verdict = judge(_result(met=True, t=t, n=5.0 * t, steady=None), 100.0)
     assert verdict.growth_per_s == pytest.approx(5.0) and not verdict.settled
+
+
+def test_a_level_backlog_without_a_steady_window_is_no_verdict_yet():
+    """SLO met and the backlog level over the arrivals, but no steady window: settled (the
+    backlog does not grow) yet not steady, so not sustainable and not conclusive."""
+    t = np.arange(0.0, 30.0, 0.5)
+    verdict = judge(_result(met=True, t=t, n=0 * t + 400.0, steady=None), 100.0)
+    assert verdict.meets and verdict.settled and not verdict.steady
+    assert not verdict.sustainable and not verdict.conclusive
+    assert verdict.growth_per_s == pytest.approx(0.0, abs=1e-12)
+    assert "without a steady window" in verdict.reason
+
+
+def test_a_verdict_is_conclusive_when_missed_or_steady_and_level():
+    t = np.arange(0.0, 30.0, 0.5)
+    assert judge(_result(met=False, t=t, n=0 * t, steady=None), 100.0).conclusive
+    level = judge(_result(met=True, t=t, n=0 * t + 400.0, steady=(5.0, 30.0)), 100.0)
+    assert level.conclusive and level.steady and level.sustainable
+    growing = judge(_result(met=True, t=t, n=5.0 * t, steady=(5.0, 30.0)), 100.0)
+    assert not growing.conclusive

@@ -34,8 +34,10 @@ SLO at a rate above the fleet's capacity. A probe therefore also reads the backl
 rate is simulated again over twice the arrival window (the warm-up kept), up to
 :data:`SUSTAIN_S` (or the scenario's own window, if longer) and :data:`MAX_REQUESTS`; the
 rate passes once the backlog levels off, and fails if the SLO is missed on a longer run or
-the backlog still grows on the longest. Each probe keeps the reason it passed or failed
-(``Probe.reason``). A rate above one that needed a longer window to settle goes straight
+the backlog still grows on the longest. A run that meets the SLO without a steady window
+(its batch still filling when the arrivals end) is simulated again the same way; over the
+longest window its backlog over the arrivals decides. Each probe keeps the reason it passed
+or failed (``Probe.reason``). A rate above one that needed a longer window to settle goes straight
 to that window once its first run says "still growing": nearer capacity a fleet settles no
 faster (and a rate that misses the SLO is still caught on the first, short run).
 """
@@ -209,7 +211,7 @@ def judged_rate(scenario: Scenario, simulate: Callable[[Scenario], Any], rate_pe
         run = window
         verdict = judge(simulate(at_rate(scenario, rate_per_s, stretch=run / base)),
                         rate_per_s)
-        if verdict.settled or not verdict.meets:
+        if verdict.conclusive:
             break
         window = _longer(run, longest, rate_per_s)
         if window is not None and first_window_s is not None:

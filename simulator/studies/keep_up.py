@@ -22,6 +22,14 @@ Below capacity the slope is noise: within +-0.7% of the rate on the shipped MLPe
 A growing backlog is not yet a verdict: the run may simply be too short to settle. The
 search (:mod:`simulator.studies.capacity`) then simulates the rate again over a longer
 window, and only a backlog still growing over the longest one fails.
+
+Nor is a run without a steady window (:mod:`simulator.engine.serving.window`: its batch
+never reached flow balance before the last arrival) a verdict, even with its SLO met and a
+level backlog: a batch still filling has not yet reached the size, nor the TPOT, that the
+rate settles at, and its requests in the system can look level over the arrivals' second
+half while the batch grows and the queue shrinks. Such a run is simulated again over a
+longer window too; only over the longest is its backlog over the arrivals taken as the
+verdict.
 """
 
 from __future__ import annotations
@@ -38,18 +46,26 @@ MIN_POINTS = 4  # time-series bins a slope is fitted to, at least
 @dataclass(frozen=True, kw_only=True)
 class Verdict:
     """A run at one rate, judged: ``meets`` (every SLO target met), ``settled`` (the
-    backlog does not grow, or cannot be judged), the backlog's growth in requests per
-    second (None: too few bins to fit), and the reason in words."""
+    backlog does not grow, or cannot be judged), ``steady`` (the run found a steady window:
+    its batch stopped filling), the backlog's growth in requests per second (None: too few
+    bins to fit), and the reason in words."""
 
     meets: bool
     settled: bool
     growth_per_s: float | None
     reason: str
+    steady: bool = True
 
     @property
     def sustainable(self) -> bool:
-        """Met and settled: the rate passes."""
-        return self.meets and self.settled
+        """Met, settled and steady: the rate passes."""
+        return self.meets and self.settled and self.steady
+
+    @property
+    def conclusive(self) -> bool:
+        """Whether a longer run could not change the verdict: the SLO is missed, or it is
+        met by a steady run whose backlog does not grow."""
+        return not self.meets or (self.settled and self.steady)
 
 
 def backlog_growth(t_s: np.ndarray, in_system: np.ndarray, start_s: float,
@@ -104,14 +120,19 @@ def judge(result: Any, rate_per_s: float) -> Verdict:
                        reason=f"misses the SLO: {_missed(targets) or 'no targets'}")
     series = result.inference.time_series
     start, end = _span(result)
+    steady = result.steady is not None and bool(result.steady.found)
     growth = backlog_growth(np.asarray(series.t_s), np.asarray(series.in_system), start, end)
     span = f"over {result.time_s:.4g} s"
     if growth is None:
-        return Verdict(meets=True, settled=False, growth_per_s=None,
+        return Verdict(meets=True, settled=False, growth_per_s=None, steady=steady,
                        reason=f"meets the SLO {span}, too short to judge the backlog")
-    if growth <= KEEP_UP * rate_per_s:
-        return Verdict(meets=True, settled=True, growth_per_s=growth,
-                       reason=f"meets the SLO {span} and keeps up")
-    return Verdict(meets=True, settled=False, growth_per_s=growth,
-                   reason=f"meets the SLO {span}, but the backlog grows at {growth:.4g} "
-                          f"req/s ({growth / rate_per_s:.1%} of the rate)")
+    if growth > KEEP_UP * rate_per_s:
+        return Verdict(meets=True, settled=False, growth_per_s=growth, steady=steady,
+                       reason=f"meets the SLO {span}, but the backlog grows at {growth:.4g} "
+                              f"req/s ({growth / rate_per_s:.1%} of the rate)")
+    if not steady:
+        return Verdict(meets=True, settled=True, growth_per_s=growth, steady=False,
+                       reason=f"meets the SLO {span} with a level backlog, but without a "
+                              f"steady window (the batch may still be filling)")
+    return Verdict(meets=True, settled=True, growth_per_s=growth,
+                   reason=f"meets the SLO {span} and keeps up")
