@@ -50,10 +50,11 @@ VALIDATION_DOC = ROOT / "docs" / "validation.md"
 # Then by the measured weight-streaming fraction of decode GEMMs on Hopper (gemm.stream), the
 # MI355X fp8 fraction from CDNA3's measured fp8/bf16 ratio (T40, a calibration case since),
 # training's NCCL size curve and the SMs overlapped DP collectives take.
+# Then by serving's all-gathers and reduce-scatters on NCCL's size curve (I44 Maverick).
 MEDIAN_LIMIT = 0.10  # recorded 9.4% (docs/validation.md, "median, all figures")
-# recorded: NVIDIA 8.7%, AMD 17.9%, Intel 7.0%, Google 11.5%, AWS 24.9%; a vendor without
+# recorded: NVIDIA 8.3%, AMD 17.9%, Intel 7.0%, Google 11.5%, AWS 24.9%; a vendor without
 # an entry is held to the target (12%)
-VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.095, "AMD": 0.185, "Intel": 0.075,
+VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.09, "AMD": 0.185, "Intel": 0.075,
                                           "Google": 0.12, "AWS": 0.255}
 CASE_LIMIT = 0.80  # recorded 79.5% (I43-interactive-capacity: p99 TPOT-bound, see the docs)
 # Cases known not to produce a prediction, with the reason; a new failure, or a known one
