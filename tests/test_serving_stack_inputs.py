@@ -60,6 +60,8 @@ def test_an_unknown_engine_lists_the_known_ones(tmp_path):
      "quantized_head.value"),
     (("moe_exchange: {value: all_to_all_on_mnnvl", "moe_exchange: {value: broadcast"),
      "moe_exchange.value"),
+    (("capped_at_max_batch: {value: true", "capped_at_max_batch: {value: sometimes"),
+     "graphs.capped_at_max_batch.value"),
 ])
 def test_a_bad_stack_file_names_the_file_and_the_field(tmp_path, edit, field):
     text = (stack_dir() / "trtllm.yaml").read_text()

@@ -21,7 +21,7 @@ from typing import cast
 
 import numpy as np
 
-from simulator.perf.collective_size import scale_up_size_factor
+from simulator.perf.collective_size import scale_up_size_factor, scale_up_size_factors
 from simulator.perf.ops import Collective, CommOp, Group
 from simulator.profiles.hardware import HardwareProfile, ScaleUpTopology
 
@@ -143,17 +143,20 @@ def collective_time(hw: HardwareProfile, collective: Collective | str, nbytes: f
 
 
 def one_fabric_times(hw: HardwareProfile, collective: Collective, nbytes: np.ndarray,
-                     group: Group) -> np.ndarray | None:
-    """``collective_time(hw, collective, b, group).time_s`` for each ``b`` of ``nbytes``,
-    elementwise (the fastest algorithm at each size), where the group's members all meet on
-    one fabric (inside one scale-up domain, or one per domain); None for a hierarchical
-    group (priced one size at a time). Sizes are not validated."""
+                     group: Group, *, library: bool = False) -> np.ndarray | None:
+    """``collective_time(hw, collective, b, group, library=library).time_s`` for each ``b``
+    of ``nbytes``, elementwise (the fastest algorithm at each size), where the group's
+    members all meet on one fabric (inside one scale-up domain, or one per domain); None for
+    a hierarchical group (priced one size at a time). Sizes are not validated."""
     n = group.size
     if n == 1:
         return np.zeros(len(nbytes))
     k = group.members_per_domain(hw.scale_up.domain_size.value)
     if k >= n:
         fabric = _scale_up(hw, n, group.stride)
+        factors = scale_up_size_factors(hw, collective, nbytes, library)
+        if factors is not None:
+            fabric = replace(fabric, bw=cast(float, fabric.bw * factors))
     elif k == 1:
         fabric = _scale_out(hw, n)
     else:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from simulator.perf import collectives as model
+from simulator.perf.collective_size import serving_library
 from simulator.perf.kernel import KernelTime, KernelTimes, OpRates, kernel_time, kernel_times
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Group, OpKind
 from simulator.perf.roofline import op_rates
@@ -107,7 +108,8 @@ class CostSum:
 class Pricer:
     """Prices ops on one device as :func:`simulator.perf.roofline.op_time` does, bit for
     bit, with the rates of each (precision, kind) looked up once and each collective
-    (kind, bytes, group) priced once."""
+    (kind, bytes, group) priced once. It prices serving's collectives: the all-gathers and
+    reduce-scatters as NCCL's (``library``), the all-reduce on the engine's own kernels."""
 
     def __init__(self, hw: HardwareProfile):
         self.hw = hw
@@ -146,8 +148,8 @@ class Pricer:
         key = (collective, nbytes, group)
         one = self._collectives.get(key)
         if one is None:
-            one = self._collectives[key] = model.collective_time(self.hw, collective, nbytes,
-                                                                 group).time_s
+            one = self._collectives[key] = model.collective_time(
+                self.hw, collective, nbytes, group, library=serving_library(collective)).time_s
         return one * count if count else 0.0
 
     def collective_times(self, collective: Collective, nbytes: np.ndarray, group: Group,
@@ -157,7 +159,8 @@ class Pricer:
         (the fastest algorithm at each size); others one size at a time."""
         if not count:
             return np.zeros(len(nbytes))
-        one = model.one_fabric_times(self.hw, collective, nbytes, group)
+        one = model.one_fabric_times(self.hw, collective, nbytes, group,
+                                     library=serving_library(collective))
         if one is None:
             return np.array([self.collective_time(collective, float(b), group, count)
                              for b in nbytes])

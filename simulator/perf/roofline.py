@@ -122,3 +122,13 @@ def op_time(hw: HardwareProfile, op: ComputeOp | CommOp, *, library: bool = Fals
 
     cost = comm_op_time(hw, op, library=library)
     return OpTime(time_s=cost.time_s, bound="network", network_s=cost.time_s)
+
+
+def serving_op_time(hw: HardwareProfile, op: ComputeOp | CommOp) -> OpTime:
+    """:func:`op_time` as a serving engine runs the op: its all-gathers and reduce-scatters
+    in NCCL (the library's size curve), its all-reduce on kernels of its own
+    (:func:`simulator.perf.collective_size.serving_library`)."""
+    from simulator.perf.collective_size import serving_library
+
+    library = isinstance(op, CommOp) and serving_library(op.collective)
+    return op_time(hw, op, library=library)

@@ -15,7 +15,7 @@ from simulator.perf.layouts import inference_layout, training_layout, training_s
 from simulator.perf.moe_balance import moe_imbalance
 from simulator.perf.ops import Collective, CommOp, ComputeOp
 from simulator.perf.quantize_ops import training_recipe
-from simulator.perf.roofline import op_time
+from simulator.perf.roofline import op_time, serving_op_time
 from simulator.perf.serving_iteration import iteration_model
 from simulator.perf.transformer import StageLayers, training_ops
 from simulator.profiles.inference import InferenceWorkload, mean_tokens
@@ -88,9 +88,11 @@ class RooflineView:
 def _rows(scenario: Scenario, phase: str, ops: list) -> list[RooflineRow]:
     rows = []
     for op in ops:
-        # training's collectives run in NCCL/RCCL (the size curve); serving's do not
-        t = op_time(scenario.hardware, op,
-                    library=isinstance(scenario.workload, TrainingWorkload))
+        # training's collectives run in NCCL/RCCL (the size curve); serving's all-reduce
+        # does not, its all-gathers and reduce-scatters do (as the serving engine prices them)
+        t = (op_time(scenario.hardware, op, library=True)
+             if isinstance(scenario.workload, TrainingWorkload)
+             else serving_op_time(scenario.hardware, op))
         if isinstance(op, ComputeOp):
             rows.append(RooflineRow(phase=phase, name=op.name, count=op.count, flops=op.flops,
                                     bytes=op.bytes, intensity=op.intensity, bound=t.bound,

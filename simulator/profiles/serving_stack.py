@@ -79,6 +79,10 @@ class Graphs(BaseModel):
     padding: Sourced[bool] | None = Field(
         None, description="false: a batch that is not a captured size runs eagerly instead "
                           "of padded (TensorRT-LLM's enable_padding); default true")
+    capped_at_max_batch: Sourced[bool] | None = Field(
+        None, description="true: sizes above the workload's max_batch_size are not captured "
+                          "and, with padding, max_batch_size itself is (TensorRT-LLM filters "
+                          "its capture list so); default false: the list as given")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Graphs:

@@ -250,6 +250,29 @@ def test_a_decode_batch_is_padded_to_the_next_captured_size():
     assert decode_time(unpadded, 4, 4 * 100) == decode_time(ideal, 4, 4 * 100)
 
 
+def test_a_capped_capture_list_stops_at_the_engines_batch_limit():
+    from simulator.engine.serving.stack_cost import capped_sizes
+    listed = (1, 2, 4, 1024, 2048, 4096, 8192)
+    # a limit of 2,304 sequences: 4,096 and 8,192 are never replayed; with padding the limit
+    # itself is captured, so a batch of 2,072 runs 2,304 rows, not 4,096
+    assert capped_sizes(listed, 2304, pads=True) == (1, 2, 4, 1024, 2048, 2304)
+    assert capped_sizes(listed, 2304, pads=False) == (1, 2, 4, 1024, 2048)  # 2,072 eager
+    assert capped_sizes(listed, 2048, pads=True) == (1, 2, 4, 1024, 2048)  # listed already
+    assert capped_sizes(listed, 16_384, pads=True) == listed  # nothing above the limit
+    assert capped_sizes((8, 16), 5, pads=True) == (5,)  # every size above: the limit alone
+
+
+def test_the_cap_applies_only_where_the_stack_asks_for_it():
+    from simulator.profiles.catalog import load_stack
+    trtllm = load_stack("trtllm")  # capped, no padding: the list stops at 1,024 for 1,500
+    assert StackCost.of(trtllm, kernels=324, max_batch=1500).graph_sizes[-2:] == (512, 1024)
+    assert StackCost.of(trtllm, kernels=324, max_batch=4096).graph_sizes[-1] == 2048
+    vllm = load_stack("vllm-v1")  # not capped: vLLM captures above max_num_seqs
+    listed = vllm.graphs.batch_sizes.value
+    assert StackCost.of(vllm, kernels=324, max_batch=100).graph_sizes == listed
+    assert max(listed) > 100
+
+
 def test_padding_makes_a_compute_bound_batch_slower_in_proportion():
     # 1,500 sequences padded to 2,048: the GEMMs are compute-bound there, so the body costs
     # nearly 2048/1500 as much (within the kernel's size-dependent efficiency)

@@ -1,6 +1,7 @@
 """Reference pricing that only tests use: each fast path of the engine against the plain one.
 
-- :func:`op_by_op` sums :func:`simulator.perf.roofline.op_time` one op at a time, the
+- :func:`op_by_op` sums :func:`simulator.perf.roofline.serving_op_time` (``op_time`` as a
+  serving engine runs each op) one op at a time, the
   definition every faster pricer must reproduce bit for bit (:func:`total_time`: its time);
 - :func:`iteration_cost` and :func:`decode_run` ask an
   :class:`~simulator.engine.serving.iteration_cost.IterationCost` what the engine asks, on a
@@ -17,15 +18,15 @@ from simulator.engine.serving.iteration_cost import IterationCost
 from simulator.engine.serving.usage import Usage
 from simulator.perf.ops import CommOp, ComputeOp
 from simulator.perf.pricer import Cost
-from simulator.perf.roofline import op_time
+from simulator.perf.roofline import serving_op_time
 from simulator.profiles.hardware import HardwareProfile
 
 
 def op_by_op(hw: HardwareProfile, ops: list[ComputeOp | CommOp]) -> Cost:
-    """The cost of ``ops`` as ``op_time`` gives it, summed op by op in op order."""
+    """The cost of ``ops`` as ``serving_op_time`` gives it, summed op by op in op order."""
     time = flops = nbytes = network = cb = mb = 0.0
     for op in ops:
-        t = op_time(hw, op)
+        t = serving_op_time(hw, op)
         time += t.time_s
         if t.bound == "network":
             network += t.time_s
@@ -42,7 +43,7 @@ def op_by_op(hw: HardwareProfile, ops: list[ComputeOp | CommOp]) -> Cost:
 
 def total_time(hw: HardwareProfile, ops: list[ComputeOp | CommOp]) -> float:
     """Seconds of ``ops`` one after another (no overlap: the engines decide what overlaps)."""
-    return sum(op_time(hw, op).time_s for op in ops)
+    return sum(serving_op_time(hw, op).time_s for op in ops)
 
 
 def iteration_cost(cost: IterationCost, prefill_tokens: int, prefill_cached: int,

@@ -1,6 +1,7 @@
 """The library collectives' size curve (``efficiency.collective_size_curve``): the arithmetic
 of the curve, where it applies (training's NCCL ring/NVLS collectives on the scale-up fabric)
-and where it does not (serving, all-to-all, send/recv, scale-out, profiles without one).
+and where it does not (serving's all-reduce, all-to-all, send/recv, scale-out, profiles
+without one).
 
 Expected times are written out from docs/modelling_collectives.md with the profiles' numbers:
 H100 NVLink 450 GB/s one way at 0.82, 3 us a step; curve floor 0.20, half size 16 MB.
@@ -8,6 +9,7 @@ H100 NVLink 450 GB/s one way at 0.82, 3 us a step; curve floor 0.20, half size 1
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from simulator.engine.training.planner import build_plan
@@ -107,6 +109,27 @@ def test_training_prices_collectives_with_the_curve_and_serving_without():
     assert comm_op_time(hw, op).time_s == pytest.approx(3 * plain)
     # serving's pricer: TensorRT-LLM / vLLM one-shot all-reduce kernels, not NCCL
     assert Pricer(hw).collective(op) == pytest.approx(3 * plain)
+
+
+@pytest.mark.parametrize("collective", [AG, RS])
+def test_serving_all_gathers_and_reduce_scatters_run_in_nccl_and_follow_the_curve(collective):
+    """Serving engines have their own kernels for the all-reduce only: TensorRT-LLM's
+    attention-DP token all-gather of 700 tokens x 5,120 at fp8 (3.6 MB) over 4 H100s is a
+    NCCL ring at 0.2 + 0.8 x 3.6 / 19.6 = 0.347 of the link."""
+    hw, s = load_hardware("h100-sxm"), 3.6e6
+    factor = 0.2 + 0.8 * 3.6 / (3.6 + 16)
+    expected = 3 * 3e-6 + 3 / 4 * s / (H100_LINK * factor)  # 30.1 us, not 16.3 us
+    assert collective_time(hw, collective, s, Group(4), library=True).time_s == pytest.approx(
+        expected)
+    op = CommOp(name="moe.gather_tokens", collective=collective, bytes=s, group=Group(4))
+    assert Pricer(hw).collective(op) == pytest.approx(expected)  # serving's pricer
+    # the pricer's many-sizes path gives the same, size by size
+    sizes = np.array([1e5, s, 16e6, 1e9])
+    assert Pricer(hw).collective_times(collective, sizes, Group(4), 2).tolist() == [
+        2 * collective_time(hw, collective, b, Group(4), library=True).time_s for b in sizes]
+    # without a curve (RCCL on MI300X): as before, the large-message bandwidth
+    bare = _without_curve("h100-sxm")
+    assert Pricer(bare).collective(op) == pytest.approx(3 * 3e-6 + 3 / 4 * s / H100_LINK)
 
 
 def test_the_training_planner_prices_its_gradient_buckets_with_the_curve():

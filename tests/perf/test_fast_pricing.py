@@ -17,6 +17,7 @@ from simulator import load_hardware, load_model
 from simulator.engine.serving.decode_steps import numpy_run, price_run, python_run
 from simulator.engine.serving.iteration_cost import IterationCost
 from simulator.perf.affine_ops import AffineOps
+from simulator.perf.collective_size import serving_library
 from simulator.perf.collectives import collective_time
 from simulator.perf.ops import Collective, Group, Layout
 from simulator.perf.pricer import Cost, Pricer
@@ -124,7 +125,9 @@ def test_collectives_priced_many_at_once_are_priced_one_at_a_time(hw_id):
             if collective is Collective.SEND_RECV and group.size > 2:
                 continue
             got = pricer.collective_times(collective, sizes, group, 3).tolist()
-            want = [collective_time(hw, collective, s, group).time_s * 3 for s in sizes]
+            library = serving_library(collective)  # the serving pricer's: NCCL AG/RS
+            want = [collective_time(hw, collective, s, group, library=library).time_s * 3
+                    for s in sizes]
             assert got == want
 
 

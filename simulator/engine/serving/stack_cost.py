@@ -23,8 +23,10 @@ evenly, so that every iteration of a run costs the same and runs can still be ju
 
 Decode iterations replay captured graphs where the stack has them: the batch is padded up
 to the next captured size (the kernels run on the padded batch; attention over the real
-sequences' contexts); a batch larger than every captured size runs eagerly. Iterations with
-prompt chunks always run eagerly (their shapes vary).
+sequences' contexts); a batch larger than every captured size runs eagerly. A stack whose
+capture list is capped at the engine's batch limit captures nothing above
+``max_batch_size`` (and captures that size itself when it pads). Iterations with prompt
+chunks always run eagerly (their shapes vary).
 """
 
 from __future__ import annotations
@@ -57,6 +59,18 @@ def _seconds(part: tuple[float, float, float], sequences: int, tokens: int) -> f
     return fixed + per_sequence * sequences + per_token * tokens
 
 
+def capped_sizes(sizes: tuple[int, ...], max_batch: int, pads: bool) -> tuple[int, ...]:
+    """The captured sizes of an engine that holds at most ``max_batch`` sequences and
+    captures no graph it could never replay: sizes above ``max_batch`` are dropped and, when
+    it pads, ``max_batch`` itself is captured in their place (TensorRT-LLM's
+    ``_filter_cuda_graph_batch_sizes``), so a batch just below it is padded to it rather
+    than to the next listed size."""
+    kept = tuple(s for s in sizes if s <= max_batch)
+    if pads and len(kept) < len(sizes) and (not kept or kept[-1] != max_batch):
+        kept += (max_batch,)
+    return kept
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StackCost:
     """One replica's serving-stack costs, in SI floats, and the rule that adds them."""
@@ -86,6 +100,8 @@ class StackCost:
         if g is not None:
             sizes = (max_batch,) if g.batch_sizes is None else g.batch_sizes.value
             pads = g.padding is None or g.padding.value
+            if g.capped_at_max_batch is not None and g.capped_at_max_batch.value:
+                sizes = capped_sizes(sizes, max_batch, pads)
         front, front_overlapped = _frontend(stack, frontend)
         buckets = () if stack.prompt_buckets is None else stack.prompt_buckets.value
         decode = () if stack.decode_buckets is None else stack.decode_buckets.value
