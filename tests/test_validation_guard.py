@@ -58,12 +58,14 @@ VALIDATION_DOC = ROOT / "docs" / "validation.md"
 # and the Server harness's streaming (workload.frontend: in_process_streaming, I04/I40).
 # Then by B200 fp4 priced as NVFP4 and I43's published output lengths; keep_up judges only
 # runs with a steady window; serving's all-gathers and reduce-scatters on NCCL's size curve.
-MEDIAN_LIMIT = 0.10  # recorded 9.4% (docs/validation.md, "median, all figures")
-# recorded: NVIDIA 8.4%, AMD 17.4%, Intel 7.0%, Google 11.5%, AWS 4.4%; a vendor without
+# And by the LoRA rows whose recipe setting was not read recomputing the fewest layers that
+# fit (workload.recompute_layers: fit), T14's vpp 8 and T48's DeepEP routing.
+MEDIAN_LIMIT = 0.084  # recorded 7.4% (docs/validation.md, "median, all figures")
+# recorded: NVIDIA 7.2%, AMD 10.7%, Intel 7.0%, Google 11.5%, AWS 4.4%; a vendor without
 # an entry is held to the target (12%)
-VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.095, "AMD": 0.185, "Intel": 0.075,
-                                          "Google": 0.12}
-CASE_LIMIT = 0.80  # recorded 79.5% (I43-interactive-capacity: p99 TPOT-bound, see the docs)
+VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.082, "AMD": 0.117, "Intel": 0.08,
+                                          "Google": 0.12, "AWS": 0.054}
+CASE_LIMIT = 0.62  # recorded 61.6% (I44-scout-gb200-1000-1000, see the docs)
 # Cases known not to produce a prediction, with the reason; a new failure, or a known one
 # that starts working, fails the guard so that this list stays true.
 KNOWN_FAILURES: dict[str, str] = {}
