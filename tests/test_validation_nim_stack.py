@@ -34,9 +34,14 @@ def test_the_nim_stack_is_trtllm_with_its_host_work_in_series():
     assert not nim.host.schedule.overlapped.value and not nim.host.output.overlapped.value
     assert trtllm.host.schedule.overlapped.value and trtllm.host.output.overlapped.value
     assert _host_figures(nim) == _host_figures(trtllm)
-    for field in ("graphs", "admission", "kv_reservation", "activation_quant",
-                  "quantized_head", "moe_exchange"):
+    for field in ("admission", "kv_reservation", "activation_quant", "quantized_head",
+                  "moe_exchange"):
         assert getattr(nim, field) == getattr(trtllm, field), field
+    # the same capture list without padding; the cap at the max batch is the PyTorch
+    # backend's filter (moot without padding), which NIM's C++ runtime does not run
+    assert nim.graphs.batch_sizes == trtllm.graphs.batch_sizes
+    assert nim.graphs.padding == trtllm.graphs.padding and not nim.graphs.padding.value
+    assert nim.graphs.capped_at_max_batch is None and trtllm.graphs.capped_at_max_batch.value
 
 
 def test_one_client_pays_the_host_work_of_every_decode_step():
