@@ -281,12 +281,12 @@ class TrainingWorkload(BaseModel):
 
     @property
     def recomputed_layers(self) -> int | None:
-        """``recompute_layers`` as a count (None: every layer). The scenario resolves
-        ``fit`` against memory (:mod:`simulator.perf.recompute_fit`) before anything
-        prices the workload."""
+        """``recompute_layers`` as a count (None: every layer). ``fit`` depends on the
+        device's memory, which a workload does not know: whatever prices a step or its
+        memory first resolves it (:func:`simulator.perf.footprint.resolved_recompute`)."""
         if self.recompute_layers == "fit":
-            raise ValueError("recompute_layers: fit is resolved by the scenario, against "
-                             "the device memory")
+            raise ValueError("recompute_layers: fit is resolved against the device memory "
+                             "(perf.footprint.resolved_recompute) before it is read")
         return self.recompute_layers
 
     @model_validator(mode="after")

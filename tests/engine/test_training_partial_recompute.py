@@ -114,7 +114,7 @@ def test_fit_is_what_the_step_and_the_memory_price():
     assert any(f"first {count} layers" in note for note in training_footprint(fit).notes)
     assert build_plan(fit).step.stages[0].chunks[0].backward.flops == \
         build_plan(explicit).step.stages[0].chunks[0].backward.flops
-    with pytest.raises(ValueError, match="resolved by the scenario"):
+    with pytest.raises(ValueError, match="resolved against the device memory"):
         _ = fit.workload.recomputed_layers
 
 
