@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.perf.footprint import resolved_recompute
 from simulator.perf.layouts import inference_layout, training_layout, training_stage_layers
 from simulator.perf.moe_balance import moe_imbalance
 from simulator.perf.ops import Collective, CommOp, ComputeOp
@@ -107,6 +108,7 @@ def _rows(scenario: Scenario, phase: str, ops: list) -> list[RooflineRow]:
 
 
 def _training(scenario: Scenario) -> RooflineView:
+    scenario = resolved_recompute(scenario)
     w = scenario.workload
     assert isinstance(w, TrainingWorkload)
     model, hw = scenario.model, scenario.hardware
@@ -118,6 +120,7 @@ def _training(scenario: Scenario) -> RooflineView:
     ops = training_ops(model, layout, w.seq_len, w.micro_batch_size, w.precision,
                        w.recompute.value, lora, stage=StageLayers.of(stage_layers, index),
                        flash_attention=w.flash_attention,
+                       recompute_layers=w.recomputed_layers,
                        quantization=training_recipe(w.precision, w.fp8_recipe.value,
                                                     hw.compute.fp8_transposed_copies))
     rows = _rows(scenario, "forward (one microbatch)", ops.forward)

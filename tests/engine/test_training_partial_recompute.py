@@ -16,6 +16,7 @@ from simulator.perf.footprint import (
 )
 from simulator.perf.layouts import training_layout
 from simulator.perf.memory import activation_bytes_per_layer
+from simulator.perf.roofline_view import roofline
 from simulator.perf.transformer import RECOMPUTE_PREFIX, training_ops
 from tests.conftest import ROOT, assert_clean_error, run_cli
 
@@ -106,7 +107,8 @@ def test_fit_recomputes_the_fewest_layers_that_fit():
 
 
 def test_fit_is_what_the_step_and_the_memory_price():
-    """A scenario saying ``fit`` is priced as the same scenario with the chosen count."""
+    """A scenario saying ``fit`` is priced (step, memory, roofline view) as the same
+    scenario with the chosen count."""
     fit = _scenario("workload.recompute_layers=fit")
     count = resolved_recompute(fit).workload.recomputed_layers
     explicit = _scenario(f"workload.recompute_layers={count}")
@@ -114,6 +116,11 @@ def test_fit_is_what_the_step_and_the_memory_price():
     assert any(f"first {count} layers" in note for note in training_footprint(fit).notes)
     assert build_plan(fit).step.stages[0].chunks[0].backward.flops == \
         build_plan(explicit).step.stages[0].chunks[0].backward.flops
+    view, explicit_view = roofline(fit), roofline(explicit)
+    assert [(r.name, r.time_s) for r in view.rows] == \
+        [(r.name, r.time_s) for r in explicit_view.rows]
+    backward = "backward (one microbatch)"  # fewer layers recomputed than every one
+    assert view.total(backward) < roofline(_scenario()).total(backward)
     with pytest.raises(ValueError, match="resolved against the device memory"):
         _ = fit.workload.recomputed_layers
 
