@@ -14,7 +14,11 @@ from simulator.engine.training.failures import (
 )
 from simulator.engine.training.planner import build_plan
 from simulator.engine.training.step import simulate_step
-from simulator.perf.footprint import lora_params_per_layer, training_footprint
+from simulator.perf.footprint import (
+    lora_params_per_layer,
+    resolved_recompute,
+    training_footprint,
+)
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import CheckpointMode, FinetuneMethod, TrainingWorkload
 from simulator.results.training import FailureSummary, TrainingMemory, TrainingResult
@@ -65,6 +69,9 @@ def run_training(scenario: Scenario, *, rng: np.random.Generator | None = None,
     w, hw = scenario.workload, scenario.hardware
     if not isinstance(w, TrainingWorkload):
         raise TypeError(f"run_training needs a training scenario, got kind {w.kind!r}")
+    scenario = resolved_recompute(scenario)  # once, for the plan and the footprint alike
+    w = scenario.workload
+    assert isinstance(w, TrainingWorkload)
     plan = build_plan(scenario)
     step = simulate_step(plan.step)
     n = scenario.cluster.accelerators
