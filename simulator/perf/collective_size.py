@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.perf.ops import Collective
+from simulator.profiles.collective_size_curve import CollectiveSizeCurve
 from simulator.profiles.hardware import HardwareProfile
 
 # the collectives NCCL runs on its ring / NVLS kernels with the LL, LL128 and Simple protocols
@@ -40,14 +41,21 @@ def serving_library(collective: Collective) -> bool:
     return collective in NCCL_IN_SERVING
 
 
+def _curve(hw: HardwareProfile, collective: Collective,
+           library: bool) -> CollectiveSizeCurve | None:
+    """The profile's size curve where it applies: a ``library`` collective of a sized kind."""
+    curve = hw.efficiency.collective_size_curve
+    if not library or curve is None or collective not in SIZED_COLLECTIVES:
+        return None
+    return curve
+
+
 def scale_up_size_factors(hw: HardwareProfile, collective: Collective, nbytes: np.ndarray,
                           library: bool) -> np.ndarray | None:
     """:func:`scale_up_size_factor` elementwise over many buffer sizes; None where the
     curve does not apply (every factor 1)."""
-    curve = hw.efficiency.collective_size_curve
-    if not library or curve is None or collective not in SIZED_COLLECTIVES:
-        return None
-    return np.asarray(curve.factor(nbytes), dtype=float)
+    curve = _curve(hw, collective, library)
+    return None if curve is None else np.asarray(curve.factor(nbytes), dtype=float)
 
 
 def scale_up_size_factor(hw: HardwareProfile, collective: Collective, nbytes: float,
@@ -55,7 +63,5 @@ def scale_up_size_factor(hw: HardwareProfile, collective: Collective, nbytes: fl
     """The fraction of the scale-up large-message bus bandwidth a collective of ``nbytes``
     (nccl-tests buffer) reaches: the profile's size curve for a ``library`` (training)
     collective of a sized kind, else 1 (today's behaviour)."""
-    curve = hw.efficiency.collective_size_curve
-    if not library or curve is None or collective not in SIZED_COLLECTIVES:
-        return 1.0
-    return float(curve.factor(nbytes))
+    curve = _curve(hw, collective, library)
+    return 1.0 if curve is None else float(curve.factor(nbytes))
