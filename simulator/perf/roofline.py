@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from simulator.perf.collective_size import serving_library
 from simulator.perf.kernel import OpRates, kernel_time
 from simulator.perf.ops import MATMUL_KINDS, CommOp, ComputeOp, OpKind
 from simulator.profiles.hardware import HardwareProfile
@@ -128,7 +129,5 @@ def serving_op_time(hw: HardwareProfile, op: ComputeOp | CommOp) -> OpTime:
     """:func:`op_time` as a serving engine runs the op: its all-gathers and reduce-scatters
     in NCCL (the library's size curve), its all-reduce on kernels of its own
     (:func:`simulator.perf.collective_size.serving_library`)."""
-    from simulator.perf.collective_size import serving_library
-
     library = isinstance(op, CommOp) and serving_library(op.collective)
     return op_time(hw, op, library=library)
