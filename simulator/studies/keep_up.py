@@ -64,8 +64,8 @@ class Verdict:
     @property
     def conclusive(self) -> bool:
         """Whether a longer run could not change the verdict: the SLO is missed, or it is
-        met by a steady run whose backlog does not grow."""
-        return not self.meets or (self.settled and self.steady)
+        met by a steady run whose backlog does not grow (the rate passes)."""
+        return not self.meets or self.sustainable
 
 
 def backlog_growth(t_s: np.ndarray, in_system: np.ndarray, start_s: float,
