@@ -6,6 +6,7 @@ Joins the pieces of :mod:`simulator.perf.memory` according to the workload's lay
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from simulator.perf.memory import (
     BYTES_OPTIMIZER,
@@ -48,7 +49,7 @@ def lora_params_per_layer(model: ModelProfile, rank: int, targets: tuple[str, ..
 
 def training_footprint(scenario: Scenario) -> Footprint:
     """Bytes per device of the most loaded pipeline stage of a training scenario."""
-    scenario = resolved_recompute(scenario)
+    scenario = resolved_memory_options(scenario)
     w = scenario.workload
     assert isinstance(w, TrainingWorkload)
     model = scenario.model
@@ -139,10 +140,10 @@ def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int],
     if w.recompute_layers is not None:
         notes.append(f"full recomputation of the first {w.recompute_layers} layers of each "
                      f"chunk; the other layers keep all their activations")
-    offloaded = w.offload.activations * saved
+    offloaded = w.offload.share * saved
     parts["activations"] = saved - offloaded
     if offloaded:
-        notes.append(f"{w.offload.activations:.0%} of saved activations "
+        notes.append(f"{w.offload.share:.0%} of saved activations "
                      f"({offloaded / 1e9:.3g} GB per device) offloaded to host memory")
     # fp32 logits of the LM head on the last stage (vocab-parallel over TP)
     last = stage == par.pp - 1
@@ -244,34 +245,67 @@ def with_count(w: TrainingWorkload, count: int, chunk_layers: int) -> TrainingWo
     return w.model_copy(update={"recompute": Recompute.FULL, "recompute_layers": count})
 
 
-def resolved_recompute(scenario: Scenario) -> Scenario:
-    """``scenario`` with ``recompute_layers: fit`` replaced by the fewest layers per model
-    chunk whose footprint fits; every layer when even that does not fit (the memory check
-    then says by how much). What prices a training step or its memory resolves it first.
-
-    Recomputation buys memory with time, so a tuned recipe recomputes as few layers as its
-    memory allows (MLPerf's Llama 2 70B LoRA: ``--recompute-num-layers`` 21 of 80 on a
-    256 GB MI325X); ``fit`` states that rule where a recipe does not print its setting.
-    Memory falls monotonically as more layers are recomputed, so a bisection finds it.
-    """
-    w = scenario.workload
-    if not isinstance(w, TrainingWorkload) or w.recompute_layers != "fit":
-        return scenario
-    par = w.parallelism
-    layers = par.stage_layers(scenario.model.layers) or even_stage_layers(
-        scenario.model.layers, par.pp)
-    chunk_layers = math.ceil(max(layers) / par.vpp)  # the most loaded stage's chunks
-
-    def fits(count: int) -> bool:
-        """Whether recomputing ``count`` layers of each chunk fits the device."""
-        trial = scenario.model_copy(update={"workload": with_count(w, count, chunk_layers)})
-        return training_footprint(trial).fits
-
-    low, high = 0, chunk_layers  # the answer lies in [low, high]; high is the fallback
+def _smallest(fits: Callable[[int], bool], most: int) -> int:
+    """The smallest n in [0, most] with ``fits(n)``, for ``fits`` monotone in n (memory
+    falls as n grows); ``most`` when none fits (the memory check then says by how much)."""
+    low, high = 0, most
     while low < high:
         mid = (low + high) // 2
         if fits(mid):
             high = mid
         else:
             low = mid + 1
-    return scenario.model_copy(update={"workload": with_count(w, low, chunk_layers)})
+    return low
+
+
+def resolved_memory_options(scenario: Scenario) -> Scenario:
+    """``scenario`` with its ``fit`` memory options made numbers, so that everything that
+    prices a step or its memory reads the same workload (the planner, the estimate, the
+    footprint, the roofline view resolve it first):
+
+    - ``recompute_layers: fit``: the fewest fully recomputed layers per model chunk that fit
+      (none at all, ``recompute: none``, when everything fits; every layer when nothing does).
+      Recomputation buys memory with time, so a tuned recipe recomputes as few layers as its
+      memory allows (MLPerf's Llama 2 70B LoRA: ``--recompute-num-layers`` 21 of 80 on a
+      256 GB MI325X); ``fit`` states that rule where a recipe does not print its setting.
+    - ``offload.activations: fit``: the smallest share, in hundredths, of the saved
+      activations kept in host memory that fits (after the recomputation above): offload's
+      copies cost host-link time, so a recipe offloads no more than it must.
+    """
+    w = scenario.workload
+    if not isinstance(w, TrainingWorkload):
+        return scenario
+    if w.recompute_layers == "fit":
+        w = _fitted_recompute(scenario, w)
+    if w.offload.activations == "fit":
+        w = _fitted_offload(scenario, w)
+    return scenario if w is scenario.workload else scenario.model_copy(update={"workload": w})
+
+
+def _fits(scenario: Scenario, w: TrainingWorkload) -> bool:
+    """Whether ``scenario`` with workload ``w`` fits the device."""
+    return training_footprint(scenario.model_copy(update={"workload": w})).fits
+
+
+def _fitted_recompute(scenario: Scenario, w: TrainingWorkload) -> TrainingWorkload:
+    """``w`` recomputing the fewest layers per chunk that fit (offload, if ``fit`` too,
+    counted as none)."""
+    par = w.parallelism
+    layers = par.stage_layers(scenario.model.layers) or even_stage_layers(
+        scenario.model.layers, par.pp)
+    chunk_layers = math.ceil(max(layers) / par.vpp)  # the most loaded stage's chunks
+    trial = w if w.offload.activations != "fit" else w.model_copy(
+        update={"offload": w.offload.model_copy(update={"activations": 0.0})})
+    count = _smallest(lambda n: _fits(scenario, with_count(trial, n, chunk_layers)),
+                      chunk_layers)
+    return with_count(w, count, chunk_layers)
+
+
+def _fitted_offload(scenario: Scenario, w: TrainingWorkload) -> TrainingWorkload:
+    """``w`` offloading the smallest share, in hundredths, that fits."""
+    def offloading(percent: int) -> TrainingWorkload:
+        """``w`` with ``percent`` hundredths of its saved activations in host memory."""
+        return w.model_copy(update={"offload": w.offload.model_copy(
+            update={"activations": percent / 100})})
+
+    return offloading(_smallest(lambda n: _fits(scenario, offloading(n)), 100))

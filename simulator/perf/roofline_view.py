@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.perf.footprint import resolved_recompute
+from simulator.perf.footprint import resolved_memory_options
 from simulator.perf.layouts import inference_layout, training_layout, training_stage_layers
 from simulator.perf.moe_balance import moe_imbalance
 from simulator.perf.ops import Collective, CommOp, ComputeOp
@@ -108,7 +108,7 @@ def _rows(scenario: Scenario, phase: str, ops: list) -> list[RooflineRow]:
 
 
 def _training(scenario: Scenario) -> RooflineView:
-    scenario = resolved_recompute(scenario)
+    scenario = resolved_memory_options(scenario)
     w = scenario.workload
     assert isinstance(w, TrainingWorkload)
     model, hw = scenario.model, scenario.hardware

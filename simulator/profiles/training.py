@@ -133,9 +133,20 @@ class Offload(BaseModel):
 
     model_config = SPEC_CONFIG
 
-    activations: OffloadShare = Field(
+    activations: OffloadShare | Literal["fit"] = Field(
         0.0, description="share of the saved activations kept in host memory (0-1); priced "
-                         "on the hardware profile's host_link, overlapped with the pass")
+                         "on the hardware profile's host_link, overlapped with the pass; "
+                         "`fit`: the smallest share (in hundredths) that fits the device")
+
+    @property
+    def share(self) -> float:
+        """The share as a number. ``fit`` depends on the device's memory, which the workload
+        does not know: whatever prices a step or its memory first resolves it
+        (:func:`simulator.perf.footprint.resolved_memory_options`)."""
+        if self.activations == "fit":
+            raise ValueError("offload.activations: fit is resolved against the device memory "
+                             "(perf.footprint.resolved_memory_options) before it is read")
+        return self.activations
 
 
 class FinetuneMethod(StrEnum):
@@ -283,10 +294,10 @@ class TrainingWorkload(BaseModel):
     def recomputed_layers(self) -> int | None:
         """``recompute_layers`` as a count (None: every layer). ``fit`` depends on the
         device's memory, which a workload does not know: whatever prices a step or its
-        memory first resolves it (:func:`simulator.perf.footprint.resolved_recompute`)."""
+        memory first resolves it (:func:`simulator.perf.footprint.resolved_memory_options`)."""
         if self.recompute_layers == "fit":
             raise ValueError("recompute_layers: fit is resolved against the device memory "
-                             "(perf.footprint.resolved_recompute) before it is read")
+                             "(perf.footprint.resolved_memory_options) before it is read")
         return self.recompute_layers
 
     @model_validator(mode="after")

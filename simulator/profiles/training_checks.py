@@ -14,7 +14,7 @@ from simulator.profiles.training import TrainingWorkload
 def check_training_options(w: TrainingWorkload, hardware: HardwareProfile) -> list[Problem]:
     """Problems with the workload's offload and precision options on ``hardware``."""
     problems = []
-    if w.offload.activations > 0 and hardware.host_link is None:
+    if w.offload.activations != 0 and hardware.host_link is None:  # a share, or fit
         problems.append(Problem(("workload", "offload", "activations"),
                                 f"activation offload needs the host-link bandwidth, and "
                                 f"{hardware.id} has no host_link in its profile"))

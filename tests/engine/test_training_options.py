@@ -129,3 +129,50 @@ def test_offload_needs_a_host_link():
     result = run_cli("run", T, "--quiet", "--set", "hardware=a100-sxm", "--set",
                      "workload.offload.activations=0.5")
     assert_clean_error(result, "a100-sxm has no host_link")
+
+
+def _resolved(*overrides: str):
+    from simulator.perf.footprint import resolved_memory_options
+    return resolved_memory_options(_scenario(*overrides))
+
+
+def test_offload_fit_keeps_the_smallest_share_in_hundredths_that_fits():
+    """Llama 3.1 8B with selective recomputation needs 107 GB of an 80 GB H100, 36.5 GB of
+    it activations: offloading 75% of them fits, 74% does not."""
+    scenario = _resolved("workload.recompute=selective", "workload.offload.activations=fit")
+    assert scenario.workload.offload.share == pytest.approx(0.75)
+    assert training_footprint(scenario).fits
+    assert not training_footprint(_scenario("workload.recompute=selective",
+                                            "workload.offload.activations=0.74")).fits
+    # what prices the step reads the resolved share: the same plan as the explicit one
+    explicit = _scenario("workload.recompute=selective", "workload.offload.activations=0.75")
+    fit = _scenario("workload.recompute=selective", "workload.offload.activations=fit")
+    assert build_plan(fit).step == build_plan(explicit).step
+    with pytest.raises(ValueError, match="resolved against the device memory"):
+        _ = fit.workload.offload.share
+
+
+def test_offload_fit_comes_after_recompute_fit_and_offloads_nothing_it_need_not():
+    """With both options fit, recomputation is chosen first (offload counted as none) and
+    fits here, so nothing is offloaded."""
+    w = _resolved("workload.recompute=full", "workload.recompute_layers=fit",
+                  "workload.offload.activations=fit").workload
+    assert w.recomputed_layers is not None and w.offload.share == 0.0
+
+
+def test_offload_fit_falls_back_to_everything_and_the_run_says_it_does_not_fit():
+    """Micro-batch 16 with selective recomputation: even all activations offloaded leave
+    the optimizer state and weights of an 8B model too big; the run is refused."""
+    scenario = _resolved("workload.recompute=selective", "workload.micro_batch_size=16",
+                         "workload.offload.activations=fit")
+    assert scenario.workload.offload.share == 1.0 and not training_footprint(scenario).fits
+    result = run_cli("run", T, "--quiet", "--set", "workload.recompute=selective", "--set",
+                     "workload.micro_batch_size=16", "--set",
+                     "workload.offload.activations=fit")
+    assert_clean_error(result, "does not fit")
+
+
+def test_offload_fit_needs_a_host_link_too():
+    result = run_cli("run", T, "--quiet", "--set", "hardware=a100-sxm", "--set",
+                     "workload.offload.activations=fit")
+    assert_clean_error(result, "a100-sxm has no host_link")

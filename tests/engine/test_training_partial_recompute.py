@@ -9,7 +9,7 @@ import pytest
 from simulator.engine.training.planner import build_plan
 from simulator.loading import load_scenario
 from simulator.perf.footprint import (
-    resolved_recompute,
+    resolved_memory_options,
     saved_activation_bytes,
     training_footprint,
     with_count,
@@ -92,7 +92,7 @@ def _fits(scenario, workload) -> bool:
 
 
 def _fitted(*overrides: str):
-    return resolved_recompute(_scenario("workload.recompute_layers=fit", *overrides))
+    return resolved_memory_options(_scenario("workload.recompute_layers=fit", *overrides))
 
 
 def test_fit_recomputes_the_fewest_layers_that_fit():
@@ -110,7 +110,7 @@ def test_fit_is_what_the_step_and_the_memory_price():
     """A scenario saying ``fit`` is priced (step, memory, roofline view) as the same
     scenario with the chosen count."""
     fit = _scenario("workload.recompute_layers=fit")
-    count = resolved_recompute(fit).workload.recomputed_layers
+    count = resolved_memory_options(fit).workload.recomputed_layers
     explicit = _scenario(f"workload.recompute_layers={count}")
     assert training_footprint(fit).total == training_footprint(explicit).total
     assert any(f"first {count} layers" in note for note in training_footprint(fit).notes)

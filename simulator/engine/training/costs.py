@@ -255,7 +255,7 @@ def offload_copy_s(hw: HardwareProfile, model: ModelProfile, w: TrainingWorkload
                    layers: int) -> float:
     """Seconds to move one microbatch's offloaded activations of ``layers`` layers over the
     host link, one way (device to host after forward, back before backward)."""
-    share = w.offload.activations
+    share = w.offload.share
     if share <= 0 or hw.host_link is None:
         return 0.0
     return share * saved_activation_bytes(model, w, layers) / hw.host_link.bandwidth.value

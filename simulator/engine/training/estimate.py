@@ -27,7 +27,7 @@ from typing import Any
 
 from simulator.engine.training.plan import Chunk, GatherMode, Stage, StepPlan
 from simulator.engine.training.planner import build_plan, chunk_prices
-from simulator.perf.footprint import resolved_recompute
+from simulator.perf.footprint import resolved_memory_options
 from simulator.perf.layouts import training_layout
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import PipelineSchedule, TrainingWorkload
@@ -117,7 +117,7 @@ def estimate_step_times(scenarios: Sequence[Scenario]) -> list[float]:
     pipeline split (vpp, end stages, schedule) share the pricing of their chunks."""
     times: list[float] = []
     shared: tuple[tuple[Any, ...], Any] | None = None
-    for scenario in map(resolved_recompute, scenarios):
+    for scenario in map(resolved_memory_options, scenarios):
         key = _pricing_key(scenario)
         if shared is None or shared[0] != key:
             shared = (key, chunk_prices(scenario))

@@ -26,7 +26,7 @@ from simulator.engine.training.costs import (
 from simulator.engine.training.plan import Bucket, Chunk, GatherMode, Stage, StepPlan
 from simulator.engine.training.schedule import schedule
 from simulator.perf.collectives import collective_time
-from simulator.perf.footprint import resolved_recompute
+from simulator.perf.footprint import resolved_memory_options
 from simulator.perf.layouts import training_layout, training_stage_layers
 from simulator.perf.ops import Collective, Group
 from simulator.profiles.hardware import HardwareProfile
@@ -160,7 +160,7 @@ def chunk_prices(scenario: Scenario) -> PassCosts:
     """The pricer of ``scenario``'s chunks; scenarios that differ only in their pipeline
     split (vpp, end-stage layers, schedule) may share one (a chunk is priced by its layer
     count and whether it holds the embedding or the head, not by where it sits)."""
-    scenario = resolved_recompute(scenario)
+    scenario = resolved_memory_options(scenario)
     w = scenario.workload
     assert isinstance(w, TrainingWorkload)
     return PassCosts(hw=scenario.hardware, model=scenario.model, layout=training_layout(w),
@@ -229,7 +229,7 @@ def _grad_norm_s(scenario: Scenario) -> float:
 def build_plan(scenario: Scenario, *, prices: PassCosts | None = None) -> TrainingPlan:
     """The plan of one steady-state step of ``scenario``'s pipeline (``prices``: a shared
     :func:`chunk_prices` of an equally priced scenario, to price each chunk shape once)."""
-    scenario = resolved_recompute(scenario)
+    scenario = resolved_memory_options(scenario)
     w, hw, model = scenario.workload, scenario.hardware, scenario.model
     assert isinstance(w, TrainingWorkload)
     par = w.parallelism

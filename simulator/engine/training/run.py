@@ -16,7 +16,7 @@ from simulator.engine.training.planner import build_plan
 from simulator.engine.training.step import simulate_step
 from simulator.perf.footprint import (
     lora_params_per_layer,
-    resolved_recompute,
+    resolved_memory_options,
     training_footprint,
 )
 from simulator.profiles.scenario import Scenario
@@ -69,7 +69,7 @@ def run_training(scenario: Scenario, *, rng: np.random.Generator | None = None,
     w, hw = scenario.workload, scenario.hardware
     if not isinstance(w, TrainingWorkload):
         raise TypeError(f"run_training needs a training scenario, got kind {w.kind!r}")
-    scenario = resolved_recompute(scenario)  # once, for the plan and the footprint alike
+    scenario = resolved_memory_options(scenario)  # once, for the plan and the footprint alike
     w = scenario.workload
     assert isinstance(w, TrainingWorkload)
     plan = build_plan(scenario)
