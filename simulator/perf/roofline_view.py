@@ -121,6 +121,7 @@ def _training(scenario: Scenario) -> RooflineView:
                        w.recompute.value, lora, stage=StageLayers.of(stage_layers, index),
                        flash_attention=w.flash_attention,
                        recompute_layers=w.recomputed_layers,
+                       fp8_attention=w.fp8_attention,
                        quantization=training_recipe(w.precision, w.fp8_recipe.value,
                                                     hw.compute.fp8_transposed_copies))
     rows = _rows(scenario, "forward (one microbatch)", ops.forward)

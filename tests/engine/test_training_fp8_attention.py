@@ -63,3 +63,18 @@ def test_only_the_attention_core_changes_precision():
 def test_bad_fp8_attention_is_one_clean_error(assignments, fragment):
     args = [a for assignment in assignments for a in ("--set", assignment)]
     assert_clean_error(run_cli("run", T, "--quiet", *args), fragment)
+
+
+def test_the_roofline_view_runs_the_attention_core_in_fp8_as_the_step_does():
+    """``xpusim roofline`` lists the attention cores at fp8 when the step runs them so: each
+    shorter than the same core in bf16 (it had priced them in bf16 whatever the workload)."""
+    from simulator.perf.roofline_view import roofline
+
+    def core_rows(fp8: bool) -> list[float]:
+        scenario = load_scenario(ROOT / T, ["workload.precision=fp8",
+                                            f"workload.fp8_attention={str(fp8).lower()}"])
+        return [r.time_s for r in roofline(scenario).rows if "attn.core" in r.name]
+
+    fp8, bf16 = core_rows(True), core_rows(False)
+    assert fp8 and len(fp8) == len(bf16)
+    assert all(a < b for a, b in zip(fp8, bf16, strict=True))
