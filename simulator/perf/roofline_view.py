@@ -139,6 +139,10 @@ def _training(scenario: Scenario) -> RooflineView:
         act = 2.0 * w.seq_len * w.micro_batch_size * model.hidden_size / layout.tp
         step.append(CommOp(name="pp.activations", collective=Collective.SEND_RECV, bytes=act,
                            group=layout.pp_peer))
+        if layout.tp > 1 and not layout.sequence_parallel:  # scatter-gather: rebuilt on arrival
+            step.append(CommOp(name="pp.activations_all_gather",
+                               collective=Collective.ALL_GATHER, bytes=act * layout.tp,
+                               group=layout.tp_group))
     rows += _rows(scenario, "per step", step)
     microbatches = w.global_batch_size // (layout.dp * w.micro_batch_size)
     title = (f"{model.name} training on {hw.name}: stage {index} of {layout.pp} "

@@ -106,6 +106,10 @@ class Overlap(BaseModel):
     tp_comm: bool = Field(False, description="overlap TP collectives with GEMMs (userbuffers)")
     ep_comm: bool = Field(False, description="overlap expert-parallel all-to-alls with the "
                                              "compute of another microbatch (DualPipe-style)")
+    pp_comm: bool = Field(True, description="overlap pipeline sends with compute (Megatron "
+                                            "Core's asynchronous p2p); false: each send "
+                                            "blocks its stage until it has arrived "
+                                            "(Megatron-LM 2021-22)")
 
 
 class Fp8Recipe(StrEnum):

@@ -46,3 +46,20 @@ def test_roofline_cli_table_and_json():
     data = run_cli("roofline", str(TRAINING), "--format", "json").json()
     assert data["hardware"] == "h100-sxm"
     assert data["roofline"]["rows"] and data["roofline"]["verdicts"]
+
+
+def test_a_pipeline_without_sequence_parallelism_shows_the_gather_of_its_sends():
+    """The step's rows carry the send of one TP shard (S/8 of S = 8192 x 8192 x 2 B) and,
+    without SP only, the all-gather of the whole S over the 8 TP ranks that rebuilds it,
+    priced as the step prices it (the plan's p2p_gather_s)."""
+    from simulator.engine.training.planner import build_plan
+
+    whole = 8192 * 8192 * 2
+    with_sp = roofline(load_scenario(TRAINING))
+    assert [r.bytes for r in with_sp.rows if r.name.startswith("pp.")] == [whole / 8]
+    plain = load_scenario(TRAINING, ["workload.parallelism.sequence_parallel=false"])
+    rows = {r.name.split(" ")[0]: r for r in roofline(plain).rows if r.name.startswith("pp.")}
+    assert rows["pp.activations"].bytes == whole / 8
+    assert rows["pp.activations_all_gather"].bytes == whole
+    assert rows["pp.activations_all_gather"].time_s == pytest.approx(
+        build_plan(plain).step.p2p_gather_s)

@@ -7,7 +7,9 @@ through the slowest stage, plus the fill and drain bubble of ``pp - 1`` stage ti
 
     M · t_max + (pp - 1) · (t_mean / vpp + 2 · p2p)
 
-where ``t`` is one microbatch's forward and backward through all of a stage's chunks. ZeRO-3
+where ``t`` is one microbatch's forward and backward through all of a stage's chunks, with
+the all-gathers that rebuild its inputs from TP shards and, where sends block, its sends
+(:mod:`.p2p`). ZeRO-3
 gathers every pass's parameters and reduces every backward's gradients on the stage's one
 data-parallel stream: with overlap a stage goes at the slower of its compute and that
 stream, without it at their sum. After the last backward comes what the gradient
@@ -43,9 +45,20 @@ def _chunk_compute_s(chunk: Chunk) -> float:
     return chunk.forward.duration_s + chunk.backward.duration_s
 
 
+def _pipeline_comm_s(plan: StepPlan) -> float:
+    """What one microbatch's sends cost a stage on its own stream, through all its chunks:
+    each pass's input all-gathered from its TP shards, and its output's transfer where
+    sends block (two passes a chunk, each receiving and sending one message)."""
+    if plan.pp == 1:
+        return 0.0
+    per_pass = plan.p2p_gather_s + (plan.p2p_s if plan.p2p_blocking else 0.0)
+    return 2 * plan.vpp * per_pass
+
+
 def stage_microbatch_s(plan: StepPlan, stage: Stage) -> float:
-    """One microbatch through all of ``stage``'s chunks (ZeRO-3 traffic included)."""
-    compute = sum(_chunk_compute_s(c) for c in stage.chunks)
+    """One microbatch through all of ``stage``'s chunks (ZeRO-3 traffic and the pipeline
+    communication on its stream included)."""
+    compute = sum(_chunk_compute_s(c) for c in stage.chunks) + _pipeline_comm_s(plan)
     if plan.gather is not GatherMode.PASS:
         return compute
     stream = sum(2 * _bucket_s(c.param_buckets) + _bucket_s(c.grad_buckets)

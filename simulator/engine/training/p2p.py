@@ -11,6 +11,12 @@ Message ids are integers: the message of microbatch ``m`` into (direction, recei
 chunk) is ``box + m * boxes``, with ``box = (backward * pp + stage) * vpp + chunk`` and
 ``boxes = 2 pp vpp``: an index into the inbox, a list (a step sends thousands of messages;
 tuples would hash anew each time).
+
+Two things Megatron-LM of 2021-22 did differently are options of the plan: a send that
+blocks its stage until it has arrived (``p2p_blocking``: ``batch_isend_irecv``, then
+``wait`` and ``torch.cuda.synchronize``), and the all-gather over TP that rebuilds a
+message sent as 1/tp shards (``Route.gather_s``: its scatter-gather optimisation, paid by
+the receiver on its compute stream whether sends block or not).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class SendRoute(NamedTuple):
     wires: tuple[Wire, ...]  # the source's outgoing and the destination's incoming links
     seconds: float  # the transfer alone on its links; 0 between chunks of one stage
     stream: str
+    blocking: bool  # the sender waits for the send to arrive before it goes on
 
 
 class Route(NamedTuple):
@@ -51,6 +58,7 @@ class Route(NamedTuple):
     cost: PassCost
     duration_s: float  # ``cost.duration_s``, read once per pass
     box: int | None  # the message id of microbatch 0's input; None: it needs none
+    gather_s: float  # the all-gather over TP that rebuilds the input from its shard
     send: SendRoute | None  # None: the last virtual stage's forward, the first's backward
 
 
@@ -131,9 +139,12 @@ class PointToPoint:
                 source=stage, destination=destination, forward=forward,
                 box=self._box(not forward, destination, destination_chunk),
                 wires=self._p2p_wires(stage, destination) if seconds > 0 else (),
-                seconds=seconds, stream=PP_STREAMS[0 if forward else 1])
+                seconds=seconds, stream=PP_STREAMS[0 if forward else 1],
+                blocking=self.plan.p2p_blocking and seconds > 0)
+        gather_s = self.plan.p2p_gather_s if source and source[0] != stage else 0.0
         return Route(chunk=chunk, backward=not forward, cost=cost, duration_s=cost.duration_s,
-                     box=self._box(not forward, stage, chunk) if source else None, send=send)
+                     box=self._box(not forward, stage, chunk) if source else None,
+                     gather_s=gather_s, send=send)
 
     def _p2p_wires(self, source: int, destination: int) -> tuple[Wire, ...]:
         """The links a send from ``source`` to ``destination`` crosses (resolved once)."""

@@ -82,16 +82,23 @@ class StepPlan:
     """One pipeline's step: stages, their pass order, and the communication around it.
 
     ``p2p_s`` is the time of one activation (or gradient) transfer between neighbouring
-    stages, on ``p2p_fabrics``. ``dp_overlap``: gradient reduction runs bucket by bucket
-    behind the last backward, and (ZeRO 1/2) the parameter gather behind the first
-    forwards; otherwise both wait until the compute is done. Gradients are reduced after the
-    last microbatch's backward of each chunk (after every backward with ZeRO 3).
+    stages, on ``p2p_fabrics``; ``p2p_gather_s`` the all-gather over TP that rebuilds a
+    received activation (or gradient) from the 1/tp shard that crossed (Megatron-LM's
+    scatter-gather, without sequence parallelism), on the receiver's compute stream.
+    ``p2p_blocking``: a stage waits for its send to arrive before it goes on (Megatron-LM
+    2021-22); otherwise sends overlap its next passes. ``dp_overlap``: gradient reduction
+    runs bucket by bucket behind the last backward, and (ZeRO 1/2) the parameter gather
+    behind the first forwards; otherwise both wait until the compute is done. Gradients are
+    reduced after the last microbatch's backward of each chunk (after every backward with
+    ZeRO 3).
     """
 
     stages: tuple[Stage, ...]
     order: tuple[tuple[Task, ...], ...]
     p2p_s: float = 0.0
     p2p_fabrics: tuple[str, ...] = ("scale_out",)
+    p2p_gather_s: float = 0.0
+    p2p_blocking: bool = False
     dp_overlap: bool = True
     gather: GatherMode = GatherMode.NONE
     title: str = ""

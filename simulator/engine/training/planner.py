@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from simulator.engine.training.costs import (
     ChunkParams,
@@ -141,19 +142,36 @@ class _DataParallel:
                    for p in params)
 
 
-def _p2p(scenario: Scenario) -> tuple[float, tuple[str, ...]]:
-    """The time of one pipeline send (an activation or its gradient), and its fabrics."""
+class _PipelineSends(NamedTuple):
+    """What one pipeline send costs: its transfer, its fabrics, and the all-gather that
+    rebuilds it on arrival (0 with sequence parallelism, or TP 1)."""
+
+    seconds: float
+    fabrics: tuple[str, ...]
+    gather_s: float
+
+
+def _p2p(scenario: Scenario) -> _PipelineSends:
+    """The time of one pipeline send (an activation or its gradient), its fabrics, and the
+    all-gather it needs on arrival."""
     w, hw = scenario.workload, scenario.hardware
     assert isinstance(w, TrainingWorkload)
     layout = training_layout(w)
     if layout.pp == 1:
-        return 0.0, ()
+        return _PipelineSends(0.0, (), 0.0)
     # with SP the activations are already split over TP; without it Megatron-LM sends one
-    # TP shard and all-gathers it on arrival (scatter-gather optimisation)
-    nbytes = (w.micro_batch_size * w.seq_len / layout.cp * scenario.model.hidden_size
-              * ACTIVATION_BYTES / layout.tp)
-    cost = collective_time(hw, Collective.SEND_RECV, nbytes, layout.pp_peer, library=True)
-    return cost.time_s, _fabrics(cost.fabric)
+    # TP shard and all-gathers it on arrival (scatter-gather optimisation, Narayanan et al.
+    # 2021 sec. 4.1): an all-gather of the whole tensor over the TP group, in the NVLink
+    # domain, before the receiving pass can start
+    whole = (w.micro_batch_size * w.seq_len / layout.cp * scenario.model.hidden_size
+             * ACTIVATION_BYTES)
+    cost = collective_time(hw, Collective.SEND_RECV, whole / layout.tp, layout.pp_peer,
+                           library=True)
+    gather_s = 0.0
+    if layout.tp > 1 and not layout.sequence_parallel:
+        gather_s = collective_time(hw, Collective.ALL_GATHER, whole, layout.tp_group,
+                                   library=True).time_s
+    return _PipelineSends(cost.time_s, _fabrics(cost.fabric), gather_s)
 
 
 def chunk_prices(scenario: Scenario) -> PassCosts:
@@ -237,12 +255,13 @@ def build_plan(scenario: Scenario, *, prices: PassCosts | None = None) -> Traini
     stages, executed, recomputed = _stages(scenario, dp, prices or chunk_prices(scenario))
     microbatches = w.global_batch_size // ((par.dp or 1) * w.micro_batch_size)
     order = schedule(w.pipeline_schedule.value, par.pp, microbatches, par.vpp)
-    p2p_s, p2p_fabrics = _p2p(scenario)
+    sends = _p2p(scenario)
     title = (f"{model.name} on {scenario.cluster.accelerators} x {hw.name}: tp={par.tp} "
              f"pp={par.pp} dp={par.dp} cp={par.cp} ep={par.ep}, {w.pipeline_schedule.value}"
              f"{f' vpp={par.vpp}' if par.vpp > 1 else ''}, {microbatches} microbatches")
     step = StepPlan(stages=tuple(stages), order=tuple(tuple(o) for o in order),
-                    p2p_s=p2p_s, p2p_fabrics=p2p_fabrics,
+                    p2p_s=sends.seconds, p2p_fabrics=sends.fabrics,
+                    p2p_gather_s=sends.gather_s, p2p_blocking=not w.overlap.pp_comm,
                     dp_overlap=w.overlap.dp_comm, gather=dp.gather, title=title,
                     peak_hbm_bandwidth=hw.hbm_bandwidth,
                     collective_sm_share=_sm_share(hw))

@@ -31,7 +31,9 @@ pass is simulated):
    :class:`PassCost` says (slowed while a data-parallel collective holds some of the SMs:
    :mod:`.shared_compute`); between parts, issue a gradient bucket or wait for a
    parameter bucket that has not arrived.
-5. Send its output, asynchronously (:class:`.p2p.PointToPoint`).
+5. Send its output (:class:`.p2p.PointToPoint`): asynchronously, or, where sends block
+   (Megatron-LM 2021-22), wait until it has arrived. A received input sent as 1/tp shards
+   is first all-gathered over TP (step 2), on the compute stream.
 6. ZeRO 3 without overlap: a backward reduces its gradients, and waits.
 
 Before its first pass a stage issues, with overlap, this step's parameter gathers chunk by
@@ -160,6 +162,8 @@ class StageProcess:
                     time["bubble"] += now - start - in_flight
                     interval(stage, COMPUTE, "waiting for a transfer", "wait_pp",
                              now - in_flight, in_flight)
+                if route.gather_s > 0:  # rebuild it from the shard that crossed
+                    yield from self._pp_comm(route.gather_s, "all-gathering a received shard")
             gathers: list[Event] = []
             grads: tuple[Bucket, ...] = ()
             cuts = _WHOLE
@@ -183,10 +187,29 @@ class StageProcess:
                     yield from self._wait_dp([gathers[k]], "waiting for parameters")
             if route.send is not None:  # 5. its output
                 send(route.send, task)
+                if route.send.blocking:
+                    yield from self._blocked(inbox[route.send.box + microbatch * boxes])
             if dp and backward and self.per_pass and not self.overlap:  # 6. its gradients
                 yield from self._wait_dp(self.dp.issue(self.chunks[c].grad_buckets),
                                          "reducing gradients")
         yield from self._finish()
+
+    def _pp_comm(self, seconds: float, name: str) -> ProcessBody:
+        """Pipeline communication on the stage's compute stream, booked as exposed."""
+        start = self.env.now
+        yield Timeout(self.env, seconds)
+        self.ledger.time["pp"] += seconds
+        self.records.interval(self.stage, COMPUTE, name, "pp_comm", start, seconds)
+
+    def _blocked(self, message: Event) -> ProcessBody:
+        """A blocking send: wait until ``message`` has arrived, booked as exposed."""
+        if message.callbacks is None:  # already in
+            return
+        start = self.env.now
+        yield message
+        waited = self.env.now - start
+        self.ledger.time["pp"] += waited
+        self.records.interval(self.stage, COMPUTE, "blocking send", "pp_comm", start, waited)
 
     def _meets_dp(self) -> list[bool]:
         """Per pass, whether data-parallel traffic meets it: every pass under ZeRO 3; with
