@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from simulator.perf.kv_budget import kv_reserve
 from simulator.perf.memory import (
     BYTES_OPTIMIZER,
     BYTES_WEIGHT_TRAIN,
@@ -186,7 +187,6 @@ def inference_footprint(scenario: Scenario, tp: int | None = None, pp: int | Non
     width = 4 * model.hidden_size + 2 * ffn / tp
     parts["activations"] = 2.0 * tokens * width + 4.0 * w.batching.max_batch_size * \
         model.vocab_size / tp
-    parts["runtime_reserve"] = runtime_reserve(hw)
     kv_precision = w.kv_cache_precision or Precision.BF16
     per_token = kv_bytes_per_token(model, kv_precision, tp, pp)
     if w.speculative is not None:  # the drafter's weights and KV cache share the devices
@@ -197,6 +197,9 @@ def inference_footprint(scenario: Scenario, tp: int | None = None, pp: int | Non
         per_token += draft_kv
     context = mean_tokens(w.prompt_tokens) + mean_tokens(w.output_tokens)
     batch_kv = per_token * context * w.batching.max_batch_size
+    parts |= kv_reserve(w.engine.kv_cache_memory, capacity=hw.hbm_capacity,
+                        loaded=sum(parts.values()),
+                        weights=parts["weights"] + parts.get("draft_weights", 0.0))
     footprint = Footprint(parts, hw.hbm_capacity)
     notes = [f"KV cache: {per_token / 1e3:.4g} kB per token per device; a full batch of "
              f"{w.batching.max_batch_size} mean-length requests needs {batch_kv / 1e9:.3g} GB"]

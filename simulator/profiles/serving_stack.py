@@ -19,6 +19,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field, model_validator
 
 from simulator.profiles.hardware import HardwareProfile
+from simulator.profiles.kv_memory import KvCacheMemory
 from simulator.profiles.numbers import SPEC_CONFIG, PositiveInt
 from simulator.profiles.quantities import NonNegativeSeconds, Sourced
 
@@ -202,6 +203,11 @@ class ServingStack(BaseModel):
                           "reduce-scatters its expert outputs), all_to_all_on_mnnvl "
                           "(all-to-all where the scale-up domain spans nodes, all-gather "
                           "elsewhere); absent: all_to_all")
+    kv_cache_memory: KvCacheMemory | None = Field(
+        None, description="how the KV cache is sized from device memory: a rule "
+                          "(share_of_total, share_of_free, static_share_of_total) and the "
+                          "stack's fraction (simulator/profiles/kv_memory.py); absent: "
+                          "share_of_total 0.95, xpusim's rule before stacks stated theirs")
     sources: dict[str, str] = Field(
         default_factory=dict, description="source ids used in 'source' fields, with URLs")
 
