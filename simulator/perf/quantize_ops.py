@@ -33,7 +33,8 @@ from simulator.perf.opspec import Gemm, Prec, repeat
 from simulator.profiles.precision import Precision
 
 SOURCE_BYTES = 2.0  # the 16-bit tensor a quantization reads
-NVFP4_BYTES = 0.5 + 1.0 / 16.0  # packed fp4 plus one e4m3 scale per 16 elements
+# packed fp4 plus one e4m3 scale per 16 elements: the fp4 element size (precision.py)
+NVFP4_BYTES = Precision.FP4.bytes_per_element
 
 
 @dataclass(frozen=True, kw_only=True)

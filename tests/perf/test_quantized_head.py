@@ -19,7 +19,7 @@ VH = 128_256 * 4_096  # Llama 3.1 8B: vocab x hidden = 525,336,576 per matrix (u
 
 @pytest.mark.parametrize(("precision", "tp", "pp", "expected"), [
     ("fp8", 1, 1, 1.0 * 2 * VH),  # embedding and head, 1 byte more each per element
-    ("fp4", 1, 1, 1.5 * 2 * VH),  # 2 - 0.5 bytes
+    ("fp4", 1, 1, 1.4375 * 2 * VH),  # 2 - 0.5625 bytes (NVFP4: 4 bits + an 8-bit scale per 16)
     ("fp8", 2, 1, 1.0 * 2 * VH / 2),  # vocab-parallel over TP
     ("fp8", 1, 2, 1.0 * VH),  # an end stage holds one of the two
     ("bf16", 1, 1, 0.0),  # already 16-bit
