@@ -90,6 +90,20 @@ def test_gb300_runs_the_b300_layer_gemms_at_the_b300_time_over_the_superchip_ste
     assert sum(3 * TE1_LAYER) == pytest.approx(19.17e12, rel=0.001)
     model_ms = sum(3 * f / _rate("gb300-nvl72", precision, f) for f in TE1_LAYER) * 1e3
     assert model_ms == pytest.approx(b300_ms / MAMF_STEP[precision], rel=0.03)
+def test_b200_and_gb300_price_fp4_on_one_nvfp4_size_curve_of_the_die():
+    """B200 and GB300 price fp4 as NVFP4 on the Blackwell die's size curve (half 4.07e10,
+    fitted on B200): Llama 3.1 70B's QKV GEMM at 256 decode rows, 2 x 256 x 8192 x 10240 =
+    4.295e10 FLOPs, reaches 4.295 / (4.295 + 4.07) = 0.5135 of each part's large fraction:
+    B200 9,000 x 0.478 x 0.5135 = 2,209 TFLOP/s, GB300 15,000 x 0.37 x 0.5135 = 2,850. TE's
+    B300 layer (3 x the four forward GEMMs) then takes 3.54 ms on GB300 (3.76 ms on the B300
+    over the 1.053 step is 3.57)."""
+    qkv = _gemm(256, 8192, 10240)
+    assert _rate("b200", "fp4", qkv) == pytest.approx(2209 * T, rel=0.001)
+    assert _rate("gb300-nvl72", "fp4", qkv) == pytest.approx(2850 * T, rel=0.001)
+    layer_ms = sum(3 * f / _rate("gb300-nvl72", "fp4", f) for f in TE1_LAYER) * 1e3
+    assert layer_ms == pytest.approx(3.54, abs=0.005)
+
+
 def test_the_b200_fp4_curve_is_nvfp4s_below_cublaslt_mxfp4_squares():
     """The B200 fp4 curve prices NVFP4 (what TensorRT-LLM and Transformer Engine run):
     cuBLASLt MXFP4 squares (DeepGEMM PR 348: 8192^3 at 5,239 and 4096x4096x7168 at 3,939
