@@ -59,6 +59,7 @@ def _gemm(m: int, n: int, k: int) -> float:
     ("b200", "bf16", _gemm(2048, 4096, 4096), 1444 * T, 0.03),
     ("b200", "bf16", _gemm(8192, 6144, 4096), 1421 * T, 0.08),
     # not fitted: B200 FP8 at M=1024, N=K=4096 (vLLM PR 19566) on the GB200-fitted curve
+    # carried to B200 over the MAMF step (the curve gives 2,410)
     ("b200", "fp8", _gemm(1024, 4096, 4096), 2354 * T, 0.05),
     # MI300X hipBLASLt FP8 (Azure ND MI300X v5); large from AMD's MAF, half from this sweep
     ("mi300x", "fp8", _cube(2048), 428 * T, 0.10),
@@ -102,6 +103,19 @@ def test_b200_and_gb300_price_fp4_on_one_nvfp4_size_curve_of_the_die():
     assert _rate("gb300-nvl72", "fp4", qkv) == pytest.approx(2850 * T, rel=0.001)
     layer_ms = sum(3 * f / _rate("gb300-nvl72", "fp4", f) for f in TE1_LAYER) * 1e3
     assert layer_ms == pytest.approx(3.54, abs=0.005)
+
+
+def test_b200_runs_gb200s_fp8_kernels_at_the_gb200_rate_over_the_mamf_step():
+    """One rule carries a measured rate between a board part and a superchip of the same
+    die, both ways: the rate over (or times) the MAMF step, never the fraction of one peak
+    taken to the other. GB200's cuBLASLt fp8 sweep, 5,000 x 0.583 = 2,915 TFLOP/s for large
+    GEMMs, is 2,915 / 1.053 = 2,768 on B200 (0.615 of 4,500): both at 0.806 of their MAMF
+    best shapes (3,615.6 and 3,432.5)."""
+    huge = _cube(1 << 20)
+    b200, gb200 = _rate("b200", "fp8", huge), _rate("gb200-nvl72", "fp8", huge)
+    assert gb200 / b200 == pytest.approx(MAMF_STEP["fp8"], rel=0.002)
+    assert b200 == pytest.approx(2768 * T, rel=0.002)
+    assert b200 / (3432.5 * T) == pytest.approx(gb200 / (3615.6 * T), rel=0.002)
 
 
 def test_the_b200_fp4_curve_is_nvfp4s_below_cublaslt_mxfp4_squares():
