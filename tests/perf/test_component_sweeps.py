@@ -43,7 +43,6 @@ def _gemm(m: int, n: int, k: int) -> float:
     ("gb200-nvl72", "fp8", _cube(4096), 2835 * T, 0.03),
     ("gb200-nvl72", "fp8", _cube(8192), 2877 * T, 0.03),
     ("gb200-nvl72", "fp8", _cube(16384), 2907 * T, 0.03),
-    # the same sweep, FP4 (fitted: rms 2%)
     # B200 NVFP4 (fitted: log-rms 13% over the seven points): vLLM PR 20646's CUTLASS
     # NVFP4, pre-quantized, at Llama 3.1 8B's QKV shape; FlashInfer PR 1979's three NVFP4
     # kernels at one shape (CUTLASS 3,370, cuDNN 2,976, TensorRT-LLM 2,187: their geometric
@@ -59,6 +58,7 @@ def _gemm(m: int, n: int, k: int) -> float:
     ("b200", "bf16", _gemm(2048, 4096, 4096), 1444 * T, 0.03),
     ("b200", "bf16", _gemm(8192, 6144, 4096), 1421 * T, 0.08),
     # not fitted: B200 FP8 at M=1024, N=K=4096 (vLLM PR 19566) on the GB200-fitted curve
+    # carried to B200 over the MAMF step (the curve gives 2,410)
     ("b200", "fp8", _gemm(1024, 4096, 4096), 2354 * T, 0.05),
     # MI300X hipBLASLt FP8 (Azure ND MI300X v5); large from AMD's MAF, half from this sweep
     ("mi300x", "fp8", _cube(2048), 428 * T, 0.10),
@@ -90,6 +90,42 @@ def test_gb300_runs_the_b300_layer_gemms_at_the_b300_time_over_the_superchip_ste
     assert sum(3 * TE1_LAYER) == pytest.approx(19.17e12, rel=0.001)
     model_ms = sum(3 * f / _rate("gb300-nvl72", precision, f) for f in TE1_LAYER) * 1e3
     assert model_ms == pytest.approx(b300_ms / MAMF_STEP[precision], rel=0.03)
+def test_blackwell_parts_price_fp4_on_one_nvfp4_size_curve_of_the_die():
+    """B200, GB200 and GB300 price fp4 as NVFP4 on the Blackwell die's size curve (half
+    4.07e10, fitted on B200): Llama 3.1 70B's QKV GEMM at 256 decode rows, 2 x 256 x 8192 x
+    10240 = 4.295e10 FLOPs, reaches 4.295 / (4.295 + 4.07) = 0.5135 of each part's large
+    fraction: B200 9,000 x 0.478 x 0.5135 = 2,209 TFLOP/s, GB200 10,000 x 0.453 x 0.5135 =
+    2,326 (B200's rate over the MAMF step, 2,209 x 1.053), GB300 15,000 x 0.37 x 0.5135 =
+    2,850. TE's B300 layer (3 x the four forward GEMMs) then takes 3.54 ms on GB300 (3.76 ms
+    on the B300 over the 1.053 step is 3.57)."""
+    qkv = _gemm(256, 8192, 10240)
+    assert _rate("b200", "fp4", qkv) == pytest.approx(2209 * T, rel=0.001)
+    assert _rate("gb200-nvl72", "fp4", qkv) == pytest.approx(2326 * T, rel=0.001)
+    assert _rate("gb200-nvl72", "fp4", qkv) / _rate("b200", "fp4", qkv) == \
+        pytest.approx(MAMF_STEP["fp4"], rel=0.002)
+    assert _rate("gb300-nvl72", "fp4", qkv) == pytest.approx(2850 * T, rel=0.001)
+    layer_ms = sum(3 * f / _rate("gb300-nvl72", "fp4", f) for f in TE1_LAYER) * 1e3
+    assert layer_ms == pytest.approx(3.54, abs=0.005)
+
+
+@pytest.mark.parametrize(("precision", "b200_large", "gb200_large"), [
+    ("bf16", 2250 * 0.68, 2500 * 0.64),  # B200's measured fit carried up: 1,530 -> 1,600
+    ("fp8", 4500 * 0.615, 5000 * 0.583),  # GB200's measured sweep carried down: 2,915 -> 2,768
+    ("fp4", 9000 * 0.478, 10000 * 0.453),  # B200's NVFP4 fit carried up: 4,302 -> 4,530
+])
+def test_b200_and_gb200_lines_differ_by_the_mamf_step(precision, b200_large, gb200_large):
+    """One rule carries a measured rate between the board part and the superchip of the same
+    die, both ways: the rate times (or over) the GB200/B200 MAMF step (1.044 bf16, 1.053
+    fp8; fp4 takes fp8's), never one part's fraction of peak taken to the other's peak (the
+    listed peaks' 1.11). So the two parts sit at the same share of their MAMF best shapes:
+    fp8 2,768 / 3,432.5 = 0.806 = 2,915 / 3,615.6."""
+    huge = _cube(1 << 20)
+    b200, gb200 = _rate("b200", precision, huge), _rate("gb200-nvl72", precision, huge)
+    assert b200 == pytest.approx(b200_large * T, rel=0.001)
+    assert gb200 == pytest.approx(gb200_large * T, rel=0.001)
+    assert gb200 / b200 == pytest.approx(MAMF_STEP[precision], rel=0.003)
+
+
 def test_the_b200_fp4_curve_is_nvfp4s_below_cublaslt_mxfp4_squares():
     """The B200 fp4 curve prices NVFP4 (what TensorRT-LLM and Transformer Engine run):
     cuBLASLt MXFP4 squares (DeepGEMM PR 348: 8192^3 at 5,239 and 4096x4096x7168 at 3,939
@@ -113,11 +149,14 @@ def test_no_fp4_gemm_outruns_twice_the_fp8_one_on_the_same_tensor_cores():
 
 
 def test_fp4_kernels_need_larger_gemms_to_fill_a_blackwell_gpu():
-    """At 2048^3 cuBLASLt FP4 reaches 0.17 of GB200's FP4 peak, FP8 0.45 of its own: the FP4
-    half size is an order of magnitude above the FP8 one."""
-    gemm = load_hardware("gb200-nvl72").efficiency.gemm
-    assert gemm.half_size(Precision.FP4) > 10 * gemm.half_size(Precision.FP8)
-    assert gemm.half_size(Precision.BF16) == gemm.half_size_flops.value
+    """At 2048^3 cuBLASLt FP4 reaches 0.17 of GB200's FP4 peak, FP8 0.45 of its own, and
+    B200's NVFP4 kernels reach 0.24-0.37 at M = 1024: the die's NVFP4 half size, 4.07e10, is
+    4.07e10 / 5.1e9 = 8.0 times the FP8 one on every Blackwell part."""
+    for profile in ("b200", "gb200-nvl72", "gb300-nvl72"):
+        gemm = load_hardware(profile).efficiency.gemm
+        assert gemm.half_size(Precision.FP4) / gemm.half_size(Precision.FP8) == \
+            pytest.approx(7.98, abs=0.01)
+        assert gemm.half_size(Precision.BF16) == gemm.half_size_flops.value
 
 
 # --- collectives: nccl-tests / rccl-tests all-reduce sweeps (physics_facts sec. 7) -----------
