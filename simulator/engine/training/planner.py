@@ -23,6 +23,11 @@ from simulator.engine.training.costs import (
     chunk_shapes,
     model_flops_per_token,
 )
+from simulator.engine.training.optimizer_host import (
+    exposed_host_s,
+    optimizer_launches,
+    shard_fragments,
+)
 from simulator.engine.training.plan import Bucket, Chunk, GatherMode, Stage, StepPlan
 from simulator.engine.training.schedule import schedule
 from simulator.perf.collectives import collective_time
@@ -68,12 +73,17 @@ def _fabrics(fabric: str) -> tuple[str, ...]:
     return ("scale_up", "scale_out")  # hierarchical (or mixed): both fabrics
 
 
+def _bucket_params(group: Group) -> float:
+    """Megatron-LM's DDP bucket size over ``group``: max(40M, 1M x its ranks) parameters."""
+    return max(BUCKET_PARAMS, 1e6 * group.size)
+
+
 def _buckets(hw: HardwareProfile, name: str, params: float, bytes_per_param: float,
              collective: Collective, group: Group) -> tuple[Bucket, ...]:
     """``params`` split into DDP buckets, each priced as one collective over ``group``."""
     if params <= 0 or group.size <= 1:
         return ()
-    size = max(BUCKET_PARAMS, 1e6 * group.size)
+    size = _bucket_params(group)
     n = max(1, min(MAX_BUCKETS, math.ceil(params / size)))
     cost = collective_time(hw, collective, params / n * bytes_per_param, group, library=True)
     if cost.fabric == "local":
@@ -140,6 +150,20 @@ class _DataParallel:
         return sum(p.trainable_dense / dense_shard + p.trainable_expert / expert_shard
                    for p in params)
 
+    def host_tail_s(self, params: list[ChunkParams], *, device_after_sync_s: float) -> float:
+        """What the distributed optimizer's eager launches after the gradient norm add to
+        its device work (:mod:`.optimizer_host`); nothing for ZeRO 0 and 3, LoRA, or a
+        profile without an eager launch figure."""
+        launch = self.hw.efficiency.host_launch
+        if self.zero not in (1, 2) or launch is None:
+            return 0.0
+        fragments = sum(shard_fragments(p.trainable_dense, _bucket_params(self.dense))
+                        + shard_fragments(p.trainable_expert, _bucket_params(self.expert))
+                        for p in params)
+        return exposed_host_s(launches=optimizer_launches(fragments, fp8_params=self.fp8_params),
+                              host_launch_s=launch.value,
+                              device_after_sync_s=device_after_sync_s)
+
 
 def _p2p(scenario: Scenario) -> tuple[float, tuple[str, ...]]:
     """The time of one pipeline send (an activation or its gradient), and its fabrics."""
@@ -203,8 +227,12 @@ def _stages(scenario: Scenario, dp: _DataParallel,
             recomputed += forward.recompute_flops + backward.recompute_flops
         shard = dp.optimizer_params(params)
         opt_bytes = shard * dp.optimizer_bytes_per_param
-        opt_s = opt_bytes / (hw.hbm_bandwidth * hw.efficiency.hbm.value) if shard else 0.0
+        bandwidth = hw.hbm_bandwidth * hw.efficiency.hbm.value
+        opt_s = opt_bytes / bandwidth if shard else 0.0
         opt_s += (norm_s if shard else 0.0) + step_s
+        # the norm's read pass and all-reduce come before the host syncs on it
+        before_sync = shard * dp.grad_bytes / bandwidth + norm_s if shard else 0.0
+        opt_s += dp.host_tail_s(params, device_after_sync_s=opt_s - before_sync)
         stages.append(Stage(tuple(chunks), opt_s, opt_bytes + step_bytes))
     return stages, executed, recomputed
 
