@@ -1,4 +1,5 @@
-"""The distributed optimizer's eager launches after the gradient norm's host sync."""
+"""A step's fixed work around the optimizer on an eager framework: the distributed
+optimizer's launches after the gradient norm's host sync, and the gradient buffer zeroed."""
 
 from __future__ import annotations
 
@@ -64,10 +65,12 @@ def test_a_small_shard_waits_for_its_launches(monkeypatch):
     shard = count_params(scenario.model).total / 128
     bandwidth = gb200.hbm_bandwidth * gb200.efficiency.hbm.value
     before_sync = shard * 2.0 / bandwidth + planner._grad_norm_s(scenario)  # norm read, bf16
-    device = _optimizer_s(monkeypatch, *WIDE, host=False)
+    zeroing = count_params(scenario.model).total * 2.0 / bandwidth  # the bf16 buffer
+    device = _optimizer_s(monkeypatch, *WIDE, host=False) - zeroing
     host = 130 * 9.8e-6
     assert host > device - before_sync
-    assert _optimizer_s(monkeypatch, *WIDE) == pytest.approx(before_sync + host, rel=1e-9)
+    assert _optimizer_s(monkeypatch, *WIDE) == pytest.approx(before_sync + host + zeroing,
+                                                             rel=1e-9)
 
 
 def test_a_large_shard_hides_its_launches(monkeypatch):
@@ -98,6 +101,28 @@ def _tail_with_idle_device(*overrides: str) -> float:
 ])
 def test_the_tail_needs_a_distributed_optimizer_and_an_eager_host(overrides, launches):
     assert _tail_with_idle_device(*overrides) == pytest.approx(launches * 9.8e-6, rel=1e-9)
+
+
+def _zeroed(*overrides: str) -> float:
+    scenario = load_scenario(ROOT / T, [*WIDE[:3], *overrides])
+    w = scenario.workload
+    dp = planner._DataParallel(scenario.hardware, w)
+    params = [planner.chunk_params(scenario.model, w, shape)
+              for row in planner.chunk_shapes(w, [scenario.model.layers]) for shape in row]
+    return dp.grad_buffer_bytes(params)
+
+
+@pytest.mark.parametrize(("overrides", "bytes_per_param", "shard"), [
+    ((), 4.0, 1),  # ZeRO 1 keeps the whole fp32 buffer on every rank
+    (("workload.grad_reduce_dtype=bf16",), 2.0, 1),
+    (("workload.parallelism.zero=0",), 4.0, 1),
+    (("workload.parallelism.zero=3",), 4.0, 128),  # its shard of the gradients
+    (("hardware=tpu-v5p", "workload.precision=bf16"), 0.0, 1),  # XLA: fresh gradients
+])
+def test_every_step_zeroes_the_gradient_buffer_the_wgrads_accumulate_into(
+        overrides, bytes_per_param, shard):
+    total = count_params(load_scenario(ROOT / T, []).model).total
+    assert _zeroed(*overrides) == pytest.approx(total * bytes_per_param / shard, rel=1e-9)
 
 
 def test_the_module_names_its_sources():

@@ -150,6 +150,21 @@ class _DataParallel:
         return sum(p.trainable_dense / dense_shard + p.trainable_expert / expert_shard
                    for p in params)
 
+    def grad_buffer_bytes(self, params: list[ChunkParams]) -> float:
+        """Bytes of gradient buffer zeroed at the start of every step, on a framework that
+        launches kernels eagerly (Megatron-core's ``zero_grad_buffer``, called each
+        iteration outside any CUDA graph: ``grad_data.zero_()`` over each whole buffer,
+        distributed_data_parallel.py and param_and_grad_buffer.py, 0.14.0). The wgrad
+        GEMMs accumulate into it (their bytes read and write it), so it starts at zero.
+        ZeRO 2/3 hold their shard of the gradients; XLA (no eager launch figure) writes
+        fresh gradients and zeroes nothing."""
+        if self.hw.efficiency.host_launch is None:
+            return 0.0
+        dense_shard = self.dense.size if self.zero >= 2 else 1
+        expert_shard = self.expert.size if self.zero >= 2 else 1
+        return self.grad_bytes * sum(p.trainable_dense / dense_shard
+                                     + p.trainable_expert / expert_shard for p in params)
+
     def host_tail_s(self, params: list[ChunkParams], *, device_after_sync_s: float) -> float:
         """What the distributed optimizer's eager launches after the gradient norm add to
         its device work (:mod:`.optimizer_host`); nothing for ZeRO 0 and 3, LoRA, or a
@@ -233,7 +248,10 @@ def _stages(scenario: Scenario, dp: _DataParallel,
         # the norm's read pass and all-reduce come before the host syncs on it
         before_sync = shard * dp.grad_bytes / bandwidth + norm_s if shard else 0.0
         opt_s += dp.host_tail_s(params, device_after_sync_s=opt_s - before_sync)
-        stages.append(Stage(tuple(chunks), opt_s, opt_bytes + step_bytes))
+        # the next step's gradient zeroing runs in series with it, before the forward
+        zeroed = dp.grad_buffer_bytes(params)
+        opt_s += zeroed / bandwidth
+        stages.append(Stage(tuple(chunks), opt_s, opt_bytes + step_bytes + zeroed))
     return stages, executed, recomputed
 
 
