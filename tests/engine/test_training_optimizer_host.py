@@ -64,7 +64,8 @@ def test_a_small_shard_waits_for_its_launches(monkeypatch):
     gb200 = load_hardware("gb200-nvl72")
     shard = count_params(scenario.model).total / 128
     bandwidth = gb200.hbm_bandwidth * gb200.efficiency.hbm.value
-    before_sync = shard * 2.0 / bandwidth + planner._grad_norm_s(scenario)  # norm read, bf16
+    # the bf16 shard copied to fp32 (2 + 4 B) and the norm's read (4 B), then its all-reduce
+    before_sync = shard * (2.0 + 4.0 + 4.0) / bandwidth + planner._grad_norm_s(scenario)
     zeroing = count_params(scenario.model).total * 2.0 / bandwidth  # the bf16 buffer
     device = _optimizer_s(monkeypatch, *WIDE, host=False) - zeroing
     host = 130 * 9.8e-6

@@ -43,13 +43,16 @@ PARAM_GATHER_BYTES = 2.0  # bf16 parameters
 FP8_PARAM_BYTES = 1.0  # a GEMM weight kept and gathered in fp8 (workload.fp8_param_gather)
 ACTIVATION_BYTES = 2.0  # activations and their gradients cross stages in bf16
 # Adam over one parameter of the shard, memory-bound: read the fp32 master weight, m and v
-# (12 B) and the gradient (g B), write master, m and v (12 B) and the bf16 weight (2 B);
-# the gradient norm reads the gradient once more (g B) and clipping scales it in place
-# (read and write, 2g B): 26 + 4g bytes, 42 with fp32 gradients, 34 with bf16
-# (physics_facts §5: 28 B for Adam with bf16 gradients; Megatron-LM's optimizer timers
-# show the copy, clip and inner-step phases as separate passes).
+# (12 B) and the fp32 main gradient (4 B), write master, m and v (12 B) and the bf16 weight
+# (2 B); the gradient norm reads the main gradient once more (4 B) and clipping scales it in
+# place (8 B): 42 bytes (physics_facts §5: 28 B for Adam alone; Megatron-LM's optimizer
+# timers show the copy, clip and inner-step phases as separate passes). Gradients reduced
+# in bf16 are first copied to fp32 main gradients (megatron-core 0.14.0,
+# ``_copy_model_grads_to_main_grads``: ``shard_model_grad.float()``; a no-op for fp32):
+# read 2 B, write 4 B, 48 bytes in all.
 ADAM_STATE_BYTES = 26.0
-GRAD_PASSES = 4.0
+MAIN_GRAD_BYTES = 4.0  # the optimizer's gradients are fp32 whatever the reduction's dtype
+GRAD_PASSES = 4.0  # Adam's read, the norm's read, the clip's read and write
 GRAD_NORM_BYTES = 4.0  # the fp32 squared-norm partial each rank all-reduces
 BUCKET_PARAMS = 40e6  # Megatron-LM DDP bucket size: max(40M, 1M x dp) parameters
 MAX_BUCKETS = 32  # per chunk and kind; bigger buckets beyond that (keeps events few)
@@ -141,7 +144,14 @@ class _DataParallel:
     @property
     def optimizer_bytes_per_param(self) -> float:
         """HBM bytes the optimizer step moves per parameter of the shard."""
-        return ADAM_STATE_BYTES + GRAD_PASSES * self.grad_bytes
+        return ADAM_STATE_BYTES + GRAD_PASSES * MAIN_GRAD_BYTES + self.main_grad_copy_bytes
+
+    @property
+    def main_grad_copy_bytes(self) -> float:
+        """HBM bytes per parameter of the shard's copy to fp32 main gradients (none when
+        the gradients are already fp32)."""
+        g = self.grad_bytes
+        return g + MAIN_GRAD_BYTES if g < MAIN_GRAD_BYTES else 0.0
 
     def optimizer_params(self, params: list[ChunkParams]) -> float:
         """Parameters this device updates (its ZeRO shard of the trainable ones)."""
@@ -245,8 +255,9 @@ def _stages(scenario: Scenario, dp: _DataParallel,
         bandwidth = hw.hbm_bandwidth * hw.efficiency.hbm.value
         opt_s = opt_bytes / bandwidth if shard else 0.0
         opt_s += (norm_s if shard else 0.0) + step_s
-        # the norm's read pass and all-reduce come before the host syncs on it
-        before_sync = shard * dp.grad_bytes / bandwidth + norm_s if shard else 0.0
+        # the main-gradient copy, the norm's read and its all-reduce precede the sync
+        before_sync = (shard * (dp.main_grad_copy_bytes + MAIN_GRAD_BYTES) / bandwidth
+                       + norm_s) if shard else 0.0
         opt_s += dp.host_tail_s(params, device_after_sync_s=opt_s - before_sync)
         # the next step's gradient zeroing runs in series with it, before the forward
         zeroed = dp.grad_buffer_bytes(params)
