@@ -10,6 +10,7 @@ import pytest
 from simulator.engine.training import optimizer_host, planner
 from simulator.engine.training.optimizer_host import (
     exposed_host_s,
+    multi_tensor_launches,
     optimizer_launches,
     shard_fragments,
 )
@@ -33,12 +34,20 @@ def test_a_shard_spans_at_least_one_fragment_per_bucket():
         shard_fragments(1e9, 0.0)
 
 
+def test_multi_tensor_kernels_launch_per_320_chunks_or_per_full_tensor_list():
+    # 62.7M elements: 958 chunks of 65,536, 3 launches of 320 blocks
+    assert multi_tensor_launches(62_736_416, 63, 36) == 3
+    # 200 small tensors: the list of 36 fills first, 6 launches
+    assert multi_tensor_launches(200 * 4096, 200, 36) == 6
+    assert multi_tensor_launches(1e6, 0, 36) == 0
+
+
 def test_launches_per_fragment_follow_the_code():
-    # bf16: clip + Adam, then one copy_ per fragment
-    assert optimizer_launches(63, fp8_params=False) == 2 + 63
-    # fp8 params: clip + Adam + amax all-reduce + scale update, amax and cast per fragment
-    assert optimizer_launches(63, fp8_params=True) == 4 + 2 * 63
-    assert optimizer_launches(0, fp8_params=True) == 0
+    # bf16: clip 3 + Adam 3, then one copy_ per fragment
+    assert optimizer_launches(63, elements=62_736_416, fp8_params=False) == 6 + 63
+    # fp8 params: also the amax all-reduce and the scale update, amax and cast per fragment
+    assert optimizer_launches(63, elements=62_736_416, fp8_params=True) == 6 + 2 + 2 * 63
+    assert optimizer_launches(0, elements=0.0, fp8_params=True) == 0
 
 
 def test_only_launches_longer_than_the_device_work_are_exposed():
@@ -57,8 +66,9 @@ def _optimizer_s(monkeypatch, *overrides: str, host: bool = True) -> float:
 
 
 def test_a_small_shard_waits_for_its_launches(monkeypatch):
-    """DP 128 on GB200: bucket max(40M, 128M) = 128M parameters, 63 fragments, 130
-    launches at the profile's eager 9.8 us; the device's work after the norm is the Adam
+    """DP 128 on GB200: bucket max(40M, 128M) = 128M parameters, 63 fragments, 134
+    launches (6 multi-tensor, 2 for the scales, 2 per fragment) at the profile's eager
+    9.8 us; the device's work after the norm is the Adam
     and clip passes and the shard's quantization, well under 1.27 ms."""
     scenario = load_scenario(ROOT / T, list(WIDE))
     gb200 = load_hardware("gb200-nvl72")
@@ -68,23 +78,25 @@ def test_a_small_shard_waits_for_its_launches(monkeypatch):
     before_sync = shard * (2.0 + 4.0 + 4.0) / bandwidth + planner._grad_norm_s(scenario)
     zeroing = count_params(scenario.model).total * 2.0 / bandwidth  # the bf16 buffer
     device = _optimizer_s(monkeypatch, *WIDE, host=False) - zeroing
-    host = 130 * 9.8e-6
+    host = 134 * 9.8e-6
     assert host > device - before_sync
     assert _optimizer_s(monkeypatch, *WIDE) == pytest.approx(before_sync + host + zeroing,
                                                              rel=1e-9)
 
 
 def test_a_large_shard_hides_its_launches(monkeypatch):
-    """DP 8 on H100 (the shipped scenario): 201 fragments, 203 launches, 2 ms of host
-    time under about 10 ms of optimizer passes over 1e9 parameters."""
-    launches = optimizer_launches(math.ceil(8.03e9 / 40e6), fp8_params=False)
-    assert launches * 9.8e-6 < 2.1e-3
+    """DP 8 on H100 (the shipped scenario): 201 fragments and 1e9 parameters, 48 + 48
+    multi-tensor launches and 201 copies, 2.9 ms of host time under about 10 ms of
+    optimizer passes."""
+    launches = optimizer_launches(math.ceil(8.03e9 / 40e6), elements=8.03e9 / 8,
+                                  fp8_params=False)
+    assert launches == 48 + 48 + 201
     assert _optimizer_s(monkeypatch) == _optimizer_s(monkeypatch, host=False)
 
 
 def _tail_with_idle_device(*overrides: str) -> float:
     """The optimizer's host tail of the WIDE layout (bf16 parameters) were its device
-    work after the norm nothing: 2 + 63 launches wherever a tail is priced."""
+    work after the norm nothing: 6 + 63 launches wherever a tail is priced."""
     scenario = load_scenario(ROOT / T, [*WIDE[:3], *overrides])
     w = scenario.workload
     dp = planner._DataParallel(scenario.hardware, w)
@@ -94,8 +106,8 @@ def _tail_with_idle_device(*overrides: str) -> float:
 
 
 @pytest.mark.parametrize(("overrides", "launches"), [
-    ((), 2 + 63),  # ZeRO 1: a copy_ per fragment
-    (("workload.parallelism.zero=2",), 2 + 63),
+    ((), 6 + 63),  # ZeRO 1: clip 3 + Adam 3, a copy_ per fragment
+    (("workload.parallelism.zero=2",), 6 + 63),
     (("workload.parallelism.zero=0",), 0),  # one multi-tensor copy, not priced
     (("workload.parallelism.zero=3",), 0),  # FSDP gathers on its own schedule
     (("hardware=tpu-v5p", "workload.precision=bf16"), 0),  # no eager launch figure

@@ -11,7 +11,10 @@ the launch: the tail lasts the longer of the host's launches and the device's ow
 
 What the distributed optimizer (ZeRO 1/2) launches after the norm, read from the code:
 
-- the clip (one multi-tensor scale) and Adam (multi-tensor launches, one at least);
+- the clip (a multi-tensor scale) and Adam (multi-tensor Adam): a multi-tensor launch
+  covers at most 320 chunks of 65,536 elements (TE's ``multi_tensor_applier`` chunk is
+  2048 x 32; the 320 blocks, and the 64 and 36 tensors a launch of depth 2 and 4 takes,
+  are ``multi_tensor_apply.cuh``'s limits, recalled from apex, whose kernels TE carries);
 - the updated shard written into the parameter buffer one tensor fragment at a time:
   ``_copy_main_params_to_model_params`` (``distrib_optimizer.py``) runs a ``copy_`` per
   fragment; with fp8 parameters Transformer Engine 2.7's
@@ -30,7 +33,10 @@ from __future__ import annotations
 
 import math
 
-STEP_LAUNCHES = 2  # the clip's multi-tensor scale and Adam's multi-tensor launch
+MULTI_TENSOR_CHUNK = 2048 * 32  # elements per block of a multi-tensor kernel
+MULTI_TENSOR_BLOCKS = 320  # blocks per launch
+CLIP_MAX_TENSORS = 64  # multi-tensor scale: depth 2 (gradient in, gradient out)
+ADAM_MAX_TENSORS = 36  # multi-tensor Adam: depth 4 (gradient, weight, m, v)
 FP8_STEP_LAUNCHES = 2  # the amax all-reduce and the multi-tensor scale update
 FP8_FRAGMENT_LAUNCHES = 2  # compute_amax and update_quantized per fragment
 COPY_FRAGMENT_LAUNCHES = 1  # copy_ per fragment
@@ -46,13 +52,26 @@ def shard_fragments(params: float, bucket_params: float) -> int:
     return math.ceil(params / bucket_params)
 
 
-def optimizer_launches(fragments: int, *, fp8_params: bool) -> int:
-    """Kernels the host launches after the gradient norm for a shard of ``fragments``."""
+def multi_tensor_launches(elements: float, tensors: int, max_tensors: int) -> int:
+    """Launches of one multi-tensor kernel over ``tensors`` tensors of ``elements`` in all:
+    a launch ends when its blocks or its tensor list fill (lower bound: tensors are not
+    rounded up to whole chunks)."""
+    if tensors <= 0:
+        return 0
+    blocks = math.ceil(elements / MULTI_TENSOR_CHUNK)
+    return max(math.ceil(blocks / MULTI_TENSOR_BLOCKS), math.ceil(tensors / max_tensors))
+
+
+def optimizer_launches(fragments: int, *, elements: float, fp8_params: bool) -> int:
+    """Kernels the host launches after the gradient norm for a shard of ``fragments``
+    holding ``elements`` parameters: the clip, Adam, and the per-fragment writes."""
     if fragments <= 0:
         return 0
+    step = (multi_tensor_launches(elements, fragments, CLIP_MAX_TENSORS)
+            + multi_tensor_launches(elements, fragments, ADAM_MAX_TENSORS))
     if fp8_params:
-        return STEP_LAUNCHES + FP8_STEP_LAUNCHES + FP8_FRAGMENT_LAUNCHES * fragments
-    return STEP_LAUNCHES + COPY_FRAGMENT_LAUNCHES * fragments
+        return step + FP8_STEP_LAUNCHES + FP8_FRAGMENT_LAUNCHES * fragments
+    return step + COPY_FRAGMENT_LAUNCHES * fragments
 
 
 def exposed_host_s(*, launches: int, host_launch_s: float, device_after_sync_s: float) -> float:

@@ -185,8 +185,9 @@ class _DataParallel:
         fragments = sum(shard_fragments(p.trainable_dense, _bucket_params(self.dense))
                         + shard_fragments(p.trainable_expert, _bucket_params(self.expert))
                         for p in params)
-        return exposed_host_s(launches=optimizer_launches(fragments, fp8_params=self.fp8_params),
-                              host_launch_s=launch.value,
+        launches = optimizer_launches(fragments, elements=self.optimizer_params(params),
+                                      fp8_params=self.fp8_params)
+        return exposed_host_s(launches=launches, host_launch_s=launch.value,
                               device_after_sync_s=device_after_sync_s)
 
 
