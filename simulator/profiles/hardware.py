@@ -272,8 +272,10 @@ class Efficiency(BaseModel):
                           "kernels (amax, cast, transpose) reach; absent: the hbm fraction")
     host_launch: Sourced[NonNegativeSeconds] | None = Field(
         None, description="host (CPU) time to launch one kernel from an eager framework; a "
-                          "pass cannot run faster than its kernels' launches. Absent: the "
-                          "host is never the bound (e.g. XLA-compiled TPUs)")
+                          "pass cannot run faster than its kernels' launches, nor the "
+                          "distributed optimizer's eager tail. Absent: the host is never "
+                          "the bound and no gradient buffer is zeroed (e.g. XLA-compiled "
+                          "TPUs)")
     graph_launch: Sourced[NonNegativeSeconds] | None = Field(
         None, description="host time per kernel when a pass is replayed as a CUDA/HIP graph "
                           "(workload.cuda_graphs); absent: host_launch")

@@ -34,16 +34,20 @@ def _optimizer_shard(scenario) -> float:
     return count_params(scenario.model).total / 8
 
 
-@pytest.mark.parametrize(("dtype", "bytes_per_param"), [
-    ("fp32", 26 + 4 * 4),  # Adam 12 + g read, 14 written; norm g; clip 2g -> 42
-    ("bf16", 26 + 4 * 2),  # 34
+@pytest.mark.parametrize(("dtype", "grad_bytes", "bytes_per_param"), [
+    ("fp32", 4, 26 + 4 * 4),  # Adam 12 + 4 read, 14 written; norm 4; clip 8 -> 42
+    ("bf16", 2, 26 + 4 * 4 + 2 + 4),  # and the copy to fp32 main grads, 2 read 4 written: 48
 ])
-def test_the_optimizer_moves_its_state_and_the_gradient_passes(dtype, bytes_per_param):
+def test_the_optimizer_moves_its_state_and_the_gradient_passes(dtype, grad_bytes,
+                                                               bytes_per_param):
     scenario = _scenario(f"workload.grad_reduce_dtype={dtype}")
     stage = build_plan(scenario).step.stages[0]
     shard = _optimizer_shard(scenario)
-    assert stage.optimizer_bytes == pytest.approx(shard * bytes_per_param, rel=1e-6)
-    memory_s = shard * bytes_per_param / (H100.hbm_bandwidth * H100.efficiency.hbm.value)
+    # and the whole gradient buffer (8 shards of grad_bytes) zeroed for the next step
+    zeroed = 8 * shard * grad_bytes
+    assert stage.optimizer_bytes == pytest.approx(shard * bytes_per_param + zeroed, rel=1e-6)
+    memory_s = (shard * bytes_per_param + zeroed) / (H100.hbm_bandwidth
+                                                     * H100.efficiency.hbm.value)
     # plus the gradient norm's all-reduce over the 8 ranks: latency, a few microseconds
     assert memory_s < stage.optimizer_s < memory_s + 100e-6
 

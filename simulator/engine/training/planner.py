@@ -24,6 +24,11 @@ from simulator.engine.training.costs import (
     chunk_shapes,
     model_flops_per_token,
 )
+from simulator.engine.training.optimizer_host import (
+    exposed_host_s,
+    optimizer_launches,
+    shard_fragments,
+)
 from simulator.engine.training.plan import Bucket, Chunk, GatherMode, Stage, StepPlan
 from simulator.engine.training.schedule import schedule
 from simulator.perf.collectives import collective_time
@@ -39,13 +44,16 @@ PARAM_GATHER_BYTES = 2.0  # bf16 parameters
 FP8_PARAM_BYTES = 1.0  # a GEMM weight kept and gathered in fp8 (workload.fp8_param_gather)
 ACTIVATION_BYTES = 2.0  # activations and their gradients cross stages in bf16
 # Adam over one parameter of the shard, memory-bound: read the fp32 master weight, m and v
-# (12 B) and the gradient (g B), write master, m and v (12 B) and the bf16 weight (2 B);
-# the gradient norm reads the gradient once more (g B) and clipping scales it in place
-# (read and write, 2g B): 26 + 4g bytes, 42 with fp32 gradients, 34 with bf16
-# (physics_facts §5: 28 B for Adam with bf16 gradients; Megatron-LM's optimizer timers
-# show the copy, clip and inner-step phases as separate passes).
+# (12 B) and the fp32 main gradient (4 B), write master, m and v (12 B) and the bf16 weight
+# (2 B); the gradient norm reads the main gradient once more (4 B) and clipping scales it in
+# place (8 B): 42 bytes (physics_facts §5: 28 B for Adam alone; Megatron-LM's optimizer
+# timers show the copy, clip and inner-step phases as separate passes). Gradients reduced
+# in bf16 are first copied to fp32 main gradients (megatron-core 0.14.0,
+# ``_copy_model_grads_to_main_grads``: ``shard_model_grad.float()``; a no-op for fp32):
+# read 2 B, write 4 B, 48 bytes in all.
 ADAM_STATE_BYTES = 26.0
-GRAD_PASSES = 4.0
+MAIN_GRAD_BYTES = 4.0  # the optimizer's gradients are fp32 whatever the reduction's dtype
+GRAD_PASSES = 4.0  # Adam's read, the norm's read, the clip's read and write
 GRAD_NORM_BYTES = 4.0  # the fp32 squared-norm partial each rank all-reduces
 BUCKET_PARAMS = 40e6  # Megatron-LM DDP bucket size: max(40M, 1M x dp) parameters
 MAX_BUCKETS = 32  # per chunk and kind; bigger buckets beyond that (keeps events few)
@@ -69,12 +77,17 @@ def _fabrics(fabric: str) -> tuple[str, ...]:
     return ("scale_up", "scale_out")  # hierarchical (or mixed): both fabrics
 
 
+def _bucket_params(group: Group) -> float:
+    """Megatron-LM's DDP bucket size over ``group``: max(40M, 1M x its ranks) parameters."""
+    return max(BUCKET_PARAMS, 1e6 * group.size)
+
+
 def _buckets(hw: HardwareProfile, name: str, params: float, bytes_per_param: float,
              collective: Collective, group: Group) -> tuple[Bucket, ...]:
     """``params`` split into DDP buckets, each priced as one collective over ``group``."""
     if params <= 0 or group.size <= 1:
         return ()
-    size = max(BUCKET_PARAMS, 1e6 * group.size)
+    size = _bucket_params(group)
     n = max(1, min(MAX_BUCKETS, math.ceil(params / size)))
     cost = collective_time(hw, collective, params / n * bytes_per_param, group, library=True)
     if cost.fabric == "local":
@@ -132,7 +145,14 @@ class _DataParallel:
     @property
     def optimizer_bytes_per_param(self) -> float:
         """HBM bytes the optimizer step moves per parameter of the shard."""
-        return ADAM_STATE_BYTES + GRAD_PASSES * self.grad_bytes
+        return ADAM_STATE_BYTES + GRAD_PASSES * MAIN_GRAD_BYTES + self.main_grad_copy_bytes
+
+    @property
+    def main_grad_copy_bytes(self) -> float:
+        """HBM bytes per parameter of the shard's copy to fp32 main gradients (none when
+        the gradients are already fp32)."""
+        g = self.grad_bytes
+        return g + MAIN_GRAD_BYTES if g < MAIN_GRAD_BYTES else 0.0
 
     def optimizer_params(self, params: list[ChunkParams]) -> float:
         """Parameters this device updates (its ZeRO shard of the trainable ones)."""
@@ -140,6 +160,36 @@ class _DataParallel:
         expert_shard = self.expert.size if self.zero >= 1 else 1
         return sum(p.trainable_dense / dense_shard + p.trainable_expert / expert_shard
                    for p in params)
+
+    def grad_buffer_bytes(self, params: list[ChunkParams]) -> float:
+        """Bytes of gradient buffer zeroed at the start of every step, on a framework that
+        launches kernels eagerly (Megatron-core's ``zero_grad_buffer``, called each
+        iteration outside any CUDA graph: ``grad_data.zero_()`` over each whole buffer,
+        distributed_data_parallel.py and param_and_grad_buffer.py, 0.14.0). The wgrad
+        GEMMs accumulate into it (their bytes read and write it), so it starts at zero.
+        ZeRO 2/3 hold their shard of the gradients; XLA (no eager launch figure) writes
+        fresh gradients and zeroes nothing."""
+        if self.hw.efficiency.host_launch is None:
+            return 0.0
+        dense_shard = self.dense.size if self.zero >= 2 else 1
+        expert_shard = self.expert.size if self.zero >= 2 else 1
+        return self.grad_bytes * sum(p.trainable_dense / dense_shard
+                                     + p.trainable_expert / expert_shard for p in params)
+
+    def host_tail_s(self, params: list[ChunkParams], *, device_after_sync_s: float) -> float:
+        """What the distributed optimizer's eager launches after the gradient norm add to
+        its device work (:mod:`.optimizer_host`); nothing for ZeRO 0 and 3, LoRA, or a
+        profile without an eager launch figure."""
+        launch = self.hw.efficiency.host_launch
+        if self.zero not in (1, 2) or launch is None:
+            return 0.0
+        fragments = sum(shard_fragments(p.trainable_dense, _bucket_params(self.dense))
+                        + shard_fragments(p.trainable_expert, _bucket_params(self.expert))
+                        for p in params)
+        launches = optimizer_launches(fragments, elements=self.optimizer_params(params),
+                                      fp8_params=self.fp8_params)
+        return exposed_host_s(launches=launches, host_launch_s=launch.value,
+                              device_after_sync_s=device_after_sync_s)
 
 
 class _PipelineSends(NamedTuple):
@@ -221,9 +271,17 @@ def _stages(scenario: Scenario, dp: _DataParallel,
             recomputed += forward.recompute_flops + backward.recompute_flops
         shard = dp.optimizer_params(params)
         opt_bytes = shard * dp.optimizer_bytes_per_param
-        opt_s = opt_bytes / (hw.hbm_bandwidth * hw.efficiency.hbm.value) if shard else 0.0
+        bandwidth = hw.hbm_bandwidth * hw.efficiency.hbm.value
+        opt_s = opt_bytes / bandwidth if shard else 0.0
         opt_s += (norm_s if shard else 0.0) + step_s
-        stages.append(Stage(tuple(chunks), opt_s, opt_bytes + step_bytes))
+        # the main-gradient copy, the norm's read and its all-reduce precede the sync
+        before_sync = (shard * (dp.main_grad_copy_bytes + MAIN_GRAD_BYTES) / bandwidth
+                       + norm_s) if shard else 0.0
+        opt_s += dp.host_tail_s(params, device_after_sync_s=opt_s - before_sync)
+        # the next step's gradient zeroing runs in series with it, before the forward
+        zeroed = dp.grad_buffer_bytes(params)
+        opt_s += zeroed / bandwidth
+        stages.append(Stage(tuple(chunks), opt_s, opt_bytes + step_bytes + zeroed))
     return stages, executed, recomputed
 
 
