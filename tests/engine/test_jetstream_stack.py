@@ -1,0 +1,37 @@
+"""The shipped `jetstream` stack prefills a prompt at the power-of-two length JetStream's
+token_utils.pad_tokens pads it to (its default prefill lengths, 16 to 32,768)."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.engine.serving import run_serving
+from simulator.engine.serving.stack_cost import StackCost
+from simulator.profiles.catalog import load_stack
+from tests.engine.test_serving_stacks import scenario
+
+
+def test_jetstream_pads_prompts_to_powers_of_two_from_16_to_32768():
+    cost = StackCost.of(load_stack("jetstream"), kernels=100, max_batch=128)
+    assert cost.prompt_buckets == tuple(2 ** k for k in range(4, 16))  # 16 .. 32,768
+    # 200 -> 256, 16 -> 16 (a bucket's own length), 17 -> 32, 3 -> 16, 1,025 -> 2,048;
+    # 40,000 is longer than every bucket and runs as it is
+    tokens, pairs = cost.pad_prompts([200, 16, 17, 3, 1025, 40_000])
+    assert tokens == 256 + 16 + 32 + 16 + 2048 + 40_000
+    assert pairs == (256 * 257 + 16 * 17 + 32 * 33 + 16 * 17 + 2048 * 2049
+                     + 40_000 * 40_001) // 2
+
+
+def test_a_jetstream_prompt_of_200_tokens_costs_what_one_of_256_costs():
+    # one request, one output token: its TTFT is one prefill at the bucket plus the stack's
+    # host work, the same for both lengths; a 128-token prompt has a smaller bucket
+    one = {"arrivals": {"process": "offline", "requests": 1}, "output_tokens": 1,
+           "batching": {"chunked_prefill": False}}
+
+    def ttft(prompt: int) -> float:
+        result = run_serving(scenario({**one, "prompt_tokens": prompt}, "jetstream")).result
+        return result.inference.ttft_s.mean
+
+    assert ttft(200) == pytest.approx(ttft(256), rel=1e-12)
+    assert ttft(129) == pytest.approx(ttft(256), rel=1e-12)
+    assert ttft(128) < ttft(129)
