@@ -35,3 +35,29 @@ def test_a_jetstream_prompt_of_200_tokens_costs_what_one_of_256_costs():
     assert ttft(200) == pytest.approx(ttft(256), rel=1e-12)
     assert ttft(129) == pytest.approx(ttft(256), rel=1e-12)
     assert ttft(128) < ttft(129)
+
+
+def test_jetstream_prefills_one_prompt_per_call():
+    assert load_stack("jetstream").max_prompts == 1
+    # two equal prompts at t=0, one output token each, on the `ideal` stack (no host work):
+    # batched, one prefill of both reads the weights once; one prompt per call, the
+    # iteration runs two prefills of one prompt in series, so both first tokens come at
+    # twice the TTFT of that prompt served alone
+    stack = {"id": "one-prompt", "name": "one prompt", "host": _ideal_host(),
+             "admission": {"value": "continuous", "source": "test"},
+             "prompts_per_prefill": {"value": 1, "source": "test"}}
+    two = {"arrivals": {"process": "offline", "requests": 2}, "output_tokens": 1,
+           "prompt_tokens": 500, "batching": {"chunked_prefill": False}}
+    one = {**two, "arrivals": {"process": "offline", "requests": 1}}
+    alone = run_serving(scenario(one)).requests.ttft_s[0]
+    split = run_serving(scenario(two, stack)).requests.ttft_s
+    together = run_serving(scenario(two)).requests.ttft_s
+    assert split == pytest.approx([2 * alone, 2 * alone], rel=1e-12)
+    assert run_serving(scenario(one, stack)).requests.ttft_s[0] == pytest.approx(alone,
+                                                                                rel=1e-12)
+    assert together[0] == together[1]
+    assert alone < together[0] < 2 * alone  # the batched prefill shares the weight reads
+
+
+def _ideal_host() -> dict:
+    return load_stack("ideal").model_dump(mode="json")["host"]
