@@ -59,5 +59,29 @@ def test_jetstream_prefills_one_prompt_per_call():
     assert alone < together[0] < 2 * alone  # the batched prefill shares the weight reads
 
 
+def test_a_prompt_beside_decodes_is_its_own_prefill_then_a_decode_step():
+    # two prompts of 500 at t=0, a budget of 600 tokens: the first iteration prefills A
+    # alone (B does not fit what is left); the second runs B's prefill beside A's first
+    # decode (context 500 + 1). With one prompt per call that iteration is B's prefill
+    # alone, then a decode step of its own: B's TTFT = p + p + d; fused, p + (one step)
+    from simulator.engine.serving.iteration_cost import Usage
+    from simulator.engine.serving.pools import build_pools
+    from tests.engine.test_serving_stacks import decode_time
+    stack = {"id": "one-prompt", "name": "one prompt", "host": _ideal_host(),
+             "admission": {"value": "continuous", "source": "test"},
+             "prompts_per_prefill": {"value": 1, "source": "test"}}
+    two = {"arrivals": {"process": "offline", "requests": 2}, "output_tokens": 3,
+           "prompt_tokens": 500,
+           "batching": {"chunked_prefill": False, "max_tokens_per_step": 600}}
+    cost = build_pools(scenario(two))[0].cost
+    p = cost.step_time(Usage(), 500, 0, 500 * 501 // 2, 1, 0, 0)
+    fused = cost.step_time(Usage(), 500, 0, 500 * 501 // 2, 1, 1, 501)
+    split = run_serving(scenario(two, stack)).requests.ttft_s
+    assert sorted(split) == pytest.approx([p, 2 * p + decode_time(cost, 1, 501)], rel=1e-9)
+    together = run_serving(scenario(two)).requests.ttft_s
+    assert sorted(together) == pytest.approx([p, p + fused], rel=1e-9)
+    assert fused < p + decode_time(cost, 1, 501)  # fused, the weights are read once
+
+
 def _ideal_host() -> dict:
     return load_stack("ideal").model_dump(mode="json")["host"]
