@@ -131,3 +131,23 @@ def test_buckets_must_ascend(tmp_path, field):
     stack.write_text(text)
     result = run_cli("stacks", "show", str(stack))
     assert_clean_error(result, "s.yaml", f"{field} must be distinct and ascending")
+
+
+@pytest.mark.parametrize(("stack", "value", "message"), [
+    ("neuron.yaml", 1, "prompts_per_prefill needs admission: continuous"),
+    ("jetstream.yaml", 0, "prompts_per_prefill.value"),
+])
+def test_a_bad_prompts_per_prefill_is_one_line(tmp_path, stack, value, message):
+    text = (stack_dir() / stack).read_text()
+    if "prompts_per_prefill:" in text:
+        text = text.replace("prompts_per_prefill: {value: 1,",
+                            f"prompts_per_prefill: {{value: {value},", 1)
+    else:
+        text = text.replace("activation_quant:", f"prompts_per_prefill: {{value: {value}, "
+                            "source: test}\nactivation_quant:", 1)
+    assert f"prompts_per_prefill: {{value: {value}," in text
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    result = run_cli("stacks", "show", str(path))
+    assert_clean_error(result, "s.yaml", message)
+    assert len(result.err.strip().splitlines()) == 1

@@ -24,6 +24,7 @@ import numpy as np
 from simulator.perf.collective_size import scale_up_size_factor, scale_up_size_factors
 from simulator.perf.ops import Collective, CommOp, Group
 from simulator.profiles.hardware import HardwareProfile, ScaleUpTopology
+from simulator.profiles.torus_slice import slice_wraps
 
 # NVLink SHARP (NVLS) all-reduce reaches this multiple of the ring's bus bandwidth. Measured:
 # 8xH200 480/367 = 1.31, 8xB200 838/682 = 1.23, GB200 NVL72 850/680 = 1.25 (hardware_facts
@@ -238,8 +239,8 @@ def _scale_up(hw: HardwareProfile, k: int, stride: int) -> _Fabric:
     a2a_link = su.bandwidth_one_way * a2a.scale_up.value if a2a else link
     floor = a2a.latency.value if a2a and a2a.latency else None
     alpha = su.latency.value
-    if su.topology is ScaleUpTopology.TORUS:
-        return _torus(su.torus_dims or (su.domain_size.value,), link, alpha, k, stride)
+    if su.topology is ScaleUpTopology.TORUS:  # the run's slice of it (profiles.torus_slice)
+        return _torus(*slice_wraps(su), link, alpha, k, stride)
     if su.topology is ScaleUpTopology.MESH:
         # Bandwidth is split evenly over direct links to every other device of the domain;
         # k members can only use the k-1 links among themselves.
@@ -274,16 +275,16 @@ def _scale_out(hw: HardwareProfile, m: int) -> _Fabric:
                    a2a_alpha=floor)
 
 
-def _torus(dims: tuple[int, ...], bw_one_way: float, alpha: float, k: int,
-           stride: int) -> _Fabric:
+def _torus(dims: tuple[int, ...], wraps: tuple[bool, ...], bw_one_way: float, alpha: float,
+           k: int, stride: int) -> _Fabric:
     """Bidirectional rings along each torus dimension the group spans (JAX scaling book).
 
-    One direction of one link carries bw/(2·ndims). A dimension the group fills wraps around:
-    its ring uses both directions of two links. A partial dimension is a line, limited by its
-    middle cut. Data is split over the spanned dimensions, so their bandwidths add.
+    One direction of one link carries bw/(2·ndims). A dimension the group fills wraps around
+    where it has wraparound links (``wraps``): its ring uses both directions of two links. A
+    partial or unwrapped one is a line, limited by its middle cut. Bandwidths of dims add.
     """
     link = bw_one_way / (2 * len(dims))
-    spans = _torus_spans(tuple(dims), stride, k)
+    spans = _torus_spans(tuple(dims), tuple(wraps), stride, k)
     ring_bw = [2 * link * (1.0 if wraps else (e - 1) / (2 * (e // 2))) for e, wraps in spans]
     # all-to-all: average ring distance floor(e²/4)/e hops per byte; the bisection of a line
     # is half that of a ring; dimension-ordered routing, so the slowest dimension decides
@@ -295,13 +296,13 @@ def _torus(dims: tuple[int, ...], bw_one_way: float, alpha: float, k: int,
 
 
 @lru_cache(maxsize=512)
-def _torus_spans(dims: tuple[int, ...], stride: int, k: int) -> tuple[tuple[int, bool], ...]:
+def _torus_spans(dims: tuple[int, ...], wraps: tuple[bool, ...], stride: int, k: int) -> tuple:
     """(extent, wraps around) of each dimension the members occupy; dims[0] varies fastest."""
     spans, place = [], 1
-    for size in dims:
+    for size, wrap in zip(dims, wraps, strict=True):
         extent = len({(j * stride // place) % size for j in range(k)})
         if extent > 1:
-            spans.append((extent, extent == size and size > 2))
+            spans.append((extent, wrap and extent == size and size > 2))
         place *= size
     return tuple(spans)
 

@@ -35,6 +35,7 @@ from simulator.profiles.quantities import (
     Usd,
     UsdPerHour,
 )
+from simulator.profiles.torus_slice import check_slices
 
 
 class Direction(StrEnum):
@@ -117,6 +118,14 @@ class ScaleUp(BaseModel):
     torus_dims: tuple[PositiveInt, ...] | None = Field(
         None, description="torus shape (torus only); its product is the domain size"
     )
+    slice_shapes: Sourced[tuple[tuple[PositiveInt, ...], ...]] | None = Field(
+        None, description="the slices of the torus a run is provisioned as (TPU topologies, "
+                          "e.g. [2, 4] for v5e-8), smallest first: a run gets the smallest "
+                          "holding its devices, which wraps around only along a dimension "
+                          "it spans whole; absent: the run's ranks lie along the whole torus")
+    slice: tuple[PositiveInt, ...] | None = Field(
+        None, description="the slice shape the run's devices form, one of slice_shapes; set "
+                          "by the scenario from cluster.accelerators (profiles.torus_slice)")
     latency: Sourced[Seconds] = Field(description="one-hop latency of a small message")
     in_network_reduction: bool = Field(
         False, description="switch-side reduction (NVLink SHARP) available for all-reduce"
@@ -143,6 +152,7 @@ class ScaleUp(BaseModel):
                     f"torus_dims {list(self.torus_dims)} hold {math.prod(self.torus_dims)} "
                     f"devices but domain_size is {self.domain_size.value}"
                 )
+        check_slices(self)
         return self
 
 

@@ -38,6 +38,7 @@ from simulator.profiles.numbers import SPEC_CONFIG, Accelerators, Seed
 from simulator.profiles.pool_checks import pool_problems, pool_workload
 from simulator.profiles.precision import Precision
 from simulator.profiles.shared_training_checks import shared_training_problems
+from simulator.profiles.torus_slice import on_slice
 from simulator.profiles.training import TrainingWorkload
 from simulator.profiles.training_checks import check_training_options
 
@@ -149,7 +150,8 @@ class Scenario(BaseModel):
                 narrow = w.precision.bytes_per_element <= 1
                 update["kv_cache_precision"] = Precision.FP8 if narrow else Precision.BF16
             w = w.model_copy(update=update)
-        return self.model_copy(update={"workload": w})
+        # a TPU run is provisioned as a published slice of its torus (profiles.torus_slice)
+        return self.model_copy(update={"workload": w, "hardware": on_slice(self.hardware, n)})
 
     # ---- convenience --------------------------------------------------------------------
     @property
@@ -167,9 +169,10 @@ class Scenario(BaseModel):
         parts = []
         for i, pool in enumerate(w.pools):
             assert pool.hardware is not None
+            n = pool.replicas * pool.parallelism.devices
             parts.append(self.model_copy(update={
-                "hardware": pool.hardware, "workload": pool_workload(w, i),
-                "cluster": Cluster(accelerators=pool.replicas * pool.parallelism.devices)}))
+                "hardware": on_slice(pool.hardware, n), "workload": pool_workload(w, i),
+                "cluster": Cluster(accelerators=n)}))
         return parts
 
     @property

@@ -182,6 +182,13 @@ class ServingStack(BaseModel):
         None, description="prompt lengths compiled for prefill (NxD Inference's context-"
                           "encoding buckets): a prompt is prefilled padded up to the next, "
                           "and one longer than every bucket unpadded; absent: no padding")
+    prompts_per_prefill: Sourced[PositiveInt] | None = Field(
+        None, description="prompts one prefill call runs (JetStream's prefill thread "
+                          "prefills one request per compiled call): an iteration's fresh "
+                          "prompts are prefilled this many at a time, one call after "
+                          "another, then its decodes step in a program of their own; "
+                          "continuous admission only; absent: one call for all of them, "
+                          "fused with the decodes")
     decode_buckets: Sourced[tuple[PositiveInt, ...]] | None = Field(
         None, description="context lengths compiled for decode (NxD Inference's token-"
                           "generation buckets): a decode step's attention runs over the next "
@@ -217,7 +224,15 @@ class ServingStack(BaseModel):
             _ascending(self.prompt_buckets.value, "prompt_buckets")
         if self.decode_buckets is not None:
             _ascending(self.decode_buckets.value, "decode_buckets")
+        if self.prompts_per_prefill is not None and self.admission.value is Admission.STATIC:
+            raise ValueError("prompts_per_prefill needs admission: continuous (a static batch "
+                             "is prefilled whole)")
         return self
+
+    @property
+    def max_prompts(self) -> int | None:
+        """Prompts one iteration may prefill (None: as many as the token budget holds)."""
+        return None if self.prompts_per_prefill is None else self.prompts_per_prefill.value
 
     @property
     def head_16bit(self) -> bool:

@@ -168,15 +168,41 @@ class Replica:
 
     def _start_mixed(self, plan: Plan) -> None:
         """One iteration with prompt chunks (and decodes)."""
-        tokens, pairs = plan.prompt_tokens, plan.prompt_pairs
-        stack = self.cost.stack
-        if stack is not None and stack.prompt_buckets and not plan.prompt_cached:
-            tokens, pairs = stack.pad_prompts([q for _, q in plan.chunks])  # compiled lengths
-        time = self.cost.step_time(self.usage, tokens, plan.prompt_cached, pairs,
-                                   len(plan.chunks), plan.decode_batch, plan.decode_context)
+        call = self.sched.prefill_call
+        if call is not None and not plan.prompt_cached:
+            time = self._prefill_calls(plan, call)
+        else:
+            time = self._prefill_call(plan.chunks, plan.prompt_tokens, plan.prompt_cached,
+                                      plan.prompt_pairs, plan.decode_batch,
+                                      plan.decode_context)
         end = self.clock + time
         self._mixed, self._mixed_time, self._mixed_end = plan, time, end
         self._wait_until(end, self._end_mixed)
+
+    def _prefill_call(self, chunks: list[tuple[int, int]], tokens: int, cached: int,
+                      pairs: int, decode_batch: int, decode_context: int) -> float:
+        """Seconds of one prefill of ``chunks`` (``tokens`` new, ``cached`` read, ``pairs``
+        attention pairs) with ``decode_batch`` decodes, counted in the replica's usage."""
+        stack = self.cost.stack
+        if stack is not None and stack.prompt_buckets and not cached:
+            tokens, pairs = stack.pad_prompts([q for _, q in chunks])  # compiled lengths
+        return self.cost.step_time(self.usage, tokens, cached, pairs, len(chunks),
+                                   decode_batch, decode_context)
+
+    def _prefill_calls(self, plan: Plan, call: int) -> float:
+        """Seconds of an iteration whose fresh prompts are prefilled ``call`` at a time, one
+        call after another (JetStream's prefill thread: one request per call), and whose
+        decodes then step once, in a program of their own (JetStream's generate step)."""
+        time = 0.0
+        for i in range(0, len(plan.chunks), call):
+            chunks = plan.chunks[i:i + call]
+            tokens = sum(q for _, q in chunks)
+            pairs = sum(q * (q + 1) // 2 for _, q in chunks)
+            time += self._prefill_call(chunks, tokens, 0, pairs, 0, 0)
+        if plan.decode_batch:
+            time += self.cost.step_time(self.usage, 0, 0, 0, 0, plan.decode_batch,
+                                        plan.decode_context)
+        return time
 
     def _end_mixed(self, event: simpy.Event) -> None:
         plan, time, end = self._mixed, self._mixed_time, self._mixed_end

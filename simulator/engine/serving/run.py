@@ -156,6 +156,7 @@ def _build(env: simpy.Environment, scenario: Scenario, requests: Requests, serie
                                   batching=pool.batching, role=pool.role,
                                   static=w.engine.admission.value is Admission.STATIC,
                                   reserve=w.engine.reserves_full_sequence,
+                                  prefill_call=w.engine.max_prompts,
                                   speculation=speculation,
                                   prefix=caches[index] if caches and not decode else None)
             system.add(Replica(env=env, scheduler=scheduler, cost=pool.cost, stats=stats,

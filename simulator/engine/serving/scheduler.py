@@ -76,15 +76,16 @@ class Scheduler:
     """
 
     __slots__ = ("_admissions", "block", "capacity", "chunk", "chunked", "dec", "iteration",
-                 "kv_blocks", "max_batch", "max_tokens", "prefilling", "prefix",
+                 "kv_blocks", "max_batch", "max_tokens", "prefill_call", "prefilling", "prefix",
                  "prompt_blocks", "requests", "reservations", "role", "static", "steps_for",
                  "verify", "waiting")
 
     def __init__(self, *, requests: Requests, capacity: KVCapacity, batching: Batching,
                  role: Role = Role.MIXED, static: bool = False,
                  speculation: Speculation | None = None, prefix: PrefixCache | None = None,
-                 reserve: bool = False):
+                 reserve: bool = False, prefill_call: int | None = None):
         self.requests = requests
+        self.prefill_call = prefill_call  # prompts one prefill call runs (None: all at once)
         self.capacity = capacity
         self.kv_blocks = capacity.blocks
         self.block = capacity.block_tokens

@@ -22,6 +22,7 @@ from simulator.perf.footprint import training_footprint
 from simulator.profiles.layout_checks import check_training
 from simulator.profiles.scenario import Cluster, Scenario
 from simulator.profiles.shared_training import SharedTraining
+from simulator.profiles.torus_slice import on_slice
 from simulator.profiles.training import CheckpointMode, TrainingWorkload
 from simulator.results.utilization import Utilization
 
@@ -95,6 +96,7 @@ class TrainingWidths:
         par = w.parallelism.model_copy(update={"dp": dp})
         return self.training.model_copy(update={
             "cluster": Cluster(accelerators=dp * self.block),
+            "hardware": on_slice(self.training.hardware, dp * self.block),
             "workload": w.model_copy(update={"parallelism": par})})
 
     def _usable(self, dp: int) -> bool:

@@ -1,0 +1,96 @@
+"""A TPU run lies on the published slice its devices are provisioned as (scale_up.slice_shapes):
+a v5e-8 is a 2x4 mesh, not a 1x8 line of the 16x16 pod; only dimensions a slice spans whole
+wrap around."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.loading import scenario_from_dict
+from simulator.perf.collectives import collective_time
+from simulator.perf.ops import Group
+from simulator.profiles.catalog import hardware_dir, load_hardware
+from simulator.profiles.torus_slice import on_slice, slice_for
+from tests.conftest import assert_clean_error, run_cli
+
+GB = 1e9
+S = 64e6  # an all-reduce buffer of 64 MB
+
+
+def _all_reduce(hw, k: int) -> float:
+    return collective_time(hw, "all_reduce", S, Group(k)).time_s
+
+
+def test_a_v5e_8_all_reduce_runs_on_a_2x4_mesh_not_a_1x8_line():
+    # v5e: 400 GB/s ICI both ways = 200 GB/s one way, x 0.80 collective efficiency = 160;
+    # over 2 dims x 2 directions each direction of one link carries 40 GB/s.
+    pod = load_hardware("tpu-v5e")
+    v5e8 = on_slice(pod, 8)
+    assert v5e8.scale_up.slice == (2, 4)
+    alpha = 2e-6  # the profile's hop latency
+    bytes_per_rank = 2 * 7 / 8 * S  # ring all-reduce, 8 ranks
+    # pod (no slice): the 8 ranks are a 1x8 line of a 16-chip row, no wraparound:
+    # 2 x 40 x 7/8 = 70 GB/s; 2 passes x 7 steps of latency
+    assert _all_reduce(pod, 8) == pytest.approx(bytes_per_rank / (70 * GB) + 2 * 7 * alpha)
+    # 2x4 slice, neither dimension the pod's 16: a line of 2 (2 x 40 x 1/2 = 40 GB/s) and a
+    # line of 4 (2 x 40 x 3/4 = 60 GB/s), 100 GB/s together; 2 passes x (1 + 3) steps
+    assert _all_reduce(v5e8, 8) == pytest.approx(bytes_per_rank / (100 * GB) + 2 * 4 * alpha)
+
+
+def test_a_full_pod_wraps_around_as_before():
+    # 256 chips are the whole 16x16 torus: both dimensions wrap, each ring 2 x 2 x 40 GB/s
+    # = 80 GB/s (v6e: 80 x 2), 160 GB/s together; the pod's pricing is unchanged
+    for hw_id, per_dim in (("tpu-v5e", 80 * GB), ("tpu-v6e", 160 * GB)):
+        pod = load_hardware(hw_id)
+        full = on_slice(pod, 256)
+        assert full.scale_up.slice == (16, 16)
+        expected = 2 * 255 / 256 * S / (2 * per_dim) + 2 * 30 * 2e-6
+        assert _all_reduce(full, 256) == pytest.approx(expected)
+        assert _all_reduce(full, 256) == _all_reduce(pod, 256)
+
+
+def test_a_run_gets_the_smallest_slice_holding_it():
+    up = load_hardware("tpu-v5e").scale_up
+    assert [slice_for(up, n) for n in (1, 3, 8, 9, 32, 200, 256)] == [
+        (1, 1), (2, 2), (2, 4), (4, 4), (4, 8), (16, 16), (16, 16)]
+    assert slice_for(up, 257) is None  # more than a pod: slices over the DCN
+    assert slice_for(load_hardware("tpu-v5p").scale_up, 8) is None  # no shapes listed
+
+
+def test_a_scenario_records_its_slice():
+    def run_on(n: int):
+        return scenario_from_dict({
+            "name": "s", "hardware": "tpu-v5e", "cluster": {"accelerators": n},
+            "model": "llama3.1-8b",
+            "workload": {"kind": "inference", "parallelism": {"tp": 8},
+                         "arrivals": {"process": "offline", "requests": 10},
+                         "prompt_tokens": 100, "output_tokens": 10}})
+    assert run_on(8).hardware.scale_up.slice == (2, 4)
+    assert run_on(32).hardware.scale_up.slice == (4, 8)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ("slice_shapes: {value: [[2, 2], [2, 32]], source: test}", "slice shape [2, 32] does not fit"),
+    ("slice_shapes: {value: [[2, 4], [2, 2]], source: test}", "distinct device counts, smallest"),
+    ("slice_shapes: {value: [[2, 2]], source: test}\n  slice: [2, 4]",
+     "slice [2, 4] is not one of slice_shapes"),
+])
+def test_bad_slice_shapes_are_one_line(tmp_path, edit, message):
+    text = (hardware_dir() / "tpu-v5e.yaml").read_text()
+    start = text.index("  slice_shapes:")
+    end = text.index("\n", start)
+    path = tmp_path / "my-tpu.yaml"
+    path.write_text(text[:start] + "  " + edit + text[end:])
+    result = run_cli("profiles", "show", str(path))
+    assert_clean_error(result, "my-tpu.yaml", "scale_up", message)
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_slice_shapes_need_the_torus_they_are_cut_from(tmp_path):
+    text = (hardware_dir() / "tpu-v5e.yaml").read_text()
+    assert "  torus_dims: [16, 16]\n" in text
+    path = tmp_path / "my-tpu.yaml"
+    path.write_text(text.replace("  torus_dims: [16, 16]\n", "", 1))
+    result = run_cli("profiles", "show", str(path))
+    assert_clean_error(result, "my-tpu.yaml", "slice_shapes needs torus_dims")
+    assert len(result.err.strip().splitlines()) == 1
