@@ -31,7 +31,8 @@ FIELDS = [
     "cost.pue", "cost.mode", "cost.depreciation_years", "cost.reserved_discount",
     "cost.cloud_usd_per_hour", "hardware", "model", "workload.seq_len", "workload.tokens",
     "workload.steps", "workload.parallelism.zero", "workload.checkpoint.interval_s",
-    "workload.failures.mtbf_per_accelerator_hours", "workload.kind", "workload",
+    "workload.failures.mtbf_per_accelerator_hours", "workload.failures.mtbf_per_node_hours",
+    "workload.kind", "workload",
 ]
 
 

@@ -312,14 +312,22 @@ class HostLink(BaseModel):
 
 
 class Reliability(BaseModel):
-    """How often a job is interrupted by failures, per accelerator."""
+    """How often a job is interrupted by failures: causes that come with each accelerator
+    (the device, its NIC port and cable, a rank's software) and causes that come with each
+    host (CPU, memory, disk, power, unplanned host maintenance), so that a job's failure rate
+    follows its accelerators and the nodes it occupies."""
 
     model_config = SPEC_CONFIG
 
     mtbf_per_accelerator: Sourced[Seconds] = Field(
-        description="mean time between job-interrupting failures attributable to one "
-                    "accelerator and its share of host and network"
+        description="mean time between job-interrupting failures of causes that come with "
+                    "each accelerator (device hours / interruptions); without "
+                    "mtbf_per_node, every cause, host and network included"
     )
+    mtbf_per_node: Sourced[Seconds] | None = Field(
+        None, description="mean time between job-interrupting failures of causes that come "
+                          "with each host of devices_per_node devices (node hours / "
+                          "interruptions); absent: none apart from mtbf_per_accelerator")
 
 
 class HardwareProfile(BaseModel):

@@ -203,8 +203,12 @@ class Failures(BaseModel):
     enabled: bool = True
     mtbf_per_accelerator_hours: PositiveFloat | None = Field(
         None, description="mean time between job-interrupting failures per accelerator, "
-                          "hours; default from the hardware profile"
+                          "hours; this or mtbf_per_node_hours replaces the hardware "
+                          "profile's reliability block (the one not given: no such failures)"
     )
+    mtbf_per_node_hours: PositiveFloat | None = Field(
+        None, description="mean time between job-interrupting failures per node (host), "
+                          "hours; see mtbf_per_accelerator_hours")
     restart_s: Seconds = Field(600.0, description="time to detect, restart and reload")
 
 

@@ -53,10 +53,17 @@ class FailureSummary(BaseModel):
     model_config = _FROZEN
 
     enabled: bool
-    mtbf_per_accelerator_hours: float
-    fleet_mtbf_hours: float = Field(description="mtbf_per_accelerator / accelerators")
+    mtbf_per_accelerator_hours: float | None = Field(
+        description="device causes' MTBF per accelerator; null: none modelled")
+    mtbf_per_node_hours: float | None = Field(
+        None, description="host causes' MTBF per node; null: none modelled")
+    nodes: int = Field(0, description="hosts the job occupies: accelerators / devices_per_node, "
+                                      "rounded up")
+    fleet_mtbf_hours: float = Field(
+        description="the job's mean time between interruptions: 1 / (accelerators / "
+                    "mtbf_per_accelerator + nodes / mtbf_per_node)")
     expected_interruptions: float = Field(
-        description="accelerators x expected wall time / MTBF per accelerator (closed form)")
+        description="expected wall time / fleet_mtbf_hours (closed form)")
     expected_wall_time_s: float = Field(
         description="closed-form expected wall time: Daly 2006 for blocking checkpoints, "
                     "first order for async ones")

@@ -23,16 +23,20 @@ from simulator.profiles.catalog import load_hardware
 from tests.conftest import ROOT
 
 DAY, HOUR = 86400.0, 3600.0
-H100_MTBF = load_hardware("h100-sxm").reliability.mtbf_per_accelerator.value
+H100_RELIABILITY = load_hardware("h100-sxm").reliability
+H100_MTBF = H100_RELIABILITY.mtbf_per_accelerator.value
+H100_NODE_MTBF = H100_RELIABILITY.mtbf_per_node.value  # type: ignore[union-attr]
 
 
 def llama3_run(work_days: float = 48.0, interval: float | None = None,
                blocking: bool = True) -> RunSpec:
-    """16,384 H100s at the profile's MTBF, 15-minute restarts, 5.7 TB checkpoints at 2 TB/s."""
+    """16,384 H100s in 2,048 hosts at the profile's MTBFs, 15-minute restarts, 5.7 TB
+    checkpoints at 2 TB/s."""
     write = 5.68e12 / 2e12
-    fleet = H100_MTBF / 16384
+    fleet = 1 / (16384 / H100_MTBF + 2048 / H100_NODE_MTBF)
     chosen = interval or young_daly_interval(write, fleet)
     return RunSpec(work_s=work_days * DAY, accelerators=16384, mtbf_per_accelerator_s=H100_MTBF,
+                   nodes=2048, mtbf_per_node_s=H100_NODE_MTBF,
                    restart_s=900.0, checkpoint_write_s=write, interval_s=chosen,
                    blocking=blocking)
 
@@ -41,17 +45,23 @@ def samples(spec: RunSpec, seeds: range):
     return [simulate_run(spec, np.random.default_rng(seed)) for seed in seeds]
 
 
-def test_a_scenarios_expected_interruptions_are_its_gpu_hours_over_the_mtbf():
-    """The shipped 405B run: expected interruptions = accelerator-hours of its expected wall
-    time / the H100 profile's MTBF per accelerator, worked out here from the profile and the
-    scenario, not from the run's spec; and the fleet fails accelerators times as often."""
+def test_a_scenarios_expected_interruptions_are_its_gpu_and_node_hours_over_the_mtbfs():
+    """The shipped 405B run: expected interruptions = GPU-hours of its expected wall time /
+    the H100 profile's MTBF per accelerator + node-hours / its MTBF per node, worked out here
+    from the profile and the scenario, not from the run's spec: 16,384 GPUs in 16,384 / 8 =
+    2,048 hosts, so the fleet fails 16,384 / 58,000 + 2,048 / 50,100 = 0.32335 times an
+    hour (MTBF 3.0925 h)."""
     scenario = load_scenario(ROOT / "scenarios" / "llama3.1-405b-h100-training.yaml")
+    assert scenario.cluster.accelerators == 16384
     failures = run_training(scenario).failures
-    mtbf_hours = H100_MTBF / HOUR
-    gpu_hours = scenario.cluster.accelerators * failures.expected_wall_time_s / HOUR
-    assert failures.mtbf_per_accelerator_hours == pytest.approx(mtbf_hours)
-    assert failures.fleet_mtbf_hours == pytest.approx(mtbf_hours / 16384)
-    assert failures.expected_interruptions == pytest.approx(gpu_hours / mtbf_hours)
+    hours = failures.expected_wall_time_s / HOUR
+    assert failures.mtbf_per_accelerator_hours == pytest.approx(58000)
+    assert failures.mtbf_per_node_hours == pytest.approx(50100)
+    assert failures.nodes == 2048
+    assert failures.fleet_mtbf_hours == pytest.approx(1 / (16384 / 58000 + 2048 / 50100))
+    assert failures.fleet_mtbf_hours == pytest.approx(3.0925, abs=1e-4)
+    assert failures.expected_interruptions == pytest.approx(
+        16384 * hours / 58000 + 2048 * hours / 50100)
     # one sample of a Poisson count: within 5 standard deviations of its mean
     assert abs(failures.sampled_interruptions - failures.expected_interruptions) < 5 * math.sqrt(
         failures.expected_interruptions)
@@ -86,7 +96,8 @@ def test_failures_arrive_as_a_poisson_process():
 def test_expected_interruptions_are_n_t_over_mtbf():
     out = simulate_run(llama3_run(), np.random.default_rng(0))
     assert out.expected_interruptions == pytest.approx(
-        16384 * out.expected_wall_time_s / H100_MTBF)
+        16384 * out.expected_wall_time_s / H100_MTBF
+        + 2048 * out.expected_wall_time_s / H100_NODE_MTBF)
     # a span of this size covers about the 54-day window in which Llama 3's interruptions
     # were counted (a snapshot of pre-training, not its length), and is interrupted about as
     # often

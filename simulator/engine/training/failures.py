@@ -1,12 +1,14 @@
 """Failures, checkpoints and restarts over a whole run, simulated in SimPy at run scale.
 
-The fleet fails as a Poisson process with mean time between failures M = (MTBF per
-accelerator) / accelerators. Training advances in checkpoint intervals of ``I`` seconds of
-work; a blocking checkpoint then stalls it for the write time δ = checkpoint bytes /
-storage bandwidth, an asynchronous one does not stall but only becomes durable δ later. A
-failure loses the work since the last durable checkpoint and costs ``restart_s`` (during
-which the fleet may fail again). ``interval: auto`` is Young's optimum sqrt(2·δ·M)
-(Young 1974; Daly 2006 adds higher-order terms).
+The fleet fails as a Poisson process, the sum of its parts' processes: causes that come with
+each accelerator (MTBF per accelerator) and causes that come with each host (MTBF per node),
+so its mean time between failures is M = 1 / (accelerators / MTBF_acc + nodes / MTBF_node).
+Training advances in checkpoint intervals of ``I`` seconds of work; a blocking checkpoint
+then stalls it for the write time δ = checkpoint bytes / storage bandwidth, an asynchronous
+one does not stall but only becomes durable δ later. A failure loses the work since the
+last durable checkpoint and costs ``restart_s`` (during which the fleet may fail again).
+``interval: auto`` is Young's optimum sqrt(2·δ·M) (Young 1974; Daly 2006 adds higher-order
+terms).
 
 Between two failures nothing random happens, so the simulation jumps from failure to
 failure: a run of months costs as many events as it has interruptions.
@@ -34,7 +36,8 @@ class NoProgress(XpusimError):
 
 @dataclass(frozen=True, kw_only=True)
 class RunSpec:
-    """A run of ``work_s`` seconds of training (steps x step time) on a failing fleet."""
+    """A run of ``work_s`` seconds of training (steps x step time) on a failing fleet of
+    ``accelerators`` devices in ``nodes`` hosts."""
 
     work_s: float
     accelerators: int
@@ -44,11 +47,15 @@ class RunSpec:
     interval_s: float | None  # seconds of training between checkpoints; None: none taken
     blocking: bool = True
     enabled: bool = True
+    nodes: int = 0
+    mtbf_per_node_s: float = math.inf  # host causes; inf: none beyond the per-device MTBF
 
     @property
     def fleet_mtbf_s(self) -> float:
-        """The fleet's mean time between failures: MTBF per accelerator / accelerators."""
-        return self.mtbf_per_accelerator_s / self.accelerators
+        """The fleet's mean time between failures (see ``fleet_mtbf``)."""
+        return fleet_mtbf(accelerators=self.accelerators,
+                          mtbf_per_accelerator_s=self.mtbf_per_accelerator_s,
+                          nodes=self.nodes, mtbf_per_node_s=self.mtbf_per_node_s)
 
     @property
     def stall_s(self) -> float:
@@ -69,6 +76,15 @@ class RunOutcome:
     expected_wall_time_s: float
     expected_interruptions: float
     timeline: RunTimeline | None = None
+
+
+def fleet_mtbf(*, accelerators: int, mtbf_per_accelerator_s: float, nodes: int = 0,
+               mtbf_per_node_s: float = math.inf) -> float:
+    """1 / (accelerators / MTBF_acc + nodes / MTBF_node): independent parts' failure rates
+    add, so a job's rate grows with its devices for device causes and with the hosts it
+    occupies for host causes (inf where neither can fail)."""
+    rate = accelerators / mtbf_per_accelerator_s + nodes / mtbf_per_node_s
+    return 1.0 / rate if rate > 0 else math.inf
 
 
 def young_daly_interval(write_s: float, fleet_mtbf_s: float) -> float:
@@ -108,6 +124,8 @@ def expected_wall_time(spec: RunSpec) -> float:
     checkpoints = math.floor(w / interval) if interval else 0
     if not spec.enabled:
         return w + checkpoints * spec.stall_s
+    if m <= 0.0:  # rates beyond floating point (MTBFs of 1e-300 h): a hopeless run
+        return math.inf
     if spec.blocking or interval is None:
         period = interval + spec.stall_s if interval else w
         periods = w / interval if interval else 1.0
@@ -249,7 +267,8 @@ def simulate_run(spec: RunSpec, rng: np.random.Generator,
     training made durable so far and the run's total, and once at the end.
     """
     expected = expected_wall_time(spec)
-    expected_failures = expected / spec.fleet_mtbf_s if spec.enabled else 0.0
+    fleet = spec.fleet_mtbf_s
+    expected_failures = (expected / fleet if fleet > 0 else math.inf) if spec.enabled else 0.0
     if expected_failures > MAX_INTERRUPTIONS:
         how_often = (f"about {expected_failures:.3g} times" if math.isfinite(expected_failures)
                      else "so often that it would never finish")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from simulator.engine.training.failures import (
     RunOutcome,
     RunSpec,
+    fleet_mtbf,
     resolve_interval,
     simulate_run,
 )
@@ -45,17 +47,43 @@ def run_spec(scenario: Scenario, work_s: float, step_s: float) -> RunSpec:
     """The run-scale failure model of ``scenario`` for ``work_s`` seconds of training."""
     w, hw = scenario.workload, scenario.hardware
     assert isinstance(w, TrainingWorkload)
-    mtbf = (w.failures.mtbf_per_accelerator_hours * HOUR
-            if w.failures.mtbf_per_accelerator_hours is not None
-            else hw.reliability.mtbf_per_accelerator.value)
+    per_device, per_node = failure_mtbfs(scenario)
     write_s = checkpoint_bytes(scenario) / w.checkpoint.storage_bandwidth
     blocking = w.checkpoint.mode is CheckpointMode.BLOCKING
     n = scenario.cluster.accelerators
-    interval = resolve_interval(w.checkpoint.interval_s, write_s, mtbf / n, step_s,
+    nodes = math.ceil(n / hw.devices_per_node.value)
+    fleet = fleet_mtbf(accelerators=n, mtbf_per_accelerator_s=per_device, nodes=nodes,
+                       mtbf_per_node_s=per_node)
+    interval = resolve_interval(w.checkpoint.interval_s, write_s, fleet, step_s,
                                 enabled=w.failures.enabled, blocking=blocking)
-    return RunSpec(work_s=work_s, accelerators=n, mtbf_per_accelerator_s=mtbf,
+    return RunSpec(work_s=work_s, accelerators=n, mtbf_per_accelerator_s=per_device,
+                   nodes=nodes, mtbf_per_node_s=per_node,
                    restart_s=w.failures.restart_s, checkpoint_write_s=write_s,
                    interval_s=interval, blocking=blocking, enabled=w.failures.enabled)
+
+
+def failure_mtbfs(scenario: Scenario) -> tuple[float, float]:
+    """(MTBF per accelerator, MTBF per node) in seconds, inf for causes not modelled. The
+    scenario's ``failures`` MTBFs, if it gives either, replace the profile's reliability
+    block as a whole (the one it omits fails never), so that setting the per-accelerator
+    figure alone means what it meant before host causes were split out."""
+    w, rel = scenario.workload, scenario.hardware.reliability
+    assert isinstance(w, TrainingWorkload)
+    f = w.failures
+    if f.mtbf_per_accelerator_hours is not None or f.mtbf_per_node_hours is not None:
+        return _seconds(f.mtbf_per_accelerator_hours), _seconds(f.mtbf_per_node_hours)
+    node = rel.mtbf_per_node.value if rel.mtbf_per_node is not None else math.inf
+    return rel.mtbf_per_accelerator.value, node
+
+
+def _seconds(hours: float | None) -> float:
+    """An MTBF in hours as seconds; None (no such failures) as inf."""
+    return hours * HOUR if hours is not None else math.inf
+
+
+def _hours(seconds: float) -> float | None:
+    """An MTBF in seconds as hours for the result; inf (no such failures) as None."""
+    return seconds / HOUR if math.isfinite(seconds) else None
 
 
 def run_training(scenario: Scenario, *, rng: np.random.Generator | None = None,
@@ -113,7 +141,9 @@ def failure_summary(scenario: Scenario, spec: RunSpec, run: RunOutcome) -> Failu
     assert isinstance(w, TrainingWorkload)
     return FailureSummary(
         enabled=spec.enabled,
-        mtbf_per_accelerator_hours=spec.mtbf_per_accelerator_s / HOUR,
+        mtbf_per_accelerator_hours=_hours(spec.mtbf_per_accelerator_s),
+        mtbf_per_node_hours=_hours(spec.mtbf_per_node_s),
+        nodes=spec.nodes,
         fleet_mtbf_hours=spec.fleet_mtbf_s / HOUR,
         expected_interruptions=run.expected_interruptions,
         expected_wall_time_s=run.expected_wall_time_s,
