@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from annotated_types import Ge, Lt
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from simulator.profiles.numbers import SPEC_CONFIG, NonNegativeInt, PositiveFloat, PositiveInt
 from simulator.profiles.quantities import Fraction, Sourced
@@ -84,12 +84,13 @@ class LocalAttention(BaseModel):
                                   "[local, full]; Llama 4: [local, local, local, full])")
     source: str = Field(min_length=3, description="where the window and pattern come from")
 
-    @model_validator(mode="after")
-    def _has_local(self) -> LocalAttention:
-        if LayerAttention.LOCAL not in self.pattern:
-            raise ValueError("pattern has no 'local' layer (omit local_attention for a model "
-                             "with full attention on every layer)")
-        return self
+    @field_validator("pattern")
+    @classmethod
+    def _has_local(cls, pattern: list[LayerAttention]) -> list[LayerAttention]:
+        if LayerAttention.LOCAL not in pattern:
+            raise ValueError("has no 'local' layer (omit local_attention for a model with "
+                             "full attention on every layer)")
+        return pattern
 
     def is_local(self, index: int) -> bool:
         """Whether layer ``index`` (0-based) attends locally."""
