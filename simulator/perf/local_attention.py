@@ -23,6 +23,16 @@ sequences is taken at its mean sequence (exact for equal sequences: a fixed-leng
 benchmark; an estimate for a spread of lengths, where the spans' mean is not the span of the
 mean length). Without FlashAttention the score matrix is computed whole whatever the mask,
 so a materialized batch keeps its pairs.
+
+The KV cache: a sliding layer needs only the last W tokens' keys and values, and the serving
+stacks free the rest (vLLM's hybrid KV-cache manager, the default of its V1 engine for
+models mixing sliding and full layers, keeps a separate block table per layer group and
+frees blocks that leave the window; TensorRT-LLM's variable sliding-window attention keeps
+a cyclic window per layer). A chunked layer's cache is kept at full context: vLLM disables
+its hybrid manager for chunked local attention by default (a latency regression, enabled
+by ``VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE``), and we found no source that
+TensorRT-LLM frees a finished chunk. ``kv_held_fraction`` is the layer average of the
+tokens kept over the context, at one context for every sequence (the mean request's).
 """
 
 from __future__ import annotations
@@ -129,3 +139,18 @@ def attended_batch(model: ModelProfile, batch: Batch, cp: int = 1) -> Batch:
     dropped = batch.cached * cp * (1.0 - f_cached)
     return replace(batch, pairs=batch.pairs * f_pairs, kv_tokens=batch.kv_tokens - dropped,
                    cached=batch.cached * f_cached, attended=True)
+
+
+def kv_kept(local: LocalAttention, context: float) -> float:
+    """Tokens of K/V a local layer keeps for a sequence of ``context`` tokens: the window
+    for a sliding layer, everything for a chunked one (see the module docstring)."""
+    return min(context, local.window) if local.kind is LocalKind.SLIDING else context
+
+
+def kv_held_fraction(model: ModelProfile, context: float) -> float:
+    """The KV cache a sequence of ``context`` tokens holds over all layers, as a fraction
+    of full attention's (1 without sliding layers)."""
+    local = model.local_attention
+    if local is None or context <= 0:
+        return 1.0
+    return _ratio(model, context, kv_kept(local, context))

@@ -149,3 +149,25 @@ def test_the_engine_prices_decode_at_the_attended_span():
     for i in range(3):
         assert run.time_s[i] == pytest.approx(
             cost.step_time(Usage(), 0, 0, 0, 0, batch, context + i * batch))
+
+
+# ---- the KV cache -------------------------------------------------------------------------
+def test_sliding_layers_keep_only_their_window_in_the_kv_cache():
+    from simulator.engine.serving.kv_cache import kv_capacity
+    from simulator.loading import load_scenario
+    from simulator.perf.local_attention import kv_held_fraction
+    from tests.conftest import ROOT
+
+    path = ROOT / "scenarios" / "llama3.1-8b-h100-serving.yaml"
+    scenario = load_scenario(path, ["model=gpt-oss-20b"])
+    full = scenario.model_copy(update={"model": scenario.model.model_copy(
+        update={"local_attention": None})})
+    # gpt-oss-20b: 12 sliding layers (window 128) of 24. A request holds on average its
+    # prompt and half its output, 1,000 + 250/2 = 1,125 tokens: (12·1,125 + 12·128)/(24·1,125)
+    held = (12 * 1125 + 12 * 128) / (24 * 1125)
+    assert kv_held_fraction(scenario.model, 1125) == pytest.approx(held)
+    layout = scenario.workload.parallelism
+    ratio = kv_capacity(scenario, layout).blocks / kv_capacity(full, layout).blocks
+    assert ratio == pytest.approx(1 / held, rel=1e-3)
+    # chunked layers keep the whole context (no stack frees a finished chunk by default)
+    assert kv_held_fraction(with_local(CHUNKED), 20_000) == 1.0
