@@ -171,3 +171,23 @@ def test_sliding_layers_keep_only_their_window_in_the_kv_cache():
     assert ratio == pytest.approx(1 / held, rel=1e-3)
     # chunked layers keep the whole context (no stack frees a finished chunk by default)
     assert kv_held_fraction(with_local(CHUNKED), 20_000) == 1.0
+
+
+def test_a_disaggregated_transfer_sends_only_the_sliding_window():
+    from simulator.engine.serving.disaggregation import KVTransfer, place
+    from simulator.profiles.inference import InferenceParallelism
+
+    par = InferenceParallelism(tp=1)
+    places = place([par] * 2)
+    hw = load_hardware("h100-sxm")
+    local = load_model("gpt-oss-20b")
+    full = local.model_copy(update={"local_attention": None})
+
+    def transfer(model):
+        return KVTransfer(hw=hw, model=model, kv_precision="fp8", prefill=par, decode=par,
+                          prefill_places=places[:1], decode_places=places[1:])
+
+    # 10,000 tokens: 12 full layers send 10,000, 12 sliding ones 128, as much as
+    # (12·10,000 + 12·128)/24 = 5,064 tokens on every layer
+    assert transfer(local).duration(0, 0, 10_000) == pytest.approx(
+        transfer(full).duration(0, 0, 5_064))
