@@ -13,6 +13,7 @@ is mapped into the latent space (W_UK), attention runs over the cached latent
 
 from __future__ import annotations
 
+from simulator.perf.local_attention import attended_batch
 from simulator.perf.ops import Collective, Layout
 from simulator.perf.opspec import (
     Batch,
@@ -34,7 +35,10 @@ SCORES_BACKWARD_FACTOR = 2.0  # backward of softmax/dropout on materialized scor
 
 def attention_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
     """One layer's attention block per device, from its (residual-fused) norm to the TP
-    reduction of its output."""
+    reduction of its output. Local-attention layers (sliding window, chunked) enter through
+    the layer average of what they attend (:func:`~simulator.perf.local_attention.
+    attended_batch`)."""
+    batch = attended_batch(model, batch, layout.cp)
     h = model.hidden_size
     layernorm = model.norm is Norm.LAYERNORM
     specs: list = [norm("attn.norm", batch.residual_tokens, h, layernorm, p, add=True)]

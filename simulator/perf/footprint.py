@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable
 
 from simulator.perf.kv_budget import kv_reserve
+from simulator.perf.local_attention import kv_held_fraction
 from simulator.perf.memory import (
     BYTES_OPTIMIZER,
     BYTES_WEIGHT_TRAIN,
@@ -189,25 +190,38 @@ def inference_footprint(scenario: Scenario, tp: int | None = None, pp: int | Non
         model.vocab_size / tp
     kv_precision = w.kv_cache_precision or Precision.BF16
     per_token = kv_bytes_per_token(model, kv_precision, tp, pp)
+    draft_kv = 0.0
     if w.speculative is not None:  # the drafter's weights and KV cache share the devices
         draft_weights, draft_kv = drafter_memory(w.speculative, model,
                                                  weight_precision=w.precision,
                                                  kv_precision=kv_precision, tp=tp)
         parts["draft_weights"] = draft_weights
-        per_token += draft_kv
-    context = mean_tokens(w.prompt_tokens) + mean_tokens(w.output_tokens)
-    batch_kv = per_token * context * w.batching.max_batch_size
     parts |= kv_reserve(w.engine.kv_cache_memory, capacity=hw.hbm_capacity,
                         loaded=sum(parts.values()),
                         weights=parts["weights"] + parts.get("draft_weights", 0.0))
     footprint = Footprint(parts, hw.hbm_capacity)
-    notes = [f"KV cache: {per_token / 1e3:.4g} kB per token per device; a full batch of "
+    notes = _kv_notes(model, w, footprint, per_token, draft_kv, dp)
+    return Footprint(parts, hw.hbm_capacity, tuple(notes))
+
+
+def _kv_notes(model: ModelProfile, w: InferenceWorkload, footprint: Footprint,
+              per_token: float, draft_kv: float, dp: int) -> list[str]:
+    """What the KV cache needs for a full batch of mean-length requests, and the room left
+    for it. Sliding-window layers keep only their window (perf.local_attention): at the mean
+    request's length for the batch, at its mean over a request's life for the room."""
+    context = mean_tokens(w.prompt_tokens) + mean_tokens(w.output_tokens)
+    held = kv_held_fraction(model, context)
+    room = kv_held_fraction(model, context - mean_tokens(w.output_tokens) / 2)
+    batch_kv = (per_token * held + draft_kv) * context * w.batching.max_batch_size
+    notes = [f"KV cache: {(per_token + draft_kv) / 1e3:.4g} kB per token per device"
+             + (f" ({held:.3g} of it kept on average: sliding-window layers keep their "
+                f"window)" if held < 1 else "") + "; a full batch of "
              f"{w.batching.max_batch_size} mean-length requests needs {batch_kv / 1e9:.3g} GB"]
     if footprint.fits:
-        capacity_tokens = footprint.headroom / per_token * dp
+        capacity_tokens = footprint.headroom / (per_token * room + draft_kv) * dp
         notes.append(f"room for {capacity_tokens:,.0f} tokens of KV cache per replica"
                      + (f" ({dp} attention DP ranks)" if dp > 1 else ""))
-    return Footprint(parts, hw.hbm_capacity, tuple(notes))
+    return notes
 
 
 def widened_head_bytes(model: ModelProfile, precision: Precision, tp: int, pp: int) -> float:

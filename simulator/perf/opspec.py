@@ -72,7 +72,9 @@ class Batch:
     ``residual_tokens`` those on which the residual stream's elementwise work runs (tokens/tp
     with sequence parallelism), ``pairs`` the (query, key) pairs attended, ``kv_tokens`` the
     keys and values the attention kernel reads, ``cached`` how many of them come from the KV
-    cache (context written by earlier passes).
+    cache (context written by earlier passes). ``attended``: those amounts are already the
+    average over the model's layer kinds (:mod:`simulator.perf.local_attention`), as the
+    serving engine passes them.
     """
 
     phase: Phase
@@ -83,6 +85,7 @@ class Batch:
     kv_tokens: float
     cached: float
     materialized: bool = False  # attention scores written to HBM (no FlashAttention)
+    attended: bool = False  # pairs and keys are layer averages over local/full layers
 
 
 @dataclass(frozen=True, kw_only=True)

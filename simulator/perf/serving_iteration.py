@@ -14,6 +14,10 @@ numbers, so that an engine can cache each group by a small key:
 - ``decode_extra(sequences, context)``: the decode tokens' attention core over ``context``
   keys in total (and, for MLA, the weight-absorbed projections).
 
+The attention amounts these take (cached, pairs, context) are layer averages over a model's
+local and full layers: the engine (and :meth:`IterationModel.ops`) maps the full-attention
+amounts through :mod:`simulator.perf.local_attention` first, which keeps them affine.
+
 Their sum is the iteration. With only prompts it equals :func:`~simulator.perf.transformer.
 prefill_ops`, with only decodes :func:`~simulator.perf.transformer.decode_ops` (same ops,
 grouped differently; tested), except that MoE layers with ``ep > 1`` use the serving layout
@@ -29,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from simulator.perf.attention_ops import attention_specs
+from simulator.perf.local_attention import attended_context, attended_prefill
 from simulator.perf.mlp_ops import dense_mlp_specs
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Group, Layout
 from simulator.perf.opspec import Batch, Core, Phase, Prec, forward_ops
@@ -109,7 +114,7 @@ class IterationModel:
     def _prefill_batch(tokens: int, cached: int, pairs: float, sequences: int) -> Batch:
         t = float(tokens)
         return Batch(phase=Phase.PREFILL, tokens=t, residual_tokens=t, sequences=sequences,
-                     pairs=pairs, kv_tokens=t + cached, cached=float(cached))
+                     pairs=pairs, kv_tokens=t + cached, cached=float(cached), attended=True)
 
     @staticmethod
     def _decode_batch(sequences: int, context: int, queries: int = 1) -> Batch:
@@ -118,12 +123,12 @@ class IterationModel:
         b, s = float(sequences), float(context)
         if queries == 1:
             return Batch(phase=Phase.DECODE, tokens=b, residual_tokens=b, sequences=sequences,
-                         pairs=s, kv_tokens=s, cached=s)
+                         pairs=s, kv_tokens=s, cached=s, attended=True)
         extra = float(queries - 1)
         t = b * queries
         return Batch(phase=Phase.DECODE, tokens=t, residual_tokens=t, sequences=sequences,
                      pairs=queries * s + b * extra * queries / 2, kv_tokens=s + b * extra,
-                     cached=s)
+                     cached=s, attended=True)
 
     def _attention(self, batch: Batch) -> list:
         return attention_specs(self.model, self.layout, batch, self.prec)
@@ -256,9 +261,12 @@ class IterationModel:
             body = self.body(tokens)
         ops = body + self.head(len(q) + len(decode_contexts))
         if q:
-            ops += self.prefill_extra(sum(q), sum(c), prefill_pairs(q, c), len(q))
+            cached, pairs = attended_prefill(self.model, sum(q), sum(c),
+                                             int(prefill_pairs(q, c)), len(q))
+            ops += self.prefill_extra(sum(q), cached, float(pairs), len(q))
         if decode_contexts:
-            ops += self.decode_extra(len(decode_contexts), sum(decode_contexts))
+            b = len(decode_contexts)
+            ops += self.decode_extra(b, attended_context(self.model, b, sum(decode_contexts)))
         return ops
 
 

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from annotated_types import Ge, Lt
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from simulator.profiles.numbers import SPEC_CONFIG, NonNegativeInt, PositiveFloat, PositiveInt
 from simulator.profiles.quantities import Fraction, Sourced
@@ -53,6 +53,48 @@ class PositionEmbedding(StrEnum):
     ROPE = "rope"
     LEARNED = "learned"  # a max_seq_len x hidden table, counted as parameters
     ALIBI = "alibi"
+
+
+class LocalKind(StrEnum):
+    """How a local-attention layer limits the keys a query attends."""
+
+    SLIDING = "sliding"  # the last `window` tokens, the query's own included (Mistral, gpt-oss)
+    CHUNKED = "chunked"  # the tokens of the query's own `window`-token chunk (Llama 4)
+
+
+class LayerAttention(StrEnum):
+    """One layer's attention in a local-attention pattern."""
+
+    LOCAL = "local"
+    FULL = "full"
+
+
+class LocalAttention(BaseModel):
+    """Layers that attend only to a local span of keys (sliding window or chunk): their
+    attention FLOPs and KV reads grow with the span, not the context
+    (simulator.perf.local_attention). ``pattern`` repeats over the layers from layer 0."""
+
+    model_config = SPEC_CONFIG
+
+    kind: LocalKind
+    window: PositiveInt = Field(description="tokens: the sliding window (HF sliding_window) or "
+                                            "the chunk (HF attention_chunk_size)")
+    pattern: list[LayerAttention] = Field(
+        min_length=1, description="local/full per layer, repeated from layer 0 (gpt-oss: "
+                                  "[local, full]; Llama 4: [local, local, local, full])")
+    source: str = Field(min_length=3, description="where the window and pattern come from")
+
+    @field_validator("pattern")
+    @classmethod
+    def _has_local(cls, pattern: list[LayerAttention]) -> list[LayerAttention]:
+        if LayerAttention.LOCAL not in pattern:
+            raise ValueError("has no 'local' layer (omit local_attention for a model with "
+                             "full attention on every layer)")
+        return pattern
+
+    def is_local(self, index: int) -> bool:
+        """Whether layer ``index`` (0-based) attends locally."""
+        return self.pattern[index % len(self.pattern)] is LayerAttention.LOCAL
 
 
 class MLA(BaseModel):
@@ -169,6 +211,9 @@ class ModelProfile(BaseModel):
     moe: MoE | None = None
     mtp: MTP | None = Field(None, description="multi-token-prediction modules (not counted in "
                                               "the parameters; a speculative drafter)")
+    local_attention: LocalAttention | None = Field(
+        None, description="layers of sliding-window or chunked attention; default: full "
+                          "causal attention on every layer")
     published_params: PublishedParams | None = None
     alias_of: str | None = Field(
         None, description="set by an alias file (simulator.profiles.model_alias): the id of "
@@ -193,6 +238,9 @@ class ModelProfile(BaseModel):
             raise ValueError("hidden_size is not a multiple of attention_heads: set head_dim")
         if self.moe and self.moe.first_dense_layers >= self.layers:
             raise ValueError("moe.first_dense_layers must be fewer than layers")
+        if self.local_attention and len(self.local_attention.pattern) > self.layers:
+            raise ValueError(f"local_attention.pattern has {len(self.local_attention.pattern)} "
+                             f"entries, more than the {self.layers} layers")
         return self
 
     # ---- derived shapes -------------------------------------------------------------------
@@ -233,6 +281,12 @@ class ModelProfile(BaseModel):
     def moe_layers(self) -> int:
         """How many layers have experts."""
         return sum(self.is_moe_layer(i) for i in range(self.layers))
+
+    @property
+    def local_layers(self) -> int:
+        """How many layers attend locally (local_attention); 0 with full attention only."""
+        local = self.local_attention
+        return 0 if local is None else sum(local.is_local(i) for i in range(self.layers))
 
     @property
     def dense_layers(self) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simulator.perf.collectives import collective_time
+from simulator.perf.local_attention import kv_held_fraction
 from simulator.perf.memory import kv_bytes_per_token
 from simulator.perf.ops import Collective, Group
 from simulator.profiles.hardware import HardwareProfile
@@ -75,11 +76,13 @@ class KVTransfer:
         return "scale_up" if len(both) == 1 else "scale_out"
 
     def duration(self, p: int, d: int, tokens: int) -> float:
-        """Seconds to move ``tokens`` tokens of KV cache from prefill ``p`` to decode ``d``."""
+        """Seconds to move ``tokens`` tokens of KV cache from prefill ``p`` to decode ``d``
+        (sliding-window layers send only their window: perf.local_attention)."""
+        tokens_sent = tokens * kv_held_fraction(self.model, tokens)
         up = self.fabric(p, d) == "scale_up"
         group = Group(2, 1 if up else self.hw.scale_up.domain_size.value)
-        send = collective_time(self.hw, Collective.SEND_RECV, self._send * tokens, group)
-        recv = collective_time(self.hw, Collective.SEND_RECV, self._recv * tokens, group)
+        send = collective_time(self.hw, Collective.SEND_RECV, self._send * tokens_sent, group)
+        recv = collective_time(self.hw, Collective.SEND_RECV, self._recv * tokens_sent, group)
         return max(send.time_s, recv.time_s)
 
     def schedule(self, p: int, d: int, tokens: int, ready_s: float) -> tuple[float, float]:

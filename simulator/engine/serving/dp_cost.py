@@ -26,6 +26,7 @@ from simulator.engine.serving.dp_ranks import RankBatch, busiest_rank
 from simulator.engine.serving.iteration_cost import IterationCost
 from simulator.engine.serving.stack_cost import StackCost
 from simulator.engine.serving.usage import Usage
+from simulator.perf.local_attention import attended_context
 from simulator.perf.pricer import Cost, add_costs
 from simulator.perf.serving_iteration import IterationModel
 from simulator.profiles.hardware import HardwareProfile
@@ -87,6 +88,7 @@ class DataParallelCost(IterationCost):
                                       r.prompt_sequences))
         if r.decode_batch:
             cost = add_costs(cost, self.pricer.cost(
-                self.model.decode_extra(r.decode_batch, r.decode_context)))
+                self.model.decode_extra(r.decode_batch, attended_context(
+                    self.model.model, r.decode_batch, r.decode_context))))
         usage.prefill.add(cost)
         return self._with_stack(usage, cost.time_s, r.sequences, r.tokens)

@@ -41,6 +41,7 @@ from simulator.engine.serving.decode_steps import (
 from simulator.engine.serving.stack_cost import StackCost
 from simulator.engine.serving.usage import DecodeTables, Usage, usage_totals
 from simulator.perf.affine_ops import AffineOps
+from simulator.perf.local_attention import attended_context, attended_prefill
 from simulator.perf.opspec import TILE_ROWS
 from simulator.perf.pricer import COST_FIELDS, Cost, Op, Pricer, add_costs
 from simulator.perf.serving_iteration import IterationModel
@@ -79,6 +80,7 @@ class IterationCost:
         self.speculation = speculation
         self.verify = 1 if speculation is None else speculation.verify
         self.rate: float | None = None
+        self.local = model.model.local_attention is not None  # local-attention layers
         self.pricer = Pricer(hw)
         self._body: dict[int, Cost] = {}
         self._head: dict[int, Cost] = {}
@@ -191,7 +193,11 @@ class IterationCost:
 
     def _prompt(self, tokens: int, cached: int, pairs: int, sequences: int) -> Cost:
         """:meth:`prefill` as the engine asks it: one fresh chunk (no cached tokens) looked
-        up by its length, in a list."""
+        up by its length, in a list. A model with local-attention layers prices the layer
+        average of what its chunks attend (:mod:`simulator.perf.local_attention`)."""
+        if self.local:
+            cached, pairs = attended_prefill(self.model.model, tokens, cached, pairs, sequences)
+            return self.prefill(tokens, cached, pairs, sequences)
         if sequences == 1 and not cached:
             fresh = self._fresh
             v = fresh[tokens] if tokens < len(fresh) else None
@@ -243,6 +249,8 @@ class IterationCost:
             return run.time_s[0]
         if self.stack is not None and self.stack.decode_buckets:  # attention at the bucket
             decode_context = self.stack.pad_context(decode_context, decode_batch)
+        if self.local and decode_batch:  # the layer-averaged keys (perf.local_attention)
+            decode_context = attended_context(self.model.model, decode_batch, decode_context)
         tokens = prefill_tokens + decode_batch * self.verify
         sequences = prefill_sequences + decode_batch * self.verify  # LM-head rows
         pre = self._prompt(prefill_tokens, prefill_cached, prefill_pairs, prefill_sequences)
@@ -284,7 +292,7 @@ class IterationCost:
         rate = self.rate
         stack = self.stack
         bucketed = stack is not None and stack.decode_buckets
-        if rate is None and not bucketed:
+        if rate is None and not bucketed and not self.local:
             return price_run(step, step.const.time_s, context, batch, steps)
         if rate is None:
             contexts = [context + batch * i for i in range(steps)]
@@ -295,6 +303,9 @@ class IterationCost:
         if bucketed:  # the attention runs at each step's decode bucket
             assert stack is not None
             contexts = [stack.pad_context(c, batch) for c in contexts]
+        if self.local:  # each step's layer-averaged keys (simulator.perf.local_attention)
+            model = self.model.model
+            contexts = [attended_context(model, batch, c) for c in contexts]
         return price_run(step, step.const.time_s, context, batch, steps, contexts)
 
     @staticmethod

@@ -4,7 +4,10 @@ Capacity is the HBM a device has left after the weights (a speculative drafter's
 the iteration workspace and the runtime reserve
 (:func:`simulator.perf.footprint.inference_footprint`), divided by the KV bytes one token
 takes on that device (the target's and the drafter's), rounded down to whole blocks of
-``kv_block_tokens``; ``batching.kv_cache_tokens`` caps it (a what-if). Every device of a
+``kv_block_tokens``; ``batching.kv_cache_tokens`` caps it (a what-if). A model's
+sliding-window layers keep only their window (:func:`~simulator.perf.local_attention.
+kv_held_fraction`), which lowers the bytes a token of context takes by the layer average
+kept at the mean request's context over its life (prompt + output/2). Every device of a
 replica (of an attention DP rank) holds the same tokens (its share of the heads or the
 replicated MLA latent), so the replica's capacity in tokens is one device's times its
 attention DP ranks, whose blocks the scheduler pools (a rank's own cache fragmenting is not
@@ -25,9 +28,10 @@ import numpy as np
 
 from simulator.errors import DoesNotFit
 from simulator.perf.footprint import inference_footprint
+from simulator.perf.local_attention import kv_held_fraction
 from simulator.perf.memory import kv_bytes_per_token
 from simulator.perf.speculative_ops import drafter_memory
-from simulator.profiles.inference import InferenceParallelism, InferenceWorkload
+from simulator.profiles.inference import InferenceParallelism, InferenceWorkload, mean_tokens
 from simulator.profiles.scenario import Scenario
 
 Count = TypeVar("Count", int, np.ndarray)
@@ -58,7 +62,11 @@ def kv_capacity(scenario: Scenario, parallelism: InferenceParallelism) -> KVCapa
                                     attention_dp=dp)
     kv = w.kv_cache_precision
     assert kv is not None
-    per_token = kv_bytes_per_token(scenario.model, kv, parallelism.tp, parallelism.pp)
+    # sliding-window layers keep only their window: the layer average kept at the mean
+    # context a request holds over its life (simulator.perf.local_attention)
+    life = mean_tokens(w.prompt_tokens) + mean_tokens(w.output_tokens) / 2
+    per_token = (kv_bytes_per_token(scenario.model, kv, parallelism.tp, parallelism.pp)
+                 * kv_held_fraction(scenario.model, life))
     if w.speculative is not None:  # each cached token also holds the drafter's K and V
         per_token += drafter_memory(w.speculative, scenario.model, weight_precision=w.precision,
                                     kv_precision=kv, tp=parallelism.tp)[1]
