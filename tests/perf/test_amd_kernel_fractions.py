@@ -1,4 +1,7 @@
-"""Fused attention on the AMD Instinct profiles: it reaches less of peak than their GEMMs.
+"""Kernels that reach less than the AMD Instinct profiles' GEMM and copy fractions.
+
+Fused attention reaches less of peak than their GEMMs, and Transformer Engine's fp8
+quantization passes less of the HBM bandwidth than a STREAM copy.
 
 Without ``efficiency.attention`` an attention core runs at the GEMM's fraction; every NVIDIA
 profile has measured (H100, H200) or derived (Blackwell) attention fractions below it, and the
@@ -71,3 +74,26 @@ def test_an_mi325x_attention_core_takes_longer_than_a_gemm_of_the_same_flops():
     assert seconds(OpKind.ATTENTION_BACKWARD) == pytest.approx(1e12 / (1307.4e12 * 0.374 * size))
     assert seconds(OpKind.GEMM) == pytest.approx(1e12 / (1307.4e12 * 0.546 * size))
     assert seconds(OpKind.ATTENTION) == pytest.approx(1.632e-3, rel=1e-3)
+
+
+@pytest.mark.parametrize(("hw_id", "bandwidth", "copy"), [("mi300x", 5.3e12, 0.775),
+                                                         ("mi325x", 6.0e12, 0.775),
+                                                         ("mi355x", 8.0e12, 0.75)])
+def test_amd_fp8_quantization_moves_its_bytes_at_the_te_measured_fraction(hw_id, bandwidth, copy):
+    """TE's cast/transpose passes reach 0.47 of peak HBM on H200 (TE1), carried over: 1 GB on
+    an MI325X takes 1e9 / (6.0e12 x 0.47) = 0.355 ms, not the copy's 1e9 / (6.0e12 x 0.775) =
+    0.215 ms; an elementwise op of the same bytes keeps the copy fraction."""
+    hw = load_hardware(hw_id)
+    assert hw.hbm_bandwidth == pytest.approx(bandwidth)
+    assert hw.efficiency.quantize.value == 0.47
+    assert hw.efficiency.hbm.value == copy
+
+    def memory_s(kind: OpKind) -> float:
+        op = ComputeOp(name="cast", kind=kind, flops=1e6, bytes=1e9, precision=Precision.BF16,
+                       count=1)
+        return compute_op_time(hw, op).memory_s
+
+    assert memory_s(OpKind.QUANTIZE) == pytest.approx(1e9 / (bandwidth * 0.47))
+    assert memory_s(OpKind.ELEMENTWISE) == pytest.approx(1e9 / (bandwidth * copy))
+    if hw_id == "mi325x":
+        assert memory_s(OpKind.QUANTIZE) == pytest.approx(0.355e-3, rel=2e-3)
