@@ -81,7 +81,8 @@ def saved_activation_bytes(model: ModelProfile, w: TrainingWorkload, layers: int
         return activation_bytes_per_layer(
             model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel),
             recompute, par.cp, flash_attention=w.flash_attention,
-            gemm_input_bytes=w.saved_activation_bytes)
+            gemm_input_bytes=w.saved_activation_bytes,
+            recompute_modules=w.recompute_modules)
 
     count = w.recomputed_layers
     if count is None:

@@ -13,6 +13,7 @@ Every function returns bytes per device of the most loaded pipeline stage.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from simulator.profiles.hardware import HardwareProfile
@@ -169,7 +170,8 @@ def kv_bytes_per_token(model: ModelProfile, kv_precision: Precision | str, tp: i
 def activation_bytes_per_layer(model: ModelProfile, seq: int, micro_batch: int, tp: int,
                                sequence_parallel: bool, recompute: str, cp: int = 1,
                                flash_attention: bool = True,
-                               gemm_input_bytes: float = 2.0) -> float:
+                               gemm_input_bytes: float = 2.0,
+                               recompute_modules: Sequence[str] | None = None) -> float:
     """Activation bytes one transformer layer keeps for backward, per device.
 
     Korthikanti et al. 2022 count, for a GPT layer with 16-bit activations and 1-byte
@@ -185,6 +187,9 @@ def activation_bytes_per_layer(model: ModelProfile, seq: int, micro_batch: int, 
     term; full recompute keeps only the layer input (2h, /t with SP). CP divides s.
     ``gemm_input_bytes`` is what each saved GEMM input (QKV, output projection, FC1, FC2)
     takes per element: 1 when fp8 training keeps the quantized copy for backward.
+    ``recompute_modules`` (selective only; default core_attn) drops what each recomputed
+    submodule would have kept: mla_up_proj the Q, K and V terms, layernorm the two norm
+    outputs (the QKV and FC1 inputs), and the MLP terms per :func:`_recomputed_mlp_bytes`.
     """
     s = seq / cp
     b = micro_batch
@@ -199,17 +204,41 @@ def activation_bytes_per_layer(model: ModelProfile, seq: int, micro_batch: int, 
     mask = h if dropout else 0
     if recompute == "full":
         return 2 * s * b * h / (tp if sequence_parallel else 1)
+    modules = set(recompute_modules or ("core_attn",)) if recompute == "selective" else set()
     # terms that split over TP regardless of SP
     g = gemm_input_bytes
-    split = 2 * a * d + 4 * k * d + g * a * d
-    split += (2 * 2 * f + g * f) if model.activation.gated else (2 * f + g * f)
+    split = (0.0 if "mla_up_proj" in modules else 2 * a * d + 4 * k * d) + g * a * d
+    mlp = (2 * 2 * f + g * f) if model.activation.gated else (2 * f + g * f)
+    split += mlp - _recomputed_mlp_bytes(model, modules, mlp, g)
     # terms that split only with SP: norm inputs (2h each), QKV and FC1 inputs, masks
-    replicated = 2 * h + g * h + 2 * h + g * h + 2 * mask
+    norm_outputs = 0.0 if "layernorm" in modules else g * h + g * h
+    replicated = 2 * h + 2 * h + norm_outputs + 2 * mask
     per_token = split / tp + (replicated / tp if sequence_parallel else replicated)
     core = 0.0
-    if not flash_attention and recompute == "none":
+    if not flash_attention and (recompute == "none" or (recompute == "selective"
+                                                        and "core_attn" not in modules)):
         core = 5 * a * s / tp  # attention scores, softmax output and dropout per token
     return s * b * (per_token + core)
+
+
+def _recomputed_mlp_bytes(model: ModelProfile, modules: set[str], mlp: float,
+                          gemm_input_bytes: float) -> float:
+    """Of a layer's ``mlp`` bytes per token (activation input and FC2 input), those the
+    recomputed submodules no longer keep: ``mlp`` (dense model) or ``moe`` (MoE model) all
+    of them; ``shared_experts`` the shared experts' share; ``moe_act`` the routed experts'
+    activation output, which is the FC2 input (k·f_e at the saved GEMM-input width).
+    Every layer of an MoE model is priced as an MoE layer, so ``mlp`` frees nothing there
+    (its dense first layers are few)."""
+    if model.moe is None:
+        return mlp if "mlp" in modules else 0.0
+    if "moe" in modules:
+        return mlp
+    m = model.moe
+    share = m.shared_experts / (m.active_experts + m.shared_experts)
+    freed = mlp * share if "shared_experts" in modules else 0.0
+    if "moe_act" in modules:
+        freed += gemm_input_bytes * m.expert_ffn_size * m.active_experts
+    return freed
 
 
 def inflight_microbatches(schedule: str, pp: int, vpp: int, microbatches: int,

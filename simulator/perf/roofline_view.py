@@ -122,6 +122,7 @@ def _training(scenario: Scenario) -> RooflineView:
                        flash_attention=w.flash_attention,
                        recompute_layers=w.recomputed_layers,
                        fp8_attention=w.fp8_attention,
+                       recompute_modules=w.recompute_modules,
                        quantization=training_recipe(w.precision, w.fp8_recipe.value,
                                                     hw.compute.fp8_transposed_copies))
     rows = _rows(scenario, "forward (one microbatch)", ops.forward)

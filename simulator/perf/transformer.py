@@ -27,7 +27,6 @@ from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
 from simulator.perf.opspec import (
     Batch,
     Comm,
-    Core,
     Elem,
     Gemm,
     Grad,
@@ -38,8 +37,10 @@ from simulator.perf.opspec import (
     norm,
 )
 from simulator.perf.quantize_ops import QuantRecipe, weight_quantization, with_quantization
+from simulator.perf.recompute_modules import selective_redo
 from simulator.profiles.model import ModelProfile, Norm, PositionEmbedding
 from simulator.profiles.precision import Precision
+from simulator.profiles.recompute_modules import DEFAULT_MODULES, RecomputeModule
 
 Op = ComputeOp | CommOp
 RECOMPUTE_PREFIX = "recompute."
@@ -333,14 +334,16 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
                  flash_attention: bool = True,
                  quantization: QuantRecipe | None = None,
                  recompute_layers: int | None = None,
-                 fp8_attention: bool = False) -> TrainingOps:
+                 fp8_attention: bool = False,
+                 recompute_modules: Sequence[RecomputeModule] | None = None) -> TrainingOps:
     """Forward and backward of one microbatch on one pipeline stage (``stage``, default the
     whole model). ``recompute``: "none", "selective" (attention core again) or "full" (the
     stage's layers forward again; with ``recompute_layers``, only its first that many, as
     Megatron-LM's block method does). ``lora``: (rank, targets) with the base frozen.
     ``flash_attention``: false for frameworks that write the attention scores to HBM.
     ``quantization``: the low-precision recipe whose passes precede the layers' GEMMs.
-    ``fp8_attention``: the attention core runs in fp8 (Transformer Engine's fp8 DPA)."""
+    ``fp8_attention``: the attention core runs in fp8 (Transformer Engine's fp8 DPA).
+    ``recompute_modules``: what "selective" redoes (default the attention core)."""
     if recompute not in ("none", "selective", "full"):
         raise ValueError(f"recompute must be none, selective or full (got {recompute!r})")
     stage = stage or StageLayers()
@@ -369,8 +372,9 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
         again = _first_layers(layers, model, stage, recompute_layers)
         redo = again.forward(p) + forward_ops(extra, p, again.n_layers) if again.n_layers else []
     elif recompute == "selective":
-        cores = [s for s in layers.attention if isinstance(s, Core)]
-        redo = forward_ops(cores, p, layers.n_layers)
+        redo = selective_redo(attention=layers.attention, dense=layers.dense, moe=layers.moe,
+                              n_layers=layers.n_layers, n_moe=layers.n_moe,
+                              modules=recompute_modules or DEFAULT_MODULES, p=p)
     redo = [replace(op, name=RECOMPUTE_PREFIX + op.name) for op in redo]
     backward = (redo + backward_ops(ends_out, head_p) + backward_ops(extra, p, layers.n_layers)
                 + layers.backward(p) + backward_ops(ends_in, p))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.inference import InferenceParallelism, InferenceWorkload, mean_tokens
 from simulator.profiles.model import AttentionKind, ModelProfile
+from simulator.profiles.recompute_modules import recompute_module_problems
 from simulator.profiles.speculative import speculative_problems
 from simulator.profiles.training import TrainingParallelism, TrainingWorkload
 
@@ -97,6 +98,8 @@ def check_training(w: TrainingWorkload, model: ModelProfile, hardware: HardwareP
     problems = _precision(w, hardware)
     problems += _tp_divides_heads(par.tp, (*base, "tp"), model)
     problems += _ep_fits_experts(par.ep, (*base, "ep"), model)
+    problems += [Problem(("workload", "recompute_modules"), text)
+                 for text in recompute_module_problems(w.recompute_modules or (), model)]
     if w.moe.redundant_experts:
         problems.append(Problem(("workload", "moe", "redundant_experts"),
                                 "redundant expert slots are a serving placement (EPLB); "

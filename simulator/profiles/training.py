@@ -23,6 +23,7 @@ from simulator.profiles.numbers import (
 )
 from simulator.profiles.precision import Precision
 from simulator.profiles.quantities import Bandwidth, Seconds
+from simulator.profiles.recompute_modules import DEFAULT_MODULES, RecomputeModule
 
 
 class PipelineSchedule(StrEnum):
@@ -242,6 +243,11 @@ class TrainingWorkload(BaseModel):
                           "activations (Megatron-LM --recompute-method block "
                           "--recompute-num-layers); `fit`: the fewest that fit the device "
                           "memory (none at all if everything fits); default: every layer")
+    recompute_modules: tuple[RecomputeModule, ...] | None = Field(
+        None, min_length=1, description="with recompute: selective, the submodules "
+                                        "recomputed (Megatron Core --recompute-modules: "
+                                        "core_attn, mla_up_proj, layernorm, mlp, moe, "
+                                        "moe_act, shared_experts); default core_attn")
     flash_attention: bool = Field(
         True, description="fused attention (FlashAttention); false for frameworks that "
                           "write the s x s scores to HBM (e.g. Megatron-LM before 2023)")
@@ -296,7 +302,16 @@ class TrainingWorkload(BaseModel):
             raise ValueError(f"recompute_layers needs recompute: full (got "
                              f"{self.recompute.value}): it says how many layers of each chunk "
                              "are recomputed in full")
+        if self.recompute_modules is not None and self.recompute is not Recompute.SELECTIVE:
+            raise ValueError(f"recompute_modules needs recompute: selective (got "
+                             f"{self.recompute.value}): it names what selective "
+                             "recomputation checkpoints")
         return self
+
+    @property
+    def selective_modules(self) -> tuple[RecomputeModule, ...]:
+        """The submodules selective recomputation redoes (core_attn unless listed)."""
+        return self.recompute_modules or DEFAULT_MODULES
 
     @property
     def recomputed_layers(self) -> int | None:

@@ -223,6 +223,7 @@ class PassCosts:
                            flash_attention=w.flash_attention, quantization=self.recipe,
                            recompute_layers=w.recomputed_layers,
                            fp8_attention=w.fp8_attention,
+                           recompute_modules=w.recompute_modules,
                            imbalance=moe_imbalance(w.moe, self.model, w.parallelism.ep,
                                                    LoadBalancer.FORCED))
         forward, backward = (pass_cost(self.hw, part, overlap_tp=w.overlap.tp_comm,
