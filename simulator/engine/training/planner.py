@@ -4,7 +4,8 @@ Data-parallel traffic follows Megatron-LM's distributed data parallel (Narayanan
 2021; Megatron-core ``DistributedDataParallel`` and ``DistributedOptimizer``):
 
 - gradients are reduced in fp32 (Megatron-LM's default with bf16, as in Llama 3) in
-  buckets of max(40M, 1M x dp) parameters: an all-reduce with ZeRO 0, a reduce-scatter
+  buckets of ``workload.ddp_bucket_params``, by default megatron-core's max(40M, 1M x dp)
+  with dp without context parallelism: an all-reduce with ZeRO 0, a reduce-scatter
   with ZeRO >= 1; expert gradients over the expert-data-parallel group (dp·cp/ep ranks);
 - ZeRO 1/2 all-gather the updated bf16 parameters once per step, ZeRO 3 before every pass;
 - LoRA reduces only the adapters' gradients and gathers nothing (the frozen base is
