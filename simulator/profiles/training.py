@@ -276,6 +276,12 @@ class TrainingWorkload(BaseModel):
                            "fp8 dot-product attention, NVTE_FP8_DPA), at the profile's "
                            "efficiency.attention fp8 fractions; needs fp8 or fp4 GEMMs and "
                            "flash_attention")
+    ddp_bucket_params: PositiveInt | None = Field(
+        None, description="parameters per data-parallel bucket (Megatron-LM --ddp-bucket-size, "
+                          "DistributedDataParallelConfig.bucket_size; NeMo 2's "
+                          "MegatronCommOverlapCallback sets 134217728 (128 Mi) whenever "
+                          "data parallelism is on); default: megatron-core's max(40M, 1M x "
+                          "dp), dp without context parallelism")
     fp8_param_gather: bool = Field(
         False, description="GEMM weights kept in fp8 and gathered in fp8 by the distributed "
                            "optimizer (Megatron-LM --fp8-param-gather): 1 byte per weight in "

@@ -4,7 +4,8 @@ Data-parallel traffic follows Megatron-LM's distributed data parallel (Narayanan
 2021; Megatron-core ``DistributedDataParallel`` and ``DistributedOptimizer``):
 
 - gradients are reduced in fp32 (Megatron-LM's default with bf16, as in Llama 3) in
-  buckets of max(40M, 1M x dp) parameters: an all-reduce with ZeRO 0, a reduce-scatter
+  buckets of ``workload.ddp_bucket_params``, by default megatron-core's max(40M, 1M x dp)
+  with dp without context parallelism: an all-reduce with ZeRO 0, a reduce-scatter
   with ZeRO >= 1; expert gradients over the expert-data-parallel group (dp·cp/ep ranks);
 - ZeRO 1/2 all-gather the updated bf16 parameters once per step, ZeRO 3 before every pass;
 - LoRA reduces only the adapters' gradients and gathers nothing (the frozen base is
@@ -77,17 +78,22 @@ def _fabrics(fabric: str) -> tuple[str, ...]:
     return ("scale_up", "scale_out")  # hierarchical (or mixed): both fabrics
 
 
-def _bucket_params(group: Group) -> float:
-    """Megatron-LM's DDP bucket size over ``group``: max(40M, 1M x its ranks) parameters."""
-    return max(BUCKET_PARAMS, 1e6 * group.size)
+def bucket_params(w: TrainingWorkload) -> float:
+    """Parameters per DDP bucket: ``workload.ddp_bucket_params``, else megatron-core's
+    default max(40M, 1M x dp), one size for every buffer (dense and expert), dp the
+    data-parallel size without context parallelism (distributed_data_parallel.py,
+    0.14.0: ``get_data_parallel_world_size()``, whose ``with_context_parallel`` is False)."""
+    if w.ddp_bucket_params is not None:
+        return float(w.ddp_bucket_params)
+    return max(BUCKET_PARAMS, 1e6 * (w.parallelism.dp or 1))
 
 
 def _buckets(hw: HardwareProfile, name: str, params: float, bytes_per_param: float,
-             collective: Collective, group: Group) -> tuple[Bucket, ...]:
-    """``params`` split into DDP buckets, each priced as one collective over ``group``."""
+             collective: Collective, group: Group, size: float) -> tuple[Bucket, ...]:
+    """``params`` split into DDP buckets of ``size`` parameters, each priced as one
+    collective over ``group``."""
     if params <= 0 or group.size <= 1:
         return ()
-    size = _bucket_params(group)
     n = max(1, min(MAX_BUCKETS, math.ceil(params / size)))
     cost = collective_time(hw, collective, params / n * bytes_per_param, group, library=True)
     if cost.fabric == "local":
@@ -111,6 +117,7 @@ class _DataParallel:
         self.lora = w.finetune.method is FinetuneMethod.LORA
         self.zero = 0 if self.lora else par.zero
         self.fp8_params = w.fp8_param_gather
+        self.bucket_params = bucket_params(w)
 
     @property
     def gather(self) -> GatherMode:
@@ -123,10 +130,11 @@ class _DataParallel:
         """The gradient buckets of a chunk: dense over the DP group, expert over the
         expert-data-parallel one."""
         kind = Collective.ALL_REDUCE if self.zero == 0 else Collective.REDUCE_SCATTER
+        size = self.bucket_params
         return (_buckets(self.hw, f"grads {kind.value}", p.trainable_dense, self.grad_bytes,
-                         kind, self.dense)
+                         kind, self.dense, size)
                 + _buckets(self.hw, f"expert grads {kind.value}", p.trainable_expert,
-                           self.grad_bytes, kind, self.expert))
+                           self.grad_bytes, kind, self.expert, size))
 
     def params(self, p: ChunkParams) -> tuple[Bucket, ...]:
         """The parameter-gather buckets of a chunk (ZeRO 1-3; none with ZeRO 0)."""
@@ -138,9 +146,11 @@ class _DataParallel:
             if p.dense > 0:
                 dense_bytes -= (PARAM_GATHER_BYTES - FP8_PARAM_BYTES) * p.gemm_dense / p.dense
             expert_bytes = FP8_PARAM_BYTES
-        return (_buckets(self.hw, "params all_gather", p.dense, dense_bytes, ag, self.dense)
+        size = self.bucket_params
+        return (_buckets(self.hw, "params all_gather", p.dense, dense_bytes, ag, self.dense,
+                         size)
                 + _buckets(self.hw, "expert params all_gather", p.expert, expert_bytes,
-                           ag, self.expert))
+                           ag, self.expert, size))
 
     @property
     def optimizer_bytes_per_param(self) -> float:
@@ -183,9 +193,9 @@ class _DataParallel:
         launch = self.hw.efficiency.host_launch
         if self.zero not in (1, 2) or launch is None:
             return 0.0
-        fragments = sum(shard_fragments(p.trainable_dense, _bucket_params(self.dense))
-                        + shard_fragments(p.trainable_expert, _bucket_params(self.expert))
-                        for p in params)
+        size = self.bucket_params
+        fragments = sum(shard_fragments(p.trainable_dense, size)
+                        + shard_fragments(p.trainable_expert, size) for p in params)
         launches = optimizer_launches(fragments, elements=self.optimizer_params(params),
                                       fp8_params=self.fp8_params)
         return exposed_host_s(launches=launches, host_launch_s=launch.value,
