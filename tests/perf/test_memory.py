@@ -112,6 +112,26 @@ def test_pipeline_inflight_microbatches():
         pytest.approx(8 * (1 + 7 / 16))
 
 
+def test_interleaved_inflight_follows_megatron_warmup_per_stage():
+    # Megatron's interleaved schedule: 2*(pp-r-1) + (vpp-1)*pp warm-up chunk forwards on
+    # rank r, one more before the first backward, capped at m*vpp; in stage units / vpp.
+    # pp 16, vpp 8, m 32: rank 0 (30 + 112 + 1) / 8, rank 1 (28 + 113) / 8, rank 15
+    # (0 + 112 + 1) / 8 - the last stage holds nearly as much as the first
+    assert inflight_microbatches("interleaved", 16, 8, 32) == pytest.approx(143 / 8)
+    assert inflight_microbatches("interleaved", 16, 8, 32, stage=1) == pytest.approx(141 / 8)
+    assert inflight_microbatches("interleaved", 16, 8, 32, stage=15) == pytest.approx(113 / 8)
+    # pp 8, vpp 2, m 64, last stage: (0 + 8 + 1) / 2 = 4.5 (not 1 as under 1F1B)
+    assert inflight_microbatches("interleaved", 8, 2, 64, stage=7) == pytest.approx(4.5)
+    # m = pp (Llama 3 405B on 16,384 GPUs: 16 sequences per DP rank, pp 16, vpp 8): all
+    # 16 x 8 chunk forwards run before any backward, on every stage: 128 / 8 = 16
+    assert inflight_microbatches("interleaved", 16, 8, 16) == pytest.approx(16)
+    assert inflight_microbatches("interleaved", 16, 8, 16, stage=15) == pytest.approx(16)
+    # pp 4, vpp 2, m 5: rank 0 would warm up 6 + 4 = 10 = m*vpp chunks, so all 10: 5
+    assert inflight_microbatches("interleaved", 4, 2, 5) == pytest.approx(5)
+    # rank 3: 0 + 4 + 1 = 5 chunks of 10: 2.5
+    assert inflight_microbatches("interleaved", 4, 2, 5, stage=3) == pytest.approx(2.5)
+
+
 def test_first_stage_holds_the_most_activations_under_1f1b():
     scenario = training("llama3.1-70b", "h100-sxm", 64, parallelism={"tp": 8, "pp": 4},
                         seq_len=4096, global_batch_size=256)
