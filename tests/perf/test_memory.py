@@ -157,3 +157,20 @@ def test_runtime_reserve_is_part_of_every_footprint():
     fp = inference_footprint(serving("llama3.1-8b", "h100-sxm", 1, 1))
     assert fp.parts["runtime_reserve"] == runtime_reserve(hw)
     assert 2 * 2**30 < runtime_reserve(hw) < 0.15 * hw.hbm_capacity
+
+
+def test_last_stage_of_an_interleaved_pipeline_holds_most_of_a_warm_up():
+    # Llama 3.1 70B (80 layers) on TP8 x PP4 (vpp 2) x DP2, 64 sequences: m = 32 per rank.
+    # Stages hold 10, 10, 10 and 50 layers; the last stage keeps (0 + (2-1)*4 + 1) = 5
+    # chunk forwards of 25 layers each, 2.5 microbatches of 50 layers (the 1F1B-style
+    # scaling of stage 0's count gave it 1 x (1 + 3/8)), against stage 0's (6 + 4 + 1) / 2
+    # = 5.5 of 10 layers: the last stage is the most loaded.
+    scenario = training("llama3.1-70b", "h100-sxm", 64, pipeline_schedule="interleaved",
+                        micro_batch_size=1,
+                        parallelism={"tp": 8, "pp": 4, "vpp": 2, "sequence_parallel": True,
+                                     "first_stage_layers": 10, "last_stage_layers": 50})
+    fp = training_footprint(scenario)
+    per_layer = activation_bytes_per_layer(load_model("llama3.1-70b"), 2048, 1, 8, True,
+                                           "selective")
+    assert fp.parts["activations"] == pytest.approx(2.5 * 50 * per_layer)
+    assert any("stage 3 of 4" in note for note in fp.notes)
