@@ -243,15 +243,24 @@ def _recomputed_mlp_bytes(model: ModelProfile, modules: set[str], mlp: float,
 
 def inflight_microbatches(schedule: str, pp: int, vpp: int, microbatches: int,
                           stage: int = 0) -> float:
-    """Microbatches whose activations pipeline stage ``stage`` holds at its peak.
+    """Microbatches whose activations pipeline stage ``stage`` holds at its peak, in units
+    of one microbatch through all of the stage's layers.
 
-    1F1B: pp - stage (the warm-up depth; stage 0 holds the most). Interleaved: stage 0 holds
-    pp·(1 + (pp-1)/(pp·vpp)) (Narayanan et al. 2021, Korthikanti et al. 2022), later stages
-    proportionally fewer. GPipe: all microbatches of the step.
+    1F1B: pp - stage (the warm-up depth plus the first steady forward; stage 0 holds the
+    most). GPipe: all microbatches of the step. Interleaved: Megatron-LM's schedule
+    (``forward_backward_pipelining_with_interleaving``, group size pp) runs
+    2·(pp-stage-1) + (vpp-1)·pp warm-up forwards of one model chunk each, then one more
+    before its first backward; all of them (every chunk of every microbatch) when that
+    reaches m·vpp or when m = pp (its all-warm-up case, on every stage); each chunk holds
+    1/vpp of the stage's layers. Stage 0 thus holds
+    pp + (pp-1)/vpp microbatches (Narayanan et al. 2021, Korthikanti et al. 2022), and the
+    last stage still (vpp-1)/vpp·pp + 1/vpp: interleaving keeps every stage nearly full.
     """
     if schedule == "gpipe":
         return float(microbatches)
-    depth = float(min(pp - stage, microbatches))
     if schedule == "interleaved" and pp > 1:
-        depth = min(float(microbatches) * 1.0, (pp - stage) * (1 + (pp - 1) / (pp * vpp)))
-    return depth
+        chunks = 2 * (pp - stage - 1) + (vpp - 1) * pp + 1
+        if microbatches == pp:
+            chunks = microbatches * vpp
+        return min(chunks, microbatches * vpp) / vpp
+    return float(min(pp - stage, microbatches))

@@ -112,6 +112,26 @@ def test_pipeline_inflight_microbatches():
         pytest.approx(8 * (1 + 7 / 16))
 
 
+def test_interleaved_inflight_follows_megatron_warmup_per_stage():
+    # Megatron's interleaved schedule: 2*(pp-r-1) + (vpp-1)*pp warm-up chunk forwards on
+    # rank r, one more before the first backward, capped at m*vpp; in stage units / vpp.
+    # pp 16, vpp 8, m 32: rank 0 (30 + 112 + 1) / 8, rank 1 (28 + 113) / 8, rank 15
+    # (0 + 112 + 1) / 8 - the last stage holds nearly as much as the first
+    assert inflight_microbatches("interleaved", 16, 8, 32) == pytest.approx(143 / 8)
+    assert inflight_microbatches("interleaved", 16, 8, 32, stage=1) == pytest.approx(141 / 8)
+    assert inflight_microbatches("interleaved", 16, 8, 32, stage=15) == pytest.approx(113 / 8)
+    # pp 8, vpp 2, m 64, last stage: (0 + 8 + 1) / 2 = 4.5 (not 1 as under 1F1B)
+    assert inflight_microbatches("interleaved", 8, 2, 64, stage=7) == pytest.approx(4.5)
+    # m = pp (Llama 3 405B on 16,384 GPUs: 16 sequences per DP rank, pp 16, vpp 8): all
+    # 16 x 8 chunk forwards run before any backward, on every stage: 128 / 8 = 16
+    assert inflight_microbatches("interleaved", 16, 8, 16) == pytest.approx(16)
+    assert inflight_microbatches("interleaved", 16, 8, 16, stage=15) == pytest.approx(16)
+    # pp 4, vpp 2, m 5: rank 0 would warm up 6 + 4 = 10 = m*vpp chunks, so all 10: 5
+    assert inflight_microbatches("interleaved", 4, 2, 5) == pytest.approx(5)
+    # rank 3: 0 + 4 + 1 = 5 chunks of 10: 2.5
+    assert inflight_microbatches("interleaved", 4, 2, 5, stage=3) == pytest.approx(2.5)
+
+
 def test_first_stage_holds_the_most_activations_under_1f1b():
     scenario = training("llama3.1-70b", "h100-sxm", 64, parallelism={"tp": 8, "pp": 4},
                         seq_len=4096, global_batch_size=256)
@@ -137,3 +157,20 @@ def test_runtime_reserve_is_part_of_every_footprint():
     fp = inference_footprint(serving("llama3.1-8b", "h100-sxm", 1, 1))
     assert fp.parts["runtime_reserve"] == runtime_reserve(hw)
     assert 2 * 2**30 < runtime_reserve(hw) < 0.15 * hw.hbm_capacity
+
+
+def test_last_stage_of_an_interleaved_pipeline_holds_most_of_a_warm_up():
+    # Llama 3.1 70B (80 layers) on TP8 x PP4 (vpp 2) x DP2, 64 sequences: m = 32 per rank.
+    # Stages hold 10, 10, 10 and 50 layers; the last stage keeps (0 + (2-1)*4 + 1) = 5
+    # chunk forwards of 25 layers each, 2.5 microbatches of 50 layers (the 1F1B-style
+    # scaling of stage 0's count gave it 1 x (1 + 3/8)), against stage 0's (6 + 4 + 1) / 2
+    # = 5.5 of 10 layers: the last stage is the most loaded.
+    scenario = training("llama3.1-70b", "h100-sxm", 64, pipeline_schedule="interleaved",
+                        micro_batch_size=1,
+                        parallelism={"tp": 8, "pp": 4, "vpp": 2, "sequence_parallel": True,
+                                     "first_stage_layers": 10, "last_stage_layers": 50})
+    fp = training_footprint(scenario)
+    per_layer = activation_bytes_per_layer(load_model("llama3.1-70b"), 2048, 1, 8, True,
+                                           "selective")
+    assert fp.parts["activations"] == pytest.approx(2.5 * 50 * per_layer)
+    assert any("stage 3 of 4" in note for note in fp.notes)
