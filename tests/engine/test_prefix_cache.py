@@ -123,3 +123,67 @@ def test_the_prefill_skips_cached_tokens_and_its_attention_reads_them():
     # the prompt is served whole when its last chunk runs, its cached 1,024 tokens included
     # (what the steady window counts as prompt tokens produced)
     assert first.prompt_produced == 1224 and second.prompt_produced == 1224
+
+
+def _counting_walks(sched: Scheduler) -> list[int]:
+    """Wrap the scheduler's cache's block keys: the returned list gets the request of every
+    walk over a prompt's keys (a lookup, or a take that regenerates them)."""
+    assert sched.prefix is not None
+    keys, walks = sched.prefix.keys, []
+
+    def counted(r: int, start: int, stop: int):
+        walks.append(r)
+        return keys(r, start, stop)
+    sched.prefix.keys = counted
+    return walks
+
+
+def test_an_admission_walks_a_prompt_s_cached_prefix_once():
+    """Request 1 finds request 0's 64 system-prompt blocks cached: its admission looks its
+    prompt up once and takes those blocks with the keys the lookup found (no second walk);
+    what it takes is what the lookup found (64 blocks, 64 x 16 = 1,024 tokens)."""
+    p = PromptPrefixes(system=np.array([1024, 1024]), chain=np.arange(2))
+    sched = _scheduler([1224, 1224], p)
+    sched.waiting.append(0)
+    sched.commit(sched.plan(0.0), 1.0)
+    walks = _counting_walks(sched)
+    sched.waiting.append(1)
+    plan = sched.plan(1.0)
+    assert plan.chunks == [(1, 200)] and plan.prompt_cached == 1024
+    assert walks == [1]
+    assert sched.prefix is not None and len(sched.prefix.held[1]) == 64
+
+
+def test_a_blocked_admission_attempt_walks_once_and_takes_nothing():
+    """A cache of 80 blocks: request 0 (77 blocks with its first output token's) runs, so
+    request 1 (13 new blocks past the 64 it shares) does not fit: one walk per attempt,
+    one attempt per iteration planned, and nothing taken from the cache."""
+    p = PromptPrefixes(system=np.array([1024, 1024]), chain=np.arange(2))
+    sched = _scheduler([1224, 1224], p, blocks=80)
+    sched.waiting.append(0)
+    sched.commit(sched.plan(0.0), 1.0)
+    walks = _counting_walks(sched)
+    sched.waiting.append(1)
+    for t in (1.0, 2.0):
+        assert sched.plan(t).chunks == []
+    assert walks == [1, 1]
+    assert sched.prefix is not None and 1 not in sched.prefix.held
+
+
+def test_take_is_acquire_with_the_keys_a_lookup_found():
+    """The carried walk and the old path (match, then acquire by count) leave two caches
+    with the same state: request 1 shares request 0's 3 system blocks (48 of its 64
+    tokens; (64 - 1) // 16 = 3 blocks looked up)."""
+    p = PromptPrefixes(system=np.array([48, 48]), chain=np.arange(2))
+    a, b = cache_of(p), cache_of(p)
+    for cache in (a, b):
+        cache.acquire(0, 64, 0)
+        cache.publish(0, 64)
+        cache.retire(0, 64)
+    found = a.lookup(1, 64)
+    assert (len(found.keys), found.referenced) == b.match(1, 64) == (3, 0)
+    assert a.take(1, 64, found.keys) == b.acquire(1, 64, 3) == 48
+    assert (a.refs, list(a.free), a.held, a.borrowed) == (b.refs, list(b.free), b.held,
+                                                          b.borrowed)
+    assert (a.lookups, a.hits, a.cached_tokens) == (b.lookups, b.hits, b.cached_tokens) \
+        == (3 + 3, 3, 48)  # request 0's admission looked its 3 blocks up too

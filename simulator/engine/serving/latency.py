@@ -26,21 +26,45 @@ def percentiles(values: np.ndarray) -> Percentiles:
                        p99=float(p99))
 
 
+def slo_checks(slo: SLO, *, ttft: np.ndarray, tpot: np.ndarray,
+               e2e: np.ndarray) -> dict[str, np.ndarray]:
+    """Per target the SLO sets (by name), which requests meet it: the one definition, for
+    the run's attainment and the autoscaler alike. A latency meets its target when it is
+    not over it, so a latency never measured (NaN) is no miss: a one-token output has no
+    TPOT and meets that target vacuously, and a request dropped or not finished has no
+    TTFT or end-to-end latency (its callers choose whether it is judged)."""
+    checks: dict[str, np.ndarray] = {}
+    for name, values in (("ttft_s", ttft), ("tpot_s", tpot), ("e2e_s", e2e)):
+        target = getattr(slo, name)
+        if target is not None:
+            checks[name] = ~(np.asarray(values, dtype=float) > target)
+    return checks
+
+
+def slo_met(slo: SLO, *, ttft: np.ndarray, tpot: np.ndarray, e2e: np.ndarray) -> np.ndarray:
+    """Which requests meet every target the SLO sets (see :func:`slo_checks`)."""
+    met = np.ones(len(ttft), dtype=bool)
+    for ok in slo_checks(slo, ttft=ttft, tpot=tpot, e2e=e2e).values():
+        met &= ok
+    return met
+
+
 def _slo(slo: SLO | None, metrics: dict[str, np.ndarray], n_dropped: int,
          many: np.ndarray) -> tuple[float | None, dict[str, SLOTarget], np.ndarray | None]:
+    """Attainment of the completed requests in ``metrics`` (the TPOT of a one-token output
+    is NaN: it meets that target) with the dropped ones counted as misses; per target, its
+    value at the SLO's percentile over the requests that have one (``many``: the outputs
+    of more than one token, for TPOT)."""
     if slo is None:
         return None, {}, None
     ok_all = np.ones(len(many), dtype=bool)
     targets: dict[str, SLOTarget] = {}
-    for name in ("ttft_s", "tpot_s", "e2e_s"):
-        target = getattr(slo, name)
-        if target is None:
-            continue
-        values = metrics[name]
-        relevant = many if name == "tpot_s" else np.ones(len(values), dtype=bool)
-        ok = ~relevant | (values <= target)
+    checks = slo_checks(slo, ttft=metrics["ttft_s"], tpot=metrics["tpot_s"],
+                        e2e=metrics["e2e_s"])
+    for name, ok in checks.items():
+        target, values = getattr(slo, name), metrics[name]
         ok_all &= ok
-        shown = values[relevant]
+        shown = values[many] if name == "tpot_s" else values
         value = float(np.percentile(shown, slo.percentile)) if len(shown) else None
         total = len(values) + n_dropped
         attained = float(np.sum(ok)) / total if total else 0.0

@@ -28,10 +28,19 @@ a lookup covers the full blocks of the first ``target - 1`` tokens.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from simulator.engine.serving.prefixes import BlockKeys
 from simulator.results.inference import PrefixCacheMetrics
+
+
+class PrefixMatch(NamedTuple):
+    """A prompt's leading blocks found in a prefix cache: their keys, in order, and how
+    many of the first are referenced by running requests."""
+
+    keys: list[int]
+    referenced: int
 
 
 class PrefixCache:
@@ -55,12 +64,12 @@ class PrefixCache:
         """Blocks really in use minus the scheduler's per-request count (<= 0)."""
         return len(self.refs) - self.borrowed
 
-    def match(self, r: int, target: int) -> tuple[int, int]:
-        """Of ``r``'s first ``(target - 1) // block`` blocks, how many lead its prompt in the
-        cache, and how many of those are referenced (held already, they cost no memory)."""
+    def _leading(self, keys: Iterable[int]) -> tuple[int, int]:
+        """The walk: how many of ``keys`` lead in the cache, and how many of those are
+        referenced (held already, they cost no memory)."""
         refs, free = self.refs, self.free
         found = referenced = 0
-        for k in self.keys(r, 0, (target - 1) // self.block):
+        for k in keys:
             if k in refs:
                 if found == referenced:
                     referenced += 1
@@ -69,17 +78,36 @@ class PrefixCache:
             found += 1
         return found, referenced
 
+    def match(self, r: int, target: int) -> tuple[int, int]:
+        """Of ``r``'s first ``(target - 1) // block`` blocks, how many lead its prompt in the
+        cache, and how many of those are referenced (a router's question: nothing kept)."""
+        return self._leading(self.keys(r, 0, (target - 1) // self.block))
+
+    def lookup(self, r: int, target: int) -> PrefixMatch:
+        """:meth:`match`, keeping the keys found: an admission carries them to :meth:`take`,
+        so a prompt is walked once an attempt."""
+        keys = list(self.keys(r, 0, (target - 1) // self.block))  # (ranges: one C call)
+        found, referenced = self._leading(keys)
+        del keys[found:]
+        return PrefixMatch(keys, referenced)
+
     def acquire(self, r: int, target: int, found: int) -> int:
         """``r`` is admitted to prefill ``target`` tokens and takes its ``found`` leading
         blocks from the cache; returns the tokens it need not compute."""
+        return self.take(r, target, list(self.keys(r, 0, found)))
+
+    def take(self, r: int, target: int, keys: list[int]) -> int:
+        """``r`` is admitted to prefill ``target`` tokens and takes the leading blocks
+        ``keys`` (a :meth:`lookup`'s, no eviction since) from the cache; returns the tokens
+        it need not compute."""
         refs, free = self.refs, self.free
-        keys = list(self.keys(r, 0, found))
         for k in keys:
             if k in refs:
                 refs[k] += 1
             else:
                 del free[k]
                 refs[k] = 1
+        found = len(keys)
         self.held[r] = keys
         self.borrowed += found
         self.lookups += (target - 1) // self.block

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from simulator.engine.serving.latency import slo_met
 from simulator.engine.serving.metrics import ReplicaStats
 from simulator.engine.serving.requests import COMPLETED, PENDING, Requests
 from simulator.engine.serving.system import InSystem
@@ -93,13 +94,10 @@ class Occupancy:
 
 
 def slo_missed(slo: SLO, ttft: np.ndarray, tpot: np.ndarray, e2e: np.ndarray) -> np.ndarray:
-    """Which requests are over any target (a NaN, e.g. no TPOT with one output token, is
-    not over)."""
-    missed = np.zeros(len(ttft), dtype=bool)
-    for target, values in ((slo.ttft_s, ttft), (slo.tpot_s, tpot), (slo.e2e_s, e2e)):
-        if target is not None:
-            missed |= np.nan_to_num(np.asarray(values, dtype=float), nan=0.0) > target
-    return missed
+    """Which requests are over any target (:func:`~simulator.engine.serving.latency.slo_met`
+    negated: a NaN, e.g. no TPOT with one output token, or no finish for a request dropped
+    or still running, is not over)."""
+    return ~slo_met(slo, ttft=ttft, tpot=tpot, e2e=e2e)
 
 
 class SloAttainment:

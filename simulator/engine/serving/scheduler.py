@@ -244,11 +244,11 @@ class Scheduler:
         while waiting and dec.n + len(self.prefilling) < self.max_batch and budget > 0:
             r = waiting[0]
             target = reqs.target[r]
-            found = 0
+            found: list[int] = []  # its leading blocks in the prefix cache: one walk
             if self.prefix is None or not target:
                 blocks = self.admission_blocks(r)
             else:
-                found, held = self.prefix.match(r, target)
+                found, held = self.prefix.lookup(r, target)
                 blocks = ceil_div(target, self.block) - held
             if plan.blocks + blocks > cap or not self.reservations.admits(r):
                 break
@@ -259,7 +259,7 @@ class Scheduler:
                 self._join(r, reqs.prompt_len[r] + g, g)
                 budget -= self.verify
             else:
-                cached = found * self.block
+                cached = len(found) * self.block
                 if self.chunked:
                     q = min(target - cached, budget, self.chunk)
                 elif target - cached <= budget or (not plan.chunks and dec.n == 0):
@@ -282,13 +282,14 @@ class Scheduler:
             if self.prefix is not None:
                 self.prefix.evict_to(cap - plan.blocks)
 
-    def _take_cached(self, r: int, plan: Plan, q: int, found: int) -> None:
-        """``r``, admitted with a first chunk of ``q`` tokens, takes its ``found`` leading
-        blocks from the prefix cache: its prefill starts after them, and the chunk's
-        attention reads their K/V (cached tokens in ``plan``)."""
+    def _take_cached(self, r: int, plan: Plan, q: int, found: list[int]) -> None:
+        """``r``, admitted with a first chunk of ``q`` tokens, takes its leading blocks
+        ``found`` (the keys its admission's lookup found) from the prefix cache: its prefill
+        starts after them, and the chunk's attention reads their K/V (cached tokens in
+        ``plan``)."""
         assert self.prefix is not None
         reqs = self.requests
-        cached = self.prefix.acquire(r, reqs.target[r], found)
+        cached = self.prefix.take(r, reqs.target[r], found)
         reqs.done[r] = cached
         plan.prompt_cached += cached
         plan.prompt_pairs += q * cached
