@@ -82,7 +82,7 @@ def saved_activation_bytes(model: ModelProfile, w: TrainingWorkload, layers: int
             model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel),
             recompute, par.cp, flash_attention=w.flash_attention,
             gemm_input_bytes=w.saved_activation_bytes,
-            recompute_modules=w.recompute_modules)
+            recompute_modules=w.recompute_modules, etp=par.expert_tp)
 
     count = w.recomputed_layers
     if count is None:

@@ -171,32 +171,34 @@ def activation_bytes_per_layer(model: ModelProfile, seq: int, micro_batch: int, 
                                sequence_parallel: bool, recompute: str, cp: int = 1,
                                flash_attention: bool = True,
                                gemm_input_bytes: float = 2.0,
-                               recompute_modules: Sequence[str] | None = None) -> float:
+                               recompute_modules: Sequence[str] | None = None,
+                               etp: int | None = None) -> float:
     """Activation bytes one transformer layer keeps for backward, per device.
 
     Korthikanti et al. 2022 count, for a GPT layer with 16-bit activations and 1-byte
     dropout masks, s·b·h·(34 + 5·a·s/h) bytes; we derive the same terms from the layer's
-    actual shapes so that GQA, gated MLPs and FFN sizes other than 4h are counted right:
-      attention block  norm input 2h, QKV input 2h, Q 2·a·d, K and V 2·2·k·d,
-                       output-projection input 2·a·d, dropout mask h (if dropout)
+    actual shapes so that GQA, MLA, gated MLPs, MoE and FFN sizes other than 4h are counted
+    right (attention terms in :func:`_attention_bytes`, MLP terms in :func:`_mlp_bytes`):
+      attention block  norm input 2h, QKV input h at the GEMM-input width, Q, K and V,
+                       output-projection input, dropout mask h (if dropout)
       core attention   5·a·s per token without FlashAttention (scores, softmax, mask)
-      MLP block        norm input 2h, FC1 input 2h, activation input/outputs
-                       (2f+2f non-gated, 3·2f gated), dropout mask h (if dropout)
+      MLP block        norm input 2h, FC1 input h, activation input/outputs
+                       (2f+2f non-gated, 3·2f gated), dropout mask h (if dropout); an MoE
+                       layer's routed FC1 input k·h besides (:func:`_routed_input_bytes`)
     With TP and sequence parallelism every term divides by t; with TP alone the norm inputs,
     masks and the block inputs stay whole. Selective recompute drops the core-attention
     term; full recompute keeps only the layer input (2h, /t with SP). CP divides s.
     ``gemm_input_bytes`` is what each saved GEMM input (QKV, output projection, FC1, FC2)
     takes per element: 1 when fp8 training keeps the quantized copy for backward.
     ``recompute_modules`` (selective only; default core_attn) drops what each recomputed
-    submodule would have kept: mla_up_proj the Q, K and V terms, layernorm the two norm
-    outputs (the QKV and FC1 inputs), and the MLP terms per :func:`_recomputed_mlp_bytes`.
+    submodule would have kept: mla_up_proj MLA's up-projection inputs and Q, K and V,
+    layernorm the two norm outputs (the QKV and FC1 inputs), and the MLP terms per
+    :func:`_recomputed_mlp_bytes`. ``etp``: the experts' tensor-parallel size (default tp).
     """
     s = seq / cp
     b = micro_batch
     h = model.hidden_size
     a = model.attention_heads
-    d = model.head_dim_resolved
-    k = model.kv_heads_resolved
     f = model.ffn_size
     if model.moe is not None:
         f = model.moe.expert_ffn_size * (model.moe.active_experts + model.moe.shared_experts)
@@ -205,20 +207,71 @@ def activation_bytes_per_layer(model: ModelProfile, seq: int, micro_batch: int, 
     if recompute == "full":
         return 2 * s * b * h / (tp if sequence_parallel else 1)
     modules = set(recompute_modules or ("core_attn",)) if recompute == "selective" else set()
-    # terms that split over TP regardless of SP
     g = gemm_input_bytes
-    split = (0.0 if "mla_up_proj" in modules else 2 * a * d + 4 * k * d) + g * a * d
+    attn_split, attn_replicated = _attention_bytes(model, g, modules)
     mlp = (2 * 2 * f + g * f) if model.activation.gated else (2 * f + g * f)
-    split += mlp - _recomputed_mlp_bytes(model, modules, mlp, g)
-    # terms that split only with SP: norm inputs (2h each), QKV and FC1 inputs, masks
-    norm_outputs = 0.0 if "layernorm" in modules else g * h + g * h
-    replicated = 2 * h + 2 * h + norm_outputs + 2 * mask
+    split = attn_split + mlp - _recomputed_mlp_bytes(model, modules, mlp, g)
+    # terms that split only with SP: norm inputs (2h each), the FC1 input, masks
+    fc1_input = 0.0 if "layernorm" in modules else g * h
+    replicated = attn_replicated + 2 * h + fc1_input + 2 * mask
     per_token = split / tp + (replicated / tp if sequence_parallel else replicated)
+    per_token += _routed_input_bytes(model, modules, g, tp if sequence_parallel else 1,
+                                     tp if etp is None else etp)
     core = 0.0
     if not flash_attention and (recompute == "none" or (recompute == "selective"
                                                         and "core_attn" not in modules)):
         core = 5 * a * s / tp  # attention scores, softmax output and dropout per token
     return s * b * (per_token + core)
+
+
+def _attention_bytes(model: ModelProfile, gemm_input_bytes: float,
+                     modules: set[str]) -> tuple[float, float]:
+    """Bytes per token the attention block keeps: (split over TP by heads, split only with SP).
+
+    GQA/MHA: Q 2·a·d, K and V 2·2·k·d (16-bit, FlashAttention's saved inputs), the output
+    projection's input g·a·d; the QKV GEMM's input g·h and the norm input 2h.
+    MLA (Megatron Core 0.14 transformer/multi_latent_attention.py, DeepSeek-V3 config
+    names): Q and K take qk_nope + qk_rope per head, V v_head_dim per head (not h/a); the
+    sequence-split latents are saved twice, as the q/kv layernorms' 16-bit inputs
+    (q_lora_rank, kv_lora_rank, and the rope key qk_rope) and as the up-projections' inputs
+    at the GEMM-input width. ``mla_up_proj`` checkpoints the up-projections and the rope
+    (CheckpointWithoutOutput on qkv_up_proj_and_rope_apply, whose inputs are the
+    pre-norm latents): it frees Q, K, V and the norm outputs, keeps the latents.
+    ``layernorm`` frees the QKV/down-projection input (the input norm's output).
+    """
+    h = model.hidden_size
+    a = model.attention_heads
+    g = gemm_input_bytes
+    qkv_input = 0.0 if "layernorm" in modules else g * h
+    if model.attention is not AttentionKind.MLA or model.mla is None:
+        d = model.head_dim_resolved
+        k = model.kv_heads_resolved
+        qkv = 0.0 if "mla_up_proj" in modules else 2 * a * d + 4 * k * d
+        return qkv + g * a * d, 2 * h + qkv_input
+    m = model.mla
+    qk_dim = m.qk_nope_head_dim + m.qk_rope_head_dim
+    latents = (m.q_lora_rank or 0) + m.kv_lora_rank
+    freed = "mla_up_proj" in modules
+    qkv = 0.0 if freed else 2 * a * (2 * qk_dim + m.v_head_dim)
+    replicated = 2 * h + qkv_input + 2 * (latents + m.qk_rope_head_dim)
+    replicated += 0.0 if freed else g * latents
+    return qkv + g * a * m.v_head_dim, replicated
+
+
+def _routed_input_bytes(model: ModelProfile, modules: set[str], gemm_input_bytes: float,
+                        sequence_split: int, etp: int) -> float:
+    """Per token of the layer's sequence shard: the grouped FC1's saved input, k routed
+    copies of h at the GEMM-input width (Megatron Core 0.14 transformer/moe/experts.py,
+    TEGroupedMLP: TE's GroupedLinear saves its input, quantized under fp8; the permute and
+    unpermute of moe_utils.py and the all-to-alls save only index maps, and the router
+    probabilities are applied inside the activation, so no expert output is kept). Each
+    token's copies sit on one expert-TP group of ``etp`` ranks, each holding all of h: the
+    sequence shard's k·h copies times etp over the ``sequence_split`` (tp with sequence
+    parallelism). ``moe`` recomputes the whole block and frees them."""
+    if model.moe is None or "moe" in modules:
+        return 0.0
+    k = model.moe.active_experts
+    return gemm_input_bytes * k * model.hidden_size * etp / sequence_split
 
 
 def _recomputed_mlp_bytes(model: ModelProfile, modules: set[str], mlp: float,

@@ -80,17 +80,19 @@ def _saved(model_id: str, modules: list[str] | None, gemm_input_bytes: float) ->
 
 
 @pytest.mark.parametrize(("modules", "freed"), [
-    # Q and K/V as counted: 2·a·d + 4·k·d with a = k = 128, d = 7,168 / 128 = 56
-    (["mla_up_proj"], 2 * 128 * 56 + 4 * 128 * 56),
+    # MLA's Q, K (128 heads x (128 nope + 64 rope)) and V (128 x 128) at 16 bits, and the
+    # up-projections' inputs (q_lora 1,536 + kv_lora 512) at one byte
+    (["mla_up_proj"], 2 * 128 * (2 * 192 + 128) + (1536 + 512)),
     # the two norm outputs (QKV and FC1 inputs), one byte each in fp8
     (["layernorm"], 2 * 7168),
     # the routed experts' FC2 input: k·f_e = 8 x 2,048 at one byte
     (["moe_act"], 8 * 2048),
-    # the whole MLP term: f = 2,048 x (8 + 1); activation input 4f plus FC2 input f
-    (["moe"], 5 * 2048 * 9),
+    # the whole MLP term: f = 2,048 x (8 + 1); activation input 4f plus FC2 input f; and
+    # the grouped FC1's input, k = 8 routed copies of h = 7,168 at one byte
+    (["moe"], 5 * 2048 * 9 + 8 * 7168),
     # the shared expert's ninth of it
     (["shared_experts"], 5 * 2048),
-    (["mla_up_proj", "moe_act"], 2 * 128 * 56 + 4 * 128 * 56 + 8 * 2048),
+    (["mla_up_proj", "moe_act"], 2 * 128 * (2 * 192 + 128) + (1536 + 512) + 8 * 2048),
 ])
 def test_recomputed_modules_free_what_they_would_have_kept(modules, freed):
     base = _saved("deepseek-v3", None, 1.0)

@@ -174,3 +174,54 @@ def test_last_stage_of_an_interleaved_pipeline_holds_most_of_a_warm_up():
                                            "selective")
     assert fp.parts["activations"] == pytest.approx(2.5 * 50 * per_layer)
     assert any("stage 3 of 4" in note for note in fp.notes)
+
+
+# ---- MoE and MLA layers: every saved tensor written out (selective, FlashAttention) -------
+def _per_token(model_id: str, tp: int = 1, sp: bool = False, g: float = 2.0,
+               etp: int | None = None) -> float:
+    """One layer's saved bytes per token of the sequence (s = 4,096, b = 1)."""
+    return activation_bytes_per_layer(load_model(model_id), 4096, 1, tp, sp, "selective",
+                                      gemm_input_bytes=g, etp=etp) / 4096
+
+
+def test_deepseek_v3_layer_counts_mla_head_dims_latents_and_routed_copies():
+    """DeepSeek-V3 (config.json): h 7,168, 128 heads, q/k head 128 nope + 64 rope = 192,
+    v head 128, q_lora 1,536, kv_lora 512, 8 of 256 experts of 2,048 plus 1 shared; fp8
+    GEMM inputs (g = 1)."""
+    qkv = 2 * 128 * (192 + 192 + 128)            # Q, K, V at 16 bits: 131,072
+    out_proj = 1 * 128 * 128                     # output projection input: 16,384
+    attn_rest = 2 * 7168 + 1 * 7168              # norm input, down-projection input
+    latents = 2 * (1536 + 512 + 64) + 1 * (1536 + 512)   # norm inputs + up-proj inputs
+    f = 2048 * (8 + 1)
+    mlp = 2 * 2 * f + 1 * f                      # SwiGLU input (2f, 16-bit), FC2 input
+    mlp_rest = 2 * 7168 + 1 * 7168               # norm input, router/shared FC1 input
+    routed = 1 * 8 * 7168                        # grouped FC1 input, k copies of h
+    total = qkv + out_proj + attn_rest + latents + mlp + mlp_rest + routed
+    assert total == 346_240
+    assert _per_token("deepseek-v3", g=1.0) == pytest.approx(total)
+    # bf16 GEMM inputs: every g-term doubles
+    bf16 = total + out_proj + 7168 + (1536 + 512) + f + 7168 + routed
+    assert _per_token("deepseek-v3", g=2.0) == pytest.approx(bf16)
+
+
+def test_routed_copies_split_by_tp_over_etp_with_sequence_parallelism():
+    """TP2 with SP: every term halves, except the routed copies, which sit on all etp
+    ranks of their expert group: etp 1 halves them, etp 2 (the default, = tp) does not."""
+    whole = _per_token("deepseek-v3", g=1.0)
+    routed = 8 * 7168
+    assert _per_token("deepseek-v3", 2, True, 1.0, etp=1) == pytest.approx(whole / 2)
+    assert _per_token("deepseek-v3", 2, True, 1.0) == pytest.approx(whole / 2 + routed / 2)
+
+
+def test_mixtral_layer_counts_its_two_routed_copies():
+    """Mixtral 8x7B: h 4,096, 32 heads of 128, 8 K/V heads, top-2 of 8 experts of 14,336,
+    no shared expert; bf16 (g = 2)."""
+    attn = 2 * 32 * 128 + 2 * 2 * 8 * 128 + 2 * 32 * 128   # Q, K+V, out-proj input: 20,480
+    attn_rest = 2 * 4096 + 2 * 4096              # norm input, QKV input
+    f = 2 * 14336
+    mlp = 3 * 2 * f                              # SwiGLU input 2·2f, FC2 input 2f
+    mlp_rest = 2 * 4096 + 2 * 4096
+    routed = 2 * 2 * 4096                        # k = 2 copies of h at 16 bits
+    total = attn + attn_rest + mlp + mlp_rest + routed
+    assert total == 241_664
+    assert _per_token("mixtral-8x7b") == pytest.approx(total)
