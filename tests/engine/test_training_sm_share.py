@@ -166,3 +166,24 @@ def test_aligned_launch_points_of_an_interleaved_pipeline():
     order = schedule("interleaved", 2, 2, 2)
     assert _aligned_issues(tuple(order[0]), 0) == {5: [1], 7: [0]}
     assert _aligned_issues(tuple(order[1]), 1) == {6: [1]}
+
+
+def test_the_planner_hands_the_workload_alignment_to_the_step(tmp_path):
+    """``workload.overlap.align_dp_comm`` reaches the plan; off by default."""
+    path = ROOT / "scenarios/gpt3-175b-gb200-training.yaml"
+    assert build_plan(load_scenario(path)).step.align_grad_reduce is False
+    text = path.read_text().replace("overlap: {dp_comm: true,",
+                                    "overlap: {dp_comm: true, align_dp_comm: true,")
+    assert "align_dp_comm: true" in text
+    aligned = tmp_path / "aligned.yaml"
+    aligned.write_text(text)
+    assert build_plan(load_scenario(aligned)).step.align_grad_reduce is True
+
+
+def test_a_non_boolean_alignment_is_a_clean_error(tmp_path):
+    text = (ROOT / "scenarios/gpt3-175b-gb200-training.yaml").read_text()
+    bad = tmp_path / "s.yaml"
+    bad.write_text(text.replace("overlap: {dp_comm: true,",
+                                "overlap: {dp_comm: true, align_dp_comm: sometimes,"))
+    assert_clean_error(run_cli("validate", str(bad)), "workload.overlap.align_dp_comm",
+                       "true or false")
