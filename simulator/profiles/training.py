@@ -104,6 +104,11 @@ class Overlap(BaseModel):
     model_config = SPEC_CONFIG
 
     dp_comm: bool = Field(True, description="overlap gradient reduction with backward")
+    align_dp_comm: bool = Field(
+        False, description="with dp_comm, launch a chunk's gradient reduction on every "
+        "pipeline stage when the first stage does (Megatron-LM's and Megatron-Bridge's "
+        "align_grad_reduce, on by default there); false: each stage launches bucket by "
+        "bucket during its own last backward of the chunk (NeMo 2's default)")
     tp_comm: bool = Field(False, description="overlap TP collectives with GEMMs (userbuffers)")
     ep_comm: bool = Field(False, description="overlap expert-parallel all-to-alls with the "
                                              "compute of another microbatch (DualPipe-style)")

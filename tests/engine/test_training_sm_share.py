@@ -123,3 +123,67 @@ def test_a_part_started_idle_runs_on_a_plain_timer_and_the_channel_may_not_start
     env.timeout(0.5).callbacks.append(lambda _: shared.set_busy(True))
     with pytest.raises(RuntimeError, match="started during a pass"):
         env.run()
+
+
+def _two_stages(*, align: bool) -> StepPlan:
+    """Two stages, 1F1B, two microbatches, forward 1 s and backward 2 s, no sends; each
+    stage reduces two 0.5 s gradient buckets; share 0.5."""
+    chunk = Chunk(forward=PassCost(compute_s=1.0), backward=PassCost(compute_s=2.0),
+                  grad_buckets=(Bucket("g1", 0.5, OUT), Bucket("g2", 0.5, OUT)))
+    order = tuple(tuple(o) for o in schedule("1f1b", 2, 2))
+    return StepPlan(stages=(Stage((chunk,)), Stage((chunk,))), order=order,
+                    collective_sm_share=0.5, align_grad_reduce=align)
+
+
+def test_unaligned_reductions_slow_each_stage_on_the_last_microbatch_chain():
+    """Stage 1 runs F0 1-2, B0 2-4, F1 4-5, B1 5-7 alone. Its last backward issues g1 at 6
+    (6-6.5); its second half (1 s of work) does 0.5 x 0.5 = 0.25 s by 6.5 and the rest
+    alone by 7.25 (g2 7.25-7.75). Stage 0's B1 waits for it: 7.25-8.25, g1 8.25-8.75, the
+    second half ends 9.5, g2 9.5-10.0. Both stages lose 0.25 s on the chain: step 10.0."""
+    out = simulate_step(_two_stages(align=False))
+    assert out.step_time_s == pytest.approx(10.0)
+    assert [s.slowed_s for s in out.stages] == [pytest.approx(0.25), pytest.approx(0.25)]
+
+
+def test_aligned_reductions_leave_the_later_stages_last_backward_alone():
+    """Megatron's align_grad_reduce, 1F1B: stage 1 launches its buckets after its last
+    backward (B1 5-7 at full rate, g1 7-7.5, g2 7.5-8.0, idle compute), stage 0 during its
+    own (B1 7-8, g1 8-8.5, the second half ends 9.25, g2 9.25-9.75): step 9.75, stage 1
+    loses nothing."""
+    out = simulate_step(_two_stages(align=True))
+    assert out.step_time_s == pytest.approx(9.75)
+    assert [s.slowed_s for s in out.stages] == [pytest.approx(0.25), pytest.approx(0.0)]
+    assert out.stages[1].end_s == pytest.approx(8.0)
+
+
+def test_aligned_launch_points_of_an_interleaved_pipeline():
+    """pp 2, vpp 2, two microbatches: each stage runs F0 F1 on chunk 0 and 1, then B0 B1
+    on chunk 1 (passes 4, 5) and on chunk 0 (6, 7). Stage 0 launches chunk 1 after its
+    last backward (5) and chunk 0 after 7; stage 1 launches each one backward later:
+    chunk 1 after pass 6, chunk 0 past its last pass, so at the end (not listed)."""
+    from simulator.engine.training.stage_process import _aligned_issues
+
+    order = schedule("interleaved", 2, 2, 2)
+    assert _aligned_issues(tuple(order[0]), 0) == {5: [1], 7: [0]}
+    assert _aligned_issues(tuple(order[1]), 1) == {6: [1]}
+
+
+def test_the_planner_hands_the_workload_alignment_to_the_step(tmp_path):
+    """``workload.overlap.align_dp_comm`` reaches the plan; off by default."""
+    path = ROOT / "scenarios/gpt3-175b-gb200-training.yaml"
+    assert build_plan(load_scenario(path)).step.align_grad_reduce is False
+    text = path.read_text().replace("overlap: {dp_comm: true,",
+                                    "overlap: {dp_comm: true, align_dp_comm: true,")
+    assert "align_dp_comm: true" in text
+    aligned = tmp_path / "aligned.yaml"
+    aligned.write_text(text)
+    assert build_plan(load_scenario(aligned)).step.align_grad_reduce is True
+
+
+def test_a_non_boolean_alignment_is_a_clean_error(tmp_path):
+    text = (ROOT / "scenarios/gpt3-175b-gb200-training.yaml").read_text()
+    bad = tmp_path / "s.yaml"
+    bad.write_text(text.replace("overlap: {dp_comm: true,",
+                                "overlap: {dp_comm: true, align_dp_comm: sometimes,"))
+    assert_clean_error(run_cli("validate", str(bad)), "workload.overlap.align_dp_comm",
+                       "true or false")

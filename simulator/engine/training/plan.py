@@ -106,6 +106,10 @@ class StepPlan:
     # share of a device's SMs a running data-parallel collective occupies: compute that
     # overlaps it runs on the rest (:mod:`.shared_compute`)
     collective_sm_share: float = 0.0
+    # Megatron's align_grad_reduce (:mod:`.stage_process`, ``_aligned_issues``): a stage
+    # launches a chunk's gradient reduction when the pipeline's first stage does, not
+    # during its own last backward of the chunk
+    align_grad_reduce: bool = False
 
     @property
     def pp(self) -> int:

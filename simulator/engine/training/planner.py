@@ -331,6 +331,7 @@ def build_plan(scenario: Scenario, *, prices: PassCosts | None = None) -> Traini
                     p2p_s=sends.seconds, p2p_fabrics=sends.fabrics,
                     p2p_gather_s=sends.gather_s, p2p_blocking=not w.overlap.pp_comm,
                     dp_overlap=w.overlap.dp_comm, gather=dp.gather, title=title,
+                    align_grad_reduce=w.overlap.align_dp_comm,
                     peak_hbm_bandwidth=hw.hbm_bandwidth,
                     collective_sm_share=_sm_share(hw))
     ratio = executed / (executed - recomputed) if executed > recomputed else 1.0

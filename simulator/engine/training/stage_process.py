@@ -55,7 +55,7 @@ from simulator.engine.training.ledger import Ledger
 from simulator.engine.training.p2p import PointToPoint
 from simulator.engine.training.plan import Bucket, GatherMode, StepPlan
 from simulator.engine.training.records import StepRecords
-from simulator.engine.training.schedule import Pass
+from simulator.engine.training.schedule import Pass, Task
 from simulator.engine.training.shared_compute import SharedCompute
 
 COMPUTE = "compute"
@@ -116,6 +116,10 @@ class StageProcess:
         self.step_gathers: dict[int, list[Event]] = {}  # ZeRO 1/2 overlap, by chunk
         self.prefetched: dict[int, list[Event]] = {}  # ZeRO 3 overlap, by pass index
         self.grad_events: list[Event] = []  # gradient buckets issued so far
+        # align_grad_reduce: pass index -> chunks whose reduction is launched after it
+        self.aligned_stage = self._aligning(plan)
+        self.aligned = _aligned_issues(self.order, stage) if self.aligned_stage else {}
+        self.unissued = set(range(len(self.chunks)))  # chunks whose gradients wait
 
     def _index_passes(self) -> None:
         """Find each chunk's first forward and last backward, and give the ledger its
@@ -145,8 +149,7 @@ class StageProcess:
         for i, task in enumerate(order):
             kind, microbatch, c = task
             backward = kind is backward_kind
-            route = routes[c][backward]
-            dp = meets_dp[i]
+            route, dp = routes[c][backward], meets_dp[i]
             if dp:  # 1. prefetch the next pass's parameters
                 self._prefetch(i)
             if route.box is not None:  # 2. its input
@@ -185,6 +188,7 @@ class StageProcess:
                     self.grad_events += self.dp.issue(grads[k:k + 1])
                 elif action == _PARAMETERS and gathers[k].callbacks is not None:
                     yield from self._wait_dp([gathers[k]], "waiting for parameters")
+            self._launch_aligned(i)  # align_grad_reduce: with the first stage's launch
             if route.send is not None:  # 5. its output
                 send(route.send, task)
                 if route.send.blocking:
@@ -211,6 +215,25 @@ class StageProcess:
         self.ledger.time["pp"] += waited
         self.records.interval(self.stage, COMPUTE, "blocking send", "pp_comm", start, waited)
 
+    def _aligning(self, plan: StepPlan) -> bool:
+        """Whether this stage launches its reductions aligned (Megatron's
+        ``align_grad_reduce`` with overlap, ZeRO 0-2); the first stage of a
+        non-interleaved pipeline still reduces during its last backward."""
+        if not (plan.align_grad_reduce and self.overlap) or self.per_pass:
+            return False
+        return plan.vpp > 1 or self.stage > 0
+
+    def _launch_aligned(self, i: int) -> None:
+        """After pass ``i``: launch the chunks aligned to it (:func:`_aligned_issues`)."""
+        for chunk in self.aligned.get(i, ()):
+            self._issue_grads(chunk)
+
+    def _issue_grads(self, chunk: int) -> None:
+        """Launch every gradient bucket of ``chunk`` at once (``start_grad_sync``)."""
+        if chunk in self.unissued:
+            self.unissued.discard(chunk)
+            self.grad_events += self.dp.issue(self.chunks[chunk].grad_buckets)
+
     def _meets_dp(self) -> list[bool]:
         """Per pass, whether data-parallel traffic meets it: every pass under ZeRO 3; with
         overlap, the first forward of a chunk whose parameters a ZeRO 1/2 gather brings,
@@ -222,7 +245,7 @@ class StageProcess:
             for c, i in self.first_forward.items():
                 meets[i] = self.per_step and bool(self.chunks[c].param_buckets)
             for c, i in self.last_backward.items():
-                meets[i] = bool(self.chunks[c].grad_buckets)
+                meets[i] = bool(self.chunks[c].grad_buckets) and not self.aligned_stage
         return meets
 
     def _prefetch(self, i: int) -> None:
@@ -244,6 +267,8 @@ class StageProcess:
         elif not backward and self.first_forward[c] == i:
             gathers = self.step_gathers.get(c, [])
         reduce_now = backward and (self.per_pass or self.last_backward[c] == i)
+        if reduce_now and self.overlap:
+            self.unissued.discard(c)  # issued bucket by bucket as the pass goes
         return gathers, chunk.grad_buckets if reduce_now and self.overlap else ()
 
     def _issue_ahead(self) -> None:
@@ -271,9 +296,9 @@ class StageProcess:
     def _finish(self) -> ProcessBody:
         """Reduce what is left of the gradients (all of them without overlap), then arrive
         at the barrier."""
-        if not self.overlap and not self.per_pass:
-            for c in self.chunks:
-                self.grad_events += self.dp.issue(c.grad_buckets)
+        if not self.per_pass and (self.aligned_stage or not self.overlap):
+            for c in sorted(self.unissued):  # what is left (Megatron: after the cooldown)
+                self._issue_grads(c)
         yield from self._wait_dp(self.grad_events, "reducing gradients")
         if self.shared is not None:  # the passes ran slower by this much: compute
             self.ledger.slowed_s = self.shared.lost_s
@@ -288,3 +313,25 @@ def _cut_points(gathers: int, grads: int) -> tuple[tuple[float, int, int], ...]:
     points = [(k / gathers, _PARAMETERS, k) for k in range(gathers)]
     points += [((k + 1) / grads, _GRADIENTS, k) for k in range(grads)]
     return tuple(sorted(points)) + _WHOLE
+
+
+def _aligned_issues(order: tuple[Task, ...], stage: int) -> dict[int, list[int]]:
+    """When a stage launches each chunk's gradient reduction under Megatron's
+    ``align_grad_reduce`` (megatron-core 0.14 ``schedules.py``,
+    ``backward_step_helper_postprocess``; on by default in Megatron-LM and Megatron-Bridge
+    0.3, ``align_grad_reduce: bool = True``): after the backward ``stage`` backward passes
+    past the chunk's last one, which in a pipeline with no slack is when the first stage
+    finishes its own last backward of the chunk, so every stage launches it at once ("to
+    reduce idling from mismatched microbatch times"). Chunks whose launch falls past the
+    last backward are launched at the end (:meth:`StageProcess._finish`). As pass index ->
+    chunks launched after that pass."""
+    backwards = [i for i, task in enumerate(order) if task.kind is _BACKWARD]
+    issues: dict[int, list[int]] = {}
+    last: dict[int, int] = {}
+    for position, i in enumerate(backwards):
+        last[order[i].chunk] = position
+    for chunk, position in sorted(last.items(), key=lambda item: item[1]):
+        target = position + stage
+        if target < len(backwards):
+            issues.setdefault(backwards[target], []).append(chunk)
+    return issues
