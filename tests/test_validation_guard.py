@@ -60,12 +60,17 @@ VALIDATION_DOC = ROOT / "docs" / "validation.md"
 # runs with a steady window; serving's all-gathers and reduce-scatters on NCCL's size curve.
 # And by the LoRA rows whose recipe setting was not read recomputing the fewest layers that
 # fit (workload.recompute_layers: fit), T14's vpp 8 and T48's DeepEP routing.
-MEDIAN_LIMIT = 0.084  # recorded 7.4% (docs/validation.md, "median, all figures")
-# recorded: NVIDIA 7.2%, AMD 10.7%, Intel 7.0%, Google 11.5%, AWS 4.4%; a vendor without
+# Then (sixth session) by NVFP4's scale bytes and one NVFP4 derivation for every Blackwell
+# part, Llama 4's chunked attention (local_attention), JetStream's padded one-prompt
+# prefills on a 2x4 v5e slice, Megatron 2021's blocking pipeline sends, NeMo's optimizer
+# tail and DP buckets, AMD's attention and cast fractions, T14 compared as a failure rate,
+# MoE/MLA saved activations; T14b (Llama 3 405B throughput) added: 151 figures.
+MEDIAN_LIMIT = 0.07  # recorded 6.6% (docs/validation.md, "median, all figures"): the target
+# recorded: NVIDIA 6.7%, AMD 6.5%, Intel 7.0%, Google 11.0%, AWS 4.4%; a vendor without
 # an entry is held to the target (12%)
-VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.082, "AMD": 0.117, "Intel": 0.08,
+VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.075, "AMD": 0.075, "Intel": 0.08,
                                           "Google": 0.12, "AWS": 0.054}
-CASE_LIMIT = 0.62  # recorded 61.6% (I44-scout-gb200-1000-1000, see the docs)
+CASE_LIMIT = 0.59  # recorded 58.6% (I44-scout-gb200-1000-1000, see the docs)
 # Cases known not to produce a prediction, with the reason; a new failure, or a known one
 # that starts working, fails the guard so that this list stays true.
 KNOWN_FAILURES: dict[str, str] = {}
