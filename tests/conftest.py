@@ -42,6 +42,17 @@ def assert_clean_error(result: CliResult, *fragments: str) -> None:
         assert fragment in result.err, result.err
 
 
+def edited_h100_profile(tmp_path: Path, line: str, replacement: str) -> Path:
+    """The shipped H100 profile with one line's start replaced, written to ``tmp_path``: how a
+    test feeds the real profile one bad number (the assert keeps the test failing loudly if
+    the shipped line it edits changes)."""
+    profile = (ROOT / "hardware_profiles" / "h100-sxm.yaml").read_text()
+    assert line in profile, line
+    bad = tmp_path / "hw.yaml"
+    bad.write_text(profile.replace(line, replacement))
+    return bad
+
+
 @pytest.fixture
 def cli():
     return run_cli

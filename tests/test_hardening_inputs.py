@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT, assert_clean_error, run_cli
+from tests.conftest import ROOT, assert_clean_error, edited_h100_profile, run_cli
 
 S = "scenarios/llama3.1-8b-h100-serving.yaml"
 T = "scenarios/llama3.1-8b-h100-training.yaml"
@@ -58,11 +58,8 @@ def test_numbers_are_finite_and_bounded(scenario, assignment, fragment):
 
 
 def test_profile_numbers_are_finite(tmp_path):
-    profile = (ROOT / "hardware_profiles" / "h100-sxm.yaml").read_text()
-    assert "half_size_flops: {value: 3.5e+9," in profile
-    bad = tmp_path / "hw.yaml"
-    bad.write_text(profile.replace("half_size_flops: {value: 3.5e+9,",
-                                   "half_size_flops: {value: .inf,"))
+    bad = edited_h100_profile(tmp_path, "half_size_flops: {value: 3.5e+9,",
+                              "half_size_flops: {value: .inf,")
     assert_clean_error(run_cli("validate", str(bad)),
                        "efficiency.gemm.half_size_flops.value: must be a finite number")
 

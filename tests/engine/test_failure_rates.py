@@ -12,7 +12,7 @@ from simulator.engine.training.failures import fleet_mtbf
 from simulator.engine.training.run import run_spec
 from simulator.loading import load_scenario
 from simulator.profiles.catalog import load_hardware
-from tests.conftest import ROOT, assert_clean_error, run_cli
+from tests.conftest import ROOT, assert_clean_error, edited_h100_profile, run_cli
 
 HOUR, DAY_S = 3600.0, 86400.0
 T = ROOT / "scenarios" / "llama3.1-8b-h100-training.yaml"  # data parallel: any power of two
@@ -130,9 +130,6 @@ def test_a_bad_scenario_node_mtbf_is_refused(assignment, fragment):
     ("50100 GB", "reliability.mtbf_per_node.value"),
 ])
 def test_a_bad_profile_node_mtbf_is_refused(tmp_path, value, fragment):
-    profile = (ROOT / "hardware_profiles" / "h100-sxm.yaml").read_text()
-    assert "mtbf_per_node: {value: 50100 h," in profile
-    bad = tmp_path / "hw.yaml"
-    bad.write_text(profile.replace("mtbf_per_node: {value: 50100 h,",
-                                   f"mtbf_per_node: {{value: {value},"))
+    bad = edited_h100_profile(tmp_path, "mtbf_per_node: {value: 50100 h,",
+                              f"mtbf_per_node: {{value: {value},")
     assert_clean_error(run_cli("validate", str(bad)), fragment)

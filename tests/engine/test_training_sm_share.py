@@ -14,7 +14,7 @@ from simulator.engine.training.shared_compute import SharedCompute
 from simulator.engine.training.step import simulate_step
 from simulator.loading import load_scenario
 from simulator.profiles.catalog import load_hardware
-from tests.conftest import ROOT, assert_clean_error, run_cli
+from tests.conftest import ROOT, assert_clean_error, edited_h100_profile, run_cli
 
 OUT = ("scale_out",)
 
@@ -104,11 +104,8 @@ def test_the_planner_hands_the_profile_share_to_the_step():
 
 
 def test_a_share_of_one_is_a_clean_profile_error(tmp_path):
-    profile = (ROOT / "hardware_profiles" / "h100-sxm.yaml").read_text()
-    assert "collective_sm_share: {value: 0.242," in profile
-    bad = tmp_path / "hw.yaml"
-    bad.write_text(profile.replace("collective_sm_share: {value: 0.242,",
-                                   "collective_sm_share: {value: 1,"))
+    bad = edited_h100_profile(tmp_path, "collective_sm_share: {value: 0.242,",
+                              "collective_sm_share: {value: 1,")
     assert_clean_error(run_cli("validate", str(bad)),
                        "efficiency.collective_sm_share.value", "less than 1")
 

@@ -8,7 +8,7 @@ import pytest
 from simulator.perf.ops import OpKind
 from simulator.perf.roofline import op_rates
 from simulator.profiles.catalog import load_hardware
-from tests.conftest import ROOT, assert_clean_error, run_cli
+from tests.conftest import assert_clean_error, edited_h100_profile, run_cli
 
 
 def test_gemms_stream_at_the_gemm_fraction_other_kernels_at_the_copys():
@@ -40,10 +40,8 @@ def test_a_decode_gemm_is_slower_by_the_ratio_of_the_two_fractions():
     ("0", "efficiency.gemm.stream.value: must be greater than 0"),
 ])
 def test_a_stream_fraction_outside_zero_to_one_is_refused(tmp_path, value, message):
-    profile = (ROOT / "hardware_profiles" / "h100-sxm.yaml").read_text()
-    assert "    stream: {value: 0.847," in profile
-    bad = tmp_path / "hw.yaml"
-    bad.write_text(profile.replace("    stream: {value: 0.847,", f"    stream: {{value: {value},"))
+    bad = edited_h100_profile(tmp_path, "    stream: {value: 0.847,",
+                              f"    stream: {{value: {value},")
     result = run_cli("validate", str(bad))
     assert_clean_error(result, message)
     assert len(result.err.strip().splitlines()) <= 2

@@ -193,11 +193,9 @@ def test_expert_all_to_all_across_nodes_leaves_on_each_devices_own_nic():
 
 
 def test_a_bad_all_to_all_efficiency_is_one_clear_error(tmp_path):
-    from tests.conftest import ROOT, assert_clean_error, run_cli
-    text = (ROOT / "hardware_profiles" / "h100-sxm.yaml").read_text()
-    assert "    scale_up: {value: 0.78," in text
-    bad = tmp_path / "hw.yaml"
-    bad.write_text(text.replace("    scale_up: {value: 0.78,", "    scale_up: {value: -0.5,"))
+    from tests.conftest import assert_clean_error, edited_h100_profile, run_cli
+    bad = edited_h100_profile(tmp_path, "    scale_up: {value: 0.78,",
+                              "    scale_up: {value: -0.5,")
     assert_clean_error(run_cli("validate", str(bad)), "efficiency.all_to_all.scale_up")
 
 
