@@ -23,7 +23,7 @@ from simulator.profiles.numbers import (
 )
 from simulator.profiles.precision import Precision
 from simulator.profiles.quantities import Bandwidth, Seconds
-from simulator.profiles.recompute_modules import DEFAULT_MODULES, RecomputeModule
+from simulator.profiles.recompute_modules import RecomputeModule
 
 
 class PipelineSchedule(StrEnum):
@@ -318,11 +318,6 @@ class TrainingWorkload(BaseModel):
                              f"{self.recompute.value}): it names what selective "
                              "recomputation checkpoints")
         return self
-
-    @property
-    def selective_modules(self) -> tuple[RecomputeModule, ...]:
-        """The submodules selective recomputation redoes (core_attn unless listed)."""
-        return self.recompute_modules or DEFAULT_MODULES
 
     @property
     def recomputed_layers(self) -> int | None:
