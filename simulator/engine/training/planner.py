@@ -166,8 +166,14 @@ class _DataParallel:
 
     def optimizer_params(self, params: list[ChunkParams]) -> float:
         """Parameters this device updates (its ZeRO shard of the trainable ones)."""
-        dense_shard = self.dense.size if self.zero >= 1 else 1
-        expert_shard = self.expert.size if self.zero >= 1 else 1
+        return self._per_device(params, sharded=self.zero >= 1)
+
+    def _per_device(self, params: list[ChunkParams], *, sharded: bool) -> float:
+        """The trainable parameters of ``params`` one device holds: all of them, or when
+        ``sharded`` its share over the data-parallel groups (dense over dp·cp, expert over
+        the expert-data-parallel group)."""
+        dense_shard = self.dense.size if sharded else 1
+        expert_shard = self.expert.size if sharded else 1
         return sum(p.trainable_dense / dense_shard + p.trainable_expert / expert_shard
                    for p in params)
 
@@ -181,10 +187,7 @@ class _DataParallel:
         fresh gradients and zeroes nothing."""
         if self.hw.efficiency.host_launch is None:
             return 0.0
-        dense_shard = self.dense.size if self.zero >= 2 else 1
-        expert_shard = self.expert.size if self.zero >= 2 else 1
-        return self.grad_bytes * sum(p.trainable_dense / dense_shard
-                                     + p.trainable_expert / expert_shard for p in params)
+        return self.grad_bytes * self._per_device(params, sharded=self.zero >= 2)
 
     def host_tail_s(self, params: list[ChunkParams], *, device_after_sync_s: float) -> float:
         """What the distributed optimizer's eager launches after the gradient norm add to
