@@ -246,8 +246,7 @@ def _attention_bytes(model: ModelProfile, gemm_input_bytes: float,
     if model.attention is not AttentionKind.MLA or model.mla is None:
         d = model.head_dim_resolved
         k = model.kv_heads_resolved
-        qkv = 0.0 if "mla_up_proj" in modules else 2 * a * d + 4 * k * d
-        return qkv + g * a * d, 2 * h + qkv_input
+        return 2 * a * d + 4 * k * d + g * a * d, 2 * h + qkv_input
     m = model.mla
     qk_dim = m.qk_nope_head_dim + m.qk_rope_head_dim
     latents = (m.q_lora_rank or 0) + m.kv_lora_rank
