@@ -20,6 +20,7 @@ from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import AttentionKind, ModelProfile
 from simulator.profiles.params import attention_params, count_params, ffn_params
 from simulator.profiles.precision import Precision
+from simulator.profiles.recompute_modules import DEFAULT_MODULES
 from simulator.units import format_si
 
 # CUDA/ROCm context, communication buffers and allocator fragmentation: a fixed part plus a
@@ -206,7 +207,7 @@ def activation_bytes_per_layer(model: ModelProfile, seq: int, micro_batch: int, 
     mask = h if dropout else 0
     if recompute == "full":
         return 2 * s * b * h / (tp if sequence_parallel else 1)
-    modules = set(recompute_modules or ("core_attn",)) if recompute == "selective" else set()
+    modules = set(recompute_modules or DEFAULT_MODULES) if recompute == "selective" else set()
     g = gemm_input_bytes
     attn_split, attn_replicated = _attention_bytes(model, g, modules)
     mlp = (2 * 2 * f + g * f) if model.activation.gated else (2 * f + g * f)
