@@ -284,9 +284,16 @@ class ModelProfile(BaseModel):
 
     @property
     def local_layers(self) -> int:
-        """How many layers attend locally (local_attention); 0 with full attention only."""
+        """How many layers attend locally (local_attention); 0 with full attention only.
+        Counted from the pattern, not layer by layer: the serving engine asks it for every
+        decode step's layer average (simulator.perf.local_attention)."""
         local = self.local_attention
-        return 0 if local is None else sum(local.is_local(i) for i in range(self.layers))
+        if local is None:
+            return 0
+        pattern = local.pattern
+        whole, rest = divmod(self.layers, len(pattern))
+        return (whole * pattern.count(LayerAttention.LOCAL)
+                + pattern[:rest].count(LayerAttention.LOCAL))
 
     @property
     def dense_layers(self) -> int:

@@ -15,11 +15,12 @@ there too, so the blocks really in use are that count plus :attr:`PrefixCache.ad
 the referenced blocks held once minus the borrowed ones counted per request.
 
 A request borrows the blocks of its prompt found in the cache when it is admitted
-(:meth:`acquire`), and its other full prompt blocks when its prefill ends (:meth:`publish`:
-from then on later requests find them). When it finishes, is preempted or handed off
-(:meth:`retire`), its blocks become free: the full blocks of its context, in reverse
-order, so that a chain's tail is evicted before its head (vLLM frees a request's blocks
-tail first for the same reason).
+(:meth:`lookup`, then :meth:`take` with the keys found; :meth:`acquire` does both), and its
+other full prompt blocks when its prefill ends (:meth:`publish`: from then on later
+requests find them). When it finishes, is preempted or handed off (:meth:`retire`), its
+blocks become free: the full blocks of its context, in reverse order, so that a chain's
+tail is evicted before its head (vLLM frees a request's blocks tail first for the same
+reason).
 
 At least one prompt token is always computed (the first output token needs its logits), so
 a lookup covers the full blocks of the first ``target - 1`` tokens.
