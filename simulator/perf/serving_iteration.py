@@ -172,8 +172,10 @@ class IterationModel:
         return self._assemble(batch, moe)
 
     def rank_exchange(self, rank_tokens: int, total_tokens: int, *,
-                      low_latency: bool) -> list[Op]:
-        """The MoE layers' dispatch, expert GEMMs and combine of an attention-DP replica."""
+                      low_latency: bool, gathered_tokens: int | None = None) -> list[Op]:
+        """The MoE layers' dispatch, expert GEMMs and combine of an attention-DP replica
+        (``gathered_tokens``: the rows an all-gather exchange moves, where padding makes
+        them more than ``total_tokens``; :func:`~simulator.perf.wide_ep.exchange_specs`)."""
         if not 0 < rank_tokens <= total_tokens:
             raise ValueError(f"a rank runs 1 to {total_tokens} of the iteration's tokens "
                              f"(got {rank_tokens})")
@@ -184,7 +186,7 @@ class IterationModel:
         specs = exchange_specs(self.model, self.layout, float(rank_tokens),
                                total_tokens=float(total_tokens), p=p, imbalance=self.imbalance,
                                slots=self.slots or self._experts, low_latency=low_latency,
-                               gather=self.moe_gather)
+                               gather=self.moe_gather, gathered_tokens=gathered_tokens)
         ops = forward_ops(specs, p, n_moe)
         if self.separate_quant:
             ops += quantize_specs(specs, self.model, p, n_moe)

@@ -96,11 +96,18 @@ def rank_moe_specs(model: ModelProfile, layout: Layout, rank: Batch, p: Prec) ->
 
 def exchange_specs(model: ModelProfile, layout: Layout, rank_tokens: float, *,
                    total_tokens: float, p: Prec, imbalance: float, slots: int,
-                   low_latency: bool, gather: bool = False) -> list:
+                   low_latency: bool, gather: bool = False,
+                   gathered_tokens: float | None = None) -> list:
     """The parts that depend on every rank's tokens: dispatch, the grouped expert GEMMs over
     the slots the iteration touches, combine. ``gather``: the exchange is an all-gather of
-    every rank's tokens and a reduce-scatter of the outputs (:func:`gather_specs`)."""
+    every rank's tokens and a reduce-scatter of the outputs (:func:`gather_specs`) of
+    ``gathered_tokens`` rows (default ``total_tokens``; more where every rank replays a
+    CUDA graph padded to one size: the collectives' shapes are the graph's, padded rows
+    included, while the padding's rows, copies of one dummy request, add no expert)."""
     assert model.moe is not None
+    if gathered_tokens is not None and gathered_tokens < total_tokens:
+        raise ValueError(f"the all-gather moves at least the iteration's {total_tokens:g} "
+                         f"tokens (got {gathered_tokens:g})")
     moe = model.moe
     h, k, ep, etp = model.hidden_size, moe.active_experts, layout.ep, layout.expert_tp
     received = total_tokens * k / ep * imbalance  # (token, expert) rows on the busiest device
@@ -108,7 +115,7 @@ def exchange_specs(model: ModelProfile, layout: Layout, rank_tokens: float, *,
     experts = ffn("moe.experts", model, received / touched, moe.expert_ffn_size / etp, p,
                   groups=touched)
     if gather:
-        return gather_specs(model, layout, total_tokens, p, experts)
+        return gather_specs(model, layout, gathered_tokens or total_tokens, p, experts)
     rows = dispatch_elements(rank_tokens=rank_tokens, total_tokens=total_tokens, layout=layout,
                              top_k=k, imbalance=imbalance)
     group = layout.ep_group

@@ -253,3 +253,31 @@ def test_a_request_longer_than_one_ranks_cache_is_dropped():
     w["prompt_tokens"] = 4000  # 4,009 tokens at most: fits one rank
     result = run_serving(scenario_from_dict(data)).result.inference
     assert (result.dropped, result.requests) == (0, 4)
+
+
+def test_a_replayed_graph_gathers_every_ranks_padded_rows():
+    """trtllm-bench's padded graphs on 8 H200 (attention DP 8, EP8, TensorRT-LLM's
+    all-gather exchange): 2,555 sequences put 320 on the busiest rank, which replays the
+    384 graph, and every rank replays the same one, so the all-gather moves 8 x 384 = 3,072
+    rows where 2,555 sequences are real; a batch past the capture list runs eagerly, each
+    rank its own tokens."""
+    from simulator.engine.serving.stack_cost import StackCost
+    from simulator.profiles.catalog import load_stack
+    hw = load_hardware("h200-sxm")
+    par = InferenceParallelism(tp=1, attention_dp=8, ep=8)
+    model = iteration_model(load_model("llama4-maverick"), inference_layout(par), "fp8", "fp8",
+                            slots=128, moe_gather=True)
+    bench = load_stack(ROOT / "validation" / "stacks" / "trtllm-bench.yaml")
+    stack = StackCost.of(bench, kernels=model.kernels(), max_batch=1024)
+    cost = DataParallelCost(hw, model, stack)
+    step = cost.decode_step(2555)
+    padded = cost.rank_body(384, 2555, True, 3072)
+    assert padded.time_s > cost.rank_body(384, 2555, True).time_s  # the wider collectives
+    head, own = cost.head(384), step.own
+    assert step.const.time_s == pytest.approx(padded.time_s + head.time_s + own.time_s,
+                                              rel=1e-9)
+    # 8 x 1,025 sequences: 1,025 a rank, above the 1,024 the capture list is capped at
+    eager = cost.decode_step(8 * 1025)
+    unpadded = cost.rank_body(1025, 8200, True)
+    assert eager.const.time_s == pytest.approx(
+        unpadded.time_s + cost.head(1025).time_s + eager.own.time_s, rel=1e-9)

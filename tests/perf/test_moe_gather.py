@@ -47,6 +47,28 @@ def test_the_gathered_exchange_moves_every_token_to_every_device():
     assert "moe.dispatch" not in ops and "moe.combine" not in ops
 
 
+def test_padded_rows_widen_the_collectives_but_add_no_expert_rows():
+    from simulator.perf.wide_ep import exchange_specs
+    par = InferenceParallelism(tp=1, attention_dp=8, ep=8)
+    model = iteration_model(MAVERICK, inference_layout(par), "fp8", "fp8", slots=128)
+
+    def ops(gathered: float | None) -> dict[str, object]:
+        specs = exchange_specs(MAVERICK, model.layout, 384.0, total_tokens=2555.0,
+                               p=model.prec, imbalance=1.0, slots=128, low_latency=True,
+                               gather=True, gathered_tokens=gathered)
+        return {op.name: op for op in forward_ops(specs, model.prec)}
+    real, padded = ops(None), ops(8 * 384.0)
+    # 2,555 sequences over 8 ranks: 320 on the busiest, replayed in the 384 graph by all 8
+    assert padded["moe.gather_tokens"].bytes == 3072 * (5120 + 8)  # type: ignore[attr-defined]
+    assert real["moe.gather_tokens"].bytes == 2555 * (5120 + 8)  # type: ignore[attr-defined]
+    assert padded["moe.reduce_scatter"].bytes == 3072 * 5120 * 2  # type: ignore[attr-defined]
+    assert padded["moe.finalize"].bytes == 3072 * 5120 * 2  # type: ignore[attr-defined]
+    for name in (n for n in real if n.startswith("moe.experts")):
+        assert padded[name] == real[name]  # the padding's copies of one request: no expert
+    with pytest.raises(ValueError, match="at least the iteration's 2555 tokens"):
+        ops(2000.0)
+
+
 def test_the_experts_run_the_same_rows_either_way():
     gathered, a2a = _ops(gather=True), _ops(gather=False)
     experts = sorted(n for n in a2a if n.startswith("moe.experts"))

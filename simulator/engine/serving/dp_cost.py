@@ -13,7 +13,11 @@ rank (:mod:`simulator.engine.serving.dp_ranks`), so this subclass prices:
   whose context is its share ``ceil(batch/dp)/batch`` of the total (the timers are lines in
   the total context, so runs of decode steps are priced as for any replica), with DeepEP's
   low-latency kernels; each rank's host launches its own batch (the serving stack's share
-  and graph padding are the busiest rank's).
+  and graph padding are the busiest rank's). Where the step replays a captured graph every
+  rank replays the same one (the ranks meet in its collectives, whose shapes are fixed at
+  capture), padded to the busiest rank's size, so an all-gather MoE exchange moves ``dp``
+  times the padded rows; the padding rows are copies of one dummy request, routed alike,
+  so they add no expert to the step (their rows on one expert are not priced).
 
 What the iterations did is counted as usual: decode-only steps by batch size, and a mixed
 iteration's whole cost as it runs.
@@ -39,20 +43,23 @@ class DataParallelCost(IterationCost):
                  stack: StackCost | None = None):
         super().__init__(hw, model, stack)
         self.dp = model.layout.dp
-        self._rank_bodies: dict[tuple[int, int, bool], Cost] = {}
+        self._rank_bodies: dict[tuple[int, int, bool, int], Cost] = {}
         self._rank_local: dict[int, Cost] = {}
 
-    def rank_body(self, rank_tokens: int, total_tokens: int, low_latency: bool) -> Cost:
+    def rank_body(self, rank_tokens: int, total_tokens: int, low_latency: bool,
+                  gathered_tokens: int | None = None) -> Cost:
         """The body with the busiest rank's tokens and the whole iteration's experts: the
         rank's own ops from fitted lines (cached by its tokens, like a replica's body), the
-        expert exchange priced per (rank tokens, total tokens, kernel mode)."""
-        key = (rank_tokens, total_tokens, low_latency)
+        expert exchange priced per (rank tokens, total tokens, kernel mode, gathered rows:
+        what an all-gather exchange moves, ``total_tokens`` unless given)."""
+        gathered = total_tokens if gathered_tokens is None else gathered_tokens
+        key = (rank_tokens, total_tokens, low_latency, gathered)
         v = self._rank_bodies.get(key)
         if v is None:
             local = self._rank_local.get(rank_tokens) or self._fitted(
                 "rank_local", self.model.rank_local, rank_tokens, self._rank_local)
-            exchange = self.pricer.cost(self.model.rank_exchange(rank_tokens, total_tokens,
-                                                                 low_latency=low_latency))
+            exchange = self.pricer.cost(self.model.rank_exchange(
+                rank_tokens, total_tokens, low_latency=low_latency, gathered_tokens=gathered))
             v = self._rank_bodies[key] = add_costs(local, exchange)
         return v
 
@@ -68,7 +75,9 @@ class DataParallelCost(IterationCost):
                                              batch, 2 * batch)
             own = self.pricer.cost(fixed)
             floor, serial, rows = self._graph(rank)  # each rank's graph runs its padded batch
-            body = self.rank_body(rows, max(batch, rows), True)
+            replayed = self.stack is not None and self.stack.padded(rank) is not None
+            total = max(batch, rows)
+            body = self.rank_body(rows, total, True, self.dp * rows if replayed else total)
             const = add_costs(body, self.head(rows), own)
             step = self._decode[batch] = DecodeStep.of(const, own, timers, batch, floor=floor,
                                                        serial=serial)
