@@ -115,7 +115,8 @@ def all_stage_params(model: ModelProfile, tp: int, pp: int, ep: int = 1,
 
     The first stage also holds the embedding, the last the LM head (Megatron's layout; with
     tied embeddings both hold a copy) and the ``mtp_layers`` multi-token-prediction modules
-    with a copy of the embedding (:func:`simulator.perf.mtp_training.mtp_stage_params`). Routed experts are split over ``ep`` ranks and each
+    with a copy of the embedding (:func:`simulator.perf.mtp_training.mtp_stage_params`).
+    Routed experts are split over ``ep`` ranks and each
     expert's columns over ``etp`` (expert tensor parallelism, default ``tp``); the rest,
     shared experts and router included, over ``tp``.
     """

@@ -33,6 +33,6 @@ def check_mtp(w: TrainingWorkload) -> list[Problem]:
     main model only, so a LoRA run trains no MTP module."""
     if w.mtp_layers and w.finetune.method is FinetuneMethod.LORA:
         return [Problem(("workload", "mtp_layers"),
-                        f"{w.mtp_layers} multi-token-prediction modules with LoRA: adapters "
-                        f"train the main model only; use 0 or full training")]
+                        f"{w.mtp_layers} with LoRA: adapters train the main model, not its "
+                        f"multi-token-prediction modules; use 0 or full training")]
     return []

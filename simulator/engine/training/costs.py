@@ -80,7 +80,7 @@ def chunk_shapes(workload: TrainingWorkload, layers_per_stage: list[int], *,
     # own when the end stages hold one layer less).
     sizes[0] = sorted(sizes[0])
     if pp > 1:
-        sizes[-1] = sorted(sizes[-1], reverse=True)
+        sizes[-1] = _last_stage_chunks(layers_per_stage[-1], vpp, mtp)
     shapes: list[list[ChunkShape | None]] = [[None] * vpp for _ in range(pp)]
     first = 0
     for c in range(vpp):
@@ -92,6 +92,22 @@ def chunk_shapes(workload: TrainingWorkload, layers_per_stage: list[int], *,
                                       mtp=mtp if last else 0)
             first += n
     return [[shape for shape in row if shape is not None] for row in shapes]
+
+
+def _last_stage_chunks(layers: int, vpp: int, mtp: int) -> list[int]:
+    """The last stage's layers per chunk, lighter chunks last. Each MTP module takes the
+    place of a layer in its last chunk, as Megatron's layouts count it (an ``m`` entry of
+    ``--pipeline-model-parallel-layout``; megatron-bridge 0.3.1's DeepSeek-V3 layouts,
+    recipes/deepseek/deepseek_v3.py, give the last stage ``decoder x 5 + mtp + loss`` at
+    PP8, read): the stage's layers and modules split evenly, the modules' places then
+    emptied from the last chunk back."""
+    sizes = sorted(even_stage_layers(layers + mtp, vpp), reverse=True)
+    left = mtp
+    for c in reversed(range(vpp)):
+        taken = min(left, sizes[c])
+        sizes[c] -= taken
+        left -= taken
+    return sizes
 
 
 def _comm_class(op: CommOp) -> str:
