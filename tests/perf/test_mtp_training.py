@@ -38,6 +38,7 @@ from simulator.perf.mtp_training import (
     trained_mtp_layers,
 )
 from simulator.perf.ops import ComputeOp
+from simulator.perf.stage_split import end_stage_weights
 from simulator.perf.transformer import StageLayers, training_ops
 from simulator.profiles.catalog import load_model
 from tests.conftest import ROOT, assert_clean_error, run_cli
@@ -215,3 +216,14 @@ def test_bad_mtp_layers_is_one_clear_error(value, fragment):
     result = run_cli("run", str(ROOT / "scenarios" / "llama2-70b-lora-mi300x.yaml"),
                      "--set", f"workload.mtp_layers={value}")
     assert_clean_error(result, fragment)
+
+
+def test_plans_may_lighten_the_last_stage_by_the_modules_weight():
+    """The last stage's extra weight in layers (plan's split search): DeepSeek-V3's head alone
+    weighs 2·926,679,040 FLOPs a token; the module adds its forward, a third of its training
+    FLOPs less the causal half of its scores: (10,695,309,312 - 3·128·320·4096)/3 =
+    3,397,330,944, so the weight grows by 1 + 3,397,330,944/1,853,358,080."""
+    plain, with_mtp = end_stage_weights(V3, 4096), end_stage_weights(V3, 4096, 1)
+    assert with_mtp.first == plain.first
+    assert with_mtp.last == pytest.approx(plain.last * (1 + 3_397_330_944 / 1_853_358_080))
+    assert len(with_mtp.lighter_by()[1]) == 5  # 0..4 layers fewer (3.92 rounds up)
