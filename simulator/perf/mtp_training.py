@@ -97,7 +97,8 @@ def mtp_projection_specs(model: ModelProfile, layout: Layout, batch: Batch, p: P
     return [
         norm("mtp.enorm", r, h, layernorm, p),
         norm("mtp.hnorm", r, h, layernorm, p),
-        Elem(name="mtp.concat", flops=0.0, bytes=2 * r * 2 * h * p.eb),
+        Elem(name="mtp.concat", flops=0.0, bytes=2 * r * 2 * h * p.eb,
+             backward_factor=0.0),  # its gradient is two views of the incoming one
         # column-parallel input: gathered over the sequence with SP (reduce-scattered
         # gradient), else identity forward and an all-reduced gradient
         Comm(name="mtp.eh_proj.input",

@@ -38,6 +38,7 @@ from simulator.perf.mtp_training import (
     trained_mtp_layers,
 )
 from simulator.perf.ops import ComputeOp
+from simulator.perf.roofline_view import roofline
 from simulator.perf.stage_split import end_stage_weights
 from simulator.perf.transformer import StageLayers, training_ops
 from simulator.profiles.catalog import load_model
@@ -227,3 +228,15 @@ def test_plans_may_lighten_the_last_stage_by_the_modules_weight():
     assert with_mtp.first == plain.first
     assert with_mtp.last == pytest.approx(plain.last * (1 + 3_397_330_944 / 1_853_358_080))
     assert len(with_mtp.lighter_by()[1]) == 5  # 0..4 layers fewer (3.92 rounds up)
+
+
+def test_roofline_view_shows_the_module_beside_the_head():
+    """MaxText's DeepSeek-V3 recipe (one stage, so the head's) with the module switched on:
+    the projection's GEMM, 2·16,384 tokens·14,336·7,168 FLOPs, in forward and twice in
+    backward; off (the recipe's setting), none."""
+    recipe = ROOT / "scenarios" / "recipes" / "deepseek-v3-tpu-v5p-1024-maxtext.yaml"
+    on = roofline(load_scenario(recipe, ["workload.mtp_layers=1"]))
+    proj = [r for r in on.rows if r.name.startswith("mtp.eh_proj")]
+    assert [r.flops for r in proj] == [2 * 16384 * 14336 * 7168] * 3
+    off = roofline(load_scenario(recipe))
+    assert not [r for r in off.rows if r.name.startswith("mtp.")]
