@@ -333,7 +333,7 @@ def chunk_params(model: ModelProfile, workload: TrainingWorkload, shape: ChunkSh
 
 def model_flops_per_token(model: ModelProfile, seq_len: int, mtp: int = 0) -> float:
     """Model FLOPs of one trained token, without recomputation (the MFU numerator), with
-    those of ``mtp`` trained multi-token-prediction modules (as Megatron counts them).
+    those of ``mtp`` trained multi-token-prediction modules (as Megatron-Bridge counts them).
 
     6 FLOPs per parameter that takes part in a matrix multiply (every active parameter but
     the input embedding table, which is a lookup) plus the attention scores and their use:
