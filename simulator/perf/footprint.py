@@ -23,6 +23,7 @@ from simulator.perf.memory import (
     runtime_reserve,
     stage_params,
 )
+from simulator.perf.mtp_training import mtp_glue_saved_bytes, trained_mtp_layers
 from simulator.perf.speculative_ops import drafter_memory
 from simulator.profiles.inference import InferenceWorkload, mean_tokens
 from simulator.profiles.model import ModelProfile
@@ -57,7 +58,8 @@ def training_footprint(scenario: Scenario) -> Footprint:
     model = scenario.model
     par = w.parallelism
     stage_layers = par.stage_layers(model.layers) or even_stage_layers(model.layers, par.pp)
-    params = all_stage_params(model, par.tp, par.pp, par.ep, stage_layers, etp=par.etp)
+    params = all_stage_params(model, par.tp, par.pp, par.ep, stage_layers, etp=par.etp,
+                              mtp_layers=trained_mtp_layers(model, w))
     candidates = [_training_stage(scenario, stage, stage_layers, params[stage])
                   for stage in range(par.pp)]
     worst = max(candidates, key=lambda f: f.total)
@@ -89,6 +91,28 @@ def saved_activation_bytes(model: ModelProfile, w: TrainingWorkload, layers: int
         return per_layer(w.recompute.value) * layers
     redone = min(layers, count * chunks)
     return per_layer("full") * redone + per_layer("none") * (layers - redone)
+
+
+def mtp_activation_bytes(model: ModelProfile, w: TrainingWorkload, depth: int) -> float:
+    """Bytes one microbatch's ``depth`` MTP modules keep for backward (they run on the last
+    virtual stage, each forward followed by its backward: one microbatch at a time, but
+    GPipe's). Full recomputation checkpoints them whole unless it runs by blocks
+    (``recompute_layers``), which Megatron Core skips for them."""
+    if depth <= 0:
+        return 0.0
+    par = w.parallelism
+    residual = w.seq_len / par.cp * w.micro_batch_size / (par.tp if par.sequence_parallel
+                                                          else 1)
+    whole = w.recompute is Recompute.FULL and w.recomputed_layers is None
+    glue = mtp_glue_saved_bytes(model, residual, w.saved_activation_bytes, checkpointed=whole)
+    if whole:
+        return depth * glue
+    mode = "none" if w.recompute is Recompute.FULL else w.recompute.value
+    layer = activation_bytes_per_layer(
+        model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel), mode, par.cp,
+        flash_attention=w.flash_attention, gemm_input_bytes=w.saved_activation_bytes,
+        recompute_modules=w.recompute_modules, etp=par.expert_tp)
+    return depth * (layer + glue)
 
 
 def _gemm_share(model: ModelProfile) -> float:
@@ -148,10 +172,14 @@ def _training_stage(scenario: Scenario, stage: int, stage_layers: list[int],
     if offloaded:
         notes.append(f"{w.offload.share:.0%} of saved activations "
                      f"({offloaded / 1e9:.3g} GB per device) offloaded to host memory")
-    # fp32 logits of the LM head on the last stage (vocab-parallel over TP)
+    # fp32 logits of the LM head on the last stage (vocab-parallel over TP), and of each
+    # MTP module's second pass of it; the modules' saved activations (one microbatch's)
     last = stage == par.pp - 1
+    mtp = trained_mtp_layers(model, w) if last else 0
+    parts["activations"] += mtp_activation_bytes(model, w, mtp) * (
+        microbatches if w.pipeline_schedule.value == "gpipe" else 1)
     parts["logits"] = (4.0 * w.seq_len / par.cp * w.micro_batch_size * model.vocab_size / par.tp
-                       if last else 0.0)
+                       * (1 + mtp) if last else 0.0)
     parts["runtime_reserve"] = runtime_reserve(hw)
     return Footprint(parts, hw.hbm_capacity, tuple(notes))
 

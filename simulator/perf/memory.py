@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from simulator.perf.mtp_training import mtp_stage_params
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import AttentionKind, ModelProfile
 from simulator.profiles.params import attention_params, count_params, ffn_params
@@ -109,11 +110,13 @@ def stage_params(model: ModelProfile, tp: int, pp: int, ep: int = 1,
 
 def all_stage_params(model: ModelProfile, tp: int, pp: int, ep: int = 1,
                      stage_layers: list[int] | None = None, *,
-                     etp: int | None = None) -> list[StageParams]:
+                     etp: int | None = None, mtp_layers: int = 0) -> list[StageParams]:
     """Per-device parameters of each pipeline stage.
 
     The first stage also holds the embedding, the last the LM head (Megatron's layout; with
-    tied embeddings both hold a copy). Routed experts are split over ``ep`` ranks and each
+    tied embeddings both hold a copy) and the ``mtp_layers`` multi-token-prediction modules
+    with a copy of the embedding (:func:`simulator.perf.mtp_training.mtp_stage_params`).
+    Routed experts are split over ``ep`` ranks and each
     expert's columns over ``etp`` (expert tensor parallelism, default ``tp``); the rest,
     shared experts and router included, over ``tp``.
     """
@@ -141,6 +144,8 @@ def all_stage_params(model: ModelProfile, tp: int, pp: int, ep: int = 1,
         if last:
             dense += (counts.lm_head or counts.embedding if model.tied_embeddings and pp > 1
                       else counts.lm_head) + per_norm
+            mtp_dense, mtp_expert = mtp_stage_params(model, mtp_layers, holds_embedding=first)
+            dense, expert = dense + mtp_dense, expert + mtp_expert
         result.append(StageParams(dense / tp, expert / (ep * (tp if etp is None else etp))))
         start = end
     return result

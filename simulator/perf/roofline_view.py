@@ -9,11 +9,12 @@ overlap; the engines decide what overlaps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simulator.perf.footprint import resolved_memory_options
 from simulator.perf.layouts import inference_layout, training_layout, training_stage_layers
 from simulator.perf.moe_balance import moe_imbalance
+from simulator.perf.mtp_training import trained_mtp_layers
 from simulator.perf.ops import Collective, CommOp, ComputeOp
 from simulator.perf.quantize_ops import training_recipe
 from simulator.perf.roofline import op_time, serving_op_time
@@ -117,8 +118,11 @@ def _training(scenario: Scenario) -> RooflineView:
     index = max(range(len(stage_layers)), key=lambda i: stage_layers[i])
     lora = ((w.finetune.rank, w.finetune.targets)
             if w.finetune.method is FinetuneMethod.LORA else None)
+    stage = StageLayers.of(stage_layers, index)
+    if stage.lm_head:  # the MTP modules run beside the head
+        stage = replace(stage, mtp=trained_mtp_layers(model, w))
     ops = training_ops(model, layout, w.seq_len, w.micro_batch_size, w.precision,
-                       w.recompute.value, lora, stage=StageLayers.of(stage_layers, index),
+                       w.recompute.value, lora, stage=stage,
                        flash_attention=w.flash_attention,
                        recompute_layers=w.recomputed_layers,
                        fp8_attention=w.fp8_attention,

@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from simulator.perf.mtp_training import mtp_flops_per_token, mtp_stage_params
 from simulator.profiles.model import ModelProfile
 from simulator.profiles.params import count_params
 
@@ -49,13 +50,16 @@ class PipelineOption:
     vpp: int
 
 
-def end_stage_weights(model: ModelProfile, seq_len: int) -> EndStageWeights:
+def end_stage_weights(model: ModelProfile, seq_len: int, mtp: int = 0) -> EndStageWeights:
     """The embedding's and the LM head's weight in layers (see the module docstring).
 
     A layer's weights are the parameters of the layers over their count; its FLOPs per token
     are twice its active parameters plus the attention scores and their use over a causal
     context, 2·heads·(d_qk + d_v)·seq_len/2. The head has vocab·hidden weights (a copy on the
-    last stage even when tied) and 2·vocab·hidden FLOPs per token.
+    last stage even when tied) and 2·vocab·hidden FLOPs per token. ``mtp`` trained
+    multi-token-prediction modules add to the last stage their parameters and an embedding
+    copy, and per token their FLOPs (:mod:`simulator.perf.mtp_training`, a third of the
+    training FLOPs, which count forward and backward) with the head's once more.
     """
     counts = count_params(model)
     ends = counts.embedding + counts.lm_head
@@ -64,8 +68,13 @@ def end_stage_weights(model: ModelProfile, seq_len: int) -> EndStageWeights:
     d_qk, d_v = model.score_dims
     layer_flops = 2.0 * layer_active + model.attention_heads * (d_qk + d_v) * seq_len
     table = float(model.vocab_size * model.hidden_size)
+    dense, expert = mtp_stage_params(model, mtp, holds_embedding=False)
+    # mtp_flops_per_token counts the full score matrix: its causal half here, as above
+    causal = 3.0 * model.attention_heads * (d_qk + d_v) * seq_len * mtp
+    modules = (mtp_flops_per_token(model, seq_len, mtp) - causal) / 3.0
     return EndStageWeights(first=counts.embedding / layer_params,
-                           last=max(table / layer_params, 2.0 * table / layer_flops))
+                           last=max((table + dense + expert) / layer_params,
+                                    (2.0 * table + modules) / layer_flops))
 
 
 def divisors(n: int) -> list[int]:

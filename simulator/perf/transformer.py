@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from simulator.perf.attention_ops import attention_specs
 from simulator.perf.mlp_ops import dense_mlp_specs, moe_specs
+from simulator.perf.mtp_training import mtp_is_moe, mtp_projection_specs
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
 from simulator.perf.opspec import (
     Batch,
@@ -59,6 +60,7 @@ class StageLayers:
     layers: int | None = None  # None: through the last layer
     embedding: bool = True
     lm_head: bool = True
+    mtp: int = 0  # multi-token-prediction modules (perf.mtp_training), with the LM head
 
     @classmethod
     def of(cls, stage_layers: Sequence[int], index: int) -> StageLayers:
@@ -254,9 +256,9 @@ def _first_layers(layers: _Layers, model: ModelProfile, stage: StageLayers,
                   count: int | None) -> _Layers:
     """The stage's first ``count`` layers (all of them when ``count`` is None): those
     Megatron-LM's block recomputation (``--recompute-num-layers``) runs again."""
-    if count is None or count >= layers.n_layers:
+    if count is None:
         return layers
-    first = stage.layer_indices(model)[:max(0, count)]
+    first = stage.layer_indices(model)[:max(0, count)]  # never an MTP module's layer
     return replace(layers, n_layers=len(first), n_moe=sum(model.is_moe_layer(i) for i in first))
 
 
@@ -265,12 +267,12 @@ def _layers(model: ModelProfile, layout: Layout, batch: Batch, p: Prec, stage: S
     if imbalance < 1.0:
         raise ValueError(f"imbalance is max/mean tokens per expert, at least 1 (got "
                          f"{imbalance})")
-    indices = stage.layer_indices(model)
-    n_moe = sum(model.is_moe_layer(i) for i in indices)
+    indices = stage.layer_indices(model)  # and the MTP modules' layers, of the last's kind
+    n_moe = sum(model.is_moe_layer(i) for i in indices) + stage.mtp * mtp_is_moe(model)
     moe = moe_specs(model, layout, batch, p, imbalance) if n_moe else []
     return _Layers(attention=attention_specs(model, layout, batch, p),
-                   dense=dense_mlp_specs(model, layout, batch, p), moe=moe, n_layers=len(indices),
-                   n_moe=n_moe)
+                   dense=dense_mlp_specs(model, layout, batch, p), moe=moe,
+                   n_layers=len(indices) + stage.mtp, n_moe=n_moe)
 
 
 def _inference_pass(model: ModelProfile, layout: Layout, batch: Batch, p: Prec,
@@ -327,6 +329,19 @@ def _freeze(specs: list) -> list:
     return [replace(s, frozen=True) if isinstance(s, Gemm) else s for s in kept]
 
 
+def _mtp_ends(model: ModelProfile, layout: Layout, batch: Batch, p: tuple[Prec, Prec],
+              depth: int, quantization: QuantRecipe | None) -> tuple[list, list]:
+    """One MTP module's ops around its layer (:mod:`simulator.perf.mtp_training`): the
+    embedding lookup and the projection (in the fp8 autocast, as its layer), and its final
+    norm, second LM-head pass and loss (priced like the model's head); ``p`` holds the
+    layers' and the head's precisions."""
+    if depth <= 0:
+        return [], []
+    into = (embedding_specs(model, layout, batch, p[0])
+            + mtp_projection_specs(model, layout, batch, p[0]))
+    return with_quantization(into, quantization), head_specs(model, layout, batch, p[1])
+
+
 def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch: int,
                  precision: Precision | str, recompute: str = "none",
                  lora: tuple[int, Sequence[str]] | None = None, *,
@@ -358,6 +373,8 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
     head_p = p if quantization is None else replace(p, weight=p.other, act=p.other,
                                                     compute=p.other)
     ends_out = head_specs(model, layout, batch, head_p) if stage.lm_head else []
+    mtp_in, mtp_out = _mtp_ends(model, layout, batch, (p, head_p), stage.mtp,
+                               quantization)
     extra: list = []
     if lora is not None:
         layers = _Layers(attention=_freeze(layers.attention), dense=_freeze(layers.dense),
@@ -365,8 +382,9 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
         ends_in, ends_out = _freeze(ends_in), _freeze(ends_out)
         extra = lora_specs(model, layout, batch, lora[0], lora[1])
     layers = _quantized(layers, quantization)
-    forward = (forward_ops(ends_in, p) + layers.forward(p)
-               + forward_ops(extra, p, layers.n_layers) + forward_ops(ends_out, head_p))
+    forward = (forward_ops(ends_in, p) + forward_ops(mtp_in, p, stage.mtp) + layers.forward(p)
+               + forward_ops(extra, p, layers.n_layers) + forward_ops(ends_out, head_p)
+               + forward_ops(mtp_out, head_p, stage.mtp))
     redo: list[Op] = []
     if recompute == "full":
         again = _first_layers(layers, model, stage, recompute_layers)
@@ -376,6 +394,7 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
                               n_layers=layers.n_layers, n_moe=layers.n_moe,
                               modules=recompute_modules or DEFAULT_MODULES, p=p)
     redo = [replace(op, name=RECOMPUTE_PREFIX + op.name) for op in redo]
-    backward = (redo + backward_ops(ends_out, head_p) + backward_ops(extra, p, layers.n_layers)
-                + layers.backward(p) + backward_ops(ends_in, p))
+    backward = (redo + backward_ops(mtp_out, head_p, stage.mtp) + backward_ops(ends_out, head_p)
+                + backward_ops(extra, p, layers.n_layers) + layers.backward(p)
+                + backward_ops(mtp_in, p, stage.mtp) + backward_ops(ends_in, p))
     return TrainingOps(forward, backward, _weight_quantization(layers, p))

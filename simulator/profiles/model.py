@@ -163,7 +163,8 @@ class MoE(BaseModel):
 class MTP(BaseModel):
     """Multi-token prediction modules trained with the model (DeepSeek-V3): each is one
     transformer block of the model's own kind plus a 2h -> h projection, sharing the
-    embedding and the LM head. Serving uses them as a speculative drafter."""
+    embedding and the LM head. Training trains them with the model (workload.mtp_layers,
+    :mod:`simulator.perf.mtp_training`); serving uses them as a speculative drafter."""
 
     model_config = SPEC_CONFIG
 
@@ -210,7 +211,8 @@ class ModelProfile(BaseModel):
     linear_bias: bool = Field(False, description="linear layers carry biases (GPT-2/3 style)")
     moe: MoE | None = None
     mtp: MTP | None = Field(None, description="multi-token-prediction modules (not counted in "
-                                              "the parameters; a speculative drafter)")
+                                              "the parameters; trained by default, a "
+                                              "speculative drafter in serving)")
     local_attention: LocalAttention | None = Field(
         None, description="layers of sliding-window or chunked attention; default: full "
                           "causal attention on every layer")

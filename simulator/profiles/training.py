@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 from simulator.profiles.moe_routing import MoeRouting
 from simulator.profiles.numbers import (
     SPEC_CONFIG,
+    NonNegativeInt,
     NotBool,
     PositiveFloat,
     PositiveInt,
@@ -287,6 +288,11 @@ class TrainingWorkload(BaseModel):
                           "MegatronCommOverlapCallback sets 134217728 (128 Mi) whenever "
                           "data parallelism is on); default: megatron-core's max(40M, 1M x "
                           "dp), dp without context parallelism")
+    mtp_layers: NonNegativeInt | None = Field(
+        None, description="multi-token-prediction modules trained with the model, on the last "
+                          "pipeline stage (Megatron Core --mtp-num-layers; 0 turns them off); "
+                          "default: the model profile's mtp.depth (DeepSeek-V3: 1), none "
+                          "with LoRA")
     fp8_param_gather: bool = Field(
         False, description="GEMM weights kept in fp8 and gathered in fp8 by the distributed "
                            "optimizer (Megatron-LM --fp8-param-gather): 1 byte per weight in "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.layout_checks import Problem
-from simulator.profiles.training import TrainingWorkload
+from simulator.profiles.training import FinetuneMethod, TrainingWorkload
 
 
 def check_training_options(w: TrainingWorkload, hardware: HardwareProfile) -> list[Problem]:
@@ -26,3 +26,13 @@ def check_training_options(w: TrainingWorkload, hardware: HardwareProfile) -> li
                                 f"(efficiency.attention.fp8_forward, fp8_backward), and "
                                 f"{hardware.id} has none in its profile"))
     return problems
+
+
+def check_mtp(w: TrainingWorkload) -> list[Problem]:
+    """Problems with the workload's multi-token-prediction modules: LoRA adapters train the
+    main model only, so a LoRA run trains no MTP module."""
+    if w.mtp_layers and w.finetune.method is FinetuneMethod.LORA:
+        return [Problem(("workload", "mtp_layers"),
+                        f"{w.mtp_layers} with LoRA: adapters train the main model, not its "
+                        f"multi-token-prediction modules; use 0 or full training")]
+    return []

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from simulator.errors import InputError
+from simulator.perf.mtp_training import trained_mtp_layers
 from simulator.perf.stage_split import (
     EndStageWeights,
     PipelineOption,
@@ -162,5 +163,5 @@ def training_space(scenario: Scenario, *, fix: Sequence[str] = (),
               for name, values in defaults.items()}
     vpps = own["vpps"] if "vpps" in fixed else given.get("vpps") or None
     split = (par.first_stage_layers, par.last_stage_layers) if "split" in fixed else None
-    return TrainingSpace(**chosen, layers=model.layers,
-                         weights=end_stage_weights(model, w.seq_len), vpps=vpps, split=split)
+    weights = end_stage_weights(model, w.seq_len, trained_mtp_layers(model, w))
+    return TrainingSpace(**chosen, layers=model.layers, weights=weights, vpps=vpps, split=split)

@@ -13,6 +13,7 @@ from simulator.engine.training.costs import (
 from simulator.loading import load_scenario
 from simulator.perf.layouts import training_layout, training_stage_layers
 from simulator.perf.memory import all_stage_params
+from simulator.perf.mtp_training import trained_mtp_layers
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Group, OpKind
 from simulator.perf.roofline import op_time
 from simulator.perf.transformer import training_ops
@@ -143,8 +144,9 @@ def test_chunk_parameters_add_up_to_the_footprints_stage_parameters(name):
     scenario = load_scenario(SCENARIOS / name)
     w, model, par = scenario.workload, scenario.model, scenario.workload.parallelism
     layers = training_stage_layers(w, model.layers)
-    expected = all_stage_params(model, par.tp, par.pp, par.ep, layers)
-    for row, stage in zip(chunk_shapes(w, layers), expected, strict=True):
+    mtp = trained_mtp_layers(model, w)  # DeepSeek-V3's module and embedding copy included
+    expected = all_stage_params(model, par.tp, par.pp, par.ep, layers, mtp_layers=mtp)
+    for row, stage in zip(chunk_shapes(w, layers, mtp=mtp), expected, strict=True):
         params = [chunk_params(model, w, shape) for shape in row]
         assert sum(p.dense for p in params) == pytest.approx(stage.dense)
         assert sum(p.expert for p in params) == pytest.approx(stage.expert)

@@ -25,6 +25,7 @@ from simulator.engine.training.plan import PassCost
 from simulator.perf.footprint import lora_params_per_layer, saved_activation_bytes
 from simulator.perf.memory import even_stage_layers
 from simulator.perf.moe_balance import moe_imbalance
+from simulator.perf.mtp_training import mtp_flops_per_token, mtp_stage_params
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
 from simulator.perf.quantize_ops import training_recipe
 from simulator.perf.roofline import op_time
@@ -46,6 +47,7 @@ class ChunkShape:
     layers: int
     embedding: bool
     lm_head: bool
+    mtp: int = 0  # multi-token-prediction modules (on the chunk with the LM head)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,13 +64,14 @@ class ChunkParams:
     # which fp8_param_gather keeps in fp8
 
 
-def chunk_shapes(workload: TrainingWorkload, layers_per_stage: list[int],
-                 ) -> list[list[ChunkShape]]:
+def chunk_shapes(workload: TrainingWorkload, layers_per_stage: list[int], *,
+                 mtp: int = 0) -> list[list[ChunkShape]]:
     """Per pipeline stage, its ``vpp`` chunks in Megatron's interleaved placement.
 
     Virtual stage ``c·pp + s`` is chunk ``c`` of stage ``s``; a stage's layers split as
     evenly as possible over its chunks; the embedding sits on virtual stage 0 and the LM head
-    on the last one.
+    on the last one, with the ``mtp`` multi-token-prediction modules (Megatron Core builds
+    them on the last virtual stage only).
     """
     pp, vpp = len(layers_per_stage), workload.parallelism.vpp
     sizes = [even_stage_layers(n, vpp) for n in layers_per_stage]
@@ -77,17 +80,34 @@ def chunk_shapes(workload: TrainingWorkload, layers_per_stage: list[int],
     # own when the end stages hold one layer less).
     sizes[0] = sorted(sizes[0])
     if pp > 1:
-        sizes[-1] = sorted(sizes[-1], reverse=True)
+        sizes[-1] = _last_stage_chunks(layers_per_stage[-1], vpp, mtp)
     shapes: list[list[ChunkShape | None]] = [[None] * vpp for _ in range(pp)]
     first = 0
     for c in range(vpp):
         for s in range(pp):
             n = sizes[s][c]
+            last = s == pp - 1 and c == vpp - 1
             shapes[s][c] = ChunkShape(first_layer=first, layers=n,
-                                      embedding=s == 0 and c == 0,
-                                      lm_head=s == pp - 1 and c == vpp - 1)
+                                      embedding=s == 0 and c == 0, lm_head=last,
+                                      mtp=mtp if last else 0)
             first += n
     return [[shape for shape in row if shape is not None] for row in shapes]
+
+
+def _last_stage_chunks(layers: int, vpp: int, mtp: int) -> list[int]:
+    """The last stage's layers per chunk, lighter chunks last. Each MTP module takes the
+    place of a layer in its last chunk, as Megatron's layouts count it (an ``m`` entry of
+    ``--pipeline-model-parallel-layout``; megatron-bridge 0.3.1's DeepSeek-V3 layouts,
+    recipes/deepseek/deepseek_v3.py, give the last stage ``decoder x 5 + mtp + loss`` at
+    PP8, read): the stage's layers and modules split evenly, the modules' places then
+    emptied from the last chunk back."""
+    sizes = sorted(even_stage_layers(layers + mtp, vpp), reverse=True)
+    left = mtp
+    for c in reversed(range(vpp)):
+        taken = min(left, sizes[c])
+        sizes[c] -= taken
+        left -= taken
+    return sizes
 
 
 def _comm_class(op: CommOp) -> str:
@@ -197,7 +217,7 @@ class PassCosts:
     def _key(self, shape: ChunkShape) -> tuple:
         moe = sum(self.model.is_moe_layer(i)
                   for i in range(shape.first_layer, shape.first_layer + shape.layers))
-        return (shape.layers, moe, shape.embedding, shape.lm_head)
+        return (shape.layers, moe, shape.embedding, shape.lm_head, shape.mtp)
 
     def __call__(self, shape: ChunkShape) -> tuple[PassCost, PassCost]:
         forward, backward, _ = self._priced(shape)
@@ -219,7 +239,8 @@ class PassCosts:
         ops = training_ops(self.model, self.layout, w.seq_len, w.micro_batch_size, w.precision,
                            w.recompute.value, _lora(w),
                            stage=StageLayers(first_layer=shape.first_layer, layers=shape.layers,
-                                             embedding=shape.embedding, lm_head=shape.lm_head),
+                                             embedding=shape.embedding, lm_head=shape.lm_head,
+                                             mtp=shape.mtp),
                            flash_attention=w.flash_attention, quantization=self.recipe,
                            recompute_layers=w.recomputed_layers,
                            fp8_attention=w.fp8_attention,
@@ -275,7 +296,8 @@ def with_offload(cost: PassCost, copy_s: float) -> PassCost:
 def chunk_params(model: ModelProfile, workload: TrainingWorkload, shape: ChunkShape,
                  counts: ParamCount | None = None) -> ChunkParams:
     """Per-device parameters of a chunk, as :func:`simulator.perf.memory.all_stage_params`
-    counts them (the last stage keeps its own copy of tied embeddings when pp > 1)."""
+    counts them (the last stage keeps its own copy of tied embeddings when pp > 1, and of
+    the embedding when it runs MTP modules)."""
     par = workload.parallelism
     counts = counts or count_params(model)
     per_norm = counts.norms / (2 * model.layers + 1)
@@ -297,7 +319,8 @@ def chunk_params(model: ModelProfile, workload: TrainingWorkload, shape: ChunkSh
     if shape.lm_head:
         tied_copy = model.tied_embeddings and not shape.embedding
         dense += (counts.lm_head or counts.embedding if tied_copy else counts.lm_head) + per_norm
-    dense, expert = dense / par.tp, expert / (par.ep * par.expert_tp)
+    mtp_dense, mtp_expert = mtp_stage_params(model, shape.mtp, holds_embedding=shape.embedding)
+    dense, expert = (dense + mtp_dense) / par.tp, (expert + mtp_expert) / (par.ep * par.expert_tp)
     gemm /= par.tp
     if workload.finetune.method is FinetuneMethod.LORA:
         f = workload.finetune
@@ -308,8 +331,9 @@ def chunk_params(model: ModelProfile, workload: TrainingWorkload, shape: ChunkSh
                        trainable_expert=expert, gemm_dense=gemm)
 
 
-def model_flops_per_token(model: ModelProfile, seq_len: int) -> float:
-    """Model FLOPs of one trained token, without recomputation (the MFU numerator).
+def model_flops_per_token(model: ModelProfile, seq_len: int, mtp: int = 0) -> float:
+    """Model FLOPs of one trained token, without recomputation (the MFU numerator), with
+    those of ``mtp`` trained multi-token-prediction modules (as Megatron-Bridge counts them).
 
     6 FLOPs per parameter that takes part in a matrix multiply (every active parameter but
     the input embedding table, which is a lookup) plus the attention scores and their use:
@@ -323,4 +347,4 @@ def model_flops_per_token(model: ModelProfile, seq_len: int) -> float:
     lookup = positions if model.tied_embeddings else counts.embedding
     d_qk, d_v = model.score_dims
     attention = 6.0 * model.layers * model.attention_heads * (d_qk + d_v) * seq_len
-    return 6.0 * (counts.active - lookup) + attention
+    return 6.0 * (counts.active - lookup) + attention + mtp_flops_per_token(model, seq_len, mtp)

@@ -35,6 +35,7 @@ from simulator.engine.training.schedule import schedule
 from simulator.perf.collectives import collective_time
 from simulator.perf.footprint import resolved_memory_options
 from simulator.perf.layouts import training_layout, training_stage_layers
+from simulator.perf.mtp_training import trained_mtp_layers
 from simulator.perf.ops import Collective, Group
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.params import count_params
@@ -259,7 +260,8 @@ def _stages(scenario: Scenario, dp: _DataParallel,
     stages, executed, recomputed = [], 0.0, 0.0
     norm_s = _grad_norm_s(scenario)
     transposes = hw.compute.fp8_transposed_copies
-    for row in chunk_shapes(w, training_stage_layers(w, model.layers)):
+    mtp = trained_mtp_layers(model, w)
+    for row in chunk_shapes(w, training_stage_layers(w, model.layers), mtp=mtp):
         chunks, params = [], []
         step_s = step_bytes = 0.0
         for shape in row:
@@ -339,6 +341,7 @@ def build_plan(scenario: Scenario, *, prices: PassCosts | None = None) -> Traini
                     collective_sm_share=_sm_share(hw))
     ratio = executed / (executed - recomputed) if executed > recomputed else 1.0
     return TrainingPlan(step=step,
-                        model_flops_per_step=model_flops_per_token(model, w.seq_len)
+                        model_flops_per_step=model_flops_per_token(
+                            model, w.seq_len, trained_mtp_layers(model, w))
                         * w.tokens_per_step,
                         executed_flops_ratio=ratio)
