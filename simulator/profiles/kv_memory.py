@@ -64,8 +64,11 @@ class SamplerMemory(BaseModel):
     model_config = SPEC_CONFIG
 
     gathered_logits: Sourced[bool] = Field(
-        description="true: the logits are gathered over tensor parallelism, so every device "
-                    "samples from the whole vocabulary; false: each keeps its 1/tp slice")
+        description="true: the logits are gathered over tensor parallelism and the device "
+                    "whose peak binds the cache samples from the whole vocabulary (every "
+                    "device where they are all-gathered; the sampling rank where they are "
+                    "gathered to it and every rank takes the smallest cache any rank found); "
+                    "false: each keeps its 1/tp slice")
     bytes_per_logit: Sourced[PositiveFloat] = Field(
         description="bytes live per (sequence, vocabulary entry) at the sampler's peak: the "
                     "16-bit logits, their fp32 copy and the sampling buffers")

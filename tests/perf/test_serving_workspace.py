@@ -22,7 +22,7 @@ SAMPLER = ("sampler_memory:\n  gathered_logits: {value: GATHER, source: test}\n"
 
 
 def stack_file(tmp_path: Path, block: str | None) -> Path:
-    text = (stack_dir() / "vllm-0.6.yaml").read_text()
+    text = (stack_dir() / "trtllm.yaml").read_text()
     assert "sampler_memory" not in text  # the test adds the block itself
     if block is not None:
         text = text.replace("\nsources:\n", f"\n{block}sources:\n", 1)
@@ -90,11 +90,22 @@ def test_a_larger_sampler_leaves_a_smaller_kv_cache(tmp_path):
     assert without.headroom - with_sampler.headroom == pytest.approx(shift)
 
 
-def test_the_shipped_vllm_v1_stack_states_its_sampler():
-    sampler = load_stack("vllm-v1").sampler_memory
+@pytest.mark.parametrize(("stack", "bytes_per_logit"), [
+    ("vllm-v1", 28),  # 16-bit logits 2, fp32 copy 4, sort 4 + int64 index 8, softmax 4,
+                      # two masks 1 + 1, scattered output 4
+    ("vllm-0.6", 32),  # 2, fp32 copy 4, sort 4 + 8, mask 1, softmax 4 + cumsum 4, mask 1, out 4
+    ("vllm-0.5", 28),  # 16-bit throughout: 2, sort 2 + 8, mask 1, softmax 2 + cumsum 2,
+                       # mask 1, inverse index 8, gathered output 2
+])
+def test_the_shipped_vllm_stacks_state_their_sampler(stack, bytes_per_logit):
+    sampler = load_stack(stack).sampler_memory
     assert sampler is not None
     assert sampler.gathered_logits.value is True
-    assert sampler.bytes_per_logit.value == 28  # 2 + 4 + 4 + 8 + 4 + 1 + 1 + 4
+    assert sampler.bytes_per_logit.value == bytes_per_logit
+
+
+def test_the_tensorrt_llm_stacks_do_not_state_one():
+    assert load_stack("trtllm").sampler_memory is None  # not readable here
 
 
 @pytest.mark.parametrize(("block", "field"), [
