@@ -55,7 +55,6 @@ class KvCacheMemory(BaseModel):
         description="the stack's fraction, 0 < f <= 1 (\"90%\" accepted)")
 
 
-
 class SamplerMemory(BaseModel):
     """What an engine's sampler holds in the run that sizes the KV cache: the logits of every
     sequence of a full batch and the sort, mask and probability buffers of top-k/top-p,
