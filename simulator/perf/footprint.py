@@ -24,6 +24,7 @@ from simulator.perf.memory import (
     stage_params,
 )
 from simulator.perf.mtp_training import mtp_glue_saved_bytes, trained_mtp_layers
+from simulator.perf.serving_workspace import iteration_workspace
 from simulator.perf.speculative_ops import drafter_memory
 from simulator.profiles.inference import InferenceWorkload, mean_tokens
 from simulator.profiles.model import ModelProfile
@@ -210,13 +211,9 @@ def inference_footprint(scenario: Scenario, tp: int | None = None, pp: int | Non
         model, w.moe.redundant_experts if dp > 1 else 0))}
     if w.engine.head_16bit:
         parts["weights"] += widened_head_bytes(model, Precision(w.precision), tp, pp)
-    # Workspace: the hidden states, QKV and FFN intermediates of one iteration's tokens
-    # (16-bit), plus fp32 logits for the batch's sampled positions (per DP rank).
-    tokens = w.batching.max_tokens_per_step
-    ffn = model.moe.expert_ffn_size if model.moe else model.ffn_size
-    width = 4 * model.hidden_size + 2 * ffn / tp
-    parts["activations"] = 2.0 * tokens * width + 4.0 * w.batching.max_batch_size * \
-        model.vocab_size / tp
+    # Workspace: the activation peak of one iteration (per DP rank): the forward's or the
+    # sampler's, by the stack's sampler_memory (perf.serving_workspace).
+    parts["activations"] = iteration_workspace(model, w, tp)
     kv_precision = w.kv_cache_precision or Precision.BF16
     per_token = kv_bytes_per_token(model, kv_precision, tp, pp)
     draft_kv = 0.0

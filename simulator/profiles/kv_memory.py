@@ -17,6 +17,11 @@ model, but the budgets differ in what they are a share of:
 
 The arithmetic is :func:`simulator.perf.kv_budget.kv_reserve`; docs/serving.md states it.
 A stack without the block keeps xpusim's earlier rule, ``share_of_total`` at 0.95.
+
+What the cache is sized *beside* includes the activation peak of the run the engine profiles
+before it sizes the cache; :class:`SamplerMemory` (``sampler_memory``) says what the sampler
+holds at that peak, the part of it that grows with the vocabulary
+(:mod:`simulator.perf.serving_workspace`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from simulator.profiles.numbers import SPEC_CONFIG
+from simulator.profiles.numbers import SPEC_CONFIG, PositiveFloat
 from simulator.profiles.quantities import Fraction, Sourced
 
 
@@ -49,3 +54,20 @@ class KvCacheMemory(BaseModel):
     fraction: Sourced[Fraction] = Field(
         description="the stack's fraction, 0 < f <= 1 (\"90%\" accepted)")
 
+
+class SamplerMemory(BaseModel):
+    """What an engine's sampler holds in the run that sizes the KV cache: the logits of every
+    sequence of a full batch and the sort, mask and probability buffers of top-k/top-p,
+    all ``sequences x vocabulary`` in size, so large for a large vocabulary."""
+
+    model_config = SPEC_CONFIG
+
+    gathered_logits: Sourced[bool] = Field(
+        description="true: the logits are gathered over tensor parallelism and the device "
+                    "whose peak binds the cache samples from the whole vocabulary (every "
+                    "device where they are all-gathered; the sampling rank where they are "
+                    "gathered to it and every rank takes the smallest cache any rank found); "
+                    "false: each keeps its 1/tp slice")
+    bytes_per_logit: Sourced[PositiveFloat] = Field(
+        description="bytes live per (sequence, vocabulary entry) at the sampler's peak: the "
+                    "16-bit logits, their fp32 copy and the sampling buffers")

@@ -19,7 +19,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field, model_validator
 
 from simulator.profiles.hardware import HardwareProfile
-from simulator.profiles.kv_memory import KvCacheMemory
+from simulator.profiles.kv_memory import KvCacheMemory, SamplerMemory
 from simulator.profiles.numbers import SPEC_CONFIG, PositiveInt
 from simulator.profiles.quantities import NonNegativeSeconds, Sourced
 
@@ -215,6 +215,13 @@ class ServingStack(BaseModel):
                           "(share_of_total, share_of_free, static_share_of_total) and the "
                           "stack's fraction (simulator/profiles/kv_memory.py); absent: "
                           "share_of_total 0.95, xpusim's rule before stacks stated theirs")
+    sampler_memory: SamplerMemory | None = Field(
+        None, description="what the sampler holds in the run that sizes the KV cache, for "
+                          "max_batch_size sequences (at most max_tokens_per_step): whether the "
+                          "logits are gathered over TP and the bytes per (sequence, "
+                          "vocabulary entry) (simulator/perf/serving_workspace.py); absent: "
+                          "fp32 logits of each device's vocabulary slice, added to the forward's "
+                          "workspace (the behaviour before this field)")
     sources: dict[str, str] = Field(
         default_factory=dict, description="source ids used in 'source' fields, with URLs")
 
