@@ -17,6 +17,9 @@ class OpKind(StrEnum):
     """What kind of kernel an op is: it decides which efficiency its compute runs at."""
 
     GEMM = "gemm"  # matrix multiply: efficiency depends on its size
+    # a GEMM's input gradient, dX = dY @ W^T: the K/N-swapped product, whose quantized
+    # (fp8, fp4) kernels run slower than the forward's (efficiency.gemm.quantized_dgrad)
+    GEMM_DGRAD = "gemm_dgrad"
     ATTENTION = "attention"  # fused attention core (FlashAttention-style), forward
     ATTENTION_BACKWARD = "attention_backward"  # its backward (five matmuls, dQ/dK/dV)
     ELEMENTWISE = "elementwise"  # norms, activations, residual adds, RoPE, softmax: memory-bound
@@ -46,7 +49,11 @@ class ComputeOp:
         return self.flops / self.bytes if self.bytes else float("inf")
 
 
-MATMUL_KINDS = (OpKind.GEMM, OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD)
+GEMM_KINDS = (OpKind.GEMM, OpKind.GEMM_DGRAD)
+"""Kinds that are GEMMs with a weight operand: they stream it at ``gemm.stream`` and
+hide tensor-parallel collectives."""
+
+MATMUL_KINDS = (*GEMM_KINDS, OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD)
 """Kinds whose compute runs at a size-dependent matrix-unit efficiency."""
 
 

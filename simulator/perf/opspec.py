@@ -111,8 +111,9 @@ class Gemm:
         groups of a batched or grouped GEMM (heads, experts) running in one launch."""
         return 2.0 * self.groups * max(self.m, TILE_ROWS) * self.k * self.n
 
-    def _op(self, name: str, flops: float, bytes_: float, p: Prec) -> ComputeOp:
-        return ComputeOp(name=name, kind=OpKind.GEMM, flops=flops, bytes=bytes_,
+    def _op(self, name: str, flops: float, bytes_: float, p: Prec,
+            kind: OpKind = OpKind.GEMM) -> ComputeOp:
+        return ComputeOp(name=name, kind=kind, flops=flops, bytes=bytes_,
                          precision=p.compute, gemm_flops_each=self.size)
 
     def forward(self, p: Prec) -> list[ComputeOp]:
@@ -125,7 +126,7 @@ class Gemm:
         into an fp32 main gradient)."""
         g, m, k, n = self.groups, self.m, self.k, self.n
         ops = [self._op(f"{self.name}.dgrad", self.flops,
-                        g * (k * n * p.wb + m * (k + n) * p.ab), p)]
+                        g * (k * n * p.wb + m * (k + n) * p.ab), p, OpKind.GEMM_DGRAD)]
         if not self.frozen:
             ops.append(self._op(f"{self.name}.wgrad", self.flops,
                                 g * (m * (k + n) * p.ab + k * n * GRAD_ACCUMULATE_BYTES), p))

@@ -17,7 +17,7 @@ from typing import Literal
 
 from simulator.perf.collective_size import serving_library
 from simulator.perf.kernel import OpRates, kernel_time
-from simulator.perf.ops import MATMUL_KINDS, CommOp, ComputeOp, OpKind
+from simulator.perf.ops import GEMM_KINDS, MATMUL_KINDS, CommOp, ComputeOp, OpKind
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.precision import Precision
 
@@ -66,6 +66,8 @@ def large_efficiency(hw: HardwareProfile, precision: Precision | str,
 
     Attention cores use the profile's attention fractions where it has them (they reach
     less than GEMMs); everything else, and attention on profiles without them, the GEMM's.
+    A quantized (fp8, fp4) input-gradient GEMM reaches the profile's ``quantized_dgrad``
+    share of it: its K/N-swapped shape picks slower kernels than the forward's.
     """
     attention = hw.efficiency.attention
     if attention is not None and kind in (OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD):
@@ -76,8 +78,12 @@ def large_efficiency(hw: HardwareProfile, precision: Precision | str,
                 return fp8.value
         return (attention.forward if forward else attention.backward).value
     p = run_precision(hw, precision)
-    large = hw.efficiency.gemm.large
-    return large[p].value if p in large else min(e.value for e in large.values())
+    gemm = hw.efficiency.gemm
+    large = gemm.large[p].value if p in gemm.large else min(
+        e.value for e in gemm.large.values())
+    if kind is OpKind.GEMM_DGRAD and gemm.quantized_dgrad and p.bytes_per_element < 2:
+        return large * gemm.quantized_dgrad.value
+    return large
 
 
 def op_rates(hw: HardwareProfile, precision: Precision | str,
@@ -91,7 +97,7 @@ def op_rates(hw: HardwareProfile, precision: Precision | str,
     memory = eff.hbm
     if kind is OpKind.QUANTIZE and eff.quantize:
         memory = eff.quantize
-    elif kind is OpKind.GEMM and eff.gemm.stream:
+    elif kind in GEMM_KINDS and eff.gemm.stream:
         memory = eff.gemm.stream
     return OpRates(peak_flops=hw.peak(run),
                    large_efficiency=large_efficiency(hw, precision, kind),

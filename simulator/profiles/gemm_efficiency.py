@@ -36,6 +36,11 @@ class GemmEfficiency(BaseModel):
         description="half_size_flops for the precisions whose measured size curve differs "
                     "(e.g. fp4 kernels that fill the device only at larger sizes); the "
                     "others use half_size_flops")
+    quantized_dgrad: Sourced[Fraction] | None = Field(
+        None, description="share of the large-GEMM efficiency a quantized (fp8, fp6, fp4) "
+                          "input-gradient GEMM (dX = dY W^T) reaches: its K/N-swapped shape "
+                          "picks slower kernels than the forward's; absent: 1, the "
+                          "forward's")
     stream: Sourced[Fraction] | None = Field(
         None, description="fraction of peak HBM bandwidth a memory-bound GEMM (decode: a "
                           "weight matrix read for a few rows) reaches; absent: "

@@ -77,6 +77,17 @@ TE1_LAYER = [_gemm(15872, 4096, n) for n in (12288, 4096, 16384)] + [_gemm(15872
 # The same die's measured step from HGX board to NVL72 superchip: GB200/B200 MAMF (M1),
 # fp8 3,615.6 / 3,432.5 and bf16 1,822 / 1,745; fp4 has no MAMF and takes fp8's.
 MAMF_STEP = {"fp8": 3615.6 / 3432.5, "bf16": 1822 / 1745, "fp4": 3615.6 / 3432.5}
+# TE1's quantized Dgrad GEMMs run 5-13% slower than the Fprop ones (BF16 within 2%): the
+# midpoint 1.09, on the input gradient only
+DGRAD = {"fp8": 1.09, "bf16": 1.0, "fp4": 1.09}
+
+
+def _layer_ms(profile: str, precision: str) -> float:
+    """TE1's layer on ``profile``: fprop and wgrad at the profile's rate, dgrad at its
+    ``quantized_dgrad`` share of it (quantized precisions only)."""
+    share = load_hardware(profile).efficiency.gemm.quantized_dgrad
+    dgrad = 1 / share.value if share and precision != "bf16" else 1.0
+    return sum((2 + dgrad) * f / _rate(profile, precision, f) for f in TE1_LAYER) * 1e3
 
 
 @pytest.mark.parametrize(("precision", "b300_ms"), [
@@ -86,26 +97,44 @@ def test_gb300_runs_the_b300_layer_gemms_at_the_b300_time_over_the_superchip_ste
     """GB300 is priced as the B300 kernels measured, made faster by the step GB200 takes over
     B200, not as the B300 rate divided by GB300's higher peak (which had made GB300 GEMMs
     slower than GB200's): 6.81 ms / 1.053 = 6.47 ms for the fp8 layer, 12.93 / 1.044 =
-    12.38 ms bf16, 3.76 / 1.053 = 3.57 ms fp4 (within 3%: rounding of the fractions)."""
+    12.38 ms bf16, 3.76 / 1.053 = 3.57 ms fp4 (within 3%: rounding of the fractions). The
+    quantized layers' time includes their input gradients at 1/1.09 of the rate."""
     assert sum(3 * TE1_LAYER) == pytest.approx(19.17e12, rel=0.001)
-    model_ms = sum(3 * f / _rate("gb300-nvl72", precision, f) for f in TE1_LAYER) * 1e3
-    assert model_ms == pytest.approx(b300_ms / MAMF_STEP[precision], rel=0.03)
+    assert _layer_ms("gb300-nvl72", precision) == pytest.approx(
+        b300_ms / MAMF_STEP[precision], rel=0.03)
+
+
+@pytest.mark.parametrize("precision", ["fp8", "fp4"])
+def test_gb300_splits_the_te_layer_average_into_forward_and_input_gradient(precision):
+    """TE1's layer times are fwd + dgrad + wgrad averages. Split so the layer keeps its
+    time: the forward and weight-gradient GEMMs run at (2 + 1.09) / 3 = 1.03 of the
+    average rate and the input gradient at 1.03 / 1.09 = 0.945 of it. With the average
+    alone (fp8 0.593 of 5,000, fp4 0.367 of 15,000) the layer took 3 x F / rate; with the
+    split, (2 + 1.09) x F / (1.03 x rate): the same time, within the fractions' rounding."""
+    average = {"fp8": 0.593, "fp4": 0.367}[precision]
+    hw = load_hardware("gb300-nvl72")
+    assert hw.efficiency.gemm.large[Precision(precision)].value == pytest.approx(
+        average * (2 + DGRAD[precision]) / 3, abs=0.0015)
+    assert 1 / hw.efficiency.gemm.quantized_dgrad.value == pytest.approx(DGRAD[precision],
+                                                                          rel=0.001)
+
+
 def test_blackwell_parts_price_fp4_on_one_nvfp4_size_curve_of_the_die():
     """B200, GB200 and GB300 price fp4 as NVFP4 on the Blackwell die's size curve (half
     4.07e10, fitted on B200): Llama 3.1 70B's QKV GEMM at 256 decode rows, 2 x 256 x 8192 x
     10240 = 4.295e10 FLOPs, reaches 4.295 / (4.295 + 4.07) = 0.5135 of each part's large
     fraction: B200 9,000 x 0.478 x 0.5135 = 2,209 TFLOP/s, GB200 10,000 x 0.453 x 0.5135 =
-    2,326 (B200's rate over the MAMF step, 2,209 x 1.053), GB300 15,000 x 0.37 x 0.5135 =
-    2,850. TE's B300 layer (3 x the four forward GEMMs) then takes 3.54 ms on GB300 (3.76 ms
-    on the B300 over the 1.053 step is 3.57)."""
+    2,326 (B200's rate over the MAMF step, 2,209 x 1.053), GB300 15,000 x 0.378 x 0.5135 =
+    2,912. TE's B300 layer (3 x the four forward GEMMs, the input gradients at 1/1.09 of
+    the rate) then takes 3.57 ms on GB300, as 3.76 ms on the B300 over the 1.053 step
+    does."""
     qkv = _gemm(256, 8192, 10240)
     assert _rate("b200", "fp4", qkv) == pytest.approx(2209 * T, rel=0.001)
     assert _rate("gb200-nvl72", "fp4", qkv) == pytest.approx(2326 * T, rel=0.001)
     assert _rate("gb200-nvl72", "fp4", qkv) / _rate("b200", "fp4", qkv) == \
         pytest.approx(MAMF_STEP["fp4"], rel=0.002)
-    assert _rate("gb300-nvl72", "fp4", qkv) == pytest.approx(2850 * T, rel=0.001)
-    layer_ms = sum(3 * f / _rate("gb300-nvl72", "fp4", f) for f in TE1_LAYER) * 1e3
-    assert layer_ms == pytest.approx(3.54, abs=0.005)
+    assert _rate("gb300-nvl72", "fp4", qkv) == pytest.approx(2912 * T, rel=0.001)
+    assert _layer_ms("gb300-nvl72", "fp4") == pytest.approx(3.76 / MAMF_STEP["fp4"], abs=0.005)
 
 
 @pytest.mark.parametrize(("precision", "b200_large", "gb200_large"), [

@@ -18,7 +18,7 @@ import pytest
 
 from simulator import load_hardware, load_model
 from simulator.perf.mlp_ops import experts_touched
-from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
+from simulator.perf.ops import GEMM_KINDS, Collective, CommOp, ComputeOp, Layout, OpKind
 from simulator.perf.roofline import compute_op_time
 from simulator.perf.transformer import (
     RECOMPUTE_PREFIX,
@@ -50,7 +50,7 @@ def nbytes(ops, prefix: str = "") -> float:
 
 
 def gemm_flops(ops) -> float:
-    return sum(o.flops for o in ops if isinstance(o, ComputeOp) and o.kind is OpKind.GEMM)
+    return sum(o.flops for o in ops if isinstance(o, ComputeOp) and o.kind in GEMM_KINDS)
 
 
 def comms(ops) -> list[CommOp]:

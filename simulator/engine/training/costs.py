@@ -26,7 +26,7 @@ from simulator.perf.footprint import lora_params_per_layer, saved_activation_byt
 from simulator.perf.memory import even_stage_layers
 from simulator.perf.moe_balance import moe_imbalance
 from simulator.perf.mtp_training import mtp_flops_per_token, mtp_stage_params
-from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
+from simulator.perf.ops import GEMM_KINDS, Collective, CommOp, ComputeOp, Layout, OpKind
 from simulator.perf.quantize_ops import training_recipe
 from simulator.perf.roofline import op_time
 from simulator.perf.transformer import RECOMPUTE_PREFIX, StageLayers, training_ops
@@ -158,7 +158,7 @@ def pass_cost(hw: HardwareProfile, ops: list, *, overlap_tp: bool,
         cls = _comm_class(op)
         j = None
         if cls == "tp" and overlap_tp:
-            j = _partner(ops, i, (OpKind.GEMM,), op.collective is Collective.ALL_GATHER)
+            j = _partner(ops, i, GEMM_KINDS, op.collective is Collective.ALL_GATHER)
         elif cls == "cp":
             j = _partner(ops, i, (OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD), None)
         if j is None:
