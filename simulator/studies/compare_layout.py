@@ -3,7 +3,9 @@
 Sizing (``count``, ``power``, ``cost``): the baseline's budget, each profile's count, rounded
 to whole replicas or model-parallel groups and, where that costs little, whole scale-up
 domains. Layout: training keeps tp/pp/cp/ep and lets dp (and if it must, the global batch)
-follow; serving takes the smallest layout whose KV cache holds a full batch. A profile that
+follow; serving takes the smallest layout whose KV cache holds a full batch, its tokens
+counted as the serving engine counts them (:mod:`simulator.perf.kv_token_bytes`: sliding-window
+layers keep their window, a drafter adds its K and V). A profile that
 cannot be set up raises :class:`Unfit` with a status and a one-line reason.
 """
 
@@ -18,7 +20,7 @@ from simulator.economics.power import Activity, power_model
 from simulator.errors import InputError, InputErrors, XpusimError
 from simulator.loading import scenario_from_dict
 from simulator.perf.footprint import inference_footprint
-from simulator.perf.memory import kv_bytes_per_token
+from simulator.perf.kv_token_bytes import kv_tokens_held
 from simulator.profiles.cost import CostAssumptions
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.inference import InferenceWorkload, TokenDistribution
@@ -276,7 +278,7 @@ def _choose_layout(data: dict[str, Any], workload: dict[str, Any], base_dir: Pat
                         f"of its {footprint.capacity / 1e9:,.0f} GB before any KV cache")
                 closest = min(closest or miss, miss)
                 continue
-            tokens = footprint.headroom / kv_bytes_per_token(model, w.kv_cache_precision, tp, pp)
+            tokens = kv_tokens_held(probe, footprint.headroom, tp=tp, pp=pp)
             if cap is not None and cap <= tokens:
                 tokens = cap
             if tokens < longest:

@@ -64,14 +64,18 @@ def test_a_received_shard_is_all_gathered_before_its_pass():
         (0, 5.25, 0.25), (0, 8.5, 0.25), (1, 1.5, 0.25), (1, 4.75, 0.25)]
 
 
-def test_the_estimate_counts_gathers_and_blocking_sends_per_pass():
-    """The estimate's stage time per microbatch grows by 2 x (gather + blocking send) per
-    chunk: 1F1B over 2 microbatches, 2 stages of 3 s, (pp - 1) x (3 + 2 x 0.5) fill:
-    2 x 3 + 4 = 10 s asynchronous; with 0.25 s gathers and blocking sends each microbatch
-    costs 3 + 2 x (0.25 + 0.5) = 4.5 s: 2 x 4.5 + 4.5 + 1 = 14.5 s."""
+def test_the_estimate_counts_gathers_and_blocking_sends_per_crossing():
+    """The estimate's stage time per microbatch grows by a gather per input received from
+    the other stage and a blocking send per output sent to it: with two stages, one of each
+    (stage 0's forward and stage 1's backward take no input, stage 1's forward and stage 0's
+    backward send nothing). 1F1B over 2 microbatches, 2 stages of 3 s, (pp - 1) x
+    (3 + 2 x 0.5) fill: 2 x 3 + 4 = 10 s asynchronous. With 0.25 s gathers alone each
+    microbatch costs 3.25 s: 2 x 3.25 + 3.25 + 1 = 10.75 s, the simulated step above; with
+    blocking sends too, 3 + 0.25 + 0.5 = 3.75 s: 2 x 3.75 + 3.75 + 1 = 12.25 s."""
     assert estimate_step_s(two_stages()) == pytest.approx(10.0)
+    assert estimate_step_s(two_stages(p2p_gather_s=0.25)) == pytest.approx(10.75)
     assert estimate_step_s(two_stages(p2p_gather_s=0.25, p2p_blocking=True)) == \
-        pytest.approx(14.5)
+        pytest.approx(12.25)
 
 
 def test_the_plan_prices_the_gather_only_without_sequence_parallelism():

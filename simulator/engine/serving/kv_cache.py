@@ -5,9 +5,10 @@ the iteration workspace and the runtime reserve
 (:func:`simulator.perf.footprint.inference_footprint`), divided by the KV bytes one token
 takes on that device (the target's and the drafter's), rounded down to whole blocks of
 ``kv_block_tokens``; ``batching.kv_cache_tokens`` caps it (a what-if). A model's
-sliding-window layers keep only their window (:func:`~simulator.perf.local_attention.
-kv_held_fraction`), which lowers the bytes a token of context takes by the layer average
-kept at the mean request's context over its life (prompt + output/2). Every device of a
+sliding-window layers keep only their window, which lowers the bytes a token of context
+takes by the layer average kept at the mean request's context over its life (prompt +
+output/2): :mod:`simulator.perf.kv_token_bytes`, the rule the layout search of ``xpusim
+compare`` sizes its candidate layouts by as well. Every device of a
 replica (of an attention DP rank) holds the same tokens (its share of the heads or the
 replicated MLA latent), so the replica's capacity in tokens is one device's times its
 attention DP ranks, whose blocks the scheduler pools (a rank's own cache fragmenting is not
@@ -28,10 +29,8 @@ import numpy as np
 
 from simulator.errors import DoesNotFit
 from simulator.perf.footprint import inference_footprint
-from simulator.perf.local_attention import kv_held_fraction
-from simulator.perf.memory import kv_bytes_per_token
-from simulator.perf.speculative_ops import drafter_memory
-from simulator.profiles.inference import InferenceParallelism, InferenceWorkload, mean_tokens
+from simulator.perf.kv_token_bytes import kv_bytes_per_context_token, kv_tokens_held
+from simulator.profiles.inference import InferenceParallelism, InferenceWorkload
 from simulator.profiles.scenario import Scenario
 
 Count = TypeVar("Count", int, np.ndarray)
@@ -60,18 +59,12 @@ def kv_capacity(scenario: Scenario, parallelism: InferenceParallelism) -> KVCapa
     dp = parallelism.attention_dp
     footprint = inference_footprint(scenario, tp=parallelism.tp, pp=parallelism.pp,
                                     attention_dp=dp)
-    kv = w.kv_cache_precision
-    assert kv is not None
-    # sliding-window layers keep only their window: the layer average kept at the mean
-    # context a request holds over its life (simulator.perf.local_attention)
-    life = mean_tokens(w.prompt_tokens) + mean_tokens(w.output_tokens) / 2
-    per_token = (kv_bytes_per_token(scenario.model, kv, parallelism.tp, parallelism.pp)
-                 * kv_held_fraction(scenario.model, life))
-    if w.speculative is not None:  # each cached token also holds the drafter's K and V
-        per_token += drafter_memory(w.speculative, scenario.model, weight_precision=w.precision,
-                                    kv_precision=kv, tp=parallelism.tp)[1]
+    # sliding-window layers keep only their window, a drafter adds its own K and V: the
+    # rule the layout search sizes layouts by too (simulator.perf.kv_token_bytes)
+    per_token = kv_bytes_per_context_token(scenario, tp=parallelism.tp, pp=parallelism.pp)
+    tokens = kv_tokens_held(scenario, footprint.headroom, tp=parallelism.tp,
+                            pp=parallelism.pp, attention_dp=dp)
     block = w.batching.kv_block_tokens
-    tokens = max(0.0, footprint.headroom) / per_token * dp  # each DP rank its own
     cap = w.batching.kv_cache_tokens
     if cap is not None:
         if cap > tokens:

@@ -8,8 +8,10 @@ through the slowest stage, plus the fill and drain bubble of ``pp - 1`` stage ti
     M · t_max + (pp - 1) · (t_mean / vpp + 2 · p2p)
 
 where ``t`` is one microbatch's forward and backward through all of a stage's chunks, with
-the all-gathers that rebuild its inputs from TP shards and, where sends block, its sends
-(:mod:`.p2p`). ZeRO-3
+the all-gathers that rebuild the inputs it receives from other stages from TP shards and,
+where sends block, the sends it makes to other stages (:mod:`.p2p`), counted by the rule the
+simulated step routes its messages by (:func:`.pipeline_hops.stage_crossings`: ``2 vpp``
+each on a middle stage, one fewer of each on the first and last). ZeRO-3
 gathers every pass's parameters and reduces every backward's gradients on the stage's one
 data-parallel stream: with overlap a stage goes at the slower of its compute and that
 stream, without it at their sum. After the last backward comes what the gradient
@@ -27,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from simulator.engine.training.pipeline_hops import stage_crossings
 from simulator.engine.training.plan import Chunk, GatherMode, Stage, StepPlan
 from simulator.engine.training.planner import build_plan, chunk_prices
 from simulator.perf.footprint import resolved_memory_options
@@ -45,20 +48,20 @@ def _chunk_compute_s(chunk: Chunk) -> float:
     return chunk.forward.duration_s + chunk.backward.duration_s
 
 
-def _pipeline_comm_s(plan: StepPlan) -> float:
-    """What one microbatch's sends cost a stage on its own stream, through all its chunks:
-    each pass's input all-gathered from its TP shards, and its output's transfer where
-    sends block (two passes a chunk, each receiving and sending one message)."""
-    if plan.pp == 1:
-        return 0.0
-    per_pass = plan.p2p_gather_s + (plan.p2p_s if plan.p2p_blocking else 0.0)
-    return 2 * plan.vpp * per_pass
+def _pipeline_comm_s(plan: StepPlan, index: int) -> float:
+    """What one microbatch's messages cost stage ``index`` on its own stream, through all
+    its chunks: each input received from another stage all-gathered from its TP shards,
+    and each output sent to another stage waited for where sends block."""
+    hops = stage_crossings(plan.pp, plan.vpp, index)
+    blocking_s = plan.p2p_s if plan.p2p_blocking else 0.0
+    return hops.receives * plan.p2p_gather_s + hops.sends * blocking_s
 
 
-def stage_microbatch_s(plan: StepPlan, stage: Stage) -> float:
-    """One microbatch through all of ``stage``'s chunks (ZeRO-3 traffic and the pipeline
-    communication on its stream included)."""
-    compute = sum(_chunk_compute_s(c) for c in stage.chunks) + _pipeline_comm_s(plan)
+def stage_microbatch_s(plan: StepPlan, index: int) -> float:
+    """One microbatch through all of stage ``index``'s chunks (ZeRO-3 traffic and the
+    pipeline communication on its stream included)."""
+    stage = plan.stages[index]
+    compute = sum(_chunk_compute_s(c) for c in stage.chunks) + _pipeline_comm_s(plan, index)
     if plan.gather is not GatherMode.PASS:
         return compute
     stream = sum(2 * _bucket_s(c.param_buckets) + _bucket_s(c.grad_buckets)
@@ -99,7 +102,7 @@ def _slowed_s(plan: StepPlan, stage: Stage, busy_s: float) -> float:
 def estimate_step_s(plan: StepPlan) -> float:
     """The analytic step time of ``plan`` (see the module docstring)."""
     microbatches, pp, vpp = plan.microbatches, plan.pp, plan.vpp
-    per_microbatch = [stage_microbatch_s(plan, s) for s in plan.stages]
+    per_microbatch = [stage_microbatch_s(plan, i) for i in range(pp)]
     slowest, mean = max(per_microbatch), sum(per_microbatch) / pp
     pipeline = microbatches * slowest + (pp - 1) * (mean / vpp + 2 * plan.p2p_s)
     tails = [_tail_s(plan, s, microbatches * t)

@@ -1,4 +1,5 @@
-"""Pipeline point-to-point traffic: where each pass's input comes from and its output goes.
+"""Pipeline point-to-point traffic: where each pass's input comes from and its output goes
+(the virtual pipeline's neighbours and which of them cross stages: :mod:`.pipeline_hops`).
 
 A pass's input is a *message*: an activation from the previous virtual stage (forward) or a
 gradient from the next one (backward). Each message is a SimPy event that fires with
@@ -29,6 +30,7 @@ from simpy.events import Event
 
 from simulator.engine.training.ledger import Ledger
 from simulator.engine.training.links import Links, Wire
+from simulator.engine.training.pipeline_hops import crosses, neighbours
 from simulator.engine.training.plan import PassCost, StepPlan
 from simulator.engine.training.records import StepRecords
 from simulator.engine.training.schedule import Pass, Task
@@ -111,37 +113,23 @@ class PointToPoint:
         """The message id of microbatch 0 into (direction, receiving stage, chunk)."""
         return (backward * self.pp + stage) * self.vpp + chunk
 
-    def _next_virtual(self, stage: int, chunk: int) -> tuple[int, int] | None:
-        """The (stage, chunk) after ``(stage, chunk)`` in the virtual pipeline, or None."""
-        if stage < self.pp - 1:
-            return stage + 1, chunk
-        return (0, chunk + 1) if chunk < self.vpp - 1 else None
-
-    def _previous_virtual(self, stage: int, chunk: int) -> tuple[int, int] | None:
-        """The (stage, chunk) before ``(stage, chunk)`` in the virtual pipeline, or None."""
-        if stage > 0:
-            return stage - 1, chunk
-        return (self.pp - 1, chunk - 1) if chunk > 0 else None
-
     def _route(self, stage: int, chunk: int, kind: Pass) -> Route:
         """The route of the passes of (``chunk``, ``kind``) on ``stage``."""
         forward = kind is Pass.FORWARD
         costs = self.plan.stages[stage].chunks[chunk]
         cost = costs.forward if forward else costs.backward
-        previous, following = self._previous_virtual, self._next_virtual
-        source = (previous if forward else following)(stage, chunk)
-        target = (following if forward else previous)(stage, chunk)
+        source, target = neighbours(self.pp, self.vpp, stage, chunk, forward=forward)
         send = None
         if target:
             destination, destination_chunk = target
-            seconds = self.plan.p2p_s if destination != stage else 0.0
+            seconds = self.plan.p2p_s if crosses(stage, target) else 0.0
             send = SendRoute(
                 source=stage, destination=destination, forward=forward,
                 box=self._box(not forward, destination, destination_chunk),
                 wires=self._p2p_wires(stage, destination) if seconds > 0 else (),
                 seconds=seconds, stream=PP_STREAMS[0 if forward else 1],
                 blocking=self.plan.p2p_blocking and seconds > 0)
-        gather_s = self.plan.p2p_gather_s if source and source[0] != stage else 0.0
+        gather_s = self.plan.p2p_gather_s if crosses(stage, source) else 0.0
         return Route(chunk=chunk, backward=not forward, cost=cost, duration_s=cost.duration_s,
                      box=self._box(not forward, stage, chunk) if source else None,
                      gather_s=gather_s, send=send)
