@@ -29,7 +29,10 @@ equal by summing their gradients every step, read in megatron-core 0.14.0,
 - A frozen embedding has no gradient and is skipped (LoRA).
 
 Megatron-LM of 2021-22 did the same in ``train_step`` after its gradient all-reduce
-(``backward-embedding-all-reduce``; recalled, not re-read). The table is priced at the model
+(``backward-embedding-all-reduce``; recalled, not re-read), over the same groups (read in
+megatron-core 0.2.0, ``parallel_state.initialize_model_parallel``: embedding ranks
+``[ranks[0], ranks[-1]]`` "to exchange gradients between first and last stages", position
+embedding ranks ``[ranks[0]]`` without an encoder-decoder split). The table is priced at the model
 profile's vocabulary, as everywhere else in xpusim (Megatron pads it to a multiple of
 128·tp: under 2% more bytes for GPT-3).
 """
