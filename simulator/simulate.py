@@ -51,7 +51,7 @@ def memory_report(scenario: Scenario) -> MemoryReport:
 def peak_report(scenario: Scenario) -> PeakReport:
     """The fleet's peak figures at the workload's precision (no efficiency applied); a
     mixed fleet's per-device figures are its pools' averaged over its devices."""
-    model, w = scenario.model, scenario.workload
+    w = scenario.workload
     n, parts = scenario.cluster.accelerators, scenario.pools()
     if len(parts) == 1:
         per_device, hbm = scenario.hardware.peak(w.precision), scenario.hardware.hbm_bandwidth
@@ -60,11 +60,24 @@ def peak_report(scenario: Scenario) -> PeakReport:
         cluster = sum(p.hardware.peak(w.precision) * p.cluster.accelerators for p in parts)
         per_device = cluster / n
         hbm = sum(p.hardware.hbm_bandwidth * p.cluster.accelerators for p in parts) / n
-    factor = 6.0 if w.kind == "training" else 2.0
-    flops_per_token = factor * model.params_active
+    flops_per_token = _peak_flops_per_token(scenario)
     return PeakReport(flops_per_accelerator=per_device, flops_cluster=cluster,
                       hbm_bandwidth_per_accelerator=hbm, model_flops_per_token=flops_per_token,
                       ideal_tokens_per_s=cluster / flops_per_token)
+
+
+def _peak_flops_per_token(scenario: Scenario) -> float:
+    """Model FLOPs of one token: training's are the MFU numerator's (the attention scores
+    and any trained multi-token-prediction modules counted, the input embedding's lookup
+    not), so ``ideal_tokens_per_s x mfu`` is the run's tokens/s; serving's 2·N_active per
+    generated token."""
+    model, w = scenario.model, scenario.workload
+    if not isinstance(w, TrainingWorkload):
+        return 2.0 * model.params_active
+    from simulator.engine.training.costs import model_flops_per_token
+    from simulator.perf.mtp_training import trained_mtp_layers
+
+    return model_flops_per_token(model, w.seq_len, trained_mtp_layers(model, w))
 
 
 Progress = Callable[[float, float], None]

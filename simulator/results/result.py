@@ -38,10 +38,13 @@ class PeakReport(BaseModel):
     flops_cluster: float
     hbm_bandwidth_per_accelerator: float
     model_flops_per_token: float = Field(
-        description="6·N_active per trained token (training) or 2·N_active per generated "
-                    "token (inference), without the attention term")
+        description="training: the model FLOPs of one trained token, as the MFU counts "
+                    "them (6 per active parameter in a matrix multiply, the attention "
+                    "scores, any trained MTP modules); inference: 2·N_active per generated "
+                    "token, without the attention term")
     ideal_tokens_per_s: float = Field(
-        description="cluster peak / model FLOPs per token: an upper bound no real run reaches")
+        description="cluster peak / model FLOPs per token: an upper bound no real run "
+                    "reaches (training: tokens/s = this x mfu)")
 
 
 class CostSummary(BaseModel):

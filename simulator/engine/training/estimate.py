@@ -16,7 +16,8 @@ gathers every pass's parameters and reduces every backward's gradients on the st
 data-parallel stream: with overlap a stage goes at the slower of its compute and that
 stream, without it at their sum. After the last backward comes what the gradient
 reduction leaves exposed (with overlap, the last-reduced chunk's buckets, or the part of the
-step's data-parallel traffic the compute cannot hide) and the optimizer step. Compute
+step's data-parallel traffic the compute cannot hide), the first and the last stage's
+all-reduce of a word embedding they share, and the optimizer step. Compute
 that overlaps data-parallel traffic loses the profile's ``collective_sm_share`` of it
 (:mod:`.shared_compute`).
 
@@ -105,8 +106,8 @@ def estimate_step_s(plan: StepPlan) -> float:
     per_microbatch = [stage_microbatch_s(plan, i) for i in range(pp)]
     slowest, mean = max(per_microbatch), sum(per_microbatch) / pp
     pipeline = microbatches * slowest + (pp - 1) * (mean / vpp + 2 * plan.p2p_s)
-    tails = [_tail_s(plan, s, microbatches * t)
-             for s, t in zip(plan.stages, per_microbatch, strict=True)]
+    tails = [_tail_s(plan, s, microbatches * t) + plan.embedding_grads_s(k)
+             for k, (s, t) in enumerate(zip(plan.stages, per_microbatch, strict=True))]
     # each stage's passes lose time to its collectives' SMs at its own moments (a chunk's
     # gradients are reduced after its last backward, which comes at a different time on
     # every stage); in a lockstep pipeline a late stage delays every other, so the other

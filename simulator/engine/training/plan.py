@@ -110,6 +110,15 @@ class StepPlan:
     # launches a chunk's gradient reduction when the pipeline's first stage does, not
     # during its own last backward of the chunk
     align_grad_reduce: bool = False
+    # the shared word embedding's gradient all-reduce between the first and the last stage,
+    # after their gradient reduction and before the optimizer (:mod:`.embedding_grads`);
+    # None: no stage shares it
+    embedding_grads: Bucket | None = None
+
+    def __post_init__(self) -> None:
+        if self.embedding_grads is not None and len(self.stages) < 2:
+            raise ValueError("embedding_grads needs two pipeline stages or more: with one, "
+                             "the embedding and the output layer are one copy")
 
     @property
     def pp(self) -> int:
@@ -126,3 +135,10 @@ class StepPlan:
         """Microbatches per step: a stage runs each forward and backward through each of its
         chunks."""
         return len(self.order[0]) // (2 * self.vpp)
+
+    def embedding_grads_s(self, stage: int) -> float:
+        """Seconds ``stage`` spends in the embedding gradient all-reduce: the first and the
+        last stage, when they share the word embedding."""
+        if self.embedding_grads is None or stage not in (0, self.pp - 1):
+            return 0.0
+        return self.embedding_grads.time_s

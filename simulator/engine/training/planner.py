@@ -9,7 +9,9 @@ Data-parallel traffic follows Megatron-LM's distributed data parallel (Narayanan
   with ZeRO >= 1; expert gradients over the expert-data-parallel group (dp·cp/ep ranks);
 - ZeRO 1/2 all-gather the updated bf16 parameters once per step, ZeRO 3 before every pass;
 - LoRA reduces only the adapters' gradients and gathers nothing (the frozen base is
-  replicated, as the footprint assumes).
+  replicated, as the footprint assumes);
+- after them, the first and the last stage all-reduce the gradient of a word embedding they
+  share (tied output layer, or MTP modules: :mod:`.embedding_grads`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from simulator.engine.training.costs import (
     chunk_shapes,
     model_flops_per_token,
 )
+from simulator.engine.training.embedding_grads import NAME as EMBEDDING_GRADS
+from simulator.engine.training.embedding_grads import embedding_grads_cost
 from simulator.engine.training.optimizer_host import (
     exposed_host_s,
     optimizer_launches,
@@ -329,6 +333,7 @@ def build_plan(scenario: Scenario, *, prices: PassCosts | None = None) -> Traini
     microbatches = w.global_batch_size // ((par.dp or 1) * w.micro_batch_size)
     order = schedule(w.pipeline_schedule.value, par.pp, microbatches, par.vpp)
     sends = _p2p(scenario)
+    shared = embedding_grads_cost(hw, model, w, trained_mtp_layers(model, w))
     title = (f"{model.name} on {scenario.cluster.accelerators} x {hw.name}: tp={par.tp} "
              f"pp={par.pp} dp={par.dp} cp={par.cp} ep={par.ep}, {w.pipeline_schedule.value}"
              f"{f' vpp={par.vpp}' if par.vpp > 1 else ''}, {microbatches} microbatches")
@@ -338,7 +343,9 @@ def build_plan(scenario: Scenario, *, prices: PassCosts | None = None) -> Traini
                     dp_overlap=w.overlap.dp_comm, gather=dp.gather, title=title,
                     align_grad_reduce=w.overlap.align_dp_comm,
                     peak_hbm_bandwidth=hw.hbm_bandwidth,
-                    collective_sm_share=_sm_share(hw))
+                    collective_sm_share=_sm_share(hw),
+                    embedding_grads=None if shared is None else Bucket(
+                        EMBEDDING_GRADS, shared.time_s, _fabrics(shared.fabric)))
     ratio = executed / (executed - recomputed) if executed > recomputed else 1.0
     return TrainingPlan(step=step,
                         model_flops_per_step=model_flops_per_token(
