@@ -127,6 +127,7 @@ def _training(scenario: Scenario) -> RooflineView:
                        recompute_layers=w.recomputed_layers,
                        fp8_attention=w.fp8_attention,
                        recompute_modules=w.recompute_modules,
+                       attention_block=w.attention_block,
                        quantization=training_recipe(w.precision, w.fp8_recipe.value,
                                                     hw.compute.fp8_transposed_copies))
     rows = _rows(scenario, "forward (one microbatch)", ops.forward)

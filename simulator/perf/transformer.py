@@ -139,17 +139,21 @@ def decode_batch(layout: Layout, context_lens: Sequence[int]) -> Batch:
 
 
 def training_batch(layout: Layout, seq_len: int, micro_batch: int,
-                   flash_attention: bool = True) -> Batch:
+                   flash_attention: bool = True, attention_block: int | None = None) -> Batch:
     """CP splits the sequence (load-balanced causal chunks); K/V of the whole sequence is read.
 
     Without FlashAttention the score GEMMs compute the whole s x s square (the causal mask is
-    applied to the scores afterwards), so every pair is computed, not half of them.
+    applied to the scores afterwards), so every pair is computed, not half of them. With an
+    ``attention_block`` B the kernel skips only blocks wholly above the diagonal and computes
+    the diagonal ones whole (Splash attention's block mask): n = s/B blocks a side compute
+    B²·n(n+1)/2 pairs, s(s+B)/2, instead of the exact s(s+1)/2.
     """
     tokens = micro_batch * seq_len / layout.cp
-    if flash_attention:
-        pairs = micro_batch * seq_len * (seq_len + 1) / 2 / layout.cp
-    else:
+    if not flash_attention:
         pairs = micro_batch * seq_len * seq_len / layout.cp
+    else:
+        granule = attention_block or 1
+        pairs = micro_batch * seq_len * (seq_len + granule) / 2 / layout.cp
     return Batch(phase=Phase.TRAIN, tokens=tokens, residual_tokens=_residual(tokens, layout),
                  sequences=micro_batch, pairs=pairs, kv_tokens=float(micro_batch * seq_len),
                  cached=0.0, materialized=not flash_attention)
@@ -350,7 +354,8 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
                  quantization: QuantRecipe | None = None,
                  recompute_layers: int | None = None,
                  fp8_attention: bool = False,
-                 recompute_modules: Sequence[RecomputeModule] | None = None) -> TrainingOps:
+                 recompute_modules: Sequence[RecomputeModule] | None = None,
+                 attention_block: int | None = None) -> TrainingOps:
     """Forward and backward of one microbatch on one pipeline stage (``stage``, default the
     whole model). ``recompute``: "none", "selective" (attention core again) or "full" (the
     stage's layers forward again; with ``recompute_layers``, only its first that many, as
@@ -358,14 +363,15 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
     ``flash_attention``: false for frameworks that write the attention scores to HBM.
     ``quantization``: the low-precision recipe whose passes precede the layers' GEMMs.
     ``fp8_attention``: the attention core runs in fp8 (Transformer Engine's fp8 DPA).
-    ``recompute_modules``: what "selective" redoes (default the attention core)."""
+    ``recompute_modules``: what "selective" redoes (default the attention core).
+    ``attention_block``: the fused attention kernel's causal block (see training_batch)."""
     if recompute not in ("none", "selective", "full"):
         raise ValueError(f"recompute must be none, selective or full (got {recompute!r})")
     stage = stage or StageLayers()
     prec = Precision(precision)
     p = Prec(weight=prec, act=prec, compute=prec, kv=prec, other=_wide(prec),
              attention=Precision.FP8 if fp8_attention else None)
-    batch = training_batch(layout, seq_len, micro_batch, flash_attention)
+    batch = training_batch(layout, seq_len, micro_batch, flash_attention, attention_block)
     layers = _layers(model, layout, batch, p, stage, imbalance)
     ends_in = embedding_specs(model, layout, batch, p) if stage.embedding else []
     # Megatron-LM's output layer is a plain ColumnParallelLinear, outside Transformer

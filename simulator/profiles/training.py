@@ -257,6 +257,11 @@ class TrainingWorkload(BaseModel):
     flash_attention: bool = Field(
         True, description="fused attention (FlashAttention); false for frameworks that "
                           "write the s x s scores to HBM (e.g. Megatron-LM before 2023)")
+    attention_block: PositiveInt | None = Field(
+        None, description="the fused attention kernel's query/key block: a causal mask skips "
+                          "only whole blocks above the diagonal (Splash attention on TPUs; "
+                          "MaxText sa_block_q/sa_block_kv); must divide seq_len; default: "
+                          "the exact causal half")
     overlap: Overlap = Field(Overlap(), description="which communication the framework hides")
     moe: MoeRouting = Field(MoeRouting(), description="expert load balance (MoE models); "
                             "training defaults to forced (perfectly balanced) routing")

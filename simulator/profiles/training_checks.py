@@ -1,7 +1,8 @@
 """Checks of a training workload's memory and precision options against the hardware.
 
 Kept apart from :mod:`simulator.profiles.layout_checks` (the parallel layout): these say
-whether the device can do what the options ask (move activations to host memory).
+whether the device can do what the options ask (move activations to host memory), and
+whether the attention kernel's causal block tiles the sequence.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def check_training_options(w: TrainingWorkload, hardware: HardwareProfile) -> li
                                 f"fp8 attention needs the fp8 attention efficiencies "
                                 f"(efficiency.attention.fp8_forward, fp8_backward), and "
                                 f"{hardware.id} has none in its profile"))
-    return problems
+    return problems + _attention_block(w)
 
 
 def check_mtp(w: TrainingWorkload) -> list[Problem]:
@@ -35,4 +36,21 @@ def check_mtp(w: TrainingWorkload) -> list[Problem]:
         return [Problem(("workload", "mtp_layers"),
                         f"{w.mtp_layers} with LoRA: adapters train the main model, not its "
                         f"multi-token-prediction modules; use 0 or full training")]
+    return []
+
+
+def _attention_block(w: TrainingWorkload) -> list[Problem]:
+    """A causal block only exists in a fused kernel, and it tiles the sequence whole."""
+    block, where = w.attention_block, ("workload", "attention_block")
+    if block is None:
+        return []
+    if not w.flash_attention:
+        return [Problem(where, "attention_block needs flash_attention: only a fused kernel "
+                               "skips the blocks a causal mask empties")]
+    if w.seq_len % block:
+        return [Problem(where, f"attention_block {block} must divide seq_len {w.seq_len} "
+                               "(Splash attention tiles the sequence in whole blocks)")]
+    if w.parallelism.cp > 1:
+        return [Problem(where, "attention_block is priced without context parallelism "
+                               f"(parallelism.cp is {w.parallelism.cp})")]
     return []

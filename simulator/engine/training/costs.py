@@ -245,6 +245,7 @@ class PassCosts:
                            recompute_layers=w.recomputed_layers,
                            fp8_attention=w.fp8_attention,
                            recompute_modules=w.recompute_modules,
+                           attention_block=w.attention_block,
                            imbalance=moe_imbalance(w.moe, self.model, w.parallelism.ep,
                                                    LoadBalancer.FORCED))
         forward, backward = (pass_cost(self.hw, part, overlap_tp=w.overlap.tp_comm,
