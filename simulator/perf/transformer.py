@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from simulator.perf.attention_ops import attention_specs
+from simulator.perf.lora_ops import lora_specs
 from simulator.perf.mlp_ops import dense_mlp_specs, moe_specs
 from simulator.perf.mtp_training import mtp_is_moe, mtp_projection_specs
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Layout, OpKind
@@ -46,9 +47,6 @@ from simulator.profiles.recompute_modules import DEFAULT_MODULES, RecomputeModul
 Op = ComputeOp | CommOp
 RECOMPUTE_PREFIX = "recompute."
 LOGIT_BYTES = 4.0  # the cross-entropy works on fp32 logits
-_COLUMN_TARGETS = {"q": ("h", "q"), "k": ("h", "kv"), "v": ("h", "kv"),
-                   "gate": ("h", "f"), "up": ("h", "f")}
-_ROW_TARGETS = {"o": ("q", "h"), "down": ("f", "h")}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,32 +204,6 @@ def head_specs(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> li
                  backward_factor=0.5),
             Comm(name="loss.tp_all_reduce", forward_collective=Collective.ALL_REDUCE,
                  bytes=3 * t * LOGIT_BYTES, group=layout.tp_group)]
-
-
-def lora_specs(model: ModelProfile, layout: Layout, batch: Batch, rank: int,
-               targets: Sequence[str]) -> list:
-    """Adapter GEMMs x·A·B per target; A is replicated and B split for column-parallel
-    targets, the other way round for row-parallel ones (o, down)."""
-    tp = layout.tp
-    dims = {"h": model.hidden_size, "f": model.ffn_size,
-            "q": model.attention_heads * model.head_dim_resolved,
-            "kv": model.kv_heads_resolved * model.head_dim_resolved}
-    specs: list = []
-    a_in: float
-    b_out: float
-    for target in targets:
-        if target in _COLUMN_TARGETS:
-            src, dst = _COLUMN_TARGETS[target]
-            a_in, b_out = dims[src], dims[dst] / tp
-        elif target in _ROW_TARGETS:
-            src, dst = _ROW_TARGETS[target]
-            a_in, b_out = dims[src] / tp, dims[dst]
-        else:
-            raise ValueError(f"unknown LoRA target {target!r}; expected one of "
-                             f"{sorted(_COLUMN_TARGETS | _ROW_TARGETS)}")
-        specs += [Gemm(name=f"lora.{target}.a", m=batch.tokens, k=a_in, n=rank),
-                  Gemm(name=f"lora.{target}.b", m=batch.tokens, k=rank, n=b_out)]
-    return specs
 
 
 # ---- passes -------------------------------------------------------------------------------
