@@ -81,3 +81,34 @@ def test_maverick_alternates_dense_and_moe_layers_as_published():
 def test_scout_is_moe_on_every_layer():
     m = load_model("llama4-scout")
     assert m.moe_layers == 48 and m.dense_layers == 0
+
+
+# MaxText's synthetic TPU benchmark models (validation cases T90): configs/base.yml's dims
+# (emb 2,048, 16 query and 16 KV heads, MLP 7,168, 16 layers; read in maxtext 0.2.5) scaled by
+# powers of two from configs/types.py:get_individual_scales(scale): log2(scale) = 3q + r,
+# heads and MLP scale by 2^(q + (r > 0)), embedding by 2^(q + (r > 1)), layers by 2^q.
+#   16 = 2^4: q 1, r 1 -> emb 2x, heads/MLP 4x, layers 2x
+#   32 = 2^5: q 1, r 2 -> emb 4x, heads/MLP 4x, layers 2x
+#   64 = 2^6: q 2, r 0 -> emb 4x, heads/MLP 4x, layers 4x
+#  128 = 2^7: q 2, r 1 -> emb 4x, heads/MLP 8x, layers 4x
+MAXTEXT_BASE = {  # scale: (layers, hidden, heads, mlp)
+    16: (32, 4096, 64, 28672),
+    32: (32, 8192, 64, 28672),
+    64: (64, 8192, 64, 28672),
+    128: (64, 8192, 128, 57344),
+}
+
+
+@pytest.mark.parametrize("scale", sorted(MAXTEXT_BASE))
+def test_maxtext_base_models_are_base_yml_times_the_global_parameter_scale(scale):
+    layers, hidden, heads, mlp = MAXTEXT_BASE[scale]
+    m = load_model(f"maxtext-base-{scale}b")
+    assert (m.layers, m.hidden_size, m.attention_heads, m.kv_heads, m.head_dim, m.ffn_size,
+            m.vocab_size) == (layers, hidden, heads, heads, 128, mlp, 32000)
+    assert not m.tied_embeddings  # logits_via_embedding: false
+    attention = 4 * hidden * heads * 128  # Q, K, V and output, MHA
+    norms = (2 * layers + 1) * hidden
+    expected = 2 * 32000 * hidden + layers * (attention + 3 * hidden * mlp) + norms
+    assert m.params_total == expected
+    # the scale's label is the size within 3% (125.1B for "128B")
+    assert m.params_total == pytest.approx(scale * 1e9, rel=0.03)
