@@ -91,11 +91,17 @@ def test_scout_is_moe_on_every_layer():
 #   32 = 2^5: q 1, r 2 -> emb 4x, heads/MLP 4x, layers 2x
 #   64 = 2^6: q 2, r 0 -> emb 4x, heads/MLP 4x, layers 4x
 #  128 = 2^7: q 2, r 1 -> emb 4x, heads/MLP 8x, layers 4x
+#  256 = 2^8: q 2, r 2 -> emb 8x, heads/MLP 8x, layers 4x
+#  512 = 2^9: q 3, r 0 -> emb 8x, heads/MLP 8x, layers 8x
+# 1024 = 2^10: q 3, r 1 -> emb 8x, heads/MLP 16x, layers 8x
 MAXTEXT_BASE = {  # scale: (layers, hidden, heads, mlp)
     16: (32, 4096, 64, 28672),
     32: (32, 8192, 64, 28672),
     64: (64, 8192, 64, 28672),
     128: (64, 8192, 128, 57344),
+    256: (64, 16384, 128, 57344),
+    512: (128, 16384, 128, 57344),
+    1024: (128, 16384, 256, 114688),
 }
 
 
@@ -110,5 +116,5 @@ def test_maxtext_base_models_are_base_yml_times_the_global_parameter_scale(scale
     norms = (2 * layers + 1) * hidden
     expected = 2 * 32000 * hidden + layers * (attention + 3 * hidden * mlp) + norms
     assert m.params_total == expected
-    # the scale's label is the size within 3% (125.1B for "128B")
+    # the scale's label is the size within 3% (125.1B for "128B", 997.5B for "1024B")
     assert m.params_total == pytest.approx(scale * 1e9, rel=0.03)
