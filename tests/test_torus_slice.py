@@ -10,7 +10,7 @@ from simulator.loading import scenario_from_dict
 from simulator.perf.collectives import collective_time
 from simulator.perf.ops import Group
 from simulator.profiles.catalog import hardware_dir, load_hardware
-from simulator.profiles.torus_slice import on_slice, slice_for
+from simulator.profiles.torus_slice import on_slice, slice_for, slice_wraps
 from tests.conftest import assert_clean_error, run_cli
 
 GB = 1e9
@@ -54,7 +54,12 @@ def test_a_run_gets_the_smallest_slice_holding_it():
     assert [slice_for(up, n) for n in (1, 3, 8, 9, 32, 200, 256)] == [
         (1, 1), (2, 2), (2, 4), (4, 4), (4, 8), (16, 16), (16, 16)]
     assert slice_for(up, 257) is None  # more than a pod: slices over the DCN
-    assert slice_for(load_hardware("tpu-v5p").scale_up, 8) is None  # no shapes listed
+    # v5p (MaxText's topology list): 8 chips are a 2x2x2, 64 a 4x4x4; 200 chips get the
+    # next listed shape, 4x8x8 (256); more than the 16x16x24 torus: no slice
+    v5p = load_hardware("tpu-v5p").scale_up
+    assert [slice_for(v5p, n) for n in (4, 8, 64, 200, 512, 2048)] == [
+        (2, 2, 1), (2, 2, 2), (4, 4, 4), (4, 8, 8), (8, 8, 8), (8, 16, 16)]
+    assert slice_for(v5p, 6145) is None
 
 
 def test_a_scenario_records_its_slice():
@@ -67,6 +72,38 @@ def test_a_scenario_records_its_slice():
                          "prompt_tokens": 100, "output_tokens": 10}})
     assert run_on(8).hardware.scale_up.slice == (2, 4)
     assert run_on(32).hardware.scale_up.slice == (4, 8)
+
+
+def test_v5p_slices_of_whole_4x4x4_cubes_wrap_along_every_dimension():
+    # v5p: 1,200 GB/s ICI both ways = 600 one way, x 0.80 = 480 GB/s; over 3 dims x 2
+    # directions each direction of one link carries 80 GB/s.
+    alpha = 2e-6
+    bytes_per_rank = 2 * 63 / 64 * S  # ring all-reduce, 64 ranks
+    cube = on_slice(load_hardware("tpu-v5p"), 64)
+    assert slice_wraps(cube.scale_up) == ((4, 4, 4), (True, True, True))
+    # three wrapped rings of 4: 3 x 2 x 2 x 80 = 480 GB/s; 2 passes x (3 + 3 + 3) steps
+    assert _all_reduce(cube, 64) == pytest.approx(bytes_per_rank / (480 * GB) + 18 * alpha)
+    # without the block rule a 4x4x4 of the 16x16x24 torus would be three lines of 4:
+    # 3 x 2 x 80 x 3/4 = 360 GB/s
+    open_cube = cube.model_copy(update={"scale_up": cube.scale_up.model_copy(
+        update={"slice_wrap_block": None})})
+    assert _all_reduce(open_cube, 64) == pytest.approx(bytes_per_rank / (360 * GB) + 18 * alpha)
+    # a 2x4x4 is not made of whole cubes: no dimension wraps (MaxText: v5p-64 has no wrap)
+    half = on_slice(load_hardware("tpu-v5p"), 32)
+    assert slice_wraps(half.scale_up) == ((2, 4, 4), (False, False, False))
+    assert slice_wraps(on_slice(load_hardware("tpu-v5p"), 2048).scale_up)[1] == (True,) * 3
+
+
+def test_a_wrap_block_needs_one_entry_per_torus_dimension(tmp_path):
+    text = (hardware_dir() / "tpu-v5p.yaml").read_text()
+    start = text.index("  slice_wrap_block:")
+    end = text.index("\n", start)
+    path = tmp_path / "my-tpu.yaml"
+    path.write_text(text[:start] + "  slice_wrap_block: {value: [4, 4], source: test}" + text[end:])
+    result = run_cli("profiles", "show", str(path))
+    assert_clean_error(result, "my-tpu.yaml", "scale_up",
+                       "slice_wrap_block needs torus_dims and one entry per torus dimension")
+    assert len(result.err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(("edit", "message"), [

@@ -64,6 +64,11 @@ class ScaleUp(BaseModel):
                           "e.g. [2, 4] for v5e-8), smallest first: a run gets the smallest "
                           "holding its devices, which wraps around only along a dimension "
                           "it spans whole; absent: the run's ranks lie along the whole torus")
+    slice_wrap_block: Sourced[tuple[PositiveInt, ...]] | None = Field(
+        None, description="a slice whose every dimension is a multiple of this block's (v4 and "
+                          "v5p: 4x4x4 cubes, closed into rings by optical switches) wraps "
+                          "around along all of them; absent, or any other slice: it wraps only "
+                          "along a dimension it spans whole")
     slice: tuple[PositiveInt, ...] | None = Field(
         None, description="the slice shape the run's devices form, one of slice_shapes; set "
                           "by the scenario from cluster.accelerators (profiles.torus_slice)")

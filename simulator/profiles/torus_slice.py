@@ -5,8 +5,11 @@ not as a line of chips cut from the pod: eight v5e chips are a 2x4 block, whose 
 along two short dimensions, where a 1x8 line of the 16x16 pod has one long one. The
 scenario picks the smallest shape that holds its accelerators and records it as
 ``scale_up.slice``; the collective model lays the run's ranks out in it (first dimension
-fastest). A slice has wraparound links only along a dimension it spans whole (Google's
+fastest). A slice has wraparound links along a dimension it spans whole (Google's
 v5e/v6e pods: only the 16-chip axes of the 16x16 torus wrap), so a 2x4 slice is a mesh.
+v4 and v5p slices are wired from 4x4x4 cubes through optical circuit switches, which close
+every dimension of a slice made of whole cubes into a ring (``scale_up.slice_wrap_block``):
+a v5p 4x4x4 wraps along all three, a 2x4x4 along none (MaxText's per-topology wrap flags).
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ def check_slices(up: ScaleUp) -> None:
         raise ValueError("slice_shapes must hold distinct device counts, smallest first")
     if up.slice is not None and up.slice not in shapes:
         raise ValueError(f"slice {list(up.slice)} is not one of slice_shapes")
+    block = None if up.slice_wrap_block is None else up.slice_wrap_block.value
+    if block is not None and (up.torus_dims is None or len(block) != len(up.torus_dims)):
+        raise ValueError("slice_wrap_block needs torus_dims and one entry per torus dimension")
 
 
 def slice_for(up: ScaleUp, devices: int) -> tuple[int, ...] | None:
@@ -52,8 +58,12 @@ def on_slice(hw: HardwareProfile, devices: int) -> HardwareProfile:
 
 def slice_wraps(up: ScaleUp) -> tuple[tuple[int, ...], tuple[bool, ...]]:
     """(dimensions, whether each wraps around) of the torus the run's ranks lie on: its
-    slice, wrapping along the dimensions it spans whole, or the whole torus."""
+    slice, wrapping along the dimensions it spans whole (or along all, when it is made of
+    whole ``slice_wrap_block`` blocks), or the whole torus."""
     dims = up.torus_dims or (up.domain_size.value,)
     if up.slice is None:
         return dims, (True,) * len(dims)
+    block = None if up.slice_wrap_block is None else up.slice_wrap_block.value
+    if block is not None and all(s % b == 0 for s, b in zip(up.slice, block, strict=True)):
+        return up.slice, (True,) * len(up.slice)
     return up.slice, tuple(s == d for s, d in zip(up.slice, dims, strict=True))
