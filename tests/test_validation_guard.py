@@ -65,11 +65,15 @@ VALIDATION_DOC = ROOT / "docs" / "validation.md"
 # prefills on a 2x4 v5e slice, Megatron 2021's blocking pipeline sends, NeMo's optimizer
 # tail and DP buckets, AMD's attention and cast fractions, T14 compared as a failure rate,
 # MoE/MLA saved activations; T14b (Llama 3 405B throughput) added: 151 figures.
-MEDIAN_LIMIT = 0.07  # recorded 6.6% (docs/validation.md, "median, all figures"): the target
-# recorded: NVIDIA 6.7%, AMD 6.5%, Intel 7.0%, Google 11.0%, AWS 4.4%; a vendor without
+# Then (seventh session) by the CNN/DailyMail prompt length in Llama 3 tokens (I43),
+# DeepSeek-V3's MTP module in training (T48 away: +6.0% -> +10.3%), the quantized dgrad
+# GEMM share on Blackwell, Splash attention's causal blocks and v6e's 256-wide MXU (T53),
+# v5p slices that wrap; MaxText's published v5e/v5p tables added as T90: 163 figures.
+MEDIAN_LIMIT = 0.07  # recorded 6.5% (docs/validation.md, "median, all figures"): the target
+# recorded: NVIDIA 6.7%, AMD 6.5%, Intel 7.0%, Google 5.5%, AWS 4.4%; a vendor without
 # an entry is held to the target (12%)
 VENDOR_MEDIAN_LIMITS: dict[str, float] = {"NVIDIA": 0.075, "AMD": 0.075, "Intel": 0.08,
-                                          "Google": 0.12, "AWS": 0.054}
+                                          "Google": 0.065, "AWS": 0.054}
 CASE_LIMIT = 0.59  # recorded 58.6% (I44-scout-gb200-1000-1000, see the docs)
 # Cases known not to produce a prediction, with the reason; a new failure, or a known one
 # that starts working, fails the guard so that this list stays true.
