@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable
 
 from simulator.perf.kv_budget import kv_reserve
+from simulator.perf.kv_token_bytes import kv_tokens_held
 from simulator.perf.local_attention import kv_held_fraction
 from simulator.perf.memory import (
     BYTES_OPTIMIZER,
@@ -226,25 +227,29 @@ def inference_footprint(scenario: Scenario, tp: int | None = None, pp: int | Non
                         loaded=sum(parts.values()),
                         weights=parts["weights"] + parts.get("draft_weights", 0.0))
     footprint = Footprint(parts, hw.hbm_capacity)
-    notes = _kv_notes(model, w, footprint, per_token, draft_kv, dp)
+    notes = _kv_notes(scenario, footprint, per_token, draft_kv, tp=tp, pp=pp, dp=dp)
     return Footprint(parts, hw.hbm_capacity, tuple(notes))
 
 
-def _kv_notes(model: ModelProfile, w: InferenceWorkload, footprint: Footprint,
-              per_token: float, draft_kv: float, dp: int) -> list[str]:
+def _kv_notes(scenario: Scenario, footprint: Footprint, per_token: float, draft_kv: float, *,
+              tp: int, pp: int, dp: int) -> list[str]:
     """What the KV cache needs for a full batch of mean-length requests, and the room left
     for it. Sliding-window layers keep only their window (perf.local_attention): at the mean
-    request's length for the batch, at its mean over a request's life for the room."""
+    request's length for the batch; the room is counted by the rule the serving engine sizes
+    its cache by (perf.kv_token_bytes), so the note states the engine's tokens (before
+    rounding to whole blocks)."""
+    w = scenario.workload
+    assert isinstance(w, InferenceWorkload)
     context = mean_tokens(w.prompt_tokens) + mean_tokens(w.output_tokens)
-    held = kv_held_fraction(model, context)
-    room = kv_held_fraction(model, context - mean_tokens(w.output_tokens) / 2)
+    held = kv_held_fraction(scenario.model, context)
     batch_kv = (per_token * held + draft_kv) * context * w.batching.max_batch_size
     notes = [f"KV cache: {(per_token + draft_kv) / 1e3:.4g} kB per token per device"
              + (f" ({held:.3g} of it kept on average: sliding-window layers keep their "
                 f"window)" if held < 1 else "") + "; a full batch of "
              f"{w.batching.max_batch_size} mean-length requests needs {batch_kv / 1e9:.3g} GB"]
     if footprint.fits:
-        capacity_tokens = footprint.headroom / (per_token * room + draft_kv) * dp
+        capacity_tokens = kv_tokens_held(scenario, footprint.headroom, tp=tp, pp=pp,
+                                         attention_dp=dp)
         notes.append(f"room for {capacity_tokens:,.0f} tokens of KV cache per replica"
                      + (f" ({dp} attention DP ranks)" if dp > 1 else ""))
     return notes

@@ -84,3 +84,19 @@ def test_the_layout_search_counts_gpt_oss_tokens_as_the_engine_does():
     headroom = inference_footprint(probe, tp=4, pp=1).headroom
     assert f"KV cache ({headroom / per_token:,.0f} tokens) holds a full batch" in notes[0]
     assert headroom / per_token > 512 * 2300 > headroom / (per_token * 4300 / 2278)
+
+
+@pytest.mark.parametrize("path,overrides", [
+    (SERVING_70B, ["model=gpt-oss-120b", "workload.parallelism.tp=4"]),  # sliding layers
+    (SPECULATIVE, []),  # a drafter's K and V
+])
+def test_the_footprint_note_states_the_engines_room(path, overrides):
+    """``xpusim footprint``'s "room for N tokens" is the engine's count before whole blocks:
+    the same rule (kv_tokens_held), not a copy of it, so the two cannot drift apart."""
+    scenario = load_scenario(path, overrides)
+    par = scenario.workload.parallelism
+    footprint = inference_footprint(scenario, tp=par.tp, pp=par.pp)
+    tokens = kv_tokens_held(scenario, footprint.headroom, tp=par.tp, pp=par.pp)
+    capacity = kv_capacity(scenario, par)
+    assert capacity.blocks == int(tokens // capacity.block_tokens)
+    assert f"room for {tokens:,.0f} tokens of KV cache per replica" in footprint.notes
