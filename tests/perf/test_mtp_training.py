@@ -150,6 +150,30 @@ def test_block_recomputation_skips_the_module():
     assert redone_attention(recompute_layers=5) == redone_attention(recompute_layers=2)
 
 
+def test_uniform_recomputation_redoes_the_modules_projection_and_final_norm():
+    """megatron-core 0.14.0 checkpoints each module's projection, layer and final norm as
+    one (``_checkpointed_forward(self._proj_and_transformer_layer, ...)``, read): full
+    recomputation, uniform, runs eh_proj (2·4096·14336·3584 FLOPs at TP2) and the final norm
+    again once per module, the embedding lookup and the head not; the block method none."""
+    layout = training_layout(t48().workload)
+
+    def redone(depth: int, **kw) -> dict[str, float]:
+        stage = StageLayers(first_layer=59, layers=2, embedding=False, lm_head=True, mtp=depth)
+        ops = training_ops(V3, layout, 4096, 1, "bf16", "full", stage=stage, **kw)
+        out: dict[str, float] = {}
+        for op in ops.recompute:
+            out[op.name] = out.get(op.name, 0.0) + getattr(op, "flops", 0.0)  # x count
+        return out
+    two = redone(2)
+    assert two["recompute.mtp.eh_proj"] == 2 * (2 * 4096 * (2 * 7168) * 3584)
+    assert two["recompute.final_norm"] == 2 * redone(1)["recompute.final_norm"] > 0
+    assert "recompute.mtp.enorm" in two and "recompute.mtp.eh_proj.gather" in two
+    assert not any(name.startswith(("recompute.embedding", "recompute.lm_head"))
+                   for name in two)
+    assert not [n for n in redone(1, recompute_layers=2) if ".mtp." in n or "final" in n]
+    assert not [n for n in redone(0) if ".mtp." in n or "final" in n]
+
+
 def test_last_stage_holds_the_module_and_an_embedding_copy():
     """T48 (TP2, EP64, ETP1): the last stage gains (335,778,816 + 926,679,040)/2 dense and
     11,274,289,152/64 expert parameters per device; a single-stage model already holds the
