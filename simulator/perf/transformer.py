@@ -292,11 +292,14 @@ def _quantized(layers: _Layers, recipe: QuantRecipe | None) -> _Layers:
                    n_moe=layers.n_moe)
 
 
-def _weight_quantization(layers: _Layers, p: Prec) -> list[Op]:
-    """Each layer's weights quantized once per step."""
+def _weight_quantization(layers: _Layers, p: Prec, mtp_in: list, depth: int) -> list[Op]:
+    """Each layer's weights quantized once per step (the MTP modules' layers among them),
+    and the ``depth`` modules' projections (``mtp_in``: a TE linear in the fp8 autocast,
+    whose quantized weight is cached over a step's microbatches as the layers' are)."""
     return [*weight_quantization(layers.attention, p, layers.n_layers),
             *weight_quantization(layers.dense, p, layers.n_layers - layers.n_moe),
-            *weight_quantization(layers.moe, p, layers.n_moe)]
+            *weight_quantization(layers.moe, p, layers.n_moe),
+            *weight_quantization(mtp_in, p, depth)]
 
 
 def _freeze(specs: list) -> list:
@@ -382,4 +385,4 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
     backward = (redo + backward_ops(mtp_out, head_p, stage.mtp) + backward_ops(ends_out, head_p)
                 + backward_ops(extra, p, layers.n_layers) + layers.backward(p)
                 + backward_ops(mtp_in, p, stage.mtp) + backward_ops(ends_in, p))
-    return TrainingOps(forward, backward, _weight_quantization(layers, p))
+    return TrainingOps(forward, backward, _weight_quantization(layers, p, mtp_in, stage.mtp))

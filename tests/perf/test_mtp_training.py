@@ -38,6 +38,7 @@ from simulator.perf.mtp_training import (
     trained_mtp_layers,
 )
 from simulator.perf.ops import ComputeOp
+from simulator.perf.quantize_ops import training_recipe
 from simulator.perf.roofline_view import roofline
 from simulator.perf.stage_split import end_stage_weights
 from simulator.perf.transformer import StageLayers, training_ops
@@ -172,6 +173,26 @@ def test_uniform_recomputation_redoes_the_modules_projection_and_final_norm():
                    for name in two)
     assert not [n for n in redone(1, recompute_layers=2) if ".mtp." in n or "final" in n]
     assert not [n for n in redone(0) if ".mtp." in n or "final" in n]
+
+
+def test_fp8_quantizes_each_modules_projection_weight_once_a_step():
+    """eh_proj is a TE linear in the fp8 autocast: like a layer's GEMM its weight is
+    quantized once a step, 2h x h/tp = 14,336 x 3,584 elements a module at TP2; its
+    layer's weights count among the layers' (one MoE layer more)."""
+    w = t48().workload
+    recipe = training_recipe(w.precision, w.fp8_recipe.value,
+                             t48().hardware.compute.fp8_transposed_copies)
+
+    def step(depth: int) -> dict[str, float]:
+        stage = StageLayers(first_layer=59, layers=2, embedding=False, lm_head=True, mtp=depth)
+        ops = training_ops(V3, training_layout(w), 4096, 1, "fp8", "selective", stage=stage,
+                           quantization=recipe)
+        return {op.name: op.flops for op in ops.step}
+    assert "mtp.eh_proj.quantize_weight" not in step(0)
+    assert step(1)["mtp.eh_proj.quantize_weight"] == 14_336 * 3_584
+    assert step(2)["mtp.eh_proj.quantize_weight"] == 2 * 14_336 * 3_584
+    assert step(1)["moe.experts.down.quantize_weight"] == pytest.approx(
+        3 / 2 * step(0)["moe.experts.down.quantize_weight"])
 
 
 def test_last_stage_holds_the_module_and_an_embedding_copy():
