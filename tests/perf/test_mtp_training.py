@@ -285,3 +285,14 @@ def test_roofline_view_shows_the_module_beside_the_head():
     assert [r.flops for r in proj] == [2 * 16384 * 14336 * 7168] * 3
     off = roofline(load_scenario(recipe))
     assert not [r for r in off.rows if r.name.startswith("mtp.")]
+
+
+def test_a_checkpoint_holds_the_trained_modules_once():
+    """14 B a trained parameter (bf16 weight, fp32 master and Adam moments): the module adds
+    335,778,816 + 11,274,289,152 = 11,610,067,968 parameters, 162.5 GB; the last stage's
+    embedding copy is tied to the first stage's in the checkpoint, so it adds nothing."""
+    from simulator.engine.training.run import checkpoint_bytes
+    with_mtp, without = checkpoint_bytes(load_scenario(H800)), checkpoint_bytes(
+        load_scenario(H800, ["workload.mtp_layers=0"]))
+    assert without == 14.0 * V3.params_total
+    assert with_mtp - without == 14.0 * 11_610_067_968
