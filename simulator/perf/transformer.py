@@ -292,11 +292,14 @@ def _quantized(layers: _Layers, recipe: QuantRecipe | None) -> _Layers:
                    n_moe=layers.n_moe)
 
 
-def _weight_quantization(layers: _Layers, p: Prec) -> list[Op]:
-    """Each layer's weights quantized once per step."""
+def _weight_quantization(layers: _Layers, p: Prec, mtp_in: list, depth: int) -> list[Op]:
+    """Each layer's weights quantized once per step (the MTP modules' layers among them),
+    and the ``depth`` modules' projections (``mtp_in``: a TE linear in the fp8 autocast,
+    whose quantized weight is cached over a step's microbatches as the layers' are)."""
     return [*weight_quantization(layers.attention, p, layers.n_layers),
             *weight_quantization(layers.dense, p, layers.n_layers - layers.n_moe),
-            *weight_quantization(layers.moe, p, layers.n_moe)]
+            *weight_quantization(layers.moe, p, layers.n_moe),
+            *weight_quantization(mtp_in, p, depth)]
 
 
 def _freeze(specs: list) -> list:
@@ -306,16 +309,22 @@ def _freeze(specs: list) -> list:
 
 
 def _mtp_ends(model: ModelProfile, layout: Layout, batch: Batch, p: tuple[Prec, Prec],
-              depth: int, quantization: QuantRecipe | None) -> tuple[list, list]:
-    """One MTP module's ops around its layer (:mod:`simulator.perf.mtp_training`): the
-    embedding lookup and the projection (in the fp8 autocast, as its layer), and its final
-    norm, second LM-head pass and loss (priced like the model's head); ``p`` holds the
-    layers' and the head's precisions."""
+              depth: int, quantization: QuantRecipe | None) -> tuple[list, list, list[Op]]:
+    """The ``depth`` MTP modules' specs around their layers (:mod:`simulator.perf.
+    mtp_training`): the embedding lookup and the projection (in the fp8 autocast, as its
+    layer), and its final norm, second LM-head pass and loss (priced like the model's head);
+    ``p`` holds the layers' and the head's precisions. Third, the forward ops the uniform
+    full recomputation runs again besides the layers: it checkpoints each module's
+    projection, layer and final norm as one (megatron-core 0.14.0,
+    ``MultiTokenPredictionLayer.forward``: ``_checkpointed_forward`` of
+    ``_proj_and_transformer_layer``, read); the lookup runs before it, the head after."""
     if depth <= 0:
-        return [], []
-    into = (embedding_specs(model, layout, batch, p[0])
-            + mtp_projection_specs(model, layout, batch, p[0]))
-    return with_quantization(into, quantization), head_specs(model, layout, batch, p[1])
+        return [], [], []
+    projection = with_quantization(mtp_projection_specs(model, layout, batch, p[0]),
+                                   quantization)
+    out = head_specs(model, layout, batch, p[1])
+    redo = forward_ops(projection, p[0], depth) + forward_ops(out[:1], p[1], depth)
+    return embedding_specs(model, layout, batch, p[0]) + projection, out, redo
 
 
 def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch: int,
@@ -351,8 +360,8 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
     head_p = p if quantization is None else replace(p, weight=p.other, act=p.other,
                                                     compute=p.other)
     ends_out = head_specs(model, layout, batch, head_p) if stage.lm_head else []
-    mtp_in, mtp_out = _mtp_ends(model, layout, batch, (p, head_p), stage.mtp,
-                               quantization)
+    mtp_in, mtp_out, mtp_redo = _mtp_ends(model, layout, batch, (p, head_p), stage.mtp,
+                                         quantization)
     extra: list = []
     if lora is not None:
         layers = _Layers(attention=_freeze(layers.attention), dense=_freeze(layers.dense),
@@ -367,6 +376,7 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
     if recompute == "full":
         again = _first_layers(layers, model, stage, recompute_layers)
         redo = again.forward(p) + forward_ops(extra, p, again.n_layers) if again.n_layers else []
+        redo += mtp_redo if recompute_layers is None else []  # the block method skips MTP
     elif recompute == "selective":
         redo = selective_redo(attention=layers.attention, dense=layers.dense, moe=layers.moe,
                               n_layers=layers.n_layers, n_moe=layers.n_moe,
@@ -375,4 +385,4 @@ def training_ops(model: ModelProfile, layout: Layout, seq_len: int, micro_batch:
     backward = (redo + backward_ops(mtp_out, head_p, stage.mtp) + backward_ops(ends_out, head_p)
                 + backward_ops(extra, p, layers.n_layers) + layers.backward(p)
                 + backward_ops(mtp_in, p, stage.mtp) + backward_ops(ends_in, p))
-    return TrainingOps(forward, backward, _weight_quantization(layers, p))
+    return TrainingOps(forward, backward, _weight_quantization(layers, p, mtp_in, stage.mtp))

@@ -38,6 +38,7 @@ from simulator.perf.mtp_training import (
     trained_mtp_layers,
 )
 from simulator.perf.ops import ComputeOp
+from simulator.perf.quantize_ops import training_recipe
 from simulator.perf.roofline_view import roofline
 from simulator.perf.stage_split import end_stage_weights
 from simulator.perf.transformer import StageLayers, training_ops
@@ -150,6 +151,50 @@ def test_block_recomputation_skips_the_module():
     assert redone_attention(recompute_layers=5) == redone_attention(recompute_layers=2)
 
 
+def test_uniform_recomputation_redoes_the_modules_projection_and_final_norm():
+    """megatron-core 0.14.0 checkpoints each module's projection, layer and final norm as
+    one (``_checkpointed_forward(self._proj_and_transformer_layer, ...)``, read): full
+    recomputation, uniform, runs eh_proj (2·4096·14336·3584 FLOPs at TP2) and the final norm
+    again once per module, the embedding lookup and the head not; the block method none."""
+    layout = training_layout(t48().workload)
+
+    def redone(depth: int, **kw) -> dict[str, float]:
+        stage = StageLayers(first_layer=59, layers=2, embedding=False, lm_head=True, mtp=depth)
+        ops = training_ops(V3, layout, 4096, 1, "bf16", "full", stage=stage, **kw)
+        out: dict[str, float] = {}
+        for op in ops.recompute:
+            out[op.name] = out.get(op.name, 0.0) + getattr(op, "flops", 0.0)  # x count
+        return out
+    two = redone(2)
+    assert two["recompute.mtp.eh_proj"] == 2 * (2 * 4096 * (2 * 7168) * 3584)
+    assert two["recompute.final_norm"] == 2 * redone(1)["recompute.final_norm"] > 0
+    assert "recompute.mtp.enorm" in two and "recompute.mtp.eh_proj.gather" in two
+    assert not any(name.startswith(("recompute.embedding", "recompute.lm_head"))
+                   for name in two)
+    assert not [n for n in redone(1, recompute_layers=2) if ".mtp." in n or "final" in n]
+    assert not [n for n in redone(0) if ".mtp." in n or "final" in n]
+
+
+def test_fp8_quantizes_each_modules_projection_weight_once_a_step():
+    """eh_proj is a TE linear in the fp8 autocast: like a layer's GEMM its weight is
+    quantized once a step, 2h x h/tp = 14,336 x 3,584 elements a module at TP2; its
+    layer's weights count among the layers' (one MoE layer more)."""
+    w = t48().workload
+    recipe = training_recipe(w.precision, w.fp8_recipe.value,
+                             t48().hardware.compute.fp8_transposed_copies)
+
+    def step(depth: int) -> dict[str, float]:
+        stage = StageLayers(first_layer=59, layers=2, embedding=False, lm_head=True, mtp=depth)
+        ops = training_ops(V3, training_layout(w), 4096, 1, "fp8", "selective", stage=stage,
+                           quantization=recipe)
+        return {op.name: op.flops for op in ops.step}
+    assert "mtp.eh_proj.quantize_weight" not in step(0)
+    assert step(1)["mtp.eh_proj.quantize_weight"] == 14_336 * 3_584
+    assert step(2)["mtp.eh_proj.quantize_weight"] == 2 * 14_336 * 3_584
+    assert step(1)["moe.experts.down.quantize_weight"] == pytest.approx(
+        3 / 2 * step(0)["moe.experts.down.quantize_weight"])
+
+
 def test_last_stage_holds_the_module_and_an_embedding_copy():
     """T48 (TP2, EP64, ETP1): the last stage gains (335,778,816 + 926,679,040)/2 dense and
     11,274,289,152/64 expert parameters per device; a single-stage model already holds the
@@ -240,3 +285,14 @@ def test_roofline_view_shows_the_module_beside_the_head():
     assert [r.flops for r in proj] == [2 * 16384 * 14336 * 7168] * 3
     off = roofline(load_scenario(recipe))
     assert not [r for r in off.rows if r.name.startswith("mtp.")]
+
+
+def test_a_checkpoint_holds_the_trained_modules_once():
+    """14 B a trained parameter (bf16 weight, fp32 master and Adam moments): the module adds
+    335,778,816 + 11,274,289,152 = 11,610,067,968 parameters, 162.5 GB; the last stage's
+    embedding copy is tied to the first stage's in the checkpoint, so it adds nothing."""
+    from simulator.engine.training.run import checkpoint_bytes
+    with_mtp, without = checkpoint_bytes(load_scenario(H800)), checkpoint_bytes(
+        load_scenario(H800, ["workload.mtp_layers=0"]))
+    assert without == 14.0 * V3.params_total
+    assert with_mtp - without == 14.0 * 11_610_067_968

@@ -21,6 +21,7 @@ from simulator.perf.footprint import (
     resolved_memory_options,
     training_footprint,
 )
+from simulator.perf.mtp_training import mtp_module_params, trained_mtp_layers
 from simulator.profiles.scenario import Scenario
 from simulator.profiles.training import CheckpointMode, FinetuneMethod, TrainingWorkload
 from simulator.results.training import FailureSummary, TrainingMemory, TrainingResult
@@ -32,14 +33,18 @@ HOUR = 3600.0
 
 
 def checkpoint_bytes(scenario: Scenario) -> float:
-    """Bytes of one full checkpoint of the model (LoRA: the adapters only)."""
+    """Bytes of one full checkpoint of the model and the multi-token-prediction modules it
+    trains (LoRA: the adapters only). The last stage's copy of the word embedding is saved
+    once, tied to the first stage's (megatron-core 0.14.0, ``GPTModel.sharded_state_dict``:
+    ``tie_word_embeddings_state_dict`` where ``mtp_process and not pre_process``, read)."""
     w, model = scenario.workload, scenario.model
     assert isinstance(w, TrainingWorkload)
     if w.finetune.method is FinetuneMethod.LORA:
         trained = lora_params_per_layer(model, w.finetune.rank, w.finetune.targets) \
             * model.layers
     else:
-        trained = model.params_total
+        trained = model.params_total + trained_mtp_layers(model, w) * sum(
+            mtp_module_params(model))
     return CHECKPOINT_BYTES_PER_PARAM * trained
 
 
