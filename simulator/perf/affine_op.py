@@ -71,8 +71,8 @@ class AffineOp:
     @classmethod
     def through(cls, lo: ComputeOp, hi: ComputeOp, x_lo: float, x_hi: float) -> AffineOp:
         """The affine op through ``lo`` (at size ``x_lo``) and ``hi`` (at ``x_hi``)."""
-        if (lo.name, lo.kind, lo.precision, lo.count) != (hi.name, hi.kind, hi.precision,
-                                                          hi.count):
+        if (lo.name, lo.kind, lo.precision, lo.count, lo.head_dims) != (
+                hi.name, hi.kind, hi.precision, hi.count, hi.head_dims):
             raise ValueError(f"{lo.name} and {hi.name} are not the same op at two sizes")
         if x_hi == x_lo:
             raise ValueError("two different sizes are needed")
@@ -170,4 +170,4 @@ def timer(hw: HardwareProfile, op: AffineOp) -> AffineTimer:
     """``op`` on ``hw``, priced as :func:`simulator.perf.roofline.compute_op_time` does."""
     t = op.template
     return AffineTimer(flops=op.flops, bytes=op.bytes, each=op.each, count=t.count,
-                       rates=op_rates(hw, t.precision, t.kind))
+                       rates=op_rates(hw, t.precision, t.kind, t.head_dims))

@@ -166,7 +166,7 @@ class AffineOps:
             f, b = _value(lines["flops"], x), _value(lines["bytes"], x)
             each = lines.get("gemm_flops_each")
             t = pricer.compute_time(op.precision, op.kind, f, b, op.count,
-                                    None if each is None else _value(each, x))
+                                    None if each is None else _value(each, x), op.head_dims)
             total.add_compute(f, b, t)
         return total.cost()
 
@@ -196,7 +196,7 @@ class AffineOps:
             f, b = value(lines["flops"]), value(lines["bytes"])
             each = lines.get("gemm_flops_each")
             t = pricer.compute_times(op.precision, op.kind, f, b, op.count,
-                                     None if each is None else value(each))
+                                     None if each is None else value(each), op.head_dims)
             total["time_s"] += t.time_s
             total["flops"] += f
             total["hbm_bytes"] += b

@@ -157,7 +157,7 @@ def _mha(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
                 kv_bytes=kv_cache_read_bytes(model, layout, batch.kv_tokens, kv_bytes),
                 o_bytes=t * q_heads * d * p.eb, stats_bytes=_stats(batch, q_heads),
                 query_rows=_rows(batch, q_heads / kv_heads), fused=not batch.materialized,
-                kernels=ring_steps(batch, layout))
+                kernels=ring_steps(batch, layout), head_dims=(d, d))
     return [
         Gemm(name="attn.qkv", m=t, k=h, n=(q_heads + 2 * kv_heads) * d),
         *_rope(model, batch, (q_heads + kv_heads) * d, p),
@@ -201,7 +201,7 @@ def _mla(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
             Core(name="attn.core", flops=flops, q_bytes=t * heads * (r + rope) * p.eb,
                  kv_bytes=kv_cache_read_bytes(model, layout, batch.kv_tokens, p.kvb),
                  o_bytes=t * heads * r * p.eb, query_rows=_rows(batch, heads),
-                 fused=not batch.materialized),
+                 fused=not batch.materialized, head_dims=(r + rope, r)),
             Gemm(name="attn.v_absorb", m=t, k=r, n=dv, groups=heads),  # W_UV applied to the output
         ]
     else:
@@ -213,7 +213,7 @@ def _mla(model: ModelProfile, layout: Layout, batch: Batch, p: Prec) -> list:
                  q_bytes=t * heads * qk * p.eb, kv_bytes=batch.kv_tokens * heads * (qk + dv) * p.eb,
                  o_bytes=t * heads * dv * p.eb, stats_bytes=_stats(batch, heads),
                  query_rows=_rows(batch, 1.0), fused=not batch.materialized,
-                 kernels=ring_steps(batch, layout)),
+                 kernels=ring_steps(batch, layout), head_dims=(qk, dv)),
             *_ring_merge(batch, layout, t * heads * dv * p.eb, _stats(batch, heads),
                          batch.kv_tokens * heads * (qk + dv) * p.eb),
         ]

@@ -42,6 +42,9 @@ class ComputeOp:
     precision: Precision
     count: int = 1
     gemm_flops_each: float | None = None  # size of one GEMM (for the size-efficiency curve)
+    # an attention core's (score, value) head dims: the widths of its matmuls, which a
+    # profile's compute.matrix_unit_width scales its efficiency by (perf/matrix_fill.py)
+    head_dims: tuple[float, float] | None = None
 
     @property
     def intensity(self) -> float:

@@ -152,13 +152,15 @@ class Core:
     query_rows: float = TILE_ROWS
     fused: bool = True  # False: the score and value matmuls are plain batched GEMMs
     kernels: int = 1
+    head_dims: tuple[float, float] | None = None  # (score, value) widths of its matmuls
 
     def _op(self, name: str, flops: float, bytes_: float, p: Prec,
             kind: OpKind = OpKind.ATTENTION) -> ComputeOp:
         size = flops / self.kernels * max(1.0, TILE_ROWS / self.query_rows)
         return ComputeOp(name=name, kind=kind if self.fused else OpKind.GEMM, flops=flops,
                          bytes=bytes_, precision=p.attention or p.other,
-                         count=self.kernels, gemm_flops_each=size)
+                         count=self.kernels, gemm_flops_each=size,
+                         head_dims=self.head_dims if self.fused else None)
 
     def forward(self, p: Prec) -> list[ComputeOp]:
         """One fused kernel: Q, K, V and the statistics in, O out."""

@@ -25,6 +25,7 @@ from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.precision import Precision
 
 Op = ComputeOp | CommOp
+HeadDims = tuple[float, float] | None  # an attention core's (score, value) head dims
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,30 +114,34 @@ class Pricer:
 
     def __init__(self, hw: HardwareProfile):
         self.hw = hw
-        self._rates: dict[tuple[Precision, OpKind], OpRates] = {}
+        self._rates: dict[tuple[Precision, OpKind, HeadDims], OpRates] = {}
         self._collectives: dict[tuple[Collective, float, Group], float] = {}
 
-    def rates(self, precision: Precision, kind: OpKind = OpKind.GEMM) -> OpRates:
-        """The rates an op of ``kind`` at ``precision`` runs at."""
-        r = self._rates.get((precision, kind))
+    def rates(self, precision: Precision, kind: OpKind = OpKind.GEMM,
+              head_dims: HeadDims = None) -> OpRates:
+        """The rates an op of ``kind`` at ``precision`` (an attention core of
+        ``head_dims``) runs at."""
+        key = (precision, kind, head_dims)
+        r = self._rates.get(key)
         if r is None:
-            r = self._rates[(precision, kind)] = op_rates(self.hw, precision, kind)
+            r = self._rates[key] = op_rates(self.hw, precision, kind, head_dims)
         return r
 
     def compute(self, op: ComputeOp) -> KernelTime:
         """Seconds of a compute op."""
         return self.compute_time(op.precision, op.kind, op.flops, op.bytes, op.count,
-                                 op.gemm_flops_each)
+                                 op.gemm_flops_each, op.head_dims)
 
     def compute_time(self, precision: Precision, kind: OpKind, flops: float, nbytes: float,
-                     count: int, each: float | None) -> KernelTime:
+                     count: int, each: float | None, head_dims: HeadDims = None) -> KernelTime:
         """:meth:`compute` from an op's fields."""
-        return kernel_time(self.rates(precision, kind), flops, nbytes, count, each)
+        return kernel_time(self.rates(precision, kind, head_dims), flops, nbytes, count, each)
 
     def compute_times(self, precision: Precision, kind: OpKind, flops: np.ndarray,
-                      nbytes: np.ndarray, count: int, each: np.ndarray | None) -> KernelTimes:
+                      nbytes: np.ndarray, count: int, each: np.ndarray | None,
+                      head_dims: HeadDims = None) -> KernelTimes:
         """:meth:`compute_time` at many sizes at once."""
-        return kernel_times(self.rates(precision, kind), flops, nbytes, count, each)
+        return kernel_times(self.rates(precision, kind, head_dims), flops, nbytes, count, each)
 
     def collective(self, op: CommOp) -> float:
         """Seconds of ``op.count`` repeats of a collective (``comm_op_time``)."""

@@ -17,6 +17,7 @@ from typing import Literal
 
 from simulator.perf.collective_size import serving_library
 from simulator.perf.kernel import OpRates, kernel_time
+from simulator.perf.matrix_fill import attention_fill
 from simulator.perf.ops import GEMM_KINDS, MATMUL_KINDS, CommOp, ComputeOp, OpKind
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.precision import Precision
@@ -61,22 +62,44 @@ def run_precision(hw: HardwareProfile, precision: Precision | str) -> Precision:
 
 
 def large_efficiency(hw: HardwareProfile, precision: Precision | str,
-                     kind: OpKind = OpKind.GEMM) -> float:
+                     kind: OpKind = OpKind.GEMM,
+                     head_dims: tuple[float, float] | None = None) -> float:
     """The fraction of peak a large kernel of ``kind`` reaches at ``precision``.
 
     Attention cores use the profile's attention fractions where it has them (they reach
     less than GEMMs); everything else, and attention on profiles without them, the GEMM's.
+    On a profile with a ``compute.matrix_unit_width``, an attention core whose
+    ``head_dims`` are narrower than the array reaches that times the share of the array
+    they fill (:func:`simulator.perf.matrix_fill.attention_fill`): the one place the
+    width is applied, for training and serving alike.
     A quantized (fp8, fp4) input-gradient GEMM reaches the profile's ``quantized_dgrad``
     share of it: its K/N-swapped shape picks slower kernels than the forward's.
     """
+    if kind in (OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD):
+        base = _attention_base(hw, precision, kind)
+        width = hw.compute.matrix_unit_width
+        if width is None or head_dims is None:
+            return base
+        return base * attention_fill(width.value, *head_dims)
+    return _gemm_large(hw, precision, kind)
+
+
+def _attention_base(hw: HardwareProfile, precision: Precision | str, kind: OpKind) -> float:
+    """An attention core's fraction before the matrix-unit width: the profile's
+    attention fractions (fp8 ones for an fp8 kernel, where measured), else the GEMM's."""
     attention = hw.efficiency.attention
-    if attention is not None and kind in (OpKind.ATTENTION, OpKind.ATTENTION_BACKWARD):
-        forward = kind is OpKind.ATTENTION
-        if Precision(precision) is Precision.FP8:  # an fp8 attention kernel, if measured
-            fp8 = attention.fp8_forward if forward else attention.fp8_backward
-            if fp8 is not None:
-                return fp8.value
-        return (attention.forward if forward else attention.backward).value
+    if attention is None:
+        return _gemm_large(hw, precision, kind)
+    forward = kind is OpKind.ATTENTION
+    if Precision(precision) is Precision.FP8:  # an fp8 attention kernel, if measured
+        fp8 = attention.fp8_forward if forward else attention.fp8_backward
+        if fp8 is not None:
+            return fp8.value
+    return (attention.forward if forward else attention.backward).value
+
+
+def _gemm_large(hw: HardwareProfile, precision: Precision | str, kind: OpKind) -> float:
+    """The GEMM's large-size fraction at ``precision`` (quantized dgrad's share applied)."""
     p = run_precision(hw, precision)
     gemm = hw.efficiency.gemm
     large = gemm.large[p].value if p in gemm.large else min(
@@ -87,11 +110,13 @@ def large_efficiency(hw: HardwareProfile, precision: Precision | str,
 
 
 def op_rates(hw: HardwareProfile, precision: Precision | str,
-             kind: OpKind = OpKind.GEMM) -> OpRates:
+             kind: OpKind = OpKind.GEMM,
+             head_dims: tuple[float, float] | None = None) -> OpRates:
     """The rates an op of ``kind`` at ``precision`` runs at on ``hw`` (the kernel's inputs
     from the hardware profile). Quantization kernels move their bytes at the profile's
     ``quantize`` fraction of HBM bandwidth and GEMMs at its ``gemm.stream`` fraction, where
-    it has them; everything else at the copy's ``hbm`` fraction."""
+    it has them; everything else at the copy's ``hbm`` fraction. ``head_dims``: an attention
+    core's, for the matrix-unit width (:func:`large_efficiency`)."""
     eff = hw.efficiency
     run = run_precision(hw, precision)
     memory = eff.hbm
@@ -100,7 +125,7 @@ def op_rates(hw: HardwareProfile, precision: Precision | str,
     elif kind in GEMM_KINDS and eff.gemm.stream:
         memory = eff.gemm.stream
     return OpRates(peak_flops=hw.peak(run),
-                   large_efficiency=large_efficiency(hw, precision, kind),
+                   large_efficiency=large_efficiency(hw, precision, kind, head_dims),
                    half_size_flops=eff.gemm.half_size(run),
                    memory_rate=hw.hbm_bandwidth * memory.value,
                    kernel_s=hw.efficiency.kernel_overhead.value, matmul=kind in MATMUL_KINDS)
@@ -114,8 +139,8 @@ def compute_op_time(hw: HardwareProfile, op: ComputeOp) -> OpTime:
     elementwise and embedding ops are credited with full peak for their few FLOPs, so their
     bytes decide.
     """
-    t = kernel_time(op_rates(hw, op.precision, op.kind), op.flops, op.bytes, op.count,
-                    op.gemm_flops_each)
+    t = kernel_time(op_rates(hw, op.precision, op.kind, op.head_dims), op.flops, op.bytes,
+                    op.count, op.gemm_flops_each)
     return OpTime(time_s=t.time_s, bound="compute" if t.compute_bound else "memory",
                   compute_s=t.compute_s, memory_s=t.memory_s, overhead_s=t.overhead_s)
 

@@ -64,7 +64,8 @@ def _forward(specs: list, p: Prec, times: int) -> list[Op]:
                 out.append(ComputeOp(name=op.name, kind=op.kind, flops=op.flops * times,
                                      bytes=op.bytes * times, precision=op.precision,
                                      count=op.count * times,
-                                     gemm_flops_each=op.gemm_flops_each))
+                                     gemm_flops_each=op.gemm_flops_each,
+                                     head_dims=op.head_dims))
     return out
 
 

@@ -70,6 +70,12 @@ class Compute(BaseModel):
                            "writes a transposed copy of each quantized tensor for the "
                            "gradient GEMMs (Hopper); false where one copy serves both "
                            "(Blackwell)")
+    matrix_unit_width: Sourced[PositiveInt] | None = Field(
+        None, description="width of the systolic matrix unit (a TPU MXU's columns): an "
+                          "attention core whose head dim is narrower fills only head_dim/"
+                          "width of it, so its efficiency is scaled by min(1, head_dim / "
+                          "width); absent (GPUs, whose tensor cores issue small fixed "
+                          "tiles): no scaling")
 
     @model_validator(mode="after")
     def _has_a_training_precision(self) -> Compute:
