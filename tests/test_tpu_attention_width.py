@@ -15,8 +15,8 @@ import pytest
 from simulator import load_hardware, load_model
 from simulator.perf.attention_ops import attention_specs
 from simulator.perf.matrix_fill import attention_fill, matmul_fill
-from simulator.perf.opspec import Core, Prec
 from simulator.perf.ops import Layout, OpKind
+from simulator.perf.opspec import Core, Prec
 from simulator.perf.pricer import Pricer
 from simulator.perf.roofline import compute_op_time, large_efficiency
 from simulator.perf.transformer import training_batch
@@ -96,7 +96,7 @@ def test_a_bad_width_is_one_clear_line(tmp_path, bad):
     line = "  matrix_unit_width: {value: 256,"
     assert line in profile
     (tmp_path / "hw.yaml").write_text(
-        profile.replace(line, "  matrix_unit_width: {value: %s," % bad))
+        profile.replace(line, f"  matrix_unit_width: {{value: {bad},"))
     (tmp_path / "s.yaml").write_text(
         "name: t\nhardware: ./hw.yaml\ncluster: {accelerators: 8}\nmodel: llama3.1-8b\n"
         "workload:\n  kind: training\n  seq_len: 4096\n  global_batch_size: 64\n")
