@@ -79,6 +79,16 @@ def _expert_folding(par: TrainingParallelism, dp: int, model: ModelProfile) -> l
     return problems
 
 
+def _vpp_needs_stages(par: TrainingParallelism, path: tuple[str, ...]) -> list[Problem]:
+    """megatron-core runs no pipeline schedule at pp 1 (``forward_backward_no_pipelining``,
+    read in 0.14.0 ``pipeline_parallel/schedules.get_forward_backward_func``), so virtual
+    stages there interleave nothing."""
+    if par.vpp > 1 and par.pp < 2:
+        return [Problem(path, f"vpp {par.vpp} needs pp >= 2: one pipeline stage has nothing "
+                              f"to interleave (use vpp 1, or pp >= 2)")]
+    return []
+
+
 def resolve_dp(workload: TrainingWorkload, accelerators: int) -> int | None:
     """The data-parallel size: given, or accelerators / (tp*pp*cp) when that divides."""
     par = workload.parallelism
@@ -98,6 +108,7 @@ def check_training(w: TrainingWorkload, model: ModelProfile, hardware: HardwareP
     problems = _precision(w, hardware)
     problems += _tp_divides_heads(par.tp, (*base, "tp"), model)
     problems += _ep_fits_experts(par.ep, (*base, "ep"), model)
+    problems += _vpp_needs_stages(par, (*base, "vpp"))
     problems += [Problem(("workload", "recompute_modules"), text)
                  for text in recompute_module_problems(w.recompute_modules or (), model)]
     if w.moe.redundant_experts:

@@ -100,6 +100,9 @@ CASES = {
     "interleaved without vpp": (
         "global_batch_size: 64\nparallelism: {pp: 2}\npipeline_schedule: interleaved", {},
         ["workload", "interleaved needs parallelism.vpp >= 2"]),
+    "interleaved vpp on one pipeline stage": (
+        "global_batch_size: 64\nparallelism: {vpp: 2}\npipeline_schedule: interleaved", {},
+        ["workload.parallelism.vpp", "vpp 2 needs pp >= 2"]),
     "interleaved microbatches not in groups of pp": (
         "global_batch_size: 12\nparallelism: {pp: 4, vpp: 2}\npipeline_schedule: interleaved",
         {}, ["workload.global_batch_size", "6 microbatches must be a multiple of pp (4)"]),
