@@ -49,26 +49,6 @@ Op = ComputeOp | CommOp
 FINAL_NORM = "final_norm"
 
 
-def _forward(specs: list, p: Prec, times: int) -> list[Op]:
-    """:func:`~simulator.perf.opspec.forward_ops` (the same ops), built directly: the engine
-    builds these for every new shape of prompt chunks."""
-    if times <= 0:
-        return []
-    out: list[Op] = []
-    for spec in specs:
-        for op in spec.forward(p):
-            if isinstance(op, CommOp):
-                out.append(CommOp(name=op.name, collective=op.collective, bytes=op.bytes,
-                                  group=op.group, count=op.count * times))
-            else:
-                out.append(ComputeOp(name=op.name, kind=op.kind, flops=op.flops * times,
-                                     bytes=op.bytes * times, precision=op.precision,
-                                     count=op.count * times,
-                                     gemm_flops_each=op.gemm_flops_each,
-                                     head_dims=op.head_dims))
-    return out
-
-
 def prefill_pairs(prompt_lens: Sequence[int], context_before: Sequence[int]) -> float:
     """(query, key) pairs of causal chunks: q·c + q(q+1)/2 per sequence."""
     return float(sum(q * c + q * (q + 1) // 2
@@ -237,14 +217,14 @@ class IterationModel:
         ``cached`` context tokens, attending over ``pairs`` (query, key) pairs."""
         batch = self._prefill_batch(tokens, cached, pairs, sequences)
         own = [s for s in self._attention(batch) if s.name not in self._shared]
-        return _forward(own, self.prec, self.model.layers)
+        return forward_ops(own, self.prec, self.model.layers)
 
     def decode_extra(self, sequences: int, context: int, queries: int = 1) -> list[Op]:
         """Decode attention: one token per sequence over ``context`` keys in total (with
         ``queries``, that many per sequence, each sequence's cache read once)."""
         own = [s for s in self._attention(self._decode_batch(sequences, context, queries))
                if s.name not in self._shared]
-        return _forward(own, self.prec, self.model.layers)
+        return forward_ops(own, self.prec, self.model.layers)
 
     def kernels(self) -> int:
         """Kernels one iteration launches (each op's count; the same at every batch size):
