@@ -78,21 +78,23 @@ def saved_activation_bytes(model: ModelProfile, w: TrainingWorkload, layers: int
     """Bytes of one microbatch's activations that ``layers`` layers, in ``chunks`` model
     chunks, keep for backward: with ``recompute_layers`` the first that many of each chunk
     keep only their input (full recomputation), the others everything."""
-    par = w.parallelism
-
-    def per_layer(recompute: str) -> float:
-        """One layer's saved bytes under ``recompute``."""
-        return activation_bytes_per_layer(
-            model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel),
-            recompute, par.cp, flash_attention=w.flash_attention,
-            gemm_input_bytes=w.saved_activation_bytes,
-            recompute_modules=w.recompute_modules, etp=par.expert_tp)
-
     count = w.recomputed_layers
     if count is None:
-        return per_layer(w.recompute.value) * layers
+        return _layer_bytes(model, w, w.recompute.value) * layers
     redone = min(layers, count * chunks)
-    return per_layer("full") * redone + per_layer("none") * (layers - redone)
+    return (_layer_bytes(model, w, "full") * redone
+            + _layer_bytes(model, w, "none") * (layers - redone))
+
+
+def _layer_bytes(model: ModelProfile, w: TrainingWorkload, recompute: str) -> float:
+    """One transformer layer's saved bytes per microbatch under ``recompute``, with the
+    workload's parallelism and activation options."""
+    par = w.parallelism
+    return activation_bytes_per_layer(
+        model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel),
+        recompute, par.cp, flash_attention=w.flash_attention,
+        gemm_input_bytes=w.saved_activation_bytes,
+        recompute_modules=w.recompute_modules, etp=par.expert_tp)
 
 
 def mtp_activation_bytes(model: ModelProfile, w: TrainingWorkload, depth: int) -> float:
@@ -110,11 +112,7 @@ def mtp_activation_bytes(model: ModelProfile, w: TrainingWorkload, depth: int) -
     if whole:
         return depth * glue
     mode = "none" if w.recompute is Recompute.FULL else w.recompute.value
-    layer = activation_bytes_per_layer(
-        model, w.seq_len, w.micro_batch_size, par.tp, bool(par.sequence_parallel), mode, par.cp,
-        flash_attention=w.flash_attention, gemm_input_bytes=w.saved_activation_bytes,
-        recompute_modules=w.recompute_modules, etp=par.expert_tp)
-    return depth * (layer + glue)
+    return depth * (_layer_bytes(model, w, mode) + glue)
 
 
 def _gemm_share(model: ModelProfile) -> float:
