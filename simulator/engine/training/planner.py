@@ -253,10 +253,10 @@ def chunk_prices(scenario: Scenario) -> PassCosts:
                      workload=w)
 
 
-def _stages(scenario: Scenario, dp: _DataParallel,
-            prices: PassCosts) -> tuple[list[Stage], float, float]:
-    """Every stage's chunks (priced passes and DP buckets) and optimizer step, and the FLOPs
-    a step executes, and of them recomputes."""
+def _stages(scenario: Scenario, dp: _DataParallel, prices: PassCosts,
+            mtp: int) -> tuple[list[Stage], float, float]:
+    """Every stage's chunks (priced passes and DP buckets; ``mtp`` trained MTP modules on
+    the last) and optimizer step, and the FLOPs a step executes, and of them recomputes."""
     w, hw, model = scenario.workload, scenario.hardware, scenario.model
     assert isinstance(w, TrainingWorkload)
     counts = count_params(model)
@@ -265,7 +265,6 @@ def _stages(scenario: Scenario, dp: _DataParallel,
     norm_s = _grad_norm_s(scenario)
     bandwidth = hw.hbm_bandwidth * hw.efficiency.hbm.value
     transposes = hw.compute.fp8_transposed_copies
-    mtp = trained_mtp_layers(model, w)
     for row in chunk_shapes(w, training_stage_layers(w, model.layers), mtp=mtp):
         chunks, params = [], []
         step_s = step_bytes = 0.0
@@ -339,11 +338,12 @@ def build_plan(scenario: Scenario, *, prices: PassCosts | None = None) -> Traini
     assert isinstance(w, TrainingWorkload)
     par = w.parallelism
     dp = _DataParallel(hw, w)
-    stages, executed, recomputed = _stages(scenario, dp, prices or chunk_prices(scenario))
+    mtp = trained_mtp_layers(model, w)
+    stages, executed, recomputed = _stages(scenario, dp, prices or chunk_prices(scenario), mtp)
     microbatches = w.global_batch_size // ((par.dp or 1) * w.micro_batch_size)
     order = schedule(w.pipeline_schedule.value, par.pp, microbatches, par.vpp)
     sends = _p2p(scenario)
-    shared = embedding_grads_cost(hw, model, w, trained_mtp_layers(model, w))
+    shared = embedding_grads_cost(hw, model, w, mtp)
     title = (f"{model.name} on {scenario.cluster.accelerators} x {hw.name}: tp={par.tp} "
              f"pp={par.pp} dp={par.dp} cp={par.cp} ep={par.ep}, {w.pipeline_schedule.value}"
              f"{f' vpp={par.vpp}' if par.vpp > 1 else ''}, {microbatches} microbatches")
@@ -358,7 +358,6 @@ def build_plan(scenario: Scenario, *, prices: PassCosts | None = None) -> Traini
                         EMBEDDING_GRADS, shared.time_s, _fabrics(shared.fabric)))
     ratio = executed / (executed - recomputed) if executed > recomputed else 1.0
     return TrainingPlan(step=step,
-                        model_flops_per_step=model_flops_per_token(
-                            model, w.seq_len, trained_mtp_layers(model, w))
+                        model_flops_per_step=model_flops_per_token(model, w.seq_len, mtp)
                         * w.tokens_per_step,
                         executed_flops_ratio=ratio)
