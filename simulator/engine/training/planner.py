@@ -253,18 +253,18 @@ def chunk_prices(scenario: Scenario) -> PassCosts:
                      workload=w)
 
 
-def _stages(scenario: Scenario, dp: _DataParallel,
-            prices: PassCosts) -> tuple[list[Stage], float, float]:
-    """Every stage's chunks (priced passes and DP buckets) and optimizer step, and the FLOPs
-    a step executes, and of them recomputes."""
+def _stages(scenario: Scenario, dp: _DataParallel, prices: PassCosts,
+            mtp: int) -> tuple[list[Stage], float, float]:
+    """Every stage's chunks (priced passes and DP buckets; ``mtp`` trained MTP modules on
+    the last) and optimizer step, and the FLOPs a step executes, and of them recomputes."""
     w, hw, model = scenario.workload, scenario.hardware, scenario.model
     assert isinstance(w, TrainingWorkload)
     counts = count_params(model)
     built: dict[ChunkParams, Chunk] = {}  # chunks of equal shape share their buckets
     stages, executed, recomputed = [], 0.0, 0.0
     norm_s = _grad_norm_s(scenario)
+    bandwidth = hw.hbm_bandwidth * hw.efficiency.hbm.value
     transposes = hw.compute.fp8_transposed_copies
-    mtp = trained_mtp_layers(model, w)
     for row in chunk_shapes(w, training_stage_layers(w, model.layers), mtp=mtp):
         chunks, params = [], []
         step_s = step_bytes = 0.0
@@ -288,20 +288,29 @@ def _stages(scenario: Scenario, dp: _DataParallel,
             chunks.append(chunk)
             executed += forward.flops + backward.flops
             recomputed += forward.recompute_flops + backward.recompute_flops
-        shard = dp.optimizer_params(params)
-        opt_bytes = shard * dp.optimizer_bytes_per_param
-        bandwidth = hw.hbm_bandwidth * hw.efficiency.hbm.value
-        opt_s = opt_bytes / bandwidth if shard else 0.0
-        opt_s += (norm_s if shard else 0.0) + step_s
-        # the main-gradient copy, the norm's read and its all-reduce precede the sync
-        before_sync = (shard * (dp.main_grad_copy_bytes + MAIN_GRAD_BYTES) / bandwidth
-                       + norm_s) if shard else 0.0
-        opt_s += dp.host_tail_s(params, device_after_sync_s=opt_s - before_sync)
-        # the next step's gradient zeroing runs in series with it, before the forward
-        zeroed = dp.grad_buffer_bytes(params)
-        opt_s += zeroed / bandwidth
-        stages.append(Stage(tuple(chunks), opt_s, opt_bytes + step_bytes + zeroed))
+        opt_s, opt_bytes = _optimizer_step(dp, params, step_s=step_s, step_bytes=step_bytes,
+                                           norm_s=norm_s, bandwidth=bandwidth)
+        stages.append(Stage(tuple(chunks), opt_s, opt_bytes))
     return stages, executed, recomputed
+
+
+def _optimizer_step(dp: _DataParallel, params: list[ChunkParams], *, step_s: float,
+                    step_bytes: float, norm_s: float, bandwidth: float) -> tuple[float, float]:
+    """A stage's seconds and HBM bytes after the barrier: the optimizer over its shard
+    (memory-bound at ``bandwidth``) with the gradient norm's all-reduce ``norm_s`` and the
+    chunks' own step work (``step_s``, ``step_bytes``), what the host's launches after the
+    norm's sync leave exposed, and the next step's gradient zeroing, in series before its
+    forward."""
+    shard = dp.optimizer_params(params)
+    moved = shard * dp.optimizer_bytes_per_param
+    seconds, before_sync = step_s, 0.0
+    if shard:
+        seconds = moved / bandwidth + (norm_s + step_s)
+        # the main-gradient copy, the norm's read and its all-reduce precede the sync
+        before_sync = shard * (dp.main_grad_copy_bytes + MAIN_GRAD_BYTES) / bandwidth + norm_s
+    seconds += dp.host_tail_s(params, device_after_sync_s=seconds - before_sync)
+    zeroed = dp.grad_buffer_bytes(params)
+    return seconds + zeroed / bandwidth, moved + step_bytes + zeroed
 
 
 def _sm_share(hw: HardwareProfile) -> float:
@@ -329,11 +338,12 @@ def build_plan(scenario: Scenario, *, prices: PassCosts | None = None) -> Traini
     assert isinstance(w, TrainingWorkload)
     par = w.parallelism
     dp = _DataParallel(hw, w)
-    stages, executed, recomputed = _stages(scenario, dp, prices or chunk_prices(scenario))
+    mtp = trained_mtp_layers(model, w)
+    stages, executed, recomputed = _stages(scenario, dp, prices or chunk_prices(scenario), mtp)
     microbatches = w.global_batch_size // ((par.dp or 1) * w.micro_batch_size)
     order = schedule(w.pipeline_schedule.value, par.pp, microbatches, par.vpp)
     sends = _p2p(scenario)
-    shared = embedding_grads_cost(hw, model, w, trained_mtp_layers(model, w))
+    shared = embedding_grads_cost(hw, model, w, mtp)
     title = (f"{model.name} on {scenario.cluster.accelerators} x {hw.name}: tp={par.tp} "
              f"pp={par.pp} dp={par.dp} cp={par.cp} ep={par.ep}, {w.pipeline_schedule.value}"
              f"{f' vpp={par.vpp}' if par.vpp > 1 else ''}, {microbatches} microbatches")
@@ -348,7 +358,6 @@ def build_plan(scenario: Scenario, *, prices: PassCosts | None = None) -> Traini
                         EMBEDDING_GRADS, shared.time_s, _fabrics(shared.fabric)))
     ratio = executed / (executed - recomputed) if executed > recomputed else 1.0
     return TrainingPlan(step=step,
-                        model_flops_per_step=model_flops_per_token(
-                            model, w.seq_len, trained_mtp_layers(model, w))
+                        model_flops_per_step=model_flops_per_token(model, w.seq_len, mtp)
                         * w.tokens_per_step,
                         executed_flops_ratio=ratio)
