@@ -93,8 +93,9 @@ class PrefixCache:
         return PrefixMatch(keys, referenced)
 
     def acquire(self, r: int, target: int, found: int) -> int:
-        """``r`` is admitted to prefill ``target`` tokens and takes its ``found`` leading
-        blocks from the cache; returns the tokens it need not compute."""
+        """:meth:`take` by a count: ``r`` takes its ``found`` leading blocks, rebuilt from
+        its prompt's keys; returns the tokens it need not compute. The scheduler calls
+        :meth:`lookup` then :meth:`take`, which carry the keys instead of rebuilding them."""
         return self.take(r, target, list(self.keys(r, 0, found)))
 
     def take(self, r: int, target: int, keys: list[int]) -> int:
