@@ -131,3 +131,21 @@ def test_slice_shapes_need_the_torus_they_are_cut_from(tmp_path):
     result = run_cli("profiles", "show", str(path))
     assert_clean_error(result, "my-tpu.yaml", "slice_shapes needs torus_dims")
     assert len(result.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    # a 16x8 torus holds 128 chips, the profile's domain is 256
+    (("  torus_dims: [16, 16]\n", "  torus_dims: [16, 8]\n"),
+     "torus_dims [16, 8] hold 128 devices but domain_size is 256"),
+    (("  topology: torus\n", "  topology: mesh\n"),
+     "torus_dims is only meaningful with topology: torus"),
+])
+def test_a_torus_shape_that_contradicts_the_domain_is_one_line(tmp_path, edit, message):
+    text = (hardware_dir() / "tpu-v5e.yaml").read_text()
+    old, new = edit
+    assert old in text
+    path = tmp_path / "my-tpu.yaml"
+    path.write_text(text.replace(old, new, 1))
+    result = run_cli("profiles", "show", str(path))
+    assert_clean_error(result, "my-tpu.yaml", "scale_up", message)
+    assert len(result.err.strip().splitlines()) == 1

@@ -23,7 +23,8 @@ import numpy as np
 
 from simulator.perf.collective_size import scale_up_size_factor, scale_up_size_factors
 from simulator.perf.ops import Collective, CommOp, Group
-from simulator.profiles.hardware import HardwareProfile, ScaleUpTopology
+from simulator.profiles.hardware import HardwareProfile
+from simulator.profiles.interconnect import ScaleUpTopology
 from simulator.profiles.torus_slice import slice_wraps
 
 # NVLink SHARP (NVLS) all-reduce reaches this multiple of the ring's bus bandwidth. Measured:

@@ -16,19 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 from simulator.profiles.calibration_record import CalibrationRecord
 from simulator.profiles.collective_size_curve import CollectiveSizeCurve
 from simulator.profiles.gemm_efficiency import GemmEfficiency
-from simulator.profiles.interconnect import (  # re-exported: profiles and perf import them here
-    Direction as Direction,
-)
-from simulator.profiles.interconnect import (
-    ScaleOut,
-    ScaleUp,
-)
-from simulator.profiles.interconnect import (
-    ScaleOutTopology as ScaleOutTopology,
-)
-from simulator.profiles.interconnect import (
-    ScaleUpTopology as ScaleUpTopology,
-)
+from simulator.profiles.interconnect import ScaleOut, ScaleUp
 from simulator.profiles.numbers import SPEC_CONFIG, PositiveInt
 from simulator.profiles.precision import Precision
 from simulator.profiles.purchase_unit import PER_ACCELERATOR, PurchaseUnit

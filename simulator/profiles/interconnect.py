@@ -43,7 +43,6 @@ class ScaleOutTopology(StrEnum):
     DRAGONFLY = "dragonfly"
 
 
-
 class ScaleUp(BaseModel):
     """The fast domain: NVLink/NVSwitch, Infinity Fabric, ICI, NeuronLink, Gaudi RoCE ports."""
 

@@ -40,7 +40,7 @@ from simulator.profiles.precision import Precision
 from simulator.profiles.shared_training_checks import shared_training_problems
 from simulator.profiles.torus_slice import on_slice
 from simulator.profiles.training import TrainingWorkload
-from simulator.profiles.training_checks import check_mtp, check_training_options
+from simulator.profiles.training_checks import check_training_options
 
 Workload = Annotated[TrainingWorkload | InferenceWorkload, Field(discriminator="kind")]
 
@@ -124,7 +124,7 @@ class Scenario(BaseModel):
         n = self.cluster.accelerators
         if isinstance(w, TrainingWorkload):
             problems = check_training(w, self.model, self.hardware, n)
-            problems += check_training_options(w, self.hardware) + check_mtp(w)
+            problems += check_training_options(w, self.hardware)
             if problems:
                 raise LayoutProblems(problems)
             par = w.parallelism

@@ -18,7 +18,8 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from simulator.profiles.hardware import HardwareProfile, ScaleUp
+    from simulator.profiles.hardware import HardwareProfile
+    from simulator.profiles.interconnect import ScaleUp
 
 
 def check_slices(up: ScaleUp) -> None:

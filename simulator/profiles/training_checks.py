@@ -1,8 +1,9 @@
 """Checks of a training workload's memory and precision options against the hardware.
 
 Kept apart from :mod:`simulator.profiles.layout_checks` (the parallel layout): these say
-whether the device can do what the options ask (move activations to host memory), and
-whether the attention kernel's causal block tiles the sequence.
+whether the device can do what the options ask (move activations to host memory),
+whether the attention kernel's causal block tiles the sequence, and whether the run can
+train the multi-token-prediction modules it names.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ def check_training_options(w: TrainingWorkload, hardware: HardwareProfile) -> li
                                 f"fp8 attention needs the fp8 attention efficiencies "
                                 f"(efficiency.attention.fp8_forward, fp8_backward), and "
                                 f"{hardware.id} has none in its profile"))
-    return problems + _attention_block(w)
+    return problems + _attention_block(w) + _mtp(w)
 
 
-def check_mtp(w: TrainingWorkload) -> list[Problem]:
+def _mtp(w: TrainingWorkload) -> list[Problem]:
     """Problems with the workload's multi-token-prediction modules: LoRA adapters train the
     main model only, so a LoRA run trains no MTP module."""
     if w.mtp_layers and w.finetune.method is FinetuneMethod.LORA:
