@@ -74,7 +74,7 @@ def _peak_flops_per_token(scenario: Scenario) -> float:
     model, w = scenario.model, scenario.workload
     if not isinstance(w, TrainingWorkload):
         return 2.0 * model.params_active
-    from simulator.engine.training.costs import model_flops_per_token
+    from simulator.perf.model_flops import model_flops_per_token
     from simulator.perf.mtp_training import trained_mtp_layers
 
     return model_flops_per_token(model, w.seq_len, trained_mtp_layers(model, w))

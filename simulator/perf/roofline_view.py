@@ -1,7 +1,9 @@
 """The roofline of one training step or one serving iteration, op by op, for users.
 
 For training: one microbatch's forward and backward on the most loaded pipeline stage,
-then the step's data-parallel gradient reduction and pipeline sends. For serving: one
+then the step's pipeline sends and that stage's data-parallel collectives (the rule the
+engine buckets, :mod:`simulator.perf.data_parallel`, and the shared word embedding's
+all-reduce). For serving: one
 prefill iteration filling the token budget with mean-length prompts, and one decode step
 at the batch limit with mean context. Times are per op, one after another, without
 overlap; the engines decide what overlaps.
@@ -11,6 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from simulator.perf.data_parallel import grad_collectives, param_collectives, zero_stage
+from simulator.perf.embedding_grads import NAME as EMBEDDING_GRADS
+from simulator.perf.embedding_grads import (
+    embedding_grad_bytes,
+    embedding_group,
+    shares_word_embedding,
+)
 from simulator.perf.footprint import resolved_memory_options
 from simulator.perf.layouts import inference_layout, training_layout, training_stage_layers
 from simulator.perf.moe_balance import moe_imbalance
@@ -19,6 +28,7 @@ from simulator.perf.ops import Collective, CommOp, ComputeOp
 from simulator.perf.quantize_ops import training_recipe
 from simulator.perf.roofline import op_time, serving_op_time
 from simulator.perf.serving_iteration import iteration_model
+from simulator.perf.training_chunks import chunk_params, chunk_shapes
 from simulator.perf.transformer import StageLayers, training_ops
 from simulator.profiles.inference import InferenceWorkload, mean_tokens
 from simulator.profiles.moe_routing import LoadBalancer
@@ -133,14 +143,6 @@ def _training(scenario: Scenario) -> RooflineView:
     rows = _rows(scenario, "forward (one microbatch)", ops.forward)
     rows += _rows(scenario, "backward (one microbatch)", ops.backward)
     step: list = list(ops.step)
-    grad_bytes = 2.0 * model.params_total / (layout.tp * layout.pp)
-    if layout.dp > 1 and lora is None:
-        kind = Collective.REDUCE_SCATTER if w.parallelism.zero >= 1 else Collective.ALL_REDUCE
-        step.append(CommOp(name="dp.gradients", collective=kind, bytes=grad_bytes,
-                           group=layout.dp_group))
-        if w.parallelism.zero >= 1:
-            step.append(CommOp(name="dp.params", collective=Collective.ALL_GATHER,
-                               bytes=grad_bytes, group=layout.dp_group))
     if layout.pp > 1:
         act = 2.0 * w.seq_len * w.micro_batch_size * model.hidden_size / layout.tp
         step.append(CommOp(name="pp.activations", collective=Collective.SEND_RECV, bytes=act,
@@ -149,11 +151,42 @@ def _training(scenario: Scenario) -> RooflineView:
             step.append(CommOp(name="pp.activations_all_gather",
                                collective=Collective.ALL_GATHER, bytes=act * layout.tp,
                                group=layout.tp_group))
-    rows += _rows(scenario, "per step", step)
     microbatches = w.global_batch_size // (layout.dp * w.micro_batch_size)
+    step += _data_parallel_ops(scenario, stage_layers, index, microbatches)
+    rows += _rows(scenario, "per step", step)
     title = (f"{model.name} training on {hw.name}: stage {index} of {layout.pp} "
              f"({stage_layers[index]} layers), one of {microbatches} microbatches per step")
     return RooflineView(title, rows, _ridge(scenario, w.precision))
+
+
+def _data_parallel_ops(scenario: Scenario, stage_layers: list[int], index: int,
+                       microbatches: int) -> list[CommOp]:
+    """Stage ``index``'s data-parallel collectives, each kind whole where the engine splits it
+    into DDP buckets (:mod:`simulator.perf.data_parallel`): the gradient reduction once a
+    step and the ZeRO 1/2 parameter gather once, or with ZeRO 3 a gather before every pass
+    and a reduction after every backward; then, on the first or last stage, the all-reduce of
+    a word embedding they share (:mod:`simulator.perf.embedding_grads`)."""
+    w, model, hw = scenario.workload, scenario.model, scenario.hardware
+    assert isinstance(w, TrainingWorkload)
+    mtp = trained_mtp_layers(model, w)
+    params = [chunk_params(model, w, shape)
+              for shape in chunk_shapes(w, stage_layers, mtp=mtp)[index]]
+    per_pass = zero_stage(w) == 3
+    ops: list[CommOp] = []
+    for collectives, count in ((grad_collectives, microbatches if per_pass else 1),
+                               (param_collectives, 2 * microbatches if per_pass else 1)):
+        merged: dict[str, CommOp] = {}
+        for chunk in params:
+            for c in collectives(w, chunk):
+                seen = merged.get(c.op.name)
+                merged[c.op.name] = (c.op if seen is None
+                                     else replace(seen, bytes=seen.bytes + c.op.bytes))
+        ops += [replace(op, count=count) for op in merged.values()]
+    if index in (0, len(stage_layers) - 1) and shares_word_embedding(model, w, mtp):
+        group = embedding_group(w, hw.scale_up.domain_size.value)
+        ops.append(CommOp(name=EMBEDDING_GRADS, collective=Collective.ALL_REDUCE,
+                          bytes=embedding_grad_bytes(model, w), group=group))
+    return ops
 
 
 def _inference(scenario: Scenario) -> RooflineView:

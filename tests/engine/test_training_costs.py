@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.engine.training.costs import (
-    chunk_params,
-    chunk_shapes,
-    model_flops_per_token,
-    pass_cost,
-)
+from simulator.engine.training.costs import pass_cost
 from simulator.loading import load_scenario
 from simulator.perf.layouts import training_layout, training_stage_layers
 from simulator.perf.memory import all_stage_params
+from simulator.perf.model_flops import model_flops_per_token
 from simulator.perf.mtp_training import trained_mtp_layers
 from simulator.perf.ops import Collective, CommOp, ComputeOp, Group, OpKind
 from simulator.perf.roofline import op_time
+from simulator.perf.training_chunks import chunk_params, chunk_shapes
 from simulator.perf.transformer import training_ops
 from simulator.profiles.catalog import load_hardware, load_model
 from tests.conftest import ROOT

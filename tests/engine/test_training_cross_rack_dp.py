@@ -16,9 +16,9 @@ import math
 import pytest
 import yaml
 
-from simulator.engine.training.costs import chunk_params, chunk_shapes
 from simulator.engine.training.planner import bucket_params, build_plan
 from simulator.loading import scenario_from_dict
+from simulator.perf.training_chunks import chunk_params, chunk_shapes
 from tests.conftest import ROOT, assert_clean_error, run_cli
 
 CASES = ROOT / "validation/cases/T41-mlperf-llama31-8b-72xgb200.yaml"

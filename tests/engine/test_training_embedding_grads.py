@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.engine.training.embedding_grads import (
-    NAME,
-    embedding_grad_bytes,
-    embedding_grads_cost,
-    embedding_group,
-    shares_word_embedding,
-)
 from simulator.engine.training.estimate import estimate_step_s
 from simulator.engine.training.plan import Bucket, Chunk, PassCost, Stage, StepPlan
 from simulator.engine.training.planner import build_plan
 from simulator.engine.training.schedule import schedule
 from simulator.engine.training.step import simulate_step
 from simulator.loading import load_scenario
+from simulator.perf.embedding_grads import (
+    NAME,
+    embedding_grad_bytes,
+    embedding_grads_cost,
+    embedding_group,
+    shares_word_embedding,
+)
 from simulator.perf.mtp_training import trained_mtp_layers
 from simulator.perf.ops import Group
 from simulator.profiles.scenario import Scenario

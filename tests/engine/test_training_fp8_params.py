@@ -8,12 +8,12 @@ import math
 
 import pytest
 
-from simulator.engine.training.costs import chunk_params, chunk_shapes
 from simulator.engine.training.planner import BUCKET_PARAMS, build_plan
 from simulator.loading import load_scenario
 from simulator.perf.collectives import collective_time
 from simulator.perf.footprint import training_footprint
 from simulator.perf.ops import Collective, Group
+from simulator.perf.training_chunks import chunk_params, chunk_shapes
 from simulator.profiles.params import count_params
 from tests.conftest import ROOT, assert_clean_error, run_cli
 

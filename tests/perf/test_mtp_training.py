@@ -20,17 +20,12 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.engine.training.costs import (
-    ChunkShape,
-    chunk_params,
-    chunk_shapes,
-    model_flops_per_token,
-)
 from simulator.engine.training.planner import build_plan
 from simulator.loading import load_scenario
 from simulator.perf.footprint import mtp_activation_bytes, training_footprint
 from simulator.perf.layouts import training_layout, training_stage_layers
 from simulator.perf.memory import all_stage_params
+from simulator.perf.model_flops import model_flops_per_token
 from simulator.perf.mtp_training import (
     mtp_flops_per_token,
     mtp_module_params,
@@ -41,6 +36,7 @@ from simulator.perf.ops import ComputeOp
 from simulator.perf.quantize_ops import training_recipe
 from simulator.perf.roofline_view import roofline
 from simulator.perf.stage_split import end_stage_weights
+from simulator.perf.training_chunks import ChunkShape, chunk_params, chunk_shapes
 from simulator.perf.transformer import StageLayers, training_ops
 from simulator.profiles.catalog import load_model
 from tests.conftest import ROOT, assert_clean_error, run_cli

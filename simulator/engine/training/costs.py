@@ -22,92 +22,19 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from simulator.engine.training.plan import PassCost
-from simulator.perf.footprint import lora_params_per_layer, saved_activation_bytes
-from simulator.perf.memory import even_stage_layers
+from simulator.perf.footprint import saved_activation_bytes
 from simulator.perf.moe_balance import moe_imbalance
-from simulator.perf.mtp_training import mtp_flops_per_token, mtp_stage_params
 from simulator.perf.ops import GEMM_KINDS, Collective, CommOp, ComputeOp, Layout, OpKind
 from simulator.perf.quantize_ops import training_recipe
 from simulator.perf.roofline import op_time
+from simulator.perf.training_chunks import ChunkShape
 from simulator.perf.transformer import RECOMPUTE_PREFIX, StageLayers, training_ops
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.model import ModelProfile
 from simulator.profiles.moe_routing import LoadBalancer
-from simulator.profiles.params import ParamCount, attention_params, count_params, ffn_params
 from simulator.profiles.training import FinetuneMethod, TrainingWorkload
 
 _PARTNER_WINDOW = 3  # how far (in ops) a TP collective looks for the GEMM it overlaps
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChunkShape:
-    """The layers one model chunk (a virtual pipeline stage) holds."""
-
-    first_layer: int
-    layers: int
-    embedding: bool
-    lm_head: bool
-    mtp: int = 0  # multi-token-prediction modules (on the chunk with the LM head)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChunkParams:
-    """Parameters of one chunk held by one device: dense (split by TP) and expert (by EP·TP),
-    and how many of them are trained (all, or LoRA adapters only)."""
-
-    dense: float
-    expert: float
-    trainable_dense: float
-    trainable_expert: float
-    gemm_dense: float = 0.0  # of ``dense``: the weights of matrix multiplies in the layers
-    # (attention, dense FFN, shared experts; not norms, router, embedding or LM head),
-    # which fp8_param_gather keeps in fp8
-
-
-def chunk_shapes(workload: TrainingWorkload, layers_per_stage: list[int], *,
-                 mtp: int = 0) -> list[list[ChunkShape]]:
-    """Per pipeline stage, its ``vpp`` chunks in Megatron's interleaved placement.
-
-    Virtual stage ``c·pp + s`` is chunk ``c`` of stage ``s``; a stage's layers split as
-    evenly as possible over its chunks; the embedding sits on virtual stage 0 and the LM head
-    on the last one, with the ``mtp`` multi-token-prediction modules (Megatron Core builds
-    them on the last virtual stage only).
-    """
-    pp, vpp = len(layers_per_stage), workload.parallelism.vpp
-    sizes = [even_stage_layers(n, vpp) for n in layers_per_stage]
-    # A lighter first stage lightens its first chunks (the one with the embedding), a lighter
-    # last stage its last chunks (Llama 3: the embedding and the LM head get chunks of their
-    # own when the end stages hold one layer less).
-    sizes[0] = sorted(sizes[0])
-    if pp > 1:
-        sizes[-1] = _last_stage_chunks(layers_per_stage[-1], vpp, mtp)
-    shapes: list[list[ChunkShape | None]] = [[None] * vpp for _ in range(pp)]
-    first = 0
-    for c in range(vpp):
-        for s in range(pp):
-            n = sizes[s][c]
-            last = s == pp - 1 and c == vpp - 1
-            shapes[s][c] = ChunkShape(first_layer=first, layers=n,
-                                      embedding=s == 0 and c == 0, lm_head=last,
-                                      mtp=mtp if last else 0)
-            first += n
-    return [[shape for shape in row if shape is not None] for row in shapes]
-
-
-def _last_stage_chunks(layers: int, vpp: int, mtp: int) -> list[int]:
-    """The last stage's layers per chunk, lighter chunks last. Each MTP module takes the
-    place of a layer in its last chunk, as Megatron's layouts count it (an ``m`` entry of
-    ``--pipeline-model-parallel-layout``; megatron-bridge 0.3.1's DeepSeek-V3 layouts,
-    recipes/deepseek/deepseek_v3.py, give the last stage ``decoder x 5 + mtp + loss`` at
-    PP8, read): the stage's layers and modules split evenly, the modules' places then
-    emptied from the last chunk back."""
-    sizes = sorted(even_stage_layers(layers + mtp, vpp), reverse=True)
-    left = mtp
-    for c in reversed(range(vpp)):
-        taken = min(left, sizes[c])
-        sizes[c] -= taken
-        left -= taken
-    return sizes
 
 
 def _comm_class(op: CommOp) -> str:
@@ -292,60 +219,3 @@ def with_offload(cost: PassCost, copy_s: float) -> PassCost:
     if exposed <= 0:
         return cost
     return replace(cost, cp_s=cost.cp_s + exposed)
-
-
-def chunk_params(model: ModelProfile, workload: TrainingWorkload, shape: ChunkShape,
-                 counts: ParamCount | None = None) -> ChunkParams:
-    """Per-device parameters of a chunk, as :func:`simulator.perf.memory.all_stage_params`
-    counts them (the last stage keeps its own copy of tied embeddings when pp > 1, and of
-    the embedding when it runs MTP modules)."""
-    par = workload.parallelism
-    counts = counts or count_params(model)
-    per_norm = counts.norms / (2 * model.layers + 1)
-    dense = expert = gemm = 0.0
-    for index in range(shape.first_layer, shape.first_layer + shape.layers):
-        dense += attention_params(model) + 2 * per_norm
-        gemm += attention_params(model)
-        if model.is_moe_layer(index):
-            assert model.moe is not None
-            one = ffn_params(model, model.moe.expert_ffn_size)
-            expert += model.moe.experts * one
-            dense += model.moe.shared_experts * one + model.hidden_size * model.moe.experts
-            gemm += model.moe.shared_experts * one
-        else:
-            dense += counts.dense_ffn_per_layer
-            gemm += counts.dense_ffn_per_layer
-    if shape.embedding:
-        dense += counts.embedding
-    if shape.lm_head:
-        tied_copy = model.tied_embeddings and not shape.embedding
-        dense += (counts.lm_head or counts.embedding if tied_copy else counts.lm_head) + per_norm
-    mtp_dense, mtp_expert = mtp_stage_params(model, shape.mtp, holds_embedding=shape.embedding)
-    dense, expert = (dense + mtp_dense) / par.tp, (expert + mtp_expert) / (par.ep * par.expert_tp)
-    gemm /= par.tp
-    if workload.finetune.method is FinetuneMethod.LORA:
-        f = workload.finetune
-        adapters = lora_params_per_layer(model, f.rank, f.targets) * shape.layers / par.tp
-        return ChunkParams(dense=dense, expert=expert, trainable_dense=adapters,
-                           trainable_expert=0.0, gemm_dense=gemm)
-    return ChunkParams(dense=dense, expert=expert, trainable_dense=dense,
-                       trainable_expert=expert, gemm_dense=gemm)
-
-
-def model_flops_per_token(model: ModelProfile, seq_len: int, mtp: int = 0) -> float:
-    """Model FLOPs of one trained token, without recomputation (the MFU numerator), with
-    those of ``mtp`` trained multi-token-prediction modules (as Megatron-Bridge counts them).
-
-    6 FLOPs per parameter that takes part in a matrix multiply (every active parameter but
-    the input embedding table, which is a lookup) plus the attention scores and their use:
-    6·layers·heads·(d_qk + d_v)·seq_len, PaLM's convention (Chowdhery et al. 2022, App. B,
-    = Megatron-LM's s/(6h) term), which counts the full (non-causal) score matrix as
-    published MFU figures do.
-    """
-    counts = count_params(model)
-    positions = model.max_seq_len * model.hidden_size \
-        if model.position_embedding.value == "learned" else 0.0
-    lookup = positions if model.tied_embeddings else counts.embedding
-    d_qk, d_v = model.score_dims
-    attention = 6.0 * model.layers * model.attention_heads * (d_qk + d_v) * seq_len
-    return 6.0 * (counts.active - lookup) + attention + mtp_flops_per_token(model, seq_len, mtp)

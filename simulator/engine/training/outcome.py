@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from simulator.engine.training.data_parallel import DP_STREAM
-from simulator.engine.training.embedding_grads import NAME as EMBEDDING_GRADS
 from simulator.engine.training.ledger import Ledger, StageTotals
 from simulator.engine.training.plan import GatherMode, StepPlan
 from simulator.engine.training.records import StepRecords
 from simulator.engine.training.stage_process import COMPUTE
+from simulator.perf.embedding_grads import NAME as EMBEDDING_GRADS
 from simulator.results.training import StepBreakdown, StepTimeline
 from simulator.results.utilization import Utilization
 

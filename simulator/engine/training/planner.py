@@ -10,8 +10,11 @@ Data-parallel traffic follows Megatron-LM's distributed data parallel (Narayanan
 - ZeRO 1/2 all-gather the updated bf16 parameters once per step, ZeRO 3 before every pass;
 - LoRA reduces only the adapters' gradients and gathers nothing (the frozen base is
   replicated, as the footprint assumes);
+
+  (what each collective carries and over which ranks: :mod:`simulator.perf.data_parallel`;
+  here they are split into buckets)
 - after them, the first and the last stage all-reduce the gradient of a word embedding they
-  share (tied output layer, or MTP modules: :mod:`.embedding_grads`).
+  share (tied output layer, or MTP modules: :mod:`simulator.perf.embedding_grads`).
 """
 
 from __future__ import annotations
@@ -20,15 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from simulator.engine.training.costs import (
-    ChunkParams,
-    PassCosts,
-    chunk_params,
-    chunk_shapes,
-    model_flops_per_token,
-)
-from simulator.engine.training.embedding_grads import NAME as EMBEDDING_GRADS
-from simulator.engine.training.embedding_grads import embedding_grads_cost
+from simulator.engine.training.costs import PassCosts
 from simulator.engine.training.optimizer_host import (
     exposed_host_s,
     optimizer_launches,
@@ -37,17 +32,26 @@ from simulator.engine.training.optimizer_host import (
 from simulator.engine.training.plan import Bucket, Chunk, GatherMode, Stage, StepPlan
 from simulator.engine.training.schedule import schedule
 from simulator.perf.collectives import collective_time
+from simulator.perf.data_parallel import (
+    DpCollective,
+    dp_groups,
+    grad_collectives,
+    param_collectives,
+    zero_stage,
+)
+from simulator.perf.embedding_grads import NAME as EMBEDDING_GRADS
+from simulator.perf.embedding_grads import embedding_grads_cost
 from simulator.perf.footprint import resolved_memory_options
 from simulator.perf.layouts import training_layout, training_stage_layers
+from simulator.perf.model_flops import model_flops_per_token
 from simulator.perf.mtp_training import trained_mtp_layers
 from simulator.perf.ops import Collective, Group
+from simulator.perf.training_chunks import ChunkParams, chunk_params, chunk_shapes
 from simulator.profiles.hardware import HardwareProfile
 from simulator.profiles.params import count_params
 from simulator.profiles.scenario import Scenario
-from simulator.profiles.training import FinetuneMethod, TrainingWorkload
+from simulator.profiles.training import TrainingWorkload
 
-PARAM_GATHER_BYTES = 2.0  # bf16 parameters
-FP8_PARAM_BYTES = 1.0  # a GEMM weight kept and gathered in fp8 (workload.fp8_param_gather)
 ACTIVATION_BYTES = 2.0  # activations and their gradients cross stages in bf16
 # Adam over one parameter of the shard, memory-bound: read the fp32 master weight, m and v
 # (12 B) and the fp32 main gradient (4 B), write master, m and v (12 B) and the bf16 weight
@@ -93,17 +97,15 @@ def bucket_params(w: TrainingWorkload) -> float:
     return max(BUCKET_PARAMS, 1e6 * (w.parallelism.dp or 1))
 
 
-def _buckets(hw: HardwareProfile, name: str, params: float, bytes_per_param: float,
-             collective: Collective, group: Group, size: float) -> tuple[Bucket, ...]:
-    """``params`` split into DDP buckets of ``size`` parameters, each priced as one
-    collective over ``group``."""
-    if params <= 0 or group.size <= 1:
-        return ()
-    n = max(1, min(MAX_BUCKETS, math.ceil(params / size)))
-    cost = collective_time(hw, collective, params / n * bytes_per_param, group, library=True)
+def _buckets(hw: HardwareProfile, collective: DpCollective, size: float) -> tuple[Bucket, ...]:
+    """One collective of a chunk split into DDP buckets of ``size`` parameters, each priced
+    as one collective over its group."""
+    op = collective.op
+    n = max(1, min(MAX_BUCKETS, math.ceil(collective.params / size)))
+    cost = collective_time(hw, op.collective, op.bytes / n, op.group, library=True)
     if cost.fabric == "local":
         return ()
-    return tuple(Bucket(f"{name} {k + 1}/{n}", cost.time_s, _fabrics(cost.fabric))
+    return tuple(Bucket(f"{op.name} {k + 1}/{n}", cost.time_s, _fabrics(cost.fabric))
                  for k in range(n))
 
 
@@ -111,16 +113,11 @@ class _DataParallel:
     """The data-parallel groups of a layout and the buckets of one chunk."""
 
     def __init__(self, hw: HardwareProfile, w: TrainingWorkload):
-        par = w.parallelism
         self.hw = hw
+        self.workload = w
         self.grad_bytes = w.grad_bytes
-        replicas = (par.dp or 1) * par.cp
-        self.dense = Group(replicas, par.tp)
-        # expert-data-parallel: tp*cp*dp / (ep*etp) ranks, etp*ep apart (MoE folding)
-        self.expert = Group(max(1, replicas * par.tp // (par.ep * par.expert_tp)),
-                            par.expert_tp * par.ep)
-        self.lora = w.finetune.method is FinetuneMethod.LORA
-        self.zero = 0 if self.lora else par.zero
+        self.dense, self.expert = dp_groups(w)
+        self.zero = zero_stage(w)
         self.fp8_params = w.fp8_param_gather
         self.bucket_params = bucket_params(w)
 
@@ -134,28 +131,13 @@ class _DataParallel:
     def grads(self, p: ChunkParams) -> tuple[Bucket, ...]:
         """The gradient buckets of a chunk: dense over the DP group, expert over the
         expert-data-parallel one."""
-        kind = Collective.ALL_REDUCE if self.zero == 0 else Collective.REDUCE_SCATTER
-        size = self.bucket_params
-        return (_buckets(self.hw, f"grads {kind.value}", p.trainable_dense, self.grad_bytes,
-                         kind, self.dense, size)
-                + _buckets(self.hw, f"expert grads {kind.value}", p.trainable_expert,
-                           self.grad_bytes, kind, self.expert, size))
+        return tuple(bucket for c in grad_collectives(self.workload, p)
+                     for bucket in _buckets(self.hw, c, self.bucket_params))
 
     def params(self, p: ChunkParams) -> tuple[Bucket, ...]:
         """The parameter-gather buckets of a chunk (ZeRO 1-3; none with ZeRO 0)."""
-        if self.gather is GatherMode.NONE:
-            return ()
-        ag = Collective.ALL_GATHER
-        dense_bytes = expert_bytes = PARAM_GATHER_BYTES
-        if self.fp8_params:  # GEMM weights in fp8, the rest in bf16
-            if p.dense > 0:
-                dense_bytes -= (PARAM_GATHER_BYTES - FP8_PARAM_BYTES) * p.gemm_dense / p.dense
-            expert_bytes = FP8_PARAM_BYTES
-        size = self.bucket_params
-        return (_buckets(self.hw, "params all_gather", p.dense, dense_bytes, ag, self.dense,
-                         size)
-                + _buckets(self.hw, "expert params all_gather", p.expert, expert_bytes,
-                           ag, self.expert, size))
+        return tuple(bucket for c in param_collectives(self.workload, p)
+                     for bucket in _buckets(self.hw, c, self.bucket_params))
 
     @property
     def optimizer_bytes_per_param(self) -> float:
