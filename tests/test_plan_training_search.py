@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from simulator.engine.training.estimate import estimate_step_s
-from simulator.engine.training.plan import Chunk, PassCost, Stage, StepPlan
+from simulator.engine.training.plan import Bucket, Chunk, PassCost, Stage, StepPlan
 from simulator.engine.training.schedule import schedule
 from simulator.engine.training.step import simulate_step
 from simulator.errors import InputError
@@ -140,6 +140,24 @@ def test_estimate_waits_for_the_slowest_stage_and_the_transfers():
     plan = StepPlan(stages=(plan.stages[0], slow, plan.stages[2]), order=plan.order, p2p_s=0.1)
     # 4 * 6 (slowest) + 2 * ((3 + 6 + 3) / 3 + 2 * 0.1) = 24 + 8.4
     assert estimate_step_s(plan) == pytest.approx(32.4)
+
+
+@pytest.mark.parametrize(("bucket_s", "exposed"), [
+    (0.1, 0.1),  # shorter than the spacing (2 s / 4): only the last bucket is left
+    (1.0, 4 * 1.0 - 2.0 * 3 / 4),  # longer: all but what the first 3/4 of the pass covers
+])
+def test_the_last_gradient_buckets_hide_behind_the_backward_that_issues_them(bucket_s,
+                                                                             exposed):
+    """One stage, 5 microbatches of f = 1 s and b = 2 s (15 s), and four gradient buckets
+    issued one by one as the last backward goes (after 0.5, 1, 1.5 and 2 s of it): the
+    stream ends 0.1 s after the pass with 0.1 s buckets, and with 1 s buckets, started at
+    13.5, 14.5, 15.5 and 16.5 s, 2.5 s after it. The estimate and the simulation agree."""
+    buckets = tuple(Bucket(f"grads {k}", bucket_s, ("scale_out",)) for k in range(4))
+    chunk = Chunk(forward=PassCost(compute_s=1.0), backward=PassCost(compute_s=2.0),
+                  grad_buckets=buckets)
+    plan = StepPlan(stages=(Stage((chunk,)),), order=_plan(1, 5).order, dp_overlap=True)
+    assert estimate_step_s(plan) == pytest.approx(15.0 + exposed)
+    assert simulate_step(plan).step_time_s == pytest.approx(15.0 + exposed)
 
 
 # ---- the search ---------------------------------------------------------------------------

@@ -16,7 +16,9 @@ gathers every pass's parameters and reduces every backward's gradients on the st
 data-parallel stream: with overlap a stage goes at the slower of its compute and that
 stream, without it at their sum. After the last backward comes what the gradient
 reduction leaves exposed (with overlap, the last-reduced chunk's buckets, or the part of the
-step's data-parallel traffic the compute cannot hide), the first and the last stage's
+step's data-parallel traffic the compute cannot hide; the last chunk's buckets are issued
+one by one during its last backward, which hides all but the last or what outlasts the
+pass), the first and the last stage's
 all-reduce of a word embedding they share, and the optimizer step. Compute
 that overlaps data-parallel traffic loses the profile's ``collective_sm_share`` of it
 (:mod:`.shared_compute`).
@@ -84,9 +86,23 @@ def _tail_s(plan: StepPlan, stage: Stage, busy_s: float) -> float:
         if plan.gather is GatherMode.STEP else 0.0
     if not plan.dp_overlap:
         return grads + gathers + stage.optimizer_s
-    last_chunk = _bucket_s(stage.chunks[0].grad_buckets)
+    last_chunk = _last_chunk_exposed_s(stage.chunks[0])
     return (max(last_chunk, grads + gathers - busy_s) + _slowed_s(plan, stage, busy_s)
             + stage.optimizer_s)
+
+
+def _last_chunk_exposed_s(chunk: Chunk) -> float:
+    """What the last-reduced chunk's gradient buckets leave after its last backward. They
+    are issued one by one as that pass produces them (after each ``1/n`` of it, as the
+    simulated stage cuts it), so the stream hides all but the last bucket where a bucket
+    is shorter than the spacing, and otherwise all but what the pass's first ``(n-1)/n``
+    covers."""
+    buckets = chunk.grad_buckets
+    if not buckets:
+        return 0.0
+    n = len(buckets)
+    covered = chunk.backward.duration_s * (n - 1) / n
+    return max(max(b.time_s for b in buckets), _bucket_s(buckets) - covered)
 
 
 def _slowed_s(plan: StepPlan, stage: Stage, busy_s: float) -> float:
