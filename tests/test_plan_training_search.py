@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from simulator.engine.training.estimate import estimate_step_s
-from simulator.engine.training.plan import Bucket, Chunk, PassCost, Stage, StepPlan
+from simulator.engine.training.plan import (
+    Bucket,
+    Chunk,
+    GatherMode,
+    PassCost,
+    Stage,
+    StepPlan,
+)
 from simulator.engine.training.schedule import schedule
 from simulator.engine.training.step import simulate_step
 from simulator.errors import InputError
@@ -158,6 +165,19 @@ def test_the_last_gradient_buckets_hide_behind_the_backward_that_issues_them(buc
     plan = StepPlan(stages=(Stage((chunk,)),), order=_plan(1, 5).order, dp_overlap=True)
     assert estimate_step_s(plan) == pytest.approx(15.0 + exposed)
     assert simulate_step(plan).step_time_s == pytest.approx(15.0 + exposed)
+
+
+def test_zero3_issues_each_backwards_buckets_as_the_pass_goes_too():
+    """ZeRO 3 reduces after every backward, bucket by bucket as the pass produces them:
+    with 0.1 s buckets (shorter than the 0.5 s spacing) only the last backward's last
+    bucket is left after the 15 s of compute, in the estimate and the simulation."""
+    buckets = tuple(Bucket(f"grads {k}", 0.1, ("scale_out",)) for k in range(4))
+    chunk = Chunk(forward=PassCost(compute_s=1.0), backward=PassCost(compute_s=2.0),
+                  grad_buckets=buckets)
+    plan = StepPlan(stages=(Stage((chunk,)),), order=_plan(1, 5).order, dp_overlap=True,
+                    gather=GatherMode.PASS)
+    assert estimate_step_s(plan) == pytest.approx(15.1)
+    assert simulate_step(plan).step_time_s == pytest.approx(15.1)
 
 
 # ---- the search ---------------------------------------------------------------------------

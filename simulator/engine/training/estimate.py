@@ -79,7 +79,7 @@ def _tail_s(plan: StepPlan, stage: Stage, busy_s: float) -> float:
     """What follows ``stage``'s last backward: exposed gradient reduction, then the
     optimizer. ``busy_s`` is the stage's compute over the step, which hides traffic."""
     if plan.gather is GatherMode.PASS:
-        exposed = _bucket_s(stage.chunks[0].grad_buckets) if plan.dp_overlap else 0.0
+        exposed = _last_chunk_exposed_s(stage.chunks[0]) if plan.dp_overlap else 0.0
         return exposed + stage.optimizer_s
     grads = sum(_bucket_s(c.grad_buckets) for c in stage.chunks)
     gathers = sum(_bucket_s(c.param_buckets) for c in stage.chunks) \

@@ -1,7 +1,9 @@
 """From a training scenario to the plan of one step: pass costs, schedule, DP buckets.
 
 Data-parallel traffic follows Megatron-LM's distributed data parallel (Narayanan et al.
-2021; Megatron-core ``DistributedDataParallel`` and ``DistributedOptimizer``):
+2021; Megatron-core ``DistributedDataParallel`` and ``DistributedOptimizer``). What each
+collective carries and over which ranks is :mod:`simulator.perf.data_parallel`, which the
+roofline view reads too; here each is split into buckets:
 
 - gradients are reduced in fp32 (Megatron-LM's default with bf16, as in Llama 3) in
   buckets of ``workload.ddp_bucket_params``, by default megatron-core's max(40M, 1M x dp)
@@ -10,9 +12,6 @@ Data-parallel traffic follows Megatron-LM's distributed data parallel (Narayanan
 - ZeRO 1/2 all-gather the updated bf16 parameters once per step, ZeRO 3 before every pass;
 - LoRA reduces only the adapters' gradients and gathers nothing (the frozen base is
   replicated, as the footprint assumes);
-
-  (what each collective carries and over which ranks: :mod:`simulator.perf.data_parallel`;
-  here they are split into buckets)
 - after them, the first and the last stage all-reduce the gradient of a word embedding they
   share (tied output layer, or MTP modules: :mod:`simulator.perf.embedding_grads`).
 """
