@@ -19,6 +19,8 @@ from simulator.economics.pool_cost import PoolsCost, pools_cost, pools_warnings
 from simulator.economics.power import power_model
 from simulator.errors import DoesNotFit
 from simulator.perf.footprint import scenario_footprint
+from simulator.perf.model_flops import model_flops_per_token
+from simulator.perf.mtp_training import trained_mtp_layers
 from simulator.profiles.cost import CostMode
 from simulator.profiles.inference import ArrivalProcess, InferenceWorkload
 from simulator.profiles.scenario import Scenario
@@ -74,9 +76,6 @@ def _peak_flops_per_token(scenario: Scenario) -> float:
     model, w = scenario.model, scenario.workload
     if not isinstance(w, TrainingWorkload):
         return 2.0 * model.params_active
-    from simulator.perf.model_flops import model_flops_per_token
-    from simulator.perf.mtp_training import trained_mtp_layers
-
     return model_flops_per_token(model, w.seq_len, trained_mtp_layers(model, w))
 
 
